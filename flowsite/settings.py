@@ -1,0 +1,212 @@
+"""Flowsite settings, read from the environment.
+
+Every knob is an environment variable with a default that suits `make run` on a laptop
+(SQLite, local files, the local Flow emulator). The README's configuration table lists them.
+"""
+
+import os
+from pathlib import Path
+
+import dj_database_url
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+
+def envstr(name: str, default: str = "") -> str:
+    return os.environ.get(name, default)
+
+
+def envbool(name: str, default: bool) -> bool:
+    value = os.environ.get(name)
+    if value is None or value == "":
+        return default
+    return value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+def envint(name: str, default: int) -> int:
+    value = os.environ.get(name)
+    return int(value) if value else default
+
+
+def envfloat(name: str, default: float) -> float:
+    value = os.environ.get(name)
+    return float(value) if value else default
+
+
+def envlist(name: str, default: str = "") -> list[str]:
+    return [item.strip() for item in envstr(name, default).split(",") if item.strip()]
+
+
+DEBUG = envbool("DEBUG", False)
+SECRET_KEY = envstr("SECRET_KEY", "flowsite-insecure-development-key-change-me")
+ALLOWED_HOSTS = envlist("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]")
+CSRF_TRUSTED_ORIGINS = envlist("CSRF_TRUSTED_ORIGINS")
+
+# Everything the app writes (SQLite database, media) lives under one folder by default.
+VAR_DIR = Path(envstr("FLOWSITE_VAR_DIR", str(BASE_DIR / "var")))
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "django_htmx",
+    "django_q",
+    "generations",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "django_htmx.middleware.HtmxMiddleware",
+]
+
+ROOT_URLCONF = "flowsite.urls"
+WSGI_APPLICATION = "flowsite.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+                "generations.context_processors.flowsite",
+            ],
+        },
+    },
+]
+
+# SQLite by default, in WAL mode with IMMEDIATE transactions and a busy timeout, so the web
+# process and the worker can write at the same time without "database is locked".
+SQLITE_PATH = Path(envstr("SQLITE_PATH", str(VAR_DIR / "flowsite.sqlite3")))
+DATABASE_URL = envstr("DATABASE_URL")
+if DATABASE_URL:
+    DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=60)}
+else:
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.sqlite3",
+            "NAME": SQLITE_PATH,
+            "OPTIONS": {
+                "transaction_mode": "IMMEDIATE",
+                "timeout": 20,
+                "init_command": (
+                    "PRAGMA journal_mode=WAL;"
+                    "PRAGMA synchronous=NORMAL;"
+                    "PRAGMA busy_timeout=20000;"
+                    "PRAGMA foreign_keys=ON;"
+                ),
+            },
+            "TEST": {"NAME": envstr("SQLITE_TEST_PATH", str(VAR_DIR / "test.sqlite3"))},
+        }
+    }
+
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = envstr("TIME_ZONE", "UTC")
+USE_I18N = True
+USE_TZ = True
+
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "project-list"
+LOGOUT_REDIRECT_URL = "login"
+
+STATIC_URL = "static/"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+STATIC_ROOT = Path(envstr("STATIC_ROOT", str(BASE_DIR / "staticfiles")))
+
+# Media is private: no MEDIA_URL is ever routed. Every file is served by a view that checks
+# project membership first.
+MEDIA_ROOT = Path(envstr("MEDIA_ROOT", str(VAR_DIR / "media")))
+MEDIA_URL = None
+
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {
+        "BACKEND": (
+            "whitenoise.storage.CompressedManifestStaticFilesStorage"
+            if not DEBUG
+            else "django.contrib.staticfiles.storage.StaticFilesStorage"
+        )
+    },
+}
+
+# --- Flow, the upstream -------------------------------------------------------------------
+
+# The local emulator stands in for Google: both base URLs then point at it.
+FLOWSITE_EMULATOR = envbool("FLOWSITE_EMULATOR", DEBUG)
+FLOW_EMULATOR_HOST = envstr("FLOW_EMULATOR_HOST", "127.0.0.1")
+FLOW_EMULATOR_PORT = envint("FLOW_EMULATOR_PORT", 8765)
+FLOW_EMULATOR_URL = f"http://{FLOW_EMULATOR_HOST}:{FLOW_EMULATOR_PORT}"
+# The credentials the emulator accepts; `make run` puts them on the demo account.
+FLOW_EMULATOR_TOKEN = envstr("FLOW_EMULATOR_TOKEN", "ya29.emulator-token")
+FLOW_EMULATOR_SESSION_COOKIE = envstr("FLOW_EMULATOR_SESSION_COOKIE", "emulator-session")
+
+if FLOWSITE_EMULATOR:
+    FLOW_API_BASE_URL = FLOW_EMULATOR_URL
+    FLOW_LABS_BASE_URL = FLOW_EMULATOR_URL
+else:
+    FLOW_API_BASE_URL = envstr("FLOW_API_BASE_URL", "https://aisandbox-pa.googleapis.com")
+    FLOW_LABS_BASE_URL = envstr("FLOW_LABS_BASE_URL", "https://labs.google")
+
+FLOW_MEDIA_HOSTS = envlist("FLOW_MEDIA_HOSTS", "storage.googleapis.com,flow-content.google")
+if FLOWSITE_EMULATOR and FLOW_EMULATOR_HOST not in FLOW_MEDIA_HOSTS:
+    FLOW_MEDIA_HOSTS.append(FLOW_EMULATOR_HOST)
+
+FLOW_CONNECT_TIMEOUT = envfloat("FLOW_CONNECT_TIMEOUT", 10.0)
+FLOW_READ_TIMEOUT = envfloat("FLOW_READ_TIMEOUT", 60.0)
+FLOW_CALL_DEADLINE = envfloat("FLOW_CALL_DEADLINE", 90.0)
+FLOW_STATUS_BATCH_SIZE = envint("FLOW_STATUS_BATCH_SIZE", 50)
+FLOW_DOWNLOAD_MAX_BYTES = envint("FLOW_DOWNLOAD_MAX_BYTES", 512 * 1024 * 1024)
+FLOW_DOWNLOAD_DEADLINE = envfloat("FLOW_DOWNLOAD_DEADLINE", 300.0)
+
+# How often the worker asks Flow about clips in flight, and how often a page asks Flowsite.
+FLOWSITE_POLL_INTERVAL = envfloat("FLOWSITE_POLL_INTERVAL", 5.0)
+FLOWSITE_PAGE_POLL_SECONDS = envint("FLOWSITE_PAGE_POLL_SECONDS", 3)
+
+# --- Background work (django-q2) ----------------------------------------------------------
+
+Q_CLUSTER = {
+    "name": "flowsite",
+    "workers": envint("Q_WORKERS", 2),
+    # timeout < retry, so a task is never handed out again while it may still be running.
+    "timeout": envint("Q_TIMEOUT", 600),
+    "retry": envint("Q_RETRY", 660),
+    "max_attempts": envint("Q_MAX_ATTEMPTS", 3),
+    "catch_up": False,
+    "save_limit": 500,
+    "poll": 0.2,
+    "orm": "default",
+    "ack_failures": True,
+}
+if envstr("Q_REDIS_URL"):
+    Q_CLUSTER.pop("orm")
+    Q_CLUSTER["redis"] = envstr("Q_REDIS_URL")
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": envstr("LOG_LEVEL", "INFO")},
+    "loggers": {"httpx": {"level": "WARNING"}, "httpcore": {"level": "WARNING"}},
+}

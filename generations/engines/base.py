@@ -1,0 +1,263 @@
+"""What Flowsite needs from a video engine, in words that belong to no upstream.
+
+Tasks and views speak only these types. An engine module (``flow.py`` today, ``vertex.py``
+tomorrow) turns them into its upstream's JSON and back, so an upstream change is a change of
+one module. Nothing here knows a Flow URL or JSON key.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import Protocol
+
+
+class ClipState(enum.StrEnum):
+    """Where one requested clip is upstream."""
+
+    PENDING = "pending"
+    ACTIVE = "active"
+    SUCCESSFUL = "successful"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def in_flight(self) -> bool:
+        return self in (ClipState.PENDING, ClipState.ACTIVE)
+
+
+class Aspect(enum.StrEnum):
+    LANDSCAPE = "landscape"  # 16:9
+    PORTRAIT = "portrait"  # 9:16
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """How to authenticate as one upstream account.
+
+    Exactly one of ``bearer_token`` (pasted by an admin) or ``session_cookie`` (from which the
+    engine mints short-lived tokens) is set. ``tier`` is the account's paygate tier key.
+    ``key`` identifies the account for the engine's token cache.
+    """
+
+    key: str
+    tier: str
+    bearer_token: str = ""
+    session_cookie: str = ""
+
+
+@dataclass(frozen=True)
+class ImageData:
+    data: bytes
+    mime_type: str  # image/jpeg, image/png, image/webp
+    width: int
+    height: int
+
+
+@dataclass(frozen=True)
+class UploadedImage:
+    media_id: str
+    width: int
+    height: int
+
+
+@dataclass(frozen=True)
+class ClipRequest:
+    """One clip to render. ``request_id`` is a fresh UUID per clip, chosen by Flowsite, that
+    the upstream echoes back so each answer is matched to its take."""
+
+    request_id: str
+    prompt: str
+    model_key: str
+    aspect: Aspect
+    seed: int
+    start_image_media_id: str | None = None
+
+
+@dataclass(frozen=True)
+class SubmittedClip:
+    request_id: str
+    operation_name: str
+    state: ClipState
+
+
+@dataclass(frozen=True)
+class SubmitResult:
+    clips: list[SubmittedClip]
+    remaining_credits: int | None
+
+
+@dataclass(frozen=True)
+class OperationRef:
+    """What the engine needs to ask about one clip again later (stored on the take)."""
+
+    operation_name: str
+    request_id: str
+
+
+@dataclass(frozen=True)
+class ClipStatus:
+    operation_name: str
+    request_id: str
+    state: ClipState
+    video_url: str = ""
+    poster_url: str = ""
+    media_generation_id: str = ""
+    seed: int | None = None
+    failure_reason: str = ""  # the upstream's reason code, e.g. PUBLIC_ERROR_AUDIO_FILTERED
+
+
+@dataclass(frozen=True)
+class StatusResult:
+    clips: list[ClipStatus] = field(default_factory=list)
+    remaining_credits: int | None = None
+
+
+@dataclass(frozen=True)
+class AccountInfo:
+    credits: int | None
+    tier: str
+
+
+class Engine(Protocol):
+    """The whole surface tasks use. Every method raises an ``EngineError`` subclass on failure."""
+
+    def upload_image(self, image: ImageData) -> UploadedImage: ...
+
+    def submit(self, project_ref: str, clips: list[ClipRequest]) -> SubmitResult: ...
+
+    def check(self, operations: list[OperationRef]) -> StatusResult: ...
+
+    def account_info(self) -> AccountInfo: ...
+
+
+# --- Errors --------------------------------------------------------------------------------
+
+
+class EngineError(Exception):
+    """Base of every upstream failure. ``message`` is written for a team member, not a coder.
+
+    ``retryable`` says whether doing the same call again later may succeed; terminal errors
+    (safety, tier, quota) are not retried.
+    """
+
+    retryable = False
+    default_message = "The video service failed."
+
+    def __init__(self, message: str = "", *, detail: str = "") -> None:
+        self.message = message or self.default_message
+        # Technical detail for logs and admins (never a token or a signed URL).
+        self.detail = detail
+        super().__init__(self.message)
+
+
+class TokenExpired(EngineError):
+    retryable = True
+    default_message = "The Flow access token has expired or was revoked."
+
+
+class SessionExpired(EngineError):
+    default_message = "The Flow session has expired — paste a new session cookie for the account."
+
+
+class TierTooLow(EngineError):
+    default_message = "This model needs a higher Flow subscription tier than the account has."
+
+
+class Throttled(EngineError):
+    retryable = True
+    default_message = "Flow is rate-limiting this account; Flowsite will try again shortly."
+
+    def __init__(self, message: str = "", *, retry_after: float | None = None, detail: str = ""):
+        super().__init__(message, detail=detail)
+        self.retry_after = retry_after
+
+
+class QuotaReached(EngineError):
+    default_message = "The Flow account has run out of credits or of today's quota for this model."
+
+
+class Unsafe(EngineError):
+    default_message = "Flow refused the prompt or image as unsafe."
+
+    def __init__(self, message: str = "", *, reason: str = "", detail: str = ""):
+        super().__init__(message, detail=detail)
+        self.reason = reason
+
+
+class ImageUnknown(EngineError):
+    retryable = True
+    default_message = "Flow no longer knows the uploaded start image; it has to be uploaded again."
+
+
+class BotCheck(EngineError):
+    retryable = True
+    default_message = "Google's automated-traffic check refused the request; try again later."
+
+
+class UpstreamError(EngineError):
+    retryable = True
+    default_message = "Flow had an internal error; Flowsite will try again."
+
+
+class ContractError(EngineError):
+    default_message = "Flow answered in a shape Flowsite does not know."
+
+
+class NetworkError(EngineError):
+    retryable = True
+    default_message = "Flowsite could not reach Flow (network error or timeout)."
+
+
+class BadRequest(EngineError):
+    default_message = "Flow refused the request as invalid."
+
+
+# --- Downloads ------------------------------------------------------------------------------
+
+
+class DownloadError(Exception):
+    """A clip or poster could not be fetched into storage. Nothing is left on disk."""
+
+    retryable = False
+    default_message = "The file could not be downloaded."
+
+    def __init__(self, message: str = "", *, detail: str = "") -> None:
+        self.message = message or self.default_message
+        self.detail = detail
+        super().__init__(self.message)
+
+
+class HostNotAllowed(DownloadError):
+    default_message = "The file is on a host Flowsite does not download from."
+
+
+class TooLarge(DownloadError):
+    default_message = "The file is larger than Flowsite accepts."
+
+
+class WrongType(DownloadError):
+    default_message = "The file is not of the expected type."
+
+
+class LinkExpired(DownloadError):
+    retryable = True
+    default_message = "The download link has expired; a fresh one is needed."
+
+
+class CutShort(DownloadError):
+    retryable = True
+    default_message = "The download was cut short."
+
+
+class DownloadFailed(DownloadError):
+    retryable = True
+    default_message = "The download failed (network error or timeout)."
+
+
+@dataclass(frozen=True)
+class DownloadResult:
+    path: str  # absolute path of the complete file
+    size: int
+    sha256: str
+    content_type: str

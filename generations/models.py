@@ -1,0 +1,299 @@
+"""Flowsite's data: who works on what, what was asked of Flow, and what came back."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from uuid import uuid4
+
+from django.conf import settings
+from django.core.validators import MaxValueValidator, MinValueValidator
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+
+from .engines.base import Aspect, Credentials
+from .engines.catalogue import TIER_ONE, TIERS
+
+
+class FlowAccount(models.Model):
+    """A Google Flow account whose credits a project spends.
+
+    It holds either a pasted bearer token or a labs session cookie from which short-lived
+    access tokens are minted (the minted token is cached here so every worker shares it).
+    """
+
+    uuid = models.UUIDField(default=uuid4, unique=True, editable=False)
+    label = models.CharField(max_length=100, unique=True)
+    tier = models.CharField(max_length=40, choices=TIERS, default=TIER_ONE)
+    bearer_token = models.TextField(blank=True)
+    session_cookie = models.TextField(blank=True)
+    access_token = models.TextField(blank=True, editable=False)
+    access_token_expires = models.DateTimeField(null=True, blank=True, editable=False)
+    credits = models.IntegerField(null=True, blank=True)
+    credits_checked_at = models.DateTimeField(null=True, blank=True)
+    # Set after Flow throttles the account, so workers give it a rest instead of hammering it.
+    cool_down_until = models.DateTimeField(null=True, blank=True)
+    # Set when the session is dead; cleared when an admin pastes new credentials.
+    problem = models.CharField(max_length=300, blank=True)
+    created = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["label"]
+
+    def __str__(self) -> str:
+        return self.label
+
+    @property
+    def auth_kind(self) -> str:
+        return "session cookie" if self.session_cookie else "bearer token"
+
+    def credentials(self) -> Credentials:
+        return Credentials(
+            key=str(self.uuid),
+            tier=self.tier,
+            bearer_token=self.bearer_token,
+            session_cookie=self.session_cookie,
+        )
+
+    def record_credits(self, credits: int | None) -> None:
+        if credits is None:
+            return
+        self.credits = credits
+        self.credits_checked_at = timezone.now()
+        FlowAccount.objects.filter(pk=self.pk).update(
+            credits=credits, credits_checked_at=self.credits_checked_at
+        )
+
+
+class Project(models.Model):
+    uuid = models.UUIDField(default=uuid4, unique=True, editable=False)
+    name = models.CharField(max_length=120)
+    # Sent to Flow as the project the clips belong to.
+    flow_project_id = models.UUIDField(default=uuid4, editable=False)
+    account = models.ForeignKey(
+        FlowAccount, models.PROTECT, related_name="projects", null=True, blank=True
+    )
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, models.SET_NULL, null=True, related_name="+"
+    )
+    created = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def add_member(self, user, role: str) -> Membership:
+        membership, _ = Membership.objects.update_or_create(
+            project=self, user=user, defaults={"role": role}
+        )
+        return membership
+
+
+class Membership(models.Model):
+    class Role(models.TextChoices):
+        OWNER = "owner", "Owner"
+        EDITOR = "editor", "Editor"
+        VIEWER = "viewer", "Viewer"
+
+    project = models.ForeignKey(Project, models.CASCADE, related_name="memberships")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, models.CASCADE, related_name="memberships")
+    role = models.CharField(max_length=10, choices=Role, default=Role.EDITOR)
+    created = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["project", "user"], name="one_membership_per_user")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user} in {self.project} ({self.role})"
+
+    @property
+    def can_edit(self) -> bool:
+        return self.role in (self.Role.OWNER, self.Role.EDITOR)
+
+    @property
+    def can_manage(self) -> bool:
+        return self.role == self.Role.OWNER
+
+
+def _image_path(instance: ImageAsset, filename: str) -> str:
+    return f"images/{instance.project.uuid}/{instance.uuid}{_suffix(instance.mime_type)}"
+
+
+def _suffix(mime_type: str) -> str:
+    return {"image/png": ".png", "image/webp": ".webp"}.get(mime_type, ".jpg")
+
+
+class ImageAsset(models.Model):
+    """A start image as stored by Flowsite (already checked and re-encoded)."""
+
+    uuid = models.UUIDField(default=uuid4, unique=True, editable=False)
+    project = models.ForeignKey(Project, models.CASCADE, related_name="images")
+    file = models.FileField(upload_to=_image_path, max_length=300)
+    mime_type = models.CharField(max_length=30)
+    width = models.PositiveIntegerField()
+    height = models.PositiveIntegerField()
+    size = models.PositiveIntegerField()
+    sha256 = models.CharField(max_length=64)
+    original_name = models.CharField(max_length=255, blank=True)
+    uploaded_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, models.SET_NULL, null=True, related_name="+"
+    )
+    created = models.DateTimeField(default=timezone.now)
+
+    def __str__(self) -> str:
+        return self.original_name or str(self.uuid)
+
+    @property
+    def aspect(self) -> Aspect:
+        return Aspect.PORTRAIT if self.height > self.width else Aspect.LANDSCAPE
+
+
+class ImageUpload(models.Model):
+    """The id Flow gave a start image, per account: an image is uploaded once and reused."""
+
+    image = models.ForeignKey(ImageAsset, models.CASCADE, related_name="uploads")
+    account = models.ForeignKey(FlowAccount, models.CASCADE, related_name="image_uploads")
+    media_id = models.TextField()
+    created = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["image", "account"], name="one_upload_per_account")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.image} on {self.account}"
+
+
+class Scene(models.Model):
+    class AspectChoice(models.TextChoices):
+        LANDSCAPE = Aspect.LANDSCAPE, "Landscape 16:9"
+        PORTRAIT = Aspect.PORTRAIT, "Portrait 9:16"
+
+    uuid = models.UUIDField(default=uuid4, unique=True, editable=False)
+    project = models.ForeignKey(Project, models.CASCADE, related_name="scenes")
+    position = models.PositiveIntegerField(default=0)
+    title = models.CharField(max_length=120, blank=True)
+    prompt = models.TextField(max_length=2000)
+    start_image = models.ForeignKey(
+        ImageAsset, models.PROTECT, null=True, blank=True, related_name="scenes"
+    )
+    aspect = models.CharField(max_length=10, choices=AspectChoice, default=Aspect.LANDSCAPE)
+    model_key = models.CharField(max_length=60)
+    # None: a fresh random seed for every take.
+    seed = models.PositiveIntegerField(null=True, blank=True)
+    takes = models.PositiveSmallIntegerField(
+        default=1, validators=[MinValueValidator(1), MaxValueValidator(4)]
+    )
+    created = models.DateTimeField(default=timezone.now)
+    updated = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["project", "position", "id"]
+
+    def __str__(self) -> str:
+        return self.title or f"Scene {self.position + 1}"
+
+
+class Generation(models.Model):
+    """One take of a scene: one clip asked of Flow, and everything that happened to it."""
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        SUBMITTING = "submitting", "Submitting to Flow"
+        PENDING = "pending", "Waiting in Flow's queue"
+        ACTIVE = "active", "Rendering"
+        DOWNLOADING = "downloading", "Downloading"
+        READY = "ready", "Ready"
+        FAILED = "failed", "Failed"
+        CANCELLED = "cancelled", "Cancelled"
+        # The submit call may or may not have reached Flow; resubmitting could pay twice.
+        UNCERTAIN = "uncertain", "Submission uncertain"
+
+    IN_FLIGHT = (
+        Status.QUEUED,
+        Status.SUBMITTING,
+        Status.PENDING,
+        Status.ACTIVE,
+        Status.DOWNLOADING,
+    )
+    FINAL = (Status.READY, Status.FAILED, Status.CANCELLED, Status.UNCERTAIN)
+
+    uuid = models.UUIDField(default=uuid4, unique=True, editable=False)
+    scene = models.ForeignKey(Scene, models.CASCADE, related_name="generations")
+    # Denormalised so a project's gallery and poll need no join through scenes.
+    project = models.ForeignKey(Project, models.CASCADE, related_name="generations")
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, models.SET_NULL, null=True, related_name="generations"
+    )
+    account = models.ForeignKey(
+        FlowAccount, models.SET_NULL, null=True, blank=True, related_name="generations"
+    )
+    take = models.PositiveIntegerField(default=1)
+
+    # What was asked, frozen at Generate time: editing the scene later does not rewrite history.
+    prompt = models.TextField()
+    model_key = models.CharField(max_length=60)
+    aspect = models.CharField(max_length=10, choices=Scene.AspectChoice)
+    seed = models.PositiveIntegerField()
+    start_image = models.ForeignKey(
+        ImageAsset, models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+
+    status = models.CharField(max_length=12, choices=Status, default=Status.QUEUED)
+    reason = models.CharField(max_length=500, blank=True)
+    # The id Flowsite chose for this clip (sent as Flow's per-clip sceneId).
+    request_id = models.UUIDField(default=uuid4, unique=True, editable=False)
+    operation_name = models.CharField(max_length=200, blank=True, db_index=True)
+    media_generation_id = models.TextField(blank=True)
+    credits_after = models.IntegerField(null=True, blank=True)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    # A worker that claims the take holds it until this time; an expired lease is reclaimed.
+    lease_until = models.DateTimeField(null=True, blank=True)
+    next_check_at = models.DateTimeField(null=True, blank=True)
+
+    video = models.FileField(max_length=300, blank=True)
+    video_size = models.PositiveBigIntegerField(null=True, blank=True)
+    video_sha256 = models.CharField(max_length=64, blank=True)
+    poster = models.FileField(max_length=300, blank=True)
+    poster_sha256 = models.CharField(max_length=64, blank=True)
+
+    created = models.DateTimeField(default=timezone.now)
+    submitted_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    # Bumped on every change a viewer can see; the page poll asks "what changed since T?".
+    updated = models.DateTimeField(default=timezone.now, db_index=True)
+
+    class Meta:
+        ordering = ["scene", "take"]
+        indexes = [
+            models.Index(fields=["status", "next_check_at"], name="gen_status_check"),
+            models.Index(fields=["project", "status", "-finished_at"], name="gen_gallery"),
+            models.Index(fields=["project", "updated"], name="gen_project_updated"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.scene} · take {self.take}"
+
+    @property
+    def in_flight(self) -> bool:
+        return self.status in self.IN_FLIGHT
+
+    @property
+    def is_ready(self) -> bool:
+        return self.status == self.Status.READY
+
+    @property
+    def elapsed(self) -> timedelta:
+        end = self.finished_at or timezone.now()
+        return end - self.created
+
+    def media_dir(self) -> str:
+        return f"clips/{self.project.uuid}/{self.uuid}"
+
+
+IN_FLIGHT_Q = Q(status__in=Generation.IN_FLIGHT)

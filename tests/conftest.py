@@ -1,0 +1,49 @@
+"""The shared world of every test: alice owns a project, bob edits it, carol watches it and
+charlie is an outsider who must never see it."""
+
+import pytest
+from django.contrib.auth.models import User
+
+from generations.engines.catalogue import TIER_ONE
+from generations.models import FlowAccount, Membership, Project
+
+PASSWORD = "correct horse battery staple"
+
+
+@pytest.fixture(autouse=True)
+def _private_media_root(settings, tmp_path):
+    settings.MEDIA_ROOT = tmp_path / "media"
+
+
+@pytest.fixture
+def alice(db) -> User:
+    return User.objects.create_user("alice", "alice@example.org", PASSWORD)
+
+
+@pytest.fixture
+def bob(db) -> User:
+    return User.objects.create_user("bob", "bob@example.org", PASSWORD)
+
+
+@pytest.fixture
+def carol(db) -> User:
+    return User.objects.create_user("carol", "carol@example.org", PASSWORD)
+
+
+@pytest.fixture
+def charlie(db) -> User:
+    return User.objects.create_user("charlie", "charlie@example.org", PASSWORD)
+
+
+@pytest.fixture
+def account(db) -> FlowAccount:
+    return FlowAccount.objects.create(label="Studio", tier=TIER_ONE, bearer_token="ya29.test")
+
+
+@pytest.fixture
+def project(alice, bob, carol, account) -> Project:
+    project = Project.objects.create(name="Poseidon", account=account, created_by=alice)
+    project.add_member(alice, Membership.Role.OWNER)
+    project.add_member(bob, Membership.Role.EDITOR)
+    project.add_member(carol, Membership.Role.VIEWER)
+    return project
