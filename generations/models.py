@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import secrets
 from datetime import timedelta
 from uuid import uuid4
 
 from django.conf import settings
 from django.core.validators import MaxValueValidator, MinValueValidator
-from django.db import models
+from django.db import models, transaction
 from django.db.models import Q
 from django.utils import timezone
 
 from .engines.base import Aspect, Credentials
-from .engines.catalogue import TIER_ONE, TIERS
+from .engines.catalogue import TIER_ONE, TIERS, get_model
+
+
+class CannotGenerate(Exception):
+    """Generate was refused before anything was spent; the message is for the user."""
 
 
 class FlowAccount(models.Model):
@@ -197,6 +202,60 @@ class Scene(models.Model):
 
     def __str__(self) -> str:
         return self.title or f"Scene {self.position + 1}"
+
+    def generation_problem(self) -> str:
+        """Why this scene cannot be generated as it stands, in words, or "" when it can."""
+        account = self.project.account
+        if account is None:
+            return "The project has no Flow account to spend; ask an admin to set one."
+        if self.start_image_id is None:
+            return "Add a start image before generating."
+        if not self.prompt.strip():
+            return "Write a prompt before generating."
+        model = get_model(self.model_key)
+        if model is None:
+            return f"Unknown model {self.model_key!r}; pick one from the list."
+        if model.aspect != self.aspect:
+            return f"{model.label} does not make {self.get_aspect_display()} clips."
+        if not model.allowed_for(account.tier):
+            return f"{model.label} needs a higher Flow tier than the account {account} has."
+        return ""
+
+    def generate(self, user) -> list[Generation]:
+        """Create this scene's next takes and queue their submission once committed."""
+        from . import tasks
+
+        problem = self.generation_problem()
+        if problem:
+            raise CannotGenerate(problem)
+        with transaction.atomic():
+            last = (
+                Generation.objects.filter(scene=self)
+                .aggregate(last=models.Max("take"))["last"]
+                or 0
+            )
+            now = timezone.now()
+            takes = [
+                Generation(
+                    scene=self,
+                    project_id=self.project_id,
+                    requested_by=user,
+                    account_id=self.project.account_id,
+                    take=last + n,
+                    prompt=self.prompt,
+                    model_key=self.model_key,
+                    aspect=self.aspect,
+                    seed=self.seed if self.seed is not None else secrets.randbelow(2**31),
+                    start_image_id=self.start_image_id,
+                    created=now,
+                    updated=now,
+                )
+                for n in range(1, self.takes + 1)
+            ]
+            Generation.objects.bulk_create(takes)
+            ids = [take.pk for take in takes]
+            transaction.on_commit(lambda: tasks.queue_submission(ids))
+        return takes
 
 
 class Generation(models.Model):
