@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Protocol
 
 
@@ -117,6 +118,20 @@ class StatusResult:
 class AccountInfo:
     credits: int | None
     tier: str
+
+
+class TokenCache(Protocol):
+    """Where an engine keeps the access tokens it mints, keyed by ``Credentials.key``.
+
+    ``expires_at`` (an aware datetime) is when the engine stops using the token and mints a
+    new one; engines store a moment safely before the token's real expiry, so a reader only
+    has to compare it with now. A worker can persist these on the account row so that every
+    process shares one token.
+    """
+
+    def get(self, key: str) -> tuple[str, datetime] | None: ...
+
+    def set(self, key: str, token: str, expires_at: datetime) -> None: ...
 
 
 class Engine(Protocol):
