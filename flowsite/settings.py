@@ -183,6 +183,11 @@ FLOW_DOWNLOAD_DEADLINE = envfloat("FLOW_DOWNLOAD_DEADLINE", 300.0)
 FLOWSITE_POLL_INTERVAL = envfloat("FLOWSITE_POLL_INTERVAL", 5.0)
 FLOWSITE_PAGE_POLL_SECONDS = envint("FLOWSITE_PAGE_POLL_SECONDS", 3)
 
+# Start images: refused above this many bytes (checked before decoding) or pixels (checked
+# from the header, which stops decompression bombs).
+FLOWSITE_MAX_IMAGE_BYTES = envint("FLOWSITE_MAX_IMAGE_BYTES", 20 * 1024 * 1024)
+FLOWSITE_MAX_IMAGE_PIXELS = envint("FLOWSITE_MAX_IMAGE_PIXELS", 40_000_000)
+
 # --- Background work (django-q2) ----------------------------------------------------------
 
 Q_CLUSTER = {
