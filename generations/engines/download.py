@@ -1,0 +1,266 @@
+"""Fetching a finished clip or poster from its signed URL into Flowsite's storage.
+
+Separate from the engine on purpose: the signed URL is its own credential, so the request
+carries no token or cookie, and the file lands on disk whole or not at all (a temporary file
+in the destination folder, fsynced, then renamed into place).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import ipaddress
+import logging
+import os
+import re
+import tempfile
+import time
+from pathlib import Path
+from typing import Literal
+from urllib.parse import urlsplit
+
+import httpx
+from django.conf import settings
+
+from .base import (
+    CutShort,
+    DownloadError,
+    DownloadFailed,
+    DownloadResult,
+    HostNotAllowed,
+    LinkExpired,
+    TooLarge,
+    WrongType,
+)
+
+logger = logging.getLogger(__name__)
+
+Kind = Literal["video", "image"]
+CHUNK_SIZE = 256 * 1024
+# Cloud Storage explains a refused signed URL in a small XML body; read only its start.
+ERROR_BODY_BYTES = 4096
+_EXPIRED = re.compile(rb"ExpiredToken|expired", re.IGNORECASE)
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _where(url: str) -> str:
+    """The URL without its query: signed URLs carry their signature there."""
+    parts = urlsplit(url)
+    if not parts.netloc:
+        return parts.path
+    return f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}{parts.path}"
+
+
+def check_url(url: str, allowed_hosts: list[str] | None = None) -> None:
+    """Refuse URLs Flowsite must not fetch: unknown hosts, plain http off loopback, userinfo."""
+    allowed = {host.lower() for host in (allowed_hosts or settings.FLOW_MEDIA_HOSTS)}
+    try:
+        parts = urlsplit(url)
+        host = (parts.hostname or "").lower()
+        parts.port  # noqa: B018 - raises ValueError for a malformed port
+    except ValueError:
+        raise HostNotAllowed("The download link is not a valid URL.") from None
+    if not host or host not in allowed:
+        raise HostNotAllowed(
+            f"The file is on {host or 'no host'}, which is not one of the media hosts Flowsite "
+            "downloads from.",
+            detail=_where(url),
+        )
+    if parts.username is not None or parts.password is not None:
+        raise HostNotAllowed("The download link carries a user name; Flowsite refuses it.")
+    if parts.scheme == "https" or (parts.scheme == "http" and _is_loopback(host)):
+        return
+    raise HostNotAllowed(
+        f"The download link uses {parts.scheme or 'no scheme'}; Flowsite only downloads over "
+        "https (plain http only from this machine).",
+        detail=_where(url),
+    )
+
+
+def _expect_type(kind: Kind, content_type: str) -> None:
+    media_type = content_type.split(";")[0].strip().lower()
+    ok = media_type == "video/mp4" if kind == "video" else media_type.startswith("image/")
+    if not ok:
+        expected = "an MP4 video" if kind == "video" else "an image"
+        raise WrongType(
+            f"Expected {expected} but the media host sent {media_type or 'no content type'}."
+        )
+
+
+def _refusal(response: httpx.Response, where: str) -> DownloadError:
+    status = response.status_code
+    if 300 <= status < 400:
+        location = response.headers.get("location")
+        target = _where(location) if location else "elsewhere"
+        return HostNotAllowed(
+            f"The media host redirected the download to {target}; Flowsite does not follow "
+            "redirects for downloads.",
+            detail=where,
+        )
+    head = b""
+    with contextlib.suppress(httpx.HTTPError):
+        for chunk in response.iter_raw():
+            head += chunk
+            if len(head) >= ERROR_BODY_BYTES:
+                break
+    if status in (403, 410) or (status == 400 and _EXPIRED.search(head)):
+        expired = bool(_EXPIRED.search(head))
+        return LinkExpired(
+            "The download link has expired; Flowsite will ask Flow for a fresh one."
+            if expired
+            else "The media host refused the download link; Flowsite will ask Flow for a "
+            "fresh one.",
+            detail=f"HTTP {status} for {where}",
+        )
+    return DownloadFailed(f"The media host answered HTTP {status}.", detail=where)
+
+
+def download_to(
+    url: str,
+    dest: Path,
+    *,
+    kind: Kind,
+    allowed_hosts: list[str] | None = None,
+    max_bytes: int | None = None,
+    deadline: float | None = None,
+    transport: httpx.BaseTransport | None = None,
+) -> DownloadResult:
+    """Stream ``url`` into ``dest``. Afterwards ``dest`` is the complete file or absent.
+
+    Raises a ``DownloadError`` subclass for every refusal or failure; ``deadline`` (seconds)
+    bounds the whole download, not only each read.
+    """
+    if kind not in ("video", "image"):
+        raise ValueError(f"kind must be 'video' or 'image', not {kind!r}")
+    dest = Path(dest).absolute()
+    limit = int(settings.FLOW_DOWNLOAD_MAX_BYTES if max_bytes is None else max_bytes)
+    seconds = float(settings.FLOW_DOWNLOAD_DEADLINE if deadline is None else deadline)
+    ends = time.monotonic() + seconds
+    where = _where(url)
+    started = time.monotonic()
+
+    def check_time() -> None:
+        if time.monotonic() >= ends:
+            raise DownloadFailed(
+                f"The download took longer than {seconds:g} seconds and was stopped.",
+                detail=where,
+            )
+
+    read = min(float(settings.FLOW_READ_TIMEOUT), seconds)
+    connect = min(float(settings.FLOW_CONNECT_TIMEOUT), seconds)
+    timeout = httpx.Timeout(connect=connect, read=read, write=read, pool=connect)
+    temp_path: str | None = None
+    try:
+        check_url(url, allowed_hosts)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        # trust_env=False: no .netrc credentials or proxies slip into a signed-URL request.
+        with (
+            httpx.Client(
+                transport=transport, follow_redirects=False, trust_env=False, timeout=timeout
+            ) as client,
+            client.stream("GET", url, headers={"accept-encoding": "identity"}) as response,
+        ):
+            if response.status_code != 200:
+                raise _refusal(response, where)
+            content_type = response.headers.get("content-type", "")
+            _expect_type(kind, content_type)
+            declared = _declared_length(response)
+            if declared is not None and declared > limit:
+                raise TooLarge(
+                    f"The file is {_size(declared)}, more than the {_size(limit)} Flowsite accepts."
+                )
+            digest = hashlib.sha256()
+            size = 0
+            fd, temp_path = tempfile.mkstemp(
+                dir=dest.parent, prefix=f".{dest.name}.", suffix=".part"
+            )
+            with os.fdopen(fd, "wb") as out:
+                try:
+                    for chunk in response.iter_bytes(CHUNK_SIZE):
+                        size += len(chunk)
+                        if size > limit:
+                            raise TooLarge(
+                                f"The file is larger than the {_size(limit)} Flowsite accepts."
+                            )
+                        digest.update(chunk)
+                        out.write(chunk)
+                        check_time()
+                except (httpx.RemoteProtocolError, httpx.ReadError) as exc:
+                    expected = f" of {_size(declared)}" if declared is not None else ""
+                    raise CutShort(
+                        f"The download stopped after {_size(size)}{expected}.",
+                        detail=f"{type(exc).__name__} for {where}",
+                    ) from None
+                if declared is not None and response.num_bytes_downloaded < declared:
+                    raise CutShort(
+                        f"The download stopped after {_size(size)} of {_size(declared)}.",
+                        detail=where,
+                    )
+                out.flush()
+                os.fsync(out.fileno())
+        os.replace(temp_path, dest)
+        temp_path = None
+        _fsync_folder(dest.parent)
+    except BaseException as exc:
+        if temp_path is not None:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(temp_path)
+        # Whatever was at dest before is not this file: leave nothing that could pass for it.
+        with contextlib.suppress(FileNotFoundError):
+            dest.unlink()
+        if isinstance(exc, httpx.TimeoutException):
+            raise DownloadFailed(
+                "The media host did not answer in time.",
+                detail=f"{type(exc).__name__} for {where}",
+            ) from None
+        if isinstance(exc, httpx.TransportError):
+            raise DownloadFailed(
+                "Flowsite could not reach the media host.",
+                detail=f"{type(exc).__name__} for {where}",
+            ) from None
+        if isinstance(exc, DownloadError):
+            logger.info("Download of %s refused: %s %s", where, exc.message, exc.detail)
+        raise
+    logger.info("Downloaded %s (%s) in %.1fs", where, _size(size), time.monotonic() - started)
+    return DownloadResult(
+        path=str(dest), size=size, sha256=digest.hexdigest(), content_type=content_type
+    )
+
+
+def _declared_length(response: httpx.Response) -> int | None:
+    value = response.headers.get("content-length")
+    if value is None:
+        return None
+    try:
+        length = int(value)
+    except ValueError:
+        raise DownloadFailed("The media host sent an invalid Content-Length.") from None
+    return length if length >= 0 else None
+
+
+def _fsync_folder(folder: Path) -> None:
+    """Make the rename itself durable (where the platform allows opening a folder)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _size(count: int) -> str:
+    if count < 1024 * 1024:
+        return f"{count / 1024:.0f} KB" if count >= 1024 else f"{count} bytes"
+    return f"{count / (1024 * 1024):.1f} MB"

@@ -1,0 +1,806 @@
+"""Google Flow spoken exactly as its web client speaks it (the captured contract "v1").
+
+This is the only module in Flowsite that knows a Flow URL path or JSON key. Everything it
+returns or raises is a type from ``base``; see /work/shared/flow-api/ for what was observed.
+
+Why the code looks the way it does:
+- Flow is a private API that has changed shape several times, so every answer is checked
+  field by field and anything unexpected becomes a ``ContractError`` that quotes the odd part
+  (redacted), instead of a KeyError deep inside a worker.
+- Submitting costs credits. The engine never repeats a submit on its own, except after a 401,
+  which proves the first attempt was refused before anything was spent.
+- Tokens, cookies and signed URLs never appear in a message, a detail or a log line.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import math
+import re
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from email.utils import parsedate_to_datetime
+from typing import Any, NoReturn
+from urllib.parse import urlsplit
+
+import httpx
+from django.conf import settings
+
+from . import base, catalogue
+
+logger = logging.getLogger(__name__)
+
+# --- The captured contract -----------------------------------------------------------------
+
+PATH_UPLOAD = "/v1:uploadUserImage"
+PATH_SUBMIT = "/v1/video:batchAsyncGenerateVideoStartImage"
+PATH_CHECK = "/v1/video:batchCheckAsyncVideoGenerationStatus"
+PATH_CREDITS = "/v1/credits"
+PATH_SESSION = "/fx/api/auth/session"
+SESSION_COOKIE_NAME = "__Secure-next-auth.session-token"
+
+# The web client runs on labs.google; the API checks where calls come from.
+ORIGIN = "https://labs.google"
+REFERER = "https://labs.google/"
+# The body is JSON, but the web client labels it text/plain (it avoids a CORS preflight).
+BODY_CONTENT_TYPE = "text/plain;charset=UTF-8"
+
+TOOL_UPLOAD = "ASSET_MANAGER"
+TOOL_GENERATE = "PINHOLE"
+
+VIDEO_ASPECTS = {
+    base.Aspect.LANDSCAPE: "VIDEO_ASPECT_RATIO_LANDSCAPE",
+    base.Aspect.PORTRAIT: "VIDEO_ASPECT_RATIO_PORTRAIT",
+}
+# Width / height of each image aspect Flow knows; an upload gets the nearest one.
+IMAGE_ASPECTS = {
+    "IMAGE_ASPECT_RATIO_LANDSCAPE": 16 / 9,
+    "IMAGE_ASPECT_RATIO_LANDSCAPE_FOUR_THREE": 4 / 3,
+    "IMAGE_ASPECT_RATIO_SQUARE": 1.0,
+    "IMAGE_ASPECT_RATIO_PORTRAIT_THREE_FOUR": 3 / 4,
+    "IMAGE_ASPECT_RATIO_PORTRAIT": 9 / 16,
+}
+
+STATUS_PREFIX = "MEDIA_GENERATION_STATUS_"
+STATES = {
+    "MEDIA_GENERATION_STATUS_PENDING": base.ClipState.PENDING,
+    "MEDIA_GENERATION_STATUS_ACTIVE": base.ClipState.ACTIVE,
+    "MEDIA_GENERATION_STATUS_SUCCESSFUL": base.ClipState.SUCCESSFUL,
+    "MEDIA_GENERATION_STATUS_FAILED": base.ClipState.FAILED,
+    "MEDIA_GENERATION_STATUS_CANCELLED": base.ClipState.CANCELLED,
+}
+# Some clients saw MEDIA_GENERATION_STATUS_ERROR_*; all of them mean the clip will not come.
+ERROR_STATUS_PREFIX = "MEDIA_GENERATION_STATUS_ERROR"
+# A status call repeats each operation exactly as the submit call returned it.
+SUBMITTED_STATUS = "MEDIA_GENERATION_STATUS_PENDING"
+
+REASON_MODEL_ACCESS_DENIED = "PUBLIC_ERROR_MODEL_ACCESS_DENIED"
+BOT_CHECK_REASONS = {"PUBLIC_ERROR_UNUSUAL_ACTIVITY", "PUBLIC_ERROR_SOMETHING_WENT_WRONG"}
+REASON_THROTTLED = "PUBLIC_ERROR_USER_REQUESTS_THROTTLED"
+QUOTA_REASONS = {
+    "PUBLIC_ERROR_USER_QUOTA_REACHED": (
+        "The Flow account has run out of credits; add credits or use another account."
+    ),
+    "PUBLIC_ERROR_PER_MODEL_DAILY_QUOTA_REACHED": (
+        "The Flow account has used up today's quota for this model; try again tomorrow "
+        "or pick another model."
+    ),
+}
+UNSAFE_REASONS = {
+    "PUBLIC_ERROR_UNSAFE_GENERATION": (
+        "Flow's safety filter refused the prompt or the start image."
+    ),
+    "PUBLIC_ERROR_MINOR_INPUT_IMAGE": (
+        "Flow refused the start image because it appears to show a child."
+    ),
+    "PUBLIC_ERROR_PROMINENT_PEOPLE_FILTER_FAILED": (
+        "Flow refused the prompt or the start image because it appears to show a well-known person."
+    ),
+}
+NOT_FOUND_MESSAGE = "requested entity was not found"
+
+# Flow's answers are a few kilobytes; anything far larger is not an answer we know.
+MAX_ANSWER_BYTES = 5 * 1024 * 1024
+# Minted tokens are used until an hour before they expire (as the web client does), or, for
+# tokens that live less than that, until shortly before they expire.
+REFRESH_MARGIN = timedelta(hours=1)
+SHORT_TOKEN_MARGIN = timedelta(minutes=2)
+
+
+# --- Token cache ---------------------------------------------------------------------------
+
+
+class MemoryTokenCache:
+    """The default token cache: one per process, shared by every engine, thread-safe."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._items: dict[str, tuple[str, datetime]] = {}
+
+    def get(self, key: str) -> tuple[str, datetime] | None:
+        with self._lock:
+            return self._items.get(key)
+
+    def set(self, key: str, token: str, expires_at: datetime) -> None:
+        with self._lock:
+            self._items[key] = (token, expires_at)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._items.clear()
+
+
+DEFAULT_TOKEN_CACHE = MemoryTokenCache()
+
+# One lock per account, so that threads of one process needing a token mint it once.
+_mint_locks: dict[str, threading.Lock] = {}
+_mint_locks_guard = threading.Lock()
+
+
+def _mint_lock(key: str) -> threading.Lock:
+    with _mint_locks_guard:
+        return _mint_locks.setdefault(key, threading.Lock())
+
+
+def use_until(expires: datetime, now: datetime) -> datetime:
+    """When to stop using a token that really expires at ``expires``."""
+    if expires - REFRESH_MARGIN > now + SHORT_TOKEN_MARGIN:
+        return expires - REFRESH_MARGIN
+    lifetime = expires - now
+    return expires - min(SHORT_TOKEN_MARGIN, lifetime / 10)
+
+
+# --- Redaction -----------------------------------------------------------------------------
+
+_SECRET_KEYS = {"access_token", "rawImageBytes", "authorization", "cookie"}
+_URL_QUERY = re.compile(r"(https?://[^\s\"'<>?]+)\?[^\s\"'<>]*")
+_OAUTH_TOKEN = re.compile(r"ya29\.[A-Za-z0-9._\-]+")
+
+
+def redact_text(text: str, secrets: tuple[str, ...] = ()) -> str:
+    """``text`` without signed URL queries, OAuth tokens or any of ``secrets``."""
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, "[redacted]")
+    text = _URL_QUERY.sub(r"\1?[signature removed]", text)
+    return _OAUTH_TOKEN.sub("ya29.[redacted]", text)
+
+
+def _redact_value(value: Any, secrets: tuple[str, ...]) -> Any:
+    if isinstance(value, dict):
+        return {
+            key: "[redacted]" if key in _SECRET_KEYS else _redact_value(item, secrets)
+            for key, item in value.items()
+        }
+    if isinstance(value, list):
+        return [_redact_value(item, secrets) for item in value]
+    if isinstance(value, str):
+        return redact_text(value, secrets)
+    return value
+
+
+def quote(value: Any, secrets: tuple[str, ...] = (), limit: int = 300) -> str:
+    """A short, redacted rendering of part of an answer, for messages and logs."""
+    if isinstance(value, str | bytes):
+        text = value.decode("utf-8", "replace") if isinstance(value, bytes) else value
+        text = redact_text(text, secrets)
+    else:
+        text = json.dumps(_redact_value(value, secrets), ensure_ascii=False, sort_keys=True)
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+# --- Small helpers -------------------------------------------------------------------------
+
+
+class _Deadline:
+    """One overall time budget across connects, retries and body reads."""
+
+    def __init__(self, seconds: float, what: str) -> None:
+        self.seconds = seconds
+        self.what = what
+        self.end = time.monotonic() + seconds
+
+    def remaining(self) -> float:
+        return self.end - time.monotonic()
+
+    def check(self) -> None:
+        if self.remaining() <= 0:
+            raise base.NetworkError(
+                f"Flow did not answer within {self.seconds:g} seconds ({self.what}).",
+                detail="overall call deadline passed",
+            )
+
+    def timeout(self) -> httpx.Timeout:
+        left = max(self.remaining(), 0.001)
+        connect = min(float(settings.FLOW_CONNECT_TIMEOUT), left)
+        read = min(float(settings.FLOW_READ_TIMEOUT), left)
+        return httpx.Timeout(connect=connect, read=read, write=read, pool=connect)
+
+
+@dataclass(frozen=True)
+class _Answer:
+    status: int
+    headers: httpx.Headers
+    body: bytes
+
+
+def image_aspect(width: int, height: int) -> str:
+    """The Flow image aspect nearest to ``width`` × ``height`` (compared on a log scale)."""
+    if width <= 0 or height <= 0:
+        return "IMAGE_ASPECT_RATIO_LANDSCAPE"
+    ratio = math.log(width / height)
+    return min(IMAGE_ASPECTS, key=lambda name: abs(math.log(IMAGE_ASPECTS[name]) - ratio))
+
+
+def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:
+    """Seconds to wait from a Retry-After header (a number of seconds or an HTTP date)."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = parsedate_to_datetime(value)
+        except (TypeError, ValueError, IndexError):
+            return None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=UTC)
+        seconds = (when - (now or datetime.now(UTC))).total_seconds()
+    if math.isnan(seconds) or math.isinf(seconds):
+        return None
+    return max(seconds, 0.0)
+
+
+def _as_int(value: Any) -> int | None:
+    """An integer from JSON, where Google may write int64 values as strings."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and re.fullmatch(r"-?\d{1,19}", value.strip()):
+        return int(value)
+    return None
+
+
+def _parse_expiry(value: Any) -> datetime | None:
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        # Epoch seconds (or milliseconds, which some endpoints use).
+        seconds = value / 1000 if value > 1e11 else value
+        return datetime.fromtimestamp(seconds, UTC)
+    if not isinstance(value, str):
+        return None
+    try:
+        when = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
+
+
+# --- The engine ----------------------------------------------------------------------------
+
+
+class FlowEngine:
+    """``base.Engine`` over Flow's captured REST contract.
+
+    ``transport`` is for tests (``httpx.MockTransport``). Every setting is read when a call is
+    made, so a test can change it after building the engine.
+    """
+
+    def __init__(
+        self,
+        credentials: base.Credentials,
+        *,
+        api_base_url: str | None = None,
+        labs_base_url: str | None = None,
+        token_cache: base.TokenCache | None = None,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        if bool(credentials.bearer_token) == bool(credentials.session_cookie):
+            raise ValueError("Flow credentials need exactly one of a bearer token or a cookie.")
+        self.credentials = credentials
+        self._api_base_url = api_base_url
+        self._labs_base_url = labs_base_url
+        self.token_cache = token_cache if token_cache is not None else DEFAULT_TOKEN_CACHE
+        self._transport = transport
+
+    # --- base.Engine ---
+
+    def upload_image(self, image: base.ImageData) -> base.UploadedImage:
+        body = {
+            "imageInput": {
+                "rawImageBytes": base64.b64encode(image.data).decode("ascii"),
+                "mimeType": image.mime_type,
+                "isUserUploaded": True,
+                "aspectRatio": image_aspect(image.width, image.height),
+            },
+            "clientContext": {
+                "sessionId": f";{int(time.time() * 1000)}",
+                "tool": TOOL_UPLOAD,
+            },
+        }
+        answer = self._call("POST", PATH_UPLOAD, body, what="uploading a start image")
+        shape = _Shape(self, answer, "uploading a start image")
+        media = shape.need(answer, "mediaGenerationId", dict)
+        media_id = shape.need(media, "mediaGenerationId", str, where="mediaGenerationId")
+        size = {}
+        for key, fallback in (("width", image.width), ("height", image.height)):
+            number = _as_int(answer.get(key, fallback))
+            shape.require(number is not None and number > 0, f"'{key}' is not a size", answer)
+            size[key] = number
+        return base.UploadedImage(media_id=media_id, width=size["width"], height=size["height"])
+
+    def submit(self, project_ref: str, clips: list[base.ClipRequest]) -> base.SubmitResult:
+        if not clips:
+            raise ValueError("submit() needs at least one clip.")
+        request_ids = [clip.request_id for clip in clips]
+        if len(set(request_ids)) != len(request_ids):
+            raise ValueError("Each clip of a submit needs its own request_id.")
+        for clip in clips:
+            if not clip.start_image_media_id:
+                raise base.BadRequest(
+                    "Flowsite only generates clips from a start image, and this clip has none."
+                )
+        body = {
+            "clientContext": {
+                "projectId": project_ref,
+                "tool": TOOL_GENERATE,
+                "userPaygateTier": self.credentials.tier,
+            },
+            "requests": [
+                {
+                    "aspectRatio": VIDEO_ASPECTS[base.Aspect(clip.aspect)],
+                    "seed": clip.seed,
+                    "textInput": {"prompt": clip.prompt},
+                    "videoModelKey": clip.model_key,
+                    "startImage": {"mediaId": clip.start_image_media_id},
+                    "metadata": {"sceneId": clip.request_id},
+                }
+                for clip in clips
+            ],
+        }
+        what = "submitting clips"
+        answer = self._call(
+            "POST", PATH_SUBMIT, body, what=what, models=[c.model_key for c in clips]
+        )
+        shape = _Shape(self, answer, what)
+        by_request: dict[str, base.SubmittedClip] = {}
+        for entry in shape.need(answer, "operations", list):
+            shape.require(isinstance(entry, dict), "an operation is not an object", entry)
+            operation = shape.need(entry, "operation", dict, where="operations[]")
+            name = shape.need(operation, "name", str, where="operations[].operation")
+            request_id = shape.need(entry, "sceneId", str, where="operations[]")
+            state = shape.state(entry)
+            shape.require(
+                request_id in request_ids and request_id not in by_request,
+                "an operation answers a clip that was not asked for (or twice)",
+                entry,
+            )
+            by_request[request_id] = base.SubmittedClip(request_id, name, state)
+        missing = [rid for rid in request_ids if rid not in by_request]
+        shape.require(not missing, f"no operation came back for {len(missing)} clip(s)", answer)
+        return base.SubmitResult(
+            clips=[by_request[rid] for rid in request_ids],
+            remaining_credits=shape.credits(answer),
+        )
+
+    def check(self, operations: list[base.OperationRef]) -> base.StatusResult:
+        """The state of each operation. Operations Flow leaves out of its answer are left out
+        of the result too; the caller keeps them as they were and asks again later."""
+        size = max(int(settings.FLOW_STATUS_BATCH_SIZE), 1)
+        clips: list[base.ClipStatus] = []
+        credits = None
+        for start in range(0, len(operations), size):
+            batch = self._check_batch(operations[start : start + size])
+            clips.extend(batch.clips)
+            if batch.remaining_credits is not None:
+                credits = batch.remaining_credits
+        return base.StatusResult(clips=clips, remaining_credits=credits)
+
+    def account_info(self) -> base.AccountInfo:
+        answer = self._call("GET", PATH_CREDITS, None, what="reading the account's credits")
+        shape = _Shape(self, answer, "reading the account's credits")
+        credits = _as_int(answer.get("credits"))
+        shape.require(credits is not None, "'credits' is not a number", answer)
+        tier = answer.get("userPaygateTier", self.credentials.tier)
+        shape.require(isinstance(tier, str) and tier, "'userPaygateTier' is not a text", answer)
+        return base.AccountInfo(credits=credits, tier=tier)
+
+    # --- Status ---
+
+    def _check_batch(self, operations: list[base.OperationRef]) -> base.StatusResult:
+        body = {
+            "operations": [
+                {
+                    "operation": {"name": ref.operation_name},
+                    "sceneId": ref.request_id,
+                    "status": SUBMITTED_STATUS,
+                }
+                for ref in operations
+            ]
+        }
+        what = "checking clips"
+        answer = self._call("POST", PATH_CHECK, body, what=what)
+        shape = _Shape(self, answer, what)
+        asked = {(ref.operation_name, ref.request_id) for ref in operations}
+        clips = []
+        seen = set()
+        # An answer with nothing in flight may omit the list altogether.
+        for entry in shape.need(answer, "operations", list) if "operations" in answer else []:
+            clip = shape.clip_status(entry)
+            pair = (clip.operation_name, clip.request_id)
+            shape.require(
+                pair in asked and pair not in seen,
+                "an operation answers a clip that was not asked about (or twice)",
+                entry,
+            )
+            seen.add(pair)
+            clips.append(clip)
+        return base.StatusResult(clips=clips, remaining_credits=shape.credits(answer))
+
+    # --- HTTP ---
+
+    def _api_url(self, path: str) -> str:
+        return (self._api_base_url or settings.FLOW_API_BASE_URL).rstrip("/") + path
+
+    def _labs_url(self, path: str) -> str:
+        return (self._labs_base_url or settings.FLOW_LABS_BASE_URL).rstrip("/") + path
+
+    def _secrets(self, *extra: str) -> tuple[str, ...]:
+        cached = None
+        if self.credentials.session_cookie:
+            cached = self.token_cache.get(self.credentials.key)
+        return (
+            self.credentials.bearer_token,
+            self.credentials.session_cookie,
+            cached[0] if cached else "",
+            *extra,
+        )
+
+    def _call(
+        self,
+        method: str,
+        path: str,
+        body: dict | None,
+        *,
+        what: str,
+        models: list[str] | None = None,
+    ) -> dict:
+        """One API call within one deadline, re-minting and retrying once after a 401."""
+        deadline = _Deadline(float(settings.FLOW_CALL_DEADLINE), what)
+        content = None if body is None else json.dumps(body, separators=(",", ":")).encode()
+        token = self._token(deadline)
+        answer = self._send(
+            method, self._api_url(path), self._headers(token, content), content, deadline
+        )
+        if answer.status == 401:
+            if not self.credentials.session_cookie:
+                raise base.TokenExpired(
+                    "Flow refused the account's access token: it has expired or was revoked. "
+                    "Paste a new token for the account.",
+                    detail=f"HTTP 401 while {what}",
+                )
+            # The cached token may have been revoked early: mint a fresh one and try once more.
+            token = self._token(deadline, refused=token)
+            answer = self._send(
+                method, self._api_url(path), self._headers(token, content), content, deadline
+            )
+            if answer.status == 401:
+                raise base.SessionExpired(
+                    "Flow refused even a freshly minted access token: the account's session "
+                    "has ended. Paste a new session cookie for the account.",
+                    detail=f"HTTP 401 twice while {what}",
+                )
+        if answer.status != 200:
+            raise self._error(answer, path, what, models or [], token)
+        try:
+            payload = json.loads(answer.body)
+        except ValueError:
+            raise self._contract(what, "the answer is not JSON", answer.body, token) from None
+        if not isinstance(payload, dict):
+            raise self._contract(what, "the answer is not a JSON object", payload, token)
+        return payload
+
+    @staticmethod
+    def _headers(token: str, content: bytes | None) -> dict[str, str]:
+        headers = {
+            "accept": "*/*",
+            "authorization": f"Bearer {token}",
+            "origin": ORIGIN,
+            "referer": REFERER,
+        }
+        if content is not None:
+            headers["content-type"] = BODY_CONTENT_TYPE
+        return headers
+
+    def _send(
+        self,
+        method: str,
+        url: str,
+        headers: dict[str, str],
+        content: bytes | None,
+        deadline: _Deadline,
+    ) -> _Answer:
+        deadline.check()
+        started = time.monotonic()
+        path = urlsplit(url).path
+        try:
+            with (
+                httpx.Client(transport=self._transport, follow_redirects=False) as client,
+                client.stream(
+                    method, url, headers=headers, content=content, timeout=deadline.timeout()
+                ) as response,
+            ):
+                body = b"".join(self._read(response, deadline))
+        except httpx.TimeoutException as exc:
+            raise base.NetworkError(
+                f"Flow did not answer in time ({deadline.what}).",
+                detail=f"{type(exc).__name__} on {method} {path}",
+            ) from None
+        except (httpx.TransportError, httpx.InvalidURL) as exc:
+            raise base.NetworkError(
+                f"Flowsite could not reach Flow ({deadline.what}).",
+                detail=f"{type(exc).__name__} on {method} {path}: {redact_text(str(exc))}",
+            ) from None
+        logger.debug(
+            "Flow %s %s answered %s in %.2fs",
+            method,
+            path,
+            response.status_code,
+            time.monotonic() - started,
+        )
+        return _Answer(response.status_code, response.headers, body)
+
+    @staticmethod
+    def _read(response: httpx.Response, deadline: _Deadline) -> Iterator[bytes]:
+        size = 0
+        for chunk in response.iter_bytes():
+            size += len(chunk)
+            if size > MAX_ANSWER_BYTES:
+                raise base.ContractError(
+                    f"Flow sent an answer larger than {MAX_ANSWER_BYTES // (1024 * 1024)} MB "
+                    f"({deadline.what}); Flowsite does not expect that.",
+                )
+            deadline.check()
+            yield chunk
+
+    # --- Tokens ---
+
+    def _token(self, deadline: _Deadline, *, refused: str = "") -> str:
+        """The access token to use; for a cookie account, the cached one or a fresh one.
+
+        ``refused`` is a token Flow just answered 401 to: never hand it out again.
+        """
+        credentials = self.credentials
+        if credentials.bearer_token:
+            return credentials.bearer_token
+        with _mint_lock(credentials.key):
+            cached = self.token_cache.get(credentials.key)
+            if cached and cached[0] != refused and cached[1] > datetime.now(UTC):
+                return cached[0]
+            token, expires = self._mint(deadline)
+            now = datetime.now(UTC)
+            self.token_cache.set(credentials.key, token, use_until(expires, now))
+            logger.info("Minted a Flow access token for account %s", credentials.key)
+            return token
+
+    def _mint(self, deadline: _Deadline) -> tuple[str, datetime]:
+        what = "signing in with the session cookie"
+        cookie = self.credentials.session_cookie
+        headers = {"accept": "application/json", "cookie": f"{SESSION_COOKIE_NAME}={cookie}"}
+        answer = self._send("GET", self._labs_url(PATH_SESSION), headers, None, deadline)
+        dead = base.SessionExpired(
+            "The Flow session for this account has ended. Paste a new session cookie for the "
+            "account."
+        )
+        if answer.status in (401, 403) or 300 <= answer.status < 400:
+            dead.detail = f"session endpoint answered HTTP {answer.status}"
+            raise dead
+        if answer.status >= 500:
+            raise base.UpstreamError(
+                f"labs.google had an internal error (HTTP {answer.status}) while Flowsite was "
+                "signing in; Flowsite will try again.",
+                detail=quote(answer.body, self._secrets()),
+            )
+        try:
+            payload = json.loads(answer.body)
+        except ValueError:
+            payload = None
+        if answer.status != 200 or not isinstance(payload, dict):
+            raise self._contract(what, f"HTTP {answer.status}", answer.body, "")
+        if payload.get("error") or not payload.get("access_token"):
+            # next-auth answers {} without a live session, and names the refresh it needs.
+            dead.detail = f"session endpoint answered {quote(payload, self._secrets())}"
+            raise dead
+        token = payload["access_token"]
+        expires = _parse_expiry(payload.get("expires"))
+        if not isinstance(token, str) or expires is None:
+            raise self._contract(what, "no usable 'access_token' and 'expires'", payload, "")
+        return token, expires
+
+    # --- Errors ---
+
+    def _contract(self, what: str, problem: str, part: Any, token: str) -> base.ContractError:
+        secrets = self._secrets(token)
+        error = base.ContractError(
+            f"Flow answered in a shape Flowsite does not know ({what}): {problem}: "
+            f"{quote(part, secrets, 200)}",
+            detail=quote(part, secrets, 2000),
+        )
+        logger.warning("Flow contract mismatch while %s: %s: %s", what, problem, error.detail)
+        return error
+
+    def _error(
+        self, answer: _Answer, path: str, what: str, models: list[str], token: str
+    ) -> base.EngineError:
+        status = answer.status
+        secrets = self._secrets(token)
+        try:
+            payload = json.loads(answer.body)
+        except ValueError:
+            payload = None
+        error = payload.get("error") if isinstance(payload, dict) else None
+        error = error if isinstance(error, dict) else None
+        message = error.get("message") if error else None
+        message = redact_text(message, secrets)[:300] if isinstance(message, str) else ""
+        reasons = []
+        details = error.get("details") if error else None
+        for item in details if isinstance(details, list) else []:
+            if isinstance(item, dict) and isinstance(item.get("reason"), str):
+                reasons.append(item["reason"])
+        detail = f"HTTP {status} while {what}: " + quote(payload or answer.body, secrets, 1000)
+        logger.info("Flow refused %s: %s", path, detail)
+
+        if 300 <= status < 400:
+            location = urlsplit(answer.headers.get("location", ""))
+            target = f"{location.netloc}{location.path}" or "elsewhere"
+            return base.ContractError(
+                f"Flow redirected the call to {target} instead of answering ({what}); the API "
+                "may have moved.",
+                detail=detail,
+            )
+        for reason in reasons:
+            if reason in QUOTA_REASONS or "QUOTA" in reason:
+                text = QUOTA_REASONS.get(reason, base.QuotaReached.default_message)
+                return base.QuotaReached(f"{text} ({reason})", detail=detail)
+        if status == 429:
+            retry_after = parse_retry_after(answer.headers.get("retry-after"))
+            wait = f" after about {math.ceil(retry_after)} s" if retry_after is not None else ""
+            return base.Throttled(
+                f"Flow is rate-limiting this account; Flowsite will try again{wait}.",
+                retry_after=retry_after,
+                detail=detail,
+            )
+        if status >= 500:
+            return base.UpstreamError(
+                f"Flow had an internal error (HTTP {status}) while {what}; Flowsite will try "
+                "again.",
+                detail=detail,
+            )
+        if error is None:
+            return self._contract(
+                what, f"HTTP {status} without Google's error body", answer.body, token
+            )
+        if status == 403:
+            if REASON_MODEL_ACCESS_DENIED in reasons:
+                return base.TierTooLow(self._tier_message(models), detail=detail)
+            if BOT_CHECK_REASONS.intersection(reasons) or "recaptcha" in message.lower():
+                return base.BotCheck(
+                    "Google's automated-traffic check refused the request "
+                    f"({', '.join(reasons) or message}); Flowsite will try again later.",
+                    detail=detail,
+                )
+        for reason in reasons:
+            if reason in UNSAFE_REASONS or "UNSAFE" in reason:
+                text = UNSAFE_REASONS.get(reason, base.Unsafe.default_message)
+                return base.Unsafe(f"{text} ({reason})", reason=reason, detail=detail)
+        if status == 404 or NOT_FOUND_MESSAGE in message.lower():
+            if path == PATH_SUBMIT:
+                return base.ImageUnknown(detail=detail)
+            return base.BadRequest(
+                f"Flow does not know what was asked for ({what}): {message or 'not found'}",
+                detail=detail,
+            )
+        return base.BadRequest(
+            f"Flow refused the request ({what}, HTTP {status}): {message or 'no reason given'}",
+            detail=detail,
+        )
+
+    def _tier_message(self, models: list[str]) -> str:
+        tier = self.credentials.tier
+        tier_label = dict(catalogue.TIERS).get(tier, tier)
+        known = [catalogue.get_model(key) for key in dict.fromkeys(models)]
+        blocked = [m for m in known if m is not None and not m.allowed_for(tier)]
+        if blocked:
+            names = ", ".join(f"{m.label} ({m.key})" for m in blocked)
+            needs = dict(catalogue.TIERS).get(blocked[0].min_tier, blocked[0].min_tier)
+            return f"The model {names} needs a {needs} account; this account is {tier_label}."
+        names = ", ".join(dict.fromkeys(models)) or "this model"
+        return f"Flow does not let this {tier_label} account use {names}."
+
+
+class _Shape:
+    """Field-by-field reading of one answer; anything unexpected becomes a ContractError."""
+
+    def __init__(self, engine: FlowEngine, answer: dict, what: str) -> None:
+        self.engine = engine
+        self.answer = answer
+        self.what = what
+
+    def fail(self, problem: str, part: Any) -> NoReturn:
+        raise self.engine._contract(self.what, problem, part, "")
+
+    def require(self, condition: bool, problem: str, part: Any) -> None:
+        if not condition:
+            self.fail(problem, part)
+
+    def need(self, container: Any, key: str, kind: type, *, where: str = "") -> Any:
+        label = f"{where}.{key}" if where else key
+        if not isinstance(container, dict) or key not in container:
+            self.fail(f"'{label}' is missing", container)
+        value = container[key]
+        if not isinstance(value, kind) or (kind is str and not value):
+            expected = {str: "a text", dict: "an object", list: "a list"}.get(kind, kind.__name__)
+            self.fail(f"'{label}' is not {expected}", container)
+        return value
+
+    def state(self, entry: dict) -> base.ClipState:
+        status = self.need(entry, "status", str, where="operations[]")
+        if status in STATES:
+            return STATES[status]
+        if status.startswith(ERROR_STATUS_PREFIX):
+            return base.ClipState.FAILED
+        self.fail(f"unknown clip status {status!r}", entry)
+
+    def credits(self, answer: dict) -> int | None:
+        if "remainingCredits" not in answer:
+            return None
+        credits = _as_int(answer["remainingCredits"])
+        self.require(credits is not None, "'remainingCredits' is not a number", answer)
+        return credits
+
+    def clip_status(self, entry: Any) -> base.ClipStatus:
+        self.require(isinstance(entry, dict), "an operation is not an object", entry)
+        operation = self.need(entry, "operation", dict, where="operations[]")
+        name = self.need(operation, "name", str, where="operations[].operation")
+        request_id = self.need(entry, "sceneId", str, where="operations[]")
+        state = self.state(entry)
+        status = entry["status"]
+        if state == base.ClipState.SUCCESSFUL:
+            metadata = self.need(operation, "metadata", dict, where="operations[].operation")
+            video = self.need(metadata, "video", dict, where="operation.metadata")
+            video_url = self.need(video, "fifeUrl", str, where="operation.metadata.video")
+            poster_url = video.get("servingBaseUri", "")
+            self.require(isinstance(poster_url, str), "'servingBaseUri' is not a text", video)
+            media_id = entry.get("mediaGenerationId", video.get("mediaGenerationId", ""))
+            self.require(isinstance(media_id, str), "'mediaGenerationId' is not a text", entry)
+            seed = _as_int(video["seed"]) if "seed" in video else None
+            self.require(seed is not None or "seed" not in video, "'seed' is not a number", video)
+            return base.ClipStatus(
+                operation_name=name,
+                request_id=request_id,
+                state=state,
+                video_url=video_url,
+                poster_url=poster_url,
+                media_generation_id=media_id,
+                seed=seed,
+            )
+        reason = ""
+        if state == base.ClipState.FAILED:
+            error = operation.get("error")
+            if error is not None:
+                self.require(isinstance(error, dict), "'operation.error' is not an object", entry)
+                message = error.get("message", "")
+                self.require(isinstance(message, str), "'error.message' is not a text", entry)
+                reason = message
+            if not reason and status.startswith(ERROR_STATUS_PREFIX):
+                reason = status.removeprefix(STATUS_PREFIX)
+        return base.ClipStatus(
+            operation_name=name, request_id=request_id, state=state, failure_reason=reason
+        )
