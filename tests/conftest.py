@@ -7,6 +7,8 @@ from django.contrib.auth.models import User
 from generations.engines.catalogue import TIER_ONE
 from generations.models import FlowAccount, Membership, Project
 
+pytest_plugins = ["tests.fixtures_emulator"]
+
 PASSWORD = "correct horse battery staple"
 
 

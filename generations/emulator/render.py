@@ -1,0 +1,195 @@
+"""Turn a start image and a prompt into a real, playable H.264 clip and its poster.
+
+The clip is a slow camera move (zoom plus a pan along the image's long side) across the start
+image with the prompt as a caption, so a person watching the emulated studio can tell takes
+apart. It must be cheap: Pillow does the crop-and-scale of each frame in one call, the caption
+is drawn once and pasted, and libx264 runs at its fastest preset — a clip renders faster than
+it plays on two cores.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import os
+import re
+import tempfile
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+import av
+from PIL import Image, ImageDraw, ImageFont, ImageOps
+
+LANDSCAPE_SIZE = (1280, 720)
+PORTRAIT_SIZE = (720, 1280)
+
+# How far the camera zooms in over the clip, and how much of the spare width/height it pans.
+ZOOM_END = 1.12
+_FAULT_MARKER = re.compile(r"\[fault:[^\]]*\]")
+
+
+@dataclass(frozen=True)
+class RenderedClip:
+    video_path: Path
+    poster_path: Path
+    width: int
+    height: int
+    frames: int
+
+
+def video_codec() -> str:
+    """libx264 when this PyAV build has it (browsers play H.264 MP4); the error otherwise says
+    what to install rather than failing deep inside a render."""
+    if "libx264" in av.codec.codecs_available:
+        return "libx264"
+    raise RuntimeError(
+        "This PyAV build has no libx264 encoder; install the PyAV wheel from PyPI, "
+        "which bundles it."
+    )
+
+
+def caption_text(prompt: str) -> str:
+    """The prompt as shown on the clip: fault markers are for the emulator, not the viewer."""
+    return " ".join(_FAULT_MARKER.sub("", prompt).split())
+
+
+def _ease(t: float) -> float:
+    return 0.5 - 0.5 * math.cos(math.pi * t)
+
+
+def _wrap(draw: ImageDraw.ImageDraw, text: str, font: ImageFont.ImageFont, width: int) -> list[str]:
+    lines: list[str] = []
+    line = ""
+    for word in text.split():
+        candidate = f"{line} {word}".strip()
+        if line and draw.textlength(candidate, font=font) > width:
+            lines.append(line)
+            line = word
+        else:
+            line = candidate
+    if line:
+        lines.append(line)
+    return lines
+
+
+def _caption_band(text: str, frame_width: int) -> Image.Image | None:
+    """A translucent band with the wrapped caption, drawn once per clip."""
+    if not text:
+        return None
+    font_size = max(18, frame_width // 36)
+    font = ImageFont.load_default(size=font_size)
+    margin = font_size
+    probe = ImageDraw.Draw(Image.new("RGBA", (1, 1)))
+    lines = _wrap(probe, text, font, frame_width - 2 * margin)
+    max_lines = 4
+    if len(lines) > max_lines:
+        lines = lines[:max_lines]
+        lines[-1] = lines[-1].rstrip(".") + "…"
+    line_height = int(font_size * 1.3)
+    band = Image.new("RGBA", (frame_width, line_height * len(lines) + margin), (0, 0, 0, 140))
+    draw = ImageDraw.Draw(band)
+    for index, line in enumerate(lines):
+        draw.text(
+            (margin, margin // 2 + index * line_height), line, font=font, fill=(255, 255, 255, 255)
+        )
+    return band
+
+
+def _source_for(image: Image.Image, size: tuple[int, int]) -> Image.Image:
+    """The start image scaled once so that every camera window is a near 1:1 crop of it."""
+    image = ImageOps.exif_transpose(image).convert("RGB")
+    width, height = size
+    scale = max(width / image.width, height / image.height) * ZOOM_END
+    target = (max(width, round(image.width * scale)), max(height, round(image.height * scale)))
+    return image.resize(target, Image.Resampling.BILINEAR, reducing_gap=2.0)
+
+
+def _window(
+    source: tuple[int, int], size: tuple[int, int], t: float
+) -> tuple[float, float, float, float]:
+    """The part of the source the camera sees at time ``t`` in [0, 1]."""
+    src_w, src_h = source
+    width, height = size
+    # The widest window with the frame's aspect that fits the source, then zoom into it.
+    base = min(src_w / width, src_h / height)
+    zoom = 1.0 + (ZOOM_END - 1.0) * _ease(t)
+    win_w, win_h = width * base / zoom, height * base / zoom
+    # Pan from one end of the spare room to the other along the longer spare axis.
+    spare_x, spare_y = src_w - win_w, src_h - win_h
+    progress = _ease(t)
+    if spare_x >= spare_y:
+        left, top = spare_x * (0.15 + 0.7 * progress), spare_y / 2
+    else:
+        left, top = spare_x / 2, spare_y * (0.15 + 0.7 * progress)
+    return (left, top, left + win_w, top + win_h)
+
+
+def render_clip(
+    image_bytes: bytes,
+    prompt: str,
+    *,
+    portrait: bool,
+    clip_seconds: float,
+    fps: int,
+    out_dir: Path,
+    name: str,
+) -> RenderedClip:
+    """Render ``<name>.mp4`` and ``<name>.jpg`` into ``out_dir``.
+
+    Both files are written under temporary names and renamed into place, so a reader never
+    sees half a clip.
+    """
+    size = PORTRAIT_SIZE if portrait else LANDSCAPE_SIZE
+    width, height = size
+    frames = max(1, round(clip_seconds * fps))
+    with Image.open(io.BytesIO(image_bytes)) as opened:
+        source = _source_for(opened, size)
+    band = _caption_band(caption_text(prompt), width)
+    band_top = height - (band.height if band else 0) - height // 20
+
+    video_path = out_dir / f"{name}.mp4"
+    poster_path = out_dir / f"{name}.jpg"
+    fd, tmp_video = tempfile.mkstemp(suffix=".mp4", dir=out_dir)
+    os.close(fd)
+    try:
+        with av.open(tmp_video, mode="w", format="mp4", options={"movflags": "faststart"}) as out:
+            stream = out.add_stream(
+                video_codec(),
+                rate=fps,
+                options={"preset": "ultrafast", "tune": "fastdecode", "crf": "26"},
+            )
+            stream.width, stream.height = width, height
+            stream.pix_fmt = "yuv420p"
+            stream.time_base = Fraction(1, fps)
+            # Baseline-compatible profile keeps every browser happy.
+            stream.codec_context.profile = "Constrained Baseline"
+            for index in range(frames):
+                t = index / (frames - 1) if frames > 1 else 0.0
+                frame_image = source.resize(
+                    size, Image.Resampling.BILINEAR, box=_window(source.size, size, t)
+                )
+                if band is not None:
+                    frame_image.paste(band, (0, band_top), band)
+                if index == 0:
+                    _save_poster(frame_image, poster_path, out_dir)
+                frame = av.VideoFrame.from_image(frame_image)
+                frame.pts = index
+                out.mux(stream.encode(frame))
+            out.mux(stream.encode(None))
+        os.replace(tmp_video, video_path)
+    except BaseException:
+        Path(tmp_video).unlink(missing_ok=True)
+        raise
+    return RenderedClip(video_path, poster_path, width, height, frames)
+
+
+def _save_poster(image: Image.Image, path: Path, out_dir: Path) -> None:
+    fd, tmp = tempfile.mkstemp(suffix=".jpg", dir=out_dir)
+    os.close(fd)
+    try:
+        image.save(tmp, "JPEG", quality=85)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
