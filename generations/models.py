@@ -8,11 +8,11 @@ from uuid import uuid4
 
 from django.conf import settings
 from django.core.validators import MaxValueValidator, MinValueValidator
-from django.db import models, transaction
+from django.db import IntegrityError, models, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from .engines.base import Aspect, Credentials
+from .engines.base import Aspect, Credentials, ImageData
 from .engines.catalogue import TIER_ONE, TIERS, get_model
 
 
@@ -155,6 +155,12 @@ class ImageAsset(models.Model):
     @property
     def aspect(self) -> Aspect:
         return Aspect.PORTRAIT if self.height > self.width else Aspect.LANDSCAPE
+
+    def image_data(self) -> ImageData:
+        """The stored bytes as an engine uploads them."""
+        with self.file.open("rb") as handle:
+            data = handle.read()
+        return ImageData(data=data, mime_type=self.mime_type, width=self.width, height=self.height)
 
 
 class ImageUpload(models.Model):
@@ -313,7 +319,12 @@ class Generation(models.Model):
     attempts = models.PositiveSmallIntegerField(default=0)
     # A worker that claims the take holds it until this time; an expired lease is reclaimed.
     lease_until = models.DateTimeField(null=True, blank=True)
+    # The token of the worker pass holding the take; a pass writes only rows carrying its token,
+    # so a take cancelled (claim cleared) or reclaimed by another worker is left alone.
+    claim = models.UUIDField(null=True, blank=True, editable=False)
     next_check_at = models.DateTimeField(null=True, blank=True)
+    # Downloads that failed in a way a fresh link may fix; bounded so a take cannot loop forever.
+    download_attempts = models.PositiveSmallIntegerField(default=0)
 
     video = models.FileField(max_length=300, blank=True)
     video_size = models.PositiveBigIntegerField(null=True, blank=True)
@@ -353,6 +364,132 @@ class Generation(models.Model):
 
     def media_dir(self) -> str:
         return f"clips/{self.project.uuid}/{self.uuid}"
+
+    def cancel(self, by=None) -> bool:
+        """Stop following this take. False when it had already finished.
+
+        The conditional update also clears the worker's claim, so a pass that is polling or
+        downloading this take finds its token gone and leaves the row alone. Flow has no cancel
+        call: a clip already submitted may still render (and cost) upstream.
+        """
+        now = timezone.now()
+        reason = f"Cancelled by {by}." if by is not None else "Cancelled."
+        changed = Generation.objects.filter(pk=self.pk, status__in=self.IN_FLIGHT).update(
+            status=self.Status.CANCELLED,
+            reason=reason,
+            claim=None,
+            lease_until=None,
+            next_check_at=None,
+            finished_at=now,
+            updated=now,
+        )
+        if changed:
+            self.status, self.reason, self.claim, self.lease_until = (
+                self.Status.CANCELLED,
+                reason,
+                None,
+                None,
+            )
+            self.next_check_at, self.finished_at, self.updated = None, now, now
+        return bool(changed)
+
+    def retry_problem(self) -> str:
+        """Why this take cannot be asked for again as it stands, in words, or ""."""
+        account = self.project.account
+        if account is None:
+            return "The project has no Flow account to spend; ask an admin to set one."
+        if self.start_image_id is None:
+            return "The start image of this take no longer exists; generate from the scene."
+        model = get_model(self.model_key)
+        if model is None:
+            return f"The model {self.model_key!r} is no longer offered; generate from the scene."
+        if not model.allowed_for(account.tier):
+            return f"{model.label} needs a higher Flow tier than the account {account} has."
+        return ""
+
+    def retry_as_new_take(self, user) -> Generation:
+        """A new queued take of the same scene with this take's snapshot, queued on commit."""
+        from . import tasks
+
+        problem = self.retry_problem()
+        if problem:
+            raise CannotGenerate(problem)
+        with transaction.atomic():
+            last = (
+                Generation.objects.filter(scene_id=self.scene_id).aggregate(
+                    last=models.Max("take")
+                )["last"]
+                or 0
+            )
+            now = timezone.now()
+            take = Generation.objects.create(
+                scene_id=self.scene_id,
+                project_id=self.project_id,
+                requested_by=user,
+                account_id=self.project.account_id,
+                take=last + 1,
+                prompt=self.prompt,
+                model_key=self.model_key,
+                aspect=self.aspect,
+                seed=self.seed,
+                start_image_id=self.start_image_id,
+                created=now,
+                updated=now,
+            )
+            transaction.on_commit(lambda: tasks.queue_submission([take.pk]))
+        return take
+
+    def resubmit(self, user) -> Generation:
+        """Submit an uncertain take again, knowingly: it may be paid for twice."""
+        if self.status != self.Status.UNCERTAIN:
+            raise CannotGenerate("Only a take whose submission is uncertain can be submitted again.")
+        with transaction.atomic():
+            take = self.retry_as_new_take(user)
+            self.reason = f"Submitted again by {user} as take {take.take}."
+            self.updated = timezone.now()
+            self.save(update_fields=["reason", "updated"])
+        return take
+
+
+class WorkerLease(models.Model):
+    """A named lease on one job that must run once across every worker (the pump).
+
+    Taken and renewed with a conditional UPDATE, so it works the same on SQLite and PostgreSQL;
+    a holder that crashes simply stops renewing and the lease lapses at ``until``.
+    """
+
+    name = models.CharField(max_length=50, unique=True)
+    holder = models.CharField(max_length=64, blank=True)
+    until = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"{self.name} held by {self.holder or 'nobody'} until {self.until}"
+
+    @classmethod
+    def acquire(cls, name: str, holder: str, seconds: float) -> bool:
+        """Take the lease if it is free or lapsed (or renew it if ``holder`` has it)."""
+        now = timezone.now()
+        until = now + timedelta(seconds=seconds)
+        if (
+            cls.objects.filter(name=name)
+            .filter(Q(until__isnull=True) | Q(until__lt=now) | Q(holder=holder))
+            .update(holder=holder, until=until)
+        ):
+            return True
+        try:
+            with transaction.atomic():
+                cls.objects.create(name=name, holder=holder, until=until)
+        except IntegrityError:
+            return False  # it exists, and someone else holds it
+        return True
+
+    @classmethod
+    def release(cls, name: str, holder: str) -> None:
+        cls.objects.filter(name=name, holder=holder).update(holder="", until=None)
+
+    @classmethod
+    def is_held(cls, name: str) -> bool:
+        return cls.objects.filter(name=name, until__gte=timezone.now()).exists()
 
 
 IN_FLIGHT_Q = Q(status__in=Generation.IN_FLIGHT)

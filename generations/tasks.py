@@ -1,9 +1,145 @@
 """Background work, run by django-q2 workers: submit takes, poll Flow, download clips.
 
-(Being written: see the tasks brief. `queue_submission` is the entry point models call.)
+django-q2's scheduler wakes only about every 30 seconds, too slow for a clip to show within
+FLOWSITE_POLL_INTERVAL of being ready. So the work is done by a *pump*: one task, started
+on demand, that holds a single lease across all workers and runs a pass of everything due
+(``pipeline.run_pass``) every poll interval while anything is in flight. It stops well inside
+the cluster's task timeout and hands over to a fresh task if work remains. A schedule
+(every minute, created by a data migration) restarts the pump if a worker died holding it.
 """
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter
+from collections.abc import Iterable
+from datetime import datetime
+from uuid import uuid4
+
+from django.conf import settings
+from django.utils import timezone
+
+from . import pipeline
+from .models import Generation, WorkerLease
+
+log = logging.getLogger(__name__)
+
+PUMP = "pump"
+PUMP_TASK = "generations.tasks.pump"
+# How long a pump's hold lasts without renewal. Renewed between every step of a pass, so it
+# only has to outlast the slowest single step (a download); a crashed pump is replaced after it.
+PUMP_LEASE_SECONDS = 120.0
+# While waiting for the next take to be due, look this often for takes queued meanwhile.
+WAIT_SLICE_SECONDS = 0.5
+
+
+def run_pass(now: datetime | None = None, *, heartbeat=None) -> dict[str, int]:
+    """One synchronous pass of everything due; returns what it did, as counters."""
+    return pipeline.run_pass(now, heartbeat=heartbeat)
 
 
 def queue_submission(generation_ids: list[int]) -> None:
-    """Queue the submission of these freshly created takes."""
-    raise NotImplementedError
+    """Queue the submission of these freshly created takes (called once they are committed).
+
+    The takes are already "queued" rows: all that is needed is a running pump.
+    """
+    start_pump()
+
+
+def poll_now(generation_ids: Iterable[int] | None = None) -> int:
+    """Make the worker look at these takes (or every take in flight) right away."""
+    takes = Generation.objects.filter(
+        status__in=[Generation.Status.QUEUED, Generation.Status.PENDING, Generation.Status.ACTIVE]
+    )
+    if generation_ids is not None:
+        takes = takes.filter(pk__in=list(generation_ids))
+    # A throttled account's cool-down still holds: this only moves each take's own timer.
+    count = takes.update(next_check_at=timezone.now())
+    if count:
+        start_pump()
+    return count
+
+
+def start_pump() -> bool:
+    """Enqueue a pump unless one holds the lease. True when a task was enqueued."""
+    if WorkerLease.is_held(PUMP):
+        # The running pump sees new takes within WAIT_SLICE_SECONDS; and it re-checks for work
+        # after letting the lease go, so a take queued as it stops is not stranded.
+        return False
+    from django_q.tasks import async_task
+
+    async_task(PUMP_TASK, task_name=f"pump-{uuid4().hex[:8]}", group="flowsite-pump")
+    return True
+
+
+def watchdog() -> bool:
+    """The schedule's safety net: a pump for work in flight if none is running."""
+    if Generation.objects.filter(status__in=Generation.IN_FLIGHT).exists():
+        return start_pump()
+    return False
+
+
+def pump_budget_seconds() -> float:
+    """How long one pump task may run: half the cluster's task timeout, so the pass in
+    progress at the deadline (uploads, downloads) still ends long before the cluster kills it."""
+    timeout = float(getattr(settings, "Q_CLUSTER", {}).get("timeout") or 600)
+    return max(timeout / 2, 5.0)
+
+
+def pump(budget_seconds: float | None = None) -> dict[str, int]:
+    """Run passes while anything is in flight, holding the pump lease; see the module doc."""
+    holder = uuid4().hex
+    if not WorkerLease.acquire(PUMP, holder, PUMP_LEASE_SECONDS):
+        return {"busy": 1}
+    budget = pump_budget_seconds() if budget_seconds is None else budget_seconds
+    deadline = time.monotonic() + budget
+    totals: Counter[str] = Counter()
+    lost = False
+
+    renewed = time.monotonic()
+
+    def renew() -> None:
+        # Called often (between steps, while waiting); a write every few seconds is plenty.
+        nonlocal lost, renewed
+        if time.monotonic() - renewed < PUMP_LEASE_SECONDS / 12:
+            return
+        renewed = time.monotonic()
+        if not WorkerLease.acquire(PUMP, holder, PUMP_LEASE_SECONDS):
+            lost = True
+
+    try:
+        while not lost:
+            totals.update(run_pass(heartbeat=renew))
+            totals["passes"] += 1
+            if not _wait_for_work(deadline, renew):
+                # Nothing in flight: let go, then look once more, because a take queued just
+                # before we let go saw the lease held and enqueued no pump of its own.
+                WorkerLease.release(PUMP, holder)
+                if pipeline.seconds_until_due() is not None and WorkerLease.acquire(
+                    PUMP, holder, PUMP_LEASE_SECONDS
+                ):
+                    continue
+                return dict(totals)
+            if time.monotonic() >= deadline:
+                break
+    finally:
+        WorkerLease.release(PUMP, holder)
+    if not lost and pipeline.seconds_until_due() is not None:
+        start_pump()
+    return dict(totals)
+
+
+def _wait_for_work(deadline: float, renew) -> bool:
+    """Sleep until some take is due (at most one poll interval). False when none in flight."""
+    interval = pipeline.poll_interval()
+    started = time.monotonic()
+    while True:
+        wait = pipeline.seconds_until_due()
+        if wait is None:
+            return False
+        remaining = min(interval - (time.monotonic() - started), deadline - time.monotonic())
+        if wait <= 0 or remaining <= 0:
+            return True
+        time.sleep(max(0.01, min(wait, remaining, WAIT_SLICE_SECONDS)))
+        renew()

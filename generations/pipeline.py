@@ -1,0 +1,947 @@
+"""One pass of background work: reap, submit, poll, download.
+
+Everything here is synchronous and idempotent, so a pass can be run by a test, a benchmark or
+the django-q2 pump alike, and several passes may run at once on different workers. Each phase
+takes its rows with a conditional UPDATE that stamps a fresh claim token, then writes only rows
+still carrying that token: "0 rows" means someone else (another worker, a cancel) got there
+first, and the pass leaves the row alone.
+
+The one rule that outranks every other: a submit costs credits, so a take whose submit request
+may have left Flowsite is never submitted again automatically.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import random
+import re
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+from uuid import UUID, uuid4
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.db.models import Case, DateTimeField, F, Min, Q, Value, When
+from django.db.models.functions import Coalesce, Greatest
+from django.utils import timezone
+
+from .engines.base import (
+    Aspect,
+    BadRequest,
+    BotCheck,
+    ClipRequest,
+    ClipState,
+    ClipStatus,
+    ContractError,
+    DownloadError,
+    DownloadResult,
+    Engine,
+    EngineError,
+    ImageUnknown,
+    NetworkError,
+    OperationRef,
+    QuotaReached,
+    SessionExpired,
+    SubmitResult,
+    Throttled,
+    TierTooLow,
+    TokenExpired,
+    Unsafe,
+    UpstreamError,
+)
+from .models import FlowAccount, Generation, ImageAsset, ImageUpload, Project
+
+log = logging.getLogger(__name__)
+
+S = Generation.Status
+
+UNCERTAIN_REASON = (
+    "Flowsite could not confirm that Flow received this take; it was not resubmitted so no "
+    "credits are spent twice. Submit it again if you want it."
+)
+
+# Retryable answers (throttling, bot check, Flow's 500s) are tried this many times in all.
+SUBMIT_ATTEMPTS = 6
+# Downloads that a fresh signed link may fix (expired link, cut short) are tried this often.
+DOWNLOAD_ATTEMPTS = 4
+BACKOFF_BASE_SECONDS = 2.0
+BACKOFF_CAP_SECONDS = 300.0
+# Takes claimed for one submit pass; the rest wait for the next pass.
+SUBMIT_LIMIT = 200
+
+# What Flow's failure codes mean, in a team member's words. Unknown codes still show, in
+# parentheses after a generic sentence.
+FAILURE_REASONS = {
+    "PUBLIC_ERROR_AUDIO_FILTERED": "Flow's safety filter blocked the clip's generated audio.",
+    "PUBLIC_ERROR_UNSAFE_GENERATION": "Flow's safety filter refused the prompt or start image.",
+    "PUBLIC_ERROR_MINOR_INPUT_IMAGE": "Flow refused the start image: it seems to show a minor.",
+    "PUBLIC_ERROR_PROMINENT_PEOPLE_FILTER_FAILED": (
+        "Flow refused the prompt or start image: it seems to show a well-known person."
+    ),
+    "PUBLIC_ERROR_USER_QUOTA_REACHED": "The Flow account ran out of credits.",
+    "PUBLIC_ERROR_PER_MODEL_DAILY_QUOTA_REACHED": (
+        "The Flow account used up today's quota for this model."
+    ),
+    "PUBLIC_ERROR_SOMETHING_WENT_WRONG": "Flow failed while rendering this take.",
+}
+
+
+def failure_reason(code: str) -> str:
+    """A sentence for Flow's failure code, keeping the code for whoever reports the problem."""
+    code = code.strip()
+    if not code:
+        return "Flow could not render this take and gave no reason."
+    sentence = FAILURE_REASONS.get(code, "Flow could not render this take.")
+    return _clip(f"{sentence.rstrip('.')} ({code}).")
+
+
+_SECRET_PATTERNS = [
+    (re.compile(r"ya29\.[\w\-.~+/]+"), "ya29.[redacted]"),
+    (re.compile(r"(?i)(bearer\s+)[\w\-.~+/=]+"), r"\1[redacted]"),
+    (
+        re.compile(r"(?i)((?:signature|googleaccessid|access_token|token)=)[^&\s\"']+"),
+        r"\1[redacted]",
+    ),
+    (re.compile(r"(?i)(session-token=)[^;\s\"']+"), r"\1[redacted]"),
+]
+
+
+def redact(text: str, limit: int = 2000) -> str:
+    """Text safe for a log line: no access token, cookie or URL signature, bounded length."""
+    for pattern, replacement in _SECRET_PATTERNS:
+        text = pattern.sub(replacement, text)
+    return text[:limit]
+
+
+def backoff_seconds(attempt: int, retry_after: float | None = None) -> float:
+    """How long to wait before try number ``attempt + 1``.
+
+    Exponential from BACKOFF_BASE_SECONDS, capped, with "equal jitter" so that many takes
+    throttled together do not come back in lockstep. A Retry-After from Flow is a floor.
+    """
+    ceiling = min(BACKOFF_CAP_SECONDS, BACKOFF_BASE_SECONDS * 2 ** max(attempt - 1, 0))
+    delay = ceiling / 2 + random.uniform(0, ceiling / 2)
+    if retry_after is not None and retry_after > 0:
+        # Honoured exactly (plus a little spread), not stretched by our own schedule.
+        delay = retry_after + random.uniform(0, min(1.0, retry_after / 10))
+    return delay
+
+
+def poll_interval() -> float:
+    return float(getattr(settings, "FLOWSITE_POLL_INTERVAL", 5.0))
+
+
+def stuck_after() -> timedelta:
+    return timedelta(seconds=float(getattr(settings, "FLOWSITE_STUCK_AFTER", 20 * 60)))
+
+
+def _call_deadline() -> float:
+    return float(getattr(settings, "FLOW_CALL_DEADLINE", 90.0))
+
+
+def _download_deadline() -> float:
+    return float(getattr(settings, "FLOW_DOWNLOAD_DEADLINE", 300.0))
+
+
+def _clip(text: str, limit: int = 500) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _chunks(items: list, size: int) -> Iterator[list]:
+    for start in range(0, len(items), max(size, 1)):
+        yield items[start : start + size]
+
+
+def _free_lease(now: datetime) -> Q:
+    return Q(lease_until__isnull=True) | Q(lease_until__lt=now)
+
+
+def _due(now: datetime) -> Q:
+    return Q(next_check_at__isnull=True) | Q(next_check_at__lte=now)
+
+
+# --- Engines and their token cache ----------------------------------------------------------
+
+
+class AccountTokenCache:
+    """Keeps minted access tokens on the FlowAccount row, so every worker shares one token.
+
+    Keyed by ``Credentials.key`` (the account's uuid).
+    """
+
+    def get(self, key: str) -> tuple[str, datetime] | None:
+        row = (
+            FlowAccount.objects.filter(uuid=key)
+            .values_list("access_token", "access_token_expires")
+            .first()
+        )
+        if not row or not row[0] or row[1] is None:
+            return None
+        return row[0], row[1]
+
+    def set(self, key: str, token: str, expires_at: datetime) -> None:
+        FlowAccount.objects.filter(uuid=key).update(
+            access_token=token, access_token_expires=expires_at
+        )
+
+
+TOKEN_CACHE = AccountTokenCache()
+
+
+def engine_for(account: FlowAccount) -> Engine:
+    from .engines import get_engine
+
+    return get_engine(account.credentials(), token_cache=TOKEN_CACHE)
+
+
+class _Engines:
+    """One engine per account for the length of a pass (engines keep an HTTP client)."""
+
+    def __init__(self) -> None:
+        self._by_account: dict[int, Engine] = {}
+
+    def get(self, account: FlowAccount) -> Engine:
+        if account.pk not in self._by_account:
+            self._by_account[account.pk] = engine_for(account)
+        return self._by_account[account.pk]
+
+    def close(self) -> None:
+        for engine in self._by_account.values():
+            close = getattr(engine, "close", None)
+            if callable(close):
+                try:
+                    close()
+                except Exception:  # closing is best effort; the pass result stands
+                    log.exception("closing an engine failed")
+        self._by_account.clear()
+
+
+# --- Writing rows a pass holds -----------------------------------------------------------------
+
+
+def _write_claimed(token: UUID, changes: dict[int, dict[str, Any]], statuses: Iterable[str]) -> int:
+    """Apply per-take changes in ONE UPDATE, only to rows still carrying ``token``.
+
+    Each field becomes ``CASE WHEN id = … THEN … ELSE field END``: the cost is one statement
+    however many takes changed, and a take cancelled meanwhile (claim cleared) is untouched.
+    """
+    if not changes:
+        return 0
+    fields = sorted({name for change in changes.values() for name in change})
+    updates: dict[str, Any] = {}
+    for name in fields:
+        field = Generation._meta.get_field(name)
+        whens = [
+            When(pk=pk, then=Value(change[name], output_field=field))
+            for pk, change in changes.items()
+            if name in change
+        ]
+        updates[name] = Case(*whens, default=F(name), output_field=field)
+    return Generation.objects.filter(
+        pk__in=list(changes), claim=token, status__in=list(statuses)
+    ).update(**updates)
+
+
+def _visible(**fields: Any) -> dict[str, Any]:
+    """Fields of a change a viewer can see: bump ``updated`` (UPDATE skips auto fields)."""
+    return {**fields, "updated": timezone.now()}
+
+
+# --- The pass ---------------------------------------------------------------------------------
+
+
+@dataclass
+class Pass:
+    now: datetime
+    heartbeat: Callable[[], object] | None = None
+
+    def __post_init__(self) -> None:
+        self.counts: Counter[str] = Counter()
+        self.engines = _Engines()
+
+    def beat(self) -> None:
+        if self.heartbeat is not None:
+            self.heartbeat()
+
+    def run(self) -> dict[str, int]:
+        try:
+            self.reap()
+            self.beat()
+            self.submit_due()
+            self.beat()
+            self.poll_due()
+        finally:
+            self.engines.close()
+        return dict(self.counts)
+
+    # --- Reaper -------------------------------------------------------------------------
+
+    def reap(self) -> None:
+        """Settle takes whose worker vanished (crash, killed task) when their lease lapsed."""
+        now = self.now
+        # The submit may have left before the crash: never guess, never resubmit. The claim is
+        # kept so that a worker merely slower than its lease can still record the operation.
+        self.counts["uncertain"] += Generation.objects.filter(
+            Q(lease_until__lt=now) | Q(lease_until__isnull=True), status=S.SUBMITTING
+        ).update(
+            status=S.UNCERTAIN,
+            reason=UNCERTAIN_REASON,
+            lease_until=None,
+            finished_at=now,
+            updated=timezone.now(),
+        )
+        # A download costs nothing: check again, which signs fresh URLs.
+        self.counts["download_reaped"] += Generation.objects.filter(
+            Q(lease_until__lt=now) | Q(lease_until__isnull=True), status=S.DOWNLOADING
+        ).update(
+            status=S.ACTIVE, claim=None, lease_until=None, next_check_at=now, updated=timezone.now()
+        )
+        self.counts["failed"] += Generation.objects.filter(
+            status__in=[S.QUEUED, S.PENDING, S.ACTIVE], account__isnull=True
+        ).update(
+            status=S.FAILED,
+            reason="The Flow account of this take was removed, so Flowsite cannot follow it.",
+            claim=None,
+            lease_until=None,
+            finished_at=now,
+            updated=timezone.now(),
+        )
+
+    # --- Submit -------------------------------------------------------------------------
+
+    def submit_due(self) -> None:
+        now = self.now
+        due = list(
+            Generation.objects.filter(status=S.QUEUED, account__isnull=False)
+            .filter(_due(now), _free_lease(now))
+            .filter(Q(account__cool_down_until__isnull=True) | Q(account__cool_down_until__lte=now))
+            .order_by("created", "pk")
+            .values_list("pk", flat=True)[:SUBMIT_LIMIT]
+        )
+        if not due:
+            return
+        token = uuid4()
+        # The lease covers image uploads; the takes stay "queued" until the submit call itself,
+        # so a crash while uploading (which costs nothing) leaves them simply to be retried.
+        Generation.objects.filter(pk__in=due, status=S.QUEUED).filter(
+            _due(now), _free_lease(now)
+        ).update(claim=token, lease_until=now + timedelta(seconds=3 * _call_deadline()))
+        takes = list(
+            Generation.objects.filter(claim=token, status=S.QUEUED)
+            .select_related("account", "project", "start_image")
+            .order_by("created", "pk")
+        )
+        groups: dict[tuple[int, int], list[Generation]] = defaultdict(list)
+        for take in takes:
+            groups[(take.project_id, take.account_id)].append(take)
+        for group in groups.values():
+            try:
+                SubmitGroup(self, token, group).run()
+            except Exception:
+                # A bug or a database error must not take the other groups down. Whatever is
+                # still "submitting" is left to the reaper, which calls it uncertain.
+                log.exception("submitting takes %s failed", [take.pk for take in group])
+                self._release_queued(token, [take.pk for take in group])
+            self.beat()
+
+    def _release_queued(self, token: UUID, pks: list[int]) -> None:
+        Generation.objects.filter(pk__in=pks, claim=token, status=S.QUEUED).update(
+            claim=None, lease_until=None
+        )
+
+    # --- Poll -----------------------------------------------------------------------------
+
+    def poll_due(self) -> None:
+        now = self.now
+        rows = list(
+            Generation.objects.filter(status__in=[S.PENDING, S.ACTIVE], account__isnull=False)
+            .filter(_due(now), _free_lease(now))
+            .order_by("next_check_at", "pk")
+            .values_list("pk", "account_id")
+        )
+        if not rows:
+            return
+        by_account: dict[int, list[int]] = defaultdict(list)
+        for pk, account_id in rows:
+            by_account[account_id].append(pk)
+        accounts = FlowAccount.objects.in_bulk(list(by_account))
+        size = int(getattr(settings, "FLOW_STATUS_BATCH_SIZE", 50))
+        for account_id, pks in by_account.items():
+            account = accounts[account_id]
+            for batch in _chunks(pks, size):
+                PollBatch(self, account, batch).run()
+                self.beat()
+
+
+# --- Submitting one group (one project, one account) ---------------------------------------
+
+
+class SubmitGroup:
+    def __init__(self, run: Pass, token: UUID, takes: list[Generation]) -> None:
+        self.run_ = run
+        self.now = run.now
+        self.counts = run.counts
+        self.token = token
+        self.takes = takes
+        self.project: Project = takes[0].project
+        self.account: FlowAccount = takes[0].account
+        self.engine = run.engines.get(self.account)
+
+    def run(self) -> None:
+        media_ids = self.upload_images()
+        if not self.takes or not self.mark_submitting():
+            return
+        try:
+            try:
+                result = self.submit(self.clips(media_ids))
+            except ImageUnknown:
+                # Flow forgot the uploaded images: forget them too, upload once more and submit
+                # once more. The refusal was an HTTP answer, so the first call spent nothing.
+                ImageUpload.objects.filter(
+                    account=self.account, image_id__in={t.start_image_id for t in self.takes}
+                ).delete()
+                media_ids = self.upload_images(submitting=True)
+                if not self.takes:
+                    return
+                try:
+                    result = self.submit(self.clips(media_ids))
+                except ImageUnknown as error:
+                    self.requeue(self.takes, error)
+                    return
+        except _Settled:
+            return
+        self.record(result)
+
+    def clips(self, media_ids: dict[int, str]) -> list[ClipRequest]:
+        return [
+            ClipRequest(
+                request_id=str(take.request_id),
+                prompt=take.prompt,
+                model_key=take.model_key,
+                aspect=Aspect(take.aspect),
+                seed=take.seed,
+                start_image_media_id=media_ids.get(take.start_image_id),
+            )
+            for take in self.takes
+        ]
+
+    # Uploads
+
+    def upload_images(self, *, submitting: bool = False) -> dict[int, str]:
+        """Each start image uploaded to this account once; takes whose image fails drop out."""
+        images: dict[int, ImageAsset] = {}
+        missing: list[Generation] = []
+        for take in self.takes:
+            if take.start_image is None:
+                missing.append(take)
+            else:
+                images[take.start_image_id] = take.start_image
+        if missing:
+            self.fail(
+                missing,
+                "The start image of this take was deleted before it could be sent to Flow.",
+                statuses=[S.SUBMITTING] if submitting else [S.QUEUED],
+            )
+        known = dict(
+            ImageUpload.objects.filter(account=self.account, image_id__in=list(images)).values_list(
+                "image_id", "media_id"
+            )
+        )
+        media_ids: dict[int, str] = {}
+        for image_id, image in images.items():
+            if image_id in known:
+                media_ids[image_id] = known[image_id]
+                continue
+            affected = [t for t in self.takes if t.start_image_id == image_id]
+            statuses = [S.SUBMITTING] if submitting else [S.QUEUED]
+            try:
+                data = image.image_data()
+            except OSError:
+                log.exception("start image %s could not be read", image.uuid)
+                self.fail(
+                    affected,
+                    "The start image file could not be read from Flowsite's storage.",
+                    statuses=statuses,
+                )
+                continue
+            try:
+                uploaded = self.engine.upload_image(data)
+            except EngineError as error:
+                # Uploads cost nothing: any failure is safe to retry or to report.
+                self.settle_error(affected, error, statuses=statuses)
+                continue
+            media_ids[image_id] = uploaded.media_id
+            # Another worker may have uploaded the same image meanwhile; either id works.
+            with contextlib.suppress(IntegrityError), transaction.atomic():
+                ImageUpload.objects.create(
+                    image=image, account=self.account, media_id=uploaded.media_id
+                )
+            self.counts["uploaded"] += 1
+        return media_ids
+
+    # The submit call itself
+
+    def mark_submitting(self) -> bool:
+        """Flip the claimed takes to "submitting" right before the call that costs credits."""
+        pks = [take.pk for take in self.takes]
+        Generation.objects.filter(pk__in=pks, claim=self.token, status=S.QUEUED).update(
+            status=S.SUBMITTING,
+            lease_until=self.now + timedelta(seconds=2 * _call_deadline() + 30),
+            updated=timezone.now(),
+        )
+        # Cancelled (or reclaimed) takes are no longer ours and are not sent.
+        mine = set(
+            Generation.objects.filter(
+                pk__in=pks, claim=self.token, status=S.SUBMITTING
+            ).values_list("pk", flat=True)
+        )
+        self.takes = [take for take in self.takes if take.pk in mine]
+        return bool(self.takes)
+
+    def submit(self, clips: list[ClipRequest]) -> SubmitResult:
+        try:
+            result = self.engine.submit(str(self.project.flow_project_id), clips)
+        except ImageUnknown:
+            raise
+        except (NetworkError, ContractError) as error:
+            # The request may have reached Flow (a lost answer, or an answer we cannot read):
+            # paying twice is worse than asking the user.
+            if isinstance(error, ContractError):
+                log.warning("Flow's submit answer had an unknown shape: %s", redact(error.detail))
+            self.uncertain(self.takes)
+            raise _Settled from error
+        except EngineError as error:
+            self.settle_error(self.takes, error, statuses=[S.SUBMITTING])
+            raise _Settled from error
+        except Exception as error:
+            log.exception("submitting takes failed unexpectedly")
+            self.uncertain(self.takes)
+            raise _Settled from error
+        self.counts["submit_calls"] += 1
+        return result
+
+    def record(self, result: SubmitResult) -> None:
+        now = self.now
+        by_request = {clip.request_id: clip for clip in result.clips}
+        changes: dict[int, dict[str, Any]] = {}
+        lost: list[Generation] = []
+        for take in self.takes:
+            clip = by_request.get(str(take.request_id))
+            if clip is None or not clip.operation_name:
+                lost.append(take)
+                continue
+            changes[take.pk] = _visible(
+                status=S.ACTIVE if clip.state == ClipState.ACTIVE else S.PENDING,
+                operation_name=clip.operation_name,
+                credits_after=result.remaining_credits,
+                submitted_at=now,
+                next_check_at=now + timedelta(seconds=poll_interval()),
+                reason="",
+                claim=None,
+                lease_until=None,
+            )
+        # UNCERTAIN too: if the reaper gave up on us while Flow was slow, the answer we finally
+        # got is the truth and the take is followed after all.
+        self.counts["submitted"] += _write_claimed(self.token, changes, [S.SUBMITTING, S.UNCERTAIN])
+        if lost:
+            log.warning("Flow's submit answer named no operation for takes %s", lost)
+            self.uncertain(lost)
+        self.account.record_credits(result.remaining_credits)
+
+    # Outcomes
+
+    def uncertain(self, takes: list[Generation]) -> None:
+        self.counts["uncertain"] += Generation.objects.filter(
+            pk__in=[t.pk for t in takes], claim=self.token, status=S.SUBMITTING
+        ).update(
+            status=S.UNCERTAIN,
+            reason=UNCERTAIN_REASON,
+            lease_until=None,
+            finished_at=self.now,
+            updated=timezone.now(),
+        )
+
+    def fail(self, takes: list[Generation], reason: str, *, statuses: list[str]) -> None:
+        pks = [t.pk for t in takes]
+        self.counts["failed"] += Generation.objects.filter(
+            pk__in=pks, claim=self.token, status__in=statuses
+        ).update(
+            status=S.FAILED,
+            reason=_clip(reason),
+            claim=None,
+            lease_until=None,
+            finished_at=self.now,
+            updated=timezone.now(),
+        )
+        self.takes = [t for t in self.takes if t.pk not in set(pks)]
+
+    def requeue(self, takes: list[Generation], error: EngineError) -> None:
+        """Back to the queue after an answer that spent nothing, or give up after enough tries."""
+        now = self.now
+        retry_after = getattr(error, "retry_after", None)
+        tries = max(t.attempts for t in takes) + 1
+        give_up = [t for t in takes if t.attempts + 1 >= SUBMIT_ATTEMPTS]
+        again = [t for t in takes if t.attempts + 1 < SUBMIT_ATTEMPTS]
+        statuses = [S.QUEUED, S.SUBMITTING]
+        if give_up:
+            self.fail(
+                give_up,
+                f"{error.message} Flowsite gave up after {SUBMIT_ATTEMPTS} attempts.",
+                statuses=statuses,
+            )
+        if again:
+            delay = backoff_seconds(tries, retry_after)
+            self.counts["requeued"] += Generation.objects.filter(
+                pk__in=[t.pk for t in again], claim=self.token, status__in=statuses
+            ).update(
+                status=S.QUEUED,
+                attempts=F("attempts") + 1,
+                next_check_at=now + timedelta(seconds=delay),
+                claim=None,
+                lease_until=None,
+                updated=timezone.now(),
+            )
+            if isinstance(error, Throttled):
+                until = now + timedelta(seconds=delay)
+                FlowAccount.objects.filter(pk=self.account.pk).update(cool_down_until=until)
+                self.account.cool_down_until = until
+        self.takes = [t for t in self.takes if t not in takes]
+
+    def settle_error(
+        self, takes: list[Generation], error: EngineError, *, statuses: list[str]
+    ) -> None:
+        """An HTTP answer came back refusing the call, so nothing was spent."""
+        if isinstance(error, (Throttled, BotCheck, UpstreamError, ImageUnknown, NetworkError)):
+            self.requeue(takes, error)
+        elif isinstance(error, SessionExpired):
+            message = (
+                f"The Flow session for account {self.account} has expired — paste a new cookie."
+            )
+            self._account_problem(message)
+            self.fail(takes, message, statuses=statuses)
+        elif isinstance(error, TokenExpired):
+            if self.account.session_cookie:
+                # A fresh token can be minted from the cookie next time.
+                self.requeue(takes, error)
+            else:
+                message = (
+                    f"The Flow access token of account {self.account} has expired or was "
+                    "revoked — paste a new one."
+                )
+                self._account_problem(message)
+                self.fail(takes, message, statuses=statuses)
+        elif isinstance(error, (Unsafe, TierTooLow, QuotaReached, BadRequest, ContractError)):
+            if isinstance(error, ContractError):
+                log.warning("Flow answered in an unknown shape: %s", redact(error.detail))
+            self.fail(takes, error.message, statuses=statuses)
+        else:
+            self.fail(takes, error.message, statuses=statuses)
+
+    def _account_problem(self, message: str) -> None:
+        FlowAccount.objects.filter(pk=self.account.pk).update(problem=_clip(message, 300))
+        self.account.problem = message
+
+
+class _Settled(Exception):
+    """The submit call's outcome has already been written to the takes."""
+
+
+# --- Polling one batch --------------------------------------------------------------------
+
+
+class PollBatch:
+    """Check up to FLOW_STATUS_BATCH_SIZE takes of one account with one status call.
+
+    The database work is the same handful of statements whatever the batch size: claim,
+    read, one CASE update with every result, and (only for finished clips) the downloads.
+    """
+
+    def __init__(self, run: Pass, account: FlowAccount, pks: list[int]) -> None:
+        self.run_ = run
+        self.now = run.now
+        self.counts = run.counts
+        self.account = account
+        self.pks = pks
+        self.token = uuid4()
+
+    def run(self) -> None:
+        now = self.now
+        Generation.objects.filter(pk__in=self.pks, status__in=[S.PENDING, S.ACTIVE]).filter(
+            _free_lease(now)
+        ).update(claim=self.token, lease_until=now + timedelta(seconds=2 * _call_deadline()))
+        takes = list(
+            Generation.objects.filter(
+                claim=self.token, status__in=[S.PENDING, S.ACTIVE]
+            ).select_related("project")
+        )
+        if not takes:
+            return
+        try:
+            engine = self.run_.engines.get(self.account)
+            result = engine.check(
+                [OperationRef(t.operation_name, str(t.request_id)) for t in takes]
+            )
+        except EngineError as error:
+            self.check_failed(takes, error)
+            return
+        except Exception as error:
+            log.exception("checking takes %s failed unexpectedly", [t.pk for t in takes])
+            self.check_failed(takes, UpstreamError(detail=str(error)))
+            return
+        self.counts["checked"] += len(takes)
+        if result.remaining_credits is not None:
+            self.account.record_credits(result.remaining_credits)
+        self.apply(takes, result.clips)
+
+    def apply(self, takes: list[Generation], clips: list[ClipStatus]) -> None:
+        now = self.now
+        by_request = {clip.request_id: clip for clip in clips}
+        by_operation = {clip.operation_name: clip for clip in clips}
+        changes: dict[int, dict[str, Any]] = {}
+        finished: list[tuple[Generation, ClipStatus]] = []
+        next_check = now + timedelta(seconds=poll_interval())
+        for take in takes:
+            clip = by_request.get(str(take.request_id)) or by_operation.get(take.operation_name)
+            if clip is None or clip.state.in_flight:
+                stuck = self.stuck_reason(take)
+                if stuck:
+                    changes[take.pk] = self.final(S.FAILED, stuck)
+                    self.counts["failed"] += 1
+                    continue
+                status = take.status
+                if clip is not None:
+                    status = S.ACTIVE if clip.state == ClipState.ACTIVE else S.PENDING
+                change: dict[str, Any] = {
+                    "next_check_at": next_check,
+                    "claim": None,
+                    "lease_until": None,
+                }
+                if status != take.status:
+                    change = _visible(status=status, **change)
+                changes[take.pk] = change
+            elif clip.state == ClipState.SUCCESSFUL:
+                # Keep the claim: this pass downloads the clip right away, while the signed
+                # URLs Flow just gave are fresh.
+                changes[take.pk] = _visible(
+                    status=S.DOWNLOADING,
+                    media_generation_id=clip.media_generation_id or take.media_generation_id,
+                    lease_until=now + timedelta(seconds=2 * _download_deadline() + 30),
+                )
+                finished.append((take, clip))
+            elif clip.state == ClipState.FAILED:
+                changes[take.pk] = self.final(S.FAILED, failure_reason(clip.failure_reason))
+                self.counts["failed"] += 1
+            else:
+                changes[take.pk] = self.final(S.CANCELLED, "Flow cancelled this take.")
+                self.counts["cancelled"] += 1
+        _write_claimed(self.token, changes, [S.PENDING, S.ACTIVE])
+        if finished:
+            mine = set(
+                Generation.objects.filter(
+                    pk__in=[take.pk for take, _ in finished],
+                    claim=self.token,
+                    status=S.DOWNLOADING,
+                ).values_list("pk", flat=True)
+            )
+            for take, clip in finished:
+                if take.pk in mine:
+                    Download(self.run_, self.token, take, clip).run()
+                    self.run_.beat()
+
+    def final(self, status: str, reason: str) -> dict[str, Any]:
+        return _visible(
+            status=status,
+            reason=_clip(reason),
+            finished_at=self.now,
+            claim=None,
+            lease_until=None,
+            next_check_at=None,
+        )
+
+    def stuck_reason(self, take: Generation, last_error: str = "") -> str:
+        since = take.submitted_at or take.created
+        waited = self.now - since
+        if waited <= stuck_after():
+            return ""
+        minutes = int(waited.total_seconds() // 60)
+        reason = (
+            f"Flow was still working on this take {minutes} minutes after it was submitted, "
+            "far longer than usual; Flowsite stopped waiting (stuck)."
+        )
+        if last_error:
+            reason += f" Last error: {last_error}"
+        return reason
+
+    def check_failed(self, takes: list[Generation], error: EngineError) -> None:
+        """The status call failed as a whole: try the batch again later; stuck ones end."""
+        if isinstance(error, ContractError):
+            log.warning("Flow's status answer had an unknown shape: %s", redact(error.detail))
+        else:
+            log.warning("checking %d takes failed: %s", len(takes), error.message)
+        if isinstance(error, SessionExpired):
+            message = (
+                f"The Flow session for account {self.account} has expired — paste a new cookie."
+            )
+            FlowAccount.objects.filter(pk=self.account.pk).update(problem=_clip(message, 300))
+        delay = max(poll_interval(), backoff_seconds(3, getattr(error, "retry_after", None)))
+        changes: dict[int, dict[str, Any]] = {}
+        for take in takes:
+            stuck = self.stuck_reason(take, error.message)
+            if stuck:
+                changes[take.pk] = self.final(S.FAILED, stuck)
+                self.counts["failed"] += 1
+            else:
+                changes[take.pk] = {
+                    "next_check_at": self.now + timedelta(seconds=delay),
+                    "claim": None,
+                    "lease_until": None,
+                }
+        self.counts["check_errors"] += 1
+        _write_claimed(self.token, changes, [S.PENDING, S.ACTIVE])
+
+
+# --- Downloading one finished clip --------------------------------------------------------------
+
+
+class Download:
+    def __init__(self, run: Pass, token: UUID, take: Generation, clip: ClipStatus) -> None:
+        self.now = run.now
+        self.counts = run.counts
+        self.token = token
+        self.take = take
+        self.clip = clip
+
+    def _mine(self):
+        return Generation.objects.filter(pk=self.take.pk, claim=self.token, status=S.DOWNLOADING)
+
+    def run(self) -> None:
+        from .engines.download import download_to
+
+        take, clip = self.take, self.clip
+        media_root = Path(settings.MEDIA_ROOT)
+        folder = media_root / take.media_dir()
+        try:
+            if not clip.video_url:
+                raise ContractDownloadError()
+            video = download_to(clip.video_url, folder / "clip.mp4", kind="video")
+            poster: DownloadResult | None = None
+            if clip.poster_url:
+                try:
+                    poster = download_to(clip.poster_url, folder / "poster.jpg", kind="image")
+                except DownloadError as error:
+                    if error.retryable:
+                        raise
+                    # A poster is a nicety; the clip itself is what the team waits for.
+                    log.warning("poster of take %s not kept: %s", take.pk, error.message)
+        except DownloadError as error:
+            self.failed(error)
+            return
+        except Exception as error:
+            log.exception("downloading take %s failed unexpectedly", take.pk)
+            self.failed(DownloadError(detail=str(error)), retryable=True)
+            return
+        done = self._mine().update(
+            status=S.READY,
+            reason="",
+            video=_relative(video.path, media_root),
+            video_size=video.size,
+            video_sha256=video.sha256,
+            poster=_relative(poster.path, media_root) if poster else "",
+            poster_sha256=poster.sha256 if poster else "",
+            finished_at=timezone.now(),
+            claim=None,
+            lease_until=None,
+            next_check_at=None,
+            updated=timezone.now(),
+        )
+        if done:
+            self.counts["ready"] += 1
+        else:
+            # Cancelled while downloading: the take is no longer ours, its files go too.
+            for result in (video, poster):
+                if result is not None:
+                    Path(result.path).unlink(missing_ok=True)
+
+    def failed(self, error: DownloadError, *, retryable: bool | None = None) -> None:
+        retryable = error.retryable if retryable is None else retryable
+        attempts = self.take.download_attempts + 1
+        if retryable and attempts < DOWNLOAD_ATTEMPTS:
+            # The next status call signs fresh URLs; ask for them right away.
+            self.counts["download_retries"] += self._mine().update(
+                status=S.ACTIVE,
+                download_attempts=F("download_attempts") + 1,
+                next_check_at=self.now,
+                claim=None,
+                lease_until=None,
+                updated=timezone.now(),
+            )
+            return
+        reason = error.message
+        if retryable:
+            reason = f"{reason} Flowsite gave up after {attempts} download attempts."
+        self.counts["failed"] += self._mine().update(
+            status=S.FAILED,
+            reason=_clip(reason),
+            download_attempts=attempts,
+            finished_at=self.now,
+            claim=None,
+            lease_until=None,
+            next_check_at=None,
+            updated=timezone.now(),
+        )
+
+
+class ContractDownloadError(DownloadError):
+    retryable = True
+    default_message = "Flow said the clip is ready but gave no link to download it."
+
+
+def _relative(path: str, root: Path) -> str:
+    return Path(path).resolve().relative_to(root.resolve()).as_posix()
+
+
+# --- When is the next thing due --------------------------------------------------------------
+
+
+def seconds_until_due(now: datetime | None = None) -> float | None:
+    """Seconds until some take needs a pass (0 when one is due now), None when none in flight.
+
+    One aggregate query, cheap enough for the pump to ask twice a second while it waits.
+    """
+    now = now or timezone.now()
+    at = Value(now, output_field=DateTimeField())
+    agg = Generation.objects.filter(status__in=Generation.IN_FLIGHT).aggregate(
+        polls=Min(
+            Coalesce("next_check_at", at),
+            filter=Q(status__in=[S.PENDING, S.ACTIVE]),
+            output_field=DateTimeField(),
+        ),
+        submits=Min(
+            Greatest(
+                Coalesce("next_check_at", at),
+                Coalesce("account__cool_down_until", at),
+                Coalesce("lease_until", at),
+                output_field=DateTimeField(),
+            ),
+            filter=Q(status=S.QUEUED),
+            output_field=DateTimeField(),
+        ),
+        leases=Min(
+            Coalesce("lease_until", at),
+            filter=Q(status__in=[S.SUBMITTING, S.DOWNLOADING]),
+            output_field=DateTimeField(),
+        ),
+    )
+    moments = [moment for moment in agg.values() if moment is not None]
+    if not moments:
+        return None
+    return max(0.0, (min(moments) - now).total_seconds())
+
+
+def run_pass(now: datetime | None = None, *, heartbeat: Callable[[], object] | None = None):
+    return Pass(now or timezone.now(), heartbeat).run()
