@@ -183,6 +183,11 @@ FLOW_DOWNLOAD_DEADLINE = envfloat("FLOW_DOWNLOAD_DEADLINE", 300.0)
 FLOWSITE_POLL_INTERVAL = envfloat("FLOWSITE_POLL_INTERVAL", 5.0)
 FLOWSITE_PAGE_POLL_SECONDS = envint("FLOWSITE_PAGE_POLL_SECONDS", 3)
 
+# Behind nginx: a path prefix such as "/protected/" mapped by an `internal` location to
+# MEDIA_ROOT. The media views then check access and hand the bytes (and Range) to nginx with
+# X-Accel-Redirect instead of streaming them through Python. Empty: Django streams the files.
+FLOWSITE_X_ACCEL_REDIRECT = envstr("FLOWSITE_X_ACCEL_REDIRECT")
+
 # Start images: refused above this many bytes (checked before decoding) or pixels (checked
 # from the header, which stops decompression bombs).
 FLOWSITE_MAX_IMAGE_BYTES = envint("FLOWSITE_MAX_IMAGE_BYTES", 20 * 1024 * 1024)

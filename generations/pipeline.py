@@ -47,6 +47,7 @@ from .engines.base import (
     OperationRef,
     QuotaReached,
     SessionExpired,
+    StatusResult,
     SubmitResult,
     Throttled,
     TierTooLow,
@@ -350,8 +351,22 @@ class Pass:
             self.beat()
 
     def _release_queued(self, token: UUID, pks: list[int]) -> None:
-        Generation.objects.filter(pk__in=pks, claim=token, status=S.QUEUED).update(
-            claim=None, lease_until=None
+        """After an unexpected error before the submit call: later, a bounded number of times."""
+        mine = Generation.objects.filter(pk__in=pks, claim=token, status=S.QUEUED)
+        self.counts["failed"] += mine.filter(attempts__gte=SUBMIT_ATTEMPTS - 1).update(
+            status=S.FAILED,
+            reason="Flowsite hit an internal error preparing this take for Flow; an admin "
+            "can find the details in the worker's log.",
+            claim=None,
+            lease_until=None,
+            finished_at=self.now,
+            updated=timezone.now(),
+        )
+        mine.update(
+            attempts=F("attempts") + 1,
+            next_check_at=self.now + timedelta(seconds=backoff_seconds(3)),
+            claim=None,
+            lease_until=None,
         )
 
     # --- Poll -----------------------------------------------------------------------------
@@ -390,9 +405,19 @@ class SubmitGroup:
         self.takes = takes
         self.project: Project = takes[0].project
         self.account: FlowAccount = takes[0].account
-        self.engine = run.engines.get(self.account)
 
     def run(self) -> None:
+        try:
+            self.engine = self.run_.engines.get(self.account)
+        except ValueError as error:
+            # The account has no usable credentials; nothing can be sent until an admin fixes it.
+            self.fail(
+                self.takes,
+                f"The Flow account {self.account} has no usable token or session cookie "
+                f"({error}); ask an admin to paste one.",
+                statuses=[S.QUEUED],
+            )
+            return
         media_ids = self.upload_images()
         if not self.takes or not self.mark_submitting():
             return
@@ -682,21 +707,50 @@ class PollBatch:
         if not takes:
             return
         try:
+            result = self.check(takes)
+        except ContractError as error:
+            if len(takes) == 1:
+                self.check_failed(takes, error)
+                return
+            # One odd operation must not hold the others hostage: ask about each on its own.
+            self.one_by_one(takes)
+            return
+        except EngineError as error:
+            self.check_failed(takes, error)
+            return
+        if result.remaining_credits is not None:
+            self.account.record_credits(result.remaining_credits)
+        self.apply(takes, result.clips)
+
+    def check(self, takes: list[Generation]) -> StatusResult:
+        try:
             engine = self.run_.engines.get(self.account)
             result = engine.check(
                 [OperationRef(t.operation_name, str(t.request_id)) for t in takes]
             )
-        except EngineError as error:
-            self.check_failed(takes, error)
-            return
+        except EngineError:
+            raise
+        except ValueError as error:
+            raise BadRequest(
+                f"The Flow account {self.account} has no usable token or session cookie."
+            ) from error
         except Exception as error:
             log.exception("checking takes %s failed unexpectedly", [t.pk for t in takes])
-            self.check_failed(takes, UpstreamError(detail=str(error)))
-            return
+            raise UpstreamError(detail=str(error)) from error
         self.counts["checked"] += len(takes)
-        if result.remaining_credits is not None:
-            self.account.record_credits(result.remaining_credits)
-        self.apply(takes, result.clips)
+        return result
+
+    def one_by_one(self, takes: list[Generation]) -> None:
+        good: list[Generation] = []
+        clips: list[ClipStatus] = []
+        for take in takes:
+            try:
+                clips.extend(self.check([take]).clips)
+                good.append(take)
+            except EngineError as error:
+                self.check_failed([take], error)
+        if good:
+            self.apply(good, clips)
 
     def apply(self, takes: list[Generation], clips: list[ClipStatus]) -> None:
         now = self.now

@@ -1,0 +1,73 @@
+"""Helpers shared by the background-work tests (tests/test_tasks*.py)."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import time
+from datetime import timedelta
+
+from django.core.files.base import ContentFile
+from django.utils import timezone
+from PIL import Image
+
+from generations.models import Generation, ImageAsset, Project, Scene
+from generations.tasks import run_pass
+
+
+def make_image(project: Project, color: tuple[int, int, int] = (40, 90, 160)) -> ImageAsset:
+    """A real JPEG start image stored the way Flowsite stores one."""
+    buffer = io.BytesIO()
+    Image.new("RGB", (320, 180), color).save(buffer, "JPEG", quality=85)
+    data = buffer.getvalue()
+    image = ImageAsset(
+        project=project,
+        mime_type="image/jpeg",
+        width=320,
+        height=180,
+        size=len(data),
+        sha256=hashlib.sha256(data).hexdigest(),
+        original_name="harbour.jpg",
+    )
+    image.file.save("harbour.jpg", ContentFile(data), save=False)
+    image.save()
+    return image
+
+
+def make_scene(
+    project: Project,
+    prompt: str = "a seahorse trots along the harbour wall",
+    *,
+    takes: int = 1,
+    image: ImageAsset | None = None,
+) -> Scene:
+    return Scene.objects.create(
+        project=project,
+        prompt=prompt,
+        start_image=image or make_image(project),
+        aspect="landscape",
+        model_key="veo_3_1_i2v_s_fast",
+        takes=takes,
+    )
+
+
+def settle(
+    takes: list[Generation],
+    *,
+    timeout: float = 20.0,
+    ahead: timedelta = timedelta(0),
+    until: tuple[str, ...] = Generation.FINAL,
+) -> list[Generation]:
+    """Run passes (as the pump would) until every take reaches one of ``until``."""
+    pks = [take.pk for take in takes]
+    deadline = time.monotonic() + timeout
+    while True:
+        run_pass(now=timezone.now() + ahead)
+        current = list(Generation.objects.filter(pk__in=pks).order_by("pk"))
+        if all(take.status in until for take in current):
+            return current
+        if time.monotonic() > deadline:
+            raise AssertionError(
+                f"takes did not settle: {[(t.pk, t.status, t.reason) for t in current]}"
+            )
+        time.sleep(0.05)

@@ -1,0 +1,302 @@
+"""Claims, leases and take state changes that need only the database (no Flow at all)."""
+
+from __future__ import annotations
+
+import importlib
+from datetime import timedelta
+from uuid import uuid4
+
+import pytest
+from django.apps import apps as django_apps
+from django.utils import timezone
+from django_q.models import OrmQ, Schedule
+
+from generations import pipeline, tasks
+from generations.models import CannotGenerate, Generation, WorkerLease
+from tests.tasks_support import make_scene
+
+S = Generation.Status
+
+
+@pytest.fixture(autouse=True)
+def _fast_passwords(settings):
+    # The shared users are created with a password; hashing it properly is most of a test.
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture
+def scene(project):
+    return make_scene(project)
+
+
+@pytest.fixture
+def take(scene, alice):
+    return scene.generate(alice)[0]
+
+
+@pytest.fixture
+def no_engine(monkeypatch):
+    """Fail the test if a pass tries to reach Flow at all."""
+
+    def refuse(account):
+        raise AssertionError("this pass must not talk to Flow")
+
+    monkeypatch.setattr(pipeline, "engine_for", refuse)
+
+
+def set_status(take: Generation, status: str, **fields) -> Generation:
+    Generation.objects.filter(pk=take.pk).update(status=status, **fields)
+    take.refresh_from_db()
+    return take
+
+
+# --- The pump's lease ---------------------------------------------------------------------
+
+
+def test_a_lease_is_held_by_one_holder_until_it_lapses(db):
+    assert WorkerLease.acquire("pump", "first", 60)
+    assert not WorkerLease.acquire("pump", "second", 60)
+    assert WorkerLease.acquire("pump", "first", 60), "the holder can renew"
+    WorkerLease.objects.filter(name="pump").update(until=timezone.now() - timedelta(seconds=1))
+    assert WorkerLease.acquire("pump", "second", 60), "a lapsed lease is free"
+    WorkerLease.release("pump", "first")
+    assert WorkerLease.is_held("pump"), "only the holder can release"
+    WorkerLease.release("pump", "second")
+    assert not WorkerLease.is_held("pump")
+
+
+def test_start_pump_enqueues_a_task_only_when_no_pump_holds_the_lease(db):
+    assert tasks.start_pump()
+    assert OrmQ.objects.count() == 1
+    WorkerLease.acquire(tasks.PUMP, "running", 60)
+    assert not tasks.start_pump()
+    assert OrmQ.objects.count() == 1
+
+
+def test_a_pump_that_finds_the_lease_held_stops_at_once(db):
+    WorkerLease.acquire(tasks.PUMP, "running", 60)
+    assert tasks.pump() == {"busy": 1}
+
+
+def test_a_pump_with_nothing_in_flight_runs_one_pass_and_lets_go(db, no_engine):
+    assert tasks.pump()["passes"] == 1
+    assert not WorkerLease.is_held(tasks.PUMP)
+
+
+def test_the_watchdog_starts_a_pump_only_for_work_in_flight(take):
+    OrmQ.objects.all().delete()
+    assert tasks.watchdog()
+    assert OrmQ.objects.count() == 1
+    take.cancel()
+    OrmQ.objects.all().delete()
+    assert not tasks.watchdog()
+    assert OrmQ.objects.count() == 0
+
+
+def test_the_watchdog_schedule_exists_once_even_when_the_migration_runs_again(db):
+    schedules = Schedule.objects.filter(func="generations.tasks.watchdog")
+    assert schedules.count() == 1
+    assert schedules.get().schedule_type == Schedule.MINUTES
+    assert schedules.get().repeats == -1
+    migration = importlib.import_module("generations.migrations.0003_pump_schedule")
+    migration.create_schedule(django_apps, None)
+    assert schedules.count() == 1
+
+
+# --- Taking rows --------------------------------------------------------------------------
+
+
+def test_generate_queues_the_submission_once_committed(
+    scene, alice, django_capture_on_commit_callbacks
+):
+    with django_capture_on_commit_callbacks(execute=True):
+        scene.generate(alice)
+    assert OrmQ.objects.count() == 1, "a pump task was enqueued"
+
+
+def test_a_pass_writes_only_rows_that_still_carry_its_claim(scene, alice):
+    first, second = make_scene(scene.project, takes=2).generate(alice)
+    token = uuid4()
+    Generation.objects.filter(pk__in=[first.pk, second.pk]).update(status=S.ACTIVE, claim=token)
+    first.cancel(by=alice)
+    written = pipeline._write_claimed(
+        token,
+        {first.pk: {"status": S.DOWNLOADING}, second.pk: {"status": S.DOWNLOADING}},
+        [S.ACTIVE],
+    )
+    assert written == 1
+    first.refresh_from_db()
+    second.refresh_from_db()
+    assert (first.status, first.reason) == (S.CANCELLED, "Cancelled by alice.")
+    assert second.status == S.DOWNLOADING
+
+
+def test_a_submitting_take_whose_lease_lapsed_becomes_uncertain_and_is_never_resubmitted(
+    take, no_engine
+):
+    set_status(take, S.SUBMITTING, claim=uuid4(), lease_until=timezone.now())
+    counts = tasks.run_pass(now=timezone.now() + timedelta(seconds=1))
+    assert counts["uncertain"] == 1
+    take.refresh_from_db()
+    assert take.status == S.UNCERTAIN
+    assert "not resubmitted so no credits are spent twice" in take.reason
+    # Later passes (no engine at all: it would fail the test) leave it alone.
+    tasks.run_pass(now=timezone.now() + timedelta(hours=1))
+    take.refresh_from_db()
+    assert take.status == S.UNCERTAIN
+
+
+def test_a_submitting_take_inside_its_lease_is_left_to_its_worker(take, no_engine):
+    set_status(take, S.SUBMITTING, claim=uuid4(), lease_until=timezone.now() + timedelta(minutes=3))
+    tasks.run_pass()
+    take.refresh_from_db()
+    assert take.status == S.SUBMITTING
+
+
+def test_a_download_whose_worker_vanished_goes_back_to_checking(take, no_engine):
+    before = timezone.now()
+    set_status(take, S.DOWNLOADING, claim=uuid4(), lease_until=before)
+    tasks.run_pass(now=before + timedelta(seconds=1))
+    take.refresh_from_db()
+    assert take.status == S.ACTIVE
+    assert take.claim is None
+    assert take.updated >= before
+
+
+def test_a_take_whose_account_was_removed_fails_with_a_reason(take, no_engine):
+    set_status(take, S.QUEUED, account=None)
+    tasks.run_pass()
+    take.refresh_from_db()
+    assert take.status == S.FAILED
+    assert "account" in take.reason
+
+
+def test_a_queued_take_held_by_a_worker_is_not_taken_by_another(take, no_engine):
+    set_status(take, S.QUEUED, claim=uuid4(), lease_until=timezone.now() + timedelta(minutes=1))
+    assert tasks.run_pass().get("submit_calls", 0) == 0
+
+
+# --- What a team member can do to a take ------------------------------------------------
+
+
+def test_cancel_stops_a_take_in_flight(take, alice):
+    set_status(take, S.ACTIVE, claim=uuid4())
+    assert take.cancel(by=alice)
+    take.refresh_from_db()
+    assert take.status == S.CANCELLED
+    assert take.reason == "Cancelled by alice."
+    assert take.claim is None
+    assert take.finished_at is not None
+
+
+def test_cancel_refuses_a_take_that_already_finished(take):
+    set_status(take, S.READY)
+    assert not take.cancel()
+    take.refresh_from_db()
+    assert take.status == S.READY
+
+
+def test_retry_as_new_take_copies_the_snapshot_and_queues_it(
+    take, bob, django_capture_on_commit_callbacks
+):
+    scene = take.scene
+    scene.prompt = "something else entirely"
+    scene.save(update_fields=["prompt"])
+    set_status(take, S.FAILED, reason="Flow could not render this take.")
+    with django_capture_on_commit_callbacks(execute=True):
+        again = take.retry_as_new_take(bob)
+    assert again.pk != take.pk
+    assert again.status == S.QUEUED
+    assert again.take == take.take + 1
+    assert again.requested_by == bob
+    snapshot = ("prompt", "model_key", "aspect", "seed", "start_image_id", "scene_id")
+    assert [getattr(again, f) for f in snapshot] == [getattr(take, f) for f in snapshot]
+    assert again.request_id != take.request_id
+    assert OrmQ.objects.exists(), "the new take was queued for submission"
+
+
+def test_retry_refuses_in_words_when_the_start_image_is_gone(take, bob):
+    set_status(take, S.FAILED, start_image=None)
+    with pytest.raises(CannotGenerate, match="start image"):
+        take.retry_as_new_take(bob)
+
+
+def test_resubmit_is_only_for_uncertain_takes(take, bob):
+    set_status(take, S.FAILED)
+    with pytest.raises(CannotGenerate, match="uncertain"):
+        take.resubmit(bob)
+
+
+def test_resubmit_makes_a_new_take_and_says_so_on_the_old_one(take, bob):
+    set_status(take, S.UNCERTAIN, reason=pipeline.UNCERTAIN_REASON)
+    again = take.resubmit(bob)
+    take.refresh_from_db()
+    assert again.status == S.QUEUED
+    assert take.status == S.UNCERTAIN
+    assert take.reason == f"Submitted again by bob as take {again.take}."
+
+
+def test_poll_now_makes_takes_due_and_starts_a_pump(take):
+    future = timezone.now() + timedelta(minutes=5)
+    set_status(take, S.ACTIVE, next_check_at=future)
+    OrmQ.objects.all().delete()
+    assert tasks.poll_now([take.pk]) == 1
+    take.refresh_from_db()
+    assert take.next_check_at <= timezone.now()
+    assert OrmQ.objects.count() == 1
+
+
+# --- When the pump wakes ------------------------------------------------------------------
+
+
+def test_nothing_in_flight_means_nothing_due(db):
+    assert pipeline.seconds_until_due() is None
+
+
+def test_a_fresh_take_is_due_now(take):
+    assert pipeline.seconds_until_due() == 0
+
+
+def test_a_take_waits_for_its_next_check_and_for_its_account_cool_down(take, account):
+    now = timezone.now()
+    set_status(take, S.QUEUED, next_check_at=now + timedelta(seconds=10))
+    assert 9 < pipeline.seconds_until_due(now) <= 10
+    account.cool_down_until = now + timedelta(seconds=30)
+    account.save(update_fields=["cool_down_until"])
+    assert 29 < pipeline.seconds_until_due(now) <= 30
+    set_status(take, S.ACTIVE, next_check_at=now + timedelta(seconds=4))
+    assert 3 < pipeline.seconds_until_due(now) <= 4
+
+
+# --- Small pure pieces ---------------------------------------------------------------------
+
+
+def test_flow_failure_codes_become_sentences_that_keep_the_code():
+    reason = pipeline.failure_reason("PUBLIC_ERROR_AUDIO_FILTERED")
+    assert (
+        reason
+        == "Flow's safety filter blocked the clip's generated audio (PUBLIC_ERROR_AUDIO_FILTERED)."
+    )
+    assert pipeline.failure_reason("PUBLIC_ERROR_NEW_THING") == (
+        "Flow could not render this take (PUBLIC_ERROR_NEW_THING)."
+    )
+    assert "no reason" in pipeline.failure_reason("")
+
+
+def test_log_text_is_stripped_of_tokens_cookies_and_signatures():
+    text = (
+        "Bearer ya29.a0AfH6SMBx-secret https://storage.googleapis.com/v/x?GoogleAccessId=svc"
+        "&Expires=1&Signature=abc%2Fdef __Secure-next-auth.session-token=cookie123"
+    )
+    clean = pipeline.redact(text)
+    for secret in ("a0AfH6SMBx", "abc%2Fdef", "cookie123", "=svc"):
+        assert secret not in clean
+
+
+def test_backoff_grows_with_attempts_is_capped_and_honours_retry_after():
+    first = [pipeline.backoff_seconds(1) for _ in range(50)]
+    fifth = [pipeline.backoff_seconds(5) for _ in range(50)]
+    assert max(first) <= pipeline.BACKOFF_BASE_SECONDS < min(fifth)
+    assert len(set(fifth)) > 1, "jittered"
+    assert max(pipeline.backoff_seconds(40) for _ in range(50)) <= pipeline.BACKOFF_CAP_SECONDS
+    assert 7 <= pipeline.backoff_seconds(1, retry_after=7) <= 8
