@@ -1,0 +1,236 @@
+"""Forms for the studio pages. Every refusal is a sentence the person can act on."""
+
+from __future__ import annotations
+
+from django import forms
+from django.contrib.auth import get_user_model
+from django.db import transaction
+from django.utils import timezone
+
+from . import images
+from .engines.base import Aspect
+from .engines.catalogue import IMAGE_TO_VIDEO, TIER_NOT_PAID, get_model, models_for
+from .models import FlowAccount, Membership, Project, Scene
+
+MAX_SEED = 2**31 - 1
+MIN_TAKES, MAX_TAKES = 1, 4
+IMAGE_TYPES = "image/jpeg,image/png,image/webp"
+
+
+class ProjectForm(forms.Form):
+    name = forms.CharField(
+        max_length=120,
+        error_messages={"required": "Give the project a name."},
+    )
+    account = forms.ModelChoiceField(
+        queryset=FlowAccount.objects.none(),
+        label="Flow account",
+        help_text="Whose credits the project's clips spend.",
+        error_messages={
+            "required": "Choose the Flow account whose credits this project spends.",
+            "invalid_choice": "That Flow account does not exist any more; choose another.",
+        },
+    )
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        accounts = list(FlowAccount.objects.all())
+        self.single_account: FlowAccount | None = None
+        if len(accounts) <= 1:
+            # Nothing to choose: the only account (or none yet; an admin can add it later).
+            self.single_account = accounts[0] if accounts else None
+            del self.fields["account"]
+        else:
+            self.fields["account"].queryset = FlowAccount.objects.all()
+
+    def clean_name(self) -> str:
+        name = self.cleaned_data["name"].strip()
+        if not name:
+            raise forms.ValidationError("Give the project a name.")
+        return name
+
+    def save(self, user) -> Project:
+        account = self.cleaned_data.get("account", self.single_account)
+        with transaction.atomic():
+            project = Project.objects.create(
+                name=self.cleaned_data["name"], account=account, created_by=user
+            )
+            project.add_member(user, Membership.Role.OWNER)
+        return project
+
+
+class MemberAddForm(forms.Form):
+    username = forms.CharField(
+        max_length=150, error_messages={"required": "Type the username of the person to add."}
+    )
+    role = forms.ChoiceField(choices=Membership.Role.choices, initial=Membership.Role.EDITOR)
+
+    def __init__(self, project: Project, *args, **kwargs) -> None:
+        self.project = project
+        super().__init__(*args, **kwargs)
+
+    def clean_username(self):
+        username = self.cleaned_data["username"].strip()
+        user = get_user_model().objects.filter(username=username, is_active=True).first()
+        if user is None:
+            raise forms.ValidationError(f"Nobody here has the username “{username}”.")
+        if Membership.objects.filter(project=self.project, user=user).exists():
+            raise forms.ValidationError(
+                f"{user} is already a member of {self.project}; change their role below."
+            )
+        return user
+
+
+class SceneForm(forms.ModelForm):
+    """Add or edit a scene. The start image is stored only once everything else is valid."""
+
+    start_image_file = forms.FileField(
+        label="Start image",
+        required=False,
+        help_text="JPEG, PNG or WebP. The clip starts from this picture.",
+        widget=forms.ClearableFileInput(attrs={"accept": IMAGE_TYPES, "data-preview": "image"}),
+    )
+    # A CharField with a select, not a ChoiceField: the choice check would only say "not one of
+    # the available choices", where clean() says what is wrong with the model.
+    model_key = forms.CharField(
+        label="Model",
+        max_length=60,
+        widget=forms.Select(attrs={"data-models": "scene"}),
+        error_messages={"required": "Pick the model that renders the clip."},
+    )
+    seed = forms.IntegerField(
+        required=False,
+        min_value=0,
+        max_value=MAX_SEED,
+        help_text="Leave blank for a fresh random seed on every take.",
+        error_messages={
+            "invalid": f"The seed must be a whole number from 0 to {MAX_SEED}, or blank.",
+            "min_value": f"The seed must be a whole number from 0 to {MAX_SEED}, or blank.",
+            "max_value": f"The seed must be a whole number from 0 to {MAX_SEED}, or blank.",
+        },
+    )
+    takes = forms.IntegerField(
+        min_value=MIN_TAKES,
+        max_value=MAX_TAKES,
+        initial=1,
+        help_text="How many clips one Generate asks for (each spends credits).",
+        error_messages={
+            "required": f"Choose how many takes to make, from {MIN_TAKES} to {MAX_TAKES}.",
+            "invalid": f"Choose how many takes to make, from {MIN_TAKES} to {MAX_TAKES}.",
+            "min_value": f"Choose how many takes to make, from {MIN_TAKES} to {MAX_TAKES}.",
+            "max_value": f"Choose how many takes to make, from {MIN_TAKES} to {MAX_TAKES}.",
+        },
+    )
+
+    class Meta:
+        model = Scene
+        fields = ["title", "prompt", "aspect", "model_key", "seed", "takes"]
+        widgets = {
+            "prompt": forms.Textarea(attrs={"rows": 4}),
+            "aspect": forms.Select(attrs={"data-aspect": "scene"}),
+        }
+        error_messages = {
+            "prompt": {"required": "Write a prompt: it tells Flow what happens in the clip."},
+            "aspect": {"invalid_choice": "Choose landscape (16:9) or portrait (9:16)."},
+        }
+
+    def __init__(self, project: Project, *args, **kwargs) -> None:
+        self.project = project
+        super().__init__(*args, **kwargs)
+        self.tier = project.account.tier if project.account else TIER_NOT_PAID
+        self.fields["model_key"].widget.choices = self._model_choices()
+        if self.instance.pk is None:
+            offered = models_for(self.tier, Aspect.LANDSCAPE)
+            if offered:
+                self.initial.setdefault("model_key", offered[0].key)
+        else:
+            self.fields["start_image_file"].help_text = "Leave empty to keep the current image."
+
+    def _model_choices(self) -> list[tuple[str, list[tuple[str, str]]]]:
+        # Grouped by aspect so the list itself says which clips a model makes; the tier filter
+        # hides what the account cannot pay for, and clean() refuses it anyway.
+        groups = []
+        for aspect, label in Scene.AspectChoice.choices:
+            options = [
+                (model.key, model.label)
+                for model in IMAGE_TO_VIDEO
+                if model.aspect == aspect and model.allowed_for(self.tier)
+            ]
+            if options:
+                groups.append((label, options))
+        return groups
+
+    def clean_prompt(self) -> str:
+        prompt = self.cleaned_data["prompt"].strip()
+        if not prompt:
+            raise forms.ValidationError("Write a prompt: it tells Flow what happens in the clip.")
+        return prompt
+
+    def clean(self) -> dict:
+        cleaned = super().clean()
+        key = cleaned.get("model_key")
+        aspect = cleaned.get("aspect")
+        if key:
+            model = get_model(key)
+            account = self.project.account
+            if model is None:
+                self.add_error("model_key", f"Unknown model “{key}”; pick one from the list.")
+            elif not model.allowed_for(self.tier):
+                who = f"the account {account}" if account else "a project without a Flow account"
+                self.add_error(
+                    "model_key",
+                    f"{model.label} needs a higher Flow tier than {who} has; pick another model.",
+                )
+            elif aspect and model.aspect != aspect:
+                self.add_error(
+                    "model_key",
+                    f"{model.label} ({key}) makes {Scene.AspectChoice(model.aspect).label} "
+                    f"clips, not {Scene.AspectChoice(aspect).label}; pick a model of that "
+                    "aspect or change the aspect.",
+                )
+        if self.instance.start_image_id is None and not cleaned.get("start_image_file"):
+            self.add_error("start_image_file", "Choose a start image (JPEG, PNG or WebP).")
+        return cleaned
+
+    def save_scene(self, user) -> Scene | None:
+        """Store the image (if one was chosen) and the scene together, or neither.
+
+        Returns None when the image is refused; the reason is then on the form.
+        """
+        scene: Scene = self.instance
+        upload = self.cleaned_data.get("start_image_file")
+        stored = None
+        try:
+            with transaction.atomic():
+                if upload:
+                    stored = images.store_start_image(self.project, upload, user, name=upload.name)
+                    scene.start_image = stored
+                scene.updated = timezone.now()
+                if scene.pk is None:
+                    scene.project = self.project
+                    last = self.project.scenes.order_by("-position").first()
+                    scene.position = last.position + 1 if last else 0
+                    scene.created = scene.updated
+                    scene.save()
+                else:
+                    scene.save(
+                        update_fields=[
+                            "title",
+                            "prompt",
+                            "aspect",
+                            "model_key",
+                            "seed",
+                            "takes",
+                            "start_image",
+                            "updated",
+                        ]
+                    )
+        except images.ImageRejected as refusal:
+            self.add_error("start_image_file", str(refusal))
+            return None
+        except BaseException:
+            # The rollback forgot the image row; its file must not outlive it.
+            if stored is not None:
+                stored.file.storage.delete(stored.file.name)
+            raise
+        return scene

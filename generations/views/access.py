@@ -1,0 +1,105 @@
+"""Who may see and change what: one lookup helper per object, called first in every view.
+
+A person who is not a member of the project gets a 404, exactly as if the object did not
+exist, so a URL never confirms that someone else's project, scene or clip is there. A member
+whose role is too low for the action gets a 403.
+
+Each helper is one query: the object, its project and the account come back with the
+requester's role on that project (a subquery), so access checks cost nothing extra.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from uuid import UUID
+
+from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.core.exceptions import PermissionDenied
+from django.db.models import Model, OuterRef, QuerySet, Subquery
+from django.http import Http404, HttpRequest
+from django_htmx.middleware import HtmxDetails
+
+from ..models import Generation, ImageAsset, Membership, Project, Scene
+
+Role = Membership.Role
+
+_RANK = {Role.VIEWER: 0, Role.EDITOR: 1, Role.OWNER: 2}
+
+
+class HtmxHttpRequest(HttpRequest):
+    htmx: HtmxDetails
+    user: AbstractBaseUser | AnonymousUser
+
+
+def _check_role(actual: str, needed: str | None) -> None:
+    if needed is not None and _RANK.get(actual, -1) < _RANK[needed]:
+        raise PermissionDenied("Your role on this project does not allow that.")
+
+
+def _role_subquery(request: HttpRequest, project_ref: str) -> Subquery:
+    return Subquery(
+        Membership.objects.filter(project=OuterRef(project_ref), user_id=request.user.pk).values(
+            "role"
+        )[:1]
+    )
+
+
+def _membership(request: HttpRequest, project: Project, role: str) -> Membership:
+    # Built, not fetched: the role came back with the object in the same query.
+    return Membership(project=project, user=request.user, role=role)
+
+
+def _get_with_role[M: Model](
+    request: HttpRequest, queryset: QuerySet[M], project_ref: str, role: str | None, **lookup: Any
+) -> tuple[M, str]:
+    try:
+        obj = queryset.annotate(member_role=_role_subquery(request, project_ref)).get(**lookup)
+    except (queryset.model.DoesNotExist, ValueError):
+        raise Http404 from None
+    member_role = obj.member_role
+    if member_role is None:
+        raise Http404
+    _check_role(member_role, role)
+    return obj, member_role
+
+
+def _get_project_for_user(
+    request: HttpRequest, uuid: UUID, role: str | None = None, **annotations: Any
+) -> tuple[Project, Membership]:
+    """The project and the requester's membership; 404 for outsiders, 403 below ``role``.
+
+    ``annotations`` ride along on the same query (the page poll asks "what changed?" there).
+    """
+    queryset = Membership.objects.select_related("project__account")
+    if annotations:
+        queryset = queryset.annotate(**annotations)
+    try:
+        membership = queryset.get(project__uuid=uuid, user_id=request.user.pk)
+    except Membership.DoesNotExist:
+        raise Http404 from None
+    _check_role(membership.role, role)
+    return membership.project, membership
+
+
+def _get_scene_for_user(
+    request: HttpRequest, uuid: UUID, role: str | None = None
+) -> tuple[Scene, Membership]:
+    queryset = Scene.objects.select_related("project__account", "start_image")
+    scene, member_role = _get_with_role(request, queryset, "project", role, uuid=uuid)
+    return scene, _membership(request, scene.project, member_role)
+
+
+def _get_generation_for_user(
+    request: HttpRequest, uuid: UUID, role: str | None = None
+) -> tuple[Generation, Membership]:
+    queryset = Generation.objects.select_related("project__account", "scene")
+    generation, member_role = _get_with_role(request, queryset, "project", role, uuid=uuid)
+    return generation, _membership(request, generation.project, member_role)
+
+
+def _get_image_for_user(
+    request: HttpRequest, uuid: UUID, role: str | None = None
+) -> tuple[ImageAsset, Membership]:
+    queryset = ImageAsset.objects.select_related("project")
+    image, member_role = _get_with_role(request, queryset, "project", role, uuid=uuid)
+    return image, _membership(request, image.project, member_role)

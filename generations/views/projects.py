@@ -1,0 +1,311 @@
+"""Projects: the list, creating one, members, the storyboard page and its live poll."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from uuid import UUID
+
+from django.conf import settings
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.db import transaction
+from django.db.models import Count, Exists, Max, OuterRef, Prefetch, Q, Subquery
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+
+from ..forms import MemberAddForm, ProjectForm
+from ..models import IN_FLIGHT_Q, CannotGenerate, Generation, Membership, Project, Scene
+from .access import HtmxHttpRequest, Role, _get_project_for_user
+
+TEMPLATE = "generations/project.html"
+
+
+# --- poll tokens --------------------------------------------------------------------------
+#
+# The page remembers the newest change it has shown (the largest `updated` among its scenes
+# and takes) as a whole number of microseconds; the poll answers with what is newer.
+
+
+def encode_since(moment: datetime | None) -> str:
+    if moment is None:
+        return "0"
+    return str(int(moment.timestamp() * 1_000_000))
+
+
+def decode_since(token: str | None) -> datetime | None:
+    """The moment a token stands for; None when it is missing or not one of ours."""
+    if not token or not token.isdigit() or len(token) > 20:
+        return None
+    try:
+        return datetime.fromtimestamp(int(token) / 1_000_000, tz=UTC)
+    except (OverflowError, OSError, ValueError):
+        return None
+
+
+# --- the storyboard -----------------------------------------------------------------------
+
+
+def storyboard_scenes(project: Project, scenes=None) -> list[Scene]:
+    """Scenes in order with their takes (newest first), in two queries whatever their number.
+
+    Read through ``project.scenes`` so every scene shares the already-loaded project (and
+    its account) instead of fetching it again.
+    """
+    takes = Prefetch(
+        "generations",
+        queryset=Generation.objects.select_related("requested_by").order_by("-take"),
+        to_attr="take_list",
+    )
+    queryset = scenes if scenes is not None else project.scenes.all()
+    return list(queryset.select_related("start_image").prefetch_related(takes))
+
+
+def _newest_change(scenes: list[Scene]) -> datetime | None:
+    moments = [scene.updated for scene in scenes]
+    moments += [take.updated for scene in scenes for take in scene.take_list]
+    return max(moments, default=None)
+
+
+def _anything_in_flight(scenes: list[Scene]) -> bool:
+    return any(take.in_flight for scene in scenes for take in scene.take_list)
+
+
+def card_context(
+    project: Project, membership: Membership, *, since: str, live: bool, **extra
+) -> dict:
+    return {
+        "project": project,
+        "membership": membership,
+        "can_edit": membership.can_edit,
+        "since": since,
+        "live": live,
+        "poll_seconds": settings.FLOWSITE_PAGE_POLL_SECONDS,
+        **extra,
+    }
+
+
+@require_GET
+@login_required
+def project_detail(request: HtmxHttpRequest, uuid: UUID) -> HttpResponse:
+    project, membership = _get_project_for_user(request, uuid)
+    scenes = storyboard_scenes(project)
+    last_generation = max((take.pk for scene in scenes for take in scene.take_list), default=0)
+    ctx = card_context(
+        project,
+        membership,
+        since=encode_since(_newest_change(scenes)),
+        live=_anything_in_flight(scenes),
+        scenes=scenes,
+        last_generation=last_generation,
+    )
+    return render(request, TEMPLATE, ctx)
+
+
+@require_GET
+@login_required
+def project_poll(request: HtmxHttpRequest, uuid: UUID) -> HttpResponse:
+    """What changed on the storyboard since ``?since=``: the changed cards, out of band.
+
+    One request per page and interval whatever the number of cards. When nothing changed
+    the answer is 204 (htmx swaps nothing) after three queries: the session, the user and one
+    that both checks membership and asks "what is the newest change, is anything in flight?".
+    """
+    takes = Generation.objects.filter(project=OuterRef("project")).order_by()
+    scenes = Scene.objects.filter(project=OuterRef("project")).order_by()
+    project, membership = _get_project_for_user(
+        request,
+        uuid,
+        newest_take=Subquery(takes.order_by("-updated").values("updated")[:1]),
+        newest_scene=Subquery(scenes.order_by("-updated").values("updated")[:1]),
+        in_flight=Exists(takes.filter(IN_FLIGHT_Q)),
+    )
+    since = decode_since(request.GET.get("since"))
+    newest = max(
+        (m for m in (membership.newest_take, membership.newest_scene) if m is not None),
+        default=None,
+    )
+    live = membership.in_flight
+    changed = since is None or (newest is not None and newest > since)
+    if not changed:
+        if live:
+            return HttpResponse(status=204)
+        # Nothing moved and nothing will: a poller without a trigger ends the polling.
+        ctx = card_context(project, membership, since=encode_since(since), live=False)
+        return render(request, f"{TEMPLATE}#poller", ctx)
+
+    queryset = project.scenes.all()
+    if since is not None:
+        queryset = queryset.filter(
+            Q(updated__gt=since)
+            | Q(pk__in=project.generations.filter(updated__gt=since).values("scene_id"))
+        )
+    ctx = card_context(
+        project,
+        membership,
+        since=encode_since(newest),
+        live=live,
+        changed_scenes=storyboard_scenes(project, queryset),
+        card_oob=True,
+    )
+    return render(request, f"{TEMPLATE}#poll-response", ctx)
+
+
+@require_POST
+@login_required
+def project_generate_all(request: HttpRequest, uuid: UUID) -> HttpResponse:
+    """Generate every scene that can be; say which were skipped and why.
+
+    The form carries the newest take the person had seen: if takes appeared since (a second
+    click, a teammate), nothing is generated, so one click never pays twice.
+    """
+    project, _ = _get_project_for_user(request, uuid, Role.EDITOR)
+    seen = request.POST.get("last_generation", "")
+    generated: list[Scene] = []
+    skipped: list[tuple[Scene, str]] = []
+    with transaction.atomic():
+        newest = Generation.objects.filter(project=project).aggregate(newest=Max("pk"))
+        if not seen.isdigit() or int(seen) != (newest["newest"] or 0):
+            messages.error(
+                request,
+                "New takes appeared since this page was loaded (a second click, or a "
+                "teammate), so nothing was generated. Check the storyboard, then press "
+                "Generate all again if you still want more.",
+            )
+            return redirect("project-detail", uuid=project.uuid)
+        for scene in project.scenes.select_for_update().select_related("start_image"):
+            problem = scene.generation_problem()
+            if problem:
+                skipped.append((scene, problem))
+                continue
+            try:
+                scene.generate(request.user)
+            except CannotGenerate as refusal:
+                skipped.append((scene, str(refusal)))
+            else:
+                generated.append(scene)
+    if generated:
+        count = sum(scene.takes for scene in generated)
+        messages.success(
+            request,
+            f"Queued {count} take{'s' if count != 1 else ''} for "
+            f"{len(generated)} scene{'s' if len(generated) != 1 else ''}.",
+        )
+    for scene, problem in skipped:
+        messages.warning(request, f"{scene} was not generated: {problem}")
+    if not generated and not skipped:
+        messages.info(request, "The storyboard has no scenes yet; add one first.")
+    return redirect("project-detail", uuid=project.uuid)
+
+
+# --- projects and members -----------------------------------------------------------------
+
+
+@require_GET
+@login_required
+def project_list(request: HttpRequest) -> HttpResponse:
+    memberships = (
+        Membership.objects.filter(user_id=request.user.pk)
+        .select_related("project__account")
+        .annotate(
+            scene_count=Count("project__scenes", distinct=True),
+        )
+        .order_by("project__name")
+    )
+    return render(request, "generations/project_list.html", {"memberships": memberships})
+
+
+@require_http_methods(["GET", "POST"])
+@login_required
+def project_create(request: HttpRequest) -> HttpResponse:
+    form = ProjectForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        project = form.save(request.user)
+        messages.success(request, f"Created {project}. Add its first scene.")
+        return redirect("project-detail", uuid=project.uuid)
+    return render(request, "generations/project_new.html", {"form": form})
+
+
+@require_http_methods(["GET", "POST"])
+@login_required
+def project_members(request: HttpRequest, uuid: UUID) -> HttpResponse:
+    """Everyone sees who is on the project; only owners add, re-role or remove people."""
+    project, membership = _get_project_for_user(
+        request, uuid, Role.OWNER if request.method == "POST" else None
+    )
+    add_form = MemberAddForm(project)
+    if request.method == "POST":
+        action = request.POST.get("action")
+        if action == "add":
+            add_form = MemberAddForm(project, request.POST)
+            if add_form.is_valid():
+                user = add_form.cleaned_data["username"]
+                project.add_member(user, add_form.cleaned_data["role"])
+                messages.success(request, f"Added {user} as {add_form.cleaned_data['role']}.")
+                return redirect("project-members", uuid=project.uuid)
+        elif action in ("role", "remove"):
+            error = _change_member(request, project, action)
+            if error:
+                messages.error(request, error)
+            else:
+                still_member = Membership.objects.filter(
+                    project=project, user_id=request.user.pk
+                ).first()
+                if still_member is None:
+                    return redirect("project-list")
+                if not still_member.can_manage:
+                    return redirect("project-detail", uuid=project.uuid)
+            return redirect("project-members", uuid=project.uuid)
+        else:
+            messages.error(request, "That form asked for nothing Flowsite knows how to do.")
+            return redirect("project-members", uuid=project.uuid)
+
+    members = project.memberships.select_related("user").order_by("user__username")
+    return render(
+        request,
+        "generations/members.html",
+        {
+            "project": project,
+            "membership": membership,
+            "members": members,
+            "add_form": add_form,
+            "roles": Membership.Role.choices,
+        },
+    )
+
+
+def _change_member(request: HttpRequest, project: Project, action: str) -> str:
+    """Change a member's role or remove them; the reason in words when refused, else ""."""
+    username = request.POST.get("username", "")
+    new_role = request.POST.get("role", "")
+    if action == "role" and new_role not in Membership.Role.values:
+        return "Choose owner, editor or viewer."
+    with transaction.atomic():
+        # Locked with the other owners so two owners demoting each other cannot both win.
+        owners = list(project.memberships.select_for_update().filter(role=Membership.Role.OWNER))
+        target = project.memberships.select_related("user").filter(user__username=username).first()
+        if target is None:
+            return f"{username or 'That person'} is not a member of {project}."
+        leaves_no_owner = (
+            target.role == Membership.Role.OWNER
+            and len(owners) == 1
+            and (action == "remove" or new_role != Membership.Role.OWNER)
+        )
+        if leaves_no_owner:
+            return (
+                f"{target.user} is the only owner of {project}; make someone else an owner first."
+            )
+        if action == "remove":
+            target.delete()
+            messages.success(request, f"Removed {target.user} from {project}.")
+        else:
+            target.role = new_role
+            target.save(update_fields=["role"])
+            messages.success(request, f"{target.user} is now {target.get_role_display().lower()}.")
+    return ""
+
+
+def project_url(project: Project, scene: Scene | None = None) -> str:
+    url = reverse("project-detail", kwargs={"uuid": project.uuid})
+    return f"{url}#scene-{scene.uuid}" if scene else url

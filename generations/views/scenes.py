@@ -1,0 +1,222 @@
+"""Scenes and their takes: add, edit, reorder, delete, generate, retry, cancel.
+
+Generate, retry and cancel answer an htmx request with the re-rendered card plus a poller
+that polls again; without JavaScript they redirect back to the storyboard with a message.
+"""
+
+from __future__ import annotations
+
+from uuid import UUID
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.db import transaction
+from django.db.models import Max
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_http_methods, require_POST
+
+from ..forms import SceneForm
+from ..models import CannotGenerate, Generation, Membership, Scene
+from .access import (
+    HtmxHttpRequest,
+    Role,
+    _get_generation_for_user,
+    _get_project_for_user,
+    _get_scene_for_user,
+)
+from .projects import (
+    TEMPLATE,
+    card_context,
+    decode_since,
+    encode_since,
+    project_url,
+    storyboard_scenes,
+)
+
+STALE = (
+    "New takes of this scene appeared since the page was loaded (a second click, or a "
+    "teammate), so nothing was generated. Check its takes, then press again if you still "
+    "want more."
+)
+
+
+@require_http_methods(["GET", "POST"])
+@login_required
+def scene_create(request: HttpRequest, uuid: UUID) -> HttpResponse:
+    project, membership = _get_project_for_user(request, uuid, Role.EDITOR)
+    form = SceneForm(project, request.POST or None, request.FILES or None)
+    if request.method == "POST" and form.is_valid():
+        scene = form.save_scene(request.user)
+        if scene is not None:
+            messages.success(request, f"Added {scene}.")
+            return redirect(project_url(project, scene))
+    return render(
+        request,
+        "generations/scene_form.html",
+        {"project": project, "membership": membership, "form": form, "scene": None},
+    )
+
+
+@require_http_methods(["GET", "POST"])
+@login_required
+def scene_edit(request: HttpRequest, uuid: UUID) -> HttpResponse:
+    scene, membership = _get_scene_for_user(request, uuid, Role.EDITOR)
+    project = scene.project
+    form = SceneForm(project, request.POST or None, request.FILES or None, instance=scene)
+    if request.method == "POST" and form.is_valid():
+        saved = form.save_scene(request.user)
+        if saved is not None:
+            messages.success(request, f"Saved {saved}.")
+            return redirect(project_url(project, saved))
+    return render(
+        request,
+        "generations/scene_form.html",
+        {"project": project, "membership": membership, "form": form, "scene": scene},
+    )
+
+
+@require_POST
+@login_required
+def scene_move(request: HttpRequest, uuid: UUID) -> HttpResponse:
+    """Swap the scene with its neighbour above or below; positions are renumbered 0..n-1."""
+    scene, _ = _get_scene_for_user(request, uuid, Role.EDITOR)
+    project = scene.project
+    direction = request.POST.get("direction")
+    if direction not in ("up", "down"):
+        messages.error(request, "Move a scene up or down.")
+        return redirect(project_url(project, scene))
+    with transaction.atomic():
+        ordered = list(project.scenes.select_for_update().only("pk", "position"))
+        index = next(i for i, other in enumerate(ordered) if other.pk == scene.pk)
+        target = index - 1 if direction == "up" else index + 1
+        if 0 <= target < len(ordered):
+            ordered[index], ordered[target] = ordered[target], ordered[index]
+        for position, other in enumerate(ordered):
+            other.position = position
+        Scene.objects.bulk_update(ordered, ["position"])
+    return redirect(project_url(project, scene))
+
+
+@require_POST
+@login_required
+def scene_delete(request: HttpRequest, uuid: UUID) -> HttpResponse:
+    """Delete a scene and its takes (with their files), unless a take is still in flight."""
+    scene, _ = _get_scene_for_user(request, uuid, Role.EDITOR)
+    project = scene.project
+    with transaction.atomic():
+        takes = list(Generation.objects.select_for_update().filter(scene=scene))
+        if any(take.in_flight for take in takes):
+            messages.error(
+                request,
+                f"{scene} has takes still rendering; cancel them or wait for them to finish "
+                "before deleting the scene.",
+            )
+            return redirect(project_url(project, scene))
+        files = [f for take in takes for f in (take.video, take.poster) if f]
+        scene.delete()
+        # Files go only once the rows are surely gone; a rollback keeps both.
+        transaction.on_commit(lambda: [f.storage.delete(f.name) for f in files])
+    messages.success(request, f"Deleted {scene} and its {len(takes)} take(s).")
+    return redirect(project_url(project))
+
+
+def _last_take(scene: Scene) -> int:
+    return Generation.objects.filter(scene=scene).aggregate(last=Max("take"))["last"] or 0
+
+
+def _seen_matches(request: HttpRequest, scene: Scene) -> bool:
+    """Whether the person pressed the button on a card showing the scene's newest take."""
+    seen = request.POST.get("last_take", "")
+    return seen.isdigit() and int(seen) == _last_take(scene)
+
+
+@require_POST
+@login_required
+def scene_generate(request: HtmxHttpRequest, uuid: UUID) -> HttpResponse:
+    scene, membership = _get_scene_for_user(request, uuid, Role.EDITOR)
+    error = ""
+    takes: list[Generation] = []
+    try:
+        with transaction.atomic():
+            # Locking the scene row serialises two clicks on PostgreSQL too (SQLite's
+            # IMMEDIATE transactions already do), so the second one sees the first's takes.
+            Scene.objects.select_for_update().filter(pk=scene.pk).exists()
+            if not _seen_matches(request, scene):
+                raise CannotGenerate(STALE)
+            takes = scene.generate(request.user)
+    except CannotGenerate as refusal:
+        error = str(refusal)
+    notice = f"Queued {len(takes)} take{'s' if len(takes) != 1 else ''}." if takes else ""
+    return _after_card_action(request, scene, membership, error=error, notice=notice)
+
+
+@require_POST
+@login_required
+def take_retry(request: HtmxHttpRequest, uuid: UUID) -> HttpResponse:
+    """A failed or cancelled take is asked for again as a new take; an uncertain one is
+    submitted again knowingly (its submission may have reached Flow)."""
+    generation, membership = _get_generation_for_user(request, uuid, Role.EDITOR)
+    scene = generation.scene
+    scene.project = generation.project
+    error = notice = ""
+    try:
+        with transaction.atomic():
+            Scene.objects.select_for_update().filter(pk=scene.pk).exists()
+            if not _seen_matches(request, scene):
+                raise CannotGenerate(STALE)
+            generation.refresh_from_db(fields=["status"])
+            if generation.status == Generation.Status.UNCERTAIN:
+                take = generation.resubmit(request.user)
+            elif generation.status in (Generation.Status.FAILED, Generation.Status.CANCELLED):
+                take = generation.retry_as_new_take(request.user)
+            else:
+                raise CannotGenerate(
+                    "Only a failed, cancelled or uncertain take can be tried again."
+                )
+            notice = f"Queued take {take.take}."
+    except CannotGenerate as refusal:
+        error = str(refusal)
+    return _after_card_action(request, scene, membership, error=error, notice=notice)
+
+
+@require_POST
+@login_required
+def take_cancel(request: HtmxHttpRequest, uuid: UUID) -> HttpResponse:
+    generation, membership = _get_generation_for_user(request, uuid, Role.EDITOR)
+    scene = generation.scene
+    scene.project = generation.project
+    if generation.cancel(by=request.user):
+        notice, error = f"Cancelled take {generation.take}.", ""
+    else:
+        notice, error = "", f"Take {generation.take} had already finished."
+    return _after_card_action(request, scene, membership, error=error, notice=notice)
+
+
+def _after_card_action(
+    request: HtmxHttpRequest, scene: Scene, membership: Membership, *, error: str, notice: str
+) -> HttpResponse:
+    project = scene.project
+    if not request.htmx:
+        if error:
+            messages.error(request, f"{scene}: {error}")
+        elif notice:
+            messages.success(request, f"{scene}: {notice}")
+        return redirect(project_url(project, scene))
+
+    # The card comes back with its takes; the poller keeps the page's own `since`, so the next
+    # poll still brings every other card that changed meanwhile.
+    [fresh] = storyboard_scenes(project, project.scenes.filter(pk=scene.pk))
+    since = decode_since(request.POST.get("since"))
+    live = Generation.objects.filter(project=project, status__in=Generation.IN_FLIGHT).exists()
+    ctx = card_context(
+        project,
+        membership,
+        since=encode_since(since) if since else encode_since(fresh.updated),
+        live=live,
+        scene=fresh,
+        card_error=error,
+        card_notice=notice,
+        poller_oob=True,
+    )
+    return render(request, f"{TEMPLATE}#card-response", ctx)

@@ -1,0 +1,101 @@
+"""Builders shared by the page tests: real start images, scenes and takes in the database."""
+
+from __future__ import annotations
+
+import io
+from datetime import datetime, timedelta
+
+from django.core.files.base import ContentFile
+from django.test import Client
+from django.utils import timezone
+from PIL import Image
+
+from generations import images
+from generations.models import Generation, ImageAsset, Project, Scene
+
+READY = Generation.Status.READY
+
+
+def png_bytes(width: int = 64, height: int = 36, colour: tuple = (30, 90, 200)) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", (width, height), colour).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def upload(name: str = "start.png", data: bytes | None = None) -> ContentFile:
+    content = ContentFile(png_bytes() if data is None else data, name=name)
+    return content
+
+
+def make_image(project: Project, user=None, *, portrait: bool = False) -> ImageAsset:
+    size = (36, 64) if portrait else (64, 36)
+    return images.store_start_image(project, upload(data=png_bytes(*size)), user)
+
+
+def make_scene(project: Project, image: ImageAsset | None = None, **fields) -> Scene:
+    position = fields.pop("position", project.scenes.count())
+    defaults = {
+        "prompt": "A lighthouse at dusk, waves rolling in",
+        "model_key": "veo_3_1_i2v_s_fast",
+        "aspect": "landscape",
+        "takes": 1,
+    }
+    defaults.update(fields)
+    return Scene.objects.create(project=project, start_image=image, position=position, **defaults)
+
+
+def make_take(
+    scene: Scene,
+    user=None,
+    *,
+    status: str = Generation.Status.QUEUED,
+    take: int | None = None,
+    updated: datetime | None = None,
+    finished_at: datetime | None = None,
+    **fields,
+) -> Generation:
+    if take is None:
+        take = scene.generations.count() + 1
+    moment = updated or timezone.now()
+    if status in Generation.FINAL and finished_at is None:
+        finished_at = moment
+    return Generation.objects.create(
+        scene=scene,
+        project_id=scene.project_id,
+        requested_by=user,
+        account_id=scene.project.account_id,
+        take=take,
+        prompt=fields.pop("prompt", scene.prompt),
+        model_key=fields.pop("model_key", scene.model_key),
+        aspect=fields.pop("aspect", scene.aspect),
+        seed=fields.pop("seed", 1234),
+        start_image_id=scene.start_image_id,
+        status=status,
+        created=moment - timedelta(seconds=42),
+        updated=moment,
+        finished_at=finished_at,
+        **fields,
+    )
+
+
+def attach_clip(take: Generation, video: bytes, poster: bytes = b"") -> Generation:
+    """Store clip files the way the worker does (names relative to MEDIA_ROOT)."""
+    storage = take.video.storage
+    take.video.name = storage.save(f"{take.media_dir()}/clip.mp4", ContentFile(video))
+    take.video_size = len(video)
+    if poster:
+        take.poster.name = storage.save(f"{take.media_dir()}/poster.jpg", ContentFile(poster))
+    take.save(update_fields=["video", "video_size", "poster"])
+    return take
+
+
+def client_for(user) -> Client:
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+def htmx_client_for(user) -> Client:
+    client = Client(headers={"HX-Request": "true"})
+    client.force_login(user)
+    return client
