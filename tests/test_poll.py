@@ -1,0 +1,209 @@
+"""The storyboard's live status: one poll request per page, only the cards that changed."""
+
+import re
+from datetime import timedelta
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.urls import reverse
+from django.utils import timezone
+
+from generations.models import Generation
+from generations.views.projects import decode_since, encode_since
+from tests.views_support import client_for, make_image, make_scene, make_take
+
+ACTIVE = Generation.Status.ACTIVE
+READY = Generation.Status.READY
+
+
+def poll_url(project, since: str) -> str:
+    return reverse("project-poll", args=[project.uuid]) + f"?since={since}"
+
+
+def since_on_page(html: str) -> str:
+    return re.search(r'id="poller-since" name="since" value="(\d+)"', html).group(1)
+
+
+def oob_card_ids(html: str) -> set[str]:
+    return set(
+        re.findall(r'<article id="scene-([0-9a-f-]+)" class="card" hx-swap-oob="true"', html)
+    )
+
+
+@pytest.fixture
+def board(project, alice):
+    """Three scenes with takes last touched an hour ago, one of them still rendering."""
+    image = make_image(project, alice)
+    hour_ago = timezone.now() - timedelta(hours=1)
+    scenes = [make_scene(project, image, updated=hour_ago) for _ in range(3)]
+    takes = [
+        make_take(scenes[0], alice, status=ACTIVE, updated=hour_ago),
+        make_take(scenes[1], alice, status=READY, updated=hour_ago),
+        make_take(scenes[2], alice, status=READY, updated=hour_ago),
+    ]
+    return scenes, takes
+
+
+def test_the_page_has_one_poller_whatever_the_number_of_cards(project, alice, board):
+    html = client_for(alice).get(reverse("project-detail", args=[project.uuid])).text
+
+    assert html.count('id="poller"') == 1
+    assert html.count('hx-trigger="every 3s"') == 1
+    assert html.count('class="card"') == 3
+    assert f"/projects/{project.uuid}/poll/?since=" in html
+
+
+def test_the_page_has_a_silent_poller_when_nothing_is_in_flight(project, alice, board):
+    scenes, takes = board
+    Generation.objects.filter(pk=takes[0].pk).update(status=READY)
+
+    html = client_for(alice).get(reverse("project-detail", args=[project.uuid])).text
+
+    assert 'id="poller"' in html
+    assert "hx-trigger" not in html
+    assert "hx-get" not in html.split('id="poller"')[1].split(">")[0]
+
+
+def test_poll_answers_204_when_nothing_changed(project, alice, board):
+    client = client_for(alice)
+    since = since_on_page(client.get(reverse("project-detail", args=[project.uuid])).text)
+
+    response = client.get(poll_url(project, since))
+
+    assert response.status_code == 204
+    assert response.content == b""
+
+
+def test_poll_returns_only_the_changed_card_out_of_band(project, alice, board):
+    scenes, takes = board
+    client = client_for(alice)
+    since = since_on_page(client.get(reverse("project-detail", args=[project.uuid])).text)
+    Generation.objects.filter(pk=takes[0].pk).update(
+        status=READY, updated=timezone.now(), finished_at=timezone.now()
+    )
+
+    response = client.get(poll_url(project, since))
+
+    assert response.status_code == 200
+    html = response.text
+    assert oob_card_ids(html) == {str(scenes[0].uuid)}
+    assert "Ready" in html
+    # The new poller comes first (the swap target) and stops: nothing is in flight any more.
+    assert html.lstrip().startswith('<div id="poller"')
+    assert "hx-trigger" not in html
+    assert decode_since(since_on_page(html)) > decode_since(since)
+
+
+def test_one_poll_covers_every_card_that_changed(project, alice, board):
+    scenes, takes = board
+    client = client_for(alice)
+    since = since_on_page(client.get(reverse("project-detail", args=[project.uuid])).text)
+    now = timezone.now()
+    Generation.objects.filter(pk=takes[0].pk).update(reason="Rendering slowly", updated=now)
+    scenes[2].prompt = "The lighthouse beam sweeps the fog"
+    scenes[2].updated = now
+    scenes[2].save(update_fields=["prompt", "updated"])
+
+    html = client.get(poll_url(project, since)).text
+
+    assert oob_card_ids(html) == {str(scenes[0].uuid), str(scenes[2].uuid)}
+    assert "The lighthouse beam sweeps the fog" in html
+    # Still in flight: the new poller keeps polling, from the newest change it has shown.
+    assert 'hx-trigger="every 3s"' in html
+    assert since_on_page(html) == encode_since(now)
+
+
+def test_the_next_poll_after_a_change_is_204_again(project, alice, board):
+    scenes, takes = board
+    client = client_for(alice)
+    since = since_on_page(client.get(reverse("project-detail", args=[project.uuid])).text)
+    Generation.objects.filter(pk=takes[0].pk).update(reason="Still going", updated=timezone.now())
+
+    first = client.get(poll_url(project, since))
+    second = client.get(poll_url(project, since_on_page(first.text)))
+
+    assert first.status_code == 200
+    assert second.status_code == 204
+
+
+def test_a_stopped_page_gets_a_poller_without_trigger_when_nothing_is_in_flight(
+    project, alice, board
+):
+    scenes, takes = board
+    client = client_for(alice)
+    since = since_on_page(client.get(reverse("project-detail", args=[project.uuid])).text)
+    # Finished without `updated` moving (a worker that forgot to bump it): the page must
+    # still stop polling instead of asking forever.
+    Generation.objects.filter(pk=takes[0].pk).update(status=READY)
+
+    response = client.get(poll_url(project, since))
+
+    assert response.status_code == 200
+    assert 'id="poller"' in response.text
+    assert "hx-trigger" not in response.text
+    assert oob_card_ids(response.text) == set()
+
+
+def test_a_missing_or_garbled_token_brings_every_card(project, alice, board):
+    client = client_for(alice)
+
+    for url in (
+        reverse("project-poll", args=[project.uuid]),
+        poll_url(project, "yesterday"),
+        poll_url(project, "9" * 40),
+    ):
+        assert len(oob_card_ids(client.get(url).text)) == 3
+
+
+def test_viewers_poll_too_but_their_cards_have_no_buttons(project, carol, board):
+    response = client_for(carol).get(reverse("project-poll", args=[project.uuid]))
+
+    assert response.status_code == 200
+    assert 'method="post"' not in response.text
+    assert "/generate/" not in response.text
+    assert "/retry/" not in response.text
+    assert "Veo 3.1 Fast" in response.text
+
+
+def _queries(client, url) -> tuple[int, int]:
+    with CaptureQueriesContext(connection) as captured:
+        response = client.get(url)
+    return response.status_code, len(captured)
+
+
+def _grow(project, alice, scenes: int, takes_each: int) -> None:
+    image = make_image(project, alice)
+    hour_ago = timezone.now() - timedelta(hours=1)
+    for _ in range(scenes):
+        scene = make_scene(project, image, updated=hour_ago)
+        for _ in range(takes_each):
+            make_take(scene, alice, status=ACTIVE, updated=hour_ago)
+
+
+def test_an_unchanged_poll_costs_three_queries_however_big_the_board(project, alice, board):
+    client = client_for(alice)
+    since = encode_since(timezone.now())
+
+    small = _queries(client, poll_url(project, since))
+    _grow(project, alice, scenes=20, takes_each=4)
+    large = _queries(client, poll_url(project, since))
+
+    # The session, the user, and one query for membership + "what changed, what is in flight".
+    assert small == (204, 3)
+    assert large == (204, 3)
+
+
+def test_a_changed_poll_costs_the_same_queries_for_few_or_many_changed_cards(project, alice, board):
+    client = client_for(alice)
+    since = encode_since(timezone.now() - timedelta(minutes=1))
+    Generation.objects.filter(project=project).update(updated=timezone.now())
+    small_status, small = _queries(client, poll_url(project, since))
+
+    _grow(project, alice, scenes=20, takes_each=4)
+    Generation.objects.filter(project=project).update(updated=timezone.now())
+    large_status, large = _queries(client, poll_url(project, since))
+
+    assert small_status == large_status == 200
+    assert small == large
+    assert large <= 6
