@@ -59,6 +59,10 @@ def max_image_bytes() -> int:
     return int(getattr(settings, "FLOWSITE_MAX_IMAGE_BYTES", DEFAULT_MAX_BYTES))
 
 
+def too_big_message() -> str:
+    return f"The image is larger than {_megabytes(max_image_bytes())} MB."
+
+
 def max_image_pixels() -> int:
     return int(getattr(settings, "FLOWSITE_MAX_IMAGE_PIXELS", DEFAULT_MAX_PIXELS))
 
@@ -106,7 +110,7 @@ def clean_image_bytes(data: bytes) -> tuple[bytes, str, int, int]:
     """
     limit = max_image_bytes()
     if len(data) > limit:
-        raise ImageRejected(f"The image is larger than {_megabytes(limit)} MB.")
+        raise ImageRejected(too_big_message())
     if not data:
         raise ImageRejected(NOT_AN_IMAGE)
 
@@ -156,14 +160,14 @@ def _read_capped(file_obj: IO[bytes]) -> bytes:
     limit = max_image_bytes()
     declared = getattr(file_obj, "size", None)
     if isinstance(declared, int) and declared > limit:
-        raise ImageRejected(f"The image is larger than {_megabytes(limit)} MB.")
+        raise ImageRejected(too_big_message())
     if hasattr(file_obj, "seek"):
         # A stream that cannot seek is read from where it is.
         with contextlib.suppress(OSError, ValueError):
             file_obj.seek(0)
     data = file_obj.read(limit + 1)
     if len(data) > limit:
-        raise ImageRejected(f"The image is larger than {_megabytes(limit)} MB.")
+        raise ImageRejected(too_big_message())
     return data
 
 

@@ -1,0 +1,649 @@
+"""Drive a project from scripts: import scenes from a CSV, generate, watch, export the clips.
+
+    manage.py storyboard import FILE.csv --project NAME --user USERNAME [--account LABEL]
+    manage.py storyboard generate --project NAME --user USERNAME
+    manage.py storyboard status --project NAME
+    manage.py storyboard export --project NAME --out DIR
+
+Scenes are numbered 1, 2, 3… in storyboard order everywhere here (the table, the exported file
+names, the manifest), as the studio shows them.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import os
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from django.contrib.auth import get_user_model
+from django.core.files.storage import default_storage
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.db import models, transaction
+from django.db.models import Exists, OuterRef, Prefetch, Q
+from django.utils import timezone
+
+from generations.engines.base import Aspect
+from generations.engines.catalogue import get_model, models_for
+from generations.images import (
+    ImageRejected,
+    clean_image_bytes,
+    max_image_bytes,
+    store_start_image,
+    too_big_message,
+)
+from generations.models import (
+    CannotGenerate,
+    FlowAccount,
+    Generation,
+    ImageAsset,
+    Membership,
+    Project,
+    Scene,
+)
+
+from .flow_account import table
+
+REQUIRED_COLUMNS = ("image", "prompt", "aspect")
+OPTIONAL_COLUMNS = ("model", "seed", "takes")
+COLUMNS = REQUIRED_COLUMNS + OPTIONAL_COLUMNS
+MAX_SEED = 2**31 - 1
+MAX_TAKES = 4
+EDIT_ROLES = (Membership.Role.OWNER, Membership.Role.EDITOR)
+
+
+@dataclass
+class SceneRow:
+    number: int
+    image: Path
+    prompt: str
+    aspect: str
+    model_key: str
+    seed: int | None
+    takes: int
+
+
+class Command(BaseCommand):
+    help = "Import, generate, inspect and export a project's storyboard."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        actions = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
+
+        do_import = actions.add_parser("import", help="Append scenes from a CSV file.")
+        do_import.add_argument("csv_file", metavar="FILE.csv")
+        do_import.add_argument("--project", required=True, metavar="NAME")
+        do_import.add_argument("--user", required=True, metavar="USERNAME")
+        do_import.add_argument("--account", metavar="LABEL")
+
+        generate = actions.add_parser(
+            "generate", help="Queue every scene with no ready take and none in flight."
+        )
+        generate.add_argument("--project", required=True, metavar="NAME")
+        generate.add_argument("--user", required=True, metavar="USERNAME")
+
+        status = actions.add_parser("status", help="Show the scenes and their takes.")
+        status.add_argument("--project", required=True, metavar="NAME")
+
+        export = actions.add_parser("export", help="Copy the ready clips and a manifest to DIR.")
+        export.add_argument("--project", required=True, metavar="NAME")
+        export.add_argument("--out", required=True, metavar="DIR")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        action = options["action"]
+        if action == "import":
+            self.do_import(Path(options["csv_file"]), options)
+        elif action == "generate":
+            self.generate(options["project"], options["user"])
+        elif action == "status":
+            self.status(options["project"])
+        else:
+            self.export(options["project"], Path(options["out"]))
+
+    # --- import -------------------------------------------------------------------------
+
+    def do_import(self, csv_path: Path, options: dict[str, Any]) -> None:
+        user = _user(options["user"])
+        name = options["project"].strip()
+        if not name:
+            raise CommandError("The project name is empty.")
+        project = _find_project(name)
+        if project is not None:
+            _require_editor(project, user)
+        account = _import_account(project, options["account"])
+
+        rows, errors = read_storyboard(csv_path, account)
+        if errors:
+            raise CommandError(
+                f"{csv_path} was not imported; nothing was changed. Fix these rows:\n"
+                + "\n".join(errors)
+            )
+        if not rows:
+            raise CommandError(f"{csv_path} has a header but no scenes.")
+
+        stored: list[str] = []
+        try:
+            with transaction.atomic():
+                created = project is None
+                if project is None:
+                    project = Project.objects.create(name=name, account=account, created_by=user)
+                    project.add_member(user, Membership.Role.OWNER)
+                elif project.account_id is None:
+                    project.account = account
+                    project.save(update_fields=["account"])
+                images = self._store_images(project, rows, user, stored)
+                last = project.scenes.aggregate(last=models.Max("position"))["last"]
+                first = 0 if last is None else last + 1
+                now = timezone.now()
+                Scene.objects.bulk_create(
+                    Scene(
+                        project=project,
+                        position=first + index,
+                        prompt=row.prompt,
+                        start_image=images[row.image],
+                        aspect=row.aspect,
+                        model_key=row.model_key,
+                        seed=row.seed,
+                        takes=row.takes,
+                        created=now,
+                        updated=now,
+                    )
+                    for index, row in enumerate(rows)
+                )
+        except BaseException:
+            # The rows are gone with the rollback; the files must go too.
+            for stored_name in stored:
+                default_storage.delete(stored_name)
+            raise
+
+        if created:
+            self.stdout.write(
+                f"Created project {project.name!r} (owner {user.get_username()}, "
+                f"account {account})."
+            )
+        count = Scene.objects.filter(project=project).count()
+        self.stdout.write(
+            f"Imported {len(rows)} scene{_s(len(rows))} into {project.name!r} "
+            f"with {len(images)} start image{_s(len(images))}; "
+            f"the storyboard now has {count} scene{_s(count)}."
+        )
+
+    def _store_images(
+        self, project: Project, rows: list[SceneRow], user, stored: list[str]
+    ) -> dict[Path, ImageAsset]:
+        """Store each distinct image file once, however many scenes use it."""
+        images: dict[Path, ImageAsset] = {}
+        for row in rows:
+            if row.image in images:
+                continue
+            try:
+                with row.image.open("rb") as handle:
+                    asset = store_start_image(project, handle, user, name=row.image.name)
+            except (ImageRejected, OSError) as error:
+                # The file changed after it was checked.
+                raise CommandError(f"row {row.number}: {row.image}: {error}") from None
+            stored.append(asset.file.name)
+            images[row.image] = asset
+        return images
+
+    # --- generate -----------------------------------------------------------------------
+
+    def generate(self, project_name: str, username: str) -> None:
+        user = _user(username)
+        project = _project(project_name)
+        _require_editor(project, user)
+        busy = Generation.objects.filter(scene=OuterRef("pk")).filter(
+            Q(status=Generation.Status.READY) | Q(status__in=Generation.IN_FLIGHT)
+        )
+        scenes = list(project.scenes.annotate(busy=Exists(busy)).order_by("position", "id"))
+        for scene in scenes:
+            scene.project = project  # one project for all: no query per scene
+        numbered = [(number, scene) for number, scene in enumerate(scenes, start=1)]
+        todo = [(number, scene) for number, scene in numbered if not scene.busy]
+        if not todo:
+            self.stdout.write(
+                "Nothing to queue: every scene has a ready take or one in flight."
+                if scenes
+                else f"Project {project.name!r} has no scenes yet."
+            )
+            return
+
+        problems = [
+            f"scene {number}: {problem}"
+            for number, scene in todo
+            if (problem := scene.generation_problem())
+        ]
+        if problems:
+            raise CommandError(
+                "Nothing was queued. Fix these scenes first:\n" + "\n".join(problems)
+            )
+
+        queued: list[tuple[int, Scene, list[Generation]]] = []
+        try:
+            with transaction.atomic():
+                for number, scene in todo:
+                    queued.append((number, scene, scene.generate(user)))
+        except CannotGenerate as error:
+            raise CommandError(f"Nothing was queued: {error}") from None
+
+        total = 0
+        for number, scene, takes in queued:
+            total += len(takes)
+            numbers = ", ".join(str(take.take) for take in takes)
+            self.stdout.write(
+                f"Queued scene {number}, take{_s(len(takes))} {numbers}: {_excerpt(scene)}"
+            )
+        skipped = len(scenes) - len(todo)
+        summary = f"Queued {total} take{_s(total)} for {len(queued)} scene{_s(len(queued))}."
+        if skipped:
+            summary += f" Skipped {skipped} scene{_s(skipped)} with a ready take or one in flight."
+        self.stdout.write(summary)
+
+    # --- status -------------------------------------------------------------------------
+
+    def status(self, project_name: str) -> None:
+        project = _project(project_name)
+        scenes = list(_scenes_with_takes(project))
+        if not scenes:
+            self.stdout.write(f"Project {project.name!r} has no scenes yet.")
+            return
+        counts: Counter[str] = Counter()
+        rows: list[list[str]] = []
+        for number, scene in enumerate(scenes, start=1):
+            takes = scene.generations.all()
+            if not takes:
+                rows.append([str(number), "-", "no takes yet", "", _excerpt(scene), ""])
+                continue
+            for index, take in enumerate(takes):
+                counts[take.status] += 1
+                rows.append(
+                    [
+                        str(number) if index == 0 else "",
+                        str(take.take),
+                        take.get_status_display(),
+                        take.requested_by.get_username() if take.requested_by else "",
+                        _excerpt(scene) if index == 0 else "",
+                        _shorten(take.reason, 70),
+                    ]
+                )
+        in_flight = sum(counts[status] for status in Generation.IN_FLIGHT)
+        take_total = sum(counts.values())
+        self.stdout.write(
+            f"Project {project.name!r} · account {project.account or 'none'} · "
+            f"{len(scenes)} scene{_s(len(scenes))}, {take_total} take{_s(take_total)} "
+            f"({counts[Generation.Status.READY]} ready, {in_flight} in flight, "
+            f"{counts[Generation.Status.FAILED]} failed)"
+        )
+        self.stdout.write(table(["SCENE", "TAKE", "STATUS", "BY", "PROMPT", "REASON"], rows))
+
+    # --- export -------------------------------------------------------------------------
+
+    def export(self, project_name: str, out: Path) -> None:
+        project = _project(project_name)
+        if out.exists() and not out.is_dir():
+            raise CommandError(f"{out} exists and is not a folder.")
+        scenes = list(_scenes_with_takes(project))
+
+        entries: list[dict[str, Any]] = []
+        copies: list[tuple[Generation, str]] = []
+        missing: list[str] = []
+        for number, scene in enumerate(scenes, start=1):
+            for take in scene.generations.all():
+                file_name = None
+                if take.is_ready:
+                    suffix = Path(take.video.name).suffix or ".mp4"
+                    file_name = f"scene-{number:02d}-take-{take.take}{suffix}"
+                    if not take.video.name or not default_storage.exists(take.video.name):
+                        missing.append(f"scene {number} take {take.take}")
+                    copies.append((take, file_name))
+                entries.append(
+                    {
+                        "scene": number,
+                        "take": take.take,
+                        "prompt": take.prompt,
+                        "model": take.model_key,
+                        "aspect": take.aspect,
+                        "seed": take.seed,
+                        "status": take.status,
+                        "reason": take.reason,
+                        "requested_by": (
+                            take.requested_by.get_username() if take.requested_by else None
+                        ),
+                        "file": file_name,
+                        "sha256": None,
+                    }
+                )
+        if missing:
+            raise CommandError(
+                "Nothing was exported: the stored clip is missing for "
+                + ", ".join(missing)
+                + ". Retry those takes or mark them failed in the admin."
+            )
+
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise CommandError(f"Cannot create {out}: {error.strerror}.") from None
+        hashes = self._copy_clips(copies, out)
+        for entry in entries:
+            if entry["file"] is not None:
+                entry["sha256"] = hashes[entry["file"]]
+        manifest = {
+            "project": project.name,
+            "exported_at": timezone.now().isoformat(),
+            "takes": entries,
+        }
+        _write_atomically(
+            out / "manifest.json", (json.dumps(manifest, indent=2) + "\n").encode("utf-8")
+        )
+        self.stdout.write(
+            f"Exported {len(copies)} clip{_s(len(copies))} of {len(entries)} "
+            f"take{_s(len(entries))} to {out}; the manifest is {out / 'manifest.json'}."
+        )
+
+    def _copy_clips(self, copies: list[tuple[Generation, str]], out: Path) -> dict[str, str]:
+        """Copy every clip beside its final name first, then move them all into place, so an
+        export that fails half-way leaves no partial clip behind."""
+        hashes: dict[str, str] = {}
+        parts: list[tuple[Path, Path]] = []
+        try:
+            for take, file_name in copies:
+                part = out / f".{file_name}.part"
+                parts.append((part, out / file_name))
+                digest = hashlib.sha256()
+                with (
+                    default_storage.open(take.video.name, "rb") as source,
+                    part.open("wb") as target,
+                ):
+                    for chunk in source.chunks():
+                        digest.update(chunk)
+                        target.write(chunk)
+                sha256 = digest.hexdigest()
+                if take.video_sha256 and take.video_sha256 != sha256:
+                    raise CommandError(
+                        f"Nothing was exported: the stored clip {file_name} does not match the "
+                        "checksum recorded when it was downloaded; it is damaged."
+                    )
+                hashes[file_name] = sha256
+            for part, final in parts:
+                os.replace(part, final)
+        except BaseException:
+            for part, _ in parts:
+                part.unlink(missing_ok=True)
+            raise
+        return hashes
+
+
+# --- reading a storyboard CSV -----------------------------------------------------------
+
+
+def read_storyboard(csv_path: Path, account: FlowAccount) -> tuple[list[SceneRow], list[str]]:
+    """Every scene in the CSV, or every problem with it (as "row N: ..." lines)."""
+    try:
+        with csv_path.open(encoding="utf-8-sig", newline="") as handle:
+            records = list(csv.reader(handle))
+    except FileNotFoundError:
+        raise CommandError(f"There is no file {csv_path}.") from None
+    except IsADirectoryError:
+        raise CommandError(f"{csv_path} is a folder, not a CSV file.") from None
+    except UnicodeDecodeError:
+        raise CommandError(f"{csv_path} is not UTF-8 text; save it as CSV UTF-8.") from None
+    except csv.Error as error:
+        raise CommandError(f"{csv_path} is not a readable CSV file: {error}.") from None
+    except OSError as error:
+        raise CommandError(f"Cannot read {csv_path}: {error.strerror}.") from None
+    if not records or not any(cell.strip() for cell in records[0]):
+        raise CommandError(
+            f"{csv_path} is empty; its first row must name the columns {', '.join(COLUMNS)}."
+        )
+
+    header = [cell.strip().lower() for cell in records[0]]
+    header_problems = []
+    missing = [column for column in REQUIRED_COLUMNS if column not in header]
+    if missing:
+        header_problems.append(f"missing column{_s(len(missing))} {', '.join(missing)}")
+    # Unnamed columns (a trailing comma in a spreadsheet export) are ignored.
+    unknown = [column for column in header if column and column not in COLUMNS]
+    if unknown:
+        header_problems.append(
+            f"unknown column{_s(len(unknown))} {', '.join(repr(c) for c in unknown)} "
+            f"(the columns are {', '.join(COLUMNS)})"
+        )
+    repeated = sorted({column for column in header if column and header.count(column) > 1})
+    if repeated:
+        header_problems.append(f"repeated column{_s(len(repeated))} {', '.join(repeated)}")
+    if header_problems:
+        return [], [f"row 1: {'; '.join(header_problems)}"]
+
+    base = csv_path.resolve().parent
+    checked_images: dict[Path, str] = {}
+    rows: list[SceneRow] = []
+    errors: list[str] = []
+    for number, record in enumerate(records[1:], start=2):
+        if not any(cell.strip() for cell in record):
+            continue  # a blank line between scenes
+        if len(record) > len(header) and any(cell.strip() for cell in record[len(header) :]):
+            errors.append(
+                f"row {number}: {len(record)} cells but the header names {len(header)} columns"
+            )
+            continue
+        # A spreadsheet may drop trailing empty cells: pad them back.
+        padded = ([cell.strip() for cell in record] + [""] * len(header))[: len(header)]
+        cells = dict(zip(header, padded, strict=True))
+        row, problems = _check_row(number, cells, base, account, checked_images)
+        if problems:
+            errors.append(f"row {number}: {'; '.join(problems)}")
+        elif row is not None:
+            rows.append(row)
+    return rows, errors
+
+
+def _check_row(
+    number: int,
+    cells: dict[str, str],
+    base: Path,
+    account: FlowAccount,
+    checked_images: dict[Path, str],
+) -> tuple[SceneRow | None, list[str]]:
+    problems: list[str] = []
+
+    image = None
+    if not cells["image"]:
+        problems.append("the image is empty")
+    else:
+        image = (base / cells["image"]).resolve()
+        if image not in checked_images:
+            checked_images[image] = _image_problem(image, cells["image"])
+        if checked_images[image]:
+            problems.append(checked_images[image])
+
+    prompt = cells["prompt"]
+    max_prompt = Scene._meta.get_field("prompt").max_length
+    if not prompt:
+        problems.append("the prompt is empty")
+    elif len(prompt) > max_prompt:
+        problems.append(f"the prompt is longer than {max_prompt} characters")
+
+    aspect = cells["aspect"].lower()
+    if aspect not in (Aspect.LANDSCAPE, Aspect.PORTRAIT):
+        problems.append(
+            f"the aspect must be landscape or portrait, not {cells['aspect']!r}"
+            if aspect
+            else "the aspect is empty (landscape or portrait)"
+        )
+        aspect = ""
+
+    model_key = cells.get("model", "")
+    if aspect:
+        model_key, problem = _check_model(model_key, aspect, account)
+        if problem:
+            problems.append(problem)
+
+    seed = None
+    if cells.get("seed"):
+        seed = _integer(cells["seed"])
+        if seed is None or not 0 <= seed <= MAX_SEED:
+            problems.append(f"the seed must be a whole number from 0 to {MAX_SEED}")
+
+    takes = 1
+    if cells.get("takes"):
+        parsed = _integer(cells["takes"])
+        if parsed is None or not 1 <= parsed <= MAX_TAKES:
+            problems.append(f"takes must be a whole number from 1 to {MAX_TAKES}")
+        else:
+            takes = parsed
+
+    if problems or image is None:
+        return None, problems
+    return SceneRow(number, image, prompt, aspect, model_key, seed, takes), []
+
+
+def _image_problem(path: Path, given: str) -> str:
+    """Why the file cannot be a start image, or "" (decoded here so the import fails before
+    anything is stored)."""
+    try:
+        size = path.stat().st_size
+    except FileNotFoundError:
+        return f"the image file {given} does not exist"
+    except OSError as error:
+        return f"the image file {given} cannot be read ({error.strerror})"
+    if not path.is_file():
+        return f"the image {given} is not a file"
+    if size > max_image_bytes():
+        return f"{given}: {too_big_message()}"
+    try:
+        with path.open("rb") as handle:
+            data = handle.read(max_image_bytes() + 1)
+        clean_image_bytes(data)
+    except ImageRejected as error:
+        return f"{given}: {error}"
+    except OSError as error:
+        return f"the image file {given} cannot be read ({error.strerror})"
+    return ""
+
+
+def _check_model(given: str, aspect: str, account: FlowAccount) -> tuple[str, str]:
+    """(model key, problem) — the account's default model for the aspect when none is given."""
+    if not given:
+        available = models_for(account.tier, aspect)
+        if not available:
+            return "", f"account {account} may use no model that makes {aspect} clips"
+        return available[0].key, ""
+    model = get_model(given)
+    if model is None:
+        return given, f"unknown model {given!r}"
+    if model.aspect != aspect:
+        return given, f"the model {given} makes {model.aspect} clips, not {aspect}"
+    if not model.allowed_for(account.tier):
+        return given, (
+            f"the model {given} needs a higher Flow tier than account {account} has "
+            f"({account.get_tier_display()})"
+        )
+    return given, ""
+
+
+def _integer(text: str) -> int | None:
+    try:
+        return int(text)
+    except ValueError:
+        return None
+
+
+# --- lookups ----------------------------------------------------------------------------
+
+
+def _user(username: str):
+    User = get_user_model()
+    try:
+        user = User.objects.get(**{User.USERNAME_FIELD: username})
+    except User.DoesNotExist:
+        raise CommandError(f"No user is called {username!r}.") from None
+    if not user.is_active:
+        raise CommandError(f"The user {username!r} is deactivated.")
+    return user
+
+
+def _find_project(name: str) -> Project | None:
+    projects = list(Project.objects.filter(name=name).select_related("account")[:2])
+    if len(projects) > 1:
+        raise CommandError(
+            f"Several projects are named {name!r}; rename one in the admin so scripts can "
+            "tell them apart."
+        )
+    return projects[0] if projects else None
+
+
+def _project(name: str) -> Project:
+    project = _find_project(name.strip())
+    if project is None:
+        raise CommandError(f"No project is named {name!r}.")
+    return project
+
+
+def _require_editor(project: Project, user) -> None:
+    role = (
+        Membership.objects.filter(project=project, user=user).values_list("role", flat=True).first()
+    )
+    if role not in EDIT_ROLES:
+        raise CommandError(
+            f"{user.get_username()} is not an owner or editor of project {project.name!r}"
+            + (f" (only a {role})." if role else ".")
+        )
+
+
+def _import_account(project: Project | None, label: str | None) -> FlowAccount:
+    """The account a (new or existing) project spends."""
+    if label is not None:
+        try:
+            account = FlowAccount.objects.get(label=label)
+        except FlowAccount.DoesNotExist:
+            raise CommandError(f"No Flow account is labelled {label!r}.") from None
+        if project is not None and project.account_id not in (None, account.pk):
+            raise CommandError(
+                f"Project {project.name!r} spends account {project.account}, not {label!r}; "
+                "leave out --account or change the project's account in the admin."
+            )
+        return account
+    if project is not None and project.account is not None:
+        return project.account
+    accounts = list(FlowAccount.objects.order_by("label")[:2])
+    if not accounts:
+        raise CommandError("There is no Flow account yet; add one with: flow_account add ...")
+    if len(accounts) > 1:
+        labels = ", ".join(
+            repr(label) for label in FlowAccount.objects.values_list("label", flat=True)
+        )
+        raise CommandError(f"Several Flow accounts exist ({labels}); choose one with --account.")
+    return accounts[0]
+
+
+def _scenes_with_takes(project: Project) -> models.QuerySet[Scene]:
+    takes = Generation.objects.select_related("requested_by").order_by("take", "id")
+    return project.scenes.order_by("position", "id").prefetch_related(
+        Prefetch("generations", queryset=takes)
+    )
+
+
+def _excerpt(scene: Scene) -> str:
+    return _shorten(scene.title or scene.prompt, 40)
+
+
+def _shorten(text: str, limit: int) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
+
+
+def _s(count: int) -> str:
+    return "" if count == 1 else "s"
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    part = path.with_name(f".{path.name}.part")
+    try:
+        part.write_bytes(data)
+        os.replace(part, path)
+    finally:
+        part.unlink(missing_ok=True)

@@ -1,0 +1,93 @@
+"""`manage.py flowsite_demo`: `make run` sets up a working demo on every start, idempotently."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+from django.contrib.auth import authenticate
+from django.contrib.auth.models import User
+from django.core.management import CommandError, call_command
+from PIL import Image
+
+from generations.engines.catalogue import TIER_TWO
+from generations.models import FlowAccount, Membership, Project, Scene
+
+
+@pytest.fixture(autouse=True)
+def _demo_settings(settings):
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+    settings.DEBUG = True
+    settings.FLOWSITE_EMULATOR = True
+    settings.FLOW_EMULATOR_TOKEN = "ya29.emulator-token"
+
+
+def run() -> str:
+    out = io.StringIO()
+    call_command("flowsite_demo", stdout=out)
+    return out.getvalue()
+
+
+def test_the_first_run_creates_the_login_account_and_project(db, settings):
+    output = run()
+
+    user = authenticate(username="demo", password="flowsite-demo")
+    assert user is not None and user.is_staff
+    account = FlowAccount.objects.get(label="Local emulator")
+    assert account.tier == TIER_TWO
+    assert account.bearer_token == "ya29.emulator-token"
+    project = Project.objects.get(name="Demo")
+    assert project.account == account
+    assert project.memberships.get().user == user
+    assert project.memberships.get().role == Membership.Role.OWNER
+    scene = Scene.objects.get(project=project)
+    assert scene.generation_problem() == ""
+    assert scene.start_image.uploaded_by == user
+    assert (scene.start_image.width, scene.start_image.height) == (1280, 720)
+    with scene.start_image.file.open("rb") as handle:
+        assert Image.open(handle).size == (1280, 720)
+    assert "http://127.0.0.1:8000/" in output
+    assert "demo / flowsite-demo" in output
+    assert "Created project 'Demo'" in output
+
+
+def test_a_second_run_changes_nothing_and_prints_the_login_again(db):
+    run()
+    password = User.objects.get(username="demo").password
+
+    output = run()
+
+    assert User.objects.count() == 1
+    assert User.objects.get(username="demo").password == password
+    assert FlowAccount.objects.count() == 1
+    assert Project.objects.count() == 1 and Scene.objects.count() == 1
+    assert "Sign in as demo / flowsite-demo" in output
+    assert "Created" not in output
+
+
+def test_the_emulator_account_follows_a_changed_emulator_token(db, settings):
+    run()
+    settings.FLOW_EMULATOR_TOKEN = "ya29.another"
+
+    run()
+
+    assert FlowAccount.objects.get().bearer_token == "ya29.another"
+
+
+def test_without_the_emulator_no_account_is_made(db, settings):
+    settings.FLOWSITE_EMULATOR = False
+
+    run()
+
+    assert not FlowAccount.objects.exists()
+    assert Project.objects.get(name="Demo").account is None
+
+
+def test_it_refuses_to_run_on_a_real_deployment(db, settings):
+    settings.DEBUG = False
+    settings.FLOWSITE_EMULATOR = False
+
+    with pytest.raises(CommandError, match="published password"):
+        run()
+
+    assert not User.objects.exists()

@@ -1,0 +1,603 @@
+"""`manage.py storyboard`: import a CSV, generate, show status, export the clips."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+from pathlib import Path
+
+import pytest
+from django.contrib.auth.models import User
+from django.core.files.base import ContentFile
+from django.core.files.storage import default_storage
+from django.core.management import CommandError, call_command
+from django.utils import timezone
+from PIL import Image
+
+from generations.engines.catalogue import TIER_TWO
+from generations.images import store_start_image
+from generations.management.commands import storyboard
+from generations.models import FlowAccount, Generation, ImageAsset, Membership, Project, Scene
+
+HEADER = ["image", "prompt", "aspect", "model", "seed", "takes"]
+
+
+@pytest.fixture(autouse=True)
+def _fast_passwords(settings):
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+def run(*args: str) -> str:
+    out = io.StringIO()
+    call_command("storyboard", *args, stdout=out)
+    return out.getvalue()
+
+
+def write_image(path: Path, size=(64, 36), fmt="PNG") -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new("RGB", size, (200, 80, 40)).save(path, fmt)
+    return path
+
+
+def write_csv(path: Path, rows: list[list[str]], header: list[str] = HEADER) -> Path:
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(header)
+        writer.writerows(rows)
+    return path
+
+
+def media_files(settings) -> list[Path]:
+    root = Path(settings.MEDIA_ROOT)
+    return sorted(p for p in root.rglob("*") if p.is_file()) if root.exists() else []
+
+
+@pytest.fixture
+def shots(tmp_path) -> Path:
+    folder = tmp_path / "shots"
+    write_image(folder / "harbour.png")
+    write_image(folder / "tower.jpg", size=(36, 64), fmt="JPEG")
+    write_image(folder / "beach.webp", fmt="WEBP")
+    return folder
+
+
+# --- import -------------------------------------------------------------------------------
+
+
+def test_import_creates_the_project_owned_by_the_user_with_every_scene(
+    alice, account, shots, settings
+):
+    path = write_csv(
+        shots / "board.csv",
+        [
+            ["harbour.png", "Boats leave the harbour", "landscape", "", "", ""],
+            ["tower.jpg", "Camera climbs the tower", "portrait", "", "77", "3"],
+            ["beach.webp", "Waves roll in", "Landscape", "veo_3_1_i2v_s", "0", "1"],
+        ],
+    )
+
+    output = run("import", str(path), "--project", "Launch", "--user", "alice")
+
+    project = Project.objects.get(name="Launch")
+    assert project.account == account
+    assert project.created_by == alice
+    assert project.memberships.get().role == Membership.Role.OWNER
+    scenes = list(project.scenes.order_by("position"))
+    assert [s.position for s in scenes] == [0, 1, 2]
+    assert [s.prompt for s in scenes] == [
+        "Boats leave the harbour",
+        "Camera climbs the tower",
+        "Waves roll in",
+    ]
+    assert [s.aspect for s in scenes] == ["landscape", "portrait", "landscape"]
+    # No model given: the account's default for the aspect.
+    assert [s.model_key for s in scenes] == [
+        "veo_3_1_i2v_s_fast",
+        "veo_3_1_i2v_s_fast_portrait",
+        "veo_3_1_i2v_s",
+    ]
+    assert [s.seed for s in scenes] == [None, 77, 0]
+    assert [s.takes for s in scenes] == [1, 3, 1]
+    assert [s.start_image.original_name for s in scenes] == [
+        "harbour.png",
+        "tower.jpg",
+        "beach.webp",
+    ]
+    assert scenes[1].start_image.height == 64
+    assert all(s.start_image.uploaded_by == alice for s in scenes)
+    assert len(media_files(settings)) == 3
+    assert "Created project 'Launch' (owner alice, account Studio)" in output
+    assert "Imported 3 scenes into 'Launch' with 3 start images" in output
+
+
+def test_import_appends_after_the_existing_scenes(project, bob, shots):
+    image = ImageAsset.objects.create(
+        project=project, mime_type="image/png", width=1, height=1, size=1, sha256="x"
+    )
+    Scene.objects.create(project=project, position=4, prompt="Old", start_image=image)
+    path = write_csv(
+        shots / "more.csv",
+        [["harbour.png", "New one", "landscape"], ["harbour.png", "New two", "landscape"]],
+        header=["image", "prompt", "aspect"],
+    )
+
+    output = run("import", str(path), "--project", "Poseidon", "--user", "bob")
+
+    scenes = list(project.scenes.order_by("position"))
+    assert [(s.position, s.prompt) for s in scenes] == [(4, "Old"), (5, "New one"), (6, "New two")]
+    # One file, used by both scenes, is stored once.
+    assert scenes[1].start_image == scenes[2].start_image
+    assert project.images.count() == 2
+    assert Project.objects.count() == 1
+    assert "with 1 start image; the storyboard now has 3 scenes" in output
+
+
+def test_a_csv_with_one_bad_row_changes_nothing_and_names_the_row(alice, account, shots, settings):
+    path = write_csv(
+        shots / "board.csv",
+        [
+            ["harbour.png", "One", "landscape", "", "", ""],
+            ["tower.jpg", "Two", "portrait", "", "", ""],
+            ["beach.webp", "Three", "landscape", "", "", "9"],
+            ["harbour.png", "Four", "landscape", "", "", ""],
+        ],
+    )
+
+    with pytest.raises(CommandError) as refused:
+        run("import", str(path), "--project", "Launch", "--user", "alice")
+
+    message = str(refused.value)
+    assert "nothing was changed" in message
+    assert message.splitlines()[1:] == ["row 4: takes must be a whole number from 1 to 4"]
+    assert not Project.objects.filter(name="Launch").exists()
+    assert not Scene.objects.exists() and not ImageAsset.objects.exists()
+    assert media_files(settings) == []
+
+
+def test_every_bad_row_is_reported_with_its_row_number(alice, account, shots, tmp_path, settings):
+    (shots / "notes.jpg").write_text("not a picture at all")
+    write_image(shots / "anim.gif", fmt="GIF")
+    path = write_csv(
+        shots / "board.csv",
+        [
+            ["harbour.png", "Fine", "landscape", "", "", ""],
+            ["missing.png", "No file", "landscape", "", "", ""],
+            ["notes.jpg", "Text file", "landscape", "", "", ""],
+            ["harbour.png", "", "landscape", "", "", ""],
+            ["harbour.png", "Square", "square", "", "", ""],
+            ["harbour.png", "Unknown model", "landscape", "veo_9", "", ""],
+            ["harbour.png", "Ultra on tier one", "landscape", "veo_3_1_i2v_s_fast_ultra", "", ""],
+            ["harbour.png", "Wrong aspect", "portrait", "veo_3_1_i2v_s_fast", "", ""],
+            ["harbour.png", "Seed text", "landscape", "", "lucky", ""],
+            ["harbour.png", "Seed too big", "landscape", "", str(2**31), ""],
+            ["harbour.png", "Seed negative", "landscape", "", "-1", ""],
+            ["harbour.png", "No takes", "landscape", "", "", "0"],
+            ["anim.gif", "A gif", "landscape", "", "", "two"],
+            ["", "No image", "landscape", "", "", ""],
+        ],
+    )
+
+    with pytest.raises(CommandError) as refused:
+        run("import", str(path), "--project", "Launch", "--user", "alice")
+
+    lines = str(refused.value).splitlines()[1:]
+    max_seed = 2**31 - 1
+    assert lines == [
+        "row 3: the image file missing.png does not exist",
+        "row 4: notes.jpg: That file is not a JPEG, PNG or WebP image.",
+        "row 5: the prompt is empty",
+        "row 6: the aspect must be landscape or portrait, not 'square'",
+        "row 7: unknown model 'veo_9'",
+        "row 8: the model veo_3_1_i2v_s_fast_ultra needs a higher Flow tier than account "
+        "Studio has (Pro (tier one))",
+        "row 9: the model veo_3_1_i2v_s_fast makes landscape clips, not portrait",
+        f"row 10: the seed must be a whole number from 0 to {max_seed}",
+        f"row 11: the seed must be a whole number from 0 to {max_seed}",
+        f"row 12: the seed must be a whole number from 0 to {max_seed}",
+        "row 13: takes must be a whole number from 1 to 4",
+        "row 14: anim.gif: That file is not a JPEG, PNG or WebP image.; "
+        "takes must be a whole number from 1 to 4",
+        "row 15: the image is empty",
+    ]
+    assert not Project.objects.exists()
+    assert media_files(settings) == []
+
+
+def test_an_ultra_model_is_accepted_on_a_tier_two_account(alice, shots):
+    FlowAccount.objects.create(label="Ultra", tier=TIER_TWO, bearer_token="ya29.t")
+    path = write_csv(
+        shots / "b.csv", [["harbour.png", "Fast", "landscape", "veo_3_1_i2v_s_fast_ultra", "", ""]]
+    )
+
+    run("import", str(path), "--project", "Launch", "--user", "alice")
+
+    assert Scene.objects.get().model_key == "veo_3_1_i2v_s_fast_ultra"
+
+
+def test_missing_and_unknown_columns_are_reported_on_row_one(alice, account, shots):
+    path = write_csv(
+        shots / "b.csv", [["harbour.png", "x", "y"]], header=["image", "text", "aspect"]
+    )
+
+    with pytest.raises(CommandError) as refused:
+        run("import", str(path), "--project", "Launch", "--user", "alice")
+
+    assert str(refused.value).splitlines()[1] == (
+        "row 1: missing column prompt; unknown column 'text' "
+        "(the columns are image, prompt, aspect, model, seed, takes)"
+    )
+
+
+def test_a_csv_with_only_a_header_is_refused(alice, account, shots):
+    path = write_csv(shots / "b.csv", [])
+
+    with pytest.raises(CommandError, match="has a header but no scenes"):
+        run("import", str(path), "--project", "Launch", "--user", "alice")
+
+
+def test_a_missing_csv_file_is_refused(alice, account, tmp_path):
+    with pytest.raises(CommandError, match="There is no file"):
+        run("import", str(tmp_path / "nope.csv"), "--project", "Launch", "--user", "alice")
+
+
+def test_a_csv_that_is_not_utf8_is_refused(alice, account, tmp_path):
+    path = tmp_path / "latin.csv"
+    path.write_bytes("image,prompt,aspect\nx.png,caf\xe9,landscape\n".encode("latin-1"))
+
+    with pytest.raises(CommandError, match="is not UTF-8 text"):
+        run("import", str(path), "--project", "Launch", "--user", "alice")
+
+
+def test_a_row_with_more_cells_than_the_header_is_refused(alice, account, shots):
+    path = write_csv(shots / "b.csv", [["harbour.png", "x", "landscape", "", "", "", "extra"]])
+
+    with pytest.raises(CommandError, match="row 2: 7 cells but the header names 6 columns"):
+        run("import", str(path), "--project", "Launch", "--user", "alice")
+
+
+def test_an_unknown_user_is_refused(account, shots):
+    path = write_csv(shots / "b.csv", [["harbour.png", "x", "landscape", "", "", ""]])
+
+    with pytest.raises(CommandError, match="No user is called 'zed'"):
+        run("import", str(path), "--project", "Launch", "--user", "zed")
+
+
+@pytest.mark.parametrize(
+    ("username", "why"),
+    [("carol", r"'Poseidon' \(only a viewer\)\.$"), ("charlie", r"'Poseidon'\.$")],
+)
+def test_a_user_who_cannot_edit_the_project_is_refused(
+    project, charlie, shots, settings, username, why
+):
+    path = write_csv(shots / "b.csv", [["harbour.png", "x", "landscape", "", "", ""]])
+
+    with pytest.raises(CommandError, match=f"is not an owner or editor of project {why}"):
+        run("import", str(path), "--project", "Poseidon", "--user", username)
+
+    assert not project.scenes.exists()
+    assert media_files(settings) == []
+
+
+def test_an_account_must_be_chosen_when_there_are_several(alice, account, shots):
+    FlowAccount.objects.create(label="Backup", bearer_token="ya29.b")
+    path = write_csv(shots / "b.csv", [["harbour.png", "x", "landscape", "", "", ""]])
+
+    with pytest.raises(CommandError, match=r"Several Flow accounts exist \('Backup', 'Studio'\)"):
+        run("import", str(path), "--project", "Launch", "--user", "alice")
+
+    run("import", str(path), "--project", "Launch", "--user", "alice", "--account", "Backup")
+    assert Project.objects.get(name="Launch").account.label == "Backup"
+
+
+def test_an_unknown_account_or_no_account_is_refused(alice, shots):
+    path = write_csv(shots / "b.csv", [["harbour.png", "x", "landscape", "", "", ""]])
+
+    with pytest.raises(CommandError, match="There is no Flow account yet"):
+        run("import", str(path), "--project", "Launch", "--user", "alice")
+    with pytest.raises(CommandError, match="No Flow account is labelled 'Nope'"):
+        run("import", str(path), "--project", "Launch", "--user", "alice", "--account", "Nope")
+
+
+def test_an_existing_project_keeps_its_account(project, shots):
+    FlowAccount.objects.create(label="Backup", bearer_token="ya29.b")
+    path = write_csv(shots / "b.csv", [["harbour.png", "x", "landscape", "", "", ""]])
+
+    with pytest.raises(CommandError, match="spends account Studio, not 'Backup'"):
+        run("import", str(path), "--project", "Poseidon", "--user", "alice", "--account", "Backup")
+
+
+def test_stored_images_are_removed_when_the_import_fails_while_saving(
+    alice, account, shots, settings, monkeypatch
+):
+    path = write_csv(
+        shots / "b.csv",
+        [["harbour.png", "One", "landscape"], ["tower.jpg", "Two", "portrait"]],
+        header=["image", "prompt", "aspect"],
+    )
+    calls = []
+
+    def store_then_fail(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise OSError("disk full")
+        return store_start_image(*args, **kwargs)
+
+    monkeypatch.setattr(storyboard, "store_start_image", store_then_fail)
+
+    with pytest.raises(CommandError, match="row 3: .*tower.jpg: disk full"):
+        run("import", str(path), "--project", "Launch", "--user", "alice")
+
+    assert len(calls) == 2
+    assert media_files(settings) == []
+    assert not Project.objects.exists() and not ImageAsset.objects.exists()
+
+
+# --- generate -----------------------------------------------------------------------------
+
+
+@pytest.fixture
+def board(project, alice) -> list[Scene]:
+    image = store_start_image(project, io.BytesIO(_png_bytes()), alice, name="still.png")
+    return [
+        Scene.objects.create(
+            project=project,
+            position=index,
+            prompt=f"Scene prompt {index + 1}",
+            start_image=image,
+            model_key="veo_3_1_i2v_s_fast",
+            takes=takes,
+        )
+        for index, takes in enumerate([2, 1, 1, 1])
+    ]
+
+
+def _png_bytes() -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", (64, 36), (10, 20, 30)).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def make_take(scene: Scene, take: int, status: str, **fields) -> Generation:
+    return Generation.objects.create(
+        scene=scene,
+        project=scene.project,
+        take=take,
+        prompt=scene.prompt,
+        model_key=scene.model_key,
+        aspect=scene.aspect,
+        seed=fields.pop("seed", 1234),
+        status=status,
+        **fields,
+    )
+
+
+def test_generate_queues_every_scene_without_a_ready_or_running_take(
+    board, bob, django_capture_on_commit_callbacks
+):
+    make_take(board[1], 1, Generation.Status.READY)
+    make_take(board[2], 1, Generation.Status.PENDING)
+    make_take(board[3], 1, Generation.Status.FAILED, reason="Unsafe prompt.")
+
+    with django_capture_on_commit_callbacks() as callbacks:
+        output = run("generate", "--project", "Poseidon", "--user", "bob")
+
+    queued = Generation.objects.filter(status=Generation.Status.QUEUED, requested_by=bob)
+    assert sorted((t.scene_id, t.take) for t in queued) == [
+        (board[0].pk, 1),
+        (board[0].pk, 2),
+        (board[3].pk, 2),
+    ]
+    assert len(callbacks) == 2  # one submission per generated scene, after commit
+    assert "Queued scene 1, takes 1, 2: Scene prompt 1" in output
+    assert "Queued scene 4, take 2: Scene prompt 4" in output
+    assert "Queued 3 takes for 2 scenes. Skipped 2 scenes" in output
+
+
+def test_generate_with_nothing_to_do_says_so(board, bob):
+    for scene in board:
+        make_take(scene, 1, Generation.Status.READY)
+
+    assert "Nothing to queue" in run("generate", "--project", "Poseidon", "--user", "bob")
+    assert Generation.objects.count() == 4
+
+
+def test_generate_queues_nothing_when_any_scene_cannot_be_generated(board, bob):
+    board[2].model_key = "veo_3_1_i2v_s_fast_ultra"
+    board[2].save(update_fields=["model_key"])
+    board[3].start_image = None
+    board[3].save(update_fields=["start_image"])
+
+    with pytest.raises(CommandError) as refused:
+        run("generate", "--project", "Poseidon", "--user", "bob")
+
+    assert str(refused.value).splitlines() == [
+        "Nothing was queued. Fix these scenes first:",
+        "scene 3: Veo 3.1 Fast (Ultra) needs a higher Flow tier than the account Studio has.",
+        "scene 4: Add a start image before generating.",
+    ]
+    assert not Generation.objects.exists()
+
+
+def test_generate_is_refused_to_a_viewer(board):
+    with pytest.raises(CommandError, match="carol is not an owner or editor"):
+        run("generate", "--project", "Poseidon", "--user", "carol")
+
+    assert not Generation.objects.exists()
+
+
+def test_generate_for_an_unknown_project_is_refused(alice):
+    with pytest.raises(CommandError, match="No project is named 'Atlantis'"):
+        run("generate", "--project", "Atlantis", "--user", "alice")
+
+
+def test_several_projects_with_the_same_name_are_refused(project, alice):
+    Project.objects.create(name="Poseidon")
+
+    with pytest.raises(CommandError, match="Several projects are named 'Poseidon'"):
+        run("status", "--project", "Poseidon")
+
+
+# --- status -------------------------------------------------------------------------------
+
+
+def test_status_shows_each_scene_and_take(board, alice, bob):
+    make_take(board[0], 1, Generation.Status.READY, requested_by=alice)
+    make_take(
+        board[0],
+        2,
+        Generation.Status.FAILED,
+        requested_by=bob,
+        reason="Flow refused the prompt as unsafe; rephrase it.",
+    )
+    make_take(board[1], 1, Generation.Status.ACTIVE, requested_by=bob)
+    board[2].title = "The long walk home"
+    board[2].save(update_fields=["title"])
+
+    output = run("status", "--project", "Poseidon")
+
+    lines = output.splitlines()
+    assert lines[0] == (
+        "Project 'Poseidon' · account Studio · 4 scenes, 3 takes (1 ready, 1 in flight, 1 failed)"
+    )
+    assert lines[1].split() == ["SCENE", "TAKE", "STATUS", "BY", "PROMPT", "REASON"]
+    rows = [line.split(None, 4) for line in lines[3:]]
+    assert rows[0][:5] == ["1", "1", "Ready", "alice", "Scene prompt 1"]
+    assert lines[4].split()[:3] == ["2", "Failed", "bob"]
+    assert "Flow refused the prompt as unsafe; rephrase it." in lines[4]
+    assert rows[2][:4] == ["2", "1", "Rendering", "bob"]
+    assert lines[6].split()[:2] == ["3", "-"] and "no takes yet" in lines[6]
+    assert "The long walk home" in lines[6]
+
+
+def test_status_of_an_empty_project(project):
+    assert "has no scenes yet" in run("status", "--project", "Poseidon")
+
+
+# --- export -------------------------------------------------------------------------------
+
+
+def ready_take(scene: Scene, take: int, data: bytes, user: User) -> Generation:
+    generation = make_take(scene, take, Generation.Status.READY, requested_by=user, seed=42)
+    name = default_storage.save(f"{generation.media_dir()}/video.mp4", ContentFile(data))
+    generation.video = name
+    generation.video_size = len(data)
+    generation.video_sha256 = hashlib.sha256(data).hexdigest()
+    generation.finished_at = timezone.now()
+    generation.save(update_fields=["video", "video_size", "video_sha256", "finished_at"])
+    return generation
+
+
+def test_export_copies_every_ready_clip_and_lists_every_take(board, alice, bob, tmp_path):
+    first = b"\x00\x00\x00\x18ftypmp42 first clip"
+    second = b"\x00\x00\x00\x18ftypmp42 second clip"
+    ready_take(board[0], 1, first, alice)
+    make_take(board[0], 2, Generation.Status.FAILED, requested_by=bob, reason="Unsafe prompt.")
+    ready_take(board[1], 3, second, bob)
+    make_take(board[2], 1, Generation.Status.PENDING, requested_by=bob)
+    out = tmp_path / "export" / "poseidon"
+
+    output = run("export", "--project", "Poseidon", "--out", str(out))
+
+    assert (out / "scene-01-take-1.mp4").read_bytes() == first
+    assert (out / "scene-02-take-3.mp4").read_bytes() == second
+    assert sorted(p.name for p in out.iterdir()) == [
+        "manifest.json",
+        "scene-01-take-1.mp4",
+        "scene-02-take-3.mp4",
+    ]
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["project"] == "Poseidon"
+    assert manifest["takes"] == [
+        {
+            "scene": 1,
+            "take": 1,
+            "prompt": "Scene prompt 1",
+            "model": "veo_3_1_i2v_s_fast",
+            "aspect": "landscape",
+            "seed": 42,
+            "status": "ready",
+            "reason": "",
+            "requested_by": "alice",
+            "file": "scene-01-take-1.mp4",
+            "sha256": hashlib.sha256(first).hexdigest(),
+        },
+        {
+            "scene": 1,
+            "take": 2,
+            "prompt": "Scene prompt 1",
+            "model": "veo_3_1_i2v_s_fast",
+            "aspect": "landscape",
+            "seed": 1234,
+            "status": "failed",
+            "reason": "Unsafe prompt.",
+            "requested_by": "bob",
+            "file": None,
+            "sha256": None,
+        },
+        {
+            "scene": 2,
+            "take": 3,
+            "prompt": "Scene prompt 2",
+            "model": "veo_3_1_i2v_s_fast",
+            "aspect": "landscape",
+            "seed": 42,
+            "status": "ready",
+            "reason": "",
+            "requested_by": "bob",
+            "file": "scene-02-take-3.mp4",
+            "sha256": hashlib.sha256(second).hexdigest(),
+        },
+        {
+            "scene": 3,
+            "take": 1,
+            "prompt": "Scene prompt 3",
+            "model": "veo_3_1_i2v_s_fast",
+            "aspect": "landscape",
+            "seed": 1234,
+            "status": "pending",
+            "reason": "",
+            "requested_by": "bob",
+            "file": None,
+            "sha256": None,
+        },
+    ]
+    assert "Exported 2 clips of 4 takes" in output
+
+
+def test_export_refuses_when_a_ready_clip_is_missing_from_storage(board, alice, tmp_path):
+    take = ready_take(board[0], 1, b"clip", alice)
+    default_storage.delete(take.video.name)
+    out = tmp_path / "out"
+
+    with pytest.raises(CommandError, match="the stored clip is missing for scene 1 take 1"):
+        run("export", "--project", "Poseidon", "--out", str(out))
+
+    assert not out.exists()
+
+
+def test_export_refuses_a_clip_that_does_not_match_its_checksum(board, alice, tmp_path):
+    ready_take(board[0], 1, b"good clip", alice)
+    damaged = ready_take(board[1], 1, b"clip", alice)
+    with default_storage.open(damaged.video.name, "wb") as handle:
+        handle.write(b"clip, but changed")
+    out = tmp_path / "out"
+
+    with pytest.raises(CommandError, match="scene-02-take-1.mp4 does not match the checksum"):
+        run("export", "--project", "Poseidon", "--out", str(out))
+
+    assert list(out.iterdir()) == []
+
+
+def test_export_into_a_file_is_refused(project, tmp_path):
+    target = tmp_path / "file.txt"
+    target.write_text("x")
+
+    with pytest.raises(CommandError, match="exists and is not a folder"):
+        run("export", "--project", "Poseidon", "--out", str(target))
+
+
+def test_commands_reject_a_missing_subcommand(db):
+    with pytest.raises(CommandError, match="required: ACTION"):
+        call_command("storyboard")
