@@ -254,6 +254,11 @@ def test_loopback_is_only_allowed_when_listed(media_host, settings, folder):
         download_to(media_host + "/clip.mp4", folder / "f", kind="video")
 
 
+def test_an_explicit_empty_host_list_allows_nothing(media_host, allowed, folder):
+    with pytest.raises(base.HostNotAllowed):
+        download_to(media_host + "/clip.mp4", folder / "f", kind="video", allowed_hosts=[])
+
+
 def test_https_to_an_allowed_host_is_fetched(allowed, folder):
     seen = []
 

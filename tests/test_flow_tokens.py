@@ -104,6 +104,7 @@ def test_a_token_living_less_than_an_hour_is_used_until_shortly_before_it_expire
     assert flow.use_until(now + timedelta(hours=1), now) == now + timedelta(minutes=58)
     assert flow.use_until(now + timedelta(minutes=10), now) == now + timedelta(minutes=9)
     assert flow.use_until(now + timedelta(seconds=30), now) == now + timedelta(seconds=27)
+    assert flow.use_until(now - timedelta(minutes=1), now) == now
 
 
 def test_a_cached_token_past_its_time_is_replaced(google):

@@ -60,7 +60,8 @@ def _where(url: str) -> str:
 
 def check_url(url: str, allowed_hosts: list[str] | None = None) -> None:
     """Refuse URLs Flowsite must not fetch: unknown hosts, plain http off loopback, userinfo."""
-    allowed = {host.lower() for host in (allowed_hosts or settings.FLOW_MEDIA_HOSTS)}
+    hosts = settings.FLOW_MEDIA_HOSTS if allowed_hosts is None else allowed_hosts
+    allowed = {host.lower() for host in hosts}
     try:
         parts = urlsplit(url)
         host = (parts.hostname or "").lower()

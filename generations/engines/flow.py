@@ -152,6 +152,9 @@ def use_until(expires: datetime, now: datetime) -> datetime:
     if expires - REFRESH_MARGIN > now + SHORT_TOKEN_MARGIN:
         return expires - REFRESH_MARGIN
     lifetime = expires - now
+    if lifetime <= timedelta(0):
+        # Already expired by our clock: good for the call in hand only.
+        return now
     return expires - min(SHORT_TOKEN_MARGIN, lifetime / 10)
 
 
