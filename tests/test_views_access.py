@@ -1,0 +1,165 @@
+"""Who may reach what: outsiders see nothing (404), viewers change nothing (403)."""
+
+import pytest
+from django.urls import URLPattern, reverse
+
+from generations import urls as generation_urls
+from generations.models import Generation, ImageAsset, Membership, Project, Scene
+from tests.views_support import attach_clip, client_for, make_image, make_scene, make_take
+
+# URL name -> which object its <uuid> addresses.
+ADDRESSED_BY = {
+    "project-detail": "project",
+    "project-poll": "project",
+    "project-gallery": "project",
+    "project-members": "project",
+    "project-generate-all": "project",
+    "scene-create": "project",
+    "scene-edit": "scene",
+    "scene-move": "scene",
+    "scene-delete": "scene",
+    "scene-generate": "scene",
+    "take-retry": "failed_take",
+    "take-cancel": "active_take",
+    "media-take-video": "ready_take",
+    "media-take-poster": "ready_take",
+    "media-image": "image",
+}
+
+# Everything a viewer may not do (the POSTs that change something or spend credits).
+CHANGES = {
+    "project-members",
+    "project-generate-all",
+    "scene-create",
+    "scene-edit",
+    "scene-move",
+    "scene-delete",
+    "scene-generate",
+    "take-retry",
+    "take-cancel",
+}
+
+
+def project_urls() -> list[URLPattern]:
+    return [p for p in generation_urls.urlpatterns if "uuid" in p.pattern.converters]
+
+
+@pytest.fixture
+def world(project, alice):
+    image = make_image(project, alice)
+    scene = make_scene(project, image)
+    ready = attach_clip(
+        make_take(scene, alice, status=Generation.Status.READY), b"\x00" * 64, b"\xff" * 8
+    )
+    return {
+        "project": project,
+        "scene": scene,
+        "image": image,
+        "ready_take": ready,
+        "failed_take": make_take(scene, alice, status=Generation.Status.FAILED, reason="Unsafe"),
+        "active_take": make_take(scene, alice, status=Generation.Status.ACTIVE),
+    }
+
+
+def url_for(pattern: URLPattern, world) -> str:
+    return reverse(pattern.name, kwargs={"uuid": world[ADDRESSED_BY[pattern.name]].uuid})
+
+
+def snapshot() -> tuple:
+    return (
+        list(Project.objects.values_list("pk", "name", "account_id")),
+        list(Membership.objects.order_by("pk").values_list("pk", "role")),
+        list(Scene.objects.order_by("pk").values_list("pk", "position", "prompt", "updated")),
+        list(Generation.objects.order_by("pk").values_list("pk", "status", "updated")),
+        ImageAsset.objects.count(),
+    )
+
+
+def test_every_project_url_is_known_to_these_tests():
+    assert {p.name for p in project_urls()} == set(ADDRESSED_BY)
+
+
+def test_charlie_gets_404_on_every_project_url(world, charlie):
+    client = client_for(charlie)
+    before = snapshot()
+
+    for pattern in project_urls():
+        url = url_for(pattern, world)
+        got = client.get(url).status_code
+        posted = client.post(url, {"direction": "up", "action": "add"}).status_code
+        # 405 says only "this URL takes the other method", for any UUID at all.
+        assert {got, posted} <= {404, 405}, (pattern.name, got, posted)
+        assert 404 in (got, posted), pattern.name
+
+    assert snapshot() == before
+
+
+def test_charlie_gets_404_for_a_uuid_that_does_not_exist_either(world, charlie):
+    from uuid import uuid4
+
+    client = client_for(charlie)
+    for name in ("project-detail", "scene-edit", "media-take-video"):
+        assert client.get(reverse(name, kwargs={"uuid": uuid4()})).status_code == 404
+
+
+def test_carol_gets_403_on_every_change_and_generate(world, carol, monkeypatch):
+    client = client_for(carol)
+    before = snapshot()
+
+    for pattern in project_urls():
+        url = url_for(pattern, world)
+        status = client.post(url, {"direction": "up", "action": "add", "username": "carol"})
+        expected = 403 if pattern.name in CHANGES else 405
+        assert status.status_code == expected, pattern.name
+
+    assert snapshot() == before
+
+
+def test_carol_cannot_even_open_the_scene_forms(world, carol):
+    client = client_for(carol)
+
+    assert client.get(reverse("scene-create", args=[world["project"].uuid])).status_code == 403
+    assert client.get(reverse("scene-edit", args=[world["scene"].uuid])).status_code == 403
+
+
+def test_carol_sees_every_page_and_fragment(world, carol):
+    client = client_for(carol)
+
+    for pattern in project_urls():
+        if pattern.name in CHANGES - {"project-members"}:
+            continue
+        assert client.get(url_for(pattern, world)).status_code == 200, pattern.name
+
+
+def test_carol_sees_no_edit_or_generate_buttons(world, carol):
+    html = client_for(carol).get(reverse("project-detail", args=[world["project"].uuid])).text
+
+    assert 'method="post"' not in html.split("<main")[1]
+    for fragment in ("/scenes/new/", "/edit/", "/generate/", "/delete/", "/move/", "/retry/"):
+        assert fragment not in html, fragment
+    assert "Retry as a new take" not in html
+    assert "Generate all" not in html
+    assert "Failed" in html and "Unsafe" in html
+
+
+def test_bob_sees_the_buttons_carol_does_not(world, bob):
+    html = client_for(bob).get(reverse("project-detail", args=[world["project"].uuid])).text
+
+    assert "Generate all" in html
+    assert "Retry as a new take" in html
+    assert reverse("scene-edit", args=[world["scene"].uuid]) in html
+    assert reverse("scene-generate", args=[world["scene"].uuid]) in html
+    assert reverse("take-cancel", args=[world["active_take"].uuid]) in html
+
+
+def test_signed_out_visitors_are_sent_to_sign_in_from_every_url(world, client):
+    for pattern in [
+        *project_urls(),
+        *[p for p in generation_urls.urlpatterns if not p.pattern.converters],
+    ]:
+        url = url_for(pattern, world) if pattern.name in ADDRESSED_BY else reverse(pattern.name)
+        response = client.get(url)
+        if response.status_code == 405:
+            response = client.post(url)
+        assert response.status_code == 302, pattern.name
+        assert response["Location"].startswith(reverse("login")), pattern.name
