@@ -1,0 +1,552 @@
+"""The Django admin: accounts, projects, scenes, takes, and what to do with stuck takes.
+
+Secrets never leave the server: the account form shows a masked hint and takes a new value in
+an empty password box. Thumbnails use the private media views, so the admin sees only what the
+media view lets the signed-in person see.
+"""
+
+from __future__ import annotations
+
+from django import forms
+from django.contrib import admin, messages
+from django.db.models import Count, QuerySet
+from django.http import HttpRequest
+from django.urls import NoReverseMatch, reverse
+from django.utils.html import format_html
+
+from . import tasks
+from .management.commands.flow_account import clean_bearer_token, clean_session_cookie, mask
+from .models import (
+    CannotGenerate,
+    FlowAccount,
+    Generation,
+    ImageAsset,
+    ImageUpload,
+    Membership,
+    Project,
+    Scene,
+    WorkerLease,
+)
+
+NONE = "—"
+
+
+def _media_url(name: str, uuid) -> str | None:
+    # The media views belong to the studio; until they are routed the admin just shows no image.
+    try:
+        return reverse(name, args=[uuid])
+    except NoReverseMatch:
+        return None
+
+
+def _thumbnail(url: str | None, alt: str, height: int = 48):
+    if url is None:
+        return NONE
+    return format_html(
+        '<img src="{}" alt="{}" height="{}" loading="lazy" style="border-radius:3px">',
+        url,
+        alt,
+        height,
+    )
+
+
+def _stored_file(field_file, url: str | None):
+    # FieldFile.url would fail: media has no public URL, only the checking views.
+    if not field_file:
+        return NONE
+    if url is None:
+        return field_file.name
+    return format_html('<a href="{}">{}</a>', url, field_file.name)
+
+
+# --- accounts -------------------------------------------------------------------------------
+
+
+class FlowAccountForm(forms.ModelForm):
+    """Edits an account without ever sending its secret to the browser."""
+
+    new_bearer_token = forms.CharField(
+        label="New bearer token",
+        required=False,
+        strip=True,
+        widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "off"}),
+        help_text="Paste to replace the account's credentials; leave empty to keep them.",
+    )
+    new_session_cookie = forms.CharField(
+        label="New session cookie",
+        required=False,
+        strip=True,
+        widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "off"}),
+        help_text="The labs.google __Secure-next-auth.session-token value. Flowsite mints "
+        "access tokens from it.",
+    )
+
+    class Meta:
+        model = FlowAccount
+        fields = ["label", "tier", "cool_down_until", "problem"]
+
+    def clean(self):
+        data = super().clean()
+        token, cookie = data.get("new_bearer_token"), data.get("new_session_cookie")
+        if token and cookie:
+            raise forms.ValidationError(
+                "Paste either a bearer token or a session cookie, not both."
+            )
+        if not self.instance.pk and not (token or cookie):
+            raise forms.ValidationError("Paste a bearer token or a session cookie.")
+        try:
+            if token:
+                data["new_bearer_token"] = clean_bearer_token(token)
+            if cookie:
+                data["new_session_cookie"] = clean_session_cookie(cookie)
+        except ValueError as error:
+            field = "new_bearer_token" if token else "new_session_cookie"
+            self.add_error(field, str(error))
+        return data
+
+    def save(self, commit: bool = True) -> FlowAccount:
+        account = super().save(commit=False)
+        token = self.cleaned_data.get("new_bearer_token")
+        cookie = self.cleaned_data.get("new_session_cookie")
+        if token or cookie:
+            account.bearer_token, account.session_cookie = token or "", cookie or ""
+            # New credentials: forget the token minted from the old ones and the old trouble.
+            account.access_token, account.access_token_expires = "", None
+            account.problem, account.cool_down_until = "", None
+        if commit:
+            account.save()
+        return account
+
+
+@admin.register(FlowAccount)
+class FlowAccountAdmin(admin.ModelAdmin):
+    form = FlowAccountForm
+    list_display = [
+        "label",
+        "tier",
+        "auth_kind",
+        "masked_secret",
+        "credits",
+        "credits_checked_at",
+        "cool_down_until",
+        "problem",
+    ]
+    list_filter = ["tier"]
+    search_fields = ["label"]
+    readonly_fields = [
+        "uuid",
+        "auth_kind",
+        "masked_secret",
+        "credits",
+        "credits_checked_at",
+        "access_token_expires",
+        "created",
+    ]
+    fieldsets = [
+        (None, {"fields": ["label", "tier", "uuid", "created"]}),
+        (
+            "Credentials",
+            {"fields": ["auth_kind", "masked_secret", "new_bearer_token", "new_session_cookie"]},
+        ),
+        (
+            "State",
+            {
+                "fields": [
+                    "credits",
+                    "credits_checked_at",
+                    "access_token_expires",
+                    "cool_down_until",
+                    "problem",
+                ]
+            },
+        ),
+    ]
+
+    @admin.display(description="Secret")
+    def masked_secret(self, account: FlowAccount) -> str:
+        return mask(account.session_cookie or account.bearer_token)
+
+
+# --- projects -------------------------------------------------------------------------------
+
+
+class MembershipInline(admin.TabularInline):
+    model = Membership
+    extra = 0
+    autocomplete_fields = ["user"]
+    readonly_fields = ["created"]
+
+
+class SceneInline(admin.TabularInline):
+    model = Scene
+    extra = 0
+    fields = ["position", "title", "prompt", "aspect", "model_key", "seed", "takes"]
+    show_change_link = True
+
+    def formfield_for_dbfield(self, db_field, request, **kwargs):
+        field = super().formfield_for_dbfield(db_field, request, **kwargs)
+        if db_field.name == "prompt":
+            field.widget = forms.Textarea(attrs={"rows": 2, "cols": 50})
+        return field
+
+
+@admin.register(Project)
+class ProjectAdmin(admin.ModelAdmin):
+    list_display = ["name", "account", "created_by", "member_count", "scene_count", "created"]
+    list_filter = ["account"]
+    list_select_related = ["account", "created_by"]
+    search_fields = ["name", "=uuid"]
+    readonly_fields = ["uuid", "flow_project_id", "created"]
+    raw_id_fields = ["created_by"]
+    inlines = [MembershipInline, SceneInline]
+    date_hierarchy = "created"
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Project]:
+        return (
+            super()
+            .get_queryset(request)
+            .annotate(
+                member_total=Count("memberships", distinct=True),
+                scene_total=Count("scenes", distinct=True),
+            )
+        )
+
+    @admin.display(description="Members", ordering="member_total")
+    def member_count(self, project: Project) -> int:
+        return project.member_total
+
+    @admin.display(description="Scenes", ordering="scene_total")
+    def scene_count(self, project: Project) -> int:
+        return project.scene_total
+
+
+@admin.register(Membership)
+class MembershipAdmin(admin.ModelAdmin):
+    list_display = ["project", "user", "role", "created"]
+    list_filter = ["role"]
+    list_select_related = ["project", "user"]
+    search_fields = ["project__name", "user__username", "user__email"]
+    autocomplete_fields = ["project", "user"]
+    readonly_fields = ["created"]
+
+
+# --- scenes and takes -----------------------------------------------------------------------
+
+
+class GenerationInline(admin.TabularInline):
+    """A scene's takes, read-only: takes are made by Generate and changed by the actions."""
+
+    model = Generation
+    extra = 0
+    can_delete = False
+    show_change_link = True
+    fields = ["take", "status", "reason", "requested_by", "seed", "created", "finished_at"]
+    readonly_fields = fields
+
+    def has_add_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
+
+
+@admin.register(Scene)
+class SceneAdmin(admin.ModelAdmin):
+    list_display = [
+        "__str__",
+        "project",
+        "position",
+        "aspect",
+        "model_key",
+        "takes",
+        "take_count",
+        "updated",
+    ]
+    list_filter = ["aspect", "model_key", "project"]
+    list_select_related = ["project"]
+    search_fields = ["title", "prompt", "project__name", "=uuid"]
+    readonly_fields = ["uuid", "created", "updated", "start_image_preview"]
+    raw_id_fields = ["start_image"]
+    inlines = [GenerationInline]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Scene]:
+        return super().get_queryset(request).annotate(take_total=Count("generations"))
+
+    @admin.display(description="Takes made", ordering="take_total")
+    def take_count(self, scene: Scene) -> int:
+        return scene.take_total
+
+    @admin.display(description="Start image")
+    def start_image_preview(self, scene: Scene):
+        if scene.start_image_id is None:
+            return NONE
+        image = scene.start_image
+        return _thumbnail(_media_url("media-image", image.uuid), str(image), height=120)
+
+
+@admin.register(ImageAsset)
+class ImageAssetAdmin(admin.ModelAdmin):
+    list_display = [
+        "thumbnail",
+        "__str__",
+        "project",
+        "mime_type",
+        "width",
+        "height",
+        "size",
+        "uploaded_by",
+        "created",
+    ]
+    list_filter = ["mime_type"]
+    list_select_related = ["project", "uploaded_by"]
+    search_fields = ["original_name", "sha256", "project__name", "=uuid"]
+    # The file itself is shown as a link to the checking media view, never as a file input.
+    fields = [
+        "uuid",
+        "project",
+        "stored_file",
+        "original_name",
+        "mime_type",
+        "width",
+        "height",
+        "size",
+        "sha256",
+        "uploaded_by",
+        "created",
+    ]
+    readonly_fields = [
+        "uuid",
+        "project",
+        "stored_file",
+        "mime_type",
+        "width",
+        "height",
+        "size",
+        "sha256",
+        "uploaded_by",
+        "created",
+    ]
+
+    # Start images come in only through the studio or the storyboard import, which check and
+    # re-encode them (generations.images); a raw admin upload would skip all of that.
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    @admin.display(description="Image")
+    def thumbnail(self, image: ImageAsset):
+        return _thumbnail(_media_url("media-image", image.uuid), str(image))
+
+    @admin.display(description="File")
+    def stored_file(self, image: ImageAsset):
+        return _stored_file(image.file, _media_url("media-image", image.uuid))
+
+
+@admin.register(ImageUpload)
+class ImageUploadAdmin(admin.ModelAdmin):
+    list_display = ["image", "account", "media_id", "created"]
+    list_filter = ["account"]
+    list_select_related = ["image", "account"]
+    search_fields = ["media_id", "image__original_name"]
+    readonly_fields = ["image", "account", "media_id", "created"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+
+@admin.register(Generation)
+class GenerationAdmin(admin.ModelAdmin):
+    list_display = [
+        "poster_thumbnail",
+        "__str__",
+        "project",
+        "status",
+        "short_reason",
+        "requested_by",
+        "account",
+        "model_key",
+        "seed",
+        "attempts",
+        "created",
+        "finished_at",
+    ]
+    list_display_links = ["poster_thumbnail", "__str__"]
+    list_filter = ["status", "aspect", "model_key", "account", "project"]
+    list_select_related = ["scene", "project", "requested_by", "account"]
+    search_fields = [
+        "prompt",
+        "reason",
+        "scene__title",
+        "project__name",
+        "requested_by__username",
+        "operation_name",
+        "=uuid",
+        "=request_id",
+    ]
+    date_hierarchy = "created"
+    actions = ["poll_now", "retry_as_new_take", "cancel", "resubmit"]
+    # Takes change through the worker and the actions only; the form is for reading.
+    readonly_fields = [
+        "uuid",
+        "scene",
+        "project",
+        "requested_by",
+        "account",
+        "take",
+        "prompt",
+        "model_key",
+        "aspect",
+        "seed",
+        "start_image",
+        "status",
+        "reason",
+        "request_id",
+        "operation_name",
+        "media_generation_id",
+        "credits_after",
+        "attempts",
+        "lease_until",
+        "next_check_at",
+        "video_file",
+        "video_size",
+        "video_sha256",
+        "poster_file",
+        "poster_sha256",
+        "poster_preview",
+        "created",
+        "submitted_at",
+        "finished_at",
+        "updated",
+    ]
+    fieldsets = [
+        (None, {"fields": ["uuid", "scene", "project", "take", "requested_by", "account"]}),
+        ("Asked of Flow", {"fields": ["prompt", "model_key", "aspect", "seed", "start_image"]}),
+        (
+            "Progress",
+            {
+                "fields": [
+                    "status",
+                    "reason",
+                    "request_id",
+                    "operation_name",
+                    "media_generation_id",
+                    "credits_after",
+                    "attempts",
+                    "lease_until",
+                    "next_check_at",
+                ]
+            },
+        ),
+        (
+            "Result",
+            {
+                "fields": [
+                    "poster_preview",
+                    "video_file",
+                    "video_size",
+                    "video_sha256",
+                    "poster_file",
+                    "poster_sha256",
+                ]
+            },
+        ),
+        ("Times", {"fields": ["created", "submitted_at", "finished_at", "updated"]}),
+    ]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        # Every field is read-only, so a Save button would only mislead.
+        extra_context = {
+            **(extra_context or {}),
+            "show_save": False,
+            "show_save_and_continue": False,
+            "show_save_and_add_another": False,
+        }
+        return super().change_view(request, object_id, form_url, extra_context)
+
+    @admin.display(description="Poster")
+    def poster_thumbnail(self, take: Generation):
+        if not take.poster:
+            return NONE
+        return _thumbnail(_media_url("media-take-poster", take.uuid), str(take))
+
+    @admin.display(description="Poster")
+    def poster_preview(self, take: Generation):
+        if not take.poster:
+            return NONE
+        return _thumbnail(_media_url("media-take-poster", take.uuid), str(take), height=180)
+
+    @admin.display(description="Video")
+    def video_file(self, take: Generation):
+        return _stored_file(take.video, _media_url("media-take-video", take.uuid))
+
+    @admin.display(description="Poster file")
+    def poster_file(self, take: Generation):
+        return _stored_file(take.poster, _media_url("media-take-poster", take.uuid))
+
+    @admin.display(description="Reason")
+    def short_reason(self, take: Generation) -> str:
+        reason = take.reason
+        return reason if len(reason) <= 80 else reason[:79] + "…"
+
+    @admin.action(description="Poll Flow now for the selected takes", permissions=["change"])
+    def poll_now(self, request: HttpRequest, queryset: QuerySet[Generation]) -> None:
+        ids = list(queryset.values_list("pk", flat=True))
+        count = tasks.poll_now(ids)
+        message = f"Asked the worker to check {count} take{_s(count)} now."
+        if count < len(ids):
+            message += f" {len(ids) - count} {_were(len(ids) - count)} not waiting on Flow."
+        self.message_user(request, message, messages.SUCCESS if count else messages.WARNING)
+
+    @admin.action(description="Retry the selected takes as new takes", permissions=["change"])
+    def retry_as_new_take(self, request: HttpRequest, queryset: QuerySet[Generation]) -> None:
+        made, refused = [], []
+        for take in queryset.select_related("scene", "project__account"):
+            try:
+                made.append(take.retry_as_new_take(request.user))
+            except CannotGenerate as error:
+                refused.append(f"{take}: {error}")
+        if made:
+            self.message_user(request, f"Queued {len(made)} new take{_s(len(made))}.")
+        for line in refused:
+            self.message_user(request, line, messages.ERROR)
+
+    @admin.action(description="Cancel the selected takes", permissions=["change"])
+    def cancel(self, request: HttpRequest, queryset: QuerySet[Generation]) -> None:
+        takes = list(queryset)
+        cancelled = sum(take.cancel(by=request.user) for take in takes)
+        message = f"Cancelled {cancelled} take{_s(cancelled)}."
+        if cancelled < len(takes):
+            finished = len(takes) - cancelled
+            message += f" {finished} had already finished and {_were(finished)} left as they are."
+        self.message_user(request, message, messages.SUCCESS if cancelled else messages.WARNING)
+
+    @admin.action(
+        description="Submit uncertain takes again (Flow may charge twice)", permissions=["change"]
+    )
+    def resubmit(self, request: HttpRequest, queryset: QuerySet[Generation]) -> None:
+        made, refused = [], []
+        for take in queryset.select_related("scene", "project__account"):
+            try:
+                made.append(take.resubmit(request.user))
+            except CannotGenerate as error:
+                refused.append(f"{take}: {error}")
+        if made:
+            self.message_user(request, f"Submitted {len(made)} take{_s(len(made))} again.")
+        for line in refused:
+            self.message_user(request, line, messages.ERROR)
+
+
+@admin.register(WorkerLease)
+class WorkerLeaseAdmin(admin.ModelAdmin):
+    list_display = ["name", "holder", "until"]
+    readonly_fields = ["name", "holder", "until"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+
+def _s(count: int) -> str:
+    return "" if count == 1 else "s"
+
+
+def _were(count: int) -> str:
+    return "was" if count == 1 else "were"

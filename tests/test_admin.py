@@ -1,0 +1,373 @@
+"""The Django admin: every model browsable at a constant query count, secrets never shown,
+and the take actions doing what they say."""
+
+from __future__ import annotations
+
+import io
+from datetime import timedelta
+
+import pytest
+from django.apps import apps
+from django.contrib.auth.models import User
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.urls import reverse
+from django.utils import timezone
+from django_q.models import OrmQ
+from PIL import Image
+
+from generations.images import store_start_image
+from generations.models import (
+    FlowAccount,
+    Generation,
+    ImageUpload,
+    Membership,
+    Project,
+    Scene,
+    WorkerLease,
+)
+
+SECRET = "ya29.a0AfB_byC-very-long-secret-token-value-1234"
+COOKIE = "eyJhbGciOiJkaXIiLCJlbmMiOiJBMjU2R0NNIn0..secret-cookie-value-XYZ9"
+
+
+@pytest.fixture(autouse=True)
+def _fast_passwords(settings):
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture
+def admin_client(client, db):
+    admin = User.objects.create_superuser("root", "root@example.org", "x")
+    client.force_login(admin)
+    client.admin = admin
+    return client
+
+
+def png() -> io.BytesIO:
+    buffer = io.BytesIO()
+    Image.new("RGB", (64, 36), (50, 90, 160)).save(buffer, "PNG")
+    buffer.seek(0)
+    return buffer
+
+
+def populate(count: int, account: FlowAccount, owner: User) -> None:
+    """``count`` projects, each with a member, a scene, an image, an upload and two takes."""
+    for index in range(count):
+        project = Project.objects.create(name=f"P{index}", account=account, created_by=owner)
+        member = User.objects.create_user(f"member{index}-{Project.objects.count()}")
+        project.add_member(owner, Membership.Role.OWNER)
+        project.add_member(member, Membership.Role.EDITOR)
+        image = store_start_image(project, png(), owner, name=f"i{index}.png")
+        ImageUpload.objects.create(image=image, account=account, media_id=f"media-{index}")
+        scene = Scene.objects.create(
+            project=project, prompt="Waves", start_image=image, model_key="veo_3_1_i2v_s_fast"
+        )
+        for take, status in enumerate([Generation.Status.READY, Generation.Status.FAILED], 1):
+            Generation.objects.create(
+                scene=scene,
+                project=project,
+                requested_by=member,
+                account=account,
+                take=take,
+                prompt="Waves",
+                model_key="veo_3_1_i2v_s_fast",
+                aspect="landscape",
+                seed=7,
+                status=status,
+                start_image=image,
+                poster=f"clips/{project.uuid}/poster.jpg" if take == 1 else "",
+            )
+
+
+CHANGELISTS = [
+    "flowaccount",
+    "project",
+    "membership",
+    "scene",
+    "imageasset",
+    "imageupload",
+    "generation",
+    "workerlease",
+]
+
+
+def changelist_queries(client, model: str) -> int:
+    url = reverse(f"admin:generations_{model}_changelist")
+    with CaptureQueriesContext(connection) as queries:
+        response = client.get(url)
+    assert response.status_code == 200
+    return len(queries)
+
+
+@pytest.mark.parametrize("model", CHANGELISTS)
+def test_each_changelist_loads_with_a_query_count_independent_of_its_rows(
+    admin_client, account, model
+):
+    populate(1, account, admin_client.admin)
+    few = changelist_queries(admin_client, model)
+
+    populate(4, account, admin_client.admin)
+    many = changelist_queries(admin_client, model)
+
+    assert many == few
+
+
+@pytest.mark.parametrize("model", ["project", "scene", "imageasset", "generation"])
+def test_search_finds_by_text_or_by_uuid(admin_client, account, model):
+    populate(2, account, admin_client.admin)
+    wanted = apps.get_model("generations", model).objects.last()
+    url = reverse(f"admin:generations_{model}_changelist")
+
+    by_text = admin_client.get(url, {"q": "no such thing"})
+    by_uuid = admin_client.get(url, {"q": str(wanted.uuid)})
+
+    assert by_text.status_code == 200
+    assert by_text.context["cl"].result_count == 0
+    assert list(by_uuid.context["cl"].result_list) == [wanted]
+
+
+def test_the_generation_list_shows_posters_through_the_private_media_view(admin_client, account):
+    populate(1, account, admin_client.admin)
+    ready = Generation.objects.get(status=Generation.Status.READY)
+
+    response = admin_client.get(reverse("admin:generations_generation_changelist"))
+
+    poster_url = reverse("media-take-poster", args=[ready.uuid])
+    assert f'src="{poster_url}"'.encode() in response.content
+    assert b"/media/clips/" not in response.content
+
+
+def test_change_pages_open_with_their_inlines(admin_client, account):
+    populate(1, account, admin_client.admin)
+    project = Project.objects.get()
+    scene = Scene.objects.get()
+    take = Generation.objects.filter(status=Generation.Status.READY).get()
+
+    project_page = admin_client.get(reverse("admin:generations_project_change", args=[project.pk]))
+    scene_page = admin_client.get(reverse("admin:generations_scene_change", args=[scene.pk]))
+    take_page = admin_client.get(reverse("admin:generations_generation_change", args=[take.pk]))
+
+    assert project_page.status_code == scene_page.status_code == take_page.status_code == 200
+    assert b"memberships-TOTAL_FORMS" in project_page.content
+    assert b"scenes-TOTAL_FORMS" in project_page.content
+    assert b"generations-TOTAL_FORMS" in scene_page.content
+    assert str(take.uuid).encode() in take_page.content
+    assert b'name="_save"' not in take_page.content
+
+
+@pytest.mark.parametrize("model", CHANGELISTS)
+def test_every_change_page_opens_without_touching_a_public_media_url(admin_client, account, model):
+    populate(1, account, admin_client.admin)
+    WorkerLease.acquire("pump", "worker-1", 60)
+    obj = apps.get_model("generations", model).objects.first()
+
+    response = admin_client.get(reverse(f"admin:generations_{model}_change", args=[obj.pk]))
+
+    assert response.status_code == 200
+    assert b"/media/clips/" not in response.content
+    assert b"/media/images/" not in response.content
+
+
+def test_the_account_page_never_shows_the_secret(admin_client):
+    account = FlowAccount.objects.create(label="Studio", bearer_token=SECRET)
+
+    listing = admin_client.get(reverse("admin:generations_flowaccount_changelist"))
+    page = admin_client.get(reverse("admin:generations_flowaccount_change", args=[account.pk]))
+
+    for response in (listing, page):
+        assert SECRET.encode() not in response.content
+        assert SECRET[10:30].encode() not in response.content
+        assert "ya29…1234".encode() in response.content
+
+
+def account_form(**fields) -> dict[str, str]:
+    return {
+        "label": "Studio",
+        "tier": "PAYGATE_TIER_ONE",
+        "cool_down_until_0": "",
+        "cool_down_until_1": "",
+        "problem": "",
+        "new_bearer_token": "",
+        "new_session_cookie": "",
+        **fields,
+    }
+
+
+def test_an_admin_adds_an_account_by_pasting_a_token(admin_client):
+    response = admin_client.post(
+        reverse("admin:generations_flowaccount_add"),
+        account_form(new_bearer_token=f"Bearer {SECRET}"),
+    )
+
+    assert response.status_code == 302
+    assert FlowAccount.objects.get().bearer_token == SECRET
+
+
+def test_adding_an_account_needs_exactly_one_secret(admin_client):
+    url = reverse("admin:generations_flowaccount_add")
+
+    neither = admin_client.post(url, account_form())
+    both = admin_client.post(url, account_form(new_bearer_token=SECRET, new_session_cookie=COOKIE))
+
+    assert b"Paste a bearer token or a session cookie." in neither.content
+    assert b"not both" in both.content
+    assert not FlowAccount.objects.exists()
+
+
+def test_saving_with_empty_secret_boxes_keeps_the_secret(admin_client):
+    account = FlowAccount.objects.create(label="Studio", bearer_token=SECRET)
+
+    response = admin_client.post(
+        reverse("admin:generations_flowaccount_change", args=[account.pk]),
+        account_form(label="Renamed"),
+    )
+
+    assert response.status_code == 302
+    account.refresh_from_db()
+    assert account.label == "Renamed"
+    assert account.bearer_token == SECRET
+
+
+def test_pasting_a_new_cookie_replaces_the_credentials_and_clears_the_problem(admin_client):
+    account = FlowAccount.objects.create(
+        label="Studio", bearer_token=SECRET, access_token="minted", problem="Session expired."
+    )
+
+    admin_client.post(
+        reverse("admin:generations_flowaccount_change", args=[account.pk]),
+        account_form(new_session_cookie=COOKIE, problem="Session expired."),
+    )
+
+    account.refresh_from_db()
+    assert account.session_cookie == COOKIE
+    assert account.bearer_token == ""
+    assert account.access_token == ""
+    assert account.problem == ""
+
+
+def take(project: Project, status: str, number: int = 1, **fields) -> Generation:
+    scene = project.scenes.first() or Scene.objects.create(
+        project=project,
+        prompt="Waves",
+        model_key="veo_3_1_i2v_s_fast",
+        start_image=store_start_image(project, png(), None),
+    )
+    values = {
+        "prompt": "Waves",
+        "model_key": "veo_3_1_i2v_s_fast",
+        "aspect": "landscape",
+        "seed": 11,
+        "start_image": scene.start_image,
+        **fields,
+    }
+    return Generation.objects.create(
+        scene=scene, project=project, take=number, status=status, **values
+    )
+
+
+def act(client, action: str, takes: list[Generation]):
+    return client.post(
+        reverse("admin:generations_generation_changelist"),
+        {"action": action, "_selected_action": [t.pk for t in takes]},
+        follow=True,
+    )
+
+
+def messages_of(response) -> list[str]:
+    return [str(message) for message in response.context["messages"]]
+
+
+def test_cancel_stops_takes_in_flight_and_leaves_finished_ones(admin_client, project):
+    running = take(project, Generation.Status.PENDING, 1)
+    done = take(project, Generation.Status.READY, 2)
+
+    response = act(admin_client, "cancel", [running, done])
+
+    running.refresh_from_db()
+    done.refresh_from_db()
+    assert running.status == Generation.Status.CANCELLED
+    assert "root" in running.reason
+    assert done.status == Generation.Status.READY
+    assert messages_of(response) == [
+        "Cancelled 1 take. 1 had already finished and was left as they are."
+    ]
+
+
+def test_retry_makes_a_new_queued_take_with_the_same_request(
+    admin_client, project, django_capture_on_commit_callbacks
+):
+    failed = take(project, Generation.Status.FAILED, 1, reason="Flow had an internal error.")
+
+    with django_capture_on_commit_callbacks() as callbacks:
+        response = act(admin_client, "retry_as_new_take", [failed])
+
+    new = Generation.objects.exclude(pk=failed.pk).get()
+    assert new.scene_id == failed.scene_id
+    assert new.take == 2
+    assert new.status == Generation.Status.QUEUED
+    assert (new.prompt, new.model_key, new.seed) == (failed.prompt, failed.model_key, 11)
+    assert new.requested_by == admin_client.admin
+    assert len(callbacks) == 1
+    assert messages_of(response) == ["Queued 1 new take."]
+
+
+def test_retry_explains_a_take_that_cannot_be_retried(admin_client, project):
+    failed = take(project, Generation.Status.FAILED, 1, model_key="veo_0_retired")
+
+    response = act(admin_client, "retry_as_new_take", [failed])
+
+    assert Generation.objects.count() == 1
+    assert any("no longer offered" in message for message in messages_of(response))
+
+
+def test_poll_now_makes_waiting_takes_due_and_starts_the_worker(admin_client, project):
+    later = timezone.now() + timedelta(minutes=5)
+    waiting = take(project, Generation.Status.PENDING, 1, next_check_at=later)
+    done = take(project, Generation.Status.READY, 2)
+
+    response = act(admin_client, "poll_now", [waiting, done])
+
+    waiting.refresh_from_db()
+    assert waiting.next_check_at <= timezone.now()
+    assert OrmQ.objects.count() == 1
+    assert messages_of(response) == [
+        "Asked the worker to check 1 take now. 1 was not waiting on Flow."
+    ]
+
+
+def test_resubmit_only_touches_uncertain_takes(
+    admin_client, project, django_capture_on_commit_callbacks
+):
+    uncertain = take(project, Generation.Status.UNCERTAIN, 1)
+    failed = take(project, Generation.Status.FAILED, 2)
+
+    with django_capture_on_commit_callbacks():
+        response = act(admin_client, "resubmit", [uncertain, failed])
+
+    uncertain.refresh_from_db()
+    assert Generation.objects.filter(status=Generation.Status.QUEUED).count() == 1
+    assert "Submitted again by root as take 3" in uncertain.reason
+    assert "Submitted 1 take again." in messages_of(response)
+    assert any("Only a take whose submission is uncertain" in m for m in messages_of(response))
+
+
+def test_images_cannot_be_added_around_the_checks(admin_client):
+    response = admin_client.get(reverse("admin:generations_imageasset_add"))
+
+    assert response.status_code == 403
+
+
+def test_a_staff_member_without_permissions_cannot_run_actions(client, project):
+    staff = User.objects.create_user("staff", password="x", is_staff=True)
+    client.force_login(staff)
+    running = take(project, Generation.Status.PENDING)
+
+    response = client.post(
+        reverse("admin:generations_generation_changelist"),
+        {"action": "cancel", "_selected_action": [running.pk]},
+    )
+
+    running.refresh_from_db()
+    assert response.status_code == 403
+    assert running.status == Generation.Status.PENDING
