@@ -1,0 +1,413 @@
+"""The storyboard: adding, editing, reordering, deleting and generating scenes."""
+
+import re
+from pathlib import Path
+
+import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django.urls import reverse
+
+from generations import tasks
+from generations.engines.catalogue import TIER_TWO
+from generations.models import Generation, ImageAsset, Scene
+from tests.views_support import (
+    attach_clip,
+    client_for,
+    htmx_client_for,
+    make_image,
+    make_scene,
+    make_take,
+    png_bytes,
+)
+
+
+@pytest.fixture
+def queued(monkeypatch) -> list[list[int]]:
+    """Record what would be queued for the worker instead of queueing it."""
+    calls: list[list[int]] = []
+    monkeypatch.setattr(tasks, "queue_submission", lambda ids: calls.append(list(ids)))
+    return calls
+
+
+def image_file(name="lighthouse.png", data=None, content_type="image/png"):
+    return SimpleUploadedFile(name, png_bytes() if data is None else data, content_type)
+
+
+def scene_data(**overrides) -> dict:
+    data = {
+        "title": "Opening",
+        "prompt": "A lighthouse at dusk, waves rolling in",
+        "aspect": "landscape",
+        "model_key": "veo_3_1_i2v_s_fast",
+        "seed": "",
+        "takes": "2",
+        "start_image_file": image_file(),
+    }
+    data.update(overrides)
+    return {key: value for key, value in data.items() if value is not None}
+
+
+def stored_files(settings) -> list[Path]:
+    root = Path(settings.MEDIA_ROOT)
+    return [path for path in root.rglob("*") if path.is_file()] if root.exists() else []
+
+
+# --- adding and editing -------------------------------------------------------------------
+
+
+def test_bob_adds_a_scene_with_its_start_image(project, bob):
+    response = client_for(bob).post(reverse("scene-create", args=[project.uuid]), scene_data())
+
+    scene = Scene.objects.get(project=project)
+    assert response.status_code == 302
+    assert response["Location"] == f"/projects/{project.uuid}/#scene-{scene.uuid}"
+    assert (scene.title, scene.takes, scene.seed, scene.aspect) == ("Opening", 2, None, "landscape")
+    assert scene.start_image.project == project
+    assert scene.start_image.uploaded_by == bob
+    assert scene.start_image.original_name == "lighthouse.png"
+
+
+def test_the_storyboard_shows_the_start_image_through_the_private_media_view(project, bob):
+    client = client_for(bob)
+    client.post(reverse("scene-create", args=[project.uuid]), scene_data())
+    image = ImageAsset.objects.get()
+
+    html = client.get(reverse("project-detail", args=[project.uuid])).text
+
+    assert f'src="/media/image/{image.uuid}"' in html
+    assert client.get(f"/media/image/{image.uuid}").status_code == 200
+
+
+def test_the_form_lists_only_the_models_the_tier_allows_grouped_by_aspect(project, bob):
+    html = client_for(bob).get(reverse("scene-create", args=[project.uuid])).text
+
+    assert '<optgroup label="Landscape 16:9">' in html
+    assert '<optgroup label="Portrait 9:16">' in html
+    assert 'value="veo_3_1_i2v_s_fast_portrait"' in html
+    assert "_ultra" not in html
+
+
+def test_a_tier_two_account_is_offered_the_ultra_models(project, bob, account):
+    account.tier = TIER_TWO
+    account.save(update_fields=["tier"])
+
+    html = client_for(bob).get(reverse("scene-create", args=[project.uuid])).text
+
+    assert 'value="veo_3_1_i2v_s_fast_ultra"' in html
+
+
+BAD_INPUT = [
+    ("no image", {"start_image_file": None}, "Choose a start image"),
+    (
+        "not an image",
+        {"start_image_file": image_file("notes.png", b"just some text, honestly")},
+        "not a JPEG, PNG or WebP image",
+    ),
+    ("empty prompt", {"prompt": "   "}, "Write a prompt"),
+    ("unknown model", {"model_key": "veo_9_imaginary"}, "Unknown model “veo_9_imaginary”"),
+    (
+        "model the tier may not use",
+        {"model_key": "veo_3_1_i2v_s_fast_ultra"},
+        "needs a higher Flow tier than the account Studio has",
+    ),
+    (
+        "model of the wrong aspect",
+        {"model_key": "veo_3_1_i2v_s_fast_portrait"},
+        "makes Portrait 9:16 clips, not Landscape 16:9",
+    ),
+    ("no takes", {"takes": "0"}, "Choose how many takes to make, from 1 to 4."),
+    ("too many takes", {"takes": "5"}, "Choose how many takes to make, from 1 to 4."),
+    ("a seed out of range", {"seed": "-3"}, "The seed must be a whole number"),
+    ("an unknown aspect", {"aspect": "square"}, "Choose landscape (16:9) or portrait (9:16)."),
+]
+
+
+@pytest.mark.parametrize(("case", "overrides", "message"), BAD_INPUT, ids=[c[0] for c in BAD_INPUT])
+def test_bad_input_gets_a_clear_message_and_nothing_is_saved(
+    project, bob, settings, case, overrides, message
+):
+    response = client_for(bob).post(
+        reverse("scene-create", args=[project.uuid]), scene_data(**overrides)
+    )
+
+    assert response.status_code == 200
+    assert message in response.text
+    assert 'class="error" role="alert"' in response.text
+    assert Scene.objects.count() == 0
+    assert ImageAsset.objects.count() == 0
+    assert stored_files(settings) == []
+
+
+def test_editing_keeps_the_image_when_no_new_one_is_chosen(project, bob):
+    image = make_image(project, bob)
+    scene = make_scene(project, image, takes=1)
+    before = scene.updated
+
+    response = client_for(bob).post(
+        reverse("scene-edit", args=[scene.uuid]),
+        scene_data(start_image_file=None, prompt="Fog rolls over the rocks", seed="77"),
+    )
+
+    scene.refresh_from_db()
+    assert response.status_code == 302
+    assert (scene.prompt, scene.seed, scene.takes, scene.start_image_id) == (
+        "Fog rolls over the rocks",
+        77,
+        2,
+        image.pk,
+    )
+    assert scene.updated > before
+
+
+def test_editing_with_a_refused_image_changes_nothing(project, bob):
+    scene = make_scene(project, make_image(project, bob), prompt="Original")
+
+    response = client_for(bob).post(
+        reverse("scene-edit", args=[scene.uuid]),
+        scene_data(prompt="Changed", start_image_file=image_file("x.png", b"GIF89a nope")),
+    )
+
+    scene.refresh_from_db()
+    assert response.status_code == 200
+    assert "not a JPEG, PNG or WebP image" in response.text
+    assert scene.prompt == "Original"
+    assert ImageAsset.objects.count() == 1
+
+
+# --- order and deletion -------------------------------------------------------------------
+
+
+def test_scenes_move_up_and_down(project, bob):
+    first, second, third = (make_scene(project, title=name) for name in ("A", "B", "C"))
+    client = client_for(bob)
+
+    client.post(reverse("scene-move", args=[third.uuid]), {"direction": "up"})
+    client.post(reverse("scene-move", args=[first.uuid]), {"direction": "down"})
+    client.post(reverse("scene-move", args=[first.uuid]), {"direction": "down"})  # already last
+
+    assert list(project.scenes.values_list("title", flat=True)) == ["C", "B", "A"]
+    html = client.get(reverse("project-detail", args=[project.uuid])).text
+    assert [m for m in re.findall(r'card__title">(\w)<', html)] == ["C", "B", "A"]
+
+
+def test_deleting_a_scene_removes_its_takes_and_their_files(
+    project, bob, settings, django_capture_on_commit_callbacks
+):
+    scene = make_scene(project, make_image(project, bob))
+    attach_clip(make_take(scene, bob, status=Generation.Status.READY), b"mp4", b"jpg")
+    clip_files = [p for p in stored_files(settings) if "clips" in p.parts]
+    assert len(clip_files) == 2
+
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client_for(bob).post(reverse("scene-delete", args=[scene.uuid]))
+
+    assert response.status_code == 302
+    assert not Scene.objects.filter(pk=scene.pk).exists()
+    assert Generation.objects.count() == 0
+    assert not any(path.exists() for path in clip_files)
+
+
+def test_a_scene_with_takes_in_flight_is_not_deleted(project, bob):
+    scene = make_scene(project, make_image(project, bob))
+    make_take(scene, bob, status=Generation.Status.PENDING)
+
+    response = client_for(bob).post(reverse("scene-delete", args=[scene.uuid]), follow=True)
+
+    assert Scene.objects.filter(pk=scene.pk).exists()
+    assert "has takes still rendering" in response.text
+
+
+# --- generating ---------------------------------------------------------------------------
+
+
+def test_generate_creates_the_takes_and_queues_them(
+    project, bob, queued, django_capture_on_commit_callbacks
+):
+    scene = make_scene(project, make_image(project, bob), takes=3, seed=5)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client_for(bob).post(
+            reverse("scene-generate", args=[scene.uuid]), {"last_take": "0"}
+        )
+
+    takes = list(scene.generations.order_by("take"))
+    assert response.status_code == 302
+    assert [t.take for t in takes] == [1, 2, 3]
+    assert {(t.status, t.seed, t.requested_by_id) for t in takes} == {("queued", 5, bob.pk)}
+    assert queued == [[t.pk for t in takes]]
+
+
+def test_generate_with_htmx_returns_the_card_and_a_live_poller(
+    project, bob, queued, django_capture_on_commit_callbacks
+):
+    scene = make_scene(project, make_image(project, bob), takes=2)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        response = htmx_client_for(bob).post(
+            reverse("scene-generate", args=[scene.uuid]), {"last_take": "0", "since": "12345"}
+        )
+
+    html = response.text
+    assert response.status_code == 200
+    assert html.lstrip().startswith(f'<article id="scene-{scene.uuid}" class="card">')
+    assert html.count("Take ") == 2
+    assert "Queued 2 takes." in html
+    assert '<div id="poller" class="poller" hx-swap-oob="true"' in html
+    assert 'hx-trigger="every 3s"' in html
+    # The page's own token is kept, so the next poll still brings every other changed card.
+    assert "?since=12345" in html
+
+
+def test_a_second_click_on_a_stale_card_does_not_pay_twice(
+    project, bob, queued, django_capture_on_commit_callbacks
+):
+    scene = make_scene(project, make_image(project, bob), takes=1)
+    client = htmx_client_for(bob)
+    url = reverse("scene-generate", args=[scene.uuid])
+
+    with django_capture_on_commit_callbacks(execute=True):
+        client.post(url, {"last_take": "0"})
+        second = client.post(url, {"last_take": "0"})
+
+    assert scene.generations.count() == 1
+    assert len(queued) == 1
+    assert "nothing was generated" in second.text
+
+
+def test_generate_refuses_in_words_what_cannot_be_generated(project, bob, queued):
+    scene = make_scene(project, image=None)
+
+    response = htmx_client_for(bob).post(
+        reverse("scene-generate", args=[scene.uuid]), {"last_take": "0"}
+    )
+
+    assert response.status_code == 200
+    assert "Add a start image before generating." in response.text
+    assert scene.generations.count() == 0
+    assert queued == []
+
+
+def test_without_javascript_generate_redirects_with_the_reason(project, bob, queued):
+    scene = make_scene(project, image=None)
+
+    response = client_for(bob).post(
+        reverse("scene-generate", args=[scene.uuid]), {"last_take": "0"}, follow=True
+    )
+
+    assert response.redirect_chain[-1][0] == f"/projects/{project.uuid}/#scene-{scene.uuid}"
+    assert "Add a start image before generating." in response.text
+
+
+def test_generate_all_generates_what_is_ready_and_names_what_is_not(
+    project, bob, queued, django_capture_on_commit_callbacks
+):
+    image = make_image(project, bob)
+    ready = [make_scene(project, image, takes=2), make_scene(project, image, takes=1)]
+    make_scene(project, image=None, title="Finale")
+
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client_for(bob).post(
+            reverse("project-generate-all", args=[project.uuid]),
+            {"last_generation": "0"},
+            follow=True,
+        )
+
+    assert [s.generations.count() for s in ready] == [2, 1]
+    assert Generation.objects.count() == 3
+    assert sorted(pk for call in queued for pk in call) == sorted(
+        Generation.objects.values_list("pk", flat=True)
+    )
+    assert "Queued 3 takes for 2 scenes." in response.text
+    assert "Finale was not generated: Add a start image before generating." in response.text
+
+
+def test_generate_all_twice_from_the_same_page_generates_once(
+    project, bob, queued, django_capture_on_commit_callbacks
+):
+    make_scene(project, make_image(project, bob), takes=1)
+    client = client_for(bob)
+    url = reverse("project-generate-all", args=[project.uuid])
+
+    with django_capture_on_commit_callbacks(execute=True):
+        client.post(url, {"last_generation": "0"})
+        second = client.post(url, {"last_generation": "0"}, follow=True)
+
+    assert Generation.objects.count() == 1
+    assert "nothing was generated" in second.text
+
+
+def test_retry_asks_for_a_failed_take_again_as_a_new_take(
+    project, bob, queued, django_capture_on_commit_callbacks
+):
+    scene = make_scene(project, make_image(project, bob))
+    failed = make_take(scene, bob, status=Generation.Status.FAILED, reason="Unsafe", seed=99)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        response = htmx_client_for(bob).post(
+            reverse("take-retry", args=[failed.uuid]), {"last_take": "1"}
+        )
+
+    new = scene.generations.get(take=2)
+    assert response.status_code == 200
+    assert (new.status, new.seed, new.prompt) == ("queued", 99, failed.prompt)
+    assert queued == [[new.pk]]
+    assert "Queued take 2." in response.text
+
+
+def test_retry_of_an_uncertain_take_submits_it_again_and_says_so(
+    project, bob, queued, django_capture_on_commit_callbacks
+):
+    scene = make_scene(project, make_image(project, bob))
+    uncertain = make_take(scene, bob, status=Generation.Status.UNCERTAIN)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        client_for(bob).post(reverse("take-retry", args=[uncertain.uuid]), {"last_take": "1"})
+
+    uncertain.refresh_from_db()
+    assert scene.generations.filter(take=2, status="queued").exists()
+    assert "Submitted again by bob as take 2." in uncertain.reason
+
+
+def test_a_ready_take_is_not_retried(project, bob, queued):
+    scene = make_scene(project, make_image(project, bob))
+    ready = make_take(scene, bob, status=Generation.Status.READY)
+
+    response = htmx_client_for(bob).post(
+        reverse("take-retry", args=[ready.uuid]), {"last_take": "1"}
+    )
+
+    assert "Only a failed, cancelled or uncertain take can be tried again." in response.text
+    assert scene.generations.count() == 1
+
+
+def test_cancel_stops_a_take_in_flight(project, bob):
+    scene = make_scene(project, make_image(project, bob))
+    active = make_take(scene, bob, status=Generation.Status.ACTIVE)
+
+    response = htmx_client_for(bob).post(reverse("take-cancel", args=[active.uuid]))
+
+    active.refresh_from_db()
+    assert active.status == "cancelled"
+    assert "Cancelled take 1." in response.text
+    # Nothing in flight any more: the poller that comes back does not poll.
+    assert "hx-trigger" not in response.text
+
+
+def test_each_card_shows_status_in_words_elapsed_time_reason_and_the_clip(project, alice):
+    scene = make_scene(project, make_image(project, alice))
+    ready = attach_clip(make_take(scene, alice, status=Generation.Status.READY), b"v", b"p")
+    make_take(scene, alice, status=Generation.Status.FAILED, reason="Flow refused the prompt.")
+    make_take(scene, alice, status=Generation.Status.PENDING)
+
+    html = client_for(alice).get(reverse("project-detail", args=[project.uuid])).text
+
+    assert "Waiting in Flow&#x27;s queue" in html
+    assert "Ready" in html and "Failed" in html
+    assert "Flow refused the prompt." in html
+    assert "42 s" in html
+    assert (
+        f'<video class="clip clip--landscape" controls preload="none"\n'
+        f'                   src="/media/take/{ready.uuid}/video" '
+        f'poster="/media/take/{ready.uuid}/poster"></video>'
+    ) in html
+    assert f'href="/media/take/{ready.uuid}/video?download=1"' in html
