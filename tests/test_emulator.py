@@ -320,6 +320,12 @@ def test_a_batch_whose_clips_share_a_scene_id_is_refused(api):
     assert "sceneId" in google_error(response)["message"]
 
 
+def _gif() -> str:
+    buffer = io.BytesIO()
+    Image.new("RGB", (64, 36), (9, 9, 9)).save(buffer, "GIF")
+    return base64.b64encode(buffer.getvalue()).decode()
+
+
 def _not_an_image() -> str:
     return base64.b64encode(b"this is plainly not a picture").decode()
 
@@ -332,7 +338,7 @@ def _not_an_image() -> str:
         (_set("imageInput.rawImageBytes", _not_an_image()), "imageInput.rawImageBytes"),
         (_drop("imageInput.mimeType"), "imageInput.mimeType"),
         (_set("imageInput.mimeType", "image/gif"), "imageInput.mimeType"),
-        (_set("imageInput.mimeType", "image/png"), "imageInput.mimeType"),
+        (_set("imageInput.rawImageBytes", _gif()), "imageInput.rawImageBytes"),
         (_drop("imageInput.aspectRatio"), "imageInput.aspectRatio"),
         (_set("imageInput.aspectRatio", "VIDEO_ASPECT_RATIO_LANDSCAPE"), "imageInput.aspectRatio"),
     ],
@@ -454,6 +460,18 @@ def test_a_portrait_clip_is_720_by_1280(api):
     assert video["aspectRatio"] == "VIDEO_ASPECT_RATIO_PORTRAIT"
     width, height, fps, frames, _ = decode(httpx.get(video["fifeUrl"]).content)
     assert (width, height, fps) == (720, 1280, 24.0)
+    assert abs(frames - 48) <= 1
+
+
+def test_a_transparent_panorama_png_still_renders_a_full_frame_clip(api):
+    buffer = io.BytesIO()
+    Image.new("RGBA", (4000, 300), (250, 120, 0, 90)).save(buffer, "PNG")
+    body = upload_body(buffer.getvalue(), mime="image/png")
+    media_id = post(api, UPLOAD, body).json()["mediaGenerationId"]["mediaGenerationId"]
+    answer, _ = wait_until_done(api, submit(api, clip(media_id, "panorama")))
+    video = answer["operations"][0]["operation"]["metadata"]["video"]
+    width, height, _, frames, _ = decode(httpx.get(video["fifeUrl"]).content)
+    assert (width, height) == (1280, 720)
     assert abs(frames - 48) <= 1
 
 

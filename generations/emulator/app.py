@@ -531,7 +531,7 @@ class EmulatorApp:
         body = request.json()
         image_input = _object(body, "imageInput", "imageInput")
         raw = _string(image_input, "rawImageBytes", "imageInput.rawImageBytes")
-        mime = _enum(image_input, "mimeType", "imageInput.mimeType", IMAGE_MIME_TYPES)
+        _enum(image_input, "mimeType", "imageInput.mimeType", IMAGE_MIME_TYPES)
         _enum(image_input, "aspectRatio", "imageInput.aspectRatio", IMAGE_ASPECTS)
         if "isUserUploaded" in image_input and not isinstance(image_input["isUserUploaded"], bool):
             raise invalid("imageInput.isUserUploaded", image_input["isUserUploaded"], "TYPE_BOOL")
@@ -541,7 +541,7 @@ class EmulatorApp:
                 raise invalid("clientContext", context, "object")
             if "tool" in context:
                 _enum(context, "tool", "clientContext.tool", TOOLS)
-        data, width, height = _decode_image(raw, mime)
+        data, width, height = _decode_image(raw)
         media_id = "CAMa" + secrets.token_urlsafe(45)
         stored = StoredImage(media_id, data, hashlib.sha256(data).hexdigest(), width, height)
         with self.state.lock:
@@ -922,7 +922,7 @@ def _clip_request(item: Any, path: str) -> dict[str, Any]:
     }
 
 
-def _decode_image(raw: str, mime: str) -> tuple[bytes, int, int]:
+def _decode_image(raw: str) -> tuple[bytes, int, int]:
     path = "imageInput.rawImageBytes"
     try:
         data = base64.b64decode(raw, validate=True)
@@ -945,12 +945,15 @@ def _decode_image(raw: str, mime: str) -> tuple[bytes, int, int]:
             f"Invalid value at '{path}': the bytes are not an image that can be decoded.",
             field_path=path,
         ) from None
-    if image_format != IMAGE_MIME_TYPES[mime]:
+    # The label may disagree with the bytes (browsers guess); what matters is that the bytes
+    # are a format Flow takes.
+    if image_format not in IMAGE_MIME_TYPES.values():
         raise ApiError(
             400,
             "INVALID_ARGUMENT",
-            f"Invalid value at 'imageInput.mimeType': the image is {image_format}, not {mime}.",
-            field_path="imageInput.mimeType",
+            f"Invalid value at '{path}': {image_format} images are not supported; "
+            "send JPEG, PNG or WebP.",
+            field_path=path,
         )
     return data, width, height
 

@@ -73,11 +73,12 @@ def _wrap(draw: ImageDraw.ImageDraw, text: str, font: ImageFont.ImageFont, width
     return lines
 
 
-def _caption_band(text: str, frame_width: int) -> Image.Image | None:
+def _caption_band(text: str, frame_width: int, frame_height: int) -> Image.Image | None:
     """A translucent band with the wrapped caption, drawn once per clip."""
     if not text:
         return None
-    font_size = max(18, frame_width // 36)
+    # Sized on the short side, so portrait captions are as legible as landscape ones.
+    font_size = max(18, min(frame_width, frame_height) // 26)
     font = ImageFont.load_default(size=font_size)
     margin = font_size
     probe = ImageDraw.Draw(Image.new("RGBA", (1, 1)))
@@ -100,6 +101,17 @@ def _source_for(image: Image.Image, size: tuple[int, int]) -> Image.Image:
     """The start image scaled once so that every camera window is a near 1:1 crop of it."""
     image = ImageOps.exif_transpose(image).convert("RGB")
     width, height = size
+    # A panorama or a sliver would make a huge source for a pan nobody sees the ends of: keep
+    # its middle, at most twice as wide (or tall) as the frame's shape.
+    frame_ratio, ratio = width / height, image.width / image.height
+    if ratio > 2 * frame_ratio:
+        keep = round(image.height * 2 * frame_ratio)
+        left = (image.width - keep) // 2
+        image = image.crop((left, 0, left + keep, image.height))
+    elif ratio < frame_ratio / 2:
+        keep = round(image.width * 2 / frame_ratio)
+        top = (image.height - keep) // 2
+        image = image.crop((0, top, image.width, top + keep))
     scale = max(width / image.width, height / image.height) * ZOOM_END
     target = (max(width, round(image.width * scale)), max(height, round(image.height * scale)))
     return image.resize(target, Image.Resampling.BILINEAR, reducing_gap=2.0)
@@ -145,7 +157,7 @@ def render_clip(
     frames = max(1, round(clip_seconds * fps))
     with Image.open(io.BytesIO(image_bytes)) as opened:
         source = _source_for(opened, size)
-    band = _caption_band(caption_text(prompt), width)
+    band = _caption_band(caption_text(prompt), width, height)
     band_top = height - (band.height if band else 0) - height // 20
 
     video_path = out_dir / f"{name}.mp4"
