@@ -1,0 +1,188 @@
+"""Signing in, the project list, creating projects and managing their members."""
+
+from django.urls import reverse
+
+from generations.engines.catalogue import TIER_TWO
+from generations.models import FlowAccount, Membership, Project
+from tests.conftest import PASSWORD
+from tests.views_support import client_for
+
+Role = Membership.Role
+
+
+def test_the_sign_in_page_signs_alice_in(alice, client):
+    page = client.get(reverse("login"))
+    response = client.post(reverse("login"), {"username": "alice", "password": PASSWORD})
+
+    assert page.status_code == 200
+    assert 'name="password"' in page.text
+    assert response.status_code == 302
+    assert response["Location"] == reverse("project-list")
+
+
+def test_a_wrong_password_is_refused_in_words(alice, client):
+    response = client.post(reverse("login"), {"username": "alice", "password": "nope"})
+
+    assert response.status_code == 200
+    assert "Please enter a correct username and password" in response.text
+
+
+def test_signing_out_is_a_post_form(alice):
+    client = client_for(alice)
+    html = client.get(reverse("project-list")).text
+
+    assert f'<form method="post" action="{reverse("logout")}"' in html
+    assert client.get(reverse("logout")).status_code == 405
+    assert client.post(reverse("logout")).status_code == 302
+    assert client.get(reverse("project-list")).status_code == 302
+
+
+def test_the_project_list_shows_only_my_projects(project, carol, charlie, account):
+    Project.objects.create(name="Secret", account=account).add_member(charlie, Role.OWNER)
+
+    mine = client_for(carol).get(reverse("project-list")).text
+    theirs = client_for(charlie).get(reverse("project-list")).text
+
+    assert "Poseidon" in mine and "Secret" not in mine
+    assert "Secret" in theirs and "Poseidon" not in theirs
+    assert "Viewer" in mine
+
+
+def test_creating_a_project_uses_the_only_account_and_makes_me_owner(charlie, account):
+    response = client_for(charlie).post(reverse("project-create"), {"name": "  Atlantis "})
+
+    project = Project.objects.get(name="Atlantis")
+    assert response.status_code == 302
+    assert response["Location"] == reverse("project-detail", args=[project.uuid])
+    assert project.account == account
+    assert project.created_by == charlie
+    assert project.memberships.get().role == Role.OWNER
+
+
+def test_with_several_accounts_the_creator_must_choose_one(charlie, account):
+    other = FlowAccount.objects.create(label="Ultra", tier=TIER_TWO)
+    client = client_for(charlie)
+
+    form = client.get(reverse("project-create")).text
+    missing = client.post(reverse("project-create"), {"name": "Atlantis"})
+    chosen = client.post(reverse("project-create"), {"name": "Atlantis", "account": other.pk})
+
+    assert "<select" in form and "Ultra" in form and "Studio" in form
+    assert "Choose the Flow account whose credits this project spends." in missing.text
+    assert chosen.status_code == 302
+    assert Project.objects.get().account == other
+
+
+def test_a_project_needs_a_name(charlie, account):
+    response = client_for(charlie).post(reverse("project-create"), {"name": "   "})
+
+    assert "Give the project a name." in response.text
+    assert not Project.objects.exists()
+
+
+def members_url(project) -> str:
+    return reverse("project-members", args=[project.uuid])
+
+
+def test_the_owner_adds_a_member_by_username_with_a_role(project, alice, charlie):
+    response = client_for(alice).post(
+        members_url(project), {"action": "add", "username": "charlie", "role": "viewer"}
+    )
+
+    assert response.status_code == 302
+    assert project.memberships.get(user=charlie).role == Role.VIEWER
+
+
+def test_adding_an_unknown_or_existing_member_is_refused_in_words(project, alice):
+    client = client_for(alice)
+
+    unknown = client.post(
+        members_url(project), {"action": "add", "username": "zed", "role": "editor"}
+    )
+    existing = client.post(
+        members_url(project), {"action": "add", "username": "bob", "role": "owner"}
+    )
+
+    assert "Nobody here has the username “zed”." in unknown.text
+    assert "bob is already a member of Poseidon; change their role below." in existing.text
+    assert project.memberships.count() == 3
+    assert project.memberships.get(user__username="bob").role == Role.EDITOR
+
+
+def test_the_owner_changes_a_role_and_removes_a_member(project, alice, bob, carol):
+    client = client_for(alice)
+
+    client.post(members_url(project), {"action": "role", "username": "carol", "role": "editor"})
+    client.post(members_url(project), {"action": "remove", "username": "bob"})
+
+    assert project.memberships.get(user=carol).role == Role.EDITOR
+    assert not project.memberships.filter(user=bob).exists()
+
+
+def test_the_last_owner_can_be_neither_removed_nor_demoted(project, alice):
+    client = client_for(alice)
+
+    removed = client.post(
+        members_url(project), {"action": "remove", "username": "alice"}, follow=True
+    )
+    demoted = client.post(
+        members_url(project), {"action": "role", "username": "alice", "role": "viewer"}, follow=True
+    )
+
+    message = "alice is the only owner of Poseidon; make someone else an owner first."
+    assert message in removed.text
+    assert message in demoted.text
+    assert project.memberships.get(user=alice).role == Role.OWNER
+
+
+def test_an_owner_may_leave_once_someone_else_owns_the_project(project, alice, bob):
+    client = client_for(alice)
+    client.post(members_url(project), {"action": "role", "username": "bob", "role": "owner"})
+
+    response = client.post(members_url(project), {"action": "remove", "username": "alice"})
+
+    assert response["Location"] == reverse("project-list")
+    assert not project.memberships.filter(user=alice).exists()
+
+
+def test_an_editor_sees_the_members_but_cannot_change_them(project, bob):
+    client = client_for(bob)
+
+    page = client.get(members_url(project))
+    post = client.post(members_url(project), {"action": "remove", "username": "carol"})
+
+    assert page.status_code == 200
+    assert "carol" in page.text and 'name="action"' not in page.text
+    assert post.status_code == 403
+    assert project.memberships.count() == 3
+
+
+def test_the_project_page_shows_the_account_credits(project, alice, account):
+    account.record_credits(1180)
+
+    html = client_for(alice).get(reverse("project-detail", args=[project.uuid])).text
+
+    assert "1180 credits" in html
+    assert "Studio" in html
+
+
+def test_the_emulator_banner_shows_only_against_the_emulator(project, alice, settings):
+    client = client_for(alice)
+    banner = "Running against the local Flow emulator — no credits are spent."
+
+    settings.FLOWSITE_EMULATOR = True
+    shown = client.get(reverse("project-detail", args=[project.uuid])).text
+    settings.FLOWSITE_EMULATOR = False
+    hidden = client.get(reverse("project-detail", args=[project.uuid])).text
+
+    assert banner in shown
+    assert banner not in hidden
+
+
+def test_pages_carry_the_csrf_token_for_htmx_and_no_inline_script_or_style(project, alice):
+    html = client_for(alice).get(reverse("project-detail", args=[project.uuid])).text
+
+    assert '<body hx-headers=\'{"X-CSRFToken": "' in html
+    assert "/static/django_htmx/htmx-2.min.js" in html
+    assert "style=" not in html
+    assert "<script>" not in html and "<script " not in html.replace("<script src=", "")
