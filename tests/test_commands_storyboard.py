@@ -176,6 +176,7 @@ def test_every_bad_row_is_reported_with_its_row_number(alice, account, shots, tm
             ["harbour.png", "No takes", "landscape", "", "", "0"],
             ["anim.gif", "A gif", "landscape", "", "", "two"],
             ["", "No image", "landscape", "", "", ""],
+            ["harbour.png", "Both wrong", "wide", "veo_9", "", ""],
         ],
     )
 
@@ -200,6 +201,7 @@ def test_every_bad_row_is_reported_with_its_row_number(alice, account, shots, tm
         "row 14: anim.gif: That file is not a JPEG, PNG or WebP image.; "
         "takes must be a whole number from 1 to 4",
         "row 15: the image is empty",
+        "row 16: the aspect must be landscape or portrait, not 'wide'; unknown model 'veo_9'",
     ]
     assert not Project.objects.exists()
     assert media_files(settings) == []

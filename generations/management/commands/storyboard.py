@@ -476,11 +476,9 @@ def _check_row(
         )
         aspect = ""
 
-    model_key = cells.get("model", "")
-    if aspect:
-        model_key, problem = _check_model(model_key, aspect, account)
-        if problem:
-            problems.append(problem)
+    model_key, problem = _check_model(cells.get("model", ""), aspect, account)
+    if problem:
+        problems.append(problem)
 
     seed = None
     if cells.get("seed"):
@@ -526,8 +524,12 @@ def _image_problem(path: Path, given: str) -> str:
 
 
 def _check_model(given: str, aspect: str, account: FlowAccount) -> tuple[str, str]:
-    """(model key, problem) — the account's default model for the aspect when none is given."""
+    """(model key, problem) — the account's default model for the aspect when none is given.
+
+    ``aspect`` is "" when the row's aspect is itself wrong: the model is still checked."""
     if not given:
+        if not aspect:
+            return "", ""
         available = models_for(account.tier, aspect)
         if not available:
             return "", f"account {account} may use no model that makes {aspect} clips"
@@ -535,7 +537,7 @@ def _check_model(given: str, aspect: str, account: FlowAccount) -> tuple[str, st
     model = get_model(given)
     if model is None:
         return given, f"unknown model {given!r}"
-    if model.aspect != aspect:
+    if aspect and model.aspect != aspect:
         return given, f"the model {given} makes {model.aspect} clips, not {aspect}"
     if not model.allowed_for(account.tier):
         return given, (
