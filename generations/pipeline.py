@@ -16,6 +16,7 @@ import contextlib
 import logging
 import random
 import re
+import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -260,6 +261,9 @@ def _visible(**fields: Any) -> dict[str, Any]:
 class Pass:
     now: datetime
     heartbeat: Callable[[], object] | None = None
+    # time.monotonic() by which the pass must be over (the pump's task would be killed after
+    # it). Work that could not finish in time (a submit, a download) is left for the next pass.
+    stop_at: float | None = None
 
     def __post_init__(self) -> None:
         self.counts: Counter[str] = Counter()
@@ -268,6 +272,9 @@ class Pass:
     def beat(self) -> None:
         if self.heartbeat is not None:
             self.heartbeat()
+
+    def time_left(self) -> float:
+        return float("inf") if self.stop_at is None else self.stop_at - time.monotonic()
 
     def run(self) -> dict[str, int]:
         try:
@@ -317,6 +324,8 @@ class Pass:
 
     def submit_due(self) -> None:
         now = self.now
+        if self.time_left() < 3 * _call_deadline():
+            return
         due = list(
             Generation.objects.filter(status=S.QUEUED, account__isnull=False)
             .filter(_due(now), _free_lease(now))
@@ -389,6 +398,8 @@ class Pass:
         for account_id, pks in by_account.items():
             account = accounts[account_id]
             for batch in _chunks(pks, size):
+                if self.time_left() < 2 * _call_deadline():
+                    return
                 PollBatch(self, account, batch).run()
                 self.beat()
 
@@ -802,10 +813,25 @@ class PollBatch:
                     status=S.DOWNLOADING,
                 ).values_list("pk", flat=True)
             )
-            for take, clip in finished:
-                if take.pk in mine:
-                    Download(self.run_, self.token, take, clip).run()
-                    self.run_.beat()
+            for index, (take, clip) in enumerate(finished):
+                if take.pk not in mine:
+                    continue
+                if self.run_.time_left() < _download_deadline():
+                    # No time to finish this download before the task's end: check again at
+                    # once in the next pass, which gets fresh links anyway.
+                    later = [t.pk for t, _ in finished[index:]]
+                    self.counts["download_deferred"] += Generation.objects.filter(
+                        pk__in=later, claim=self.token, status=S.DOWNLOADING
+                    ).update(
+                        status=S.ACTIVE,
+                        claim=None,
+                        lease_until=None,
+                        next_check_at=now,
+                        updated=timezone.now(),
+                    )
+                    break
+                Download(self.run_, self.token, take, clip).run()
+                self.run_.beat()
 
     def final(self, status: str, reason: str) -> dict[str, Any]:
         return _visible(
@@ -997,5 +1023,10 @@ def seconds_until_due(now: datetime | None = None) -> float | None:
     return max(0.0, (min(moments) - now).total_seconds())
 
 
-def run_pass(now: datetime | None = None, *, heartbeat: Callable[[], object] | None = None):
-    return Pass(now or timezone.now(), heartbeat).run()
+def run_pass(
+    now: datetime | None = None,
+    *,
+    heartbeat: Callable[[], object] | None = None,
+    stop_at: float | None = None,
+) -> dict[str, int]:
+    return Pass(now or timezone.now(), heartbeat, stop_at).run()

@@ -34,9 +34,15 @@ PUMP_LEASE_SECONDS = 120.0
 WAIT_SLICE_SECONDS = 0.5
 
 
-def run_pass(now: datetime | None = None, *, heartbeat=None) -> dict[str, int]:
-    """One synchronous pass of everything due; returns what it did, as counters."""
-    return pipeline.run_pass(now, heartbeat=heartbeat)
+def run_pass(
+    now: datetime | None = None, *, heartbeat=None, stop_at: float | None = None
+) -> dict[str, int]:
+    """One synchronous pass of everything due; returns what it did, as counters.
+
+    ``stop_at`` (a ``time.monotonic()`` value) is when the pass must be over: submits and
+    downloads that might not finish by then are left for the next pass.
+    """
+    return pipeline.run_pass(now, heartbeat=heartbeat, stop_at=stop_at)
 
 
 def queue_submission(generation_ids: list[int]) -> None:
@@ -80,11 +86,14 @@ def watchdog() -> bool:
     return False
 
 
+def _task_timeout() -> float:
+    return float(getattr(settings, "Q_CLUSTER", {}).get("timeout") or 600)
+
+
 def pump_budget_seconds() -> float:
-    """How long one pump task may run: half the cluster's task timeout, so the pass in
-    progress at the deadline (uploads, downloads) still ends long before the cluster kills it."""
-    timeout = float(getattr(settings, "Q_CLUSTER", {}).get("timeout") or 600)
-    return max(timeout / 2, 5.0)
+    """How long one pump task starts new passes: half the cluster's task timeout, so the pass
+    in progress at that moment (uploads, downloads) still ends before the cluster kills it."""
+    return max(_task_timeout() / 2, 5.0)
 
 
 def pump(budget_seconds: float | None = None) -> dict[str, int]:
@@ -93,7 +102,10 @@ def pump(budget_seconds: float | None = None) -> dict[str, int]:
     if not WorkerLease.acquire(PUMP, holder, PUMP_LEASE_SECONDS):
         return {"busy": 1}
     budget = pump_budget_seconds() if budget_seconds is None else budget_seconds
-    deadline = time.monotonic() + budget
+    started = time.monotonic()
+    deadline = started + budget
+    # Past this the cluster kills the task: a pass defers whatever could run beyond it.
+    hard_stop = started + max(_task_timeout() - 30, budget)
     totals: Counter[str] = Counter()
     lost = False
 
@@ -110,7 +122,7 @@ def pump(budget_seconds: float | None = None) -> dict[str, int]:
 
     try:
         while not lost:
-            totals.update(run_pass(heartbeat=renew))
+            totals.update(run_pass(heartbeat=renew, stop_at=hard_stop))
             totals["passes"] += 1
             if not _wait_for_work(deadline, renew):
                 # Nothing in flight: let go, then look once more, because a take queued just

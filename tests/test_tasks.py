@@ -347,3 +347,22 @@ def test_a_poll_pass_costs_the_same_queries_for_5_or_50_takes(emu, project, alic
     assert Generation.objects.filter(pk__in=[t.pk for t in takes], status=S.ACTIVE).count() == (
         count
     )
+
+
+def test_a_pass_near_its_end_leaves_downloads_to_the_next_pass(emu, project, alice, settings):
+    settings.FLOW_CALL_DEADLINE = 2.0
+    settings.FLOW_DOWNLOAD_DEADLINE = 30.0
+    [take] = make_scene(project).generate(alice)
+    deadline = time.monotonic() + 10
+    deferred = 0
+    while not deferred and time.monotonic() < deadline:
+        # Time enough for a status call, not for a download.
+        deferred = run_pass(stop_at=time.monotonic() + 10).get("download_deferred", 0)
+        time.sleep(0.05)
+    assert deferred == 1
+    take.refresh_from_db()
+    assert take.status == S.ACTIVE
+    assert take.next_check_at <= timezone.now()
+    assert emu.stats["media"] == 0
+    [take] = settle([take])
+    assert take.status == S.READY
