@@ -396,11 +396,19 @@ class Pass:
         accounts = FlowAccount.objects.in_bulk(list(by_account))
         size = int(getattr(settings, "FLOW_STATUS_BATCH_SIZE", 50))
         for account_id, pks in by_account.items():
-            account = accounts[account_id]
+            account = accounts.get(account_id)
+            if account is None:  # deleted a moment ago; the reaper settles its takes
+                continue
             for batch in _chunks(pks, size):
                 if self.time_left() < 2 * _call_deadline():
                     return
-                PollBatch(self, account, batch).run()
+                poll = PollBatch(self, account, batch)
+                try:
+                    poll.run()
+                except Exception:
+                    # A bug or a database error in one batch must not end the pass.
+                    log.exception("checking takes %s failed unexpectedly", batch)
+                    poll.release()
                 self.beat()
 
 
@@ -418,6 +426,12 @@ class SubmitGroup:
         self.account: FlowAccount = takes[0].account
 
     def run(self) -> None:
+        if FlowAccount.objects.filter(pk=self.account.pk, cool_down_until__gt=self.now).exists():
+            # Another group of this pass was just throttled on the same account: wait with it.
+            Generation.objects.filter(
+                pk__in=[t.pk for t in self.takes], claim=self.token, status=S.QUEUED
+            ).update(claim=None, lease_until=None)
+            return
         try:
             self.engine = self.run_.engines.get(self.account)
         except ValueError as error:
@@ -636,6 +650,8 @@ class SubmitGroup:
                 pk__in=[t.pk for t in again], claim=self.token, status__in=statuses
             ).update(
                 status=S.QUEUED,
+                # Shown on the card while the take waits, so it never waits without a reason.
+                reason=_clip(error.message),
                 attempts=F("attempts") + 1,
                 next_check_at=now + timedelta(seconds=delay),
                 claim=None,
@@ -832,6 +848,17 @@ class PollBatch:
                     break
                 Download(self.run_, self.token, take, clip).run()
                 self.run_.beat()
+
+    def release(self) -> None:
+        """Let go of the batch after an unexpected error; it is checked again a bit later."""
+        Generation.objects.filter(
+            pk__in=self.pks, claim=self.token, status__in=[S.PENDING, S.ACTIVE, S.DOWNLOADING]
+        ).update(
+            status=Case(When(status=S.DOWNLOADING, then=Value(S.ACTIVE)), default=F("status")),
+            claim=None,
+            lease_until=None,
+            next_check_at=self.now + timedelta(seconds=max(poll_interval(), 10.0)),
+        )
 
     def final(self, status: str, reason: str) -> dict[str, Any]:
         return _visible(

@@ -118,6 +118,7 @@ def test_a_throttled_submit_waits_for_retry_after_then_succeeds(emu, project, al
     account = FlowAccount.objects.get(pk=project.account_id)
     assert take.status == S.QUEUED
     assert take.attempts == 1
+    assert "rate-limiting" in take.reason, "the card says why it waits"
     assert before + timedelta(seconds=1) <= take.next_check_at
     assert account.cool_down_until >= before + timedelta(seconds=1), "the account rests"
 
@@ -126,6 +127,7 @@ def test_a_throttled_submit_waits_for_retry_after_then_succeeds(emu, project, al
 
     [take] = settle([take], ahead=timedelta(seconds=2))
     assert take.status == S.READY
+    assert take.reason == ""
     assert emu.stats["submit"] == 2
     assert emu.stats["clips_submitted"] == 1
 
@@ -365,4 +367,22 @@ def test_a_pass_near_its_end_leaves_downloads_to_the_next_pass(emu, project, ali
     assert take.next_check_at <= timezone.now()
     assert emu.stats["media"] == 0
     [take] = settle([take])
+    assert take.status == S.READY
+
+
+def test_a_bug_in_one_poll_batch_does_not_end_the_pass(emu, project, alice, monkeypatch):
+    [take] = settle(make_scene(project).generate(alice), until=(S.PENDING, S.ACTIVE))
+
+    def broken(self, takes, clips):
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(pipeline.PollBatch, "apply", broken)
+    counts = run_pass(now=timezone.now() + timedelta(seconds=1))
+    assert counts["checked"] == 1
+    take.refresh_from_db()
+    assert take.status in (S.PENDING, S.ACTIVE)
+    assert take.claim is None
+    assert take.next_check_at > timezone.now() + timedelta(seconds=5), "asked again later"
+    monkeypatch.undo()
+    [take] = settle([take], ahead=timedelta(seconds=15))
     assert take.status == S.READY
