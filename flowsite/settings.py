@@ -182,6 +182,8 @@ FLOW_DOWNLOAD_DEADLINE = envfloat("FLOW_DOWNLOAD_DEADLINE", 300.0)
 # How often the worker asks Flow about clips in flight, and how often a page asks Flowsite.
 FLOWSITE_POLL_INTERVAL = envfloat("FLOWSITE_POLL_INTERVAL", 5.0)
 FLOWSITE_PAGE_POLL_SECONDS = envint("FLOWSITE_PAGE_POLL_SECONDS", 3)
+# A take Flow is still rendering this many seconds after its submit is given up as stuck.
+FLOWSITE_STUCK_AFTER = envint("FLOWSITE_STUCK_AFTER", 20 * 60)
 
 # Behind nginx: a path prefix such as "/protected/" mapped by an `internal` location to
 # MEDIA_ROOT. The media views then check access and hand the bytes (and Range) to nginx with
