@@ -122,6 +122,8 @@ class SceneForm(forms.ModelForm):
         },
     )
 
+    field_order = ["start_image_file", "title", "prompt", "aspect", "model_key", "seed", "takes"]
+
     class Meta:
         model = Scene
         fields = ["title", "prompt", "aspect", "model_key", "seed", "takes"]

@@ -207,3 +207,29 @@ def test_a_changed_poll_costs_the_same_queries_for_few_or_many_changed_cards(pro
     assert small_status == large_status == 200
     assert small == large
     assert large <= 6
+
+
+def test_a_signed_out_page_is_sent_to_sign_in_instead_of_swapping_it_into_the_poller(
+    project, client
+):
+    page = reverse("project-detail", args=[project.uuid])
+
+    response = client.get(
+        poll_url(project, "0"),
+        headers={"HX-Request": "true", "HX-Current-URL": f"http://testserver{page}"},
+    )
+
+    assert response.status_code == 200
+    assert response["HX-Redirect"] == f"{reverse('login')}?next={page}"
+    assert response.content == b""
+
+
+def test_the_storyboard_page_costs_the_same_queries_for_few_or_many_scenes(project, alice, board):
+    client = client_for(alice)
+    url = reverse("project-detail", args=[project.uuid])
+    small = _queries(client, url)
+
+    _grow(project, alice, scenes=20, takes_each=4)
+    large = _queries(client, url)
+
+    assert small == large

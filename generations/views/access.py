@@ -10,13 +10,20 @@ requester's role on that project (a subquery), so access checks cost nothing ext
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import wraps
 from typing import Any
 from uuid import UUID
 
+from django.conf import settings
+from django.contrib.auth.decorators import login_required
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import PermissionDenied
 from django.db.models import Model, OuterRef, QuerySet, Subquery
-from django.http import Http404, HttpRequest
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import resolve_url
+from django_htmx.http import HttpResponseClientRedirect
 from django_htmx.middleware import HtmxDetails
 
 from ..models import Generation, ImageAsset, Membership, Project, Scene
@@ -29,6 +36,24 @@ _RANK = {Role.VIEWER: 0, Role.EDITOR: 1, Role.OWNER: 2}
 class HtmxHttpRequest(HttpRequest):
     htmx: HtmxDetails
     user: AbstractBaseUser | AnonymousUser
+
+
+def htmx_login_required(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+    """login_required for views htmx calls: a signed-out page is sent to sign in as a whole.
+
+    Plain login_required answers a redirect, which htmx would follow and then swap the sign-in
+    page into a card or the poller.
+    """
+    guarded = login_required(view)
+
+    @wraps(view)
+    def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        if getattr(request, "htmx", False) and not request.user.is_authenticated:
+            page = request.htmx.current_url_abs_path or resolve_url(settings.LOGIN_REDIRECT_URL)
+            return HttpResponseClientRedirect(redirect_to_login(page)["Location"])
+        return guarded(request, *args, **kwargs)
+
+    return wrapper
 
 
 def _check_role(actual: str, needed: str | None) -> None:

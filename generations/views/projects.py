@@ -17,7 +17,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from ..forms import MemberAddForm, ProjectForm
 from ..models import IN_FLIGHT_Q, CannotGenerate, Generation, Membership, Project, Scene
-from .access import HtmxHttpRequest, Role, _get_project_for_user
+from .access import HtmxHttpRequest, Role, _get_project_for_user, htmx_login_required
 
 TEMPLATE = "generations/project.html"
 
@@ -104,7 +104,7 @@ def project_detail(request: HtmxHttpRequest, uuid: UUID) -> HttpResponse:
 
 
 @require_GET
-@login_required
+@htmx_login_required
 def project_poll(request: HtmxHttpRequest, uuid: UUID) -> HttpResponse:
     """What changed on the storyboard since ``?since=``: the changed cards, out of band.
 

@@ -24,6 +24,7 @@ from .access import (
     _get_generation_for_user,
     _get_project_for_user,
     _get_scene_for_user,
+    htmx_login_required,
 )
 from .projects import (
     TEMPLATE,
@@ -132,7 +133,7 @@ def _seen_matches(request: HttpRequest, scene: Scene) -> bool:
 
 
 @require_POST
-@login_required
+@htmx_login_required
 def scene_generate(request: HtmxHttpRequest, uuid: UUID) -> HttpResponse:
     scene, membership = _get_scene_for_user(request, uuid, Role.EDITOR)
     error = ""
@@ -152,7 +153,7 @@ def scene_generate(request: HtmxHttpRequest, uuid: UUID) -> HttpResponse:
 
 
 @require_POST
-@login_required
+@htmx_login_required
 def take_retry(request: HtmxHttpRequest, uuid: UUID) -> HttpResponse:
     """A failed or cancelled take is asked for again as a new take; an uncertain one is
     submitted again knowingly (its submission may have reached Flow)."""
@@ -181,7 +182,7 @@ def take_retry(request: HtmxHttpRequest, uuid: UUID) -> HttpResponse:
 
 
 @require_POST
-@login_required
+@htmx_login_required
 def take_cancel(request: HtmxHttpRequest, uuid: UUID) -> HttpResponse:
     generation, membership = _get_generation_for_user(request, uuid, Role.EDITOR)
     scene = generation.scene
