@@ -1024,7 +1024,11 @@ def seconds_until_due(now: datetime | None = None) -> float | None:
     at = Value(now, output_field=DateTimeField())
     agg = Generation.objects.filter(status__in=Generation.IN_FLIGHT).aggregate(
         polls=Min(
-            Coalesce("next_check_at", at),
+            Greatest(
+                Coalesce("next_check_at", at),
+                Coalesce("lease_until", at),
+                output_field=DateTimeField(),
+            ),
             filter=Q(status__in=[S.PENDING, S.ACTIVE]),
             output_field=DateTimeField(),
         ),

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import importlib
 from datetime import timedelta
+from pathlib import Path
 from uuid import uuid4
 
+import httpx
 import pytest
 from django.apps import apps as django_apps
 from django.utils import timezone
 from django_q.models import OrmQ, Schedule
 
 from generations import pipeline, tasks
+from generations.engines.flow import FlowEngine
 from generations.models import CannotGenerate, Generation, WorkerLease
 from tests.tasks_support import make_scene
 
@@ -300,3 +303,44 @@ def test_backoff_grows_with_attempts_is_capped_and_honours_retry_after():
     assert len(set(fifth)) > 1, "jittered"
     assert max(pipeline.backoff_seconds(40) for _ in range(50)) <= pipeline.BACKOFF_CAP_SECONDS
     assert 7 <= pipeline.backoff_seconds(1, retry_after=7) <= 8
+
+
+# --- Answers the emulator cannot give (replayed captured bodies) ------------------------
+
+
+FLOW_DATA = Path(__file__).parent / "data" / "flow-api"
+
+
+def _replaying_engine(submit_answer: bytes, status: int = 200):
+    """A real FlowEngine whose HTTP is answered from captured bodies (Google mocked only)."""
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith(":uploadUserImage"):
+            return httpx.Response(
+                200, content=(FLOW_DATA / "upload_image.response.json").read_bytes()
+            )
+        return httpx.Response(status, content=submit_answer)
+
+    def engine_for(account):
+        return FlowEngine(account.credentials(), transport=httpx.MockTransport(answer))
+
+    return engine_for
+
+
+def test_a_submit_answer_in_an_unknown_shape_makes_the_take_uncertain(take, monkeypatch):
+    # Flow answered 200, so the clip may well be rendering and paid for: not "failed" (which
+    # invites a retry) but uncertain, and never sent again by the worker.
+    monkeypatch.setattr(pipeline, "engine_for", _replaying_engine(b'{"media": [{"name": "x"}]}'))
+    tasks.run_pass()
+    take.refresh_from_db()
+    assert take.status == S.UNCERTAIN
+    assert take.reason == pipeline.UNCERTAIN_REASON
+
+
+def test_a_captured_unsafe_refusal_fails_the_take_with_flows_reason(take, monkeypatch):
+    body = (FLOW_DATA / "error.unsafe.json").read_bytes()
+    monkeypatch.setattr(pipeline, "engine_for", _replaying_engine(body, status=400))
+    tasks.run_pass()
+    take.refresh_from_db()
+    assert take.status == S.FAILED
+    assert "PUBLIC_ERROR_UNSAFE_GENERATION" in take.reason
