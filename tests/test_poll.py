@@ -134,13 +134,26 @@ def test_a_stopped_page_gets_a_poller_without_trigger_when_nothing_is_in_flight(
     client = client_for(alice)
     since = since_on_page(client.get(reverse("project-detail", args=[project.uuid])).text)
     # Finished without `updated` moving (a worker that forgot to bump it): the page must
-    # still stop polling instead of asking forever.
+    # still stop polling instead of asking forever, and show the truth of the cards it last saw
+    # change.
     Generation.objects.filter(pk=takes[0].pk).update(status=READY)
 
     response = client.get(poll_url(project, since))
 
     assert response.status_code == 200
     assert 'id="poller"' in response.text
+    assert "hx-trigger" not in response.text
+    assert str(scenes[0].uuid) in oob_card_ids(response.text)
+    assert "Rendering" not in response.text
+
+
+def test_a_stopped_page_gets_only_recent_cards_again(project, alice, board):
+    scenes, takes = board
+    client = client_for(alice)
+    Generation.objects.filter(pk=takes[0].pk).update(status=READY)
+
+    response = client.get(poll_url(project, encode_since(timezone.now())))
+
     assert "hx-trigger" not in response.text
     assert oob_card_ids(response.text) == set()
 
@@ -233,3 +246,25 @@ def test_the_storyboard_page_costs_the_same_queries_for_few_or_many_scenes(proje
     large = _queries(client, url)
 
     assert small == large
+
+
+def test_a_change_committed_behind_the_token_is_not_lost_when_polling_stops(project, alice, board):
+    scenes, takes = board
+    client = client_for(alice)
+    now = timezone.now()
+    # Another card changed at `now`; the page's token moved there. The worker's "ready" for
+    # take 0 was stamped a second earlier but committed only afterwards.
+    Generation.objects.filter(pk=takes[1].pk).update(reason="Seen", updated=now)
+    since = since_on_page(
+        client.get(poll_url(project, encode_since(now - timedelta(minutes=5)))).text
+    )
+    Generation.objects.filter(pk=takes[0].pk).update(
+        status=READY, updated=now - timedelta(seconds=1), finished_at=now
+    )
+
+    response = client.get(poll_url(project, since))
+
+    assert response.status_code == 200
+    assert str(scenes[0].uuid) in oob_card_ids(response.text)
+    assert "hx-trigger" not in response.text
+    assert since_on_page(response.text) == since

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from uuid import UUID
 
 from django.conf import settings
@@ -128,12 +128,15 @@ def project_poll(request: HtmxHttpRequest, uuid: UUID) -> HttpResponse:
     )
     live = membership.in_flight
     changed = since is None or (newest is not None and newest > since)
+    if not changed and live:
+        return HttpResponse(status=204)
     if not changed:
-        if live:
-            return HttpResponse(status=204)
-        # Nothing moved and nothing will: a poller without a trigger ends the polling.
-        ctx = card_context(project, membership, since=encode_since(since), live=False)
-        return render(request, f"{TEMPLATE}#poller", ctx)
+        # The page was polling, so it saw something in flight; now nothing is and nothing is
+        # newer than its token. Either a worker forgot to say so, or a change committed just
+        # after a later one (its timestamp fell behind the token): re-send the cards touched
+        # shortly before the token, once, and stop polling.
+        newest = since
+        since = since - timedelta(seconds=max(10, 3 * settings.FLOWSITE_PAGE_POLL_SECONDS))
 
     queryset = project.scenes.all()
     if since is not None:
