@@ -63,7 +63,11 @@ class MemberAddForm(forms.Form):
     username = forms.CharField(
         max_length=150, error_messages={"required": "Type the username of the person to add."}
     )
-    role = forms.ChoiceField(choices=Membership.Role.choices, initial=Membership.Role.EDITOR)
+    role = forms.ChoiceField(
+        choices=Membership.Role.choices,
+        initial=Membership.Role.EDITOR,
+        error_messages={"invalid_choice": "Choose owner, editor or viewer."},
+    )
 
     def __init__(self, project: Project, *args, **kwargs) -> None:
         self.project = project

@@ -186,3 +186,19 @@ def test_pages_carry_the_csrf_token_for_htmx_and_no_inline_script_or_style(proje
     assert "/static/django_htmx/htmx-2.min.js" in html
     assert "style=" not in html
     assert "<script>" not in html and "<script " not in html.replace("<script src=", "")
+
+
+def test_a_role_that_does_not_exist_is_refused_in_words(project, alice, charlie):
+    client = client_for(alice)
+
+    added = client.post(
+        members_url(project), {"action": "add", "username": "charlie", "role": "admin"}
+    )
+    changed = client.post(
+        members_url(project), {"action": "role", "username": "bob", "role": "god"}, follow=True
+    )
+
+    assert "Choose owner, editor or viewer." in added.text
+    assert "Choose owner, editor or viewer." in changed.text
+    assert not project.memberships.filter(user=charlie).exists()
+    assert project.memberships.get(user__username="bob").role == Role.EDITOR
