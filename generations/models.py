@@ -442,7 +442,9 @@ class Generation(models.Model):
     def resubmit(self, user) -> Generation:
         """Submit an uncertain take again, knowingly: it may be paid for twice."""
         if self.status != self.Status.UNCERTAIN:
-            raise CannotGenerate("Only a take whose submission is uncertain can be submitted again.")
+            raise CannotGenerate(
+                "Only a take whose submission is uncertain can be submitted again."
+            )
         with transaction.atomic():
             take = self.retry_as_new_take(user)
             self.reason = f"Submitted again by {user} as take {take.take}."
