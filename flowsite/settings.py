@@ -4,6 +4,8 @@ Every knob is an environment variable with a default that suits `make run` on a 
 (SQLite, local files, the local Flow emulator). The README's configuration table lists them.
 """
 
+import base64
+import hashlib
 import os
 from pathlib import Path
 
@@ -194,6 +196,16 @@ FLOWSITE_X_ACCEL_REDIRECT = envstr("FLOWSITE_X_ACCEL_REDIRECT")
 # from the header, which stops decompression bombs).
 FLOWSITE_MAX_IMAGE_BYTES = envint("FLOWSITE_MAX_IMAGE_BYTES", 20 * 1024 * 1024)
 FLOWSITE_MAX_IMAGE_PIXELS = envint("FLOWSITE_MAX_IMAGE_PIXELS", 40_000_000)
+
+# --- Secrets at rest ------------------------------------------------------------------------
+
+# Fernet keys (comma-separated, newest first) that encrypt Flow tokens and session cookies in
+# the database. Required in production (a system check stops the app without one); with DEBUG on
+# a key derived from SECRET_KEY stands in so `make run` needs no setup.
+FLOWSITE_FERNET_KEYS = envlist("FLOWSITE_FERNET_KEYS")
+if not FLOWSITE_FERNET_KEYS and DEBUG:
+    _digest = hashlib.sha256(b"flowsite-fernet:" + SECRET_KEY.encode()).digest()
+    FLOWSITE_FERNET_KEYS = [base64.urlsafe_b64encode(_digest).decode()]
 
 # --- Background work (django-q2) ----------------------------------------------------------
 

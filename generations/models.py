@@ -12,6 +12,7 @@ from django.db import IntegrityError, models, transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from .crypto import EncryptedTextField
 from .engines.base import Aspect, Credentials, ImageData
 from .engines.catalogue import TIER_ONE, TIERS, get_model
 
@@ -30,9 +31,10 @@ class FlowAccount(models.Model):
     uuid = models.UUIDField(default=uuid4, unique=True, editable=False)
     label = models.CharField(max_length=100, unique=True)
     tier = models.CharField(max_length=40, choices=TIERS, default=TIER_ONE)
-    bearer_token = models.TextField(blank=True)
-    session_cookie = models.TextField(blank=True)
-    access_token = models.TextField(blank=True, editable=False)
+    # Secrets spend the team's credits: encrypted at rest (see generations/crypto.py).
+    bearer_token = EncryptedTextField(blank=True)
+    session_cookie = EncryptedTextField(blank=True)
+    access_token = EncryptedTextField(blank=True, editable=False)
     access_token_expires = models.DateTimeField(null=True, blank=True, editable=False)
     credits = models.IntegerField(null=True, blank=True)
     credits_checked_at = models.DateTimeField(null=True, blank=True)

@@ -31,6 +31,15 @@ def _static_files_without_collectstatic(settings):
     settings.WHITENOISE_USE_FINDERS = True
 
 
+# A fixed key for tests only: production refuses to start without FLOWSITE_FERNET_KEYS.
+TEST_FERNET_KEY = "m8R0a7Qy1hV8ZC3k2n9W3s1pJ4u6x0bYcD5eF7gH9iA="
+
+
+@pytest.fixture(autouse=True)
+def _fernet_key(settings):
+    settings.FLOWSITE_FERNET_KEYS = [TEST_FERNET_KEY]
+
+
 @pytest.fixture(autouse=True)
 def _fast_password_hashing(settings):
     # Four users per test with production-strength hashing cost about a second per test.

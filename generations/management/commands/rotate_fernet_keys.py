@@ -1,0 +1,29 @@
+from django.core.management.base import BaseCommand
+from django.db import connection, transaction
+
+from generations import crypto
+from generations.models import FlowAccount
+
+SECRET_FIELDS = ("bearer_token", "session_cookie", "access_token")
+
+
+class Command(BaseCommand):
+    help = (
+        "Re-encrypt every stored Flow secret under the first key of FLOWSITE_FERNET_KEYS. "
+        "Run it after putting a new key first in the list; then the old key can be removed."
+    )
+
+    def handle(self, *args, **options) -> None:
+        # The ORM would hand back decrypted values and encrypt again on write; rotation works
+        # on the stored text itself, so it goes through SQL.
+        quote = connection.ops.quote_name
+        table = quote(FlowAccount._meta.db_table)
+        columns = ", ".join(quote(name) for name in SECRET_FIELDS)
+        assignments = ", ".join(f"{quote(name)} = %s" for name in SECRET_FIELDS)
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute(f"SELECT id, {columns} FROM {table}")
+            rows = cursor.fetchall()
+            for pk, *stored in rows:
+                rotated = [crypto.rotate(value or "") for value in stored]
+                cursor.execute(f"UPDATE {table} SET {assignments} WHERE id = %s", [*rotated, pk])
+        self.stdout.write(f"Re-encrypted the secrets of {len(rows)} Flow account(s).")

@@ -1,0 +1,71 @@
+import io
+
+import pytest
+from cryptography.fernet import Fernet
+from django.core.checks import run_checks
+from django.core.management import call_command
+from django.db import connection
+
+from generations.models import FlowAccount
+
+
+def stored(account: FlowAccount, column: str) -> str:
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT {column} FROM generations_flowaccount WHERE id = %s", [account.pk])
+        return cursor.fetchone()[0]
+
+
+def test_a_pasted_cookie_is_never_stored_in_the_clear(db):
+    account = FlowAccount.objects.create(label="Studio", session_cookie="cookie-value-42")
+    raw = stored(account, "session_cookie")
+    assert "cookie-value-42" not in raw
+    assert raw.startswith("fernet:")
+    assert FlowAccount.objects.get(pk=account.pk).session_cookie == "cookie-value-42"
+
+
+def test_empty_secrets_stay_empty(db):
+    account = FlowAccount.objects.create(label="Studio", bearer_token="ya29.abc")
+    assert stored(account, "session_cookie") == ""
+    assert FlowAccount.objects.get(pk=account.pk).session_cookie == ""
+
+
+def test_rotating_keys_reencrypts_under_the_new_key_and_the_old_key_can_go(db, settings):
+    old_key, new_key = Fernet.generate_key().decode(), Fernet.generate_key().decode()
+    settings.FLOWSITE_FERNET_KEYS = [old_key]
+    account = FlowAccount.objects.create(label="Studio", bearer_token="ya29.secret-token")
+    before = stored(account, "bearer_token")
+
+    settings.FLOWSITE_FERNET_KEYS = [new_key, old_key]
+    call_command("rotate_fernet_keys", stdout=io.StringIO())
+    assert stored(account, "bearer_token") != before
+
+    settings.FLOWSITE_FERNET_KEYS = [new_key]
+    assert FlowAccount.objects.get(pk=account.pk).bearer_token == "ya29.secret-token"
+
+
+def test_a_value_written_before_encryption_is_read_and_then_encrypted_by_rotation(db):
+    account = FlowAccount.objects.create(label="Studio")
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "UPDATE generations_flowaccount SET bearer_token = %s WHERE id = %s",
+            ["ya29.legacy", account.pk],
+        )
+    assert FlowAccount.objects.get(pk=account.pk).bearer_token == "ya29.legacy"
+    call_command("rotate_fernet_keys", stdout=io.StringIO())
+    assert stored(account, "bearer_token").startswith("fernet:")
+    assert FlowAccount.objects.get(pk=account.pk).bearer_token == "ya29.legacy"
+
+
+def test_the_app_refuses_to_start_without_a_key(settings):
+    settings.FLOWSITE_FERNET_KEYS = []
+    errors = [error.id for error in run_checks(tags=["flowsite"])]
+    assert errors == ["flowsite.E001"]
+
+
+@pytest.mark.parametrize("keys", [["not-a-key"], ["short"]])
+def test_a_malformed_key_is_reported_in_words(db, settings, keys):
+    from django.core.exceptions import ImproperlyConfigured
+
+    settings.FLOWSITE_FERNET_KEYS = keys
+    with pytest.raises(ImproperlyConfigured, match="url-safe base64"):
+        FlowAccount.objects.create(label="Studio", bearer_token="ya29.x")
