@@ -78,3 +78,25 @@ def project(alice, bob, carol, account) -> Project:
     project.add_member(bob, Membership.Role.EDITOR)
     project.add_member(carol, Membership.Role.VIEWER)
     return project
+
+
+class TaskQueue:
+    """The django-q2 broker's queue as tests see it, whichever broker is configured (the ORM
+    by default, Redis when Q_REDIS_URL is set), emptied when a test starts."""
+
+    def __init__(self) -> None:
+        from django_q.brokers import get_broker
+
+        self.broker = get_broker()
+        self.clear()
+
+    def count(self) -> int:
+        return self.broker.queue_size()
+
+    def clear(self) -> None:
+        self.broker.purge_queue()
+
+
+@pytest.fixture
+def task_queue(db) -> TaskQueue:
+    return TaskQueue()

@@ -13,7 +13,6 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
-from django_q.models import OrmQ
 from PIL import Image
 
 from generations.images import store_start_image
@@ -321,7 +320,7 @@ def test_retry_explains_a_take_that_cannot_be_retried(admin_client, project):
     assert any("no longer offered" in message for message in messages_of(response))
 
 
-def test_poll_now_makes_waiting_takes_due_and_starts_the_worker(admin_client, project):
+def test_poll_now_makes_waiting_takes_due_and_starts_the_worker(admin_client, project, task_queue):
     later = timezone.now() + timedelta(minutes=5)
     waiting = take(project, Generation.Status.PENDING, 1, next_check_at=later)
     done = take(project, Generation.Status.READY, 2)
@@ -330,7 +329,7 @@ def test_poll_now_makes_waiting_takes_due_and_starts_the_worker(admin_client, pr
 
     waiting.refresh_from_db()
     assert waiting.next_check_at <= timezone.now()
-    assert OrmQ.objects.count() == 1
+    assert task_queue.count() == 1
     assert messages_of(response) == [
         "Asked the worker to check 1 take now. 1 was not waiting on Flow."
     ]

@@ -11,7 +11,7 @@ import httpx
 import pytest
 from django.apps import apps as django_apps
 from django.utils import timezone
-from django_q.models import OrmQ, Schedule
+from django_q.models import Schedule
 
 from generations import pipeline, tasks
 from generations.engines.flow import FlowEngine
@@ -68,12 +68,12 @@ def test_a_lease_is_held_by_one_holder_until_it_lapses(db):
     assert not WorkerLease.is_held("pump")
 
 
-def test_start_pump_enqueues_a_task_only_when_no_pump_holds_the_lease(db):
+def test_start_pump_enqueues_a_task_only_when_no_pump_holds_the_lease(db, task_queue):
     assert tasks.start_pump()
-    assert OrmQ.objects.count() == 1
+    assert task_queue.count() == 1
     WorkerLease.acquire(tasks.PUMP, "running", 60)
     assert not tasks.start_pump()
-    assert OrmQ.objects.count() == 1
+    assert task_queue.count() == 1
 
 
 def test_a_pump_that_finds_the_lease_held_stops_at_once(db):
@@ -86,14 +86,14 @@ def test_a_pump_with_nothing_in_flight_runs_one_pass_and_lets_go(db, no_engine):
     assert not WorkerLease.is_held(tasks.PUMP)
 
 
-def test_the_watchdog_starts_a_pump_only_for_work_in_flight(take):
-    OrmQ.objects.all().delete()
+def test_the_watchdog_starts_a_pump_only_for_work_in_flight(take, task_queue):
+    task_queue.clear()
     assert tasks.watchdog()
-    assert OrmQ.objects.count() == 1
+    assert task_queue.count() == 1
     take.cancel()
-    OrmQ.objects.all().delete()
+    task_queue.clear()
     assert not tasks.watchdog()
-    assert OrmQ.objects.count() == 0
+    assert task_queue.count() == 0
 
 
 def test_the_watchdog_schedule_exists_once_even_when_the_migration_runs_again(db):
@@ -110,11 +110,11 @@ def test_the_watchdog_schedule_exists_once_even_when_the_migration_runs_again(db
 
 
 def test_generate_queues_the_submission_once_committed(
-    scene, alice, django_capture_on_commit_callbacks
+    scene, alice, django_capture_on_commit_callbacks, task_queue
 ):
     with django_capture_on_commit_callbacks(execute=True):
         scene.generate(alice)
-    assert OrmQ.objects.count() == 1, "a pump task was enqueued"
+    assert task_queue.count() == 1, "a pump task was enqueued"
 
 
 def test_a_pass_writes_only_rows_that_still_carry_its_claim(scene, alice):
@@ -200,7 +200,7 @@ def test_cancel_refuses_a_take_that_already_finished(take):
 
 
 def test_retry_as_new_take_copies_the_snapshot_and_queues_it(
-    take, bob, django_capture_on_commit_callbacks
+    take, bob, django_capture_on_commit_callbacks, task_queue
 ):
     scene = take.scene
     scene.prompt = "something else entirely"
@@ -215,7 +215,7 @@ def test_retry_as_new_take_copies_the_snapshot_and_queues_it(
     snapshot = ("prompt", "model_key", "aspect", "seed", "start_image_id", "scene_id")
     assert [getattr(again, f) for f in snapshot] == [getattr(take, f) for f in snapshot]
     assert again.request_id != take.request_id
-    assert OrmQ.objects.exists(), "the new take was queued for submission"
+    assert task_queue.count() > 0, "the new take was queued for submission"
 
 
 def test_retry_refuses_in_words_when_the_start_image_is_gone(take, bob):
@@ -239,14 +239,14 @@ def test_resubmit_makes_a_new_take_and_says_so_on_the_old_one(take, bob):
     assert take.reason == f"Submitted again by bob as take {again.take}."
 
 
-def test_poll_now_makes_takes_due_and_starts_a_pump(take):
+def test_poll_now_makes_takes_due_and_starts_a_pump(take, task_queue):
     future = timezone.now() + timedelta(minutes=5)
     set_status(take, S.ACTIVE, next_check_at=future)
-    OrmQ.objects.all().delete()
+    task_queue.clear()
     assert tasks.poll_now([take.pk]) == 1
     take.refresh_from_db()
     assert take.next_check_at <= timezone.now()
-    assert OrmQ.objects.count() == 1
+    assert task_queue.count() == 1
 
 
 # --- When the pump wakes ------------------------------------------------------------------
