@@ -760,3 +760,28 @@ def test_stop_removes_the_render_folder():
     assert render_dir.is_dir()
     emulator.stop()
     assert not render_dir.exists()
+
+
+def test_takes_with_seeds_of_different_camera_moves_render_different_clips(tmp_path):
+    from generations.emulator.render import render_clip
+
+    picture = Image.new("RGB", (1600, 900))
+    ImageDraw.Draw(picture).rectangle((100, 100, 700, 600), fill=(200, 40, 40))
+    data = io.BytesIO()
+    picture.save(data, "JPEG")
+
+    def poster(move: int) -> bytes:
+        clip = render_clip(
+            data.getvalue(),
+            "a red box",
+            portrait=False,
+            clip_seconds=0.25,
+            fps=24,
+            move=move,
+            out_dir=tmp_path,
+            name=f"move-{move}",
+        )
+        return clip.poster_path.read_bytes()
+
+    posters = [poster(move) for move in range(4)]
+    assert len(set(posters)) == 4, "each camera move starts from a different view"

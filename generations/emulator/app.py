@@ -44,7 +44,7 @@ from .faults import (
     faults_in,
     parse_fault,
 )
-from .render import RenderedClip, caption_text, render_clip
+from .render import CAMERA_MOVES, RenderedClip, caption_text, render_clip
 
 log = logging.getLogger("flow_emulator")
 
@@ -306,30 +306,37 @@ class Renderer:
         self.dir = Path(tempfile.mkdtemp(prefix="flow-emulator-"))
         self.clip_seconds, self.fps = clip_seconds, fps
         self._pool = ThreadPoolExecutor(max(1, workers), thread_name_prefix="emulator-render")
-        self._cache: dict[tuple[str, str, bool], Future[RenderedClip]] = {}
+        self._cache: dict[tuple[str, str, bool, int], Future[RenderedClip]] = {}
         self._lock = threading.Lock()
         # The folder goes even if nobody calls close() (a test run that is interrupted).
         self._finalizer = weakref.finalize(self, shutil.rmtree, self.dir, True)
 
-    def render(self, image: StoredImage, prompt: str, portrait: bool) -> Future[RenderedClip]:
-        key = (image.sha256, caption_text(prompt), portrait)
+    def render(
+        self, image: StoredImage, prompt: str, portrait: bool, seed: int = 0
+    ) -> Future[RenderedClip]:
+        # The seed picks the camera move, so two takes of one scene look like two takes.
+        move = seed % CAMERA_MOVES
+        key = (image.sha256, caption_text(prompt), portrait, move)
         with self._lock:
             future = self._cache.get(key)
             if future is None or (future.done() and future.exception() is not None):
                 name = hashlib.sha256(
                     repr((*key, self.clip_seconds, self.fps)).encode()
                 ).hexdigest()[:32]
-                future = self._pool.submit(self._render, image.data, prompt, portrait, name)
+                future = self._pool.submit(self._render, image.data, prompt, portrait, move, name)
                 self._cache[key] = future
             return future
 
-    def _render(self, data: bytes, prompt: str, portrait: bool, name: str) -> RenderedClip:
+    def _render(
+        self, data: bytes, prompt: str, portrait: bool, move: int, name: str
+    ) -> RenderedClip:
         started = time.perf_counter()
         try:
             clip = render_clip(
                 data,
                 prompt,
                 portrait=portrait,
+                move=move,
                 clip_seconds=self.clip_seconds,
                 fps=self.fps,
                 out_dir=self.dir,
@@ -621,7 +628,9 @@ class EmulatorApp:
             assert image is not None
             render = None
             if "fail" not in faults and "stuck" not in faults:
-                render = self.state.renderer.render(image, clip["prompt"], clip["portrait"])
+                render = self.state.renderer.render(
+                    image, clip["prompt"], clip["portrait"], clip["seed"]
+                )
             operation = Operation(
                 name=uuid.uuid4().hex,
                 scene_id=clip["scene_id"],

@@ -117,10 +117,16 @@ def _source_for(image: Image.Image, size: tuple[int, int]) -> Image.Image:
     return image.resize(target, Image.Resampling.BILINEAR, reducing_gap=2.0)
 
 
+# Four camera moves: pan forwards or backwards, zooming in or out.
+CAMERA_MOVES = 4
+
+
 def _window(
-    source: tuple[int, int], size: tuple[int, int], t: float
+    source: tuple[int, int], size: tuple[int, int], t: float, move: int = 0
 ) -> tuple[float, float, float, float]:
-    """The part of the source the camera sees at time ``t`` in [0, 1]."""
+    """The part of the source the camera sees at time ``t`` in [0, 1] during ``move``."""
+    if move & 1:
+        t = 1.0 - t
     src_w, src_h = source
     width, height = size
     # The widest window with the frame's aspect that fits the source, then zoom into it.
@@ -129,7 +135,7 @@ def _window(
     win_w, win_h = width * base / zoom, height * base / zoom
     # Pan from one end of the spare room to the other along the longer spare axis.
     spare_x, spare_y = src_w - win_w, src_h - win_h
-    progress = _ease(t)
+    progress = _ease(t) if not move & 2 else 1.0 - _ease(t)
     if spare_x >= spare_y:
         left, top = spare_x * (0.15 + 0.7 * progress), spare_y / 2
     else:
@@ -143,6 +149,7 @@ def render_clip(
     *,
     portrait: bool,
     clip_seconds: float,
+    move: int = 0,
     fps: int,
     out_dir: Path,
     name: str,
@@ -179,7 +186,7 @@ def render_clip(
             for index in range(frames):
                 t = index / (frames - 1) if frames > 1 else 0.0
                 frame_image = source.resize(
-                    size, Image.Resampling.BILINEAR, box=_window(source.size, size, t)
+                    size, Image.Resampling.BILINEAR, box=_window(source.size, size, t, move)
                 )
                 if band is not None:
                     frame_image.paste(band, (0, band_top), band)
