@@ -349,7 +349,15 @@ class Pass:
         groups: dict[tuple[int, int], list[Generation]] = defaultdict(list)
         for take in takes:
             groups[(take.project_id, take.account_id)].append(take)
-        for group in groups.values():
+        # Flow's own client never sends more than four clips in one call; a bigger batch is a
+        # shape the upstream has not been seen to accept, so groups go out in slices.
+        size = max(1, settings.FLOW_SUBMIT_BATCH_SIZE)
+        batches = [
+            group[start : start + size]
+            for group in groups.values()
+            for start in range(0, len(group), size)
+        ]
+        for group in batches:
             try:
                 SubmitGroup(self, token, group).run()
             except Exception:
