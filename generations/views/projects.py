@@ -177,7 +177,9 @@ def project_generate_all(request: HttpRequest, uuid: UUID) -> HttpResponse:
                 "Generate all again if you still want more.",
             )
             return redirect("project-detail", uuid=project.uuid)
-        for scene in project.scenes.select_for_update().select_related("start_image"):
+        # of=("self",): PostgreSQL refuses FOR UPDATE on the nullable side of the outer join
+        # to start_image; only the scenes need locking.
+        for scene in project.scenes.select_for_update(of=("self",)).select_related("start_image"):
             problem = scene.generation_problem()
             if problem:
                 skipped.append((scene, problem))
