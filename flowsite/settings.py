@@ -10,6 +10,7 @@ import os
 from pathlib import Path
 
 import dj_database_url
+from django.utils.csp import CSP
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -61,6 +62,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "django.middleware.csp.ContentSecurityPolicyMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -82,6 +84,7 @@ TEMPLATES = [
         "OPTIONS": {
             "context_processors": [
                 "django.template.context_processors.request",
+                "django.template.context_processors.csp",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
                 "generations.context_processors.flowsite",
@@ -197,6 +200,56 @@ FLOWSITE_X_ACCEL_REDIRECT = envstr("FLOWSITE_X_ACCEL_REDIRECT")
 # from the header, which stops decompression bombs).
 FLOWSITE_MAX_IMAGE_BYTES = envint("FLOWSITE_MAX_IMAGE_BYTES", 20 * 1024 * 1024)
 FLOWSITE_MAX_IMAGE_PIXELS = envint("FLOWSITE_MAX_IMAGE_PIXELS", 40_000_000)
+
+# --- Browser security -----------------------------------------------------------------------
+#
+# With DEBUG off (production) the defaults are the strict ones: HTTPS only, secure cookies,
+# HSTS for a year. Each can be turned off from the environment for a deployment that needs it
+# (the README's table). SECURITY.md explains what each one protects.
+
+_PRODUCTION = not DEBUG
+
+# Scripts only from our own origin, plus the per-response nonce Django puts on htmx's script
+# tag; no inline styles or scripts anywhere, so htmx runs with eval and its injected indicator
+# styles switched off (see the htmx-config meta tag in templates/base.html).
+SECURE_CSP = {
+    "default-src": [CSP.SELF],
+    "script-src": [CSP.SELF, CSP.NONCE],
+    "style-src": [CSP.SELF],
+    "img-src": [CSP.SELF, "data:"],
+    "media-src": [CSP.SELF],
+    "object-src": [CSP.NONE],
+    "base-uri": [CSP.SELF],
+    "frame-ancestors": [CSP.NONE],
+    "form-action": [CSP.SELF],
+}
+
+SECURE_SSL_REDIRECT = envbool("SECURE_SSL_REDIRECT", _PRODUCTION)
+SESSION_COOKIE_SECURE = envbool("SESSION_COOKIE_SECURE", _PRODUCTION)
+CSRF_COOKIE_SECURE = envbool("CSRF_COOKIE_SECURE", _PRODUCTION)
+SECURE_HSTS_SECONDS = envint("SECURE_HSTS_SECONDS", 365 * 24 * 3600 if _PRODUCTION else 0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = envbool("SECURE_HSTS_INCLUDE_SUBDOMAINS", _PRODUCTION)
+# The preload flag alone changes nothing until someone submits the domain to hstspreload.org.
+SECURE_HSTS_PRELOAD = envbool("SECURE_HSTS_PRELOAD", _PRODUCTION)
+# Behind a TLS-terminating proxy Django sees plain HTTP: trust the proxy's X-Forwarded-Proto
+# (only when the proxy always sets it, or a client could claim HTTPS), else the redirect loops.
+if envbool("SECURE_PROXY_SSL_HEADER", False):
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+X_FRAME_OPTIONS = "DENY"
+SESSION_COOKIE_HTTPONLY = True
+SESSION_COOKIE_SAMESITE = "Lax"
+CSRF_COOKIE_SAMESITE = "Lax"
+
+# Sign-in throttling (generations/throttle.py): failures are counted in the database so every
+# web process sees the same counts.
+FLOWSITE_SIGNIN_WINDOW_MINUTES = envint("FLOWSITE_SIGNIN_WINDOW_MINUTES", 15)
+FLOWSITE_SIGNIN_FAILURES_PER_ACCOUNT = envint("FLOWSITE_SIGNIN_FAILURES_PER_ACCOUNT", 5)
+FLOWSITE_SIGNIN_FAILURES_PER_ADDRESS = envint("FLOWSITE_SIGNIN_FAILURES_PER_ADDRESS", 20)
+# How many proxies in front of Flowsite append to X-Forwarded-For. 0: the client address is
+# the connection's. Behind one nginx: 1 (the last address nginx appended is the client's).
+FLOWSITE_TRUSTED_PROXIES = envint("FLOWSITE_TRUSTED_PROXIES", 0)
 
 # --- Secrets at rest ------------------------------------------------------------------------
 

@@ -43,7 +43,7 @@ def _thumbnail(url: str | None, alt: str, height: int = 48):
     if url is None:
         return NONE
     return format_html(
-        '<img src="{}" alt="{}" height="{}" loading="lazy" style="border-radius:3px">',
+        '<img src="{}" alt="{}" height="{}" loading="lazy">',
         url,
         alt,
         height,

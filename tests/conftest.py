@@ -41,6 +41,14 @@ def _fernet_key(settings):
 
 
 @pytest.fixture(autouse=True)
+def _plain_http_in_tests(settings):
+    # Tests run with DEBUG off, so production's redirect to HTTPS would answer every test
+    # request with a 301; the test client and the live server speak plain HTTP.
+    # tests/test_security_settings.py checks the production values themselves.
+    settings.SECURE_SSL_REDIRECT = False
+
+
+@pytest.fixture(autouse=True)
 def _fast_password_hashing(settings):
     # Four users per test with production-strength hashing cost about a second per test.
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]

@@ -11,17 +11,20 @@
     }
   }, true);
 
-  // Show the chosen start image before it is uploaded.
+  // Show the chosen start image before it is uploaded. A data: URL, not URL.createObjectURL:
+  // the Content-Security-Policy allows images from data: but not from blob:.
   document.addEventListener("change", function (event) {
     var input = event.target;
     if (input.matches && input.matches("input[type=file][data-preview=image]")) {
       var target = document.querySelector("[data-preview-target=image]");
       var file = input.files && input.files[0];
       if (target && file && file.type.indexOf("image/") === 0) {
-        if (target.dataset.objectUrl) URL.revokeObjectURL(target.dataset.objectUrl);
-        target.dataset.objectUrl = URL.createObjectURL(file);
-        target.src = target.dataset.objectUrl;
-        target.hidden = false;
+        var reader = new FileReader();
+        reader.onload = function () {
+          target.src = reader.result;
+          target.hidden = false;
+        };
+        reader.readAsDataURL(file);
       }
     }
     if (input.matches && input.matches("select[data-aspect=scene]")) {
