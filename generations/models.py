@@ -497,3 +497,26 @@ class WorkerLease(models.Model):
 
 
 IN_FLIGHT_Q = Q(status__in=Generation.IN_FLIGHT)
+
+
+class SignInFailure(models.Model):
+    """One failed sign-in, kept while it counts towards the throttle (generations/throttle.py).
+
+    In the database rather than Django's cache: the default cache lives in each process, and
+    with several web workers each would count (and forgive) on its own.
+    """
+
+    # Case-folded, so "Alice" and "ALICE" count against the same account.
+    username = models.CharField(max_length=150)
+    # The client's address; for IPv6 its /64 network, which one client usually holds whole.
+    address = models.CharField(max_length=64)
+    at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["username", "at"], name="signin_failure_username"),
+            models.Index(fields=["address", "at"], name="signin_failure_address"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.username} from {self.address} at {self.at:%Y-%m-%d %H:%M:%S}"
