@@ -6,4 +6,6 @@ class GenerationsConfig(AppConfig):
     verbose_name = "Flowsite"
 
     def ready(self) -> None:
-        from . import checks  # noqa: F401  (registers the system checks)
+        # Imported for their side effects: the system checks register themselves, and the
+        # throttle counts failed sign-ins from any login form.
+        from . import checks, throttle  # noqa: F401
