@@ -155,6 +155,34 @@ STORAGES = {
     },
 }
 
+# Object storage (optional): with a bucket named, clips, posters and start images live in S3
+# (or any S3-compatible store at FLOWSITE_S3_ENDPOINT_URL) instead of MEDIA_ROOT, so web and
+# worker containers need no shared volume. The bucket stays private (no ACL is ever sent); the
+# media views check membership and then redirect to a presigned URL valid this many seconds.
+# Credentials come from boto3's usual chain (AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, a role).
+FLOWSITE_S3_BUCKET = envstr("FLOWSITE_S3_BUCKET")
+FLOWSITE_S3_ENDPOINT_URL = envstr("FLOWSITE_S3_ENDPOINT_URL")
+FLOWSITE_S3_URL_SECONDS = envint("FLOWSITE_S3_URL_SECONDS", 60)
+# Downloads are written whole to this local folder first, then uploaded and removed.
+FLOWSITE_STAGING_DIR = Path(envstr("FLOWSITE_STAGING_DIR", str(VAR_DIR / "staging")))
+if FLOWSITE_S3_BUCKET:
+    STORAGES["default"] = {
+        "BACKEND": "storages.backends.s3.S3Storage",
+        "OPTIONS": {
+            "bucket_name": FLOWSITE_S3_BUCKET,
+            "endpoint_url": FLOWSITE_S3_ENDPOINT_URL or None,
+            "region_name": envstr("FLOWSITE_S3_REGION") or None,
+            # S3-compatible stores (MinIO, moto, Ceph) mostly want path-style addressing.
+            "addressing_style": "path" if FLOWSITE_S3_ENDPOINT_URL else None,
+            "signature_version": "s3v4",
+            "default_acl": None,
+            "querystring_auth": True,
+            "querystring_expire": FLOWSITE_S3_URL_SECONDS,
+            # Names are per take and per upload; a retried download replaces its own object.
+            "file_overwrite": True,
+        },
+    }
+
 # --- Flow, the upstream -------------------------------------------------------------------
 
 # The local emulator stands in for Google: both base URLs then point at it.
@@ -264,7 +292,9 @@ if not FLOWSITE_FERNET_KEYS and DEBUG:
 # --- Background work (django-q2) ----------------------------------------------------------
 
 Q_CLUSTER = {
-    "name": "flowsite",
+    # Also the Redis queue's key: two sites sharing one Redis need different names. Read here
+    # because django-q2 crashes when only its own Q_CLUSTER_NAME variable differs from this.
+    "name": envstr("Q_CLUSTER_NAME", "flowsite"),
     "workers": envint("Q_WORKERS", 2),
     # timeout < retry, so a task is never handed out again while it may still be running.
     "timeout": envint("Q_TIMEOUT", 600),

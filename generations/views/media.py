@@ -24,12 +24,14 @@ from django.http import (
     HttpResponse,
     HttpResponseBase,
     HttpResponseNotModified,
+    HttpResponseRedirect,
     StreamingHttpResponse,
 )
 from django.utils.http import content_disposition_header
 from django.utils.text import slugify
 from django.views.decorators.http import require_safe
 
+from .. import storage
 from .access import _get_generation_for_user, _get_image_for_user
 
 CHUNK_SIZE = 64 * 1024
@@ -96,6 +98,21 @@ def serve_private_file(
     as_attachment = request.GET.get("download") == "1"
     disposition = content_disposition_header(as_attachment, download_name)
 
+    if storage.is_remote():
+        # The bucket is private: access was checked above, so this viewer gets a link that
+        # expires within FLOWSITE_S3_URL_SECONDS, and the store serves the bytes and Range.
+        response = HttpResponseRedirect(
+            storage.presigned_url(
+                field_file.name,
+                content_type=content_type,
+                download_name=download_name,
+                as_attachment=as_attachment,
+            )
+        )
+        # Each visit must come back here for a fresh link and a fresh access check.
+        response["Cache-Control"] = "private, no-store"
+        return response
+
     prefix = settings.FLOWSITE_X_ACCEL_REDIRECT
     if prefix:
         # nginx serves the bytes (and the Range) from its internal location; the file name is
@@ -107,7 +124,7 @@ def serve_private_file(
         return response
 
     try:
-        handle = field_file.storage.open(field_file.name, "rb")
+        handle = storage.open_for_serving(field_file.name)
     except FileNotFoundError:
         raise Http404("The file is missing from storage.") from None
     try:

@@ -1,0 +1,104 @@
+"""Where clips, posters and start images are kept: the local media folder or a private bucket.
+
+Django's default storage is a ``FileSystemStorage`` under ``MEDIA_ROOT`` unless
+``FLOWSITE_S3_BUCKET`` names a bucket, when it is django-storages' ``S3Storage``. Downloads are
+written to a complete local file either way, because ``download_to``'s promises (the whole file
+or nothing, the size limit, the deadline, the sha256 taken while streaming) need a real file;
+``store_file`` then puts that file under its final name. On the local folder the download is
+already there and storing it costs nothing; with a bucket it is uploaded, checked and removed.
+
+The media views check membership first, then stream a local file or, with a bucket, redirect
+to a presigned URL that expires after ``FLOWSITE_S3_URL_SECONDS``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+from django.conf import settings
+from django.core.files import File
+from django.core.files.storage import FileSystemStorage, default_storage
+from django.utils.http import content_disposition_header
+
+log = logging.getLogger(__name__)
+
+
+class StoreFailed(OSError):
+    """The storage did not keep the file whole."""
+
+
+def is_remote() -> bool:
+    """Whether stored files live outside this machine (an object store), not in MEDIA_ROOT."""
+    return not isinstance(default_storage, FileSystemStorage)
+
+
+def local_path(name: str) -> Path:
+    """Where a download that will be stored as ``name`` is written first.
+
+    On the local folder that is its final place, so ``store_file`` has nothing left to do;
+    with an object store it is a staging folder the upload is made from.
+    """
+    if is_remote():
+        return Path(settings.FLOWSITE_STAGING_DIR) / name
+    return Path(default_storage.path(name))
+
+
+def store_file(local_path: str | os.PathLike[str], name: str) -> str:
+    """Keep the complete file at ``local_path`` as ``name``; returns the name it is kept under.
+
+    With an object store the local file is removed afterwards, stored or not, so staging never
+    fills up; an upload the store reports at a different size is deleted and raises
+    ``StoreFailed`` (the caller retries the download as for any other failure).
+    """
+    source = Path(local_path)
+    if not is_remote() and source.resolve() == Path(default_storage.path(name)).resolve():
+        return name
+    try:
+        size = source.stat().st_size
+        with source.open("rb") as handle:
+            stored = default_storage.save(name, File(handle, name=source.name))
+        kept = default_storage.size(stored)
+        if kept != size:
+            default_storage.delete(stored)
+            raise StoreFailed(f"The storage kept {kept} of the {size} bytes of {name}.")
+    finally:
+        source.unlink(missing_ok=True)
+    log.info("Stored %s (%d bytes)", stored, size)
+    return stored
+
+
+def discard(name: str) -> None:
+    """Remove a stored file that turned out not to be wanted; a missing one is fine."""
+    if name:
+        default_storage.delete(name)
+
+
+def open_for_serving(name: str) -> File:
+    """The stored file opened for reading; ``FileNotFoundError`` when it is gone."""
+    return default_storage.open(name, "rb")
+
+
+def presigned_url(
+    name: str,
+    *,
+    content_type: str | None = None,
+    download_name: str | None = None,
+    as_attachment: bool = False,
+) -> str:
+    """A link to ``name`` in the private bucket, valid for ``FLOWSITE_S3_URL_SECONDS``.
+
+    Only for a viewer whose access has just been checked: whoever holds the link can fetch
+    the file until it expires. The store answers with the given type and file name.
+    """
+    if not is_remote():
+        raise RuntimeError("Presigned URLs need an object store (FLOWSITE_S3_BUCKET).")
+    parameters: dict[str, str] = {}
+    if content_type:
+        parameters["ResponseContentType"] = content_type
+    if download_name:
+        parameters["ResponseContentDisposition"] = content_disposition_header(
+            as_attachment, download_name
+        )
+    return default_storage.url(name, parameters=parameters, expire=settings.FLOWSITE_S3_URL_SECONDS)
