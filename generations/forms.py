@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from django import forms
 from django.contrib.auth import get_user_model
+from django.core.validators import MaxLengthValidator
 from django.db import transaction
 from django.utils import timezone
 
@@ -11,6 +12,7 @@ from . import images
 from .engines.base import Aspect
 from .engines.catalogue import IMAGE_TO_VIDEO, TIER_NOT_PAID, get_model, models_for
 from .models import FlowAccount, Membership, Project, Scene
+from .prompts import normalise_line_breaks, prompt_problem
 
 MAX_SEED = 2**31 - 1
 MIN_TAKES, MAX_TAKES = 1, 4
@@ -143,6 +145,10 @@ class SceneForm(forms.ModelForm):
     def __init__(self, project: Project, *args, **kwargs) -> None:
         self.project = project
         super().__init__(*args, **kwargs)
+        # The length is checked in clean_prompt, after CR LF line breaks count as one
+        # character, as the textarea's maxlength counted them.
+        prompt = self.fields["prompt"]
+        prompt.validators = [v for v in prompt.validators if not isinstance(v, MaxLengthValidator)]
         self.tier = project.account.tier if project.account else TIER_NOT_PAID
         self.fields["model_key"].widget.choices = self._model_choices()
         if self.instance.pk is None:
@@ -167,9 +173,12 @@ class SceneForm(forms.ModelForm):
         return groups
 
     def clean_prompt(self) -> str:
-        prompt = self.cleaned_data["prompt"].strip()
+        prompt = normalise_line_breaks(self.cleaned_data["prompt"]).strip()
         if not prompt:
             raise forms.ValidationError("Write a prompt: it tells Flow what happens in the clip.")
+        problem = prompt_problem(prompt)
+        if problem:
+            raise forms.ValidationError(f"The prompt {problem}.")
         return prompt
 
     def clean(self) -> dict:

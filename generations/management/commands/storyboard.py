@@ -45,6 +45,7 @@ from generations.models import (
     Project,
     Scene,
 )
+from generations.prompts import normalise_line_breaks, prompt_problem
 
 from .flow_account import table
 
@@ -460,12 +461,11 @@ def _check_row(
         if checked_images[image]:
             problems.append(checked_images[image])
 
-    prompt = cells["prompt"]
-    max_prompt = Scene._meta.get_field("prompt").max_length
+    prompt = normalise_line_breaks(cells["prompt"])
     if not prompt:
         problems.append("the prompt is empty")
-    elif len(prompt) > max_prompt:
-        problems.append(f"the prompt is longer than {max_prompt} characters")
+    elif problem := prompt_problem(prompt):
+        problems.append(f"the prompt {problem}")
 
     aspect = cells["aspect"].lower()
     if aspect not in (Aspect.LANDSCAPE, Aspect.PORTRAIT):
