@@ -218,6 +218,13 @@ FLOWSITE_POLL_INTERVAL = envfloat("FLOWSITE_POLL_INTERVAL", 5.0)
 FLOWSITE_PAGE_POLL_SECONDS = envint("FLOWSITE_PAGE_POLL_SECONDS", 3)
 # A take Flow is still rendering this many seconds after its submit is given up as stuck.
 FLOWSITE_STUCK_AFTER = envint("FLOWSITE_STUCK_AFTER", 20 * 60)
+# How long a worker holds the takes it works on (and the pump its lease) before another worker
+# presumes it dead (crashed, killed) and takes over; a take it left "submitting" then becomes
+# uncertain. Seconds; 0 derives each from the deadlines above (minutes).
+FLOWSITE_SUBMIT_LEASE = envfloat("FLOWSITE_SUBMIT_LEASE", 0.0)
+FLOWSITE_CHECK_LEASE = envfloat("FLOWSITE_CHECK_LEASE", 0.0)
+FLOWSITE_DOWNLOAD_LEASE = envfloat("FLOWSITE_DOWNLOAD_LEASE", 0.0)
+FLOWSITE_PUMP_LEASE = envfloat("FLOWSITE_PUMP_LEASE", 0.0)
 
 # Behind nginx: a path prefix such as "/protected/" mapped by an `internal` location to
 # MEDIA_ROOT. The media views then check access and hand the bytes (and Range) to nginx with

@@ -109,10 +109,9 @@ class FlowAccountForm(forms.ModelForm):
         token = self.cleaned_data.get("new_bearer_token")
         cookie = self.cleaned_data.get("new_session_cookie")
         if token or cookie:
-            account.bearer_token, account.session_cookie = token or "", cookie or ""
-            # New credentials: forget the token minted from the old ones and the old trouble.
-            account.access_token, account.access_token_expires = "", None
-            account.problem, account.cool_down_until = "", None
+            # Forgets the token minted from the old ones and the old trouble; once saved, the
+            # takes that waited for this fix resume.
+            account.replace_credentials(token or "", cookie or "")
         if commit:
             account.save()
         return account

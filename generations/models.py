@@ -40,7 +40,8 @@ class FlowAccount(models.Model):
     credits_checked_at = models.DateTimeField(null=True, blank=True)
     # Set after Flow throttles the account, so workers give it a rest instead of hammering it.
     cool_down_until = models.DateTimeField(null=True, blank=True)
-    # Set when the session is dead; cleared when an admin pastes new credentials.
+    # Set when the session is dead or the token revoked: the account's takes wait (saying
+    # this) instead of failing, and resume when an admin pastes new credentials.
     problem = models.CharField(max_length=300, blank=True)
     created = models.DateTimeField(default=timezone.now)
 
@@ -49,6 +50,12 @@ class FlowAccount(models.Model):
 
     def __str__(self) -> str:
         return self.label
+
+    def save(self, *args, **kwargs) -> None:
+        super().save(*args, **kwargs)
+        if getattr(self, "_resume_after_save", False):
+            self._resume_after_save = False
+            transaction.on_commit(self.resume_waiting_takes)
 
     @property
     def auth_kind(self) -> str:
@@ -61,6 +68,47 @@ class FlowAccount(models.Model):
             bearer_token=self.bearer_token,
             session_cookie=self.session_cookie,
         )
+
+    # Fields replace_credentials() changes; pass them to save(update_fields=...).
+    CREDENTIAL_FIELDS = (
+        "bearer_token",
+        "session_cookie",
+        "access_token",
+        "access_token_expires",
+        "problem",
+        "cool_down_until",
+    )
+
+    def replace_credentials(self, bearer_token: str = "", session_cookie: str = "") -> None:
+        """New secrets pasted by an admin; takes waiting on this account resume once saved.
+
+        The token minted from the old secrets and the old trouble (problem, cool-down) go too.
+        Nothing is written here, so a form may still be validated or saved later: ``save()``
+        then puts the takes that waited for the fix back on their path.
+        """
+        self.bearer_token, self.session_cookie = bearer_token, session_cookie
+        self.access_token, self.access_token_expires = "", None
+        self.problem, self.cool_down_until = "", None
+        self._resume_after_save = True
+
+    def resume_waiting_takes(self) -> int:
+        """Takes that waited for this account (dead session, revoked token, cool-down) are
+        due again now, their waiting reason cleared; a pump is started for them."""
+        from . import tasks
+
+        now = timezone.now()
+        count = Generation.objects.filter(
+            account=self,
+            status__in=[
+                Generation.Status.QUEUED,
+                Generation.Status.PENDING,
+                Generation.Status.ACTIVE,
+            ],
+            claim__isnull=True,
+        ).update(reason="", next_check_at=now, updated=now)
+        if count:
+            tasks.start_pump()
+        return count
 
     def record_credits(self, credits: int | None) -> None:
         if credits is None:
@@ -327,6 +375,8 @@ class Generation(models.Model):
     next_check_at = models.DateTimeField(null=True, blank=True)
     # Downloads that failed in a way a fresh link may fix; bounded so a take cannot loop forever.
     download_attempts = models.PositiveSmallIntegerField(default=0)
+    # Status calls failed in a row (Flow's 500s, network): the next check backs off further.
+    check_errors = models.PositiveSmallIntegerField(default=0)
 
     video = models.FileField(max_length=300, blank=True)
     video_size = models.PositiveBigIntegerField(null=True, blank=True)

@@ -27,7 +27,7 @@ from uuid import UUID, uuid4
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import Case, DateTimeField, F, Min, Q, Value, When
+from django.db.models import Case, DateTimeField, F, Min, OuterRef, Q, Subquery, Value, When
 from django.db.models.functions import Coalesce, Greatest
 from django.utils import timezone
 
@@ -66,6 +66,14 @@ UNCERTAIN_REASON = (
     "Flowsite could not confirm that Flow received this take; it was not resubmitted so no "
     "credits are spent twice. Submit it again if you want it."
 )
+# What happened, said after UNCERTAIN_REASON on the card.
+LOST_WORKER = "The worker sending it stopped before it could save Flow's answer."
+LOST_INTERNAL = "Flowsite hit an internal error while sending it."
+
+
+def uncertain_reason(cause: str) -> str:
+    return _clip(f"{UNCERTAIN_REASON} What happened: {cause}")
+
 
 # Retryable answers (throttling, bot check, Flow's 500s) are tried this many times in all.
 SUBMIT_ATTEMPTS = 6
@@ -150,6 +158,30 @@ def _download_deadline() -> float:
     return float(getattr(settings, "FLOW_DOWNLOAD_DEADLINE", 300.0))
 
 
+def _seconds_setting(name: str, default: float) -> timedelta:
+    value = float(getattr(settings, name, 0) or 0)
+    return timedelta(seconds=value if value > 0 else default)
+
+
+# How long a worker holds the takes it works on. Past its lease a worker is presumed dead
+# (killed, crashed): another pass takes the work over, and a take left "submitting" becomes
+# uncertain. Each default outlasts the work's own deadlines, so a live worker keeps its takes.
+
+
+def submit_lease() -> timedelta:
+    """Uploading the start images, then the submit call itself."""
+    return _seconds_setting("FLOWSITE_SUBMIT_LEASE", 2 * _call_deadline() + 30)
+
+
+def check_lease() -> timedelta:
+    return _seconds_setting("FLOWSITE_CHECK_LEASE", 2 * _call_deadline())
+
+
+def download_lease() -> timedelta:
+    """A clip and its poster, each bounded by FLOW_DOWNLOAD_DEADLINE."""
+    return _seconds_setting("FLOWSITE_DOWNLOAD_LEASE", 2 * _download_deadline() + 30)
+
+
 def _clip(text: str, limit: int = 500) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
@@ -165,6 +197,24 @@ def _free_lease(now: datetime) -> Q:
 
 def _due(now: datetime) -> Q:
     return Q(next_check_at__isnull=True) | Q(next_check_at__lte=now)
+
+
+def _account_open(now: datetime) -> Q:
+    """Takes whose account Flowsite may call now: no problem waiting for an admin (dead
+    session, revoked token) and no cool-down after Flow throttled it."""
+    return Q(account__problem="") & (
+        Q(account__cool_down_until__isnull=True) | Q(account__cool_down_until__lte=now)
+    )
+
+
+def waited_words(waited: timedelta) -> str:
+    seconds = int(waited.total_seconds())
+    if seconds < 120:
+        return f"{seconds} second{'s' if seconds != 1 else ''}"
+    minutes = seconds // 60
+    if minutes < 120:
+        return f"{minutes} minutes"
+    return f"{minutes // 60} hours {minutes % 60} minutes"
 
 
 # --- Engines and their token cache ----------------------------------------------------------
@@ -298,7 +348,7 @@ class Pass:
             Q(lease_until__lt=now) | Q(lease_until__isnull=True), status=S.SUBMITTING
         ).update(
             status=S.UNCERTAIN,
-            reason=UNCERTAIN_REASON,
+            reason=uncertain_reason(LOST_WORKER),
             lease_until=None,
             finished_at=now,
             updated=timezone.now(),
@@ -319,6 +369,17 @@ class Pass:
             finished_at=now,
             updated=timezone.now(),
         )
+        # Takes of an account waiting for an admin (dead session, revoked token) say so, every
+        # one of them, including takes queued after the account broke.
+        problem = FlowAccount.objects.filter(pk=OuterRef("account_id")).values("problem")[:1]
+        self.counts["waiting"] += (
+            Generation.objects.filter(
+                status__in=[S.QUEUED, S.PENDING, S.ACTIVE], claim__isnull=True
+            )
+            .exclude(account__problem="")
+            .exclude(reason=Subquery(problem))
+            .update(reason=Subquery(problem), updated=timezone.now())
+        )
 
     # --- Submit -------------------------------------------------------------------------
 
@@ -328,8 +389,7 @@ class Pass:
             return
         due = list(
             Generation.objects.filter(status=S.QUEUED, account__isnull=False)
-            .filter(_due(now), _free_lease(now))
-            .filter(Q(account__cool_down_until__isnull=True) | Q(account__cool_down_until__lte=now))
+            .filter(_due(now), _free_lease(now), _account_open(now))
             .order_by("created", "pk")
             .values_list("pk", flat=True)[:SUBMIT_LIMIT]
         )
@@ -340,7 +400,7 @@ class Pass:
         # so a crash while uploading (which costs nothing) leaves them simply to be retried.
         Generation.objects.filter(pk__in=due, status=S.QUEUED).filter(
             _due(now), _free_lease(now)
-        ).update(claim=token, lease_until=now + timedelta(seconds=3 * _call_deadline()))
+        ).update(claim=token, lease_until=now + submit_lease())
         takes = list(
             Generation.objects.filter(claim=token, status=S.QUEUED)
             .select_related("account", "project", "start_image")
@@ -392,7 +452,7 @@ class Pass:
         now = self.now
         rows = list(
             Generation.objects.filter(status__in=[S.PENDING, S.ACTIVE], account__isnull=False)
-            .filter(_due(now), _free_lease(now))
+            .filter(_due(now), _free_lease(now), _account_open(now))
             .order_by("next_check_at", "pk")
             .values_list("pk", "account_id")
         )
@@ -410,6 +470,10 @@ class Pass:
             for batch in _chunks(pks, size):
                 if self.time_left() < 2 * _call_deadline():
                     return
+                if account.problem or (
+                    account.cool_down_until is not None and account.cool_down_until > now
+                ):
+                    break  # a batch before this one found the account throttled or broken
                 poll = PollBatch(self, account, batch)
                 try:
                     poll.run()
@@ -532,6 +596,10 @@ class SubmitGroup:
             except EngineError as error:
                 # Uploads cost nothing: any failure is safe to retry or to report.
                 self.settle_error(affected, error, statuses=statuses)
+                if self.account_resting():
+                    # Throttled or signed out: no further call to Flow for this account now.
+                    self.release(self.takes, statuses=statuses)
+                    return {}
                 continue
             media_ids[image_id] = uploaded.media_id
             # Another worker may have uploaded the same image meanwhile; either id works.
@@ -549,7 +617,7 @@ class SubmitGroup:
         pks = [take.pk for take in self.takes]
         Generation.objects.filter(pk__in=pks, claim=self.token, status=S.QUEUED).update(
             status=S.SUBMITTING,
-            lease_until=self.now + timedelta(seconds=2 * _call_deadline() + 30),
+            lease_until=self.now + submit_lease(),
             updated=timezone.now(),
         )
         # Cancelled (or reclaimed) takes are no longer ours and are not sent.
@@ -569,16 +637,18 @@ class SubmitGroup:
         except (NetworkError, ContractError) as error:
             # The request may have reached Flow (a lost answer, or an answer we cannot read):
             # paying twice is worse than asking the user.
+            cause = error.message
             if isinstance(error, ContractError):
                 log.warning("Flow's submit answer had an unknown shape: %s", redact(error.detail))
-            self.uncertain(self.takes)
+                cause = ContractError.default_message
+            self.uncertain(self.takes, cause)
             raise _Settled from error
         except EngineError as error:
             self.settle_error(self.takes, error, statuses=[S.SUBMITTING])
             raise _Settled from error
         except Exception as error:
             log.exception("submitting takes failed unexpectedly")
-            self.uncertain(self.takes)
+            self.uncertain(self.takes, LOST_INTERNAL)
             raise _Settled from error
         self.counts["submit_calls"] += 1
         return result
@@ -608,17 +678,17 @@ class SubmitGroup:
         self.counts["submitted"] += _write_claimed(self.token, changes, [S.SUBMITTING, S.UNCERTAIN])
         if lost:
             log.warning("Flow's submit answer named no operation for takes %s", lost)
-            self.uncertain(lost)
+            self.uncertain(lost, "Flow's answer named no operation for it.")
         self.account.record_credits(result.remaining_credits)
 
     # Outcomes
 
-    def uncertain(self, takes: list[Generation]) -> None:
+    def uncertain(self, takes: list[Generation], cause: str) -> None:
         self.counts["uncertain"] += Generation.objects.filter(
             pk__in=[t.pk for t in takes], claim=self.token, status=S.SUBMITTING
         ).update(
             status=S.UNCERTAIN,
-            reason=UNCERTAIN_REASON,
+            reason=uncertain_reason(cause),
             lease_until=None,
             finished_at=self.now,
             updated=timezone.now(),
@@ -678,23 +748,15 @@ class SubmitGroup:
         """An HTTP answer came back refusing the call, so nothing was spent."""
         if isinstance(error, (Throttled, BotCheck, UpstreamError, ImageUnknown, NetworkError)):
             self.requeue(takes, error)
-        elif isinstance(error, SessionExpired):
-            message = (
-                f"The Flow session for account {self.account} has expired — paste a new cookie."
-            )
-            self._account_problem(message)
-            self.fail(takes, message, statuses=statuses)
+        elif isinstance(error, SessionExpired) or (
+            isinstance(error, TokenExpired) and not self.account.session_cookie
+        ):
+            # Nothing was spent (a refusal before or instead of the work): the takes wait for
+            # an admin to paste new credentials, then resume (FlowAccount.replace_credentials).
+            self.wait_for_account(takes, account_problem(self.account, error), statuses=statuses)
         elif isinstance(error, TokenExpired):
-            if self.account.session_cookie:
-                # A fresh token can be minted from the cookie next time.
-                self.requeue(takes, error)
-            else:
-                message = (
-                    f"The Flow access token of account {self.account} has expired or was "
-                    "revoked — paste a new one."
-                )
-                self._account_problem(message)
-                self.fail(takes, message, statuses=statuses)
+            # A fresh token can be minted from the cookie next time.
+            self.requeue(takes, error)
         elif isinstance(error, (Unsafe, TierTooLow, QuotaReached, BadRequest, ContractError)):
             if isinstance(error, ContractError):
                 log.warning("Flow answered in an unknown shape: %s", redact(error.detail))
@@ -702,9 +764,50 @@ class SubmitGroup:
         else:
             self.fail(takes, error.message, statuses=statuses)
 
-    def _account_problem(self, message: str) -> None:
-        FlowAccount.objects.filter(pk=self.account.pk).update(problem=_clip(message, 300))
-        self.account.problem = message
+    def wait_for_account(
+        self, takes: list[Generation], message: str, *, statuses: list[str]
+    ) -> None:
+        set_account_problem(self.account, message)
+        pks = [t.pk for t in takes]
+        self.counts["waiting"] += Generation.objects.filter(
+            pk__in=pks, claim=self.token, status__in=statuses
+        ).update(
+            status=S.QUEUED,
+            reason=_clip(message),
+            claim=None,
+            lease_until=None,
+            next_check_at=None,
+            updated=timezone.now(),
+        )
+        self.takes = [t for t in self.takes if t.pk not in set(pks)]
+
+    def release(self, takes: list[Generation], *, statuses: list[str]) -> None:
+        """Back to the queue untouched (no attempt counted): the account must rest first."""
+        pks = [t.pk for t in takes]
+        Generation.objects.filter(pk__in=pks, claim=self.token, status__in=statuses).update(
+            status=S.QUEUED, claim=None, lease_until=None
+        )
+        self.takes = [t for t in self.takes if t.pk not in set(pks)]
+
+    def account_resting(self) -> bool:
+        until = self.account.cool_down_until
+        return bool(self.account.problem) or (until is not None and until > self.now)
+
+
+def account_problem(account: FlowAccount, error: EngineError) -> str:
+    """What every take of a signed-out account says until an admin fixes the account."""
+    if isinstance(error, TokenExpired):
+        return (
+            f"The Flow access token of account {account} has expired or was revoked — "
+            "paste a new one."
+        )
+    return f"The Flow session for account {account} has expired — paste a new cookie."
+
+
+def set_account_problem(account: FlowAccount, message: str) -> None:
+    message = _clip(message, 300)
+    FlowAccount.objects.filter(pk=account.pk).update(problem=message)
+    account.problem = message
 
 
 class _Settled(Exception):
@@ -732,8 +835,8 @@ class PollBatch:
     def run(self) -> None:
         now = self.now
         Generation.objects.filter(pk__in=self.pks, status__in=[S.PENDING, S.ACTIVE]).filter(
-            _free_lease(now)
-        ).update(claim=self.token, lease_until=now + timedelta(seconds=2 * _call_deadline()))
+            _free_lease(now), _due(now)
+        ).update(claim=self.token, lease_until=now + check_lease())
         takes = list(
             Generation.objects.filter(
                 claim=self.token, status__in=[S.PENDING, S.ACTIVE]
@@ -810,16 +913,21 @@ class PollBatch:
                     "claim": None,
                     "lease_until": None,
                 }
-                if status != take.status:
-                    change = _visible(status=status, **change)
+                if take.check_errors:
+                    change["check_errors"] = 0
+                if status != take.status or take.reason:
+                    # A reason left from waiting (an error, a signed-out account) is over.
+                    change = _visible(status=status, reason="", **change)
                 changes[take.pk] = change
             elif clip.state == ClipState.SUCCESSFUL:
                 # Keep the claim: this pass downloads the clip right away, while the signed
                 # URLs Flow just gave are fresh.
                 changes[take.pk] = _visible(
                     status=S.DOWNLOADING,
+                    reason="",
+                    check_errors=0,
                     media_generation_id=clip.media_generation_id or take.media_generation_id,
-                    lease_until=now + timedelta(seconds=2 * _download_deadline() + 30),
+                    lease_until=now + download_lease(),
                 )
                 finished.append((take, clip))
             elif clip.state == ClipState.FAILED:
@@ -883,40 +991,58 @@ class PollBatch:
         waited = self.now - since
         if waited <= stuck_after():
             return ""
-        minutes = int(waited.total_seconds() // 60)
         reason = (
-            f"Flow was still working on this take {minutes} minutes after it was submitted, "
-            "far longer than usual; Flowsite stopped waiting (stuck)."
+            f"Flow was still working on this take {waited_words(waited)} after it was "
+            "submitted, far longer than usual; Flowsite stopped waiting (stuck)."
         )
         if last_error:
             reason += f" Last error: {last_error}"
         return reason
 
     def check_failed(self, takes: list[Generation], error: EngineError) -> None:
-        """The status call failed as a whole: try the batch again later; stuck ones end."""
+        """The status call failed as a whole. Signed out: the takes wait for an admin.
+        Throttled: the account rests. An answer of unknown shape (about these takes alone):
+        they fail, since asking again gets the same answer. Otherwise: ask again later, backing
+        off further after each failure in a row; takes waiting far too long end as stuck."""
+        changes: dict[int, dict[str, Any]] = {}
+        self.counts["check_errors"] += 1
         if isinstance(error, ContractError):
             log.warning("Flow's status answer had an unknown shape: %s", redact(error.detail))
-        else:
-            log.warning("checking %d takes failed: %s", len(takes), error.message)
-        if isinstance(error, SessionExpired):
-            message = (
-                f"The Flow session for account {self.account} has expired — paste a new cookie."
-            )
-            FlowAccount.objects.filter(pk=self.account.pk).update(problem=_clip(message, 300))
-        delay = max(poll_interval(), backoff_seconds(3, getattr(error, "retry_after", None)))
-        changes: dict[int, dict[str, Any]] = {}
+            for take in takes:
+                changes[take.pk] = self.final(S.FAILED, error.message)
+                self.counts["failed"] += 1
+            _write_claimed(self.token, changes, [S.PENDING, S.ACTIVE])
+            return
+        log.warning("checking %d takes failed: %s", len(takes), error.message)
+        if isinstance(error, SessionExpired | TokenExpired):
+            message = _clip(account_problem(self.account, error))
+            set_account_problem(self.account, message)
+            for take in takes:
+                # Due as soon as the account is fixed (the account's problem holds them).
+                changes[take.pk] = _visible(
+                    reason=message, next_check_at=None, claim=None, lease_until=None
+                )
+            _write_claimed(self.token, changes, [S.PENDING, S.ACTIVE])
+            return
+        retry_after = getattr(error, "retry_after", None)
+        if isinstance(error, Throttled):
+            until = self.now + timedelta(seconds=backoff_seconds(1, retry_after))
+            FlowAccount.objects.filter(pk=self.account.pk).update(cool_down_until=until)
+            self.account.cool_down_until = until
         for take in takes:
             stuck = self.stuck_reason(take, error.message)
             if stuck:
                 changes[take.pk] = self.final(S.FAILED, stuck)
                 self.counts["failed"] += 1
-            else:
-                changes[take.pk] = {
-                    "next_check_at": self.now + timedelta(seconds=delay),
-                    "claim": None,
-                    "lease_until": None,
-                }
-        self.counts["check_errors"] += 1
+                continue
+            errors = take.check_errors + 1
+            delay = max(poll_interval(), backoff_seconds(errors, retry_after))
+            changes[take.pk] = {
+                "check_errors": min(errors, 1000),
+                "next_check_at": self.now + timedelta(seconds=delay),
+                "claim": None,
+                "lease_until": None,
+            }
         _write_claimed(self.token, changes, [S.PENDING, S.ACTIVE])
 
 
@@ -924,6 +1050,12 @@ class PollBatch:
 
 
 class Download:
+    """Fetch one finished clip (and its poster) into the take's folder, then mark it ready.
+
+    The take's folder is its own and the take is claimed, so anything half-written there is
+    left from an attempt that died (a killed worker) and is removed first.
+    """
+
     def __init__(self, run: Pass, token: UUID, take: Generation, clip: ClipStatus) -> None:
         self.now = run.now
         self.counts = run.counts
@@ -940,11 +1072,13 @@ class Download:
         take, clip = self.take, self.clip
         media_root = Path(settings.MEDIA_ROOT)
         folder = media_root / take.media_dir()
+        remove_temp_files(folder)
+        video: DownloadResult | None = None
+        poster: DownloadResult | None = None
         try:
             if not clip.video_url:
                 raise ContractDownloadError()
             video = download_to(clip.video_url, folder / "clip.mp4", kind="video")
-            poster: DownloadResult | None = None
             if clip.poster_url:
                 try:
                     poster = download_to(clip.poster_url, folder / "poster.jpg", kind="image")
@@ -954,19 +1088,24 @@ class Download:
                     # A poster is a nicety; the clip itself is what the team waits for.
                     log.warning("poster of take %s not kept: %s", take.pk, error.message)
         except DownloadError as error:
+            # A clip already fetched stays only beside a row that says so.
+            _unlink(video)
             self.failed(error)
             return
         except Exception as error:
             log.exception("downloading take %s failed unexpectedly", take.pk)
+            _unlink(video)
             self.failed(DownloadError(detail=str(error)), retryable=True)
             return
+        video_name = _relative(video.path, media_root)
+        poster_name = _relative(poster.path, media_root) if poster else ""
         done = self._mine().update(
             status=S.READY,
             reason="",
-            video=_relative(video.path, media_root),
+            video=video_name,
             video_size=video.size,
             video_sha256=video.sha256,
-            poster=_relative(poster.path, media_root) if poster else "",
+            poster=poster_name,
             poster_sha256=poster.sha256 if poster else "",
             finished_at=timezone.now(),
             claim=None,
@@ -976,11 +1115,16 @@ class Download:
         )
         if done:
             self.counts["ready"] += 1
-        else:
-            # Cancelled while downloading: the take is no longer ours, its files go too.
-            for result in (video, poster):
-                if result is not None:
-                    Path(result.path).unlink(missing_ok=True)
+            return
+        # No longer ours: cancelled (its files go), or taken over by a worker that saw our
+        # lease lapse and already finished. Its files have the same names and the same bytes
+        # (one clip), so what a ready row names stays.
+        row = Generation.objects.filter(pk=take.pk).values("status", "video", "poster").first()
+        ready = row is not None and row["status"] == S.READY
+        if not (ready and row["video"] == video_name):
+            _unlink(video)
+        if poster is not None and not (ready and row["poster"] == poster_name):
+            _unlink(poster)
 
     def failed(self, error: DownloadError, *, retryable: bool | None = None) -> None:
         retryable = error.retryable if retryable is None else retryable
@@ -1011,6 +1155,23 @@ class Download:
         )
 
 
+def remove_temp_files(folder: Path) -> int:
+    """Delete the ``.<name>.*.part`` files ``download_to`` writes before renaming."""
+    removed = 0
+    for path in folder.glob(".*.part") if folder.is_dir() else []:
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+            removed += 1
+    if removed:
+        log.info("removed %d half-written download(s) in %s", removed, folder)
+    return removed
+
+
+def _unlink(result: DownloadResult | None) -> None:
+    if result is not None:
+        Path(result.path).unlink(missing_ok=True)
+
+
 class ContractDownloadError(DownloadError):
     retryable = True
     default_message = "Flow said the clip is ready but gave no link to download it."
@@ -1024,20 +1185,24 @@ def _relative(path: str, root: Path) -> str:
 
 
 def seconds_until_due(now: datetime | None = None) -> float | None:
-    """Seconds until some take needs a pass (0 when one is due now), None when none in flight.
+    """Seconds until some take needs a pass (0 when one is due now), None when none will
+    without help: nothing in flight, or only takes waiting for an admin to fix their account.
 
     One aggregate query, cheap enough for the pump to ask twice a second while it waits.
     """
     now = now or timezone.now()
     at = Value(now, output_field=DateTimeField())
+    # Takes of an account without a problem, or of a removed account (the reaper ends those).
+    workable = Q(account__isnull=True) | Q(account__problem="")
     agg = Generation.objects.filter(status__in=Generation.IN_FLIGHT).aggregate(
         polls=Min(
             Greatest(
                 Coalesce("next_check_at", at),
+                Coalesce("account__cool_down_until", at),
                 Coalesce("lease_until", at),
                 output_field=DateTimeField(),
             ),
-            filter=Q(status__in=[S.PENDING, S.ACTIVE]),
+            filter=Q(status__in=[S.PENDING, S.ACTIVE]) & workable,
             output_field=DateTimeField(),
         ),
         submits=Min(
@@ -1047,7 +1212,7 @@ def seconds_until_due(now: datetime | None = None) -> float | None:
                 Coalesce("lease_until", at),
                 output_field=DateTimeField(),
             ),
-            filter=Q(status=S.QUEUED),
+            filter=Q(status=S.QUEUED) & workable,
             output_field=DateTimeField(),
         ),
         leases=Min(

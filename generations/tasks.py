@@ -27,9 +27,18 @@ log = logging.getLogger(__name__)
 
 PUMP = "pump"
 PUMP_TASK = "generations.tasks.pump"
-# How long a pump's hold lasts without renewal. Renewed between every step of a pass, so it
-# only has to outlast the slowest single step (a download); a crashed pump is replaced after it.
+# How long a pump's hold lasts without renewal (setting FLOWSITE_PUMP_LEASE). Renewed between
+# every step of a pass, so it only has to outlast the slowest single step (a download); a
+# crashed pump is replaced after it. A pump slower than its lease loses nothing: every take
+# it works on is held by its own claim.
 PUMP_LEASE_SECONDS = 120.0
+
+
+def pump_lease_seconds() -> float:
+    value = float(getattr(settings, "FLOWSITE_PUMP_LEASE", 0) or 0)
+    return value if value > 0 else PUMP_LEASE_SECONDS
+
+
 # While waiting for the next take to be due, look this often for takes queued meanwhile.
 WAIT_SLICE_SECONDS = 0.5
 
@@ -99,7 +108,8 @@ def pump_budget_seconds() -> float:
 def pump(budget_seconds: float | None = None) -> dict[str, int]:
     """Run passes while anything is in flight, holding the pump lease; see the module doc."""
     holder = uuid4().hex
-    if not WorkerLease.acquire(PUMP, holder, PUMP_LEASE_SECONDS):
+    lease = pump_lease_seconds()
+    if not WorkerLease.acquire(PUMP, holder, lease):
         return {"busy": 1}
     budget = pump_budget_seconds() if budget_seconds is None else budget_seconds
     started = time.monotonic()
@@ -114,10 +124,10 @@ def pump(budget_seconds: float | None = None) -> dict[str, int]:
     def renew() -> None:
         # Called often (between steps, while waiting); a write every few seconds is plenty.
         nonlocal lost, renewed
-        if time.monotonic() - renewed < PUMP_LEASE_SECONDS / 12:
+        if time.monotonic() - renewed < lease / 12:
             return
         renewed = time.monotonic()
-        if not WorkerLease.acquire(PUMP, holder, PUMP_LEASE_SECONDS):
+        if not WorkerLease.acquire(PUMP, holder, lease):
             lost = True
 
     try:
@@ -129,7 +139,7 @@ def pump(budget_seconds: float | None = None) -> dict[str, int]:
                 # before we let go saw the lease held and enqueued no pump of its own.
                 WorkerLease.release(PUMP, holder)
                 if pipeline.seconds_until_due() is not None and WorkerLease.acquire(
-                    PUMP, holder, PUMP_LEASE_SECONDS
+                    PUMP, holder, lease
                 ):
                     continue
                 return dict(totals)

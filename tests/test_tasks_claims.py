@@ -268,6 +268,9 @@ def test_a_take_waits_for_its_next_check_and_for_its_account_cool_down(take, acc
     account.save(update_fields=["cool_down_until"])
     assert 29 < pipeline.seconds_until_due(now) <= 30
     set_status(take, S.ACTIVE, next_check_at=now + timedelta(seconds=4))
+    assert 29 < pipeline.seconds_until_due(now) <= 30, "no status call while the account rests"
+    account.cool_down_until = None
+    account.save(update_fields=["cool_down_until"])
     assert 3 < pipeline.seconds_until_due(now) <= 4
 
 
@@ -334,7 +337,9 @@ def test_a_submit_answer_in_an_unknown_shape_makes_the_take_uncertain(take, monk
     tasks.run_pass()
     take.refresh_from_db()
     assert take.status == S.UNCERTAIN
-    assert take.reason == pipeline.UNCERTAIN_REASON
+    assert take.reason == pipeline.uncertain_reason(
+        "Flow answered in a shape Flowsite does not know."
+    )
 
 
 def test_a_captured_unsafe_refusal_fails_the_take_with_flows_reason(take, monkeypatch):

@@ -279,6 +279,8 @@ class Operation:
     active_seconds: float
     faults: dict[str, Fault]
     render: Future[RenderedClip] | None
+    # "expired-url:once": set once an answer has handed out the expired URLs.
+    expired_urls_served: bool = False
 
     def status(self, now: float) -> str:
         elapsed = now - self.created
@@ -723,6 +725,7 @@ class EmulatorApp:
                 "sceneId": op.scene_id,
                 "status": status,
             }
+        expired = self._expired_urls(op)
         return {
             "operation": {
                 "name": op.name,
@@ -733,9 +736,9 @@ class EmulatorApp:
                         "seed": op.seed,
                         "mediaGenerationId": op.media_generation_id,
                         "prompt": op.prompt,
-                        "fifeUrl": self._signed_url(base_url, "video", op),
+                        "fifeUrl": self._signed_url(base_url, "video", op, expired),
                         "mediaVisibility": "PRIVATE",
-                        "servingBaseUri": self._signed_url(base_url, "image", op),
+                        "servingBaseUri": self._signed_url(base_url, "image", op, expired),
                         "model": op.model,
                         "isLooped": False,
                         "aspectRatio": op.aspect,
@@ -747,9 +750,20 @@ class EmulatorApp:
             "status": status,
         }
 
-    def _signed_url(self, base_url: str, kind: str, op: Operation) -> str:
+    def _expired_urls(self, op: Operation) -> bool:
+        """Whether this answer signs already-expired URLs; with ``:once``, only the first
+        answer that signs any (a client asking again gets fresh ones)."""
+        fault = op.faults.get("expired-url")
+        if fault is None:
+            return False
+        with self.state.lock:
+            expired = not (fault.once and op.expired_urls_served)
+            op.expired_urls_served = True
+        return expired
+
+    def _signed_url(self, base_url: str, kind: str, op: Operation, expired: bool) -> str:
         path = f"/storage/{kind}/{op.object_id}.{'mp4' if kind == 'video' else 'jpg'}"
-        if "expired-url" in op.faults:
+        if expired:
             expires = int(time.time()) - 60
         else:
             expires = int(time.time()) + self.config.url_ttl_seconds

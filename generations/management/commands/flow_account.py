@@ -160,18 +160,10 @@ class Command(BaseCommand):
             account.tier = tier
             fields.append("tier")
         if has_secret:
-            account.bearer_token, account.session_cookie = self._secrets(options)
-            # New credentials: forget the token minted from the old ones and the old trouble.
-            account.access_token, account.access_token_expires = "", None
-            account.problem, account.cool_down_until = "", None
-            fields += [
-                "bearer_token",
-                "session_cookie",
-                "access_token",
-                "access_token_expires",
-                "problem",
-                "cool_down_until",
-            ]
+            # Forgets the token minted from the old ones and the old trouble; once saved, the
+            # takes that waited for this fix resume.
+            account.replace_credentials(*self._secrets(options))
+            fields += FlowAccount.CREDENTIAL_FIELDS
         account.save(update_fields=fields)
         self.stdout.write(f"Updated account {account.label!r}: {', '.join(fields)}.")
 
