@@ -207,3 +207,28 @@ def test_the_page_fixture_would_catch_a_csp_violation(page: Page, page_problems,
     page.get_by_label("Username").focus()  # one more round trip for the report to arrive
     assert any("style-src" in problem for problem in page_problems), page_problems
     page_problems.clear()
+
+
+def test_the_admin_runs_under_the_same_policy_without_a_violation(page: Page, project, alice):
+    make_scene(project, make_image(project, alice), title="Trident", prompt="Waves crash")
+    root = User.objects.create_superuser("root", "root@example.org", PASSWORD)
+    # The media views serve members only, superusers included, so the thumbnail needs this.
+    project.add_member(root, Membership.Role.VIEWER)
+    page.goto("/admin/")
+    page.get_by_label("Username").fill("root")
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Log in").click()
+    page.goto("/admin/generations/scene/")
+    page.get_by_role("link", name="Trident").click()
+    # The change page's scripts (inlines, the related-object widgets) have run.
+    expect(page.get_by_role("heading", name="Change scene")).to_be_visible()
+    preview = page.locator(".field-start_image_preview img")
+    expect(preview).to_be_visible()
+    # Served by the private media view, inside the policy's img-src, and really decoded.
+    page.wait_for_function(
+        "img => img.complete && img.naturalWidth > 0", arg=preview.element_handle()
+    )
+    page.goto("/admin/generations/generation/")
+    expect(
+        page.get_by_role("heading", name=re.compile("Select take|Select generation"))
+    ).to_be_visible()
