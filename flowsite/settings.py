@@ -8,6 +8,7 @@ import base64
 import hashlib
 import os
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import dj_database_url
 from django.utils.csp import CSP
@@ -244,6 +245,30 @@ FLOWSITE_MAX_IMAGE_PIXELS = envint("FLOWSITE_MAX_IMAGE_PIXELS", 40_000_000)
 
 _PRODUCTION = not DEBUG
 
+
+# With an object store the media views redirect the browser to a presigned URL in the bucket, so
+# the bucket's origin must be allowed for clips and pictures (only the bucket's own host, never
+# all of S3: any other bucket could be anyone's). FLOWSITE_CSP_MEDIA_ORIGINS overrides the guess,
+# e.g. for a CDN in front of the bucket.
+def _object_store_origins() -> list[str]:
+    if not FLOWSITE_S3_BUCKET:
+        return []
+    if FLOWSITE_S3_ENDPOINT_URL:
+        endpoint = urlsplit(FLOWSITE_S3_ENDPOINT_URL)
+        return [f"{endpoint.scheme}://{endpoint.netloc}"]
+    region = envstr("FLOWSITE_S3_REGION")
+    if "." in FLOWSITE_S3_BUCKET:
+        # A dotted name cannot be a TLS host name, so boto3 addresses it by path.
+        hosts = ["s3.amazonaws.com", *([f"s3.{region}.amazonaws.com"] if region else [])]
+        return [f"https://{host}/{FLOWSITE_S3_BUCKET}/" for host in hosts]
+    hosts = [f"{FLOWSITE_S3_BUCKET}.s3.amazonaws.com"]
+    if region:
+        hosts.append(f"{FLOWSITE_S3_BUCKET}.s3.{region}.amazonaws.com")
+    return [f"https://{host}" for host in hosts]
+
+
+FLOWSITE_CSP_MEDIA_ORIGINS = envlist("FLOWSITE_CSP_MEDIA_ORIGINS") or _object_store_origins()
+
 # Scripts only from our own origin, plus the per-response nonce Django puts on htmx's script
 # tag; no inline styles or scripts anywhere, so htmx runs with eval and its injected indicator
 # styles switched off (see the htmx-config meta tag in templates/base.html).
@@ -251,8 +276,8 @@ SECURE_CSP = {
     "default-src": [CSP.SELF],
     "script-src": [CSP.SELF, CSP.NONCE],
     "style-src": [CSP.SELF],
-    "img-src": [CSP.SELF, "data:"],
-    "media-src": [CSP.SELF],
+    "img-src": [CSP.SELF, "data:", *FLOWSITE_CSP_MEDIA_ORIGINS],
+    "media-src": [CSP.SELF, *FLOWSITE_CSP_MEDIA_ORIGINS],
     "object-src": [CSP.NONE],
     "base-uri": [CSP.SELF],
     "frame-ancestors": [CSP.NONE],

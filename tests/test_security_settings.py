@@ -16,6 +16,7 @@ from types import ModuleType
 
 import pytest
 from cryptography.fernet import Fernet
+from django.utils.csp import CSP
 
 from tests.conftest import PASSWORD
 
@@ -35,6 +36,12 @@ _OURS = (
     "SECURE_HSTS_INCLUDE_SUBDOMAINS",
     "SECURE_HSTS_PRELOAD",
     "SECURE_PROXY_SSL_HEADER",
+    "FLOWSITE_S3_BUCKET",
+    "FLOWSITE_S3_ENDPOINT_URL",
+    "FLOWSITE_S3_REGION",
+    "FLOWSITE_CSP_MEDIA_ORIGINS",
+    # Set while the browser tests run (tests/e2e/conftest.py); deploy checks refuse it.
+    "DJANGO_ALLOW_ASYNC_UNSAFE",
 )
 
 
@@ -138,6 +145,45 @@ def test_make_run_on_plain_http_gets_no_https_redirect_or_secure_cookies(monkeyp
 
 def prod_policy(monkeypatch, tmp_path) -> dict:
     return load_settings(monkeypatch, production_environment(tmp_path)).SECURE_CSP
+
+
+@pytest.mark.parametrize(
+    ("store", "origins"),
+    [
+        ({}, []),
+        ({"FLOWSITE_S3_BUCKET": "studio-media"}, ["https://studio-media.s3.amazonaws.com"]),
+        (
+            {"FLOWSITE_S3_BUCKET": "studio-media", "FLOWSITE_S3_REGION": "eu-west-1"},
+            [
+                "https://studio-media.s3.amazonaws.com",
+                "https://studio-media.s3.eu-west-1.amazonaws.com",
+            ],
+        ),
+        (
+            {"FLOWSITE_S3_BUCKET": "media.example.org", "FLOWSITE_S3_REGION": "eu-west-1"},
+            [
+                "https://s3.amazonaws.com/media.example.org/",
+                "https://s3.eu-west-1.amazonaws.com/media.example.org/",
+            ],
+        ),
+        (
+            {"FLOWSITE_S3_BUCKET": "b", "FLOWSITE_S3_ENDPOINT_URL": "http://127.0.0.1:9000/x"},
+            ["http://127.0.0.1:9000"],
+        ),
+        (
+            {"FLOWSITE_S3_BUCKET": "b", "FLOWSITE_CSP_MEDIA_ORIGINS": "https://cdn.example.org"},
+            ["https://cdn.example.org"],
+        ),
+    ],
+)
+def test_clips_redirected_to_the_object_store_are_allowed_from_that_bucket_only(
+    monkeypatch, tmp_path, store, origins
+):
+    # The media views redirect to a presigned URL; the browser checks the bucket's origin.
+    policy = load_settings(monkeypatch, production_environment(tmp_path, **store)).SECURE_CSP
+    assert policy["media-src"] == ["'self'", *origins]
+    assert policy["img-src"] == ["'self'", "data:", *origins]
+    assert policy["script-src"] == [CSP.SELF, CSP.NONCE]
 
 
 # --- the headers a page really carries ----------------------------------------------------
