@@ -105,6 +105,9 @@ else:
         "default": {
             "ENGINE": "django.db.backends.sqlite3",
             "NAME": SQLITE_PATH,
+            # Kept open across requests like PostgreSQL's: opening one and running the PRAGMAs
+            # below costs more than the page poll's own queries (benchmarks/page_poll.py).
+            "CONN_MAX_AGE": 60,
             "OPTIONS": {
                 "transaction_mode": "IMMEDIATE",
                 "timeout": 20,

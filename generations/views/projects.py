@@ -9,15 +9,21 @@ from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.db import transaction
-from django.db.models import Count, Exists, Max, OuterRef, Prefetch, Q, Subquery
+from django.db.models import Count, Max, Prefetch, Q
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from ..forms import MemberAddForm, ProjectForm
-from ..models import IN_FLIGHT_Q, CannotGenerate, Generation, Membership, Project, Scene
-from .access import HtmxHttpRequest, Role, _get_project_for_user, htmx_login_required
+from ..models import CannotGenerate, Generation, Membership, Project, Scene
+from .access import (
+    HtmxHttpRequest,
+    Role,
+    _get_project_for_user,
+    _poll_state_for_user,
+    htmx_login_required,
+)
 
 TEMPLATE = "generations/project.html"
 
@@ -110,32 +116,20 @@ def project_poll(request: HtmxHttpRequest, uuid: UUID) -> HttpResponse:
 
     One request per page and interval whatever the number of cards. When nothing changed
     the answer is 204 (htmx swaps nothing) after three queries: the session, the user and one
-    that both checks membership and asks "what is the newest change, is anything in flight?".
+    that both checks membership and asks "did anything change, is anything in flight?".
     """
-    takes = Generation.objects.filter(project=OuterRef("project")).order_by()
-    scenes = Scene.objects.filter(project=OuterRef("project")).order_by()
-    project, membership = _get_project_for_user(
-        request,
-        uuid,
-        newest_take=Subquery(takes.order_by("-updated").values("updated")[:1]),
-        newest_scene=Subquery(scenes.order_by("-updated").values("updated")[:1]),
-        in_flight=Exists(takes.filter(IN_FLIGHT_Q)),
-    )
     since = decode_since(request.GET.get("since"))
-    newest = max(
-        (m for m in (membership.newest_take, membership.newest_scene) if m is not None),
-        default=None,
-    )
-    live = membership.in_flight
-    changed = since is None or (newest is not None and newest > since)
-    if not changed and live:
+    state = _poll_state_for_user(request, uuid, since)
+    if not state.changed and state.in_flight:
         return HttpResponse(status=204)
-    if not changed:
+    project, membership = _get_project_for_user(request, uuid)
+    live = state.in_flight
+    newest = since
+    if not state.changed:
         # The page was polling, so it saw something in flight; now nothing is and nothing is
         # newer than its token. Either a worker forgot to say so, or a change committed just
         # after a later one (its timestamp fell behind the token): re-send the cards touched
         # shortly before the token, once, and stop polling.
-        newest = since
         since = since - timedelta(seconds=max(10, 3 * settings.FLOWSITE_PAGE_POLL_SECONDS))
 
     queryset = project.scenes.all()
@@ -144,12 +138,19 @@ def project_poll(request: HtmxHttpRequest, uuid: UUID) -> HttpResponse:
             Q(updated__gt=since)
             | Q(pk__in=project.generations.filter(updated__gt=since).values("scene_id"))
         )
+    changed_scenes = storyboard_scenes(project, queryset)
+    if state.changed:
+        # Every scene or take newer than the token is on a card sent now, so the newest change
+        # among these cards is the newest there is.
+        newest = max(
+            (m for m in (_newest_change(changed_scenes), newest) if m is not None), default=None
+        )
     ctx = card_context(
         project,
         membership,
         since=encode_since(newest),
         live=live,
-        changed_scenes=storyboard_scenes(project, queryset),
+        changed_scenes=changed_scenes,
         card_oob=True,
     )
     return render(request, f"{TEMPLATE}#poll-response", ctx)
