@@ -31,6 +31,7 @@ from django.db.models import Case, DateTimeField, F, Min, OuterRef, Q, Subquery,
 from django.db.models.functions import Coalesce, Greatest
 from django.utils import timezone
 
+from . import storage
 from .engines.base import (
     Aspect,
     BadRequest,
@@ -1070,35 +1071,44 @@ class Download:
         from .engines.download import download_to
 
         take, clip = self.take, self.clip
-        media_root = Path(settings.MEDIA_ROOT)
-        folder = media_root / take.media_dir()
+        video_name = f"{take.media_dir()}/clip.mp4"
+        poster_name = f"{take.media_dir()}/poster.jpg"
+        # The media folder itself, or the staging folder when the storage is a bucket.
+        folder = storage.local_path(video_name).parent
         remove_temp_files(folder)
         video: DownloadResult | None = None
         poster: DownloadResult | None = None
         try:
             if not clip.video_url:
                 raise ContractDownloadError()
-            video = download_to(clip.video_url, folder / "clip.mp4", kind="video")
+            video = download_to(clip.video_url, storage.local_path(video_name), kind="video")
             if clip.poster_url:
                 try:
-                    poster = download_to(clip.poster_url, folder / "poster.jpg", kind="image")
+                    poster = download_to(
+                        clip.poster_url, storage.local_path(poster_name), kind="image"
+                    )
                 except DownloadError as error:
                     if error.retryable:
                         raise
                     # A poster is a nicety; the clip itself is what the team waits for.
                     log.warning("poster of take %s not kept: %s", take.pk, error.message)
+            # Whole local files into the storage: already there in the media folder, uploaded
+            # (and the local copy removed) with a bucket.
+            video_name = storage.store_file(video.path, video_name)
+            if poster is not None:
+                poster_name = storage.store_file(poster.path, poster_name)
         except DownloadError as error:
             # A clip already fetched stays only beside a row that says so.
-            _unlink(video)
+            _unlink(video, video_name)
             self.failed(error)
             return
         except Exception as error:
             log.exception("downloading take %s failed unexpectedly", take.pk)
-            _unlink(video)
+            _unlink(video, video_name)
             self.failed(DownloadError(detail=str(error)), retryable=True)
             return
-        video_name = _relative(video.path, media_root)
-        poster_name = _relative(poster.path, media_root) if poster else ""
+        if poster is None:
+            poster_name = ""
         done = self._mine().update(
             status=S.READY,
             reason="",
@@ -1122,9 +1132,9 @@ class Download:
         row = Generation.objects.filter(pk=take.pk).values("status", "video", "poster").first()
         ready = row is not None and row["status"] == S.READY
         if not (ready and row["video"] == video_name):
-            _unlink(video)
+            _unlink(video, video_name)
         if poster is not None and not (ready and row["poster"] == poster_name):
-            _unlink(poster)
+            _unlink(poster, poster_name)
 
     def failed(self, error: DownloadError, *, retryable: bool | None = None) -> None:
         retryable = error.retryable if retryable is None else retryable
@@ -1167,18 +1177,16 @@ def remove_temp_files(folder: Path) -> int:
     return removed
 
 
-def _unlink(result: DownloadResult | None) -> None:
+def _unlink(result: DownloadResult | None, name: str) -> None:
+    """Remove a download wherever it got to: its local file and its stored copy ``name``."""
     if result is not None:
         Path(result.path).unlink(missing_ok=True)
+        storage.discard(name)
 
 
 class ContractDownloadError(DownloadError):
     retryable = True
     default_message = "Flow said the clip is ready but gave no link to download it."
-
-
-def _relative(path: str, root: Path) -> str:
-    return Path(path).resolve().relative_to(root.resolve()).as_posix()
 
 
 # --- When is the next thing due --------------------------------------------------------------
