@@ -1006,13 +1006,19 @@ def _file_response(path: Path, content_type: str, range_header: str, op: Operati
 
 
 def _stream(path: Path, start: int, length: int, seconds: float) -> Iterator[bytes]:
-    chunks = max(1, -(-length // CHUNK))
+    # A slow media host answers at once and trickles the body (at least ten pieces, however
+    # small the file), so a client sits mid-body for most of ``seconds``. The empty first
+    # piece makes the server send the headers before the first pause.
+    size = max(1, min(CHUNK, -(-length // 10))) if seconds else CHUNK
+    chunks = max(1, -(-length // size))
     pause = seconds / chunks
+    if seconds:
+        yield b""
     with path.open("rb") as handle:
         handle.seek(start)
         left = length
         while left > 0:
-            data = handle.read(min(CHUNK, left))
+            data = handle.read(min(size, left))
             if not data:
                 break
             left -= len(data)
