@@ -395,6 +395,11 @@ class Generation(models.Model):
         indexes = [
             models.Index(fields=["status", "next_check_at"], name="gen_status_check"),
             models.Index(fields=["project", "status", "-finished_at"], name="gen_gallery"),
+            # The gallery's per-member counts and one member's page of clips, from the index.
+            models.Index(
+                fields=["project", "status", "requested_by", "-finished_at", "-id"],
+                name="gen_gallery_member",
+            ),
             models.Index(fields=["project", "updated"], name="gen_project_updated"),
         ]
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from uuid import UUID
 
+from django.contrib.auth import get_user_model
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
-from django.db.models import Count, F
+from django.db.models import Count, F, Q, QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.views.decorators.http import require_GET
@@ -51,23 +52,10 @@ def project_gallery(request: HttpRequest, uuid: UUID) -> HttpResponse:
         .annotate(count=Count("pk"))
         .values_list("requested_by", "count")
     )
-    # Members in name order (a deleted account's clips last), each member's clips newest first;
-    # pages cut through this one ordering, so a member's section may continue on the next page.
-    ordered = clips.select_related("requested_by", "scene").order_by(
-        F("requested_by__username").asc(nulls_last=True),
-        F("finished_at").desc(nulls_last=True),
-        "-pk",
-    )
-    page = Paginator(ordered, PAGE_SIZE).get_page(request.GET.get("page"))
-
-    sections: list[Section] = []
-    for clip in page.object_list:
-        if not sections or sections[-1].requester_id != clip.requested_by_id:
-            name = str(clip.requested_by) if clip.requested_by else "A former member"
-            sections.append(
-                Section(clip.requested_by_id, name, totals.get(clip.requested_by_id, 0))
-            )
-        sections[-1].clips.append(clip)
+    total = sum(totals.values())
+    # The page numbers come from the counts already in hand: no COUNT query of its own.
+    page = Paginator(range(total), PAGE_SIZE).get_page(request.GET.get("page"))
+    sections = _page_sections(clips, totals, (page.number - 1) * PAGE_SIZE)
 
     return render(
         request,
@@ -80,6 +68,58 @@ def project_gallery(request: HttpRequest, uuid: UUID) -> HttpResponse:
             "scene_error": scene_error,
             "page": page,
             "sections": sections,
-            "total": sum(totals.values()),
+            "total": total,
         },
     )
+
+
+def _page_sections(clips: QuerySet[Generation], totals: dict, start: int) -> list[Section]:
+    """The members' sections of the page that starts at clip number ``start``.
+
+    Members come in name order (a deleted account's clips last), each member's clips newest
+    first, and pages cut through this one ordering. Rather than sorting every clip of the
+    project to find one page (tens of milliseconds at 10,000 clips), the members' counts say
+    which members the page spans and where it starts in each; their clips come from one query
+    whose parts each walk the gen_gallery_member index for one member.
+    """
+    names = dict(
+        get_user_model()
+        .objects.filter(pk__in=[pk for pk in totals if pk is not None])
+        .order_by("username")
+        .values_list("pk", "username")
+    )
+    ordered = [*names, *([None] if None in totals else [])]
+    wanted = Q()
+    spans: list[Section] = []
+    end = start + PAGE_SIZE
+    first = 0  # the member's first clip, counted over the whole ordering
+    for requester in ordered:
+        count = totals[requester]
+        begin, stop = max(start, first), min(end, first + count)
+        if begin < stop:
+            if requester is None:
+                mine = clips.filter(requested_by__isnull=True)
+            else:
+                mine = clips.filter(requested_by=requester)
+            newest_first = mine.order_by(F("finished_at").desc(nulls_last=True), "-pk")
+            wanted |= Q(pk__in=newest_first.values("pk")[begin - first : stop - first])
+            name = names[requester] if requester is not None else "A former member"
+            spans.append(Section(requester, name, count))
+        first += count
+        if first >= end:
+            break
+    if not spans:
+        return []
+    rank = {section.requester_id: index for index, section in enumerate(spans)}
+    page_clips = sorted(
+        Generation.objects.filter(wanted).select_related("scene"),
+        key=lambda clip: (rank[clip.requested_by_id], *_newest_first(clip)),
+    )
+    for clip in page_clips:
+        spans[rank[clip.requested_by_id]].clips.append(clip)
+    return spans
+
+
+def _newest_first(clip: Generation) -> tuple[float, int]:
+    finished = clip.finished_at.timestamp() if clip.finished_at else float("-inf")
+    return -finished, -clip.pk
