@@ -280,7 +280,7 @@ class _Engines:
 def _write_claimed(token: UUID, changes: dict[int, dict[str, Any]], statuses: Iterable[str]) -> int:
     """Apply per-take changes in ONE UPDATE, only to rows still carrying ``token``.
 
-    Each field becomes ``CASE WHEN id = … THEN … ELSE field END``: the cost is one statement
+    Each field becomes ``CASE WHEN id IN (…) THEN … ELSE field END``: the cost is one statement
     however many takes changed, and a take cancelled meanwhile (claim cleared) is untouched.
     """
     if not changes:
@@ -289,10 +289,19 @@ def _write_claimed(token: UUID, changes: dict[int, dict[str, Any]], statuses: It
     updates: dict[str, Any] = {}
     for name in fields:
         field = Generation._meta.get_field(name)
+        # Takes given the same value share one WHEN (`id IN (…)`): building a WHEN per take
+        # and field cost the ORM tens of ms per batch of 50 (benchmarks/upstream_poll.py),
+        # and most values (next check, cleared claim and lease) are the same for every take.
+        by_value: dict[Any, list[int]] = defaultdict(list)
+        for pk, change in changes.items():
+            if name in change:
+                by_value[change[name]].append(pk)
+        if len(by_value) == 1 and len(next(iter(by_value.values()))) == len(changes):
+            updates[name] = Value(next(iter(by_value)), output_field=field)
+            continue
         whens = [
-            When(pk=pk, then=Value(change[name], output_field=field))
-            for pk, change in changes.items()
-            if name in change
+            When(pk__in=pks, then=Value(value, output_field=field))
+            for value, pks in by_value.items()
         ]
         updates[name] = Case(*whens, default=F(name), output_field=field)
     return Generation.objects.filter(
