@@ -1091,6 +1091,9 @@ class Download:
             if not clip.video_url:
                 raise ContractDownloadError()
             video = download_to(clip.video_url, storage.local_path(video_name), kind="video")
+            # Each whole local file into the storage as soon as it is complete: already there
+            # in the media folder, uploaded (and the local copy removed) with a bucket.
+            video_name = storage.store_file(video.path, video_name)
             if clip.poster_url:
                 try:
                     poster = download_to(
@@ -1101,9 +1104,6 @@ class Download:
                         raise
                     # A poster is a nicety; the clip itself is what the team waits for.
                     log.warning("poster of take %s not kept: %s", take.pk, error.message)
-            # Whole local files into the storage: already there in the media folder, uploaded
-            # (and the local copy removed) with a bucket.
-            video_name = storage.store_file(video.path, video_name)
             if poster is not None:
                 poster_name = storage.store_file(poster.path, poster_name)
         except DownloadError as error:

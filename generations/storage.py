@@ -22,11 +22,16 @@ from django.core.files import File
 from django.core.files.storage import FileSystemStorage, default_storage
 from django.utils.http import content_disposition_header
 
+from .engines.base import DownloadError
+
 log = logging.getLogger(__name__)
 
 
-class StoreFailed(OSError):
-    """The storage did not keep the file whole."""
+class StoreFailed(DownloadError):
+    """The storage did not take the file, or did not keep it whole; worth another try."""
+
+    retryable = True
+    default_message = "Flowsite could not save the file to its media storage."
 
 
 def is_remote() -> bool:
@@ -49,8 +54,8 @@ def store_file(local_path: str | os.PathLike[str], name: str) -> str:
     """Keep the complete file at ``local_path`` as ``name``; returns the name it is kept under.
 
     With an object store the local file is removed afterwards, stored or not, so staging never
-    fills up; an upload the store reports at a different size is deleted and raises
-    ``StoreFailed`` (the caller retries the download as for any other failure).
+    fills up. Raises ``StoreFailed`` (a retryable ``DownloadError``, so the pipeline treats it
+    like a failed download) when the store refuses the file or keeps a different size.
     """
     source = Path(local_path)
     if not is_remote() and source.resolve() == Path(default_storage.path(name)).resolve():
@@ -62,7 +67,14 @@ def store_file(local_path: str | os.PathLike[str], name: str) -> str:
         kept = default_storage.size(stored)
         if kept != size:
             default_storage.delete(stored)
-            raise StoreFailed(f"The storage kept {kept} of the {size} bytes of {name}.")
+            raise StoreFailed(detail=f"the storage kept {kept} of the {size} bytes of {name}")
+    except StoreFailed as error:
+        log.warning("Storing %s failed: %s", name, error.detail)
+        raise
+    except Exception as error:
+        # botocore's errors are not OSErrors; whatever the store said goes to the log.
+        log.warning("Storing %s failed: %s: %s", name, type(error).__name__, error)
+        raise StoreFailed(detail=f"{type(error).__name__}: {error}") from error
     finally:
         source.unlink(missing_ok=True)
     log.info("Stored %s (%d bytes)", stored, size)
