@@ -118,9 +118,15 @@ def _get_scene_for_user(
 
 
 def _get_generation_for_user(
-    request: HttpRequest, uuid: UUID, role: str | None = None
+    request: HttpRequest,
+    uuid: UUID,
+    role: str | None = None,
+    *,
+    related: tuple[str, ...] = ("project__account", "scene"),
 ) -> tuple[Generation, Membership]:
-    queryset = Generation.objects.select_related("project__account", "scene")
+    """The take and the requester's membership. ``related`` lets a view that never touches
+    the Flow account (the media views) skip loading it and decrypting its secrets."""
+    queryset = Generation.objects.select_related(*related)
     generation, member_role = _get_with_role(request, queryset, "project", role, uuid=uuid)
     return generation, _membership(request, generation.project, member_role)
 

@@ -35,6 +35,9 @@ from .. import storage
 from .access import _get_generation_for_user, _get_image_for_user
 
 CHUNK_SIZE = 64 * 1024
+# What a media answer reads besides the take: names for the download, never the Flow account
+# (loading it decrypts its secrets, a sizeable share of a poster request).
+MEDIA_RELATED = ("project", "scene")
 _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
 
 
@@ -45,7 +48,7 @@ class _Unsatisfiable(Exception):
 @require_safe
 @login_required
 def take_video(request: HttpRequest, uuid: UUID) -> HttpResponseBase:
-    generation, _ = _get_generation_for_user(request, uuid)
+    generation, _ = _get_generation_for_user(request, uuid, related=MEDIA_RELATED)
     if not generation.is_ready or not generation.video:
         raise Http404("This clip is not ready.")
     name = f"{_download_stem(generation)}.mp4"
@@ -57,7 +60,7 @@ def take_video(request: HttpRequest, uuid: UUID) -> HttpResponseBase:
 @require_safe
 @login_required
 def take_poster(request: HttpRequest, uuid: UUID) -> HttpResponseBase:
-    generation, _ = _get_generation_for_user(request, uuid)
+    generation, _ = _get_generation_for_user(request, uuid, related=MEDIA_RELATED)
     if not generation.poster:
         raise Http404("This clip has no poster.")
     content_type = mimetypes.guess_type(generation.poster.name)[0] or "image/jpeg"
