@@ -1,0 +1,193 @@
+"""What an open storyboard page costs the server while clips render: its one poll request.
+
+    .venv/bin/python benchmarks/page_poll.py [--requests 1500] [--scenes 40] [--quick]
+
+A project with ``--scenes`` scenes of four takes each, one take still rendering, served by
+gunicorn on 127.0.0.1. A signed-in client polls the way the page does (htmx, keep-alive) and,
+interleaved with it, calls a bare "hello" view that runs through the same middleware. Prints:
+
+- the SQL statements of an unchanged poll (target ≤ 3) and its answer (204, no body);
+- that a poll after one take changed brings back only that card;
+- the median server time of the unchanged poll as a multiple of hello's (target ≤ 2×), and
+  the changed poll's for information.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+import tempfile
+from datetime import timedelta
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benchmarks.harness import run as bench
+
+POLL_TARGET = 2.0
+QUERY_TARGET = 3
+
+
+def seed(scenes: int):
+    """A project of ``scenes`` scenes × 4 takes, all last touched an hour ago, one rendering."""
+    from django.contrib.auth.models import User
+    from django.utils import timezone
+
+    from generations.models import FlowAccount, Generation, Membership, Project, Scene
+
+    user = User.objects.create_user("alice")
+    account = FlowAccount.objects.create(label="Studio", bearer_token="ya29.bench")
+    project = Project.objects.create(name="Poseidon", account=account, created_by=user)
+    project.add_member(user, Membership.Role.OWNER)
+    hour_ago = timezone.now() - timedelta(hours=1)
+    scene_rows = Scene.objects.bulk_create(
+        Scene(
+            project=project,
+            position=n,
+            prompt=f"Shot {n}: a lighthouse at dusk, waves rolling in",
+            model_key="veo_3_1_i2v_s_fast",
+            created=hour_ago,
+            updated=hour_ago,
+        )
+        for n in range(scenes)
+    )
+    takes = Generation.objects.bulk_create(
+        Generation(
+            scene=scene,
+            project=project,
+            requested_by=user,
+            account=account,
+            take=take,
+            prompt=scene.prompt,
+            model_key=scene.model_key,
+            aspect=scene.aspect,
+            seed=1000 + take,
+            status=Generation.Status.ACTIVE if n == 0 and take == 1 else Generation.Status.READY,
+            created=hour_ago,
+            updated=hour_ago,
+            finished_at=None if n == 0 and take == 1 else hour_ago,
+        )
+        for n, scene in enumerate(scene_rows)
+        for take in range(1, 5)
+    )
+    return user, project, takes
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--requests", type=int, default=1500, help="timed requests of each kind")
+    parser.add_argument("--scenes", type=int, default=40)
+    parser.add_argument("--quick", action="store_true", help="a short smoke run")
+    args = parser.parse_args()
+    if args.quick:
+        args.requests, args.scenes = 60, 5
+    with tempfile.TemporaryDirectory(prefix="flowsite-bench-poll-") as folder:
+        bench.configure(Path(folder))
+        return run(args)
+
+
+def run(args: argparse.Namespace) -> int:
+    import httpx
+    from django.test import Client
+    from django.urls import reverse
+    from django.utils import timezone
+
+    from generations.models import Generation
+    from generations.views.projects import encode_since
+
+    verdicts = bench.Verdicts(args.quick)
+    user, project, takes = seed(args.scenes)
+    poll = reverse("project-poll", args=[project.uuid])
+    # One take changes now; a page whose token is a minute old gets exactly that card back.
+    Generation.objects.filter(pk=takes[-1].pk).update(reason="Seen", updated=timezone.now())
+    unchanged = f"{poll}?since={encode_since(timezone.now())}"
+    changed = f"{poll}?since={encode_since(timezone.now() - timedelta(minutes=1))}"
+
+    print(
+        f"Page poll: {args.scenes} scenes × 4 takes, one rendering; "
+        f"{args.requests} requests of each kind, interleaved, gunicorn gthread on 127.0.0.1"
+    )
+
+    # The guarantees, counted in this process through the same views.
+    client = Client(headers={"HX-Request": "true", **bench.PROXY_HEADERS})
+    client.force_login(user)
+    with bench.captured_queries() as queries:
+        quiet = client.get(unchanged)
+    n_queries = len(queries.captured_queries)
+    print(
+        f"  unchanged poll: HTTP {quiet.status_code}, {len(quiet.content)} body bytes, "
+        f"{n_queries} SQL statements (target ≤ {QUERY_TARGET}) -> "
+        + verdicts.guarantee(
+            "unchanged poll queries",
+            quiet.status_code == 204 and not quiet.content and n_queries <= QUERY_TARGET,
+        )
+    )
+    with bench.captured_queries() as queries:
+        busy = client.get(changed)
+    cards = re.findall(r'<article id="scene-([0-9a-f-]+)"[^>]*hx-swap-oob', busy.text)
+    only_that_card = cards == [str(takes[-1].scene.uuid)]
+    print(
+        f"  poll after one take changed: HTTP {busy.status_code}, {len(cards)} card(s) out of "
+        f"{args.scenes}, {len(queries.captured_queries)} SQL statements -> "
+        + verdicts.guarantee("changed poll returns only that card", only_that_card)
+    )
+
+    with bench.Server() as server:
+        headers = {"HX-Request": "true", **bench.PROXY_HEADERS}
+        with httpx.Client(
+            base_url=server.url, cookies=bench.session_cookies(user), headers=headers
+        ) as http:
+            samples = bench.interleaved(
+                {
+                    "hello": lambda: http.get("/bench/hello/"),
+                    "signed-in hello": lambda: http.get("/bench/signed-in-hello/"),
+                    "unchanged": lambda: http.get(unchanged),
+                    "changed": lambda: http.get(changed),
+                },
+                args.requests,
+                expect={"unchanged": 204},
+            )
+    hello = samples["hello"]
+    line, ratio = bench.ratio_line(
+        "  unchanged poll (204), median server time",
+        samples["unchanged"].server_median,
+        "hello",
+        hello.server_median,
+    )
+    print(
+        f"{line} (target ≤ {POLL_TARGET:g}×) -> "
+        + verdicts.target("unchanged poll time", ratio <= POLL_TARGET)
+    )
+    floor = samples["signed-in hello"]
+    line, _ = bench.ratio_line(
+        "  signed-in hello (session + user, the floor of any signed-in view)",
+        floor.server_median,
+        "hello",
+        hello.server_median,
+    )
+    print(f"{line} (for information)")
+    line, _ = bench.ratio_line(
+        "  unchanged poll",
+        samples["unchanged"].server_median,
+        "signed-in hello",
+        floor.server_median,
+    )
+    print(f"{line} (for information)")
+    line, _ = bench.ratio_line(
+        "  changed poll (1 card), median server time",
+        samples["changed"].server_median,
+        "hello",
+        hello.server_median,
+    )
+    print(f"{line} (for information)")
+    print(
+        f"  round trips seen by the client (median): hello {hello.roundtrip_median:.3f} ms, "
+        f"unchanged poll {samples['unchanged'].roundtrip_median:.3f} ms "
+        f"({samples['unchanged'].roundtrip_median / hello.roundtrip_median:.2f}×)"
+    )
+    return verdicts.exit_code()
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,247 @@
+"""One polling pass over 1,000 takes in flight, against the real emulator over loopback HTTP.
+
+    .venv/bin/python benchmarks/upstream_poll.py [--takes 1000] [--rounds 7] [--quick]
+
+The takes are submitted for real through the Flow engine (batches of 50, one start image), so
+the emulator knows every operation; it keeps them ACTIVE for an hour, so nothing downloads while
+we measure. Then, in the same run, interleaved round by round:
+
+- the worker's polling pass (``pipeline.run_pass``, what the pump runs);
+- the bare HTTP calls alone: ``engine.check()`` on the same batches, no database.
+
+Prints the status calls one pass makes (target ⌈takes / FLOW_STATUS_BATCH_SIZE⌉, counted by the
+emulator), the SQL statements of each batch (target: the same for every batch), the median wall
+time of the pass as a multiple of the bare calls' (target ≤ 1.5×), and how many times slower a
+naive poller is that asks about each take on its own and saves each row on its own.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import statistics
+import sys
+import tempfile
+import time
+from datetime import timedelta
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benchmarks.harness import run as bench
+
+TARGET = 1.5
+SUBMIT_BATCH = 50
+
+
+def seed(emu, count: int):
+    """``count`` ACTIVE takes whose operations the emulator issued, submitted in batches."""
+    import io
+    import uuid
+
+    from django.conf import settings
+    from django.contrib.auth.models import User
+    from django.utils import timezone
+    from PIL import Image
+
+    from generations.engines import Aspect, ClipRequest, ImageData, get_engine
+    from generations.models import FlowAccount, Generation, Project, Scene
+
+    settings.FLOW_API_BASE_URL = settings.FLOW_LABS_BASE_URL = emu.url
+    account = FlowAccount.objects.create(label="Bench", tier="PAYGATE_TIER_TWO")
+    account.bearer_token = emu.token
+    account.save()
+    user = User.objects.create_user("bench")
+    project = Project.objects.create(name="Upstream", account=account, created_by=user)
+    scene = Scene.objects.create(
+        project=project, prompt="a slow pan across the harbour", model_key="veo_3_1_i2v_s_fast"
+    )
+    buffer = io.BytesIO()
+    Image.new("RGB", (320, 180), (40, 90, 160)).save(buffer, "JPEG")
+    engine = get_engine(account.credentials())
+    image = engine.upload_image(ImageData(buffer.getvalue(), "image/jpeg", 320, 180))
+    now = timezone.now()
+    rows = []
+    for start in range(0, count, SUBMIT_BATCH):
+        clips = [
+            ClipRequest(
+                request_id=str(uuid.uuid4()),
+                prompt=scene.prompt,
+                model_key=scene.model_key,
+                aspect=Aspect.LANDSCAPE,
+                seed=n,
+                start_image_media_id=image.media_id,
+            )
+            for n in range(start, min(count, start + SUBMIT_BATCH))
+        ]
+        result = engine.submit(str(project.flow_project_id), clips)
+        for clip, submitted in zip(clips, result.clips, strict=True):
+            rows.append(
+                Generation(
+                    scene=scene,
+                    project=project,
+                    requested_by=user,
+                    account=account,
+                    take=len(rows) + 1,
+                    prompt=clip.prompt,
+                    model_key=clip.model_key,
+                    aspect=scene.aspect,
+                    seed=clip.seed,
+                    status=Generation.Status.ACTIVE,
+                    request_id=clip.request_id,
+                    operation_name=submitted.operation_name,
+                    submitted_at=now,
+                    created=now,
+                    updated=now,
+                )
+            )
+    Generation.objects.bulk_create(rows, batch_size=500)
+    return account
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--takes", type=int, default=1000)
+    parser.add_argument("--rounds", type=int, default=7, help="passes (and bare runs) timed")
+    parser.add_argument("--quick", action="store_true", help="a short smoke run")
+    args = parser.parse_args()
+    if args.quick:
+        args.takes, args.rounds = 120, 2
+    with tempfile.TemporaryDirectory(prefix="flowsite-bench-upstream-") as folder:
+        bench.configure(Path(folder))
+        return run(args)
+
+
+def run(args: argparse.Namespace) -> int:
+    from django.conf import settings
+    from django.utils import timezone
+
+    from generations import pipeline
+    from generations.emulator import EmulatorConfig, start_emulator
+    from generations.engines import OperationRef, get_engine
+    from generations.models import Generation
+
+    verdicts = bench.Verdicts(args.quick)
+    emu = start_emulator(
+        EmulatorConfig(
+            port=0,
+            pending_seconds=0.0,
+            active_seconds=3600.0,
+            clip_seconds=0.5,
+            credits=10**9,
+        )
+    )
+    try:
+        account = seed(emu, args.takes)
+        size = int(settings.FLOW_STATUS_BATCH_SIZE)
+        batches = math.ceil(args.takes / size)
+        refs = [
+            OperationRef(name, str(request_id))
+            for name, request_id in Generation.objects.order_by("pk").values_list(
+                "operation_name", "request_id"
+            )
+        ]
+        print(
+            f"Upstream polling: {args.takes} takes in flight, FLOW_STATUS_BATCH_SIZE {size} "
+            f"({batches} batches); emulator on {emu.url}; {args.rounds} rounds, interleaved"
+        )
+        # Each pass pretends to run one poll interval (and a second) after the last, so every
+        # take is due again; Flow's clock (the emulator's) keeps them ACTIVE for an hour.
+        step = timedelta(seconds=pipeline.poll_interval() + 1)
+        moment = [timezone.now()]
+
+        def polling_pass() -> dict[str, int]:
+            moment[0] += step
+            return pipeline.run_pass(now=moment[0])
+
+        def bare_calls() -> None:
+            engine = get_engine(account.credentials())
+            for start in range(0, len(refs), size):
+                engine.check(refs[start : start + size])
+
+        # The guarantees, on one pass whose statements are cut at each batch's heartbeat.
+        marks: list[int] = []
+        checks_before = emu.stats["check"]
+        with bench.captured_queries() as queries:
+            moment[0] += step
+            counts = pipeline.run_pass(
+                now=moment[0], heartbeat=lambda: marks.append(len(queries.captured_queries))
+            )
+            marks.append(len(queries.captured_queries))
+        calls = emu.stats["check"] - checks_before
+        print(
+            f"  status calls in one pass: {calls} (target ⌈{args.takes}/{size}⌉ = {batches}), "
+            f"{counts.get('checked', 0)} takes checked -> "
+            + verdicts.guarantee(
+                "status calls per pass", calls == batches and counts.get("checked") == args.takes
+            )
+        )
+        # Beats come after reaping, after submitting, then after each batch; the first batch
+        # also carries the pass's one lookup of due takes and their accounts.
+        segments = [b - a for a, b in zip([0, *marks], marks, strict=False)]
+        fixed, per_batch = segments[:2], segments[2 : 2 + batches]
+        lookup = per_batch[0] - per_batch[-1] if len(per_batch) > 1 else 0
+        steady = per_batch[1:] or per_batch
+        print(
+            f"  SQL statements: {len(queries.captured_queries)} in all = {sum(fixed)} before "
+            f"polling + {lookup} lookup + {per_batch[-1]} per batch × {batches} "
+            f"(per batch: {sorted(set(steady))}) -> "
+            + verdicts.guarantee("constant SQL per batch", len(set(steady)) == 1)
+        )
+
+        pass_times: list[float] = []
+        bare_times: list[float] = []
+        for index in range(args.rounds):
+            order = [(polling_pass, pass_times), (bare_calls, bare_times)]
+            for action, times in order if index % 2 == 0 else reversed(order):
+                started = time.perf_counter()
+                action()
+                times.append(time.perf_counter() - started)
+        pass_median = statistics.median(pass_times)
+        bare_median = statistics.median(bare_times)
+        ratio = pass_median / bare_median
+        print(
+            f"  polling pass: median {pass_median * 1000:.1f} ms = {ratio:.2f}× the bare HTTP "
+            f"calls ({bare_median * 1000:.1f} ms for {batches} engine.check() calls) "
+            f"(target ≤ {TARGET:g}×) -> " + verdicts.target("polling pass time", ratio <= TARGET)
+        )
+
+        naive_started = time.perf_counter()
+        naive_calls = naive_poller(account, moment[0] + step)
+        naive = time.perf_counter() - naive_started
+        print(
+            f"  naive poller (one status call and one UPDATE per take): {naive * 1000:.0f} ms "
+            f"for {naive_calls} calls = {naive / pass_median:.1f}× slower than the batched pass"
+        )
+        still = Generation.objects.filter(status=Generation.Status.ACTIVE).count()
+        print(
+            f"  afterwards: {still}/{args.takes} takes still ACTIVE, {emu.stats['media']} "
+            "downloads -> "
+            + verdicts.guarantee(
+                "nothing finished", still == args.takes and emu.stats["media"] == 0
+            )
+        )
+    finally:
+        emu.stop()
+    return verdicts.exit_code()
+
+
+def naive_poller(account, now) -> int:
+    """What polling looks like without batching: each take asked about and saved on its own."""
+    from generations import pipeline
+    from generations.engines import OperationRef, get_engine
+    from generations.models import Generation
+
+    engine = get_engine(account.credentials())
+    calls = 0
+    next_check = now + timedelta(seconds=pipeline.poll_interval())
+    for take in Generation.objects.filter(status=Generation.Status.ACTIVE).order_by("pk"):
+        result = engine.check([OperationRef(take.operation_name, str(take.request_id))])
+        calls += 1
+        state = result.clips[0].state
+        Generation.objects.filter(pk=take.pk).update(next_check_at=next_check, reason=state)
+    return calls
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
