@@ -1,6 +1,6 @@
 """How fast the emulator renders clips, measured side by side in one run.
 
-    .venv/bin/python benchmarks/emulator_render.py [--clips 4] [--clip-seconds 8] [--workers 2]
+    .venv/bin/python benchmarks/emulator_render.py [--clips 4] [--clip-seconds 8] [--workers 2] [--quick]
 
 Renders ``--clips`` landscape and ``--clips`` portrait clips from the same start image with
 distinct captions (so nothing is cached): first one at a time, then on the emulator's render
@@ -67,7 +67,10 @@ def main() -> None:
     parser.add_argument("--clips", type=int, default=4, help="clips per orientation")
     parser.add_argument("--clip-seconds", type=float, default=8.0)
     parser.add_argument("--workers", type=int, default=2, help="the emulator's render pool")
+    parser.add_argument("--quick", action="store_true", help="a short smoke run")
     args = parser.parse_args()
+    if args.quick:
+        args.clips, args.clip_seconds = 1, 0.5
 
     data = start_image()
     jobs = [
