@@ -59,6 +59,12 @@ def store_file(local_path: str | os.PathLike[str], name: str) -> str:
     """
     source = Path(local_path)
     if not is_remote() and source.resolve() == Path(default_storage.path(name)).resolve():
+        # download_to's temporary file is private to its owner (0600); give it the mode every
+        # other stored file has (FILE_UPLOAD_PERMISSIONS), so an nginx serving the media
+        # volume as another user can read it.
+        mode = default_storage.file_permissions_mode
+        if mode is not None:
+            source.chmod(mode)
         return name
     try:
         size = source.stat().st_size

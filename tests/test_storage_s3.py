@@ -165,12 +165,26 @@ def test_on_the_local_folder_a_download_is_stored_where_it_already_is(settings, 
     path.parent.mkdir(parents=True)
     path.write_bytes(b"clip")
 
+    path.chmod(0o600)  # as download_to's temporary file is created
+
     assert path == tmp_path / "media" / "clips/p/t/clip.mp4"
     assert storage.store_file(path, "clips/p/t/clip.mp4") == "clips/p/t/clip.mp4"
     assert path.read_bytes() == b"clip"
+    # Readable by nginx serving the media volume as another user, like uploaded images.
+    assert path.stat().st_mode & 0o777 == settings.FILE_UPLOAD_PERMISSIONS == 0o644
 
 
 # --- The pipeline ---------------------------------------------------------------------------
+
+
+def test_on_the_local_folder_a_downloaded_clip_is_readable_by_an_nginx_of_another_user(
+    emu, project, alice, settings
+):
+    (take,) = settle(make_scene(project).generate(alice))
+
+    assert take.status == S.READY, take.reason
+    for name in (take.video.name, take.poster.name, take.start_image.file.name):
+        assert (Path(settings.MEDIA_ROOT) / name).stat().st_mode & 0o777 == 0o644, name
 
 
 def test_a_take_downloaded_by_the_worker_lands_in_the_bucket_and_nowhere_on_disk(
