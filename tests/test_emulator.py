@@ -561,7 +561,8 @@ def test_media_urls_carry_expires_and_a_signature(api):
 def test_a_tampered_signature_gets_403_in_cloud_storages_xml_shape(api, kind):
     url = finished_video(api)[kind]
     signature = parse_qs(urlsplit(url).query)["Signature"][0]
-    response = httpx.get(_with_query(url, Signature="A" + signature[1:]))
+    first = "B" if signature[0] == "A" else "A"
+    response = httpx.get(_with_query(url, Signature=first + signature[1:]))
     assert response.status_code == 403
     assert response.headers["content-type"].startswith("application/xml")
     assert "<Code>AccessDenied</Code>" in response.text

@@ -428,11 +428,11 @@ def _ultra_take(project, alice) -> Generation:
     [
         (
             lambda p, u: make_scene(p, "[fault:unsafe] x").generate(u)[0],
-            "safety filter refused the prompt or the start image. (PUBLIC_ERROR_UNSAFE_GENERATION)",
+            "safety filter refused the prompt or the start image (PUBLIC_ERROR_UNSAFE_GENERATION).",
         ),
         (
             lambda p, u: make_scene(p, "[fault:quota] x").generate(u)[0],
-            "run out of credits; add credits or use another account. (PUBLIC_ERROR_USER_QUOTA_REACHED)",
+            "run out of credits; add credits or use another account (PUBLIC_ERROR_USER_QUOTA_REACHED).",
         ),
         (_ultra_take, "needs a Ultra (tier two) account; this account is Pro (tier one)"),
     ],

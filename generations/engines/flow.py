@@ -91,6 +91,11 @@ QUOTA_REASONS = {
         "or pick another model."
     ),
 }
+def with_code(sentence: str, code: str) -> str:
+    """A sentence for people with Flow's code kept for support: "… refused it (CODE)."."""
+    return f"{sentence.rstrip('.')} ({code})."
+
+
 UNSAFE_REASONS = {
     "PUBLIC_ERROR_UNSAFE_GENERATION": (
         "Flow's safety filter refused the prompt or the start image."
@@ -671,7 +676,7 @@ class FlowEngine:
         for reason in reasons:
             if reason in QUOTA_REASONS or "QUOTA" in reason:
                 text = QUOTA_REASONS.get(reason, base.QuotaReached.default_message)
-                return base.QuotaReached(f"{text} ({reason})", detail=detail)
+                return base.QuotaReached(with_code(text, reason), detail=detail)
         if status == 429:
             retry_after = parse_retry_after(answer.headers.get("retry-after"))
             wait = f" after about {math.ceil(retry_after)} s" if retry_after is not None else ""
@@ -702,7 +707,7 @@ class FlowEngine:
         for reason in reasons:
             if reason in UNSAFE_REASONS or "UNSAFE" in reason:
                 text = UNSAFE_REASONS.get(reason, base.Unsafe.default_message)
-                return base.Unsafe(f"{text} ({reason})", reason=reason, detail=detail)
+                return base.Unsafe(with_code(text, reason), reason=reason, detail=detail)
         if status == 404 or NOT_FOUND_MESSAGE in message.lower():
             if path == PATH_SUBMIT:
                 return base.ImageUnknown(detail=detail)
