@@ -1,0 +1,335 @@
+"""Target 6, "Under load": 50 team members with their project page open, zero errors, p95 < 200 ms.
+
+    .venv/bin/python -m pip install --group bench      # locust, once
+    .venv/bin/python benchmarks/load/run.py [--duration 60] [--users 50] [--database sqlite|postgres|both]
+
+For each database, starts on 127.0.0.1: the Flow emulator, gunicorn with 4 workers on the
+production settings (DEBUG off, hashed static files, plain HTTP), and the django-q2 worker whose
+pump submits, polls and downloads takes. Seeds USERS people, each owning a project of three
+scenes (one with finished takes, one rendering, one draft), then runs locust headless for
+DURATION seconds: every user signs in, opens the project page, polls it every 3 s as the page
+does and opens the gallery about every tenth poll. Prints the error count and the p95 per
+request, for the whole run and for the steady state after every user has signed in.
+
+SQLite runs in WAL mode (the default settings); PostgreSQL runs when it answers at
+127.0.0.1:5432 (database ``flowsite_load``, created and dropped here; --postgres-url overrides).
+Everything else lives in a temporary folder that is removed afterwards. The load generator
+shares the machine with the servers, so its figures include that contention.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+from urllib.request import urlopen
+
+ROOT = Path(__file__).resolve().parent.parent.parent
+PYTHON = sys.executable
+TARGET_P95_MS = 200.0
+EMULATOR = {"pending": 5, "active": 40, "clip": 2}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def base_env(workdir: Path, emulator_port: int, database_url: str) -> dict[str, str]:
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "flowsite.settings",
+        "DEBUG": "0",
+        "SECRET_KEY": "flowsite-load-test-" + base64.b16encode(os.urandom(8)).decode(),
+        "FLOWSITE_FERNET_KEYS": base64.urlsafe_b64encode(os.urandom(32)).decode(),
+        "ALLOWED_HOSTS": "127.0.0.1,localhost",
+        # Plain HTTP on loopback: the production HTTPS defaults would redirect every request.
+        "SECURE_SSL_REDIRECT": "0",
+        "SESSION_COOKIE_SECURE": "0",
+        "CSRF_COOKIE_SECURE": "0",
+        "SECURE_HSTS_SECONDS": "0",
+        "FLOWSITE_VAR_DIR": str(workdir),
+        "STATIC_ROOT": str(workdir / "static"),
+        "FLOWSITE_EMULATOR": "1",
+        "FLOW_EMULATOR_PORT": str(emulator_port),
+        "FLOWSITE_POLL_INTERVAL": "2",
+        "LOG_LEVEL": "WARNING",
+        "DATABASE_URL": database_url,
+        "Q_REDIS_URL": "",
+        "PYTHONUNBUFFERED": "1",
+    }
+    return env
+
+
+def manage(env: dict[str, str], *args: str) -> None:
+    subprocess.run([PYTHON, "manage.py", *args], cwd=ROOT, env=env, check=True)
+
+
+def wait_for_http(url: str, seconds: float = 30) -> None:
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            with urlopen(url, timeout=2) as response:
+                if response.status < 500:
+                    return
+        except OSError:
+            pass
+        if time.monotonic() > deadline:
+            raise SystemExit(f"{url} did not answer within {seconds:g} s")
+        time.sleep(0.2)
+
+
+def stop(processes: list[subprocess.Popen]) -> None:
+    # Last started first, one at a time: the worker stops before the emulator it talks to.
+    for process in reversed(processes):
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(fraction * (len(ordered) - 1))))]
+
+
+def summarise(summary: dict) -> dict:
+    rows = summary["requests"]
+    steady_from = summary["spawning_complete_at"] or 0.0
+    names = sorted({name for _, name, _, _ in rows})
+    result: dict = {"per_name": {}, "errors": [], "users": summary["users"]}
+    for name in names:
+        times = [ms for _, n, ms, _ in rows if n == name]
+        result["per_name"][name] = {"count": len(times), "p95": percentile(times, 0.95)}
+    result["errors"] = [(name, error) for _, name, _, error in rows if error]
+    # Signing in hashes a password on purpose (slow by design) and happens once per user.
+    steady = [ms for at, name, ms, _ in rows if at >= steady_from and name in ("poll", "gallery")]
+    everything = [ms for _, _, ms, _ in rows]
+    result["requests"] = len(rows)
+    result["p95_all"] = percentile(everything, 0.95)
+    result["p95_steady"] = percentile(steady, 0.95)
+    result["p50_steady"] = percentile(steady, 0.50)
+    result["steady_requests"] = len(steady)
+    return result
+
+
+def takes_state(env: dict[str, str]) -> dict[str, int]:
+    code = (
+        "import django, json; django.setup();"
+        "from django.db.models import Count;"
+        "from generations.models import Generation;"
+        "print(json.dumps(dict(Generation.objects.values_list('status')"
+        ".annotate(n=Count('pk')).values_list('status', 'n'))))"
+    )
+    done = subprocess.run(
+        [PYTHON, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, check=True
+    )
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def run_once(label: str, database_url: str, args: argparse.Namespace, static: Path) -> dict:
+    workdir = Path(tempfile.mkdtemp(prefix="flowsite-load-"))
+    emulator_port, web_port = free_port(), free_port()
+    env = base_env(workdir, emulator_port, database_url)
+    env["STATIC_ROOT"] = str(static)
+    host = f"http://127.0.0.1:{web_port}"
+    processes: list[subprocess.Popen] = []
+    logs = workdir / "logs"
+    logs.mkdir()
+    print(f"\n=== {label}: {args.users} users for {args.duration} s against {host} ===")
+    try:
+        manage(env, "migrate", "--noinput", "--verbosity", "0")
+        users_file = workdir / "users.json"
+        subprocess.run(
+            [PYTHON, "-m", "benchmarks.load.seed", "--users", str(args.users), "--out", users_file],
+            cwd=ROOT,
+            env=env,
+            check=True,
+        )
+
+        def start(name: str, *command: str) -> None:
+            log = (logs / f"{name}.log").open("w")
+            processes.append(
+                subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+            )
+
+        start(
+            "emulator",
+            PYTHON,
+            "manage.py",
+            "flow_emulator",
+            "--port",
+            str(emulator_port),
+            "--pending-seconds",
+            str(EMULATOR["pending"]),
+            "--active-seconds",
+            str(EMULATOR["active"]),
+            "--clip-seconds",
+            str(EMULATOR["clip"]),
+            "--render-workers",
+            "1",
+        )
+        start(
+            "gunicorn",
+            PYTHON,
+            "-m",
+            "gunicorn",
+            "flowsite.wsgi",
+            "--bind",
+            f"127.0.0.1:{web_port}",
+            "--workers",
+            "4",
+            "--log-level",
+            "warning",
+        )
+        start("worker", PYTHON, "manage.py", "qcluster")
+        wait_for_http(f"http://127.0.0.1:{emulator_port}/")
+        wait_for_http(f"{host}/accounts/login/")
+
+        summary_file = workdir / "summary.json"
+        locust_env = {
+            **env,
+            "LOAD_USERS_FILE": str(users_file),
+            "LOAD_SUMMARY_FILE": str(summary_file),
+        }
+        subprocess.run(
+            [
+                PYTHON,
+                "-m",
+                "locust",
+                "-f",
+                str(Path(__file__).with_name("locustfile.py")),
+                "--headless",
+                "--users",
+                str(args.users),
+                "--spawn-rate",
+                str(args.spawn_rate),
+                "--run-time",
+                f"{args.duration}s",
+                "--host",
+                host,
+                "--only-summary",
+                "--loglevel",
+                "WARNING",
+                "--exit-code-on-error",
+                "0",
+            ],
+            cwd=ROOT,
+            env=locust_env,
+            stdout=(logs / "locust.log").open("w"),
+            stderr=subprocess.STDOUT,
+            check=True,
+        )
+        result = summarise(json.loads(summary_file.read_text()))
+        result["takes"] = takes_state(env)
+        result["label"] = label
+        for process, name in zip(processes, ("emulator", "gunicorn", "worker"), strict=True):
+            if process.poll() is not None:
+                result["errors"].append((name, f"exited with {process.returncode}"))
+        return result
+    finally:
+        stop(processes)
+        if not args.keep:
+            subprocess.run(["rm", "-rf", str(workdir)], check=False)
+        else:
+            print(f"Kept {workdir}")
+
+
+def postgres_database(url: str, action: str) -> bool:
+    """Create (fresh) or drop the load-test database; False when PostgreSQL does not answer."""
+    import psycopg
+
+    parts = urlsplit(url)
+    name = parts.path.lstrip("/")
+    admin = urlunsplit(parts._replace(path="/postgres"))
+    try:
+        with psycopg.connect(admin, autocommit=True, connect_timeout=3) as connection:
+            connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            if action == "create":
+                connection.execute(f'CREATE DATABASE "{name}"')
+    except psycopg.OperationalError as error:
+        print(f"PostgreSQL is not reachable at {parts.hostname}:{parts.port}: {error}")
+        return False
+    return True
+
+
+def report(result: dict) -> bool:
+    ok = not result["errors"] and result["p95_steady"] < TARGET_P95_MS
+    print(f"\n--- {result['label']} ---")
+    print(f"{'request':<16}{'count':>8}{'p95 ms':>10}")
+    for name, row in result["per_name"].items():
+        print(f"{name:<16}{row['count']:>8}{row['p95']:>10.0f}")
+    print(
+        f"errors: {len(result['errors'])} of {result['requests']} requests"
+        + "".join(f"\n  {name}: {error}" for name, error in result["errors"][:10])
+    )
+    print(
+        f"p95 steady (poll + gallery after every user signed in, {result['steady_requests']} "
+        f"requests): {result['p95_steady']:.0f} ms (p50 {result['p50_steady']:.0f} ms); "
+        f"p95 of everything incl. sign-in: {result['p95_all']:.0f} ms"
+    )
+    print(f"takes at the end: {result['takes']}")
+    print(
+        f"target (0 errors, p95 < {TARGET_P95_MS:.0f} ms): {'met' if ok else 'NOT met'}",
+        flush=True,
+    )
+    return ok
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--duration", type=int, default=60, help="seconds of load (default 60)")
+    parser.add_argument("--users", type=int, default=50)
+    parser.add_argument("--spawn-rate", type=float, default=10.0)
+    parser.add_argument("--database", choices=["sqlite", "postgres", "both"], default="both")
+    parser.add_argument(
+        "--postgres-url", default="postgres://postgres@127.0.0.1:5432/flowsite_load"
+    )
+    parser.add_argument("--keep", action="store_true", help="keep the temporary folder")
+    args = parser.parse_args()
+    try:
+        import locust  # noqa: F401
+    except ImportError:
+        raise SystemExit(
+            "locust is not installed: .venv/bin/python -m pip install --group bench"
+        ) from None
+
+    static = Path(tempfile.mkdtemp(prefix="flowsite-load-static-"))
+    results = []
+    try:
+        env = base_env(static, 0, "")
+        env["STATIC_ROOT"] = str(static)
+        manage(env, "collectstatic", "--noinput", "--verbosity", "0")
+        if args.database in ("sqlite", "both"):
+            results.append(run_once("SQLite (WAL)", "", args, static))
+        if args.database in ("postgres", "both"):
+            if postgres_database(args.postgres_url, "create"):
+                try:
+                    results.append(run_once("PostgreSQL", args.postgres_url, args, static))
+                finally:
+                    postgres_database(args.postgres_url, "drop")
+            else:
+                print("PostgreSQL pass skipped.")
+    finally:
+        subprocess.run(["rm", "-rf", str(static)], check=False)
+    verdicts = [report(result) for result in results]
+    sys.exit(0 if all(verdicts) else 1)
+
+
+if __name__ == "__main__":
+    main()

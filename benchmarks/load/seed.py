@@ -1,0 +1,119 @@
+"""The world the load test runs in: USERS people, each owning a project page of their own.
+
+Each project has three scenes with real start images: the first with two finished takes (so
+the gallery has clips to group), the second generated for real (its take goes to the Flow
+emulator through the worker, so the page keeps polling while it renders), the third a draft.
+Writes the sign-in details the locust users need to ``--out`` as JSON.
+
+    python -m benchmarks.load.seed --users 50 --out users.json   (Django settings from the env)
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import secrets
+from datetime import timedelta
+from pathlib import Path
+
+
+def seed(users: int) -> list[dict[str, str]]:
+    from django.contrib.auth.hashers import make_password
+    from django.contrib.auth.models import User
+    from django.core.files.base import ContentFile
+    from django.db import transaction
+    from django.utils import timezone
+    from PIL import Image
+
+    from generations.engines.catalogue import TIER_TWO
+    from generations.images import store_start_image
+    from generations.models import FlowAccount, Generation, Membership, Project, Scene
+
+    emulator_token = _emulator_token()
+    account = FlowAccount.objects.create(
+        label="Load test", tier=TIER_TWO, bearer_token=emulator_token
+    )
+    password = secrets.token_urlsafe(12)
+    # One hash for everyone: hashing 50 passwords at production cost would take half a minute.
+    hashed = make_password(password)
+    people = User.objects.bulk_create(
+        User(username=f"load-{n:02d}", email=f"load-{n:02d}@example.org", password=hashed)
+        for n in range(1, users + 1)
+    )
+    credentials: list[dict[str, str]] = []
+    hour_ago = timezone.now() - timedelta(hours=1)
+    for n, person in enumerate(people, 1):
+        project = Project.objects.create(
+            name=f"Load project {n:02d}", account=account, created_by=person
+        )
+        project.add_member(person, Membership.Role.OWNER)
+        scenes = []
+        for position in range(3):
+            buffer = io.BytesIO()
+            Image.new("RGB", (320, 180), (20 * position, 90, 160 - n)).save(buffer, "JPEG")
+            buffer.seek(0)
+            image = store_start_image(project, buffer, person, name=f"shot-{position}.jpg")
+            scenes.append(
+                Scene.objects.create(
+                    project=project,
+                    position=position,
+                    prompt=f"Shot {position + 1}: a lighthouse at dusk, waves rolling in",
+                    start_image=image,
+                    aspect="landscape",
+                    model_key="veo_3_1_i2v_s_fast",
+                    takes=1,
+                )
+            )
+        for take in (1, 2):
+            done = Generation.objects.create(
+                scene=scenes[0],
+                project=project,
+                requested_by=person,
+                account=account,
+                take=take,
+                prompt=scenes[0].prompt,
+                model_key=scenes[0].model_key,
+                aspect="landscape",
+                seed=take,
+                start_image=scenes[0].start_image,
+                status=Generation.Status.READY,
+                created=hour_ago,
+                finished_at=hour_ago,
+                updated=hour_ago,
+            )
+            # A small stand-in file: the load test renders pages, it never plays clips.
+            done.video.save(f"{done.media_dir()}/clip.mp4", ContentFile(b"\x00" * 1024), save=False)
+            done.video_size = 1024
+            done.save(update_fields=["video", "video_size"])
+        with transaction.atomic():
+            # Queued for real: committed, the worker's pump submits it to the emulator.
+            scenes[1].generate(person)
+        credentials.append(
+            {"username": person.username, "password": password, "project": str(project.uuid)}
+        )
+    return credentials
+
+
+def _emulator_token() -> str:
+    from django.conf import settings
+
+    return settings.FLOW_EMULATOR_TOKEN
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--users", type=int, default=50)
+    parser.add_argument("--out", type=Path, required=True)
+    args = parser.parse_args()
+
+    import django
+
+    django.setup()
+    credentials = seed(args.users)
+    args.out.write_text(json.dumps(credentials, indent=1))
+    print(f"Seeded {len(credentials)} users, each with a project of 3 scenes")
+
+
+if __name__ == "__main__":
+    main()
