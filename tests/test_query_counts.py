@@ -1,0 +1,317 @@
+"""The query-count guarantees of issue 5: what an open page, the gallery at size, a clip and a
+polling pass cost the database, whatever the size of the project.
+
+Timings live in benchmarks/ (ratios measured side by side); these are the counts that must hold
+on every run.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import uuid
+from datetime import timedelta
+
+import pytest
+from django.contrib.auth.models import User
+from django.db import connection
+from django.db.models import F
+from django.test.utils import CaptureQueriesContext
+from django.urls import reverse
+from django.utils import timezone
+
+from generations import pipeline
+from generations.engines import Aspect, ClipRequest, get_engine
+from generations.models import Generation, Membership, Scene
+from generations.views.gallery import PAGE_SIZE
+from generations.views.projects import encode_since
+from tests.views_support import attach_clip, client_for, make_image, make_scene, make_take
+
+S = Generation.Status
+HOUR_AGO = timedelta(hours=1)
+
+
+def _count(client, url: str, **headers) -> tuple[object, int]:
+    with CaptureQueriesContext(connection) as captured:
+        response = client.get(url, headers=headers)
+    return response, len(captured)
+
+
+def _board(project, user, scenes: int, takes_each: int, *, rendering: int = 1) -> list[Scene]:
+    """Scenes with takes last touched an hour ago; the first ``rendering`` takes still active."""
+    moment = timezone.now() - HOUR_AGO
+    rows = Scene.objects.bulk_create(
+        Scene(
+            project=project,
+            position=project.scenes.count() + n,
+            prompt=f"Shot {n}",
+            model_key="veo_3_1_i2v_s_fast",
+            updated=moment,
+        )
+        for n in range(scenes)
+    )
+    Generation.objects.bulk_create(
+        Generation(
+            scene=scene,
+            project=project,
+            requested_by=user,
+            account=project.account,
+            take=take,
+            prompt=scene.prompt,
+            model_key=scene.model_key,
+            aspect=scene.aspect,
+            seed=take,
+            status=S.ACTIVE if index * takes_each + take <= rendering else S.READY,
+            updated=moment,
+        )
+        for index, scene in enumerate(rows)
+        for take in range(1, takes_each + 1)
+    )
+    return rows
+
+
+def _poll_url(project, since) -> str:
+    return reverse("project-poll", args=[project.uuid]) + f"?since={encode_since(since)}"
+
+
+def _oob_cards(html: str) -> set[str]:
+    return set(re.findall(r'<article id="scene-([0-9a-f-]+)"[^>]*hx-swap-oob="true"', html))
+
+
+# --- the page poll ---------------------------------------------------------------------------
+
+
+def test_an_unchanged_poll_answers_204_in_at_most_three_queries_however_big_the_board(
+    project, alice
+):
+    client = client_for(alice)
+    _board(project, alice, scenes=1, takes_each=1)
+    small, small_queries = _count(client, _poll_url(project, timezone.now()), HX_Request="true")
+
+    _board(project, alice, scenes=60, takes_each=4)
+    large, large_queries = _count(client, _poll_url(project, timezone.now()), HX_Request="true")
+
+    assert (small.status_code, small.content) == (204, b"")
+    assert (large.status_code, large.content) == (204, b"")
+    # The session, the user, and one statement: membership, "changed since?", "in flight?".
+    assert small_queries <= 3
+    assert large_queries == small_queries
+
+
+def test_a_poll_after_changes_returns_only_the_changed_cards_in_the_same_queries(project, alice):
+    client = client_for(alice)
+    scenes = _board(project, alice, scenes=40, takes_each=3)
+    since = timezone.now() - timedelta(minutes=1)
+
+    Generation.objects.filter(scene=scenes[7], take=2).update(
+        status=S.READY, updated=timezone.now()
+    )
+    one, one_queries = _count(client, _poll_url(project, since), HX_Request="true")
+    Generation.objects.filter(scene__in=scenes[10:30]).update(updated=timezone.now())
+    many, many_queries = _count(client, _poll_url(project, since), HX_Request="true")
+
+    assert one.status_code == many.status_code == 200
+    assert _oob_cards(one.text) == {str(scenes[7].uuid)}
+    assert _oob_cards(many.text) == {str(s.uuid) for s in [scenes[7], *scenes[10:30]]}
+    assert one_queries == many_queries
+
+
+def test_charlie_polling_alice_project_gets_404_from_the_three_query_path(project, charlie):
+    _board(project, charlie, scenes=2, takes_each=1)
+
+    response, _ = _count(client_for(charlie), _poll_url(project, timezone.now()), HX_Request="true")
+
+    assert response.status_code == 404
+
+
+# --- the gallery at size -----------------------------------------------------------------------
+
+
+def _ready_clips(project, members: list[User], count: int, *, scenes: int = 20) -> None:
+    now = timezone.now()
+    rows = Scene.objects.bulk_create(
+        Scene(project=project, position=n, prompt=f"Shot {n}", model_key="veo_3_1_i2v_s_fast")
+        for n in range(scenes)
+    )
+    Generation.objects.bulk_create(
+        (
+            Generation(
+                scene=rows[n % scenes],
+                project=project,
+                requested_by=members[n % len(members)],
+                account=project.account,
+                take=n // scenes + 1,
+                prompt="A lighthouse at dusk",
+                model_key="veo_3_1_i2v_s_fast",
+                aspect="landscape",
+                seed=n,
+                status=S.READY,
+                video=f"clips/{n}/clip.mp4",
+                finished_at=now - timedelta(seconds=n),
+            )
+            for n in range(count)
+        ),
+        batch_size=2000,
+    )
+
+
+def _members(project, count: int) -> list[User]:
+    users = User.objects.bulk_create(User(username=f"member{n:02d}") for n in range(count))
+    Membership.objects.bulk_create(
+        Membership(project=project, user=user, role=Membership.Role.EDITOR) for user in users
+    )
+    return users
+
+
+def _gallery(client, project, **query):
+    with CaptureQueriesContext(connection) as captured:
+        response = client.get(reverse("project-gallery", args=[project.uuid]), query)
+    assert response.status_code == 200
+    return response.text, len(captured)
+
+
+def _shown(html: str) -> list[str]:
+    return re.findall(r'src="/media/take/([0-9a-f-]+)/video"', html)
+
+
+def test_the_gallery_costs_the_same_queries_for_10_clips_as_for_10000_by_20_members(
+    project, account, carol
+):
+    from generations.models import Project
+
+    small = Project.objects.create(name="Small", account=account)
+    small.add_member(carol, Membership.Role.VIEWER)
+    members = _members(project, 20)
+    _ready_clips(small, members[:3], 10)
+    _ready_clips(project, members, 10_000)
+    client = client_for(carol)
+
+    small_html, small_queries = _gallery(client, small)
+    first_html, first_queries = _gallery(client, project)
+    deep_html, deep_queries = _gallery(client, project, page=150)
+    pages = math.ceil(10_000 / PAGE_SIZE)
+
+    assert small_queries == first_queries == deep_queries
+    assert len(_shown(small_html)) == 10
+    assert len(_shown(first_html)) == len(_shown(deep_html)) == PAGE_SIZE
+    assert f"Page 1 of {pages}" in first_html
+    assert f"Page 150 of {pages}" in deep_html
+
+
+def test_walking_every_gallery_page_gives_each_clip_once_in_member_then_newest_order(
+    project, alice, bob, carol
+):
+    # Uneven sections (so pages start inside a member's clips), a former member, equal times.
+    members = _members(project, 3)
+    _ready_clips(project, [members[0]] * 5 + [members[1]] + [members[2]] * 3 + [alice], 130)
+    Generation.objects.filter(seed__in=[40, 41]).update(finished_at=timezone.now())
+    gone = User.objects.create_user("zed")
+    _ready_clips(project, [gone], 9, scenes=2)
+    gone.delete()
+    expected = [
+        str(u)
+        for u in Generation.objects.filter(project=project, status=S.READY)
+        .order_by(F("requested_by__username").asc(nulls_last=True), "-finished_at", "-pk")
+        .values_list("uuid", flat=True)
+    ]
+    client = client_for(carol)
+
+    walked: list[str] = []
+    for page in range(1, math.ceil(len(expected) / PAGE_SIZE) + 1):
+        html, _ = _gallery(client, project, page=page)
+        walked += _shown(html)
+
+    assert walked == expected
+    assert "A former member" in _gallery(client, project, page=3)[0]
+
+
+# --- a clip ---------------------------------------------------------------------------------
+
+
+def test_a_clip_handed_to_nginx_costs_three_queries_and_no_body(project, alice, settings):
+    settings.FLOWSITE_X_ACCEL_REDIRECT = "/protected/"
+    scene = make_scene(project, make_image(project, alice))
+    take = attach_clip(make_take(scene, alice, status=S.READY), b"\x00" * 4096)
+
+    response, queries = _count(client_for(alice), reverse("media-take-video", args=[take.uuid]))
+
+    assert response.status_code == 200
+    assert response.content == b""
+    assert response["X-Accel-Redirect"] == f"/protected/{take.video.name}"
+    assert queries == 3
+
+
+# --- a polling pass ---------------------------------------------------------------------------
+
+
+def _takes_flow_knows(project, alice, count: int) -> list[Generation]:
+    """``count`` active takes submitted for real to the emulator, which never finishes them."""
+    scene = make_scene(project, make_image(project, alice), prompt="[fault:stuck] a long shot")
+    engine = get_engine(project.account.credentials())
+    image = engine.upload_image(scene.start_image.image_data())
+    now = timezone.now()
+    rows = []
+    for start in range(0, count, 50):
+        clips = [
+            ClipRequest(
+                str(uuid.uuid4()),
+                scene.prompt,
+                scene.model_key,
+                Aspect.LANDSCAPE,
+                n,
+                image.media_id,
+            )
+            for n in range(start, min(count, start + 50))
+        ]
+        answer = engine.submit(str(project.flow_project_id), clips)
+        rows += [
+            Generation(
+                scene=scene,
+                project=project,
+                requested_by=alice,
+                account=project.account,
+                take=len(rows) + n + 1,
+                prompt=scene.prompt,
+                model_key=scene.model_key,
+                aspect=scene.aspect,
+                seed=clip.seed,
+                status=S.ACTIVE,
+                request_id=clip.request_id,
+                operation_name=submitted.operation_name,
+                submitted_at=now,
+                created=now,
+                updated=now,
+            )
+            for n, (clip, submitted) in enumerate(zip(clips, answer.clips, strict=True))
+        ]
+    return Generation.objects.bulk_create(rows)
+
+
+@pytest.mark.parametrize("count", [30, 130])
+def test_a_polling_pass_makes_one_status_call_and_the_same_statements_per_batch(
+    flow_emulator, project, alice, settings, count
+):
+    settings.FLOW_STATUS_BATCH_SIZE = 50
+    project.account.bearer_token = flow_emulator.token
+    project.account.save()
+    _takes_flow_knows(project, alice, count)
+    calls_before = flow_emulator.stats["check"]
+    marks: list[int] = []
+
+    with CaptureQueriesContext(connection) as captured:
+        counts = pipeline.run_pass(
+            now=timezone.now() + timedelta(seconds=1),
+            heartbeat=lambda: marks.append(len(captured.captured_queries)),
+        )
+
+    batches = math.ceil(count / 50)
+    assert counts["checked"] == count
+    assert flow_emulator.stats["check"] - calls_before == batches
+    # Heartbeats: after reaping, after submitting, then after each batch (the first batch also
+    # carries the pass's one lookup of due takes and their accounts).
+    per_batch = [b - a for a, b in zip(marks[2:], marks[3:], strict=False)]
+    assert len(marks) == 2 + batches
+    assert len(set(per_batch)) <= 1
+    # Flow is still rendering every one of them (pending or active): nothing to download.
+    still = Generation.objects.filter(project=project, status__in=[S.PENDING, S.ACTIVE])
+    assert still.count() == count
