@@ -30,17 +30,13 @@ _gallery_every = int(os.environ.get("LOAD_GALLERY_EVERY", "10"))
 
 # Every request, as (started at, name, milliseconds, error or ""), for the summary.
 _requests: list[tuple[float, str, float, str]] = []
-_all_signed_in_at: list[float] = []
+_signed_in_at: list[float] = []
+_started_at = time.monotonic()
 
 
 @events.request.add_listener
 def _record(request_type, name, response_time, response_length, exception=None, **_):
     _requests.append((time.monotonic(), name, response_time, repr(exception) if exception else ""))
-
-
-@events.spawning_complete.add_listener
-def _spawned(user_count, **_):
-    _all_signed_in_at.append(time.monotonic())
 
 
 @events.quitting.add_listener
@@ -51,8 +47,11 @@ def _summarise(environment, **_):
     with open(path, "w") as out:
         json.dump(
             {
+                "started_at": _started_at,
                 "requests": _requests,
-                "spawning_complete_at": _all_signed_in_at[0] if _all_signed_in_at else None,
+                # The steady state starts once every user has signed in and opened the page.
+                "all_signed_in_at": max(_signed_in_at) if _signed_in_at else None,
+                "signed_in": len(_signed_in_at),
                 "users": len(_people),
             },
             out,
@@ -87,6 +86,7 @@ class TeamMember(FastHttpUser):
         page = self.client.get(f"/projects/{self.project}/", name="project page")
         since = SINCE.search(page.text or "")
         self.since = since.group(1) if since else ""
+        _signed_in_at.append(time.monotonic())
 
     @task
     def poll(self) -> None:

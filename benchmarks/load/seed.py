@@ -51,7 +51,9 @@ def seed(users: int) -> list[dict[str, str]]:
         scenes = []
         for position in range(3):
             buffer = io.BytesIO()
-            Image.new("RGB", (320, 180), (20 * position, 90, 160 - n)).save(buffer, "JPEG")
+            # The same picture per position in every project: the emulator renders each
+            # distinct clip once, so its rendering (Google's work, not Flowsite's) stays small.
+            Image.new("RGB", (320, 180), (40 * position, 90, 160)).save(buffer, "JPEG")
             buffer.seek(0)
             image = store_start_image(project, buffer, person, name=f"shot-{position}.jpg")
             scenes.append(
