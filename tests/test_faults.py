@@ -23,7 +23,6 @@ from django.core.management import call_command
 from django.db import connection
 from django.urls import reverse
 from django.utils import timezone
-from django_q.models import OrmQ
 
 from generations import pipeline, tasks
 from generations.emulator import Emulator
@@ -315,7 +314,7 @@ def test_a_revoked_access_token_is_minted_again_once_and_the_take_goes_on(
 
 
 def test_a_dead_session_holds_every_take_saying_so_and_all_resume_once_a_new_cookie_is_saved(
-    flow_emulator, cookie_account, project, alice, django_capture_on_commit_callbacks
+    flow_emulator, cookie_account, project, alice, django_capture_on_commit_callbacks, task_queue
 ):
     [rendering] = settle(make_scene(project).generate(alice), until=IN_FLOW)
     # Google ends the session: the cookie and every token minted from it stop working.
@@ -343,7 +342,7 @@ def test_a_dead_session_holds_every_take_saying_so_and_all_resume_once_a_new_coo
     assert flow_emulator.stats["clips_submitted"] == 1
     assert_files_match(takes)
 
-    OrmQ.objects.all().delete()
+    task_queue.clear()
     with django_capture_on_commit_callbacks(execute=True):
         call_command(
             "flow_account",
@@ -356,7 +355,7 @@ def test_a_dead_session_holds_every_take_saying_so_and_all_resume_once_a_new_coo
     cookie_account.refresh_from_db()
     assert (cookie_account.problem, cookie_account.access_token) == ("", "")
     assert [t.reason for t in fresh(takes)] == ["", "", ""]
-    assert OrmQ.objects.count() == 1, "a pump was started for them"
+    assert task_queue.count() == 1, "a pump was started for them"
 
     takes = settle(takes)
     assert [t.status for t in takes] == [S.READY] * 3
