@@ -827,6 +827,21 @@ class _Settled(Exception):
 # --- Polling one batch --------------------------------------------------------------------
 
 
+POLL_FIELDS = (
+    "uuid",
+    "status",
+    "reason",
+    "request_id",
+    "operation_name",
+    "media_generation_id",
+    "check_errors",
+    "download_attempts",
+    "created",
+    "submitted_at",
+    "project__uuid",
+)
+
+
 class PollBatch:
     """Check up to FLOW_STATUS_BATCH_SIZE takes of one account with one status call.
 
@@ -848,9 +863,11 @@ class PollBatch:
             _free_lease(now), _due(now)
         ).update(claim=self.token, lease_until=now + check_lease())
         takes = list(
-            Generation.objects.filter(
-                claim=self.token, status__in=[S.PENDING, S.ACTIVE]
-            ).select_related("project")
+            Generation.objects.filter(claim=self.token, status__in=[S.PENDING, S.ACTIVE])
+            .select_related("project")
+            # Only what checking and downloading read: loading whole rows (nine dates each)
+            # was most of a batch's database time (benchmarks/upstream_poll.py).
+            .only(*POLL_FIELDS)
         )
         if not takes:
             return

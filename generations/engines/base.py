@@ -145,6 +145,10 @@ class Engine(Protocol):
 
     def account_info(self) -> AccountInfo: ...
 
+    def close(self) -> None:
+        """Release connections; the engine may be used again afterwards."""
+        ...
+
 
 # --- Errors --------------------------------------------------------------------------------
 
