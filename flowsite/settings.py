@@ -101,6 +101,10 @@ DATABASE_URL = envstr("DATABASE_URL")
 if DATABASE_URL:
     DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=60)}
 else:
+    SQLITE_TEST_PATH = Path(envstr("SQLITE_TEST_PATH", str(VAR_DIR / "test.sqlite3")))
+    # SQLite creates the file but not its folder: a fresh clone has no var/ yet.
+    for folder in {SQLITE_PATH.parent, SQLITE_TEST_PATH.parent}:
+        folder.mkdir(parents=True, exist_ok=True)
     DATABASES = {
         "default": {
             "ENGINE": "django.db.backends.sqlite3",
@@ -118,7 +122,7 @@ else:
                     "PRAGMA foreign_keys=ON;"
                 ),
             },
-            "TEST": {"NAME": envstr("SQLITE_TEST_PATH", str(VAR_DIR / "test.sqlite3"))},
+            "TEST": {"NAME": SQLITE_TEST_PATH},
         }
     }
 
