@@ -205,3 +205,34 @@ def test_there_is_no_public_media_url(clip, alice, settings):
 
     assert response.status_code == 404
     assert settings.MEDIA_URL is None
+
+
+def media_urls(take) -> list[str]:
+    return [
+        video_url(take),
+        reverse("media-take-poster", args=[take.uuid]),
+        reverse("media-image", args=[take.start_image.uuid]),
+    ]
+
+
+def test_a_superuser_who_is_no_member_can_read_media_for_the_admin(clip, django_user_model):
+    admin = django_user_model.objects.create_superuser("dana", "dana@example.org", "pw")
+    client = client_for(admin)
+
+    for url in media_urls(clip):
+        assert client.get(url).status_code == 200, url
+
+
+def test_staff_without_superuser_rights_gets_404_like_any_outsider(clip, charlie):
+    charlie.is_staff = True
+    charlie.save(update_fields=["is_staff"])
+    client = client_for(charlie)
+
+    for url in media_urls(clip):
+        assert client.get(url).status_code == 404, url
+
+
+def test_a_superuser_who_is_no_member_still_cannot_open_the_storyboard(clip, django_user_model):
+    admin = django_user_model.objects.create_superuser("dana", "dana@example.org", "pw")
+    response = client_for(admin).get(reverse("project-detail", args=[clip.project.uuid]))
+    assert response.status_code == 404

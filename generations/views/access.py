@@ -78,13 +78,23 @@ def _membership(request: HttpRequest, project: Project, role: str) -> Membership
 
 
 def _get_with_role[M: Model](
-    request: HttpRequest, queryset: QuerySet[M], project_ref: str, role: str | None, **lookup: Any
+    request: HttpRequest,
+    queryset: QuerySet[M],
+    project_ref: str,
+    role: str | None,
+    *,
+    superuser_reads: bool = False,
+    **lookup: Any,
 ) -> tuple[M, str]:
     try:
         obj = queryset.annotate(member_role=_role_subquery(request, project_ref)).get(**lookup)
     except (queryset.model.DoesNotExist, ValueError):
         raise Http404 from None
     member_role = obj.member_role
+    if member_role is None and superuser_reads and role is None and request.user.is_superuser:
+        # Admins run every project from the Django admin, whose lists show posters and start
+        # images; reading media is all this grants, and only to superusers.
+        member_role = Role.VIEWER
     if member_role is None:
         raise Http404
     _check_role(member_role, role)
@@ -123,19 +133,24 @@ def _get_generation_for_user(
     role: str | None = None,
     *,
     related: tuple[str, ...] = ("project__account", "scene"),
+    superuser_reads: bool = False,
 ) -> tuple[Generation, Membership]:
     """The take and the requester's membership. ``related`` lets a view that never touches
     the Flow account (the media views) skip loading it and decrypting its secrets."""
     queryset = Generation.objects.select_related(*related)
-    generation, member_role = _get_with_role(request, queryset, "project", role, uuid=uuid)
+    generation, member_role = _get_with_role(
+        request, queryset, "project", role, superuser_reads=superuser_reads, uuid=uuid
+    )
     return generation, _membership(request, generation.project, member_role)
 
 
 def _get_image_for_user(
-    request: HttpRequest, uuid: UUID, role: str | None = None
+    request: HttpRequest, uuid: UUID, role: str | None = None, *, superuser_reads: bool = False
 ) -> tuple[ImageAsset, Membership]:
     queryset = ImageAsset.objects.select_related("project")
-    image, member_role = _get_with_role(request, queryset, "project", role, uuid=uuid)
+    image, member_role = _get_with_role(
+        request, queryset, "project", role, superuser_reads=superuser_reads, uuid=uuid
+    )
     return image, _membership(request, image.project, member_role)
 
 

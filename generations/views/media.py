@@ -48,7 +48,9 @@ class _Unsatisfiable(Exception):
 @require_safe
 @login_required
 def take_video(request: HttpRequest, uuid: UUID) -> HttpResponseBase:
-    generation, _ = _get_generation_for_user(request, uuid, related=MEDIA_RELATED)
+    generation, _ = _get_generation_for_user(
+        request, uuid, related=MEDIA_RELATED, superuser_reads=True
+    )
     if not generation.is_ready or not generation.video:
         raise Http404("This clip is not ready.")
     name = f"{_download_stem(generation)}.mp4"
@@ -60,7 +62,9 @@ def take_video(request: HttpRequest, uuid: UUID) -> HttpResponseBase:
 @require_safe
 @login_required
 def take_poster(request: HttpRequest, uuid: UUID) -> HttpResponseBase:
-    generation, _ = _get_generation_for_user(request, uuid, related=MEDIA_RELATED)
+    generation, _ = _get_generation_for_user(
+        request, uuid, related=MEDIA_RELATED, superuser_reads=True
+    )
     if not generation.poster:
         raise Http404("This clip has no poster.")
     content_type = mimetypes.guess_type(generation.poster.name)[0] or "image/jpeg"
@@ -74,7 +78,7 @@ def take_poster(request: HttpRequest, uuid: UUID) -> HttpResponseBase:
 @require_safe
 @login_required
 def image_file(request: HttpRequest, uuid: UUID) -> HttpResponseBase:
-    image, _ = _get_image_for_user(request, uuid)
+    image, _ = _get_image_for_user(request, uuid, superuser_reads=True)
     if not image.file:
         raise Http404("This image has no file.")
     extension = os.path.splitext(image.file.name)[1]
