@@ -497,16 +497,7 @@ class GenerationAdmin(admin.ModelAdmin):
 
     @admin.action(description="Retry the selected takes as new takes", permissions=["change"])
     def retry_as_new_take(self, request: HttpRequest, queryset: QuerySet[Generation]) -> None:
-        made, refused = [], []
-        for take in queryset.select_related("scene", "project__account"):
-            try:
-                made.append(take.retry_as_new_take(request.user))
-            except CannotGenerate as error:
-                refused.append(f"{take}: {error}")
-        if made:
-            self.message_user(request, f"Queued {len(made)} new take{_s(len(made))}.")
-        for line in refused:
-            self.message_user(request, line, messages.ERROR)
+        self._new_takes(request, queryset, Generation.retry_as_new_take, "Queued {n} new take{s}.")
 
     @admin.action(description="Cancel the selected takes", permissions=["change"])
     def cancel(self, request: HttpRequest, queryset: QuerySet[Generation]) -> None:
@@ -522,14 +513,19 @@ class GenerationAdmin(admin.ModelAdmin):
         description="Submit uncertain takes again (Flow may charge twice)", permissions=["change"]
     )
     def resubmit(self, request: HttpRequest, queryset: QuerySet[Generation]) -> None:
-        made, refused = [], []
+        self._new_takes(request, queryset, Generation.resubmit, "Submitted {n} take{s} again.")
+
+    def _new_takes(self, request, queryset, make_take, done: str) -> None:
+        """Run ``make_take(take, user)`` on each selected take; report what was refused."""
+        made, refused = 0, []
         for take in queryset.select_related("scene", "project__account"):
             try:
-                made.append(take.resubmit(request.user))
+                make_take(take, request.user)
+                made += 1
             except CannotGenerate as error:
                 refused.append(f"{take}: {error}")
         if made:
-            self.message_user(request, f"Submitted {len(made)} take{_s(len(made))} again.")
+            self.message_user(request, done.format(n=made, s=_s(made)))
         for line in refused:
             self.message_user(request, line, messages.ERROR)
 
