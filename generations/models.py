@@ -279,39 +279,58 @@ class Scene(models.Model):
 
     def generate(self, user) -> list[Generation]:
         """Create this scene's next takes and queue their submission once committed."""
-        from . import tasks
-
         problem = self.generation_problem()
         if problem:
             raise CannotGenerate(problem)
-        with transaction.atomic():
-            last = (
-                Generation.objects.filter(scene=self)
-                .aggregate(last=models.Max("take"))["last"]
-                or 0
+        snapshot = {
+            "prompt": self.prompt,
+            "model_key": self.model_key,
+            "aspect": self.aspect,
+            "start_image_id": self.start_image_id,
+        }
+        return _queue_new_takes(
+            self.pk,
+            self.project,
+            user,
+            [
+                {**snapshot, "seed": self.seed if self.seed is not None else random_seed()}
+                for _ in range(self.takes)
+            ],
+        )
+
+
+def random_seed() -> int:
+    return secrets.randbelow(2**31)
+
+
+def _queue_new_takes(scene_id: int, project: Project, user, snapshots: list[dict]) -> list:
+    """Number and create new takes of a scene, one per snapshot of what to ask Flow, and queue
+    their submission once the transaction commits."""
+    from . import tasks
+
+    with transaction.atomic():
+        last = (
+            Generation.objects.filter(scene_id=scene_id).aggregate(last=models.Max("take"))["last"]
+            or 0
+        )
+        now = timezone.now()
+        takes = [
+            Generation(
+                scene_id=scene_id,
+                project_id=project.pk,
+                requested_by=user,
+                account_id=project.account_id,
+                take=last + number,
+                created=now,
+                updated=now,
+                **snapshot,
             )
-            now = timezone.now()
-            takes = [
-                Generation(
-                    scene=self,
-                    project_id=self.project_id,
-                    requested_by=user,
-                    account_id=self.project.account_id,
-                    take=last + n,
-                    prompt=self.prompt,
-                    model_key=self.model_key,
-                    aspect=self.aspect,
-                    seed=self.seed if self.seed is not None else secrets.randbelow(2**31),
-                    start_image_id=self.start_image_id,
-                    created=now,
-                    updated=now,
-                )
-                for n in range(1, self.takes + 1)
-            ]
-            Generation.objects.bulk_create(takes)
-            ids = [take.pk for take in takes]
-            transaction.on_commit(lambda: tasks.queue_submission(ids))
-        return takes
+            for number, snapshot in enumerate(snapshots, start=1)
+        ]
+        Generation.objects.bulk_create(takes)
+        ids = [take.pk for take in takes]
+        transaction.on_commit(lambda: tasks.queue_submission(ids))
+    return takes
 
 
 class Generation(models.Model):
@@ -466,35 +485,17 @@ class Generation(models.Model):
 
     def retry_as_new_take(self, user) -> Generation:
         """A new queued take of the same scene with this take's snapshot, queued on commit."""
-        from . import tasks
-
         problem = self.retry_problem()
         if problem:
             raise CannotGenerate(problem)
-        with transaction.atomic():
-            last = (
-                Generation.objects.filter(scene_id=self.scene_id).aggregate(
-                    last=models.Max("take")
-                )["last"]
-                or 0
-            )
-            now = timezone.now()
-            take = Generation.objects.create(
-                scene_id=self.scene_id,
-                project_id=self.project_id,
-                requested_by=user,
-                account_id=self.project.account_id,
-                take=last + 1,
-                prompt=self.prompt,
-                model_key=self.model_key,
-                aspect=self.aspect,
-                seed=self.seed,
-                start_image_id=self.start_image_id,
-                created=now,
-                updated=now,
-            )
-            transaction.on_commit(lambda: tasks.queue_submission([take.pk]))
-        return take
+        snapshot = {
+            "prompt": self.prompt,
+            "model_key": self.model_key,
+            "aspect": self.aspect,
+            "seed": self.seed,
+            "start_image_id": self.start_image_id,
+        }
+        return _queue_new_takes(self.scene_id, self.project, user, [snapshot])[0]
 
     def resubmit(self, user) -> Generation:
         """Submit an uncertain take again, knowingly: it may be paid for twice."""
