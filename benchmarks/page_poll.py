@@ -94,6 +94,7 @@ def run(args: argparse.Namespace) -> int:
     from django.utils import timezone
 
     from generations.models import Generation
+    from generations.views.access import poll_pass
     from generations.views.projects import encode_since
 
     verdicts = bench.Verdicts(args.quick)
@@ -101,7 +102,9 @@ def run(args: argparse.Namespace) -> int:
     poll = reverse("project-poll", args=[project.uuid])
     # One take changes now; a page whose token is a minute old gets exactly that card back.
     Generation.objects.filter(pk=takes[-1].pk).update(reason="Seen", updated=timezone.now())
-    unchanged = f"{poll}?since={encode_since(timezone.now())}"
+    # As the page's poller asks: with the poll pass the page was given.
+    unchanged_by_session = f"{poll}?since={encode_since(timezone.now())}"
+    unchanged = f"{unchanged_by_session}&pass={poll_pass(user.pk, project.uuid)}"
     changed = f"{poll}?since={encode_since(timezone.now() - timedelta(minutes=1))}"
 
     print(
@@ -143,10 +146,11 @@ def run(args: argparse.Namespace) -> int:
                     "hello": lambda: http.get("/bench/hello/"),
                     "signed-in hello": lambda: http.get("/bench/signed-in-hello/"),
                     "unchanged": lambda: http.get(unchanged),
+                    "unchanged, no pass": lambda: http.get(unchanged_by_session),
                     "changed": lambda: http.get(changed),
                 },
                 args.requests,
-                expect={"unchanged": 204},
+                expect={"unchanged": 204, "unchanged, no pass": 204},
             )
     hello = samples["hello"]
     line, ratio = bench.ratio_line(
@@ -172,6 +176,13 @@ def run(args: argparse.Namespace) -> int:
         samples["unchanged"].server_median,
         "signed-in hello",
         floor.server_median,
+    )
+    print(f"{line} (for information)")
+    line, _ = bench.ratio_line(
+        "  unchanged poll without its pass (through the session)",
+        samples["unchanged, no pass"].server_median,
+        "hello",
+        hello.server_median,
     )
     print(f"{line} (for information)")
     line, _ = bench.ratio_line(

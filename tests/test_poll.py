@@ -268,3 +268,64 @@ def test_a_change_committed_behind_the_token_is_not_lost_when_polling_stops(proj
     assert str(scenes[0].uuid) in oob_card_ids(response.text)
     assert "hx-trigger" not in response.text
     assert since_on_page(response.text) == since
+
+
+# --- The poll pass: an idle poll without the session ------------------------------------------
+
+
+def poller_url_on_page(html: str) -> str:
+    return re.search(r'id="poller"[^>]* hx-get="([^"]+)"', html).group(1).replace("&amp;", "&")
+
+
+def test_the_page_poller_carries_a_pass_and_an_unchanged_poll_with_it_costs_one_query(
+    project, alice, board
+):
+    client = client_for(alice)
+    url = poller_url_on_page(client.get(reverse("project-detail", args=[project.uuid])).text)
+    assert "&pass=" in url
+
+    status, queries = _queries(client, url)
+
+    # Membership + "what changed, what is in flight": no session, no user.
+    assert (status, queries) == (204, 1)
+
+
+def test_with_a_pass_a_change_is_still_shown_only_through_the_signed_in_path(
+    project, alice, board, client
+):
+    url = poller_url_on_page(
+        client_for(alice).get(reverse("project-detail", args=[project.uuid])).text
+    )
+    scenes, takes = board
+    Generation.objects.filter(pk=takes[0].pk).update(status=READY, updated=timezone.now())
+
+    # A browser whose session is gone holds the pass, but learns nothing beyond "sign in".
+    response = client.get(url, headers={"HX-Request": "true"})
+
+    assert response.status_code == 200
+    assert response["HX-Redirect"].startswith(reverse("login"))
+    assert response.content == b""
+
+
+def test_a_pass_stops_working_for_someone_no_longer_a_member(project, alice, board, bob):
+    client = client_for(bob)
+    url = poller_url_on_page(client.get(reverse("project-detail", args=[project.uuid])).text)
+    project.memberships.filter(user=bob).delete()
+
+    assert client.get(url).status_code == 404
+
+
+def test_a_pass_for_another_project_or_a_forged_one_falls_back_to_the_session(
+    project, alice, board, charlie
+):
+    from generations.models import Membership, Project
+    from generations.views.access import poll_pass
+
+    other = Project.objects.create(name="Other", created_by=charlie)
+    other.add_member(charlie, Membership.Role.OWNER)
+    since = encode_since(timezone.now())
+    charlies = client_for(charlie)
+
+    for token in (poll_pass(charlie.pk, other.uuid), poll_pass(alice.pk, project.uuid) + "x"):
+        url = poll_url(project, since) + f"&pass={token}"
+        assert charlies.get(url).status_code == 404, token

@@ -21,6 +21,7 @@ from django.conf import settings
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.contrib.auth.views import redirect_to_login
+from django.core import signing
 from django.core.exceptions import PermissionDenied
 from django.db import connections
 from django.db.models import Model, OuterRef, QuerySet, Subquery
@@ -167,7 +168,54 @@ class PollState:
 _BEGINNING = datetime(1970, 1, 1, tzinfo=UTC)
 
 
+POLL_PASS_SALT = "flowsite.poll-pass"
+# A storyboard stays open all day; past this its poller falls back to the session (still fine).
+POLL_PASS_MAX_AGE = 12 * 3600
+
+
+def poll_pass(user_id: int, project_uuid: UUID) -> str:
+    """A signed note "this user opened this project's page", carried by the page's poller.
+
+    It lets the poll answer "nothing changed" (204, an empty body) without loading the session
+    and the user, which is most of what an idle poll costs (benchmarks/page_poll.py).
+    Membership is still checked on every poll; and whenever there is something to show, the
+    poll goes through the normal signed-in path, so a pass alone never reveals a card.
+    """
+    return signing.TimestampSigner(salt=POLL_PASS_SALT).sign(f"{user_id}:{project_uuid}")
+
+
+def _poll_pass_user(token: str | None, project_uuid: UUID) -> int | None:
+    """The user a valid pass for this project was issued to, else None."""
+    if not token:
+        return None
+    try:
+        value = signing.TimestampSigner(salt=POLL_PASS_SALT).unsign(
+            token, max_age=POLL_PASS_MAX_AGE
+        )
+    except signing.BadSignature:
+        return None
+    user_id, _, uuid = value.partition(":")
+    if uuid != str(project_uuid) or not user_id.isdigit():
+        return None
+    return int(user_id)
+
+
 def _poll_state_for_user(request: HttpRequest, uuid: UUID, since: datetime | None) -> PollState:
+    return _poll_state(request.user.pk, uuid, since)
+
+
+def _poll_state_for_pass(token: str | None, uuid: UUID, since: datetime | None) -> PollState | None:
+    """The poll state for the holder of a valid pass who is still a member, else None."""
+    user_id = _poll_pass_user(token, uuid)
+    if user_id is None:
+        return None
+    try:
+        return _poll_state(user_id, uuid, since)
+    except Http404:
+        return None
+
+
+def _poll_state(user_id: int, uuid: UUID, since: datetime | None) -> PollState:
     """Membership, "changed since?" and "anything in flight?" in one statement; 404 for
     outsiders.
 
@@ -184,7 +232,7 @@ def _poll_state_for_user(request: HttpRequest, uuid: UUID, since: datetime | Non
         Scene._meta.get_field("updated").get_db_prep_value(moment, connection),
         *Generation.IN_FLIGHT,
         Project._meta.get_field("uuid").get_db_prep_value(uuid, connection),
-        request.user.pk,
+        user_id,
     ]
     with connection.cursor() as cursor:
         cursor.execute(_poll_state_sql(connection.ops.quote_name), params)

@@ -21,8 +21,10 @@ from .access import (
     HtmxHttpRequest,
     Role,
     _get_project_for_user,
+    _poll_state_for_pass,
     _poll_state_for_user,
     htmx_login_required,
+    poll_pass,
 )
 
 TEMPLATE = "generations/project.html"
@@ -88,6 +90,7 @@ def card_context(
         "since": since,
         "live": live,
         "poll_seconds": settings.FLOWSITE_PAGE_POLL_SECONDS,
+        "poll_pass": poll_pass(membership.user_id, project.uuid),
         **extra,
     }
 
@@ -110,15 +113,25 @@ def project_detail(request: HtmxHttpRequest, uuid: UUID) -> HttpResponse:
 
 
 @require_GET
-@htmx_login_required
 def project_poll(request: HtmxHttpRequest, uuid: UUID) -> HttpResponse:
     """What changed on the storyboard since ``?since=``: the changed cards, out of band.
 
     One request per page and interval whatever the number of cards. When nothing changed
-    the answer is 204 (htmx swaps nothing) after three queries: the session, the user and one
-    that both checks membership and asks "did anything change, is anything in flight?".
+    the answer is 204 (htmx swaps nothing). With the page's poll pass that costs one query,
+    which both checks membership and asks "did anything change, is anything in flight?";
+    anything else goes through the signed-in path below.
     """
     since = decode_since(request.GET.get("since"))
+    state = _poll_state_for_pass(request.GET.get("pass"), uuid, since)
+    if state is not None and not state.changed and state.in_flight:
+        return HttpResponse(status=204)
+    return _project_poll_signed_in(request, uuid, since)
+
+
+@htmx_login_required
+def _project_poll_signed_in(
+    request: HtmxHttpRequest, uuid: UUID, since: datetime | None
+) -> HttpResponse:
     state = _poll_state_for_user(request, uuid, since)
     if not state.changed and state.in_flight:
         return HttpResponse(status=204)
