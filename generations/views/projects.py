@@ -13,6 +13,7 @@ from django.db.models import Count, Max, Prefetch, Q
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
+from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from ..forms import MemberAddForm, ProjectForm
@@ -40,6 +41,20 @@ def encode_since(moment: datetime | None) -> str:
     if moment is None:
         return "0"
     return str(int(moment.timestamp() * 1_000_000))
+
+
+# A worker stamps `updated` a moment before its transaction commits; a change committed after
+# a later one would fall behind a token that jumped to the later one. Tokens therefore trail
+# the answer's own start by this much: such a change still arrives on the next poll, and a
+# card that changed within the margin is merely sent twice.
+LATE_COMMIT_MARGIN = timedelta(seconds=2)
+
+
+def page_token(newest: datetime | None, answered_at: datetime) -> str:
+    """The ``since`` token a page gets: its newest change, but no later than the margin."""
+    if newest is None:
+        return encode_since(None)
+    return encode_since(min(newest, answered_at - LATE_COMMIT_MARGIN))
 
 
 def decode_since(token: str | None) -> datetime | None:
@@ -98,13 +113,14 @@ def card_context(
 @require_GET
 @login_required
 def project_detail(request: HtmxHttpRequest, uuid: UUID) -> HttpResponse:
+    answered_at = timezone.now()
     project, membership = _get_project_for_user(request, uuid)
     scenes = storyboard_scenes(project)
     last_generation = max((take.pk for scene in scenes for take in scene.take_list), default=0)
     ctx = card_context(
         project,
         membership,
-        since=encode_since(_newest_change(scenes)),
+        since=page_token(_newest_change(scenes), answered_at),
         live=_anything_in_flight(scenes),
         scenes=scenes,
         last_generation=last_generation,
@@ -132,6 +148,7 @@ def project_poll(request: HtmxHttpRequest, uuid: UUID) -> HttpResponse:
 def _project_poll_signed_in(
     request: HtmxHttpRequest, uuid: UUID, since: datetime | None
 ) -> HttpResponse:
+    answered_at = timezone.now()
     state = _poll_state_for_user(request, uuid, since)
     if not state.changed and state.in_flight:
         return HttpResponse(status=204)
@@ -161,7 +178,7 @@ def _project_poll_signed_in(
     ctx = card_context(
         project,
         membership,
-        since=encode_since(newest),
+        since=page_token(newest, answered_at),
         live=live,
         changed_scenes=changed_scenes,
         card_oob=True,
