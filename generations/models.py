@@ -282,12 +282,7 @@ class Scene(models.Model):
         problem = self.generation_problem()
         if problem:
             raise CannotGenerate(problem)
-        snapshot = {
-            "prompt": self.prompt,
-            "model_key": self.model_key,
-            "aspect": self.aspect,
-            "start_image_id": self.start_image_id,
-        }
+        snapshot = {name: getattr(self, name) for name in SNAPSHOT_FIELDS}
         return _queue_new_takes(
             self.pk,
             self.project,
@@ -297,6 +292,11 @@ class Scene(models.Model):
                 for _ in range(self.takes)
             ],
         )
+
+
+# What a take copies from its scene at Generate time (the seed is drawn per take when the scene
+# leaves it open).
+SNAPSHOT_FIELDS = ("prompt", "model_key", "aspect", "start_image_id")
 
 
 def random_seed() -> int:
@@ -488,13 +488,7 @@ class Generation(models.Model):
         problem = self.retry_problem()
         if problem:
             raise CannotGenerate(problem)
-        snapshot = {
-            "prompt": self.prompt,
-            "model_key": self.model_key,
-            "aspect": self.aspect,
-            "seed": self.seed,
-            "start_image_id": self.start_image_id,
-        }
+        snapshot = {name: getattr(self, name) for name in (*SNAPSHOT_FIELDS, "seed")}
         return _queue_new_takes(self.scene_id, self.project, user, [snapshot])[0]
 
     def resubmit(self, user) -> Generation:

@@ -71,3 +71,35 @@ def settle(
                 f"takes did not settle: {[(t.pk, t.status, t.reason) for t in current]}"
             )
         time.sleep(0.05)
+
+
+def run_at_once(work, workers: int = 2, timeout: float = 30.0) -> list:
+    """Run ``work()`` in several threads released together; their results, or the first error.
+
+    Each thread closes its own database connection, as a worker process would have its own.
+    """
+    import threading
+
+    from django.db import connection
+
+    start = threading.Barrier(workers)
+    results: list = []
+    errors: list[BaseException] = []
+
+    def worker() -> None:
+        try:
+            start.wait()
+            results.append(work())
+        except BaseException as error:  # surfaced below, in the caller's thread
+            errors.append(error)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=worker) for _ in range(workers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout)
+    if errors:
+        raise errors[0]
+    return results

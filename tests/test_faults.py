@@ -11,7 +11,6 @@ import io
 import logging
 import re
 import socket
-import threading
 import time
 from collections.abc import Callable
 from datetime import timedelta
@@ -20,7 +19,6 @@ from pathlib import Path
 import pytest
 from django.conf import settings as django_settings
 from django.core.management import call_command
-from django.db import connection
 from django.urls import reverse
 from django.utils import timezone
 
@@ -30,7 +28,7 @@ from generations.engines.base import ContractError
 from generations.models import FlowAccount, Generation, ImageUpload, Membership, Project
 from generations.tasks import run_pass
 from tests.faults_support import assert_files_match, fresh, snapshot
-from tests.tasks_support import make_image, make_scene, settle
+from tests.tasks_support import make_image, make_scene, run_at_once, settle
 from tests.views_support import client_for
 
 S = Generation.Status
@@ -153,25 +151,9 @@ def test_a_pass_run_twice_on_the_same_state_changes_nothing(emu, project, alice)
 @pytest.mark.django_db(transaction=True)
 def test_two_pumps_started_at_once_do_the_work_once(emu, project, alice):
     takes = make_scene(project, takes=3).generate(alice)
-    results: list[dict] = []
-    errors: list[BaseException] = []
-    start = threading.Barrier(2)
 
-    def worker() -> None:
-        try:
-            start.wait()
-            results.append(tasks.pump(budget_seconds=20))
-        except BaseException as error:  # surfaced below, in the test's thread
-            errors.append(error)
-        finally:
-            connection.close()
+    results = run_at_once(lambda: tasks.pump(budget_seconds=20))
 
-    threads = [threading.Thread(target=worker) for _ in range(2)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(30)
-    assert not errors
     assert sorted(result.get("busy", 0) for result in results) == [0, 1]
     takes = fresh(takes)
     assert [t.status for t in takes] == [S.READY] * 3

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import threading
 import time
 from datetime import timedelta
 from pathlib import Path
@@ -17,7 +16,7 @@ from django.utils import timezone
 from generations import pipeline
 from generations.models import FlowAccount, Generation, ImageUpload
 from generations.tasks import run_pass
-from tests.tasks_support import make_image, make_scene, settle
+from tests.tasks_support import make_image, make_scene, run_at_once, settle
 
 S = Generation.Status
 
@@ -296,24 +295,8 @@ def test_two_passes_at_once_never_submit_a_take_twice(flow_emulator, settings):
     project.add_member(alice, Membership.Role.OWNER)
     takes = make_scene(project, takes=4).generate(alice)
 
-    start = threading.Barrier(2)
-    errors: list[BaseException] = []
+    run_at_once(run_pass)
 
-    def worker() -> None:
-        try:
-            start.wait()
-            run_pass()
-        except BaseException as error:  # surfaced below, in the test's thread
-            errors.append(error)
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=worker) for _ in range(2)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(30)
-    assert not errors
     assert flow_emulator.stats["clips_submitted"] == 4
     assert flow_emulator.stats["submit"] == 1
     takes = settle(takes)
