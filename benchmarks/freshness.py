@@ -112,6 +112,7 @@ def run(args: argparse.Namespace) -> int:
     takes: list[Generation] = list(scenes[0].generate(user))
 
     successful_at: dict[int, float] = {}
+    shown_at: dict[str, float] = {}
     done = threading.Event()
 
     def feed() -> None:
@@ -153,6 +154,39 @@ def run(args: argparse.Namespace) -> int:
         finally:
             connection.close()
 
+    def page() -> None:
+        """The open storyboard: polls the way the browser does and notes when each take's
+        clip first appears on its card."""
+        import re
+
+        from django.test import Client
+        from django.urls import reverse
+        from django.utils import timezone
+
+        from generations.views.access import poll_pass
+        from generations.views.projects import encode_since
+
+        client = Client(headers={"HX-Request": "true"}, SERVER_NAME="localhost")
+        client.force_login(user)
+        # Opened just now: the page already shows everything older.
+        since = encode_since(timezone.now())
+        poll = reverse("project-poll", args=[project.uuid])
+        token = poll_pass(user.pk, project.uuid)
+        try:
+            while not done.is_set():
+                time.sleep(settings.FLOWSITE_PAGE_POLL_SECONDS)
+                # secure=True: production settings redirect plain HTTP to HTTPS.
+                answer = client.get(f"{poll}?since={since}&pass={token}", secure=True)
+                seen = time.time()
+                if answer.status_code != 200:
+                    continue
+                text = answer.text
+                since = re.search(r'id="poller-since" name="since" value="(\d+)"', text).group(1)
+                for uuid in re.findall(r"/media/take/([0-9a-f-]+)/video", text):
+                    shown_at.setdefault(uuid, seen)
+        finally:
+            connection.close()
+
     def pump() -> None:
         try:
             # Like the cluster: a pump that stops while scenes are still to come is restarted.
@@ -171,21 +205,28 @@ def run(args: argparse.Namespace) -> int:
     feeder = threading.Thread(target=feed_then_flag, name="feeder")
     watcher = threading.Thread(target=watch, name="watcher")
     worker = threading.Thread(target=pump, name="pump")
+    browser = threading.Thread(target=page, name="page")
     started = time.monotonic()
     feeder.start()
     watcher.start()
     worker.start()
+    browser.start()
     feeder.join(900)
     worker.join(900)
+    # One more page poll, so the last clip reaches its card too.
+    time.sleep(settings.FLOWSITE_PAGE_POLL_SECONDS + 0.5)
     done.set()
     watcher.join(30)
+    browser.join(30)
     elapsed = time.monotonic() - started
 
     final = list(Generation.objects.filter(pk__in=[t.pk for t in takes]))
-    lags = []
+    lags, card_lags = [], []
     for take in final:
         if take.status == Generation.Status.READY and take.pk in successful_at:
             lags.append(take.finished_at.timestamp() - successful_at[take.pk])
+            if str(take.uuid) in shown_at:
+                card_lags.append(shown_at[str(take.uuid)] - successful_at[take.pk])
     ready = [t for t in final if t.status == Generation.Status.READY]
 
     # Download time of one clip and its poster, on its own, for the target.
@@ -224,6 +265,18 @@ def run(args: argparse.Namespace) -> int:
         f"  worst lag / target (interval + download + 1 s = {target:.2f} s) = "
         f"{max(lags) / target:.2f}× (target ≤ 1×) -> {verdict}"
     )
+    page_seconds = settings.FLOWSITE_PAGE_POLL_SECONDS
+    if card_lags:
+        card_lags.sort()
+        card_target = target + page_seconds
+        print(
+            f"  'Flow says successful' -> 'the card shows the clip' ({len(card_lags)} takes; "
+            f"the page polls every {page_seconds:g} s): median "
+            f"{statistics.median(card_lags):.2f} s, max {max(card_lags):.2f} s = "
+            f"{max(card_lags) / target:.2f}× interval + download + 1 s, "
+            f"{max(card_lags) / card_target:.2f}× that plus one page poll "
+            f"({card_target:.2f} s) (for information)"
+        )
     print(f"  at {datetime.now(UTC):%Y-%m-%d %H:%M:%S} UTC; emulator stats {emu.stats}")
     if len(ready) != len(final):
         print(f"FAILED: {len(final) - len(ready)} take(s) never became ready")
