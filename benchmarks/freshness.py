@@ -5,7 +5,9 @@ thread against the local Flow emulator over real HTTP, on a throw-away SQLite da
 media folder. A watcher thread asks the emulator about every submitted take every 20 ms and
 notes when each first answers SUCCESSFUL; the take's ``finished_at`` is when it became ready.
 The lag between the two is printed next to the poll interval; the target is
-``interval + download time + 1 s``. Scenes are generated one after another while the pump runs,
+``interval + download time + 1 s``. A third thread is the open storyboard: it polls Flowsite
+every FLOWSITE_PAGE_POLL_SECONDS the way the browser does, and the lag until each clip first
+shows on its card is printed too. Scenes are generated one after another while the pump runs,
 each rendering a little longer than the last, so clips finish at every phase of the poll cycle
 (and the worst case, a clip finishing just after a check, is in the sample).
 
