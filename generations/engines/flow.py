@@ -91,6 +91,8 @@ QUOTA_REASONS = {
         "or pick another model."
     ),
 }
+
+
 def with_code(sentence: str, code: str) -> str:
     """A sentence for people with Flow's code kept for support: "… refused it (CODE)."."""
     return f"{sentence.rstrip('.')} ({code})."
