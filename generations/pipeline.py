@@ -15,7 +15,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import random
-import re
 import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Iterator
@@ -58,6 +57,7 @@ from .engines.base import (
     UpstreamError,
 )
 from .models import FlowAccount, Generation, ImageAsset, ImageUpload, Project
+from .redaction import redact
 
 log = logging.getLogger(__name__)
 
@@ -111,22 +111,9 @@ def failure_reason(code: str) -> str:
     return _clip(f"{sentence.rstrip('.')} ({code}).")
 
 
-_SECRET_PATTERNS = [
-    (re.compile(r"ya29\.[\w\-.~+/]+"), "ya29.[redacted]"),
-    (re.compile(r"(?i)(bearer\s+)[\w\-.~+/=]+"), r"\1[redacted]"),
-    (
-        re.compile(r"(?i)((?:signature|googleaccessid|access_token|token)=)[^&\s\"']+"),
-        r"\1[redacted]",
-    ),
-    (re.compile(r"(?i)(session-token=)[^;\s\"']+"), r"\1[redacted]"),
-]
-
-
-def redact(text: str, limit: int = 2000) -> str:
-    """Text safe for a log line: no access token, cookie or URL signature, bounded length."""
-    for pattern, replacement in _SECRET_PATTERNS:
-        text = pattern.sub(replacement, text)
-    return text[:limit]
+def redact_log(text: str) -> str:
+    """Text safe for a log line, of bounded length."""
+    return redact(text, limit=2000)
 
 
 def backoff_seconds(attempt: int, retry_after: float | None = None) -> float:
@@ -649,7 +636,9 @@ class SubmitGroup:
             # paying twice is worse than asking the user.
             cause = error.message
             if isinstance(error, ContractError):
-                log.warning("Flow's submit answer had an unknown shape: %s", redact(error.detail))
+                log.warning(
+                    "Flow's submit answer had an unknown shape: %s", redact_log(error.detail)
+                )
                 cause = ContractError.default_message
             self.uncertain(self.takes, cause)
             raise _Settled from error
@@ -769,7 +758,7 @@ class SubmitGroup:
             self.requeue(takes, error)
         elif isinstance(error, (Unsafe, TierTooLow, QuotaReached, BadRequest, ContractError)):
             if isinstance(error, ContractError):
-                log.warning("Flow answered in an unknown shape: %s", redact(error.detail))
+                log.warning("Flow answered in an unknown shape: %s", redact_log(error.detail))
             self.fail(takes, error.message, statuses=statuses)
         else:
             self.fail(takes, error.message, statuses=statuses)
@@ -1034,7 +1023,7 @@ class PollBatch:
         changes: dict[int, dict[str, Any]] = {}
         self.counts["check_errors"] += 1
         if isinstance(error, ContractError):
-            log.warning("Flow's status answer had an unknown shape: %s", redact(error.detail))
+            log.warning("Flow's status answer had an unknown shape: %s", redact_log(error.detail))
             for take in takes:
                 changes[take.pk] = self.final(S.FAILED, error.message)
                 self.counts["failed"] += 1

@@ -294,7 +294,7 @@ def test_log_text_is_stripped_of_tokens_cookies_and_signatures():
         "Bearer ya29.a0AfH6SMBx-secret https://storage.googleapis.com/v/x?GoogleAccessId=svc"
         "&Expires=1&Signature=abc%2Fdef __Secure-next-auth.session-token=cookie123"
     )
-    clean = pipeline.redact(text)
+    clean = pipeline.redact_log(text)
     for secret in ("a0AfH6SMBx", "abc%2Fdef", "cookie123", "=svc"):
         assert secret not in clean
 

@@ -31,6 +31,7 @@ from urllib.parse import urlsplit
 import httpx
 from django.conf import settings
 
+from ..redaction import redact
 from . import base, catalogue
 
 logger = logging.getLogger(__name__)
@@ -168,17 +169,6 @@ def use_until(expires: datetime, now: datetime) -> datetime:
 # --- Redaction -----------------------------------------------------------------------------
 
 _SECRET_KEYS = {"access_token", "rawImageBytes", "authorization", "cookie"}
-_URL_QUERY = re.compile(r"(https?://[^\s\"'<>?]+)\?[^\s\"'<>]*")
-_OAUTH_TOKEN = re.compile(r"ya29\.[A-Za-z0-9._\-]+")
-
-
-def redact_text(text: str, secrets: tuple[str, ...] = ()) -> str:
-    """``text`` without signed URL queries, OAuth tokens or any of ``secrets``."""
-    for secret in secrets:
-        if secret:
-            text = text.replace(secret, "[redacted]")
-    text = _URL_QUERY.sub(r"\1?[signature removed]", text)
-    return _OAUTH_TOKEN.sub("ya29.[redacted]", text)
 
 
 def _redact_value(value: Any, secrets: tuple[str, ...]) -> Any:
@@ -190,7 +180,7 @@ def _redact_value(value: Any, secrets: tuple[str, ...]) -> Any:
     if isinstance(value, list):
         return [_redact_value(item, secrets) for item in value]
     if isinstance(value, str):
-        return redact_text(value, secrets)
+        return redact(value, secrets)
     return value
 
 
@@ -198,7 +188,7 @@ def quote(value: Any, secrets: tuple[str, ...] = (), limit: int = 300) -> str:
     """A short, redacted rendering of part of an answer, for messages and logs."""
     if isinstance(value, str | bytes):
         text = value.decode("utf-8", "replace") if isinstance(value, bytes) else value
-        text = redact_text(text, secrets)
+        text = redact(text, secrets)
     else:
         text = json.dumps(_redact_value(value, secrets), ensure_ascii=False, sort_keys=True)
     text = " ".join(text.split())
@@ -569,7 +559,7 @@ class FlowEngine:
         except (httpx.TransportError, httpx.InvalidURL) as exc:
             raise base.NetworkError(
                 f"Flowsite could not reach Flow ({deadline.what}).",
-                detail=f"{type(exc).__name__} on {method} {path}: {redact_text(str(exc))}",
+                detail=f"{type(exc).__name__} on {method} {path}: {redact(str(exc))}",
             ) from None
         logger.debug(
             "Flow %s %s answered %s in %.2fs",
@@ -671,7 +661,7 @@ class FlowEngine:
         error = payload.get("error") if isinstance(payload, dict) else None
         error = error if isinstance(error, dict) else None
         message = error.get("message") if error else None
-        message = redact_text(message, secrets)[:300] if isinstance(message, str) else ""
+        message = redact(message, secrets)[:300] if isinstance(message, str) else ""
         reasons = []
         details = error.get("details") if error else None
         for item in details if isinstance(details, list) else []:
