@@ -315,6 +315,9 @@ class Pass:
     def __post_init__(self) -> None:
         self.counts: Counter[str] = Counter()
         self.engines = _Engines()
+        # The credits each status call reports, written once at the end of the pass rather
+        # than once per batch (the last answer is the freshest).
+        self.credits: dict[int, tuple[FlowAccount, int]] = {}
 
     def beat(self) -> None:
         if self.heartbeat is not None:
@@ -332,6 +335,8 @@ class Pass:
             self.poll_due()
         finally:
             self.engines.close()
+            for account, credits in self.credits.values():
+                account.record_credits(credits)
         return dict(self.counts)
 
     # --- Reaper -------------------------------------------------------------------------
@@ -873,7 +878,7 @@ class PollBatch:
             self.check_failed(takes, error)
             return
         if result.remaining_credits is not None:
-            self.account.record_credits(result.remaining_credits)
+            self.run_.credits[self.account.pk] = (self.account, result.remaining_credits)
         self.apply(takes, result.clips)
 
     def check(self, takes: list[Generation]) -> StatusResult:

@@ -378,3 +378,25 @@ def test_a_bug_in_one_poll_batch_does_not_end_the_pass(emu, project, alice, monk
     monkeypatch.undo()
     [take] = settle([take], ahead=timedelta(seconds=15))
     assert take.status == S.READY
+
+
+def test_a_polling_pass_records_the_credits_flow_reports_once_for_the_account(
+    emu, project, alice, settings
+):
+    takes = make_scene(project, takes=2).generate(alice)
+    settle(takes, until=(S.PENDING, S.ACTIVE))
+    FlowAccount.objects.filter(pk=project.account_id).update(credits=1)
+    settings.FLOW_STATUS_BATCH_SIZE = 1  # two status calls, each reporting the credits
+
+    with CaptureQueriesContext(connection) as queries:
+        run_pass(now=timezone.now() + timedelta(minutes=1))
+
+    assert emu.stats["check"] >= 2
+    project.account.refresh_from_db()
+    assert project.account.credits == emu.credits
+    credit_writes = [
+        q["sql"]
+        for q in queries.captured_queries
+        if q["sql"].startswith("UPDATE") and '"credits"' in q["sql"]
+    ]
+    assert len(credit_writes) == 1
