@@ -227,6 +227,7 @@ class SceneForm(forms.ModelForm):
                     scene.position = last.position + 1 if last else 0
                     scene.created = scene.updated
                     scene.save()
+                    self.project.mark_scenes_changed()
                 else:
                     scene.save(
                         update_fields=[

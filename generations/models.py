@@ -132,12 +132,23 @@ class Project(models.Model):
         settings.AUTH_USER_MODEL, models.SET_NULL, null=True, related_name="+"
     )
     created = models.DateTimeField(default=timezone.now)
+    # When a scene was last added, deleted or moved; None: not since the project was created,
+    # which every open page has already seen (so a fresh project does not make the first poll
+    # re-send its whole storyboard). Open storyboards compare it with their poll token.
+    scenes_changed = models.DateTimeField(null=True, blank=True, editable=False)
 
     class Meta:
         ordering = ["name"]
 
     def __str__(self) -> str:
         return self.name
+
+    def mark_scenes_changed(self) -> None:
+        """Tell open storyboards their list of scenes changed (call inside the change's
+        transaction): their next poll brings the whole list, in order, not just cards."""
+        self.scenes_changed = timezone.now()
+        # update(), not save(): a concurrent edit of the project's other fields stays intact.
+        Project.objects.filter(pk=self.pk).update(scenes_changed=self.scenes_changed)
 
     def add_member(self, user, role: str) -> Membership:
         membership, _ = Membership.objects.update_or_create(

@@ -1,17 +1,20 @@
 """The storyboard's live status: one poll request per page, only the cards that changed."""
 
+import io
 import re
 from datetime import timedelta
 
 import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django.core.management import call_command
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
-from generations.models import Generation
+from generations.models import Generation, Project, Scene
 from generations.views.projects import LATE_COMMIT_MARGIN, decode_since, encode_since
-from tests.views_support import client_for, make_image, make_scene, make_take
+from tests.views_support import client_for, make_image, make_scene, make_take, png_bytes
 
 ACTIVE = Generation.Status.ACTIVE
 READY = Generation.Status.READY
@@ -354,3 +357,175 @@ def test_a_pass_for_another_project_or_a_forged_one_falls_back_to_the_session(
     for token in (poll_pass(charlie.pk, other.uuid), poll_pass(alice.pk, project.uuid) + "x"):
         url = poll_url(project, since) + f"&pass={token}"
         assert charlies.get(url).status_code == 404, token
+
+
+# --- The storyboard's structure: scenes added, deleted or moved by a teammate --------------------
+
+
+def oob_storyboard(html: str) -> str:
+    """The storyboard swapped out of band in a poll answer (the whole ordered list)."""
+    match = re.search(
+        r'<div class="storyboard" id="scenes" hx-swap-oob="true">(.*?)\n</div>', html, re.S
+    )
+    assert match, "the answer has no out-of-band storyboard"
+    return match.group(1)
+
+
+def card_ids_in_order(html: str) -> list[str]:
+    return re.findall(r'<article id="scene-([0-9a-f-]+)" class="card"', html)
+
+
+def open_page(client, project) -> str:
+    """The poll URL of alice's open storyboard (with its token and pass)."""
+    return poller_url_on_page(client.get(reverse("project-detail", args=[project.uuid])).text)
+
+
+def test_a_scene_bob_adds_arrives_in_order_in_alices_next_poll_as_one_storyboard_swap(
+    project, alice, bob, board
+):
+    scenes, takes = board
+    alices = client_for(alice)
+    url = open_page(alices, project)
+    data = {
+        "title": "Closing shot",
+        "prompt": "The boat drifts out of frame",
+        "aspect": "landscape",
+        "model_key": "veo_3_1_i2v_s_fast",
+        "seed": "",
+        "takes": "1",
+        "start_image_file": SimpleUploadedFile("end.png", png_bytes(), "image/png"),
+    }
+    added_by_bob = client_for(bob).post(reverse("scene-create", args=[project.uuid]), data)
+    assert added_by_bob.status_code == 302
+    added = Scene.objects.get(title="Closing shot")
+
+    response = alices.get(url)
+
+    assert response.status_code == 200
+    html = response.text
+    board_html = oob_storyboard(html)
+    assert card_ids_in_order(board_html) == [str(s.uuid) for s in [*scenes, added]]
+    assert "The boat drifts out of frame" in board_html
+    # One swap for the whole list: no card carries its own, which htmx would swap again.
+    assert oob_card_ids(html) == set()
+    assert html.lstrip().startswith('<div id="poller"')
+    assert 'hx-trigger="every 3s"' in html, "take 0 is still rendering"
+    # The new token covers the change, trailing it by at most the late-commit margin.
+    token = decode_since(since_on_page(html))
+    project.refresh_from_db()
+    assert token > decode_since(re.search(r"since=(\d+)", url).group(1))
+    assert project.scenes_changed - LATE_COMMIT_MARGIN - timedelta(seconds=1) < token
+    assert token <= project.scenes_changed
+
+
+def test_a_scene_bob_deletes_is_gone_from_alices_next_poll(project, alice, bob, board):
+    scenes, takes = board
+    alices = client_for(alice)
+    url = open_page(alices, project)
+
+    assert client_for(bob).post(reverse("scene-delete", args=[scenes[1].uuid])).status_code == 302
+    html = alices.get(url).text
+
+    assert card_ids_in_order(oob_storyboard(html)) == [str(scenes[0].uuid), str(scenes[2].uuid)]
+    assert str(scenes[1].uuid) not in html
+
+
+def test_a_scene_bob_moves_comes_in_its_new_place_in_alices_next_poll(project, alice, bob, board):
+    scenes, takes = board
+    alices = client_for(alice)
+    url = open_page(alices, project)
+
+    client_for(bob).post(reverse("scene-move", args=[scenes[2].uuid]), {"direction": "up"})
+    html = alices.get(url).text
+
+    assert card_ids_in_order(oob_storyboard(html)) == [
+        str(scenes[0].uuid),
+        str(scenes[2].uuid),
+        str(scenes[1].uuid),
+    ]
+
+
+def test_moving_the_first_scene_up_changes_nothing_and_alices_poll_stays_204(
+    project, alice, bob, board
+):
+    scenes, takes = board
+    alices = client_for(alice)
+    url = open_page(alices, project)
+
+    client_for(bob).post(reverse("scene-move", args=[scenes[0].uuid]), {"direction": "up"})
+
+    assert _queries(alices, url) == (204, 1)
+
+
+def test_a_card_change_alone_still_comes_as_that_card_not_the_whole_storyboard(
+    project, alice, board
+):
+    scenes, takes = board
+    alices = client_for(alice)
+    url = open_page(alices, project)
+    Generation.objects.filter(pk=takes[0].pk).update(reason="Slow", updated=timezone.now())
+
+    html = alices.get(url).text
+
+    assert oob_card_ids(html) == {str(scenes[0].uuid)}
+    assert 'id="scenes"' not in html
+
+
+def test_a_structure_change_the_page_already_shows_costs_one_query_and_answers_204(
+    project, alice, board
+):
+    Project.objects.filter(pk=project.pk).update(
+        scenes_changed=timezone.now() - timedelta(minutes=30)
+    )
+    alices = client_for(alice)
+
+    assert _queries(alices, open_page(alices, project)) == (204, 1)
+
+
+def test_once_the_storyboard_was_sent_and_the_change_settled_the_next_poll_is_204(
+    project, alice, board
+):
+    alices = client_for(alice)
+    url = open_page(alices, project)
+    # A teammate's change that committed a while ago, beyond the late-commit margin.
+    Project.objects.filter(pk=project.pk).update(
+        scenes_changed=timezone.now() - 2 * LATE_COMMIT_MARGIN
+    )
+
+    first = alices.get(url)
+
+    assert len(card_ids_in_order(oob_storyboard(first.text))) == 3
+    assert _queries(alices, poller_url_on_page(first.text)) == (204, 1)
+
+
+def test_a_stopped_page_gets_the_storyboard_when_a_scene_was_deleted_just_before_its_token(
+    project, alice, bob, board
+):
+    scenes, takes = board
+    Generation.objects.filter(pk=takes[0].pk).update(status=READY)
+    client_for(bob).post(reverse("scene-delete", args=[scenes[2].uuid]))
+    # The page's token moved just past the deletion (its commit came late, say), and nothing
+    # is in flight any more: the last answer re-checks a little before the token.
+    since = encode_since(timezone.now())
+
+    html = client_for(alice).get(poll_url(project, since)).text
+
+    assert "hx-trigger" not in html
+    assert card_ids_in_order(oob_storyboard(html)) == [str(scenes[0].uuid), str(scenes[1].uuid)]
+
+
+def test_importing_a_storyboard_into_an_open_project_reaches_its_next_poll(
+    project, alice, board, tmp_path
+):
+    alices = client_for(alice)
+    url = open_page(alices, project)
+    (tmp_path / "harbour.png").write_bytes(png_bytes())
+    csv_path = tmp_path / "more.csv"
+    csv_path.write_text("image,prompt,aspect\nharbour.png,Gulls over the harbour,landscape\n")
+
+    args = ["import", str(csv_path), "--project", project.name, "--user", "alice"]
+    call_command("storyboard", *args, stdout=io.StringIO())
+    html = alices.get(url).text
+
+    assert len(card_ids_in_order(oob_storyboard(html))) == 4
+    assert "Gulls over the harbour" in html

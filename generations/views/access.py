@@ -160,7 +160,8 @@ class PollState:
     """What the page poll needs to know before it knows whether to answer at all."""
 
     role: str
-    changed: bool  # a scene or take of the project changed after the page's token
+    # a scene or take of the project changed after the page's token, or the list of scenes did
+    changed: bool
     in_flight: bool  # some take is still on its way
 
 
@@ -223,11 +224,14 @@ def _poll_state(user_id: int, uuid: UUID, since: datetime | None) -> PollState:
     so it is written as SQL: building the same three correlated subqueries with the ORM costs
     about a millisecond of Python per poll (benchmarks/page_poll.py), several times the rest
     of the request. For the database it is a few index lookups (gen_project_updated,
-    gen_gallery, the scenes' project index).
+    gen_gallery, the scenes' project index) and the project row it joins anyway, whose
+    ``scenes_changed`` tells whether scenes were added, deleted or moved (NULL: never, which
+    compares as not newer).
     """
     connection = connections[Membership.objects.db]
     moment = since or _BEGINNING
     params = [
+        Project._meta.get_field("scenes_changed").get_db_prep_value(moment, connection),
         Generation._meta.get_field("updated").get_db_prep_value(moment, connection),
         Scene._meta.get_field("updated").get_db_prep_value(moment, connection),
         *Generation.IN_FLIGHT,
@@ -250,7 +254,8 @@ def _poll_state_sql(quote: Callable[[str], str]) -> str:
     statuses = ", ".join(["%s"] * len(Generation.IN_FLIGHT))
     return (
         f"SELECT m.role, "
-        f"(EXISTS (SELECT 1 FROM {generations} g WHERE g.project_id = m.project_id "
+        f"(p.scenes_changed > %s "
+        f"OR EXISTS (SELECT 1 FROM {generations} g WHERE g.project_id = m.project_id "
         f"AND g.updated > %s) "
         f"OR EXISTS (SELECT 1 FROM {scenes} s WHERE s.project_id = m.project_id "
         f"AND s.updated > %s)), "

@@ -91,6 +91,10 @@ def _newest_change(scenes: list[Scene]) -> datetime | None:
     return max(moments, default=None)
 
 
+def _newest(moments: list[datetime | None]) -> datetime | None:
+    return max((moment for moment in moments if moment is not None), default=None)
+
+
 def _anything_in_flight(scenes: list[Scene]) -> bool:
     return any(take.in_flight for scene in scenes for take in scene.take_list)
 
@@ -120,7 +124,7 @@ def project_detail(request: HtmxHttpRequest, uuid: UUID) -> HttpResponse:
     ctx = card_context(
         project,
         membership,
-        since=page_token(_newest_change(scenes), answered_at),
+        since=page_token(_newest([_newest_change(scenes), project.scenes_changed]), answered_at),
         live=_anything_in_flight(scenes),
         scenes=scenes,
         last_generation=last_generation,
@@ -130,7 +134,9 @@ def project_detail(request: HtmxHttpRequest, uuid: UUID) -> HttpResponse:
 
 @require_GET
 def project_poll(request: HtmxHttpRequest, uuid: UUID) -> HttpResponse:
-    """What changed on the storyboard since ``?since=``: the changed cards, out of band.
+    """What changed on the storyboard since ``?since=``: the changed cards, out of band, or
+    the whole storyboard when scenes were added, deleted or moved (a card swap needs a card
+    already on the page, and a deleted or moved scene leaves nothing to swap).
 
     One request per page and interval whatever the number of cards. When nothing changed
     the answer is 204 (htmx swaps nothing). With the page's poll pass that costs one query,
@@ -162,26 +168,35 @@ def _project_poll_signed_in(
         # shortly before the token, once, and stop polling.
         since = since - timedelta(seconds=max(10, 3 * settings.FLOWSITE_PAGE_POLL_SECONDS))
 
+    # A page without a token gets every card anyway; it needs the whole list only when the list
+    # itself changed after what the page has seen.
+    restructured = (
+        since is not None and project.scenes_changed is not None and project.scenes_changed > since
+    )
     queryset = project.scenes.all()
-    if since is not None:
+    if since is not None and not restructured:
         queryset = queryset.filter(
             Q(updated__gt=since)
             | Q(pk__in=project.generations.filter(updated__gt=since).values("scene_id"))
         )
-    changed_scenes = storyboard_scenes(project, queryset)
+    sent_scenes = storyboard_scenes(project, queryset)
     if state.changed:
         # Every scene or take newer than the token is on a card sent now, so the newest change
-        # among these cards is the newest there is.
-        newest = max(
-            (m for m in (_newest_change(changed_scenes), newest) if m is not None), default=None
+        # among these cards (and the list's own, when the whole list is sent) is the newest.
+        newest = _newest(
+            [
+                _newest_change(sent_scenes),
+                project.scenes_changed if restructured else None,
+                newest,
+            ]
         )
+    extra = (
+        {"scenes": sent_scenes, "storyboard_oob": True}
+        if restructured
+        else {"changed_scenes": sent_scenes, "card_oob": True}
+    )
     ctx = card_context(
-        project,
-        membership,
-        since=page_token(newest, answered_at),
-        live=live,
-        changed_scenes=changed_scenes,
-        card_oob=True,
+        project, membership, since=page_token(newest, answered_at), live=live, **extra
     )
     return render(request, f"{TEMPLATE}#poll-response", ctx)
 

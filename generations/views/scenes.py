@@ -93,9 +93,13 @@ def scene_move(request: HttpRequest, uuid: UUID) -> HttpResponse:
         target = index - 1 if direction == "up" else index + 1
         if 0 <= target < len(ordered):
             ordered[index], ordered[target] = ordered[target], ordered[index]
+        renumbered = [other for position, other in enumerate(ordered) if other.position != position]
         for position, other in enumerate(ordered):
             other.position = position
-        Scene.objects.bulk_update(ordered, ["position"])
+        if renumbered:
+            Scene.objects.bulk_update(renumbered, ["position"])
+            # Untitled scenes are named by position, so a renumbering alone changes cards too.
+            project.mark_scenes_changed()
     return redirect(project_url(project, scene))
 
 
@@ -116,6 +120,7 @@ def scene_delete(request: HttpRequest, uuid: UUID) -> HttpResponse:
             return redirect(project_url(project, scene))
         files = [f for take in takes for f in (take.video, take.poster) if f]
         scene.delete()
+        project.mark_scenes_changed()
         # Files go only once the rows are surely gone; a rollback keeps both.
         transaction.on_commit(lambda: [f.storage.delete(f.name) for f in files])
     messages.success(request, f"Deleted {scene} and its {len(takes)} take(s).")

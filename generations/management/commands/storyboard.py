@@ -154,6 +154,7 @@ class Command(BaseCommand):
                     )
                     for index, row in enumerate(rows)
                 )
+                project.mark_scenes_changed()
         except BaseException:
             # The rows are gone with the rollback; the files must go too.
             for stored_name in stored:
