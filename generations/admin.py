@@ -12,6 +12,7 @@ from django.contrib import admin, messages
 from django.db.models import Count, QuerySet
 from django.http import HttpRequest
 from django.urls import NoReverseMatch, reverse
+from django.utils import timezone
 from django.utils.html import format_html
 
 from . import tasks
@@ -210,6 +211,16 @@ class ProjectAdmin(admin.ModelAdmin):
             )
         )
 
+    def save_formset(self, request, form, formset, change) -> None:
+        super().save_formset(request, form, formset, change)
+        if formset.model is Scene and (
+            formset.new_objects or formset.changed_objects or formset.deleted_objects
+        ):
+            _scenes_edited_in_admin(
+                form.instance,
+                [*formset.new_objects, *(scene for scene, _ in formset.changed_objects)],
+            )
+
     @admin.display(description="Members", ordering="member_total")
     def member_count(self, project: Project) -> int:
         return project.member_total
@@ -268,6 +279,21 @@ class SceneAdmin(admin.ModelAdmin):
     def get_queryset(self, request: HttpRequest) -> QuerySet[Scene]:
         return super().get_queryset(request).annotate(take_total=Count("generations"))
 
+    def save_model(self, request, obj: Scene, form, change) -> None:
+        super().save_model(request, obj, form, change)
+        _scenes_edited_in_admin(obj.project, [obj])
+
+    def delete_model(self, request, obj: Scene) -> None:
+        project = obj.project
+        super().delete_model(request, obj)
+        project.mark_scenes_changed()
+
+    def delete_queryset(self, request, queryset: QuerySet[Scene]) -> None:
+        projects = list(Project.objects.filter(pk__in=queryset.values("project_id")))
+        super().delete_queryset(request, queryset)
+        for project in projects:
+            project.mark_scenes_changed()
+
     @admin.display(description="Takes made", ordering="take_total")
     def take_count(self, scene: Scene) -> int:
         return scene.take_total
@@ -278,6 +304,12 @@ class SceneAdmin(admin.ModelAdmin):
             return NONE
         image = scene.start_image
         return _thumbnail(_media_url("media-image", image.uuid), str(image), height=120)
+
+
+def _scenes_edited_in_admin(project: Project, scenes: list[Scene]) -> None:
+    """Open storyboards follow admin edits too: the edited cards and the list are refreshed."""
+    Scene.objects.filter(pk__in=[scene.pk for scene in scenes]).update(updated=timezone.now())
+    project.mark_scenes_changed()
 
 
 @admin.register(ImageAsset)

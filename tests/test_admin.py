@@ -370,3 +370,54 @@ def test_a_staff_member_without_permissions_cannot_run_actions(client, project):
     running.refresh_from_db()
     assert response.status_code == 403
     assert running.status == Generation.Status.PENDING
+
+
+# --- Open storyboards follow scene edits made here ---------------------------------------------
+
+
+def admin_scene(project: Project, position: int) -> Scene:
+    return Scene.objects.create(
+        project=project, position=position, prompt="Waves", model_key="veo_3_1_i2v_s_fast"
+    )
+
+
+def test_deleting_scenes_in_the_admin_tells_open_storyboards(admin_client, project):
+    scenes = [admin_scene(project, 0), admin_scene(project, 1)]
+
+    admin_client.post(
+        reverse("admin:generations_scene_changelist"),
+        {"action": "delete_selected", "_selected_action": [scenes[0].pk], "post": "yes"},
+    )
+
+    project.refresh_from_db()
+    assert not Scene.objects.filter(pk=scenes[0].pk).exists()
+    assert project.scenes_changed is not None
+
+
+def test_moving_a_scene_in_the_admin_refreshes_its_card_and_the_list(admin_client, project):
+    scene = admin_scene(project, 0)
+    before = scene.updated
+    form = {
+        "project": project.pk,
+        "position": 3,
+        "title": "Moved",
+        "prompt": "Waves",
+        "aspect": "landscape",
+        "model_key": "veo_3_1_i2v_s_fast",
+        "seed": "",
+        "takes": 1,
+        "start_image": "",
+        "created_0": "2026-01-01",
+        "created_1": "00:00:00",
+        "generations-TOTAL_FORMS": 0,
+        "generations-INITIAL_FORMS": 0,
+    }
+
+    response = admin_client.post(reverse("admin:generations_scene_change", args=[scene.pk]), form)
+
+    assert response.status_code == 302, response.content[:2000]
+    scene.refresh_from_db()
+    project.refresh_from_db()
+    assert scene.position == 3
+    assert scene.updated > before
+    assert project.scenes_changed is not None
