@@ -20,7 +20,9 @@ from pathlib import Path
 from locust import FastHttpUser, constant_pacing, events, task
 
 POLL_SECONDS = 3
-SINCE = re.compile(r'hx-get="[^"]*?/poll/\?since=([^"&]*)"')
+SINCE = re.compile(r'hx-get="[^"]*?/poll/\?since=([^"&]*)')
+# The page's poll pass (see generations/views/access.py), which the poller sends along.
+PASS = re.compile(r'hx-get="[^"]*?/poll/\?since=[^"&]*&amp;pass=([^"&]*)"')
 CSRF = re.compile(r'name="csrfmiddlewaretoken" value="([^"]+)"')
 
 _people = json.loads(Path(os.environ["LOAD_USERS_FILE"]).read_text())
@@ -86,12 +88,14 @@ class TeamMember(FastHttpUser):
         page = self.client.get(f"/projects/{self.project}/", name="project page")
         since = SINCE.search(page.text or "")
         self.since = since.group(1) if since else ""
+        poll_pass = PASS.search(page.text or "")
+        self.poll_pass = poll_pass.group(1) if poll_pass else ""
         _signed_in_at.append(time.monotonic())
 
     @task
     def poll(self) -> None:
         with self.client.get(
-            f"/projects/{self.project}/poll/?since={self.since}",
+            f"/projects/{self.project}/poll/?since={self.since}&pass={self.poll_pass}",
             headers={"HX-Request": "true"},
             name="poll",
             catch_response=True,
@@ -102,6 +106,9 @@ class TeamMember(FastHttpUser):
                 # this user keeps the load up with the last token it had.
                 if since:
                     self.since = since.group(1)
+                poll_pass = PASS.search(response.text or "")
+                if poll_pass:
+                    self.poll_pass = poll_pass.group(1)
             elif response.status_code != 204:
                 response.failure(f"poll answered {response.status_code}")
         self.polls += 1
