@@ -21,11 +21,11 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 from uuid import UUID, uuid4
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import Case, DateTimeField, F, Min, OuterRef, Q, Subquery, Value, When
 from django.db.models.functions import Coalesce, Greatest
 from django.utils import timezone
@@ -269,31 +269,59 @@ def _write_claimed(token: UUID, changes: dict[int, dict[str, Any]], statuses: It
 
     Each field becomes ``CASE WHEN id IN (…) THEN … ELSE field END``: the cost is one statement
     however many takes changed, and a take cancelled meanwhile (claim cleared) is untouched.
+
+    The statement is written here, parameterised, rather than through ``QuerySet.update()``
+    with ``Case``/``When``: building and compiling those expressions cost about 0.5 ms of
+    Python per batch, more than SQLite takes to run the statement, and it is the one
+    statement every batch of a polling pass makes (benchmarks/upstream_poll.py). Values go
+    through each field's own ``get_db_prep_save``, so SQLite and PostgreSQL get exactly what
+    the ORM would send.
     """
     if not changes:
         return 0
+    meta = Generation._meta
+    quote = connection.ops.quote_name
+    pk_column = quote(meta.pk.column)
     fields = sorted({name for change in changes.values() for name in change})
-    updates: dict[str, Any] = {}
+    assignments: list[str] = []
+    params: list[Any] = []
     for name in fields:
-        field = Generation._meta.get_field(name)
-        # Takes given the same value share one WHEN (`id IN (…)`): building a WHEN per take
-        # and field cost the ORM tens of ms per batch of 50 (benchmarks/upstream_poll.py),
-        # and most values (next check, cleared claim and lease) are the same for every take.
+        field = meta.get_field(name)
+        column = quote(field.column)
+        # Takes given the same value share one WHEN (`id IN (…)`): most values (next check,
+        # cleared claim and lease) are the same for every take of a batch.
         by_value: dict[Any, list[int]] = defaultdict(list)
         for pk, change in changes.items():
             if name in change:
                 by_value[change[name]].append(pk)
         if len(by_value) == 1 and len(next(iter(by_value.values()))) == len(changes):
-            updates[name] = Value(next(iter(by_value)), output_field=field)
+            assignments.append(f"{column} = %s")
+            params.append(field.get_db_prep_save(next(iter(by_value)), connection))
             continue
-        whens = [
-            When(pk__in=pks, then=Value(value, output_field=field))
-            for value, pks in by_value.items()
-        ]
-        updates[name] = Case(*whens, default=F(name), output_field=field)
-    return Generation.objects.filter(
-        pk__in=list(changes), claim=token, status__in=list(statuses)
-    ).update(**updates)
+        whens: list[str] = []
+        for value, pks in by_value.items():
+            whens.append(f"WHEN {pk_column} IN ({', '.join(['%s'] * len(pks))}) THEN %s")
+            params.extend(pks)
+            params.append(field.get_db_prep_save(value, connection))
+        # PostgreSQL wants some types cast back from a CASE, as the ORM's Case does.
+        case = (
+            connection.ops.unification_cast_sql(field) % f"CASE {' '.join(whens)} ELSE {column} END"
+        )
+        assignments.append(f"{column} = {case}")
+    statuses = list(statuses)
+    claim = meta.get_field("claim")
+    sql = (
+        f"UPDATE {quote(meta.db_table)} SET {', '.join(assignments)} "
+        f"WHERE {pk_column} IN ({', '.join(['%s'] * len(changes))}) "
+        f"AND {quote(claim.column)} = %s "
+        f"AND {quote(meta.get_field('status').column)} IN ({', '.join(['%s'] * len(statuses))})"
+    )
+    params.extend(changes)
+    params.append(claim.get_db_prep_value(token, connection))
+    params.extend(statuses)
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.rowcount
 
 
 def _visible(**fields: Any) -> dict[str, Any]:
@@ -452,38 +480,83 @@ class Pass:
 
     def poll_due(self) -> None:
         now = self.now
-        rows = list(
+        account_ids = list(
             Generation.objects.filter(status__in=[S.PENDING, S.ACTIVE], account__isnull=False)
             .filter(_due(now), _free_lease(now), _account_open(now))
-            .order_by("next_check_at", "pk")
-            .values_list("pk", "account_id")
+            .order_by()
+            .values_list("account_id", flat=True)
+            .distinct()
         )
-        if not rows:
+        if not account_ids:
             return
-        by_account: dict[int, list[int]] = defaultdict(list)
-        for pk, account_id in rows:
-            by_account[account_id].append(pk)
-        accounts = FlowAccount.objects.in_bulk(list(by_account))
-        size = int(getattr(settings, "FLOW_STATUS_BATCH_SIZE", 50))
-        for account_id, pks in by_account.items():
+        accounts = FlowAccount.objects.in_bulk(account_ids)
+        for account_id in sorted(account_ids):
             account = accounts.get(account_id)
             if account is None:  # deleted a moment ago; the reaper settles its takes
                 continue
-            for batch in _chunks(pks, size):
+            if self.time_left() < 2 * _call_deadline():
+                return
+            if not self.poll_account(account):
+                return
+
+    def poll_account(self, account: FlowAccount) -> bool:
+        """Check every due take of ``account``, one status call per batch. False when the
+        pass ran out of time.
+
+        The account's due takes are claimed together, with ONE update and ONE select, so a
+        batch costs only its status call and one write of its results: claiming and reading
+        each batch on its own was most of a pass's database time against a fast upstream
+        (benchmarks/upstream_poll.py). Takes waiting for a later batch hold the claim under a
+        lease renewed as the pass goes (a dead worker's takes are free again after one lease,
+        as before); whatever the pass does not get to is let go at once.
+        """
+        now = self.now
+        token = uuid4()
+        started = time.monotonic()
+        lease = check_lease()
+        claimed = (
+            Generation.objects.filter(account=account, status__in=[S.PENDING, S.ACTIVE])
+            .filter(_due(now), _free_lease(now))
+            .update(claim=token, lease_until=now + lease)
+        )
+        if not claimed:
+            return True
+        takes = PollTake.claimed(token, stuck_before=now - stuck_after())
+        size = int(getattr(settings, "FLOW_STATUS_BATCH_SIZE", 50))
+        renewed = started
+        for index, batch in enumerate(_chunks(takes, size)):
+            if index:
                 if self.time_left() < 2 * _call_deadline():
-                    return
+                    self.let_go(token)
+                    return False
                 if account.problem or (
                     account.cool_down_until is not None and account.cool_down_until > now
                 ):
-                    break  # a batch before this one found the account throttled or broken
-                poll = PollBatch(self, account, batch)
-                try:
-                    poll.run()
-                except Exception:
-                    # A bug or a database error in one batch must not end the pass.
-                    log.exception("checking takes %s failed unexpectedly", batch)
-                    poll.release()
-                self.beat()
+                    # A batch before this one found the account throttled or broken.
+                    self.let_go(token)
+                    return True
+                if time.monotonic() - renewed > lease.total_seconds() / 2:
+                    # Half the lease is gone (slow answers, downloads): the takes still to
+                    # check get a full one again, so another worker does not take them over.
+                    renewed = time.monotonic()
+                    Generation.objects.filter(claim=token, status__in=[S.PENDING, S.ACTIVE]).update(
+                        lease_until=now + timedelta(seconds=renewed - started) + lease
+                    )
+            poll = PollBatch(self, account, token, batch)
+            try:
+                poll.run()
+            except Exception:
+                # A bug or a database error in one batch must not end the pass.
+                log.exception("checking takes %s failed unexpectedly", poll.pks)
+                poll.release()
+            self.beat()
+        return True
+
+    def let_go(self, token: UUID) -> None:
+        """Free the claimed takes no batch got to; the next pass checks them first."""
+        Generation.objects.filter(claim=token, status__in=[S.PENDING, S.ACTIVE]).update(
+            claim=None, lease_until=None
+        )
 
 
 # --- Submitting one group (one project, one account) ---------------------------------------
@@ -821,50 +894,111 @@ class _Settled(Exception):
 # --- Polling one batch --------------------------------------------------------------------
 
 
-POLL_FIELDS = (
-    "uuid",
-    "status",
-    "reason",
-    "request_id",
-    "operation_name",
-    "media_generation_id",
-    "check_errors",
-    "download_attempts",
-    "created",
-    "submitted_at",
-    "project__uuid",
-)
+class PollTake(NamedTuple):
+    """What checking a take reads of its row: plain values, not a model instance; a finished
+    clip's download loads its take in full."""
+
+    pk: int
+    status: str
+    reason: str
+    request_id: str
+    operation_name: str
+    media_generation_id: str
+    check_errors: int
+    # When the take started waiting (submitted, else created), only if that was longer ago
+    # than FLOWSITE_STUCK_AFTER: the rare take it matters for.
+    stuck_since: datetime | None
+
+    @classmethod
+    def claimed(cls, token: UUID, *, stuck_before: datetime) -> list[PollTake]:
+        """The takes claimed with ``token`` that are still being polled, most overdue first.
+
+        One hand-written statement: read through ``values_list()``, 1,000 takes cost about
+        10 ms of Python (a converter call per value, two dates parsed per row on SQLite), a
+        sixth of a whole polling pass against a fast upstream (benchmarks/upstream_poll.py);
+        read raw they cost about 1 ms. Whether a take waited too long is decided in SQL, so
+        only stuck takes carry a date. Parameters and the two converted columns go through
+        the fields' and the backend's own conversions, as the ORM would.
+        """
+        meta = Generation._meta
+        quote = connection.ops.quote_name
+
+        def column(name: str) -> str:
+            return quote(meta.get_field(name).column)
+
+        since = f"COALESCE({column('submitted_at')}, {column('created')})"
+        sql = (
+            f"SELECT {column('id')}, {column('status')}, {column('reason')}, "
+            f"{column('request_id')}, {column('operation_name')}, "
+            f"{column('media_generation_id')}, {column('check_errors')}, "
+            f"CASE WHEN {since} < %s THEN {since} END "
+            f"FROM {quote(meta.db_table)} "
+            f"WHERE {column('claim')} = %s AND {column('status')} IN (%s, %s) "
+            f"ORDER BY {column('next_check_at')}, {column('id')}"
+        )
+        params = [
+            meta.get_field("created").get_db_prep_value(stuck_before, connection),
+            meta.get_field("claim").get_db_prep_value(token, connection),
+            S.PENDING,
+            S.ACTIVE,
+        ]
+        request_id = _from_db("request_id")
+        waiting_since = _from_db("created")
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            rows = cursor.fetchall()
+        return [
+            cls(
+                pk,
+                status,
+                reason,
+                str(request_id(request)),
+                operation,
+                media,
+                errors,
+                None if stuck is None else waiting_since(stuck),
+            )
+            for pk, status, reason, request, operation, media, errors, stuck in rows
+        ]
+
+
+def _from_db(name: str) -> Callable[[Any], Any]:
+    """A raw database value of Generation's field ``name`` as the ORM would return it (a
+    UUID from SQLite's text, an aware datetime from its string, …)."""
+    col = Generation._meta.get_field(name).cached_col
+    converters = connection.ops.get_db_converters(col) + col.get_db_converters(connection)
+
+    def convert(value: Any) -> Any:
+        for converter in converters:
+            value = converter(value, col, connection)
+        return value
+
+    return convert
+
+
+# What a download reads of its take (the folder is named after the project and the take).
+DOWNLOAD_FIELDS = ("uuid", "download_attempts", "project__uuid")
 
 
 class PollBatch:
     """Check up to FLOW_STATUS_BATCH_SIZE takes of one account with one status call.
 
-    The database work is the same handful of statements whatever the batch size: claim,
-    read, one CASE update with every result, and (only for finished clips) the downloads.
+    The takes are already claimed with ``token`` (see ``Pass.poll_account``), so the database
+    work is the same whatever the batch size: one CASE update with every result, and (only
+    for finished clips) the downloads.
     """
 
-    def __init__(self, run: Pass, account: FlowAccount, pks: list[int]) -> None:
+    def __init__(self, run: Pass, account: FlowAccount, token: UUID, takes: list[PollTake]) -> None:
         self.run_ = run
         self.now = run.now
         self.counts = run.counts
         self.account = account
-        self.pks = pks
-        self.token = uuid4()
+        self.token = token
+        self.takes = takes
+        self.pks = [take.pk for take in takes]
 
     def run(self) -> None:
-        now = self.now
-        Generation.objects.filter(pk__in=self.pks, status__in=[S.PENDING, S.ACTIVE]).filter(
-            _free_lease(now), _due(now)
-        ).update(claim=self.token, lease_until=now + check_lease())
-        takes = list(
-            Generation.objects.filter(claim=self.token, status__in=[S.PENDING, S.ACTIVE])
-            .select_related("project")
-            # Only what checking and downloading read: loading whole rows (nine dates each)
-            # was most of a batch's database time (benchmarks/upstream_poll.py).
-            .only(*POLL_FIELDS)
-        )
-        if not takes:
-            return
+        takes = self.takes
         try:
             result = self.check(takes)
         except ContractError as error:
@@ -881,12 +1015,10 @@ class PollBatch:
             self.run_.credits[self.account.pk] = (self.account, result.remaining_credits)
         self.apply(takes, result.clips)
 
-    def check(self, takes: list[Generation]) -> StatusResult:
+    def check(self, takes: list[PollTake]) -> StatusResult:
         try:
             engine = self.run_.engines.get(self.account)
-            result = engine.check(
-                [OperationRef(t.operation_name, str(t.request_id)) for t in takes]
-            )
+            result = engine.check([OperationRef(t.operation_name, t.request_id) for t in takes])
         except EngineError:
             raise
         except ValueError as error:
@@ -899,8 +1031,8 @@ class PollBatch:
         self.counts["checked"] += len(takes)
         return result
 
-    def one_by_one(self, takes: list[Generation]) -> None:
-        good: list[Generation] = []
+    def one_by_one(self, takes: list[PollTake]) -> None:
+        good: list[PollTake] = []
         clips: list[ClipStatus] = []
         for take in takes:
             try:
@@ -911,15 +1043,15 @@ class PollBatch:
         if good:
             self.apply(good, clips)
 
-    def apply(self, takes: list[Generation], clips: list[ClipStatus]) -> None:
+    def apply(self, takes: list[PollTake], clips: list[ClipStatus]) -> None:
         now = self.now
         by_request = {clip.request_id: clip for clip in clips}
         by_operation = {clip.operation_name: clip for clip in clips}
         changes: dict[int, dict[str, Any]] = {}
-        finished: list[tuple[Generation, ClipStatus]] = []
+        finished: list[tuple[PollTake, ClipStatus]] = []
         next_check = now + timedelta(seconds=poll_interval())
         for take in takes:
-            clip = by_request.get(str(take.request_id)) or by_operation.get(take.operation_name)
+            clip = by_request.get(take.request_id) or by_operation.get(take.operation_name)
             if clip is None or clip.state.in_flight:
                 stuck = self.stuck_reason(take)
                 if stuck:
@@ -959,15 +1091,20 @@ class PollBatch:
                 self.counts["cancelled"] += 1
         _write_claimed(self.token, changes, [S.PENDING, S.ACTIVE])
         if finished:
-            mine = set(
-                Generation.objects.filter(
+            # The takes this pass still holds, loaded in full for their downloads.
+            mine = {
+                take.pk: take
+                for take in Generation.objects.filter(
                     pk__in=[take.pk for take, _ in finished],
                     claim=self.token,
                     status=S.DOWNLOADING,
-                ).values_list("pk", flat=True)
-            )
-            for index, (take, clip) in enumerate(finished):
-                if take.pk not in mine:
+                )
+                .select_related("project")
+                .only(*DOWNLOAD_FIELDS)
+            }
+            for index, (row, clip) in enumerate(finished):
+                take = mine.get(row.pk)
+                if take is None:
                     continue
                 if self.run_.time_left() < _download_deadline():
                     # No time to finish this download before the task's end: check again at
@@ -1007,11 +1144,10 @@ class PollBatch:
             next_check_at=None,
         )
 
-    def stuck_reason(self, take: Generation, last_error: str = "") -> str:
-        since = take.submitted_at or take.created
-        waited = self.now - since
-        if waited <= stuck_after():
+    def stuck_reason(self, take: PollTake, last_error: str = "") -> str:
+        if take.stuck_since is None:
             return ""
+        waited = self.now - take.stuck_since
         reason = (
             f"Flow was still working on this take {waited_words(waited)} after it was "
             "submitted, far longer than usual; Flowsite stopped waiting (stuck)."
@@ -1020,7 +1156,7 @@ class PollBatch:
             reason += f" Last error: {last_error}"
         return reason
 
-    def check_failed(self, takes: list[Generation], error: EngineError) -> None:
+    def check_failed(self, takes: list[PollTake], error: EngineError) -> None:
         """The status call failed as a whole. Signed out: the takes wait for an admin.
         Throttled: the account rests. An answer of unknown shape (about these takes alone):
         they fail, since asking again gets the same answer. Otherwise: ask again later, backing
