@@ -103,3 +103,54 @@ def run_at_once(work, workers: int = 2, timeout: float = 30.0) -> list:
     if errors:
         raise errors[0]
     return results
+
+
+def takes_flow_keeps_rendering(project, alice, count: int) -> list[Generation]:
+    """``count`` active takes submitted for real to the emulator, which never finishes them."""
+    import uuid
+
+    from generations.engines import Aspect, ClipRequest, get_engine
+    from tests.views_support import make_image as make_member_image
+    from tests.views_support import make_scene as make_member_scene
+
+    scene = make_member_scene(
+        project, make_member_image(project, alice), prompt="[fault:stuck] a long shot"
+    )
+    engine = get_engine(project.account.credentials())
+    image = engine.upload_image(scene.start_image.image_data())
+    now = timezone.now()
+    rows = []
+    for start in range(0, count, 50):
+        clips = [
+            ClipRequest(
+                str(uuid.uuid4()),
+                scene.prompt,
+                scene.model_key,
+                Aspect.LANDSCAPE,
+                n,
+                image.media_id,
+            )
+            for n in range(start, min(count, start + 50))
+        ]
+        answer = engine.submit(str(project.flow_project_id), clips)
+        rows += [
+            Generation(
+                scene=scene,
+                project=project,
+                requested_by=alice,
+                account=project.account,
+                take=len(rows) + n + 1,
+                prompt=scene.prompt,
+                model_key=scene.model_key,
+                aspect=scene.aspect,
+                seed=clip.seed,
+                status=Generation.Status.ACTIVE,
+                request_id=clip.request_id,
+                operation_name=submitted.operation_name,
+                submitted_at=now,
+                created=now,
+                updated=now,
+            )
+            for n, (clip, submitted) in enumerate(zip(clips, answer.clips, strict=True))
+        ]
+    return Generation.objects.bulk_create(rows)

@@ -16,9 +16,8 @@ import pytest
 from django.utils import timezone
 
 from generations import pipeline
-from generations.engines import Aspect, ClipRequest, get_engine
 from generations.models import Generation
-from tests.views_support import make_image, make_scene
+from tests.tasks_support import takes_flow_keeps_rendering
 
 S = Generation.Status
 
@@ -29,39 +28,13 @@ def three_takes(flow_emulator, project, alice, settings) -> list[Generation]:
     settings.FLOW_STATUS_BATCH_SIZE = 1
     project.account.bearer_token = flow_emulator.token
     project.account.save()
-    scene = make_scene(project, make_image(project, alice), prompt="[fault:stuck] a long shot")
-    engine = get_engine(project.account.credentials())
-    image = engine.upload_image(scene.start_image.image_data())
-    clips = [
-        ClipRequest(
-            str(uuid.uuid4()), scene.prompt, scene.model_key, Aspect.LANDSCAPE, n, image.media_id
-        )
-        for n in range(3)
-    ]
-    answer = engine.submit(str(project.flow_project_id), clips)
+    takes = takes_flow_keeps_rendering(project, alice, 3)
     now = timezone.now()
-    return Generation.objects.bulk_create(
-        Generation(
-            scene=scene,
-            project=project,
-            requested_by=alice,
-            account=project.account,
-            take=n + 1,
-            prompt=scene.prompt,
-            model_key=scene.model_key,
-            aspect=scene.aspect,
-            seed=clip.seed,
-            status=S.ACTIVE,
-            request_id=clip.request_id,
-            operation_name=submitted.operation_name,
-            submitted_at=now,
-            created=now,
-            updated=now,
-            # Oldest first, so the batches come in this order.
-            next_check_at=now - timedelta(seconds=3 - n),
-        )
-        for n, (clip, submitted) in enumerate(zip(clips, answer.clips, strict=True))
-    )
+    for n, take in enumerate(takes):
+        # Oldest first, so the batches come in this order.
+        take.next_check_at = now - timedelta(seconds=3 - n)
+    Generation.objects.bulk_update(takes, ["next_check_at"])
+    return takes
 
 
 def _pass(beat: Callable[[pipeline.Pass, int], object]) -> pipeline.Pass:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import math
 import re
-import uuid
 from datetime import timedelta
 
 import pytest
@@ -21,10 +20,10 @@ from django.urls import reverse
 from django.utils import timezone
 
 from generations import pipeline
-from generations.engines import Aspect, ClipRequest, get_engine
 from generations.models import Generation, Membership, Scene
 from generations.views.gallery import PAGE_SIZE
 from generations.views.projects import encode_since
+from tests.tasks_support import takes_flow_keeps_rendering
 from tests.views_support import attach_clip, client_for, make_image, make_scene, make_take
 
 S = Generation.Status
@@ -244,49 +243,6 @@ def test_a_clip_handed_to_nginx_costs_three_queries_and_no_body(project, alice, 
 # --- a polling pass ---------------------------------------------------------------------------
 
 
-def _takes_flow_knows(project, alice, count: int) -> list[Generation]:
-    """``count`` active takes submitted for real to the emulator, which never finishes them."""
-    scene = make_scene(project, make_image(project, alice), prompt="[fault:stuck] a long shot")
-    engine = get_engine(project.account.credentials())
-    image = engine.upload_image(scene.start_image.image_data())
-    now = timezone.now()
-    rows = []
-    for start in range(0, count, 50):
-        clips = [
-            ClipRequest(
-                str(uuid.uuid4()),
-                scene.prompt,
-                scene.model_key,
-                Aspect.LANDSCAPE,
-                n,
-                image.media_id,
-            )
-            for n in range(start, min(count, start + 50))
-        ]
-        answer = engine.submit(str(project.flow_project_id), clips)
-        rows += [
-            Generation(
-                scene=scene,
-                project=project,
-                requested_by=alice,
-                account=project.account,
-                take=len(rows) + n + 1,
-                prompt=scene.prompt,
-                model_key=scene.model_key,
-                aspect=scene.aspect,
-                seed=clip.seed,
-                status=S.ACTIVE,
-                request_id=clip.request_id,
-                operation_name=submitted.operation_name,
-                submitted_at=now,
-                created=now,
-                updated=now,
-            )
-            for n, (clip, submitted) in enumerate(zip(clips, answer.clips, strict=True))
-        ]
-    return Generation.objects.bulk_create(rows)
-
-
 @pytest.mark.parametrize("count", [30, 130])
 def test_a_polling_pass_makes_one_status_call_and_the_same_statements_per_batch(
     flow_emulator, project, alice, settings, count
@@ -294,7 +250,7 @@ def test_a_polling_pass_makes_one_status_call_and_the_same_statements_per_batch(
     settings.FLOW_STATUS_BATCH_SIZE = 50
     project.account.bearer_token = flow_emulator.token
     project.account.save()
-    _takes_flow_knows(project, alice, count)
+    takes_flow_keeps_rendering(project, alice, count)
     calls_before = flow_emulator.stats["check"]
     marks: list[int] = []
 
