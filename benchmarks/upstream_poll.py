@@ -33,21 +33,15 @@ from benchmarks.harness import run as bench
 TARGET = 1.5
 # Seconds the emulator waits before each status answer in the "realistic latency" round.
 LATENCY = 0.1
-SUBMIT_BATCH = 50
 
 
 def seed(emu, count: int):
     """``count`` ACTIVE takes whose operations the emulator issued, submitted in batches."""
-    import io
-    import uuid
-
     from django.conf import settings
     from django.contrib.auth.models import User
-    from django.utils import timezone
-    from PIL import Image
 
-    from generations.engines import Aspect, ClipRequest, ImageData, get_engine
-    from generations.models import FlowAccount, Generation, Project, Scene
+    from generations.models import FlowAccount, Project
+    from tests.tasks_support import takes_flow_keeps_rendering
 
     settings.FLOW_API_BASE_URL = settings.FLOW_LABS_BASE_URL = emu.url
     account = FlowAccount.objects.create(label="Bench", tier="PAYGATE_TIER_TWO")
@@ -55,49 +49,7 @@ def seed(emu, count: int):
     account.save()
     user = User.objects.create_user("bench")
     project = Project.objects.create(name="Upstream", account=account, created_by=user)
-    scene = Scene.objects.create(
-        project=project, prompt="a slow pan across the harbour", model_key="veo_3_1_i2v_s_fast"
-    )
-    buffer = io.BytesIO()
-    Image.new("RGB", (320, 180), (40, 90, 160)).save(buffer, "JPEG")
-    engine = get_engine(account.credentials())
-    image = engine.upload_image(ImageData(buffer.getvalue(), "image/jpeg", 320, 180))
-    now = timezone.now()
-    rows = []
-    for start in range(0, count, SUBMIT_BATCH):
-        clips = [
-            ClipRequest(
-                request_id=str(uuid.uuid4()),
-                prompt=scene.prompt,
-                model_key=scene.model_key,
-                aspect=Aspect.LANDSCAPE,
-                seed=n,
-                start_image_media_id=image.media_id,
-            )
-            for n in range(start, min(count, start + SUBMIT_BATCH))
-        ]
-        result = engine.submit(str(project.flow_project_id), clips)
-        for clip, submitted in zip(clips, result.clips, strict=True):
-            rows.append(
-                Generation(
-                    scene=scene,
-                    project=project,
-                    requested_by=user,
-                    account=account,
-                    take=len(rows) + 1,
-                    prompt=clip.prompt,
-                    model_key=clip.model_key,
-                    aspect=scene.aspect,
-                    seed=clip.seed,
-                    status=Generation.Status.ACTIVE,
-                    request_id=clip.request_id,
-                    operation_name=submitted.operation_name,
-                    submitted_at=now,
-                    created=now,
-                    updated=now,
-                )
-            )
-    Generation.objects.bulk_create(rows, batch_size=500)
+    takes_flow_keeps_rendering(project, user, count)
     return account
 
 
