@@ -772,18 +772,23 @@ class SubmitGroup:
         )
 
     def fail(self, takes: list[Generation], reason: str, *, statuses: list[str]) -> None:
-        pks = [t.pk for t in takes]
-        self.counts["failed"] += Generation.objects.filter(
-            pk__in=pks, claim=self.token, status__in=statuses
-        ).update(
+        self.counts["failed"] += self._let_go(
+            takes,
+            statuses,
             status=S.FAILED,
             reason=_clip(reason),
-            claim=None,
-            lease_until=None,
             finished_at=self.now,
             updated=timezone.now(),
         )
-        self.takes = [t for t in self.takes if t.pk not in set(pks)]
+
+    def _let_go(self, takes: list[Generation], statuses: list[str], **fields: Any) -> int:
+        """Write ``fields`` to the takes this group still holds and drop them from the group."""
+        pks = {t.pk for t in takes}
+        written = Generation.objects.filter(
+            pk__in=pks, claim=self.token, status__in=statuses
+        ).update(claim=None, lease_until=None, **fields)
+        self.takes = [t for t in self.takes if t.pk not in pks]
+        return written
 
     def requeue(self, takes: list[Generation], error: EngineError) -> None:
         """Back to the queue after an answer that spent nothing, or give up after enough tries."""
@@ -845,26 +850,18 @@ class SubmitGroup:
         self, takes: list[Generation], message: str, *, statuses: list[str]
     ) -> None:
         set_account_problem(self.account, message)
-        pks = [t.pk for t in takes]
-        self.counts["waiting"] += Generation.objects.filter(
-            pk__in=pks, claim=self.token, status__in=statuses
-        ).update(
+        self.counts["waiting"] += self._let_go(
+            takes,
+            statuses,
             status=S.QUEUED,
             reason=_clip(message),
-            claim=None,
-            lease_until=None,
             next_check_at=None,
             updated=timezone.now(),
         )
-        self.takes = [t for t in self.takes if t.pk not in set(pks)]
 
     def release(self, takes: list[Generation], *, statuses: list[str]) -> None:
         """Back to the queue untouched (no attempt counted): the account must rest first."""
-        pks = [t.pk for t in takes]
-        Generation.objects.filter(pk__in=pks, claim=self.token, status__in=statuses).update(
-            status=S.QUEUED, claim=None, lease_until=None
-        )
-        self.takes = [t for t in self.takes if t.pk not in set(pks)]
+        self._let_go(takes, statuses, status=S.QUEUED)
 
     def account_resting(self) -> bool:
         until = self.account.cool_down_until
