@@ -1355,24 +1355,21 @@ def seconds_until_due(now: datetime | None = None) -> float | None:
     at = Value(now, output_field=DateTimeField())
     # Takes of an account without a problem, or of a removed account (the reaper ends those).
     workable = Q(account__isnull=True) | Q(account__problem="")
+    # A take is due once its own timer, its account's cool-down and any lease have all passed.
+    due_at = Greatest(
+        Coalesce("next_check_at", at),
+        Coalesce("account__cool_down_until", at),
+        Coalesce("lease_until", at),
+        output_field=DateTimeField(),
+    )
     agg = Generation.objects.filter(status__in=Generation.IN_FLIGHT).aggregate(
         polls=Min(
-            Greatest(
-                Coalesce("next_check_at", at),
-                Coalesce("account__cool_down_until", at),
-                Coalesce("lease_until", at),
-                output_field=DateTimeField(),
-            ),
+            due_at,
             filter=Q(status__in=[S.PENDING, S.ACTIVE]) & workable,
             output_field=DateTimeField(),
         ),
         submits=Min(
-            Greatest(
-                Coalesce("next_check_at", at),
-                Coalesce("account__cool_down_until", at),
-                Coalesce("lease_until", at),
-                output_field=DateTimeField(),
-            ),
+            due_at,
             filter=Q(status=S.QUEUED) & workable,
             output_field=DateTimeField(),
         ),
