@@ -69,3 +69,29 @@ def test_a_malformed_key_is_reported_in_words(db, settings, keys):
     settings.FLOWSITE_FERNET_KEYS = keys
     with pytest.raises(ImproperlyConfigured, match="url-safe base64"):
         FlowAccount.objects.create(label="Studio", bearer_token="ya29.x")
+
+
+@pytest.mark.parametrize("serves", [False, True])
+def test_gunicorns_entry_point_refuses_to_serve_without_a_key(tmp_path, serves):
+    import os
+    import subprocess
+    import sys
+
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if key not in {"DEBUG", "FLOWSITE_FERNET_KEYS", "DATABASE_URL"}
+    }
+    env.update(FLOWSITE_VAR_DIR=str(tmp_path), SECRET_KEY="k" * 60, FLOWSITE_EMULATOR="0")
+    if serves:
+        env["FLOWSITE_FERNET_KEYS"] = Fernet.generate_key().decode()
+    result = subprocess.run(
+        [sys.executable, "-c", "import flowsite.wsgi"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert (result.returncode == 0) is serves, result.stderr
+    if not serves:
+        assert "FLOWSITE_FERNET_KEYS is not set" in result.stderr
