@@ -223,7 +223,30 @@ FLOW_DOWNLOAD_DEADLINE = envfloat("FLOW_DOWNLOAD_DEADLINE", 300.0)
 
 # How often the worker asks Flow about clips in flight, and how often a page asks Flowsite.
 FLOWSITE_POLL_INTERVAL = envfloat("FLOWSITE_POLL_INTERVAL", 5.0)
-FLOWSITE_PAGE_POLL_SECONDS = envint("FLOWSITE_PAGE_POLL_SECONDS", 3)
+
+
+def _page_poll_seconds() -> float:
+    # A zero, negative or unreadable value would make every open page poll as fast as the
+    # browser can (htmx reads "every 0s" as no delay): refuse to start instead.
+    raw = os.environ.get("FLOWSITE_PAGE_POLL_SECONDS", "")
+    try:
+        value = float(raw) if raw.strip() else 1.0
+    except ValueError:
+        value = float("nan")
+    if not value > 0 or value == float("inf"):
+        from django.core.exceptions import ImproperlyConfigured
+
+        raise ImproperlyConfigured(
+            f"FLOWSITE_PAGE_POLL_SECONDS must be a number of seconds above 0 (e.g. 1 or 0.5); "
+            f"got {raw!r}."
+        )
+    return value
+
+
+# One second: the worker's own FLOWSITE_POLL_INTERVAL already uses most of the freshness
+# budget ("interval + download + 1 s" from Flow's "done" to the card), so the page gets the
+# rest; an unchanged poll is one query and an empty 204 (benchmarks/freshness.py).
+FLOWSITE_PAGE_POLL_SECONDS = _page_poll_seconds()
 # A take Flow is still rendering this many seconds after its submit is given up as stuck.
 FLOWSITE_STUCK_AFTER = envint("FLOWSITE_STUCK_AFTER", 20 * 60)
 # How long a worker holds the takes it works on (and the pump its lease) before another worker
