@@ -37,7 +37,8 @@ def configure(var_dir: Path) -> None:
     os.environ["FLOWSITE_VAR_DIR"] = str(var_dir)
     os.environ["SQLITE_PATH"] = str(var_dir / "freshness.sqlite3")
     os.environ.pop("DATABASE_URL", None)
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "flowsite.settings")
+    # Flowsite's settings, with pages rendered from static/ without collectstatic's manifest.
+    os.environ["DJANGO_SETTINGS_MODULE"] = "benchmarks.harness.settings"
     os.environ.setdefault("LOG_LEVEL", "WARNING")
     if not os.environ.get("FLOWSITE_FERNET_KEYS"):
         from cryptography.fernet import Fernet
@@ -157,35 +158,33 @@ def run(args: argparse.Namespace) -> int:
             connection.close()
 
     def page() -> None:
-        """The open storyboard: polls the way the browser does and notes when each take's
-        clip first appears on its card."""
-        import re
-
+        """The open storyboard, polling exactly as htmx does in the browser (see
+        benchmarks/load/poller.py); notes when each take's clip first appears on its card."""
         from django.test import Client
         from django.urls import reverse
-        from django.utils import timezone
 
-        from generations.views.access import poll_pass
-        from generations.views.projects import encode_since
+        from benchmarks.load.poller import SHOWN_CLIP, Poller, Schedule
 
-        client = Client(headers={"HX-Request": "true"}, SERVER_NAME="localhost")
+        client = Client(SERVER_NAME="localhost")
         client.force_login(user)
-        # Opened just now: the page already shows everything older.
-        since = encode_since(timezone.now())
-        poll = reverse("project-poll", args=[project.uuid])
-        token = poll_pass(user.pk, project.uuid)
+        # secure=True: production settings redirect plain HTTP to HTTPS.
+        opened = client.get(reverse("project-detail", args=[project.uuid]), secure=True)
+        schedule = Schedule(Poller.read(opened.text), time.monotonic())
         try:
-            while not done.is_set():
-                time.sleep(settings.FLOWSITE_PAGE_POLL_SECONDS)
-                # secure=True: production settings redirect plain HTTP to HTTPS.
-                answer = client.get(f"{poll}?since={since}&pass={token}", secure=True)
+            while schedule.poller.live and not done.is_set():
+                time.sleep(max(0.0, schedule.due - time.monotonic()))
+                if done.is_set():
+                    break
+                schedule.fired()
+                answer = client.get(
+                    schedule.poller.url, headers={"HX-Request": "true"}, secure=True
+                )
                 seen = time.time()
                 if answer.status_code != 200:
                     continue
-                text = answer.text
-                since = re.search(r'id="poller-since" name="since" value="(\d+)"', text).group(1)
-                for uuid in re.findall(r"/media/take/([0-9a-f-]+)/video", text):
+                for uuid in SHOWN_CLIP.findall(answer.text):
                     shown_at.setdefault(uuid, seen)
+                schedule.swapped(Poller.read(answer.text), time.monotonic())
         finally:
             connection.close()
 
@@ -257,28 +256,30 @@ def run(args: argparse.Namespace) -> int:
     lags.sort()
     p95 = lags[min(len(lags) - 1, round(0.95 * (len(lags) - 1)))]
     target = args.interval + download + 1.0
-    print(
-        f"  'Flow says successful' -> 'ready in the database': median {statistics.median(lags):.2f} s, "
-        f"p95 {p95:.2f} s, max {max(lags):.2f} s (min {min(lags):.2f} s)"
-    )
     print(f"  poll interval {args.interval:.2f} s | one clip + poster download {download:.2f} s")
-    verdict = "OK" if max(lags) <= target else "MISSED"
     print(
-        f"  worst lag / target (interval + download + 1 s = {target:.2f} s) = "
-        f"{max(lags) / target:.2f}× (target ≤ 1×) -> {verdict}"
+        f"  'Flow says successful' -> 'ready in the database' ({len(lags)} takes): median "
+        f"{statistics.median(lags):.2f} s, p95 {p95:.2f} s, max {max(lags):.2f} s "
+        f"(min {min(lags):.2f} s); worst / target = {max(lags) / target:.2f}×"
     )
+    # Target 5 is about the card: the clip in the database but not yet on the page is not
+    # fresh for the person looking at it.
     page_seconds = settings.FLOWSITE_PAGE_POLL_SECONDS
     if card_lags:
         card_lags.sort()
-        card_target = target + page_seconds
         print(
             f"  'Flow says successful' -> 'the card shows the clip' ({len(card_lags)} takes; "
             f"the page polls every {page_seconds:g} s): median "
-            f"{statistics.median(card_lags):.2f} s, max {max(card_lags):.2f} s = "
-            f"{max(card_lags) / target:.2f}× interval + download + 1 s, "
-            f"{max(card_lags) / card_target:.2f}× that plus one page poll "
-            f"({card_target:.2f} s) (for information)"
+            f"{statistics.median(card_lags):.2f} s, max {max(card_lags):.2f} s "
+            f"(min {min(card_lags):.2f} s); worst / target = {max(card_lags) / target:.2f}×"
         )
+    met = max(lags) <= target and len(card_lags) == len(lags) and max(card_lags) <= target
+    verdict = "OK" if met else "MISSED"
+    print(
+        f"  target: worst lag to the card <= interval + download + 1 s = {target:.2f} s "
+        f"-> {verdict}"
+        + ("" if len(card_lags) == len(lags) else f" ({len(lags) - len(card_lags)} never shown)")
+    )
     print(f"  at {datetime.now(UTC):%Y-%m-%d %H:%M:%S} UTC; emulator stats {emu.stats}")
     if len(ready) != len(final):
         print(f"FAILED: {len(final) - len(ready)} take(s) never became ready")
