@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import secrets
+from collections.abc import Iterable
 from datetime import timedelta
 from uuid import uuid4
 
 from django.conf import settings
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import IntegrityError, models, transaction
-from django.db.models import Q
+from django.db.models import F, Q, QuerySet
 from django.utils import timezone
 
 from .crypto import EncryptedTextField
@@ -120,6 +121,27 @@ class FlowAccount(models.Model):
         )
 
 
+class ProjectManager(models.Manager):
+    def bump_gallery(self, project_ids: Iterable[int | None] | QuerySet) -> int:
+        """Say that these projects' galleries changed: each version goes up by one.
+
+        Call it inside the transaction of the change itself, so that whoever reads the new
+        version also sees the change (see ``generations.views.gallery``). ``project_ids`` may
+        be ids or a queryset of ids (a subquery: one statement whatever its size).
+        """
+        if not isinstance(project_ids, QuerySet):
+            project_ids = sorted({pk for pk in project_ids if pk is not None})
+            if not project_ids:
+                return 0
+        # F(): a relative update, so two changes committed at once both count.
+        return self.filter(pk__in=project_ids).update(gallery_version=F("gallery_version") + 1)
+
+    def bump_gallery_of_requester(self, user_id: int) -> int:
+        """The galleries where this person's finished clips appear (under their name)."""
+        ready = Generation.objects.filter(requested_by_id=user_id, status=Generation.Status.READY)
+        return self.bump_gallery(ready.values("project_id"))
+
+
 class Project(models.Model):
     uuid = models.UUIDField(default=uuid4, unique=True, editable=False)
     name = models.CharField(max_length=120)
@@ -136,6 +158,12 @@ class Project(models.Model):
     # which every open page has already seen (so a fresh project does not make the first poll
     # re-send its whole storyboard). Open storyboards compare it with their poll token.
     scenes_changed = models.DateTimeField(null=True, blank=True, editable=False)
+    # Goes up by one with every change to what any page of the gallery shows; rendered gallery
+    # pages are cached under it (generations/views/gallery.py). Only ever written by
+    # ProjectManager.bump_gallery's relative update, never by save().
+    gallery_version = models.PositiveIntegerField(default=0, editable=False)
+
+    objects = ProjectManager()
 
     class Meta:
         ordering = ["name"]
@@ -143,12 +171,41 @@ class Project(models.Model):
     def __str__(self) -> str:
         return self.name
 
+    def save(self, **kwargs) -> None:
+        if (
+            not self._state.adding
+            and kwargs.get("update_fields") is None
+            and not kwargs.get("force_insert")
+        ):
+            # A full save would write back the version this instance was loaded with, undoing
+            # bumps made since: a body cached under a newer number could then come back as
+            # current once the number is reached again. Every other loaded field is written.
+            deferred = self.get_deferred_fields()
+            kwargs["update_fields"] = [
+                field.attname
+                for field in self._meta.concrete_fields
+                if not field.primary_key
+                and field.attname != "gallery_version"
+                and field.attname not in deferred
+            ]
+        super().save(**kwargs)
+
+    def gallery_changed(self) -> None:
+        """Say that this project's gallery changed (inside the change's transaction)."""
+        Project.objects.bump_gallery([self.pk])
+
     def mark_scenes_changed(self) -> None:
         """Tell open storyboards their list of scenes changed (call inside the change's
-        transaction): their next poll brings the whole list, in order, not just cards."""
+        transaction): their next poll brings the whole list, in order, not just cards.
+
+        The gallery changes too: its scene filter lists the scenes in order, and untitled
+        scenes are named by position on its cards.
+        """
         self.scenes_changed = timezone.now()
         # update(), not save(): a concurrent edit of the project's other fields stays intact.
-        Project.objects.filter(pk=self.pk).update(scenes_changed=self.scenes_changed)
+        Project.objects.filter(pk=self.pk).update(
+            scenes_changed=self.scenes_changed, gallery_version=F("gallery_version") + 1
+        )
 
     def add_member(self, user, role: str) -> Membership:
         membership, _ = Membership.objects.update_or_create(

@@ -1262,20 +1262,24 @@ class Download:
             return
         if poster is None:
             poster_name = ""
-        done = self._mine().update(
-            status=S.READY,
-            reason="",
-            video=video_name,
-            video_size=video.size,
-            video_sha256=video.sha256,
-            poster=poster_name,
-            poster_sha256=poster.sha256 if poster else "",
-            finished_at=timezone.now(),
-            claim=None,
-            lease_until=None,
-            next_check_at=None,
-            updated=timezone.now(),
-        )
+        with transaction.atomic():
+            done = self._mine().update(
+                status=S.READY,
+                reason="",
+                video=video_name,
+                video_size=video.size,
+                video_sha256=video.sha256,
+                poster=poster_name,
+                poster_sha256=poster.sha256 if poster else "",
+                finished_at=timezone.now(),
+                claim=None,
+                lease_until=None,
+                next_check_at=None,
+                updated=timezone.now(),
+            )
+            if done:
+                # The clip is in the gallery now; an update() sends no signal to say so.
+                Project.objects.bump_gallery([take.project_id])
         if done:
             self.counts["ready"] += 1
             return
