@@ -188,9 +188,18 @@ def test_the_gallery_costs_the_same_queries_for_10_clips_as_for_10000_by_20_memb
     small_html, small_queries = _gallery(client, small)
     first_html, first_queries = _gallery(client, project)
     deep_html, deep_queries = _gallery(client, project, page=150)
+    # The same pages again, from the cache.
+    warm = [_gallery(client, small), _gallery(client, project), _gallery(client, project, page=150)]
     pages = math.ceil(10_000 / PAGE_SIZE)
 
     assert small_queries == first_queries == deep_queries
+    # The session, the user, and the membership (which carries the gallery's version).
+    assert [queries for _, queries in warm] == [3, 3, 3]
+    assert [_shown(html) for html, _ in warm] == [
+        _shown(small_html),
+        _shown(first_html),
+        _shown(deep_html),
+    ]
     assert len(_shown(small_html)) == 10
     assert len(_shown(first_html)) == len(_shown(deep_html)) == PAGE_SIZE
     assert f"Page 1 of {pages}" in first_html
