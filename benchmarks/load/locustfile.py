@@ -1,9 +1,15 @@
-"""Team members with their project page open: each polls it every 3 s, as the page does, and
-opens the gallery now and then. Run by benchmarks/load/run.py, which starts the servers.
+"""Team members with their project page open all day: each is already signed in, opens the page,
+then polls it exactly as the page's poller does and opens the gallery about every 30 s. Run by
+benchmarks/load/run.py, which starts the servers and seeds the members.
 
-Environment: LOAD_USERS_FILE (JSON written by seed.py: username, password, project per user),
-LOAD_SUMMARY_FILE (where the summary JSON goes when the test stops), LOAD_GALLERY_EVERY (one
-poll in this many is followed by a gallery visit; default 10).
+The poll URL (since token, poll pass) and the cadence come from the poller Flowsite renders, so
+the load follows FLOWSITE_PAGE_POLL_SECONDS and the browser's htmx rules (see poller.py): a
+204 leaves the timer running, a 200 swaps in a new poller whose timer starts then, a poller
+without hx-get stops polling.
+
+Environment: LOAD_USERS_FILE (JSON written by seed.py: username, session, project per member),
+LOAD_SUMMARY_FILE (where the summary JSON goes when the test stops), LOAD_GALLERY_SECONDS (about
+how often a member opens the gallery; default 30).
 """
 
 from __future__ import annotations
@@ -12,27 +18,24 @@ import itertools
 import json
 import os
 import random
-import re
 import threading
 import time
+from http.cookiejar import Cookie
 from pathlib import Path
+from urllib.parse import urlsplit
 
-from locust import FastHttpUser, constant_pacing, events, task
+from locust import FastHttpUser, events, task
 
-POLL_SECONDS = 3
-SINCE = re.compile(r'hx-get="[^"]*?/poll/\?since=([^"&]*)')
-# The page's poll pass (see generations/views/access.py), which the poller sends along.
-PASS = re.compile(r'hx-get="[^"]*?/poll/\?since=[^"&]*&amp;pass=([^"&]*)"')
-CSRF = re.compile(r'name="csrfmiddlewaretoken" value="([^"]+)"')
+from benchmarks.load.poller import Poller, Schedule
 
 _people = json.loads(Path(os.environ["LOAD_USERS_FILE"]).read_text())
 _next_person = itertools.count()
 _lock = threading.Lock()
-_gallery_every = int(os.environ.get("LOAD_GALLERY_EVERY", "10"))
+_gallery_seconds = float(os.environ.get("LOAD_GALLERY_SECONDS", "30"))
+SESSION_COOKIE = os.environ.get("LOAD_SESSION_COOKIE", "sessionid")
 
 # Every request, as (started at, name, milliseconds, error or ""), for the summary.
 _requests: list[tuple[float, str, float, str]] = []
-_signed_in_at: list[float] = []
 _started_at = time.monotonic()
 
 
@@ -47,70 +50,80 @@ def _summarise(environment, **_):
     if not path:
         return
     with open(path, "w") as out:
-        json.dump(
-            {
-                "started_at": _started_at,
-                "requests": _requests,
-                # The steady state starts once every user has signed in and opened the page.
-                "all_signed_in_at": max(_signed_in_at) if _signed_in_at else None,
-                "signed_in": len(_signed_in_at),
-                "users": len(_people),
-            },
-            out,
-        )
+        json.dump({"started_at": _started_at, "requests": _requests, "users": len(_people)}, out)
+
+
+def _cookie(host: str, name: str, value: str) -> Cookie:
+    return Cookie(
+        version=0,
+        name=name,
+        value=value,
+        port=None,
+        port_specified=False,
+        domain=host,
+        domain_specified=False,
+        domain_initial_dot=False,
+        path="/",
+        path_specified=True,
+        secure=False,
+        expires=None,
+        discard=False,
+        comment=None,
+        comment_url=None,
+        rest={"HttpOnly": ""},
+    )
 
 
 class TeamMember(FastHttpUser):
-    wait_time = constant_pacing(POLL_SECONDS)
+    def wait_time(self) -> float:
+        return max(0.0, self._next_moment() - time.monotonic())
+
+    def _next_moment(self) -> float:
+        if self.schedule is not None and self.schedule.poller.live:
+            return min(self.schedule.due, self.gallery_at)
+        return self.gallery_at
 
     def on_start(self) -> None:
         with _lock:
             person = _people[next(_next_person) % len(_people)]
         self.project = person["project"]
-        # Spread the gallery visits, or users spawned together would all go at once.
-        self.polls = random.randrange(_gallery_every)
-        form = self.client.get("/accounts/login/", name="sign-in page")
-        token = CSRF.search(form.text or "")
-        with self.client.post(
-            "/accounts/login/",
-            data={
-                "username": person["username"],
-                "password": person["password"],
-                "csrfmiddlewaretoken": token.group(1) if token else "",
-            },
-            headers={"Referer": f"{self.host}/accounts/login/"},
-            name="sign in",
-            allow_redirects=False,
-            catch_response=True,
+        self.schedule: Schedule | None = None
+        # Spread the gallery visits, or members spawned together would all go at once.
+        self.gallery_at = time.monotonic() + random.uniform(0, _gallery_seconds)
+        # Signed in long ago: the session cookie the sign-in form would have set.
+        self.client.cookiejar.set_cookie(
+            _cookie(urlsplit(self.host).hostname, SESSION_COOKIE, person["session"])
+        )
+        with self.client.get(
+            f"/projects/{self.project}/", name="project page", catch_response=True
         ) as response:
-            if response.status_code != 302:
-                response.failure(f"sign-in answered {response.status_code}")
-        page = self.client.get(f"/projects/{self.project}/", name="project page")
-        since = SINCE.search(page.text or "")
-        self.since = since.group(1) if since else ""
-        poll_pass = PASS.search(page.text or "")
-        self.poll_pass = poll_pass.group(1) if poll_pass else ""
-        _signed_in_at.append(time.monotonic())
+            try:
+                self.schedule = Schedule(Poller.read(response.text or ""), time.monotonic())
+            except ValueError as problem:
+                response.failure(f"project page: {problem} (answered {response.status_code})")
 
     @task
+    def next_thing(self) -> None:
+        now = time.monotonic()
+        if self.schedule is not None and self.schedule.poller.live and self.schedule.due <= now:
+            self.poll()
+        if self.gallery_at <= time.monotonic():
+            self.gallery_at += random.uniform(0.8, 1.2) * _gallery_seconds
+            self.client.get(f"/projects/{self.project}/gallery/", name="gallery")
+
     def poll(self) -> None:
+        schedule = self.schedule
+        schedule.fired()
         with self.client.get(
-            f"/projects/{self.project}/poll/?since={self.since}&pass={self.poll_pass}",
+            schedule.poller.url,
             headers={"HX-Request": "true"},
             name="poll",
             catch_response=True,
         ) as response:
             if response.status_code == 200:
-                since = SINCE.search(response.text or "")
-                # A poller without hx-get means nothing is rendering: the page stops polling,
-                # this user keeps the load up with the last token it had.
-                if since:
-                    self.since = since.group(1)
-                poll_pass = PASS.search(response.text or "")
-                if poll_pass:
-                    self.poll_pass = poll_pass.group(1)
+                try:
+                    schedule.swapped(Poller.read(response.text or ""), time.monotonic())
+                except ValueError as problem:
+                    response.failure(str(problem))
             elif response.status_code != 204:
                 response.failure(f"poll answered {response.status_code}")
-        self.polls += 1
-        if self.polls % _gallery_every == 0:
-            self.client.get(f"/projects/{self.project}/gallery/", name="gallery")

@@ -1,15 +1,22 @@
 """Target 6, "Under load": 50 team members with their project page open, zero errors, p95 < 200 ms.
 
     .venv/bin/python -m pip install --group bench      # locust, once
-    .venv/bin/python benchmarks/load/run.py [--duration 60] [--users 50] [--database sqlite|postgres|both]
+    .venv/bin/python benchmarks/load/run.py [--duration 60] [--users 50] [--sign-ins 10]
+                                            [--database sqlite|postgres|both]
 
 For each database, starts on 127.0.0.1: the Flow emulator, gunicorn with 4 workers on the
 production settings (DEBUG off, hashed static files, plain HTTP), and the django-q2 worker whose
-pump submits, polls and downloads takes. Seeds USERS people, each owning a project of three
-scenes (one with finished takes, one rendering, one draft), then runs locust headless for
-DURATION seconds: every user signs in, opens the project page, polls it every 3 s as the page
-does and opens the gallery about every tenth poll. Prints the error count and the p95 per
-request, for the whole run and for the steady state after every user has signed in.
+pump submits, polls and downloads takes. Seeds USERS people, each owning a project of four
+scenes (finished takes, a take that finishes during the run, one that renders past its end, a
+draft) and each already signed in, as someone whose page has been open all day is. Then runs
+locust headless for DURATION seconds: every member opens the project page, polls it exactly as
+its poller does (the cadence is FLOWSITE_PAGE_POLL_SECONDS, read from the rendered poller, as
+are the since token and the poll pass) and opens the gallery about every 30 s. The p95 printed
+is over every request of the run.
+
+Signing in is measured apart, after the load: SIGN_INS members sign in through the real form,
+one a second, and the p50/p95 of those POSTs are printed next to the PBKDF2 iteration count
+that makes them slow on purpose.
 
 SQLite runs in WAL mode (the default settings); PostgreSQL runs when it answers at
 127.0.0.1:5432 (database ``flowsite_load``, created and dropped here; --postgres-url overrides).
@@ -112,14 +119,11 @@ def percentile(values: list[float], fraction: float) -> float:
 
 
 def summarise(summary: dict) -> dict:
+    """Counts, errors and percentiles over every request of the run, and per kind."""
     rows = summary["requests"]
     started = summary["started_at"]
-    steady_from = summary["all_signed_in_at"] or float("inf")
-    names = sorted({name for _, name, _, _ in rows})
-    result: dict = {"per_name": {}, "errors": [], "users": summary["users"]}
-    result["signed_in"] = summary["signed_in"]
-    result["steady_from_s"] = steady_from - started
-    # Poll p95 per 10 s of the run: shows when slow answers happened (sign-ins, downloads).
+    result: dict = {"per_name": {}, "users": summary["users"]}
+    # Poll p95 per 10 s of the run: shows when slow answers happened (page opens, downloads).
     buckets: dict[int, list[float]] = {}
     for at, name, ms, _ in rows:
         if name == "poll":
@@ -127,19 +131,70 @@ def summarise(summary: dict) -> dict:
     result["timeline"] = {
         start: percentile(times, 0.95) for start, times in sorted(buckets.items())
     }
-    for name in names:
+    for name in sorted({name for _, name, _, _ in rows}):
         times = [ms for _, n, ms, _ in rows if n == name]
-        result["per_name"][name] = {"count": len(times), "p95": percentile(times, 0.95)}
+        result["per_name"][name] = {
+            "count": len(times),
+            "p50": percentile(times, 0.50),
+            "p95": percentile(times, 0.95),
+        }
     result["errors"] = [(name, error) for _, name, _, error in rows if error]
-    # Signing in hashes a password on purpose (slow by design) and happens once per user.
-    steady = [ms for at, name, ms, _ in rows if at >= steady_from and name in ("poll", "gallery")]
     everything = [ms for _, _, ms, _ in rows]
     result["requests"] = len(rows)
-    result["p95_all"] = percentile(everything, 0.95)
-    result["p95_steady"] = percentile(steady, 0.95)
-    result["p50_steady"] = percentile(steady, 0.50)
-    result["steady_requests"] = len(steady)
+    result["p50"] = percentile(everything, 0.50)
+    result["p95"] = percentile(everything, 0.95)
     return result
+
+
+def sign_in_phase(host: str, people: list[dict], count: int) -> dict:
+    """``count`` members sign in through the real form, one a second; the POSTs' times in ms.
+
+    Apart from the load on purpose: a sign-in hashes the password (PBKDF2) and happens once a
+    day per person, while the pages poll all day.
+    """
+    import http.cookiejar
+    import re
+    import urllib.error
+    import urllib.request
+    from urllib.parse import urlencode
+
+    class NoRedirect(urllib.request.HTTPRedirectHandler):
+        def redirect_request(self, *args, **kwargs):
+            return None
+
+    times: list[float] = []
+    errors: list[str] = []
+    for n, person in enumerate(people[:count]):
+        slot = time.monotonic() + 1.0
+        jar = http.cookiejar.CookieJar()
+        opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar), NoRedirect())
+        with opener.open(f"{host}/accounts/login/", timeout=30) as form:
+            token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', form.read().decode())
+        body = urlencode(
+            {
+                "username": person["username"],
+                "password": person["password"],
+                "csrfmiddlewaretoken": token.group(1) if token else "",
+            }
+        ).encode()
+        request = urllib.request.Request(
+            f"{host}/accounts/login/", data=body, headers={"Referer": f"{host}/accounts/login/"}
+        )
+        started = time.perf_counter()
+        try:
+            status = opener.open(request, timeout=30).status
+        except urllib.error.HTTPError as answer:
+            status = answer.code
+        times.append((time.perf_counter() - started) * 1000)
+        if status != 302:
+            errors.append(f"sign-in {n} answered {status}")
+        time.sleep(max(0.0, slot - time.monotonic()))
+    return {
+        "count": len(times),
+        "p50": percentile(times, 0.50),
+        "p95": percentile(times, 0.95),
+        "errors": errors,
+    }
 
 
 def takes_state(env: dict[str, str]) -> dict[str, int]:
@@ -149,6 +204,23 @@ def takes_state(env: dict[str, str]) -> dict[str, int]:
         "from generations.models import Generation;"
         "print(json.dumps(dict(Generation.objects.values_list('status')"
         ".annotate(n=Count('pk')).values_list('status', 'n'))))"
+    )
+    done = subprocess.run(
+        [PYTHON, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, check=True
+    )
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def server_facts(env: dict[str, str]) -> dict:
+    """What the servers run with: the page's poll cadence and the password hasher's cost."""
+    code = (
+        "import django, json; django.setup();"
+        "from django.conf import settings;"
+        "from django.contrib.auth.hashers import get_hasher;"
+        "h = get_hasher();"
+        "print(json.dumps({'page_poll_seconds': settings.FLOWSITE_PAGE_POLL_SECONDS,"
+        "'worker_interval': settings.FLOWSITE_POLL_INTERVAL,"
+        "'hasher': h.algorithm, 'iterations': getattr(h, 'iterations', None)}))"
     )
     done = subprocess.run(
         [PYTHON, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, check=True
@@ -252,6 +324,10 @@ def run_once(label: str, database_url: str, args: argparse.Namespace, static: Pa
         result = summarise(json.loads(summary_file.read_text()))
         result["takes"] = takes_state(env)
         result["label"] = label
+        result["duration"] = args.duration
+        result["facts"] = server_facts(env)
+        people = json.loads(users_file.read_text())
+        result["sign_in"] = sign_in_phase(host, people, args.sign_ins)
         for process, name in zip(processes, ("emulator", "gunicorn", "worker"), strict=True):
             if process.poll() is not None:
                 result["errors"].append((name, f"exited with {process.returncode}"))
@@ -283,33 +359,42 @@ def postgres_database(url: str, action: str) -> bool:
 
 
 def report(result: dict) -> bool:
-    ok = not result["errors"] and result["p95_steady"] < TARGET_P95_MS
+    ok = not result["errors"] and result["p95"] < TARGET_P95_MS
+    facts, sign_in = result["facts"], result["sign_in"]
     print(f"\n--- {result['label']} ---")
-    print(f"{'request':<16}{'count':>8}{'p95 ms':>10}")
-    for name, row in result["per_name"].items():
-        print(f"{name:<16}{row['count']:>8}{row['p95']:>10.0f}")
     print(
-        f"errors: {len(result['errors'])} of {result['requests']} requests"
+        f"{result['users']} signed-in members for {result['duration']} s; the page polls every "
+        f"{facts['page_poll_seconds']:g} s while takes are in flight, the worker every "
+        f"{facts['worker_interval']:g} s"
+    )
+    print(f"{'request':<16}{'count':>8}{'p50 ms':>10}{'p95 ms':>10}")
+    for name, row in result["per_name"].items():
+        print(f"{name:<16}{row['count']:>8}{row['p50']:>10.0f}{row['p95']:>10.0f}")
+    print(
+        f"whole run: {result['requests']} requests, {len(result['errors'])} errors, "
+        f"p50 {result['p50']:.0f} ms, p95 {result['p95']:.0f} ms"
         + "".join(f"\n  {name}: {error}" for name, error in result["errors"][:10])
     )
+    polls = result["per_name"].get("poll", {}).get("count", 0)
     print(
-        f"p95 steady (poll + gallery once every user had signed in, {result['steady_requests']} "
-        f"requests): {result['p95_steady']:.0f} ms (p50 {result['p50_steady']:.0f} ms); "
-        f"p95 of everything incl. sign-in: {result['p95_all']:.0f} ms"
-    )
-    print(
+        f"polls per member per second: {polls / max(1, result['users']) / result['duration']:.2f}; "
         "poll p95 per 10 s: "
         + ", ".join(f"{start}s {p95:.0f}" for start, p95 in result["timeline"].items())
     )
+    print(f"takes at the end: {result['takes']}")
+    iterations = f", {facts['iterations']:,} iterations" if facts["iterations"] else ""
     print(
-        f"all {result['signed_in']} users signed in after {result['steady_from_s']:.0f} s; "
-        f"takes at the end: {result['takes']}"
+        f"sign-in phase, apart ({sign_in['count']} members through the form, one a second; "
+        f"{facts['hasher']}{iterations}): p50 {sign_in['p50']:.0f} ms, "
+        f"p95 {sign_in['p95']:.0f} ms, {len(sign_in['errors'])} errors"
+        + "".join(f"\n  {error}" for error in sign_in["errors"][:5])
     )
     print(
-        f"target (0 errors, p95 < {TARGET_P95_MS:.0f} ms): {'met' if ok else 'NOT met'}",
+        f"target (0 errors, p95 of the whole run < {TARGET_P95_MS:.0f} ms): "
+        f"{'met' if ok else 'NOT met'} ({result['p95'] / TARGET_P95_MS:.2f}× the p95 limit)",
         flush=True,
     )
-    return ok
+    return ok and not sign_in["errors"]
 
 
 def main() -> None:
@@ -317,6 +402,9 @@ def main() -> None:
     parser.add_argument("--duration", type=int, default=60, help="seconds of load (default 60)")
     parser.add_argument("--users", type=int, default=50)
     parser.add_argument("--spawn-rate", type=float, default=10.0)
+    parser.add_argument(
+        "--sign-ins", type=int, default=10, help="members signing in, one a second, after the load"
+    )
     parser.add_argument("--database", choices=["sqlite", "postgres", "both"], default="both")
     parser.add_argument(
         "--postgres-url", default="postgres://postgres@127.0.0.1:5432/flowsite_load"

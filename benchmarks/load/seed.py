@@ -1,9 +1,14 @@
-"""The world the load test runs in: USERS people, each owning a project page of their own.
+"""The world the load test runs in: USERS people, each owning a project page of their own and
+already signed in (the page has been open all day).
 
-Each project has three scenes with real start images: the first with two finished takes (so
-the gallery has clips to group), the second generated for real (its take goes to the Flow
-emulator through the worker, so the page keeps polling while it renders), the third a draft.
-Writes the sign-in details the locust users need to ``--out`` as JSON.
+Each project has four scenes with real start images: the first with two finished takes (so the
+gallery has clips to group), the second generated for real (its take goes to the Flow emulator
+through the worker and finishes during the run, so cards change under load), the third
+generated with the emulator's ``stuck`` marker (it keeps rendering past the end of the run, so
+every page keeps polling all along, as a page with a long take does), the fourth a draft.
+Each person gets a real session, made by ``django.contrib.auth.login`` through the session
+engine exactly as the sign-in form makes it. Writes what the locust users need to ``--out`` as
+JSON: username, password (for the separate sign-in phase), session cookie, project.
 
     python -m benchmarks.load.seed --users 50 --out users.json   (Django settings from the env)
 """
@@ -49,7 +54,7 @@ def seed(users: int) -> list[dict[str, str]]:
         )
         project.add_member(person, Membership.Role.OWNER)
         scenes = []
-        for position in range(3):
+        for position in range(4):
             buffer = io.BytesIO()
             # The same picture per position in every project: the emulator renders each
             # distinct clip once, so its rendering (Google's work, not Flowsite's) stays small.
@@ -60,7 +65,8 @@ def seed(users: int) -> list[dict[str, str]]:
                 Scene.objects.create(
                     project=project,
                     position=position,
-                    prompt=f"Shot {position + 1}: a lighthouse at dusk, waves rolling in",
+                    prompt=f"Shot {position + 1}: a lighthouse at dusk, waves rolling in"
+                    + (" [fault:stuck]" if position == 2 else ""),
                     start_image=image,
                     aspect="landscape",
                     model_key="veo_3_1_i2v_s_fast",
@@ -89,12 +95,33 @@ def seed(users: int) -> list[dict[str, str]]:
             done.video_size = 1024
             done.save(update_fields=["video", "video_size"])
         with transaction.atomic():
-            # Queued for real: committed, the worker's pump submits it to the emulator.
+            # Queued for real: committed, the worker's pump submits them to the emulator.
             scenes[1].generate(person)
+            scenes[2].generate(person)
         credentials.append(
-            {"username": person.username, "password": password, "project": str(project.uuid)}
+            {
+                "username": person.username,
+                "password": password,
+                "session": _signed_in_session(person),
+                "project": str(project.uuid),
+            }
         )
     return credentials
+
+
+def _signed_in_session(user) -> str:
+    """The session key of a real sign-in: what the sign-in form's ``login()`` stores."""
+    from django.conf import settings
+    from django.contrib.auth import login
+    from django.http import HttpRequest
+    from django.utils.module_loading import import_string
+
+    request = HttpRequest()
+    request.META["REMOTE_ADDR"] = "127.0.0.1"
+    request.session = import_string(f"{settings.SESSION_ENGINE}.SessionStore")()
+    login(request, user, backend="django.contrib.auth.backends.ModelBackend")
+    request.session.save()
+    return request.session.session_key
 
 
 def _emulator_token() -> str:
@@ -114,7 +141,7 @@ def main() -> None:
     django.setup()
     credentials = seed(args.users)
     args.out.write_text(json.dumps(credentials, indent=1))
-    print(f"Seeded {len(credentials)} users, each with a project of 3 scenes")
+    print(f"Seeded {len(credentials)} signed-in users, each with a project of 4 scenes")
 
 
 if __name__ == "__main__":
