@@ -13,7 +13,7 @@ import hashlib
 import logging
 import sys
 from dataclasses import dataclass, field
-from functools import cache
+from functools import lru_cache
 from pathlib import Path
 from uuid import UUID
 
@@ -83,13 +83,18 @@ def body_key(project: Project, scene: str, number: int) -> str:
     return f"gallery:{_body_format()}:{project.uuid.hex}:{project.gallery_version}:{scene}:{number}"
 
 
-@cache
 def _body_format() -> str:
     """Changes whenever code that shapes a body changes, so that a deploy never serves a body
     cached by the previous release from a shared cache: the template, this module, the
     template filters, the model catalogue (its labels) and the models (choice labels, how
-    an untitled scene is named)."""
-    digest = hashlib.sha256(get_template(TEMPLATE).template.source.encode())
+    an untitled scene is named). The template is looked up each time (its loader caches it)
+    because the development server reloads edited templates without restarting."""
+    return _format_of(get_template(TEMPLATE).template.source)
+
+
+@lru_cache(maxsize=8)
+def _format_of(template_source: str) -> str:
+    digest = hashlib.sha256(template_source.encode())
     for module in (sys.modules[__name__], studio, catalogue, models):
         digest.update(Path(module.__file__).read_bytes())
     return digest.hexdigest()[:12]
