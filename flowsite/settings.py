@@ -144,7 +144,7 @@ else:
     CACHES = {
         "default": {
             "BACKEND": "django.core.cache.backends.locmem.LocMemCache",
-            # About 60 kB a gallery page: at most ~20 MB per process.
+            # A gallery page is about 40 kB (up to ~140 kB with 2,000-character prompts).
             "OPTIONS": {"MAX_ENTRIES": envint("FLOWSITE_CACHE_ENTRIES", 300)},
         }
     }
