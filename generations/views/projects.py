@@ -155,12 +155,13 @@ def project_poll(request: HtmxHttpRequest, uuid: UUID) -> HttpResponse:
     writes, which leaves the page about 0.9 s: a 1 s poll adds 0.5 s on average, and goes
     over only when a clip finishes within that 0.1 s after a worker check *and* the page had
     polled just before the clip was stored (then by at most ~0.1 s, about 2 %). Over 20 takes
-    the worst is 0.8-0.9x the target (benchmarks/freshness.py). Idle polls being one query and
-    an empty 204, 1 s is affordable (benchmarks/load). Closing the last 0.1 s would take a
-    server-hinted cadence (each answer saying when the worker next checks the earliest take,
-    the page polling fast only around then): the 204 path would have to read that moment and
-    the page would need a scheduler of its own instead of htmx's "every"; a second moving part
-    on both sides for 2 % of a rare case, so not done.
+    the worst measured is 0.80-0.95x the target (benchmarks/freshness.py). 0.5 s would hold
+    even in that corner (about 0.94x there, 0.8x measured) for twice the idle polls, which the
+    load test shows are cheap; set it so if the corner matters.
+    Closing the corner at 1 s would take a server-hinted cadence (each answer saying when the
+    worker next checks the earliest take, the page polling fast only around then): the 204
+    path would have to read that moment and the page would need a scheduler of its own
+    instead of htmx's "every", a second moving part on both sides; not done.
     """
     since = decode_since(request.GET.get("since"))
     state = _poll_state_for_pass(request.GET.get("pass"), uuid, since)
