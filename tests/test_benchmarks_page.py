@@ -1,0 +1,64 @@
+"""The benchmarks that play an open storyboard (freshness, the load test) read Flowsite's real
+poller and sign people in the way Flowsite does, so they keep measuring the page as it is."""
+
+from datetime import timedelta
+
+from django.test import Client
+from django.urls import reverse
+from django.utils import timezone
+
+from benchmarks.load.poller import SHOWN_CLIP, Poller, Schedule
+from benchmarks.load.seed import _signed_in_session
+from generations.models import Generation
+from tests.views_support import attach_clip, client_for, make_image, make_scene, make_take
+
+
+def test_the_benchmarks_poll_alices_page_where_and_as_often_as_htmx_would(project, alice, settings):
+    settings.FLOWSITE_PAGE_POLL_SECONDS = 0.75
+    hour_ago = timezone.now() - timedelta(hours=1)
+    scene = make_scene(project, make_image(project, alice), updated=hour_ago)
+    make_take(scene, alice, status=Generation.Status.ACTIVE, updated=hour_ago)
+    client = client_for(alice)
+
+    poller = Poller.read(client.get(reverse("project-detail", args=[project.uuid])).text)
+    answer = client.get(poller.url, headers={"HX-Request": "true"})
+
+    assert poller.seconds == 0.75
+    assert "&pass=" in poller.url and "&amp;" not in poller.url
+    # Nothing changed since the page was rendered: the poll is the idle 204 of the poll pass.
+    assert answer.status_code == 204
+
+
+def test_the_benchmarks_see_alices_clip_on_its_card_and_stop_polling_once_nothing_is_in_flight(
+    project, alice
+):
+    scene = make_scene(project, make_image(project, alice))
+    take = attach_clip(make_take(scene, alice, status=Generation.Status.READY), b"\x00" * 64)
+
+    html = client_for(alice).get(reverse("project-detail", args=[project.uuid])).text
+
+    assert set(SHOWN_CLIP.findall(html)) == {str(take.uuid)}
+    assert Poller.read(html).live is False
+
+
+def test_a_poller_keeps_its_beat_through_204s_and_restarts_it_when_a_200_swaps_it():
+    schedule = Schedule(Poller("/poll/?since=1", 1.0), now=100.0)
+    assert schedule.due == 101.0
+
+    schedule.fired()  # a 204: htmx's timer runs on from the firing, not from the answer
+    assert schedule.due == 102.0
+
+    schedule.swapped(Poller("/poll/?since=2", 1.0), now=102.3)  # a 200 at 102.3 s
+    assert (schedule.poller.url, schedule.due) == ("/poll/?since=2", 103.3)
+
+
+def test_a_load_test_member_is_signed_in_by_the_session_the_seed_made_for_bob(
+    project, bob, settings
+):
+    client = Client()
+    client.cookies[settings.SESSION_COOKIE_NAME] = _signed_in_session(bob)
+
+    page = client.get(reverse("project-detail", args=[project.uuid]))
+
+    assert page.status_code == 200
+    assert page.wsgi_request.user == bob
