@@ -19,6 +19,7 @@ from collections.abc import Iterable
 
 from django.conf import settings
 from django.db import connections
+from django.db.models import QuerySet
 from django.db.models.signals import post_delete, post_save, pre_delete, pre_save
 from django.dispatch import receiver
 
@@ -42,7 +43,7 @@ def _bump_once_per_delete(using: str, origin: object, project_ids: Iterable[int 
     collector sends them all inside its own atomic block, which is a fresh object per
     deletion, so the projects already bumped are remembered on it and go with it.
     """
-    if isinstance(origin, Project) or getattr(origin, "model", None) is Project:
+    if isinstance(origin, Project) or (isinstance(origin, QuerySet) and origin.model is Project):
         return  # the project itself is going: its gallery is a 404 from now on
     blocks = connections[using].atomic_blocks
     done: set[int] = (
