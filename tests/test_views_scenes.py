@@ -5,11 +5,14 @@ from pathlib import Path
 
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
+from django.db import connection
+from django.test import TestCase
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from generations import tasks
 from generations.engines.catalogue import TIER_TWO
-from generations.models import Generation, ImageAsset, Scene
+from generations.models import Generation, ImageAsset, Membership, Project, Scene
 from tests.views_support import (
     attach_clip,
     client_for,
@@ -334,6 +337,53 @@ def test_generate_all_twice_from_the_same_page_generates_once(
 
     assert Generation.objects.count() == 1
     assert "nothing was generated" in second.text
+
+
+def _generate_all_queries(client, project) -> int:
+    newest = Generation.objects.filter(project=project).order_by("-pk").first()
+    url = reverse("project-generate-all", args=[project.uuid])
+    with (
+        CaptureQueriesContext(connection) as queries,
+        TestCase.captureOnCommitCallbacks(execute=True),
+    ):
+        response = client.post(url, {"last_generation": str(newest.pk if newest else 0)})
+    assert response.status_code == 302
+    return len(queries.captured_queries)
+
+
+def test_generate_all_costs_bob_the_same_queries_for_2_scenes_or_12(project, bob, alice):
+    small = project
+    large = Project.objects.create(name="Longer film", account=project.account, created_by=alice)
+    large.add_member(bob, Membership.Role.EDITOR)
+    for board, count in ((small, 2), (large, 12)):
+        image = make_image(board, bob)
+        for _ in range(count):
+            make_scene(board, image, takes=2)
+    client = client_for(bob)
+
+    assert _generate_all_queries(client, small) == _generate_all_queries(client, large)
+    assert Generation.objects.filter(project=large).count() == 24
+
+
+def test_generate_all_numbers_each_scenes_takes_after_the_ones_it_has(
+    project, bob, queued, django_capture_on_commit_callbacks
+):
+    image = make_image(project, bob)
+    old, new = make_scene(project, image, takes=2), make_scene(project, image, takes=1)
+    make_take(old, bob, status=Generation.Status.READY)
+    client = client_for(bob)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        client.post(
+            reverse("project-generate-all", args=[project.uuid]),
+            {"last_generation": str(Generation.objects.get().pk)},
+        )
+
+    assert sorted(old.generations.values_list("take", flat=True)) == [1, 2, 3]
+    assert list(new.generations.values_list("take", flat=True)) == [1]
+    assert sorted(pk for call in queued for pk in call) == sorted(
+        Generation.objects.exclude(take=1, scene=old).values_list("pk", flat=True)
+    )
 
 
 def test_retry_asks_for_a_failed_take_again_as_a_new_take(

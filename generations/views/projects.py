@@ -17,7 +17,7 @@ from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from ..forms import MemberAddForm, ProjectForm
-from ..models import CannotGenerate, Generation, Membership, Project, Scene
+from ..models import Generation, Membership, Project, Scene
 from .access import (
     HtmxHttpRequest,
     Role,
@@ -231,8 +231,6 @@ def project_generate_all(request: HttpRequest, uuid: UUID) -> HttpResponse:
     """
     project, _ = _get_project_for_user(request, uuid, Role.EDITOR)
     seen = request.POST.get("last_generation", "")
-    generated: list[Scene] = []
-    skipped: list[tuple[Scene, str]] = []
     with transaction.atomic():
         newest = Generation.objects.filter(project=project).aggregate(newest=Max("pk"))
         if not seen.isdigit() or int(seen) != (newest["newest"] or 0):
@@ -245,17 +243,8 @@ def project_generate_all(request: HttpRequest, uuid: UUID) -> HttpResponse:
             return redirect("project-detail", uuid=project.uuid)
         # of=("self",): PostgreSQL refuses FOR UPDATE on the nullable side of the outer join
         # to start_image; only the scenes need locking.
-        for scene in project.scenes.select_for_update(of=("self",)).select_related("start_image"):
-            problem = scene.generation_problem()
-            if problem:
-                skipped.append((scene, problem))
-                continue
-            try:
-                scene.generate(request.user)
-            except CannotGenerate as refusal:
-                skipped.append((scene, str(refusal)))
-            else:
-                generated.append(scene)
+        scenes = project.scenes.select_for_update(of=("self",)).select_related("start_image")
+        generated, skipped = project.generate_scenes(scenes, request.user)
     if generated:
         count = sum(scene.takes for scene in generated)
         messages.success(
