@@ -165,6 +165,9 @@ class Project(models.Model):
 
     objects = ProjectManager()
 
+    # Written only by relative or conditional update() calls, never by a full save().
+    STAMPS = frozenset({"gallery_version", "scenes_changed"})
+
     class Meta:
         ordering = ["name"]
 
@@ -177,15 +180,16 @@ class Project(models.Model):
             and kwargs.get("update_fields") is None
             and not kwargs.get("force_insert")
         ):
-            # A full save would write back the version this instance was loaded with, undoing
-            # bumps made since: a body cached under a newer number could then come back as
-            # current once the number is reached again. Every other loaded field is written.
+            # A full save would write back the stamps this instance was loaded with, undoing
+            # changes made since: a gallery body cached under a newer version could come back
+            # as current once the number is reached again, and open storyboards would miss a
+            # teammate's new scene. Every other loaded field is written.
             deferred = self.get_deferred_fields()
             kwargs["update_fields"] = [
                 field.attname
                 for field in self._meta.concrete_fields
                 if not field.primary_key
-                and field.attname != "gallery_version"
+                and field.attname not in self.STAMPS
                 and field.attname not in deferred
             ]
         super().save(**kwargs)

@@ -394,6 +394,22 @@ def test_deleting_scenes_in_the_admin_tells_open_storyboards(admin_client, proje
     assert project.scenes_changed is not None
 
 
+def test_a_project_saved_from_a_copy_loaded_before_bob_added_a_scene_still_tells_storyboards(
+    project,
+):
+    loaded_before = Project.objects.get(pk=project.pk)
+    admin_scene(project, 0)
+    project.mark_scenes_changed()
+    stamped = Project.objects.get(pk=project.pk).scenes_changed
+
+    loaded_before.name = "Triton"
+    loaded_before.save()
+
+    fresh = Project.objects.get(pk=project.pk)
+    assert (fresh.name, fresh.scenes_changed) == ("Triton", stamped)
+    assert stamped is not None
+
+
 def test_moving_a_scene_in_the_admin_refreshes_its_card_and_the_list(admin_client, project):
     scene = admin_scene(project, 0)
     before = scene.updated
