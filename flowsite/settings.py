@@ -251,7 +251,7 @@ def _page_poll_seconds() -> float:
     # browser can (htmx reads "every 0s" as no delay): refuse to start instead.
     raw = os.environ.get("FLOWSITE_PAGE_POLL_SECONDS", "")
     try:
-        value = float(raw) if raw.strip() else 1.0
+        value = float(raw) if raw.strip() else 0.5
     except ValueError:
         value = float("nan")
     if not value > 0 or value == float("inf"):
@@ -264,9 +264,10 @@ def _page_poll_seconds() -> float:
     return value
 
 
-# One second: the worker's own FLOWSITE_POLL_INTERVAL already uses most of the freshness
-# budget ("interval + download + 1 s" from Flow's "done" to the card), so the page gets the
-# rest; an unchanged poll is one query and an empty 204 (benchmarks/freshness.py).
+# Half a second: the worker's own FLOWSITE_POLL_INTERVAL, the download and its ~0.1 s of checks
+# and writes use most of the freshness budget ("interval + download + 1 s" from Flow's "done" to
+# the card), so the page gets the rest even when a clip lands just after a page poll; an
+# unchanged poll is one query and an empty 204 (benchmarks/freshness.py, benchmarks/load/).
 FLOWSITE_PAGE_POLL_SECONDS = _page_poll_seconds()
 # A take Flow is still rendering this many seconds after its submit is given up as stuck.
 FLOWSITE_STUCK_AFTER = envint("FLOWSITE_STUCK_AFTER", 20 * 60)

@@ -17,10 +17,10 @@ def rendering(project, alice):
     )
 
 
-def test_an_open_page_polls_every_second_by_default(monkeypatch, tmp_path):
+def test_an_open_page_polls_every_half_second_by_default(monkeypatch, tmp_path):
     prod = load_settings(monkeypatch, production_environment(tmp_path))
 
-    assert prod.FLOWSITE_PAGE_POLL_SECONDS == 1.0
+    assert prod.FLOWSITE_PAGE_POLL_SECONDS == 0.5
 
 
 def test_a_fraction_of_a_second_is_a_valid_cadence(monkeypatch, tmp_path):

@@ -52,7 +52,7 @@ def test_the_page_has_one_poller_whatever_the_number_of_cards(project, alice, bo
     html = client_for(alice).get(reverse("project-detail", args=[project.uuid])).text
 
     assert html.count('id="poller"') == 1
-    assert html.count('hx-trigger="every 1000ms"') == 1
+    assert html.count('hx-trigger="every 500ms"') == 1
     assert html.count('class="card"') == 3
     assert f"/projects/{project.uuid}/poll/?since=" in html
 
@@ -114,7 +114,7 @@ def test_one_poll_covers_every_card_that_changed(project, alice, board):
     assert "The lighthouse beam sweeps the fog" in html
     # Still in flight: the new poller keeps polling, from the newest change it has shown or,
     # for changes this fresh, from a little before them (see LATE_COMMIT_MARGIN).
-    assert 'hx-trigger="every 1000ms"' in html
+    assert 'hx-trigger="every 500ms"' in html
     token = decode_since(since_on_page(html))
     assert now - LATE_COMMIT_MARGIN - timedelta(seconds=1) < token <= now
 
@@ -295,7 +295,7 @@ def test_a_change_committed_behind_a_later_one_arrives_on_the_next_poll(project,
     assert second.status_code == 200
     assert str(scenes[0].uuid) in oob_card_ids(second.text)
     assert "Almost there" in second.text
-    assert 'hx-trigger="every 1000ms"' in second.text, "still polling: take 0 is in flight"
+    assert 'hx-trigger="every 500ms"' in second.text, "still polling: take 0 is in flight"
 
 
 # --- The poll pass: an idle poll without the session ------------------------------------------
@@ -409,7 +409,7 @@ def test_a_scene_bob_adds_arrives_in_order_in_alices_next_poll_as_one_storyboard
     # One swap for the whole list: no card carries its own, which htmx would swap again.
     assert oob_card_ids(html) == set()
     assert html.lstrip().startswith('<div id="poller"')
-    assert 'hx-trigger="every 1000ms"' in html, "take 0 is still rendering"
+    assert 'hx-trigger="every 500ms"' in html, "take 0 is still rendering"
     # The new token covers the change, trailing it by at most the late-commit margin.
     token = decode_since(since_on_page(html))
     project.refresh_from_db()

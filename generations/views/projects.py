@@ -149,19 +149,17 @@ def project_poll(request: HtmxHttpRequest, uuid: UUID) -> HttpResponse:
     which both checks membership and asks "did anything change, is anything in flight?";
     anything else goes through the signed-in path below.
 
-    Why a fixed cadence of FLOWSITE_PAGE_POLL_SECONDS (1 s) while takes are in flight: a clip
-    must be on its card within "worker interval + download + 1 s" of Flow saying it is done.
-    The worker takes up to its interval, the download, and about 0.1 s for the check and the
-    writes, which leaves the page about 0.9 s: a 1 s poll adds 0.5 s on average, and goes
-    over only when a clip finishes within that 0.1 s after a worker check *and* the page had
-    polled just before the clip was stored (then by at most ~0.1 s, about 2 %). Over 20 takes
-    the worst measured is 0.80-0.95x the target (benchmarks/freshness.py). 0.5 s would hold
-    even in that corner (about 0.94x there, 0.8x measured) for twice the idle polls, which the
-    load test shows are cheap; set it so if the corner matters.
-    Closing the corner at 1 s would take a server-hinted cadence (each answer saying when the
-    worker next checks the earliest take, the page polling fast only around then): the 204
-    path would have to read that moment and the page would need a scheduler of its own
-    instead of htmx's "every", a second moving part on both sides; not done.
+    Why a fixed cadence of FLOWSITE_PAGE_POLL_SECONDS (0.5 s) while takes are in flight: a
+    clip must be on its card within "worker interval + download + 1 s" of Flow saying it is
+    done. The worker takes up to its interval, the download, and about 0.1 s for the check and
+    the writes, which leaves the page about 0.9 s. At 1 s the target would be missed (by up to
+    ~0.1 s) when a clip finishes just after a worker check and the page had polled just before
+    it was stored; at 0.5 s it holds there too (0.78-0.80x measured over 20 takes,
+    benchmarks/freshness.py), for idle polls the load test shows are cheap.
+    A server-hinted cadence (each answer saying when the worker next checks the earliest take,
+    the page polling fast only around then) would need fewer polls, at the price of a
+    scheduler of our own instead of htmx's "every" on the page and in the benchmarks' clients;
+    not done.
     """
     since = decode_since(request.GET.get("since"))
     state = _poll_state_for_pass(request.GET.get("pass"), uuid, since)
