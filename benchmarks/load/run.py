@@ -205,10 +205,7 @@ def takes_state(env: dict[str, str]) -> dict[str, int]:
         "print(json.dumps(dict(Generation.objects.values_list('status')"
         ".annotate(n=Count('pk')).values_list('status', 'n'))))"
     )
-    done = subprocess.run(
-        [PYTHON, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, check=True
-    )
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    return _django_json(env, code)
 
 
 def server_facts(env: dict[str, str]) -> dict:
@@ -222,6 +219,11 @@ def server_facts(env: dict[str, str]) -> dict:
         "'worker_interval': settings.FLOWSITE_POLL_INTERVAL,"
         "'hasher': h.algorithm, 'iterations': getattr(h, 'iterations', None)}))"
     )
+    return _django_json(env, code)
+
+
+def _django_json(env: dict[str, str], code: str):
+    """What ``code`` prints last as JSON, run in a Django process with the servers' settings."""
     done = subprocess.run(
         [PYTHON, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, check=True
     )
