@@ -246,20 +246,19 @@ FLOW_DOWNLOAD_DEADLINE = envfloat("FLOW_DOWNLOAD_DEADLINE", 300.0)
 FLOWSITE_POLL_INTERVAL = envfloat("FLOWSITE_POLL_INTERVAL", 5.0)
 
 
-def _page_poll_seconds() -> float:
+def _poll_seconds(name: str, default: float) -> float:
     # A zero, negative or unreadable value would make every open page poll as fast as the
     # browser can (htmx reads "every 0s" as no delay): refuse to start instead.
-    raw = os.environ.get("FLOWSITE_PAGE_POLL_SECONDS", "")
+    raw = os.environ.get(name, "")
     try:
-        value = float(raw) if raw.strip() else 0.5
+        value = float(raw) if raw.strip() else default
     except ValueError:
         value = float("nan")
     if not value > 0 or value == float("inf"):
         from django.core.exceptions import ImproperlyConfigured
 
         raise ImproperlyConfigured(
-            f"FLOWSITE_PAGE_POLL_SECONDS must be a number of seconds above 0 (e.g. 1 or 0.5); "
-            f"got {raw!r}."
+            f"{name} must be a number of seconds above 0 (e.g. 1 or 0.5); got {raw!r}."
         )
     return value
 
@@ -268,7 +267,11 @@ def _page_poll_seconds() -> float:
 # and writes use most of the freshness budget ("interval + download + 1 s" from Flow's "done" to
 # the card), so the page gets the rest even when a clip lands just after a page poll; an
 # unchanged poll is one query and an empty 204 (benchmarks/freshness.py, benchmarks/load/).
-FLOWSITE_PAGE_POLL_SECONDS = _page_poll_seconds()
+FLOWSITE_PAGE_POLL_SECONDS = _poll_seconds("FLOWSITE_PAGE_POLL_SECONDS", 0.5)
+# With nothing in flight a page still polls, slowly, so a teammate's new, moved or deleted
+# scene or their Generate reaches it without a reload; the poll that learns of takes in flight
+# switches the page to FLOWSITE_PAGE_POLL_SECONDS.
+FLOWSITE_IDLE_POLL_SECONDS = _poll_seconds("FLOWSITE_IDLE_POLL_SECONDS", 10.0)
 # A take Flow is still rendering this many seconds after its submit is given up as stuck.
 FLOWSITE_STUCK_AFTER = envint("FLOWSITE_STUCK_AFTER", 20 * 60)
 # How long a worker holds the takes it works on (and the pump its lease) before another worker

@@ -1,5 +1,6 @@
-"""How often an open storyboard polls: FLOWSITE_PAGE_POLL_SECONDS, a positive number of seconds
-(1 by default), rendered into the poller as whole milliseconds whatever the locale."""
+"""How often an open storyboard polls: FLOWSITE_PAGE_POLL_SECONDS while takes are in flight (0.5 s
+by default) and FLOWSITE_IDLE_POLL_SECONDS otherwise (10 s), each a positive number of seconds,
+rendered into the poller as whole milliseconds whatever the locale."""
 
 import pytest
 from django.core.exceptions import ImproperlyConfigured
@@ -23,6 +24,20 @@ def test_an_open_page_polls_every_half_second_by_default(monkeypatch, tmp_path):
     assert prod.FLOWSITE_PAGE_POLL_SECONDS == 0.5
 
 
+def test_an_idle_page_polls_every_ten_seconds_by_default(monkeypatch, tmp_path):
+    prod = load_settings(monkeypatch, production_environment(tmp_path))
+
+    assert prod.FLOWSITE_IDLE_POLL_SECONDS == 10.0
+
+
+def test_an_idle_cadence_may_be_a_fraction_of_a_second_too(monkeypatch, tmp_path):
+    prod = load_settings(
+        monkeypatch, production_environment(tmp_path, FLOWSITE_IDLE_POLL_SECONDS="2.5")
+    )
+
+    assert prod.FLOWSITE_IDLE_POLL_SECONDS == 2.5
+
+
 def test_a_fraction_of_a_second_is_a_valid_cadence(monkeypatch, tmp_path):
     prod = load_settings(
         monkeypatch, production_environment(tmp_path, FLOWSITE_PAGE_POLL_SECONDS="0.5")
@@ -31,16 +46,17 @@ def test_a_fraction_of_a_second_is_a_valid_cadence(monkeypatch, tmp_path):
     assert prod.FLOWSITE_PAGE_POLL_SECONDS == 0.5
 
 
+@pytest.mark.parametrize("name", ["FLOWSITE_PAGE_POLL_SECONDS", "FLOWSITE_IDLE_POLL_SECONDS"])
 @pytest.mark.parametrize("value", ["0", "-1", "soon", "nan", "inf", "1,5"])
 def test_flowsite_refuses_a_cadence_that_is_not_a_positive_number_of_seconds(
-    monkeypatch, tmp_path, value
+    monkeypatch, tmp_path, name, value
 ):
-    env = production_environment(tmp_path, FLOWSITE_PAGE_POLL_SECONDS=value)
+    env = production_environment(tmp_path, **{name: value})
 
     with pytest.raises(ImproperlyConfigured) as refusal:
         load_settings(monkeypatch, env)
 
-    assert "FLOWSITE_PAGE_POLL_SECONDS must be a number of seconds above 0" in str(refusal.value)
+    assert f"{name} must be a number of seconds above 0" in str(refusal.value)
     assert repr(value) in str(refusal.value)
 
 
@@ -59,6 +75,17 @@ def test_alices_page_polls_at_the_configured_cadence_in_milliseconds(
     html = client_for(alice).get(reverse("project-detail", args=[project.uuid])).text
 
     assert html.count('hx-trigger="every 250ms"') == 1
+
+
+def test_alices_idle_page_polls_at_the_configured_idle_cadence(project, alice, settings):
+    make_scene(project, make_image(project, alice))
+    settings.FLOWSITE_PAGE_POLL_SECONDS = 0.25
+    settings.FLOWSITE_IDLE_POLL_SECONDS = 2.5
+
+    html = client_for(alice).get(reverse("project-detail", args=[project.uuid])).text
+
+    assert html.count('hx-trigger="every 2500ms"') == 1
+    assert "every 250ms" not in html
 
 
 def test_the_cadence_stays_plain_digits_when_the_site_groups_thousands(

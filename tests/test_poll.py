@@ -18,10 +18,15 @@ from tests.views_support import client_for, make_image, make_scene, make_take, p
 
 ACTIVE = Generation.Status.ACTIVE
 READY = Generation.Status.READY
+# The default cadences: takes in flight (FLOWSITE_PAGE_POLL_SECONDS), nothing in flight
+# (FLOWSITE_IDLE_POLL_SECONDS).
+FAST = 'hx-trigger="every 500ms"'
+SLOW = 'hx-trigger="every 10000ms"'
 
 
-def poll_url(project, since: str) -> str:
-    return reverse("project-poll", args=[project.uuid]) + f"?since={since}"
+def poll_url(project, since: str, *, live: bool = True) -> str:
+    """A poll as a page in the given mode sends it (fast: takes in flight), without the pass."""
+    return reverse("project-poll", args=[project.uuid]) + f"?since={since}&live={int(live)}"
 
 
 def since_on_page(html: str) -> str:
@@ -57,15 +62,24 @@ def test_the_page_has_one_poller_whatever_the_number_of_cards(project, alice, bo
     assert f"/projects/{project.uuid}/poll/?since=" in html
 
 
-def test_the_page_has_a_silent_poller_when_nothing_is_in_flight(project, alice, board):
+def test_alices_idle_page_polls_slowly(project, alice, board):
     scenes, takes = board
     Generation.objects.filter(pk=takes[0].pk).update(status=READY)
 
     html = client_for(alice).get(reverse("project-detail", args=[project.uuid])).text
 
-    assert 'id="poller"' in html
-    assert "hx-trigger" not in html
-    assert "hx-get" not in html.split('id="poller"')[1].split(">")[0]
+    assert html.count('id="poller"') == 1
+    assert html.count(SLOW) == 1
+    assert "&live=0" in poller_url_on_page(html)
+    assert "Clips are rendering" not in html
+
+
+def test_alices_page_with_a_take_in_flight_polls_fast_and_says_so(project, alice, board):
+    html = client_for(alice).get(reverse("project-detail", args=[project.uuid])).text
+
+    assert html.count(FAST) == 1
+    assert "&live=1" in poller_url_on_page(html)
+    assert "Clips are rendering; this page updates by itself." in html
 
 
 def test_poll_answers_204_when_nothing_changed(project, alice, board):
@@ -92,9 +106,10 @@ def test_poll_returns_only_the_changed_card_out_of_band(project, alice, board):
     html = response.text
     assert oob_card_ids(html) == {str(scenes[0].uuid)}
     assert "Ready" in html
-    # The new poller comes first (the swap target) and stops: nothing is in flight any more.
+    # The new poller comes first (the swap target) and slows down: nothing is in flight now.
     assert html.lstrip().startswith('<div id="poller"')
-    assert "hx-trigger" not in html
+    assert SLOW in html and "&amp;live=0" in html
+    assert "Clips are rendering" not in html
     assert decode_since(since_on_page(html)) > decode_since(since)
 
 
@@ -114,7 +129,7 @@ def test_one_poll_covers_every_card_that_changed(project, alice, board):
     assert "The lighthouse beam sweeps the fog" in html
     # Still in flight: the new poller keeps polling, from the newest change it has shown or,
     # for changes this fresh, from a little before them (see LATE_COMMIT_MARGIN).
-    assert 'hx-trigger="every 500ms"' in html
+    assert FAST in html
     token = decode_since(since_on_page(html))
     assert now - LATE_COMMIT_MARGIN - timedelta(seconds=1) < token <= now
 
@@ -134,22 +149,20 @@ def test_the_next_poll_after_a_change_is_204_again(project, alice, board):
     assert second.status_code == 204
 
 
-def test_a_stopped_page_gets_a_poller_without_trigger_when_nothing_is_in_flight(
-    project, alice, board
-):
+def test_a_page_whose_last_take_finished_unnoticed_switches_to_slow_polling(project, alice, board):
     scenes, takes = board
     client = client_for(alice)
     since = since_on_page(client.get(reverse("project-detail", args=[project.uuid])).text)
     # Finished without `updated` moving (a worker that forgot to bump it): the page must
-    # still stop polling instead of asking forever, and show the truth of the cards it last saw
-    # change.
+    # still slow down instead of polling fast forever, and show the truth of the cards it last
+    # saw change.
     Generation.objects.filter(pk=takes[0].pk).update(status=READY)
 
     response = client.get(poll_url(project, since))
 
     assert response.status_code == 200
     assert 'id="poller"' in response.text
-    assert "hx-trigger" not in response.text
+    assert SLOW in response.text
     assert str(scenes[0].uuid) in oob_card_ids(response.text)
     assert "Rendering" not in response.text
 
@@ -161,7 +174,7 @@ def test_a_stopped_page_gets_only_recent_cards_again(project, alice, board):
 
     response = client.get(poll_url(project, encode_since(timezone.now())))
 
-    assert "hx-trigger" not in response.text
+    assert SLOW in response.text
     assert oob_card_ids(response.text) == set()
 
 
@@ -255,7 +268,7 @@ def test_the_storyboard_page_costs_the_same_queries_for_few_or_many_scenes(proje
     assert small == large
 
 
-def test_a_change_committed_behind_the_token_is_not_lost_when_polling_stops(project, alice, board):
+def test_a_change_committed_behind_the_token_is_not_lost_when_polling_slows(project, alice, board):
     scenes, takes = board
     client = client_for(alice)
     now = timezone.now()
@@ -273,7 +286,7 @@ def test_a_change_committed_behind_the_token_is_not_lost_when_polling_stops(proj
 
     assert response.status_code == 200
     assert str(scenes[0].uuid) in oob_card_ids(response.text)
-    assert "hx-trigger" not in response.text
+    assert SLOW in response.text
     assert decode_since(since_on_page(response.text)) >= decode_since(since)
 
 
@@ -295,7 +308,7 @@ def test_a_change_committed_behind_a_later_one_arrives_on_the_next_poll(project,
     assert second.status_code == 200
     assert str(scenes[0].uuid) in oob_card_ids(second.text)
     assert "Almost there" in second.text
-    assert 'hx-trigger="every 500ms"' in second.text, "still polling: take 0 is in flight"
+    assert FAST in second.text, "still polling fast: take 0 is in flight"
 
 
 # --- The poll pass: an idle poll without the session ------------------------------------------
@@ -409,7 +422,7 @@ def test_a_scene_bob_adds_arrives_in_order_in_alices_next_poll_as_one_storyboard
     # One swap for the whole list: no card carries its own, which htmx would swap again.
     assert oob_card_ids(html) == set()
     assert html.lstrip().startswith('<div id="poller"')
-    assert 'hx-trigger="every 500ms"' in html, "take 0 is still rendering"
+    assert FAST in html, "take 0 is still rendering"
     # The new token covers the change, trailing it by at most the late-commit margin.
     token = decode_since(since_on_page(html))
     project.refresh_from_db()
@@ -498,7 +511,7 @@ def test_once_the_storyboard_was_sent_and_the_change_settled_the_next_poll_is_20
     assert _queries(alices, poller_url_on_page(first.text)) == (204, 1)
 
 
-def test_a_stopped_page_gets_the_storyboard_when_a_scene_was_deleted_just_before_its_token(
+def test_a_slowing_page_gets_the_storyboard_when_a_scene_was_deleted_just_before_its_token(
     project, alice, bob, board
 ):
     scenes, takes = board
@@ -510,7 +523,7 @@ def test_a_stopped_page_gets_the_storyboard_when_a_scene_was_deleted_just_before
 
     html = client_for(alice).get(poll_url(project, since)).text
 
-    assert "hx-trigger" not in html
+    assert SLOW in html
     assert card_ids_in_order(oob_storyboard(html)) == [str(scenes[0].uuid), str(scenes[1].uuid)]
 
 
@@ -529,3 +542,119 @@ def test_importing_a_storyboard_into_an_open_project_reaches_its_next_poll(
 
     assert len(card_ids_in_order(oob_storyboard(html))) == 4
     assert "Gulls over the harbour" in html
+
+
+# --- An idle page: nothing in flight, it still polls, slowly --------------------------------------
+
+
+@pytest.fixture
+def idle_board(project, alice, board):
+    """The board with its rendering take finished an hour ago: nothing is in flight."""
+    scenes, takes = board
+    Generation.objects.filter(pk=takes[0].pk).update(status=READY)
+    return scenes, takes
+
+
+def test_an_unchanged_idle_poll_is_204_with_one_query_with_the_pass(project, alice, idle_board):
+    alices = client_for(alice)
+    url = open_page(alices, project)
+    assert "&live=0" in url
+
+    assert _queries(alices, url) == (204, 1)
+    assert _queries(alices, url) == (204, 1), "and again: the slow timer runs on"
+
+
+def test_bobs_new_scene_reaches_alices_idle_page_on_her_next_poll_which_stays_slow(
+    project, alice, bob, idle_board
+):
+    scenes, takes = idle_board
+    alices = client_for(alice)
+    url = open_page(alices, project)
+    data = {
+        "title": "Closing shot",
+        "prompt": "The boat drifts out of frame",
+        "aspect": "landscape",
+        "model_key": "veo_3_1_i2v_s_fast",
+        "seed": "",
+        "takes": "1",
+        "start_image_file": SimpleUploadedFile("end.png", png_bytes(), "image/png"),
+    }
+    added_by_bob = client_for(bob).post(reverse("scene-create", args=[project.uuid]), data)
+    assert added_by_bob.status_code == 302
+
+    html = alices.get(url).text
+
+    added = Scene.objects.get(title="Closing shot")
+    assert card_ids_in_order(oob_storyboard(html)) == [str(s.uuid) for s in [*scenes, added]]
+    # A new scene puts nothing in flight: the page keeps polling slowly, from a newer token.
+    assert SLOW in html and "&amp;live=0" in html
+    assert "Clips are rendering" not in html
+    assert decode_since(since_on_page(html)) > decode_since(re.search(r"since=(\d+)", url).group(1))
+
+
+def test_bobs_generate_press_reaches_alices_idle_page_on_her_next_poll_and_switches_it_to_fast(
+    project, alice, bob, idle_board
+):
+    scenes, takes = idle_board
+    alices = client_for(alice)
+    url = open_page(alices, project)
+    last_take = scenes[1].generations.order_by("-take").first().take
+
+    pressed = client_for(bob).post(
+        reverse("scene-generate", args=[scenes[1].uuid]), {"last_take": str(last_take)}
+    )
+    assert pressed.status_code == 302
+    html = alices.get(url).text
+
+    # Bob's queued take is on its card, and the page now polls fast, saying why.
+    assert oob_card_ids(html) == {str(scenes[1].uuid)}
+    assert "Queued" in html
+    assert FAST in html and "&amp;live=1" in html
+    assert "Clips are rendering; this page updates by itself." in html
+    # In fast mode with nothing new, alice's next poll is the usual one-query 204.
+    Generation.objects.filter(project=project).update(updated=timezone.now() - timedelta(hours=1))
+    Scene.objects.filter(project=project).update(updated=timezone.now() - timedelta(hours=1))
+    assert _queries(alices, poller_url_on_page(html)) == (204, 1)
+
+
+def test_takes_starting_behind_alices_token_still_switch_her_idle_page_to_fast(
+    project, alice, idle_board
+):
+    scenes, takes = idle_board
+    alices = client_for(alice)
+    url = open_page(alices, project)
+    # In flight again, stamped an hour ago (a late commit, or a worker that forgot `updated`):
+    # nothing is newer than the token, but the idle page must not poll slowly through it.
+    Generation.objects.filter(pk=takes[2].pk).update(status=ACTIVE)
+
+    html = alices.get(url).text
+
+    assert FAST in html and "&amp;live=1" in html
+    assert _queries(alices, poller_url_on_page(html)) == (204, 1)
+
+
+def test_a_page_whose_last_take_finished_switches_to_slow_polling_then_answers_204(
+    project, alice, board
+):
+    scenes, takes = board
+    alices = client_for(alice)
+    url = open_page(alices, project)
+    assert "&live=1" in url
+    Generation.objects.filter(pk=takes[0].pk).update(
+        status=READY, updated=timezone.now() - 2 * LATE_COMMIT_MARGIN
+    )
+
+    html = alices.get(url).text
+
+    assert oob_card_ids(html) == {str(scenes[0].uuid)}
+    assert SLOW in html and "&amp;live=0" in html
+    assert "Clips are rendering" not in html
+    assert _queries(alices, poller_url_on_page(html)) == (204, 1)
+
+
+def test_a_poller_from_before_idle_polling_is_taken_for_a_fast_one(project, alice, board):
+    # Pages rendered before pollers said their mode only polled with takes in flight.
+    alices = client_for(alice)
+    legacy = open_page(alices, project).replace("&live=1", "")
+
+    assert _queries(alices, legacy) == (204, 1)

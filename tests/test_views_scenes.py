@@ -439,8 +439,9 @@ def test_cancel_stops_a_take_in_flight(project, bob):
     active.refresh_from_db()
     assert active.status == "cancelled"
     assert "Cancelled take 1." in response.text
-    # Nothing in flight any more: the poller that comes back does not poll.
-    assert "hx-trigger" not in response.text
+    # Nothing in flight any more: the poller that comes back polls slowly.
+    assert 'hx-trigger="every 10000ms"' in response.text
+    assert "&amp;live=0" in response.text
 
 
 def test_each_card_shows_status_in_words_elapsed_time_reason_and_the_clip(project, alice):

@@ -99,10 +99,12 @@ def _anything_in_flight(scenes: list[Scene]) -> bool:
     return any(take.in_flight for scene in scenes for take in scene.take_list)
 
 
-def page_poll_every() -> str:
-    """The poller's htmx cadence, e.g. "1000ms": whole milliseconds in a string, so no locale
-    turns it into "0,5s" or "1,000ms" (htmx would read 0 and 1 ms)."""
-    return f"{max(1, round(settings.FLOWSITE_PAGE_POLL_SECONDS * 1000))}ms"
+def page_poll_every(live: bool) -> str:
+    """The poller's htmx cadence, e.g. "500ms": fast while takes are in flight, slow otherwise.
+    Whole milliseconds in a string, so no locale turns it into "0,5s" or "1,000ms" (htmx would
+    read 0 and 1 ms)."""
+    seconds = settings.FLOWSITE_PAGE_POLL_SECONDS if live else settings.FLOWSITE_IDLE_POLL_SECONDS
+    return f"{max(1, round(seconds * 1000))}ms"
 
 
 def card_context(
@@ -114,7 +116,7 @@ def card_context(
         "can_edit": membership.can_edit,
         "since": since,
         "live": live,
-        "poll_every": page_poll_every(),
+        "poll_every": page_poll_every(live),
         "poll_pass": poll_pass(membership.user_id, project.uuid),
         **extra,
     }
@@ -138,16 +140,27 @@ def project_detail(request: HtmxHttpRequest, uuid: UUID) -> HttpResponse:
     return render(request, TEMPLATE, ctx)
 
 
+def page_is_live(request: HttpRequest) -> bool:
+    """The mode the polling page is in, as its poller says (``live=1``: fast, takes in flight;
+    ``live=0``: slow). A poller without it was rendered before pages polled while idle, when
+    only pages with takes in flight polled at all."""
+    return request.GET.get("live") != "0"
+
+
 @require_GET
 def project_poll(request: HtmxHttpRequest, uuid: UUID) -> HttpResponse:
     """What changed on the storyboard since ``?since=``: the changed cards, out of band, or
     the whole storyboard when scenes were added, deleted or moved (a card swap needs a card
     already on the page, and a deleted or moved scene leaves nothing to swap).
 
-    One request per page and interval whatever the number of cards. When nothing changed
-    the answer is 204 (htmx swaps nothing). With the page's poll pass that costs one query,
-    which both checks membership and asks "did anything change, is anything in flight?";
-    anything else goes through the signed-in path below.
+    An open page always polls: every FLOWSITE_PAGE_POLL_SECONDS while takes are in flight, every
+    FLOWSITE_IDLE_POLL_SECONDS otherwise, so a teammate's new scene or Generate reaches an idle
+    page too. Its poller says which of the two it is in (``live``). One request per page and
+    interval whatever the number of cards. The answer is 204 (htmx swaps nothing, the page
+    keeps its cadence) when nothing changed and the page's mode is still right; with the
+    page's poll pass that costs one query, which checks membership and asks "did anything
+    change, is anything in flight?". Anything else (a change, or takes starting or ending
+    without one) goes through the signed-in path below, whose new poller has the right mode.
 
     Why a fixed cadence of FLOWSITE_PAGE_POLL_SECONDS (0.5 s) while takes are in flight: a
     clip must be on its card within "worker interval + download + 1 s" of Flow saying it is
@@ -162,28 +175,30 @@ def project_poll(request: HtmxHttpRequest, uuid: UUID) -> HttpResponse:
     not done.
     """
     since = decode_since(request.GET.get("since"))
+    page_live = page_is_live(request)
     state = _poll_state_for_pass(request.GET.get("pass"), uuid, since)
-    if state is not None and not state.changed and state.in_flight:
+    if state is not None and not state.changed and state.in_flight == page_live:
         return HttpResponse(status=204)
-    return _project_poll_signed_in(request, uuid, since)
+    return _project_poll_signed_in(request, uuid, since, page_live)
 
 
 @htmx_login_required
 def _project_poll_signed_in(
-    request: HtmxHttpRequest, uuid: UUID, since: datetime | None
+    request: HtmxHttpRequest, uuid: UUID, since: datetime | None, page_live: bool
 ) -> HttpResponse:
     answered_at = timezone.now()
     state = _poll_state_for_user(request, uuid, since)
-    if not state.changed and state.in_flight:
+    if not state.changed and state.in_flight == page_live:
         return HttpResponse(status=204)
     project, membership = _get_project_for_user(request, uuid)
     live = state.in_flight
     newest = since
     if not state.changed:
-        # The page was polling, so it saw something in flight; now nothing is and nothing is
-        # newer than its token. Either a worker forgot to say so, or a change committed just
-        # after a later one (its timestamp fell behind the token): re-send the cards touched
-        # shortly before the token, once, and stop polling.
+        # Takes started or ended since the page's last answer, yet nothing is newer than its
+        # token. Either a worker forgot to say so, or a change committed just after a later
+        # one (its timestamp fell behind the token): re-send the cards touched shortly before
+        # the token, once, with a poller in the other mode (a page whose last take finished
+        # polls slowly from now on).
         since = since - timedelta(seconds=max(10, 3 * settings.FLOWSITE_PAGE_POLL_SECONDS))
 
     # A page without a token gets every card anyway; it needs the whole list only when the list

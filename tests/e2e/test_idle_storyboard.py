@@ -1,0 +1,90 @@
+"""Alice's storyboard with nothing in flight, in a real Chromium: it still polls (slowly), so a
+teammate's changes reach it without a reload.
+
+No worker runs here: takes stay where the test puts them. Both cadences are short so the test
+does not wait on the 10 s default; what is checked is the switch between them.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django.urls import reverse
+from django.utils import timezone
+from playwright.sync_api import Page, expect
+
+from generations.models import Generation, Scene
+from tests.e2e.test_new_user import sign_in
+from tests.views_support import client_for, make_image, make_scene, make_take, png_bytes
+
+pytestmark = pytest.mark.browser
+
+RENDERING = "Clips are rendering; this page updates by itself."
+
+
+@pytest.fixture(autouse=True)
+def _short_cadences(settings) -> None:
+    settings.FLOWSITE_PAGE_POLL_SECONDS = 0.3
+    settings.FLOWSITE_IDLE_POLL_SECONDS = 1
+
+
+def titles(page: Page):
+    return page.locator("#scenes article.card .card__title")
+
+
+def add_scene_as(user, project, title: str) -> None:
+    added = client_for(user).post(
+        reverse("scene-create", args=[project.uuid]),
+        {
+            "title": title,
+            "prompt": "The boat reaches open water",
+            "aspect": "landscape",
+            "model_key": "veo_3_1_i2v_s_fast",
+            "seed": "",
+            "takes": "1",
+            "start_image_file": SimpleUploadedFile("sea.png", png_bytes(), "image/png"),
+        },
+    )
+    assert added.status_code == 302
+
+
+def test_alice_sees_bobs_new_scene_and_takes_on_her_idle_page_without_reloading(
+    page: Page, project, alice, bob, screenshots
+):
+    hour_ago = timezone.now() - timedelta(hours=1)
+    harbour = make_scene(project, make_image(project, alice), title="Harbour", updated=hour_ago)
+    make_take(harbour, alice, status=Generation.Status.FAILED, updated=hour_ago)
+
+    sign_in(page, "alice")
+    page.goto(reverse("project-detail", args=[project.uuid]))
+    expect(titles(page)).to_have_text(["Harbour"])
+    poller = page.locator("#poller")
+    expect(poller).to_have_attribute("hx-trigger", "every 1000ms")
+    expect(page.get_by_text(RENDERING)).to_have_count(0)
+    # Anything that reloads or navigates the page forgets this.
+    page.evaluate("window.__sameDocument = 'never reloaded'")
+
+    add_scene_as(bob, project, "Open sea")
+    # An idle poll or two (1 s here), with room for a busy 2-core machine.
+    expect(titles(page)).to_have_text(["Harbour", "Open sea"], timeout=6_000)
+    expect(poller).to_have_attribute("hx-trigger", "every 1000ms")
+    expect(page.get_by_text(RENDERING)).to_have_count(0)
+
+    # Bob presses Generate: alice's next idle poll brings the queued take and speeds up.
+    open_sea = Scene.objects.get(title="Open sea")
+    client_for(bob).post(reverse("scene-generate", args=[open_sea.uuid]), {"last_take": "0"})
+    card = page.locator("article.card", has_text="Open sea")
+    expect(card.locator(".take .status")).to_have_text(["Queued"], timeout=6_000)
+    expect(page.get_by_text(RENDERING)).to_be_visible()
+    expect(poller).to_have_attribute("hx-trigger", "every 300ms")
+
+    # Bob cancels it: nothing is in flight, and the page slows down again.
+    take = open_sea.generations.get()
+    client_for(bob).post(reverse("take-cancel", args=[take.uuid]))
+    expect(card.locator(".take .status")).to_have_text(["Cancelled"], timeout=6_000)
+    expect(page.get_by_text(RENDERING)).to_have_count(0)
+    expect(poller).to_have_attribute("hx-trigger", "every 1000ms")
+    assert page.evaluate("window.__sameDocument") == "never reloaded"
+    page.screenshot(path=screenshots / "storyboard-idle-teammate.png", full_page=True)
