@@ -6,8 +6,9 @@ media folder. A watcher thread asks the emulator about every submitted take ever
 notes when each first answers SUCCESSFUL; the take's ``finished_at`` is when it became ready.
 A third thread is the open storyboard: it opens the page and polls exactly as htmx does (the
 cadence, since token and poll pass come from the poller Flowsite renders, so
-FLOWSITE_PAGE_POLL_SECONDS applies), noting when each clip first shows on its card. Both lags
-are printed; target 5 is judged on the card: at most ``interval + download time + 1 s``.
+FLOWSITE_PAGE_POLL_SECONDS applies while takes are in flight and FLOWSITE_IDLE_POLL_SECONDS
+otherwise), noting when each clip first shows on its card. Both lags are printed; target 5 is
+judged on the card: at most ``interval + download time + 1 s``.
 Scenes are generated one after another while the pump runs, each rendering a little longer
 than the last, so clips finish at spread phases of the worker's poll cycle. Five scenes come
 within about 0.4 s of the worst phase (a clip finishing just after a check, about
@@ -175,9 +176,9 @@ def run(args: argparse.Namespace) -> int:
         opened = client.get(reverse("project-detail", args=[project.uuid]), secure=True)
         schedule = Schedule(Poller.read(opened.text), time.monotonic())
         try:
-            while schedule.poller.live and not done.is_set():
-                time.sleep(max(0.0, schedule.due - time.monotonic()))
-                if done.is_set():
+            while schedule.poller.polls and not done.is_set():
+                # An idle page's poller waits FLOWSITE_IDLE_POLL_SECONDS: end at once when done.
+                if done.wait(max(0.0, schedule.due - time.monotonic())):
                     break
                 schedule.fired()
                 answer = client.get(

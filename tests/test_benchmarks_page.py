@@ -24,21 +24,51 @@ def test_the_benchmarks_poll_alices_page_where_and_as_often_as_htmx_would(projec
     answer = client.get(poller.url, headers={"HX-Request": "true"})
 
     assert poller.seconds == 0.75
+    assert poller.live
     assert "&pass=" in poller.url and "&amp;" not in poller.url
     # Nothing changed since the page was rendered: the poll is the idle 204 of the poll pass.
     assert answer.status_code == 204
 
 
-def test_the_benchmarks_see_alices_clip_on_its_card_and_stop_polling_once_nothing_is_in_flight(
-    project, alice
+def test_the_benchmarks_see_alices_clip_on_its_card_and_poll_slowly_once_nothing_is_in_flight(
+    project, alice, settings
 ):
-    scene = make_scene(project, make_image(project, alice))
-    take = attach_clip(make_take(scene, alice, status=Generation.Status.READY), b"\x00" * 64)
+    settings.FLOWSITE_IDLE_POLL_SECONDS = 7.5
+    hour_ago = timezone.now() - timedelta(hours=1)
+    scene = make_scene(project, make_image(project, alice), updated=hour_ago)
+    take = make_take(scene, alice, status=Generation.Status.READY, updated=hour_ago)
+    take = attach_clip(take, b"\x00" * 64)
+    client = client_for(alice)
 
-    html = client_for(alice).get(reverse("project-detail", args=[project.uuid])).text
+    html = client.get(reverse("project-detail", args=[project.uuid])).text
+    poller = Poller.read(html)
 
     assert set(SHOWN_CLIP.findall(html)) == {str(take.uuid)}
-    assert Poller.read(html).live is False
+    assert (poller.polls, poller.live, poller.seconds) == (True, False, 7.5)
+    assert client.get(poller.url, headers={"HX-Request": "true"}).status_code == 204
+
+
+def test_the_benchmarks_switch_alices_page_to_the_cadence_of_the_poller_a_poll_brings(
+    project, alice, bob, settings
+):
+    settings.FLOWSITE_PAGE_POLL_SECONDS = 0.75
+    settings.FLOWSITE_IDLE_POLL_SECONDS = 7.5
+    hour_ago = timezone.now() - timedelta(hours=1)
+    scene = make_scene(project, make_image(project, alice), updated=hour_ago)
+    client = client_for(alice)
+    schedule = Schedule(
+        Poller.read(client.get(reverse("project-detail", args=[project.uuid])).text), now=100.0
+    )
+    assert schedule.due == 107.5
+
+    # Bob presses Generate: alice's next (slow) poll brings his take and a fast poller.
+    client_for(bob).post(reverse("scene-generate", args=[scene.uuid]), {"last_take": "0"})
+    schedule.fired()
+    answer = client.get(schedule.poller.url, headers={"HX-Request": "true"})
+    schedule.swapped(Poller.read(answer.text), now=107.6)
+
+    assert answer.status_code == 200
+    assert schedule.poller.live and schedule.due == 108.35
 
 
 def test_a_poller_keeps_its_beat_through_204s_and_restarts_it_when_a_200_swaps_it():

@@ -2,10 +2,11 @@
 then polls it exactly as the page's poller does and opens the gallery about every 30 s. Run by
 benchmarks/load/run.py, which starts the servers and seeds the members.
 
-The poll URL (since token, poll pass) and the cadence come from the poller Flowsite renders, so
-the load follows FLOWSITE_PAGE_POLL_SECONDS and the browser's htmx rules (see poller.py): a
-204 leaves the timer running, a 200 swaps in a new poller whose timer starts then, a poller
-without hx-get stops polling.
+The poll URL (since token, poll pass, mode) and the cadence come from the poller Flowsite
+renders, so the load follows FLOWSITE_PAGE_POLL_SECONDS while takes are in flight and
+FLOWSITE_IDLE_POLL_SECONDS otherwise, and the browser's htmx rules (see poller.py): a 204 leaves
+the timer running, a 200 swaps in a new poller (perhaps of the other cadence) whose timer starts
+then.
 
 Environment: LOAD_USERS_FILE (JSON written by seed.py: username, session, project per member),
 LOAD_SUMMARY_FILE (where the summary JSON goes when the test stops), LOAD_GALLERY_SECONDS (about
@@ -79,7 +80,7 @@ class TeamMember(FastHttpUser):
         return max(0.0, self._next_moment() - time.monotonic())
 
     def _next_moment(self) -> float:
-        if self.schedule is not None and self.schedule.poller.live:
+        if self.schedule is not None and self.schedule.poller.polls:
             return min(self.schedule.due, self.gallery_at)
         return self.gallery_at
 
@@ -105,7 +106,7 @@ class TeamMember(FastHttpUser):
     @task
     def next_thing(self) -> None:
         now = time.monotonic()
-        if self.schedule is not None and self.schedule.poller.live and self.schedule.due <= now:
+        if self.schedule is not None and self.schedule.poller.polls and self.schedule.due <= now:
             self.poll()
         if self.gallery_at <= time.monotonic():
             self.gallery_at += random.uniform(0.8, 1.2) * _gallery_seconds

@@ -2,7 +2,9 @@
 
 The freshness benchmark and the load test both poll the way the browser does: the URL and the
 cadence come from the poller element Flowsite renders (``templates/generations/project.html``),
-never from a constant of their own, so they follow whatever FLOWSITE_PAGE_POLL_SECONDS says.
+never from a constant of their own, so they follow whatever FLOWSITE_PAGE_POLL_SECONDS (takes
+in flight) and FLOWSITE_IDLE_POLL_SECONDS (nothing in flight) say, and switch between the two
+exactly when a poll answer swaps in a poller of the other cadence, as htmx does.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from html import unescape
+from urllib.parse import parse_qs, urlsplit
 
 _ELEMENT = re.compile(r'<div id="poller"[^>]*>')
 _URL = re.compile(r'hx-get="([^"]*)"')
@@ -21,15 +24,20 @@ SHOWN_CLIP = re.compile(r"/media/take/([0-9a-f-]+)/video")
 
 @dataclass(frozen=True)
 class Poller:
-    """Where the page polls and how often; ``url`` is empty once the page stops polling
-    (nothing in flight: the poller comes without hx-get)."""
+    """Where the page polls and how often. Flowsite's pollers always poll; ``url`` is empty
+    only for a poller without hx-get, which htmx would never fire."""
 
     url: str
     seconds: float
 
     @property
-    def live(self) -> bool:
+    def polls(self) -> bool:
         return bool(self.url)
+
+    @property
+    def live(self) -> bool:
+        """The fast mode (takes in flight), as the poller's URL tells the server."""
+        return parse_qs(urlsplit(self.url).query).get("live") == ["1"]
 
     @classmethod
     def read(cls, html: str) -> Poller:
