@@ -14,7 +14,14 @@ from django.utils import timezone
 
 from generations.models import Generation, Project, Scene
 from generations.views.projects import LATE_COMMIT_MARGIN, decode_since, encode_since
-from tests.views_support import client_for, make_image, make_scene, make_take, png_bytes
+from tests.views_support import (
+    attach_clip,
+    client_for,
+    make_image,
+    make_scene,
+    make_take,
+    png_bytes,
+)
 
 ACTIVE = Generation.Status.ACTIVE
 READY = Generation.Status.READY
@@ -658,3 +665,50 @@ def test_a_poller_from_before_idle_polling_is_taken_for_a_fast_one(project, alic
     legacy = open_page(alices, project).replace("&live=1", "")
 
     assert _queries(alices, legacy) == (204, 1)
+
+
+# --- Clips keep playing through swaps: a ready take's <video> is preserved by a stable id -------
+
+
+def test_a_take_turning_ready_brings_its_preserved_clip_in_alices_next_poll(project, alice, board):
+    scenes, takes = board
+    alices = client_for(alice)
+    page = alices.get(reverse("project-detail", args=[project.uuid])).text
+    # Rendering: no clip yet, so nothing on the page holds the id the clip will have.
+    assert f'id="clip-{takes[0].uuid}"' not in page
+    # The ready takes' clips on the page, each under an id of its own take.
+    ready = [take for take in takes if take.status == READY]
+    for take in ready:
+        attach_clip(take, b"\x00" * 64)
+    page = alices.get(reverse("project-detail", args=[project.uuid])).text
+    url = poller_url_on_page(page)
+    for take in ready:
+        assert page.count(f'<video id="clip-{take.uuid}" hx-preserve="true"') == 1
+
+    attach_clip(takes[0], b"\x00" * 64)
+    Generation.objects.filter(pk=takes[0].pk).update(status=READY, updated=timezone.now())
+    html = alices.get(url).text
+
+    # The new clip comes with the card; the browser has no element of that id to keep, so it
+    # shows this one.
+    assert oob_card_ids(html) == {str(scenes[0].uuid)}
+    assert f'<video id="clip-{takes[0].uuid}" hx-preserve="true"' in html
+    assert f'src="/media/take/{takes[0].uuid}/video"' in html
+
+
+def test_a_clip_comes_under_the_same_id_whether_its_card_or_the_whole_storyboard_is_swapped(
+    project, alice, bob, board
+):
+    scenes, takes = board
+    attach_clip(takes[1], b"\x00" * 64)
+    alices = client_for(alice)
+    url = open_page(alices, project)
+    clip = f'<video id="clip-{takes[1].uuid}" hx-preserve="true"'
+
+    Generation.objects.filter(pk=takes[1].pk).update(reason="Seen", updated=timezone.now())
+    card_swap = alices.get(url).text
+    client_for(bob).post(reverse("scene-move", args=[scenes[1].uuid]), {"direction": "up"})
+    list_swap = alices.get(url).text
+
+    assert oob_card_ids(card_swap) == {str(scenes[1].uuid)} and card_swap.count(clip) == 1
+    assert 'id="scenes"' in list_swap and list_swap.count(clip) == 1

@@ -457,7 +457,8 @@ def test_each_card_shows_status_in_words_elapsed_time_reason_and_the_clip(projec
     assert "Flow refused the prompt." in html
     assert "42 s" in html
     assert (
-        f'<video class="clip clip--landscape" controls preload="none"\n'
+        f'<video id="clip-{ready.uuid}" hx-preserve="true" class="clip clip--landscape" '
+        f'controls preload="none"\n'
         f'                   src="/media/take/{ready.uuid}/video" '
         f'poster="/media/take/{ready.uuid}/poster"></video>'
     ) in html

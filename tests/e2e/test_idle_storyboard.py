@@ -1,5 +1,5 @@
 """Alice's storyboard with nothing in flight, in a real Chromium: it still polls (slowly), so a
-teammate's changes reach it without a reload.
+teammate's changes reach it without a reload, and a clip she is watching survives the swaps.
 
 No worker runs here: takes stay where the test puts them. Both cadences are short so the test
 does not wait on the 10 s default; what is checked is the switch between them.
@@ -15,9 +15,17 @@ from django.urls import reverse
 from django.utils import timezone
 from playwright.sync_api import Page, expect
 
+from generations.emulator.render import render_clip
 from generations.models import Generation, Scene
 from tests.e2e.test_new_user import sign_in
-from tests.views_support import client_for, make_image, make_scene, make_take, png_bytes
+from tests.views_support import (
+    attach_clip,
+    client_for,
+    make_image,
+    make_scene,
+    make_take,
+    png_bytes,
+)
 
 pytestmark = pytest.mark.browser
 
@@ -88,3 +96,81 @@ def test_alice_sees_bobs_new_scene_and_takes_on_her_idle_page_without_reloading(
     expect(poller).to_have_attribute("hx-trigger", "every 1000ms")
     assert page.evaluate("window.__sameDocument") == "never reloaded"
     page.screenshot(path=screenshots / "storyboard-idle-teammate.png", full_page=True)
+
+
+@pytest.fixture
+def long_clip(tmp_path) -> tuple[bytes, bytes]:
+    """A real 20 s H.264 clip and its poster, long enough to still be playing after a swap."""
+    clip = render_clip(
+        png_bytes(320, 180),
+        "Waves roll in",
+        portrait=False,
+        clip_seconds=20,
+        fps=5,
+        out_dir=tmp_path,
+        name="long",
+    )
+    return clip.video_path.read_bytes(), clip.poster_path.read_bytes()
+
+
+def test_the_clip_alice_is_watching_keeps_playing_through_the_swaps_bobs_changes_bring(
+    page: Page, project, alice, bob, long_clip
+):
+    hour_ago = timezone.now() - timedelta(hours=1)
+    harbour = make_scene(project, make_image(project, alice), title="Harbour", updated=hour_ago)
+    take = make_take(harbour, alice, status=Generation.Status.READY, updated=hour_ago)
+    attach_clip(take, *long_clip)
+
+    sign_in(page, "alice")
+    page.goto(reverse("project-detail", args=[project.uuid]))
+    clip_id = f"clip-{take.uuid}"
+    expect(page.locator(f"#{clip_id}")).to_be_visible()
+    page.evaluate(
+        """id => {
+            window.__watched = document.getElementById(id);
+            window.__board = document.getElementById("scenes");
+            window.__watched.muted = true;
+            return window.__watched.play();
+        }""",
+        clip_id,
+    )
+    page.wait_for_function("() => window.__watched.currentTime > 1")
+    before = page.evaluate("() => window.__watched.currentTime")
+
+    add_scene_as(bob, project, "Open sea")
+    expect(titles(page)).to_have_text(["Harbour", "Open sea"], timeout=6_000)
+
+    after = page.evaluate(
+        """id => ({
+            boardSwapped: document.getElementById("scenes") !== window.__board,
+            sameElement: document.getElementById(id) === window.__watched,
+            playing: !window.__watched.paused && !window.__watched.ended,
+            currentTime: window.__watched.currentTime,
+        })""",
+        clip_id,
+    )
+    assert after["boardSwapped"], "the whole storyboard came in a poll answer"
+    assert after["sameElement"], "the clip is the very element alice started"
+    assert after["playing"]
+    assert after["currentTime"] >= before > 1
+
+    # Bob generates another take of the same scene: this time only its card is swapped.
+    page.evaluate("() => { window.__card = window.__watched.closest('article'); }")
+    client_for(bob).post(reverse("scene-generate", args=[harbour.uuid]), {"last_take": "1"})
+    card = page.locator("article.card", has_text="Harbour")
+    expect(card.locator(".take .status")).to_have_text(["Queued", "Ready"], timeout=6_000)
+
+    again = page.evaluate(
+        """id => ({
+            cardSwapped: window.__watched.closest("article") !== window.__card,
+            sameElement: document.getElementById(id) === window.__watched,
+            playing: !window.__watched.paused && !window.__watched.ended,
+            currentTime: window.__watched.currentTime,
+        })""",
+        clip_id,
+    )
+    assert again["cardSwapped"], "the card came in a poll answer"
+    assert again["sameElement"] and again["playing"]
+    assert again["currentTime"] >= after["currentTime"]
+    # And it plays on from there.
+    page.wait_for_function("t => window.__watched.currentTime > t + 0.5", arg=again["currentTime"])
