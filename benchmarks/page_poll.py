@@ -2,14 +2,16 @@
 
     .venv/bin/python benchmarks/page_poll.py [--requests 1500] [--scenes 40] [--quick]
 
-A project with ``--scenes`` scenes of four takes each, one take still rendering, served by
-gunicorn on 127.0.0.1. A signed-in client polls the way the page does (htmx, keep-alive) and,
-interleaved with it, calls a bare "hello" view that runs through the same middleware. Prints:
+A project with ``--scenes`` scenes of four takes each, one take still rendering (and one with
+nothing rendering, whose page polls slowly), served by gunicorn on 127.0.0.1. A signed-in
+client polls the way the page does (htmx, keep-alive) and, interleaved with it, calls a bare
+"hello" view that runs through the same middleware. Prints:
 
-- the SQL statements of an unchanged poll (target ≤ 3) and its answer (204, no body);
+- the SQL statements of an unchanged poll (target ≤ 3) and its answer (204, no body), for a
+  page with clips in flight (fast mode) and an idle one (slow mode);
 - that a poll after one take changed brings back only that card;
-- the median server time of the unchanged poll as a multiple of hello's (target ≤ 2×), and
-  the changed poll's for information.
+- the median server time of the unchanged poll, in both modes, as a multiple of hello's
+  (target ≤ 2×), and the changed poll's for information.
 """
 
 from __future__ import annotations
@@ -29,18 +31,20 @@ POLL_TARGET = 2.0
 QUERY_TARGET = 3
 
 
-def seed(scenes: int):
-    """A project of ``scenes`` scenes × 4 takes, all last touched an hour ago, one rendering."""
+def seed(scenes: int, *, rendering: bool = True, name: str = "alice"):
+    """A project of ``scenes`` scenes × 4 takes, all last touched an hour ago, one rendering
+    (or none: an idle page)."""
     from django.contrib.auth.models import User
     from django.utils import timezone
 
     from generations.models import FlowAccount, Generation, Membership, Project, Scene
 
-    user = User.objects.create_user("alice")
-    account = FlowAccount.objects.create(label="Studio", bearer_token="ya29.bench")
+    user = User.objects.create_user(name)
+    account = FlowAccount.objects.create(label=f"Studio of {name}", bearer_token="ya29.bench")
     project = Project.objects.create(name="Poseidon", account=account, created_by=user)
     project.add_member(user, Membership.Role.OWNER)
     hour_ago = timezone.now() - timedelta(hours=1)
+    READY = Generation.Status.READY
     scene_rows = Scene.objects.bulk_create(
         Scene(
             project=project,
@@ -63,10 +67,10 @@ def seed(scenes: int):
             model_key=scene.model_key,
             aspect=scene.aspect,
             seed=1000 + take,
-            status=Generation.Status.ACTIVE if n == 0 and take == 1 else Generation.Status.READY,
+            status=Generation.Status.ACTIVE if rendering and n == 0 and take == 1 else READY,
             created=hour_ago,
             updated=hour_ago,
-            finished_at=None if n == 0 and take == 1 else hour_ago,
+            finished_at=None if rendering and n == 0 and take == 1 else hour_ago,
         )
         for n, scene in enumerate(scene_rows)
         for take in range(1, 5)
@@ -102,10 +106,17 @@ def run(args: argparse.Namespace) -> int:
     poll = reverse("project-poll", args=[project.uuid])
     # One take changes now; a page whose token is a minute old gets exactly that card back.
     Generation.objects.filter(pk=takes[-1].pk).update(reason="Seen", updated=timezone.now())
-    # As the page's poller asks: with the poll pass the page was given.
-    unchanged_by_session = f"{poll}?since={encode_since(timezone.now())}"
+    # As the page's poller asks: in fast mode (a take in flight), with the page's poll pass.
+    unchanged_by_session = f"{poll}?since={encode_since(timezone.now())}&live=1"
     unchanged = f"{unchanged_by_session}&pass={poll_pass(user.pk, project.uuid)}"
-    changed = f"{poll}?since={encode_since(timezone.now() - timedelta(minutes=1))}"
+    changed = f"{poll}?since={encode_since(timezone.now() - timedelta(minutes=1))}&live=1"
+    # An idle page (nothing in flight) polls slowly, on the same one-statement path.
+    idle_user, idle_project, _ = seed(args.scenes, rendering=False, name="bob")
+    idle = (
+        reverse("project-poll", args=[idle_project.uuid])
+        + f"?since={encode_since(timezone.now())}&live=0"
+        + f"&pass={poll_pass(idle_user.pk, idle_project.uuid)}"
+    )
 
     print(
         f"Page poll: {args.scenes} scenes × 4 takes, one rendering; "
@@ -124,6 +135,19 @@ def run(args: argparse.Namespace) -> int:
         + verdicts.guarantee(
             "unchanged poll queries",
             quiet.status_code == 204 and not quiet.content and n_queries <= QUERY_TARGET,
+        )
+    )
+    idle_client = Client(headers={"HX-Request": "true", **bench.PROXY_HEADERS})
+    with bench.captured_queries() as queries:
+        resting = idle_client.get(idle)
+    n_idle = len(queries.captured_queries)
+    print(
+        f"  unchanged poll of an idle page (nothing in flight, slow mode): HTTP "
+        f"{resting.status_code}, {len(resting.content)} body bytes, {n_idle} SQL statements "
+        f"(target ≤ {QUERY_TARGET}) -> "
+        + verdicts.guarantee(
+            "idle poll queries",
+            resting.status_code == 204 and not resting.content and n_idle <= QUERY_TARGET,
         )
     )
     with bench.captured_queries() as queries:
@@ -146,11 +170,12 @@ def run(args: argparse.Namespace) -> int:
                     "hello": lambda: http.get("/bench/hello/"),
                     "signed-in hello": lambda: http.get("/bench/signed-in-hello/"),
                     "unchanged": lambda: http.get(unchanged),
+                    "unchanged, idle page": lambda: http.get(idle),
                     "unchanged, no pass": lambda: http.get(unchanged_by_session),
                     "changed": lambda: http.get(changed),
                 },
                 args.requests,
-                expect={"unchanged": 204, "unchanged, no pass": 204},
+                expect={"unchanged": 204, "unchanged, idle page": 204, "unchanged, no pass": 204},
             )
     hello = samples["hello"]
     line, ratio = bench.ratio_line(
@@ -162,6 +187,16 @@ def run(args: argparse.Namespace) -> int:
     print(
         f"{line} (target ≤ {POLL_TARGET:g}×) -> "
         + verdicts.target("unchanged poll time", ratio <= POLL_TARGET)
+    )
+    line, ratio = bench.ratio_line(
+        "  unchanged poll of an idle page (204), median server time",
+        samples["unchanged, idle page"].server_median,
+        "hello",
+        hello.server_median,
+    )
+    print(
+        f"{line} (target ≤ {POLL_TARGET:g}×) -> "
+        + verdicts.target("idle poll time", ratio <= POLL_TARGET)
     )
     floor = samples["signed-in hello"]
     line, _ = bench.ratio_line(

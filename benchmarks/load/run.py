@@ -216,6 +216,7 @@ def server_facts(env: dict[str, str]) -> dict:
         "from django.contrib.auth.hashers import get_hasher;"
         "h = get_hasher();"
         "print(json.dumps({'page_poll_seconds': settings.FLOWSITE_PAGE_POLL_SECONDS,"
+        "'idle_poll_seconds': settings.FLOWSITE_IDLE_POLL_SECONDS,"
         "'worker_interval': settings.FLOWSITE_POLL_INTERVAL,"
         "'hasher': h.algorithm, 'iterations': getattr(h, 'iterations', None)}))"
     )
@@ -366,7 +367,8 @@ def report(result: dict) -> bool:
     print(f"\n--- {result['label']} ---")
     print(
         f"{result['users']} signed-in members for {result['duration']} s; the page polls every "
-        f"{facts['page_poll_seconds']:g} s while takes are in flight, the worker every "
+        f"{facts['page_poll_seconds']:g} s while takes are in flight "
+        f"({facts['idle_poll_seconds']:g} s otherwise), the worker every "
         f"{facts['worker_interval']:g} s"
     )
     print(f"{'request':<16}{'count':>8}{'p50 ms':>10}{'p95 ms':>10}")
