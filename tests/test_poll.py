@@ -5,7 +5,6 @@ import re
 from datetime import timedelta
 
 import pytest
-from django.core.files.uploadedfile import SimpleUploadedFile
 from django.core.management import call_command
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
@@ -15,6 +14,7 @@ from django.utils import timezone
 from generations.models import Generation, Project, Scene
 from generations.views.projects import LATE_COMMIT_MARGIN, decode_since, encode_since
 from tests.views_support import (
+    add_scene_as,
     attach_clip,
     client_for,
     make_image,
@@ -406,18 +406,7 @@ def test_a_scene_bob_adds_arrives_in_order_in_alices_next_poll_as_one_storyboard
     scenes, takes = board
     alices = client_for(alice)
     url = open_page(alices, project)
-    data = {
-        "title": "Closing shot",
-        "prompt": "The boat drifts out of frame",
-        "aspect": "landscape",
-        "model_key": "veo_3_1_i2v_s_fast",
-        "seed": "",
-        "takes": "1",
-        "start_image_file": SimpleUploadedFile("end.png", png_bytes(), "image/png"),
-    }
-    added_by_bob = client_for(bob).post(reverse("scene-create", args=[project.uuid]), data)
-    assert added_by_bob.status_code == 302
-    added = Scene.objects.get(title="Closing shot")
+    added = add_scene_as(bob, project, "Closing shot", "The boat drifts out of frame")
 
     response = alices.get(url)
 
@@ -577,21 +566,10 @@ def test_bobs_new_scene_reaches_alices_idle_page_on_her_next_poll_which_stays_sl
     scenes, takes = idle_board
     alices = client_for(alice)
     url = open_page(alices, project)
-    data = {
-        "title": "Closing shot",
-        "prompt": "The boat drifts out of frame",
-        "aspect": "landscape",
-        "model_key": "veo_3_1_i2v_s_fast",
-        "seed": "",
-        "takes": "1",
-        "start_image_file": SimpleUploadedFile("end.png", png_bytes(), "image/png"),
-    }
-    added_by_bob = client_for(bob).post(reverse("scene-create", args=[project.uuid]), data)
-    assert added_by_bob.status_code == 302
+    added = add_scene_as(bob, project, "Closing shot", "The boat drifts out of frame")
 
     html = alices.get(url).text
 
-    added = Scene.objects.get(title="Closing shot")
     assert card_ids_in_order(oob_storyboard(html)) == [str(s.uuid) for s in [*scenes, added]]
     # A new scene puts nothing in flight: the page keeps polling slowly, from a newer token.
     assert SLOW in html and "&amp;live=0" in html

@@ -6,7 +6,9 @@ import io
 from datetime import datetime, timedelta
 
 from django.core.files.base import ContentFile
+from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
+from django.urls import reverse
 from django.utils import timezone
 from PIL import Image
 
@@ -99,3 +101,21 @@ def htmx_client_for(user) -> Client:
     client = Client(headers={"HX-Request": "true"})
     client.force_login(user)
     return client
+
+
+def add_scene_as(user, project: Project, title: str, prompt: str = "The boat reaches open water"):
+    """``user`` adds a scene with a start image through the storyboard's own form."""
+    added = client_for(user).post(
+        reverse("scene-create", args=[project.uuid]),
+        {
+            "title": title,
+            "prompt": prompt,
+            "aspect": "landscape",
+            "model_key": "veo_3_1_i2v_s_fast",
+            "seed": "",
+            "takes": "1",
+            "start_image_file": SimpleUploadedFile("scene.png", png_bytes(), "image/png"),
+        },
+    )
+    assert added.status_code == 302, added.content[:500]
+    return Scene.objects.get(project=project, title=title)

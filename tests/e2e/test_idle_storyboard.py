@@ -10,7 +10,6 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
 from django.utils import timezone
 from playwright.sync_api import Page, expect
@@ -19,6 +18,7 @@ from generations.emulator.render import render_clip
 from generations.models import Generation, Scene
 from tests.e2e.test_new_user import sign_in
 from tests.views_support import (
+    add_scene_as,
     attach_clip,
     client_for,
     make_image,
@@ -40,22 +40,6 @@ def _short_cadences(settings) -> None:
 
 def titles(page: Page):
     return page.locator("#scenes article.card .card__title")
-
-
-def add_scene_as(user, project, title: str) -> None:
-    added = client_for(user).post(
-        reverse("scene-create", args=[project.uuid]),
-        {
-            "title": title,
-            "prompt": "The boat reaches open water",
-            "aspect": "landscape",
-            "model_key": "veo_3_1_i2v_s_fast",
-            "seed": "",
-            "takes": "1",
-            "start_image_file": SimpleUploadedFile("sea.png", png_bytes(), "image/png"),
-        },
-    )
-    assert added.status_code == 302
 
 
 def test_alice_sees_bobs_new_scene_and_takes_on_her_idle_page_without_reloading(

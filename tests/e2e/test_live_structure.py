@@ -8,13 +8,12 @@ by itself: no reload, no navigation.
 from __future__ import annotations
 
 import pytest
-from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
 from playwright.sync_api import Page, expect
 
 from generations.models import Generation, Scene
 from tests.e2e.test_new_user import sign_in
-from tests.views_support import client_for, make_image, make_scene, make_take, png_bytes
+from tests.views_support import add_scene_as, client_for, make_image, make_scene, make_take
 
 pytestmark = pytest.mark.browser
 
@@ -44,19 +43,7 @@ def test_alice_sees_the_scenes_bob_adds_moves_and_deletes_without_reloading(
     # Anything that reloads or navigates the page forgets this.
     page.evaluate("window.__sameDocument = 'never reloaded'")
 
-    added = bobs.post(
-        reverse("scene-create", args=[project.uuid]),
-        {
-            "title": "Open sea",
-            "prompt": "The boat reaches open water",
-            "aspect": "landscape",
-            "model_key": "veo_3_1_i2v_s_fast",
-            "seed": "",
-            "takes": "1",
-            "start_image_file": SimpleUploadedFile("sea.png", png_bytes(), "image/png"),
-        },
-    )
-    assert added.status_code == 302
+    add_scene_as(bob, project, "Open sea")
     # A couple of poll intervals (1 s here), with room for a busy 2-core machine.
     expect(titles(page)).to_have_text(["Harbour", "Lighthouse", "Open sea"], timeout=6_000)
 
