@@ -132,15 +132,18 @@ def run(args: argparse.Namespace) -> int:
         )
         # Beats come after reaping, after submitting, then after each batch; the first batch
         # also carries the pass's one lookup of due accounts and the claim and read of the
-        # account's due takes (once per account, not per batch).
+        # account's due takes (once per account, not per batch); after the last beat come the
+        # one write letting go of every take Flow is still rendering and the credits.
         segments = [b - a for a, b in zip([0, *marks], marks, strict=False)]
         fixed, per_batch = segments[:2], segments[2 : 2 + batches]
+        tail = sum(segments[2 + batches :])
         lookup = per_batch[0] - per_batch[-1] if len(per_batch) > 1 else 0
         steady = per_batch[1:] or per_batch
         print(
             f"  SQL statements: {len(queries.captured_queries)} in all = {sum(fixed)} before "
             f"polling + {lookup} lookup and claim + {per_batch[-1]} per batch × {batches} "
-            f"(per batch: {sorted(set(steady))}) -> "
+            f"(per batch: {sorted(set(steady))}; a batch writes only takes whose state "
+            f"changed) + {tail} after the last batch -> "
             + verdicts.guarantee("constant SQL per batch", len(set(steady)) == 1)
         )
 

@@ -273,7 +273,7 @@ def _write_claimed(token: UUID, changes: dict[int, dict[str, Any]], statuses: It
     The statement is written here, parameterised, rather than through ``QuerySet.update()``
     with ``Case``/``When``: building and compiling those expressions cost about 0.5 ms of
     Python per batch, more than SQLite takes to run the statement, and it is the one
-    statement every batch of a polling pass makes (benchmarks/upstream_poll.py). Values go
+    statement a polling batch with news makes (benchmarks/upstream_poll.py). Values go
     through each field's own ``get_db_prep_save``, so SQLite and PostgreSQL get exactly what
     the ORM would send.
     """
@@ -504,11 +504,13 @@ class Pass:
         pass ran out of time.
 
         The account's due takes are claimed together, with ONE update and ONE select, so a
-        batch costs only its status call and one write of its results: claiming and reading
-        each batch on its own was most of a pass's database time against a fast upstream
-        (benchmarks/upstream_poll.py). Takes waiting for a later batch hold the claim under a
-        lease renewed as the pass goes (a dead worker's takes are free again after one lease,
-        as before); whatever the pass does not get to is let go at once.
+        batch costs only its status call and, when some take's state changed, one write of
+        those results: claiming and reading each batch on its own was most of a pass's
+        database time against a fast upstream (benchmarks/upstream_poll.py). Takes waiting for
+        a later batch, and checked takes Flow is still rendering, hold the claim under a lease
+        renewed as the pass goes (a dead worker's takes are free again after one lease, as
+        before); the latter are let go together at the end (``settle``), whatever the pass
+        does not get to at once.
         """
         now = self.now
         token = uuid4()
@@ -524,33 +526,57 @@ class Pass:
         takes = PollTake.claimed(token, stuck_before=now - stuck_after())
         size = int(getattr(settings, "FLOW_STATUS_BATCH_SIZE", 50))
         renewed = started
-        for index, batch in enumerate(_chunks(takes, size)):
-            if index:
-                if self.time_left() < 2 * _call_deadline():
-                    self.let_go(token)
-                    return False
-                if account.problem or (
-                    account.cool_down_until is not None and account.cool_down_until > now
-                ):
-                    # A batch before this one found the account throttled or broken.
-                    self.let_go(token)
-                    return True
-                if time.monotonic() - renewed > lease.total_seconds() / 2:
-                    # Half the lease is gone (slow answers, downloads): the takes still to
-                    # check get a full one again, so another worker does not take them over.
-                    renewed = time.monotonic()
-                    Generation.objects.filter(claim=token, status__in=[S.PENDING, S.ACTIVE]).update(
-                        lease_until=now + timedelta(seconds=renewed - started) + lease
-                    )
-            poll = PollBatch(self, account, token, batch)
-            try:
-                poll.run()
-            except Exception:
-                # A bug or a database error in one batch must not end the pass.
-                log.exception("checking takes %s failed unexpectedly", poll.pks)
-                poll.release()
-            self.beat()
+        # Takes Flow is still rendering, as they were: settled together once the account's
+        # batches are done (see settle).
+        unchanged: list[int] = []
+        try:
+            for index, batch in enumerate(_chunks(takes, size)):
+                if index:
+                    if self.time_left() < 2 * _call_deadline():
+                        self.settle(token, unchanged)
+                        self.let_go(token)
+                        return False
+                    if account.problem or (
+                        account.cool_down_until is not None and account.cool_down_until > now
+                    ):
+                        # A batch before this one found the account throttled or broken.
+                        self.settle(token, unchanged)
+                        self.let_go(token)
+                        return True
+                    if time.monotonic() - renewed > lease.total_seconds() / 2:
+                        # Half the lease is gone (slow answers, downloads): the takes still
+                        # held get a full one again, so another worker does not take them.
+                        renewed = time.monotonic()
+                        Generation.objects.filter(
+                            claim=token, status__in=[S.PENDING, S.ACTIVE]
+                        ).update(lease_until=now + timedelta(seconds=renewed - started) + lease)
+                poll = PollBatch(self, account, token, batch, unchanged)
+                try:
+                    poll.run()
+                except Exception:
+                    # A bug or a database error in one batch must not end the pass.
+                    log.exception("checking takes %s failed unexpectedly", poll.pks)
+                    poll.release()
+                self.beat()
+        finally:
+            self.settle(token, unchanged)
         return True
+
+    def settle(self, token: UUID, unchanged: list[int]) -> None:
+        """Let go of the checked takes Flow is still rendering as they were, in ONE update.
+
+        Such a take needs only its next check set and its claim cleared, which nobody sees, so
+        the batches leave it to this one write per account and pass instead of one each: on
+        SQLite the per-batch writes were the largest part of a pass's database time
+        (benchmarks/upstream_poll.py). Until then the take keeps the pass's claim and lease
+        like the takes still to check; if the worker dies first, it is free again once the
+        lease lapses and, its next check never written, is checked at once.
+        """
+        if unchanged:
+            next_check = self.now + timedelta(seconds=poll_interval())
+            change = {"next_check_at": next_check, "claim": None, "lease_until": None}
+            _write_claimed(token, dict.fromkeys(unchanged, change), [S.PENDING, S.ACTIVE])
+            unchanged.clear()
 
     def let_go(self, token: UUID) -> None:
         """Free the claimed takes no batch got to; the next pass checks them first."""
@@ -981,11 +1007,19 @@ class PollBatch:
     """Check up to FLOW_STATUS_BATCH_SIZE takes of one account with one status call.
 
     The takes are already claimed with ``token`` (see ``Pass.poll_account``), so the database
-    work is the same whatever the batch size: one CASE update with every result, and (only
-    for finished clips) the downloads.
+    work is the same whatever the batch size: one CASE update with every changed result
+    (none when Flow is still rendering them all, as they were: the pass settles those), and
+    (only for finished clips) the downloads.
     """
 
-    def __init__(self, run: Pass, account: FlowAccount, token: UUID, takes: list[PollTake]) -> None:
+    def __init__(
+        self,
+        run: Pass,
+        account: FlowAccount,
+        token: UUID,
+        takes: list[PollTake],
+        unchanged: list[int] | None = None,
+    ) -> None:
         self.run_ = run
         self.now = run.now
         self.counts = run.counts
@@ -993,6 +1027,9 @@ class PollBatch:
         self.token = token
         self.takes = takes
         self.pks = [take.pk for take in takes]
+        # Where the takes Flow is still rendering, as they were, go to be settled by the pass
+        # in one write (Pass.settle); without it they are written with the batch.
+        self.unchanged = unchanged
 
     def run(self) -> None:
         takes = self.takes
@@ -1058,6 +1095,14 @@ class PollBatch:
                 status = take.status
                 if clip is not None:
                     status = S.ACTIVE if clip.state == ClipState.ACTIVE else S.PENDING
+                if (
+                    self.unchanged is not None
+                    and status == take.status
+                    and not take.reason
+                    and not take.check_errors
+                ):
+                    self.unchanged.append(take.pk)
+                    continue
                 change: dict[str, Any] = {
                     "next_check_at": next_check,
                     "claim": None,

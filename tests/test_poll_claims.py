@@ -2,7 +2,8 @@
 
 These are the safety properties of that claim for the takes still waiting for their batch:
 whoever holds them (another worker, a cancel) wins, their lease is renewed while the pass is
-slow, and the takes a pass does not get to are let go at once. Real emulator over loopback.
+slow, and the takes a pass does not get to are let go at once. Takes Flow is still rendering
+are let go together after the last batch, in one write. Real emulator over loopback.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ from collections.abc import Callable
 from datetime import timedelta
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from generations import pipeline
@@ -125,3 +128,35 @@ def test_the_takes_still_waiting_for_their_batch_get_their_lease_renewed_in_a_sl
     assert renewed >= first_lease + timedelta(seconds=0.15)
     third = Generation.objects.get(pk=three_takes[2].pk)
     assert (third.claim, third.lease_until) == (None, None), "written by this pass all the same"
+
+
+def test_a_checked_take_flow_still_renders_keeps_the_claim_until_the_pass_settles_it_once(
+    three_takes,
+):
+    first, second, third = three_takes
+    seen: dict[str, object] = {}
+    time.sleep(0.3)  # past the emulator's 0.2 s of "pending": Flow says active, as the rows do
+
+    def beat(run: pipeline.Pass, n: int) -> None:
+        if n == AFTER_FIRST_BATCH + 1:
+            held = Generation.objects.get(pk=first.pk)
+            # Checked, but held like the takes still to check: if the worker died now, the
+            # take would be free once the lease lapsed, and due at once (next check unwritten).
+            seen["first"] = (held.claim is not None, held.lease_until, held.next_check_at)
+
+    with CaptureQueriesContext(connection) as captured:
+        run = _pass(beat)
+
+    claimed, lease_until, next_check_at = seen["first"]
+    assert claimed and lease_until > run.now and next_check_at < run.now
+    settles = [
+        q["sql"]
+        for q in captured.captured_queries
+        if q["sql"].startswith('UPDATE "generations_generation" SET "claim" = ')
+        and '"next_check_at" = ' in q["sql"]
+    ]
+    assert len(settles) == 1, "one write for all three, after the last batch"
+    for take in three_takes:
+        take.refresh_from_db()
+        assert (take.claim, take.lease_until) == (None, None)
+        assert take.next_check_at == run.now + timedelta(seconds=pipeline.poll_interval())
