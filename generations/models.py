@@ -345,7 +345,12 @@ class Scene(models.Model):
         ordering = ["project", "position", "id"]
 
     def __str__(self) -> str:
-        return self.title or f"Scene {self.position + 1}"
+        return self.name_for(self.title, self.position)
+
+    @staticmethod
+    def name_for(title: str, position: int) -> str:
+        """What a scene is called: its title, or its place on the storyboard."""
+        return title or f"Scene {position + 1}"
 
     def generation_problem(self) -> str:
         """Why this scene cannot be generated as it stands, in words, or "" when it can."""

@@ -132,6 +132,26 @@ def test_download_asks_the_browser_to_save_under_a_readable_name(clip, alice):
     assert body(response) == VIDEO
 
 
+def test_a_clip_of_an_untitled_scene_downloads_under_its_place_on_the_storyboard(clip, alice):
+    clip.scene.title = ""
+    clip.scene.save(update_fields=["title"])
+    clip.project.name = "Poséidon"
+    clip.project.save(update_fields=["name"])
+
+    response = client_for(alice).get(video_url(clip, download=True))
+
+    position = clip.scene.position + 1
+    assert response["Content-Disposition"] == (
+        f'attachment; filename="poseidon-scene-{position}-take-{clip.take}.mp4"'
+    )
+
+
+def test_an_admin_reads_a_poster_of_a_project_they_are_not_on(clip, admin_client):
+    response = admin_client.get(reverse("media-take-poster", args=[clip.uuid]))
+
+    assert response.status_code == 200
+
+
 def test_behind_nginx_the_view_only_checks_access_and_hands_over(clip, alice, settings):
     settings.FLOWSITE_X_ACCEL_REDIRECT = "/protected/"
 

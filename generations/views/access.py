@@ -167,20 +167,50 @@ def _get_scene_for_user(
 
 
 def _get_generation_for_user(
-    request: HttpRequest,
-    uuid: UUID,
-    role: str | None = None,
-    *,
-    related: tuple[str, ...] = ("project__account", "scene"),
-    superuser_reads: bool = False,
+    request: HttpRequest, uuid: UUID, role: str | None = None
 ) -> tuple[Generation, Membership]:
-    """The take and the requester's membership. ``related`` lets a view that never touches
-    the Flow account (the media views) skip loading it and decrypting its secrets."""
-    queryset = Generation.objects.select_related(*related)
-    generation, member_role = _get_with_role(
-        request, queryset, "project", role, superuser_reads=superuser_reads, uuid=uuid
-    )
+    """The take and the requester's membership (the media views use
+    ``_get_take_media_for_user``)."""
+    queryset = Generation.objects.select_related("project__account", "scene")
+    generation, member_role = _get_with_role(request, queryset, "project", role, uuid=uuid)
     return generation, _membership(request, generation.project, member_role)
+
+
+def _get_take_media_for_user(request: HttpRequest, uuid: UUID) -> Generation:
+    """A take for the media views, with what its download is named after (``scene_name``,
+    ``project_name``); 404 unless the requester is a member. Superusers read any project's
+    media, so that the admin's lists show posters.
+
+    One raw statement instead of the ORM's join with a role subquery (about 0.4 ms of Python):
+    a gallery's first view asks for a poster per clip, 48 of them a page
+    (benchmarks/media.py). It reads what any take lookup reads, and the columns still go
+    through the model's fields.
+    """
+    alias = router.db_for_read(Generation)
+    uuid_value = Generation._meta.get_field("uuid").get_db_prep_value(uuid, connections[alias])
+    found = list(Generation.objects.raw(_take_media_sql(alias), [request.user.pk, uuid_value]))
+    if not found:
+        raise Http404
+    take = found[0]
+    if take.member_role is None and not request.user.is_superuser:
+        raise Http404
+    take.scene_name = Scene.name_for(take.scene_title, take.scene_position)
+    return take
+
+
+@lru_cache
+def _take_media_sql(alias: str) -> str:
+    quote = connections[alias].ops.quote_name
+    return (
+        f"SELECT g.*, m.role AS member_role, s.title AS scene_title, "
+        f"s.position AS scene_position, p.name AS project_name "
+        f"FROM {quote(Generation._meta.db_table)} g "
+        f"INNER JOIN {quote(Scene._meta.db_table)} s ON s.id = g.scene_id "
+        f"INNER JOIN {quote(Project._meta.db_table)} p ON p.id = g.project_id "
+        f"LEFT JOIN {quote(Membership._meta.db_table)} m "
+        f"ON m.project_id = g.project_id AND m.user_id = %s "
+        f"WHERE g.uuid = %s"
+    )
 
 
 def _get_image_for_user(

@@ -32,12 +32,9 @@ from django.utils.text import slugify
 from django.views.decorators.http import require_safe
 
 from .. import storage
-from .access import _get_generation_for_user, _get_image_for_user
+from .access import _get_image_for_user, _get_take_media_for_user
 
 CHUNK_SIZE = 64 * 1024
-# What a media answer reads besides the take: names for the download, never the Flow account
-# (loading it decrypts its secrets, a sizeable share of a poster request).
-MEDIA_RELATED = ("project", "scene")
 _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
 
 
@@ -48,9 +45,7 @@ class _Unsatisfiable(Exception):
 @require_safe
 @login_required
 def take_video(request: HttpRequest, uuid: UUID) -> HttpResponseBase:
-    generation, _ = _get_generation_for_user(
-        request, uuid, related=MEDIA_RELATED, superuser_reads=True
-    )
+    generation = _get_take_media_for_user(request, uuid)
     if not generation.is_ready or not generation.video:
         raise Http404("This clip is not ready.")
     name = f"{_download_stem(generation)}.mp4"
@@ -62,9 +57,7 @@ def take_video(request: HttpRequest, uuid: UUID) -> HttpResponseBase:
 @require_safe
 @login_required
 def take_poster(request: HttpRequest, uuid: UUID) -> HttpResponseBase:
-    generation, _ = _get_generation_for_user(
-        request, uuid, related=MEDIA_RELATED, superuser_reads=True
-    )
+    generation = _get_take_media_for_user(request, uuid)
     if not generation.poster:
         raise Http404("This clip has no poster.")
     content_type = mimetypes.guess_type(generation.poster.name)[0] or "image/jpeg"
@@ -88,8 +81,8 @@ def image_file(request: HttpRequest, uuid: UUID) -> HttpResponseBase:
 
 
 def _download_stem(generation) -> str:
-    scene = slugify(str(generation.scene)) or "scene"
-    project = slugify(generation.project.name) or "project"
+    scene = slugify(generation.scene_name) or "scene"
+    project = slugify(generation.project_name) or "project"
     return f"{project}-{scene}-take-{generation.take}"
 
 
