@@ -139,9 +139,16 @@ def _project_with_role(user_id: int, uuid: UUID) -> Project:
     cached gallery page costs (benchmarks/gallery.py); a raw query still converts every column
     the way the ORM does.
     """
-    alias = router.db_for_read(Project)
-    uuid_value = Project._meta.get_field("uuid").get_db_prep_value(uuid, connections[alias])
-    found = list(Project.objects.raw(_project_with_role_sql(alias), [uuid_value, user_id]))
+    return _raw_one(Project, _project_with_role_sql, user_id, uuid)
+
+
+def _raw_one[M: Model](model: type[M], sql: Callable[[str], str], *params: Any) -> M:
+    """The row ``sql`` (built for the database alias) finds, as a model instance; 404 when
+    none. The last parameter is the object's uuid, prepared as the uuid field prepares it."""
+    alias = router.db_for_read(model)
+    *others, uuid = params
+    uuid_value = model._meta.get_field("uuid").get_db_prep_value(uuid, connections[alias])
+    found = list(model.objects.raw(sql(alias), [*others, uuid_value]))
     if not found:
         raise Http404
     return found[0]
@@ -154,7 +161,7 @@ def _project_with_role_sql(alias: str) -> str:
         f"SELECT p.*, m.role AS member_role "
         f"FROM {quote(Project._meta.db_table)} p "
         f"INNER JOIN {quote(Membership._meta.db_table)} m ON m.project_id = p.id "
-        f"WHERE p.uuid = %s AND m.user_id = %s"
+        f"WHERE m.user_id = %s AND p.uuid = %s"
     )
 
 
@@ -186,12 +193,7 @@ def _get_take_media_for_user(request: HttpRequest, uuid: UUID) -> Generation:
     (benchmarks/media.py). It reads what any take lookup reads, and the columns still go
     through the model's fields.
     """
-    alias = router.db_for_read(Generation)
-    uuid_value = Generation._meta.get_field("uuid").get_db_prep_value(uuid, connections[alias])
-    found = list(Generation.objects.raw(_take_media_sql(alias), [request.user.pk, uuid_value]))
-    if not found:
-        raise Http404
-    take = found[0]
+    take = _raw_one(Generation, _take_media_sql, request.user.pk, uuid)
     if take.member_role is None and not request.user.is_superuser:
         raise Http404
     take.scene_name = Scene.name_for(take.scene_title, take.scene_position)
