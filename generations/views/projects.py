@@ -167,7 +167,7 @@ def project_poll(request: HtmxHttpRequest, uuid: UUID) -> HttpResponse:
     done. The worker takes up to its interval, the download, and about 0.1 s for the check and
     the writes, which leaves the page about 0.9 s. At 1 s the target would be missed (by up to
     ~0.1 s) when a clip finishes just after a worker check and the page had polled just before
-    it was stored; at 0.5 s it holds there too (0.78-0.80x measured over 20 takes,
+    it was stored; at 0.5 s it holds there too (0.78-0.87x measured over 20 takes,
     benchmarks/freshness.py), for idle polls the load test shows are cheap.
     A server-hinted cadence (each answer saying when the worker next checks the earliest take,
     the page polling fast only around then) would need fewer polls, at the price of a
