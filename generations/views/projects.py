@@ -9,7 +9,7 @@ from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.db import transaction
-from django.db.models import Count, Max, Prefetch, Q
+from django.db.models import Count, Exists, Max, OuterRef, Prefetch, Q, Subquery
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
@@ -135,6 +135,7 @@ def project_detail(request: HtmxHttpRequest, uuid: UUID) -> HttpResponse:
         since=page_token(_newest([_newest_change(scenes), project.scenes_changed]), answered_at),
         live=_anything_in_flight(scenes),
         scenes=scenes,
+        has_scenes=bool(scenes),
         last_generation=last_generation,
     )
     return render(request, TEMPLATE, ctx)
@@ -190,7 +191,17 @@ def _project_poll_signed_in(
     state = _poll_state_for_user(request, uuid, since)
     if not state.changed and state.in_flight == page_live:
         return HttpResponse(status=204)
-    project, membership = _get_project_for_user(request, uuid)
+    # Generate all's view of the board rides along, read before the cards: every take up to
+    # the newest is committed, so it is on a card sent now or on one the page already shows,
+    # and Generate all may count it as seen.
+    project, membership = _get_project_for_user(
+        request,
+        uuid,
+        has_scenes=Exists(Scene.objects.filter(project=OuterRef("project"))),
+        newest_take=Subquery(
+            Generation.objects.filter(project=OuterRef("project")).order_by("-pk").values("pk")[:1]
+        ),
+    )
     live = state.in_flight
     newest = since
     if not state.changed:
@@ -200,6 +211,14 @@ def _project_poll_signed_in(
         # the token, once, with a poller in the other mode (a page whose last take finished
         # polls slowly from now on).
         since = since - timedelta(seconds=max(10, 3 * settings.FLOWSITE_PAGE_POLL_SECONDS))
+
+    generate_all = {}
+    if membership.can_edit:
+        generate_all = {
+            "generate_all_oob": True,
+            "has_scenes": membership.has_scenes,
+            "last_generation": membership.newest_take or 0,
+        }
 
     # A page without a token gets every card anyway; it needs the whole list only when the list
     # itself changed after what the page has seen.
@@ -229,7 +248,12 @@ def _project_poll_signed_in(
         else {"changed_scenes": sent_scenes, "card_oob": True}
     )
     ctx = card_context(
-        project, membership, since=page_token(newest, answered_at), live=live, **extra
+        project,
+        membership,
+        since=page_token(newest, answered_at),
+        live=live,
+        **extra,
+        **generate_all,
     )
     return render(request, f"{TEMPLATE}#poll-response", ctx)
 

@@ -7,6 +7,7 @@ does not wait on the 10 s default; what is checked is the switch between them.
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 
 import pytest
@@ -80,6 +81,12 @@ def test_alice_sees_bobs_new_scene_and_takes_on_her_idle_page_without_reloading(
     expect(poller).to_have_attribute("hx-trigger", "every 1000ms")
     assert page.evaluate("window.__sameDocument") == "never reloaded"
     page.screenshot(path=screenshots / "storyboard-idle-teammate.png", full_page=True)
+
+    # Bob's take reached alice's page, so her Generate all counts it as seen and goes ahead.
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.get_by_role("button", name="Generate all").click()
+    expect(page.get_by_text(re.compile(r"Queued \d+ takes? for \d+ scenes?\."))).to_be_visible()
+    expect(page.get_by_text("New takes appeared")).to_have_count(0)
 
 
 @pytest.fixture

@@ -1,0 +1,107 @@
+"""Generate all on an open storyboard counts the takes the page shows, as the poll brings them.
+
+The form carries the newest take the page shows, so that one click never pays twice and never
+spends on takes the person has not seen; the poll keeps that number current as a teammate's
+takes arrive on the page.
+"""
+
+import re
+
+import pytest
+from django.urls import reverse
+
+from generations import tasks
+from generations.models import Generation
+from tests.views_support import add_scene_as, client_for, make_image, make_scene
+
+
+@pytest.fixture
+def queued(monkeypatch) -> list[list[int]]:
+    """Record what would be queued for the worker instead of queueing it."""
+    calls: list[list[int]] = []
+    monkeypatch.setattr(tasks, "queue_submission", lambda ids: calls.append(list(ids)))
+    return calls
+
+
+@pytest.fixture
+def lighthouse(project, alice):
+    return make_scene(project, make_image(project, alice), title="Lighthouse", takes=1)
+
+
+def poller_url(html: str) -> str:
+    return re.search(r'id="poller"[^>]* hx-get="([^"]+)"', html).group(1).replace("&amp;", "&")
+
+
+def generate_all_seen(html: str) -> str | None:
+    """The newest take the Generate all form on this page (or poll answer) says it shows."""
+    match = re.search(r'name="last_generation" value="(\d+)"', html)
+    return match.group(1) if match else None
+
+
+def generate_all(client, project, seen: str):
+    url = reverse("project-generate-all", args=[project.uuid])
+    return client.post(url, {"last_generation": seen}, follow=True)
+
+
+def test_alice_can_generate_all_once_bobs_new_takes_reach_her_open_page(
+    project, alice, bob, lighthouse, queued, django_capture_on_commit_callbacks
+):
+    alices = client_for(alice)
+    page = alices.get(reverse("project-detail", args=[project.uuid])).text
+    assert generate_all_seen(page) == "0"
+    with django_capture_on_commit_callbacks(execute=True):
+        bobs_takes = lighthouse.generate(bob)
+
+    answer = alices.get(poller_url(page), headers={"HX-Request": "true"}).text
+
+    assert 'id="generate-all" class="generate-all" hx-swap-oob="true"' in answer
+    assert generate_all_seen(answer) == str(bobs_takes[-1].pk)
+    with django_capture_on_commit_callbacks(execute=True):
+        response = generate_all(alices, project, generate_all_seen(answer))
+    assert "Queued 1 take for 1 scene." in response.text
+    assert Generation.objects.count() == 2
+
+
+def test_a_take_bob_adds_after_alices_last_poll_still_stops_her_generate_all(
+    project, alice, bob, lighthouse, queued, django_capture_on_commit_callbacks
+):
+    alices = client_for(alice)
+    page = alices.get(reverse("project-detail", args=[project.uuid])).text
+    with django_capture_on_commit_callbacks(execute=True):
+        lighthouse.generate(bob)
+    answer = alices.get(poller_url(page), headers={"HX-Request": "true"}).text
+    with django_capture_on_commit_callbacks(execute=True):
+        lighthouse.generate(bob)  # after alice's page last heard from Flowsite
+
+    response = generate_all(alices, project, generate_all_seen(answer))
+
+    assert "New takes appeared since this page was loaded" in response.text
+    assert Generation.objects.count() == 2
+
+
+def test_alices_empty_storyboard_gets_generate_all_when_bob_adds_the_first_scene(
+    project, alice, bob
+):
+    alices = client_for(alice)
+    page = alices.get(reverse("project-detail", args=[project.uuid])).text
+    assert generate_all_seen(page) is None, "nothing to generate yet"
+
+    add_scene_as(bob, project, "Harbour")
+    answer = alices.get(poller_url(page), headers={"HX-Request": "true"}).text
+
+    assert ">Generate all</button>" in answer
+    assert generate_all_seen(answer) == "0"
+
+
+def test_carol_a_viewer_gets_no_generate_all_from_the_poll(
+    project, alice, bob, carol, lighthouse, queued, django_capture_on_commit_callbacks
+):
+    carols = client_for(carol)
+    page = carols.get(reverse("project-detail", args=[project.uuid])).text
+    with django_capture_on_commit_callbacks(execute=True):
+        lighthouse.generate(bob)
+
+    answer = carols.get(poller_url(page), headers={"HX-Request": "true"}).text
+
+    assert "Generate all" not in answer
+    assert 'id="generate-all"' not in answer
