@@ -533,15 +533,13 @@ class Pass:
             for index, batch in enumerate(_chunks(takes, size)):
                 if index:
                     if self.time_left() < 2 * _call_deadline():
-                        self.settle(token, unchanged)
-                        self.let_go(token)
+                        self.let_go(token, unchanged)
                         return False
                     if account.problem or (
                         account.cool_down_until is not None and account.cool_down_until > now
                     ):
                         # A batch before this one found the account throttled or broken.
-                        self.settle(token, unchanged)
-                        self.let_go(token)
+                        self.let_go(token, unchanged)
                         return True
                     if time.monotonic() - renewed > lease.total_seconds() / 2:
                         # Half the lease is gone (slow answers, downloads): the takes still
@@ -578,8 +576,10 @@ class Pass:
             _write_claimed(token, dict.fromkeys(unchanged, change), [S.PENDING, S.ACTIVE])
             unchanged.clear()
 
-    def let_go(self, token: UUID) -> None:
-        """Free the claimed takes no batch got to; the next pass checks them first."""
+    def let_go(self, token: UUID, unchanged: list[int]) -> None:
+        """Free the claimed takes no batch got to; the next pass checks them first. The takes
+        already checked are settled first, so they are not checked again at once."""
+        self.settle(token, unchanged)
         Generation.objects.filter(claim=token, status__in=[S.PENDING, S.ACTIVE]).update(
             claim=None, lease_until=None
         )
@@ -1018,7 +1018,7 @@ class PollBatch:
         account: FlowAccount,
         token: UUID,
         takes: list[PollTake],
-        unchanged: list[int] | None = None,
+        unchanged: list[int],
     ) -> None:
         self.run_ = run
         self.now = run.now
@@ -1028,7 +1028,7 @@ class PollBatch:
         self.takes = takes
         self.pks = [take.pk for take in takes]
         # Where the takes Flow is still rendering, as they were, go to be settled by the pass
-        # in one write (Pass.settle); without it they are written with the batch.
+        # in one write (Pass.settle).
         self.unchanged = unchanged
 
     def run(self) -> None:
@@ -1095,12 +1095,7 @@ class PollBatch:
                 status = take.status
                 if clip is not None:
                     status = S.ACTIVE if clip.state == ClipState.ACTIVE else S.PENDING
-                if (
-                    self.unchanged is not None
-                    and status == take.status
-                    and not take.reason
-                    and not take.check_errors
-                ):
+                if status == take.status and not take.reason and not take.check_errors:
                     self.unchanged.append(take.pk)
                     continue
                 change: dict[str, Any] = {
