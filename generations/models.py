@@ -159,8 +159,8 @@ class Project(models.Model):
     # re-send its whole storyboard). Open storyboards compare it with their poll token.
     scenes_changed = models.DateTimeField(null=True, blank=True, editable=False)
     # Goes up by one with every change to what any page of the gallery shows; rendered gallery
-    # pages are cached under it (generations/views/gallery.py). Only ever written by
-    # ProjectManager.bump_gallery's relative update, never by save().
+    # pages are cached under it (generations/views/gallery.py). Only ever written by relative
+    # updates (ProjectManager.bump_gallery, mark_scenes_changed), never by save() (STAMPS).
     gallery_version = models.PositiveIntegerField(default=0, editable=False)
 
     objects = ProjectManager()
