@@ -150,7 +150,7 @@ def test_a_csv_with_one_bad_row_changes_nothing_and_names_the_row(alice, account
 
     message = str(refused.value)
     assert "nothing was changed" in message
-    assert message.splitlines()[1:] == ["row 4: takes must be a whole number from 1 to 4"]
+    assert message.splitlines()[1:] == ["row 4: Takes must be a whole number from 1 to 4."]
     assert not Project.objects.filter(name="Launch").exists()
     assert not Scene.objects.exists() and not ImageAsset.objects.exists()
     assert media_files(settings) == []
@@ -184,24 +184,29 @@ def test_every_bad_row_is_reported_with_its_row_number(alice, account, shots, tm
         run("import", str(path), "--project", "Launch", "--user", "alice")
 
     lines = str(refused.value).splitlines()[1:]
-    max_seed = 2**31 - 1
+    seed_rule = "The seed must be a whole number from 0 to 2147483647, or blank."
     assert lines == [
-        "row 3: the image file missing.png does not exist",
+        "row 3: The image file missing.png does not exist.",
         "row 4: notes.jpg: That file is not a JPEG, PNG or WebP image.",
-        "row 5: the prompt is empty",
-        "row 6: the aspect must be landscape or portrait, not 'square'",
-        "row 7: unknown model 'veo_9'",
-        "row 8: the model veo_3_1_i2v_s_fast_ultra needs a higher Flow tier than account "
-        "Studio has (Pro (tier one))",
-        "row 9: the model veo_3_1_i2v_s_fast makes landscape clips, not portrait",
-        f"row 10: the seed must be a whole number from 0 to {max_seed}",
-        f"row 11: the seed must be a whole number from 0 to {max_seed}",
-        f"row 12: the seed must be a whole number from 0 to {max_seed}",
-        "row 13: takes must be a whole number from 1 to 4",
-        "row 14: anim.gif: That file is not a JPEG, PNG or WebP image.; "
-        "takes must be a whole number from 1 to 4",
-        "row 15: the image is empty",
-        "row 16: the aspect must be landscape or portrait, not 'wide'; unknown model 'veo_9'",
+        "row 5: Write a prompt: it tells Flow what happens in the clip.",
+        "row 6: The aspect must be landscape (16:9) or portrait (9:16), not “square”.",
+        "row 7: Unknown model “veo_9”; pick one of veo_3_1_i2v_s_fast, veo_3_1_i2v_s, "
+        "veo_3_1_i2v_lite, veo_3_1_i2v_lite_low_priority.",
+        "row 8: Veo 3.1 Fast (Ultra) (veo_3_1_i2v_s_fast_ultra) needs a higher Flow tier than "
+        "the account Studio has (Pro (tier one)); pick another model.",
+        "row 9: Veo 3.1 Fast (veo_3_1_i2v_s_fast) makes Landscape 16:9 clips, not Portrait 9:16; "
+        "pick a model of that aspect or change the aspect.",
+        f"row 10: {seed_rule}",
+        f"row 11: {seed_rule}",
+        f"row 12: {seed_rule}",
+        "row 13: Takes must be a whole number from 1 to 4.",
+        "row 14: anim.gif: That file is not a JPEG, PNG or WebP image. "
+        "Takes must be a whole number from 1 to 4.",
+        "row 15: The image cell is empty; name the start image file.",
+        "row 16: The aspect must be landscape (16:9) or portrait (9:16), not “wide”. "
+        "Unknown model “veo_9”; pick one of veo_3_1_i2v_s_fast, veo_3_1_i2v_s_fast_portrait, "
+        "veo_3_1_i2v_s, veo_3_1_i2v_s_portrait, veo_3_1_i2v_lite, "
+        "veo_3_1_i2v_lite_low_priority.",
     ]
     assert not Project.objects.exists()
     assert media_files(settings) == []
@@ -416,7 +421,8 @@ def test_generate_queues_nothing_when_any_scene_cannot_be_generated(board, bob):
 
     assert str(refused.value).splitlines() == [
         "Nothing was queued. Fix these scenes first:",
-        "scene 3: Veo 3.1 Fast (Ultra) needs a higher Flow tier than the account Studio has.",
+        "scene 3: Veo 3.1 Fast (Ultra) (veo_3_1_i2v_s_fast_ultra) needs a higher Flow tier than "
+        "the account Studio has (Pro (tier one)); pick another model.",
         "scene 4: Add a start image before generating.",
     ]
     assert not Generation.objects.exists()
