@@ -483,6 +483,43 @@ def test_status_of_an_empty_project(project):
     assert "has no scenes yet" in run("status", "--project", "Poseidon")
 
 
+def test_status_prints_names_stored_before_the_rule_as_escapes_not_as_terminal_commands(
+    board, account
+):
+    # Written straight to the database, as rows from before the rule (or an upstream) would be.
+    account.label = "Studio\x1b]0;owned\x07"
+    account.save(update_fields=["label"])
+    mallory = User.objects.create(username="mallory\x1b[2J")
+    board[0].title = "Intro\x1b[31m red \u202eevil"
+    board[0].save(update_fields=["title"])
+    board[1].prompt = "Bell\x07 and C1\x9b31m"
+    board[1].save(update_fields=["prompt"])
+    make_take(board[0], 1, Generation.Status.FAILED, requested_by=mallory, reason="No\x1b[5m")
+
+    output = run("status", "--project", "Poseidon")
+
+    assert [char for char in output if char != "\n" and not char.isprintable()] == []
+    assert "account Studio\\x1b]0;owned\\x07 ·" in output
+    assert "mallory\\x1b[2J" in output
+    assert "Intro\\x1b[31m red \\u202eevil" in output
+    assert "Bell\\x07 and C1\\x9b31m" in output
+    assert "No\\x1b[5m" in output
+
+
+def test_generate_prints_titles_and_refusals_as_escapes(board, bob, account):
+    account.label = "Studio\x1b[2J"
+    account.save(update_fields=["label"])
+    board[2].title = "Finale\x07"
+    board[2].model_key = "veo_3_1_i2v_s_fast_ultra"
+    board[2].save(update_fields=["title", "model_key"])
+
+    with pytest.raises(CommandError) as refused:
+        run("generate", "--project", "Poseidon", "--user", "bob")
+
+    assert "than the account Studio\\x1b[2J has" in str(refused.value)
+    assert "\x1b" not in str(refused.value)
+
+
 # --- export -------------------------------------------------------------------------------
 
 
