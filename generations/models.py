@@ -610,12 +610,10 @@ class Generation(models.Model):
             return "The project has no Flow account to spend; ask an admin to set one."
         if self.start_image_id is None:
             return "The start image of this take no longer exists; generate from the scene."
-        model = get_model(self.model_key)
-        if model is None:
+        if get_model(self.model_key) is None:
             return f"The model {self.model_key!r} is no longer offered; generate from the scene."
-        if not model.allowed_for(account.tier):
-            return f"{model.label} needs a higher Flow tier than the account {account} has."
-        return ""
+        # The tier rule, in the scene's words (the take keeps the aspect it was made with).
+        return rules.model_problem(self.model_key, None, account)
 
     def retry_as_new_take(self, user) -> Generation:
         """A new queued take of the same scene with this take's snapshot, queued on commit."""

@@ -139,7 +139,8 @@ def model_problem(key: str, aspect: str | None, account) -> str:
     name = f"{model.label} ({model.key})"
     if aspect and model.aspect != aspect:
         return (
-            f"{name} makes {ASPECT_LABELS[model.aspect]} clips, not {ASPECT_LABELS[aspect]}; "
+            f"{name} makes {ASPECT_LABELS[model.aspect]} clips, not "
+            f"{ASPECT_LABELS.get(aspect, aspect)}; "
             "pick a model of that aspect or change the aspect."
         )
     if not model.allowed_for(tier):
