@@ -32,9 +32,11 @@ def is_control(char: str) -> bool:
     return char in BIDI_CONTROLS or unicodedata.category(char) == "Cc"
 
 
-def control_character_problem(text: str, subject: str, allowed: frozenset[str] = frozenset()):
-    """A sentence starting with ``subject`` when ``text`` holds a control character not in
-    ``allowed``; "" when it holds none."""
+def control_character_problem(
+    text: str, subject: str, allowed: frozenset[str] = frozenset()
+) -> str:
+    """When ``text`` holds a control character not in ``allowed``, a sentence (without its
+    full stop, so a caller may add to it) starting with ``subject``; "" when it holds none."""
     for index, char in enumerate(text, start=1):
         if char not in allowed and is_control(char):
             return (
