@@ -8,20 +8,18 @@ from django.core.validators import MaxLengthValidator
 from django.db import transaction
 from django.utils import timezone
 
-from . import images
+from . import images, rules
 from .engines.base import Aspect
-from .engines.catalogue import IMAGE_TO_VIDEO, TIER_NOT_PAID, get_model, models_for
+from .engines.catalogue import IMAGE_TO_VIDEO, TIER_NOT_PAID, models_for
 from .models import FlowAccount, Membership, Project, Scene
-from .prompts import normalise_line_breaks, prompt_problem
 
-MAX_SEED = 2**31 - 1
-MIN_TAKES, MAX_TAKES = 1, 4
 IMAGE_TYPES = "image/jpeg,image/png,image/webp"
 
 
 class ProjectForm(forms.Form):
     name = forms.CharField(
         max_length=120,
+        validators=[rules.PROJECT_NAME],
         error_messages={"required": "Give the project a name."},
     )
     account = forms.ModelChoiceField(
@@ -96,36 +94,29 @@ class SceneForm(forms.ModelForm):
         help_text="JPEG, PNG or WebP. The clip starts from this picture.",
         widget=forms.ClearableFileInput(attrs={"accept": IMAGE_TYPES, "data-preview": "image"}),
     )
-    # A CharField with a select, not a ChoiceField: the choice check would only say "not one of
-    # the available choices", where clean() says what is wrong with the model.
+    # Plain text fields, not choice or number fields: the scene model judges every value
+    # (Scene.clean() and its validators), so this form, the admin and the CSV import refuse the
+    # same things in the same words; a form field's own check would say something else first.
+    aspect = forms.CharField(
+        widget=forms.Select(choices=Scene.AspectChoice.choices, attrs={"data-aspect": "scene"}),
+        error_messages={"required": rules.ASPECT_REQUIRED},
+    )
     model_key = forms.CharField(
         label="Model",
-        max_length=60,
         widget=forms.Select(attrs={"data-models": "scene"}),
-        error_messages={"required": "Pick the model that renders the clip."},
+        error_messages={"required": rules.MODEL_REQUIRED},
     )
-    seed = forms.IntegerField(
+    seed = forms.CharField(
         required=False,
-        min_value=0,
-        max_value=MAX_SEED,
+        empty_value=None,
+        widget=forms.NumberInput(attrs={"min": 0, "max": rules.MAX_SEED}),
         help_text="Leave blank for a fresh random seed on every take.",
-        error_messages={
-            "invalid": f"The seed must be a whole number from 0 to {MAX_SEED}, or blank.",
-            "min_value": f"The seed must be a whole number from 0 to {MAX_SEED}, or blank.",
-            "max_value": f"The seed must be a whole number from 0 to {MAX_SEED}, or blank.",
-        },
     )
-    takes = forms.IntegerField(
-        min_value=MIN_TAKES,
-        max_value=MAX_TAKES,
+    takes = forms.CharField(
         initial=1,
+        widget=forms.NumberInput(attrs={"min": rules.MIN_TAKES, "max": rules.MAX_TAKES}),
         help_text="How many clips one Generate asks for (each spends credits).",
-        error_messages={
-            "required": f"Choose how many takes to make, from {MIN_TAKES} to {MAX_TAKES}.",
-            "invalid": f"Choose how many takes to make, from {MIN_TAKES} to {MAX_TAKES}.",
-            "min_value": f"Choose how many takes to make, from {MIN_TAKES} to {MAX_TAKES}.",
-            "max_value": f"Choose how many takes to make, from {MIN_TAKES} to {MAX_TAKES}.",
-        },
+        error_messages={"required": rules.TAKES_RULE},
     )
 
     field_order = ["start_image_file", "title", "prompt", "aspect", "model_key", "seed", "takes"]
@@ -133,19 +124,15 @@ class SceneForm(forms.ModelForm):
     class Meta:
         model = Scene
         fields = ["title", "prompt", "aspect", "model_key", "seed", "takes"]
-        widgets = {
-            "prompt": forms.Textarea(attrs={"rows": 4}),
-            "aspect": forms.Select(attrs={"data-aspect": "scene"}),
-        }
-        error_messages = {
-            "prompt": {"required": "Write a prompt: it tells Flow what happens in the clip."},
-            "aspect": {"invalid_choice": "Choose landscape (16:9) or portrait (9:16)."},
-        }
+        widgets = {"prompt": forms.Textarea(attrs={"rows": 4})}
+        error_messages = {"prompt": {"required": rules.PROMPT_REQUIRED}}
 
     def __init__(self, project: Project, *args, **kwargs) -> None:
         self.project = project
         super().__init__(*args, **kwargs)
-        # The length is checked in clean_prompt, after CR LF line breaks count as one
+        # Scene.clean() judges the model against the project's account.
+        self.instance.project = project
+        # The model judges the length, after clean_prompt made each CR LF line break one
         # character, as the textarea's maxlength counted them.
         prompt = self.fields["prompt"]
         prompt.validators = [v for v in prompt.validators if not isinstance(v, MaxLengthValidator)]
@@ -160,7 +147,7 @@ class SceneForm(forms.ModelForm):
 
     def _model_choices(self) -> list[tuple[str, list[tuple[str, str]]]]:
         # Grouped by aspect so the list itself says which clips a model makes; the tier filter
-        # hides what the account cannot pay for, and clean() refuses it anyway.
+        # hides what the account cannot pay for, and the model refuses it anyway.
         groups = []
         for aspect, label in Scene.AspectChoice.choices:
             options = [
@@ -173,36 +160,10 @@ class SceneForm(forms.ModelForm):
         return groups
 
     def clean_prompt(self) -> str:
-        prompt = normalise_line_breaks(self.cleaned_data["prompt"]).strip()
-        if not prompt:
-            raise forms.ValidationError("Write a prompt: it tells Flow what happens in the clip.")
-        problem = prompt_problem(prompt)
-        if problem:
-            raise forms.ValidationError(f"The prompt {problem}.")
-        return prompt
+        return rules.normalise_line_breaks(self.cleaned_data["prompt"]).strip()
 
     def clean(self) -> dict:
         cleaned = super().clean()
-        key = cleaned.get("model_key")
-        aspect = cleaned.get("aspect")
-        if key:
-            model = get_model(key)
-            account = self.project.account
-            if model is None:
-                self.add_error("model_key", f"Unknown model “{key}”; pick one from the list.")
-            elif not model.allowed_for(self.tier):
-                who = f"the account {account}" if account else "a project without a Flow account"
-                self.add_error(
-                    "model_key",
-                    f"{model.label} needs a higher Flow tier than {who} has; pick another model.",
-                )
-            elif aspect and model.aspect != aspect:
-                self.add_error(
-                    "model_key",
-                    f"{model.label} ({key}) makes {Scene.AspectChoice(model.aspect).label} "
-                    f"clips, not {Scene.AspectChoice(aspect).label}; pick a model of that "
-                    "aspect or change the aspect.",
-                )
         if self.instance.start_image_id is None and not cleaned.get("start_image_file"):
             self.add_error("start_image_file", "Choose a start image (JPEG, PNG or WebP).")
         return cleaned

@@ -7,7 +7,10 @@ browser's content type, and what is stored is a fresh encoding of the pixels alo
 - the byte size is capped before anything is decoded (``FLOWSITE_MAX_IMAGE_BYTES``);
 - only Pillow's JPEG, PNG and WebP parsers are ever tried, so no other decoder sees the bytes;
 - the pixel count is capped from the header, before the pixels are decoded
-  (``FLOWSITE_MAX_IMAGE_PIXELS``), which refuses decompression bombs;
+  (``FLOWSITE_MAX_IMAGE_PIXELS``), which refuses decompression bombs; from the same header,
+  the bytes the decoder would produce (pixels × bytes per pixel) are capped at what an 8-bit
+  RGB picture at the pixel cap takes, so deep colour with alpha cannot cost several times what
+  a photo does, and the shape is bounded (no side more than ``MAX_SIDE_RATIO`` times the other);
 - EXIF orientation is applied to the pixels, then every piece of metadata (EXIF with GPS,
   XMP, comments, text chunks, ICC profile) is left behind; an embedded colour profile is first
   applied to the pixels, so the colours survive as plain sRGB;
@@ -24,6 +27,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import io
+import math
 import os
 import re
 import warnings
@@ -44,6 +48,12 @@ ALLOWED_FORMATS = ("JPEG", "PNG", "WEBP")
 JPEG_QUALITY = 92
 DEFAULT_MAX_BYTES = 20 * 1024 * 1024
 DEFAULT_MAX_PIXELS = 40_000_000
+# Flow frames a start image between 9:16 and 16:9 (the image aspects in engines/flow.py).
+# Panoramas up to 4:1 still show close to half of themselves in a 16:9 frame; past that, the
+# clip would start from a sliver of the picture, and a 40,000,000 × 1 "image" is no picture.
+MAX_SIDE_RATIO = 4
+# What an 8-bit RGB picture takes per pixel: the decode budget is the pixel cap at that depth.
+BUDGET_BYTES_PER_PIXEL = 3
 
 NOT_AN_IMAGE = "That file is not a JPEG, PNG or WebP image."
 DAMAGED = "That image file is damaged or incomplete; export it again and retry."
@@ -132,6 +142,11 @@ def clean_image_bytes(data: bytes) -> tuple[bytes, str, int, int]:
         # Checked from the header, before a single pixel is decoded.
         if width * height > max_pixels:
             raise ImageRejected(_too_many_pixels(width * height, max_pixels))
+        problem = _shape_problem(width, height) or _decode_budget_problem(
+            image, data, max_pixels * BUDGET_BYTES_PER_PIXEL
+        )
+        if problem:
+            raise ImageRejected(problem)
         try:
             image.load()
         except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
@@ -171,14 +186,46 @@ def _read_capped(file_obj: IO[bytes]) -> bytes:
     return data
 
 
+def _shape_problem(width: int, height: int) -> str:
+    long_side, short_side = max(width, height), min(width, height)
+    if long_side <= MAX_SIDE_RATIO * short_side:
+        return ""
+    shape = "wide as it is tall" if width > height else "tall as it is wide"
+    return (
+        f"The image is {_ratio(long_side / short_side)} times as {shape}; Flow frames a start "
+        f"image between 9:16 and 16:9, so crop it to at most {MAX_SIDE_RATIO} to 1."
+    )
+
+
+def _decode_budget_problem(image: Image.Image, data: bytes, budget: int) -> str:
+    """Refuse, from the header, a picture whose decoded bytes would pass ``budget``."""
+    bits = len(image.getbands()) * _bits_per_channel(image, data)
+    needed = image.width * image.height * bits // 8
+    if needed <= budget:
+        return ""
+    return (
+        f"The image is too heavy to decode: {_megapixels(image.width * image.height)} "
+        f"megapixels at {bits} bits per pixel need {_millions(needed)} MB, and Flowsite "
+        f"decodes at most {_millions(budget)} MB. Save it with 8 bits per channel or with "
+        "fewer pixels."
+    )
+
+
+def _bits_per_channel(image: Image.Image, data: bytes) -> int:
+    if image.format == "PNG":
+        # IHDR's bit depth, right after the signature, the chunk head, width and height; the
+        # decoder unpacks 1, 2 and 4-bit samples to a byte each.
+        return max(8, data[24])
+    return 8  # JPEG and WebP as Pillow reads them
+
+
 def _upright(image: Image.Image) -> Image.Image:
     """Turn the pixels the way the camera's EXIF orientation says the picture is seen."""
-    try:
-        upright = ImageOps.exif_transpose(image)
-    except (OSError, SyntaxError, ValueError, KeyError, TypeError):
-        # Unreadable EXIF: the pixels are fine, only the hint is lost.
-        return image
-    return upright if upright is not None else image
+    # Unreadable EXIF: the pixels are fine, only the hint is lost. In place, so a picture with
+    # no orientation is not copied for nothing.
+    with contextlib.suppress(OSError, SyntaxError, ValueError, KeyError, TypeError):
+        ImageOps.exif_transpose(image, in_place=True)
+    return image
 
 
 def _to_srgb(image: Image.Image) -> Image.Image:
@@ -204,9 +251,12 @@ def _to_srgb(image: Image.Image) -> Image.Image:
         image.mode == "P" and "transparency" in image.info
     )
     if has_alpha:
-        rgba = image.convert("RGBA")
-        background = Image.new("RGBA", rgba.size, _WHITE + (255,))
-        return Image.alpha_composite(background, rgba).convert("RGB")
+        rgba = image if image.mode == "RGBA" else image.convert("RGBA")
+        # Pasted through its alpha onto white: the same picture as compositing, with fewer
+        # full-size copies alive at once.
+        flat = Image.new("RGB", rgba.size, _WHITE)
+        flat.paste(rgba, mask=rgba.getchannel("A"))
+        return flat
     if image.mode != "RGB":
         return image.convert("RGB")
     return image
@@ -231,7 +281,17 @@ def _too_many_pixels(pixels: int | None, limit: int) -> str:
 
 
 def _megapixels(pixels: int) -> str:
-    return f"{pixels / 1_000_000:.1f}".removesuffix(".0")
+    return _millions(pixels)
+
+
+def _millions(count: int) -> str:
+    return f"{count / 1_000_000:.1f}".removesuffix(".0")
+
+
+def _ratio(value: float) -> str:
+    # Rounded up, so a shape just past the limit never reads as the limit itself.
+    value = math.ceil(value * 10) / 10
+    return f"{value:.1f}".removesuffix(".0") if value < 100 else f"{value:,.0f}"
 
 
 def _megabytes(size: int) -> str:

@@ -8,11 +8,12 @@ from datetime import timedelta
 from uuid import uuid4
 
 from django.conf import settings
-from django.core.validators import MaxValueValidator, MinValueValidator
+from django.core.exceptions import ValidationError
 from django.db import IntegrityError, models, transaction
 from django.db.models import F, Q, QuerySet
 from django.utils import timezone
 
+from . import rules
 from .crypto import EncryptedTextField
 from .engines.base import Aspect, Credentials, ImageData
 from .engines.catalogue import TIER_ONE, TIERS, get_model
@@ -30,7 +31,7 @@ class FlowAccount(models.Model):
     """
 
     uuid = models.UUIDField(default=uuid4, unique=True, editable=False)
-    label = models.CharField(max_length=100, unique=True)
+    label = models.CharField(max_length=100, unique=True, validators=[rules.ACCOUNT_LABEL])
     tier = models.CharField(max_length=40, choices=TIERS, default=TIER_ONE)
     # Secrets spend the team's credits: encrypted at rest (see generations/crypto.py).
     bearer_token = EncryptedTextField(blank=True)
@@ -144,7 +145,7 @@ class ProjectManager(models.Manager):
 
 class Project(models.Model):
     uuid = models.UUIDField(default=uuid4, unique=True, editable=False)
-    name = models.CharField(max_length=120)
+    name = models.CharField(max_length=120, validators=[rules.PROJECT_NAME])
     # Sent to Flow as the project the clips belong to.
     flow_project_id = models.UUIDField(default=uuid4, editable=False)
     account = models.ForeignKey(
@@ -319,24 +320,48 @@ class ImageUpload(models.Model):
 
 
 class Scene(models.Model):
+    """One shot of a storyboard. What it may hold is judged here (the field validators and
+    ``clean()``, worded in generations/rules.py), so the form, the admin and the CSV import
+    refuse the same things in the same words."""
+
     class AspectChoice(models.TextChoices):
-        LANDSCAPE = Aspect.LANDSCAPE, "Landscape 16:9"
-        PORTRAIT = Aspect.PORTRAIT, "Portrait 9:16"
+        LANDSCAPE = Aspect.LANDSCAPE, rules.ASPECT_LABELS[Aspect.LANDSCAPE]
+        PORTRAIT = Aspect.PORTRAIT, rules.ASPECT_LABELS[Aspect.PORTRAIT]
 
     uuid = models.UUIDField(default=uuid4, unique=True, editable=False)
     project = models.ForeignKey(Project, models.CASCADE, related_name="scenes")
     position = models.PositiveIntegerField(default=0)
-    title = models.CharField(max_length=120, blank=True)
-    prompt = models.TextField(max_length=2000)
+    title = models.CharField(max_length=120, blank=True, validators=[rules.SCENE_TITLE])
+    prompt = models.TextField(
+        max_length=rules.MAX_PROMPT_CHARACTERS,
+        validators=[rules.validate_prompt],
+        error_messages={"blank": rules.PROMPT_REQUIRED},
+    )
     start_image = models.ForeignKey(
         ImageAsset, models.PROTECT, null=True, blank=True, related_name="scenes"
     )
-    aspect = models.CharField(max_length=10, choices=AspectChoice, default=Aspect.LANDSCAPE)
-    model_key = models.CharField(max_length=60)
+    aspect = models.CharField(
+        max_length=10,
+        choices=AspectChoice,
+        default=Aspect.LANDSCAPE,
+        error_messages={"blank": rules.ASPECT_REQUIRED, "invalid_choice": rules.ASPECT_RULE},
+    )
+    model_key = models.CharField(max_length=60, error_messages={"blank": rules.MODEL_REQUIRED})
     # None: a fresh random seed for every take.
-    seed = models.PositiveIntegerField(null=True, blank=True)
+    seed = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        validators=rules.SEED_VALIDATORS,
+        error_messages={"invalid": rules.SEED_RULE},
+    )
     takes = models.PositiveSmallIntegerField(
-        default=1, validators=[MinValueValidator(1), MaxValueValidator(4)]
+        default=1,
+        validators=rules.TAKES_VALIDATORS,
+        error_messages={
+            "invalid": rules.TAKES_RULE,
+            "blank": rules.TAKES_RULE,
+            "null": rules.TAKES_RULE,
+        },
     )
     created = models.DateTimeField(default=timezone.now)
     updated = models.DateTimeField(default=timezone.now)
@@ -352,6 +377,16 @@ class Scene(models.Model):
         """What a scene is called: its title, or its place on the storyboard."""
         return title or f"Scene {position + 1}"
 
+    def clean(self) -> None:
+        """The model must make this scene's aspect on the project's account (its tier)."""
+        if not self.model_key:
+            return  # the field's own rule says so
+        aspect = self.aspect if self.aspect in self.AspectChoice.values else None
+        project = getattr(self, "project", None)  # a form may judge a scene before it has one
+        problem = rules.model_problem(self.model_key, aspect, project and project.account)
+        if problem:
+            raise ValidationError({"model_key": problem})
+
     def generation_problem(self) -> str:
         """Why this scene cannot be generated as it stands, in words, or "" when it can."""
         account = self.project.account
@@ -360,15 +395,8 @@ class Scene(models.Model):
         if self.start_image_id is None:
             return "Add a start image before generating."
         if not self.prompt.strip():
-            return "Write a prompt before generating."
-        model = get_model(self.model_key)
-        if model is None:
-            return f"Unknown model {self.model_key!r}; pick one from the list."
-        if model.aspect != self.aspect:
-            return f"{model.label} does not make {self.get_aspect_display()} clips."
-        if not model.allowed_for(account.tier):
-            return f"{model.label} needs a higher Flow tier than the account {account} has."
-        return ""
+            return rules.PROMPT_REQUIRED
+        return rules.model_problem(self.model_key, self.aspect, account)
 
     def generate(self, user) -> list[Generation]:
         """Create this scene's next takes and queue their submission once committed."""
@@ -582,12 +610,10 @@ class Generation(models.Model):
             return "The project has no Flow account to spend; ask an admin to set one."
         if self.start_image_id is None:
             return "The start image of this take no longer exists; generate from the scene."
-        model = get_model(self.model_key)
-        if model is None:
+        if get_model(self.model_key) is None:
             return f"The model {self.model_key!r} is no longer offered; generate from the scene."
-        if not model.allowed_for(account.tier):
-            return f"{model.label} needs a higher Flow tier than the account {account} has."
-        return ""
+        # The tier rule, in the scene's words (the take keeps the aspect it was made with).
+        return rules.model_problem(self.model_key, None, account)
 
     def retry_as_new_take(self, user) -> Generation:
         """A new queued take of the same scene with this take's snapshot, queued on commit."""

@@ -150,7 +150,7 @@ def test_a_csv_with_one_bad_row_changes_nothing_and_names_the_row(alice, account
 
     message = str(refused.value)
     assert "nothing was changed" in message
-    assert message.splitlines()[1:] == ["row 4: takes must be a whole number from 1 to 4"]
+    assert message.splitlines()[1:] == ["row 4: Takes must be a whole number from 1 to 4."]
     assert not Project.objects.filter(name="Launch").exists()
     assert not Scene.objects.exists() and not ImageAsset.objects.exists()
     assert media_files(settings) == []
@@ -184,24 +184,29 @@ def test_every_bad_row_is_reported_with_its_row_number(alice, account, shots, tm
         run("import", str(path), "--project", "Launch", "--user", "alice")
 
     lines = str(refused.value).splitlines()[1:]
-    max_seed = 2**31 - 1
+    seed_rule = "The seed must be a whole number from 0 to 2147483647, or blank."
     assert lines == [
-        "row 3: the image file missing.png does not exist",
+        "row 3: The image file missing.png does not exist.",
         "row 4: notes.jpg: That file is not a JPEG, PNG or WebP image.",
-        "row 5: the prompt is empty",
-        "row 6: the aspect must be landscape or portrait, not 'square'",
-        "row 7: unknown model 'veo_9'",
-        "row 8: the model veo_3_1_i2v_s_fast_ultra needs a higher Flow tier than account "
-        "Studio has (Pro (tier one))",
-        "row 9: the model veo_3_1_i2v_s_fast makes landscape clips, not portrait",
-        f"row 10: the seed must be a whole number from 0 to {max_seed}",
-        f"row 11: the seed must be a whole number from 0 to {max_seed}",
-        f"row 12: the seed must be a whole number from 0 to {max_seed}",
-        "row 13: takes must be a whole number from 1 to 4",
-        "row 14: anim.gif: That file is not a JPEG, PNG or WebP image.; "
-        "takes must be a whole number from 1 to 4",
-        "row 15: the image is empty",
-        "row 16: the aspect must be landscape or portrait, not 'wide'; unknown model 'veo_9'",
+        "row 5: Write a prompt: it tells Flow what happens in the clip.",
+        "row 6: The aspect must be landscape (16:9) or portrait (9:16), not “square”.",
+        "row 7: Unknown model “veo_9”; pick one of veo_3_1_i2v_s_fast, veo_3_1_i2v_s, "
+        "veo_3_1_i2v_lite, veo_3_1_i2v_lite_low_priority.",
+        "row 8: Veo 3.1 Fast (Ultra) (veo_3_1_i2v_s_fast_ultra) needs a higher Flow tier than "
+        "the account Studio has (Pro (tier one)); pick another model.",
+        "row 9: Veo 3.1 Fast (veo_3_1_i2v_s_fast) makes Landscape 16:9 clips, not Portrait 9:16; "
+        "pick a model of that aspect or change the aspect.",
+        f"row 10: {seed_rule}",
+        f"row 11: {seed_rule}",
+        f"row 12: {seed_rule}",
+        "row 13: Takes must be a whole number from 1 to 4.",
+        "row 14: anim.gif: That file is not a JPEG, PNG or WebP image. "
+        "Takes must be a whole number from 1 to 4.",
+        "row 15: The image cell is empty; name the start image file.",
+        "row 16: The aspect must be landscape (16:9) or portrait (9:16), not “wide”. "
+        "Unknown model “veo_9”; pick one of veo_3_1_i2v_s_fast, veo_3_1_i2v_s_fast_portrait, "
+        "veo_3_1_i2v_s, veo_3_1_i2v_s_portrait, veo_3_1_i2v_lite, "
+        "veo_3_1_i2v_lite_low_priority.",
     ]
     assert not Project.objects.exists()
     assert media_files(settings) == []
@@ -416,7 +421,8 @@ def test_generate_queues_nothing_when_any_scene_cannot_be_generated(board, bob):
 
     assert str(refused.value).splitlines() == [
         "Nothing was queued. Fix these scenes first:",
-        "scene 3: Veo 3.1 Fast (Ultra) needs a higher Flow tier than the account Studio has.",
+        "scene 3: Veo 3.1 Fast (Ultra) (veo_3_1_i2v_s_fast_ultra) needs a higher Flow tier than "
+        "the account Studio has (Pro (tier one)); pick another model.",
         "scene 4: Add a start image before generating.",
     ]
     assert not Generation.objects.exists()
@@ -475,6 +481,43 @@ def test_status_shows_each_scene_and_take(board, alice, bob):
 
 def test_status_of_an_empty_project(project):
     assert "has no scenes yet" in run("status", "--project", "Poseidon")
+
+
+def test_status_prints_names_stored_before_the_rule_as_escapes_not_as_terminal_commands(
+    board, account
+):
+    # Written straight to the database, as rows from before the rule (or an upstream) would be.
+    account.label = "Studio\x1b]0;owned\x07"
+    account.save(update_fields=["label"])
+    mallory = User.objects.create(username="mallory\x1b[2J")
+    board[0].title = "Intro\x1b[31m red \u202eevil"
+    board[0].save(update_fields=["title"])
+    board[1].prompt = "Bell\x07 and C1\x9b31m"
+    board[1].save(update_fields=["prompt"])
+    make_take(board[0], 1, Generation.Status.FAILED, requested_by=mallory, reason="No\x1b[5m")
+
+    output = run("status", "--project", "Poseidon")
+
+    assert [char for char in output if char != "\n" and not char.isprintable()] == []
+    assert "account Studio\\x1b]0;owned\\x07 ·" in output
+    assert "mallory\\x1b[2J" in output
+    assert "Intro\\x1b[31m red \\u202eevil" in output
+    assert "Bell\\x07 and C1\\x9b31m" in output
+    assert "No\\x1b[5m" in output
+
+
+def test_generate_prints_titles_and_refusals_as_escapes(board, bob, account):
+    account.label = "Studio\x1b[2J"
+    account.save(update_fields=["label"])
+    board[2].title = "Finale\x07"
+    board[2].model_key = "veo_3_1_i2v_s_fast_ultra"
+    board[2].save(update_fields=["title", "model_key"])
+
+    with pytest.raises(CommandError) as refused:
+        run("generate", "--project", "Poseidon", "--user", "bob")
+
+    assert "than the account Studio\\x1b[2J has" in str(refused.value)
+    assert "\x1b" not in str(refused.value)
 
 
 # --- export -------------------------------------------------------------------------------

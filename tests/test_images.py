@@ -328,3 +328,135 @@ def test_nothing_is_left_in_storage_when_the_row_cannot_be_saved(
         store_start_image(project, ContentFile(encode(picture(), "PNG"), name="a.png"), alice)
 
     assert stored_files(settings) == []
+
+
+# --- shape and decode memory --------------------------------------------------------------
+
+# (channels for each PNG colour type: grey, RGB, palette, grey + alpha, RGBA)
+PNG_CHANNELS = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}
+
+
+def streamed_png(width: int, height: int, bit_depth: int = 8, colour_type: int = 2) -> bytes:
+    """A valid, all-black PNG of any size, written without ever holding its pixels: the rows
+    are identical, so one row is compressed once and its bytes repeated (they compress to
+    almost nothing, which is what makes such files cheap to upload and dear to decode)."""
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        crc = zlib.crc32(kind + body) & 0xFFFFFFFF
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", crc)
+
+    row_bytes = (width * PNG_CHANNELS[colour_type] * bit_depth + 7) // 8
+    block = bytes(min(row_bytes, 1024 * 1024))
+    compressor = zlib.compressobj(9)
+    checksum = zlib.adler32(b"")
+
+    def compressed_row() -> bytes:
+        # A full flush ends the row on a byte boundary with no reference to earlier rows, so
+        # a row's bytes after the first are the same for every row.
+        nonlocal checksum
+        parts = [compressor.compress(b"\x00")]  # the row's filter type: none
+        checksum = zlib.adler32(b"\x00", checksum)
+        left = row_bytes
+        while left:
+            step = min(left, len(block))
+            parts.append(compressor.compress(block[:step]))
+            checksum = zlib.adler32(block[:step], checksum)
+            left -= step
+        parts.append(compressor.flush(zlib.Z_FULL_FLUSH))
+        return b"".join(parts)
+
+    first = compressed_row()
+    rest = compressed_row() if height > 1 else b""
+    for _ in range(height - 2):
+        checksum = zlib.adler32(b"\x00", checksum)
+        left = row_bytes
+        while left:
+            step = min(left, len(block))
+            checksum = zlib.adler32(block[:step], checksum)
+            left -= step
+    # The last block, then the checksum of every row, not just of the two compressed here.
+    end = compressor.flush()[:-4] + struct.pack(">I", checksum)
+    idat = first + rest * (height - 1) + end
+    header = struct.pack(">IIBBBBB", width, height, bit_depth, colour_type, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
+    )
+
+
+@pytest.fixture
+def decoded(monkeypatch) -> list[Image.Image]:
+    """The images whose pixels were decoded."""
+    calls: list[Image.Image] = []
+    load = Image.Image.load
+
+    def recording_load(self):
+        calls.append(self)
+        return load(self)
+
+    monkeypatch.setattr(Image.Image, "load", recording_load)
+    return calls
+
+
+def test_a_16_bit_rgba_png_forty_times_wider_than_tall_is_refused_before_decoding(
+    project, alice, settings, decoded
+):
+    # Under the pixel cap (exactly 40 megapixels), yet no picture a clip can start from.
+    data = streamed_png(40_000, 1_000, bit_depth=16, colour_type=6)
+    assert len(data) < 400_000
+
+    with pytest.raises(ImageRejected) as refused:
+        store_start_image(project, upload(data, "strip.png"), alice)
+
+    assert str(refused.value) == (
+        "The image is 40 times as wide as it is tall; Flow frames a start image between 9:16 "
+        "and 16:9, so crop it to at most 4 to 1."
+    )
+    assert decoded == []
+    assert ImageAsset.objects.count() == 0 and stored_files(settings) == []
+
+
+def test_a_png_of_forty_million_by_one_pixels_is_refused(project, alice, decoded):
+    data = streamed_png(40_000_000, 1, bit_depth=1, colour_type=0)
+
+    with pytest.raises(ImageRejected) as refused:
+        store_start_image(project, upload(data, "line.png"), alice)
+
+    assert str(refused.value).startswith(
+        "The image is 40,000,000 times as wide as it is tall; Flow frames a start image"
+    )
+    assert decoded == []
+
+
+def test_a_picture_just_taller_than_four_to_one_is_refused_and_four_to_one_is_kept(project, alice):
+    with pytest.raises(ImageRejected) as refused:
+        store_start_image(project, upload(streamed_png(100, 401), "tall.png"), alice)
+    kept = store_start_image(project, upload(streamed_png(400, 100), "wide.png"), alice)
+
+    assert str(refused.value) == (
+        "The image is 4.1 times as tall as it is wide; Flow frames a start image between 9:16 "
+        "and 16:9, so crop it to at most 4 to 1."
+    )
+    assert (kept.width, kept.height) == (400, 100)
+
+
+def test_decode_memory_counts_the_bytes_of_each_pixel_from_the_header(
+    project, alice, settings, decoded
+):
+    # A budget of 3 bytes a pixel at the cap: 0.6 megapixels of 16-bit RGBA (8 bytes each)
+    # pass the pixel cap but not the budget; the same picture in 8-bit RGBA fits.
+    settings.FLOWSITE_MAX_IMAGE_PIXELS = 1_000_000
+    heavy = streamed_png(1_000, 600, bit_depth=16, colour_type=6)
+
+    with pytest.raises(ImageRejected) as refused:
+        store_start_image(project, upload(heavy, "deep.png"), alice)
+
+    assert str(refused.value) == (
+        "The image is too heavy to decode: 0.6 megapixels at 64 bits per pixel need 4.8 MB, "
+        "and Flowsite decodes at most 3 MB. Save it with 8 bits per channel or with fewer "
+        "pixels."
+    )
+    assert decoded == []
+    light = store_start_image(
+        project, upload(streamed_png(1_000, 600, colour_type=6), "light.png"), alice
+    )
+    assert (light.width, light.height, light.mime_type) == (1_000, 600, "image/png")

@@ -12,7 +12,7 @@ from django.urls import reverse
 from PIL import Image
 
 from generations.models import Project, Scene
-from generations.prompts import MAX_PROMPT_CHARACTERS, prompt_problem
+from generations.rules import MAX_PROMPT_CHARACTERS, prompt_problem
 from tests.views_support import client_for, png_bytes
 
 
@@ -118,11 +118,11 @@ def test_the_csv_import_refuses_control_characters_and_long_prompts_by_row(
     with pytest.raises(CommandError) as refused:
         import_board(path)
     assert str(refused.value).splitlines()[1:] == [
-        "row 3: the prompt contains an invisible control character (U+0007) at character 5; "
-        "remove it (only line breaks and tabs may be in a prompt)",
-        "row 4: the prompt is 2001 characters long; Flow takes at most 2000, so shorten it",
-        "row 5: the prompt contains an invisible control character (U+001B) at character 8; "
-        "remove it (only line breaks and tabs may be in a prompt)",
+        "row 3: The prompt contains an invisible control character (U+0007) at character 5; "
+        "remove it (only line breaks and tabs may be in a prompt).",
+        "row 4: The prompt is 2001 characters long; Flow takes at most 2000, so shorten it.",
+        "row 5: The prompt contains an invisible control character (U+001B) at character 8; "
+        "remove it (only line breaks and tabs may be in a prompt).",
     ]
     assert not Project.objects.exists()
 

@@ -111,17 +111,21 @@ BAD_INPUT = [
     (
         "model the tier may not use",
         {"model_key": "veo_3_1_i2v_s_fast_ultra"},
-        "needs a higher Flow tier than the account Studio has",
+        "needs a higher Flow tier than the account Studio has (Pro (tier one)); pick another",
     ),
     (
         "model of the wrong aspect",
         {"model_key": "veo_3_1_i2v_s_fast_portrait"},
         "makes Portrait 9:16 clips, not Landscape 16:9",
     ),
-    ("no takes", {"takes": "0"}, "Choose how many takes to make, from 1 to 4."),
-    ("too many takes", {"takes": "5"}, "Choose how many takes to make, from 1 to 4."),
+    ("no takes", {"takes": "0"}, "Takes must be a whole number from 1 to 4."),
+    ("too many takes", {"takes": "5"}, "Takes must be a whole number from 1 to 4."),
     ("a seed out of range", {"seed": "-3"}, "The seed must be a whole number"),
-    ("an unknown aspect", {"aspect": "square"}, "Choose landscape (16:9) or portrait (9:16)."),
+    (
+        "an unknown aspect",
+        {"aspect": "square"},
+        "The aspect must be landscape (16:9) or portrait (9:16), not “square”.",
+    ),
 ]
 
 

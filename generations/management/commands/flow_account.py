@@ -14,11 +14,13 @@ from __future__ import annotations
 import sys
 from typing import Any
 
+from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import transaction
 
 from generations.engines.catalogue import TIER_ONE, TIERS
 from generations.models import FlowAccount
+from generations.rules import ACCOUNT_LABEL, printable
 
 TIER_KEYS = [key for key, _ in TIERS]
 SESSION_COOKIE_NAME = "__Secure-next-auth.session-token"
@@ -189,11 +191,16 @@ def _clean_label(label: str) -> str:
     max_length = FlowAccount._meta.get_field("label").max_length
     if len(label) > max_length:
         raise CommandError(f"The label is longer than {max_length} characters.")
+    try:
+        ACCOUNT_LABEL(label)
+    except ValidationError as invalid:
+        raise CommandError(printable(invalid.messages[0])) from None
     return label
 
 
 def table(headers: list[str], rows: list[list[str]]) -> str:
     """A plain fixed-width table (no dependency, readable in a terminal and in a log)."""
+    rows = [[printable(cell) for cell in row] for row in rows]
     widths = [max(len(header), *(len(row[i]) for row in rows)) for i, header in enumerate(headers)]
     lines = [headers, ["-" * width for width in widths], *rows]
     return "\n".join(

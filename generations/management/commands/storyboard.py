@@ -21,14 +21,14 @@ from pathlib import Path
 from typing import Any
 
 from django.contrib.auth import get_user_model
+from django.core.exceptions import ValidationError
 from django.core.files.storage import default_storage
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import models, transaction
 from django.db.models import Exists, OuterRef, Prefetch, Q
 from django.utils import timezone
 
-from generations.engines.base import Aspect
-from generations.engines.catalogue import get_model, models_for
+from generations.engines.catalogue import models_for
 from generations.images import (
     ImageRejected,
     clean_image_bytes,
@@ -45,15 +45,15 @@ from generations.models import (
     Project,
     Scene,
 )
-from generations.prompts import normalise_line_breaks, prompt_problem
+from generations.rules import normalise_line_breaks, printable
 
 from .flow_account import table
 
 REQUIRED_COLUMNS = ("image", "prompt", "aspect")
 OPTIONAL_COLUMNS = ("model", "seed", "takes")
 COLUMNS = REQUIRED_COLUMNS + OPTIONAL_COLUMNS
-MAX_SEED = 2**31 - 1
-MAX_TAKES = 4
+# The scene's fields the columns fill, in the order a row's problems are told.
+SCENE_FIELDS = ("prompt", "aspect", "model_key", "seed", "takes")
 EDIT_ROLES = (Membership.Role.OWNER, Membership.Role.EDITOR)
 
 
@@ -61,11 +61,7 @@ EDIT_ROLES = (Membership.Role.OWNER, Membership.Role.EDITOR)
 class SceneRow:
     number: int
     image: Path
-    prompt: str
-    aspect: str
-    model_key: str
-    seed: int | None
-    takes: int
+    scene: Scene  # judged by the model's rules, not yet saved
 
 
 class Command(BaseCommand):
@@ -111,6 +107,10 @@ class Command(BaseCommand):
         name = options["project"].strip()
         if not name:
             raise CommandError("The project name is empty.")
+        try:
+            Project._meta.get_field("name").clean(name, None)
+        except ValidationError as invalid:
+            raise CommandError(printable(" ".join(invalid.messages))) from None
         project = _find_project(name)
         if project is not None:
             _require_editor(project, user)
@@ -139,21 +139,11 @@ class Command(BaseCommand):
                 last = project.scenes.aggregate(last=models.Max("position"))["last"]
                 first = 0 if last is None else last + 1
                 now = timezone.now()
-                Scene.objects.bulk_create(
-                    Scene(
-                        project=project,
-                        position=first + index,
-                        prompt=row.prompt,
-                        start_image=images[row.image],
-                        aspect=row.aspect,
-                        model_key=row.model_key,
-                        seed=row.seed,
-                        takes=row.takes,
-                        created=now,
-                        updated=now,
-                    )
-                    for index, row in enumerate(rows)
-                )
+                scenes = [row.scene for row in rows]
+                for index, (row, scene) in enumerate(zip(rows, scenes, strict=True)):
+                    scene.project, scene.start_image = project, images[row.image]
+                    scene.position, scene.created, scene.updated = first + index, now, now
+                Scene.objects.bulk_create(scenes)
                 project.mark_scenes_changed()
         except BaseException:
             # The rows are gone with the rollback; the files must go too.
@@ -163,8 +153,8 @@ class Command(BaseCommand):
 
         if created:
             self.stdout.write(
-                f"Created project {project.name!r} (owner {user.get_username()}, "
-                f"account {account})."
+                f"Created project {project.name!r} (owner {printable(user.get_username())}, "
+                f"account {printable(account.label)})."
             )
         count = Scene.objects.filter(project=project).count()
         self.stdout.write(
@@ -214,7 +204,7 @@ class Command(BaseCommand):
             return
 
         problems = [
-            f"scene {number}: {problem}"
+            printable(f"scene {number}: {problem}")
             for number, scene in todo
             if (problem := scene.generation_problem())
         ]
@@ -229,7 +219,7 @@ class Command(BaseCommand):
                 for number, scene in todo:
                     queued.append((number, scene, scene.generate(user)))
         except CannotGenerate as error:
-            raise CommandError(f"Nothing was queued: {error}") from None
+            raise CommandError(printable(f"Nothing was queued: {error}")) from None
 
         total = 0
         for number, scene, takes in queued:
@@ -274,7 +264,7 @@ class Command(BaseCommand):
         in_flight = sum(counts[status] for status in Generation.IN_FLIGHT)
         take_total = sum(counts.values())
         self.stdout.write(
-            f"Project {project.name!r} · account {project.account or 'none'} · "
+            f"Project {project.name!r} · account {printable(str(project.account or 'none'))} · "
             f"{len(scenes)} scene{_s(len(scenes))}, {take_total} take{_s(take_total)} "
             f"({counts[Generation.Status.READY]} ready, {in_flight} in flight, "
             f"{counts[Generation.Status.FAILED]} failed)"
@@ -437,7 +427,8 @@ def read_storyboard(csv_path: Path, account: FlowAccount) -> tuple[list[SceneRow
         cells = dict(zip(header, padded, strict=True))
         row, problems = _check_row(number, cells, base, account, checked_images)
         if problems:
-            errors.append(f"row {number}: {'; '.join(problems)}")
+            # The problems may quote a cell: shown, never obeyed, on the operator's terminal.
+            errors.append(printable(f"row {number}: {' '.join(problems)}"))
         elif row is not None:
             rows.append(row)
     return rows, errors
@@ -450,11 +441,13 @@ def _check_row(
     account: FlowAccount,
     checked_images: dict[Path, str],
 ) -> tuple[SceneRow | None, list[str]]:
+    """The row as a scene judged by the scene model's rules (the scene form's words), or every
+    problem with it as sentences."""
     problems: list[str] = []
 
     image = None
     if not cells["image"]:
-        problems.append("the image is empty")
+        problems.append("The image cell is empty; name the start image file.")
     else:
         image = (base / cells["image"]).resolve()
         if image not in checked_images:
@@ -462,55 +455,47 @@ def _check_row(
         if checked_images[image]:
             problems.append(checked_images[image])
 
-    prompt = normalise_line_breaks(cells["prompt"])
-    if not prompt:
-        problems.append("the prompt is empty")
-    elif problem := prompt_problem(prompt):
-        problems.append(f"the prompt {problem}")
-
     aspect = cells["aspect"].lower()
-    if aspect not in (Aspect.LANDSCAPE, Aspect.PORTRAIT):
-        problems.append(
-            f"the aspect must be landscape or portrait, not {cells['aspect']!r}"
-            if aspect
-            else "the aspect is empty (landscape or portrait)"
-        )
-        aspect = ""
-
-    model_key, problem = _check_model(cells.get("model", ""), aspect, account)
-    if problem:
-        problems.append(problem)
-
-    seed = None
-    if cells.get("seed"):
-        seed = _integer(cells["seed"])
-        if seed is None or not 0 <= seed <= MAX_SEED:
-            problems.append(f"the seed must be a whole number from 0 to {MAX_SEED}")
-
-    takes = 1
-    if cells.get("takes"):
-        parsed = _integer(cells["takes"])
-        if parsed is None or not 1 <= parsed <= MAX_TAKES:
-            problems.append(f"takes must be a whole number from 1 to {MAX_TAKES}")
+    model_key = cells.get("model", "")
+    exclude = ["project", "start_image"]
+    if not model_key:
+        if aspect in Scene.AspectChoice.values:
+            offered = models_for(account.tier, aspect)
+            model_key = offered[0].key if offered else ""
         else:
-            takes = parsed
+            # No model asked for, and none to choose until the aspect (its own problem) is set.
+            exclude.append("model_key")
+    scene = Scene(
+        # Judged against the account the project will spend, whether or not it exists yet.
+        project=Project(account=account),
+        prompt=normalise_line_breaks(cells["prompt"]),
+        aspect=aspect,
+        model_key=model_key,
+        seed=cells.get("seed") or None,
+        takes=cells.get("takes") or 1,
+    )
+    try:
+        scene.full_clean(exclude=exclude, validate_unique=False, validate_constraints=False)
+    except ValidationError as invalid:
+        by_field = invalid.message_dict
+        problems += [message for field in SCENE_FIELDS for message in by_field.get(field, [])]
 
     if problems or image is None:
         return None, problems
-    return SceneRow(number, image, prompt, aspect, model_key, seed, takes), []
+    return SceneRow(number, image, scene), []
 
 
 def _image_problem(path: Path, given: str) -> str:
-    """Why the file cannot be a start image, or "" (decoded here so the import fails before
-    anything is stored)."""
+    """Why the file cannot be a start image, as a sentence, or "" (decoded here so the import
+    fails before anything is stored)."""
     try:
         size = path.stat().st_size
     except FileNotFoundError:
-        return f"the image file {given} does not exist"
+        return f"The image file {given} does not exist."
     except OSError as error:
-        return f"the image file {given} cannot be read ({error.strerror})"
+        return f"The image file {given} cannot be read ({error.strerror})."
     if not path.is_file():
-        return f"the image {given} is not a file"
+        return f"The image {given} is not a file."
     if size > max_image_bytes():
         return f"{given}: {too_big_message()}"
     try:
@@ -520,39 +505,8 @@ def _image_problem(path: Path, given: str) -> str:
     except ImageRejected as error:
         return f"{given}: {error}"
     except OSError as error:
-        return f"the image file {given} cannot be read ({error.strerror})"
+        return f"The image file {given} cannot be read ({error.strerror})."
     return ""
-
-
-def _check_model(given: str, aspect: str, account: FlowAccount) -> tuple[str, str]:
-    """(model key, problem) — the account's default model for the aspect when none is given.
-
-    ``aspect`` is "" when the row's aspect is itself wrong: the model is still checked."""
-    if not given:
-        if not aspect:
-            return "", ""
-        available = models_for(account.tier, aspect)
-        if not available:
-            return "", f"account {account} may use no model that makes {aspect} clips"
-        return available[0].key, ""
-    model = get_model(given)
-    if model is None:
-        return given, f"unknown model {given!r}"
-    if aspect and model.aspect != aspect:
-        return given, f"the model {given} makes {model.aspect} clips, not {aspect}"
-    if not model.allowed_for(account.tier):
-        return given, (
-            f"the model {given} needs a higher Flow tier than account {account} has "
-            f"({account.get_tier_display()})"
-        )
-    return given, ""
-
-
-def _integer(text: str) -> int | None:
-    try:
-        return int(text)
-    except ValueError:
-        return None
 
 
 # --- lookups ----------------------------------------------------------------------------
@@ -592,7 +546,7 @@ def _require_editor(project: Project, user) -> None:
     )
     if role not in EDIT_ROLES:
         raise CommandError(
-            f"{user.get_username()} is not an owner or editor of project {project.name!r}"
+            f"{printable(user.get_username())} is not an owner or editor of project {project.name!r}"
             + (f" (only a {role})." if role else ".")
         )
 
@@ -606,7 +560,7 @@ def _import_account(project: Project | None, label: str | None) -> FlowAccount:
             raise CommandError(f"No Flow account is labelled {label!r}.") from None
         if project is not None and project.account_id not in (None, account.pk):
             raise CommandError(
-                f"Project {project.name!r} spends account {project.account}, not {label!r}; "
+                f"Project {project.name!r} spends account {printable(project.account.label)}, not {label!r}; "
                 "leave out --account or change the project's account in the admin."
             )
         return account
@@ -635,7 +589,7 @@ def _excerpt(scene: Scene) -> str:
 
 
 def _shorten(text: str, limit: int) -> str:
-    text = " ".join(text.split())
+    text = printable(" ".join(text.split()))
     return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
 
 

@@ -1,0 +1,155 @@
+"""What a person may type into Flowsite, each rule written once and worded once.
+
+The models carry these rules (field validators and ``Scene.clean()``), and the scene form, the
+admin and the storyboard CSV import all reach them through the models, so a rule reads the same
+wherever it refuses something.
+
+Control characters (a NUL, an escape sequence, a bell, a bidi override) are invisible on the
+page, can rewrite an operator's terminal or a log line, reorder the text shown after them, and
+say nothing to the model. No name may hold one; a prompt may hold line breaks and tabs, the only
+ones a person means to type.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+
+from django.core.exceptions import ValidationError
+from django.core.validators import MaxValueValidator, MinValueValidator
+from django.utils.deconstruct import deconstructible
+
+from .engines.base import Aspect
+from .engines.catalogue import TIER_NOT_PAID, get_model, models_for
+
+# --- control characters -------------------------------------------------------------------
+
+# Bidi embeddings, overrides and isolates: not "Cc", yet invisible, and they make the text
+# after them display in another order than it is stored.
+BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+
+
+def is_control(char: str) -> bool:
+    return char in BIDI_CONTROLS or unicodedata.category(char) == "Cc"
+
+
+def control_character_problem(
+    text: str, subject: str, allowed: frozenset[str] = frozenset()
+) -> str:
+    """When ``text`` holds a control character not in ``allowed``, a sentence (without its
+    full stop, so a caller may add to it) starting with ``subject``; "" when it holds none."""
+    for index, char in enumerate(text, start=1):
+        if char not in allowed and is_control(char):
+            return (
+                f"{subject} contains an invisible control character (U+{ord(char):04X}) at "
+                f"character {index}; remove it"
+            )
+    return ""
+
+
+def printable(text: str) -> str:
+    """``text`` with every control character written as an escape (``\\x1b``, ``\\u202e``),
+    for a terminal or a log: names stored before the rule existed, or written by an upstream,
+    are shown rather than obeyed."""
+    return "".join(
+        (f"\\x{ord(char):02x}" if ord(char) < 0x100 else f"\\u{ord(char):04x}")
+        if is_control(char)
+        else char
+        for char in text
+    )
+
+
+@deconstructible
+class NameValidator:
+    """A one-line name: no control character at all. ``subject`` starts the sentence."""
+
+    def __init__(self, subject: str) -> None:
+        self.subject = subject
+
+    def __call__(self, value: str) -> None:
+        problem = control_character_problem(value, self.subject)
+        if problem:
+            raise ValidationError(f"{problem}.", code="control_character")
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, NameValidator) and other.subject == self.subject
+
+
+PROJECT_NAME = NameValidator("The project name")
+SCENE_TITLE = NameValidator("The title")
+ACCOUNT_LABEL = NameValidator("The label")
+
+# --- prompts ------------------------------------------------------------------------------
+
+MAX_PROMPT_CHARACTERS = 2000
+PROMPT_REQUIRED = "Write a prompt: it tells Flow what happens in the clip."
+_PROMPT_CONTROLS = frozenset("\n\t")
+
+
+def normalise_line_breaks(text: str) -> str:
+    """Browsers send a textarea's line breaks as CR LF, spreadsheets sometimes as CR: one LF."""
+    return text.replace("\r\n", "\n").replace("\r", "\n")
+
+
+def prompt_problem(prompt: str) -> str:
+    """What is wrong with a (line-break-normalised) prompt, as a sentence; "" when nothing."""
+    problem = control_character_problem(prompt, "The prompt", _PROMPT_CONTROLS)
+    if problem:
+        return f"{problem} (only line breaks and tabs may be in a prompt)."
+    if len(prompt) > MAX_PROMPT_CHARACTERS:
+        return (
+            f"The prompt is {len(prompt)} characters long; Flow takes at most "
+            f"{MAX_PROMPT_CHARACTERS}, so shorten it."
+        )
+    return ""
+
+
+def validate_prompt(prompt: str) -> None:
+    problem = prompt_problem(prompt)
+    if problem:
+        raise ValidationError(problem, code="prompt")
+
+
+# --- scene settings -----------------------------------------------------------------------
+
+# Flow's seed is a signed 32-bit number.
+MAX_SEED = 2**31 - 1
+SEED_RULE = f"The seed must be a whole number from 0 to {MAX_SEED}, or blank."
+SEED_VALIDATORS = [MinValueValidator(0, SEED_RULE), MaxValueValidator(MAX_SEED, SEED_RULE)]
+
+MIN_TAKES, MAX_TAKES = 1, 4
+TAKES_RULE = f"Takes must be a whole number from {MIN_TAKES} to {MAX_TAKES}."
+TAKES_VALIDATORS = [
+    MinValueValidator(MIN_TAKES, TAKES_RULE),
+    MaxValueValidator(MAX_TAKES, TAKES_RULE),
+]
+
+ASPECT_LABELS = {Aspect.LANDSCAPE: "Landscape 16:9", Aspect.PORTRAIT: "Portrait 9:16"}
+ASPECT_REQUIRED = "Choose the aspect: landscape (16:9) or portrait (9:16)."
+ASPECT_RULE = "The aspect must be landscape (16:9) or portrait (9:16), not “%(value)s”."
+
+MODEL_REQUIRED = "Pick the model that renders the clip."
+
+
+def model_problem(key: str, aspect: str | None, account) -> str:
+    """Why the model ``key`` cannot make ``aspect`` clips (None: the aspect is itself wrong)
+    on ``account`` (None: the project has none yet), as a sentence; "" when it can."""
+    tier = account.tier if account is not None else TIER_NOT_PAID
+    model = get_model(key)
+    if model is None:
+        offered = ", ".join(model.key for model in models_for(tier, aspect))
+        return f"Unknown model “{key}”; pick one of {offered}."
+    name = f"{model.label} ({model.key})"
+    if aspect and model.aspect != aspect:
+        return (
+            f"{name} makes {ASPECT_LABELS[model.aspect]} clips, not "
+            f"{ASPECT_LABELS.get(aspect, aspect)}; "
+            "pick a model of that aspect or change the aspect."
+        )
+    if not model.allowed_for(tier):
+        who = (
+            f"the account {account} has ({account.get_tier_display()})"
+            if account is not None
+            else "a project without a Flow account has"
+        )
+        return f"{name} needs a higher Flow tier than {who}; pick another model."
+    return ""
