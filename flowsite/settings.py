@@ -357,11 +357,16 @@ SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SAMESITE = "Lax"
 CSRF_COOKIE_SAMESITE = "Lax"
 
-# Sign-in throttling (generations/throttle.py): failures are counted in the database so every
-# web process sees the same counts.
+# Sign-in throttling (generations/throttle.py): attempts are counted in the database, before
+# the password is checked, so every web process sees the same counts. The per-account limit is
+# per (username, address): someone else failing as alice does not lock alice out.
 FLOWSITE_SIGNIN_WINDOW_MINUTES = envint("FLOWSITE_SIGNIN_WINDOW_MINUTES", 15)
 FLOWSITE_SIGNIN_FAILURES_PER_ACCOUNT = envint("FLOWSITE_SIGNIN_FAILURES_PER_ACCOUNT", 5)
 FLOWSITE_SIGNIN_FAILURES_PER_ADDRESS = envint("FLOWSITE_SIGNIN_FAILURES_PER_ADDRESS", 20)
+# A username failing from many addresses is slowed down, never locked: past this many failures
+# in the window, one attempt for it every FLOWSITE_SIGNIN_SLOWDOWN_SECONDS.
+FLOWSITE_SIGNIN_SLOWDOWN_AFTER = envint("FLOWSITE_SIGNIN_SLOWDOWN_AFTER", 10)
+FLOWSITE_SIGNIN_SLOWDOWN_SECONDS = envint("FLOWSITE_SIGNIN_SLOWDOWN_SECONDS", 10)
 # How many proxies in front of Flowsite append to X-Forwarded-For. 0: the client address is
 # the connection's. Behind one nginx: 1 (the last address nginx appended is the client's).
 FLOWSITE_TRUSTED_PROXIES = envint("FLOWSITE_TRUSTED_PROXIES", 0)

@@ -27,6 +27,7 @@ from .models import (
     Membership,
     Project,
     Scene,
+    SignInFailure,
     WorkerLease,
 )
 
@@ -653,6 +654,42 @@ class WorkerLeaseAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
+
+
+@admin.register(SignInFailure)
+class SignInFailureAdmin(admin.ModelAdmin):
+    """Failed sign-ins still counting towards the throttle; staff lift a lockout here."""
+
+    list_display = ["username", "address", "at"]
+    list_filter = ["at"]
+    search_fields = ["username", "address"]
+    readonly_fields = ["username", "address", "at"]
+    ordering = ["-at"]
+    actions = ["unlock_usernames", "unlock_addresses"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
+
+    @admin.action(
+        description="Unlock the selected usernames (forget their failures from every address)",
+        permissions=["delete"],
+    )
+    def unlock_usernames(self, request: HttpRequest, queryset: QuerySet[SignInFailure]) -> None:
+        usernames = sorted(set(queryset.values_list("username", flat=True)))
+        SignInFailure.objects.filter(username__in=usernames).delete()
+        self.message_user(request, f"Unlocked {', '.join(usernames)}: they may sign in again.")
+
+    @admin.action(
+        description="Unlock the selected addresses (forget every failure from them)",
+        permissions=["delete"],
+    )
+    def unlock_addresses(self, request: HttpRequest, queryset: QuerySet[SignInFailure]) -> None:
+        addresses = sorted(set(queryset.values_list("address", flat=True)))
+        SignInFailure.objects.filter(address__in=addresses).delete()
+        self.message_user(request, f"Unlocked {', '.join(addresses)}: sign-ins from there resume.")
 
 
 def _s(count: int) -> str:

@@ -24,6 +24,7 @@ from generations.models import (
     Membership,
     Project,
     Scene,
+    SignInFailure,
     WorkerLease,
 )
 
@@ -59,6 +60,7 @@ def populate(count: int, account: FlowAccount, owner: User) -> None:
         project.add_member(owner, Membership.Role.OWNER)
         project.add_member(member, Membership.Role.EDITOR)
         AccountGrant.objects.create(account=account, project=project)
+        SignInFailure.objects.create(username=f"guess{index}", address="10.0.0.1")
         image = store_start_image(project, png(), owner, name=f"i{index}.png")
         ImageUpload.objects.create(image=image, account=account, media_id=f"media-{index}")
         scene = Scene.objects.create(
@@ -91,6 +93,7 @@ CHANGELISTS = [
     "generation",
     "workerlease",
     "accountgrant",
+    "signinfailure",
 ]
 
 
