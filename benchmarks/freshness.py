@@ -96,7 +96,7 @@ def run(args: argparse.Namespace) -> int:
         )
     )
     settings.FLOW_API_BASE_URL = settings.FLOW_LABS_BASE_URL = emu.url
-    settings.FLOW_MEDIA_HOSTS = [*settings.FLOW_MEDIA_HOSTS, "127.0.0.1"]
+    settings.FLOW_MEDIA_HOSTS = [*settings.FLOW_MEDIA_HOSTS, emu.url.removeprefix("http://")]
     settings.FLOWSITE_POLL_INTERVAL = args.interval
 
     account = FlowAccount.objects.create(label="Bench", tier="PAYGATE_TIER_TWO")

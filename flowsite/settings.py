@@ -231,8 +231,15 @@ else:
     FLOW_LABS_BASE_URL = envstr("FLOW_LABS_BASE_URL", "https://labs.google")
 
 FLOW_MEDIA_HOSTS = envlist("FLOW_MEDIA_HOSTS", "storage.googleapis.com,flow-content.google")
-if FLOWSITE_EMULATOR and FLOW_EMULATOR_HOST not in FLOW_MEDIA_HOSTS:
-    FLOW_MEDIA_HOSTS.append(FLOW_EMULATOR_HOST)
+# An entry without a port allows 443 only (generations/engines/download.py): the emulator's
+# media links are on its own port, so that port is named.
+_EMULATOR_ORIGIN = (
+    f"[{FLOW_EMULATOR_HOST}]:{FLOW_EMULATOR_PORT}"
+    if ":" in FLOW_EMULATOR_HOST
+    else f"{FLOW_EMULATOR_HOST}:{FLOW_EMULATOR_PORT}"
+)
+if FLOWSITE_EMULATOR and _EMULATOR_ORIGIN not in FLOW_MEDIA_HOSTS:
+    FLOW_MEDIA_HOSTS.append(_EMULATOR_ORIGIN)
 
 FLOW_CONNECT_TIMEOUT = envfloat("FLOW_CONNECT_TIMEOUT", 10.0)
 FLOW_READ_TIMEOUT = envfloat("FLOW_READ_TIMEOUT", 60.0)
