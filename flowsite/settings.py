@@ -361,8 +361,12 @@ SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
 SESSION_COOKIE_HTTPONLY = True
+# No script reads the CSRF cookie: htmx sends the token from the page (hx-headers in base.html).
+CSRF_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SAMESITE = "Lax"
 CSRF_COOKIE_SAMESITE = "Lax"
+# The DEBUG error page and error e-mails hide session cookies and URLs with passwords too.
+DEFAULT_EXCEPTION_REPORTER_FILTER = "flowsite.error_reports.FlowsiteExceptionReporterFilter"
 
 # Sign-in throttling (generations/throttle.py): attempts are counted in the database, before
 # the password is checked, so every web process sees the same counts. The per-account limit is
