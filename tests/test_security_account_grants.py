@@ -223,7 +223,7 @@ def test_flow_account_grant_revoke_and_list(project, charlie, account, ultra):
         "Granted account 'Ultra' to project 'Poseidon'.\n"
     )
     listing = flow_account("list")
-    assert "GRANTED TO" in listing
+    assert "GRANTS" in listing.splitlines()[0]
     assert "charlie, project 'Poseidon'" in listing
     assert [line for line in listing.splitlines() if line.startswith("Studio")][0].count("alice")
 

@@ -162,7 +162,7 @@ class Command(BaseCommand):
             ]
             for account in accounts
         ]
-        headers = ["LABEL", "TIER", "AUTH", "SECRET", "CREDITS", "GRANTED TO", "PROBLEM"]
+        headers = ["LABEL", "TIER", "AUTH", "SECRET", "CREDITS", "GRANTS", "PROBLEM"]
         self.stdout.write(table(headers, rows))
 
     def grant(self, options: dict[str, Any]) -> None:
