@@ -86,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
     from generations.emulator import EmulatorConfig, start_emulator
     from generations.engines import OperationRef, download_to, get_engine
     from generations.engines.base import ClipState
-    from generations.models import FlowAccount, Generation, Membership, Project
+    from generations.models import AccountGrant, FlowAccount, Generation, Membership, Project
     from tests.tasks_support import make_image, make_scene
 
     call_command("migrate", verbosity=0)
@@ -96,7 +96,7 @@ def run(args: argparse.Namespace) -> int:
         )
     )
     settings.FLOW_API_BASE_URL = settings.FLOW_LABS_BASE_URL = emu.url
-    settings.FLOW_MEDIA_HOSTS = [*settings.FLOW_MEDIA_HOSTS, "127.0.0.1"]
+    settings.FLOW_MEDIA_HOSTS = [*settings.FLOW_MEDIA_HOSTS, emu.url.removeprefix("http://")]
     settings.FLOWSITE_POLL_INTERVAL = args.interval
 
     account = FlowAccount.objects.create(label="Bench", tier="PAYGATE_TIER_TWO")
@@ -105,6 +105,7 @@ def run(args: argparse.Namespace) -> int:
     user = User.objects.create_user("bench")
     project = Project.objects.create(name="Freshness", account=account, created_by=user)
     project.add_member(user, Membership.Role.OWNER)
+    AccountGrant.objects.create(account=account, user=user)
     # Scenes of up to 4 takes, generated one after another while the pump runs, so clips
     # finish at every phase of the poll cycle (and new takes arrive mid-sleep).
     counts = [min(4, args.takes - start) for start in range(0, args.takes, 4)]

@@ -231,8 +231,15 @@ else:
     FLOW_LABS_BASE_URL = envstr("FLOW_LABS_BASE_URL", "https://labs.google")
 
 FLOW_MEDIA_HOSTS = envlist("FLOW_MEDIA_HOSTS", "storage.googleapis.com,flow-content.google")
-if FLOWSITE_EMULATOR and FLOW_EMULATOR_HOST not in FLOW_MEDIA_HOSTS:
-    FLOW_MEDIA_HOSTS.append(FLOW_EMULATOR_HOST)
+# An entry without a port allows 443 only (generations/engines/download.py): the emulator's
+# media links are on its own port, so that port is named.
+_EMULATOR_ORIGIN = (
+    f"[{FLOW_EMULATOR_HOST}]:{FLOW_EMULATOR_PORT}"
+    if ":" in FLOW_EMULATOR_HOST
+    else f"{FLOW_EMULATOR_HOST}:{FLOW_EMULATOR_PORT}"
+)
+if FLOWSITE_EMULATOR and _EMULATOR_ORIGIN not in FLOW_MEDIA_HOSTS:
+    FLOW_MEDIA_HOSTS.append(_EMULATOR_ORIGIN)
 
 FLOW_CONNECT_TIMEOUT = envfloat("FLOW_CONNECT_TIMEOUT", 10.0)
 FLOW_READ_TIMEOUT = envfloat("FLOW_READ_TIMEOUT", 60.0)
@@ -354,14 +361,23 @@ SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
 SESSION_COOKIE_HTTPONLY = True
+# No script reads the CSRF cookie: htmx sends the token from the page (hx-headers in base.html).
+CSRF_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SAMESITE = "Lax"
 CSRF_COOKIE_SAMESITE = "Lax"
+# The DEBUG error page and error e-mails hide session cookies and URLs with passwords too.
+DEFAULT_EXCEPTION_REPORTER_FILTER = "flowsite.error_reports.FlowsiteExceptionReporterFilter"
 
-# Sign-in throttling (generations/throttle.py): failures are counted in the database so every
-# web process sees the same counts.
+# Sign-in throttling (generations/throttle.py): attempts are counted in the database, before
+# the password is checked, so every web process sees the same counts. The per-account limit is
+# per (username, address): someone else failing as alice does not lock alice out.
 FLOWSITE_SIGNIN_WINDOW_MINUTES = envint("FLOWSITE_SIGNIN_WINDOW_MINUTES", 15)
 FLOWSITE_SIGNIN_FAILURES_PER_ACCOUNT = envint("FLOWSITE_SIGNIN_FAILURES_PER_ACCOUNT", 5)
 FLOWSITE_SIGNIN_FAILURES_PER_ADDRESS = envint("FLOWSITE_SIGNIN_FAILURES_PER_ADDRESS", 20)
+# A username failing from many addresses is slowed down, never locked: past this many failures
+# in the window, one attempt for it every FLOWSITE_SIGNIN_SLOWDOWN_SECONDS.
+FLOWSITE_SIGNIN_SLOWDOWN_AFTER = envint("FLOWSITE_SIGNIN_SLOWDOWN_AFTER", 10)
+FLOWSITE_SIGNIN_SLOWDOWN_SECONDS = envint("FLOWSITE_SIGNIN_SLOWDOWN_SECONDS", 10)
 # How many proxies in front of Flowsite append to X-Forwarded-For. 0: the client address is
 # the connection's. Behind one nginx: 1 (the last address nginx appended is the client's).
 FLOWSITE_TRUSTED_PROXIES = envint("FLOWSITE_TRUSTED_PROXIES", 0)

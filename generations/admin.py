@@ -18,6 +18,7 @@ from django.utils.html import format_html
 from . import tasks
 from .management.commands.flow_account import clean_bearer_token, clean_session_cookie, mask
 from .models import (
+    AccountGrant,
     CannotGenerate,
     FlowAccount,
     Generation,
@@ -26,6 +27,7 @@ from .models import (
     Membership,
     Project,
     Scene,
+    SignInFailure,
     WorkerLease,
 )
 
@@ -118,9 +120,32 @@ class FlowAccountForm(forms.ModelForm):
         return account
 
 
+class AccountGrantInline(admin.TabularInline):
+    """Who may spend the account: people (their new projects) or single projects."""
+
+    model = AccountGrant
+    extra = 0
+    fields = ["user", "project", "granted_by", "created"]
+    readonly_fields = ["granted_by", "created"]
+    raw_id_fields = ["user", "project"]
+    verbose_name = "grant"
+    verbose_name_plural = "Who may spend this account"
+
+
+def _save_grants(request: HttpRequest, formset) -> None:
+    grants = formset.save(commit=False)
+    for grant in grants:
+        if grant.granted_by_id is None:
+            grant.granted_by = request.user
+        grant.save()
+    for grant in formset.deleted_objects:
+        grant.delete()
+
+
 @admin.register(FlowAccount)
 class FlowAccountAdmin(admin.ModelAdmin):
     form = FlowAccountForm
+    inlines = [AccountGrantInline]
     list_display = [
         "label",
         "tier",
@@ -166,6 +191,27 @@ class FlowAccountAdmin(admin.ModelAdmin):
     def masked_secret(self, account: FlowAccount) -> str:
         return mask(account.session_cookie or account.bearer_token)
 
+    def save_formset(self, request, form, formset, change) -> None:
+        if formset.model is AccountGrant:
+            _save_grants(request, formset)
+        else:
+            super().save_formset(request, form, formset, change)
+
+
+@admin.register(AccountGrant)
+class AccountGrantAdmin(admin.ModelAdmin):
+    list_display = ["account", "user", "project", "granted_by", "created"]
+    list_filter = ["account"]
+    list_select_related = ["account", "user", "project", "granted_by"]
+    search_fields = ["account__label", "user__username", "project__name"]
+    raw_id_fields = ["user", "project"]
+    readonly_fields = ["granted_by", "created"]
+
+    def save_model(self, request, grant, form, change) -> None:
+        if grant.granted_by_id is None:
+            grant.granted_by = request.user
+        super().save_model(request, grant, form, change)
+
 
 # --- projects -------------------------------------------------------------------------------
 
@@ -190,8 +236,37 @@ class SceneInline(admin.TabularInline):
         return field
 
 
+class ProjectAdminForm(forms.ModelForm):
+    """A project may only be pointed at an account granted to it or to one of its owners."""
+
+    grant_account = forms.BooleanField(
+        required=False,
+        label="Grant the account to this project",
+        help_text="Lets this project spend the account chosen above, whoever owns it.",
+    )
+
+    class Meta:
+        model = Project
+        fields = ["name", "account", "created_by"]
+
+    def clean(self):
+        data = super().clean()
+        account = data.get("account")
+        if account is None or data.get("grant_account") or "account" not in self.changed_data:
+            return data
+        if self.instance.pk is None or not account.may_be_spent_by(self.instance):
+            self.add_error(
+                "account",
+                f"The account {account} is not granted to this project or to one of its "
+                "owners. Tick “Grant the account to this project”, or grant it to an owner "
+                "first.",
+            )
+        return data
+
+
 @admin.register(Project)
 class ProjectAdmin(admin.ModelAdmin):
+    form = ProjectAdminForm
     list_display = ["name", "account", "created_by", "member_count", "scene_count", "created"]
     list_filter = ["account"]
     list_select_related = ["account", "created_by"]
@@ -210,6 +285,16 @@ class ProjectAdmin(admin.ModelAdmin):
                 scene_total=Count("scenes", distinct=True),
             )
         )
+
+    def save_related(self, request, form, formsets, change) -> None:
+        super().save_related(request, form, formsets, change)
+        project = form.instance
+        if form.cleaned_data.get("grant_account") and project.account_id is not None:
+            AccountGrant.objects.get_or_create(
+                account_id=project.account_id,
+                project=project,
+                defaults={"granted_by": request.user},
+            )
 
     def save_formset(self, request, form, formset, change) -> None:
         super().save_formset(request, form, formset, change)
@@ -569,6 +654,42 @@ class WorkerLeaseAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
+
+
+@admin.register(SignInFailure)
+class SignInFailureAdmin(admin.ModelAdmin):
+    """Failed sign-ins still counting towards the throttle; staff lift a lockout here."""
+
+    list_display = ["username", "address", "at"]
+    list_filter = ["at"]
+    search_fields = ["username", "address"]
+    readonly_fields = ["username", "address", "at"]
+    ordering = ["-at"]
+    actions = ["unlock_usernames", "unlock_addresses"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
+
+    @admin.action(
+        description="Unlock the selected usernames (forget their failures from every address)",
+        permissions=["delete"],
+    )
+    def unlock_usernames(self, request: HttpRequest, queryset: QuerySet[SignInFailure]) -> None:
+        usernames = sorted(set(queryset.values_list("username", flat=True)))
+        SignInFailure.objects.filter(username__in=usernames).delete()
+        self.message_user(request, f"Unlocked {', '.join(usernames)}: they may sign in again.")
+
+    @admin.action(
+        description="Unlock the selected addresses (forget every failure from them)",
+        permissions=["delete"],
+    )
+    def unlock_addresses(self, request: HttpRequest, queryset: QuerySet[SignInFailure]) -> None:
+        addresses = sorted(set(queryset.values_list("address", flat=True)))
+        SignInFailure.objects.filter(address__in=addresses).delete()
+        self.message_user(request, f"Unlocked {', '.join(addresses)}: sign-ins from there resume.")
 
 
 def _s(count: int) -> str:

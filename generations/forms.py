@@ -28,20 +28,25 @@ class ProjectForm(forms.Form):
         help_text="Whose credits the project's clips spend.",
         error_messages={
             "required": "Choose the Flow account whose credits this project spends.",
-            "invalid_choice": "That Flow account does not exist any more; choose another.",
+            "invalid_choice": "That Flow account is not one you may spend (or no longer "
+            "exists); choose one from the list.",
         },
     )
 
-    def __init__(self, *args, **kwargs) -> None:
+    def __init__(self, *args, user, **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        accounts = list(FlowAccount.objects.all())
+        # Only the accounts staff granted to this person: anyone else's credits are not theirs
+        # to spend (SECURITY.md).
+        granted = FlowAccount.objects.granted_to(user)
+        accounts = list(granted)
         self.single_account: FlowAccount | None = None
         if len(accounts) <= 1:
-            # Nothing to choose: the only account (or none yet; an admin can add it later).
+            # Nothing to choose: the one account granted to them (or none yet; an admin can
+            # grant one and set it later).
             self.single_account = accounts[0] if accounts else None
             del self.fields["account"]
         else:
-            self.fields["account"].queryset = FlowAccount.objects.all()
+            self.fields["account"].queryset = granted
 
     def clean_name(self) -> str:
         name = self.cleaned_data["name"].strip()

@@ -23,10 +23,18 @@ class CannotGenerate(Exception):
     """Generate was refused before anything was spent; the message is for the user."""
 
 
+class FlowAccountQuerySet(models.QuerySet):
+    def granted_to(self, user) -> FlowAccountQuerySet:
+        """The accounts staff granted to this person (see ``AccountGrant``)."""
+        if user is None or not user.is_authenticated:
+            return self.none()
+        return self.filter(grants__user=user)
+
+
 class FlowAccount(models.Model):
     """A Google Flow account whose credits a project spends.
 
-    It holds either a pasted bearer token or a labs session cookie from which short-lived
+    Only the people and projects staff granted it to may spend it (``AccountGrant``). It holds either a pasted bearer token or a labs session cookie from which short-lived
     access tokens are minted (the minted token is cached here so every worker shares it).
     """
 
@@ -46,6 +54,8 @@ class FlowAccount(models.Model):
     # this) instead of failing, and resume when an admin pastes new credentials.
     problem = models.CharField(max_length=300, blank=True)
     created = models.DateTimeField(default=timezone.now)
+
+    objects = FlowAccountQuerySet.as_manager()
 
     class Meta:
         ordering = ["label"]
@@ -70,6 +80,13 @@ class FlowAccount(models.Model):
             bearer_token=self.bearer_token,
             session_cookie=self.session_cookie,
         )
+
+    def is_granted_to(self, user) -> bool:
+        return FlowAccount.objects.granted_to(user).filter(pk=self.pk).exists()
+
+    def may_be_spent_by(self, project: Project) -> bool:
+        """Whether staff granted this account to the project itself or to one of its owners."""
+        return AccountGrant.objects.allowing(project).filter(account=self).exists()
 
     # Fields replace_credentials() changes; pass them to save(update_fields=...).
     CREDENTIAL_FIELDS = (
@@ -195,6 +212,31 @@ class Project(models.Model):
             ]
         super().save(**kwargs)
 
+    def spending_problem(self) -> str:
+        """Why this project may not spend its Flow account now, in words, or "" when it may.
+
+        Asked again at every Generate, so a revoked grant stops new takes at once. Remembered
+        on this instance: a command that generates scene after scene asks once.
+        """
+        if self.account_id is None:
+            return "The project has no Flow account to spend; ask an admin to set one."
+        cached = getattr(self, "_spending_problem", None)
+        if cached is not None and cached[0] == self.account_id:
+            return cached[1]
+        problem = ""
+        if not AccountGrant.objects.allowing(self).filter(account_id=self.account_id).exists():
+            problem = (
+                f"This project may not spend the Flow account {self.account}: staff have not "
+                "granted it to the project or to one of its owners. Ask an admin."
+            )
+        self._spending_problem = (self.account_id, problem)
+        return problem
+
+    def check_spending(self) -> None:
+        problem = self.spending_problem()
+        if problem:
+            raise CannotGenerate(problem)
+
     def gallery_changed(self) -> None:
         """Say that this project's gallery changed (inside the change's transaction)."""
         Project.objects.bump_gallery([self.pk])
@@ -204,6 +246,7 @@ class Project(models.Model):
 
         Returns the scenes generated and, for each scene left out, why (in words).
         """
+        self.check_spending()
         ready: list[Scene] = []
         skipped: list[tuple[Scene, str]] = []
         for scene in scenes:
@@ -261,6 +304,70 @@ class Membership(models.Model):
     @property
     def can_manage(self) -> bool:
         return self.role == self.Role.OWNER
+
+
+class AccountGrantQuerySet(models.QuerySet):
+    def allowing(self, project: Project) -> AccountGrantQuerySet:
+        """The grants that let this project spend an account: to the project itself, or to
+        one of its owners who may still sign in."""
+        owners = Membership.objects.filter(
+            project_id=project.pk, role=Membership.Role.OWNER, user__is_active=True
+        ).values("user_id")
+        return self.filter(Q(project_id=project.pk) | Q(user_id__in=owners))
+
+
+class AccountGrant(models.Model):
+    """Staff let one person, or one project, spend a Flow account's credits.
+
+    A person granted an account may create projects that spend it; a project may generate on
+    its account while the account is granted to it or to one of its owners.
+    """
+
+    account = models.ForeignKey(FlowAccount, models.CASCADE, related_name="grants")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        models.CASCADE,
+        null=True,
+        blank=True,
+        related_name="account_grants",
+    )
+    project = models.ForeignKey(
+        Project, models.CASCADE, null=True, blank=True, related_name="account_grants"
+    )
+    granted_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    created = models.DateTimeField(default=timezone.now)
+
+    objects = AccountGrantQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["account", "id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(user__isnull=False, project__isnull=True)
+                | Q(user__isnull=True, project__isnull=False),
+                name="grant_to_a_user_or_a_project",
+                violation_error_message="Grant the account either to a person or to a "
+                "project, not both and not neither.",
+            ),
+            models.UniqueConstraint(
+                fields=["account", "user"],
+                condition=Q(user__isnull=False),
+                name="one_grant_per_account_and_user",
+                violation_error_message="This person already has this account.",
+            ),
+            models.UniqueConstraint(
+                fields=["account", "project"],
+                condition=Q(project__isnull=False),
+                name="one_grant_per_account_and_project",
+                violation_error_message="This project already has this account.",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        grantee = f"project {self.project}" if self.project_id else str(self.user)
+        return f"{self.account} for {grantee}"
 
 
 def _image_path(instance: ImageAsset, filename: str) -> str:
@@ -403,6 +510,7 @@ class Scene(models.Model):
         problem = self.generation_problem()
         if problem:
             raise CannotGenerate(problem)
+        self.project.check_spending()
         return _queue_new_takes(self.project, user, {self.pk: self.take_snapshots()})[self.pk]
 
     def take_snapshots(self) -> list[dict]:
@@ -620,6 +728,7 @@ class Generation(models.Model):
         problem = self.retry_problem()
         if problem:
             raise CannotGenerate(problem)
+        self.project.check_spending()
         snapshot = {name: getattr(self, name) for name in (*SNAPSHOT_FIELDS, "seed")}
         return _queue_new_takes(self.project, user, {self.scene_id: [snapshot]})[self.scene_id][0]
 

@@ -5,7 +5,7 @@ import pytest
 from django.contrib.auth.models import User
 
 from generations.engines.catalogue import TIER_ONE
-from generations.models import FlowAccount, Membership, Project
+from generations.models import AccountGrant, FlowAccount, Membership, Project
 
 pytest_plugins = ["tests.fixtures_emulator"]
 
@@ -92,6 +92,8 @@ def account(db) -> FlowAccount:
 def project(alice, bob, carol, account) -> Project:
     project = Project.objects.create(name="Poseidon", account=account, created_by=alice)
     project.add_member(alice, Membership.Role.OWNER)
+    # Staff granted the account to alice, the owner, so the project may spend it.
+    AccountGrant.objects.get_or_create(account=account, user=alice)
     project.add_member(bob, Membership.Role.EDITOR)
     project.add_member(carol, Membership.Role.VIEWER)
     return project

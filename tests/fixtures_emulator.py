@@ -28,6 +28,8 @@ def flow_emulator(_flow_emulator_server: Emulator, settings) -> Emulator:
     emulator.reset()
     settings.FLOW_API_BASE_URL = emulator.url
     settings.FLOW_LABS_BASE_URL = emulator.url
-    if "127.0.0.1" not in settings.FLOW_MEDIA_HOSTS:
-        settings.FLOW_MEDIA_HOSTS = [*settings.FLOW_MEDIA_HOSTS, "127.0.0.1"]
+    # Media hosts are pinned to their port: the emulator's links are on its own.
+    origin = emulator.url.removeprefix("http://")
+    if origin not in settings.FLOW_MEDIA_HOSTS:
+        settings.FLOW_MEDIA_HOSTS = [*settings.FLOW_MEDIA_HOSTS, origin]
     return emulator

@@ -17,12 +17,14 @@ from PIL import Image
 
 from generations.images import store_start_image
 from generations.models import (
+    AccountGrant,
     FlowAccount,
     Generation,
     ImageUpload,
     Membership,
     Project,
     Scene,
+    SignInFailure,
     WorkerLease,
 )
 
@@ -57,6 +59,8 @@ def populate(count: int, account: FlowAccount, owner: User) -> None:
         member = User.objects.create_user(f"member{index}-{Project.objects.count()}")
         project.add_member(owner, Membership.Role.OWNER)
         project.add_member(member, Membership.Role.EDITOR)
+        AccountGrant.objects.create(account=account, project=project)
+        SignInFailure.objects.create(username=f"guess{index}", address="10.0.0.1")
         image = store_start_image(project, png(), owner, name=f"i{index}.png")
         ImageUpload.objects.create(image=image, account=account, media_id=f"media-{index}")
         scene = Scene.objects.create(
@@ -88,6 +92,8 @@ CHANGELISTS = [
     "imageupload",
     "generation",
     "workerlease",
+    "accountgrant",
+    "signinfailure",
 ]
 
 
@@ -189,6 +195,9 @@ def account_form(**fields) -> dict[str, str]:
         "problem": "",
         "new_bearer_token": "",
         "new_session_cookie": "",
+        # The "who may spend this account" inline, left empty.
+        "grants-TOTAL_FORMS": "0",
+        "grants-INITIAL_FORMS": "0",
         **fields,
     }
 

@@ -42,6 +42,9 @@ def test_the_first_run_creates_the_login_account_and_project(db, settings):
     assert project.memberships.get().role == Membership.Role.OWNER
     scene = Scene.objects.get(project=project)
     assert scene.generation_problem() == ""
+    # The demo login may spend the emulator account: Generate works out of the box.
+    assert project.spending_problem() == ""
+    assert list(FlowAccount.objects.granted_to(user)) == [account]
     assert scene.start_image.uploaded_by == user
     assert (scene.start_image.width, scene.start_image.height) == (1280, 720)
     with scene.start_image.file.open("rb") as handle:

@@ -115,10 +115,11 @@ def test_list_shows_every_account_with_its_secret_masked(db):
     output = run("list")
 
     lines = output.splitlines()
-    assert lines[0].split() == ["LABEL", "TIER", "AUTH", "SECRET", "CREDITS", "PROBLEM"]
+    assert lines[0].split() == ["LABEL", "TIER", "AUTH", "SECRET", "CREDITS", "GRANTS", "PROBLEM"]
     assert lines[2].startswith("Backup")
     assert "session cookie" in lines[2] and "eyJh…XYZ9" in lines[2]
     assert "The Flow session has expired." in lines[2]
+    assert "nobody" in lines[2]  # no grants yet: nobody may spend it
     assert lines[3].startswith("Studio")
     assert TIER_TWO in lines[3] and "bearer token" in lines[3] and "1200" in lines[3]
     assert SECRET not in output and COOKIE not in output

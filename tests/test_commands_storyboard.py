@@ -19,7 +19,15 @@ from PIL import Image
 from generations.engines.catalogue import TIER_TWO
 from generations.images import store_start_image
 from generations.management.commands import storyboard
-from generations.models import FlowAccount, Generation, ImageAsset, Membership, Project, Scene
+from generations.models import (
+    AccountGrant,
+    FlowAccount,
+    Generation,
+    ImageAsset,
+    Membership,
+    Project,
+    Scene,
+)
 
 HEADER = ["image", "prompt", "aspect", "model", "seed", "takes"]
 
@@ -52,6 +60,13 @@ def write_csv(path: Path, rows: list[list[str]], header: list[str] = HEADER) -> 
 def media_files(settings) -> list[Path]:
     root = Path(settings.MEDIA_ROOT)
     return sorted(p for p in root.rglob("*") if p.is_file()) if root.exists() else []
+
+
+@pytest.fixture
+def account(account, alice):
+    """The studio account, granted to alice, who imports and owns the projects here."""
+    AccountGrant.objects.get_or_create(account=account, user=alice)
+    return account
 
 
 @pytest.fixture
@@ -213,7 +228,8 @@ def test_every_bad_row_is_reported_with_its_row_number(alice, account, shots, tm
 
 
 def test_an_ultra_model_is_accepted_on_a_tier_two_account(alice, shots):
-    FlowAccount.objects.create(label="Ultra", tier=TIER_TWO, bearer_token="ya29.t")
+    ultra = FlowAccount.objects.create(label="Ultra", tier=TIER_TWO, bearer_token="ya29.t")
+    AccountGrant.objects.create(account=ultra, user=alice)
     path = write_csv(
         shots / "b.csv", [["harbour.png", "Fast", "landscape", "veo_3_1_i2v_s_fast_ultra", "", ""]]
     )
@@ -287,11 +303,14 @@ def test_a_user_who_cannot_edit_the_project_is_refused(
     assert media_files(settings) == []
 
 
-def test_an_account_must_be_chosen_when_there_are_several(alice, account, shots):
-    FlowAccount.objects.create(label="Backup", bearer_token="ya29.b")
+def test_an_account_must_be_chosen_when_several_are_granted(alice, account, shots):
+    backup = FlowAccount.objects.create(label="Backup", bearer_token="ya29.b")
+    AccountGrant.objects.create(account=backup, user=alice)
     path = write_csv(shots / "b.csv", [["harbour.png", "x", "landscape", "", "", ""]])
 
-    with pytest.raises(CommandError, match=r"Several Flow accounts exist \('Backup', 'Studio'\)"):
+    with pytest.raises(
+        CommandError, match=r"Several Flow accounts are granted to alice \('Backup', 'Studio'\)"
+    ):
         run("import", str(path), "--project", "Launch", "--user", "alice")
 
     run("import", str(path), "--project", "Launch", "--user", "alice", "--account", "Backup")
@@ -301,7 +320,7 @@ def test_an_account_must_be_chosen_when_there_are_several(alice, account, shots)
 def test_an_unknown_account_or_no_account_is_refused(alice, shots):
     path = write_csv(shots / "b.csv", [["harbour.png", "x", "landscape", "", "", ""]])
 
-    with pytest.raises(CommandError, match="There is no Flow account yet"):
+    with pytest.raises(CommandError, match="No Flow account is granted to alice"):
         run("import", str(path), "--project", "Launch", "--user", "alice")
     with pytest.raises(CommandError, match="No Flow account is labelled 'Nope'"):
         run("import", str(path), "--project", "Launch", "--user", "alice", "--account", "Nope")

@@ -18,7 +18,7 @@ import httpx
 import pytest
 
 from generations.engines import base
-from generations.engines.download import download_to
+from generations.engines.download import check_url, download_to
 
 MP4 = b"\x00\x00\x00\x18ftypmp42" + bytes(range(256)) * 400  # ~100 KB
 JPEG = b"\xff\xd8\xff\xe0" + b"poster" * 1000
@@ -121,8 +121,8 @@ def media_host() -> Iterator[str]:
 
 
 @pytest.fixture
-def allowed(settings):
-    settings.FLOW_MEDIA_HOSTS = ["storage.googleapis.com", "127.0.0.1"]
+def allowed(settings, media_host):
+    settings.FLOW_MEDIA_HOSTS = ["storage.googleapis.com", media_host.removeprefix("http://")]
 
 
 @pytest.fixture
@@ -260,6 +260,37 @@ def test_loopback_is_only_allowed_when_listed(media_host, settings, folder):
 
     with pytest.raises(base.HostNotAllowed, match="127.0.0.1"):
         download_to(media_host + "/clip.mp4", folder / "f", kind="video")
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://storage.googleapis.com:8443/clip.mp4",
+        "https://storage.googleapis.com:22/clip.mp4",
+        "http://127.0.0.1:5432/clip.mp4",
+    ],
+)
+def test_an_allowed_host_on_another_port_is_refused_without_a_request(allowed, folder, url):
+    def no_network(request):
+        raise AssertionError("nothing may be requested")
+
+    with pytest.raises(base.HostNotAllowed, match=r"port \d+; Flowsite downloads from") as caught:
+        download_to(url, folder / "f", kind="video", transport=httpx.MockTransport(no_network))
+
+    assert caught.value.message.split(" only on port ")[0].count("port") == 1
+
+
+def test_a_host_without_a_port_is_allowed_on_443_only():
+    check_url("https://storage.googleapis.com:443/x", ["storage.googleapis.com"])
+    check_url("https://media.example:8443/x", ["media.example:8443"])
+    check_url("http://[::1]:8765/x", ["[::1]:8765"])
+    for url, hosts in [
+        ("https://media.example/x", ["media.example:8443"]),
+        ("http://127.0.0.1/x", ["127.0.0.1"]),
+        ("http://127.0.0.1:8765/x", ["127.0.0.1"]),
+    ]:
+        with pytest.raises(base.HostNotAllowed):
+            check_url(url, hosts)
 
 
 def test_an_explicit_empty_host_list_allows_nothing(media_host, allowed, folder):

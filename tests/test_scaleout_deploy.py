@@ -121,6 +121,55 @@ def test_web_runs_several_gunicorn_workers_and_the_worker_runs_the_cluster(compo
     assert re.search(r"\d+-\d+\}?:8000$", web["ports"][0])
 
 
+def interpolate(text: str, env: dict[str, str]) -> str:
+    """Compose's ``${NAME}``, ``${NAME:-default}`` and ``${NAME-default}`` for one string."""
+
+    def value(match: re.Match) -> str:
+        name, operator, default = match.group(1), match.group(2), match.group(3) or ""
+        if operator == ":-":
+            return env.get(name) or default
+        if operator == "-":
+            return env.get(name, default)
+        return env.get(name, "")
+
+    return re.sub(r"\$\{(\w+)(?:(:?-)([^}]*))?\}", value, text)
+
+
+def published(compose: dict, env: dict[str, str], profiles: set[str]) -> dict[str, list[str]]:
+    """Each running service's host addresses its ports are published on ("0.0.0.0": all)."""
+    addresses: dict[str, list[str]] = {}
+    for name, service in compose["services"].items():
+        if not set(service.get("profiles", [])) <= profiles:
+            continue
+        for port in service.get("ports", []):
+            parts = interpolate(str(port), env).rsplit(":", 2)
+            host = parts[0] if len(parts) == 3 else "0.0.0.0"
+            addresses.setdefault(name, []).append(host or "0.0.0.0")
+    return addresses
+
+
+def test_under_the_nginx_profile_only_nginx_is_reachable_from_the_network(compose):
+    # The README's nginx command line.
+    env = {"FLOWSITE_X_ACCEL_REDIRECT": "/protected/", "FLOWSITE_TRUSTED_PROXIES": "1"}
+
+    addresses = published(compose, env, {"nginx"})
+
+    assert addresses.pop("nginx") == ["0.0.0.0"]
+    assert addresses == {"web": ["127.0.0.1"]}
+    # nginx reaches the web containers over the compose network, on the port they expose.
+    assert compose["services"]["web"]["expose"] == ["8000"]
+
+
+def test_web_ports_are_on_loopback_unless_web_bind_says_otherwise(compose):
+    assert published(compose, {}, set()) == {"web": ["127.0.0.1"]}
+    assert published(compose, {"WEB_BIND": "0.0.0.0"}, set()) == {"web": ["0.0.0.0"]}
+
+
+def test_the_compose_interpolation_helper_follows_composes_rules():
+    assert interpolate("${A:-x}:${B-y}:${C}", {"A": "", "B": ""}) == "x::"
+    assert interpolate("${A:-x}", {"A": "a"}) == "a"
+
+
 def test_secrets_have_no_default_and_stop_compose_when_missing(compose):
     env = compose["services"]["web"]["environment"]
 

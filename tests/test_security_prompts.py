@@ -11,7 +11,7 @@ from django.core.management import CommandError, call_command
 from django.urls import reverse
 from PIL import Image
 
-from generations.models import Project, Scene
+from generations.models import AccountGrant, Project, Scene
 from generations.rules import MAX_PROMPT_CHARACTERS, prompt_problem
 from tests.views_support import client_for, png_bytes
 
@@ -90,6 +90,13 @@ def test_prompt_problem_is_empty_for_ordinary_text_in_any_script():
 
 
 # --- the CSV import ------------------------------------------------------------------------
+
+
+@pytest.fixture
+def account(account, alice):
+    """The studio account, granted to alice, who imports the boards here."""
+    AccountGrant.objects.get_or_create(account=account, user=alice)
+    return account
 
 
 def write_board(folder: Path, prompts: list[str]) -> Path:

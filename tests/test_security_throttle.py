@@ -1,11 +1,14 @@
-"""Sign-in throttling: 5 failures per account and 20 per address in 15 minutes, counted in
-the database, answered with 429 and a sentence, without the password ever being checked."""
+"""Sign-in throttling: 5 failures per username from one address and 20 per address in 15
+minutes, a username failing from many addresses slowed down rather than locked, counted in
+the database before any password is checked, answered with 429 and a sentence."""
 
+import threading
 from datetime import timedelta
 
 import pytest
 from django.contrib.auth.base_user import AbstractBaseUser
-from django.test import RequestFactory
+from django.db import connection
+from django.test import Client, RequestFactory
 from django.urls import reverse
 from django.utils import timezone
 
@@ -39,6 +42,8 @@ def _limits(settings):
     settings.FLOWSITE_SIGNIN_WINDOW_MINUTES = 15
     settings.FLOWSITE_SIGNIN_FAILURES_PER_ACCOUNT = 5
     settings.FLOWSITE_SIGNIN_FAILURES_PER_ADDRESS = 20
+    settings.FLOWSITE_SIGNIN_SLOWDOWN_AFTER = 10
+    settings.FLOWSITE_SIGNIN_SLOWDOWN_SECONDS = 10
     settings.FLOWSITE_TRUSTED_PROXIES = 0
 
 
@@ -139,6 +144,118 @@ def test_old_failures_are_pruned_when_a_new_one_is_recorded(client, alice):
     )
     fail(client, "alice", 1)
     assert list(SignInFailure.objects.values_list("username", flat=True)) == ["alice"]
+
+
+# --- racing, victims and unlocking ----------------------------------------------------------
+
+
+@pytest.mark.django_db(transaction=True)
+def test_forty_wrong_passwords_at_once_get_no_more_than_five_checked(alice, monkeypatch):
+    checked: list[str] = []
+    lock = threading.Lock()
+    original = AbstractBaseUser.check_password
+
+    def counting(self, raw_password):
+        with lock:
+            checked.append(raw_password)
+        return original(self, raw_password)
+
+    monkeypatch.setattr(AbstractBaseUser, "check_password", counting)
+    start = threading.Barrier(40)
+    statuses: list[int] = []
+
+    def guess(number: int) -> None:
+        try:
+            start.wait()
+            response = sign_in(Client(), "alice", f"guess {number}")
+            with lock:
+                statuses.append(response.status_code)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=guess, args=(n,)) for n in range(40)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert len(statuses) == 40
+    assert len(checked) <= 5
+    assert statuses.count(429) >= 35
+    # Every refused attempt is forgotten: only the checked ones count as failures.
+    assert SignInFailure.objects.count() == len(checked)
+
+
+def test_five_wrong_passwords_from_elsewhere_do_not_lock_alice_out(client, alice):
+    fail(client, "alice", 5, address="203.0.113.66")
+
+    assert sign_in(client, "alice", "wrong", address="203.0.113.66").status_code == 429
+    assert sign_in(client, "alice", PASSWORD).status_code == 302
+
+
+def test_a_username_tried_from_many_addresses_is_slowed_down_not_locked(client, alice, request):
+    for number in range(10):
+        fail(client, "alice", 1, address=f"198.51.100.{number}")
+
+    request.getfixturevalue("password_never_checked")
+    slowed = sign_in(client, "alice", PASSWORD, address="198.51.100.77")
+    assert slowed.status_code == 429
+    assert (
+        "This account has had many failed sign-ins, so Flowsite tries one sign-in for it "
+        "every 10 seconds; try again in 10 seconds."
+    ) in slowed.text
+
+
+def test_alice_gets_in_a_few_seconds_after_the_last_guess_however_many_there_were(client, alice):
+    for number in range(10):
+        fail(client, "alice", 1, address=f"198.51.100.{number}")
+    SignInFailure.objects.update(at=timezone.now() - timedelta(seconds=11))
+
+    assert sign_in(client, "alice", PASSWORD).status_code == 302
+
+
+def test_past_the_slowdown_one_guess_at_a_time_gets_through(client, alice):
+    for number in range(10):
+        fail(client, "alice", 1, address=f"198.51.100.{number}")
+    SignInFailure.objects.update(at=timezone.now() - timedelta(seconds=11))
+
+    first = sign_in(client, "alice", "wrong", address="198.51.100.50")
+    second = sign_in(client, "alice", "wrong", address="198.51.100.51")
+
+    assert (first.status_code, second.status_code) == (200, 429)
+    assert SignInFailure.objects.filter(username="alice").count() == 11
+
+
+def test_staff_unlock_a_username_in_the_admin(client, alice, admin_client):
+    fail(client, "alice", 5)
+    assert sign_in(client, "alice", PASSWORD).status_code == 429
+
+    response = admin_client.post(
+        reverse("admin:generations_signinfailure_changelist"),
+        {
+            "action": "unlock_usernames",
+            "_selected_action": [SignInFailure.objects.first().pk],
+        },
+        follow=True,
+    )
+
+    assert "Unlocked alice: they may sign in again." in response.text
+    assert not SignInFailure.objects.exists()
+    assert sign_in(client, "alice", PASSWORD).status_code == 302
+
+
+def test_staff_unlock_an_address_in_the_admin(client, bob, admin_client):
+    for number in range(20):
+        sign_in(client, f"guess{number}", "wrong password")
+    assert sign_in(client, "bob", PASSWORD).status_code == 429
+    row = SignInFailure.objects.first()
+
+    admin_client.post(
+        reverse("admin:generations_signinfailure_changelist"),
+        {"action": "unlock_addresses", "_selected_action": [row.pk]},
+    )
+
+    assert sign_in(client, "bob", PASSWORD).status_code == 302
 
 
 # --- who is "the client" --------------------------------------------------------------------

@@ -14,7 +14,7 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from generations import pipeline
-from generations.models import FlowAccount, Generation, ImageUpload
+from generations.models import AccountGrant, FlowAccount, Generation, ImageUpload
 from generations.tasks import run_pass
 from tests.tasks_support import make_image, make_scene, run_at_once, settle
 
@@ -293,6 +293,7 @@ def test_two_passes_at_once_never_submit_a_take_twice(flow_emulator, settings):
     alice = User.objects.create_user("alice")
     project = Project.objects.create(name="Race", account=account, created_by=alice)
     project.add_member(alice, Membership.Role.OWNER)
+    AccountGrant.objects.create(account=account, user=alice)
     takes = make_scene(project, takes=4).generate(alice)
 
     run_at_once(run_pass)

@@ -3,7 +3,7 @@
 from django.urls import reverse
 
 from generations.engines.catalogue import TIER_TWO
-from generations.models import FlowAccount, Membership, Project
+from generations.models import AccountGrant, FlowAccount, Membership, Project
 from tests.conftest import PASSWORD
 from tests.views_support import client_for
 
@@ -48,7 +48,10 @@ def test_the_project_list_shows_only_my_projects(project, carol, charlie, accoun
     assert "Viewer" in mine
 
 
-def test_creating_a_project_uses_the_only_account_and_makes_me_owner(charlie, account):
+def test_creating_a_project_uses_the_only_account_granted_to_me_and_makes_me_owner(
+    charlie, account
+):
+    AccountGrant.objects.create(account=account, user=charlie)
     response = client_for(charlie).post(reverse("project-create"), {"name": "  Atlantis "})
 
     project = Project.objects.get(name="Atlantis")
@@ -59,8 +62,10 @@ def test_creating_a_project_uses_the_only_account_and_makes_me_owner(charlie, ac
     assert project.memberships.get().role == Role.OWNER
 
 
-def test_with_several_accounts_the_creator_must_choose_one(charlie, account):
+def test_with_several_accounts_granted_the_creator_must_choose_one(charlie, account):
     other = FlowAccount.objects.create(label="Ultra", tier=TIER_TWO)
+    for granted in (account, other):
+        AccountGrant.objects.create(account=granted, user=charlie)
     client = client_for(charlie)
 
     form = client.get(reverse("project-create")).text

@@ -12,7 +12,7 @@ from django.urls import reverse
 
 from generations import tasks
 from generations.engines.catalogue import TIER_TWO
-from generations.models import Generation, ImageAsset, Membership, Project, Scene
+from generations.models import AccountGrant, Generation, ImageAsset, Membership, Project, Scene
 from tests.views_support import (
     attach_clip,
     client_for,
@@ -359,6 +359,7 @@ def test_generate_all_costs_bob_the_same_queries_for_2_scenes_or_12(project, bob
     small = project
     large = Project.objects.create(name="Longer film", account=project.account, created_by=alice)
     large.add_member(bob, Membership.Role.EDITOR)
+    AccountGrant.objects.create(account=project.account, project=large)
     for board, count in ((small, 2), (large, 12)):
         image = make_image(board, bob)
         for _ in range(count):

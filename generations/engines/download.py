@@ -58,17 +58,43 @@ def _where(url: str) -> str:
     return f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}{parts.path}"
 
 
+HTTPS_PORT = 443
+DEFAULT_PORTS = {"https": HTTPS_PORT, "http": 80}
+
+
+def allowed_origins(hosts: list[str]) -> set[tuple[str, int]]:
+    """(host, port) pairs from entries written ``host`` or ``host:port`` (``[v6]:port``).
+
+    A host without a port is reached on 443 only: a link to another port of an allowed host
+    could reach a different service there.
+    """
+    origins = set()
+    for entry in hosts:
+        entry = entry.strip().lower()
+        if not entry:
+            continue
+        try:
+            parts = urlsplit(f"//{entry}")
+            port = parts.port
+        except ValueError:
+            continue  # a malformed entry allows nothing
+        if parts.hostname:
+            origins.add((parts.hostname, port or HTTPS_PORT))
+    return origins
+
+
 def check_url(url: str, allowed_hosts: list[str] | None = None) -> None:
-    """Refuse URLs Flowsite must not fetch: unknown hosts, plain http off loopback, userinfo."""
+    """Refuse URLs Flowsite must not fetch: unknown hosts or ports, plain http off loopback,
+    userinfo."""
     hosts = settings.FLOW_MEDIA_HOSTS if allowed_hosts is None else allowed_hosts
-    allowed = {host.lower() for host in hosts}
+    allowed = allowed_origins(hosts)
     try:
         parts = urlsplit(url)
         host = (parts.hostname or "").lower()
-        parts.port  # noqa: B018 - raises ValueError for a malformed port
+        port = parts.port or DEFAULT_PORTS.get(parts.scheme.lower(), 0)
     except ValueError:
         raise HostNotAllowed("The download link is not a valid URL.") from None
-    if not host or host not in allowed:
+    if not host or host not in {allowed_host for allowed_host, _ in allowed}:
         raise HostNotAllowed(
             f"The file is on {host or 'no host'}, which is not one of the media hosts Flowsite "
             "downloads from.",
@@ -76,13 +102,19 @@ def check_url(url: str, allowed_hosts: list[str] | None = None) -> None:
         )
     if parts.username is not None or parts.password is not None:
         raise HostNotAllowed("The download link carries a user name; Flowsite refuses it.")
-    if parts.scheme == "https" or (parts.scheme == "http" and _is_loopback(host)):
-        return
-    raise HostNotAllowed(
-        f"The download link uses {parts.scheme or 'no scheme'}; Flowsite only downloads over "
-        "https (plain http only from this machine).",
-        detail=_where(url),
-    )
+    if not (parts.scheme == "https" or (parts.scheme == "http" and _is_loopback(host))):
+        raise HostNotAllowed(
+            f"The download link uses {parts.scheme or 'no scheme'}; Flowsite only downloads "
+            "over https (plain http only from this machine).",
+            detail=_where(url),
+        )
+    if (host, port) not in allowed:
+        ports = ", ".join(str(p) for h, p in sorted(allowed) if h == host)
+        raise HostNotAllowed(
+            f"The file is on {host} port {port}; Flowsite downloads from {host} only on port "
+            f"{ports}.",
+            detail=_where(url),
+        )
 
 
 def _expect_type(kind: Kind, content_type: str) -> None:

@@ -137,6 +137,7 @@ def serve_private_file(
             handle.close()
             response = HttpResponseNotModified()
             response["ETag"] = etag
+            _private_cache(response)
             return response
 
         start, end = 0, size - 1
@@ -173,8 +174,10 @@ def serve_private_file(
 
 
 def _private_cache(response: HttpResponseBase) -> None:
-    # Members only: a shared cache must never keep a copy.
-    response["Cache-Control"] = "private, max-age=3600"
+    # Members only: a shared cache must never keep a copy, and the browser's own copy is
+    # checked with us (ETag, 304) before each use, so a removed member or the next person at a
+    # shared browser cannot replay a clip from the cache.
+    response["Cache-Control"] = "private, no-cache"
 
 
 def _stream(handle, start: int, length: int) -> Iterator[bytes]:
@@ -204,17 +207,35 @@ def _parse_range(header: str, size: int) -> tuple[int, int] | None:
     if not first and not last:
         return None
     if not first:
-        suffix = int(last)
+        suffix = _position(last, size)
         if suffix == 0 or size == 0:
             raise _Unsatisfiable
         return max(size - suffix, 0), size - 1
-    start = int(first)
-    end = int(last) if last else size - 1
-    if end < start:
-        return None
+    start = _position(first, size)
+    if last and _digits_key(last) < _digits_key(first):
+        return None  # last before first: not a valid range, so the header is ignored
     if start >= size:
-        raise _Unsatisfiable
-    return start, min(end, size - 1)
+        raise _Unsatisfiable  # `bytes=N-` included: nothing is left from N on
+    end = min(_position(last, size), size - 1) if last else size - 1
+    return start, end
+
+
+def _position(digits: str, ceiling: int) -> int:
+    """The number these digits spell, capped at ``ceiling``.
+
+    Any number of digits is valid in a Range, but Python refuses to convert a string of more
+    than 4,300 digits; every number past the file's size means the same thing here anyway.
+    """
+    significant = digits.lstrip("0")
+    if len(significant) > len(str(ceiling)):
+        return ceiling
+    return min(int(significant or "0"), ceiling)
+
+
+def _digits_key(digits: str) -> tuple[int, str]:
+    """Orders digit strings as the numbers they spell, without converting them."""
+    significant = digits.lstrip("0")
+    return len(significant), significant
 
 
 def _if_range_allows(if_range: str | None, etag: str, stat: os.stat_result) -> bool:

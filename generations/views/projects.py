@@ -17,7 +17,7 @@ from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from ..forms import MemberAddForm, ProjectForm
-from ..models import Generation, Membership, Project, Scene
+from ..models import CannotGenerate, Generation, Membership, Project, Scene
 from .access import (
     HtmxHttpRequest,
     Role,
@@ -281,7 +281,11 @@ def project_generate_all(request: HttpRequest, uuid: UUID) -> HttpResponse:
         # of=("self",): PostgreSQL refuses FOR UPDATE on the nullable side of the outer join
         # to start_image; only the scenes need locking.
         scenes = project.scenes.select_for_update(of=("self",)).select_related("start_image")
-        generated, skipped = project.generate_scenes(scenes, request.user)
+        try:
+            generated, skipped = project.generate_scenes(scenes, request.user)
+        except CannotGenerate as refusal:
+            messages.error(request, f"Nothing was generated: {refusal}")
+            return redirect("project-detail", uuid=project.uuid)
     if generated:
         count = sum(scene.takes for scene in generated)
         messages.success(
@@ -316,7 +320,7 @@ def project_list(request: HttpRequest) -> HttpResponse:
 @require_http_methods(["GET", "POST"])
 @login_required
 def project_create(request: HttpRequest) -> HttpResponse:
-    form = ProjectForm(request.POST or None)
+    form = ProjectForm(request.POST or None, user=request.user)
     if request.method == "POST" and form.is_valid():
         project = form.save(request.user)
         messages.success(request, f"Created {project}. Add its first scene.")

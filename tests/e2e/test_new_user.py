@@ -31,7 +31,7 @@ from playwright.sync_api import Page, expect
 
 from generations import tasks
 from generations.engines.catalogue import TIER_ONE
-from generations.models import FlowAccount, Generation, Membership, Project
+from generations.models import AccountGrant, FlowAccount, Generation, Membership, Project
 from tests.conftest import PASSWORD
 from tests.views_support import make_image, make_scene
 
@@ -105,8 +105,12 @@ def sign_in(page: Page, username: str) -> None:
 def test_alice_lays_out_a_scene_and_watches_two_takes_render_then_plays_one(
     page: Page, worker, flow_emulator, tmp_path, screenshots
 ):
-    User.objects.create_user("alice", "alice@example.org", PASSWORD)
-    FlowAccount.objects.create(label="Studio", tier=TIER_ONE, bearer_token=flow_emulator.token)
+    alice = User.objects.create_user("alice", "alice@example.org", PASSWORD)
+    studio = FlowAccount.objects.create(
+        label="Studio", tier=TIER_ONE, bearer_token=flow_emulator.token
+    )
+    # Staff let alice spend it; the new-project form then picks it for her.
+    AccountGrant.objects.create(account=studio, user=alice)
 
     sign_in(page, "alice")
     page.get_by_role("link", name="New project").click()

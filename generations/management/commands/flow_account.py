@@ -1,9 +1,14 @@
-"""Add, list and update the Flow accounts whose credits projects spend.
+"""Add, list and update the Flow accounts whose credits projects spend, and say who may.
 
     manage.py flow_account add LABEL (--bearer-token T | --session-cookie C) [--tier TIER]
     manage.py flow_account list
     manage.py flow_account update LABEL [--bearer-token T | --session-cookie C] [--tier TIER]
                                         [--label NEW]
+    manage.py flow_account grant LABEL (--user USERNAME | --project NAME)
+    manage.py flow_account revoke LABEL (--user USERNAME | --project NAME)
+
+A person granted an account may create projects that spend it; a project may generate while its
+account is granted to it or to one of its owners.
 
 A secret given as ``-`` is read from standard input, so it stays out of the shell history and
 the process list. Secrets are never printed in full.
@@ -11,15 +16,19 @@ the process list. Secrets are never printed in full.
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from typing import Any
+from uuid import UUID
 
+from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import transaction
+from django.db.models import Prefetch
 
 from generations.engines.catalogue import TIER_ONE, TIERS
-from generations.models import FlowAccount
+from generations.models import AccountGrant, FlowAccount, Project
 from generations.rules import ACCOUNT_LABEL, printable
 
 TIER_KEYS = [key for key, _ in TIERS]
@@ -92,6 +101,16 @@ class Command(BaseCommand):
         update.add_argument("--tier", choices=TIER_KEYS)
         update.add_argument("--label", dest="new_label", metavar="NEW_LABEL")
 
+        for name, text in (
+            ("grant", "Let a person (or one project) spend the account."),
+            ("revoke", "Take a grant back; takes already queued still go to Flow."),
+        ):
+            grant = actions.add_parser(name, help=text)
+            grant.add_argument("label")
+            grantee = grant.add_mutually_exclusive_group(required=True)
+            grantee.add_argument("--user", metavar="USERNAME")
+            grantee.add_argument("--project", metavar="NAME", help="its name or its UUID")
+
     def handle(self, *args: Any, **options: Any) -> None:
         self.stdin = options.get("stdin") or sys.stdin
         action = options["action"]
@@ -99,6 +118,10 @@ class Command(BaseCommand):
             self.add(options)
         elif action == "list":
             self.list()
+        elif action == "grant":
+            self.grant(options)
+        elif action == "revoke":
+            self.revoke(options)
         else:
             self.update(options)
 
@@ -120,7 +143,12 @@ class Command(BaseCommand):
         )
 
     def list(self) -> None:
-        accounts = list(FlowAccount.objects.order_by("label"))
+        grants = AccountGrant.objects.select_related("user", "project").order_by("id")
+        accounts = list(
+            FlowAccount.objects.order_by("label").prefetch_related(
+                Prefetch("grants", queryset=grants)
+            )
+        )
         if not accounts:
             self.stdout.write("No Flow accounts yet. Add one with: flow_account add LABEL ...")
             return
@@ -131,11 +159,35 @@ class Command(BaseCommand):
                 account.auth_kind,
                 mask(account.session_cookie or account.bearer_token),
                 "?" if account.credits is None else str(account.credits),
+                ", ".join(_grantee(grant) for grant in account.grants.all()) or "nobody",
                 account.problem or "",
             ]
             for account in accounts
         ]
-        self.stdout.write(table(["LABEL", "TIER", "AUTH", "SECRET", "CREDITS", "PROBLEM"], rows))
+        headers = ["LABEL", "TIER", "AUTH", "SECRET", "CREDITS", "GRANTS", "PROBLEM"]
+        self.stdout.write(table(headers, rows))
+
+    def grant(self, options: dict[str, Any]) -> None:
+        account = _account(options["label"])
+        grantee = _grantee_options(options)
+        _, created = AccountGrant.objects.get_or_create(account=account, **grantee)
+        whom = _grantee(AccountGrant(**grantee))
+        if created:
+            self.stdout.write(f"Granted account {account.label!r} to {whom}.")
+        else:
+            self.stdout.write(f"Account {account.label!r} was already granted to {whom}.")
+
+    def revoke(self, options: dict[str, Any]) -> None:
+        account = _account(options["label"])
+        grantee = _grantee_options(options)
+        whom = _grantee(AccountGrant(**grantee))
+        deleted, _ = AccountGrant.objects.filter(account=account, **grantee).delete()
+        if not deleted:
+            raise CommandError(f"Account {account.label!r} is not granted to {whom}.")
+        self.stdout.write(
+            f"Revoked account {account.label!r} from {whom}; new takes on it are refused "
+            "unless another grant covers them."
+        )
 
     def update(self, options: dict[str, Any]) -> None:
         label = options["label"].strip()
@@ -182,6 +234,40 @@ class Command(BaseCommand):
         if given != "-":
             return given
         return self.stdin.readline()
+
+
+def _account(label: str) -> FlowAccount:
+    try:
+        return FlowAccount.objects.get(label=label.strip())
+    except FlowAccount.DoesNotExist:
+        raise CommandError(f"No account is labelled {label!r}.") from None
+
+
+def _grantee_options(options: dict[str, Any]) -> dict[str, Any]:
+    """``{"user": ...}`` or ``{"project": ...}`` for --user or --project."""
+    if options["user"] is not None:
+        User = get_user_model()
+        username = options["user"].strip()
+        user = User.objects.filter(**{User.USERNAME_FIELD: username}).first()
+        if user is None:
+            raise CommandError(f"No user is called {username!r}.")
+        return {"user": user}
+    name = options["project"].strip()
+    projects = Project.objects.filter(name=name)
+    with contextlib.suppress(ValueError):
+        projects = Project.objects.filter(uuid=UUID(name))
+    found = list(projects[:2])
+    if not found:
+        raise CommandError(f"No project is named {name!r}.")
+    if len(found) > 1:
+        raise CommandError(f"Several projects are named {name!r}; give the project's UUID instead.")
+    return {"project": found[0]}
+
+
+def _grantee(grant: AccountGrant) -> str:
+    if grant.project_id is not None:
+        return f"project {grant.project.name!r}"
+    return grant.user.get_username()
 
 
 def _clean_label(label: str) -> str:

@@ -19,7 +19,7 @@ from PIL import Image, ImageDraw
 from generations.engines.base import Aspect
 from generations.engines.catalogue import TIER_TWO, default_model
 from generations.images import store_start_image
-from generations.models import FlowAccount, Membership, Project, Scene
+from generations.models import AccountGrant, FlowAccount, Membership, Project, Scene
 
 DEMO_USERNAME = "demo"
 DEMO_PASSWORD = "flowsite-demo"
@@ -44,6 +44,9 @@ class Command(BaseCommand):
         with transaction.atomic():
             user, user_created = self._user()
             account = self._account()
+            if account is not None:
+                # Only granted accounts may be spent: the demo login may spend the emulator's.
+                AccountGrant.objects.get_or_create(account=account, user=user)
             project_created = self._project(user, account)
 
         port = os.environ.get("PORT", "8000")
@@ -58,7 +61,10 @@ class Command(BaseCommand):
                 f"  Sign in as {DEMO_USERNAME} / {DEMO_PASSWORD} (unless you changed it)"
             )
         if account is not None:
-            self.stdout.write(f"  Flow account {account.label!r} spends the local emulator.")
+            self.stdout.write(
+                f"  Flow account {account.label!r} spends the local emulator; "
+                f"it is granted to {DEMO_USERNAME}."
+            )
         if project_created:
             self.stdout.write(f"  Created project {DEMO_PROJECT!r} with one sample scene.")
 

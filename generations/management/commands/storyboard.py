@@ -37,6 +37,7 @@ from generations.images import (
     too_big_message,
 )
 from generations.models import (
+    AccountGrant,
     CannotGenerate,
     FlowAccount,
     Generation,
@@ -114,7 +115,7 @@ class Command(BaseCommand):
         project = _find_project(name)
         if project is not None:
             _require_editor(project, user)
-        account = _import_account(project, options["account"])
+        account = _import_account(project, options["account"], user)
 
         rows, errors = read_storyboard(csv_path, account)
         if errors:
@@ -551,29 +552,43 @@ def _require_editor(project: Project, user) -> None:
         )
 
 
-def _import_account(project: Project | None, label: str | None) -> FlowAccount:
-    """The account a (new or existing) project spends."""
-    if label is not None:
-        try:
-            account = FlowAccount.objects.get(label=label)
-        except FlowAccount.DoesNotExist:
-            raise CommandError(f"No Flow account is labelled {label!r}.") from None
-        if project is not None and project.account_id not in (None, account.pk):
+def _import_account(project: Project | None, label: str | None, user) -> FlowAccount:
+    """The account a (new or existing) project spends: one granted to the person who will own
+    the new project, or to the existing project or one of its owners."""
+    if project is not None and project.account is not None:
+        if label is not None and label != project.account.label:
             raise CommandError(
                 f"Project {project.name!r} spends account {printable(project.account.label)}, not {label!r}; "
                 "leave out --account or change the project's account in the admin."
             )
-        return account
-    if project is not None and project.account is not None:
         return project.account
-    accounts = list(FlowAccount.objects.order_by("label")[:2])
+    if project is None:
+        allowed = FlowAccount.objects.granted_to(user)
+        whom = f"to {user.get_username()}"
+    else:
+        allowed = FlowAccount.objects.filter(grants__in=AccountGrant.objects.allowing(project))
+        whom = f"to project {project.name!r} or one of its owners"
+    if label is not None:
+        if not FlowAccount.objects.filter(label=label).exists():
+            raise CommandError(f"No Flow account is labelled {label!r}.")
+        account = allowed.filter(label=label).first()
+        if account is None:
+            raise CommandError(
+                f"The Flow account {label!r} is not granted {whom}; staff can grant it with: "
+                f"flow_account grant {label!r} --user USERNAME"
+            )
+        return account
+    accounts = list(allowed.distinct().order_by("label"))
     if not accounts:
-        raise CommandError("There is no Flow account yet; add one with: flow_account add ...")
-    if len(accounts) > 1:
-        labels = ", ".join(
-            repr(label) for label in FlowAccount.objects.values_list("label", flat=True)
+        raise CommandError(
+            f"No Flow account is granted {whom}; staff can grant one with: "
+            "flow_account grant LABEL --user USERNAME"
         )
-        raise CommandError(f"Several Flow accounts exist ({labels}); choose one with --account.")
+    if len(accounts) > 1:
+        labels = ", ".join(repr(account.label) for account in accounts)
+        raise CommandError(
+            f"Several Flow accounts are granted {whom} ({labels}); choose one with --account."
+        )
     return accounts[0]
 
 

@@ -1,0 +1,109 @@
+"""Start images nothing refers to any more are removed, rows and files, once committed.
+
+A start image is kept while a scene starts from it or a take was made from it (the take shows
+it, and a retry asks Flow for the same clip again). When a scene's image is replaced, a scene
+is deleted (its takes go with it) or a take is deleted, the images they referred to are
+checked once the change is committed, and those nobody refers to go. A stored file goes only
+with the last ``ImageAsset`` row naming it, and only once that row's deletion is committed:
+a rollback keeps both.
+
+Caught with model signals, so the scene views, the admin and the shell all clean up alike.
+Registered by ``GenerationsConfig.ready``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from django.db import connections, transaction
+from django.db.models import Exists, OuterRef, ProtectedError
+from django.db.models.signals import post_delete, post_init, post_save
+from django.dispatch import receiver
+
+from .models import Generation, ImageAsset, Scene
+
+_LOADED = "_flowsite_start_image_loaded"
+_PENDING = "_flowsite_images_to_check"
+
+
+def remove_unused_images(image_ids: Iterable[int]) -> list[int]:
+    """Delete these images if no scene and no take refers to them; their files follow on
+    commit (``image_deleted``). Returns the ids removed."""
+    ids = sorted({pk for pk in image_ids if pk is not None})
+    if not ids:
+        return []
+    with transaction.atomic():
+        unused = (
+            ImageAsset.objects.filter(pk__in=ids)
+            .exclude(Exists(Scene.objects.filter(start_image=OuterRef("pk"))))
+            .exclude(Exists(Generation.objects.filter(start_image=OuterRef("pk"))))
+        )
+        removed = list(unused.values_list("pk", flat=True))
+        if removed:
+            try:
+                # The same test again in the DELETE's own statement: a scene that picked the
+                # image up meanwhile keeps it (PROTECT refuses the deletion).
+                ImageAsset.objects.filter(pk__in=removed).delete()
+            except ProtectedError:
+                return []
+    return removed
+
+
+def _check_on_commit(using: str, image_ids: Iterable[int | None]) -> None:
+    """Check these images once the current transaction commits: once per transaction, however
+    many rows of a deletion mention them."""
+    fresh = {pk for pk in image_ids if pk is not None}
+    if not fresh:
+        return
+    blocks = connections[using].atomic_blocks
+    if not blocks:
+        transaction.on_commit(lambda: remove_unused_images(fresh), using=using, robust=True)
+        return
+    # The innermost block: if it is a savepoint rolled back, its callback goes with it.
+    block = blocks[-1]
+    pending: set[int] | None = block.__dict__.get(_PENDING)
+    if pending is None:
+        pending = block.__dict__[_PENDING] = set()
+        # robust: a failed clean-up is logged; the change it follows is committed already.
+        transaction.on_commit(lambda: remove_unused_images(pending), using=using, robust=True)
+    pending |= fresh
+
+
+@receiver(post_init, sender=Scene, dispatch_uid="flowsite-cleanup-scene-loaded")
+def scene_loaded(sender, instance: Scene, **kwargs) -> None:
+    # What the row held when loaded, without loading a deferred field.
+    instance.__dict__[_LOADED] = instance.__dict__.get("start_image_id")
+
+
+@receiver(post_save, sender=Scene, dispatch_uid="flowsite-cleanup-scene-saved")
+def scene_saved(sender, instance: Scene, created: bool, using: str, **kwargs) -> None:
+    before = instance.__dict__.get(_LOADED)
+    now = instance.__dict__.get("start_image_id")
+    instance.__dict__[_LOADED] = now
+    if not created and before is not None and before != now:
+        _check_on_commit(using, [before])
+
+
+@receiver(post_delete, sender=Scene, dispatch_uid="flowsite-cleanup-scene-deleted")
+def scene_deleted(sender, instance: Scene, using: str, **kwargs) -> None:
+    _check_on_commit(using, [instance.start_image_id, instance.__dict__.get(_LOADED)])
+
+
+@receiver(post_delete, sender=Generation, dispatch_uid="flowsite-cleanup-take-deleted")
+def take_deleted(sender, instance: Generation, using: str, **kwargs) -> None:
+    _check_on_commit(using, [instance.start_image_id])
+
+
+@receiver(post_delete, sender=ImageAsset, dispatch_uid="flowsite-cleanup-image-deleted")
+def image_deleted(sender, instance: ImageAsset, using: str, **kwargs) -> None:
+    name = instance.file.name
+    if not name:
+        return
+    storage = instance.file.storage
+
+    def delete_file() -> None:
+        # Never a file another image row still names.
+        if not ImageAsset.objects.using(using).filter(file=name).exists():
+            storage.delete(name)
+
+    transaction.on_commit(delete_file, using=using, robust=True)
