@@ -109,7 +109,8 @@ def takes_flow_keeps_rendering(project, alice, count: int) -> list[Generation]:
     """``count`` active takes submitted for real to the emulator, which never finishes them."""
     import uuid
 
-    from generations.engines import Aspect, ClipRequest, get_engine
+    from generations.engines import get_engine
+    from generations.engines.base import Aspect, ClipRequest
     from tests.views_support import make_image as make_member_image
     from tests.views_support import make_scene as make_member_scene
 
