@@ -88,7 +88,8 @@ def run(args: argparse.Namespace) -> int:
     from generations.engines.base import ClipState, OperationRef
     from generations.engines.download import download_to
     from generations.models import FlowAccount, Generation, Membership, Project
-    from tests.tasks_support import make_image, make_scene
+    from tests.conftest import make_image
+    from tests.conftest import make_ready_scene as make_scene
 
     call_command("migrate", verbosity=0)
     emu = start_emulator(
