@@ -84,10 +84,12 @@ def run(args: argparse.Namespace) -> int:
 
     from generations import tasks
     from generations.emulator import EmulatorConfig, start_emulator
-    from generations.engines import OperationRef, download_to, get_engine
-    from generations.engines.base import ClipState
+    from generations.engines import get_engine
+    from generations.engines.base import ClipState, OperationRef
+    from generations.engines.download import download_to
     from generations.models import AccountGrant, FlowAccount, Generation, Membership, Project
-    from tests.tasks_support import make_image, make_scene
+    from tests.conftest import make_image
+    from tests.conftest import make_ready_scene as make_scene
 
     call_command("migrate", verbosity=0)
     emu = start_emulator(

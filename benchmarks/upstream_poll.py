@@ -72,7 +72,8 @@ def run(args: argparse.Namespace) -> int:
 
     from generations import pipeline
     from generations.emulator import EmulatorConfig, start_emulator
-    from generations.engines import OperationRef, get_engine
+    from generations.engines import get_engine
+    from generations.engines.base import OperationRef
     from generations.models import Generation
 
     verdicts = bench.Verdicts(args.quick)
@@ -203,7 +204,8 @@ def run(args: argparse.Namespace) -> int:
 def naive_poller(account, now) -> int:
     """What polling looks like without batching: each take asked about and saved on its own."""
     from generations import pipeline
-    from generations.engines import OperationRef, get_engine
+    from generations.engines import get_engine
+    from generations.engines.base import OperationRef
     from generations.models import Generation
 
     engine = get_engine(account.credentials())

@@ -1,13 +1,22 @@
 """The shared world of every test: alice owns a project, bob edits it, carol watches it and
-charlie is an outsider who must never see it."""
+charlie is an outsider who must never see it; the local Flow emulator stands in for Google;
+and the factories that build start images and scenes the way Flowsite stores them.
+
+The factories are plain functions (tests call them with arguments), imported from here.
+"""
+
+import io
+from collections.abc import Iterator
 
 import pytest
 from django.contrib.auth.models import User
+from django.core.files.base import ContentFile
+from PIL import Image
 
+from generations import images, tasks
+from generations.emulator import Emulator, EmulatorConfig, start_emulator
 from generations.engines.catalogue import TIER_ONE
-from generations.models import AccountGrant, FlowAccount, Membership, Project
-
-pytest_plugins = ["tests.fixtures_emulator"]
+from generations.models import AccountGrant, FlowAccount, ImageAsset, Membership, Project, Scene
 
 PASSWORD = "correct horse battery staple"
 
@@ -119,3 +128,93 @@ class TaskQueue:
 @pytest.fixture
 def task_queue(db) -> TaskQueue:
     return TaskQueue()
+
+
+@pytest.fixture
+def queued(monkeypatch) -> list[list[int]]:
+    """Record what would be queued for the worker instead of queueing it."""
+    calls: list[list[int]] = []
+    monkeypatch.setattr(tasks, "queue_submission", lambda ids: calls.append(list(ids)))
+    return calls
+
+
+# --- The local Flow emulator ------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def _flow_emulator_server() -> Iterator[Emulator]:
+    # One emulator for the whole session, so that renders are cached across tests.
+    emulator = start_emulator(
+        EmulatorConfig(port=0, pending_seconds=0.2, active_seconds=0.3, clip_seconds=2.0)
+    )
+    yield emulator
+    emulator.stop()
+
+
+@pytest.fixture
+def flow_emulator(_flow_emulator_server: Emulator, settings) -> Emulator:
+    """A running emulator with short timings (pending 0.2 s, active 0.3 s, 2 s clips), reset
+    for this test, with FLOW_API_BASE_URL / FLOW_LABS_BASE_URL pointing at it."""
+    emulator = _flow_emulator_server
+    emulator.reset()
+    settings.FLOW_API_BASE_URL = emulator.url
+    settings.FLOW_LABS_BASE_URL = emulator.url
+    # Media hosts are pinned to their port: the emulator's links are on its own.
+    origin = emulator.url.removeprefix("http://")
+    if origin not in settings.FLOW_MEDIA_HOSTS:
+        settings.FLOW_MEDIA_HOSTS = [*settings.FLOW_MEDIA_HOSTS, origin]
+    return emulator
+
+
+@pytest.fixture
+def emu(flow_emulator: Emulator, account: FlowAccount, settings) -> Emulator:
+    """The emulator with the project's account signed in to it (its bearer token), and the
+    worker polling as often as a test can use (a clip is ready within a second)."""
+    settings.FLOWSITE_POLL_INTERVAL = 0.1
+    account.bearer_token = flow_emulator.token
+    account.save(update_fields=["bearer_token"])
+    return flow_emulator
+
+
+# --- Factories --------------------------------------------------------------------------------
+
+
+def png_bytes(width: int = 64, height: int = 36, colour: tuple = (30, 90, 200)) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", (width, height), colour).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def make_image(
+    project: Project, user=None, *, portrait: bool = False, color: tuple = (30, 90, 200)
+) -> ImageAsset:
+    """A start image stored the way an upload is; give another ``color`` for an image whose
+    bytes (and so whose upload to Flow) differ."""
+    size = (36, 64) if portrait else (64, 36)
+    data = png_bytes(*size, colour=color)
+    return images.store_start_image(project, ContentFile(data, name="start.png"), user)
+
+
+def make_scene(project: Project, image: ImageAsset | None = None, **fields) -> Scene:
+    """A scene at the end of the storyboard; without ``image`` it has no start image."""
+    position = fields.pop("position", project.scenes.count())
+    defaults = {
+        "prompt": "A lighthouse at dusk, waves rolling in",
+        "model_key": "veo_3_1_i2v_s_fast",
+        "aspect": "landscape",
+        "takes": 1,
+    }
+    defaults.update(fields)
+    return Scene.objects.create(project=project, start_image=image, position=position, **defaults)
+
+
+def make_ready_scene(
+    project: Project,
+    prompt: str = "a seahorse trots along the harbour wall",
+    *,
+    takes: int = 1,
+    image: ImageAsset | None = None,
+) -> Scene:
+    """A scene the worker can generate: it always has a start image (a new one unless given),
+    and its prompt is where the emulator's ``[fault:…]`` markers go."""
+    return make_scene(project, image or make_image(project), prompt=prompt, takes=takes)

@@ -1,8 +1,8 @@
 """A stand-in for Google's side of the wire, for tests that replay captured Flow bodies.
 
 Only Google is faked here (through ``httpx.MockTransport``); the engine's own code runs
-unchanged. The captured bodies live in tests/data/flow-api/ (copied from the project's
-shared capture, /work/shared/flow-api/fixtures/).
+unchanged. The captured bodies live in tests/data/flow-api/, one file per request or answer
+as Flow's web client sent or received it.
 """
 
 from __future__ import annotations

@@ -2,53 +2,13 @@
 
 from __future__ import annotations
 
-import hashlib
-import io
 import time
 from datetime import timedelta
 
-from django.core.files.base import ContentFile
 from django.utils import timezone
-from PIL import Image
 
-from generations.models import Generation, ImageAsset, Project, Scene
+from generations.models import Generation
 from generations.tasks import run_pass
-
-
-def make_image(project: Project, color: tuple[int, int, int] = (40, 90, 160)) -> ImageAsset:
-    """A real JPEG start image stored the way Flowsite stores one."""
-    buffer = io.BytesIO()
-    Image.new("RGB", (320, 180), color).save(buffer, "JPEG", quality=85)
-    data = buffer.getvalue()
-    image = ImageAsset(
-        project=project,
-        mime_type="image/jpeg",
-        width=320,
-        height=180,
-        size=len(data),
-        sha256=hashlib.sha256(data).hexdigest(),
-        original_name="harbour.jpg",
-    )
-    image.file.save("harbour.jpg", ContentFile(data), save=False)
-    image.save()
-    return image
-
-
-def make_scene(
-    project: Project,
-    prompt: str = "a seahorse trots along the harbour wall",
-    *,
-    takes: int = 1,
-    image: ImageAsset | None = None,
-) -> Scene:
-    return Scene.objects.create(
-        project=project,
-        prompt=prompt,
-        start_image=image or make_image(project),
-        aspect="landscape",
-        model_key="veo_3_1_i2v_s_fast",
-        takes=takes,
-    )
 
 
 def settle(
@@ -109,13 +69,11 @@ def takes_flow_keeps_rendering(project, alice, count: int) -> list[Generation]:
     """``count`` active takes submitted for real to the emulator, which never finishes them."""
     import uuid
 
-    from generations.engines import Aspect, ClipRequest, get_engine
-    from tests.views_support import make_image as make_member_image
-    from tests.views_support import make_scene as make_member_scene
+    from generations.engines import get_engine
+    from generations.engines.base import Aspect, ClipRequest
+    from tests.conftest import make_image, make_scene
 
-    scene = make_member_scene(
-        project, make_member_image(project, alice), prompt="[fault:stuck] a long shot"
-    )
+    scene = make_scene(project, make_image(project, alice), prompt="[fault:stuck] a long shot")
     engine = get_engine(project.account.credentials())
     image = engine.upload_image(scene.start_image.image_data())
     now = timezone.now()

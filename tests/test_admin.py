@@ -32,11 +32,6 @@ SECRET = "ya29.a0AfB_byC-very-long-secret-token-value-1234"
 COOKIE = "eyJhbGciOiJkaXIiLCJlbmMiOiJBMjU2R0NNIn0..secret-cookie-value-XYZ9"
 
 
-@pytest.fixture(autouse=True)
-def _fast_passwords(settings):
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
 @pytest.fixture
 def admin_client(client, db):
     admin = User.objects.create_superuser("root", "root@example.org", "x")

@@ -10,7 +10,8 @@ from django.utils import timezone
 from benchmarks.load.poller import SHOWN_CLIP, Poller, Schedule
 from benchmarks.load.seed import _signed_in_session
 from generations.models import Generation
-from tests.views_support import attach_clip, client_for, make_image, make_scene, make_take
+from tests.conftest import make_image, make_scene
+from tests.views_support import attach_clip, client_for, make_take
 
 
 def test_the_benchmarks_poll_alices_page_where_and_as_often_as_htmx_would(project, alice, settings):

@@ -32,11 +32,6 @@ from generations.models import (
 HEADER = ["image", "prompt", "aspect", "model", "seed", "takes"]
 
 
-@pytest.fixture(autouse=True)
-def _fast_passwords(settings):
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
 def run(*args: str) -> str:
     out = io.StringIO()
     call_command("storyboard", *args, stdout=out)

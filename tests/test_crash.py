@@ -24,6 +24,7 @@ from django.db import connection
 from generations import pipeline, tasks
 from generations.emulator import Emulator
 from generations.models import Generation
+from tests.conftest import make_ready_scene as make_scene
 from tests.faults_support import (
     PYTHON,
     ROOT,
@@ -32,7 +33,6 @@ from tests.faults_support import (
     stray_temp_files,
     worker_env,
 )
-from tests.tasks_support import make_scene
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -94,13 +94,6 @@ def clusters(flow_emulator, tmp_path) -> Iterator[Clusters]:
     finally:
         clusters.kill_all()
         connection.close()
-
-
-@pytest.fixture
-def emu(flow_emulator, account) -> Emulator:
-    account.bearer_token = flow_emulator.token
-    account.save(update_fields=["bearer_token"])
-    return flow_emulator
 
 
 def wait_until(condition: Callable[[], bool], what: str, clusters: Clusters, timeout: float = 15):

@@ -27,8 +27,10 @@ from generations.emulator import Emulator
 from generations.engines.base import ContractError
 from generations.models import FlowAccount, Generation, ImageUpload, Membership, Project
 from generations.tasks import run_pass
+from tests.conftest import make_image
+from tests.conftest import make_ready_scene as make_scene
 from tests.faults_support import assert_files_match, fresh, snapshot
-from tests.tasks_support import make_image, make_scene, run_at_once, settle
+from tests.tasks_support import run_at_once, settle
 from tests.views_support import client_for
 
 S = Generation.Status
@@ -38,13 +40,6 @@ IN_FLOW = (S.PENDING, S.ACTIVE)
 @pytest.fixture(autouse=True)
 def _fast(settings):
     settings.FLOWSITE_POLL_INTERVAL = 0.1
-
-
-@pytest.fixture
-def emu(flow_emulator: Emulator, account: FlowAccount) -> Emulator:
-    account.bearer_token = flow_emulator.token
-    account.save(update_fields=["bearer_token"])
-    return flow_emulator
 
 
 @pytest.fixture

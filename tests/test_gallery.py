@@ -10,7 +10,8 @@ from django.urls import reverse
 from django.utils import timezone
 
 from generations.models import Generation
-from tests.views_support import client_for, make_image, make_scene, make_take
+from tests.conftest import make_image, make_scene
+from tests.views_support import client_for, make_take
 
 READY = Generation.Status.READY
 

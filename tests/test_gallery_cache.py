@@ -24,8 +24,8 @@ from django.urls import reverse
 
 from generations.models import Generation, Membership, Project, Scene
 from tests import tasks_support
-from tests.conftest import TEST_FERNET_KEY
-from tests.views_support import client_for, make_image, make_scene, make_take, png_bytes
+from tests.conftest import TEST_FERNET_KEY, make_image, make_ready_scene, make_scene, png_bytes
+from tests.views_support import client_for, make_take
 
 READY = Generation.Status.READY
 
@@ -216,7 +216,7 @@ def emu(flow_emulator, account, settings):
 def test_alice_sees_bobs_new_clip_in_the_gallery_after_the_worker_downloads_it(
     emu, project, alice, bob
 ):
-    scene = tasks_support.make_scene(project)
+    scene = make_ready_scene(project)
     client = client_for(alice)
     assert clips(gallery(client, project)) == []
 
@@ -262,7 +262,7 @@ def test_alice_no_longer_sees_clips_an_admin_deletes_together_in_one_statement_p
 
 
 def test_a_take_that_fails_leaves_the_cached_gallery_as_it_was(emu, project, alice, bob):
-    scene = tasks_support.make_scene(project, "[fault:fail] a shot Flow refuses")
+    scene = make_ready_scene(project, "[fault:fail] a shot Flow refuses")
     client = client_for(alice)
     gallery(client, project)
     version = Project.objects.get(pk=project.pk).gallery_version

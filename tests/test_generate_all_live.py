@@ -10,17 +10,9 @@ import re
 import pytest
 from django.urls import reverse
 
-from generations import tasks
 from generations.models import Generation
-from tests.views_support import add_scene_as, client_for, make_image, make_scene
-
-
-@pytest.fixture
-def queued(monkeypatch) -> list[list[int]]:
-    """Record what would be queued for the worker instead of queueing it."""
-    calls: list[list[int]] = []
-    monkeypatch.setattr(tasks, "queue_submission", lambda ids: calls.append(list(ids)))
-    return calls
+from tests.conftest import make_image, make_scene
+from tests.views_support import add_scene_as, client_for
 
 
 @pytest.fixture

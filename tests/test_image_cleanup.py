@@ -8,7 +8,8 @@ from django.db import transaction
 from django.urls import reverse
 
 from generations.models import Generation, ImageAsset, Scene
-from tests.views_support import client_for, make_image, make_scene, make_take, png_bytes
+from tests.conftest import make_image, make_scene, png_bytes
+from tests.views_support import client_for, make_take
 
 
 def stored(image: ImageAsset) -> Path:

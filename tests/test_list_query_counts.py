@@ -6,7 +6,8 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from generations.models import FlowAccount, Membership, Project
-from tests.views_support import client_for, make_image, make_scene
+from tests.conftest import make_image, make_scene
+from tests.views_support import client_for
 
 
 def _queries(client, url: str) -> int:

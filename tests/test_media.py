@@ -5,7 +5,8 @@ from django.urls import reverse
 from django.utils.http import http_date
 
 from generations.models import Generation
-from tests.views_support import attach_clip, client_for, make_image, make_scene, make_take
+from tests.conftest import make_image, make_scene
+from tests.views_support import attach_clip, client_for, make_take
 
 VIDEO = bytes(range(256)) * 40  # 10 240 bytes, every offset recognisable
 POSTER = b"\xff\xd8\xff\xe0poster-bytes\xff\xd9"

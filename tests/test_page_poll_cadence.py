@@ -7,8 +7,9 @@ from django.core.exceptions import ImproperlyConfigured
 from django.urls import reverse
 
 from generations.models import Generation
+from tests.conftest import make_image, make_scene
 from tests.test_security_settings import load_settings, production_environment, run_check_deploy
-from tests.views_support import client_for, make_image, make_scene, make_take
+from tests.views_support import client_for, make_take
 
 
 @pytest.fixture

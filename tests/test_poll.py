@@ -13,15 +13,8 @@ from django.utils import timezone
 
 from generations.models import Generation, Project, Scene
 from generations.views.projects import LATE_COMMIT_MARGIN, decode_since, encode_since
-from tests.views_support import (
-    add_scene_as,
-    attach_clip,
-    client_for,
-    make_image,
-    make_scene,
-    make_take,
-    png_bytes,
-)
+from tests.conftest import make_image, make_scene, png_bytes
+from tests.views_support import add_scene_as, attach_clip, client_for, make_take
 
 ACTIVE = Generation.Status.ACTIVE
 READY = Generation.Status.READY

@@ -10,7 +10,8 @@ from django.utils import timezone
 from generations.models import Generation
 from generations.views.access import POLL_PASS_MAX_AGE, poll_pass
 from generations.views.projects import encode_since
-from tests.views_support import make_image, make_scene, make_take
+from tests.conftest import make_image, make_scene
+from tests.views_support import make_take
 
 OLD_KEY = "flowsite-test-key-that-is-about-to-be-rotated-out-0123456789"
 NEW_KEY = "flowsite-test-key-that-replaces-it-abcdefghijklmnopqrstuvwxyz"

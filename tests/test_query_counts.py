@@ -23,8 +23,9 @@ from generations import pipeline
 from generations.models import Generation, Membership, Scene
 from generations.views.gallery import PAGE_SIZE
 from generations.views.projects import encode_since
+from tests.conftest import make_image, make_scene
 from tests.tasks_support import takes_flow_keeps_rendering
-from tests.views_support import attach_clip, client_for, make_image, make_scene, make_take
+from tests.views_support import attach_clip, client_for, make_take
 
 S = Generation.Status
 HOUR_AGO = timedelta(hours=1)

@@ -18,11 +18,12 @@ from django.db import connection
 from django.utils import timezone
 
 from generations import tasks
-from generations.emulator import Emulator
 from generations.engines import download as download_module
 from generations.models import Generation
+from tests.conftest import make_image
+from tests.conftest import make_ready_scene as make_scene
 from tests.faults_support import PYTHON, ROOT, assert_files_match, fresh, worker_env
-from tests.tasks_support import make_image, make_scene, settle
+from tests.tasks_support import settle
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -48,13 +49,6 @@ while time.monotonic() < give_up:
     time.sleep(0.01)
 print(json.dumps(totals))
 """
-
-
-@pytest.fixture
-def emu(flow_emulator, account) -> Emulator:
-    account.bearer_token = flow_emulator.token
-    account.save(update_fields=["bearer_token"])
-    return flow_emulator
 
 
 def test_two_worker_processes_submit_and_download_each_of_20_takes_exactly_once(

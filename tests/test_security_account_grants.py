@@ -15,7 +15,8 @@ from django.urls import reverse
 from generations import tasks
 from generations.engines.catalogue import TIER_TWO
 from generations.models import AccountGrant, FlowAccount, Generation, Membership, Project
-from tests.views_support import client_for, htmx_client_for, make_image, make_scene, make_take
+from tests.conftest import make_image, make_scene
+from tests.views_support import client_for, htmx_client_for, make_take
 
 Role = Membership.Role
 REFUSED = "may not spend the Flow account Studio"

@@ -13,7 +13,8 @@ from PIL import Image
 
 from generations.models import AccountGrant, Project, Scene
 from generations.rules import MAX_PROMPT_CHARACTERS, prompt_problem
-from tests.views_support import client_for, png_bytes
+from tests.conftest import png_bytes
+from tests.views_support import client_for
 
 
 def scene_data(prompt: str) -> dict:

@@ -21,8 +21,8 @@ from django.db.models import F
 from django.utils import timezone
 
 from generations.models import Generation, Scene
+from tests.conftest import make_ready_scene as make_scene
 from tests.faults_support import PYTHON, ROOT, worker_env
-from tests.tasks_support import make_scene
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -29,7 +29,8 @@ from moto.server import ThreadedMotoServer
 from generations import pipeline, storage
 from generations.models import Generation
 from tests.conftest import PASSWORD
-from tests.tasks_support import make_scene, settle
+from tests.conftest import make_ready_scene as make_scene
+from tests.tasks_support import settle
 
 ROOT = Path(__file__).resolve().parent.parent
 S = Generation.Status
@@ -112,14 +113,6 @@ def keys(endpoint: str, bucket: str) -> set[str]:
 
 def files_under(folder: Path) -> list[Path]:
     return [path for path in folder.rglob("*") if path.is_file()] if folder.exists() else []
-
-
-@pytest.fixture
-def emu(flow_emulator, account, settings):
-    settings.FLOWSITE_POLL_INTERVAL = 0.1
-    account.bearer_token = flow_emulator.token
-    account.save(update_fields=["bearer_token"])
-    return flow_emulator
 
 
 @pytest.fixture

@@ -1,17 +1,9 @@
 """Takes go to Flow in batches no bigger than Flow's own client sends."""
 
-import pytest
-
 from generations.models import Generation
-from tests.tasks_support import make_image, make_scene, settle
-
-
-@pytest.fixture
-def emu(flow_emulator, account, settings):
-    settings.FLOWSITE_POLL_INTERVAL = 0.1
-    account.bearer_token = flow_emulator.token
-    account.save(update_fields=["bearer_token"])
-    return flow_emulator
+from tests.conftest import make_image
+from tests.conftest import make_ready_scene as make_scene
+from tests.tasks_support import settle
 
 
 def test_six_takes_of_one_project_go_out_in_two_calls_of_at_most_four(emu, project, alice):

@@ -16,23 +16,17 @@ from django.utils import timezone
 from generations import pipeline
 from generations.models import AccountGrant, FlowAccount, Generation, ImageUpload
 from generations.tasks import run_pass
-from tests.tasks_support import make_image, make_scene, run_at_once, settle
+from tests.conftest import make_image
+from tests.conftest import make_ready_scene as make_scene
+from tests.tasks_support import run_at_once, settle
 
 S = Generation.Status
 
 
 @pytest.fixture(autouse=True)
 def _fast(settings):
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
     # The emulator renders in well under a second; poll as often as a test can use.
     settings.FLOWSITE_POLL_INTERVAL = 0.1
-
-
-@pytest.fixture
-def emu(flow_emulator, account):
-    account.bearer_token = flow_emulator.token
-    account.save(update_fields=["bearer_token"])
-    return flow_emulator
 
 
 def media_file(name: str) -> Path:

@@ -16,15 +16,9 @@ from django_q.models import Schedule
 from generations import pipeline, tasks
 from generations.engines.flow import FlowEngine
 from generations.models import CannotGenerate, Generation, WorkerLease
-from tests.tasks_support import make_scene
+from tests.conftest import make_ready_scene as make_scene
 
 S = Generation.Status
-
-
-@pytest.fixture(autouse=True)
-def _fast_passwords(settings):
-    # The shared users are created with a password; hashing it properly is most of a test.
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 
 @pytest.fixture

@@ -5,7 +5,8 @@ from django.urls import URLPattern, reverse
 
 from generations import urls as generation_urls
 from generations.models import Generation, ImageAsset, Membership, Project, Scene
-from tests.views_support import attach_clip, client_for, make_image, make_scene, make_take
+from tests.conftest import make_image, make_scene
+from tests.views_support import attach_clip, client_for, make_take
 
 # URL name -> which object its <uuid> addresses.
 ADDRESSED_BY = {

@@ -10,26 +10,10 @@ from django.test import TestCase
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
-from generations import tasks
 from generations.engines.catalogue import TIER_TWO
 from generations.models import AccountGrant, Generation, ImageAsset, Membership, Project, Scene
-from tests.views_support import (
-    attach_clip,
-    client_for,
-    htmx_client_for,
-    make_image,
-    make_scene,
-    make_take,
-    png_bytes,
-)
-
-
-@pytest.fixture
-def queued(monkeypatch) -> list[list[int]]:
-    """Record what would be queued for the worker instead of queueing it."""
-    calls: list[list[int]] = []
-    monkeypatch.setattr(tasks, "queue_submission", lambda ids: calls.append(list(ids)))
-    return calls
+from tests.conftest import make_image, make_scene, png_bytes
+from tests.views_support import attach_clip, client_for, htmx_client_for, make_take
 
 
 def image_file(name="lighthouse.png", data=None, content_type="image/png"):

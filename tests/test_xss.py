@@ -12,16 +12,8 @@ from django.urls import reverse
 from django.utils.html import escape
 
 from generations.models import FlowAccount, Generation, Membership, Project
-from tests.conftest import PASSWORD
-from tests.views_support import (
-    attach_clip,
-    client_for,
-    htmx_client_for,
-    make_image,
-    make_scene,
-    make_take,
-    png_bytes,
-)
+from tests.conftest import PASSWORD, make_image, make_scene, png_bytes
+from tests.views_support import attach_clip, client_for, htmx_client_for, make_take
 
 SCRIPT = "<script>alert(1)</script>"
 BREAKOUT = '"><img src=x onerror=alert(1)>'

@@ -1,8 +1,8 @@
-"""Builders shared by the page tests: real start images, scenes and takes in the database."""
+"""Builders shared by the page tests: takes and their clips in the database, and signed-in
+clients (start images and scenes come from tests/conftest.py)."""
 
 from __future__ import annotations
 
-import io
 from datetime import datetime, timedelta
 
 from django.core.files.base import ContentFile
@@ -10,40 +10,9 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
-from PIL import Image
 
-from generations import images
-from generations.models import Generation, ImageAsset, Project, Scene
-
-READY = Generation.Status.READY
-
-
-def png_bytes(width: int = 64, height: int = 36, colour: tuple = (30, 90, 200)) -> bytes:
-    buffer = io.BytesIO()
-    Image.new("RGB", (width, height), colour).save(buffer, "PNG")
-    return buffer.getvalue()
-
-
-def upload(name: str = "start.png", data: bytes | None = None) -> ContentFile:
-    content = ContentFile(png_bytes() if data is None else data, name=name)
-    return content
-
-
-def make_image(project: Project, user=None, *, portrait: bool = False) -> ImageAsset:
-    size = (36, 64) if portrait else (64, 36)
-    return images.store_start_image(project, upload(data=png_bytes(*size)), user)
-
-
-def make_scene(project: Project, image: ImageAsset | None = None, **fields) -> Scene:
-    position = fields.pop("position", project.scenes.count())
-    defaults = {
-        "prompt": "A lighthouse at dusk, waves rolling in",
-        "model_key": "veo_3_1_i2v_s_fast",
-        "aspect": "landscape",
-        "takes": 1,
-    }
-    defaults.update(fields)
-    return Scene.objects.create(project=project, start_image=image, position=position, **defaults)
+from generations.models import Generation, Project, Scene
+from tests.conftest import png_bytes
 
 
 def make_take(

@@ -4,13 +4,20 @@ A prompt carries ``[fault:NAME]``, ``[fault:NAME=ARG]`` or either with ``:once``
 (``[fault:throttle:once]``, ``[fault:throttle:once=5]`` and ``[fault:throttle=5:once]`` all
 work). The same names, without brackets, are the emulator's global faults. A ``:once`` fault is
 consumed the first time it takes effect, keyed by its exact text, until ``reset()``.
+
+The effects of a fault live where they happen (submit, status, media); what is shared among
+them is here: the error each submit fault answers with, and the wait of ``slow``.
 """
 
 from __future__ import annotations
 
 import re
 import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
+
+from .contract import ApiError, internal_error, quota_reached, unauthenticated
 
 # Refuse the whole submit call.
 SUBMIT_FAULTS = ("throttle", "error500", "unsafe", "quota", "botcheck", "token-expiry")
@@ -99,3 +106,38 @@ class FaultBook:
     def clear(self) -> None:
         with self._lock:
             self._fired.clear()
+
+
+# --- What the faults do ---------------------------------------------------------------------
+
+SUBMIT_ERRORS: dict[str, Callable[[Fault], ApiError]] = {
+    "throttle": lambda fault: ApiError(
+        429,
+        "RESOURCE_EXHAUSTED",
+        "Resource has been exhausted (e.g. check quota).",
+        reason="PUBLIC_ERROR_USER_REQUESTS_THROTTLED",
+        headers=[("Retry-After", f"{fault.seconds:g}")],
+    ),
+    "error500": lambda fault: internal_error(),
+    "unsafe": lambda fault: ApiError(
+        400,
+        "INVALID_ARGUMENT",
+        "Request contains an invalid argument.",
+        reason="PUBLIC_ERROR_UNSAFE_GENERATION",
+    ),
+    "quota": lambda fault: quota_reached(),
+    "botcheck": lambda fault: ApiError(
+        403,
+        "PERMISSION_DENIED",
+        "The caller does not have permission",
+        reason="PUBLIC_ERROR_UNUSUAL_ACTIVITY",
+    ),
+    "token-expiry": lambda fault: unauthenticated(),
+}
+
+
+def delay(book: FaultBook, faults: list[Fault]) -> None:
+    """Wait as long as the ``slow`` faults among ``faults`` that take effect now add up to."""
+    seconds = sum(fault.seconds for fault in faults if fault.name == "slow" and book.take(fault))
+    if seconds:
+        time.sleep(seconds)

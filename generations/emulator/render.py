@@ -3,8 +3,8 @@
 The clip is a slow camera move (zoom plus a pan along the image's long side) across the start
 image with the prompt as a caption, so a person watching the emulated studio can tell takes
 apart. It must be cheap: Pillow does the crop-and-scale of each frame in one call, the caption
-is drawn once and pasted, and libx264 runs at its fastest preset — a clip renders faster than
-it plays on two cores.
+is drawn once and pasted, and libx264 runs at its fastest preset, because the emulated
+operation waits for its render and should not take longer than the clip plays.
 """
 
 from __future__ import annotations
@@ -33,9 +33,6 @@ _FAULT_MARKER = re.compile(r"\[fault:[^\]]*\]")
 class RenderedClip:
     video_path: Path
     poster_path: Path
-    width: int
-    height: int
-    frames: int
 
 
 def video_codec() -> str:
@@ -200,7 +197,7 @@ def render_clip(
     except BaseException:
         Path(tmp_video).unlink(missing_ok=True)
         raise
-    return RenderedClip(video_path, poster_path, width, height, frames)
+    return RenderedClip(video_path, poster_path)
 
 
 def _save_poster(image: Image.Image, path: Path, out_dir: Path) -> None:

@@ -153,21 +153,24 @@ class Engine(Protocol):
 # --- Errors --------------------------------------------------------------------------------
 
 
-class EngineError(Exception):
-    """Base of every upstream failure. ``message`` is written for a team member, not a coder.
-
-    ``retryable`` says whether doing the same call again later may succeed; terminal errors
-    (safety, tier, quota) are not retried.
-    """
+class Failure(Exception):
+    """What engine and download errors share. ``message`` is written for a team member, not a
+    coder; ``retryable`` says whether doing the same thing again later may succeed."""
 
     retryable = False
-    default_message = "The video service failed."
+    default_message = "Something failed."
 
     def __init__(self, message: str = "", *, detail: str = "") -> None:
         self.message = message or self.default_message
         # Technical detail for logs and admins (never a token or a signed URL).
         self.detail = detail
         super().__init__(self.message)
+
+
+class EngineError(Failure):
+    """Base of every upstream failure. Terminal ones (safety, tier, quota) are not retried."""
+
+    default_message = "The video service failed."
 
 
 class TokenExpired(EngineError):
@@ -235,16 +238,10 @@ class BadRequest(EngineError):
 # --- Downloads ------------------------------------------------------------------------------
 
 
-class DownloadError(Exception):
+class DownloadError(Failure):
     """A clip or poster could not be fetched into storage. Nothing is left on disk."""
 
-    retryable = False
     default_message = "The file could not be downloaded."
-
-    def __init__(self, message: str = "", *, detail: str = "") -> None:
-        self.message = message or self.default_message
-        self.detail = detail
-        super().__init__(self.message)
 
 
 class HostNotAllowed(DownloadError):

@@ -1,7 +1,8 @@
 """Google Flow spoken exactly as its web client speaks it (the captured contract "v1").
 
 This is the only module in Flowsite that knows a Flow URL path or JSON key. Everything it
-returns or raises is a type from ``base``; see /work/shared/flow-api/ for what was observed.
+returns or raises is a type from ``base``. The bodies Flow was observed to send are kept in
+tests/data/flow-api/, and the local emulator (generations/emulator/) answers in the same shape.
 
 Why the code looks the way it does:
 - Flow is a private API that has changed shape several times, so every answer is checked
@@ -82,7 +83,6 @@ SUBMITTED_STATUS = "MEDIA_GENERATION_STATUS_PENDING"
 
 REASON_MODEL_ACCESS_DENIED = "PUBLIC_ERROR_MODEL_ACCESS_DENIED"
 BOT_CHECK_REASONS = {"PUBLIC_ERROR_UNUSUAL_ACTIVITY", "PUBLIC_ERROR_SOMETHING_WENT_WRONG"}
-REASON_THROTTLED = "PUBLIC_ERROR_USER_REQUESTS_THROTTLED"
 QUOTA_REASONS = {
     "PUBLIC_ERROR_USER_QUOTA_REACHED": (
         "The Flow account has run out of credits; add credits or use another account."
@@ -137,10 +137,6 @@ class MemoryTokenCache:
     def set(self, key: str, token: str, expires_at: datetime) -> None:
         with self._lock:
             self._items[key] = (token, expires_at)
-
-    def clear(self) -> None:
-        with self._lock:
-            self._items.clear()
 
 
 DEFAULT_TOKEN_CACHE = MemoryTokenCache()
@@ -312,8 +308,8 @@ class FlowEngine:
         self._client: httpx.Client | None = None
 
     def _http(self) -> httpx.Client:
-        # One client per engine: building one costs a TLS context (15–20 ms), and reusing it
-        # keeps connections to Flow alive across the calls of a polling pass.
+        # One client per engine: building one builds a TLS context, and reusing it keeps
+        # connections to Flow alive across the calls of a polling pass.
         # trust_env=False: no proxy variables or .netrc credentials are ever picked up.
         if self._client is None:
             self._client = httpx.Client(
@@ -342,7 +338,7 @@ class FlowEngine:
             },
         }
         answer = self._call("POST", PATH_UPLOAD, body, what="uploading a start image")
-        shape = _Shape(self, answer, "uploading a start image")
+        shape = _Shape(self, "uploading a start image")
         media = shape.need(answer, "mediaGenerationId", dict)
         media_id = shape.need(media, "mediaGenerationId", str, where="mediaGenerationId")
         size = {}
@@ -385,7 +381,7 @@ class FlowEngine:
         answer = self._call(
             "POST", PATH_SUBMIT, body, what=what, models=[c.model_key for c in clips]
         )
-        shape = _Shape(self, answer, what)
+        shape = _Shape(self, what)
         by_request: dict[str, base.SubmittedClip] = {}
         for entry in shape.need(answer, "operations", list):
             shape.require(isinstance(entry, dict), "an operation is not an object", entry)
@@ -421,7 +417,7 @@ class FlowEngine:
 
     def account_info(self) -> base.AccountInfo:
         answer = self._call("GET", PATH_CREDITS, None, what="reading the account's credits")
-        shape = _Shape(self, answer, "reading the account's credits")
+        shape = _Shape(self, "reading the account's credits")
         credits = _as_int(answer.get("credits"))
         shape.require(credits is not None, "'credits' is not a number", answer)
         tier = answer.get("userPaygateTier", self.credentials.tier)
@@ -443,7 +439,7 @@ class FlowEngine:
         }
         what = "checking clips"
         answer = self._call("POST", PATH_CHECK, body, what=what)
-        shape = _Shape(self, answer, what)
+        shape = _Shape(self, what)
         asked = {(ref.operation_name, ref.request_id) for ref in operations}
         clips = []
         seen = set()
@@ -741,9 +737,8 @@ class FlowEngine:
 class _Shape:
     """Field-by-field reading of one answer; anything unexpected becomes a ContractError."""
 
-    def __init__(self, engine: FlowEngine, answer: dict, what: str) -> None:
+    def __init__(self, engine: FlowEngine, what: str) -> None:
         self.engine = engine
-        self.answer = answer
         self.what = what
 
     def fail(self, problem: str, part: Any) -> NoReturn:

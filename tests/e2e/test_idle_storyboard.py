@@ -17,16 +17,9 @@ from playwright.sync_api import Page, expect
 
 from generations.emulator.render import render_clip
 from generations.models import Generation, Scene
+from tests.conftest import make_image, make_scene, png_bytes
 from tests.e2e.test_new_user import sign_in
-from tests.views_support import (
-    add_scene_as,
-    attach_clip,
-    client_for,
-    make_image,
-    make_scene,
-    make_take,
-    png_bytes,
-)
+from tests.views_support import add_scene_as, attach_clip, client_for, make_take
 
 pytestmark = pytest.mark.browser
 

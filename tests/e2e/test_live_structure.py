@@ -12,8 +12,9 @@ from django.urls import reverse
 from playwright.sync_api import Page, expect
 
 from generations.models import Generation, Scene
+from tests.conftest import make_image, make_scene
 from tests.e2e.test_new_user import sign_in
-from tests.views_support import add_scene_as, client_for, make_image, make_scene, make_take
+from tests.views_support import add_scene_as, client_for, make_take
 
 pytestmark = pytest.mark.browser
 

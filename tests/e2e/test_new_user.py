@@ -32,8 +32,7 @@ from playwright.sync_api import Page, expect
 from generations import tasks
 from generations.engines.catalogue import TIER_ONE
 from generations.models import AccountGrant, FlowAccount, Generation, Membership, Project
-from tests.conftest import PASSWORD
-from tests.views_support import make_image, make_scene
+from tests.conftest import PASSWORD, make_image, make_scene
 
 pytestmark = pytest.mark.browser
 

@@ -10,7 +10,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from generations.emulator import EmulatorConfig, start_emulator
-from generations.emulator.app import TIER_RANK
+from generations.emulator.contract import TIER_RANK
 from generations.emulator.faults import KNOWN_FAULTS, FaultSyntaxError, parse_fault
 
 

@@ -1,0 +1,205 @@
+"""Everything one emulator run knows: uploaded images, operations, tokens, credits, counters,
+and the renderer that turns an operation into a clip. It lives in memory only."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import logging
+import secrets
+import shutil
+import tempfile
+import threading
+import time
+import weakref
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .config import EmulatorConfig
+from .contract import ACTIVE, DEFAULT_FAIL_REASON, FAILED, PENDING, SUCCESSFUL
+from .faults import Fault, FaultBook, parse_fault
+from .render import CAMERA_MOVES, RenderedClip, caption_text, render_clip
+
+log = logging.getLogger("flow_emulator")
+
+STAT_NAMES = ("upload", "submit", "check", "session", "credits", "media", "clips_submitted")
+
+
+@dataclass
+class StoredImage:
+    data: bytes
+    sha256: str
+
+
+@dataclass
+class Operation:
+    name: str
+    scene_id: str
+    prompt: str
+    seed: int
+    model: str
+    aspect: str
+    media_generation_id: str
+    # The id of the video/poster objects in the emulated bucket.
+    object_id: str
+    created: float
+    pending_seconds: float
+    active_seconds: float
+    faults: dict[str, Fault]
+    render: Future[RenderedClip] | None
+    # "expired-url:once": set once an answer has handed out the expired URLs.
+    expired_urls_served: bool = False
+
+    def status(self, now: float) -> str:
+        elapsed = now - self.created
+        if elapsed < self.pending_seconds:
+            return PENDING
+        if "stuck" in self.faults or elapsed < self.pending_seconds + self.active_seconds:
+            return ACTIVE
+        if "fail" in self.faults:
+            return FAILED
+        if self.render is None or not self.render.done():
+            return ACTIVE
+        return FAILED if self.render.exception() is not None else SUCCESSFUL
+
+    def failure(self) -> dict[str, Any]:
+        if "fail" in self.faults:
+            return {"code": 3, "message": self.faults["fail"].arg or DEFAULT_FAIL_REASON}
+        return {"code": 13, "message": "Internal error encountered."}
+
+    def clip(self) -> RenderedClip | None:
+        """The rendered clip, once it exists."""
+        render = self.render
+        if render is None or not render.done() or render.exception():
+            return None
+        return render.result()
+
+
+class Renderer:
+    """Renders clips on a small thread pool, once per distinct input (the cache outlives
+    ``reset()`` so that a test suite renders each picture-and-caption once)."""
+
+    def __init__(self, workers: int, clip_seconds: float, fps: int) -> None:
+        self.dir = Path(tempfile.mkdtemp(prefix="flow-emulator-"))
+        self.clip_seconds, self.fps = clip_seconds, fps
+        self._pool = ThreadPoolExecutor(max(1, workers), thread_name_prefix="emulator-render")
+        self._cache: dict[tuple[str, str, bool, int], Future[RenderedClip]] = {}
+        self._lock = threading.Lock()
+        # The folder goes even if nobody calls close() (a test run that is interrupted).
+        self._finalizer = weakref.finalize(self, shutil.rmtree, self.dir, True)
+
+    def render(
+        self, image: StoredImage, prompt: str, portrait: bool, seed: int = 0
+    ) -> Future[RenderedClip]:
+        # The seed picks the camera move, so two takes of one scene look like two takes.
+        move = seed % CAMERA_MOVES
+        key = (image.sha256, caption_text(prompt), portrait, move)
+        with self._lock:
+            future = self._cache.get(key)
+            if future is None or (future.done() and future.exception() is not None):
+                name = hashlib.sha256(
+                    repr((*key, self.clip_seconds, self.fps)).encode()
+                ).hexdigest()[:32]
+                future = self._pool.submit(self._render, image.data, prompt, portrait, move, name)
+                self._cache[key] = future
+            return future
+
+    def _render(
+        self, data: bytes, prompt: str, portrait: bool, move: int, name: str
+    ) -> RenderedClip:
+        started = time.perf_counter()
+        try:
+            clip = render_clip(
+                data,
+                prompt,
+                portrait=portrait,
+                move=move,
+                clip_seconds=self.clip_seconds,
+                fps=self.fps,
+                out_dir=self.dir,
+                name=name,
+            )
+        except Exception:
+            log.exception("Rendering a clip failed")
+            raise
+        log.info("Rendered %s (%.2f s)", clip.video_path.name, time.perf_counter() - started)
+        return clip
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
+        self._finalizer()
+
+
+class EmulatorState:
+    """Everything the emulated service knows; ``lock`` guards every attribute ``reset()``
+    sets, because each request runs in a thread of its own."""
+
+    def __init__(self, config: EmulatorConfig) -> None:
+        self.config = config
+        # Signs media URLs; a new run invalidates the previous run's URLs, as they would be.
+        self.secret = secrets.token_bytes(32)
+        self.renderer = Renderer(config.render_workers, config.clip_seconds, config.fps)
+        self.fault_book = FaultBook()
+        self.lock = threading.Lock()
+        self.reset()
+
+    def reset(self) -> None:
+        global_faults = [parse_fault(text) for text in self.config.faults]
+        with self.lock:
+            self.images: dict[str, StoredImage] = {}
+            self.operations: dict[str, Operation] = {}
+            # The same operations, by the id of their objects in the emulated bucket.
+            self.objects: dict[str, Operation] = {}
+            self.credits = self.config.credits
+            self.stats = dict.fromkeys(STAT_NAMES, 0)
+            self.minted: dict[str, float] = {}
+            self.configured_token_valid = True
+            self.session_alive = True
+            self.global_faults = global_faults
+        self.fault_book.clear()
+
+    def count(self, stat: str, n: int = 1) -> None:
+        with self.lock:
+            self.stats[stat] += n
+
+    def stats_snapshot(self) -> dict[str, int]:
+        with self.lock:
+            return dict(self.stats)
+
+    def set_faults(self, faults: list[str]) -> None:
+        parsed = [parse_fault(text) for text in faults]
+        with self.lock:
+            self.global_faults = parsed
+
+    def expire_tokens(self) -> None:
+        with self.lock:
+            self.configured_token_valid = False
+            self.minted.clear()
+
+    def kill_session(self) -> None:
+        with self.lock:
+            self.session_alive = False
+
+    def token_valid(self, token: str) -> bool:
+        with self.lock:
+            if token and token == self.config.token and self.configured_token_valid:
+                return True
+            expires = self.minted.get(token)
+            return expires is not None and expires > time.time()
+
+    def mint_token(self) -> tuple[str, float]:
+        token = "ya29." + secrets.token_urlsafe(48)
+        expires = time.time() + self.config.token_ttl_seconds
+        with self.lock:
+            self.minted[token] = expires
+        return token, expires
+
+    def sign(self, path: str, expires: int) -> str:
+        mac = hmac.new(self.secret, f"{path}\n{expires}".encode(), hashlib.sha256)
+        return base64.urlsafe_b64encode(mac.digest()).decode()
+
+    def close(self) -> None:
+        self.renderer.close()
