@@ -82,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
     from django.core.management import call_command
     from django.db import connection
 
-    from generations import tasks
+    from generations import pipeline, tasks
     from generations.emulator import EmulatorConfig, start_emulator
     from generations.engines import OperationRef, download_to, get_engine
     from generations.engines.base import ClipState
@@ -196,7 +196,7 @@ def run(args: argparse.Namespace) -> int:
     def pump() -> None:
         try:
             # Like the cluster: a pump that stops while scenes are still to come is restarted.
-            while not (done_feeding.is_set() and tasks.pipeline.seconds_until_due() is None):
+            while not (done_feeding.is_set() and pipeline.seconds_until_due() is None):
                 tasks.pump(budget_seconds=600)
                 time.sleep(0.05)
         finally:

@@ -21,9 +21,10 @@ from pathlib import Path
 import pytest
 from django.db import connection
 
-from generations import pipeline, tasks
+from generations import tasks
 from generations.emulator import Emulator
 from generations.models import Generation
+from generations.pipeline import policy
 from tests.faults_support import (
     PYTHON,
     ROOT,
@@ -151,7 +152,7 @@ def test_a_worker_killed_while_its_submit_is_in_flight_leaves_the_take_uncertain
     [take] = recover([take], clusters)
 
     assert take.status == S.UNCERTAIN
-    assert take.reason == pipeline.uncertain_reason(pipeline.LOST_WORKER)
+    assert take.reason == policy.uncertain_reason(policy.LOST_WORKER)
     assert (emu.stats["submit"], emu.stats["clips_submitted"]) == (1, 1), "never sent again"
     assert_files_match([take])
 

@@ -16,6 +16,7 @@ from django_q.models import Schedule
 from generations import pipeline, tasks
 from generations.engines.flow import FlowEngine
 from generations.models import CannotGenerate, Generation, WorkerLease
+from generations.pipeline import accounts, claims, policy
 from tests.tasks_support import make_scene
 
 S = Generation.Status
@@ -44,7 +45,7 @@ def no_engine(monkeypatch):
     def refuse(account):
         raise AssertionError("this pass must not talk to Flow")
 
-    monkeypatch.setattr(pipeline, "engine_for", refuse)
+    monkeypatch.setattr(accounts, "engine_for", refuse)
 
 
 def set_status(take: Generation, status: str, **fields) -> Generation:
@@ -122,7 +123,7 @@ def test_a_pass_writes_only_rows_that_still_carry_its_claim(scene, alice):
     token = uuid4()
     Generation.objects.filter(pk__in=[first.pk, second.pk]).update(status=S.ACTIVE, claim=token)
     first.cancel(by=alice)
-    written = pipeline._write_claimed(
+    written = claims.write_claimed(
         token,
         {first.pk: {"status": S.DOWNLOADING}, second.pk: {"status": S.DOWNLOADING}},
         [S.ACTIVE],
@@ -231,7 +232,7 @@ def test_resubmit_is_only_for_uncertain_takes(take, bob):
 
 
 def test_resubmit_makes_a_new_take_and_says_so_on_the_old_one(take, bob):
-    set_status(take, S.UNCERTAIN, reason=pipeline.UNCERTAIN_REASON)
+    set_status(take, S.UNCERTAIN, reason=policy.UNCERTAIN_REASON)
     again = take.resubmit(bob)
     take.refresh_from_db()
     assert again.status == S.QUEUED
@@ -278,15 +279,15 @@ def test_a_take_waits_for_its_next_check_and_for_its_account_cool_down(take, acc
 
 
 def test_flow_failure_codes_become_sentences_that_keep_the_code():
-    reason = pipeline.failure_reason("PUBLIC_ERROR_AUDIO_FILTERED")
+    reason = policy.failure_reason("PUBLIC_ERROR_AUDIO_FILTERED")
     assert (
         reason
         == "Flow's safety filter blocked the clip's generated audio (PUBLIC_ERROR_AUDIO_FILTERED)."
     )
-    assert pipeline.failure_reason("PUBLIC_ERROR_NEW_THING") == (
+    assert policy.failure_reason("PUBLIC_ERROR_NEW_THING") == (
         "Flow could not render this take (PUBLIC_ERROR_NEW_THING)."
     )
-    assert "no reason" in pipeline.failure_reason("")
+    assert "no reason" in policy.failure_reason("")
 
 
 def test_log_text_is_stripped_of_tokens_cookies_and_signatures():
@@ -294,18 +295,18 @@ def test_log_text_is_stripped_of_tokens_cookies_and_signatures():
         "Bearer ya29.a0AfH6SMBx-secret https://storage.googleapis.com/v/x?GoogleAccessId=svc"
         "&Expires=1&Signature=abc%2Fdef __Secure-next-auth.session-token=cookie123"
     )
-    clean = pipeline.redact_log(text)
+    clean = policy.redact_log(text)
     for secret in ("a0AfH6SMBx", "abc%2Fdef", "cookie123", "=svc"):
         assert secret not in clean
 
 
 def test_backoff_grows_with_attempts_is_capped_and_honours_retry_after():
-    first = [pipeline.backoff_seconds(1) for _ in range(50)]
-    fifth = [pipeline.backoff_seconds(5) for _ in range(50)]
-    assert max(first) <= pipeline.BACKOFF_BASE_SECONDS < min(fifth)
+    first = [policy.backoff_seconds(1) for _ in range(50)]
+    fifth = [policy.backoff_seconds(5) for _ in range(50)]
+    assert max(first) <= policy.BACKOFF_BASE_SECONDS < min(fifth)
     assert len(set(fifth)) > 1, "jittered"
-    assert max(pipeline.backoff_seconds(40) for _ in range(50)) <= pipeline.BACKOFF_CAP_SECONDS
-    assert 7 <= pipeline.backoff_seconds(1, retry_after=7) <= 8
+    assert max(policy.backoff_seconds(40) for _ in range(50)) <= policy.BACKOFF_CAP_SECONDS
+    assert 7 <= policy.backoff_seconds(1, retry_after=7) <= 8
 
 
 # --- Answers the emulator cannot give (replayed captured bodies) ------------------------
@@ -333,18 +334,18 @@ def _replaying_engine(submit_answer: bytes, status: int = 200):
 def test_a_submit_answer_in_an_unknown_shape_makes_the_take_uncertain(take, monkeypatch):
     # Flow answered 200, so the clip may well be rendering and paid for: not "failed" (which
     # invites a retry) but uncertain, and never sent again by the worker.
-    monkeypatch.setattr(pipeline, "engine_for", _replaying_engine(b'{"media": [{"name": "x"}]}'))
+    monkeypatch.setattr(accounts, "engine_for", _replaying_engine(b'{"media": [{"name": "x"}]}'))
     tasks.run_pass()
     take.refresh_from_db()
     assert take.status == S.UNCERTAIN
-    assert take.reason == pipeline.uncertain_reason(
+    assert take.reason == policy.uncertain_reason(
         "Flow answered in a shape Flowsite does not know."
     )
 
 
 def test_a_captured_unsafe_refusal_fails_the_take_with_flows_reason(take, monkeypatch):
     body = (FLOW_DATA / "error.unsafe.json").read_bytes()
-    monkeypatch.setattr(pipeline, "engine_for", _replaying_engine(body, status=400))
+    monkeypatch.setattr(accounts, "engine_for", _replaying_engine(body, status=400))
     tasks.run_pass()
     take.refresh_from_db()
     assert take.status == S.FAILED
