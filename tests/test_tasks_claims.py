@@ -123,7 +123,7 @@ def test_a_pass_writes_only_rows_that_still_carry_its_claim(scene, alice):
     token = uuid4()
     Generation.objects.filter(pk__in=[first.pk, second.pk]).update(status=S.ACTIVE, claim=token)
     first.cancel(by=alice)
-    written = claims.write_claimed(
+    written = claims.write_held(
         token,
         {first.pk: {"status": S.DOWNLOADING}, second.pk: {"status": S.DOWNLOADING}},
         [S.ACTIVE],

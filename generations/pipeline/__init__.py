@@ -10,7 +10,11 @@ How passes share the work: everything here is synchronous and idempotent, so a p
 by a test, a benchmark or the django-q2 pump alike, and several passes may run at once on
 different workers. Each phase takes its rows with a conditional UPDATE that stamps a fresh
 claim token and a lease, then writes only rows still carrying that token (``claims``). A worker
-past its lease is presumed dead, and the reaper settles what it held.
+past its lease is presumed dead, and the reaper takes back what it held.
+
+Words: a *take* is what the team sees, a ``Generation`` numbered within its scene; code says
+``generation``. A pass *claims* rows (token and lease), *holds* them while it works, and
+*releases* them — clearing claim and lease in the same UPDATE that writes its outcome.
 
 The modules, in the order a pass runs them:
 

@@ -1,8 +1,10 @@
-"""Writing the rows a pass holds.
+"""Claims: the rows a pass holds, and the only ways it writes them.
 
-A pass takes its rows by stamping a fresh claim token on them with a conditional UPDATE, and
-then writes only rows still carrying that token (and in the status it expects): "0 rows" means
-someone else — another worker, a cancel — got there first, and the pass leaves the row alone.
+A pass claims its rows by stamping a fresh token (and a lease) on them with a conditional
+UPDATE. From then on it writes only rows still carrying that token, in the status it expects:
+"0 rows" means someone else — another worker past our lease, a cancel — got there first, and
+the pass leaves the row alone. Giving a row back is always ``release``: the claim and lease are
+cleared in the same statement that writes what the pass decided.
 """
 
 from __future__ import annotations
@@ -12,70 +14,53 @@ from collections.abc import Iterable
 from typing import Any
 from uuid import UUID
 
-from django.db import connection
+from django.db.models import Case, F, QuerySet, Value, When
 from django.utils import timezone
 
 from ..models import Generation
 
 
-def write_claimed(token: UUID, changes: dict[int, dict[str, Any]], statuses: Iterable[str]) -> int:
-    """Apply per-take changes in ONE UPDATE, only to rows still carrying ``token``.
+def held(token: UUID, statuses: Iterable[str], pks: Iterable[int] | None = None) -> QuerySet:
+    """The rows (of ``pks``, or all) still carrying ``token`` in one of ``statuses``."""
+    rows = Generation.objects.filter(claim=token, status__in=list(statuses))
+    return rows if pks is None else rows.filter(pk__in=list(pks))
 
-    Each field becomes ``CASE WHEN id IN (…) THEN … ELSE field END``: the cost is one statement
-    however many takes changed, and a take cancelled meanwhile (claim cleared) is untouched.
 
-    The statement is written here, parameterised, rather than through ``QuerySet.update()``
-    with ``Case``/``When``: building and compiling those expressions cost about 0.5 ms of
-    Python per batch, more than SQLite takes to run the statement, and it is the one
-    statement a polling batch with news makes (benchmarks/upstream_poll.py). Values go
-    through each field's own ``get_db_prep_save``, so SQLite and PostgreSQL get exactly what
-    the ORM would send.
+def release(
+    token: UUID, statuses: Iterable[str], pks: Iterable[int] | None = None, **fields: Any
+) -> int:
+    """Give back the rows still held, writing ``fields`` to them in the same statement."""
+    return held(token, statuses, pks).update(claim=None, lease_until=None, **fields)
+
+
+def write_held(token: UUID, changes: dict[int, dict[str, Any]], statuses: Iterable[str]) -> int:
+    """Apply per-row changes (pk -> fields) in ONE UPDATE, only to rows still held.
+
+    A field every row gets the same value is a plain assignment; any other becomes a ``Case``
+    whose ``When`` groups the rows given the same value (``id IN (…)``), so the statement's size
+    follows the number of distinct values, not of rows.
     """
     if not changes:
         return 0
-    meta = Generation._meta
-    quote = connection.ops.quote_name
-    pk_column = quote(meta.pk.column)
-    fields = sorted({name for change in changes.values() for name in change})
-    assignments: list[str] = []
-    params: list[Any] = []
-    for name in fields:
-        field = meta.get_field(name)
-        column = quote(field.column)
-        # Takes given the same value share one WHEN (`id IN (…)`): most values (next check,
-        # cleared claim and lease) are the same for every take of a batch.
+    values: dict[str, Any] = {}
+    for name in sorted({name for change in changes.values() for name in change}):
         by_value: dict[Any, list[int]] = defaultdict(list)
         for pk, change in changes.items():
             if name in change:
                 by_value[change[name]].append(pk)
         if len(by_value) == 1 and len(next(iter(by_value.values()))) == len(changes):
-            assignments.append(f"{column} = %s")
-            params.append(field.get_db_prep_save(next(iter(by_value)), connection))
+            values[name] = next(iter(by_value))
             continue
-        whens: list[str] = []
-        for value, pks in by_value.items():
-            whens.append(f"WHEN {pk_column} IN ({', '.join(['%s'] * len(pks))}) THEN %s")
-            params.extend(pks)
-            params.append(field.get_db_prep_save(value, connection))
-        # PostgreSQL wants some types cast back from a CASE, as the ORM's Case does.
-        case = (
-            connection.ops.unification_cast_sql(field) % f"CASE {' '.join(whens)} ELSE {column} END"
+        field = Generation._meta.get_field(name)
+        values[name] = Case(
+            *[
+                When(pk__in=pks, then=Value(value, output_field=field))
+                for value, pks in by_value.items()
+            ],
+            default=F(name),
+            output_field=field,
         )
-        assignments.append(f"{column} = {case}")
-    statuses = list(statuses)
-    claim = meta.get_field("claim")
-    sql = (
-        f"UPDATE {quote(meta.db_table)} SET {', '.join(assignments)} "
-        f"WHERE {pk_column} IN ({', '.join(['%s'] * len(changes))}) "
-        f"AND {quote(claim.column)} = %s "
-        f"AND {quote(meta.get_field('status').column)} IN ({', '.join(['%s'] * len(statuses))})"
-    )
-    params.extend(changes)
-    params.append(claim.get_db_prep_value(token, connection))
-    params.extend(statuses)
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        return cursor.rowcount
+    return held(token, statuses, changes).update(**values)
 
 
 def visible(**fields: Any) -> dict[str, Any]:

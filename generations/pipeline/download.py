@@ -14,6 +14,7 @@ from django.utils import timezone
 from .. import storage
 from ..engines.base import ClipStatus, DownloadError, DownloadResult
 from ..models import Generation
+from .claims import release
 from .policy import DOWNLOAD_ATTEMPTS, S, shorten
 
 if TYPE_CHECKING:
@@ -31,22 +32,23 @@ class Download:
     left from an attempt that died (a killed worker) and is removed first.
     """
 
-    def __init__(self, run: Pass, token: UUID, take: Generation, clip: ClipStatus) -> None:
+    def __init__(self, run: Pass, token: UUID, generation: Generation, clip: ClipStatus) -> None:
         self.now = run.now
         self.counts = run.counts
         self.token = token
-        self.take = take
+        self.generation = generation
         self.clip = clip
 
-    def _mine(self):
-        return Generation.objects.filter(pk=self.take.pk, claim=self.token, status=S.DOWNLOADING)
+    def release(self, **fields) -> int:
+        """Give the take back with ``fields`` written, if this download still holds it."""
+        return release(self.token, [S.DOWNLOADING], [self.generation.pk], **fields)
 
     def run(self) -> None:
         from ..engines.download import download_to
 
-        take, clip = self.take, self.clip
-        video_name = f"{take.media_dir()}/clip.mp4"
-        poster_name = f"{take.media_dir()}/poster.jpg"
+        generation, clip = self.generation, self.clip
+        video_name = f"{generation.media_dir()}/clip.mp4"
+        poster_name = f"{generation.media_dir()}/poster.jpg"
         # The media folder itself, or the staging folder when the storage is a bucket.
         folder = storage.local_path(video_name).parent
         remove_temp_files(folder)
@@ -68,7 +70,7 @@ class Download:
                     if error.retryable:
                         raise
                     # A poster is a nicety; the clip itself is what the team waits for.
-                    log.warning("poster of take %s not kept: %s", take.pk, error.message)
+                    log.warning("poster of take %s not kept: %s", generation.pk, error.message)
             if poster is not None:
                 poster_name = storage.store_file(poster.path, poster_name)
         except DownloadError as error:
@@ -77,13 +79,13 @@ class Download:
             self.failed(error)
             return
         except Exception as error:
-            log.exception("downloading take %s failed unexpectedly", take.pk)
+            log.exception("downloading take %s failed unexpectedly", generation.pk)
             _unlink(video, video_name)
             self.failed(DownloadError(detail=str(error)), retryable=True)
             return
         if poster is None:
             poster_name = ""
-        done = self._mine().update(
+        done = self.release(
             status=S.READY,
             reason="",
             video=video_name,
@@ -92,8 +94,6 @@ class Download:
             poster=poster_name,
             poster_sha256=poster.sha256 if poster else "",
             finished_at=timezone.now(),
-            claim=None,
-            lease_until=None,
             next_check_at=None,
             updated=timezone.now(),
         )
@@ -103,7 +103,9 @@ class Download:
         # No longer ours: cancelled (its files go), or taken over by a worker that saw our
         # lease lapse and already finished. Its files have the same names and the same bytes
         # (one clip), so what a ready row names stays.
-        row = Generation.objects.filter(pk=take.pk).values("status", "video", "poster").first()
+        row = (
+            Generation.objects.filter(pk=generation.pk).values("status", "video", "poster").first()
+        )
         ready = row is not None and row["status"] == S.READY
         if not (ready and row["video"] == video_name):
             _unlink(video, video_name)
@@ -112,28 +114,24 @@ class Download:
 
     def failed(self, error: DownloadError, *, retryable: bool | None = None) -> None:
         retryable = error.retryable if retryable is None else retryable
-        attempts = self.take.download_attempts + 1
+        attempts = self.generation.download_attempts + 1
         if retryable and attempts < DOWNLOAD_ATTEMPTS:
             # The next status call signs fresh URLs; ask for them right away.
-            self.counts["download_retries"] += self._mine().update(
+            self.counts["download_retries"] += self.release(
                 status=S.ACTIVE,
                 download_attempts=F("download_attempts") + 1,
                 next_check_at=self.now,
-                claim=None,
-                lease_until=None,
                 updated=timezone.now(),
             )
             return
         reason = error.message
         if retryable:
             reason = f"{reason} Flowsite gave up after {attempts} download attempts."
-        self.counts["failed"] += self._mine().update(
+        self.counts["failed"] += self.release(
             status=S.FAILED,
             reason=shorten(reason),
             download_attempts=attempts,
             finished_at=self.now,
-            claim=None,
-            lease_until=None,
             next_check_at=None,
             updated=timezone.now(),
         )

@@ -1,4 +1,5 @@
-"""Reaping: settle the takes whose worker vanished (crash, killed task) once their lease lapsed."""
+"""Reaping: take back the takes whose worker vanished (crash, killed task) once their lease
+lapsed."""
 
 from __future__ import annotations
 

@@ -21,7 +21,6 @@ from django.utils import timezone
 
 from ..engines.base import (
     Aspect,
-    BadRequest,
     BotCheck,
     ClipRequest,
     ClipState,
@@ -29,18 +28,15 @@ from ..engines.base import (
     EngineError,
     ImageUnknown,
     NetworkError,
-    QuotaReached,
     SessionExpired,
     SubmitResult,
     Throttled,
-    TierTooLow,
     TokenExpired,
-    Unsafe,
     UpstreamError,
 )
 from ..models import FlowAccount, Generation, ImageAsset, ImageUpload, Project
 from .accounts import account_problem, set_account_problem
-from .claims import visible, write_claimed
+from .claims import held, release, visible, write_held
 from .policy import (
     LOST_INTERNAL,
     SUBMIT_ATTEMPTS,
@@ -82,14 +78,14 @@ def submit_due(run: Pass) -> None:
     Generation.objects.filter(pk__in=due, status=S.QUEUED).filter(
         is_due(now), lease_free(now)
     ).update(claim=token, lease_until=now + submit_lease())
-    takes = list(
+    generations = list(
         Generation.objects.filter(claim=token, status=S.QUEUED)
         .select_related("account", "project", "start_image")
         .order_by("created", "pk")
     )
     groups: dict[tuple[int, int], list[Generation]] = defaultdict(list)
-    for take in takes:
-        groups[(take.project_id, take.account_id)].append(take)
+    for generation in generations:
+        groups[(generation.project_id, generation.account_id)].append(generation)
     # Flow's own client never sends more than four clips in one call; a bigger batch is a
     # shape the upstream has not been seen to accept, so groups go out in slices.
     size = max(1, settings.FLOW_SUBMIT_BATCH_SIZE)
@@ -104,15 +100,15 @@ def submit_due(run: Pass) -> None:
         except Exception:
             # A bug or a database error must not take the other groups down. Whatever is
             # still "submitting" is left to the reaper, which calls it uncertain.
-            log.exception("submitting takes %s failed", [take.pk for take in group])
-            _release_queued(run, token, [take.pk for take in group])
+            log.exception("submitting takes %s failed", [generation.pk for generation in group])
+            release_for_retry(run, token, [generation.pk for generation in group])
         run.beat()
 
 
-def _release_queued(run: Pass, token: UUID, pks: list[int]) -> None:
+def release_for_retry(run: Pass, token: UUID, pks: list[int]) -> None:
     """After an unexpected error before the submit call: later, a bounded number of times."""
-    mine = Generation.objects.filter(pk__in=pks, claim=token, status=S.QUEUED)
-    run.counts["failed"] += mine.filter(attempts__gte=SUBMIT_ATTEMPTS - 1).update(
+    last_try = held(token, [S.QUEUED], pks).filter(attempts__gte=SUBMIT_ATTEMPTS - 1)
+    run.counts["failed"] += last_try.update(
         status=S.FAILED,
         reason="Flowsite hit an internal error preparing this take for Flow; an admin "
         "can find the details in the worker's log.",
@@ -121,44 +117,43 @@ def _release_queued(run: Pass, token: UUID, pks: list[int]) -> None:
         finished_at=run.now,
         updated=timezone.now(),
     )
-    mine.update(
+    release(
+        token,
+        [S.QUEUED],
+        pks,
         attempts=F("attempts") + 1,
         next_check_at=run.now + timedelta(seconds=backoff_seconds(3)),
-        claim=None,
-        lease_until=None,
     )
 
 
 class SubmitGroup:
-    def __init__(self, run: Pass, token: UUID, takes: list[Generation]) -> None:
+    def __init__(self, run: Pass, token: UUID, generations: list[Generation]) -> None:
         self.run_ = run
         self.now = run.now
         self.counts = run.counts
         self.token = token
-        self.takes = takes
-        self.project: Project = takes[0].project
-        self.account: FlowAccount = takes[0].account
+        self.generations = generations
+        self.project: Project = generations[0].project
+        self.account: FlowAccount = generations[0].account
 
     def run(self) -> None:
         if FlowAccount.objects.filter(pk=self.account.pk, cool_down_until__gt=self.now).exists():
             # Another group of this pass was just throttled on the same account: wait with it.
-            Generation.objects.filter(
-                pk__in=[t.pk for t in self.takes], claim=self.token, status=S.QUEUED
-            ).update(claim=None, lease_until=None)
+            self.release(self.generations, [S.QUEUED])
             return
         try:
             self.engine = self.run_.engines.get(self.account)
         except ValueError as error:
             # The account has no usable credentials; nothing can be sent until an admin fixes it.
             self.fail(
-                self.takes,
+                self.generations,
                 f"The Flow account {self.account} has no usable token or session cookie "
                 f"({error}); ask an admin to paste one.",
                 statuses=[S.QUEUED],
             )
             return
         media_ids = self.upload_images()
-        if not self.takes or not self.mark_submitting():
+        if not self.generations or not self.mark_submitting():
             return
         try:
             try:
@@ -167,31 +162,31 @@ class SubmitGroup:
                 # Flow forgot the uploaded images: forget them too, upload once more and submit
                 # once more. The refusal was an HTTP answer, so the first call spent nothing.
                 ImageUpload.objects.filter(
-                    account=self.account, image_id__in={t.start_image_id for t in self.takes}
+                    account=self.account, image_id__in={t.start_image_id for t in self.generations}
                 ).delete()
                 media_ids = self.upload_images(submitting=True)
-                if not self.takes:
+                if not self.generations:
                     return
                 try:
                     result = self.submit(self.clips(media_ids))
                 except ImageUnknown as error:
-                    self.requeue(self.takes, error)
+                    self.requeue(self.generations, error)
                     return
-        except _Settled:
+        except _OutcomeWritten:
             return
         self.record(result)
 
     def clips(self, media_ids: dict[int, str]) -> list[ClipRequest]:
         return [
             ClipRequest(
-                request_id=str(take.request_id),
-                prompt=take.prompt,
-                model_key=take.model_key,
-                aspect=Aspect(take.aspect),
-                seed=take.seed,
-                start_image_media_id=media_ids.get(take.start_image_id),
+                request_id=str(generation.request_id),
+                prompt=generation.prompt,
+                model_key=generation.model_key,
+                aspect=Aspect(generation.aspect),
+                seed=generation.seed,
+                start_image_media_id=media_ids.get(generation.start_image_id),
             )
-            for take in self.takes
+            for generation in self.generations
         ]
 
     # Uploads
@@ -200,11 +195,11 @@ class SubmitGroup:
         """Each start image uploaded to this account once; takes whose image fails drop out."""
         images: dict[int, ImageAsset] = {}
         missing: list[Generation] = []
-        for take in self.takes:
-            if take.start_image is None:
-                missing.append(take)
+        for generation in self.generations:
+            if generation.start_image is None:
+                missing.append(generation)
             else:
-                images[take.start_image_id] = take.start_image
+                images[generation.start_image_id] = generation.start_image
         if missing:
             self.fail(
                 missing,
@@ -221,7 +216,7 @@ class SubmitGroup:
             if image_id in known:
                 media_ids[image_id] = known[image_id]
                 continue
-            affected = [t for t in self.takes if t.start_image_id == image_id]
+            affected = [t for t in self.generations if t.start_image_id == image_id]
             statuses = [S.SUBMITTING] if submitting else [S.QUEUED]
             try:
                 data = image.image_data()
@@ -237,10 +232,10 @@ class SubmitGroup:
                 uploaded = self.engine.upload_image(data)
             except EngineError as error:
                 # Uploads cost nothing: any failure is safe to retry or to report.
-                self.settle_error(affected, error, statuses=statuses)
+                self.refused(affected, error, statuses=statuses)
                 if self.account_resting():
                     # Throttled or signed out: no further call to Flow for this account now.
-                    self.release(self.takes, statuses=statuses)
+                    self.release(self.generations, statuses, status=S.QUEUED)
                     return {}
                 continue
             media_ids[image_id] = uploaded.media_id
@@ -256,20 +251,16 @@ class SubmitGroup:
 
     def mark_submitting(self) -> bool:
         """Flip the claimed takes to "submitting" right before the call that costs credits."""
-        pks = [take.pk for take in self.takes]
-        Generation.objects.filter(pk__in=pks, claim=self.token, status=S.QUEUED).update(
+        pks = [generation.pk for generation in self.generations]
+        held(self.token, [S.QUEUED], pks).update(
             status=S.SUBMITTING,
             lease_until=self.now + submit_lease(),
             updated=timezone.now(),
         )
         # Cancelled (or reclaimed) takes are no longer ours and are not sent.
-        mine = set(
-            Generation.objects.filter(
-                pk__in=pks, claim=self.token, status=S.SUBMITTING
-            ).values_list("pk", flat=True)
-        )
-        self.takes = [take for take in self.takes if take.pk in mine]
-        return bool(self.takes)
+        mine = set(held(self.token, [S.SUBMITTING], pks).values_list("pk", flat=True))
+        self.generations = [generation for generation in self.generations if generation.pk in mine]
+        return bool(self.generations)
 
     def submit(self, clips: list[ClipRequest]) -> SubmitResult:
         try:
@@ -285,15 +276,15 @@ class SubmitGroup:
                     "Flow's submit answer had an unknown shape: %s", redact_log(error.detail)
                 )
                 cause = ContractError.default_message
-            self.uncertain(self.takes, cause)
-            raise _Settled from error
+            self.uncertain(self.generations, cause)
+            raise _OutcomeWritten from error
         except EngineError as error:
-            self.settle_error(self.takes, error, statuses=[S.SUBMITTING])
-            raise _Settled from error
+            self.refused(self.generations, error, statuses=[S.SUBMITTING])
+            raise _OutcomeWritten from error
         except Exception as error:
             log.exception("submitting takes failed unexpectedly")
-            self.uncertain(self.takes, LOST_INTERNAL)
-            raise _Settled from error
+            self.uncertain(self.generations, LOST_INTERNAL)
+            raise _OutcomeWritten from error
         self.counts["submit_calls"] += 1
         return result
 
@@ -302,12 +293,12 @@ class SubmitGroup:
         by_request = {clip.request_id: clip for clip in result.clips}
         changes: dict[int, dict[str, Any]] = {}
         lost: list[Generation] = []
-        for take in self.takes:
-            clip = by_request.get(str(take.request_id))
+        for generation in self.generations:
+            clip = by_request.get(str(generation.request_id))
             if clip is None or not clip.operation_name:
-                lost.append(take)
+                lost.append(generation)
                 continue
-            changes[take.pk] = visible(
+            changes[generation.pk] = visible(
                 status=S.ACTIVE if clip.state == ClipState.ACTIVE else S.PENDING,
                 operation_name=clip.operation_name,
                 credits_after=result.remaining_credits,
@@ -319,7 +310,7 @@ class SubmitGroup:
             )
         # UNCERTAIN too: if the reaper gave up on us while Flow was slow, the answer we finally
         # got is the truth and the take is followed after all.
-        self.counts["submitted"] += write_claimed(self.token, changes, [S.SUBMITTING, S.UNCERTAIN])
+        self.counts["submitted"] += write_held(self.token, changes, [S.SUBMITTING, S.UNCERTAIN])
         if lost:
             log.warning("Flow's submit answer named no operation for takes %s", lost)
             self.uncertain(lost, "Flow's answer named no operation for it.")
@@ -327,9 +318,10 @@ class SubmitGroup:
 
     # Outcomes
 
-    def uncertain(self, takes: list[Generation], cause: str) -> None:
-        self.counts["uncertain"] += Generation.objects.filter(
-            pk__in=[t.pk for t in takes], claim=self.token, status=S.SUBMITTING
+    def uncertain(self, generations: list[Generation], cause: str) -> None:
+        # The claim stays: a worker merely slower than its lease can still record the answer.
+        self.counts["uncertain"] += held(
+            self.token, [S.SUBMITTING], [t.pk for t in generations]
         ).update(
             status=S.UNCERTAIN,
             reason=uncertain_reason(cause),
@@ -338,9 +330,9 @@ class SubmitGroup:
             updated=timezone.now(),
         )
 
-    def fail(self, takes: list[Generation], reason: str, *, statuses: list[str]) -> None:
-        self.counts["failed"] += self._let_go(
-            takes,
+    def fail(self, generations: list[Generation], reason: str, *, statuses: list[str]) -> None:
+        self.counts["failed"] += self.release(
+            generations,
             statuses,
             status=S.FAILED,
             reason=shorten(reason),
@@ -348,22 +340,20 @@ class SubmitGroup:
             updated=timezone.now(),
         )
 
-    def _let_go(self, takes: list[Generation], statuses: list[str], **fields: Any) -> int:
-        """Write ``fields`` to the takes this group still holds and drop them from the group."""
-        pks = {t.pk for t in takes}
-        written = Generation.objects.filter(
-            pk__in=pks, claim=self.token, status__in=statuses
-        ).update(claim=None, lease_until=None, **fields)
-        self.takes = [t for t in self.takes if t.pk not in pks]
+    def release(self, generations: list[Generation], statuses: list[str], **fields: Any) -> int:
+        """Give back the takes this group still holds, writing ``fields``; they leave the group."""
+        pks = {t.pk for t in generations}
+        written = release(self.token, statuses, pks, **fields)
+        self.generations = [t for t in self.generations if t.pk not in pks]
         return written
 
-    def requeue(self, takes: list[Generation], error: EngineError) -> None:
+    def requeue(self, generations: list[Generation], error: EngineError) -> None:
         """Back to the queue after an answer that spent nothing, or give up after enough tries."""
         now = self.now
         retry_after = getattr(error, "retry_after", None)
-        tries = max(t.attempts for t in takes) + 1
-        give_up = [t for t in takes if t.attempts + 1 >= SUBMIT_ATTEMPTS]
-        again = [t for t in takes if t.attempts + 1 < SUBMIT_ATTEMPTS]
+        tries = max(t.attempts for t in generations) + 1
+        give_up = [t for t in generations if t.attempts + 1 >= SUBMIT_ATTEMPTS]
+        again = [t for t in generations if t.attempts + 1 < SUBMIT_ATTEMPTS]
         statuses = [S.QUEUED, S.SUBMITTING]
         if give_up:
             self.fail(
@@ -373,52 +363,52 @@ class SubmitGroup:
             )
         if again:
             delay = backoff_seconds(tries, retry_after)
-            self.counts["requeued"] += Generation.objects.filter(
-                pk__in=[t.pk for t in again], claim=self.token, status__in=statuses
-            ).update(
+            self.counts["requeued"] += self.release(
+                again,
+                statuses,
                 status=S.QUEUED,
                 # Shown on the card while the take waits, so it never waits without a reason.
                 reason=shorten(error.message),
                 attempts=F("attempts") + 1,
                 next_check_at=now + timedelta(seconds=delay),
-                claim=None,
-                lease_until=None,
                 updated=timezone.now(),
             )
             if isinstance(error, Throttled):
                 until = now + timedelta(seconds=delay)
                 FlowAccount.objects.filter(pk=self.account.pk).update(cool_down_until=until)
                 self.account.cool_down_until = until
-        self.takes = [t for t in self.takes if t not in takes]
+        self.generations = [t for t in self.generations if t not in generations]
 
-    def settle_error(
-        self, takes: list[Generation], error: EngineError, *, statuses: list[str]
+    def refused(
+        self, generations: list[Generation], error: EngineError, *, statuses: list[str]
     ) -> None:
         """An HTTP answer came back refusing the call, so nothing was spent."""
         if isinstance(error, (Throttled, BotCheck, UpstreamError, ImageUnknown, NetworkError)):
-            self.requeue(takes, error)
+            self.requeue(generations, error)
         elif isinstance(error, SessionExpired) or (
             isinstance(error, TokenExpired) and not self.account.session_cookie
         ):
             # Nothing was spent (a refusal before or instead of the work): the takes wait for
             # an admin to paste new credentials, then resume (FlowAccount.replace_credentials).
-            self.wait_for_account(takes, account_problem(self.account, error), statuses=statuses)
+            self.wait_for_account(
+                generations, account_problem(self.account, error), statuses=statuses
+            )
         elif isinstance(error, TokenExpired):
             # A fresh token can be minted from the cookie next time.
-            self.requeue(takes, error)
-        elif isinstance(error, (Unsafe, TierTooLow, QuotaReached, BadRequest, ContractError)):
+            self.requeue(generations, error)
+        else:
+            # Unsafe, tier too low, out of quota, a bad request, an answer of unknown shape:
+            # asking again gets the same answer.
             if isinstance(error, ContractError):
                 log.warning("Flow answered in an unknown shape: %s", redact_log(error.detail))
-            self.fail(takes, error.message, statuses=statuses)
-        else:
-            self.fail(takes, error.message, statuses=statuses)
+            self.fail(generations, error.message, statuses=statuses)
 
     def wait_for_account(
-        self, takes: list[Generation], message: str, *, statuses: list[str]
+        self, generations: list[Generation], message: str, *, statuses: list[str]
     ) -> None:
         set_account_problem(self.account, message)
-        self.counts["waiting"] += self._let_go(
-            takes,
+        self.counts["waiting"] += self.release(
+            generations,
             statuses,
             status=S.QUEUED,
             reason=shorten(message),
@@ -426,14 +416,10 @@ class SubmitGroup:
             updated=timezone.now(),
         )
 
-    def release(self, takes: list[Generation], *, statuses: list[str]) -> None:
-        """Back to the queue untouched (no attempt counted): the account must rest first."""
-        self._let_go(takes, statuses, status=S.QUEUED)
-
     def account_resting(self) -> bool:
         until = self.account.cool_down_until
         return bool(self.account.problem) or (until is not None and until > self.now)
 
 
-class _Settled(Exception):
+class _OutcomeWritten(Exception):
     """The submit call's outcome has already been written to the takes."""
