@@ -59,7 +59,8 @@ def queue_submission(generation_ids: list[int]) -> None:
 
     The takes are already "queued" rows: all that is needed is a running pump.
     """
-    start_pump()
+    if generation_ids:
+        start_pump()
 
 
 def poll_now(generation_ids: Iterable[int] | None = None) -> int:

@@ -24,7 +24,6 @@ from django.db import connection
 from generations import tasks
 from generations.emulator import Emulator
 from generations.models import Generation
-from generations.pipeline import policy
 from tests.faults_support import (
     PYTHON,
     ROOT,
@@ -33,7 +32,7 @@ from tests.faults_support import (
     stray_temp_files,
     worker_env,
 )
-from tests.tasks_support import make_scene
+from tests.tasks_support import UNCERTAIN_WORDS, make_scene
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -152,7 +151,10 @@ def test_a_worker_killed_while_its_submit_is_in_flight_leaves_the_take_uncertain
     [take] = recover([take], clusters)
 
     assert take.status == S.UNCERTAIN
-    assert take.reason == policy.uncertain_reason(policy.LOST_WORKER)
+    assert take.reason == (
+        f"{UNCERTAIN_WORDS} What happened: "
+        "The worker sending it stopped before it could save Flow's answer."
+    )
     assert (emu.stats["submit"], emu.stats["clips_submitted"]) == (1, 1), "never sent again"
     assert_files_match([take])
 

@@ -22,14 +22,14 @@ from django.core.management import call_command
 from django.urls import reverse
 from django.utils import timezone
 
-from generations import pipeline, tasks
+from generations import pipeline, tasks, work
 from generations.emulator import Emulator
 from generations.engines.base import ContractError
 from generations.models import FlowAccount, Generation, ImageUpload, Membership, Project
 from generations.pipeline import policy
 from generations.tasks import run_pass
 from tests.faults_support import assert_files_match, fresh, snapshot
-from tests.tasks_support import make_image, make_scene, run_at_once, settle
+from tests.tasks_support import UNCERTAIN_WORDS, make_image, make_scene, run_at_once, settle
 from tests.views_support import client_for
 
 S = Generation.Status
@@ -98,7 +98,9 @@ def test_a_lost_submit_answer_is_uncertain_never_resent_and_submit_again_sends_i
     run_pass()
     take.refresh_from_db()
     assert take.status == S.UNCERTAIN
-    assert take.reason == policy.uncertain_reason("Flow did not answer in time (submitting clips).")
+    assert take.reason == (
+        f"{UNCERTAIN_WORDS} What happened: Flow did not answer in time (submitting clips)."
+    )
     # Flow did get it and charged for it: exactly the case where resubmitting pays twice.
     wait_for(lambda: emu.stats["clips_submitted"] == 1)
     for hours in (1, 2, 3):
@@ -229,7 +231,7 @@ def test_flows_500s_are_retried_with_capped_exponential_backoff_and_jitter_then_
     run_pass(now=now)
     for take in fresh(takes):
         assert take.status == S.FAILED
-        assert f"gave up after {policy.SUBMIT_ATTEMPTS} attempts" in take.reason
+        assert "Flowsite gave up after 6 attempts." in take.reason
     assert emu.stats["submit"] == 2 * policy.SUBMIT_ATTEMPTS
     assert emu.stats["clips_submitted"] == 0
     assert_files_match(fresh(takes))
@@ -362,6 +364,7 @@ def test_a_revoked_bearer_token_holds_the_takes_until_an_admin_pastes_new_creden
     with django_capture_on_commit_callbacks(execute=True):
         account.replace_credentials(session_cookie=emu.session_cookie)
         account.save(update_fields=FlowAccount.CREDENTIAL_FIELDS)
+        work.resume_waiting(account)
     [rendering] = settle([rendering])
     assert (rendering.status, rendering.reason) == (S.READY, "")
     assert (emu.stats["submit"], emu.stats["clips_submitted"]) == (1, 1)
@@ -449,7 +452,7 @@ def test_a_download_cut_short_every_time_fails_after_bounded_attempts_leaving_no
     [take] = settle(make_scene(project, "[fault:truncated-download] a reef").generate(alice))
     assert take.status == S.FAILED
     assert "stopped after" in take.reason
-    assert f"after {policy.DOWNLOAD_ATTEMPTS} download attempts" in take.reason
+    assert "Flowsite gave up after 4 download attempts." in take.reason
     assert emu.stats["media"] == policy.DOWNLOAD_ATTEMPTS
     assert (emu.stats["submit"], emu.stats["clips_submitted"]) == (1, 1)
     assert_files_match([take])

@@ -16,7 +16,7 @@ from django.utils import timezone
 from generations.models import FlowAccount, Generation, ImageUpload
 from generations.pipeline import policy, poll
 from generations.tasks import run_pass
-from tests.tasks_support import make_image, make_scene, run_at_once, settle
+from tests.tasks_support import UNCERTAIN_WORDS, make_image, make_scene, run_at_once, settle
 
 S = Generation.Status
 
@@ -158,7 +158,7 @@ def test_retryable_refusals_give_up_after_a_bounded_number_of_attempts(emu, proj
         run_pass(now=timezone.now() + timedelta(hours=hour))
     take.refresh_from_db()
     assert take.status == S.FAILED
-    assert f"gave up after {policy.SUBMIT_ATTEMPTS} attempts" in take.reason
+    assert "Flowsite gave up after 6 attempts." in take.reason
     assert emu.stats["submit"] == policy.SUBMIT_ATTEMPTS
     assert emu.stats["clips_submitted"] == 0
 
@@ -187,7 +187,9 @@ def test_a_lost_submit_answer_makes_the_take_uncertain_and_never_resubmits_it(
     assert counts["uncertain"] == 1
     take.refresh_from_db()
     assert take.status == S.UNCERTAIN
-    assert take.reason == policy.uncertain_reason("Flow did not answer in time (submitting clips).")
+    assert take.reason == (
+        f"{UNCERTAIN_WORDS} What happened: Flow did not answer in time (submitting clips)."
+    )
     # Flow did receive it (the answer was merely late): exactly the case resubmitting pays twice.
     deadline = time.monotonic() + 5
     while emu.stats["clips_submitted"] < 1 and time.monotonic() < deadline:
@@ -204,7 +206,7 @@ def test_a_clip_whose_links_keep_expiring_fails_after_bounded_attempts(emu, proj
     [take] = settle(scene.generate(alice))
     assert take.status == S.FAILED
     assert "link" in take.reason
-    assert f"after {policy.DOWNLOAD_ATTEMPTS} download attempts" in take.reason
+    assert "Flowsite gave up after 4 download attempts." in take.reason
     assert emu.stats["check"] >= policy.DOWNLOAD_ATTEMPTS
     assert not media_file(f"{take.media_dir()}/clip.mp4").exists()
     assert not take.video

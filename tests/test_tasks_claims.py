@@ -13,11 +13,11 @@ from django.apps import apps as django_apps
 from django.utils import timezone
 from django_q.models import Schedule
 
-from generations import pipeline, tasks
+from generations import pipeline, tasks, work
 from generations.engines.flow import FlowEngine
 from generations.models import CannotGenerate, Generation, WorkerLease
 from generations.pipeline import accounts, claims, policy
-from tests.tasks_support import make_scene
+from tests.tasks_support import UNCERTAIN_WORDS, make_scene
 
 S = Generation.Status
 
@@ -114,8 +114,24 @@ def test_generate_queues_the_submission_once_committed(
     scene, alice, django_capture_on_commit_callbacks, task_queue
 ):
     with django_capture_on_commit_callbacks(execute=True):
-        scene.generate(alice)
+        work.generate(scene, alice)
     assert task_queue.count() == 1, "a pump task was enqueued"
+
+
+def test_the_models_only_write_rows_and_leave_the_worker_to_their_caller(
+    scene, take, alice, django_capture_on_commit_callbacks, task_queue
+):
+    account = scene.project.account
+    take.status = S.FAILED
+    take.save(update_fields=["status"])
+    with django_capture_on_commit_callbacks() as callbacks:
+        scene.generate(alice)
+        take.retry_as_new_take(alice)
+        scene.project.generate_scenes([scene], alice)
+        account.replace_credentials(session_cookie="a-new-session")
+        account.save()
+    assert callbacks == []
+    assert task_queue.count() == 0
 
 
 def test_a_pass_writes_only_rows_that_still_carry_its_claim(scene, alice):
@@ -208,7 +224,7 @@ def test_retry_as_new_take_copies_the_snapshot_and_queues_it(
     scene.save(update_fields=["prompt"])
     set_status(take, S.FAILED, reason="Flow could not render this take.")
     with django_capture_on_commit_callbacks(execute=True):
-        again = take.retry_as_new_take(bob)
+        again = work.retry_as_new_take(take, bob)
     assert again.pk != take.pk
     assert again.status == S.QUEUED
     assert again.take == take.take + 1
@@ -232,7 +248,7 @@ def test_resubmit_is_only_for_uncertain_takes(take, bob):
 
 
 def test_resubmit_makes_a_new_take_and_says_so_on_the_old_one(take, bob):
-    set_status(take, S.UNCERTAIN, reason=policy.UNCERTAIN_REASON)
+    set_status(take, S.UNCERTAIN, reason=UNCERTAIN_WORDS)
     again = take.resubmit(bob)
     take.refresh_from_db()
     assert again.status == S.QUEUED
@@ -338,8 +354,8 @@ def test_a_submit_answer_in_an_unknown_shape_makes_the_take_uncertain(take, monk
     tasks.run_pass()
     take.refresh_from_db()
     assert take.status == S.UNCERTAIN
-    assert take.reason == policy.uncertain_reason(
-        "Flow answered in a shape Flowsite does not know."
+    assert take.reason == (
+        f"{UNCERTAIN_WORDS} What happened: Flow answered in a shape Flowsite does not know."
     )
 
 

@@ -16,6 +16,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
+from .. import work
 from ..forms import MemberAddForm, ProjectForm
 from ..models import Generation, Membership, Project, Scene
 from .access import (
@@ -281,7 +282,7 @@ def project_generate_all(request: HttpRequest, uuid: UUID) -> HttpResponse:
         # of=("self",): PostgreSQL refuses FOR UPDATE on the nullable side of the outer join
         # to start_image; only the scenes need locking.
         scenes = project.scenes.select_for_update(of=("self",)).select_related("start_image")
-        generated, skipped = project.generate_scenes(scenes, request.user)
+        generated, skipped = work.generate_scenes(project, scenes, request.user)
     if generated:
         count = sum(scene.takes for scene in generated)
         messages.success(

@@ -27,6 +27,7 @@ from django.db import models, transaction
 from django.db.models import Exists, OuterRef, Prefetch, Q
 from django.utils import timezone
 
+from generations import work
 from generations.engines.base import Aspect
 from generations.engines.catalogue import get_model, models_for
 from generations.images import (
@@ -227,7 +228,7 @@ class Command(BaseCommand):
         try:
             with transaction.atomic():
                 for number, scene in todo:
-                    queued.append((number, scene, scene.generate(user)))
+                    queued.append((number, scene, work.generate(scene, user)))
         except CannotGenerate as error:
             raise CommandError(f"Nothing was queued: {error}") from None
 
