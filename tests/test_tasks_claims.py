@@ -151,6 +151,30 @@ def test_a_pass_writes_only_rows_that_still_carry_its_claim(scene, alice):
     assert second.status == S.DOWNLOADING
 
 
+def test_a_pass_writes_each_held_row_its_own_change_in_one_statement(
+    scene, alice, django_assert_num_queries
+):
+    first, second, third = make_scene(scene.project, takes=3).generate(alice)
+    token = uuid4()
+    Generation.objects.filter(pk__in=[first.pk, second.pk, third.pk]).update(
+        status=S.ACTIVE, claim=token
+    )
+    later = timezone.now() + timedelta(minutes=3)
+    changes = {
+        first.pk: {"status": S.DOWNLOADING, "next_check_at": later, "check_errors": 2},
+        second.pk: {"status": S.FAILED, "reason": "Flow could not render this take."},
+        third.pk: {"status": S.DOWNLOADING, "next_check_at": None, "claim": None},
+    }
+    with django_assert_num_queries(1):
+        assert claims.write_held(token, changes, [S.ACTIVE]) == 3
+    first, second, third = (Generation.objects.get(pk=t.pk) for t in (first, second, third))
+    assert (first.status, first.next_check_at, first.check_errors) == (S.DOWNLOADING, later, 2)
+    assert (first.claim, first.reason) == (token, "")
+    assert (second.status, second.reason) == (S.FAILED, "Flow could not render this take.")
+    assert (second.claim, second.check_errors) == (token, 0)
+    assert (third.status, third.next_check_at, third.claim) == (S.DOWNLOADING, None, None)
+
+
 def test_a_submitting_take_whose_lease_lapsed_becomes_uncertain_and_is_never_resubmitted(
     take, no_engine
 ):
