@@ -173,8 +173,9 @@ def run(args: argparse.Namespace) -> int:
         # same whatever the latency, so with a realistic one the ratio is what a team sees.
         emu.set_faults([f"slow={LATENCY}"])
         slow_pass, slow_bare = [], []
-        for _ in range(3 if not args.quick else 1):
-            for action, times in ((polling_pass, slow_pass), (bare_calls, slow_bare)):
+        for index in range(5 if not args.quick else 1):
+            order = [(polling_pass, slow_pass), (bare_calls, slow_bare)]
+            for action, times in order if index % 2 == 0 else reversed(order):
                 started = time.perf_counter()
                 action()
                 times.append(time.perf_counter() - started)
