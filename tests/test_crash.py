@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 from django.db import connection
 
-from generations import tasks
+from generations import tasks, work
 from generations.emulator import Emulator
 from generations.models import Generation
 from tests.faults_support import (
@@ -140,7 +140,7 @@ def test_a_worker_killed_while_its_submit_is_in_flight_leaves_the_take_uncertain
     emu, clusters, project, alice
 ):
     # Generate commits, then queues a pump task on the ORM broker for the cluster to take.
-    [take] = make_scene(project, "[fault:slow=3:once] a lighthouse").generate(alice)
+    [take] = work.generate(make_scene(project, "[fault:slow=3:once] a lighthouse"), alice)
     first = clusters.start()
     wait_until(lambda: emu.stats["submit"] == 1, "the submit call", clusters)
     assert status(take) == S.SUBMITTING
@@ -162,7 +162,7 @@ def test_a_worker_killed_while_its_submit_is_in_flight_leaves_the_take_uncertain
 def test_a_worker_killed_while_asking_flow_for_the_status_is_replaced_and_the_take_is_ready(
     emu, clusters, project, alice
 ):
-    takes = make_scene(project, "[fault:slow=1] a tide", takes=2).generate(alice)
+    takes = work.generate(make_scene(project, "[fault:slow=1] a tide", takes=2), alice)
     first = clusters.start()
     wait_until(lambda: emu.stats["check"] >= 1, "a status call", clusters)
     # The status call is in flight (Flow takes a second to answer it).
@@ -180,7 +180,7 @@ def test_a_worker_killed_while_asking_flow_for_the_status_is_replaced_and_the_ta
 def test_a_worker_killed_mid_download_leaves_no_partial_file_and_the_clip_is_fetched_again(
     emu, clusters, project, alice
 ):
-    [take] = make_scene(project, "[fault:slow-download=1] a reef").generate(alice)
+    [take] = work.generate(make_scene(project, "[fault:slow-download=1] a reef"), alice)
     first = clusters.start()
     wait_until(lambda: bool(stray_temp_files()), "a download to start writing", clusters)
     assert status(take) == S.DOWNLOADING

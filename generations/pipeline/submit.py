@@ -79,7 +79,7 @@ def submit_due(run: Pass) -> None:
         is_due(now), lease_free(now)
     ).update(claim=token, lease_until=now + submit_lease())
     generations = list(
-        Generation.objects.filter(claim=token, status=S.QUEUED)
+        held(token, [S.QUEUED])
         .select_related("account", "project", "start_image")
         .order_by("created", "pk")
     )
