@@ -5,19 +5,20 @@ thread against the local Flow emulator over real HTTP, on a throw-away SQLite da
 media folder. A watcher thread asks the emulator about every submitted take every 20 ms and
 notes when each first answers SUCCESSFUL; the take's ``finished_at`` is when it became ready.
 A third thread is the open storyboard: it opens the page and polls exactly as htmx does (the
-cadence, since token and poll pass come from the poller Flowsite renders, so
-FLOWSITE_PAGE_POLL_SECONDS applies while takes are in flight and FLOWSITE_IDLE_POLL_SECONDS
-otherwise), noting when each clip first shows on its card. Both lags are printed; target 5 is
-judged on the card: at most ``interval + download time + 1 s``.
+cadence and URL come from the poller Flowsite renders, so FLOWSITE_PAGE_POLL_SECONDS applies
+while takes are in flight and FLOWSITE_IDLE_POLL_SECONDS otherwise), noting when each clip first
+shows on its card. Both lags are printed; the target is judged on the card: at most
+``worker interval + download time + page poll interval + 0.5 s``, with the page polling every
+2 s (``--page-poll``) as it does by default while takes are in flight.
 Scenes are generated one after another while the pump runs, each rendering a little longer
 than the last, so clips finish at spread phases of the worker's poll cycle. Five scenes come
 within about 0.4 s of the worst phase (a clip finishing just after a check, about
 interval + 0.1 s to the database); ``--takes 80`` samples it more closely.
 
-    .venv/bin/python benchmarks/freshness.py [--takes 20] [--interval 5] [--quick]
+    .venv/bin/python benchmarks/freshness.py [--takes 20] [--interval 5] [--page-poll 2] [--quick]
 
-``--quick`` is a smoke run (4 takes, a 1 s interval): it must finish with every take ready, but
-its timing is not judged.
+``--quick`` is a smoke run (4 takes, a 1 s interval, the page polling every 0.5 s): it must
+finish with every take ready, but its timing is not judged.
 """
 
 from __future__ import annotations
@@ -58,6 +59,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--takes", type=int, default=20)
     parser.add_argument("--interval", type=float, default=5.0, help="FLOWSITE_POLL_INTERVAL")
+    parser.add_argument("--page-poll", type=float, default=2.0, help="FLOWSITE_PAGE_POLL_SECONDS")
     parser.add_argument("--pending", type=float, default=1.0, help="emulator pending seconds")
     parser.add_argument("--active", type=float, default=2.0, help="emulator active seconds")
     parser.add_argument(
@@ -70,6 +72,7 @@ def main() -> int:
     args = parser.parse_args()
     if args.quick:
         args.takes, args.interval, args.pending, args.active, args.stagger = 4, 1.0, 0.2, 0.3, 0.3
+        args.page_poll = 0.5
 
     with tempfile.TemporaryDirectory(prefix="flowsite-freshness-") as folder:
         configure(Path(folder))
@@ -82,7 +85,7 @@ def run(args: argparse.Namespace) -> int:
     from django.core.management import call_command
     from django.db import connection
 
-    from generations import tasks
+    from generations import pipeline, tasks
     from generations.emulator import EmulatorConfig, start_emulator
     from generations.engines import get_engine
     from generations.engines.base import ClipState, OperationRef
@@ -100,6 +103,7 @@ def run(args: argparse.Namespace) -> int:
     settings.FLOW_API_BASE_URL = settings.FLOW_LABS_BASE_URL = emu.url
     settings.FLOW_MEDIA_HOSTS = [*settings.FLOW_MEDIA_HOSTS, emu.url.removeprefix("http://")]
     settings.FLOWSITE_POLL_INTERVAL = args.interval
+    settings.FLOWSITE_PAGE_POLL_SECONDS = args.page_poll
 
     account = FlowAccount.objects.create(label="Bench", tier="PAYGATE_TIER_TWO")
     account.bearer_token = emu.token
@@ -199,7 +203,7 @@ def run(args: argparse.Namespace) -> int:
     def pump() -> None:
         try:
             # Like the cluster: a pump that stops while scenes are still to come is restarted.
-            while not (done_feeding.is_set() and tasks.pipeline.seconds_until_due() is None):
+            while not (done_feeding.is_set() and pipeline.seconds_until_due() is None):
                 tasks.pump(budget_seconds=600)
                 time.sleep(0.05)
         finally:
@@ -263,16 +267,16 @@ def run(args: argparse.Namespace) -> int:
         return 1
     lags.sort()
     p95 = lags[min(len(lags) - 1, round(0.95 * (len(lags) - 1)))]
-    target = args.interval + download + 1.0
+    page_seconds = settings.FLOWSITE_PAGE_POLL_SECONDS
+    target = args.interval + download + page_seconds + 0.5
     print(f"  poll interval {args.interval:.2f} s | one clip + poster download {download:.2f} s")
     print(
         f"  'Flow says successful' -> 'ready in the database' ({len(lags)} takes): median "
         f"{statistics.median(lags):.2f} s, p95 {p95:.2f} s, max {max(lags):.2f} s "
         f"(min {min(lags):.2f} s); worst / target = {max(lags) / target:.2f}×"
     )
-    # Target 5 is about the card: the clip in the database but not yet on the page is not
+    # The target is about the card: the clip in the database but not yet on the page is not
     # fresh for the person looking at it.
-    page_seconds = settings.FLOWSITE_PAGE_POLL_SECONDS
     if card_lags:
         card_lags.sort()
         print(
@@ -284,8 +288,8 @@ def run(args: argparse.Namespace) -> int:
     met = max(lags) <= target and len(card_lags) == len(lags) and max(card_lags) <= target
     verdict = "OK" if met else "MISSED"
     print(
-        f"  target: worst lag to the card <= interval + download + 1 s = {target:.2f} s "
-        f"-> {verdict}"
+        f"  target: worst lag to the card <= interval + download + page poll + 0.5 s = "
+        f"{target:.2f} s -> {verdict}"
         + ("" if len(card_lags) == len(lags) else f" ({len(lags) - len(card_lags)} never shown)")
     )
     print(f"  at {datetime.now(UTC):%Y-%m-%d %H:%M:%S} UTC; emulator stats {emu.stats}")

@@ -15,7 +15,7 @@ from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
 from django.utils.html import format_html
 
-from . import tasks
+from . import tasks, work
 from .management.commands.flow_account import clean_bearer_token, clean_session_cookie, mask
 from .models import (
     AccountGrant,
@@ -117,6 +117,9 @@ class FlowAccountForm(forms.ModelForm):
             account.replace_credentials(token or "", cookie or "")
         if commit:
             account.save()
+        if token or cookie:
+            # Deferred to the commit (the admin saves inside a transaction, after this).
+            work.resume_waiting(account)
         return account
 
 
@@ -614,7 +617,7 @@ class GenerationAdmin(admin.ModelAdmin):
 
     @admin.action(description="Retry the selected takes as new takes", permissions=["change"])
     def retry_as_new_take(self, request: HttpRequest, queryset: QuerySet[Generation]) -> None:
-        self._new_takes(request, queryset, Generation.retry_as_new_take, "Queued {n} new take{s}.")
+        self._new_takes(request, queryset, work.retry_as_new_take, "Queued {n} new take{s}.")
 
     @admin.action(description="Cancel the selected takes", permissions=["change"])
     def cancel(self, request: HttpRequest, queryset: QuerySet[Generation]) -> None:
@@ -630,7 +633,7 @@ class GenerationAdmin(admin.ModelAdmin):
         description="Submit uncertain takes again (Flow may charge twice)", permissions=["change"]
     )
     def resubmit(self, request: HttpRequest, queryset: QuerySet[Generation]) -> None:
-        self._new_takes(request, queryset, Generation.resubmit, "Submitted {n} take{s} again.")
+        self._new_takes(request, queryset, work.resubmit, "Submitted {n} take{s} again.")
 
     def _new_takes(self, request, queryset, make_take, done: str) -> None:
         """Run ``make_take(take, user)`` on each selected take; report what was refused."""

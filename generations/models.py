@@ -63,12 +63,6 @@ class FlowAccount(models.Model):
     def __str__(self) -> str:
         return self.label
 
-    def save(self, *args, **kwargs) -> None:
-        super().save(*args, **kwargs)
-        if getattr(self, "_resume_after_save", False):
-            self._resume_after_save = False
-            transaction.on_commit(self.resume_waiting_takes)
-
     @property
     def auth_kind(self) -> str:
         return "session cookie" if self.session_cookie else "bearer token"
@@ -99,22 +93,20 @@ class FlowAccount(models.Model):
     )
 
     def replace_credentials(self, bearer_token: str = "", session_cookie: str = "") -> None:
-        """New secrets pasted by an admin; takes waiting on this account resume once saved.
+        """New secrets pasted by an admin.
 
         The token minted from the old secrets and the old trouble (problem, cool-down) go too.
-        Nothing is written here, so a form may still be validated or saved later: ``save()``
-        then puts the takes that waited for the fix back on their path.
+        Nothing is written here, so a form may still be validated or saved later; whoever
+        saves the account also hands its waiting takes back to the worker
+        (``work.resume_waiting``).
         """
         self.bearer_token, self.session_cookie = bearer_token, session_cookie
         self.access_token, self.access_token_expires = "", None
         self.problem, self.cool_down_until = "", None
-        self._resume_after_save = True
 
-    def resume_waiting_takes(self) -> int:
+    def resume_waiting_generations(self) -> int:
         """Takes that waited for this account (dead session, revoked token, cool-down) are
-        due again now, their waiting reason cleared; a pump is started for them."""
-        from . import tasks
-
+        due again now, their waiting reason cleared. Returns how many."""
         now = timezone.now()
         count = Generation.objects.filter(
             account=self,
@@ -125,8 +117,6 @@ class FlowAccount(models.Model):
             ],
             claim__isnull=True,
         ).update(reason="", next_check_at=now, updated=now)
-        if count:
-            tasks.start_pump()
         return count
 
     def record_credits(self, credits: int | None) -> None:
@@ -241,10 +231,12 @@ class Project(models.Model):
         """Say that this project's gallery changed (inside the change's transaction)."""
         Project.objects.bump_gallery([self.pk])
 
-    def generate_scenes(self, scenes: Iterable[Scene], user) -> tuple[list[Scene], list[tuple]]:
+    def generate_scenes(
+        self, scenes: Iterable[Scene], user
+    ) -> tuple[list[Scene], list[tuple], list[Generation]]:
         """Queue the takes of every scene here that can be generated, all in one go.
 
-        Returns the scenes generated and, for each scene left out, why (in words).
+        Returns the scenes generated, for each scene left out why (in words), and the new takes.
         """
         self.check_spending()
         ready: list[Scene] = []
@@ -255,8 +247,10 @@ class Project(models.Model):
                 skipped.append((scene, problem))
             else:
                 ready.append(scene)
-        _queue_new_takes(self, user, {scene.pk: scene.take_snapshots() for scene in ready})
-        return ready, skipped
+        created = _create_generations(
+            self, user, {scene.pk: scene.take_snapshots() for scene in ready}
+        )
+        return ready, skipped, [take for takes in created.values() for take in takes]
 
     def mark_scenes_changed(self) -> None:
         """Tell open storyboards their list of scenes changed (call inside the change's
@@ -506,12 +500,12 @@ class Scene(models.Model):
         return rules.model_problem(self.model_key, self.aspect, account)
 
     def generate(self, user) -> list[Generation]:
-        """Create this scene's next takes and queue their submission once committed."""
+        """Create this scene's next takes (``work.generate`` also hands them to the worker)."""
         problem = self.generation_problem()
         if problem:
             raise CannotGenerate(problem)
         self.project.check_spending()
-        return _queue_new_takes(self.project, user, {self.pk: self.take_snapshots()})[self.pk]
+        return _create_generations(self.project, user, {self.pk: self.take_snapshots()})[self.pk]
 
     def take_snapshots(self) -> list[dict]:
         """What each of this scene's next takes asks of Flow (a seed drawn per take when the
@@ -531,17 +525,15 @@ def random_seed() -> int:
     return secrets.randbelow(2**31)
 
 
-def _queue_new_takes(
+def _create_generations(
     project: Project, user, snapshots: dict[int, list[dict]]
 ) -> dict[int, list[Generation]]:
     """Number and create the new takes of these scenes (scene id -> one snapshot of what to ask
-    Flow per take), and queue their submission once the transaction commits.
+    Flow per take). Handing them to the worker is the caller's (``work``).
 
     The same few statements for one scene or fifty: the scenes' last take numbers in one
-    query, every take in one insert, one wake-up of the worker.
+    query, every take in one insert.
     """
-    from . import tasks
-
     with transaction.atomic():
         last = dict(
             Generation.objects.filter(scene_id__in=snapshots)
@@ -570,8 +562,6 @@ def _queue_new_takes(
         takes = [take for scene_takes in created.values() for take in scene_takes]
         if takes:
             Generation.objects.bulk_create(takes)
-            ids = [take.pk for take in takes]
-            transaction.on_commit(lambda: tasks.queue_submission(ids))
     return created
 
 
@@ -724,13 +714,15 @@ class Generation(models.Model):
         return rules.model_problem(self.model_key, None, account)
 
     def retry_as_new_take(self, user) -> Generation:
-        """A new queued take of the same scene with this take's snapshot, queued on commit."""
+        """A new queued take of the same scene with this take's snapshot."""
         problem = self.retry_problem()
         if problem:
             raise CannotGenerate(problem)
         self.project.check_spending()
         snapshot = {name: getattr(self, name) for name in (*SNAPSHOT_FIELDS, "seed")}
-        return _queue_new_takes(self.project, user, {self.scene_id: [snapshot]})[self.scene_id][0]
+        return _create_generations(self.project, user, {self.scene_id: [snapshot]})[self.scene_id][
+            0
+        ]
 
     def resubmit(self, user) -> Generation:
         """Submit an uncertain take again, knowingly: it may be paid for twice."""

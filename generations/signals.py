@@ -4,7 +4,7 @@ The gallery caches its rendered pages under ``Project.gallery_version``
 (generations/views/gallery.py), so every change to what a gallery page shows must bump that
 version in the change's own transaction. Saves and deletes made through models (views, the
 admin, the shell) are caught here; writes that send no signal bump explicitly where they are
-made: the worker marking a take ready (``Download.run`` in generations/pipeline.py) and
+made: the worker marking a take ready (``Download.run`` in generations/pipeline/download.py) and
 ``Project.mark_scenes_changed`` (scenes added, moved or deleted, including ``bulk_update``).
 
 A page shows: the project's name, its scenes (titles, order, positions naming untitled ones),

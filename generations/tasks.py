@@ -59,18 +59,19 @@ def queue_submission(generation_ids: list[int]) -> None:
 
     The takes are already "queued" rows: all that is needed is a running pump.
     """
-    start_pump()
+    if generation_ids:
+        start_pump()
 
 
 def poll_now(generation_ids: Iterable[int] | None = None) -> int:
     """Make the worker look at these takes (or every take in flight) right away."""
-    takes = Generation.objects.filter(
+    generations = Generation.objects.filter(
         status__in=[Generation.Status.QUEUED, Generation.Status.PENDING, Generation.Status.ACTIVE]
     )
     if generation_ids is not None:
-        takes = takes.filter(pk__in=list(generation_ids))
+        generations = generations.filter(pk__in=list(generation_ids))
     # A throttled account's cool-down still holds: this only moves each take's own timer.
-    count = takes.update(next_check_at=timezone.now())
+    count = generations.update(next_check_at=timezone.now())
     if count:
         start_pump()
     return count

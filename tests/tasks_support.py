@@ -112,3 +112,10 @@ def takes_flow_keeps_rendering(project, alice, count: int) -> list[Generation]:
             for n, (clip, submitted) in enumerate(zip(clips, answer.clips, strict=True))
         ]
     return Generation.objects.bulk_create(rows)
+
+
+# What the card of a take whose submission may have reached Flow says, before what happened.
+UNCERTAIN_WORDS = (
+    "Flowsite could not confirm that Flow received this take; it was not resubmitted so no "
+    "credits are spent twice. Submit it again if you want it."
+)

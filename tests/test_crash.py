@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 from django.db import connection
 
-from generations import pipeline, tasks
+from generations import tasks, work
 from generations.emulator import Emulator
 from generations.models import Generation
 from tests.conftest import make_ready_scene as make_scene
@@ -33,6 +33,7 @@ from tests.faults_support import (
     stray_temp_files,
     worker_env,
 )
+from tests.tasks_support import UNCERTAIN_WORDS
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -133,7 +134,7 @@ def test_a_worker_killed_while_its_submit_is_in_flight_leaves_the_take_uncertain
     emu, clusters, project, alice
 ):
     # Generate commits, then queues a pump task on the ORM broker for the cluster to take.
-    [take] = make_scene(project, "[fault:slow=3:once] a lighthouse").generate(alice)
+    [take] = work.generate(make_scene(project, "[fault:slow=3:once] a lighthouse"), alice)
     first = clusters.start()
     wait_until(lambda: emu.stats["submit"] == 1, "the submit call", clusters)
     assert status(take) == S.SUBMITTING
@@ -144,7 +145,10 @@ def test_a_worker_killed_while_its_submit_is_in_flight_leaves_the_take_uncertain
     [take] = recover([take], clusters)
 
     assert take.status == S.UNCERTAIN
-    assert take.reason == pipeline.uncertain_reason(pipeline.LOST_WORKER)
+    assert take.reason == (
+        f"{UNCERTAIN_WORDS} What happened: "
+        "The worker sending it stopped before it could save Flow's answer."
+    )
     assert (emu.stats["submit"], emu.stats["clips_submitted"]) == (1, 1), "never sent again"
     assert_files_match([take])
 
@@ -152,7 +156,7 @@ def test_a_worker_killed_while_its_submit_is_in_flight_leaves_the_take_uncertain
 def test_a_worker_killed_while_asking_flow_for_the_status_is_replaced_and_the_take_is_ready(
     emu, clusters, project, alice
 ):
-    takes = make_scene(project, "[fault:slow=1] a tide", takes=2).generate(alice)
+    takes = work.generate(make_scene(project, "[fault:slow=1] a tide", takes=2), alice)
     first = clusters.start()
     wait_until(lambda: emu.stats["check"] >= 1, "a status call", clusters)
     # The status call is in flight (Flow takes a second to answer it).
@@ -170,7 +174,7 @@ def test_a_worker_killed_while_asking_flow_for_the_status_is_replaced_and_the_ta
 def test_a_worker_killed_mid_download_leaves_no_partial_file_and_the_clip_is_fetched_again(
     emu, clusters, project, alice
 ):
-    [take] = make_scene(project, "[fault:slow-download=1] a reef").generate(alice)
+    [take] = work.generate(make_scene(project, "[fault:slow-download=1] a reef"), alice)
     first = clusters.start()
     wait_until(lambda: bool(stray_temp_files()), "a download to start writing", clusters)
     assert status(take) == S.DOWNLOADING

@@ -22,15 +22,16 @@ from django.core.management import call_command
 from django.urls import reverse
 from django.utils import timezone
 
-from generations import pipeline, tasks
+from generations import pipeline, tasks, work
 from generations.emulator import Emulator
 from generations.engines.base import ContractError
 from generations.models import FlowAccount, Generation, ImageUpload, Membership, Project
+from generations.pipeline import policy
 from generations.tasks import run_pass
 from tests.conftest import make_image
 from tests.conftest import make_ready_scene as make_scene
 from tests.faults_support import assert_files_match, fresh, snapshot
-from tests.tasks_support import run_at_once, settle
+from tests.tasks_support import UNCERTAIN_WORDS, run_at_once, settle
 from tests.views_support import client_for
 
 S = Generation.Status
@@ -76,9 +77,7 @@ def media_listing() -> list[tuple[str, int, int]]:
 
 def ceiling(attempt: int) -> float:
     """The top of the backoff window for failure number ``attempt`` (the floor is half)."""
-    return min(
-        pipeline.BACKOFF_CAP_SECONDS, pipeline.BACKOFF_BASE_SECONDS * 2 ** max(attempt - 1, 0)
-    )
+    return min(policy.BACKOFF_CAP_SECONDS, policy.BACKOFF_BASE_SECONDS * 2 ** max(attempt - 1, 0))
 
 
 # --- Never pay twice --------------------------------------------------------------------------
@@ -94,8 +93,8 @@ def test_a_lost_submit_answer_is_uncertain_never_resent_and_submit_again_sends_i
     run_pass()
     take.refresh_from_db()
     assert take.status == S.UNCERTAIN
-    assert take.reason == pipeline.uncertain_reason(
-        "Flow did not answer in time (submitting clips)."
+    assert take.reason == (
+        f"{UNCERTAIN_WORDS} What happened: Flow did not answer in time (submitting clips)."
     )
     # Flow did get it and charged for it: exactly the case where resubmitting pays twice.
     wait_for(lambda: emu.stats["clips_submitted"] == 1)
@@ -200,7 +199,7 @@ def test_a_throttled_account_gets_no_call_at_all_until_retry_after_has_passed(em
 def test_flows_500s_are_retried_with_capped_exponential_backoff_and_jitter_then_given_up(
     emu, project, alice, monkeypatch
 ):
-    monkeypatch.setattr(pipeline, "BACKOFF_CAP_SECONDS", 10.0)
+    monkeypatch.setattr(policy, "BACKOFF_CAP_SECONDS", 10.0)
     second = Project.objects.create(name="Second", account=project.account, created_by=alice)
     second.add_member(alice, Membership.Role.OWNER)
     # Two projects: two submit groups, each with its own jittered delay.
@@ -210,7 +209,7 @@ def test_flows_500s_are_retried_with_capped_exponential_backoff_and_jitter_then_
     ]
     now = timezone.now()
     spreads = []
-    for attempt in range(1, pipeline.SUBMIT_ATTEMPTS):
+    for attempt in range(1, policy.SUBMIT_ATTEMPTS):
         run_pass(now=now)
         delays = []
         for take in fresh(takes):
@@ -221,14 +220,14 @@ def test_flows_500s_are_retried_with_capped_exponential_backoff_and_jitter_then_
         assert all(top / 2 <= delay <= top for delay in delays), (attempt, delays)
         spreads.append(abs(delays[0] - delays[1]))
         now = max(take.next_check_at for take in fresh(takes))
-    assert ceiling(pipeline.SUBMIT_ATTEMPTS - 1) == 10.0, "the cap was reached"
+    assert ceiling(policy.SUBMIT_ATTEMPTS - 1) == 10.0, "the cap was reached"
     assert max(spreads) > 0, "jittered, so throttled takes do not come back in lockstep"
 
     run_pass(now=now)
     for take in fresh(takes):
         assert take.status == S.FAILED
-        assert f"gave up after {pipeline.SUBMIT_ATTEMPTS} attempts" in take.reason
-    assert emu.stats["submit"] == 2 * pipeline.SUBMIT_ATTEMPTS
+        assert "Flowsite gave up after 6 attempts." in take.reason
+    assert emu.stats["submit"] == 2 * policy.SUBMIT_ATTEMPTS
     assert emu.stats["clips_submitted"] == 0
     assert_files_match(fresh(takes))
 
@@ -360,6 +359,7 @@ def test_a_revoked_bearer_token_holds_the_takes_until_an_admin_pastes_new_creden
     with django_capture_on_commit_callbacks(execute=True):
         account.replace_credentials(session_cookie=emu.session_cookie)
         account.save(update_fields=FlowAccount.CREDENTIAL_FIELDS)
+        work.resume_waiting(account)
     [rendering] = settle([rendering])
     assert (rendering.status, rendering.reason) == (S.READY, "")
     assert (emu.stats["submit"], emu.stats["clips_submitted"]) == (1, 1)
@@ -447,8 +447,8 @@ def test_a_download_cut_short_every_time_fails_after_bounded_attempts_leaving_no
     [take] = settle(make_scene(project, "[fault:truncated-download] a reef").generate(alice))
     assert take.status == S.FAILED
     assert "stopped after" in take.reason
-    assert f"after {pipeline.DOWNLOAD_ATTEMPTS} download attempts" in take.reason
-    assert emu.stats["media"] == pipeline.DOWNLOAD_ATTEMPTS
+    assert "Flowsite gave up after 4 download attempts." in take.reason
+    assert emu.stats["media"] == policy.DOWNLOAD_ATTEMPTS
     assert (emu.stats["submit"], emu.stats["clips_submitted"]) == (1, 1)
     assert_files_match([take])
 

@@ -13,12 +13,12 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from generations import pipeline
 from generations.models import AccountGrant, FlowAccount, Generation, ImageUpload
+from generations.pipeline import policy, poll
 from generations.tasks import run_pass
 from tests.conftest import make_image
 from tests.conftest import make_ready_scene as make_scene
-from tests.tasks_support import run_at_once, settle
+from tests.tasks_support import UNCERTAIN_WORDS, run_at_once, settle
 
 S = Generation.Status
 
@@ -140,20 +140,20 @@ def test_a_passing_upstream_refusal_is_retried_with_backoff(emu, project, alice,
     take.refresh_from_db()
     assert (take.status, take.attempts) == (S.QUEUED, 1)
     assert take.next_check_at > timezone.now()
-    [take] = settle([take], ahead=timedelta(seconds=pipeline.BACKOFF_BASE_SECONDS))
+    [take] = settle([take], ahead=timedelta(seconds=policy.BACKOFF_BASE_SECONDS))
     assert take.status == S.READY
     assert emu.stats["submit"] == 2
 
 
 def test_retryable_refusals_give_up_after_a_bounded_number_of_attempts(emu, project, alice):
     [take] = make_scene(project, "[fault:error500] a storm").generate(alice)
-    for hour in range(pipeline.SUBMIT_ATTEMPTS + 2):
+    for hour in range(policy.SUBMIT_ATTEMPTS + 2):
         # Each pass an hour after the last: every backoff (capped well below) has run out.
         run_pass(now=timezone.now() + timedelta(hours=hour))
     take.refresh_from_db()
     assert take.status == S.FAILED
-    assert f"gave up after {pipeline.SUBMIT_ATTEMPTS} attempts" in take.reason
-    assert emu.stats["submit"] == pipeline.SUBMIT_ATTEMPTS
+    assert "Flowsite gave up after 6 attempts." in take.reason
+    assert emu.stats["submit"] == policy.SUBMIT_ATTEMPTS
     assert emu.stats["clips_submitted"] == 0
 
 
@@ -181,8 +181,8 @@ def test_a_lost_submit_answer_makes_the_take_uncertain_and_never_resubmits_it(
     assert counts["uncertain"] == 1
     take.refresh_from_db()
     assert take.status == S.UNCERTAIN
-    assert take.reason == pipeline.uncertain_reason(
-        "Flow did not answer in time (submitting clips)."
+    assert take.reason == (
+        f"{UNCERTAIN_WORDS} What happened: Flow did not answer in time (submitting clips)."
     )
     # Flow did receive it (the answer was merely late): exactly the case resubmitting pays twice.
     deadline = time.monotonic() + 5
@@ -200,8 +200,8 @@ def test_a_clip_whose_links_keep_expiring_fails_after_bounded_attempts(emu, proj
     [take] = settle(scene.generate(alice))
     assert take.status == S.FAILED
     assert "link" in take.reason
-    assert f"after {pipeline.DOWNLOAD_ATTEMPTS} download attempts" in take.reason
-    assert emu.stats["check"] >= pipeline.DOWNLOAD_ATTEMPTS
+    assert "Flowsite gave up after 4 download attempts." in take.reason
+    assert emu.stats["check"] >= policy.DOWNLOAD_ATTEMPTS
     assert not media_file(f"{take.media_dir()}/clip.mp4").exists()
     assert not take.video
 
@@ -363,7 +363,7 @@ def test_a_bug_in_one_poll_batch_does_not_end_the_pass(emu, project, alice, monk
     def broken(self, takes, clips):
         raise RuntimeError("a bug")
 
-    monkeypatch.setattr(pipeline.PollBatch, "apply", broken)
+    monkeypatch.setattr(poll.PollBatch, "apply", broken)
     counts = run_pass(now=timezone.now() + timedelta(seconds=1))
     assert counts["checked"] == 1
     take.refresh_from_db()

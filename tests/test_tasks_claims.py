@@ -13,10 +13,12 @@ from django.apps import apps as django_apps
 from django.utils import timezone
 from django_q.models import Schedule
 
-from generations import pipeline, tasks
+from generations import pipeline, tasks, work
 from generations.engines.flow import FlowEngine
 from generations.models import CannotGenerate, Generation, WorkerLease
+from generations.pipeline import accounts, claims, policy
 from tests.conftest import make_ready_scene as make_scene
+from tests.tasks_support import UNCERTAIN_WORDS
 
 S = Generation.Status
 
@@ -38,7 +40,7 @@ def no_engine(monkeypatch):
     def refuse(account):
         raise AssertionError("this pass must not talk to Flow")
 
-    monkeypatch.setattr(pipeline, "engine_for", refuse)
+    monkeypatch.setattr(accounts, "engine_for", refuse)
 
 
 def set_status(take: Generation, status: str, **fields) -> Generation:
@@ -107,8 +109,24 @@ def test_generate_queues_the_submission_once_committed(
     scene, alice, django_capture_on_commit_callbacks, task_queue
 ):
     with django_capture_on_commit_callbacks(execute=True):
-        scene.generate(alice)
+        work.generate(scene, alice)
     assert task_queue.count() == 1, "a pump task was enqueued"
+
+
+def test_the_models_only_write_rows_and_leave_the_worker_to_their_caller(
+    scene, take, alice, django_capture_on_commit_callbacks, task_queue
+):
+    account = scene.project.account
+    take.status = S.FAILED
+    take.save(update_fields=["status"])
+    with django_capture_on_commit_callbacks() as callbacks:
+        scene.generate(alice)
+        take.retry_as_new_take(alice)
+        scene.project.generate_scenes([scene], alice)
+        account.replace_credentials(session_cookie="a-new-session")
+        account.save()
+    assert callbacks == []
+    assert task_queue.count() == 0
 
 
 def test_a_pass_writes_only_rows_that_still_carry_its_claim(scene, alice):
@@ -116,7 +134,7 @@ def test_a_pass_writes_only_rows_that_still_carry_its_claim(scene, alice):
     token = uuid4()
     Generation.objects.filter(pk__in=[first.pk, second.pk]).update(status=S.ACTIVE, claim=token)
     first.cancel(by=alice)
-    written = pipeline._write_claimed(
+    written = claims.write_held(
         token,
         {first.pk: {"status": S.DOWNLOADING}, second.pk: {"status": S.DOWNLOADING}},
         [S.ACTIVE],
@@ -126,6 +144,30 @@ def test_a_pass_writes_only_rows_that_still_carry_its_claim(scene, alice):
     second.refresh_from_db()
     assert (first.status, first.reason) == (S.CANCELLED, "Cancelled by alice.")
     assert second.status == S.DOWNLOADING
+
+
+def test_a_pass_writes_each_held_row_its_own_change_in_one_statement(
+    scene, alice, django_assert_num_queries
+):
+    first, second, third = make_scene(scene.project, takes=3).generate(alice)
+    token = uuid4()
+    Generation.objects.filter(pk__in=[first.pk, second.pk, third.pk]).update(
+        status=S.ACTIVE, claim=token
+    )
+    later = timezone.now() + timedelta(minutes=3)
+    changes = {
+        first.pk: {"status": S.DOWNLOADING, "next_check_at": later, "check_errors": 2},
+        second.pk: {"status": S.FAILED, "reason": "Flow could not render this take."},
+        third.pk: {"status": S.DOWNLOADING, "next_check_at": None, "claim": None},
+    }
+    with django_assert_num_queries(1):
+        assert claims.write_held(token, changes, [S.ACTIVE]) == 3
+    first, second, third = (Generation.objects.get(pk=t.pk) for t in (first, second, third))
+    assert (first.status, first.next_check_at, first.check_errors) == (S.DOWNLOADING, later, 2)
+    assert (first.claim, first.reason) == (token, "")
+    assert (second.status, second.reason) == (S.FAILED, "Flow could not render this take.")
+    assert (second.claim, second.check_errors) == (token, 0)
+    assert (third.status, third.next_check_at, third.claim) == (S.DOWNLOADING, None, None)
 
 
 def test_a_submitting_take_whose_lease_lapsed_becomes_uncertain_and_is_never_resubmitted(
@@ -201,7 +243,7 @@ def test_retry_as_new_take_copies_the_snapshot_and_queues_it(
     scene.save(update_fields=["prompt"])
     set_status(take, S.FAILED, reason="Flow could not render this take.")
     with django_capture_on_commit_callbacks(execute=True):
-        again = take.retry_as_new_take(bob)
+        again = work.retry_as_new_take(take, bob)
     assert again.pk != take.pk
     assert again.status == S.QUEUED
     assert again.take == take.take + 1
@@ -225,7 +267,7 @@ def test_resubmit_is_only_for_uncertain_takes(take, bob):
 
 
 def test_resubmit_makes_a_new_take_and_says_so_on_the_old_one(take, bob):
-    set_status(take, S.UNCERTAIN, reason=pipeline.UNCERTAIN_REASON)
+    set_status(take, S.UNCERTAIN, reason=UNCERTAIN_WORDS)
     again = take.resubmit(bob)
     take.refresh_from_db()
     assert again.status == S.QUEUED
@@ -272,15 +314,15 @@ def test_a_take_waits_for_its_next_check_and_for_its_account_cool_down(take, acc
 
 
 def test_flow_failure_codes_become_sentences_that_keep_the_code():
-    reason = pipeline.failure_reason("PUBLIC_ERROR_AUDIO_FILTERED")
+    reason = policy.failure_reason("PUBLIC_ERROR_AUDIO_FILTERED")
     assert (
         reason
         == "Flow's safety filter blocked the clip's generated audio (PUBLIC_ERROR_AUDIO_FILTERED)."
     )
-    assert pipeline.failure_reason("PUBLIC_ERROR_NEW_THING") == (
+    assert policy.failure_reason("PUBLIC_ERROR_NEW_THING") == (
         "Flow could not render this take (PUBLIC_ERROR_NEW_THING)."
     )
-    assert "no reason" in pipeline.failure_reason("")
+    assert "no reason" in policy.failure_reason("")
 
 
 def test_log_text_is_stripped_of_tokens_cookies_and_signatures():
@@ -288,18 +330,18 @@ def test_log_text_is_stripped_of_tokens_cookies_and_signatures():
         "Bearer ya29.a0AfH6SMBx-secret https://storage.googleapis.com/v/x?GoogleAccessId=svc"
         "&Expires=1&Signature=abc%2Fdef __Secure-next-auth.session-token=cookie123"
     )
-    clean = pipeline.redact_log(text)
+    clean = policy.redact_log(text)
     for secret in ("a0AfH6SMBx", "abc%2Fdef", "cookie123", "=svc"):
         assert secret not in clean
 
 
 def test_backoff_grows_with_attempts_is_capped_and_honours_retry_after():
-    first = [pipeline.backoff_seconds(1) for _ in range(50)]
-    fifth = [pipeline.backoff_seconds(5) for _ in range(50)]
-    assert max(first) <= pipeline.BACKOFF_BASE_SECONDS < min(fifth)
+    first = [policy.backoff_seconds(1) for _ in range(50)]
+    fifth = [policy.backoff_seconds(5) for _ in range(50)]
+    assert max(first) <= policy.BACKOFF_BASE_SECONDS < min(fifth)
     assert len(set(fifth)) > 1, "jittered"
-    assert max(pipeline.backoff_seconds(40) for _ in range(50)) <= pipeline.BACKOFF_CAP_SECONDS
-    assert 7 <= pipeline.backoff_seconds(1, retry_after=7) <= 8
+    assert max(policy.backoff_seconds(40) for _ in range(50)) <= policy.BACKOFF_CAP_SECONDS
+    assert 7 <= policy.backoff_seconds(1, retry_after=7) <= 8
 
 
 # --- Answers the emulator cannot give (replayed captured bodies) ------------------------
@@ -327,18 +369,18 @@ def _replaying_engine(submit_answer: bytes, status: int = 200):
 def test_a_submit_answer_in_an_unknown_shape_makes_the_take_uncertain(take, monkeypatch):
     # Flow answered 200, so the clip may well be rendering and paid for: not "failed" (which
     # invites a retry) but uncertain, and never sent again by the worker.
-    monkeypatch.setattr(pipeline, "engine_for", _replaying_engine(b'{"media": [{"name": "x"}]}'))
+    monkeypatch.setattr(accounts, "engine_for", _replaying_engine(b'{"media": [{"name": "x"}]}'))
     tasks.run_pass()
     take.refresh_from_db()
     assert take.status == S.UNCERTAIN
-    assert take.reason == pipeline.uncertain_reason(
-        "Flow answered in a shape Flowsite does not know."
+    assert take.reason == (
+        f"{UNCERTAIN_WORDS} What happened: Flow answered in a shape Flowsite does not know."
     )
 
 
 def test_a_captured_unsafe_refusal_fails_the_take_with_flows_reason(take, monkeypatch):
     body = (FLOW_DATA / "error.unsafe.json").read_bytes()
-    monkeypatch.setattr(pipeline, "engine_for", _replaying_engine(body, status=400))
+    monkeypatch.setattr(accounts, "engine_for", _replaying_engine(body, status=400))
     tasks.run_pass()
     take.refresh_from_db()
     assert take.status == S.FAILED

@@ -16,6 +16,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
+from .. import work
 from ..forms import MemberAddForm, ProjectForm
 from ..models import CannotGenerate, Generation, Membership, Project, Scene
 from .access import (
@@ -282,7 +283,7 @@ def project_generate_all(request: HttpRequest, uuid: UUID) -> HttpResponse:
         # to start_image; only the scenes need locking.
         scenes = project.scenes.select_for_update(of=("self",)).select_related("start_image")
         try:
-            generated, skipped = project.generate_scenes(scenes, request.user)
+            generated, skipped = work.generate_scenes(project, scenes, request.user)
         except CannotGenerate as refusal:
             messages.error(request, f"Nothing was generated: {refusal}")
             return redirect("project-detail", uuid=project.uuid)

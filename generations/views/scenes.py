@@ -16,6 +16,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods, require_POST
 
+from .. import work
 from ..forms import SceneForm
 from ..models import CannotGenerate, Generation, Membership, Scene
 from .access import (
@@ -150,7 +151,7 @@ def scene_generate(request: HtmxHttpRequest, uuid: UUID) -> HttpResponse:
             Scene.objects.select_for_update().filter(pk=scene.pk).exists()
             if not _seen_matches(request, scene):
                 raise CannotGenerate(STALE)
-            takes = scene.generate(request.user)
+            takes = work.generate(scene, request.user)
     except CannotGenerate as refusal:
         error = str(refusal)
     notice = f"Queued {len(takes)} take{'s' if len(takes) != 1 else ''}." if takes else ""
@@ -173,9 +174,9 @@ def take_retry(request: HtmxHttpRequest, uuid: UUID) -> HttpResponse:
                 raise CannotGenerate(STALE)
             generation.refresh_from_db(fields=["status"])
             if generation.status == Generation.Status.UNCERTAIN:
-                take = generation.resubmit(request.user)
+                take = work.resubmit(generation, request.user)
             elif generation.status in (Generation.Status.FAILED, Generation.Status.CANCELLED):
-                take = generation.retry_as_new_take(request.user)
+                take = work.retry_as_new_take(generation, request.user)
             else:
                 raise CannotGenerate(
                     "Only a failed, cancelled or uncertain take can be tried again."

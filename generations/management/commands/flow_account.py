@@ -27,6 +27,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import transaction
 from django.db.models import Prefetch
 
+from generations import work
 from generations.engines.catalogue import TIER_ONE, TIERS
 from generations.models import AccountGrant, FlowAccount, Project
 from generations.rules import ACCOUNT_LABEL, printable
@@ -219,6 +220,8 @@ class Command(BaseCommand):
             account.replace_credentials(*self._secrets(options))
             fields += FlowAccount.CREDENTIAL_FIELDS
         account.save(update_fields=fields)
+        if has_secret:
+            work.resume_waiting(account)
         self.stdout.write(f"Updated account {account.label!r}: {', '.join(fields)}.")
 
     def _secrets(self, options: dict[str, Any]) -> tuple[str, str]:

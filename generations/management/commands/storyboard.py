@@ -28,6 +28,7 @@ from django.db import models, transaction
 from django.db.models import Exists, OuterRef, Prefetch, Q
 from django.utils import timezone
 
+from generations import work
 from generations.engines.catalogue import models_for
 from generations.images import (
     ImageRejected,
@@ -218,7 +219,7 @@ class Command(BaseCommand):
         try:
             with transaction.atomic():
                 for number, scene in todo:
-                    queued.append((number, scene, scene.generate(user)))
+                    queued.append((number, scene, work.generate(scene, user)))
         except CannotGenerate as error:
             raise CommandError(printable(f"Nothing was queued: {error}")) from None
 

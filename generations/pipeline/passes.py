@@ -1,0 +1,106 @@
+"""A pass: reap, submit, poll (and download), in that order; and when the next one is due."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+
+from django.db.models import DateTimeField, Min, Q, Value
+from django.db.models.functions import Coalesce, Greatest
+from django.utils import timezone
+
+from ..models import FlowAccount, Generation
+from . import poll, reap, submit
+from .accounts import Engines
+from .policy import S
+
+
+@dataclass
+class Pass:
+    now: datetime
+    heartbeat: Callable[[], object] | None = None
+    # time.monotonic() by which the pass must be over (the pump's task would be killed after
+    # it). Work that could not finish in time (a submit, a download) is left for the next pass.
+    stop_at: float | None = None
+
+    def __post_init__(self) -> None:
+        self.counts: Counter[str] = Counter()
+        self.engines = Engines()
+        # The credits each status call reports, written once at the end of the pass rather
+        # than once per batch (the last answer is the freshest).
+        self.credits: dict[int, tuple[FlowAccount, int]] = {}
+
+    def beat(self) -> None:
+        if self.heartbeat is not None:
+            self.heartbeat()
+
+    def time_left(self) -> float:
+        return float("inf") if self.stop_at is None else self.stop_at - time.monotonic()
+
+    def run(self) -> dict[str, int]:
+        try:
+            reap.reap(self)
+            self.beat()
+            submit.submit_due(self)
+            self.beat()
+            poll.poll_due(self)
+        finally:
+            self.engines.close()
+            for account, credits in self.credits.values():
+                account.record_credits(credits)
+        return dict(self.counts)
+
+
+# --- When is the next thing due --------------------------------------------------------------
+
+
+def seconds_until_due(now: datetime | None = None) -> float | None:
+    """Seconds until some take needs a pass (0 when one is due now), None when none will
+    without help: nothing in flight, or only takes waiting for an admin to fix their account.
+
+    One aggregate query, cheap enough for the pump to ask twice a second while it waits.
+    """
+    now = now or timezone.now()
+    at = Value(now, output_field=DateTimeField())
+    # Takes of an account without a problem, or of a removed account (the reaper ends those).
+    workable = Q(account__isnull=True) | Q(account__problem="")
+    # A take is due once its own timer, its account's cool-down and any lease have all passed.
+    due_at = Greatest(
+        Coalesce("next_check_at", at),
+        Coalesce("account__cool_down_until", at),
+        Coalesce("lease_until", at),
+        output_field=DateTimeField(),
+    )
+    agg = Generation.objects.filter(status__in=Generation.IN_FLIGHT).aggregate(
+        polls=Min(
+            due_at,
+            filter=Q(status__in=[S.PENDING, S.ACTIVE]) & workable,
+            output_field=DateTimeField(),
+        ),
+        submits=Min(
+            due_at,
+            filter=Q(status=S.QUEUED) & workable,
+            output_field=DateTimeField(),
+        ),
+        leases=Min(
+            Coalesce("lease_until", at),
+            filter=Q(status__in=[S.SUBMITTING, S.DOWNLOADING]),
+            output_field=DateTimeField(),
+        ),
+    )
+    moments = [moment for moment in agg.values() if moment is not None]
+    if not moments:
+        return None
+    return max(0.0, (min(moments) - now).total_seconds())
+
+
+def run_pass(
+    now: datetime | None = None,
+    *,
+    heartbeat: Callable[[], object] | None = None,
+    stop_at: float | None = None,
+) -> dict[str, int]:
+    return Pass(now or timezone.now(), heartbeat, stop_at).run()

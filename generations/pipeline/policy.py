@@ -1,0 +1,163 @@
+"""Policy: how long work may hold a take, how often to try again, and what a card says.
+
+Everything a team member reads about a take the worker touched is worded here, so one sentence
+is the same wherever it is written.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.db.models import Q
+
+from ..models import Generation
+from ..redaction import redact
+
+S = Generation.Status
+
+UNCERTAIN_REASON = (
+    "Flowsite could not confirm that Flow received this take; it was not resubmitted so no "
+    "credits are spent twice. Submit it again if you want it."
+)
+# What happened, said after UNCERTAIN_REASON on the card.
+LOST_WORKER = "The worker sending it stopped before it could save Flow's answer."
+LOST_INTERNAL = "Flowsite hit an internal error while sending it."
+
+
+def uncertain_reason(cause: str) -> str:
+    return shorten(f"{UNCERTAIN_REASON} What happened: {cause}")
+
+
+# Retryable answers (throttling, bot check, Flow's 500s) are tried this many times in all.
+SUBMIT_ATTEMPTS = 6
+# Downloads that a fresh signed link may fix (expired link, cut short) are tried this often.
+DOWNLOAD_ATTEMPTS = 4
+BACKOFF_BASE_SECONDS = 2.0
+BACKOFF_CAP_SECONDS = 300.0
+# Takes claimed for one submit pass; the rest wait for the next pass.
+SUBMIT_LIMIT = 200
+
+# What Flow's failure codes mean, in a team member's words. Unknown codes still show, in
+# parentheses after a generic sentence.
+FAILURE_REASONS = {
+    "PUBLIC_ERROR_AUDIO_FILTERED": "Flow's safety filter blocked the clip's generated audio.",
+    "PUBLIC_ERROR_UNSAFE_GENERATION": "Flow's safety filter refused the prompt or start image.",
+    "PUBLIC_ERROR_MINOR_INPUT_IMAGE": "Flow refused the start image: it seems to show a minor.",
+    "PUBLIC_ERROR_PROMINENT_PEOPLE_FILTER_FAILED": (
+        "Flow refused the prompt or start image: it seems to show a well-known person."
+    ),
+    "PUBLIC_ERROR_USER_QUOTA_REACHED": "The Flow account ran out of credits.",
+    "PUBLIC_ERROR_PER_MODEL_DAILY_QUOTA_REACHED": (
+        "The Flow account used up today's quota for this model."
+    ),
+    "PUBLIC_ERROR_SOMETHING_WENT_WRONG": "Flow failed while rendering this take.",
+}
+
+
+def failure_reason(code: str) -> str:
+    """A sentence for Flow's failure code, keeping the code for whoever reports the problem."""
+    code = code.strip()
+    if not code:
+        return "Flow could not render this take and gave no reason."
+    sentence = FAILURE_REASONS.get(code, "Flow could not render this take.")
+    return shorten(f"{sentence.rstrip('.')} ({code}).")
+
+
+def redact_log(text: str) -> str:
+    """Text safe for a log line, of bounded length."""
+    return redact(text, limit=2000)
+
+
+def backoff_seconds(attempt: int, retry_after: float | None = None) -> float:
+    """How long to wait before try number ``attempt + 1``.
+
+    Exponential from BACKOFF_BASE_SECONDS, capped, with "equal jitter" so that many takes
+    throttled together do not come back in lockstep. A Retry-After from Flow is a floor.
+    """
+    ceiling = min(BACKOFF_CAP_SECONDS, BACKOFF_BASE_SECONDS * 2 ** max(attempt - 1, 0))
+    delay = ceiling / 2 + random.uniform(0, ceiling / 2)
+    if retry_after is not None and retry_after > 0:
+        # Honoured exactly (plus a little spread), not stretched by our own schedule.
+        delay = retry_after + random.uniform(0, min(1.0, retry_after / 10))
+    return delay
+
+
+def poll_interval() -> float:
+    return float(getattr(settings, "FLOWSITE_POLL_INTERVAL", 5.0))
+
+
+def stuck_after() -> timedelta:
+    return timedelta(seconds=float(getattr(settings, "FLOWSITE_STUCK_AFTER", 20 * 60)))
+
+
+def call_deadline() -> float:
+    return float(getattr(settings, "FLOW_CALL_DEADLINE", 90.0))
+
+
+def download_deadline() -> float:
+    return float(getattr(settings, "FLOW_DOWNLOAD_DEADLINE", 300.0))
+
+
+def _seconds_setting(name: str, default: float) -> timedelta:
+    value = float(getattr(settings, name, 0) or 0)
+    return timedelta(seconds=value if value > 0 else default)
+
+
+# How long a worker holds the takes it works on. Past its lease a worker is presumed dead
+# (killed, crashed): another pass takes the work over, and a take left "submitting" becomes
+# uncertain. Each default outlasts the work's own deadlines, so a live worker keeps its takes.
+
+
+def submit_lease() -> timedelta:
+    """Uploading the start images, then the submit call itself."""
+    return _seconds_setting("FLOWSITE_SUBMIT_LEASE", 2 * call_deadline() + 30)
+
+
+def check_lease() -> timedelta:
+    return _seconds_setting("FLOWSITE_CHECK_LEASE", 2 * call_deadline())
+
+
+def download_lease() -> timedelta:
+    """A clip and its poster, each bounded by FLOW_DOWNLOAD_DEADLINE."""
+    return _seconds_setting("FLOWSITE_DOWNLOAD_LEASE", 2 * download_deadline() + 30)
+
+
+def shorten(text: str, limit: int = 500) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def chunks(items: list, size: int) -> Iterator[list]:
+    for start in range(0, len(items), max(size, 1)):
+        yield items[start : start + size]
+
+
+def lease_free(now: datetime) -> Q:
+    return Q(lease_until__isnull=True) | Q(lease_until__lt=now)
+
+
+def is_due(now: datetime) -> Q:
+    return Q(next_check_at__isnull=True) | Q(next_check_at__lte=now)
+
+
+def account_open(now: datetime) -> Q:
+    """Takes whose account Flowsite may call now: no problem waiting for an admin (dead
+    session, revoked token) and no cool-down after Flow throttled it."""
+    return Q(account__problem="") & (
+        Q(account__cool_down_until__isnull=True) | Q(account__cool_down_until__lte=now)
+    )
+
+
+def waited_words(waited: timedelta) -> str:
+    seconds = int(waited.total_seconds())
+    if seconds < 120:
+        return f"{seconds} second{'s' if seconds != 1 else ''}"
+    minutes = seconds // 60
+    if minutes < 120:
+        return f"{minutes} minutes"
+    return f"{minutes // 60} hours {minutes % 60} minutes"
+
+
+# --- Engines and their token cache ----------------------------------------------------------

@@ -1,0 +1,59 @@
+"""What people ask of the worker: new takes, and takes resumed after an account is fixed.
+
+Models only change rows; handing work to the worker once those rows are committed happens
+here, so views, the admin and commands call these instead of the model methods they wrap.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from django.db import transaction
+
+from . import tasks
+from .models import FlowAccount, Generation, Project, Scene
+
+
+def submit_after_commit(generations: Iterable[Generation]) -> None:
+    """Hand freshly created takes to the worker once the transaction that made them commits."""
+    ids = [generation.pk for generation in generations]
+    if ids:
+        transaction.on_commit(lambda: tasks.queue_submission(ids))
+
+
+def generate(scene: Scene, user) -> list[Generation]:
+    generations = scene.generate(user)
+    submit_after_commit(generations)
+    return generations
+
+
+def generate_scenes(
+    project: Project, scenes: Iterable[Scene], user
+) -> tuple[list[Scene], list[tuple]]:
+    """The scenes generated and, for each scene left out, why (in words)."""
+    generated, skipped, generations = project.generate_scenes(scenes, user)
+    submit_after_commit(generations)
+    return generated, skipped
+
+
+def retry_as_new_take(generation: Generation, user) -> Generation:
+    new = generation.retry_as_new_take(user)
+    submit_after_commit([new])
+    return new
+
+
+def resubmit(generation: Generation, user) -> Generation:
+    new = generation.resubmit(user)
+    submit_after_commit([new])
+    return new
+
+
+def resume_waiting(account: FlowAccount) -> None:
+    """Once the account's new credentials are committed, the takes that waited for them are
+    due again and a pump runs for them."""
+
+    def resume() -> None:
+        if account.resume_waiting_generations():
+            tasks.start_pump()
+
+    transaction.on_commit(resume)
