@@ -6,7 +6,6 @@ class GenerationsConfig(AppConfig):
     verbose_name = "Flowsite"
 
     def ready(self) -> None:
-        # Imported for their side effects: the system checks register themselves, the
-        # throttle counts failed sign-ins from any login form, and the gallery's version is
-        # bumped by every model change it shows.
-        from . import checks, signals, throttle  # noqa: F401
+        # Imported for their side effects: the system checks register themselves, and the
+        # throttle counts failed sign-ins from any login form.
+        from . import checks, throttle  # noqa: F401

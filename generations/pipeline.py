@@ -1317,9 +1317,6 @@ class Download:
                 next_check_at=None,
                 updated=timezone.now(),
             )
-            if done:
-                # The clip is in the gallery now; an update() sends no signal to say so.
-                Project.objects.bump_gallery([take.project_id])
         if done:
             self.counts["ready"] += 1
             return
