@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django import template
+from django.utils import timezone
+from django.utils.html import format_html
 
 from ..engines.catalogue import get_model
 
@@ -37,3 +39,17 @@ def model_label(key: str) -> str:
     """The catalogue's name for a model key (the key itself when it is no longer offered)."""
     model = get_model(key)
     return model.label if model else key
+
+
+@register.filter
+def moment(value: datetime | None) -> str:
+    """A <time> element for an aware datetime in the site's time zone: "30 Nov 2026, 14:05".
+
+    A gallery page shows one per card; Django's ``date`` filter looks each format up through
+    the translation machinery, which made two of them per card most of a card's cost.
+    """
+    if value is None:
+        return ""
+    local = timezone.localtime(value)
+    shown = f"{local.day} {local:%b %Y, %H:%M}"
+    return format_html('<time datetime="{}">{}</time>', local.isoformat(), shown)
