@@ -1,7 +1,7 @@
 """The project gallery: finished clips grouped by who asked for them."""
 
 import re
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from django.db import connection
@@ -70,6 +70,25 @@ def test_each_clip_shows_its_facts_and_plays_in_its_own_aspect(project, alice, s
     assert f'poster="/media/take/{wide.uuid}/poster"' not in html  # no poster file stored
     assert f'href="/media/take/{tall.uuid}/video?download=1"' in html
     assert timezone.localtime(wide.finished_at).strftime("%Y") in html
+
+
+def test_each_clip_says_when_it_finished_in_the_sites_time_zone(project, alice, scenes, settings):
+    settings.TIME_ZONE = "Europe/Paris"
+    make_take(scenes[0], alice, status=READY, finished_at=datetime(2026, 3, 4, 14, 6, tzinfo=UTC))
+
+    html = gallery(client_for(alice), project).text
+
+    assert '<time datetime="2026-03-04T15:06:00+01:00">4 Mar 2026, 15:06</time>' in html
+
+
+def test_untitled_scenes_are_named_by_their_place_on_the_storyboard(project, alice, scenes):
+    untitled = make_scene(project, title="", position=2)
+    make_take(untitled, alice, status=READY, take=3)
+
+    html = gallery(client_for(alice), project).text
+
+    assert "<dd>Scene 3 · take 3</dd>" in html
+    assert f'<option value="{untitled.uuid}">Scene 3</option>' in html
 
 
 def test_the_scene_filter_shows_only_that_scenes_clips(project, alice, bob, scenes):
