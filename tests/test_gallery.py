@@ -57,7 +57,7 @@ def test_clips_are_grouped_by_requester_with_counts_newest_first(project, alice,
 def test_each_clip_shows_its_facts_and_plays_in_its_own_aspect(project, alice, scenes):
     harbour, tower = scenes
     wide = make_take(harbour, alice, status=READY, seed=4242, prompt="Waves at the harbour wall")
-    tall = make_take(tower, alice, status=READY)
+    tall = make_take(tower, alice, status=READY, poster="clips/tall/poster.jpg")
 
     html = gallery(client_for(alice), project).text
 
@@ -68,6 +68,7 @@ def test_each_clip_shows_its_facts_and_plays_in_its_own_aspect(project, alice, s
     assert "Veo 3.1 Fast" in html
     assert "Portrait 9:16" in html and "Landscape 16:9" in html
     assert f'poster="/media/take/{wide.uuid}/poster"' not in html  # no poster file stored
+    assert f'src="/media/take/{tall.uuid}/video" poster="/media/take/{tall.uuid}/poster"' in html
     assert f'href="/media/take/{tall.uuid}/video?download=1"' in html
     assert timezone.localtime(wide.finished_at).strftime("%Y") in html
 

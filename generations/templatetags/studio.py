@@ -6,7 +6,7 @@ from datetime import datetime, timedelta
 
 from django import template
 from django.utils import timezone
-from django.utils.html import format_html
+from django.utils.safestring import mark_safe
 
 from ..engines.catalogue import get_model
 
@@ -45,11 +45,14 @@ def model_label(key: str) -> str:
 def moment(value: datetime | None) -> str:
     """A <time> element for an aware datetime in the site's time zone: "30 Nov 2026, 14:05".
 
-    A gallery page shows one per card; Django's ``date`` filter looks each format up through
-    the translation machinery, which made two of them per card most of a card's cost.
+    A gallery page shows one per card, so this is cheaper than two ``date`` filters (which look
+    every format up through the translations) or ``format_html``.
     """
     if value is None:
         return ""
     local = timezone.localtime(value)
-    shown = f"{local.day} {local:%b %Y, %H:%M}"
-    return format_html('<time datetime="{}">{}</time>', local.isoformat(), shown)
+    # Only digits, signs and an English month abbreviation (strftime in the C locale, which
+    # Django never changes): nothing to escape.
+    return mark_safe(
+        f'<time datetime="{local.isoformat()}">{local.day} {local:%b %Y, %H:%M}</time>'
+    )

@@ -16,6 +16,7 @@ from django.core.paginator import Paginator
 from django.db.models import Count, F, Q, QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
+from django.urls import reverse
 from django.views.decorators.http import require_GET
 
 from ..models import Generation, Scene
@@ -27,6 +28,7 @@ PAGE_SIZE = 48
 CARD_FIELDS = ("id", "uuid", "scene_id", "requested_by_id", "take", "prompt", "model_key")
 CARD_FIELDS += ("aspect", "seed", "poster", "finished_at")
 ASPECTS = dict(Scene.AspectChoice.choices)
+ANY_UUID = str(UUID(int=0))
 
 
 @dataclass
@@ -78,11 +80,7 @@ def project_gallery(request: HttpRequest, uuid: UUID) -> HttpResponse:
     # The page numbers come from the counts already in hand: no COUNT query of its own.
     page = Paginator(range(total), PAGE_SIZE).get_page(request.GET.get("page"))
     sections = _page_sections(clips, totals, (page.number - 1) * PAGE_SIZE)
-    names = {scene["pk"]: scene["name"] for scene in scenes}
-    for section in sections:
-        for clip in section.clips:
-            clip["scene"] = names[clip["scene_id"]]
-            clip["aspect_label"] = ASPECTS.get(clip["aspect"], clip["aspect"])
+    _complete_cards(sections, {scene["pk"]: scene["name"] for scene in scenes})
 
     return render(
         request,
@@ -99,6 +97,21 @@ def project_gallery(request: HttpRequest, uuid: UUID) -> HttpResponse:
             "query": {"scene": str(selected["uuid"])} if selected else {},
         },
     )
+
+
+def _complete_cards(sections: list[Section], scene_names: dict[int, str]) -> None:
+    """Give each card its scene's name, its aspect's label and its media addresses."""
+    # A clip's addresses differ only by its uuid, so each is reversed once a page rather than
+    # once a card: reverse() checks its result against the route's pattern every time.
+    video = reverse("media-take-video", args=[ANY_UUID])
+    poster = reverse("media-take-poster", args=[ANY_UUID])
+    for section in sections:
+        for clip in section.clips:
+            key = str(clip["uuid"])
+            clip["scene"] = scene_names[clip["scene_id"]]
+            clip["aspect_label"] = ASPECTS.get(clip["aspect"], clip["aspect"])
+            clip["video_url"] = video.replace(ANY_UUID, key)
+            clip["poster_url"] = poster.replace(ANY_UUID, key) if clip["poster"] else ""
 
 
 def _uuid_or_none(text: str) -> UUID | None:
