@@ -25,9 +25,21 @@ from .access import _get_project_for_user
 PAGE_SIZE = 48
 # What a card shows, read as plain rows: the template reads a dict's keys at once, where each
 # attribute of a model costs it a failed key lookup first, and a page has 48 cards.
-CARD_FIELDS = ("id", "uuid", "scene_id", "requested_by_id", "take", "prompt", "model_key")
-CARD_FIELDS += ("aspect", "seed", "poster", "finished_at")
+CARD_FIELDS = (
+    "id",
+    "uuid",
+    "scene_id",
+    "requested_by_id",
+    "take",
+    "prompt",
+    "model_key",
+    "aspect",
+    "seed",
+    "poster",
+    "finished_at",
+)
 ASPECTS = dict(Scene.AspectChoice.choices)
+# Stands for a clip's uuid in its media addresses, reversed once a page (_complete_cards).
 ANY_UUID = str(UUID(int=0))
 
 
@@ -47,11 +59,10 @@ def project_gallery(request: HttpRequest, uuid: UUID) -> HttpResponse:
     project, _ = _get_project_for_user(request, uuid)
     # Ordered here: the model's default ordering starts with the project, which would join
     # the projects table to sort by its name.
+    rows = project.scenes.order_by("position", "pk").values_list("pk", "uuid", "title", "position")
     scenes = [
         {"pk": pk, "uuid": scene_uuid, "name": Scene.name_for(title, position)}
-        for pk, scene_uuid, title, position in project.scenes.order_by(
-            "position", "pk"
-        ).values_list("pk", "uuid", "title", "position")
+        for pk, scene_uuid, title, position in rows
     ]
 
     clips = project.generations.filter(status=Generation.Status.READY)
