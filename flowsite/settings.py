@@ -128,27 +128,6 @@ else:
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
-# Rendered gallery pages (generations/views/gallery.py). Their keys carry the project's gallery
-# version, so a cache per process is safe with several workers and hosts (each warms its own);
-# FLOWSITE_CACHE_URL (redis://…) shares one between them instead.
-FLOWSITE_CACHE_URL = envstr("FLOWSITE_CACHE_URL")
-if FLOWSITE_CACHE_URL:
-    CACHES = {
-        "default": {
-            "BACKEND": "django.core.cache.backends.redis.RedisCache",
-            "LOCATION": FLOWSITE_CACHE_URL,
-            "KEY_PREFIX": "flowsite",
-        }
-    }
-else:
-    CACHES = {
-        "default": {
-            "BACKEND": "django.core.cache.backends.locmem.LocMemCache",
-            # A gallery page is about 40 kB (up to ~140 kB with 2,000-character prompts).
-            "OPTIONS": {"MAX_ENTRIES": envint("FLOWSITE_CACHE_ENTRIES", 300)},
-        }
-    }
-
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},

@@ -7,6 +7,6 @@ class GenerationsConfig(AppConfig):
 
     def ready(self) -> None:
         # Imported for their side effects: the system checks register themselves, the
-        # throttle counts failed sign-ins from any login form, and the gallery's version is
-        # bumped by every model change it shows; start images nothing uses are removed.
-        from . import checks, cleanup, signals, throttle  # noqa: F401
+        # throttle counts failed sign-ins from any login form, and start images nothing uses
+        # are removed.
+        from . import checks, cleanup, throttle  # noqa: F401

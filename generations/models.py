@@ -10,7 +10,7 @@ from uuid import uuid4
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, models, transaction
-from django.db.models import F, Q, QuerySet
+from django.db.models import Q
 from django.utils import timezone
 
 from . import rules
@@ -129,27 +129,6 @@ class FlowAccount(models.Model):
         )
 
 
-class ProjectManager(models.Manager):
-    def bump_gallery(self, project_ids: Iterable[int | None] | QuerySet) -> int:
-        """Say that these projects' galleries changed: each version goes up by one.
-
-        Call it inside the transaction of the change itself, so that whoever reads the new
-        version also sees the change (see ``generations.views.gallery``). ``project_ids`` may
-        be ids or a queryset of ids (a subquery: one statement whatever its size).
-        """
-        if not isinstance(project_ids, QuerySet):
-            project_ids = sorted({pk for pk in project_ids if pk is not None})
-            if not project_ids:
-                return 0
-        # F(): a relative update, so two changes committed at once both count.
-        return self.filter(pk__in=project_ids).update(gallery_version=F("gallery_version") + 1)
-
-    def bump_gallery_of_requester(self, user_id: int) -> int:
-        """The galleries where this person's finished clips appear (under their name)."""
-        ready = Generation.objects.filter(requested_by_id=user_id, status=Generation.Status.READY)
-        return self.bump_gallery(ready.values("project_id"))
-
-
 class Project(models.Model):
     uuid = models.UUIDField(default=uuid4, unique=True, editable=False)
     name = models.CharField(max_length=120, validators=[rules.PROJECT_NAME])
@@ -166,15 +145,6 @@ class Project(models.Model):
     # which every open page has already seen (so a fresh project does not make the first poll
     # re-send its whole storyboard). Open storyboards compare it with their poll token.
     scenes_changed = models.DateTimeField(null=True, blank=True, editable=False)
-    # Goes up by one with every change to what any page of the gallery shows; rendered gallery
-    # pages are cached under it (generations/views/gallery.py). Only ever written by relative
-    # updates (ProjectManager.bump_gallery, mark_scenes_changed), never by save() (STAMPS).
-    gallery_version = models.PositiveIntegerField(default=0, editable=False)
-
-    objects = ProjectManager()
-
-    # Written only by relative or conditional update() calls, never by a full save().
-    STAMPS = frozenset({"gallery_version", "scenes_changed"})
 
     class Meta:
         ordering = ["name"]
@@ -188,16 +158,15 @@ class Project(models.Model):
             and kwargs.get("update_fields") is None
             and not kwargs.get("force_insert")
         ):
-            # A full save would write back the stamps this instance was loaded with, undoing
-            # changes made since: a gallery body cached under a newer version could come back
-            # as current once the number is reached again, and open storyboards would miss a
-            # teammate's new scene. Every other loaded field is written.
+            # scenes_changed is written only by mark_scenes_changed's update(): a full save of
+            # a copy loaded before a teammate added a scene would write the old stamp back, and
+            # open storyboards would miss the new scene. Every other loaded field is written.
             deferred = self.get_deferred_fields()
             kwargs["update_fields"] = [
                 field.attname
                 for field in self._meta.concrete_fields
                 if not field.primary_key
-                and field.attname not in self.STAMPS
+                and field.attname != "scenes_changed"
                 and field.attname not in deferred
             ]
         super().save(**kwargs)
@@ -227,10 +196,6 @@ class Project(models.Model):
         if problem:
             raise CannotGenerate(problem)
 
-    def gallery_changed(self) -> None:
-        """Say that this project's gallery changed (inside the change's transaction)."""
-        Project.objects.bump_gallery([self.pk])
-
     def generate_scenes(
         self, scenes: Iterable[Scene], user
     ) -> tuple[list[Scene], list[tuple], list[Generation]]:
@@ -254,16 +219,10 @@ class Project(models.Model):
 
     def mark_scenes_changed(self) -> None:
         """Tell open storyboards their list of scenes changed (call inside the change's
-        transaction): their next poll brings the whole list, in order, not just cards.
-
-        The gallery changes too: its scene filter lists the scenes in order, and untitled
-        scenes are named by position on its cards.
-        """
+        transaction): their next poll brings the whole list, in order, not just cards."""
         self.scenes_changed = timezone.now()
         # update(), not save(): a concurrent edit of the project's other fields stays intact.
-        Project.objects.filter(pk=self.pk).update(
-            scenes_changed=self.scenes_changed, gallery_version=F("gallery_version") + 1
-        )
+        Project.objects.filter(pk=self.pk).update(scenes_changed=self.scenes_changed)
 
     def add_member(self, user, role: str) -> Membership:
         membership, _ = Membership.objects.update_or_create(

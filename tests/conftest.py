@@ -58,15 +58,6 @@ def _plain_http_in_tests(settings):
 
 
 @pytest.fixture(autouse=True)
-def _empty_cache():
-    # Cached gallery pages are keyed by project and version, which a later test's fresh
-    # database hands out again.
-    from django.core.cache import cache
-
-    cache.clear()
-
-
-@pytest.fixture(autouse=True)
 def _fast_password_hashing(settings):
     # Four users per test with production-strength hashing cost about a second per test.
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]

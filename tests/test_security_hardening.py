@@ -31,7 +31,6 @@ def test_the_debug_error_page_hides_the_emulator_session_cookie_and_urls_with_pa
     settings.DEBUG = True
     settings.FLOW_EMULATOR_SESSION_COOKIE = EMULATOR_COOKIE
     settings.DATABASE_URL = f"postgres://flowsite:{DATABASE_PASSWORD}@db:5432/flowsite"
-    settings.FLOWSITE_CACHE_URL = f"redis://:{DATABASE_PASSWORD}@cache:6379/1"
     settings.Q_CLUSTER = {**settings.Q_CLUSTER, "redis": f"redis://:{DATABASE_PASSWORD}@r/0"}
 
     page = error_page(settings)

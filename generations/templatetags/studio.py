@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django import template
+from django.utils import timezone
+from django.utils.safestring import mark_safe
 
 from ..engines.catalogue import get_model
 
@@ -37,3 +39,20 @@ def model_label(key: str) -> str:
     """The catalogue's name for a model key (the key itself when it is no longer offered)."""
     model = get_model(key)
     return model.label if model else key
+
+
+@register.filter
+def moment(value: datetime | None) -> str:
+    """A <time> element for an aware datetime in the site's time zone: "30 Nov 2026, 14:05".
+
+    A gallery page shows one per card, so this is cheaper than two ``date`` filters (which look
+    every format up through the translations) or ``format_html``.
+    """
+    if value is None:
+        return ""
+    local = timezone.localtime(value)
+    # Only digits, signs and an English month abbreviation (strftime in the C locale, which
+    # Django never changes): nothing to escape.
+    return mark_safe(
+        f'<time datetime="{local.isoformat()}">{local.day} {local:%b %Y, %H:%M}</time>'
+    )
