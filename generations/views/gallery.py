@@ -32,7 +32,7 @@ from .. import models
 from ..engines import catalogue
 from ..models import Generation, Project, Scene
 from ..templatetags import studio
-from .access import _get_project_for_user
+from .access import get_project_for_user
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +66,7 @@ def project_gallery(request: HttpRequest, uuid: UUID) -> HttpResponse:
     version may then see early), never older data under the newer one: the change and its bump
     commit together, and whoever reads the new version reads the change too.
     """
-    project, membership = _get_project_for_user(request, uuid, with_account=False)
+    project, membership = get_project_for_user(request, uuid, with_account=False)
     scene = _scene_key(request.GET.get("scene", ""))
     number = _page_number(request.GET.get("page"))
     key = body_key(project, scene, number)
