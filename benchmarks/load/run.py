@@ -11,7 +11,7 @@ scenes (finished takes, a take that finishes during the run, one that renders pa
 draft) and each already signed in, as someone whose page has been open all day is. Then runs
 locust headless for DURATION seconds: every member opens the project page, polls it exactly as
 its poller does (the cadence is FLOWSITE_PAGE_POLL_SECONDS, read from the rendered poller, as
-are the since token and the poll pass) and opens the gallery about every 30 s. The p95 printed
+is the since token) and opens the gallery about every 30 s. The p95 printed
 is over every request of the run.
 
 Signing in is measured apart, after the load: SIGN_INS members sign in through the real form,
