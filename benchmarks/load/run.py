@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import contextlib
 import json
 import os
 import signal
@@ -102,14 +103,20 @@ def wait_for_http(url: str, seconds: float = 30) -> None:
 
 def stop(processes: list[subprocess.Popen]) -> None:
     # Last started first, one at a time: the worker stops before the emulator it talks to.
+    # Each runs in a process group of its own, and the whole group goes: the worker's cluster
+    # and gunicorn's workers are children that would otherwise outlive their parent and keep
+    # polling a database this script has already deleted.
     for process in reversed(processes):
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-        try:
+        _signal_group(process, signal.SIGTERM)
+        with contextlib.suppress(subprocess.TimeoutExpired):
             process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        _signal_group(process, signal.SIGKILL)
+        process.wait()
+
+
+def _signal_group(process: subprocess.Popen, signum: int) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signum)
 
 
 def percentile(values: list[float], fraction: float) -> float:
@@ -255,7 +262,14 @@ def run_once(label: str, database_url: str, args: argparse.Namespace, static: Pa
         def start(name: str, *command: str) -> None:
             log = (logs / f"{name}.log").open("w")
             processes.append(
-                subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+                subprocess.Popen(
+                    command,
+                    cwd=ROOT,
+                    env=env,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                )
             )
 
         start(
