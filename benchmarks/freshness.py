@@ -5,9 +5,9 @@ thread against the local Flow emulator over real HTTP, on a throw-away SQLite da
 media folder. A watcher thread asks the emulator about every submitted take every 20 ms and
 notes when each first answers SUCCESSFUL; the take's ``finished_at`` is when it became ready.
 A third thread is the open storyboard: it opens the page and polls exactly as htmx does (the
-cadence and URL come from the poller Flowsite renders, so FLOWSITE_PAGE_POLL_SECONDS applies
-while takes are in flight and FLOWSITE_IDLE_POLL_SECONDS otherwise), noting when each clip first
-shows on its card. Both lags are printed; the target is judged on the card: at most
+cadence and since token come from the poller Flowsite renders, so FLOWSITE_PAGE_POLL_SECONDS
+applies while takes are in flight and FLOWSITE_IDLE_POLL_SECONDS otherwise), noting when each
+clip first shows on its card. Both lags are printed; the target is judged on the card: at most
 ``worker interval + download time + page poll interval + 0.5 s``, with the page polling every
 2 s (``--page-poll``) as it does by default while takes are in flight.
 Scenes are generated one after another while the pump runs, each rendering a little longer

@@ -249,11 +249,10 @@ def _poll_seconds(name: str, default: float) -> float:
     return value
 
 
-# Half a second: the worker's own FLOWSITE_POLL_INTERVAL, the download and its ~0.1 s of checks
-# and writes use most of the freshness budget ("interval + download + 1 s" from Flow's "done" to
-# the card), so the page gets the rest even when a clip lands just after a page poll; an
-# unchanged poll is one query and an empty 204 (benchmarks/freshness.py, benchmarks/load/).
-FLOWSITE_PAGE_POLL_SECONDS = _poll_seconds("FLOWSITE_PAGE_POLL_SECONDS", 0.5)
+# While takes are in flight. A finished clip reaches its card within about the worker's
+# interval + the download + this; each tick costs every open page a signed-in request (the
+# session, the user and one query when nothing changed).
+FLOWSITE_PAGE_POLL_SECONDS = _poll_seconds("FLOWSITE_PAGE_POLL_SECONDS", 2.0)
 # With nothing in flight a page still polls, slowly, so a teammate's new, moved or deleted
 # scene or their Generate reaches it without a reload; the poll that learns of takes in flight
 # switches the page to FLOWSITE_PAGE_POLL_SECONDS.

@@ -26,8 +26,8 @@ def test_the_benchmarks_poll_alices_page_where_and_as_often_as_htmx_would(projec
 
     assert poller.seconds == 0.75
     assert poller.live
-    assert "&pass=" in poller.url and "&amp;" not in poller.url
-    # Nothing changed since the page was rendered: the poll is the idle 204 of the poll pass.
+    assert "&live=1" in poller.url and "&amp;" not in poller.url
+    # Nothing changed since the page was rendered: the poll is an empty 204.
     assert answer.status_code == 204
 
 

@@ -1,4 +1,4 @@
-"""How often an open storyboard polls: FLOWSITE_PAGE_POLL_SECONDS while takes are in flight (0.5 s
+"""How often an open storyboard polls: FLOWSITE_PAGE_POLL_SECONDS while takes are in flight (2 s
 by default) and FLOWSITE_IDLE_POLL_SECONDS otherwise (10 s), each a positive number of seconds,
 rendered into the poller as whole milliseconds whatever the locale."""
 
@@ -19,10 +19,12 @@ def rendering(project, alice):
     )
 
 
-def test_an_open_page_polls_every_half_second_by_default(monkeypatch, tmp_path):
+def test_an_open_page_with_takes_in_flight_polls_every_two_seconds_by_default(
+    monkeypatch, tmp_path
+):
     prod = load_settings(monkeypatch, production_environment(tmp_path))
 
-    assert prod.FLOWSITE_PAGE_POLL_SECONDS == 0.5
+    assert prod.FLOWSITE_PAGE_POLL_SECONDS == 2.0
 
 
 def test_an_idle_page_polls_every_ten_seconds_by_default(monkeypatch, tmp_path):

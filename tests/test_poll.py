@@ -2,6 +2,7 @@
 
 import io
 import re
+import uuid
 from datetime import timedelta
 
 import pytest
@@ -12,7 +13,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from generations.models import Generation, Project, Scene
-from generations.views.projects import LATE_COMMIT_MARGIN, decode_since, encode_since
+from generations.views.cards import LATE_COMMIT_MARGIN, decode_since, encode_since
 from tests.conftest import make_image, make_scene, png_bytes
 from tests.views_support import add_scene_as, attach_clip, client_for, make_take
 
@@ -20,12 +21,12 @@ ACTIVE = Generation.Status.ACTIVE
 READY = Generation.Status.READY
 # The default cadences: takes in flight (FLOWSITE_PAGE_POLL_SECONDS), nothing in flight
 # (FLOWSITE_IDLE_POLL_SECONDS).
-FAST = 'hx-trigger="every 500ms"'
+FAST = 'hx-trigger="every 2000ms"'
 SLOW = 'hx-trigger="every 10000ms"'
 
 
 def poll_url(project, since: str, *, live: bool = True) -> str:
-    """A poll as a page in the given mode sends it (fast: takes in flight), without the pass."""
+    """A poll as a page in the given mode sends it (fast: takes in flight)."""
     return reverse("project-poll", args=[project.uuid]) + f"?since={since}&live={int(live)}"
 
 
@@ -57,7 +58,7 @@ def test_the_page_has_one_poller_whatever_the_number_of_cards(project, alice, bo
     html = client_for(alice).get(reverse("project-detail", args=[project.uuid])).text
 
     assert html.count('id="poller"') == 1
-    assert html.count('hx-trigger="every 500ms"') == 1
+    assert html.count(FAST) == 1
     assert html.count('class="card"') == 3
     assert f"/projects/{project.uuid}/poll/?since=" in html
 
@@ -311,65 +312,85 @@ def test_a_change_committed_behind_a_later_one_arrives_on_the_next_poll(project,
     assert FAST in second.text, "still polling fast: take 0 is in flight"
 
 
-# --- The poll pass: an idle poll without the session ------------------------------------------
+# --- Every poll is signed in and re-checks membership -------------------------------------------
 
 
 def poller_url_on_page(html: str) -> str:
     return re.search(r'id="poller"[^>]* hx-get="([^"]+)"', html).group(1).replace("&amp;", "&")
 
 
-def test_the_page_poller_carries_a_pass_and_an_unchanged_poll_with_it_costs_one_query(
+def test_the_page_poller_carries_only_its_token_and_mode_and_an_unchanged_poll_costs_three_queries(
     project, alice, board
 ):
     client = client_for(alice)
     url = poller_url_on_page(client.get(reverse("project-detail", args=[project.uuid])).text)
-    assert "&pass=" in url
+    query = url.split("?", 1)[1]
 
-    status, queries = _queries(client, url)
+    assert sorted(part.split("=")[0] for part in query.split("&")) == ["live", "since"]
+    # The session, the user, and one query: membership, "what changed, what is in flight".
+    assert _queries(client, url) == (204, 3)
 
-    # Membership + "what changed, what is in flight": no session, no user.
-    assert (status, queries) == (204, 1)
 
-
-def test_with_a_pass_a_change_is_still_shown_only_through_the_signed_in_path(
-    project, alice, board, client
+def test_once_alice_signs_out_her_open_page_is_sent_to_sign_in_and_shown_nothing_new(
+    project, alice, board
 ):
-    url = poller_url_on_page(
-        client_for(alice).get(reverse("project-detail", args=[project.uuid])).text
-    )
     scenes, takes = board
-    Generation.objects.filter(pk=takes[0].pk).update(status=READY, updated=timezone.now())
+    alices = client_for(alice)
+    page = reverse("project-detail", args=[project.uuid])
+    url = poller_url_on_page(alices.get(page).text)
+    assert alices.get(url, headers={"HX-Request": "true"}).status_code == 204
 
-    # A browser whose session is gone holds the pass, but learns nothing beyond "sign in".
-    response = client.get(url, headers={"HX-Request": "true"})
+    alices.post(reverse("logout"))
+    headers = {"HX-Request": "true", "HX-Current-URL": f"http://testserver{page}"}
+    unchanged = alices.get(url, headers=headers)
+    Generation.objects.filter(pk=takes[0].pk).update(
+        status=READY, reason="Finished after sign-out", updated=timezone.now()
+    )
+    changed = alices.get(url, headers=headers)
+    plain = alices.get(url)
 
-    assert response.status_code == 200
-    assert response["HX-Redirect"].startswith(reverse("login"))
-    assert response.content == b""
+    for answer in (unchanged, changed):
+        assert answer.status_code == 200
+        assert answer["HX-Redirect"] == f"{reverse('login')}?next={page}"
+        assert answer.content == b""
+    assert plain.status_code == 302 and plain["Location"].startswith(reverse("login"))
+    assert b"Finished after sign-out" not in plain.content
 
 
-def test_a_pass_stops_working_for_someone_no_longer_a_member(project, alice, board, bob):
-    client = client_for(bob)
-    url = poller_url_on_page(client.get(reverse("project-detail", args=[project.uuid])).text)
-    project.memberships.filter(user=bob).delete()
-
-    assert client.get(url).status_code == 404
-
-
-def test_a_pass_for_another_project_or_a_forged_one_falls_back_to_the_session(
-    project, alice, board, charlie
+def test_bob_removed_from_the_project_gets_the_same_404_as_for_a_project_that_does_not_exist(
+    project, alice, bob, board
 ):
-    from generations.models import Membership, Project
-    from generations.views.access import poll_pass
+    bobs = client_for(bob)
+    url = poller_url_on_page(bobs.get(reverse("project-detail", args=[project.uuid])).text)
+    assert bobs.get(url).status_code == 204
+    missing = client_for(bob).get(url.replace(str(project.uuid), str(uuid.uuid4())))
 
-    other = Project.objects.create(name="Other", created_by=charlie)
-    other.add_member(charlie, Membership.Role.OWNER)
-    since = encode_since(timezone.now())
+    project.memberships.filter(user=bob).delete()
+    removed = bobs.get(url)
+
+    assert removed.status_code == missing.status_code == 404
+    assert removed.content == missing.content
+
+
+@pytest.mark.parametrize("live", [True, False])
+@pytest.mark.parametrize("since_minutes_ago", [None, 0, 60])
+def test_charlie_polling_alices_project_learns_nothing_whatever_he_asks(
+    project, alice, charlie, board, live, since_minutes_ago
+):
     charlies = client_for(charlie)
+    if since_minutes_ago is None:
+        url = reverse("project-poll", args=[project.uuid])
+    else:
+        since = encode_since(timezone.now() - timedelta(minutes=since_minutes_ago))
+        url = poll_url(project, since, live=live)
+    missing = url.replace(str(project.uuid), str(uuid.uuid4()))
 
-    for token in (poll_pass(charlie.pk, other.uuid), poll_pass(alice.pk, project.uuid) + "x"):
-        url = poll_url(project, since) + f"&pass={token}"
-        assert charlies.get(url).status_code == 404, token
+    answer = charlies.get(url, headers={"HX-Request": "true"})
+    nothing = charlies.get(missing, headers={"HX-Request": "true"})
+
+    assert answer.status_code == nothing.status_code == 404
+    assert answer.content == nothing.content
+    assert "HX-Redirect" not in answer
 
 
 # --- The storyboard's structure: scenes added, deleted or moved by a teammate --------------------
@@ -389,7 +410,7 @@ def card_ids_in_order(html: str) -> list[str]:
 
 
 def open_page(client, project) -> str:
-    """The poll URL of alice's open storyboard (with its token and pass)."""
+    """The poll URL of alice's open storyboard (with its token and mode)."""
     return poller_url_on_page(client.get(reverse("project-detail", args=[project.uuid])).text)
 
 
@@ -456,7 +477,7 @@ def test_moving_the_first_scene_up_changes_nothing_and_alices_poll_stays_204(
 
     client_for(bob).post(reverse("scene-move", args=[scenes[0].uuid]), {"direction": "up"})
 
-    assert _queries(alices, url) == (204, 1)
+    assert _queries(alices, url) == (204, 3)
 
 
 def test_a_card_change_alone_still_comes_as_that_card_not_the_whole_storyboard(
@@ -473,7 +494,7 @@ def test_a_card_change_alone_still_comes_as_that_card_not_the_whole_storyboard(
     assert 'id="scenes"' not in html
 
 
-def test_a_structure_change_the_page_already_shows_costs_one_query_and_answers_204(
+def test_a_structure_change_the_page_already_shows_costs_three_queries_and_answers_204(
     project, alice, board
 ):
     Project.objects.filter(pk=project.pk).update(
@@ -481,7 +502,7 @@ def test_a_structure_change_the_page_already_shows_costs_one_query_and_answers_2
     )
     alices = client_for(alice)
 
-    assert _queries(alices, open_page(alices, project)) == (204, 1)
+    assert _queries(alices, open_page(alices, project)) == (204, 3)
 
 
 def test_once_the_storyboard_was_sent_and_the_change_settled_the_next_poll_is_204(
@@ -497,7 +518,7 @@ def test_once_the_storyboard_was_sent_and_the_change_settled_the_next_poll_is_20
     first = alices.get(url)
 
     assert len(card_ids_in_order(oob_storyboard(first.text))) == 3
-    assert _queries(alices, poller_url_on_page(first.text)) == (204, 1)
+    assert _queries(alices, poller_url_on_page(first.text)) == (204, 3)
 
 
 def test_a_slowing_page_gets_the_storyboard_when_a_scene_was_deleted_just_before_its_token(
@@ -544,13 +565,13 @@ def idle_board(project, alice, board):
     return scenes, takes
 
 
-def test_an_unchanged_idle_poll_is_204_with_one_query_with_the_pass(project, alice, idle_board):
+def test_an_unchanged_idle_poll_is_204_with_three_queries(project, alice, idle_board):
     alices = client_for(alice)
     url = open_page(alices, project)
     assert "&live=0" in url
 
-    assert _queries(alices, url) == (204, 1)
-    assert _queries(alices, url) == (204, 1), "and again: the slow timer runs on"
+    assert _queries(alices, url) == (204, 3)
+    assert _queries(alices, url) == (204, 3), "and again: the slow timer runs on"
 
 
 def test_bobs_new_scene_reaches_alices_idle_page_on_her_next_poll_which_stays_slow(
@@ -589,10 +610,10 @@ def test_bobs_generate_press_reaches_alices_idle_page_on_her_next_poll_and_switc
     assert "Queued" in html
     assert FAST in html and "&amp;live=1" in html
     assert "Clips are rendering; this page updates by itself." in html
-    # In fast mode with nothing new, alice's next poll is the usual one-query 204.
+    # In fast mode with nothing new, alice's next poll is the usual three-query 204.
     Generation.objects.filter(project=project).update(updated=timezone.now() - timedelta(hours=1))
     Scene.objects.filter(project=project).update(updated=timezone.now() - timedelta(hours=1))
-    assert _queries(alices, poller_url_on_page(html)) == (204, 1)
+    assert _queries(alices, poller_url_on_page(html)) == (204, 3)
 
 
 def test_takes_starting_behind_alices_token_still_switch_her_idle_page_to_fast(
@@ -608,7 +629,7 @@ def test_takes_starting_behind_alices_token_still_switch_her_idle_page_to_fast(
     html = alices.get(url).text
 
     assert FAST in html and "&amp;live=1" in html
-    assert _queries(alices, poller_url_on_page(html)) == (204, 1)
+    assert _queries(alices, poller_url_on_page(html)) == (204, 3)
 
 
 def test_a_page_whose_last_take_finished_switches_to_slow_polling_then_answers_204(
@@ -627,7 +648,7 @@ def test_a_page_whose_last_take_finished_switches_to_slow_polling_then_answers_2
     assert oob_card_ids(html) == {str(scenes[0].uuid)}
     assert SLOW in html and "&amp;live=0" in html
     assert "Clips are rendering" not in html
-    assert _queries(alices, poller_url_on_page(html)) == (204, 1)
+    assert _queries(alices, poller_url_on_page(html)) == (204, 3)
 
 
 def test_a_poller_from_before_idle_polling_is_taken_for_a_fast_one(project, alice, board):
@@ -635,7 +656,7 @@ def test_a_poller_from_before_idle_polling_is_taken_for_a_fast_one(project, alic
     alices = client_for(alice)
     legacy = open_page(alices, project).replace("&live=1", "")
 
-    assert _queries(alices, legacy) == (204, 1)
+    assert _queries(alices, legacy) == (204, 3)
 
 
 # --- Clips keep playing through swaps: a ready take's <video> is preserved by a stable id -------

@@ -16,7 +16,8 @@ from django.urls import reverse
 from PIL import Image
 
 from generations.models import FlowAccount, Project, Scene
-from tests.views_support import client_for, png_bytes
+from tests.conftest import png_bytes
+from tests.views_support import client_for
 
 GOOD = {
     "prompt": "A lighthouse at dusk",

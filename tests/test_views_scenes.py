@@ -244,7 +244,7 @@ def test_generate_with_htmx_returns_the_card_and_a_live_poller(
     assert html.count("Take ") == 2
     assert "Queued 2 takes." in html
     assert '<div id="poller" class="poller" hx-swap-oob="true"' in html
-    assert 'hx-trigger="every 500ms"' in html
+    assert 'hx-trigger="every 2000ms"' in html
     # The page's own token is kept, so the next poll still brings every other changed card.
     assert "?since=12345" in html
 

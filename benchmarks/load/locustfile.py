@@ -2,7 +2,7 @@
 then polls it exactly as the page's poller does and opens the gallery about every 30 s. Run by
 benchmarks/load/run.py, which starts the servers and seeds the members.
 
-The poll URL (since token, poll pass, mode) and the cadence come from the poller Flowsite
+The poll URL (since token, mode) and the cadence come from the poller Flowsite
 renders, so the load follows FLOWSITE_PAGE_POLL_SECONDS while takes are in flight and
 FLOWSITE_IDLE_POLL_SECONDS otherwise, and the browser's htmx rules (see poller.py): a 204 leaves
 the timer running, a 200 swaps in a new poller (perhaps of the other cadence) whose timer starts

@@ -58,7 +58,7 @@ class Poller:
 class Schedule:
     """When htmx fires the poller: ``every N`` fires N after the element was put on the page
     and every N after each firing, whatever the answers (a 204 swaps nothing, so the timer runs
-    on); a 200 swaps in a new poller (new since token, new pass) whose own timer starts then."""
+    on); a 200 swaps in a new poller (new since token) whose own timer starts then."""
 
     def __init__(self, poller: Poller, now: float) -> None:
         self.poller = poller

@@ -1,7 +1,7 @@
-"""Target 6, "Under load": 50 team members with their project page open, zero errors, p95 < 200 ms.
+"""Under load: 100 team members with their project page open, zero errors, p95 < 150 ms.
 
     .venv/bin/python -m pip install --group bench      # locust, once
-    .venv/bin/python benchmarks/load/run.py [--duration 60] [--users 50] [--sign-ins 10]
+    .venv/bin/python benchmarks/load/run.py [--duration 60] [--users 100] [--sign-ins 10]
                                             [--database sqlite|postgres|both]
 
 For each database, starts on 127.0.0.1: the Flow emulator, gunicorn with 4 workers on the
@@ -10,9 +10,10 @@ pump submits, polls and downloads takes. Seeds USERS people, each owning a proje
 scenes (finished takes, a take that finishes during the run, one that renders past its end, a
 draft) and each already signed in, as someone whose page has been open all day is. Then runs
 locust headless for DURATION seconds: every member opens the project page, polls it exactly as
-its poller does (the cadence is FLOWSITE_PAGE_POLL_SECONDS, read from the rendered poller, as
-are the since token and the poll pass) and opens the gallery about every 30 s. The p95 printed
-is over every request of the run.
+its poller does (FLOWSITE_PAGE_POLL_SECONDS while takes are in flight,
+FLOWSITE_IDLE_POLL_SECONDS otherwise: the cadence and the since token are read from the
+rendered poller) and opens the gallery about every 30 s. The p95 printed is over every request
+of the run.
 
 Signing in is measured apart, after the load: SIGN_INS members sign in through the real form,
 one a second, and the p50/p95 of those POSTs are printed next to the PBKDF2 iteration count
@@ -28,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import contextlib
 import json
 import os
 import signal
@@ -42,7 +44,7 @@ from urllib.request import urlopen
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 PYTHON = sys.executable
-TARGET_P95_MS = 200.0
+TARGET_P95_MS = 150.0
 # The takes rendering on every page finish about two thirds into the run, so the run sees
 # pages polling while they render, then the cards changing as the worker downloads them.
 EMULATOR_PENDING_SECONDS = 5
@@ -101,14 +103,20 @@ def wait_for_http(url: str, seconds: float = 30) -> None:
 
 def stop(processes: list[subprocess.Popen]) -> None:
     # Last started first, one at a time: the worker stops before the emulator it talks to.
+    # Each runs in a process group of its own, and the whole group goes: the worker's cluster
+    # and gunicorn's workers are children that would otherwise outlive their parent and keep
+    # polling a database this script has already deleted.
     for process in reversed(processes):
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-        try:
+        _signal_group(process, signal.SIGTERM)
+        with contextlib.suppress(subprocess.TimeoutExpired):
             process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        _signal_group(process, signal.SIGKILL)
+        process.wait()
+
+
+def _signal_group(process: subprocess.Popen, signum: int) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signum)
 
 
 def percentile(values: list[float], fraction: float) -> float:
@@ -254,7 +262,14 @@ def run_once(label: str, database_url: str, args: argparse.Namespace, static: Pa
         def start(name: str, *command: str) -> None:
             log = (logs / f"{name}.log").open("w")
             processes.append(
-                subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+                subprocess.Popen(
+                    command,
+                    cwd=ROOT,
+                    env=env,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                )
             )
 
         start(
@@ -404,7 +419,7 @@ def report(result: dict) -> bool:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--duration", type=int, default=60, help="seconds of load (default 60)")
-    parser.add_argument("--users", type=int, default=50)
+    parser.add_argument("--users", type=int, default=100)
     parser.add_argument("--spawn-rate", type=float, default=10.0)
     parser.add_argument(
         "--sign-ins", type=int, default=10, help="members signing in, one a second, after the load"

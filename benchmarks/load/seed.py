@@ -10,7 +10,7 @@ Each person gets a real session, made by ``django.contrib.auth.login`` through t
 engine exactly as the sign-in form makes it. Writes what the locust users need to ``--out`` as
 JSON: username, password (for the separate sign-in phase), session cookie, project.
 
-    python -m benchmarks.load.seed --users 50 --out users.json   (Django settings from the env)
+    python -m benchmarks.load.seed --users 100 --out users.json   (Django settings from the env)
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ def seed(users: int) -> list[dict[str, str]]:
         label="Load test", tier=TIER_TWO, bearer_token=emulator_token
     )
     password = secrets.token_urlsafe(12)
-    # One hash for everyone: hashing 50 passwords at production cost would take half a minute.
+    # One hash for everyone: hashing every member's password at production cost would take a minute.
     hashed = make_password(password)
     people = User.objects.bulk_create(
         User(username=f"load-{n:02d}", email=f"load-{n:02d}@example.org", password=hashed)
@@ -132,7 +132,7 @@ def _emulator_token() -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--users", type=int, default=50)
+    parser.add_argument("--users", type=int, default=100)
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
 

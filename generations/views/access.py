@@ -10,11 +10,10 @@ requester's role on that project (a subquery), so access checks cost nothing ext
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from functools import lru_cache, wraps
+from functools import wraps
 from typing import Any
 from uuid import UUID
 
@@ -22,10 +21,8 @@ from django.conf import settings
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.contrib.auth.views import redirect_to_login
-from django.core import signing
 from django.core.exceptions import PermissionDenied
-from django.db import connections, router
-from django.db.models import Model, OuterRef, QuerySet, Subquery
+from django.db.models import Exists, F, Model, OuterRef, QuerySet, Subquery
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import resolve_url
 from django_htmx.http import HttpResponseClientRedirect
@@ -66,14 +63,6 @@ def _check_role(actual: str, needed: str | None) -> None:
         raise PermissionDenied("Your role on this project does not allow that.")
 
 
-def _role_subquery(request: HttpRequest, project_ref: str) -> Subquery:
-    return Subquery(
-        Membership.objects.filter(project=OuterRef(project_ref), user_id=request.user.pk).values(
-            "role"
-        )[:1]
-    )
-
-
 def _membership(request: HttpRequest, project: Project, role: str) -> Membership:
     # Built, not fetched: the role came back with the object in the same query.
     return Membership(project=project, user=request.user, role=role)
@@ -82,28 +71,34 @@ def _membership(request: HttpRequest, project: Project, role: str) -> Membership
 def _get_with_role[M: Model](
     request: HttpRequest,
     queryset: QuerySet[M],
-    project_ref: str,
     role: str | None,
     *,
     superuser_reads: bool = False,
     **lookup: Any,
 ) -> tuple[M, str]:
+    """The object ``lookup`` finds, with the requester's role on its project; 404 for
+    outsiders, 403 below ``role``."""
+    member_role = Subquery(
+        Membership.objects.filter(project=OuterRef("project"), user_id=request.user.pk).values(
+            "role"
+        )[:1]
+    )
     try:
-        obj = queryset.annotate(member_role=_role_subquery(request, project_ref)).get(**lookup)
-    except (queryset.model.DoesNotExist, ValueError):
+        obj = queryset.annotate(member_role=member_role).get(**lookup)
+    except queryset.model.DoesNotExist:
         raise Http404 from None
-    member_role = obj.member_role
-    if member_role is None and superuser_reads and role is None and request.user.is_superuser:
+    found_role = obj.member_role
+    if found_role is None and superuser_reads and role is None and request.user.is_superuser:
         # Admins run every project from the Django admin, whose lists show posters and start
         # images; reading media is all this grants, and only to superusers.
-        member_role = Role.VIEWER
-    if member_role is None:
+        found_role = Role.VIEWER
+    if found_role is None:
         raise Http404
-    _check_role(member_role, role)
-    return obj, member_role
+    _check_role(found_role, role)
+    return obj, found_role
 
 
-def _get_project_for_user(
+def get_project_for_user(
     request: HttpRequest,
     uuid: UUID,
     role: str | None = None,
@@ -113,15 +108,11 @@ def _get_project_for_user(
 ) -> tuple[Project, Membership]:
     """The project and the requester's membership; 404 for outsiders, 403 below ``role``.
 
-    ``annotations`` ride along on the same query (the page poll asks "what changed?" there).
-    ``with_account=False`` is for views that never touch the Flow account: the project comes
-    from one hand-written statement instead, and its account is loaded only if asked for.
+    ``annotations`` ride along on the same query (the changed poll asks about the board
+    there). ``with_account=False`` is for views that never touch the Flow account, whose
+    secrets are decrypted whenever it is loaded.
     """
-    if not with_account and not annotations:
-        project = _project_with_role(request.user.pk, uuid)
-        _check_role(project.member_role, role)
-        return project, _membership(request, project, project.member_role)
-    queryset = Membership.objects.select_related("project__account")
+    queryset = Membership.objects.select_related("project__account" if with_account else "project")
     if annotations:
         queryset = queryset.annotate(**annotations)
     try:
@@ -132,95 +123,48 @@ def _get_project_for_user(
     return membership.project, membership
 
 
-def _project_with_role(user_id: int, uuid: UUID) -> Project:
-    """The project, with the user's role as ``member_role``; 404 unless they are a member.
-
-    Building this join through the ORM costs about 0.3 ms of Python, twice what the rest of a
-    cached gallery page costs (benchmarks/gallery.py); a raw query still converts every column
-    the way the ORM does.
-    """
-    return _raw_one(Project, _project_with_role_sql, user_id, uuid)
-
-
-def _raw_one[M: Model](model: type[M], sql: Callable[[str], str], *params: Any) -> M:
-    """The row ``sql`` (built for the database alias) finds, as a model instance; 404 when
-    none. The last parameter is the object's uuid, prepared as the uuid field prepares it."""
-    alias = router.db_for_read(model)
-    *others, uuid = params
-    uuid_value = model._meta.get_field("uuid").get_db_prep_value(uuid, connections[alias])
-    found = list(model.objects.raw(sql(alias), [*others, uuid_value]))
-    if not found:
-        raise Http404
-    return found[0]
-
-
-@lru_cache
-def _project_with_role_sql(alias: str) -> str:
-    quote = connections[alias].ops.quote_name
-    return (
-        f"SELECT p.*, m.role AS member_role "
-        f"FROM {quote(Project._meta.db_table)} p "
-        f"INNER JOIN {quote(Membership._meta.db_table)} m ON m.project_id = p.id "
-        f"WHERE m.user_id = %s AND p.uuid = %s"
-    )
-
-
-def _get_scene_for_user(
+def get_scene_for_user(
     request: HttpRequest, uuid: UUID, role: str | None = None
 ) -> tuple[Scene, Membership]:
     queryset = Scene.objects.select_related("project__account", "start_image")
-    scene, member_role = _get_with_role(request, queryset, "project", role, uuid=uuid)
+    scene, member_role = _get_with_role(request, queryset, role, uuid=uuid)
     return scene, _membership(request, scene.project, member_role)
 
 
-def _get_generation_for_user(
+def get_generation_for_user(
     request: HttpRequest, uuid: UUID, role: str | None = None
 ) -> tuple[Generation, Membership]:
     """The take and the requester's membership (the media views use
-    ``_get_take_media_for_user``)."""
+    ``get_take_media_for_user``)."""
     queryset = Generation.objects.select_related("project__account", "scene")
-    generation, member_role = _get_with_role(request, queryset, "project", role, uuid=uuid)
+    generation, member_role = _get_with_role(request, queryset, role, uuid=uuid)
     return generation, _membership(request, generation.project, member_role)
 
 
-def _get_take_media_for_user(request: HttpRequest, uuid: UUID) -> Generation:
+def get_take_media_for_user(request: HttpRequest, uuid: UUID) -> Generation:
     """A take for the media views, with what its download is named after (``scene_name``,
     ``project_name``); 404 unless the requester is a member. Superusers read any project's
     media, so that the admin's lists show posters.
 
-    One raw statement instead of the ORM's join with a role subquery (about 0.4 ms of Python):
-    a gallery's first view asks for a poster per clip, 48 of them a page
-    (benchmarks/media.py). It reads what any take lookup reads, and the columns still go
-    through the model's fields.
+    Only the names ride along, not the scene, the project or the Flow account: a gallery's
+    first view asks for a poster per clip.
     """
-    take = _raw_one(Generation, _take_media_sql, request.user.pk, uuid)
-    if take.member_role is None and not request.user.is_superuser:
-        raise Http404
+    queryset = Generation.objects.annotate(
+        scene_title=F("scene__title"),
+        scene_position=F("scene__position"),
+        project_name=F("project__name"),
+    )
+    take, _ = _get_with_role(request, queryset, None, superuser_reads=True, uuid=uuid)
     take.scene_name = Scene.name_for(take.scene_title, take.scene_position)
     return take
 
 
-@lru_cache
-def _take_media_sql(alias: str) -> str:
-    quote = connections[alias].ops.quote_name
-    return (
-        f"SELECT g.*, m.role AS member_role, s.title AS scene_title, "
-        f"s.position AS scene_position, p.name AS project_name "
-        f"FROM {quote(Generation._meta.db_table)} g "
-        f"INNER JOIN {quote(Scene._meta.db_table)} s ON s.id = g.scene_id "
-        f"INNER JOIN {quote(Project._meta.db_table)} p ON p.id = g.project_id "
-        f"LEFT JOIN {quote(Membership._meta.db_table)} m "
-        f"ON m.project_id = g.project_id AND m.user_id = %s "
-        f"WHERE g.uuid = %s"
-    )
-
-
-def _get_image_for_user(
+def get_image_for_user(
     request: HttpRequest, uuid: UUID, role: str | None = None, *, superuser_reads: bool = False
 ) -> tuple[ImageAsset, Membership]:
     queryset = ImageAsset.objects.select_related("project")
     image, member_role = _get_with_role(
-        request, queryset, "project", role, superuser_reads=superuser_reads, uuid=uuid
+        request, queryset, role, superuser_reads=superuser_reads, uuid=uuid
     )
     return image, _membership(request, image.project, member_role)
 
@@ -239,121 +183,36 @@ class PollState:
 _BEGINNING = datetime(1970, 1, 1, tzinfo=UTC)
 
 
-POLL_PASS_SALT = "flowsite.poll-pass"
-# A storyboard stays open all day; past this its poller falls back to the session (still fine).
-POLL_PASS_MAX_AGE = 12 * 3600
+def get_poll_state_for_user(request: HttpRequest, uuid: UUID, since: datetime | None) -> PollState:
+    """Membership, "changed since?" and "anything in flight?" in one query; 404 for outsiders.
 
-
-def poll_pass(user_id: int, project_uuid: UUID) -> str:
-    """A signed note "this user opened this project's page", carried by the page's poller.
-
-    It lets the poll answer "nothing changed" (204, an empty body) without loading the session
-    and the user, which is most of what an idle poll costs (benchmarks/page_poll.py).
-    Membership is still checked on every poll; and whenever there is something to show, the
-    poll goes through the normal signed-in path, so a pass alone never reveals a card.
+    Every open storyboard asks this every few seconds and nearly always learns "nothing new".
+    For the database it is a few index lookups on the project's takes and scenes, and the
+    project row it joins anyway, whose ``scenes_changed`` tells whether scenes were added,
+    deleted or moved (NULL: never).
     """
-    return signing.TimestampSigner(salt=POLL_PASS_SALT).sign(f"{user_id}:{project_uuid}")
-
-
-def _poll_pass_user(token: str | None, project_uuid: UUID) -> int | None:
-    """The user a valid pass for this project was issued to, else None."""
-    if not token:
-        return None
-    verified = _verified_pass(token, settings.SECRET_KEY, tuple(settings.SECRET_KEY_FALLBACKS))
-    if verified is None:
-        return None
-    value, issued = verified
-    if time.time() - issued > POLL_PASS_MAX_AGE:
-        return None
-    user_id, _, uuid = value.partition(":")
-    if uuid != str(project_uuid) or not user_id.isdigit():
-        return None
-    return int(user_id)
-
-
-@lru_cache(maxsize=4096)
-def _verified_pass(token: str, key: str, fallbacks: tuple[str, ...]) -> tuple[str, int] | None:
-    """The pass's value and when it was issued, if its signature holds under these keys.
-
-    A page sends the same pass on every poll all day, and checking the HMAC is a fifth of what
-    an unchanged poll costs, so a signature is checked once per process and key set; its age
-    is still checked on every poll, by the caller. The keys are part of the cache key so a
-    rotated-out key stops being honoured at once.
-    """
-    signer = signing.TimestampSigner(key=key, fallback_keys=fallbacks, salt=POLL_PASS_SALT)
-    try:
-        # Signer.unsign checks the signature and leaves "value:timestamp" for us to split.
-        stamped = signing.Signer.unsign(signer, token)
-        value, issued = stamped.rsplit(signer.sep, 1)
-        return value, signing.b62_decode(issued)
-    except (signing.BadSignature, ValueError):
-        return None
-
-
-def _poll_state_for_user(request: HttpRequest, uuid: UUID, since: datetime | None) -> PollState:
-    return _poll_state(request.user.pk, uuid, since)
-
-
-def _poll_state_for_pass(token: str | None, uuid: UUID, since: datetime | None) -> PollState | None:
-    """The poll state for the holder of a valid pass who is still a member, else None."""
-    user_id = _poll_pass_user(token, uuid)
-    if user_id is None:
-        return None
-    try:
-        return _poll_state(user_id, uuid, since)
-    except Http404:
-        return None
-
-
-def _poll_state(user_id: int, uuid: UUID, since: datetime | None) -> PollState:
-    """Membership, "changed since?" and "anything in flight?" in one statement; 404 for
-    outsiders.
-
-    Every open storyboard asks this every few seconds and nearly always learns "nothing new",
-    so it is written as SQL: building the same three correlated subqueries with the ORM costs
-    about a millisecond of Python per poll (benchmarks/page_poll.py), several times the rest
-    of the request. For the database it is a few index lookups (gen_project_updated,
-    gen_gallery, the scenes' project index) and the project row it joins anyway, whose
-    ``scenes_changed`` tells whether scenes were added, deleted or moved (NULL: never, which
-    compares as not newer).
-    """
-    alias = router.db_for_read(Membership)
-    connection = connections[alias]
-    # The three dates compared are the same moment in the same kind of column.
-    moment = connection.ops.adapt_datetimefield_value(since or _BEGINNING)
-    params = [
-        moment,
-        moment,
-        moment,
-        *Generation.IN_FLIGHT,
-        Project._meta.get_field("uuid").get_db_prep_value(uuid, connection),
-        user_id,
-    ]
-    with connection.cursor() as cursor:
-        cursor.execute(_poll_state_sql(alias), params)
-        row = cursor.fetchone()
-    if row is None:
-        raise Http404
-    return PollState(role=row[0], changed=since is None or bool(row[1]), in_flight=bool(row[2]))
-
-
-@lru_cache
-def _poll_state_sql(alias: str) -> str:
-    quote = connections[alias].ops.quote_name
-    generations = quote(Generation._meta.db_table)
-    scenes = quote(Scene._meta.db_table)
-    memberships = quote(Membership._meta.db_table)
-    projects = quote(Project._meta.db_table)
-    statuses = ", ".join(["%s"] * len(Generation.IN_FLIGHT))
-    return (
-        f"SELECT m.role, "
-        f"(p.scenes_changed > %s "
-        f"OR EXISTS (SELECT 1 FROM {generations} g WHERE g.project_id = m.project_id "
-        f"AND g.updated > %s) "
-        f"OR EXISTS (SELECT 1 FROM {scenes} s WHERE s.project_id = m.project_id "
-        f"AND s.updated > %s)), "
-        f"EXISTS (SELECT 1 FROM {generations} g WHERE g.project_id = m.project_id "
-        f"AND g.status IN ({statuses})) "
-        f"FROM {memberships} m INNER JOIN {projects} p ON p.id = m.project_id "
-        f"WHERE p.uuid = %s AND m.user_id = %s"
+    moment = since or _BEGINNING
+    project = OuterRef("project")
+    # Three flags read apart and combined here: an OR of them in SQL reads the same to the
+    # database but costs the ORM more to build, on every poll of every open page.
+    queryset = Membership.objects.filter(project__uuid=uuid, user_id=request.user.pk).values(
+        "role",
+        "project__scenes_changed",
+        takes_changed=Exists(Generation.objects.filter(project=project, updated__gt=moment)),
+        scenes_edited=Exists(Scene.objects.filter(project=project, updated__gt=moment)),
+        in_flight=Exists(
+            Generation.objects.filter(project=project, status__in=Generation.IN_FLIGHT)
+        ),
     )
+    try:
+        row = queryset.get()
+    except Membership.DoesNotExist:
+        raise Http404 from None
+    list_changed = row["project__scenes_changed"]
+    changed = (
+        since is None
+        or (list_changed is not None and list_changed > since)
+        or row["takes_changed"]
+        or row["scenes_edited"]
+    )
+    return PollState(role=row["role"], changed=bool(changed), in_flight=bool(row["in_flight"]))

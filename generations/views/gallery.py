@@ -20,7 +20,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_GET
 
 from ..models import Generation, Scene
-from .access import _get_project_for_user
+from .access import get_project_for_user
 
 PAGE_SIZE = 48
 # What a card shows, read as plain rows: the template reads a dict's keys at once, where each
@@ -56,7 +56,7 @@ class Section:
 @require_GET
 @login_required
 def project_gallery(request: HttpRequest, uuid: UUID) -> HttpResponse:
-    project, _ = _get_project_for_user(request, uuid)
+    project, _ = get_project_for_user(request, uuid)
     # Ordered here: the model's default ordering starts with the project, which would join
     # the projects table to sort by its name.
     rows = project.scenes.order_by("position", "pk").values_list("pk", "uuid", "title", "position")

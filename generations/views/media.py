@@ -32,7 +32,7 @@ from django.utils.text import slugify
 from django.views.decorators.http import require_safe
 
 from .. import storage
-from .access import _get_image_for_user, _get_take_media_for_user
+from .access import get_image_for_user, get_take_media_for_user
 
 CHUNK_SIZE = 64 * 1024
 _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
@@ -45,7 +45,7 @@ class _Unsatisfiable(Exception):
 @require_safe
 @login_required
 def take_video(request: HttpRequest, uuid: UUID) -> HttpResponseBase:
-    generation = _get_take_media_for_user(request, uuid)
+    generation = get_take_media_for_user(request, uuid)
     if not generation.is_ready or not generation.video:
         raise Http404("This clip is not ready.")
     name = f"{_download_stem(generation)}.mp4"
@@ -57,7 +57,7 @@ def take_video(request: HttpRequest, uuid: UUID) -> HttpResponseBase:
 @require_safe
 @login_required
 def take_poster(request: HttpRequest, uuid: UUID) -> HttpResponseBase:
-    generation = _get_take_media_for_user(request, uuid)
+    generation = get_take_media_for_user(request, uuid)
     if not generation.poster:
         raise Http404("This clip has no poster.")
     content_type = mimetypes.guess_type(generation.poster.name)[0] or "image/jpeg"
@@ -71,7 +71,7 @@ def take_poster(request: HttpRequest, uuid: UUID) -> HttpResponseBase:
 @require_safe
 @login_required
 def image_file(request: HttpRequest, uuid: UUID) -> HttpResponseBase:
-    image, _ = _get_image_for_user(request, uuid, superuser_reads=True)
+    image, _ = get_image_for_user(request, uuid, superuser_reads=True)
     if not image.file:
         raise Http404("This image has no file.")
     extension = os.path.splitext(image.file.name)[1]

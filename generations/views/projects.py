@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from uuid import UUID
 
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.db import transaction
-from django.db.models import Count, Exists, Max, OuterRef, Prefetch, Q, Subquery
+from django.db.models import Count, Exists, Max, OuterRef, Q, Subquery
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
-from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
@@ -22,68 +21,17 @@ from ..models import CannotGenerate, Generation, Membership, Project, Scene
 from .access import (
     HtmxHttpRequest,
     Role,
-    _get_project_for_user,
-    _poll_state_for_pass,
-    _poll_state_for_user,
+    get_poll_state_for_user,
+    get_project_for_user,
     htmx_login_required,
-    poll_pass,
 )
-
-TEMPLATE = "generations/project.html"
-
-
-# --- poll tokens --------------------------------------------------------------------------
-#
-# The page remembers the newest change it has shown (the largest `updated` among its scenes
-# and takes) as a whole number of microseconds; the poll answers with what is newer.
-
-
-def encode_since(moment: datetime | None) -> str:
-    if moment is None:
-        return "0"
-    return str(int(moment.timestamp() * 1_000_000))
-
-
-# A worker stamps `updated` a moment before its transaction commits; a change committed after
-# a later one would fall behind a token that jumped to the later one. Tokens therefore trail
-# the answer's own start by this much: such a change still arrives on the next poll, and a
-# card that changed within the margin is merely sent twice.
-LATE_COMMIT_MARGIN = timedelta(seconds=2)
-
-
-def page_token(newest: datetime | None, answered_at: datetime) -> str:
-    """The ``since`` token a page gets: its newest change, but no later than the margin."""
-    if newest is None:
-        return encode_since(None)
-    return encode_since(min(newest, answered_at - LATE_COMMIT_MARGIN))
-
-
-def decode_since(token: str | None) -> datetime | None:
-    """The moment a token stands for; None when it is missing or not one of ours."""
-    if not token or not token.isdigit() or len(token) > 20:
-        return None
-    try:
-        return datetime.fromtimestamp(int(token) / 1_000_000, tz=UTC)
-    except (OverflowError, OSError, ValueError):
-        return None
-
-
-# --- the storyboard -----------------------------------------------------------------------
-
-
-def storyboard_scenes(project: Project, scenes=None) -> list[Scene]:
-    """Scenes in order with their takes (newest first), in two queries whatever their number.
-
-    Read through ``project.scenes`` so every scene shares the already-loaded project (and
-    its account) instead of fetching it again.
-    """
-    takes = Prefetch(
-        "generations",
-        queryset=Generation.objects.select_related("requested_by").order_by("-take"),
-        to_attr="take_list",
-    )
-    queryset = scenes if scenes is not None else project.scenes.all()
-    return list(queryset.select_related("start_image").prefetch_related(takes))
+from .cards import (
+    TEMPLATE,
+    card_context,
+    decode_since,
+    page_token,
+    storyboard_scenes,
+)
 
 
 def _newest_change(scenes: list[Scene]) -> datetime | None:
@@ -100,34 +48,11 @@ def _anything_in_flight(scenes: list[Scene]) -> bool:
     return any(take.in_flight for scene in scenes for take in scene.take_list)
 
 
-def page_poll_every(live: bool) -> str:
-    """The poller's htmx cadence, e.g. "500ms": fast while takes are in flight, slow otherwise.
-    Whole milliseconds in a string, so no locale turns it into "0,5s" or "1,000ms" (htmx would
-    read 0 and 1 ms)."""
-    seconds = settings.FLOWSITE_PAGE_POLL_SECONDS if live else settings.FLOWSITE_IDLE_POLL_SECONDS
-    return f"{max(1, round(seconds * 1000))}ms"
-
-
-def card_context(
-    project: Project, membership: Membership, *, since: str, live: bool, **extra
-) -> dict:
-    return {
-        "project": project,
-        "membership": membership,
-        "can_edit": membership.can_edit,
-        "since": since,
-        "live": live,
-        "poll_every": page_poll_every(live),
-        "poll_pass": poll_pass(membership.user_id, project.uuid),
-        **extra,
-    }
-
-
 @require_GET
 @login_required
 def project_detail(request: HtmxHttpRequest, uuid: UUID) -> HttpResponse:
     answered_at = timezone.now()
-    project, membership = _get_project_for_user(request, uuid)
+    project, membership = get_project_for_user(request, uuid)
     scenes = storyboard_scenes(project)
     last_generation = max((take.pk for scene in scenes for take in scene.take_list), default=0)
     ctx = card_context(
@@ -150,6 +75,7 @@ def page_is_live(request: HttpRequest) -> bool:
 
 
 @require_GET
+@htmx_login_required
 def project_poll(request: HtmxHttpRequest, uuid: UUID) -> HttpResponse:
     """What changed on the storyboard since ``?since=``: the changed cards, out of band, or
     the whole storyboard when scenes were added, deleted or moved (a card swap needs a card
@@ -158,44 +84,23 @@ def project_poll(request: HtmxHttpRequest, uuid: UUID) -> HttpResponse:
     An open page always polls: every FLOWSITE_PAGE_POLL_SECONDS while takes are in flight, every
     FLOWSITE_IDLE_POLL_SECONDS otherwise, so a teammate's new scene or Generate reaches an idle
     page too. Its poller says which of the two it is in (``live``). One request per page and
-    interval whatever the number of cards. The answer is 204 (htmx swaps nothing, the page
-    keeps its cadence) when nothing changed and the page's mode is still right; with the
-    page's poll pass that costs one query, which checks membership and asks "did anything
-    change, is anything in flight?". Anything else (a change, or takes starting or ending
-    without one) goes through the signed-in path below, whose new poller has the right mode.
-
-    Why a fixed cadence of FLOWSITE_PAGE_POLL_SECONDS (0.5 s) while takes are in flight: a
-    clip must be on its card within "worker interval + download + 1 s" of Flow saying it is
-    done. The worker takes up to its interval, the download, and about 0.1 s for the check and
-    the writes, which leaves the page about 0.9 s. At 1 s the target would be missed (by up to
-    ~0.1 s) when a clip finishes just after a worker check and the page had polled just before
-    it was stored; at 0.5 s it holds there too (0.78-0.87x measured over 20 takes,
-    benchmarks/freshness.py), for idle polls the load test shows are cheap.
-    A server-hinted cadence (each answer saying when the worker next checks the earliest take,
-    the page polling fast only around then) would need fewer polls, at the price of a
-    scheduler of our own instead of htmx's "every" on the page and in the benchmarks' clients;
-    not done.
+    interval whatever the number of cards. Every poll is signed in and re-checks membership, so
+    signing out or being removed from the project stops it at once. The answer is 204 (htmx
+    swaps nothing, the page keeps its cadence) when nothing changed and the page's mode is
+    still right: the session, the user, and one query that checks membership and asks "did
+    anything change, is anything in flight?". Anything else (a change, or takes starting or
+    ending without one) sends the cards with a new poller in the right mode.
     """
+    answered_at = timezone.now()
     since = decode_since(request.GET.get("since"))
     page_live = page_is_live(request)
-    state = _poll_state_for_pass(request.GET.get("pass"), uuid, since)
-    if state is not None and not state.changed and state.in_flight == page_live:
-        return HttpResponse(status=204)
-    return _project_poll_signed_in(request, uuid, since, page_live)
-
-
-@htmx_login_required
-def _project_poll_signed_in(
-    request: HtmxHttpRequest, uuid: UUID, since: datetime | None, page_live: bool
-) -> HttpResponse:
-    answered_at = timezone.now()
-    state = _poll_state_for_user(request, uuid, since)
+    state = get_poll_state_for_user(request, uuid, since)
     if not state.changed and state.in_flight == page_live:
         return HttpResponse(status=204)
     # Generate all's view of the board rides along, read before the cards: every take up to
     # the newest is committed, so it is on a card sent now or on one the page already shows,
     # and Generate all may count it as seen.
-    project, membership = _get_project_for_user(
+    project, membership = get_project_for_user(
         request,
         uuid,
         has_scenes=Exists(Scene.objects.filter(project=OuterRef("project"))),
@@ -267,7 +172,7 @@ def project_generate_all(request: HttpRequest, uuid: UUID) -> HttpResponse:
     The form carries the newest take the person had seen: if takes appeared since (a second
     click, a teammate), nothing is generated, so one click never pays twice.
     """
-    project, _ = _get_project_for_user(request, uuid, Role.EDITOR)
+    project, _ = get_project_for_user(request, uuid, Role.EDITOR)
     seen = request.POST.get("last_generation", "")
     with transaction.atomic():
         newest = Generation.objects.filter(project=project).aggregate(newest=Max("pk"))
@@ -333,7 +238,7 @@ def project_create(request: HttpRequest) -> HttpResponse:
 @login_required
 def project_members(request: HttpRequest, uuid: UUID) -> HttpResponse:
     """Everyone sees who is on the project; only owners add, re-role or remove people."""
-    project, membership = _get_project_for_user(
+    project, membership = get_project_for_user(
         request, uuid, Role.OWNER if request.method == "POST" else None
     )
     add_form = MemberAddForm(project)
@@ -406,8 +311,3 @@ def _change_member(request: HttpRequest, project: Project, action: str) -> str:
             target.save(update_fields=["role"])
             messages.success(request, f"{target.user} is now {target.get_role_display().lower()}.")
     return ""
-
-
-def project_url(project: Project, scene: Scene | None = None) -> str:
-    url = reverse("project-detail", kwargs={"uuid": project.uuid})
-    return f"{url}#scene-{scene.uuid}" if scene else url

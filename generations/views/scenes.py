@@ -22,12 +22,12 @@ from ..models import CannotGenerate, Generation, Membership, Scene
 from .access import (
     HtmxHttpRequest,
     Role,
-    _get_generation_for_user,
-    _get_project_for_user,
-    _get_scene_for_user,
+    get_generation_for_user,
+    get_project_for_user,
+    get_scene_for_user,
     htmx_login_required,
 )
-from .projects import (
+from .cards import (
     TEMPLATE,
     card_context,
     decode_since,
@@ -46,7 +46,7 @@ STALE = (
 @require_http_methods(["GET", "POST"])
 @login_required
 def scene_create(request: HttpRequest, uuid: UUID) -> HttpResponse:
-    project, membership = _get_project_for_user(request, uuid, Role.EDITOR)
+    project, membership = get_project_for_user(request, uuid, Role.EDITOR)
     form = SceneForm(project, request.POST or None, request.FILES or None)
     if request.method == "POST" and form.is_valid():
         scene = form.save_scene(request.user)
@@ -63,7 +63,7 @@ def scene_create(request: HttpRequest, uuid: UUID) -> HttpResponse:
 @require_http_methods(["GET", "POST"])
 @login_required
 def scene_edit(request: HttpRequest, uuid: UUID) -> HttpResponse:
-    scene, membership = _get_scene_for_user(request, uuid, Role.EDITOR)
+    scene, membership = get_scene_for_user(request, uuid, Role.EDITOR)
     project = scene.project
     form = SceneForm(project, request.POST or None, request.FILES or None, instance=scene)
     if request.method == "POST" and form.is_valid():
@@ -82,7 +82,7 @@ def scene_edit(request: HttpRequest, uuid: UUID) -> HttpResponse:
 @login_required
 def scene_move(request: HttpRequest, uuid: UUID) -> HttpResponse:
     """Swap the scene with its neighbour above or below; positions are renumbered 0..n-1."""
-    scene, _ = _get_scene_for_user(request, uuid, Role.EDITOR)
+    scene, _ = get_scene_for_user(request, uuid, Role.EDITOR)
     project = scene.project
     direction = request.POST.get("direction")
     if direction not in ("up", "down"):
@@ -108,7 +108,7 @@ def scene_move(request: HttpRequest, uuid: UUID) -> HttpResponse:
 @login_required
 def scene_delete(request: HttpRequest, uuid: UUID) -> HttpResponse:
     """Delete a scene and its takes (with their files), unless a take is still in flight."""
-    scene, _ = _get_scene_for_user(request, uuid, Role.EDITOR)
+    scene, _ = get_scene_for_user(request, uuid, Role.EDITOR)
     project = scene.project
     with transaction.atomic():
         takes = list(Generation.objects.select_for_update().filter(scene=scene))
@@ -141,7 +141,7 @@ def _seen_matches(request: HttpRequest, scene: Scene) -> bool:
 @require_POST
 @htmx_login_required
 def scene_generate(request: HtmxHttpRequest, uuid: UUID) -> HttpResponse:
-    scene, membership = _get_scene_for_user(request, uuid, Role.EDITOR)
+    scene, membership = get_scene_for_user(request, uuid, Role.EDITOR)
     error = ""
     takes: list[Generation] = []
     try:
@@ -163,7 +163,7 @@ def scene_generate(request: HtmxHttpRequest, uuid: UUID) -> HttpResponse:
 def take_retry(request: HtmxHttpRequest, uuid: UUID) -> HttpResponse:
     """A failed or cancelled take is asked for again as a new take; an uncertain one is
     submitted again knowingly (its submission may have reached Flow)."""
-    generation, membership = _get_generation_for_user(request, uuid, Role.EDITOR)
+    generation, membership = get_generation_for_user(request, uuid, Role.EDITOR)
     scene = generation.scene
     scene.project = generation.project
     error = notice = ""
@@ -190,7 +190,7 @@ def take_retry(request: HtmxHttpRequest, uuid: UUID) -> HttpResponse:
 @require_POST
 @htmx_login_required
 def take_cancel(request: HtmxHttpRequest, uuid: UUID) -> HttpResponse:
-    generation, membership = _get_generation_for_user(request, uuid, Role.EDITOR)
+    generation, membership = get_generation_for_user(request, uuid, Role.EDITOR)
     scene = generation.scene
     scene.project = generation.project
     if generation.cancel(by=request.user):

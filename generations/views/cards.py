@@ -1,0 +1,95 @@
+"""What the storyboard page and the card actions both render: cards with their takes, the
+page's poller and the ``since`` token it carries."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from django.conf import settings
+from django.db.models import Prefetch
+from django.urls import reverse
+
+from ..models import Generation, Membership, Project, Scene
+
+TEMPLATE = "generations/project.html"
+
+
+# --- poll tokens --------------------------------------------------------------------------
+#
+# The page remembers the newest change it has shown (the largest `updated` among its scenes
+# and takes) as a whole number of microseconds; the poll answers with what is newer.
+
+
+def encode_since(moment: datetime | None) -> str:
+    if moment is None:
+        return "0"
+    return str(int(moment.timestamp() * 1_000_000))
+
+
+# A worker stamps `updated` a moment before its transaction commits; a change committed after
+# a later one would fall behind a token that jumped to the later one. Tokens therefore trail
+# the answer's own start by this much: such a change still arrives on the next poll, and a
+# card that changed within the margin is merely sent twice.
+LATE_COMMIT_MARGIN = timedelta(seconds=2)
+
+
+def page_token(newest: datetime | None, answered_at: datetime) -> str:
+    """The ``since`` token a page gets: its newest change, but no later than the margin."""
+    if newest is None:
+        return encode_since(None)
+    return encode_since(min(newest, answered_at - LATE_COMMIT_MARGIN))
+
+
+def decode_since(token: str | None) -> datetime | None:
+    """The moment a token stands for; None when it is missing or not one of ours."""
+    if not token or not token.isdigit() or len(token) > 20:
+        return None
+    try:
+        return datetime.fromtimestamp(int(token) / 1_000_000, tz=UTC)
+    except (OverflowError, OSError, ValueError):
+        return None
+
+
+# --- cards --------------------------------------------------------------------------------
+
+
+def storyboard_scenes(project: Project, scenes=None) -> list[Scene]:
+    """Scenes in order with their takes (newest first), in two queries whatever their number.
+
+    Read through ``project.scenes`` so every scene shares the already-loaded project (and
+    its account) instead of fetching it again.
+    """
+    takes = Prefetch(
+        "generations",
+        queryset=Generation.objects.select_related("requested_by").order_by("-take"),
+        to_attr="take_list",
+    )
+    queryset = scenes if scenes is not None else project.scenes.all()
+    return list(queryset.select_related("start_image").prefetch_related(takes))
+
+
+def page_poll_every(live: bool) -> str:
+    """The poller's htmx cadence, e.g. "2000ms": fast while takes are in flight, slow otherwise.
+    Whole milliseconds in a string, so no locale turns it into "0,5s" or "1,000ms" (htmx would
+    read 0 and 1 ms)."""
+    seconds = settings.FLOWSITE_PAGE_POLL_SECONDS if live else settings.FLOWSITE_IDLE_POLL_SECONDS
+    return f"{max(1, round(seconds * 1000))}ms"
+
+
+def card_context(
+    project: Project, membership: Membership, *, since: str, live: bool, **extra
+) -> dict:
+    return {
+        "project": project,
+        "membership": membership,
+        "can_edit": membership.can_edit,
+        "since": since,
+        "live": live,
+        "poll_every": page_poll_every(live),
+        **extra,
+    }
+
+
+def project_url(project: Project, scene: Scene | None = None) -> str:
+    url = reverse("project-detail", kwargs={"uuid": project.uuid})
+    return f"{url}#scene-{scene.uuid}" if scene else url
