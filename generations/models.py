@@ -397,8 +397,10 @@ class Scene(models.Model):
         validators=[rules.validate_prompt],
         error_messages={"blank": rules.PROMPT_REQUIRED},
     )
+    # RESTRICT, not PROTECT: an image a scene shows cannot be deleted on its own, but deleting
+    # the project takes its scenes and images together.
     start_image = models.ForeignKey(
-        ImageAsset, models.PROTECT, null=True, blank=True, related_name="scenes"
+        ImageAsset, models.RESTRICT, null=True, blank=True, related_name="scenes"
     )
     aspect = models.CharField(
         max_length=10,

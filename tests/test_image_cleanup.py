@@ -5,6 +5,7 @@ from pathlib import Path
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.db import transaction
+from django.db.models import RestrictedError
 from django.urls import reverse
 
 from generations.models import Generation, ImageAsset, Scene
@@ -119,3 +120,28 @@ def test_a_file_another_image_row_still_names_is_never_deleted(
 
     assert not ImageAsset.objects.filter(pk=image.pk).exists()
     assert stored(twin).exists()
+
+
+def test_a_project_whose_scenes_have_start_images_can_be_deleted_with_its_files(
+    project, bob, django_capture_on_commit_callbacks
+):
+    image = make_image(project, bob)
+    scene = make_scene(project, image)
+    make_take(scene, bob, status=Generation.Status.READY)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        project.delete()
+
+    assert not ImageAsset.objects.filter(pk=image.pk).exists()
+    assert not Scene.objects.filter(pk=scene.pk).exists()
+    assert not stored(image).exists()
+
+
+def test_a_start_image_a_scene_still_shows_cannot_be_deleted_on_its_own(project, bob):
+    image = make_image(project, bob)
+    make_scene(project, image)
+
+    with pytest.raises(RestrictedError):
+        image.delete()
+
+    assert stored(image).exists()
