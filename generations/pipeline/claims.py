@@ -130,6 +130,21 @@ class Keeper:
     ) -> Iterator[None]:
         """Keep the rows held with ``token`` leased while the block runs (at most
         ``seconds``)."""
+        hold = self.add(token, statuses, pks, lease, seconds)
+        try:
+            yield
+        finally:
+            self.discard(hold)
+
+    def add(
+        self,
+        token: UUID,
+        statuses: Iterable[str],
+        pks: Iterable[int] | None,
+        lease: timedelta,
+        seconds: float,
+    ) -> Hold:
+        """Keep these rows leased (at most ``seconds``) until ``discard``."""
         hold = Hold(
             token,
             tuple(statuses),
@@ -139,11 +154,11 @@ class Keeper:
         )
         with self.lock:
             self.holds.add(hold)
-        try:
-            yield
-        finally:
-            with self.lock:
-                self.holds.discard(hold)
+        return hold
+
+    def discard(self, hold: Hold) -> None:
+        with self.lock:
+            self.holds.discard(hold)
 
     def loop(self) -> None:
         try:

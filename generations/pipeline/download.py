@@ -3,14 +3,15 @@
 Downloads run beside submitting and polling. A clip can trickle in for minutes, and while
 one did, every other take waited for the pass that was fetching it. So the pump owns a small
 pool of download threads (``Downloads``, FLOWSITE_DOWNLOAD_SLOTS of them): a status pass
-that finds a clip finished hands it to a free thread and goes on; with no thread free, the
-take stays as it was and is checked again one poll interval later (fresh links then). The
-rules the rest of the worker keeps hold here too:
+that finds a clip finished hands it to the pool and goes on; with every thread busy, the
+clip waits for one, its take still claimed. The rules the rest of the worker keeps hold here
+too:
 
 - the take stays claimed with its token the whole time, and every write is conditional on
   it, so a thread that lost its take (cancelled, taken over) changes nothing;
-- its lease is renewed by the pump's keeper (``claims.Keeper``) while the download runs, and
-  only for as long as the download may last, so a dead worker's take is back within a lease;
+- its lease is renewed by the pump's keeper (``claims.Keeper``) while the download waits and
+  runs, and only until the pump's task must end, so a dead worker's take is back within a
+  lease; a link that expired while waiting is a retryable failure that asks for fresh ones;
 - the file is written to a ``.part`` file and renamed when whole; a killed worker leaves only
   ``.part`` files, which the reaper removes once it takes the take back (``reap``);
 - each thread uses its own database connection and closes it when its download ends;
@@ -52,7 +53,7 @@ from .policy import (
 )
 
 if TYPE_CHECKING:
-    from .claims import Keeper
+    from .claims import Hold, Keeper
     from .passes import Pass
 
 log = logging.getLogger(__name__)
@@ -62,48 +63,50 @@ log = logging.getLogger(__name__)
 
 
 class Downloads:
-    """The pump's download threads: at most ``slots`` at once."""
+    """The pump's download threads: at most ``slots`` downloads at once; clips found finished
+    while every slot is busy wait for one in order, still claimed and leased."""
 
     def __init__(self, slots: int) -> None:
-        self.slots = slots
         self.pool = ThreadPoolExecutor(max_workers=slots, thread_name_prefix="flowsite-download")
         self.running: set[Future] = set()
         self.finished = Counter[str]()
         self.lock = threading.Lock()
         self.closed = False
 
-    def room(self) -> int:
-        """How many more downloads may start now (none once the pump is winding down)."""
-        if self.closed:
-            return 0
-        self.running = {future for future in self.running if not future.done()}
-        return self.slots - len(self.running)
+    def room(self) -> float:
+        """How many more downloads may be handed over now: none once the pump winds down."""
+        return 0 if self.closed else float("inf")
 
     def busy(self) -> bool:
-        return any(not future.done() for future in self.running)
+        self.running = {future for future in self.running if not future.done()}
+        return bool(self.running)
 
     def start(self, download: Download, keeper: Keeper | None) -> None:
-        self.running.add(self.pool.submit(self.run, download, keeper))
-
-    def run(self, download: Download, keeper: Keeper | None) -> None:
-        try:
-            hold = (
-                keeper.holding(
-                    download.token,
-                    [S.DOWNLOADING],
-                    [download.generation.pk],
-                    download_lease(),
-                    download_work_seconds(),
-                )
-                if keeper is not None
-                else contextlib.nullcontext()
+        hold = None
+        if keeper is not None:
+            # From now, not from when a slot frees: a download waiting for one is held too,
+            # until it must have ended (``Download.deadline``).
+            seconds = download_work_seconds()
+            if download.stop_at is not None:
+                seconds = download.stop_at - time.monotonic()
+            hold = keeper.add(
+                download.token,
+                [S.DOWNLOADING],
+                [download.generation.pk],
+                download_lease(),
+                seconds,
             )
-            with hold:
-                download.run()
+        self.running.add(self.pool.submit(self.run, download, keeper, hold))
+
+    def run(self, download: Download, keeper: Keeper | None, hold: Hold | None) -> None:
+        try:
+            download.run()
         except Exception:
             # Its take stays held until the lease lapses; then the reaper takes it back.
             log.exception("downloading take %s failed unexpectedly", download.generation.pk)
         finally:
+            if keeper is not None and hold is not None:
+                keeper.discard(hold)
             with self.lock:
                 self.finished.update(download.counts)
             connections.close_all()
@@ -118,8 +121,9 @@ class Downloads:
         self.closed = True
 
     def wait(self, timeout: float | None) -> bool:
-        """Wait for the running downloads (at most ``timeout`` seconds); True when all ended.
-        One still running past it is abandoned: its lease lapses and the reaper takes it."""
+        """Wait for the downloads handed over (at most ``timeout`` seconds); True when all
+        ended. One still running past it is abandoned: its lease lapses and the reaper takes
+        it back; one still waiting for a slot is dropped the same way."""
         self.closed = True
         _, not_done = wait(self.running, timeout=None if timeout is None else max(timeout, 0.0))
         self.pool.shutdown(wait=False, cancel_futures=True)

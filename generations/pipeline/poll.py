@@ -329,7 +329,8 @@ class PollBatch:
                     change = visible(status=status, reason="", **change)
                 changes[generation.pk] = change
             elif clip.state == ClipState.SUCCESSFUL and len(finished) >= self.run_.download_room():
-                # Every download slot is busy: ask again (for fresh links) a bit later.
+                # The pump is winding down and starts no more downloads: the next pump asks
+                # again (for fresh links) a bit later.
                 changes[generation.pk] = {
                     "next_check_at": next_check,
                     "claim": None,
