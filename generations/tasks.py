@@ -6,6 +6,11 @@ on demand, that holds a single lease across all workers and runs a pass of every
 (``pipeline.run_pass``) every poll interval while anything is in flight. It stops well inside
 the cluster's task timeout and hands over to a fresh task if work remains. A schedule
 (every minute, created by a data migration) restarts the pump if a worker died holding it.
+
+While it runs, the pump owns a keeper thread that renews its lease and its takes' leases every
+few seconds (so the leases are short, and a dead worker's work is taken over soon), and a few
+download threads, so that a slow download holds up no submit or status check
+(``pipeline.download``). It waits for its downloads before it lets its lease go.
 """
 
 from __future__ import annotations

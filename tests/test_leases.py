@@ -4,6 +4,7 @@ files, never those of a download still alive."""
 
 from __future__ import annotations
 
+import threading
 import time
 import uuid
 from datetime import timedelta
@@ -14,11 +15,12 @@ from django.conf import settings
 from django.db import connection
 from django.utils import timezone
 
-from generations import work
+from generations import tasks, work
 from generations.models import Generation
 from generations.pipeline import Keeper, Pass, reap
 from generations.pipeline.download import temp_folder
 from tests.conftest import make_ready_scene
+from tests.faults_support import assert_files_match, fresh, stray_temp_files
 
 S = Generation.Status
 
@@ -110,3 +112,33 @@ def test_the_keeper_stops_renewing_work_past_its_own_deadline(flow_emulator, pro
     take.refresh_from_db()
     assert take.lease_until == start
     connection.close()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_pump_downloads_no_more_clips_at_once_than_its_slots(emu, project, alice, settings):
+    settings.FLOWSITE_DOWNLOAD_SLOTS = 2
+    takes = work.generate(
+        make_ready_scene(project, "[fault:slow-download=1] a reef", takes=3), alice
+    )
+    most = 0
+    done = threading.Event()
+
+    def watch() -> None:
+        nonlocal most
+        while not done.is_set():
+            most = max(most, len(stray_temp_files()))
+            time.sleep(0.01)
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    try:
+        totals = tasks.pump(budget_seconds=30)
+    finally:
+        done.set()
+        watcher.join()
+        connection.close()
+
+    assert totals["ready"] == 3
+    assert most == 2, "two downloads at once, the third waiting for a slot"
+    assert emu.stats["media"] == 6, "each clip and poster fetched once"
+    assert_files_match(fresh(takes))

@@ -73,10 +73,6 @@ class Downloads:
         self.lock = threading.Lock()
         self.closed = False
 
-    def room(self) -> float:
-        """How many more downloads may be handed over now: none once the pump winds down."""
-        return 0 if self.closed else float("inf")
-
     def busy(self) -> bool:
         self.running = {future for future in self.running if not future.done()}
         return bool(self.running)

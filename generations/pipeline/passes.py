@@ -62,9 +62,9 @@ class Pass:
             return contextlib.nullcontext()
         return self.keeper.holding(token, statuses, pks, lease, seconds)
 
-    def download_room(self) -> float:
-        """How many more downloads this pass may start now."""
-        return float("inf") if self.downloads is None else self.downloads.room()
+    def downloads_open(self) -> bool:
+        """Whether this pass may start downloads (not once the pump winds down)."""
+        return self.downloads is None or not self.downloads.closed
 
     def download(self, download: Download) -> None:
         if self.downloads is None:

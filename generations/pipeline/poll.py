@@ -328,7 +328,7 @@ class PollBatch:
                     # A reason left from waiting (an error, a signed-out account) is over.
                     change = visible(status=status, reason="", **change)
                 changes[generation.pk] = change
-            elif clip.state == ClipState.SUCCESSFUL and len(finished) >= self.run_.download_room():
+            elif clip.state == ClipState.SUCCESSFUL and not self.run_.downloads_open():
                 # The pump is winding down and starts no more downloads: the next pump asks
                 # again (for fresh links) a bit later.
                 changes[generation.pk] = {
