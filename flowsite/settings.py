@@ -259,13 +259,16 @@ FLOWSITE_PAGE_POLL_SECONDS = _poll_seconds("FLOWSITE_PAGE_POLL_SECONDS", 2.0)
 FLOWSITE_IDLE_POLL_SECONDS = _poll_seconds("FLOWSITE_IDLE_POLL_SECONDS", 10.0)
 # A take Flow is still rendering this many seconds after its submit is given up as stuck.
 FLOWSITE_STUCK_AFTER = envint("FLOWSITE_STUCK_AFTER", 20 * 60)
-# How long a worker holds the takes it works on (and the pump its lease) before another worker
-# presumes it dead (crashed, killed) and takes over; a take it left "submitting" then becomes
-# uncertain. Seconds; 0 derives each from the deadlines above (minutes).
+# How long a worker holds the takes it works on (and the pump its lease) without renewing them
+# before another worker presumes it dead (crashed, killed) and takes over; a take it left
+# "submitting" then becomes uncertain. A live worker renews them every few seconds. Seconds;
+# 0 keeps the defaults (generations/pipeline/policy.py, generations/tasks.py).
 FLOWSITE_SUBMIT_LEASE = envfloat("FLOWSITE_SUBMIT_LEASE", 0.0)
 FLOWSITE_CHECK_LEASE = envfloat("FLOWSITE_CHECK_LEASE", 0.0)
 FLOWSITE_DOWNLOAD_LEASE = envfloat("FLOWSITE_DOWNLOAD_LEASE", 0.0)
 FLOWSITE_PUMP_LEASE = envfloat("FLOWSITE_PUMP_LEASE", 0.0)
+# Downloads a worker runs at once, beside its submitting and polling.
+FLOWSITE_DOWNLOAD_SLOTS = envint("FLOWSITE_DOWNLOAD_SLOTS", 3)
 
 # Behind nginx: a path prefix such as "/protected/" mapped by an `internal` location to
 # MEDIA_ROOT. The media views then check access and hand the bytes (and Range) to nginx with

@@ -6,11 +6,17 @@ on demand, that holds a single lease across all workers and runs a pass of every
 (``pipeline.run_pass``) every poll interval while anything is in flight. It stops well inside
 the cluster's task timeout and hands over to a fresh task if work remains. A schedule
 (every minute, created by a data migration) restarts the pump if a worker died holding it.
+
+While it runs, the pump owns a keeper thread that renews its lease and its takes' leases every
+few seconds (so the leases are short, and a dead worker's work is taken over soon), and a few
+download threads, so that a slow download holds up no submit or status check
+(``pipeline.download``). It waits for its downloads before it lets its lease go.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections import Counter
 from collections.abc import Iterable
@@ -18,6 +24,7 @@ from datetime import datetime
 from uuid import uuid4
 
 from django.conf import settings
+from django.db import connection
 from django.utils import timezone
 
 from . import pipeline
@@ -27,11 +34,11 @@ log = logging.getLogger(__name__)
 
 PUMP = "pump"
 PUMP_TASK = "generations.tasks.pump"
-# How long a pump's hold lasts without renewal (setting FLOWSITE_PUMP_LEASE). Renewed between
-# every step of a pass, so it only has to outlast the slowest single step (a download); a
-# crashed pump is replaced after it. A pump slower than its lease loses nothing: every take
-# it works on is held by its own claim.
-PUMP_LEASE_SECONDS = 120.0
+# How long a pump's hold lasts without renewal (setting FLOWSITE_PUMP_LEASE). Renewed every
+# few seconds by the pump's keeper thread, whatever the pump is waiting for, so a crashed pump
+# is replaced soon after it. A pump slower than its lease loses nothing: every take it works
+# on is held by its own claim.
+PUMP_LEASE_SECONDS = 20.0
 
 
 def pump_lease_seconds() -> float:
@@ -119,36 +126,83 @@ def pump(budget_seconds: float | None = None) -> dict[str, int]:
     hard_stop = started + max(_task_timeout() - 30, budget)
     totals: Counter[str] = Counter()
     lost = False
-
+    idle = False
+    letting_go = False
     renewed = time.monotonic()
+    # The keeper renews from its own thread: letting go and renewing must not interleave.
+    lock = threading.Lock()
 
     def renew() -> None:
-        # Called often (between steps, while waiting); a write every few seconds is plenty.
+        # Called often (between steps, while waiting, by the keeper); a write every few seconds
+        # is plenty.
         nonlocal lost, renewed
-        if time.monotonic() - renewed < lease / 12:
-            return
-        renewed = time.monotonic()
-        if not WorkerLease.acquire(PUMP, holder, lease):
-            lost = True
+        with lock:
+            if letting_go or time.monotonic() - renewed < lease / 12:
+                return
+            renewed = time.monotonic()
+            if not WorkerLease.acquire(PUMP, holder, lease):
+                lost = True
+
+    def let_go() -> None:
+        nonlocal letting_go
+        with lock:
+            letting_go = True
+            WorkerLease.release(PUMP, holder)
+
+    # Threads have database connections of their own, which cannot see the rows of a caller's
+    # open transaction (a test's): there, everything runs inline as in a plain pass.
+    threaded = not connection.in_atomic_block
+    keeper = (
+        pipeline.Keeper(min(pipeline.beat_seconds(), lease / 5), renew).start()
+        if threaded
+        else None
+    )
+    downloads = pipeline.Downloads(pipeline.download_slots()) if threaded else None
+
+    def one_pass() -> None:
+        run = pipeline.Pass(timezone.now(), renew, hard_stop, keeper, downloads)
+        totals.update(run.run())
+        totals["passes"] += 1
+
+    def wind_down() -> None:
+        # Our downloads end (or, past the hard stop, are abandoned to the reaper) before the
+        # lease goes: the keeper renews their leases and ours until then.
+        if downloads is not None:
+            downloads.wait(hard_stop - time.monotonic())
+            totals.update(downloads.collect())
+        if keeper is not None:
+            keeper.stop()
 
     try:
         while not lost:
-            totals.update(run_pass(heartbeat=renew, stop_at=hard_stop))
-            totals["passes"] += 1
-            if not _wait_for_work(deadline, renew):
+            one_pass()
+            if downloads is not None:
+                totals.update(downloads.collect())
+            past_budget = time.monotonic() >= deadline
+            if past_budget and downloads is not None:
+                # Start no new downloads; keep submitting and polling for everyone while ours
+                # finish.
+                downloads.close()
+            if past_budget and (downloads is None or not downloads.busy()):
+                break
+            if time.monotonic() >= hard_stop:
+                break
+            if not _wait_for_work(deadline if not past_budget else hard_stop, renew):
                 # Nothing in flight: let go, then look once more, because a take queued just
                 # before we let go saw the lease held and enqueued no pump of its own.
-                WorkerLease.release(PUMP, holder)
+                let_go()
                 if pipeline.seconds_until_due() is not None and WorkerLease.acquire(
                     PUMP, holder, lease
                 ):
+                    with lock:
+                        letting_go = False
                     continue
-                return dict(totals)
-            if time.monotonic() >= deadline:
+                idle = True
                 break
     finally:
-        WorkerLease.release(PUMP, holder)
-    if not lost and pipeline.seconds_until_due() is not None:
+        wind_down()
+        let_go()
+    if not idle and not lost and pipeline.seconds_until_due() is not None:
         start_pump()
     return dict(totals)
 

@@ -23,7 +23,7 @@ from django.db import connection
 
 from generations import tasks, work
 from generations.emulator import Emulator
-from generations.models import Generation
+from generations.models import AccountGrant, Generation, Membership, Project
 from tests.conftest import make_ready_scene as make_scene
 from tests.faults_support import (
     PYTHON,
@@ -56,12 +56,13 @@ class Clusters:
         self.logs = logs
         self.running: list[subprocess.Popen] = []
 
-    def start(self) -> subprocess.Popen:
+    def start(self, **env: str) -> subprocess.Popen:
+        """A cluster with one worker and the short leases above, unless ``env`` says else."""
         log = (self.logs / f"qcluster-{len(self.running)}.log").open("wb")
         process = subprocess.Popen(
             [PYTHON, "manage.py", "qcluster"],
             cwd=ROOT,
-            env=worker_env(self.emulator.port, Q_WORKERS="1", **LEASES),
+            env=worker_env(self.emulator.port, **{"Q_WORKERS": "1", **LEASES, **env}),
             stdout=log,
             stderr=subprocess.STDOUT,
             # Its own process group: the sentinel, worker, pusher and monitor die together.
@@ -109,10 +110,12 @@ def status(take: Generation) -> str:
     return Generation.objects.values_list("status", flat=True).get(pk=take.pk)
 
 
-def recover(takes: list[Generation], clusters: Clusters, timeout: float = 20) -> list[Generation]:
+def recover(
+    takes: list[Generation], clusters: Clusters, timeout: float = 20, **env: str
+) -> list[Generation]:
     """Start a fresh cluster and run the watchdog (what the every-minute schedule runs, here
     every half second) until every take is final; then stop the cluster."""
-    process = clusters.start()
+    process = clusters.start(**env)
     deadline = time.monotonic() + timeout
 
     def settled() -> bool:
@@ -189,3 +192,63 @@ def test_a_worker_killed_mid_download_leaves_no_partial_file_and_the_clip_is_fet
     assert (emu.stats["submit"], emu.stats["clips_submitted"]) == (1, 1)
     assert emu.stats["media"] >= 3, "the clip was fetched again"
     assert_files_match([take])  # includes: the half-written file of the killed worker is gone
+
+
+# The settings of a production worker: no lease shortened for the test.
+DEFAULT_LEASES = dict.fromkeys(LEASES, "0")
+
+
+def test_a_worker_killed_mid_download_gives_its_take_back_within_a_minute_with_default_leases(
+    emu, clusters, project, alice
+):
+    [take] = work.generate(make_scene(project, "[fault:slow-download=4] a kelp forest"), alice)
+    first = clusters.start(**DEFAULT_LEASES)
+    wait_until(lambda: bool(stray_temp_files()), "a download to start writing", clusters)
+    clusters.kill(first)
+    assert status(take) == S.DOWNLOADING
+    assert stray_temp_files(), "killed while writing the clip"
+
+    # A fresh worker takes the clip over once the dead one's leases (pump and take) lapse:
+    # seconds, not the ten minutes the download alone used to hold it.
+    [take] = recover([take], clusters, timeout=60, **DEFAULT_LEASES)
+
+    assert take.status == S.READY
+    assert (emu.stats["submit"], emu.stats["clips_submitted"]) == (1, 1)
+    assert_files_match([take])  # includes: the dead worker's half-written file is gone
+
+
+def test_a_live_download_slower_than_its_lease_keeps_its_take(emu, clusters, project, alice):
+    # Each file trickles in for longer than the lease: only the keeper's renewals keep it.
+    [take] = work.generate(make_scene(project, "[fault:slow-download=3] a sandbar"), alice)
+    process = clusters.start(Q_WORKERS="2", FLOWSITE_DOWNLOAD_LEASE="1")
+
+    def ready() -> bool:
+        # What the every-minute schedule runs: a second pump if the first one looked dead.
+        tasks.watchdog()
+        return status(take) == S.READY
+
+    wait_until(ready, "the take to be ready", clusters, timeout=30)
+    clusters.kill(process)
+
+    assert emu.stats["media"] == 2, "the clip and its poster fetched once, by one worker"
+    assert_files_match(fresh([take]))
+
+
+def test_a_slow_download_does_not_hold_up_another_projects_take(emu, clusters, project, alice, bob):
+    [slow] = work.generate(make_scene(project, "[fault:slow-download=10] a tide pool"), alice)
+    triton = Project.objects.create(name="Triton", account=project.account, created_by=bob)
+    triton.add_member(bob, Membership.Role.OWNER)
+    AccountGrant.objects.get_or_create(account=project.account, user=bob)
+    process = clusters.start()
+    wait_until(lambda: bool(stray_temp_files()), "the slow download to start", clusters)
+
+    [other] = work.generate(make_scene(triton, "a harbour seal"), bob)
+
+    wait_until(lambda: status(other) != S.QUEUED, "bob's take to be submitted", clusters)
+    assert status(slow) == S.DOWNLOADING, "submitted while alice's clip is still trickling in"
+    wait_until(
+        lambda: {status(slow), status(other)} == {S.READY}, "both takes", clusters, timeout=40
+    )
+    clusters.kill(process)
+    assert (emu.stats["submit"], emu.stats["clips_submitted"]) == (2, 2)
+    assert_files_match(fresh([slow, other]))

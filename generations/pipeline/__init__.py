@@ -6,11 +6,13 @@ flipped to "submitting" right before the call; if the answer is lost, unreadable
 dies holding it, the take becomes "uncertain" and a person decides. Everything else in the
 package may be retried freely, because nothing else costs anything.
 
-How passes share the work: everything here is synchronous and idempotent, so a pass can be run
-by a test, a benchmark or the django-q2 pump alike, and several passes may run at once on
-different workers. Each phase takes its rows with a conditional UPDATE that stamps a fresh
-claim token and a lease, then writes only rows still carrying that token (``claims``). A worker
-past its lease is presumed dead, and the reaper takes back what it held.
+How passes share the work: everything here is idempotent, so a pass can be run by a test, a
+benchmark or the django-q2 pump alike, and several passes may run at once on different
+workers. Each phase takes its rows with a conditional UPDATE that stamps a fresh claim token
+and a lease, then writes only rows still carrying that token (``claims``). In the pump, a
+keeper thread renews those leases every few seconds, and downloads run on threads of their
+own beside submitting and polling (``download``). A worker past its lease is presumed dead,
+and the reaper takes back what it held.
 
 Words: a *take* is what the team sees, a ``Generation`` numbered within its scene; code says
 ``generation``. A pass *claims* rows (token and lease), *holds* them while it works, and
@@ -28,7 +30,18 @@ The modules, in the order a pass runs them:
 - ``passes``: a pass itself, and when the next one is due.
 """
 
+from .claims import Keeper
+from .download import Downloads
 from .passes import Pass, run_pass, seconds_until_due
-from .policy import poll_interval
+from .policy import beat_seconds, download_slots, poll_interval
 
-__all__ = ["Pass", "poll_interval", "run_pass", "seconds_until_due"]
+__all__ = [
+    "Downloads",
+    "Keeper",
+    "Pass",
+    "beat_seconds",
+    "download_slots",
+    "poll_interval",
+    "run_pass",
+    "seconds_until_due",
+]

@@ -1,13 +1,41 @@
-"""Downloading one finished clip (and its poster) into its take's folder."""
+"""Downloading finished clips (and their posters) into their takes' folders.
+
+Downloads run beside submitting and polling. A clip can trickle in for minutes, and while
+one did, every other take waited for the pass that was fetching it. So the pump owns a small
+pool of download threads (``Downloads``, FLOWSITE_DOWNLOAD_SLOTS of them): a status pass
+that finds a clip finished hands it to the pool and goes on; with every thread busy, the
+clip waits for one, its take still claimed. The rules the rest of the worker keeps hold here
+too:
+
+- the take stays claimed with its token the whole time, and every write is conditional on
+  it, so a thread that lost its take (cancelled, taken over) changes nothing;
+- its lease is renewed by the pump's keeper (``claims.Keeper``) while the download waits and
+  runs, and only until the pump's task must end, so a dead worker's take is back within a
+  lease; a link that expired while waiting is a retryable failure that asks for fresh ones;
+- the file is written to a ``.part`` file and renamed when whole; a killed worker leaves only
+  ``.part`` files, which the reaper removes once it takes the take back (``reap``);
+- each thread uses its own database connection and closes it when its download ends;
+- the pump waits for its downloads before it lets its lease go (starting no new ones
+  meanwhile), and a download is given a deadline that ends before the cluster's task
+  timeout, so none outlives its task; one that did anyway is left to the reaper.
+
+A pass run outside the pump (tests, benchmarks, an open transaction whose rows other
+connections cannot see) has no pool and downloads inline, one after another.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import threading
+import time
+from collections import Counter
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from pathlib import Path
 from typing import TYPE_CHECKING
 from uuid import UUID
 
+from django.db import connections
 from django.db.models import F
 from django.utils import timezone
 
@@ -15,12 +43,94 @@ from .. import storage
 from ..engines.base import ClipStatus, DownloadError, DownloadResult
 from ..models import Generation
 from .claims import release
-from .policy import DOWNLOAD_ATTEMPTS, S, shorten
+from .policy import (
+    DOWNLOAD_ATTEMPTS,
+    S,
+    download_deadline,
+    download_lease,
+    download_work_seconds,
+    shorten,
+)
 
 if TYPE_CHECKING:
+    from .claims import Hold, Keeper
     from .passes import Pass
 
 log = logging.getLogger(__name__)
+
+
+# --- Running downloads beside the pump ----------------------------------------------------------
+
+
+class Downloads:
+    """The pump's download threads: at most ``slots`` downloads at once; clips found finished
+    while every slot is busy wait for one in order, still claimed and leased."""
+
+    def __init__(self, slots: int) -> None:
+        self.pool = ThreadPoolExecutor(max_workers=slots, thread_name_prefix="flowsite-download")
+        self.running: set[Future] = set()
+        self.finished = Counter[str]()
+        self.lock = threading.Lock()
+        self.closed = False
+
+    def busy(self) -> bool:
+        self.running = {future for future in self.running if not future.done()}
+        return bool(self.running)
+
+    def start(self, download: Download, keeper: Keeper | None) -> None:
+        hold = None
+        if keeper is not None:
+            # From now, not from when a slot frees: a download waiting for one is held too,
+            # until it must have ended (``Download.deadline``).
+            seconds = download_work_seconds()
+            if download.stop_at is not None:
+                seconds = download.stop_at - time.monotonic()
+            hold = keeper.add(
+                download.token,
+                [S.DOWNLOADING],
+                [download.generation.pk],
+                download_lease(),
+                seconds,
+            )
+        self.running.add(self.pool.submit(self.run, download, keeper, hold))
+
+    def run(self, download: Download, keeper: Keeper | None, hold: Hold | None) -> None:
+        try:
+            download.run()
+        except Exception:
+            # Its take stays held until the lease lapses; then the reaper takes it back.
+            log.exception("downloading take %s failed unexpectedly", download.generation.pk)
+        finally:
+            if keeper is not None and hold is not None:
+                keeper.discard(hold)
+            with self.lock:
+                self.finished.update(download.counts)
+            connections.close_all()
+
+    def collect(self) -> Counter[str]:
+        """What the downloads finished since the last call did, as counters."""
+        with self.lock:
+            finished, self.finished = self.finished, Counter()
+        return finished
+
+    def close(self) -> None:
+        self.closed = True
+
+    def wait(self, timeout: float | None) -> bool:
+        """Wait for the downloads handed over (at most ``timeout`` seconds); True when all
+        ended. One still running past it is abandoned: its lease lapses and the reaper takes
+        it back; one still waiting for a slot is dropped the same way."""
+        self.closed = True
+        _, not_done = wait(self.running, timeout=None if timeout is None else max(timeout, 0.0))
+        self.pool.shutdown(wait=False, cancel_futures=True)
+        return not not_done
+
+
+def temp_folder(generation: Generation) -> Path:
+    """Where a take's downloads are written: its media folder, or its staging folder when the
+    storage is a bucket."""
+    return storage.local_path(f"{generation.media_dir()}/clip.mp4").parent
+
 
 # --- Downloading one finished clip --------------------------------------------------------------
 
@@ -34,6 +144,9 @@ class Download:
 
     def __init__(self, run: Pass, token: UUID, generation: Generation, clip: ClipStatus) -> None:
         self.now = run.now
+        self.stop_at = run.stop_at
+        # A download on a thread of its own counts apart (``Pass.download``); the pump adds
+        # it up (``Downloads.collect``).
         self.counts = run.counts
         self.token = token
         self.generation = generation
@@ -49,22 +162,28 @@ class Download:
         generation, clip = self.generation, self.clip
         video_name = f"{generation.media_dir()}/clip.mp4"
         poster_name = f"{generation.media_dir()}/poster.jpg"
-        # The media folder itself, or the staging folder when the storage is a bucket.
-        folder = storage.local_path(video_name).parent
-        remove_temp_files(folder)
+        remove_temp_files(temp_folder(generation))
         video: DownloadResult | None = None
         poster: DownloadResult | None = None
         try:
             if not clip.video_url:
                 raise ContractDownloadError()
-            video = download_to(clip.video_url, storage.local_path(video_name), kind="video")
+            video = download_to(
+                clip.video_url,
+                storage.local_path(video_name),
+                kind="video",
+                deadline=self.deadline(),
+            )
             # Each whole local file into the storage as soon as it is complete: already there
             # in the media folder, uploaded (and the local copy removed) with a bucket.
             video_name = storage.store_file(video.path, video_name)
             if clip.poster_url:
                 try:
                     poster = download_to(
-                        clip.poster_url, storage.local_path(poster_name), kind="image"
+                        clip.poster_url,
+                        storage.local_path(poster_name),
+                        kind="image",
+                        deadline=self.deadline(),
                     )
                 except DownloadError as error:
                     if error.retryable:
@@ -111,6 +230,13 @@ class Download:
             _unlink(video, video_name)
         if poster is not None and not (ready and row["poster"] == poster_name):
             _unlink(poster, poster_name)
+
+    def deadline(self) -> float:
+        """Seconds a file may take: its own deadline, cut short so that the download ends
+        before the pump's task would be killed (a pass starts none without time for it)."""
+        if self.stop_at is None:
+            return download_deadline()
+        return max(1.0, min(download_deadline(), self.stop_at - time.monotonic()))
 
     def failed(self, error: DownloadError, *, retryable: bool | None = None) -> None:
         retryable = error.retryable if retryable is None else retryable

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
+import threading
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
+from uuid import UUID
 
 from django.db.models import DateTimeField, Min, Q, Value
 from django.db.models.functions import Coalesce, Greatest
@@ -15,6 +18,8 @@ from django.utils import timezone
 from ..models import FlowAccount, Generation
 from . import poll, reap, submit
 from .accounts import Engines
+from .claims import Keeper
+from .download import Download, Downloads
 from .policy import S
 
 
@@ -25,9 +30,15 @@ class Pass:
     # time.monotonic() by which the pass must be over (the pump's task would be killed after
     # it). Work that could not finish in time (a submit, a download) is left for the next pass.
     stop_at: float | None = None
+    # The pump's lease keeper and download threads; a pass without them (tests, benchmarks)
+    # renews nothing in the background and downloads inline.
+    keeper: Keeper | None = None
+    downloads: Downloads | None = None
 
     def __post_init__(self) -> None:
         self.counts: Counter[str] = Counter()
+        # The keeper renews the pump's lease through ``heartbeat`` from its own thread.
+        self.beat_lock = threading.Lock()
         self.engines = Engines()
         # The credits each status call reports, written once at the end of the pass rather
         # than once per batch (the last answer is the freshest).
@@ -35,7 +46,33 @@ class Pass:
 
     def beat(self) -> None:
         if self.heartbeat is not None:
-            self.heartbeat()
+            with self.beat_lock:
+                self.heartbeat()
+
+    def holding(
+        self,
+        token: UUID,
+        statuses: Iterable[str],
+        pks: Iterable[int] | None,
+        lease: timedelta,
+        seconds: float,
+    ) -> contextlib.AbstractContextManager[None]:
+        """Keep these held rows leased while a block that may block for long runs."""
+        if self.keeper is None:
+            return contextlib.nullcontext()
+        return self.keeper.holding(token, statuses, pks, lease, seconds)
+
+    def downloads_open(self) -> bool:
+        """Whether this pass may start downloads (not once the pump winds down)."""
+        return self.downloads is None or not self.downloads.closed
+
+    def download(self, download: Download) -> None:
+        if self.downloads is None:
+            download.run()
+            self.beat()
+            return
+        download.counts = Counter()
+        self.downloads.start(download, self.keeper)
 
     def time_left(self) -> float:
         return float("inf") if self.stop_at is None else self.stop_at - time.monotonic()
@@ -102,5 +139,7 @@ def run_pass(
     *,
     heartbeat: Callable[[], object] | None = None,
     stop_at: float | None = None,
+    keeper: Keeper | None = None,
+    downloads: Downloads | None = None,
 ) -> dict[str, int]:
-    return Pass(now or timezone.now(), heartbeat, stop_at).run()
+    return Pass(now or timezone.now(), heartbeat, stop_at, keeper, downloads).run()

@@ -108,21 +108,48 @@ def _seconds_setting(name: str, default: float) -> timedelta:
 
 # How long a worker holds the takes it works on. Past its lease a worker is presumed dead
 # (killed, crashed): another pass takes the work over, and a take left "submitting" becomes
-# uncertain. Each default outlasts the work's own deadlines, so a live worker keeps its takes.
+# uncertain. The leases are short because a live pump renews them every few seconds while it
+# works (``claims.Keeper``), during a long upstream call or download too; what bounds the work
+# itself is its own deadline, after which the keeper stops renewing.
+SUBMIT_LEASE_SECONDS = 30.0
+CHECK_LEASE_SECONDS = 20.0
+DOWNLOAD_LEASE_SECONDS = 20.0
 
 
 def submit_lease() -> timedelta:
-    """Uploading the start images, then the submit call itself."""
-    return _seconds_setting("FLOWSITE_SUBMIT_LEASE", 2 * call_deadline() + 30)
+    """Uploading the start images, then the submit call itself. Longer than the others: a
+    live worker's take wrongly found dead here becomes uncertain, which a person must settle."""
+    return _seconds_setting("FLOWSITE_SUBMIT_LEASE", SUBMIT_LEASE_SECONDS)
 
 
 def check_lease() -> timedelta:
-    return _seconds_setting("FLOWSITE_CHECK_LEASE", 2 * call_deadline())
+    return _seconds_setting("FLOWSITE_CHECK_LEASE", CHECK_LEASE_SECONDS)
 
 
 def download_lease() -> timedelta:
-    """A clip and its poster, each bounded by FLOW_DOWNLOAD_DEADLINE."""
-    return _seconds_setting("FLOWSITE_DOWNLOAD_LEASE", 2 * download_deadline() + 30)
+    return _seconds_setting("FLOWSITE_DOWNLOAD_LEASE", DOWNLOAD_LEASE_SECONDS)
+
+
+def submit_work_seconds() -> float:
+    """The longest a submit group may take: its uploads and the submit call."""
+    return 2 * call_deadline() + 30
+
+
+def download_work_seconds() -> float:
+    """The longest one download may take: a clip and its poster."""
+    return 2 * download_deadline() + 30
+
+
+def beat_seconds() -> float:
+    """How often a live pump renews its leases: several times within the shortest one, so
+    a slow database write or two does not cost a live worker its takes."""
+    shortest = min(submit_lease(), check_lease(), download_lease()).total_seconds()
+    return max(0.05, min(shortest / 5, 5.0))
+
+
+def download_slots() -> int:
+    """How many downloads a pump runs at once, beside its submitting and polling."""
+    return max(1, int(getattr(settings, "FLOWSITE_DOWNLOAD_SLOTS", 3) or 3))
 
 
 def shorten(text: str, limit: int = 500) -> str:

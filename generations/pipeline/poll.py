@@ -260,9 +260,12 @@ class PollBatch:
     def check(self, generations: list[PollRow]) -> StatusResult:
         try:
             engine = self.run_.engines.get(self.account)
-            result = engine.check(
-                [OperationRef(t.operation_name, t.request_id) for t in generations]
-            )
+            # Every take of the account this pass holds, not only this batch's: the call may
+            # take longer than their lease.
+            with self.run_.holding(self.token, POLLED, None, check_lease(), call_deadline() + 5):
+                result = engine.check(
+                    [OperationRef(t.operation_name, t.request_id) for t in generations]
+                )
         except EngineError:
             raise
         except ValueError as error:
@@ -325,6 +328,15 @@ class PollBatch:
                     # A reason left from waiting (an error, a signed-out account) is over.
                     change = visible(status=status, reason="", **change)
                 changes[generation.pk] = change
+            elif clip.state == ClipState.SUCCESSFUL and not self.run_.downloads_open():
+                # The pump is winding down and starts no more downloads: the next pump asks
+                # again (for fresh links) a bit later.
+                changes[generation.pk] = {
+                    "next_check_at": next_check,
+                    "claim": None,
+                    "lease_until": None,
+                }
+                self.counts["download_deferred"] += 1
             elif clip.state == ClipState.SUCCESSFUL:
                 # Keep the claim: this pass downloads the clip right away, while the signed
                 # URLs Flow just gave are fresh.
@@ -370,8 +382,7 @@ class PollBatch:
                         updated=timezone.now(),
                     )
                     break
-                Download(self.run_, self.token, generation, clip).run()
-                self.run_.beat()
+                self.run_.download(Download(self.run_, self.token, generation, clip))
 
     def release_after_error(self) -> None:
         """Release the batch after an unexpected error; it is checked again a bit later."""

@@ -4,12 +4,15 @@ lapsed."""
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
+from uuid import uuid4
 
 from django.db.models import OuterRef, Q, Subquery
 from django.utils import timezone
 
 from ..models import FlowAccount, Generation
-from .policy import LOST_WORKER, S, uncertain_reason
+from .claims import held, release
+from .download import remove_temp_files, temp_folder
+from .policy import LOST_WORKER, S, check_lease, uncertain_reason
 
 if TYPE_CHECKING:
     from .passes import Pass
@@ -29,12 +32,7 @@ def reap(run: Pass) -> None:
         finished_at=now,
         updated=timezone.now(),
     )
-    # A download costs nothing: check again, which signs fresh URLs.
-    run.counts["download_reaped"] += Generation.objects.filter(
-        Q(lease_until__lt=now) | Q(lease_until__isnull=True), status=S.DOWNLOADING
-    ).update(
-        status=S.ACTIVE, claim=None, lease_until=None, next_check_at=now, updated=timezone.now()
-    )
+    reap_downloads(run)
     run.counts["failed"] += Generation.objects.filter(
         status__in=[S.QUEUED, S.PENDING, S.ACTIVE], account__isnull=True
     ).update(
@@ -54,3 +52,33 @@ def reap(run: Pass) -> None:
         .exclude(reason=Subquery(problem))
         .update(reason=Subquery(problem), updated=timezone.now())
     )
+
+
+def reap_downloads(run: Pass) -> None:
+    """Take back downloads whose worker vanished, and remove what it left half-written.
+
+    A download costs nothing: the take is checked again at once, which signs fresh URLs. The
+    takes are taken with a claim of the reaper's own, so that it removes the ``.part`` files
+    of exactly those takes: a worker still writing has a live lease and is not among them.
+    """
+    now = run.now
+    token = uuid4()
+    reaped = Generation.objects.filter(
+        Q(lease_until__lt=now) | Q(lease_until__isnull=True), status=S.DOWNLOADING
+    ).update(
+        status=S.ACTIVE,
+        claim=token,
+        # Held while their files go, so that no other pass starts downloading them meanwhile.
+        lease_until=now + check_lease(),
+        next_check_at=now,
+        updated=timezone.now(),
+    )
+    if not reaped:
+        return
+    run.counts["download_reaped"] += reaped
+    # If the reaper dies here, the takes are free again once that lease lapses.
+    for generation in (
+        held(token, [S.ACTIVE]).select_related("project").only("uuid", "project__uuid")
+    ):
+        run.counts["temp_files_removed"] += remove_temp_files(temp_folder(generation))
+    release(token, [S.ACTIVE])

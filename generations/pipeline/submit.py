@@ -51,6 +51,7 @@ from .policy import (
     redact_log,
     shorten,
     submit_lease,
+    submit_work_seconds,
     uncertain_reason,
 )
 
@@ -96,7 +97,12 @@ def submit_due(run: Pass) -> None:
     ]
     for group in batches:
         try:
-            SubmitGroup(run, token, group).run()
+            # Every take this pass holds stays leased while the group's calls run, the takes
+            # waiting for a later group too.
+            with run.holding(
+                token, [S.QUEUED, S.SUBMITTING], None, submit_lease(), submit_work_seconds()
+            ):
+                SubmitGroup(run, token, group).run()
         except Exception:
             # A bug or a database error must not take the other groups down. Whatever is
             # still "submitting" is left to the reaper, which calls it uncertain.

@@ -1,0 +1,144 @@
+"""Leases a live worker keeps and a dead one loses: the pump's keeper renews the takes it
+works on; the reaper takes back a dead worker's downloads and removes their half-written
+files, never those of a download still alive."""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+from django.db import connection
+from django.utils import timezone
+
+from generations import tasks, work
+from generations.models import Generation
+from generations.pipeline import Keeper, Pass, reap
+from generations.pipeline.download import temp_folder
+from tests.conftest import make_ready_scene
+from tests.faults_support import assert_files_match, fresh, stray_temp_files
+
+S = Generation.Status
+
+
+def downloading(take: Generation, *, lease_until) -> Path:
+    """Make ``take`` a download in progress (its worker's claim and lease), with a
+    half-written clip in its folder; returns that file."""
+    Generation.objects.filter(pk=take.pk).update(
+        status=S.DOWNLOADING, claim=uuid.uuid4(), lease_until=lease_until
+    )
+    take.refresh_from_db()
+    folder = temp_folder(take)
+    folder.mkdir(parents=True, exist_ok=True)
+    part = folder / ".clip.mp4.abc123.part"
+    part.write_bytes(b"\x00" * 100)
+    return part
+
+
+@pytest.mark.django_db
+def test_the_reaper_removes_the_half_written_files_of_a_dead_download_only(
+    flow_emulator, project, alice
+):
+    dead, alive = work.generate(make_ready_scene(project, takes=2), alice)
+    now = timezone.now()
+    dead_part = downloading(dead, lease_until=now - timedelta(seconds=1))
+    alive_part = downloading(alive, lease_until=now + timedelta(seconds=20))
+
+    run = Pass(now)
+    reap.reap(run)
+
+    assert not dead_part.exists(), "the dead worker's .part file is gone"
+    assert alive_part.exists(), "a live worker is still writing this one"
+    assert run.counts["download_reaped"] == 1
+    assert run.counts["temp_files_removed"] == 1
+    dead.refresh_from_db()
+    assert (dead.status, dead.claim, dead.lease_until) == (S.ACTIVE, None, None)
+    assert dead.next_check_at <= timezone.now(), "checked again at once, for fresh links"
+    alive.refresh_from_db()
+    assert alive.status == S.DOWNLOADING
+    assert alive.lease_until == now + timedelta(seconds=20)
+
+
+@pytest.mark.django_db
+def test_reaping_with_nothing_to_take_back_touches_no_file(flow_emulator, project, alice):
+    [take] = work.generate(make_ready_scene(project), alice)
+    part = downloading(take, lease_until=timezone.now() + timedelta(seconds=20))
+
+    run = Pass(timezone.now())
+    reap.reap(run)
+
+    assert part.exists()
+    assert run.counts["download_reaped"] == 0
+    assert sorted(Path(settings.MEDIA_ROOT).rglob("*.part")) == [part]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_keeper_renews_the_takes_a_pass_holds_and_no_other(flow_emulator, project, alice):
+    mine, theirs = work.generate(make_ready_scene(project, takes=2), alice)
+    token, other = uuid.uuid4(), uuid.uuid4()
+    start = timezone.now()
+    Generation.objects.filter(pk=mine.pk).update(claim=token, lease_until=start)
+    Generation.objects.filter(pk=theirs.pk).update(claim=other, lease_until=start)
+    keeper = Keeper(every=0.05).start()
+    try:
+        with keeper.holding(token, [S.QUEUED], None, timedelta(seconds=30), seconds=60):
+            deadline = time.monotonic() + 10
+            while Generation.objects.get(pk=mine.pk).lease_until == start:
+                assert time.monotonic() < deadline, "the keeper never renewed the lease"
+                time.sleep(0.02)
+    finally:
+        keeper.stop()
+    mine.refresh_from_db()
+    theirs.refresh_from_db()
+    assert mine.lease_until >= start + timedelta(seconds=30)
+    assert theirs.lease_until == start, "held by another worker: not ours to renew"
+    assert not keeper.thread.is_alive()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_keeper_stops_renewing_work_past_its_own_deadline(flow_emulator, project, alice):
+    [take] = work.generate(make_ready_scene(project), alice)
+    token = uuid.uuid4()
+    start = timezone.now()
+    Generation.objects.filter(pk=take.pk).update(claim=token, lease_until=start)
+    keeper = Keeper(every=0.05)
+    with keeper.holding(token, [S.QUEUED], None, timedelta(seconds=30), seconds=0):
+        # A wedged worker: the work overran its deadline, so its takes must lapse.
+        keeper.beat()
+    take.refresh_from_db()
+    assert take.lease_until == start
+    connection.close()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_pump_downloads_no_more_clips_at_once_than_its_slots(emu, project, alice, settings):
+    settings.FLOWSITE_DOWNLOAD_SLOTS = 2
+    takes = work.generate(
+        make_ready_scene(project, "[fault:slow-download=1] a reef", takes=3), alice
+    )
+    most = 0
+    done = threading.Event()
+
+    def watch() -> None:
+        nonlocal most
+        while not done.is_set():
+            most = max(most, len(stray_temp_files()))
+            time.sleep(0.01)
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    try:
+        totals = tasks.pump(budget_seconds=30)
+    finally:
+        done.set()
+        watcher.join()
+        connection.close()
+
+    assert totals["ready"] == 3
+    assert most == 2, "two downloads at once, the third waiting for a slot"
+    assert emu.stats["media"] == 6, "each clip and poster fetched once"
+    assert_files_match(fresh(takes))
