@@ -32,12 +32,17 @@ class Download:
     left from an attempt that died (a killed worker) and is removed first.
     """
 
-    def __init__(self, run: Pass, token: UUID, generation: Generation, clip: ClipStatus) -> None:
+    def __init__(
+        self, run: Pass, token: UUID, generation: Generation, clip: ClipStatus, engine=None
+    ) -> None:
         self.now = run.now
         self.counts = run.counts
         self.token = token
         self.generation = generation
         self.clip = clip
+        # An engine that fetches its own clips (Vertex AI: inside the answer, or from a
+        # bucket that needs its token) does; otherwise the clip's URL is signed and public.
+        self.fetch = getattr(engine, "fetch_video", None)
 
     def release(self, **fields) -> int:
         """Give the take back with ``fields`` written, if this download still holds it."""
@@ -57,7 +62,10 @@ class Download:
         try:
             if not clip.video_url:
                 raise ContractDownloadError()
-            video = download_to(clip.video_url, storage.local_path(video_name), kind="video")
+            if self.fetch is not None:
+                video = self.fetch(clip, storage.local_path(video_name), kind="video")
+            else:
+                video = download_to(clip.video_url, storage.local_path(video_name), kind="video")
             # Each whole local file into the storage as soon as it is complete: already there
             # in the media folder, uploaded (and the local copy removed) with a bucket.
             video_name = storage.store_file(video.path, video_name)

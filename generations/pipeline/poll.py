@@ -15,6 +15,7 @@ from django.db.models.lookups import LessThan
 from django.utils import timezone
 
 from ..engines.base import (
+    AccountRefused,
     BadRequest,
     ClipState,
     ClipStatus,
@@ -337,7 +338,9 @@ class PollBatch:
                 )
                 finished.append((generation, clip))
             elif clip.state == ClipState.FAILED:
-                changes[generation.pk] = self.final(S.FAILED, failure_reason(clip.failure_reason))
+                changes[generation.pk] = self.final(
+                    S.FAILED, clip.failure_message or failure_reason(clip.failure_reason)
+                )
                 self.counts["failed"] += 1
             else:
                 changes[generation.pk] = self.final(S.CANCELLED, "Flow cancelled this take.")
@@ -370,7 +373,8 @@ class PollBatch:
                         updated=timezone.now(),
                     )
                     break
-                Download(self.run_, self.token, generation, clip).run()
+                engine = self.run_.engines.get(self.account)
+                Download(self.run_, self.token, generation, clip, engine).run()
                 self.run_.beat()
 
     def release_after_error(self) -> None:
@@ -420,7 +424,7 @@ class PollBatch:
             write_held(self.token, changes, POLLED)
             return
         log.warning("checking %d takes failed: %s", len(generations), error.message)
-        if isinstance(error, SessionExpired | TokenExpired):
+        if isinstance(error, SessionExpired | TokenExpired | AccountRefused):
             message = shorten(account_problem(self.account, error))
             set_account_problem(self.account, message)
             for generation in generations:
