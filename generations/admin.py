@@ -141,6 +141,8 @@ class FlowAccountForm(forms.ModelForm):
                 "kind", "Changing the engine needs new credentials for it; give them too."
             )
         for name in given:
+            if name not in data:
+                continue  # already refused above
             try:
                 if name == "new_bearer_token":
                     data[name] = clean_bearer_token(data[name])

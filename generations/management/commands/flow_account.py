@@ -364,6 +364,8 @@ def add_vertex_arguments(parser: CommandParser) -> None:
 
 def _checked(validator, value: str) -> str:
     value = value.strip()
+    if not value and validator is STORAGE_URI:
+        return ""  # no results prefix: the clips come back inside the answer
     try:
         validator(value)
     except ValidationError as invalid:
