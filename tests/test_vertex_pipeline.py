@@ -189,3 +189,67 @@ def test_a_refused_key_makes_the_takes_wait_for_a_new_one(vertex_project, flow_e
     assert take.status == S.QUEUED
     assert "upload a new key file" in take.reason
     assert flow_emulator.stats["vertex_predict"] == 0
+
+
+def test_a_storyboard_csv_on_a_vertex_account_imports_generates_and_exports(
+    flow_emulator, alice, settings, tmp_path
+):
+    import csv
+    import io
+
+    from django.core.management import call_command
+    from PIL import Image
+
+    from generations.models import AccountGrant, Project
+
+    settings.VERTEX_API_BASE_URL = flow_emulator.url
+    settings.FLOWSITE_POLL_INTERVAL = 0.1
+    cloud = FlowAccount.objects.create(
+        label="Cloud",
+        kind=FlowAccount.Kind.VERTEX,
+        vertex_project="flowsite-demo",
+        service_account_key=clean_service_account_key(
+            json.dumps(flow_emulator.service_account_key())
+        ),
+    )
+    AccountGrant.objects.create(account=cloud, user=alice)
+    Image.new("RGB", (64, 36), (200, 80, 40)).save(tmp_path / "harbour.png")
+    with (tmp_path / "board.csv").open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["image", "prompt", "aspect", "takes", "duration", "audio"])
+        writer.writerow(["harbour.png", "a heron lifts off the reeds", "landscape", "2", "4", "no"])
+
+    def run(*args: str) -> str:
+        out = io.StringIO()
+        call_command("storyboard", *args, stdout=out)
+        return out.getvalue()
+
+    run(
+        "import",
+        str(tmp_path / "board.csv"),
+        "--project",
+        "Herons",
+        "--user",
+        "alice",
+        "--account",
+        "Cloud",
+    )
+    run("generate", "--project", "Herons", "--user", "alice")
+    project = Project.objects.get(name="Herons")
+    takes = settle(list(Generation.objects.filter(project=project)))
+    status = run("status", "--project", "Herons")
+    run("export", "--project", "Herons", "--out", str(tmp_path / "out"))
+
+    assert project.account == cloud
+    assert [take.status for take in takes] == [S.READY, S.READY]
+    assert flow_emulator.stats["vertex_predict"] == 1
+    assert "ready" in status
+    manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    assert [entry["model"] for entry in manifest["takes"]] == [FAST, FAST]
+    for entry in manifest["takes"]:
+        assert round(probe_file(tmp_path / "out" / entry["file"])[0]) == 4
+
+
+def probe_file(path: Path) -> tuple[float, bool]:
+    with av.open(str(path)) as container:
+        return float(container.duration) / 1_000_000, bool(container.streams.audio)
