@@ -281,9 +281,12 @@ def test_polls_run_one_call_per_operation_with_a_bounded_number_in_flight(vertex
         submitted += engine.submit("project", asked).clips
     assert vertex.stats["vertex_predict"] == 5
 
+    vertex.set_faults(["slow=0.3"])
+
     result = engine.check([OperationRef(c.operation_name, c.request_id) for c in submitted])
 
     assert vertex.stats["vertex_fetch"] == 5, "one call per operation, not per take"
+    assert vertex.stats["vertex_fetch_max_in_flight"] == 3, "at most K at once, and K used"
     assert [clip.state for clip in result.clips] == [ClipState.ACTIVE] * 10
 
 

@@ -37,6 +37,7 @@ STAT_NAMES = (
     "vertex_fetch",
     "vertex_token",
     "vertex_storage",
+    "vertex_fetch_max_in_flight",
 )
 
 
@@ -195,6 +196,7 @@ class EmulatorState:
             self.vertex_operations: dict[str, Any] = {}
             self.vertex_objects: dict[tuple[str, str], Any] = {}
             self.vertex_key_revoked = False
+            self.vertex_in_flight = 0
         self.fault_book.clear()
 
     def count(self, stat: str, n: int = 1) -> None:

@@ -419,6 +419,20 @@ def _image(instance: dict[str, Any]) -> StoredImage:
 
 def fetch(state: EmulatorState, request: Request, match: re.Match) -> Response:
     state.count("vertex_fetch")
+    # How many status calls overlap: a client's concurrency bound is visible from here.
+    with state.lock:
+        state.vertex_in_flight += 1
+        state.stats["vertex_fetch_max_in_flight"] = max(
+            state.stats["vertex_fetch_max_in_flight"], state.vertex_in_flight
+        )
+    try:
+        return answer_fetch(state, request)
+    finally:
+        with state.lock:
+            state.vertex_in_flight -= 1
+
+
+def answer_fetch(state: EmulatorState, request: Request) -> Response:
     authenticate(state, request)
     body = request.json()
     name = body.get("operationName")
