@@ -5,6 +5,7 @@ from __future__ import annotations
 import secrets
 from collections.abc import Iterable
 from datetime import timedelta
+from decimal import Decimal
 from uuid import uuid4
 
 from django.conf import settings
@@ -16,7 +17,17 @@ from django.utils import timezone
 from . import rules
 from .crypto import EncryptedTextField
 from .engines.base import Aspect, Credentials, EngineKind, ImageData
-from .engines.catalogue import TIER_ONE, TIERS, get_model
+from .engines.catalogue import (
+    TIER_ONE,
+    TIERS,
+    flow_credits,
+    get_model,
+    options_for,
+    vertex_price_per_second,
+)
+
+COST_USD = "USD"
+COST_CREDITS = "credits"
 
 
 class CannotGenerate(Exception):
@@ -590,10 +601,42 @@ class Scene(models.Model):
         self.project.check_spending()
         return _create_generations(self.project, user, {self.pk: self.take_snapshots()})[self.pk]
 
+    def take_cost(self) -> tuple[Decimal | None, str]:
+        """What one take of this scene costs on the project's account: (US dollars, "USD")
+        on Vertex AI (price per second × seconds), (credits, "credits") on Flow; None when no
+        price is known."""
+        account = self.project.account
+        if account is None:
+            return None, ""
+        if account.is_vertex:
+            price = vertex_price_per_second(
+                self.model_key, self.resolution, self.audio, settings.VERTEX_PRICES
+            )
+            if price is None:
+                return None, COST_USD
+            seconds = self.duration or options_for(account.kind).default_duration
+            return (price * seconds).quantize(Decimal("0.01")), COST_USD
+        credits = flow_credits(self.model_key, account.tier)
+        return (None if credits is None else Decimal(credits)), COST_CREDITS
+
+    def cost_words(self) -> str:
+        """What one click of Generate costs, for the button: "2 takes × 4 s × $0.15/s =
+        $1.20", "2 takes × 20 credits = 40 credits"; "" when no price is known."""
+        cost, unit = self.take_cost()
+        if cost is None:
+            return ""
+        takes = f"{self.takes} take{'s' if self.takes != 1 else ''}"
+        if unit == COST_USD:
+            seconds = self.duration or options_for(self.project.account.kind).default_duration
+            per_second = cost / seconds
+            return f"{takes} × {seconds} s × ${per_second:.2f}/s = ${cost * self.takes:.2f}"
+        return f"{takes} × {cost:.0f} credits = {cost * self.takes:.0f} credits"
+
     def take_snapshots(self) -> list[dict]:
         """What each of this scene's next takes asks of Flow (a seed drawn per take when the
         scene leaves it open)."""
         snapshot = {name: getattr(self, name) for name in SNAPSHOT_FIELDS}
+        snapshot["cost"], snapshot["cost_unit"] = self.take_cost()
         return [
             {**snapshot, "seed": self.seed if self.seed is not None else random_seed()}
             for _ in range(self.takes)
@@ -716,6 +759,9 @@ class Generation(models.Model):
     operation_name = models.CharField(max_length=200, blank=True, db_index=True)
     media_generation_id = models.TextField(blank=True)
     credits_after = models.IntegerField(null=True, blank=True)
+    # What the take cost when it was asked for (see Scene.take_cost): dollars or credits.
+    cost = models.DecimalField(max_digits=10, decimal_places=2, null=True, blank=True)
+    cost_unit = models.CharField(max_length=10, blank=True)
     attempts = models.PositiveSmallIntegerField(default=0)
     # A worker that claims the take holds it until this time; an expired lease is reclaimed.
     lease_until = models.DateTimeField(null=True, blank=True)
@@ -818,7 +864,9 @@ class Generation(models.Model):
         if problem:
             raise CannotGenerate(problem)
         self.project.check_spending()
-        snapshot = {name: getattr(self, name) for name in (*SNAPSHOT_FIELDS, "seed")}
+        snapshot = {
+            name: getattr(self, name) for name in (*SNAPSHOT_FIELDS, "seed", "cost", "cost_unit")
+        }
         return _create_generations(self.project, user, {self.scene_id: [snapshot]})[self.scene_id][
             0
         ]

@@ -162,3 +162,62 @@ def test_takes_copy_the_scenes_options(on_vertex, bob, alice):
 
     assert (take.duration, take.resolution, take.audio) == (6, "720p", True)
     assert (take.negative_prompt, take.person_generation) == ("rain", "allow_adult")
+
+
+# --- cost -------------------------------------------------------------------------------------
+
+
+def test_a_vertex_take_records_its_price_and_the_button_says_what_a_click_costs(
+    on_vertex, alice, settings
+):
+    from decimal import Decimal
+
+    from tests.conftest import make_image, make_scene
+
+    settings.VERTEX_PRICES = [
+        "veo-3.1-fast-generate-001=0.15",
+        "veo-3.1-fast-generate-001+audio=0.25",
+    ]
+    scene = make_scene(
+        on_vertex, make_image(on_vertex), model_key=FAST, duration=4, takes=2, audio=True
+    )
+
+    page = client_for(alice).get(reverse("project-detail", args=[on_vertex.uuid])).text
+    takes = scene.generate(alice)
+
+    assert "2 takes × 4 s × $0.25/s = $2.00" in html.unescape(page)
+    assert [(take.cost, take.cost_unit) for take in takes] == [(Decimal("1.00"), "USD")] * 2
+
+
+def test_a_resolution_priced_apart_is_used_and_a_model_without_a_price_shows_no_cost(
+    on_vertex, settings
+):
+    from decimal import Decimal
+
+    from tests.conftest import make_scene
+
+    settings.VERTEX_PRICES = ["veo-3.1-generate-001=0.40", "veo-3.1-generate-001@1080p=0.50"]
+    quality = make_scene(
+        on_vertex, model_key="veo-3.1-generate-001", resolution="1080p", duration=8
+    )
+    lite = make_scene(on_vertex, model_key="veo-3.1-lite-generate-001")
+
+    assert quality.take_cost() == (Decimal("4.00"), "USD")
+    assert lite.take_cost() == (None, "USD") and lite.cost_words() == ""
+
+
+def test_a_flow_take_records_its_credits_by_tier(project, alice, account):
+    from decimal import Decimal
+
+    from generations.engines.catalogue import TIER_TWO
+    from tests.conftest import make_image, make_scene
+
+    scene = make_scene(project, make_image(project), takes=2)
+    assert scene.cost_words() == "2 takes × 20 credits = 40 credits"
+    account.tier = TIER_TWO
+    account.save()
+    scene.project.refresh_from_db()
+
+    takes = scene.generate(alice)
+
+    assert [(take.cost, take.cost_unit) for take in takes] == [(Decimal(10), "credits")] * 2

@@ -7,6 +7,7 @@ and views read this list and never spell a key themselves.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
 
 from .base import Aspect, EngineKind
 
@@ -87,6 +88,42 @@ def models_for(
 
 def default_model(tier: str, aspect: Aspect | str, engine: str = EngineKind.FLOW) -> VideoModel:
     return models_for(tier, aspect, engine)[0]
+
+
+# --- What a clip costs ------------------------------------------------------------------
+
+# Flow credits per clip (Flow's help pages as public clients quote them): tier one / tier two.
+FLOW_CREDITS = {"lite": (10, 5), "fast": (20, 10), "quality": (100, 100)}
+
+
+def flow_credits(key: str, tier: str) -> int | None:
+    """Credits one clip of model ``key`` costs an account of ``tier``."""
+    model = get_model(key)
+    if model is None or model.engine != EngineKind.FLOW:
+        return None
+    family = "lite" if "lite" in key else "fast" if "fast" in key else "quality"
+    one, two = FLOW_CREDITS[family]
+    return two if tier_rank(tier) >= tier_rank(TIER_TWO) else one
+
+
+def vertex_price_per_second(
+    key: str, resolution: str, audio: bool, prices: list[str]
+) -> Decimal | None:
+    """US dollars per second of a Vertex AI clip from the ``VERTEX_PRICES`` pairs: the most
+    specific of MODEL@RES+audio, MODEL@RES, MODEL+audio, MODEL that is set."""
+    table: dict[str, Decimal] = {}
+    for pair in prices:
+        name, _, price = pair.partition("=")
+        try:
+            table[name.strip()] = Decimal(price.strip())
+        except InvalidOperation:
+            continue
+    resolution = resolution or VERTEX_OPTIONS.default_resolution
+    sound = "+audio" if audio else ""
+    for name in (f"{key}@{resolution}{sound}", f"{key}@{resolution}", f"{key}{sound}", key):
+        if name in table:
+            return table[name]
+    return None
 
 
 # --- What a clip can be, per engine -------------------------------------------------------
