@@ -258,9 +258,7 @@ VERTEX_MAX_CONCURRENT_POLLS = envint("VERTEX_MAX_CONCURRENT_POLLS", 8)
 # or MODEL+audio=PRICE override where Google prices a resolution or sound differently. The
 # defaults are third-party quotes (March 2026), not Google's price page: set your own. A model
 # without a price shows no cost.
-VERTEX_PRICES = envlist(
-    "VERTEX_PRICES", "veo-3.1-generate-001=0.40,veo-3.1-fast-generate-001=0.15"
-)
+VERTEX_PRICES = envlist("VERTEX_PRICES", "veo-3.1-generate-001=0.40,veo-3.1-fast-generate-001=0.15")
 
 FLOW_CONNECT_TIMEOUT = envfloat("FLOW_CONNECT_TIMEOUT", 10.0)
 FLOW_READ_TIMEOUT = envfloat("FLOW_READ_TIMEOUT", 60.0)
