@@ -133,7 +133,8 @@ def test_a_1080p_portrait_clip_without_sound_is_made_as_asked(vertex, tmp_path):
         for clip in clips(duration=8, resolution="1080p", audio=False)
     ]
 
-    done = wait_done(engine, engine.submit("project", asked).clips)
+    # Eight seconds at 1080p take a while to render on a busy machine.
+    done = wait_done(engine, engine.submit("project", asked).clips, timeout=240)
     kept = engine.fetch_video(done[0], tmp_path / "clip.mp4")
 
     seconds, width, height, audio = probe(Path(kept.path))

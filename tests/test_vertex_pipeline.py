@@ -18,9 +18,19 @@ from generations.engines.vertex import clean_service_account_key
 from generations.models import FlowAccount, Generation
 from generations.tasks import run_pass
 from tests.conftest import make_image, make_scene
-from tests.tasks_support import UNCERTAIN_WORDS, settle
+from tests.tasks_support import UNCERTAIN_WORDS
+from tests.tasks_support import settle as settle_within
 
 S = Generation.Status
+
+
+def settle(takes, **options):
+    # Vertex AI clips are rendered at their real length (4 s here), which takes a while on a
+    # busy machine.
+    options.setdefault("timeout", 180.0)
+    return settle_within(takes, **options)
+
+
 FAST = "veo-3.1-fast-generate-001"
 
 
@@ -253,3 +263,15 @@ def test_a_storyboard_csv_on_a_vertex_account_imports_generates_and_exports(
 def probe_file(path: Path) -> tuple[float, bool]:
     with av.open(str(path)) as container:
         return float(container.duration) / 1_000_000, bool(container.streams.audio)
+
+
+def test_a_scene_is_never_split_across_two_calls(vertex_project, flow_emulator, alice):
+    first = vertex_scene(vertex_project, takes=3)
+    second = vertex_scene(vertex_project, takes=2)
+    takes = first.generate(alice) + second.generate(alice)
+
+    takes = settle(takes)
+
+    assert {take.status for take in takes} == {S.READY}
+    assert flow_emulator.stats["vertex_predict"] == 2, "one call per scene"
+    assert flow_emulator.stats["clips_submitted"] == 5

@@ -146,6 +146,9 @@ class VertexEngine:
         self._transport = transport
         self._client: httpx.Client | None = None
         self._client_lock = threading.Lock()
+        # The polling threads live as long as the engine (a pass), not one batch.
+        self._pool: ThreadPoolExecutor | None = None
+        self._pool_workers = 0
 
     def _http(self) -> httpx.Client:
         # One client for the engine's calls, shared by the polling threads (httpx's client is
@@ -163,9 +166,21 @@ class VertexEngine:
 
     def close(self) -> None:
         with self._client_lock:
+            if self._pool is not None:
+                self._pool.shutdown(wait=True)
+                self._pool = None
             if self._client is not None:
                 self._client.close()
                 self._client = None
+
+    def _polling_pool(self, workers: int) -> ThreadPoolExecutor:
+        with self._client_lock:
+            if self._pool is None or self._pool_workers != workers:
+                if self._pool is not None:
+                    self._pool.shutdown(wait=True)
+                self._pool = ThreadPoolExecutor(workers, thread_name_prefix="vertex-poll")
+                self._pool_workers = workers
+            return self._pool
 
     # --- base.Engine ---
 
@@ -345,13 +360,12 @@ class VertexEngine:
                 logger.exception("checking Vertex AI operation failed unexpectedly")
                 errors[name] = base.UpstreamError(detail=redact(str(error)))
 
-        workers = min(len(names), max(1, int(settings.VERTEX_MAX_CONCURRENT_POLLS)))
-        if workers == 1:
+        workers = max(1, int(settings.VERTEX_MAX_CONCURRENT_POLLS))
+        if workers == 1 or len(names) == 1:
             for name in names:
                 poll(name)
         else:
-            with ThreadPoolExecutor(workers, thread_name_prefix="vertex-poll") as pool:
-                list(pool.map(poll, names))
+            list(self._polling_pool(workers).map(poll, names))
         return answers, errors
 
     def _clip_status(self, ref: base.OperationRef, index: int, answer: dict) -> base.ClipStatus:

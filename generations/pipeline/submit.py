@@ -92,9 +92,13 @@ def submit_due(run: Pass) -> None:
     # shape the upstream has not been seen to accept, so groups go out in slices.
     size = max(1, settings.FLOW_SUBMIT_BATCH_SIZE)
     batches = [
-        group[start : start + size]
+        batch
         for group in groups.values()
-        for start in range(0, len(group), size)
+        for batch in (
+            scene_batches(group, size)
+            if group[0].account.is_vertex
+            else [group[start : start + size] for start in range(0, len(group), size)]
+        )
     ]
     for group in batches:
         try:
@@ -105,6 +109,24 @@ def submit_due(run: Pass) -> None:
             log.exception("submitting takes %s failed", [generation.pk for generation in group])
             release_for_retry(run, token, [generation.pk for generation in group])
         run.beat()
+
+
+def scene_batches(group: list[Generation], size: int) -> list[list[Generation]]:
+    """Batches of whole scenes: Vertex AI renders a scene's takes in one call (its samples),
+    so a scene split across two batches would cost two calls. A scene larger than ``size``
+    is sliced."""
+    by_scene: dict[int, list[Generation]] = defaultdict(list)
+    for generation in group:
+        by_scene[generation.scene_id].append(generation)
+    batches: list[list[Generation]] = []
+    for takes in by_scene.values():
+        for start in range(0, len(takes), size):
+            part = takes[start : start + size]
+            if batches and len(batches[-1]) + len(part) <= size:
+                batches[-1].extend(part)
+            else:
+                batches.append(part)
+    return batches
 
 
 def release_for_retry(run: Pass, token: UUID, pks: list[int]) -> None:
