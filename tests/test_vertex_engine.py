@@ -83,7 +83,7 @@ def clips(marker: str = "", takes: int = 1, **options) -> list[ClipRequest]:
     ]
 
 
-def wait_done(engine: VertexEngine, submitted, timeout: float = 30.0) -> list[base.ClipStatus]:
+def wait_done(engine: VertexEngine, submitted, timeout: float = 240.0) -> list[base.ClipStatus]:
     refs = [OperationRef(clip.operation_name, clip.request_id) for clip in submitted]
     deadline = time.monotonic() + timeout
     while True:
