@@ -220,6 +220,25 @@ _EMULATOR_ORIGIN = (
 if FLOWSITE_EMULATOR and _EMULATOR_ORIGIN not in FLOW_MEDIA_HOSTS:
     FLOW_MEDIA_HOSTS.append(_EMULATOR_ORIGIN)
 
+# --- Vertex AI, the documented route to the same Veo models -------------------------------
+
+# Empty: each account's regional endpoint, https://REGION-aiplatform.googleapis.com. Set for
+# a private endpoint (Private Service Connect) or, as the emulator does, for tests.
+VERTEX_API_BASE_URL = envstr("VERTEX_API_BASE_URL", FLOW_EMULATOR_URL if FLOWSITE_EMULATOR else "")
+# Where clips written to a gs:// results prefix are fetched (Cloud Storage's JSON API).
+GOOGLE_STORAGE_BASE_URL = envstr(
+    "GOOGLE_STORAGE_BASE_URL",
+    FLOW_EMULATOR_URL if FLOWSITE_EMULATOR else "https://storage.googleapis.com",
+)
+# Vertex AI has no batch status call: a polling pass asks about each operation on its own,
+# with at most this many calls in flight per account.
+VERTEX_MAX_CONCURRENT_POLLS = envint("VERTEX_MAX_CONCURRENT_POLLS", 8)
+# US dollars per second of output, per Vertex AI model, as MODEL=PRICE pairs; MODEL@1080p=PRICE
+# or MODEL+audio=PRICE override where Google prices a resolution or sound differently. The
+# defaults are third-party quotes (March 2026), not Google's price page: set your own. A model
+# without a price shows no cost.
+VERTEX_PRICES = envlist("VERTEX_PRICES", "veo-3.1-generate-001=0.40,veo-3.1-fast-generate-001=0.15")
+
 FLOW_CONNECT_TIMEOUT = envfloat("FLOW_CONNECT_TIMEOUT", 10.0)
 FLOW_READ_TIMEOUT = envfloat("FLOW_READ_TIMEOUT", 60.0)
 FLOW_CALL_DEADLINE = envfloat("FLOW_CALL_DEADLINE", 90.0)

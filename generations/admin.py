@@ -16,6 +16,7 @@ from django.utils import timezone
 from django.utils.html import format_html
 
 from . import tasks, work
+from .engines.vertex import clean_service_account_key, key_email
 from .management.commands.flow_account import clean_bearer_token, clean_session_cookie, mask
 from .models import (
     AccountGrant,
@@ -84,40 +85,91 @@ class FlowAccountForm(forms.ModelForm):
         "access tokens from it.",
     )
 
+    new_service_account_key = forms.FileField(
+        label="New service-account key (Vertex AI)",
+        required=False,
+        help_text="The JSON key file of a service account with the Vertex AI User role "
+        "(and Storage Object Viewer on the bucket, if a results prefix is set).",
+    )
+
+    SECRETS = ("new_bearer_token", "new_session_cookie", "new_service_account_key")
+
     class Meta:
         model = FlowAccount
-        fields = ["label", "tier", "cool_down_until", "problem"]
+        fields = [
+            "label",
+            "kind",
+            "tier",
+            "vertex_project",
+            "vertex_location",
+            "storage_uri",
+            "cool_down_until",
+            "problem",
+        ]
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        # An account that does not say otherwise is a Flow account, as before Vertex AI.
+        self.fields["kind"].required = False
+
+    def clean_kind(self) -> str:
+        return self.cleaned_data.get("kind") or self.instance.kind or FlowAccount.Kind.FLOW
 
     def clean(self):
         data = super().clean()
-        token, cookie = data.get("new_bearer_token"), data.get("new_session_cookie")
-        if token and cookie:
+        given = [name for name in self.SECRETS if data.get(name)]
+        if len(given) > 1:
             raise forms.ValidationError(
-                "Paste either a bearer token or a session cookie, not both."
+                "Give one credential: a bearer token, a session cookie or a service-account "
+                "key, not several (not both)."
             )
-        if not self.instance.pk and not (token or cookie):
-            raise forms.ValidationError("Paste a bearer token or a session cookie.")
-        try:
-            if token:
-                data["new_bearer_token"] = clean_bearer_token(token)
-            if cookie:
-                data["new_session_cookie"] = clean_session_cookie(cookie)
-        except ValueError as error:
-            field = "new_bearer_token" if token else "new_session_cookie"
-            self.add_error(field, str(error))
+        vertex = data.get("kind") == FlowAccount.Kind.VERTEX
+        if not self.instance.pk and not given:
+            raise forms.ValidationError(
+                "Upload a service-account key or paste an access token."
+                if vertex
+                else "Paste a bearer token or a session cookie."
+            )
+        if vertex and data.get("new_session_cookie"):
+            self.add_error("new_session_cookie", "A Vertex AI account takes no session cookie.")
+        if not vertex and data.get("new_service_account_key"):
+            self.add_error(
+                "new_service_account_key", "Only a Vertex AI account signs in with a key file."
+            )
+        if self.instance.pk and data.get("kind") != self.instance.kind and not given:
+            self.add_error(
+                "kind", "Changing the engine needs new credentials for it; give them too."
+            )
+        for name in given:
+            if name not in data:
+                continue  # already refused above
+            try:
+                if name == "new_bearer_token":
+                    data[name] = clean_bearer_token(data[name])
+                elif name == "new_session_cookie":
+                    data[name] = clean_session_cookie(data[name])
+                else:
+                    upload = data[name]
+                    if upload.size > 100_000:
+                        raise ValueError("A service-account key file is a few kilobytes at most.")
+                    text = upload.read().decode("utf-8", "replace")
+                    data[name] = clean_service_account_key(text)
+            except ValueError as error:
+                self.add_error(name, str(error))
         return data
 
     def save(self, commit: bool = True) -> FlowAccount:
         account = super().save(commit=False)
         token = self.cleaned_data.get("new_bearer_token")
         cookie = self.cleaned_data.get("new_session_cookie")
-        if token or cookie:
+        key = self.cleaned_data.get("new_service_account_key")
+        if token or cookie or key:
             # Forgets the token minted from the old ones and the old trouble; once saved, the
             # takes that waited for this fix resume.
-            account.replace_credentials(token or "", cookie or "")
+            account.replace_credentials(token or "", cookie or "", key or "")
         if commit:
             account.save()
-        if token or cookie:
+        if token or cookie or key:
             # Deferred to the commit (the admin saves inside a transaction, after this).
             work.resume_waiting(account)
         return account
@@ -151,6 +203,7 @@ class FlowAccountAdmin(admin.ModelAdmin):
     inlines = [AccountGrantInline]
     list_display = [
         "label",
+        "kind",
         "tier",
         "auth_kind",
         "masked_secret",
@@ -159,8 +212,8 @@ class FlowAccountAdmin(admin.ModelAdmin):
         "cool_down_until",
         "problem",
     ]
-    list_filter = ["tier"]
-    search_fields = ["label"]
+    list_filter = ["kind", "tier"]
+    search_fields = ["label", "vertex_project"]
     readonly_fields = [
         "uuid",
         "auth_kind",
@@ -171,10 +224,19 @@ class FlowAccountAdmin(admin.ModelAdmin):
         "created",
     ]
     fieldsets = [
-        (None, {"fields": ["label", "tier", "uuid", "created"]}),
+        (None, {"fields": ["label", "kind", "tier", "uuid", "created"]}),
+        ("Vertex AI", {"fields": ["vertex_project", "vertex_location", "storage_uri"]}),
         (
             "Credentials",
-            {"fields": ["auth_kind", "masked_secret", "new_bearer_token", "new_session_cookie"]},
+            {
+                "fields": [
+                    "auth_kind",
+                    "masked_secret",
+                    "new_bearer_token",
+                    "new_session_cookie",
+                    "new_service_account_key",
+                ]
+            },
         ),
         (
             "State",
@@ -192,7 +254,9 @@ class FlowAccountAdmin(admin.ModelAdmin):
 
     @admin.display(description="Secret")
     def masked_secret(self, account: FlowAccount) -> str:
-        return mask(account.session_cookie or account.bearer_token)
+        if account.service_account_key:
+            return key_email(account.service_account_key) or "key file"
+        return mask(account.secret)
 
     def save_formset(self, request, form, formset, change) -> None:
         if formset.model is AccountGrant:

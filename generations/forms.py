@@ -9,8 +9,8 @@ from django.db import transaction
 from django.utils import timezone
 
 from . import images, rules
-from .engines.base import Aspect
-from .engines.catalogue import IMAGE_TO_VIDEO, TIER_NOT_PAID, models_for
+from .engines.base import Aspect, EngineKind
+from .engines.catalogue import TIER_NOT_PAID, ClipOptions, models_for, options_for
 from .models import FlowAccount, Membership, Project, Scene
 
 IMAGE_TYPES = "image/jpeg,image/png,image/webp"
@@ -124,11 +124,57 @@ class SceneForm(forms.ModelForm):
         error_messages={"required": rules.TAKES_RULE},
     )
 
-    field_order = ["start_image_file", "title", "prompt", "aspect", "model_key", "seed", "takes"]
+    # Clip options, offered only when the account's engine has them (catalogue.ClipOptions).
+    duration = forms.CharField(
+        label="Duration",
+        required=False,
+        empty_value=None,
+        widget=forms.Select(),
+    )
+    resolution = forms.CharField(label="Resolution", required=False, widget=forms.Select())
+    audio = forms.BooleanField(
+        label="Sound track", required=False, help_text="Dialogue, effects and music with the clip."
+    )
+    negative_prompt = forms.CharField(
+        label="Negative prompt",
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 2}),
+        help_text="What the clip should not show, e.g. text overlays.",
+    )
+    person_generation = forms.CharField(label="People", required=False, widget=forms.Select())
+
+    OPTION_FIELDS = ("duration", "resolution", "audio", "negative_prompt", "person_generation")
+
+    field_order = [
+        "start_image_file",
+        "title",
+        "prompt",
+        "aspect",
+        "model_key",
+        "duration",
+        "resolution",
+        "audio",
+        "negative_prompt",
+        "person_generation",
+        "seed",
+        "takes",
+    ]
 
     class Meta:
         model = Scene
-        fields = ["title", "prompt", "aspect", "model_key", "seed", "takes"]
+        fields = [
+            "title",
+            "prompt",
+            "aspect",
+            "model_key",
+            "seed",
+            "takes",
+            "duration",
+            "resolution",
+            "audio",
+            "negative_prompt",
+            "person_generation",
+        ]
         widgets = {"prompt": forms.Textarea(attrs={"rows": 4})}
         error_messages = {"prompt": {"required": rules.PROMPT_REQUIRED}}
 
@@ -142,13 +188,48 @@ class SceneForm(forms.ModelForm):
         prompt = self.fields["prompt"]
         prompt.validators = [v for v in prompt.validators if not isinstance(v, MaxLengthValidator)]
         self.tier = project.account.tier if project.account else TIER_NOT_PAID
+        self.engine = project.account.kind if project.account else EngineKind.FLOW
         self.fields["model_key"].widget.choices = self._model_choices()
+        self._offer_options(options_for(self.engine))
         if self.instance.pk is None:
-            offered = models_for(self.tier, Aspect.LANDSCAPE)
+            offered = models_for(self.tier, Aspect.LANDSCAPE, self.engine)
             if offered:
                 self.initial.setdefault("model_key", offered[0].key)
         else:
             self.fields["start_image_file"].help_text = "Leave empty to keep the current image."
+
+    def _offer_options(self, options: ClipOptions) -> None:
+        """Only what the account's engine can do is offered: no dead options."""
+        offered = {
+            "duration": bool(options.durations),
+            "resolution": bool(options.resolutions),
+            "audio": options.audio,
+            "negative_prompt": options.negative_prompt,
+            "person_generation": bool(options.person_generation),
+        }
+        for name in self.OPTION_FIELDS:
+            if not offered[name]:
+                del self.fields[name]
+        if "duration" in self.fields:
+            self.fields["duration"].widget.choices = [
+                ("", f"{options.default_duration} s (default)"),
+                *((str(seconds), f"{seconds} s") for seconds in options.durations),
+            ]
+        if "resolution" in self.fields:
+            rule = "; ".join(
+                f"{resolution} only at {seconds} s"
+                for resolution, seconds in options.resolution_needs_duration
+            )
+            self.fields["resolution"].widget.choices = [
+                ("", f"{options.default_resolution} (default)"),
+                *((value, value) for value in options.resolutions),
+            ]
+            self.fields["resolution"].help_text = rule.capitalize() + "." if rule else ""
+        if "person_generation" in self.fields:
+            self.fields["person_generation"].widget.choices = [
+                ("", "Google's default"),
+                *options.person_generation,
+            ]
 
     def _model_choices(self) -> list[tuple[str, list[tuple[str, str]]]]:
         # Grouped by aspect so the list itself says which clips a model makes; the tier filter
@@ -156,9 +237,7 @@ class SceneForm(forms.ModelForm):
         groups = []
         for aspect, label in Scene.AspectChoice.choices:
             options = [
-                (model.key, model.label)
-                for model in IMAGE_TO_VIDEO
-                if model.aspect == aspect and model.allowed_for(self.tier)
+                (model.key, model.label) for model in models_for(self.tier, aspect, self.engine)
             ]
             if options:
                 groups.append((label, options))
@@ -203,6 +282,7 @@ class SceneForm(forms.ModelForm):
                             "model_key",
                             "seed",
                             "takes",
+                            *(name for name in self.OPTION_FIELDS if name in self.fields),
                             "start_image",
                             "updated",
                         ]

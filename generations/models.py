@@ -5,6 +5,7 @@ from __future__ import annotations
 import secrets
 from collections.abc import Iterable
 from datetime import timedelta
+from decimal import Decimal
 from uuid import uuid4
 
 from django.conf import settings
@@ -15,8 +16,18 @@ from django.utils import timezone
 
 from . import rules
 from .crypto import EncryptedTextField
-from .engines.base import Aspect, Credentials, ImageData
-from .engines.catalogue import TIER_ONE, TIERS, get_model
+from .engines.base import Aspect, Credentials, EngineKind, ImageData
+from .engines.catalogue import (
+    TIER_ONE,
+    TIERS,
+    flow_credits,
+    get_model,
+    options_for,
+    vertex_price_per_second,
+)
+
+COST_USD = "USD"
+COST_CREDITS = "credits"
 
 
 class CannotGenerate(Exception):
@@ -32,18 +43,46 @@ class FlowAccountQuerySet(models.QuerySet):
 
 
 class FlowAccount(models.Model):
-    """A Google Flow account whose credits a project spends.
+    """An upstream account whose credits (Flow) or cloud bill (Vertex AI) a project spends.
 
-    Only the people and projects staff granted it to may spend it (``AccountGrant``). It holds either a pasted bearer token or a labs session cookie from which short-lived
-    access tokens are minted (the minted token is cached here so every worker shares it).
+    Only the people and projects staff granted it to may spend it (``AccountGrant``). A Flow
+    account holds either a pasted bearer token or a labs session cookie from which short-lived
+    access tokens are minted; a Vertex AI account holds a Google Cloud project and either a
+    service-account key (from which tokens are minted) or a pasted access token. The minted
+    token is cached here so every worker shares it.
     """
+
+    class Kind(models.TextChoices):
+        FLOW = EngineKind.FLOW, "Google Flow"
+        VERTEX = EngineKind.VERTEX, "Vertex AI"
 
     uuid = models.UUIDField(default=uuid4, unique=True, editable=False)
     label = models.CharField(max_length=100, unique=True, validators=[rules.ACCOUNT_LABEL])
+    kind = models.CharField(max_length=10, choices=Kind, default=Kind.FLOW)
     tier = models.CharField(max_length=40, choices=TIERS, default=TIER_ONE)
     # Secrets spend the team's credits: encrypted at rest (see generations/crypto.py).
     bearer_token = EncryptedTextField(blank=True)
     session_cookie = EncryptedTextField(blank=True)
+    # Vertex AI only: where the clips are made and billed, and how to sign in there.
+    vertex_project = models.CharField(
+        "Google Cloud project", max_length=64, blank=True, validators=[rules.VERTEX_PROJECT]
+    )
+    vertex_location = models.CharField(
+        "region",
+        max_length=40,
+        blank=True,
+        default=rules.DEFAULT_VERTEX_LOCATION,
+        validators=[rules.VERTEX_LOCATION],
+    )
+    service_account_key = EncryptedTextField(blank=True)
+    storage_uri = models.CharField(
+        "results prefix",
+        max_length=300,
+        blank=True,
+        validators=[rules.STORAGE_URI],
+        help_text="Optional gs://BUCKET/PREFIX/ where Vertex AI writes the clips; empty: "
+        "the clips come back inside the answer.",
+    )
     access_token = EncryptedTextField(blank=True, editable=False)
     access_token_expires = models.DateTimeField(null=True, blank=True, editable=False)
     credits = models.IntegerField(null=True, blank=True)
@@ -64,8 +103,32 @@ class FlowAccount(models.Model):
         return self.label
 
     @property
+    def is_vertex(self) -> bool:
+        return self.kind == self.Kind.VERTEX
+
+    @property
     def auth_kind(self) -> str:
+        if self.service_account_key:
+            return "service-account key"
         return "session cookie" if self.session_cookie else "bearer token"
+
+    @property
+    def secret(self) -> str:
+        """The credential an admin gave (for a masked hint; never shown in full)."""
+        return self.service_account_key or self.session_cookie or self.bearer_token
+
+    def clean(self) -> None:
+        if self.is_vertex:
+            if not self.vertex_project:
+                raise ValidationError(
+                    {"vertex_project": "A Vertex AI account needs its Google Cloud project id."}
+                )
+            if not self.vertex_location:
+                self.vertex_location = rules.DEFAULT_VERTEX_LOCATION
+        elif self.storage_uri:
+            raise ValidationError(
+                {"storage_uri": "Only a Vertex AI account writes its clips to Cloud Storage."}
+            )
 
     def credentials(self) -> Credentials:
         return Credentials(
@@ -73,6 +136,11 @@ class FlowAccount(models.Model):
             tier=self.tier,
             bearer_token=self.bearer_token,
             session_cookie=self.session_cookie,
+            kind=self.kind,
+            service_account_key=self.service_account_key,
+            cloud_project=self.vertex_project,
+            location=self.vertex_location or rules.DEFAULT_VERTEX_LOCATION,
+            storage_uri=self.storage_uri,
         )
 
     def is_granted_to(self, user) -> bool:
@@ -86,13 +154,16 @@ class FlowAccount(models.Model):
     CREDENTIAL_FIELDS = (
         "bearer_token",
         "session_cookie",
+        "service_account_key",
         "access_token",
         "access_token_expires",
         "problem",
         "cool_down_until",
     )
 
-    def replace_credentials(self, bearer_token: str = "", session_cookie: str = "") -> None:
+    def replace_credentials(
+        self, bearer_token: str = "", session_cookie: str = "", service_account_key: str = ""
+    ) -> None:
         """New secrets pasted by an admin.
 
         The token minted from the old secrets and the old trouble (problem, cool-down) go too.
@@ -101,6 +172,7 @@ class FlowAccount(models.Model):
         (``work.resume_waiting``).
         """
         self.bearer_token, self.session_cookie = bearer_token, session_cookie
+        self.service_account_key = service_account_key
         self.access_token, self.access_token_expires = "", None
         self.problem, self.cool_down_until = "", None
 
@@ -425,6 +497,15 @@ class Scene(models.Model):
             "null": rules.TAKES_RULE,
         },
     )
+    # Clip options only some engines offer (generations/engines/catalogue.py says which);
+    # blank: the engine's default.
+    duration = models.PositiveSmallIntegerField(
+        "duration (seconds)", null=True, blank=True, error_messages={"invalid": rules.DURATION_RULE}
+    )
+    resolution = models.CharField(max_length=10, blank=True)
+    audio = models.BooleanField("sound track", default=False)
+    negative_prompt = models.TextField(blank=True)
+    person_generation = models.CharField("people", max_length=20, blank=True)
     created = models.DateTimeField(default=timezone.now)
     updated = models.DateTimeField(default=timezone.now)
 
@@ -440,14 +521,24 @@ class Scene(models.Model):
         return title or f"Scene {position + 1}"
 
     def clean(self) -> None:
-        """The model must make this scene's aspect on the project's account (its tier)."""
+        """The model must make this scene's aspect on the project's account (its tier), and
+        the clip options must be ones the account's engine offers."""
         if not self.model_key:
+            problems = rules.options_problems(
+                self, getattr(self, "project", None) and self.project.account
+            )
+            if problems:
+                raise ValidationError(problems)
             return  # the field's own rule says so
         aspect = self.aspect if self.aspect in self.AspectChoice.values else None
         project = getattr(self, "project", None)  # a form may judge a scene before it has one
-        problem = rules.model_problem(self.model_key, aspect, project and project.account)
+        account = project and project.account
+        problems = rules.options_problems(self, account)
+        problem = rules.model_problem(self.model_key, aspect, account)
         if problem:
-            raise ValidationError({"model_key": problem})
+            problems["model_key"] = problem
+        if problems:
+            raise ValidationError(problems)
 
     def generation_problem(self) -> str:
         """Why this scene cannot be generated as it stands, in words, or "" when it can."""
@@ -458,6 +549,9 @@ class Scene(models.Model):
             return "Add a start image before generating."
         if not self.prompt.strip():
             return rules.PROMPT_REQUIRED
+        problems = rules.options_problems(self, account)
+        if problems:
+            return next(iter(problems.values()))
         return rules.model_problem(self.model_key, self.aspect, account)
 
     def generate(self, user) -> list[Generation]:
@@ -468,10 +562,42 @@ class Scene(models.Model):
         self.project.check_spending()
         return _create_generations(self.project, user, {self.pk: self.take_snapshots()})[self.pk]
 
+    def take_cost(self) -> tuple[Decimal | None, str]:
+        """What one take of this scene costs on the project's account: (US dollars, "USD")
+        on Vertex AI (price per second × seconds), (credits, "credits") on Flow; None when no
+        price is known."""
+        account = self.project.account
+        if account is None:
+            return None, ""
+        if account.is_vertex:
+            price = vertex_price_per_second(
+                self.model_key, self.resolution, self.audio, settings.VERTEX_PRICES
+            )
+            if price is None:
+                return None, COST_USD
+            seconds = self.duration or options_for(account.kind).default_duration
+            return (price * seconds).quantize(Decimal("0.01")), COST_USD
+        credits = flow_credits(self.model_key, account.tier)
+        return (None if credits is None else Decimal(credits)), COST_CREDITS
+
+    def cost_words(self) -> str:
+        """What one click of Generate costs, for the button: "2 takes × 4 s × $0.15/s =
+        $1.20", "2 takes × 20 credits = 40 credits"; "" when no price is known."""
+        cost, unit = self.take_cost()
+        if cost is None:
+            return ""
+        takes = f"{self.takes} take{'s' if self.takes != 1 else ''}"
+        if unit == COST_USD:
+            seconds = self.duration or options_for(self.project.account.kind).default_duration
+            per_second = cost / seconds
+            return f"{takes} × {seconds} s × ${per_second:.2f}/s = ${cost * self.takes:.2f}"
+        return f"{takes} × {cost:.0f} credits = {cost * self.takes:.0f} credits"
+
     def take_snapshots(self) -> list[dict]:
         """What each of this scene's next takes asks of Flow (a seed drawn per take when the
         scene leaves it open)."""
         snapshot = {name: getattr(self, name) for name in SNAPSHOT_FIELDS}
+        snapshot["cost"], snapshot["cost_unit"] = self.take_cost()
         return [
             {**snapshot, "seed": self.seed if self.seed is not None else random_seed()}
             for _ in range(self.takes)
@@ -479,7 +605,17 @@ class Scene(models.Model):
 
 
 # What a take copies from its scene at Generate time.
-SNAPSHOT_FIELDS = ("prompt", "model_key", "aspect", "start_image_id")
+SNAPSHOT_FIELDS = (
+    "prompt",
+    "model_key",
+    "aspect",
+    "start_image_id",
+    "duration",
+    "resolution",
+    "audio",
+    "negative_prompt",
+    "person_generation",
+)
 
 
 def random_seed() -> int:
@@ -566,6 +702,12 @@ class Generation(models.Model):
     prompt = models.TextField()
     model_key = models.CharField(max_length=60)
     aspect = models.CharField(max_length=10, choices=Scene.AspectChoice)
+    # The scene's clip options when the take was made (blank: the engine's default).
+    duration = models.PositiveSmallIntegerField(null=True, blank=True)
+    resolution = models.CharField(max_length=10, blank=True)
+    audio = models.BooleanField(default=False)
+    negative_prompt = models.TextField(blank=True)
+    person_generation = models.CharField(max_length=20, blank=True)
     seed = models.PositiveIntegerField()
     start_image = models.ForeignKey(
         ImageAsset, models.SET_NULL, null=True, blank=True, related_name="+"
@@ -578,6 +720,9 @@ class Generation(models.Model):
     operation_name = models.CharField(max_length=200, blank=True, db_index=True)
     media_generation_id = models.TextField(blank=True)
     credits_after = models.IntegerField(null=True, blank=True)
+    # What the take cost when it was asked for (see Scene.take_cost): dollars or credits.
+    cost = models.DecimalField(max_digits=10, decimal_places=2, null=True, blank=True)
+    cost_unit = models.CharField(max_length=10, blank=True)
     attempts = models.PositiveSmallIntegerField(default=0)
     # A worker that claims the take holds it until this time; an expired lease is reclaimed.
     lease_until = models.DateTimeField(null=True, blank=True)
@@ -680,7 +825,9 @@ class Generation(models.Model):
         if problem:
             raise CannotGenerate(problem)
         self.project.check_spending()
-        snapshot = {name: getattr(self, name) for name in (*SNAPSHOT_FIELDS, "seed")}
+        snapshot = {
+            name: getattr(self, name) for name in (*SNAPSHOT_FIELDS, "seed", "cost", "cost_unit")
+        }
         return _create_generations(self.project, user, {self.scene_id: [snapshot]})[self.scene_id][
             0
         ]

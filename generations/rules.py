@@ -15,11 +15,11 @@ from __future__ import annotations
 import unicodedata
 
 from django.core.exceptions import ValidationError
-from django.core.validators import MaxValueValidator, MinValueValidator
+from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
 from django.utils.deconstruct import deconstructible
 
-from .engines.base import Aspect
-from .engines.catalogue import TIER_NOT_PAID, get_model, models_for
+from .engines.base import Aspect, EngineKind
+from .engines.catalogue import TIER_NOT_PAID, get_model, models_for, options_for
 
 # --- control characters -------------------------------------------------------------------
 
@@ -130,16 +130,27 @@ ASPECT_RULE = "The aspect must be landscape (16:9) or portrait (9:16), not “%(
 MODEL_REQUIRED = "Pick the model that renders the clip."
 
 
+ENGINE_LABELS = {EngineKind.FLOW: "Google Flow", EngineKind.VERTEX: "Vertex AI"}
+
+
 def model_problem(key: str, aspect: str | None, account) -> str:
     """Why the model ``key`` cannot make ``aspect`` clips (None: the aspect is itself wrong)
     on ``account`` (None: the project has none yet), as a sentence; "" when it can."""
     tier = account.tier if account is not None else TIER_NOT_PAID
+    engine = EngineKind(account.kind) if account is not None else None
     model = get_model(key)
-    if model is None:
-        offered = ", ".join(model.key for model in models_for(tier, aspect))
-        return f"Unknown model “{key}”; pick one of {offered}."
+    if model is None or (engine is not None and model.engine != engine):
+        offered = ", ".join(
+            model.key for model in models_for(tier, aspect, engine or EngineKind.FLOW)
+        )
+        if model is None:
+            return f"Unknown model “{key}”; pick one of {offered}."
+        return (
+            f"{model.label} ({model.key}) is a {ENGINE_LABELS[model.engine]} model, and the "
+            f"account {account} is a {ENGINE_LABELS[engine]} account; pick one of {offered}."
+        )
     name = f"{model.label} ({model.key})"
-    if aspect and model.aspect != aspect:
+    if aspect and not model.makes(aspect):
         return (
             f"{name} makes {ASPECT_LABELS[model.aspect]} clips, not "
             f"{ASPECT_LABELS.get(aspect, aspect)}; "
@@ -153,3 +164,104 @@ def model_problem(key: str, aspect: str | None, account) -> str:
         )
         return f"{name} needs a higher Flow tier than {who}; pick another model."
     return ""
+
+
+# --- Vertex AI accounts -------------------------------------------------------------------
+
+DEFAULT_VERTEX_LOCATION = "us-central1"
+
+VERTEX_PROJECT = RegexValidator(
+    r"^(?:[a-z][a-z0-9.-]*:)?[a-z][a-z0-9-]{4,28}[a-z0-9]$",
+    "A Google Cloud project id is 6 to 30 lower-case letters, digits and hyphens, starting "
+    "with a letter (e.g. my-studio-4821); it is shown on the Cloud console's dashboard.",
+    code="vertex_project",
+)
+VERTEX_LOCATION = RegexValidator(
+    r"^[a-z]+(?:-[a-z]+)+[0-9]+$",
+    "A region is written like us-central1 or europe-west4.",
+    code="vertex_location",
+)
+STORAGE_URI = RegexValidator(
+    r"^gs://[a-z0-9][a-z0-9._-]{1,220}[a-z0-9](?:/[^\s]*)?$",
+    "The results prefix is a Cloud Storage address, gs://BUCKET/PREFIX/ (bucket names are "
+    "lower-case letters, digits, dots, hyphens and underscores).",
+    code="storage_uri",
+)
+
+
+# --- clip options (duration, resolution, audio, negative prompt, people) ------------------
+
+MAX_NEGATIVE_PROMPT_CHARACTERS = 1000
+
+
+def options_problems(scene, account) -> dict[str, str]:
+    """What is wrong with ``scene``'s clip options on ``account``'s engine (None: the project
+    has no account yet, so only what no engine accepts), as {field: sentence}.
+
+    What an engine cannot do is refused in words rather than silently dropped, so a CSV row
+    asking Flow for a 4 s clip says why it cannot have one.
+    """
+    engine = EngineKind(account.kind) if account is not None else EngineKind.VERTEX
+    options = options_for(engine)
+    where = (
+        f"the {ENGINE_LABELS[engine]} account {account}" if account is not None else "any account"
+    )
+    problems: dict[str, str] = {}
+    duration, resolution = scene.duration, scene.resolution
+    if duration is not None and duration not in options.durations:
+        problems["duration"] = (
+            f"Clips on {where} are {options.default_duration} seconds long; leave the "
+            "duration blank."
+            if not options.durations
+            else f"A clip is {_words(options.durations, 's')} long, not {duration} s."
+        )
+    if resolution and resolution not in options.resolutions:
+        problems["resolution"] = (
+            f"Clips on {where} are {options.default_resolution}; leave the resolution blank."
+            if not options.resolutions
+            else f"The resolution is {_words(options.resolutions)}, not “{resolution}”."
+        )
+    elif resolution and "duration" not in problems:
+        needed = dict(options.resolution_needs_duration).get(resolution)
+        length = duration if duration is not None else options.default_duration
+        if needed is not None and length != needed:
+            problems["resolution"] = (
+                f"{resolution} clips are made only {needed} seconds long; pick {needed} s or "
+                f"{options.default_resolution}."
+            )
+    if scene.audio and not options.audio:
+        problems["audio"] = f"{where.capitalize()} does not let you choose the sound track."
+    negative = scene.negative_prompt
+    if negative:
+        if not options.negative_prompt:
+            problems["negative_prompt"] = (
+                f"{where.capitalize()} takes no negative prompt; leave it empty."
+            )
+        else:
+            problem = control_character_problem(negative, "The negative prompt", _PROMPT_CONTROLS)
+            if problem:
+                problems["negative_prompt"] = f"{problem}."
+            elif len(negative) > MAX_NEGATIVE_PROMPT_CHARACTERS:
+                problems["negative_prompt"] = (
+                    f"The negative prompt is {len(negative)} characters long; at most "
+                    f"{MAX_NEGATIVE_PROMPT_CHARACTERS}."
+                )
+    people = scene.person_generation
+    allowed_people = dict(options.person_generation)
+    if people and people not in allowed_people:
+        problems["person_generation"] = (
+            f"{where.capitalize()} does not let you choose whether people appear; leave it blank."
+            if not allowed_people
+            else f"Who may appear is one of {_words(list(allowed_people))}, not “{people}”."
+        )
+    return problems
+
+
+def _words(values, unit: str = "") -> str:
+    """4, 6 or 8 s — a list for a sentence."""
+    items = [f"{value}" for value in values]
+    text = items[0] if len(items) == 1 else f"{', '.join(items[:-1])} or {items[-1]}"
+    return f"{text} {unit}" if unit else text
+
+
+DURATION_RULE = "The duration is a whole number of seconds, or blank."

@@ -70,7 +70,7 @@ def takes_flow_keeps_rendering(project, alice, count: int) -> list[Generation]:
     import uuid
 
     from generations.engines import get_engine
-    from generations.engines.base import Aspect, ClipRequest
+    from generations.engines.base import Aspect, ClipRequest, ClipState, OperationRef
     from tests.conftest import make_image, make_scene
 
     scene = make_scene(project, make_image(project, alice), prompt="[fault:stuck] a long shot")
@@ -111,6 +111,17 @@ def takes_flow_keeps_rendering(project, alice, count: int) -> list[Generation]:
             )
             for n, (clip, submitted) in enumerate(zip(clips, answer.clips, strict=True))
         ]
+    # The emulator answers "pending" for a moment before "active": wait until it says what
+    # the rows say, so that a pass sees no change of state it did not cause.
+    operations = [OperationRef(row.operation_name, row.request_id) for row in rows]
+    deadline = time.monotonic() + 20
+    while any(
+        clip.state != ClipState.ACTIVE
+        for start in range(0, len(operations), 50)
+        for clip in engine.check(operations[start : start + 50]).clips
+    ):
+        assert time.monotonic() < deadline, "the emulator never started rendering the takes"
+        time.sleep(0.05)
     return Generation.objects.bulk_create(rows)
 
 

@@ -44,7 +44,8 @@ def test_the_first_run_creates_the_login_account_and_project(db, settings):
     assert scene.generation_problem() == ""
     # The demo login may spend the emulator account: Generate works out of the box.
     assert project.spending_problem() == ""
-    assert list(FlowAccount.objects.granted_to(user)) == [account]
+    vertex = FlowAccount.objects.get(label="Local emulator (Vertex AI)")
+    assert list(FlowAccount.objects.granted_to(user)) == [account, vertex]
     assert scene.start_image.uploaded_by == user
     assert (scene.start_image.width, scene.start_image.height) == (1280, 720)
     with scene.start_image.file.open("rb") as handle:
@@ -62,8 +63,8 @@ def test_a_second_run_changes_nothing_and_prints_the_login_again(db):
 
     assert User.objects.count() == 1
     assert User.objects.get(username="demo").password == password
-    assert FlowAccount.objects.count() == 1
-    assert Project.objects.count() == 1 and Scene.objects.count() == 1
+    assert FlowAccount.objects.count() == 2
+    assert Project.objects.count() == 2 and Scene.objects.count() == 2
     assert "Sign in as demo / flowsite-demo" in output
     assert "Created" not in output
 
@@ -74,7 +75,22 @@ def test_the_emulator_account_follows_a_changed_emulator_token(db, settings):
 
     run()
 
-    assert FlowAccount.objects.get().bearer_token == "ya29.another"
+    assert {account.bearer_token for account in FlowAccount.objects.all()} == {"ya29.another"}
+
+
+def test_the_demo_offers_a_vertex_account_with_a_scene_it_can_generate(db):
+    output = run()
+
+    vertex = FlowAccount.objects.get(label="Local emulator (Vertex AI)")
+    assert vertex.is_vertex and vertex.vertex_project == "flowsite-demo"
+    assert vertex.vertex_location == "us-central1"
+    project = Project.objects.get(name="Demo on Vertex AI")
+    assert project.account == vertex and project.spending_problem() == ""
+    scene = Scene.objects.get(project=project)
+    assert scene.model_key == "veo-3.1-fast-generate-001"
+    assert (scene.duration, scene.audio) == (6, True)
+    assert scene.generation_problem() == ""
+    assert "Vertex AI account 'Local emulator (Vertex AI)'" in output
 
 
 def test_without_the_emulator_no_account_is_made(db, settings):

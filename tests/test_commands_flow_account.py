@@ -115,7 +115,7 @@ def test_list_shows_every_account_with_its_secret_masked(db):
     output = run("list")
 
     lines = output.splitlines()
-    assert lines[0].split() == ["LABEL", "TIER", "AUTH", "SECRET", "CREDITS", "GRANTS", "PROBLEM"]
+    assert lines[0].split() == ["LABEL", "ENGINE", "AUTH", "SECRET", "CREDITS", "GRANTS", "PROBLEM"]
     assert lines[2].startswith("Backup")
     assert "session cookie" in lines[2] and "eyJh…XYZ9" in lines[2]
     assert "The Flow session has expired." in lines[2]

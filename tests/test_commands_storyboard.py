@@ -244,7 +244,8 @@ def test_missing_and_unknown_columns_are_reported_on_row_one(alice, account, sho
 
     assert str(refused.value).splitlines()[1] == (
         "row 1: missing column prompt; unknown column 'text' "
-        "(the columns are image, prompt, aspect, model, seed, takes)"
+        "(the columns are image, prompt, aspect, model, seed, takes, duration, resolution, "
+        "audio, negative_prompt, person_generation)"
     )
 
 

@@ -1,4 +1,4 @@
-"""The emulated Flow service as a WSGI app: the route table and the dispatcher.
+"""The emulated Flow (and Vertex AI) service as a WSGI app: the route table and the dispatcher.
 
 No Django here on purpose: the emulator stands in for Google, so it shares nothing with the
 client it is testing except the wire format, and it runs the same in a test thread or as a
@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs
 
-from . import auth, media, status, submit, uploads
+from . import auth, media, status, submit, uploads, vertex
 from .contract import ApiError, internal_error
 from .state import EmulatorState
 from .wire import Request, Response
@@ -64,6 +64,10 @@ ROUTES: tuple[Route, ...] = (
     Route("GET", "/v1/credits", auth.credits),
     Route("GET", "/fx/api/auth/session", auth.session),
     Route("GET", media.MEDIA_PATH, media.media),
+    Route("POST", vertex.MODEL_ROUTE, vertex.model_call),
+    Route("POST", vertex.TOKEN_PATH, vertex.token),
+    Route("GET", vertex.STORAGE_ROUTE, vertex.storage),
+    Route("GET", vertex.KEY_PATH, vertex.key),
     Route("GET", "/_emulator/stats", stats),
     Route("GET", "/", index),
 )

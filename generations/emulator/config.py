@@ -30,3 +30,5 @@ class EmulatorConfig:
     # Faults applied to every request, named like the prompt markers ("throttle=3", "stuck").
     faults: list[str] = field(default_factory=list)
     render_workers: int = 2
+    # The Google Cloud project of the service-account key the emulator hands out.
+    vertex_project: str = "flowsite-demo"

@@ -32,7 +32,17 @@ OPERATION_FAULTS = (
     "truncated-download",
     "expired-url",
 )
-KNOWN_FAULTS = SUBMIT_FAULTS + CALL_FAULTS + OPERATION_FAULTS
+# Vertex AI only: refusals of the project or the request, and what an operation ends with
+# ("filtered=N": N samples removed by the safety filter; "op-error=CODE": a gRPC code).
+VERTEX_FAULTS = (
+    "api-disabled",
+    "no-permission",
+    "not-in-region",
+    "invalid-argument",
+    "filtered",
+    "op-error",
+)
+KNOWN_FAULTS = SUBMIT_FAULTS + CALL_FAULTS + OPERATION_FAULTS + VERTEX_FAULTS
 # Faults whose argument is a number of seconds, with the default when none is given.
 _SECONDS_DEFAULTS = {"throttle": 2.0, "slow": 2.0, "slow-download": 2.0}
 

@@ -150,13 +150,15 @@ def render_clip(
     fps: int,
     out_dir: Path,
     name: str,
+    size: tuple[int, int] | None = None,
+    audio: bool = False,
 ) -> RenderedClip:
     """Render ``<name>.mp4`` and ``<name>.jpg`` into ``out_dir``.
 
     Both files are written under temporary names and renamed into place, so a reader never
     sees half a clip.
     """
-    size = PORTRAIT_SIZE if portrait else LANDSCAPE_SIZE
+    size = size or (PORTRAIT_SIZE if portrait else LANDSCAPE_SIZE)
     width, height = size
     frames = max(1, round(clip_seconds * fps))
     with Image.open(io.BytesIO(image_bytes)) as opened:
@@ -180,6 +182,8 @@ def render_clip(
             stream.time_base = Fraction(1, fps)
             # Baseline-compatible profile keeps every browser happy.
             stream.codec_context.profile = "Constrained Baseline"
+            # Every stream is declared before the first packet is written.
+            sound = out.add_stream("aac", rate=AUDIO_RATE, layout="mono") if audio else None
             for index in range(frames):
                 t = index / (frames - 1) if frames > 1 else 0.0
                 frame_image = source.resize(
@@ -193,11 +197,30 @@ def render_clip(
                 frame.pts = index
                 out.mux(stream.encode(frame))
             out.mux(stream.encode(None))
+            if sound is not None:
+                _silence(out, sound, frames / fps)
         os.replace(tmp_video, video_path)
     except BaseException:
         Path(tmp_video).unlink(missing_ok=True)
         raise
     return RenderedClip(video_path, poster_path)
+
+
+AUDIO_RATE = 48000
+
+
+def _silence(out: av.container.OutputContainer, stream, seconds: float) -> None:
+    """A silent AAC track as long as the video: a clip asked with sound has one."""
+    total, pts = round(seconds * AUDIO_RATE), 0
+    while pts < total:
+        count = min(1024, total - pts)
+        frame = av.AudioFrame(format="fltp", layout="mono", samples=count)
+        for plane in frame.planes:
+            plane.update(bytes(plane.buffer_size))
+        frame.sample_rate, frame.pts = AUDIO_RATE, pts
+        pts += count
+        out.mux(stream.encode(frame))
+    out.mux(stream.encode(None))
 
 
 def _save_poster(image: Image.Image, path: Path, out_dir: Path) -> None:

@@ -83,6 +83,17 @@ class Emulator:
         """Every access token accepted so far (configured or minted) now answers 401."""
         self._state.expire_tokens()
 
+    def service_account_key(self) -> dict:
+        """A Vertex AI service-account key file whose token_uri is this emulator."""
+        from .vertex import service_account_key
+
+        return service_account_key(self._state, self.url)
+
+    def revoke_service_account_key(self) -> None:
+        """The key now fails to sign in (invalid_grant), as a deleted key does."""
+        with self._state.lock:
+            self._state.vertex_key_revoked = True
+
     def kill_session(self) -> None:
         """The session cookie now answers ACCESS_TOKEN_REFRESH_NEEDED instead of a token."""
         self._state.kill_session()

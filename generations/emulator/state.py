@@ -25,7 +25,20 @@ from .render import CAMERA_MOVES, RenderedClip, caption_text, render_clip
 
 log = logging.getLogger("flow_emulator")
 
-STAT_NAMES = ("upload", "submit", "check", "session", "credits", "media", "clips_submitted")
+STAT_NAMES = (
+    "upload",
+    "submit",
+    "check",
+    "session",
+    "credits",
+    "media",
+    "clips_submitted",
+    "vertex_predict",
+    "vertex_fetch",
+    "vertex_token",
+    "vertex_storage",
+    "vertex_fetch_max_in_flight",
+)
 
 
 @dataclass
@@ -86,29 +99,46 @@ class Renderer:
         self.dir = Path(tempfile.mkdtemp(prefix="flow-emulator-"))
         self.clip_seconds, self.fps = clip_seconds, fps
         self._pool = ThreadPoolExecutor(max(1, workers), thread_name_prefix="emulator-render")
-        self._cache: dict[tuple[str, str, bool, int], Future[RenderedClip]] = {}
+        self._cache: dict[tuple, Future[RenderedClip]] = {}
         self._lock = threading.Lock()
         # The folder goes even if nobody calls close() (a test run that is interrupted).
         self._finalizer = weakref.finalize(self, shutil.rmtree, self.dir, True)
 
     def render(
-        self, image: StoredImage, prompt: str, portrait: bool, seed: int = 0
+        self,
+        image: StoredImage,
+        prompt: str,
+        portrait: bool,
+        seed: int = 0,
+        *,
+        seconds: float | None = None,
+        size: tuple[int, int] | None = None,
+        audio: bool = False,
     ) -> Future[RenderedClip]:
         # The seed picks the camera move, so two takes of one scene look like two takes.
         move = seed % CAMERA_MOVES
-        key = (image.sha256, caption_text(prompt), portrait, move)
+        seconds = self.clip_seconds if seconds is None else seconds
+        key = (image.sha256, caption_text(prompt), portrait, move, seconds, size, audio)
         with self._lock:
             future = self._cache.get(key)
             if future is None or (future.done() and future.exception() is not None):
-                name = hashlib.sha256(
-                    repr((*key, self.clip_seconds, self.fps)).encode()
-                ).hexdigest()[:32]
-                future = self._pool.submit(self._render, image.data, prompt, portrait, move, name)
+                name = hashlib.sha256(repr((*key, self.fps)).encode()).hexdigest()[:32]
+                future = self._pool.submit(
+                    self._render, image.data, prompt, portrait, move, name, seconds, size, audio
+                )
                 self._cache[key] = future
             return future
 
     def _render(
-        self, data: bytes, prompt: str, portrait: bool, move: int, name: str
+        self,
+        data: bytes,
+        prompt: str,
+        portrait: bool,
+        move: int,
+        name: str,
+        seconds: float | None = None,
+        size: tuple[int, int] | None = None,
+        audio: bool = False,
     ) -> RenderedClip:
         started = time.perf_counter()
         try:
@@ -117,10 +147,12 @@ class Renderer:
                 prompt,
                 portrait=portrait,
                 move=move,
-                clip_seconds=self.clip_seconds,
+                clip_seconds=self.clip_seconds if seconds is None else seconds,
                 fps=self.fps,
                 out_dir=self.dir,
                 name=name,
+                size=size,
+                audio=audio,
             )
         except Exception:
             log.exception("Rendering a clip failed")
@@ -159,6 +191,12 @@ class EmulatorState:
             self.configured_token_valid = True
             self.session_alive = True
             self.global_faults = global_faults
+            # Vertex AI: operations by name, bucket objects by (bucket, name), and whether
+            # the service-account key still signs in.
+            self.vertex_operations: dict[str, Any] = {}
+            self.vertex_objects: dict[tuple[str, str], Any] = {}
+            self.vertex_key_revoked = False
+            self.vertex_in_flight = 0
         self.fault_book.clear()
 
     def count(self, stat: str, n: int = 1) -> None:

@@ -32,12 +32,22 @@ class Aspect(enum.StrEnum):
     PORTRAIT = "portrait"  # 9:16
 
 
+class EngineKind(enum.StrEnum):
+    """Which upstream serves an account."""
+
+    FLOW = "flow"
+    VERTEX = "vertex"
+
+
 @dataclass(frozen=True)
 class Credentials:
     """How to authenticate as one upstream account.
 
-    Exactly one of ``bearer_token`` (pasted by an admin) or ``session_cookie`` (from which the
-    engine mints short-lived tokens) is set. ``tier`` is the account's paygate tier key.
+    Flow: exactly one of ``bearer_token`` (pasted by an admin) or ``session_cookie`` (from which
+    the engine mints short-lived tokens) is set; ``tier`` is the account's paygate tier key.
+    Vertex AI: ``cloud_project`` and ``location`` say where, and exactly one of
+    ``service_account_key`` (a key file's JSON, from which tokens are minted) or
+    ``bearer_token``; ``storage_uri`` is an optional Cloud Storage prefix for results.
     ``key`` identifies the account for the engine's token cache.
     """
 
@@ -45,6 +55,11 @@ class Credentials:
     tier: str
     bearer_token: str = ""
     session_cookie: str = ""
+    kind: str = EngineKind.FLOW
+    service_account_key: str = field(default="", repr=False)
+    cloud_project: str = ""
+    location: str = ""
+    storage_uri: str = ""
 
 
 @dataclass(frozen=True)
@@ -73,6 +88,17 @@ class ClipRequest:
     aspect: Aspect
     seed: int
     start_image_media_id: str | None = None
+    # Engines that take the start image inline (Vertex AI) get its bytes here instead.
+    start_image: ImageData | None = field(default=None, repr=False)
+    # Clips of one scene share this; an engine that renders a scene's takes in one call
+    # (Vertex AI's sampleCount) groups by it.
+    scene_ref: str = ""
+    # Clip options (catalogue.ClipOptions says which an engine offers); None/"": its default.
+    duration: int | None = None
+    resolution: str = ""
+    audio: bool = False
+    negative_prompt: str = ""
+    person_generation: str = ""
 
 
 @dataclass(frozen=True)
@@ -84,8 +110,15 @@ class SubmittedClip:
 
 @dataclass(frozen=True)
 class SubmitResult:
+    """``clips`` were accepted. An engine that makes several calls for one submit reports the
+    clips of a call that was refused before anything was spent in ``refused`` (request id →
+    the error) and those of a call whose answer was lost in ``lost`` (request id → why): the
+    latter may be rendering and billed, so they are never sent again automatically."""
+
     clips: list[SubmittedClip]
     remaining_credits: int | None
+    refused: dict[str, EngineError] = field(default_factory=dict)
+    lost: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -106,6 +139,11 @@ class ClipStatus:
     media_generation_id: str = ""
     seed: int | None = None
     failure_reason: str = ""  # the upstream's reason code, e.g. PUBLIC_ERROR_AUDIO_FILTERED
+    # A sentence for people, when the engine words the failure itself (Vertex AI).
+    failure_message: str = ""
+    # The clip itself, when the upstream sends it inside the answer (Vertex AI without a
+    # results prefix); fetched through the engine's ``fetch_video`` then.
+    video_data: bytes = field(default=b"", repr=False)
 
 
 @dataclass(frozen=True)
@@ -233,6 +271,14 @@ class NetworkError(EngineError):
 
 class BadRequest(EngineError):
     default_message = "Flow refused the request as invalid."
+
+
+class AccountRefused(EngineError):
+    """The upstream refuses the account itself (an API not enabled, a missing role, a model
+    not offered in its region, a key that no longer signs in): its takes wait, saying this,
+    until an admin fixes the account."""
+
+    default_message = "The account cannot be used until an admin fixes it."
 
 
 # --- Downloads ------------------------------------------------------------------------------

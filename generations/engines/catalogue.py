@@ -7,8 +7,9 @@ and views read this list and never spell a key themselves.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
 
-from .base import Aspect
+from .base import Aspect, EngineKind
 
 TIER_NOT_PAID = "PAYGATE_TIER_NOT_PAID"
 TIER_ONE = "PAYGATE_TIER_ONE"
@@ -26,11 +27,16 @@ _TIER_RANK = {TIER_NOT_PAID: 0, TIER_ONE: 1, TIER_TWO: 2}
 class VideoModel:
     key: str
     label: str
-    aspect: Aspect
+    # None: the model makes both aspects (Vertex AI takes the aspect as a parameter).
+    aspect: Aspect | None
     min_tier: str = TIER_NOT_PAID
+    engine: str = EngineKind.FLOW
 
     def allowed_for(self, tier: str) -> bool:
-        return tier_rank(tier) >= tier_rank(self.min_tier)
+        return self.engine != EngineKind.FLOW or tier_rank(tier) >= tier_rank(self.min_tier)
+
+    def makes(self, aspect: Aspect | str | None) -> bool:
+        return aspect is None or self.aspect is None or self.aspect == aspect
 
 
 def tier_rank(tier: str) -> int:
@@ -51,21 +57,112 @@ IMAGE_TO_VIDEO: list[VideoModel] = [
     VideoModel("veo_3_1_i2v_lite_low_priority", "Veo 3.1 Lite (low priority)", L),
 ]
 
-_BY_KEY = {model.key: model for model in IMAGE_TO_VIDEO}
+# Vertex AI's published model ids: one id for both aspects, any account may use each.
+VERTEX_MODELS: list[VideoModel] = [
+    VideoModel("veo-3.1-fast-generate-001", "Veo 3.1 Fast", None, engine=EngineKind.VERTEX),
+    VideoModel("veo-3.1-generate-001", "Veo 3.1 Quality", None, engine=EngineKind.VERTEX),
+    VideoModel(
+        "veo-3.1-lite-generate-001", "Veo 3.1 Lite (preview)", None, engine=EngineKind.VERTEX
+    ),
+]
+MODELS = {EngineKind.FLOW: IMAGE_TO_VIDEO, EngineKind.VERTEX: VERTEX_MODELS}
+
+_BY_KEY = {model.key: model for model in [*IMAGE_TO_VIDEO, *VERTEX_MODELS]}
 
 
 def get_model(key: str) -> VideoModel | None:
     return _BY_KEY.get(key)
 
 
-def models_for(tier: str, aspect: Aspect | str | None = None) -> list[VideoModel]:
-    """The models an account of ``tier`` may use, optionally only those for ``aspect``."""
+def models_for(
+    tier: str, aspect: Aspect | str | None = None, engine: str = EngineKind.FLOW
+) -> list[VideoModel]:
+    """The models an account of ``engine`` and ``tier`` may use, optionally only those for
+    ``aspect``."""
     return [
         model
-        for model in IMAGE_TO_VIDEO
-        if model.allowed_for(tier) and (aspect is None or model.aspect == aspect)
+        for model in MODELS[EngineKind(engine)]
+        if model.allowed_for(tier) and model.makes(aspect)
     ]
 
 
-def default_model(tier: str, aspect: Aspect | str) -> VideoModel:
-    return models_for(tier, aspect)[0]
+def default_model(tier: str, aspect: Aspect | str, engine: str = EngineKind.FLOW) -> VideoModel:
+    return models_for(tier, aspect, engine)[0]
+
+
+# --- What a clip costs ------------------------------------------------------------------
+
+# Flow credits per clip (Flow's help pages as public clients quote them): tier one / tier two.
+FLOW_CREDITS = {"lite": (10, 5), "fast": (20, 10), "quality": (100, 100)}
+
+
+def flow_credits(key: str, tier: str) -> int | None:
+    """Credits one clip of model ``key`` costs an account of ``tier``."""
+    model = get_model(key)
+    if model is None or model.engine != EngineKind.FLOW:
+        return None
+    family = "lite" if "lite" in key else "fast" if "fast" in key else "quality"
+    one, two = FLOW_CREDITS[family]
+    return two if tier_rank(tier) >= tier_rank(TIER_TWO) else one
+
+
+def vertex_price_per_second(
+    key: str, resolution: str, audio: bool, prices: list[str]
+) -> Decimal | None:
+    """US dollars per second of a Vertex AI clip from the ``VERTEX_PRICES`` pairs: the most
+    specific of MODEL@RES+audio, MODEL@RES, MODEL+audio, MODEL that is set."""
+    table: dict[str, Decimal] = {}
+    for pair in prices:
+        name, _, price = pair.partition("=")
+        try:
+            table[name.strip()] = Decimal(price.strip())
+        except InvalidOperation:
+            continue
+    resolution = resolution or VERTEX_OPTIONS.default_resolution
+    sound = "+audio" if audio else ""
+    for name in (f"{key}@{resolution}{sound}", f"{key}@{resolution}", f"{key}{sound}", key):
+        if name in table:
+            return table[name]
+    return None
+
+
+# --- What a clip can be, per engine -------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ClipOptions:
+    """The choices an engine offers for a clip beyond prompt, image, aspect and model.
+
+    An engine that offers none of them (Flow's captured lane: 8 s, 720p, its own audio) has
+    empty tuples and False, and the scene form shows none of them.
+    """
+
+    durations: tuple[int, ...] = ()
+    default_duration: int = 8
+    resolutions: tuple[str, ...] = ()
+    default_resolution: str = "720p"
+    # Resolutions only made at one duration (seconds).
+    resolution_needs_duration: tuple[tuple[str, int], ...] = ()
+    audio: bool = False
+    negative_prompt: bool = False
+    person_generation: tuple[tuple[str, str], ...] = ()
+
+
+FLOW_OPTIONS = ClipOptions()
+VERTEX_OPTIONS = ClipOptions(
+    durations=(4, 6, 8),
+    resolutions=("720p", "1080p"),
+    resolution_needs_duration=(("1080p", 8),),
+    audio=True,
+    negative_prompt=True,
+    person_generation=(
+        ("allow_adult", "Adults only"),
+        ("dont_allow", "No people"),
+        ("allow_all", "Anyone (where the region allows it)"),
+    ),
+)
+OPTIONS = {EngineKind.FLOW: FLOW_OPTIONS, EngineKind.VERTEX: VERTEX_OPTIONS}
+
+
+def options_for(engine: str) -> ClipOptions:
+    return OPTIONS[EngineKind(engine)]

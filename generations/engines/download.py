@@ -164,11 +164,13 @@ def download_to(
     max_bytes: int | None = None,
     deadline: float | None = None,
     transport: httpx.BaseTransport | None = None,
+    headers: dict[str, str] | None = None,
 ) -> DownloadResult:
     """Stream ``url`` into ``dest``. Afterwards ``dest`` is the complete file or absent.
 
     Raises a ``DownloadError`` subclass for every refusal or failure; ``deadline`` (seconds)
-    bounds the whole download, not only each read.
+    bounds the whole download, not only each read. ``headers`` (an engine's authorization
+    for a bucket that needs one) go only to ``url``: redirects are never followed.
     """
     if kind not in ("video", "image"):
         raise ValueError(f"kind must be 'video' or 'image', not {kind!r}")
@@ -198,7 +200,9 @@ def download_to(
             httpx.Client(
                 transport=transport, follow_redirects=False, trust_env=False, timeout=timeout
             ) as client,
-            client.stream("GET", url, headers={"accept-encoding": "identity"}) as response,
+            client.stream(
+                "GET", url, headers={**(headers or {}), "accept-encoding": "identity"}
+            ) as response,
         ):
             if response.status_code != 200:
                 raise _refusal(response, where)
@@ -268,6 +272,53 @@ def download_to(
     return DownloadResult(
         path=str(dest), size=size, sha256=digest.hexdigest(), content_type=content_type
     )
+
+
+def save_bytes(
+    data: bytes, dest: Path, *, kind: Kind, max_bytes: int | None = None
+) -> DownloadResult:
+    """Keep a file an upstream sent inside its answer, with the same rules as ``download_to``:
+    the size limit, the type (checked on the bytes themselves), and whole or not at all."""
+    dest = Path(dest).absolute()
+    limit = int(settings.FLOW_DOWNLOAD_MAX_BYTES if max_bytes is None else max_bytes)
+    if len(data) > limit:
+        raise TooLarge(
+            f"The file is {_size(len(data))}, more than the {_size(limit)} Flowsite accepts."
+        )
+    content_type = _sniff(data)
+    _expect_type(kind, content_type)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, temp_path = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
+    try:
+        with os.fdopen(fd, "wb") as out:
+            out.write(data)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(temp_path, dest)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temp_path)
+        raise
+    _fsync_folder(dest.parent)
+    return DownloadResult(
+        path=str(dest),
+        size=len(data),
+        sha256=hashlib.sha256(data).hexdigest(),
+        content_type=content_type,
+    )
+
+
+def _sniff(data: bytes) -> str:
+    """The media type the first bytes show (an MP4's "ftyp" box, JPEG, PNG, WebP)."""
+    if data[4:8] == b"ftyp":
+        return "video/mp4"
+    if data.startswith(b"\xff\xd8\xff"):
+        return "image/jpeg"
+    if data.startswith(b"\x89PNG"):
+        return "image/png"
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "image/webp"
+    return "application/octet-stream"
 
 
 def _declared_length(response: httpx.Response) -> int | None:

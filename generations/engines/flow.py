@@ -146,7 +146,7 @@ _mint_locks: dict[str, threading.Lock] = {}
 _mint_locks_guard = threading.Lock()
 
 
-def _mint_lock(key: str) -> threading.Lock:
+def mint_lock(key: str) -> threading.Lock:
     with _mint_locks_guard:
         return _mint_locks.setdefault(key, threading.Lock())
 
@@ -194,7 +194,7 @@ def quote(value: Any, secrets: tuple[str, ...] = (), limit: int = 300) -> str:
 # --- Small helpers -------------------------------------------------------------------------
 
 
-class _Deadline:
+class Deadline:
     """One overall time budget across connects, retries and body reads."""
 
     def __init__(self, seconds: float, what: str) -> None:
@@ -485,7 +485,7 @@ class FlowEngine:
         models: list[str] | None = None,
     ) -> dict:
         """One API call within one deadline, re-minting and retrying once after a 401."""
-        deadline = _Deadline(float(settings.FLOW_CALL_DEADLINE), what)
+        deadline = Deadline(float(settings.FLOW_CALL_DEADLINE), what)
         content = None if body is None else json.dumps(body, separators=(",", ":")).encode()
         token = self._token(deadline)
         answer = self._send(
@@ -537,7 +537,7 @@ class FlowEngine:
         url: str,
         headers: dict[str, str],
         content: bytes | None,
-        deadline: _Deadline,
+        deadline: Deadline,
     ) -> _Answer:
         deadline.check()
         started = time.monotonic()
@@ -567,7 +567,7 @@ class FlowEngine:
         return _Answer(response.status_code, response.headers, body)
 
     @staticmethod
-    def _read(response: httpx.Response, deadline: _Deadline) -> Iterator[bytes]:
+    def _read(response: httpx.Response, deadline: Deadline) -> Iterator[bytes]:
         size = 0
         for chunk in response.iter_bytes():
             size += len(chunk)
@@ -581,7 +581,7 @@ class FlowEngine:
 
     # --- Tokens ---
 
-    def _token(self, deadline: _Deadline, *, refused: str = "") -> str:
+    def _token(self, deadline: Deadline, *, refused: str = "") -> str:
         """The access token to use; for a cookie account, the cached one or a fresh one.
 
         ``refused`` is a token Flow just answered 401 to: never hand it out again.
@@ -589,7 +589,7 @@ class FlowEngine:
         credentials = self.credentials
         if credentials.bearer_token:
             return credentials.bearer_token
-        with _mint_lock(credentials.key):
+        with mint_lock(credentials.key):
             cached = self.token_cache.get(credentials.key)
             if cached and cached[0] != refused and cached[1] > datetime.now(UTC):
                 return cached[0]
@@ -599,7 +599,7 @@ class FlowEngine:
             logger.info("Minted a Flow access token for account %s", credentials.key)
             return token
 
-    def _mint(self, deadline: _Deadline) -> tuple[str, datetime]:
+    def _mint(self, deadline: Deadline) -> tuple[str, datetime]:
         what = "signing in with the session cookie"
         cookie = self.credentials.session_cookie
         headers = {"accept": "application/json", "cookie": f"{SESSION_COOKIE_NAME}={cookie}"}

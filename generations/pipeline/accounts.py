@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 from datetime import datetime
 
-from ..engines.base import Engine, EngineError, TokenExpired
+from ..engines.base import AccountRefused, Engine, EngineError, TokenExpired
 from ..models import FlowAccount
 from .policy import shorten
 
@@ -68,6 +68,13 @@ class Engines:
 
 def account_problem(account: FlowAccount, error: EngineError) -> str:
     """What every take of a signed-out account says until an admin fixes the account."""
+    if isinstance(error, AccountRefused):
+        return f"Account {account}: {error.message}"
+    if account.is_vertex:
+        return (
+            f"The Vertex AI access token of account {account} has expired or was revoked — "
+            "paste a new one, or upload a service-account key so Flowsite mints its own."
+        )
     if isinstance(error, TokenExpired):
         return (
             f"The Flow access token of account {account} has expired or was revoked — "

@@ -42,6 +42,7 @@ from django.utils import timezone
 from .. import storage
 from ..engines.base import ClipStatus, DownloadError, DownloadResult
 from ..models import Generation
+from .accounts import engine_for
 from .claims import release
 from .policy import (
     DOWNLOAD_ATTEMPTS,
@@ -142,7 +143,9 @@ class Download:
     left from an attempt that died (a killed worker) and is removed first.
     """
 
-    def __init__(self, run: Pass, token: UUID, generation: Generation, clip: ClipStatus) -> None:
+    def __init__(
+        self, run: Pass, token: UUID, generation: Generation, clip: ClipStatus, account=None
+    ) -> None:
         self.now = run.now
         self.stop_at = run.stop_at
         # A download on a thread of its own counts apart (``Pass.download``); the pump adds
@@ -151,12 +154,33 @@ class Download:
         self.token = token
         self.generation = generation
         self.clip = clip
+        self.account = account
+        self.fetch = None
 
     def release(self, **fields) -> int:
         """Give the take back with ``fields`` written, if this download still holds it."""
         return release(self.token, [S.DOWNLOADING], [self.generation.pk], **fields)
 
     def run(self) -> None:
+        # An engine that fetches its own clips (Vertex AI: inside the answer, or from a
+        # bucket that needs its token) does; otherwise the clip's URL is signed and public.
+        # The download makes its own engine: the pass closes its engines when it ends, and a
+        # download on a slot of its own may outlive the pass.
+        engine = None
+        if self.account is not None:
+            try:
+                engine = engine_for(self.account)
+            except ValueError:  # no usable credentials: only a signed URL can be fetched
+                engine = None
+        self.fetch = getattr(engine, "fetch_video", None)
+        try:
+            self.fetch_files()
+        finally:
+            close = getattr(engine, "close", None)
+            if callable(close):
+                close()
+
+    def fetch_files(self) -> None:
         from ..engines.download import download_to
 
         generation, clip = self.generation, self.clip
@@ -168,12 +192,17 @@ class Download:
         try:
             if not clip.video_url:
                 raise ContractDownloadError()
-            video = download_to(
-                clip.video_url,
-                storage.local_path(video_name),
-                kind="video",
-                deadline=self.deadline(),
-            )
+            if self.fetch is not None:
+                video = self.fetch(
+                    clip, storage.local_path(video_name), kind="video", deadline=self.deadline()
+                )
+            else:
+                video = download_to(
+                    clip.video_url,
+                    storage.local_path(video_name),
+                    kind="video",
+                    deadline=self.deadline(),
+                )
             # Each whole local file into the storage as soon as it is complete: already there
             # in the media folder, uploaded (and the local copy removed) with a bucket.
             video_name = storage.store_file(video.path, video_name)

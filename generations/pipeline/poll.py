@@ -15,6 +15,7 @@ from django.db.models.lookups import LessThan
 from django.utils import timezone
 
 from ..engines.base import (
+    AccountRefused,
     BadRequest,
     ClipState,
     ClipStatus,
@@ -349,7 +350,9 @@ class PollBatch:
                 )
                 finished.append((generation, clip))
             elif clip.state == ClipState.FAILED:
-                changes[generation.pk] = self.final(S.FAILED, failure_reason(clip.failure_reason))
+                changes[generation.pk] = self.final(
+                    S.FAILED, clip.failure_message or failure_reason(clip.failure_reason)
+                )
                 self.counts["failed"] += 1
             else:
                 changes[generation.pk] = self.final(S.CANCELLED, "Flow cancelled this take.")
@@ -382,7 +385,9 @@ class PollBatch:
                         updated=timezone.now(),
                     )
                     break
-                self.run_.download(Download(self.run_, self.token, generation, clip))
+                self.run_.download(
+                    Download(self.run_, self.token, generation, clip, account=self.account)
+                )
 
     def release_after_error(self) -> None:
         """Release the batch after an unexpected error; it is checked again a bit later."""
@@ -431,7 +436,7 @@ class PollBatch:
             write_held(self.token, changes, POLLED)
             return
         log.warning("checking %d takes failed: %s", len(generations), error.message)
-        if isinstance(error, SessionExpired | TokenExpired):
+        if isinstance(error, SessionExpired | TokenExpired | AccountRefused):
             message = shorten(account_problem(self.account, error))
             set_account_problem(self.account, message)
             for generation in generations:

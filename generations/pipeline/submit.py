@@ -20,12 +20,14 @@ from django.db.models import F
 from django.utils import timezone
 
 from ..engines.base import (
+    AccountRefused,
     Aspect,
     BotCheck,
     ClipRequest,
     ClipState,
     ContractError,
     EngineError,
+    ImageData,
     ImageUnknown,
     NetworkError,
     SessionExpired,
@@ -91,9 +93,13 @@ def submit_due(run: Pass) -> None:
     # shape the upstream has not been seen to accept, so groups go out in slices.
     size = max(1, settings.FLOW_SUBMIT_BATCH_SIZE)
     batches = [
-        group[start : start + size]
+        batch
         for group in groups.values()
-        for start in range(0, len(group), size)
+        for batch in (
+            scene_batches(group, size)
+            if group[0].account.is_vertex
+            else [group[start : start + size] for start in range(0, len(group), size)]
+        )
     ]
     for group in batches:
         try:
@@ -109,6 +115,24 @@ def submit_due(run: Pass) -> None:
             log.exception("submitting takes %s failed", [generation.pk for generation in group])
             release_for_retry(run, token, [generation.pk for generation in group])
         run.beat()
+
+
+def scene_batches(group: list[Generation], size: int) -> list[list[Generation]]:
+    """Batches of whole scenes: Vertex AI renders a scene's takes in one call (its samples),
+    so a scene split across two batches would cost two calls. A scene larger than ``size``
+    is sliced."""
+    by_scene: dict[int, list[Generation]] = defaultdict(list)
+    for generation in group:
+        by_scene[generation.scene_id].append(generation)
+    batches: list[list[Generation]] = []
+    for takes in by_scene.values():
+        for start in range(0, len(takes), size):
+            part = takes[start : start + size]
+            if batches and len(batches[-1]) + len(part) <= size:
+                batches[-1].extend(part)
+            else:
+                batches.append(part)
+    return batches
 
 
 def release_for_retry(run: Pass, token: UUID, pks: list[int]) -> None:
@@ -141,6 +165,8 @@ class SubmitGroup:
         self.generations = generations
         self.project: Project = generations[0].project
         self.account: FlowAccount = generations[0].account
+        # Start images read for an engine that takes them inline (image id -> data).
+        self.image_data: dict[int, ImageData] = {}
 
     def run(self) -> None:
         if FlowAccount.objects.filter(pk=self.account.pk, cool_down_until__gt=self.now).exists():
@@ -191,6 +217,13 @@ class SubmitGroup:
                 aspect=Aspect(generation.aspect),
                 seed=generation.seed,
                 start_image_media_id=media_ids.get(generation.start_image_id),
+                start_image=self.image_data.get(generation.start_image_id),
+                scene_ref=str(generation.scene_id),
+                duration=generation.duration,
+                resolution=generation.resolution,
+                audio=generation.audio,
+                negative_prompt=generation.negative_prompt,
+                person_generation=generation.person_generation,
             )
             for generation in self.generations
         ]
@@ -212,6 +245,9 @@ class SubmitGroup:
                 "The start image of this take was deleted before it could be sent to Flow.",
                 statuses=[S.SUBMITTING] if submitting else [S.QUEUED],
             )
+        self.image_data = {}
+        if getattr(self.engine, "inline_images", False):
+            return self.read_images(images, submitting=submitting)
         known = dict(
             ImageUpload.objects.filter(account=self.account, image_id__in=list(images)).values_list(
                 "image_id", "media_id"
@@ -252,6 +288,21 @@ class SubmitGroup:
                 )
             self.counts["uploaded"] += 1
         return media_ids
+
+    def read_images(self, images: dict[int, ImageAsset], *, submitting: bool) -> dict[int, str]:
+        """For an engine that takes start images inside the submit call (Vertex AI): read
+        them, nothing is uploaded; takes whose image cannot be read drop out."""
+        for image_id, image in images.items():
+            try:
+                self.image_data[image_id] = image.image_data()
+            except OSError:
+                log.exception("start image %s could not be read", image.uuid)
+                self.fail(
+                    [t for t in self.generations if t.start_image_id == image_id],
+                    "The start image file could not be read from Flowsite's storage.",
+                    statuses=[S.SUBMITTING] if submitting else [S.QUEUED],
+                )
+        return dict.fromkeys(self.image_data, "")
 
     # The submit call itself
 
@@ -317,9 +368,25 @@ class SubmitGroup:
         # UNCERTAIN too: if the reaper gave up on us while Flow was slow, the answer we finally
         # got is the truth and the take is followed after all.
         self.counts["submitted"] += write_held(self.token, changes, [S.SUBMITTING, S.UNCERTAIN])
-        if lost:
-            log.warning("Flow's submit answer named no operation for takes %s", lost)
-            self.uncertain(lost, "Flow's answer named no operation for it.")
+        # An engine making one call per scene reports each call's fate apart.
+        refused: dict[str, list[Generation]] = defaultdict(list)
+        errors: dict[str, EngineError] = {}
+        causes: dict[str, list[Generation]] = defaultdict(list)
+        for generation in lost:
+            request_id = str(generation.request_id)
+            if request_id in result.refused:
+                error = result.refused[request_id]
+                key = f"{type(error).__name__}:{error.message}"
+                refused[key].append(generation)
+                errors[key] = error
+            else:
+                cause = result.lost.get(request_id, "Flow's answer named no operation for it.")
+                causes[cause].append(generation)
+        for key, generations in refused.items():
+            self.refused(generations, errors[key], statuses=[S.SUBMITTING])
+        for cause, generations in causes.items():
+            log.warning("no operation came back for takes %s: %s", generations, cause)
+            self.uncertain(generations, cause)
         self.account.record_credits(result.remaining_credits)
 
     # Outcomes
@@ -391,7 +458,7 @@ class SubmitGroup:
         """An HTTP answer came back refusing the call, so nothing was spent."""
         if isinstance(error, (Throttled, BotCheck, UpstreamError, ImageUnknown, NetworkError)):
             self.requeue(generations, error)
-        elif isinstance(error, SessionExpired) or (
+        elif isinstance(error, SessionExpired | AccountRefused) or (
             isinstance(error, TokenExpired) and not self.account.session_cookie
         ):
             # Nothing was spent (a refusal before or instead of the work): the takes wait for

@@ -1,14 +1,23 @@
 """Add, list and update the Flow accounts whose credits projects spend, and say who may.
 
     manage.py flow_account add LABEL (--bearer-token T | --session-cookie C) [--tier TIER]
+    manage.py flow_account add LABEL --vertex-project PROJECT [--vertex-location REGION]
+                               (--service-account-file KEY.json | --bearer-token T)
+                               [--storage-uri gs://BUCKET/PREFIX]
     manage.py flow_account list
-    manage.py flow_account update LABEL [--bearer-token T | --session-cookie C] [--tier TIER]
-                                        [--label NEW]
+    manage.py flow_account update LABEL [--bearer-token T | --session-cookie C
+                                         | --service-account-file KEY.json] [--tier TIER]
+                                        [--vertex-project P] [--vertex-location R]
+                                        [--storage-uri URI] [--label NEW]
     manage.py flow_account grant LABEL (--user USERNAME | --project NAME)
     manage.py flow_account revoke LABEL (--user USERNAME | --project NAME)
 
 A person granted an account may create projects that spend it; a project may generate while its
 account is granted to it or to one of its owners.
+
+An account given ``--vertex-project`` is a Vertex AI account (the team's Google Cloud project
+pays); any other is a Google Flow account. A key file given as ``-`` is read from standard
+input to its end.
 
 A secret given as ``-`` is read from standard input, so it stays out of the shell history and
 the process list. Secrets are never printed in full.
@@ -29,8 +38,16 @@ from django.db.models import Prefetch
 
 from generations import work
 from generations.engines.catalogue import TIER_ONE, TIERS
+from generations.engines.vertex import clean_service_account_key, key_email
 from generations.models import AccountGrant, FlowAccount, Project
-from generations.rules import ACCOUNT_LABEL, printable
+from generations.rules import (
+    ACCOUNT_LABEL,
+    DEFAULT_VERTEX_LOCATION,
+    STORAGE_URI,
+    VERTEX_LOCATION,
+    VERTEX_PROJECT,
+    printable,
+)
 
 TIER_KEYS = [key for key, _ in TIERS]
 SESSION_COOKIE_NAME = "__Secure-next-auth.session-token"
@@ -90,7 +107,11 @@ class Command(BaseCommand):
         secret = add.add_mutually_exclusive_group(required=True)
         secret.add_argument("--bearer-token", metavar="TOKEN", help="'-' reads it from stdin")
         secret.add_argument("--session-cookie", metavar="COOKIE", help="'-' reads it from stdin")
+        secret.add_argument(
+            "--service-account-file", metavar="KEY.json", help="Vertex AI; '-' reads stdin"
+        )
         add.add_argument("--tier", choices=TIER_KEYS, default=TIER_ONE)
+        add_vertex_arguments(add)
 
         actions.add_parser("list", help="List the accounts (secrets masked).")
 
@@ -99,7 +120,11 @@ class Command(BaseCommand):
         secret = update.add_mutually_exclusive_group()
         secret.add_argument("--bearer-token", metavar="TOKEN", help="'-' reads it from stdin")
         secret.add_argument("--session-cookie", metavar="COOKIE", help="'-' reads it from stdin")
+        secret.add_argument(
+            "--service-account-file", metavar="KEY.json", help="Vertex AI; '-' reads stdin"
+        )
         update.add_argument("--tier", choices=TIER_KEYS)
+        add_vertex_arguments(update)
         update.add_argument("--label", dest="new_label", metavar="NEW_LABEL")
 
         for name, text in (
@@ -133,7 +158,17 @@ class Command(BaseCommand):
                 f"An account labelled {label!r} already exists; "
                 f"change it with: flow_account update {label!r} ..."
             )
-        bearer, cookie = self._secrets(options)
+        if options["vertex_project"] is not None:
+            self.add_vertex(label, options)
+            return
+        if options["service_account_file"] is not None or options["storage_uri"] is not None:
+            raise CommandError(
+                "A service-account key or a results prefix belongs to a Vertex AI account: "
+                "give --vertex-project too."
+            )
+        if options["vertex_location"] is not None:
+            raise CommandError("A region belongs to a Vertex AI account: give --vertex-project.")
+        bearer, cookie, _ = self._secrets(options)
         with transaction.atomic():
             account = FlowAccount.objects.create(
                 label=label, tier=options["tier"], bearer_token=bearer, session_cookie=cookie
@@ -141,6 +176,35 @@ class Command(BaseCommand):
         self.stdout.write(
             f"Added account {account.label!r} ({account.get_tier_display()}, "
             f"{account.auth_kind} {mask(bearer or cookie)})."
+        )
+
+    def add_vertex(self, label: str, options: dict[str, Any]) -> None:
+        if options["session_cookie"] is not None:
+            raise CommandError(
+                "A Vertex AI account signs in with --service-account-file or --bearer-token, "
+                "not a Flow session cookie."
+            )
+        if options["service_account_file"] is None and options["bearer_token"] is None:
+            raise CommandError(
+                "A Vertex AI account needs --service-account-file KEY.json (or a pasted access "
+                "token with --bearer-token)."
+            )
+        account = FlowAccount(
+            label=label,
+            kind=FlowAccount.Kind.VERTEX,
+            vertex_project=_checked(VERTEX_PROJECT, options["vertex_project"]),
+            vertex_location=_checked(
+                VERTEX_LOCATION, options["vertex_location"] or DEFAULT_VERTEX_LOCATION
+            ),
+            storage_uri=_checked(STORAGE_URI, options["storage_uri"] or ""),
+        )
+        bearer, _, key = self._secrets(options)
+        account.bearer_token, account.service_account_key = bearer, key
+        with transaction.atomic():
+            account.save()
+        self.stdout.write(
+            f"Added Vertex AI account {account.label!r} (project {account.vertex_project}, "
+            f"{account.vertex_location}, {account.auth_kind} {_hint(account)})."
         )
 
     def list(self) -> None:
@@ -156,16 +220,18 @@ class Command(BaseCommand):
         rows = [
             [
                 account.label,
-                account.tier,
+                f"vertex {account.vertex_project} {account.vertex_location}"
+                if account.is_vertex
+                else f"flow {account.tier}",
                 account.auth_kind,
-                mask(account.session_cookie or account.bearer_token),
+                _hint(account),
                 "?" if account.credits is None else str(account.credits),
                 ", ".join(_grantee(grant) for grant in account.grants.all()) or "nobody",
                 account.problem or "",
             ]
             for account in accounts
         ]
-        headers = ["LABEL", "TIER", "AUTH", "SECRET", "CREDITS", "GRANTS", "PROBLEM"]
+        headers = ["LABEL", "ENGINE", "AUTH", "SECRET", "CREDITS", "GRANTS", "PROBLEM"]
         self.stdout.write(table(headers, rows))
 
     def grant(self, options: dict[str, Any]) -> None:
@@ -194,10 +260,21 @@ class Command(BaseCommand):
         label = options["label"].strip()
         new_label = options["new_label"]
         tier = options["tier"]
-        has_secret = options["bearer_token"] is not None or options["session_cookie"] is not None
-        if new_label is None and tier is None and not has_secret:
+        has_secret = any(
+            options[name] is not None
+            for name in ("bearer_token", "session_cookie", "service_account_file")
+        )
+        vertex_names = ("vertex_project", "vertex_location", "storage_uri")
+        if (
+            new_label is None
+            and tier is None
+            and not has_secret
+            and all(options[name] is None for name in vertex_names)
+        ):
             raise CommandError(
-                "Nothing to change: give --bearer-token, --session-cookie, --tier or --label."
+                "Nothing to change: give --bearer-token, --session-cookie, "
+                "--service-account-file, --tier, --vertex-project, --vertex-location, "
+                "--storage-uri or --label."
             )
         try:
             account = FlowAccount.objects.get(label=label)
@@ -214,6 +291,27 @@ class Command(BaseCommand):
         if tier is not None:
             account.tier = tier
             fields.append("tier")
+        if not account.is_vertex and any(options[name] is not None for name in vertex_names):
+            raise CommandError(
+                f"Account {account.label!r} is a Google Flow account; a Google Cloud project, "
+                "region or results prefix belongs to a Vertex AI account."
+            )
+        if account.is_vertex and options["session_cookie"] is not None:
+            raise CommandError("A Vertex AI account takes no Flow session cookie.")
+        if not account.is_vertex and options["service_account_file"] is not None:
+            raise CommandError(
+                f"Account {account.label!r} is a Google Flow account; a service-account key "
+                "belongs to a Vertex AI account."
+            )
+        validators = {
+            "vertex_project": VERTEX_PROJECT,
+            "vertex_location": VERTEX_LOCATION,
+            "storage_uri": STORAGE_URI,
+        }
+        for name in vertex_names:
+            if options[name] is not None:
+                setattr(account, name, _checked(validators[name], options[name]))
+                fields.append(name)
         if has_secret:
             # Forgets the token minted from the old ones and the old trouble; once saved, the
             # takes that waited for this fix resume.
@@ -224,19 +322,62 @@ class Command(BaseCommand):
             work.resume_waiting(account)
         self.stdout.write(f"Updated account {account.label!r}: {', '.join(fields)}.")
 
-    def _secrets(self, options: dict[str, Any]) -> tuple[str, str]:
-        """(bearer token, session cookie): exactly one set, cleaned, read from stdin for '-'."""
+    def _secrets(self, options: dict[str, Any]) -> tuple[str, str, str]:
+        """(bearer token, session cookie, service-account key): exactly one set, cleaned,
+        read from stdin for '-'."""
         try:
             if options["bearer_token"] is not None:
-                return clean_bearer_token(self._value(options["bearer_token"])), ""
-            return "", clean_session_cookie(self._value(options["session_cookie"]))
+                return clean_bearer_token(self._value(options["bearer_token"])), "", ""
+            if options.get("service_account_file") is not None:
+                return "", "", clean_service_account_key(self._key_file(options))
+            return "", clean_session_cookie(self._value(options["session_cookie"])), ""
         except ValueError as error:
             raise CommandError(str(error)) from None
+
+    def _key_file(self, options: dict[str, Any]) -> str:
+        path = options["service_account_file"]
+        if path == "-":
+            return self.stdin.read()
+        try:
+            with open(path, encoding="utf-8") as file:
+                return file.read(1_000_000)
+        except OSError as error:
+            raise CommandError(
+                f"The service-account key file {path!r} cannot be read: {error.strerror}."
+            ) from None
 
     def _value(self, given: str) -> str:
         if given != "-":
             return given
         return self.stdin.readline()
+
+
+def add_vertex_arguments(parser: CommandParser) -> None:
+    parser.add_argument(
+        "--vertex-project", metavar="PROJECT", help="Google Cloud project id (Vertex AI)"
+    )
+    parser.add_argument(
+        "--vertex-location", metavar="REGION", help=f"default {DEFAULT_VERTEX_LOCATION}"
+    )
+    parser.add_argument("--storage-uri", metavar="gs://BUCKET/PREFIX", help="Vertex AI results")
+
+
+def _checked(validator, value: str) -> str:
+    value = value.strip()
+    if not value and validator is STORAGE_URI:
+        return ""  # no results prefix: the clips come back inside the answer
+    try:
+        validator(value)
+    except ValidationError as invalid:
+        raise CommandError(printable(invalid.messages[0])) from None
+    return value
+
+
+def _hint(account: FlowAccount) -> str:
+    """A masked hint of the account's credential; a key file by the service account it is."""
+    if account.service_account_key:
+        return key_email(account.service_account_key) or "key file"
+    return mask(account.secret)
 
 
 def _account(label: str) -> FlowAccount:

@@ -1,4 +1,5 @@
-"""Set up (or re-announce) the demo: a login, an emulator account and a project with a scene.
+"""Set up (or re-announce) the demo: a login, two emulator accounts (Google Flow and Vertex
+AI) and a project with a scene on each.
 
 Run by `make run` on every start, so it is idempotent: what exists is left as it is. It needs no
 network: the sample start image is drawn here.
@@ -25,6 +26,11 @@ DEMO_USERNAME = "demo"
 DEMO_PASSWORD = "flowsite-demo"
 DEMO_PROJECT = "Demo"
 EMULATOR_ACCOUNT = "Local emulator"
+VERTEX_ACCOUNT = "Local emulator (Vertex AI)"
+VERTEX_PROJECT = "Demo on Vertex AI"
+# The emulator's service-account key pair is made afresh each run, so the demo account signs
+# in with the emulator's fixed token instead (README: how to try a key file against it).
+VERTEX_CLOUD_PROJECT = "flowsite-demo"
 SAMPLE_PROMPT = (
     "A red paper boat drifts across a calm lake at sunrise, mist over the water, "
     "the camera slowly pushes in."
@@ -44,10 +50,13 @@ class Command(BaseCommand):
         with transaction.atomic():
             user, user_created = self._user()
             account = self._account()
-            if account is not None:
-                # Only granted accounts may be spent: the demo login may spend the emulator's.
-                AccountGrant.objects.get_or_create(account=account, user=user)
+            vertex = self._vertex_account()
+            for granted in (account, vertex):
+                if granted is not None:
+                    # Only granted accounts may be spent: the demo login may spend them.
+                    AccountGrant.objects.get_or_create(account=granted, user=user)
             project_created = self._project(user, account)
+            vertex_created = self._project(user, vertex, name=VERTEX_PROJECT)
 
         port = os.environ.get("PORT", "8000")
         self.stdout.write(f"Flowsite demo: open http://127.0.0.1:{port}/")
@@ -65,8 +74,15 @@ class Command(BaseCommand):
                 f"  Flow account {account.label!r} spends the local emulator; "
                 f"it is granted to {DEMO_USERNAME}."
             )
+        if vertex is not None:
+            self.stdout.write(
+                f"  Vertex AI account {vertex.label!r} (project {vertex.vertex_project}) spends "
+                f"the local emulator too; it is granted to {DEMO_USERNAME}."
+            )
         if project_created:
             self.stdout.write(f"  Created project {DEMO_PROJECT!r} with one sample scene.")
+        if vertex_created:
+            self.stdout.write(f"  Created project {VERTEX_PROJECT!r} with one sample scene.")
 
     def _user(self):
         User = get_user_model()
@@ -95,15 +111,44 @@ class Command(BaseCommand):
             )
         return account
 
-    def _project(self, user, account: FlowAccount | None) -> bool:
-        if Project.objects.filter(name=DEMO_PROJECT).exists():
+    def _vertex_account(self) -> FlowAccount | None:
+        if not settings.FLOWSITE_EMULATOR:
+            return FlowAccount.objects.filter(label=VERTEX_ACCOUNT).first()
+        account, created = FlowAccount.objects.get_or_create(
+            label=VERTEX_ACCOUNT,
+            defaults={
+                "kind": FlowAccount.Kind.VERTEX,
+                "vertex_project": VERTEX_CLOUD_PROJECT,
+                "bearer_token": settings.FLOW_EMULATOR_TOKEN,
+            },
+        )
+        if (
+            not created
+            and account.is_vertex
+            and (
+                account.bearer_token != settings.FLOW_EMULATOR_TOKEN
+                and not account.service_account_key
+            )
+        ):
+            account.replace_credentials(bearer_token=settings.FLOW_EMULATOR_TOKEN)
+            account.save(update_fields=FlowAccount.CREDENTIAL_FIELDS)
+        return account
+
+    def _project(self, user, account: FlowAccount | None, name: str = DEMO_PROJECT) -> bool:
+        if Project.objects.filter(name=name).exists():
             return False
-        project = Project.objects.create(name=DEMO_PROJECT, account=account, created_by=user)
+        if name != DEMO_PROJECT and account is None:
+            return False
+        project = Project.objects.create(name=name, account=account, created_by=user)
         project.add_member(user, Membership.Role.OWNER)
         image = store_start_image(
             project, io.BytesIO(sample_picture()), user, name="sample-lake.png"
         )
         tier = account.tier if account is not None else TIER_TWO
+        vertex = account is not None and account.is_vertex
+        engine = account.kind if account is not None else FlowAccount.Kind.FLOW
+        # On Vertex AI the sample shows what Flow's lane cannot: a shorter clip with sound.
+        options = {"duration": 6, "audio": True} if vertex else {}
         Scene.objects.create(
             project=project,
             position=0,
@@ -111,8 +156,9 @@ class Command(BaseCommand):
             prompt=SAMPLE_PROMPT,
             start_image=image,
             aspect=Aspect.LANDSCAPE,
-            model_key=default_model(tier, Aspect.LANDSCAPE).key,
+            model_key=default_model(tier, Aspect.LANDSCAPE, engine).key,
             takes=1,
+            **options,
         )
         return True
 

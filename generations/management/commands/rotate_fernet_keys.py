@@ -4,7 +4,7 @@ from django.db import connection, transaction
 from generations import crypto
 from generations.models import FlowAccount
 
-SECRET_FIELDS = ("bearer_token", "session_cookie", "access_token")
+SECRET_FIELDS = ("bearer_token", "session_cookie", "service_account_key", "access_token")
 
 
 class Command(BaseCommand):

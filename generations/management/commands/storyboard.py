@@ -52,10 +52,15 @@ from generations.rules import normalise_line_breaks, printable
 from .flow_account import table
 
 REQUIRED_COLUMNS = ("image", "prompt", "aspect")
-OPTIONAL_COLUMNS = ("model", "seed", "takes")
+# The clip options (duration … people) are for Vertex AI accounts; a Flow account refuses them
+# in the scene rules' words.
+OPTIONS_COLUMNS = ("duration", "resolution", "audio", "negative_prompt", "person_generation")
+OPTIONAL_COLUMNS = ("model", "seed", "takes", *OPTIONS_COLUMNS)
 COLUMNS = REQUIRED_COLUMNS + OPTIONAL_COLUMNS
 # The scene's fields the columns fill, in the order a row's problems are told.
-SCENE_FIELDS = ("prompt", "aspect", "model_key", "seed", "takes")
+SCENE_FIELDS = ("prompt", "aspect", "model_key", "seed", "takes", *OPTIONS_COLUMNS)
+AUDIO_WORDS = {"": False, "no": False, "false": False, "0": False, "off": False}
+AUDIO_WORDS |= {"yes": True, "true": True, "1": True, "on": True}
 EDIT_ROLES = (Membership.Role.OWNER, Membership.Role.EDITOR)
 
 
@@ -462,7 +467,7 @@ def _check_row(
     exclude = ["project", "start_image"]
     if not model_key:
         if aspect in Scene.AspectChoice.values:
-            offered = models_for(account.tier, aspect)
+            offered = models_for(account.tier, aspect, account.kind)
             model_key = offered[0].key if offered else ""
         else:
             # No model asked for, and none to choose until the aspect (its own problem) is set.
@@ -475,7 +480,14 @@ def _check_row(
         model_key=model_key,
         seed=cells.get("seed") or None,
         takes=cells.get("takes") or 1,
+        duration=cells.get("duration") or None,
+        resolution=cells.get("resolution", "").strip().lower(),
+        audio=AUDIO_WORDS.get(cells.get("audio", "").strip().lower(), False),
+        negative_prompt=normalise_line_breaks(cells.get("negative_prompt", "")).strip(),
+        person_generation=cells.get("person_generation", "").strip().lower(),
     )
+    if cells.get("audio", "").strip().lower() not in AUDIO_WORDS:
+        problems.append(f"The audio column says yes or no, not “{cells['audio']}”.")
     try:
         scene.full_clean(exclude=exclude, validate_unique=False, validate_constraints=False)
     except ValidationError as invalid:

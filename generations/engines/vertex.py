@@ -1,0 +1,761 @@
+"""Vertex AI's Veo models spoken as Google documents them (``predictLongRunning``).
+
+This is the only module in Flowsite that knows a Vertex AI URL, a JSON key of its requests and
+answers, or the shape of a service-account key file. Everything it returns or raises is a type
+from ``base``.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import math
+import threading
+from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote as url_quote
+from urllib.parse import urlsplit
+
+import httpx
+from django.conf import settings
+
+from ..redaction import redact
+from . import base
+from .download import Kind, download_to, save_bytes
+from .flow import (
+    DEFAULT_TOKEN_CACHE,
+    Deadline,
+    mint_lock,
+    parse_retry_after,
+    quote,
+    use_until,
+)
+
+logger = logging.getLogger(__name__)
+
+SERVICE_ACCOUNT_FIELDS = ("client_email", "private_key", "token_uri")
+
+
+def clean_service_account_key(text: str) -> str:
+    """The key file's JSON, checked to be a service-account key; ValueError in words if not."""
+    text = text.strip()
+    if not text:
+        raise ValueError("The service-account key is empty.")
+    try:
+        info: Any = json.loads(text)
+    except ValueError:
+        raise ValueError(
+            "The service-account key is not JSON; upload or paste the whole key file "
+            "(Cloud console › IAM › Service accounts › Keys › Add key › JSON)."
+        ) from None
+    if not isinstance(info, dict) or info.get("type") != "service_account":
+        raise ValueError(
+            'The key file is not a service-account key (its "type" is not "service_account").'
+        )
+    missing = [name for name in SERVICE_ACCOUNT_FIELDS if not isinstance(info.get(name), str)]
+    if missing:
+        raise ValueError(f"The service-account key file lacks {', '.join(missing)}.")
+    if "PRIVATE KEY" not in info["private_key"]:
+        raise ValueError("The service-account key file's private_key is not a PEM key.")
+    return json.dumps(info, separators=(",", ":"))
+
+
+def key_email(text: str) -> str:
+    """The service account a stored key signs in as (for admins, never the key itself)."""
+    try:
+        return str(json.loads(text).get("client_email", ""))
+    except (ValueError, AttributeError):
+        return ""
+
+
+# --- The documented contract ---------------------------------------------------------------
+
+SCOPE = "https://www.googleapis.com/auth/cloud-platform"
+REGIONAL_BASE = "https://{location}-aiplatform.googleapis.com"
+MODEL_PATH = "/v1/projects/{project}/locations/{location}/publishers/google/models/{model}"
+SUBMIT = ":predictLongRunning"
+POLL = ":fetchPredictOperation"
+STORAGE_DOWNLOAD = "/download/storage/v1/b/{bucket}/o/{object}?alt=media"
+MAX_SAMPLES = 4
+ASPECTS = {base.Aspect.LANDSCAPE: "16:9", base.Aspect.PORTRAIT: "9:16"}
+# A sample of an operation is stored on its take as "<operation name>#<index>": one call
+# makes up to four takes, and the answer lists their videos in order.
+SAMPLE_SEPARATOR = "#"
+# gRPC codes a finished operation may carry, in words.
+OPERATION_ERRORS = {
+    3: "Vertex AI refused to render this take: {message}",
+    7: "Vertex AI refused this take for lack of permission: {message}",
+    8: "Vertex AI ran out of quota while rendering this take; generate it again later. ({message})",
+    13: "Vertex AI had an internal error rendering this take; generate it again. ({message})",
+    14: "Vertex AI was unavailable while rendering this take; generate it again. ({message})",
+}
+# An answer with clips inline is up to four MP4s in base64; anything far larger is not one.
+MAX_ANSWER_BYTES = 4 * 700 * 1024 * 1024 // 3 + 1024 * 1024
+# Disabled-API answers name the service in ErrorInfo; these words appear in the message too.
+API_DISABLED_REASONS = {"SERVICE_DISABLED", "API_DISABLED", "ACCESS_NOT_CONFIGURED"}
+
+
+class _Unauthorized(Exception):
+    """A call answered 401: the token is to be refreshed once and the call made again."""
+
+
+@dataclass(frozen=True)
+class _Sample:
+    operation: str
+    index: int
+
+
+def split_sample(name: str) -> _Sample:
+    operation, _, index = name.rpartition(SAMPLE_SEPARATOR)
+    if not operation or not index.isdigit():
+        return _Sample(name, 0)
+    return _Sample(operation, int(index))
+
+
+class VertexEngine:
+    """``base.Engine`` over Vertex AI's ``predictLongRunning`` for Veo.
+
+    Start images travel inside the submit call (``inline_images``), so ``upload_image`` is
+    never needed. ``transport`` is for tests; every setting is read when a call is made.
+    """
+
+    inline_images = True
+
+    def __init__(
+        self,
+        credentials: base.Credentials,
+        *,
+        token_cache: base.TokenCache | None = None,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        if bool(credentials.bearer_token) == bool(credentials.service_account_key):
+            raise ValueError(
+                "Vertex AI credentials need exactly one of a service-account key or an access "
+                "token."
+            )
+        if not credentials.cloud_project:
+            raise ValueError("A Vertex AI account needs its Google Cloud project id.")
+        self.credentials = credentials
+        self.location = credentials.location or "us-central1"
+        self.token_cache = token_cache if token_cache is not None else DEFAULT_TOKEN_CACHE
+        self._transport = transport
+        self._client: httpx.Client | None = None
+        self._client_lock = threading.Lock()
+        # The polling threads live as long as the engine (a pass), not one batch.
+        self._pool: ThreadPoolExecutor | None = None
+        self._pool_workers = 0
+
+    def _http(self) -> httpx.Client:
+        # One client for the engine's calls, shared by the polling threads (httpx's client is
+        # thread-safe); trust_env=False: no proxy variables or .netrc credentials.
+        with self._client_lock:
+            if self._client is None:
+                polls = max(1, int(settings.VERTEX_MAX_CONCURRENT_POLLS))
+                self._client = httpx.Client(
+                    transport=self._transport,
+                    follow_redirects=False,
+                    trust_env=False,
+                    limits=httpx.Limits(max_connections=polls + 2),
+                )
+            return self._client
+
+    def close(self) -> None:
+        with self._client_lock:
+            if self._pool is not None:
+                self._pool.shutdown(wait=True)
+                self._pool = None
+            if self._client is not None:
+                self._client.close()
+                self._client = None
+
+    def _polling_pool(self, workers: int) -> ThreadPoolExecutor:
+        with self._client_lock:
+            if self._pool is None or self._pool_workers != workers:
+                if self._pool is not None:
+                    self._pool.shutdown(wait=True)
+                self._pool = ThreadPoolExecutor(workers, thread_name_prefix="vertex-poll")
+                self._pool_workers = workers
+            return self._pool
+
+    # --- base.Engine ---
+
+    def upload_image(self, image: base.ImageData) -> base.UploadedImage:
+        raise base.BadRequest("Vertex AI takes start images inside the submit call.")
+
+    def account_info(self) -> base.AccountInfo:
+        # Vertex AI bills the project; there are no credits to read.
+        self._token(Deadline(float(settings.FLOW_CALL_DEADLINE), "signing in"))
+        return base.AccountInfo(credits=None, tier=self.credentials.tier)
+
+    def submit(self, project_ref: str, clips: list[base.ClipRequest]) -> base.SubmitResult:
+        """One ``predictLongRunning`` call per scene (its takes are its samples).
+
+        After a call refused for the account (signed out, throttled, no permission), the
+        remaining scenes are not sent and are reported refused with the same error: nothing
+        was spent on them.
+        """
+        if not clips:
+            raise ValueError("submit() needs at least one clip.")
+        request_ids = [clip.request_id for clip in clips]
+        if len(set(request_ids)) != len(request_ids):
+            raise ValueError("Each clip of a submit needs its own request_id.")
+        groups: dict[tuple, list[base.ClipRequest]] = defaultdict(list)
+        for clip in clips:
+            groups[_scene_key(clip)].append(clip)
+        calls = [
+            group[start : start + MAX_SAMPLES]
+            for group in groups.values()
+            for start in range(0, len(group), MAX_SAMPLES)
+        ]
+        accepted: list[base.SubmittedClip] = []
+        refused: dict[str, base.EngineError] = {}
+        lost: dict[str, str] = {}
+        stop: base.EngineError | None = None
+        for call in calls:
+            ids = [clip.request_id for clip in call]
+            if stop is not None:
+                refused.update(dict.fromkeys(ids, stop))
+                continue
+            try:
+                name = self._submit_one(call)
+            except (base.NetworkError, base.ContractError) as error:
+                if len(calls) == 1:
+                    raise
+                lost.update(dict.fromkeys(ids, error.message))
+                continue
+            except base.EngineError as error:
+                if len(calls) == 1:
+                    raise
+                refused.update(dict.fromkeys(ids, error))
+                if isinstance(
+                    error,
+                    base.AccountRefused | base.Throttled | base.TokenExpired | base.QuotaReached,
+                ):
+                    stop = error
+                continue
+            accepted += [
+                base.SubmittedClip(
+                    clip.request_id, f"{name}{SAMPLE_SEPARATOR}{index}", base.ClipState.PENDING
+                )
+                for index, clip in enumerate(call)
+            ]
+        if not accepted and not lost and refused:
+            raise next(iter(refused.values()))
+        return base.SubmitResult(clips=accepted, remaining_credits=None, refused=refused, lost=lost)
+
+    def _submit_one(self, clips: list[base.ClipRequest]) -> str:
+        first = clips[0]
+        instance: dict = {"prompt": first.prompt}
+        if first.start_image is not None:
+            instance["image"] = {
+                "bytesBase64Encoded": base64.b64encode(first.start_image.data).decode("ascii"),
+                "mimeType": first.start_image.mime_type,
+            }
+        parameters: dict = {
+            "aspectRatio": ASPECTS[base.Aspect(first.aspect)],
+            "sampleCount": len(clips),
+            # Samples of one request get different seeds from Vertex AI itself.
+            "seed": first.seed,
+            "generateAudio": first.audio,
+        }
+        if first.duration:
+            parameters["durationSeconds"] = first.duration
+        if first.resolution:
+            parameters["resolution"] = first.resolution
+        if first.negative_prompt:
+            parameters["negativePrompt"] = first.negative_prompt
+        if first.person_generation:
+            parameters["personGeneration"] = first.person_generation
+        if self.credentials.storage_uri:
+            parameters["storageUri"] = self.credentials.storage_uri
+        what = "submitting a scene's takes"
+        answer = self._call(
+            first.model_key, SUBMIT, {"instances": [instance], "parameters": parameters}, what
+        )
+        name = answer.get("name")
+        if not isinstance(name, str) or "/operations/" not in name:
+            raise self._contract(what, "the answer names no operation", answer)
+        return name
+
+    def check(self, operations: list[base.OperationRef]) -> base.StatusResult:
+        """One ``fetchPredictOperation`` per operation (Vertex AI has no batch call), at most
+        VERTEX_MAX_CONCURRENT_POLLS at once.
+
+        A call refused for the whole account (signed out, throttled, no permission) stops
+        the calls not yet started and is raised, so the caller rests the account; an
+        operation whose call failed otherwise is left out, to be asked about again later.
+        """
+        by_operation: dict[str, list[tuple[base.OperationRef, int]]] = defaultdict(list)
+        for ref in operations:
+            sample = split_sample(ref.operation_name)
+            by_operation[sample.operation].append((ref, sample.index))
+        if not by_operation:
+            return base.StatusResult()
+        deadline = Deadline(float(settings.FLOW_CALL_DEADLINE), "checking takes")
+        # Minted here, in the caller's thread (the token cache may be a database row); the
+        # polling threads share it.
+        token = self._token(deadline)
+        answers, errors = self._poll_all(list(by_operation), token)
+        unauthorized = [name for name, error in errors.items() if isinstance(error, _Unauthorized)]
+        if unauthorized:
+            if not self.credentials.service_account_key:
+                raise self._token_refused()
+            token = self._token(deadline, refused=token)
+            retried, errors_again = self._poll_all(unauthorized, token)
+            answers.update(retried)
+            for name in unauthorized:
+                errors.pop(name, None)
+            errors.update(errors_again)
+            if any(isinstance(error, _Unauthorized) for error in errors.values()):
+                raise self._key_refused("a freshly minted token was refused too")
+        for kind in (base.AccountRefused, base.Throttled, base.QuotaReached, base.BadRequest):
+            for error in errors.values():
+                if isinstance(error, kind):
+                    raise error
+        if errors and not answers:
+            first = next(iter(errors.values()))
+            if isinstance(first, base.EngineError):
+                raise first
+        clips: list[base.ClipStatus] = []
+        for name, answer in answers.items():
+            for ref, index in by_operation[name]:
+                clips.append(self._clip_status(ref, index, answer))
+        for name, error in errors.items():
+            if isinstance(error, base.ContractError) and len(by_operation) == 1:
+                raise error
+            logger.info("Vertex AI operation %s not checked this time: %s", name, error)
+        return base.StatusResult(clips=clips, remaining_credits=None)
+
+    def _poll_all(
+        self, names: list[str], token: str
+    ) -> tuple[dict[str, dict], dict[str, Exception]]:
+        answers: dict[str, dict] = {}
+        errors: dict[str, Exception] = {}
+        stop = threading.Event()
+
+        def poll(name: str) -> None:
+            if stop.is_set():
+                return
+            try:
+                answers[name] = self._call(
+                    _model_of(name),
+                    POLL,
+                    {"operationName": name},
+                    "checking a take",
+                    token=token,
+                )
+            except _Unauthorized as error:
+                errors[name] = error
+            except base.EngineError as error:
+                errors[name] = error
+                if isinstance(error, base.Throttled | base.AccountRefused | base.QuotaReached):
+                    # The account's back-off starts now: no further call this pass.
+                    stop.set()
+            except Exception as error:  # a bug must not lose the other answers
+                logger.exception("checking Vertex AI operation failed unexpectedly")
+                errors[name] = base.UpstreamError(detail=redact(str(error)))
+
+        workers = max(1, int(settings.VERTEX_MAX_CONCURRENT_POLLS))
+        if workers == 1 or len(names) == 1:
+            for name in names:
+                poll(name)
+        else:
+            list(self._polling_pool(workers).map(poll, names))
+        return answers, errors
+
+    def _clip_status(self, ref: base.OperationRef, index: int, answer: dict) -> base.ClipStatus:
+        what = "checking a take"
+
+        def status(state: base.ClipState, **fields) -> base.ClipStatus:
+            return base.ClipStatus(ref.operation_name, ref.request_id, state, **fields)
+
+        if not answer.get("done"):
+            return status(base.ClipState.ACTIVE)
+        error = answer.get("error")
+        if error is not None:
+            if not isinstance(error, dict):
+                raise self._contract(what, "'error' is not an object", answer)
+            code = error.get("code")
+            message = redact(str(error.get("message") or "no reason given"))[:300]
+            template = OPERATION_ERRORS.get(
+                code if isinstance(code, int) else -1,
+                "Vertex AI could not render this take: {message}",
+            )
+            return status(
+                base.ClipState.FAILED,
+                failure_reason=f"code {code}",
+                failure_message=template.format(message=message.rstrip(".")) + "."
+                if not template.endswith(")")
+                else template.format(message=message.rstrip(".")),
+            )
+        response = answer.get("response")
+        if not isinstance(response, dict):
+            raise self._contract(what, "a finished operation has no 'response'", answer)
+        videos = response.get("videos", [])
+        if not isinstance(videos, list):
+            raise self._contract(what, "'response.videos' is not a list", answer)
+        if index >= len(videos):
+            filtered = response.get("raiMediaFilteredCount", 0)
+            reasons = response.get("raiMediaFilteredReasons") or []
+            reason = (
+                "; ".join(str(item) for item in reasons if item)
+                if isinstance(reasons, list)
+                else ""
+            )
+            if not filtered and not reasons:
+                return status(
+                    base.ClipState.FAILED,
+                    failure_reason="missing sample",
+                    failure_message="Vertex AI finished without this take's clip and gave no "
+                    "reason.",
+                )
+            return status(
+                base.ClipState.FAILED,
+                failure_reason="raiMediaFilteredCount",
+                failure_message=(
+                    "Vertex AI's safety filter removed this take"
+                    + (f": {redact(reason)[:250]}" if reason else ".")
+                ),
+            )
+        video = videos[index]
+        if not isinstance(video, dict):
+            raise self._contract(what, "a video is not an object", answer)
+        if isinstance(video.get("bytesBase64Encoded"), str):
+            try:
+                data = base64.b64decode(video["bytesBase64Encoded"], validate=True)
+            except ValueError:
+                raise self._contract(what, "a video's bytes are not base64", {}) from None
+            return status(base.ClipState.SUCCESSFUL, video_data=data, video_url="inline:")
+        uri = video.get("gcsUri")
+        if isinstance(uri, str) and uri.startswith("gs://"):
+            return status(base.ClipState.SUCCESSFUL, video_url=uri)
+        raise self._contract(what, "a video has neither bytes nor a gs:// address", video)
+
+    # --- Fetching a finished clip ---
+
+    def fetch_video(
+        self,
+        clip: base.ClipStatus,
+        dest: Path,
+        *,
+        kind: Kind = "video",
+        deadline: float | None = None,
+    ):
+        """The clip into ``dest`` through the safe download path: from the answer itself, or
+        from Cloud Storage with the account's token."""
+        if clip.video_data:
+            return save_bytes(clip.video_data, dest, kind=kind)
+        bucket, _, name = clip.video_url.removeprefix("gs://").partition("/")
+        if not bucket or not name:
+            raise base.DownloadFailed("Vertex AI named a Cloud Storage address without a file.")
+        storage = settings.GOOGLE_STORAGE_BASE_URL.rstrip("/")
+        url = storage + STORAGE_DOWNLOAD.format(
+            bucket=url_quote(bucket, safe=""), object=url_quote(name, safe="")
+        )
+        token = self._token(Deadline(float(settings.FLOW_CALL_DEADLINE), "fetching a clip"))
+        parts = urlsplit(storage)
+        origin = parts.netloc.rpartition("@")[2]
+        return download_to(
+            url,
+            dest,
+            kind=kind,
+            allowed_hosts=[origin],
+            headers={"authorization": f"Bearer {token}"},
+            deadline=deadline,
+        )
+
+    # --- HTTP ---
+
+    def _base_url(self) -> str:
+        return (
+            settings.VERTEX_API_BASE_URL or REGIONAL_BASE.format(location=self.location)
+        ).rstrip("/")
+
+    def _model_url(self, model: str) -> str:
+        return self._base_url() + MODEL_PATH.format(
+            project=url_quote(self.credentials.cloud_project, safe=""),
+            location=url_quote(self.location, safe=""),
+            model=url_quote(model, safe=""),
+        )
+
+    def _call(
+        self, model: str, verb: str, body: dict, what: str, *, token: str | None = None
+    ) -> dict:
+        """One call. Without ``token``, it is fetched (minted if need be) and a 401 refreshes
+        it once; with one (the polling threads), a 401 raises ``_Unauthorized``."""
+        deadline = Deadline(float(settings.FLOW_CALL_DEADLINE), what)
+        given = token
+        token = token or self._token(deadline)
+        answer = self._send(self._model_url(model) + verb, token, body, deadline)
+        if answer.status_code == 401:
+            if given is not None:
+                raise _Unauthorized()
+            if not self.credentials.service_account_key:
+                raise self._token_refused()
+            # A 401 is a refusal before any work: asking again with a fresh token is safe.
+            token = self._token(deadline, refused=token)
+            answer = self._send(self._model_url(model) + verb, token, body, deadline)
+            if answer.status_code == 401:
+                raise self._key_refused("a freshly minted token was refused too")
+        if answer.status_code != 200:
+            raise self._error(answer, model, what)
+        try:
+            payload = answer.json()
+        except ValueError:
+            raise self._contract(what, "the answer is not JSON", answer.content) from None
+        if not isinstance(payload, dict):
+            raise self._contract(what, "the answer is not a JSON object", payload)
+        return payload
+
+    def _send(self, url: str, token: str, body: dict, deadline: Deadline) -> httpx.Response:
+        deadline.check()
+        path = urlsplit(url).path
+        try:
+            with self._http().stream(
+                "POST",
+                url,
+                json=body,
+                headers={"authorization": f"Bearer {token}", "accept": "application/json"},
+                timeout=deadline.timeout(),
+            ) as response:
+                chunks, size = [], 0
+                for chunk in response.iter_bytes():
+                    size += len(chunk)
+                    if size > MAX_ANSWER_BYTES:
+                        raise base.ContractError(
+                            f"Vertex AI sent an answer larger than Flowsite expects "
+                            f"({deadline.what}).",
+                        )
+                    deadline.check()
+                    chunks.append(chunk)
+                return httpx.Response(
+                    response.status_code, headers=response.headers, content=b"".join(chunks)
+                )
+        except httpx.TimeoutException as exc:
+            raise base.NetworkError(
+                f"Vertex AI did not answer in time ({deadline.what}).",
+                detail=f"{type(exc).__name__} on POST {path}",
+            ) from None
+        except (httpx.TransportError, httpx.InvalidURL) as exc:
+            raise base.NetworkError(
+                f"Flowsite could not reach Vertex AI ({deadline.what}).",
+                detail=f"{type(exc).__name__} on POST {path}: {redact(str(exc))}",
+            ) from None
+
+    # --- Tokens ---
+
+    def _token(self, deadline: Deadline, *, refused: str = "") -> str:
+        """The access token: the pasted one, or one minted from the key and shared through
+        the token cache until shortly before it expires. ``refused`` was just answered 401."""
+        credentials = self.credentials
+        if credentials.bearer_token:
+            return credentials.bearer_token
+        with mint_lock(credentials.key):
+            cached = self.token_cache.get(credentials.key)
+            if cached and cached[0] != refused and cached[1] > datetime.now(UTC):
+                return cached[0]
+            token, expires = self._mint(deadline)
+            self.token_cache.set(credentials.key, token, use_until(expires, datetime.now(UTC)))
+            logger.info("Minted a Vertex AI access token for account %s", credentials.key)
+            return token
+
+    def _mint(self, deadline: Deadline) -> tuple[str, datetime]:
+        """Sign a JWT with the service account's key and trade it at the key's ``token_uri``
+        (google-auth does both, as Google's own clients do)."""
+        import google.auth.exceptions
+        from google.oauth2 import service_account
+
+        try:
+            info = json.loads(self.credentials.service_account_key)
+            signer = service_account.Credentials.from_service_account_info(info, scopes=[SCOPE])
+        except (ValueError, KeyError, TypeError) as error:
+            raise self._key_refused(
+                f"the stored key cannot be read ({type(error).__name__})"
+            ) from None
+        try:
+            signer.refresh(_AuthRequest(self._http(), deadline))
+        except google.auth.exceptions.RefreshError as error:
+            retryable = getattr(error, "retryable", False)
+            text = redact(str(error.args[0] if error.args else error))[:200]
+            if retryable:
+                raise base.UpstreamError(
+                    "Google's sign-in service failed while Flowsite was minting a token; it "
+                    "will try again.",
+                    detail=text,
+                ) from None
+            raise self._key_refused(text) from None
+        except google.auth.exceptions.TransportError as error:
+            raise base.NetworkError(
+                "Flowsite could not reach Google's sign-in service to mint a token.",
+                detail=redact(str(error))[:300],
+            ) from None
+        expiry = signer.expiry
+        if expiry is None:
+            expires = datetime.now(UTC) + timedelta(hours=1)
+        else:
+            expires = expiry.replace(tzinfo=UTC) if expiry.tzinfo is None else expiry
+        return signer.token, expires
+
+    # --- Errors ---
+
+    def _token_refused(self) -> base.TokenExpired:
+        return base.TokenExpired(
+            "Vertex AI refused the account's access token: it has expired (they last an hour) "
+            "or was revoked. Paste a new one, or give the account a service-account key."
+        )
+
+    def _key_refused(self, why: str) -> base.AccountRefused:
+        return base.AccountRefused(
+            "Google refused to sign in with the account's service-account key (the key may "
+            "have been deleted or disabled); upload a new key file.",
+            detail=why,
+        )
+
+    def _contract(self, what: str, problem: str, part) -> base.ContractError:
+        secrets = (self.credentials.bearer_token,)
+        error = base.ContractError(
+            f"Vertex AI answered in a shape Flowsite does not know ({what}): {problem}: "
+            f"{quote(part, secrets, 200)}",
+            detail=quote(part, secrets, 2000),
+        )
+        logger.warning("Vertex AI contract mismatch while %s: %s", what, error.detail)
+        return error
+
+    def _error(self, answer: httpx.Response, model: str, what: str) -> base.EngineError:
+        status = answer.status_code
+        try:
+            payload = answer.json()
+        except ValueError:
+            payload = None
+        error = payload.get("error") if isinstance(payload, dict) else None
+        error = error if isinstance(error, dict) else {}
+        message = error.get("message") if isinstance(error.get("message"), str) else ""
+        message = redact(message)[:300]
+        reasons, fields = set(), []
+        for item in error.get("details") or []:
+            if not isinstance(item, dict):
+                continue
+            if isinstance(item.get("reason"), str):
+                reasons.add(item["reason"])
+            for violation in item.get("fieldViolations") or []:
+                if isinstance(violation, dict) and isinstance(violation.get("field"), str):
+                    fields.append(
+                        (violation["field"], str(violation.get("description") or message))
+                    )
+        detail = f"HTTP {status} while {what}: {quote(payload or answer.content, (), 1000)}"
+        project, region = self.credentials.cloud_project, self.location
+        if status == 429:
+            retry_after = parse_retry_after(answer.headers.get("retry-after"))
+            wait = f" after about {math.ceil(retry_after)} s" if retry_after is not None else ""
+            return base.Throttled(
+                f"Vertex AI's quota for project {project} in {region} is used up for now; "
+                f"Flowsite will try again{wait}.",
+                retry_after=retry_after,
+                detail=detail,
+            )
+        if status >= 500:
+            return base.UpstreamError(
+                f"Vertex AI had an internal error (HTTP {status}) while {what}; Flowsite will "
+                "try again.",
+                detail=detail,
+            )
+        if status == 403:
+            lowered = message.lower()
+            if (
+                reasons & API_DISABLED_REASONS
+                or "has not been used" in lowered
+                or ("disabled" in lowered)
+            ):
+                return base.AccountRefused(
+                    f"The Vertex AI API is not enabled in Google Cloud project {project}; "
+                    "enable aiplatform.googleapis.com there (Cloud console › APIs & "
+                    "Services), then resume the account.",
+                    detail=detail,
+                )
+            return base.AccountRefused(
+                f"The account may not use Vertex AI in project {project}: its service account "
+                "needs the Vertex AI User role (roles/aiplatform.user) there."
+                + (f" Google said: {message}" if message else ""),
+                detail=detail,
+            )
+        if status == 404:
+            return base.AccountRefused(
+                f"The model {model} is not available in region {region} for project "
+                f"{project}; pick another region for the account (us-central1 has every Veo "
+                "model) or another model.",
+                detail=detail,
+            )
+        if status == 400:
+            if fields:
+                named = "; ".join(f"{name}: {text}" for name, text in fields[:3])
+                return base.BadRequest(f"Vertex AI refused the request ({named}).", detail=detail)
+            return base.BadRequest(
+                f"Vertex AI refused the request: {message or 'invalid argument'}", detail=detail
+            )
+        if not error:
+            return self._contract(
+                what, f"HTTP {status} without Google's error body", answer.content
+            )
+        return base.BadRequest(
+            f"Vertex AI refused the request (HTTP {status}): {message}", detail=detail
+        )
+
+
+class _AuthRequest:
+    """google-auth's transport interface over Flowsite's own HTTP client, so minting a token
+    follows the same rules (no proxies from the environment, one overall deadline)."""
+
+    def __init__(self, client: httpx.Client, deadline: Deadline) -> None:
+        self.client = client
+        self.deadline = deadline
+
+    def __call__(self, url, method="GET", body=None, headers=None, timeout=None, **kwargs):
+        import google.auth.exceptions
+
+        try:
+            self.deadline.check()
+            response = self.client.request(
+                method, url, content=body, headers=headers, timeout=self.deadline.timeout()
+            )
+        except (httpx.HTTPError, base.NetworkError) as error:
+            raise google.auth.exceptions.TransportError(
+                f"{type(error).__name__} reaching {urlsplit(url).netloc}"
+            ) from None
+        return _AuthResponse(response)
+
+
+class _AuthResponse:
+    def __init__(self, response: httpx.Response) -> None:
+        self.status = response.status_code
+        self.headers = response.headers
+        self.data = response.content
+
+
+def _scene_key(clip: base.ClipRequest) -> tuple:
+    # Takes of one scene ask the same thing but for the seed: one call renders them all.
+    return (
+        clip.scene_ref or clip.request_id,
+        clip.prompt,
+        clip.model_key,
+        clip.aspect,
+        clip.start_image.data if clip.start_image is not None else b"",
+        clip.duration,
+        clip.resolution,
+        clip.audio,
+        clip.negative_prompt,
+        clip.person_generation,
+    )
+
+
+def _model_of(operation: str) -> str:
+    """The model an operation belongs to, from its name (…/models/MODEL/operations/ID)."""
+    parts = operation.split("/")
+    try:
+        return parts[parts.index("models") + 1]
+    except (ValueError, IndexError):
+        return ""

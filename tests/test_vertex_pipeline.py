@@ -1,0 +1,277 @@
+"""Takes on a Vertex AI account through the worker, against the emulator over real HTTP: the
+same passes, cards and files as with Flow, with Vertex AI's errors in words."""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import timedelta
+from pathlib import Path
+
+import av
+import pytest
+from django.conf import settings as django_settings
+from django.utils import timezone
+
+from generations import work
+from generations.engines.vertex import clean_service_account_key
+from generations.models import FlowAccount, Generation
+from generations.tasks import run_pass
+from tests.conftest import make_image, make_scene
+from tests.tasks_support import UNCERTAIN_WORDS
+from tests.tasks_support import settle as settle_within
+
+S = Generation.Status
+
+
+def settle(takes, **options):
+    # Vertex AI clips are rendered at their real length (4 s here), which takes a while on a
+    # busy machine.
+    options.setdefault("timeout", 180.0)
+    return settle_within(takes, **options)
+
+
+FAST = "veo-3.1-fast-generate-001"
+
+
+@pytest.fixture
+def vertex_project(flow_emulator, project, settings):
+    """alice's project on a Vertex AI account signing in with the emulator's key."""
+    settings.VERTEX_API_BASE_URL = flow_emulator.url
+    settings.GOOGLE_STORAGE_BASE_URL = flow_emulator.url
+    settings.FLOWSITE_POLL_INTERVAL = 0.1
+    account = project.account
+    account.kind = FlowAccount.Kind.VERTEX
+    account.vertex_project = "flowsite-demo"
+    account.replace_credentials(
+        service_account_key=clean_service_account_key(
+            json.dumps(flow_emulator.service_account_key())
+        )
+    )
+    account.save()
+    return project
+
+
+def vertex_scene(project, marker: str = "", **fields):
+    fields.setdefault("takes", 1)
+    fields.setdefault("duration", 4)
+    return make_scene(
+        project,
+        make_image(project),
+        prompt=f"{marker} a heron lifts off the reeds".strip(),
+        model_key=FAST,
+        **fields,
+    )
+
+
+def probe(name: str) -> tuple[float, int, int, bool]:
+    with av.open(str(Path(django_settings.MEDIA_ROOT) / name)) as container:
+        video = container.streams.video[0]
+        return (
+            float(container.duration) / 1_000_000,
+            video.width,
+            video.height,
+            bool(container.streams.audio),
+        )
+
+
+def test_a_scenes_takes_are_generated_through_the_worker_as_one_vertex_call(
+    vertex_project, flow_emulator, alice, queued
+):
+    scene = vertex_scene(vertex_project, takes=3, audio=True)
+
+    takes = work.generate(scene, alice)
+    takes = settle(takes)
+
+    assert [take.status for take in takes] == [S.READY] * 3
+    assert flow_emulator.stats["vertex_predict"] == 1
+    assert flow_emulator.stats["upload"] == 0, "the start image goes inside the call"
+    assert len({take.operation_name.rsplit("#", 1)[0] for take in takes}) == 1
+    for take in takes:
+        seconds, width, height, audio = probe(take.video.name)
+        assert round(seconds) == 4 and width == 1280 and audio
+        assert take.video_size > 0 and len(take.video_sha256) == 64
+    account = FlowAccount.objects.get(pk=vertex_project.account_id)
+    assert account.access_token, "the minted token is kept on the account for every worker"
+
+
+def test_results_in_cloud_storage_arrive_the_same_way(vertex_project, flow_emulator, alice):
+    FlowAccount.objects.filter(pk=vertex_project.account_id).update(
+        storage_uri="gs://studio-bucket/flowsite/"
+    )
+    [take] = settle(vertex_scene(vertex_project).generate(alice))
+
+    assert take.status == S.READY
+    assert flow_emulator.stats["vertex_storage"] == 1
+
+
+def test_a_partly_filtered_scene_keeps_the_takes_that_passed(vertex_project, alice):
+    scene = vertex_scene(vertex_project, "[fault:filtered=1]", takes=2)
+
+    takes = settle(scene.generate(alice))
+
+    assert [take.status for take in takes] == [S.READY, S.FAILED]
+    assert "safety filter removed this take" in takes[1].reason
+
+
+def test_an_api_not_enabled_makes_the_takes_wait_with_the_reason(
+    vertex_project, flow_emulator, alice
+):
+    [take] = vertex_scene(vertex_project, "[fault:api-disabled:once]").generate(alice)
+
+    run_pass()
+
+    take.refresh_from_db()
+    account = FlowAccount.objects.get(pk=vertex_project.account_id)
+    assert take.status == S.QUEUED
+    assert "Vertex AI API is not enabled in Google Cloud project flowsite-demo" in take.reason
+    assert account.problem == take.reason
+    run_pass(now=timezone.now() + timedelta(hours=1))
+    assert flow_emulator.stats["vertex_predict"] == 1, "nothing is sent until an admin fixes it"
+
+    account.replace_credentials(service_account_key=account.service_account_key)
+    account.save()
+    account.resume_waiting_generations()
+    [take] = settle([take])
+    assert take.status == S.READY
+
+
+def test_a_throttled_submit_rests_the_account_and_tries_again_later(
+    vertex_project, flow_emulator, alice
+):
+    [take] = vertex_scene(vertex_project, "[fault:throttle=1:once]").generate(alice)
+    before = timezone.now()
+
+    assert run_pass(now=before)["requeued"] == 1
+
+    take.refresh_from_db()
+    account = FlowAccount.objects.get(pk=vertex_project.account_id)
+    assert take.status == S.QUEUED and "quota" in take.reason
+    assert account.cool_down_until >= before + timedelta(seconds=1)
+    [take] = settle([take], ahead=timedelta(seconds=2))
+    assert take.status == S.READY
+    assert flow_emulator.stats["vertex_predict"] == 2
+
+
+def test_a_throttled_poll_rests_the_account(vertex_project, flow_emulator, alice):
+    [take] = vertex_scene(vertex_project, "[fault:stuck]").generate(alice)
+    run_pass()
+    flow_emulator.set_faults(["throttle=30"])
+    before = timezone.now()
+
+    run_pass(now=before + timedelta(seconds=1))
+
+    account = FlowAccount.objects.get(pk=vertex_project.account_id)
+    assert account.cool_down_until >= before + timedelta(seconds=30)
+    take.refresh_from_db()
+    assert take.status in (S.PENDING, S.ACTIVE) and take.check_errors == 1
+
+
+def test_a_lost_submit_answer_is_uncertain_and_never_sent_again(
+    vertex_project, flow_emulator, alice, settings
+):
+    settings.FLOW_CALL_DEADLINE = 1.0
+    [take] = vertex_scene(vertex_project, "[fault:slow=2]").generate(alice)
+
+    assert run_pass()["uncertain"] == 1
+
+    take.refresh_from_db()
+    assert take.status == S.UNCERTAIN
+    assert take.reason.startswith(UNCERTAIN_WORDS)
+    assert "Vertex AI did not answer in time" in take.reason
+    deadline = time.monotonic() + 5
+    while flow_emulator.stats["clips_submitted"] < 1 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    for _ in range(3):
+        run_pass(now=timezone.now() + timedelta(hours=1))
+    assert flow_emulator.stats["vertex_predict"] == 1
+    take.refresh_from_db()
+    assert take.status == S.UNCERTAIN
+
+
+def test_a_refused_key_makes_the_takes_wait_for_a_new_one(vertex_project, flow_emulator, alice):
+    flow_emulator.revoke_service_account_key()
+    [take] = vertex_scene(vertex_project).generate(alice)
+
+    run_pass()
+
+    take.refresh_from_db()
+    assert take.status == S.QUEUED
+    assert "upload a new key file" in take.reason
+    assert flow_emulator.stats["vertex_predict"] == 0
+
+
+def test_a_storyboard_csv_on_a_vertex_account_imports_generates_and_exports(
+    flow_emulator, alice, settings, tmp_path
+):
+    import csv
+    import io
+
+    from django.core.management import call_command
+    from PIL import Image
+
+    from generations.models import AccountGrant, Project
+
+    settings.VERTEX_API_BASE_URL = flow_emulator.url
+    settings.FLOWSITE_POLL_INTERVAL = 0.1
+    cloud = FlowAccount.objects.create(
+        label="Cloud",
+        kind=FlowAccount.Kind.VERTEX,
+        vertex_project="flowsite-demo",
+        service_account_key=clean_service_account_key(
+            json.dumps(flow_emulator.service_account_key())
+        ),
+    )
+    AccountGrant.objects.create(account=cloud, user=alice)
+    Image.new("RGB", (64, 36), (200, 80, 40)).save(tmp_path / "harbour.png")
+    with (tmp_path / "board.csv").open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["image", "prompt", "aspect", "takes", "duration", "audio"])
+        writer.writerow(["harbour.png", "a heron lifts off the reeds", "landscape", "2", "4", "no"])
+
+    def run(*args: str) -> str:
+        out = io.StringIO()
+        call_command("storyboard", *args, stdout=out)
+        return out.getvalue()
+
+    run(
+        "import",
+        str(tmp_path / "board.csv"),
+        "--project",
+        "Herons",
+        "--user",
+        "alice",
+        "--account",
+        "Cloud",
+    )
+    run("generate", "--project", "Herons", "--user", "alice")
+    project = Project.objects.get(name="Herons")
+    takes = settle(list(Generation.objects.filter(project=project)))
+    status = run("status", "--project", "Herons")
+    run("export", "--project", "Herons", "--out", str(tmp_path / "out"))
+
+    assert project.account == cloud
+    assert [take.status for take in takes] == [S.READY, S.READY]
+    assert flow_emulator.stats["vertex_predict"] == 1
+    assert "ready" in status
+    manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    assert [entry["model"] for entry in manifest["takes"]] == [FAST, FAST]
+    for entry in manifest["takes"]:
+        assert round(probe_file(tmp_path / "out" / entry["file"])[0]) == 4
+
+
+def probe_file(path: Path) -> tuple[float, bool]:
+    with av.open(str(path)) as container:
+        return float(container.duration) / 1_000_000, bool(container.streams.audio)
+
+
+def test_a_scene_is_never_split_across_two_calls(vertex_project, flow_emulator, alice):
+    first = vertex_scene(vertex_project, takes=3)
+    second = vertex_scene(vertex_project, takes=2)
+    takes = first.generate(alice) + second.generate(alice)
+
+    takes = settle(takes)
+
+    assert {take.status for take in takes} == {S.READY}
+    assert flow_emulator.stats["vertex_predict"] == 2, "one call per scene"
+    assert flow_emulator.stats["clips_submitted"] == 5

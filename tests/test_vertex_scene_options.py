@@ -1,0 +1,223 @@
+"""Scene options a Vertex AI account offers (duration, resolution, sound, negative prompt,
+people): the form shows only what the account's engine can do, and the scene rules refuse the
+rest in the same words on the page and in the CSV import."""
+
+from __future__ import annotations
+
+import html
+import io
+from pathlib import Path
+
+import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django.core.management import CommandError, call_command
+from django.urls import reverse
+from PIL import Image
+
+from generations.models import FlowAccount, Project, Scene
+from tests.views_support import client_for, png_bytes
+
+FAST = "veo-3.1-fast-generate-001"
+OPTION_FIELDS = ("duration", "resolution", "audio", "negative_prompt", "person_generation")
+
+
+@pytest.fixture
+def on_vertex(project, account):
+    account.kind = FlowAccount.Kind.VERTEX
+    account.vertex_project = "flowsite-demo"
+    account.save()
+    return project
+
+
+def post_scene(project: Project, user, **fields) -> str:
+    data = {
+        "title": "",
+        "prompt": "A heron lifts off",
+        "aspect": "landscape",
+        "model_key": FAST,
+        "seed": "",
+        "takes": "1",
+        "start_image_file": SimpleUploadedFile("start.png", png_bytes(), "image/png"),
+        **fields,
+    }
+    response = client_for(user).post(reverse("scene-create", args=[project.uuid]), data)
+    return "" if response.status_code == 302 else html.unescape(response.text)
+
+
+def import_csv(folder: Path, header: list[str], row: list[str]) -> str:
+    Image.new("RGB", (64, 36), (200, 80, 40)).save(folder / "harbour.png")
+    path = folder / "board.csv"
+    path.write_text(",".join(header) + "\n" + ",".join(row) + "\n")
+    out = io.StringIO()
+    call_command(
+        "storyboard", "import", str(path), "--project", "Poseidon", "--user", "bob", stdout=out
+    )
+    return out.getvalue()
+
+
+def test_a_vertex_account_offers_the_clip_options_and_only_its_models(on_vertex, bob):
+    page = client_for(bob).get(reverse("scene-create", args=[on_vertex.uuid])).text
+
+    for name in OPTION_FIELDS:
+        assert f'name="{name}"' in page
+    assert '<option value="1080p">' in page and "1080p only at 8 s" in page
+    assert FAST in page and "veo_3_1_i2v_s_fast" not in page
+
+
+def test_a_flow_account_offers_none_of_them(project, bob):
+    page = client_for(bob).get(reverse("scene-create", args=[project.uuid])).text
+
+    for name in OPTION_FIELDS:
+        assert f'name="{name}"' not in page
+    assert "veo-3.1" not in page
+
+
+def test_bob_saves_a_vertex_scene_with_its_options(on_vertex, bob):
+    refusal = post_scene(
+        on_vertex,
+        bob,
+        duration="8",
+        resolution="1080p",
+        audio="on",
+        negative_prompt="text overlays",
+        person_generation="dont_allow",
+    )
+
+    assert refusal == ""
+    scene = Scene.objects.get()
+    assert (scene.duration, scene.resolution, scene.audio) == (8, "1080p", True)
+    assert (scene.negative_prompt, scene.person_generation) == ("text overlays", "dont_allow")
+
+
+RULE_1080P = "1080p clips are made only 8 seconds long; pick 8 s or 720p."
+
+
+def test_1080p_at_4_seconds_is_refused_in_the_same_words_on_the_page_and_in_the_csv(
+    on_vertex, bob, tmp_path
+):
+    on_the_page = post_scene(on_vertex, bob, duration="4", resolution="1080p")
+    with pytest.raises(CommandError) as refused:
+        import_csv(
+            tmp_path,
+            ["image", "prompt", "aspect", "duration", "resolution"],
+            ["harbour.png", "Waves", "landscape", "4", "1080p"],
+        )
+
+    assert RULE_1080P in on_the_page
+    assert refused.value.args[0].splitlines()[1] == f"row 2: {RULE_1080P}"
+    assert not Scene.objects.exists()
+
+
+def test_a_duration_vertex_does_not_make_is_refused(on_vertex, bob):
+    assert "A clip is 4, 6 or 8 s long, not 5 s." in post_scene(on_vertex, bob, duration="5")
+
+
+def test_a_csv_asking_flow_for_a_4_second_clip_says_why_it_cannot(project, bob, tmp_path):
+    with pytest.raises(CommandError) as refused:
+        import_csv(
+            tmp_path,
+            ["image", "prompt", "aspect", "duration"],
+            ["harbour.png", "Waves", "landscape", "4"],
+        )
+
+    assert (
+        "Clips on the Google Flow account Studio are 8 seconds long; leave the duration blank."
+        in str(refused.value)
+    )
+
+
+def test_a_csv_imports_vertex_options_and_the_default_vertex_model(on_vertex, bob, tmp_path):
+    import_csv(
+        tmp_path,
+        ["image", "prompt", "aspect", "duration", "audio", "negative_prompt"],
+        ["harbour.png", "Waves", "portrait", "6", "yes", "no text"],
+    )
+
+    scene = Scene.objects.get()
+    assert (scene.model_key, scene.duration, scene.audio) == (FAST, 6, True)
+    assert scene.negative_prompt == "no text"
+
+
+def test_a_flow_model_on_a_vertex_account_is_refused_in_words(on_vertex, bob):
+    refusal = post_scene(on_vertex, bob, model_key="veo_3_1_i2v_s_fast")
+
+    assert "is a Google Flow model, and the account Studio is a Vertex AI account" in refusal
+
+
+def test_takes_copy_the_scenes_options(on_vertex, bob, alice):
+    from tests.conftest import make_image, make_scene
+
+    scene = make_scene(
+        on_vertex,
+        make_image(on_vertex),
+        model_key=FAST,
+        duration=6,
+        resolution="720p",
+        audio=True,
+        negative_prompt="rain",
+        person_generation="allow_adult",
+    )
+
+    [take] = scene.generate(alice)
+
+    assert (take.duration, take.resolution, take.audio) == (6, "720p", True)
+    assert (take.negative_prompt, take.person_generation) == ("rain", "allow_adult")
+
+
+# --- cost -------------------------------------------------------------------------------------
+
+
+def test_a_vertex_take_records_its_price_and_the_button_says_what_a_click_costs(
+    on_vertex, alice, settings
+):
+    from decimal import Decimal
+
+    from tests.conftest import make_image, make_scene
+
+    settings.VERTEX_PRICES = [
+        "veo-3.1-fast-generate-001=0.15",
+        "veo-3.1-fast-generate-001+audio=0.25",
+    ]
+    scene = make_scene(
+        on_vertex, make_image(on_vertex), model_key=FAST, duration=4, takes=2, audio=True
+    )
+
+    page = client_for(alice).get(reverse("project-detail", args=[on_vertex.uuid])).text
+    takes = scene.generate(alice)
+
+    assert "2 takes × 4 s × $0.25/s = $2.00" in html.unescape(page)
+    assert [(take.cost, take.cost_unit) for take in takes] == [(Decimal("1.00"), "USD")] * 2
+
+
+def test_a_resolution_priced_apart_is_used_and_a_model_without_a_price_shows_no_cost(
+    on_vertex, settings
+):
+    from decimal import Decimal
+
+    from tests.conftest import make_scene
+
+    settings.VERTEX_PRICES = ["veo-3.1-generate-001=0.40", "veo-3.1-generate-001@1080p=0.50"]
+    quality = make_scene(
+        on_vertex, model_key="veo-3.1-generate-001", resolution="1080p", duration=8
+    )
+    lite = make_scene(on_vertex, model_key="veo-3.1-lite-generate-001")
+
+    assert quality.take_cost() == (Decimal("4.00"), "USD")
+    assert lite.take_cost() == (None, "USD") and lite.cost_words() == ""
+
+
+def test_a_flow_take_records_its_credits_by_tier(project, alice, account):
+    from decimal import Decimal
+
+    from generations.engines.catalogue import TIER_TWO
+    from tests.conftest import make_image, make_scene
+
+    scene = make_scene(project, make_image(project), takes=2)
+    assert scene.cost_words() == "2 takes × 20 credits = 40 credits"
+    account.tier = TIER_TWO
+    account.save()
+    scene.project.refresh_from_db()
+
+    takes = scene.generate(alice)
+
+    assert [(take.cost, take.cost_unit) for take in takes] == [(Decimal(10), "credits")] * 2
