@@ -9,11 +9,16 @@ from __future__ import annotations
 
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.auth import get_user_model
+from django.contrib.auth.admin import UserAdmin
+from django.contrib.auth.tokens import default_token_generator
 from django.db.models import Count, QuerySet
 from django.http import HttpRequest
 from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
+from django.utils.encoding import force_bytes
 from django.utils.html import format_html
+from django.utils.http import urlsafe_base64_encode
 
 from . import tasks, work
 from .management.commands.flow_account import clean_bearer_token, clean_session_cookie, mask
@@ -24,6 +29,7 @@ from .models import (
     Generation,
     ImageAsset,
     ImageUpload,
+    Invite,
     Membership,
     Project,
     Scene,
@@ -701,3 +707,63 @@ def _s(count: int) -> str:
 
 def _were(count: int) -> str:
     return "was" if count == 1 else "were"
+
+
+# --- people ---------------------------------------------------------------------------------
+
+User = get_user_model()
+admin.site.unregister(User)
+
+
+@admin.register(User)
+class FlowsiteUserAdmin(UserAdmin):
+    actions = ["make_reset_link"]
+
+    @admin.action(description="Make a one-time password reset link")
+    def make_reset_link(self, request: HttpRequest, queryset: QuerySet) -> None:
+        """For people without an email address: staff pass the link on themselves. Django's
+        reset token stops working once the password is changed (or the person signs in)."""
+        for user in queryset.filter(is_active=True):
+            link = request.build_absolute_uri(
+                reverse(
+                    "password_reset_confirm",
+                    kwargs={
+                        "uidb64": urlsafe_base64_encode(force_bytes(user.pk)),
+                        "token": default_token_generator.make_token(user),
+                    },
+                )
+            )
+            self.message_user(
+                request, f"Password reset link for {user.get_username()}: {link}", messages.INFO
+            )
+        inactive = queryset.filter(is_active=False).count()
+        if inactive:
+            self.message_user(
+                request,
+                f"{inactive} inactive user{'s' if inactive != 1 else ''} got no link: "
+                "make them active first.",
+                messages.WARNING,
+            )
+
+
+@admin.register(Invite)
+class InviteAdmin(admin.ModelAdmin):
+    list_display = ("project", "role", "email", "invited_by", "created", "expires", "state")
+    list_filter = ("role",)
+    search_fields = ("project__name", "email")
+    readonly_fields = (
+        "project",
+        "role",
+        "email",
+        "invited_by",
+        "created",
+        "expires",
+        "used_at",
+        "used_by",
+        "revoked_at",
+    )
+    exclude = ("token_hash",)
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        # An invite's link exists only when an owner makes it on the project's invite page.
+        return False

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import secrets
 from collections.abc import Iterable
 from datetime import timedelta
@@ -764,3 +765,111 @@ class SignInFailure(models.Model):
 
     def __str__(self) -> str:
         return f"{self.username} from {self.address} at {self.at:%Y-%m-%d %H:%M:%S}"
+
+
+def hash_invite_token(token: str) -> str:
+    """What an invite stores of its token: a link leaked from the database opens nothing."""
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+class InviteQuerySet(models.QuerySet):
+    def usable(self) -> InviteQuerySet:
+        return self.filter(
+            used_at__isnull=True, revoked_at__isnull=True, expires__gt=timezone.now()
+        )
+
+
+class Invite(models.Model):
+    """An owner's invitation into one project with one role, followed once by whoever has the link.
+
+    Only a hash of the link's token is kept (``hash_invite_token``); the link itself is shown
+    to the owner and emailed once, when the invite is made.
+    """
+
+    uuid = models.UUIDField(default=uuid4, unique=True, editable=False)
+    project = models.ForeignKey(Project, models.CASCADE, related_name="invites")
+    role = models.CharField(max_length=10, choices=Membership.Role, default=Membership.Role.EDITOR)
+    email = models.EmailField(blank=True)
+    token_hash = models.CharField(max_length=64, unique=True, editable=False)
+    invited_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    created = models.DateTimeField(default=timezone.now)
+    expires = models.DateTimeField()
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    used_at = models.DateTimeField(null=True, blank=True)
+    used_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+
+    objects = InviteQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.get_role_display()} of {self.project} for {self.email or 'a link'}"
+
+    @classmethod
+    def issue(cls, project: Project, role: str, by, email: str = "") -> tuple[Invite, str]:
+        """A new invite and the token of its link (the token is not stored)."""
+        token = secrets.token_urlsafe(32)
+        now = timezone.now()
+        invite = cls.objects.create(
+            project=project,
+            role=role,
+            email=email,
+            token_hash=hash_invite_token(token),
+            invited_by=by,
+            created=now,
+            expires=now + timedelta(days=settings.FLOWSITE_INVITE_DAYS),
+        )
+        return invite, token
+
+    @classmethod
+    def for_token(cls, token: str) -> Invite | None:
+        return (
+            cls.objects.select_related("project")
+            .filter(token_hash=hash_invite_token(token))
+            .first()
+        )
+
+    @property
+    def state(self) -> str:
+        if self.used_at is not None:
+            return "used"
+        if self.revoked_at is not None:
+            return "revoked"
+        if self.expires <= timezone.now():
+            return "expired"
+        return "open"
+
+    def problem(self) -> str:
+        """Why this invite cannot be followed, in words, or "" when it can."""
+        return {
+            "used": "This invite has already been used. Ask the project's owner for a new one.",
+            "revoked": "This invite was withdrawn by the project's owner.",
+            "expired": "This invite has expired. Ask the project's owner for a new one.",
+        }.get(self.state, "")
+
+    def revoke(self) -> bool:
+        """Withdraw the invite; False when it was already used or withdrawn."""
+        now = timezone.now()
+        changed = Invite.objects.filter(
+            pk=self.pk, used_at__isnull=True, revoked_at__isnull=True
+        ).update(revoked_at=now)
+        if changed:
+            self.revoked_at = now
+        return bool(changed)
+
+    def claim(self, user) -> bool:
+        """Use the invite for ``user`` (call inside the transaction that adds them).
+
+        One conditional UPDATE: of two people following the link at once, the database lets
+        exactly one change the row; the other finds it used and gets False.
+        """
+        now = timezone.now()
+        changed = Invite.objects.usable().filter(pk=self.pk).update(used_at=now, used_by=user)
+        if changed:
+            self.used_at, self.used_by = now, user
+        return bool(changed)

@@ -4,7 +4,7 @@ import pytest
 from django.urls import URLPattern, reverse
 
 from generations import urls as generation_urls
-from generations.models import Generation, ImageAsset, Membership, Project, Scene
+from generations.models import Generation, ImageAsset, Invite, Membership, Project, Scene
 from tests.conftest import make_image, make_scene
 from tests.views_support import attach_clip, client_for, make_take
 
@@ -25,6 +25,8 @@ ADDRESSED_BY = {
     "media-take-video": "ready_take",
     "media-take-poster": "ready_take",
     "media-image": "image",
+    "project-invites": "project",
+    "invite-revoke": "invite",
 }
 
 # Everything a viewer may not do (the POSTs that change something or spend credits).
@@ -38,6 +40,8 @@ CHANGES = {
     "scene-generate",
     "take-retry",
     "take-cancel",
+    "project-invites",
+    "invite-revoke",
 }
 
 
@@ -59,6 +63,7 @@ def world(project, alice):
         "ready_take": ready,
         "failed_take": make_take(scene, alice, status=Generation.Status.FAILED, reason="Unsafe"),
         "active_take": make_take(scene, alice, status=Generation.Status.ACTIVE),
+        "invite": Invite.issue(project, Membership.Role.EDITOR, alice)[0],
     }
 
 
@@ -73,6 +78,7 @@ def snapshot() -> tuple:
         list(Scene.objects.order_by("pk").values_list("pk", "position", "prompt", "updated")),
         list(Generation.objects.order_by("pk").values_list("pk", "status", "updated")),
         ImageAsset.objects.count(),
+        list(Invite.objects.order_by("pk").values_list("pk", "revoked_at", "used_at")),
     )
 
 

@@ -19,9 +19,13 @@ from .scenes import (
     take_cancel,
     take_retry,
 )
+from .team import invite_accept, invite_revoke, project_invites
 
 __all__ = [
     "image_file",
+    "invite_accept",
+    "invite_revoke",
+    "project_invites",
     "project_create",
     "project_detail",
     "project_gallery",

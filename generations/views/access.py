@@ -28,7 +28,7 @@ from django.shortcuts import resolve_url
 from django_htmx.http import HttpResponseClientRedirect
 from django_htmx.middleware import HtmxDetails
 
-from ..models import Generation, ImageAsset, Membership, Project, Scene
+from ..models import Generation, ImageAsset, Invite, Membership, Project, Scene
 
 Role = Membership.Role
 
@@ -167,6 +167,14 @@ def get_image_for_user(
         request, queryset, role, superuser_reads=superuser_reads, uuid=uuid
     )
     return image, _membership(request, image.project, member_role)
+
+
+def get_invite_for_user(
+    request: HttpRequest, uuid: UUID, role: str | None = None
+) -> tuple[Invite, Membership]:
+    queryset = Invite.objects.select_related("project")
+    invite, member_role = _get_with_role(request, queryset, role, uuid=uuid)
+    return invite, _membership(request, invite.project, member_role)
 
 
 @dataclass(frozen=True)
