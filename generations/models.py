@@ -146,6 +146,9 @@ class Project(models.Model):
     # which every open page has already seen (so a fresh project does not make the first poll
     # re-send its whole storyboard). Open storyboards compare it with their poll token.
     scenes_changed = models.DateTimeField(null=True, blank=True, editable=False)
+    # Archived projects are read-only (nothing generated or edited) and out of the list by
+    # default; owners restore them.
+    archived_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["name"]
@@ -178,6 +181,8 @@ class Project(models.Model):
         Asked again at every Generate, so a revoked grant stops new takes at once. Remembered
         on this instance: a command that generates scene after scene asks once.
         """
+        if self.archived_at is not None:
+            return ARCHIVED_PROBLEM.format(project=self)
         if self.account_id is None:
             return "The project has no Flow account to spend; ask an admin to set one."
         cached = getattr(self, "_spending_problem", None)
@@ -225,11 +230,133 @@ class Project(models.Model):
         # update(), not save(): a concurrent edit of the project's other fields stays intact.
         Project.objects.filter(pk=self.pk).update(scenes_changed=self.scenes_changed)
 
+    @property
+    def is_archived(self) -> bool:
+        return self.archived_at is not None
+
+    def set_archived(self, archived: bool) -> bool:
+        """Archive or restore; False when it already was so (two owners clicking at once)."""
+        now = timezone.now() if archived else None
+        changed = Project.objects.filter(pk=self.pk, archived_at__isnull=archived).update(
+            archived_at=now
+        )
+        if changed:
+            self.archived_at = now
+        return bool(changed)
+
+    def rename(self, name: str) -> None:
+        self.name = name
+        self.full_clean(validate_unique=False, validate_constraints=False)
+        self.save(update_fields=["name"])
+
+    def deletion_counts(self) -> dict[str, int]:
+        """What deleting the project takes with it, for the confirmation."""
+        return Project.objects.filter(pk=self.pk).aggregate(
+            scenes=models.Count("scenes", distinct=True),
+            takes=models.Count("generations", distinct=True),
+        )
+
+    def delete_with_media(self) -> dict[str, int]:
+        """Delete the project, its scenes, takes and images; the clips' and posters' files go
+        once that is committed (start images' files go with their rows, see cleanup.py).
+        Returns what went (``deletion_counts``)."""
+        video = Generation._meta.get_field("video")
+        with transaction.atomic():
+            counts = self.deletion_counts()
+            names = [
+                name
+                for pair in self.generations.values_list("video", "poster")
+                for name in pair
+                if name
+            ]
+            self.delete()
+            transaction.on_commit(
+                lambda: [video.storage.delete(name) for name in names], robust=True
+            )
+        return counts
+
+    def duplicate(self, by) -> Project:
+        """A copy with the same account, members and scenes, each scene with its start image
+        (the image's file copied too); no takes. ``by`` owns the copy."""
+        from django.core.files.base import ContentFile
+
+        scenes = list(self.scenes.select_related("start_image").order_by("position", "id"))
+        images = {scene.start_image_id: scene.start_image for scene in scenes if scene.start_image}
+        copy = Project(name=copy_name(self.name), account_id=self.account_id, created_by=by)
+        written: list[ImageAsset] = []
+        try:
+            with transaction.atomic():
+                copy.save(force_insert=True)
+                Membership.objects.bulk_create(
+                    [
+                        Membership(project=copy, user_id=member.user_id, role=member.role)
+                        for member in self.memberships.exclude(user_id=by.pk)
+                    ]
+                    + [Membership(project=copy, user=by, role=Membership.Role.OWNER)]
+                )
+                copies: dict[int, ImageAsset] = {}
+                for image_id, image in images.items():
+                    new = ImageAsset(
+                        project=copy,
+                        **{
+                            name: getattr(image, name)
+                            for name in (
+                                "mime_type",
+                                "width",
+                                "height",
+                                "size",
+                                "sha256",
+                                "original_name",
+                            )
+                        },
+                        uploaded_by_id=image.uploaded_by_id,
+                    )
+                    with image.file.open("rb") as handle:
+                        new.file.save("copy", ContentFile(handle.read()), save=False)
+                    written.append(new)
+                    copies[image_id] = new
+                ImageAsset.objects.bulk_create(list(copies.values()))
+                skip = {"id", "uuid", "project", "start_image", "created", "updated"}
+                now = timezone.now()
+                Scene.objects.bulk_create(
+                    [
+                        Scene(
+                            project=copy,
+                            start_image=copies.get(scene.start_image_id),
+                            created=now,
+                            updated=now,
+                            **{
+                                field.attname: getattr(scene, field.attname)
+                                for field in Scene._meta.concrete_fields
+                                if field.name not in skip
+                            },
+                        )
+                        for scene in scenes
+                    ]
+                )
+        except BaseException:
+            # The copied files belong to rows that were never committed.
+            for image in written:
+                image.file.delete(save=False)
+            raise
+        return copy
+
     def add_member(self, user, role: str) -> Membership:
         membership, _ = Membership.objects.update_or_create(
             project=self, user=user, defaults={"role": role}
         )
         return membership
+
+
+ARCHIVED_PROBLEM = (
+    "{project} is archived, so it is read-only: nothing can be generated or edited. "
+    "An owner can restore it from the project's settings."
+)
+
+
+def copy_name(name: str) -> str:
+    suffix = " (copy)"
+    return name[: Project._meta.get_field("name").max_length - len(suffix)] + suffix
 
 
 class Membership(models.Model):
@@ -253,7 +380,8 @@ class Membership(models.Model):
 
     @property
     def can_edit(self) -> bool:
-        return self.role in (self.Role.OWNER, self.Role.EDITOR)
+        # An archived project is read-only for everyone (owners restore it first).
+        return self.role in (self.Role.OWNER, self.Role.EDITOR) and not self.project.is_archived
 
     @property
     def can_manage(self) -> bool:

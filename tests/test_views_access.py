@@ -27,6 +27,10 @@ ADDRESSED_BY = {
     "media-image": "image",
     "project-invites": "project",
     "invite-revoke": "invite",
+    "project-settings": "project",
+    "project-archive": "project",
+    "project-duplicate": "project",
+    "project-delete": "project",
 }
 
 # Everything a viewer may not do (the POSTs that change something or spend credits).
@@ -42,6 +46,10 @@ CHANGES = {
     "take-cancel",
     "project-invites",
     "invite-revoke",
+    "project-settings",
+    "project-archive",
+    "project-duplicate",
+    "project-delete",
 }
 
 
@@ -73,7 +81,7 @@ def url_for(pattern: URLPattern, world) -> str:
 
 def snapshot() -> tuple:
     return (
-        list(Project.objects.values_list("pk", "name", "account_id")),
+        list(Project.objects.values_list("pk", "name", "account_id", "archived_at")),
         list(Membership.objects.order_by("pk").values_list("pk", "role")),
         list(Scene.objects.order_by("pk").values_list("pk", "position", "prompt", "updated")),
         list(Generation.objects.order_by("pk").values_list("pk", "status", "updated")),
