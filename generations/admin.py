@@ -24,6 +24,7 @@ from . import tasks, work
 from .management.commands.flow_account import clean_bearer_token, clean_session_cookie, mask
 from .models import (
     AccountGrant,
+    AuditEvent,
     CannotGenerate,
     FlowAccount,
     Generation,
@@ -146,9 +147,24 @@ def _save_grants(request: HttpRequest, formset) -> None:
     for grant in grants:
         if grant.granted_by_id is None:
             grant.granted_by = request.user
+        created = grant._state.adding
         grant.save()
+        if created:
+            record_grant(AuditEvent.Action.ACCOUNT_GRANTED, grant, request.user)
     for grant in formset.deleted_objects:
         grant.delete()
+        record_grant(AuditEvent.Action.ACCOUNT_REVOKED, grant, request.user)
+
+
+def record_grant(action: str, grant: AccountGrant, actor=None) -> None:
+    """An account granted to (or revoked from) a person or a project, in the audit trail."""
+    AuditEvent.record(
+        action,
+        actor,
+        grant.project if grant.project_id else None,
+        account=grant.account.label,
+        to=f"project {grant.project}" if grant.project_id else str(grant.user),
+    )
 
 
 @admin.register(FlowAccount)
@@ -220,6 +236,18 @@ class AccountGrantAdmin(admin.ModelAdmin):
         if grant.granted_by_id is None:
             grant.granted_by = request.user
         super().save_model(request, grant, form, change)
+        if not change:
+            record_grant(AuditEvent.Action.ACCOUNT_GRANTED, grant, request.user)
+
+    def delete_model(self, request, grant) -> None:
+        super().delete_model(request, grant)
+        record_grant(AuditEvent.Action.ACCOUNT_REVOKED, grant, request.user)
+
+    def delete_queryset(self, request, queryset) -> None:
+        grants = list(queryset.select_related("account", "user", "project"))
+        super().delete_queryset(request, queryset)
+        for grant in grants:
+            record_grant(AuditEvent.Action.ACCOUNT_REVOKED, grant, request.user)
 
 
 # --- projects -------------------------------------------------------------------------------
@@ -627,8 +655,8 @@ class GenerationAdmin(admin.ModelAdmin):
 
     @admin.action(description="Cancel the selected takes", permissions=["change"])
     def cancel(self, request: HttpRequest, queryset: QuerySet[Generation]) -> None:
-        takes = list(queryset)
-        cancelled = sum(take.cancel(by=request.user) for take in takes)
+        takes = list(queryset.select_related("project", "scene"))
+        cancelled = sum(work.cancel(take, request.user) for take in takes)
         message = f"Cancelled {cancelled} take{_s(cancelled)}."
         if cancelled < len(takes):
             finished = len(takes) - cancelled
@@ -766,4 +794,29 @@ class InviteAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         # An invite's link exists only when an owner makes it on the project's invite page.
+        return False
+
+
+@admin.register(AuditEvent)
+class AuditEventAdmin(admin.ModelAdmin):
+    """The audit trail: browsed and searched, never added to, changed or deleted here."""
+
+    list_display = ("at", "actor_name", "action", "project_name", "summary")
+    list_filter = ("action",)
+    search_fields = ("actor_name", "project_name")
+    date_hierarchy = "at"
+    fields = ("at", "actor_name", "actor", "action", "project_name", "project", "details")
+    readonly_fields = fields
+
+    @admin.display(description="Details")
+    def summary(self, event: AuditEvent) -> str:
+        return event.summary()
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
         return False

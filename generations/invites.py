@@ -16,7 +16,7 @@ from django.contrib.auth.forms import UserCreationForm
 from django.core.mail import send_mail
 from django.db import IntegrityError, transaction
 
-from .models import Invite, Membership, Project
+from .models import AuditEvent, Invite, Membership, Project
 
 logger = logging.getLogger(__name__)
 
@@ -85,7 +85,16 @@ def join(invite: Invite, user) -> Membership:
         if not invite.claim(user):
             invite.refresh_from_db()
             raise InviteUnusable(invite.problem() or "This invite can no longer be used.")
-        return invite.project.add_member(user, invite.role)
+        membership = invite.project.add_member(user, invite.role)
+        AuditEvent.record(
+            AuditEvent.Action.INVITE_USED,
+            user,
+            invite.project,
+            role=invite.role,
+            invited_by=invite.invited_by.get_username() if invite.invited_by else "",
+            invite=str(invite.uuid),
+        )
+        return membership
 
 
 def sign_up_and_join(invite: Invite, form: SignUpForm):

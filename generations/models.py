@@ -1001,3 +1001,83 @@ class Invite(models.Model):
         if changed:
             self.used_at, self.used_by = now, user
         return bool(changed)
+
+
+class AuditEvent(models.Model):
+    """Who did what, when, in which project: written once, never changed (the admin shows it
+    read-only). Names are copied in, so the trail still reads after a person or a project is
+    deleted."""
+
+    class Action(models.TextChoices):
+        INVITE_SENT = "invite.sent", "Invite made"
+        INVITE_USED = "invite.used", "Invite used"
+        INVITE_REVOKED = "invite.revoked", "Invite withdrawn"
+        MEMBER_ADDED = "member.added", "Member added"
+        MEMBER_ROLE = "member.role", "Role changed"
+        MEMBER_REMOVED = "member.removed", "Member removed"
+        PROJECT_RENAMED = "project.renamed", "Project renamed"
+        PROJECT_ARCHIVED = "project.archived", "Project archived"
+        PROJECT_RESTORED = "project.restored", "Project restored"
+        PROJECT_DELETED = "project.deleted", "Project deleted"
+        PROJECT_DUPLICATED = "project.duplicated", "Project duplicated"
+        TAKES_GENERATED = "takes.generated", "Takes generated"
+        TAKE_CANCELLED = "take.cancelled", "Take cancelled"
+        ACCOUNT_GRANTED = "account.granted", "Account granted"
+        ACCOUNT_REVOKED = "account.revoked", "Account revoked"
+
+    at = models.DateTimeField(default=timezone.now, editable=False)
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        editable=False,
+    )
+    actor_name = models.CharField(max_length=150, blank=True, editable=False)
+    project = models.ForeignKey(
+        Project,
+        models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="audit_events",
+        editable=False,
+    )
+    project_name = models.CharField(max_length=120, blank=True, editable=False)
+    action = models.CharField(max_length=30, choices=Action, editable=False)
+    details = models.JSONField(default=dict, blank=True, editable=False)
+
+    class Meta:
+        ordering = ["-at", "-id"]
+        indexes = [models.Index(fields=["project", "-at", "-id"], name="audit_project_at")]
+
+    def __str__(self) -> str:
+        return (
+            f"{self.at:%Y-%m-%d %H:%M} {self.actor_name or 'system'}: {self.get_action_display()}"
+        )
+
+    @classmethod
+    def record(
+        cls, action: str, actor=None, project: Project | None = None, **details
+    ) -> AuditEvent:
+        actor = actor if actor is not None and getattr(actor, "is_authenticated", False) else None
+        return cls.objects.create(
+            action=action,
+            actor=actor,
+            actor_name=actor.get_username() if actor else "",
+            project=project if project is not None and project.pk else None,
+            project_name=project.name if project is not None else "",
+            details=details,
+        )
+
+    def summary(self) -> str:
+        """The details in a line a person reads."""
+        return "; ".join(
+            f"{key.replace('_', ' ')}: {_plain(value)}" for key, value in self.details.items()
+        )
+
+
+def _plain(value) -> str:
+    if isinstance(value, list):
+        return ", ".join(str(item) for item in value)
+    return str(value)

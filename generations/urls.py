@@ -15,6 +15,7 @@ urlpatterns = [
     path("projects/<uuid:uuid>/archive/", views.project_archive, name="project-archive"),
     path("projects/<uuid:uuid>/duplicate/", views.project_duplicate, name="project-duplicate"),
     path("projects/<uuid:uuid>/delete/", views.project_delete, name="project-delete"),
+    path("projects/<uuid:uuid>/audit/", views.project_audit, name="project-audit"),
     path("projects/<uuid:uuid>/invites/", views.project_invites, name="project-invites"),
     path("invites/<uuid:uuid>/revoke/", views.invite_revoke, name="invite-revoke"),
     path("join/<str:token>/", views.invite_accept, name="invite-accept"),

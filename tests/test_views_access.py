@@ -31,6 +31,7 @@ ADDRESSED_BY = {
     "project-archive": "project",
     "project-duplicate": "project",
     "project-delete": "project",
+    "project-audit": "project",
 }
 
 # Everything a viewer may not do (the POSTs that change something or spend credits).
@@ -51,6 +52,9 @@ CHANGES = {
     "project-duplicate",
     "project-delete",
 }
+
+# Pages only owners may even read (the project's invites, settings and activity).
+OWNER_PAGES = {"project-invites", "project-settings", "project-audit"}
 
 
 def project_urls() -> list[URLPattern]:
@@ -141,9 +145,17 @@ def test_carol_sees_every_page_and_fragment(world, carol):
     client = client_for(carol)
 
     for pattern in project_urls():
-        if pattern.name in CHANGES - {"project-members"}:
+        if pattern.name in (CHANGES | OWNER_PAGES) - {"project-members"}:
             continue
         assert client.get(url_for(pattern, world)).status_code == 200, pattern.name
+
+
+def test_only_owners_open_the_owners_pages(world, alice, bob, carol):
+    for name in OWNER_PAGES:
+        url = reverse(name, args=[world["project"].uuid])
+        assert client_for(alice).get(url).status_code == 200, name
+        assert client_for(bob).get(url).status_code == 403, name
+        assert client_for(carol).get(url).status_code == 403, name
 
 
 def test_carol_sees_no_edit_or_generate_buttons(world, carol):

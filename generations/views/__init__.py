@@ -20,7 +20,7 @@ from .scenes import (
     take_cancel,
     take_retry,
 )
-from .team import invite_accept, invite_revoke, project_invites
+from .team import invite_accept, invite_revoke, project_audit, project_invites
 
 __all__ = [
     "image_file",
@@ -28,6 +28,7 @@ __all__ = [
     "invite_revoke",
     "project_invites",
     "project_archive",
+    "project_audit",
     "project_create",
     "project_delete",
     "project_duplicate",

@@ -13,7 +13,7 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods, require_POST
 
 from .. import rules
-from ..models import Project
+from ..models import AuditEvent, Project
 from .access import Role, get_project_for_user
 
 
@@ -76,6 +76,9 @@ def project_settings(request: HttpRequest, uuid: UUID) -> HttpResponse:
         if form.is_valid():
             old = project.name
             project.rename(form.cleaned_data["name"])
+            AuditEvent.record(
+                AuditEvent.Action.PROJECT_RENAMED, request.user, project, old=old, new=project.name
+            )
             messages.success(request, f"Renamed {old} to {project.name}.")
             return redirect("project-settings", uuid=project.uuid)
         return _settings_page(request, project, membership, rename=form)
@@ -89,6 +92,11 @@ def project_archive(request: HttpRequest, uuid: UUID) -> HttpResponse:
     project, _ = get_project_for_user(request, uuid, Role.OWNER, with_account=False)
     archive = request.POST.get("archive") != "0"
     if project.set_archived(archive):
+        AuditEvent.record(
+            AuditEvent.Action.PROJECT_ARCHIVED if archive else AuditEvent.Action.PROJECT_RESTORED,
+            request.user,
+            project,
+        )
         if archive:
             messages.success(
                 request,
@@ -107,6 +115,10 @@ def project_archive(request: HttpRequest, uuid: UUID) -> HttpResponse:
 def project_duplicate(request: HttpRequest, uuid: UUID) -> HttpResponse:
     project, _ = get_project_for_user(request, uuid, Role.OWNER)
     copy = project.duplicate(request.user)
+    AuditEvent.record(AuditEvent.Action.PROJECT_DUPLICATED, request.user, project, copy=copy.name)
+    AuditEvent.record(
+        AuditEvent.Action.PROJECT_DUPLICATED, request.user, copy, copy_of=project.name
+    )
     messages.success(
         request,
         f"Made {copy}: the same members and scenes with their start images, and no takes.",
@@ -123,6 +135,8 @@ def project_delete(request: HttpRequest, uuid: UUID) -> HttpResponse:
         return _settings_page(request, project, membership, delete=form, status=400)
     name = project.name
     counts = project.delete_with_media()
+    # Recorded after the deletion: the event keeps the project's name, not the vanished row.
+    AuditEvent.record(AuditEvent.Action.PROJECT_DELETED, request.user, Project(name=name), **counts)
     messages.success(
         request,
         f"Deleted {name} with its {counts['scenes']} scene{'s' if counts['scenes'] != 1 else ''} "

@@ -17,7 +17,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from .. import work
 from ..forms import MemberAddForm, ProjectForm
-from ..models import CannotGenerate, Generation, Membership, Project, Scene
+from ..models import AuditEvent, CannotGenerate, Generation, Membership, Project, Scene
 from .access import (
     HtmxHttpRequest,
     Role,
@@ -274,6 +274,13 @@ def project_members(request: HttpRequest, uuid: UUID) -> HttpResponse:
             if add_form.is_valid():
                 user = add_form.cleaned_data["username"]
                 project.add_member(user, add_form.cleaned_data["role"])
+                AuditEvent.record(
+                    AuditEvent.Action.MEMBER_ADDED,
+                    request.user,
+                    project,
+                    member=user.get_username(),
+                    role=add_form.cleaned_data["role"],
+                )
                 messages.success(request, f"Added {user} as {add_form.cleaned_data['role']}.")
                 return redirect("project-members", uuid=project.uuid)
         elif action in ("role", "remove"):
@@ -330,9 +337,24 @@ def _change_member(request: HttpRequest, project: Project, action: str) -> str:
             )
         if action == "remove":
             target.delete()
+            AuditEvent.record(
+                AuditEvent.Action.MEMBER_REMOVED,
+                request.user,
+                project,
+                member=target.user.get_username(),
+                role=target.role,
+            )
             messages.success(request, f"Removed {target.user} from {project}.")
         else:
-            target.role = new_role
+            old_role, target.role = target.role, new_role
             target.save(update_fields=["role"])
+            AuditEvent.record(
+                AuditEvent.Action.MEMBER_ROLE,
+                request.user,
+                project,
+                member=target.user.get_username(),
+                old=old_role,
+                new=new_role,
+            )
             messages.success(request, f"{target.user} is now {target.get_role_display().lower()}.")
     return ""

@@ -7,13 +7,14 @@ from uuid import UUID
 from django.contrib import messages
 from django.contrib.auth import login
 from django.contrib.auth.decorators import login_required
+from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
-from django.views.decorators.http import require_http_methods, require_POST
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from .. import invites
-from ..models import Invite
+from ..models import AuditEvent, Invite
 from .access import Role, get_invite_for_user, get_project_for_user
 
 
@@ -39,6 +40,14 @@ def project_invites(request: HttpRequest, uuid: UUID) -> HttpResponse:
         email = form.cleaned_data["email"]
         invite, token = Invite.issue(project, form.cleaned_data["role"], request.user, email)
         link = request.build_absolute_uri(reverse("invite-accept", args=[token]))
+        AuditEvent.record(
+            AuditEvent.Action.INVITE_SENT,
+            request.user,
+            project,
+            role=invite.role,
+            to=email or "a link",
+            invite=str(invite.uuid),
+        )
         mail_problem = invites.send_invite_email(invite, link) if email else ""
         if mail_problem:
             messages.warning(request, mail_problem)
@@ -62,6 +71,14 @@ def project_invites(request: HttpRequest, uuid: UUID) -> HttpResponse:
 def invite_revoke(request: HttpRequest, uuid: UUID) -> HttpResponse:
     invite, _ = get_invite_for_user(request, uuid, Role.OWNER)
     if invite.revoke():
+        AuditEvent.record(
+            AuditEvent.Action.INVITE_REVOKED,
+            request.user,
+            invite.project,
+            role=invite.role,
+            to=invite.email or "a link",
+            invite=str(invite.uuid),
+        )
         messages.success(request, "The invite is withdrawn; its link opens nothing now.")
     else:
         messages.error(
@@ -128,3 +145,20 @@ def _welcome(request: HttpRequest, invite: Invite) -> HttpResponse:
         f"Welcome to {invite.project}: you joined as {invite.get_role_display().lower()}.",
     )
     return redirect("project-detail", uuid=invite.project.uuid)
+
+
+AUDIT_PAGE_SIZE = 50
+
+
+@require_GET
+@login_required
+def project_audit(request: HttpRequest, uuid: UUID) -> HttpResponse:
+    """Who did what in the project, newest first; owners only."""
+    project, membership = get_project_for_user(request, uuid, Role.OWNER, with_account=False)
+    events = Paginator(project.audit_events.order_by("-at", "-id"), AUDIT_PAGE_SIZE)
+    page = events.get_page(request.GET.get("page"))
+    return render(
+        request,
+        "generations/audit.html",
+        {"project": project, "membership": membership, "page": page},
+    )
