@@ -15,6 +15,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from . import rules
+from .budgets import clip_credits, credits, month_start
 from .crypto import EncryptedTextField
 from .engines.base import Aspect, Credentials, ImageData
 from .engines.catalogue import TIER_ONE, TIERS, get_model
@@ -149,6 +150,8 @@ class Project(models.Model):
     # Archived projects are read-only (nothing generated or edited) and out of the list by
     # default; owners restore them.
     archived_at = models.DateTimeField(null=True, blank=True)
+    # Credits the project may spend in a calendar month; None: no limit (owners set it).
+    monthly_budget = models.PositiveIntegerField(null=True, blank=True)
 
     class Meta:
         ordering = ["name"]
@@ -369,6 +372,9 @@ class Membership(models.Model):
     user = models.ForeignKey(settings.AUTH_USER_MODEL, models.CASCADE, related_name="memberships")
     role = models.CharField(max_length=10, choices=Role, default=Role.EDITOR)
     created = models.DateTimeField(default=timezone.now)
+    # Credits this member may spend in the project in a calendar month; None: no limit of
+    # their own (the project's budget still holds).
+    monthly_allowance = models.PositiveIntegerField(null=True, blank=True)
 
     class Meta:
         constraints = [
@@ -597,6 +603,12 @@ class Scene(models.Model):
         self.project.check_spending()
         return _create_generations(self.project, user, {self.pk: self.take_snapshots()})[self.pk]
 
+    @property
+    def generate_cost(self) -> int:
+        """What pressing Generate on this scene spends, in credits."""
+        account = self.project.account
+        return self.takes * clip_credits(self.model_key, account.tier if account else TIER_ONE)
+
     def take_snapshots(self) -> list[dict]:
         """What each of this scene's next takes asks of Flow (a seed drawn per take when the
         scene leaves it open)."""
@@ -624,7 +636,15 @@ def _create_generations(
     The same few statements for one scene or fifty: the scenes' last take numbers in one
     query, every take in one insert.
     """
+    tier = project.account.tier if project.account_id else TIER_ONE
+    total = sum(
+        clip_credits(snapshot["model_key"], tier)
+        for scene_snapshots in snapshots.values()
+        for snapshot in scene_snapshots
+    )
     with transaction.atomic():
+        if total:
+            check_budget(project, user, total)
         last = dict(
             Generation.objects.filter(scene_id__in=snapshots)
             .order_by()
@@ -641,6 +661,7 @@ def _create_generations(
                     requested_by=user,
                     account_id=project.account_id,
                     take=last.get(scene_id, 0) + number,
+                    cost=clip_credits(snapshot["model_key"], tier),
                     created=now,
                     updated=now,
                     **snapshot,
@@ -653,6 +674,50 @@ def _create_generations(
         if takes:
             Generation.objects.bulk_create(takes)
     return created
+
+
+# The takes whose credits count: Flow charges neither a failed clip nor one never submitted.
+SPENDING_Q = ~Q(status="failed") & ~Q(status="cancelled", submitted_at__isnull=True)
+
+
+def check_budget(project: Project, user, cost: int) -> None:
+    """Refuse, in words, ``cost`` more credits that would pass the project's monthly budget or
+    the member's monthly allowance. Call inside the transaction that creates the takes.
+
+    The project's row is locked first (PostgreSQL; SQLite's transactions write one at a
+    time anyway), so two clicks at the line are counted one after the other and cannot both
+    slip under it. The budget and the allowance are read under the same lock.
+    """
+    limits = (
+        Project.objects.select_for_update().filter(pk=project.pk).values("monthly_budget").first()
+    )
+    budget = limits["monthly_budget"] if limits else None
+    allowance = (
+        Membership.objects.filter(project_id=project.pk, user_id=getattr(user, "pk", None))
+        .values_list("monthly_allowance", flat=True)
+        .first()
+    )
+    if budget is None and allowance is None:
+        return
+    spent = Generation.objects.filter(
+        SPENDING_Q, project_id=project.pk, created__gte=month_start()
+    ).aggregate(
+        total=models.Sum("cost", default=0),
+        mine=models.Sum("cost", default=0, filter=Q(requested_by_id=getattr(user, "pk", None))),
+    )
+    if budget is not None and spent["total"] + cost > budget:
+        left = max(0, budget - spent["total"])
+        raise CannotGenerate(
+            f"This would spend {credits(cost)}, but {project} has {credits(left)} left of its "
+            f"monthly budget of {credits(budget)}. An owner can raise the budget on the "
+            "Spend page."
+        )
+    if allowance is not None and spent["mine"] + cost > allowance:
+        left = max(0, allowance - spent["mine"])
+        raise CannotGenerate(
+            f"This would spend {credits(cost)}, but you have {credits(left)} left of your "
+            f"monthly allowance of {credits(allowance)} in {project}. Ask an owner to raise it."
+        )
 
 
 class Generation(models.Model):
@@ -707,6 +772,8 @@ class Generation(models.Model):
     operation_name = models.CharField(max_length=200, blank=True, db_index=True)
     media_generation_id = models.TextField(blank=True)
     credits_after = models.IntegerField(null=True, blank=True)
+    # What the take costs in credits (budgets.clip_credits at Generate); requested_by spent it.
+    cost = models.PositiveIntegerField(default=0)
     attempts = models.PositiveSmallIntegerField(default=0)
     # A worker that claims the take holds it until this time; an expired lease is reclaimed.
     lease_until = models.DateTimeField(null=True, blank=True)
@@ -1024,6 +1091,8 @@ class AuditEvent(models.Model):
         TAKE_CANCELLED = "take.cancelled", "Take cancelled"
         ACCOUNT_GRANTED = "account.granted", "Account granted"
         ACCOUNT_REVOKED = "account.revoked", "Account revoked"
+        BUDGET_CHANGED = "budget.changed", "Budget changed"
+        ALLOWANCE_CHANGED = "allowance.changed", "Allowance changed"
 
     at = models.DateTimeField(default=timezone.now, editable=False)
     actor = models.ForeignKey(
@@ -1072,8 +1141,10 @@ class AuditEvent(models.Model):
 
     def summary(self) -> str:
         """The details in a line a person reads."""
+        # Sorted: PostgreSQL's jsonb keeps keys in its own order, SQLite in the written one.
         return "; ".join(
-            f"{key.replace('_', ' ')}: {_plain(value)}" for key, value in self.details.items()
+            f"{key.replace('_', ' ')}: {_plain(value)}"
+            for key, value in sorted(self.details.items())
         )
 
 

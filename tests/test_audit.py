@@ -220,7 +220,7 @@ def test_alice_reads_her_projects_activity_newest_first(project, alice):
     page = client_for(alice).get(reverse("project-audit", args=[project.uuid])).text
 
     assert page.index("Project archived") < page.index("Project renamed")
-    assert "old: Poseidon; new: Neptune" in page
+    assert "new: Neptune; old: Poseidon" in page
     assert "Elsewhere" not in page
 
 

@@ -32,6 +32,8 @@ ADDRESSED_BY = {
     "project-duplicate": "project",
     "project-delete": "project",
     "project-audit": "project",
+    "project-spend": "project",
+    "project-spend-csv": "project",
 }
 
 # Everything a viewer may not do (the POSTs that change something or spend credits).
@@ -51,6 +53,7 @@ CHANGES = {
     "project-archive",
     "project-duplicate",
     "project-delete",
+    "project-spend",
 }
 
 # Pages only owners may even read (the project's invites, settings and activity).
@@ -85,8 +88,10 @@ def url_for(pattern: URLPattern, world) -> str:
 
 def snapshot() -> tuple:
     return (
-        list(Project.objects.values_list("pk", "name", "account_id", "archived_at")),
-        list(Membership.objects.order_by("pk").values_list("pk", "role")),
+        list(
+            Project.objects.values_list("pk", "name", "account_id", "archived_at", "monthly_budget")
+        ),
+        list(Membership.objects.order_by("pk").values_list("pk", "role", "monthly_allowance")),
         list(Scene.objects.order_by("pk").values_list("pk", "position", "prompt", "updated")),
         list(Generation.objects.order_by("pk").values_list("pk", "status", "updated")),
         ImageAsset.objects.count(),
@@ -145,7 +150,7 @@ def test_carol_sees_every_page_and_fragment(world, carol):
     client = client_for(carol)
 
     for pattern in project_urls():
-        if pattern.name in (CHANGES | OWNER_PAGES) - {"project-members"}:
+        if pattern.name in (CHANGES | OWNER_PAGES) - {"project-members", "project-spend"}:
             continue
         assert client.get(url_for(pattern, world)).status_code == 200, pattern.name
 

@@ -20,6 +20,7 @@ from .scenes import (
     take_cancel,
     take_retry,
 )
+from .spend import project_spend, project_spend_csv
 from .team import invite_accept, invite_revoke, project_audit, project_invites
 
 __all__ = [
@@ -33,6 +34,8 @@ __all__ = [
     "project_delete",
     "project_duplicate",
     "project_settings",
+    "project_spend",
+    "project_spend_csv",
     "project_detail",
     "project_gallery",
     "project_generate_all",

@@ -9,15 +9,16 @@ from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.db import transaction
-from django.db.models import Count, Exists, Max, OuterRef, Prefetch, Q, Subquery
+from django.db.models import Count, Exists, Max, OuterRef, Prefetch, Q, Subquery, Sum
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from .. import work
+from ..budgets import month_start
 from ..forms import MemberAddForm, ProjectForm
-from ..models import AuditEvent, CannotGenerate, Generation, Membership, Project, Scene
+from ..models import SPENDING_Q, AuditEvent, CannotGenerate, Generation, Membership, Project, Scene
 from .access import (
     HtmxHttpRequest,
     Role,
@@ -227,6 +228,15 @@ def project_list(request: HttpRequest) -> HttpResponse:
                 .exclude(poster="")
                 .order_by("-finished_at", "-pk")
                 .values("uuid")[:1]
+            ),
+            month_spent=Subquery(
+                Generation.objects.filter(
+                    SPENDING_Q, project=OuterRef("project"), created__gte=month_start()
+                )
+                .order_by()
+                .values("project")
+                .annotate(total=Sum("cost"))
+                .values("total")[:1]
             ),
         )
         .prefetch_related(
