@@ -46,3 +46,25 @@ def month_start(now: datetime | None = None) -> datetime:
 
 def credits(amount: int) -> str:
     return f"{amount} credit{'s' if amount != 1 else ''}"
+
+
+def generate_all_cost(project_ref):
+    """A subquery: what Generate all on the project would spend at most, in credits (every
+    scene with a start image and a prompt, at its model's price on the project's account)."""
+    from django.db.models import Case, F, Sum, Value, When
+
+    from .models import Scene
+
+    prices = []
+    for key, (tier_one, tier_two) in CREDITS_PER_CLIP.items():
+        prices.append(When(model_key=key, project__account__tier=TIER_TWO, then=Value(tier_two)))
+        prices.append(When(model_key=key, then=Value(tier_one)))
+    per_scene = Case(*prices, default=Value(UNKNOWN_MODEL_CREDITS)) * F("takes")
+    return (
+        Scene.objects.filter(project=project_ref, start_image__isnull=False)
+        .exclude(prompt="")
+        .order_by()
+        .values("project")
+        .annotate(total=Sum(per_scene))
+        .values("total")[:1]
+    )

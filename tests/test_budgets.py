@@ -69,6 +69,30 @@ def test_the_card_says_what_generate_costs(scene, bob):
     assert "costs 40 credits" in page
 
 
+def test_generate_all_says_what_it_would_spend_at_most(project, scene, alice, bob, account):
+    make_scene(project, make_image(project, alice), takes=1, model_key="veo_3_1_i2v_s")
+    make_scene(project, None, takes=3)  # no start image: Generate all skips it
+
+    page = client_for(bob).get(reverse("project-detail", args=[project.uuid])).text
+    assert "up to 140 credits" in page
+    account.tier = TIER_TWO
+    account.save(update_fields=["tier"])
+    page = client_for(bob).get(reverse("project-detail", args=[project.uuid])).text
+    assert "up to 120 credits" in page
+
+
+def test_the_poll_brings_generate_alls_new_cost(project, scene, alice, bob):
+    from tests.views_support import htmx_client_for
+
+    client = htmx_client_for(bob)
+    poll = reverse("project-poll", args=[project.uuid])
+    first = client.get(poll, {"live": "0"})
+    assert "up to 40 credits" in first.text
+    make_scene(project, make_image(project, alice), takes=1)
+    later = client.get(poll, {"live": "0"})
+    assert "up to 60 credits" in later.text
+
+
 def test_a_click_past_the_projects_budget_is_refused_in_words(project, scene, alice, bob, queued):
     set_budget(project, 50)
     spent(scene, alice, 20)

@@ -16,7 +16,7 @@ from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from .. import work
-from ..budgets import month_start
+from ..budgets import generate_all_cost, month_start
 from ..forms import MemberAddForm, ProjectForm
 from ..models import SPENDING_Q, AuditEvent, CannotGenerate, Generation, Membership, Project, Scene
 from .access import (
@@ -53,7 +53,9 @@ def _anything_in_flight(scenes: list[Scene]) -> bool:
 @login_required
 def project_detail(request: HtmxHttpRequest, uuid: UUID) -> HttpResponse:
     answered_at = timezone.now()
-    project, membership = get_project_for_user(request, uuid)
+    project, membership = get_project_for_user(
+        request, uuid, generate_all_cost=Subquery(generate_all_cost(OuterRef("project")))
+    )
     scenes = storyboard_scenes(project)
     last_generation = max((take.pk for scene in scenes for take in scene.take_list), default=0)
     ctx = card_context(
@@ -64,6 +66,7 @@ def project_detail(request: HtmxHttpRequest, uuid: UUID) -> HttpResponse:
         scenes=scenes,
         has_scenes=bool(scenes),
         last_generation=last_generation,
+        generate_all_cost=membership.generate_all_cost or 0,
     )
     return render(request, TEMPLATE, ctx)
 
@@ -108,6 +111,7 @@ def project_poll(request: HtmxHttpRequest, uuid: UUID) -> HttpResponse:
         newest_take=Subquery(
             Generation.objects.filter(project=OuterRef("project")).order_by("-pk").values("pk")[:1]
         ),
+        generate_all_cost=Subquery(generate_all_cost(OuterRef("project"))),
     )
     live = state.in_flight
     newest = since
@@ -125,6 +129,7 @@ def project_poll(request: HtmxHttpRequest, uuid: UUID) -> HttpResponse:
             "generate_all_oob": True,
             "has_scenes": membership.has_scenes,
             "last_generation": membership.newest_take or 0,
+            "generate_all_cost": membership.generate_all_cost or 0,
         }
 
     # A page without a token gets every card anyway; it needs the whole list only when the list
