@@ -45,3 +45,42 @@ def test_alice_invites_dora_by_link_and_dora_signs_up_into_the_project_as_editor
     context.close()
     dora = User.objects.get(username="dora")
     assert Membership.objects.get(project=project, user=dora).role == "editor"
+
+
+def test_dora_generates_within_her_allowance_is_refused_past_it_and_the_chart_shows_both(
+    page: Page, project, alice, queued, screenshots
+):
+    from tests.conftest import make_image, make_scene
+    from tests.views_support import make_take
+
+    dora = User.objects.create_user("dora", "", PASSWORD)
+    project.add_member(dora, Membership.Role.EDITOR)
+    Membership.objects.filter(project=project, user=dora).update(monthly_allowance=30)
+    scene = make_scene(project, make_image(project, alice), title="Harbour", takes=1)
+    make_take(scene, alice, status="ready", cost=20)
+
+    page.goto("/accounts/login/")
+    page.get_by_label("Username").fill("dora")
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Sign in").click()
+    page.goto(f"/projects/{project.uuid}/")
+    card = page.locator("article.card", has_text="Harbour")
+    expect(card.get_by_text("costs 20 credits")).to_be_visible()
+    card.get_by_role("button", name="Generate 1 take").click()
+    expect(card.get_by_text("Queued 1 take.")).to_be_visible()
+    card.get_by_role("button", name="Generate 1 take").click()
+    expect(
+        card.get_by_text(
+            "This would spend 20 credits, but you have 10 credits left of your monthly "
+            "allowance of 30 credits in Poseidon."
+        )
+    ).to_be_visible()
+    assert project.generations.filter(requested_by=dora).count() == 1
+
+    page.get_by_role("link", name="Spend").click()
+    chart = page.locator("svg[role=img]")
+    expect(chart.locator("rect.spend__bar")).to_have_count(2)
+    legend = page.locator("figcaption")
+    expect(legend).to_contain_text("alice")
+    expect(legend).to_contain_text("dora")
+    page.screenshot(path=screenshots / "spend.png", full_page=True)
