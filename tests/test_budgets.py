@@ -8,6 +8,7 @@ import threading
 from datetime import timedelta
 
 import pytest
+from django.contrib.auth.models import User
 from django.db import connection
 from django.test import Client
 from django.urls import reverse
@@ -269,3 +270,14 @@ def test_the_project_list_says_what_each_project_spent_this_month(project, scene
     page = client_for(bob).get(reverse("project-list")).text
 
     assert "30 credits this month of 500" in page
+
+
+def test_a_username_a_spreadsheet_would_run_is_written_as_text(project, scene, alice):
+    mallory = User.objects.create_user("@SUM", "", "x")
+    project.add_member(mallory, Membership.Role.EDITOR)
+    spent(scene, mallory, 20)
+
+    response = client_for(alice).get(reverse("project-spend-csv", args=[project.uuid]))
+
+    rows = list(csv.reader(io.StringIO(response.content.decode())))
+    assert rows[1][1] == "'@SUM"
