@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 from django.contrib.auth.models import User
+from django.core.management import CommandError, call_command
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
@@ -256,3 +257,18 @@ def test_the_list_costs_the_same_queries_for_1_project_as_for_20(alice, bob):
     _projects(bob, 20)
 
     assert _list_queries(alice) == _list_queries(bob)
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["generate", "--project", "Poseidon", "--user", "bob"],
+        ["import", "missing.csv", "--project", "Poseidon", "--user", "bob"],
+    ],
+)
+def test_the_storyboard_command_leaves_an_archived_project_alone(project, bob, args):
+    project.set_archived(True)
+
+    with pytest.raises(CommandError, match="Poseidon is archived, so it is read-only"):
+        call_command("storyboard", *args)
+    assert not project.scenes.exists() and not project.generations.exists()
