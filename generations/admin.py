@@ -9,22 +9,29 @@ from __future__ import annotations
 
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.auth import get_user_model
+from django.contrib.auth.admin import UserAdmin
+from django.contrib.auth.tokens import default_token_generator
 from django.db.models import Count, QuerySet
 from django.http import HttpRequest
 from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
+from django.utils.encoding import force_bytes
 from django.utils.html import format_html
+from django.utils.http import urlsafe_base64_encode
 
 from . import tasks, work
 from .engines.vertex import clean_service_account_key, key_email
 from .management.commands.flow_account import clean_bearer_token, clean_session_cookie, mask
 from .models import (
     AccountGrant,
+    AuditEvent,
     CannotGenerate,
     FlowAccount,
     Generation,
     ImageAsset,
     ImageUpload,
+    Invite,
     Membership,
     Project,
     Scene,
@@ -192,9 +199,24 @@ def _save_grants(request: HttpRequest, formset) -> None:
     for grant in grants:
         if grant.granted_by_id is None:
             grant.granted_by = request.user
+        created = grant._state.adding
         grant.save()
+        if created:
+            record_grant(AuditEvent.Action.ACCOUNT_GRANTED, grant, request.user)
     for grant in formset.deleted_objects:
         grant.delete()
+        record_grant(AuditEvent.Action.ACCOUNT_REVOKED, grant, request.user)
+
+
+def record_grant(action: str, grant: AccountGrant, actor=None) -> None:
+    """An account granted to (or revoked from) a person or a project, in the audit trail."""
+    AuditEvent.record(
+        action,
+        actor,
+        grant.project if grant.project_id else None,
+        account=grant.account.label,
+        to=f"project {grant.project}" if grant.project_id else str(grant.user),
+    )
 
 
 @admin.register(FlowAccount)
@@ -278,6 +300,18 @@ class AccountGrantAdmin(admin.ModelAdmin):
         if grant.granted_by_id is None:
             grant.granted_by = request.user
         super().save_model(request, grant, form, change)
+        if not change:
+            record_grant(AuditEvent.Action.ACCOUNT_GRANTED, grant, request.user)
+
+    def delete_model(self, request, grant) -> None:
+        super().delete_model(request, grant)
+        record_grant(AuditEvent.Action.ACCOUNT_REVOKED, grant, request.user)
+
+    def delete_queryset(self, request, queryset) -> None:
+        grants = list(queryset.select_related("account", "user", "project"))
+        super().delete_queryset(request, queryset)
+        for grant in grants:
+            record_grant(AuditEvent.Action.ACCOUNT_REVOKED, grant, request.user)
 
 
 # --- projects -------------------------------------------------------------------------------
@@ -685,8 +719,8 @@ class GenerationAdmin(admin.ModelAdmin):
 
     @admin.action(description="Cancel the selected takes", permissions=["change"])
     def cancel(self, request: HttpRequest, queryset: QuerySet[Generation]) -> None:
-        takes = list(queryset)
-        cancelled = sum(take.cancel(by=request.user) for take in takes)
+        takes = list(queryset.select_related("project", "scene"))
+        cancelled = sum(work.cancel(take, request.user) for take in takes)
         message = f"Cancelled {cancelled} take{_s(cancelled)}."
         if cancelled < len(takes):
             finished = len(takes) - cancelled
@@ -765,3 +799,88 @@ def _s(count: int) -> str:
 
 def _were(count: int) -> str:
     return "was" if count == 1 else "were"
+
+
+# --- people ---------------------------------------------------------------------------------
+
+User = get_user_model()
+admin.site.unregister(User)
+
+
+@admin.register(User)
+class FlowsiteUserAdmin(UserAdmin):
+    actions = ["make_reset_link"]
+
+    @admin.action(description="Make a one-time password reset link")
+    def make_reset_link(self, request: HttpRequest, queryset: QuerySet) -> None:
+        """For people without an email address: staff pass the link on themselves. Django's
+        reset token stops working once the password is changed (or the person signs in)."""
+        for user in queryset.filter(is_active=True):
+            link = request.build_absolute_uri(
+                reverse(
+                    "password_reset_confirm",
+                    kwargs={
+                        "uidb64": urlsafe_base64_encode(force_bytes(user.pk)),
+                        "token": default_token_generator.make_token(user),
+                    },
+                )
+            )
+            self.message_user(
+                request, f"Password reset link for {user.get_username()}: {link}", messages.INFO
+            )
+        inactive = queryset.filter(is_active=False).count()
+        if inactive:
+            self.message_user(
+                request,
+                f"{inactive} inactive user{'s' if inactive != 1 else ''} got no link: "
+                "make them active first.",
+                messages.WARNING,
+            )
+
+
+@admin.register(Invite)
+class InviteAdmin(admin.ModelAdmin):
+    list_display = ("project", "role", "email", "invited_by", "created", "expires", "state")
+    list_filter = ("role",)
+    search_fields = ("project__name", "email")
+    readonly_fields = (
+        "project",
+        "role",
+        "email",
+        "invited_by",
+        "created",
+        "expires",
+        "used_at",
+        "used_by",
+        "revoked_at",
+    )
+    exclude = ("token_hash",)
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        # An invite's link exists only when an owner makes it on the project's invite page.
+        return False
+
+
+@admin.register(AuditEvent)
+class AuditEventAdmin(admin.ModelAdmin):
+    """The audit trail: browsed and searched, never added to, changed or deleted here."""
+
+    list_display = ("at", "actor_name", "action", "project_name", "summary")
+    list_filter = ("action",)
+    search_fields = ("actor_name", "project_name")
+    date_hierarchy = "at"
+    fields = ("at", "actor_name", "actor", "action", "project_name", "project", "details")
+    readonly_fields = fields
+
+    @admin.display(description="Details")
+    def summary(self, event: AuditEvent) -> str:
+        return event.summary()
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import secrets
 from collections.abc import Iterable
 from datetime import timedelta
@@ -15,6 +16,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from . import rules
+from .budgets import amount, month_start
 from .crypto import EncryptedTextField
 from .engines.base import Aspect, Credentials, EngineKind, ImageData
 from .engines.catalogue import (
@@ -217,6 +219,11 @@ class Project(models.Model):
     # which every open page has already seen (so a fresh project does not make the first poll
     # re-send its whole storyboard). Open storyboards compare it with their poll token.
     scenes_changed = models.DateTimeField(null=True, blank=True, editable=False)
+    # Archived projects are read-only (nothing generated or edited) and out of the list by
+    # default; owners restore them.
+    archived_at = models.DateTimeField(null=True, blank=True)
+    # Credits the project may spend in a calendar month; None: no limit (owners set it).
+    monthly_budget = models.PositiveIntegerField(null=True, blank=True)
 
     class Meta:
         ordering = ["name"]
@@ -249,6 +256,8 @@ class Project(models.Model):
         Asked again at every Generate, so a revoked grant stops new takes at once. Remembered
         on this instance: a command that generates scene after scene asks once.
         """
+        if self.archived_at is not None:
+            return ARCHIVED_PROBLEM.format(project=self)
         if self.account_id is None:
             return "The project has no Flow account to spend; ask an admin to set one."
         cached = getattr(self, "_spending_problem", None)
@@ -296,11 +305,133 @@ class Project(models.Model):
         # update(), not save(): a concurrent edit of the project's other fields stays intact.
         Project.objects.filter(pk=self.pk).update(scenes_changed=self.scenes_changed)
 
+    @property
+    def is_archived(self) -> bool:
+        return self.archived_at is not None
+
+    def set_archived(self, archived: bool) -> bool:
+        """Archive or restore; False when it already was so (two owners clicking at once)."""
+        now = timezone.now() if archived else None
+        changed = Project.objects.filter(pk=self.pk, archived_at__isnull=archived).update(
+            archived_at=now
+        )
+        if changed:
+            self.archived_at = now
+        return bool(changed)
+
+    def rename(self, name: str) -> None:
+        self.name = name
+        self.full_clean(validate_unique=False, validate_constraints=False)
+        self.save(update_fields=["name"])
+
+    def deletion_counts(self) -> dict[str, int]:
+        """What deleting the project takes with it, for the confirmation."""
+        return Project.objects.filter(pk=self.pk).aggregate(
+            scenes=models.Count("scenes", distinct=True),
+            takes=models.Count("generations", distinct=True),
+        )
+
+    def delete_with_media(self) -> dict[str, int]:
+        """Delete the project, its scenes, takes and images; the clips' and posters' files go
+        once that is committed (start images' files go with their rows, see cleanup.py).
+        Returns what went (``deletion_counts``)."""
+        video = Generation._meta.get_field("video")
+        with transaction.atomic():
+            counts = self.deletion_counts()
+            names = [
+                name
+                for pair in self.generations.values_list("video", "poster")
+                for name in pair
+                if name
+            ]
+            self.delete()
+            transaction.on_commit(
+                lambda: [video.storage.delete(name) for name in names], robust=True
+            )
+        return counts
+
+    def duplicate(self, by) -> Project:
+        """A copy with the same account, members and scenes, each scene with its start image
+        (the image's file copied too); no takes. ``by`` owns the copy."""
+        from django.core.files.base import ContentFile
+
+        scenes = list(self.scenes.select_related("start_image").order_by("position", "id"))
+        images = {scene.start_image_id: scene.start_image for scene in scenes if scene.start_image}
+        copy = Project(name=copy_name(self.name), account_id=self.account_id, created_by=by)
+        written: list[ImageAsset] = []
+        try:
+            with transaction.atomic():
+                copy.save(force_insert=True)
+                Membership.objects.bulk_create(
+                    [
+                        Membership(project=copy, user_id=member.user_id, role=member.role)
+                        for member in self.memberships.exclude(user_id=by.pk)
+                    ]
+                    + [Membership(project=copy, user=by, role=Membership.Role.OWNER)]
+                )
+                copies: dict[int, ImageAsset] = {}
+                for image_id, image in images.items():
+                    new = ImageAsset(
+                        project=copy,
+                        **{
+                            name: getattr(image, name)
+                            for name in (
+                                "mime_type",
+                                "width",
+                                "height",
+                                "size",
+                                "sha256",
+                                "original_name",
+                            )
+                        },
+                        uploaded_by_id=image.uploaded_by_id,
+                    )
+                    with image.file.open("rb") as handle:
+                        new.file.save("copy", ContentFile(handle.read()), save=False)
+                    written.append(new)
+                    copies[image_id] = new
+                ImageAsset.objects.bulk_create(list(copies.values()))
+                skip = {"id", "uuid", "project", "start_image", "created", "updated"}
+                now = timezone.now()
+                Scene.objects.bulk_create(
+                    [
+                        Scene(
+                            project=copy,
+                            start_image=copies.get(scene.start_image_id),
+                            created=now,
+                            updated=now,
+                            **{
+                                field.attname: getattr(scene, field.attname)
+                                for field in Scene._meta.concrete_fields
+                                if field.name not in skip
+                            },
+                        )
+                        for scene in scenes
+                    ]
+                )
+        except BaseException:
+            # The copied files belong to rows that were never committed.
+            for image in written:
+                image.file.delete(save=False)
+            raise
+        return copy
+
     def add_member(self, user, role: str) -> Membership:
         membership, _ = Membership.objects.update_or_create(
             project=self, user=user, defaults={"role": role}
         )
         return membership
+
+
+ARCHIVED_PROBLEM = (
+    "{project} is archived, so it is read-only: nothing can be generated or edited. "
+    "An owner can restore it from the project's settings."
+)
+
+
+def copy_name(name: str) -> str:
+    suffix = " (copy)"
+    return name[: Project._meta.get_field("name").max_length - len(suffix)] + suffix
 
 
 class Membership(models.Model):
@@ -313,6 +444,9 @@ class Membership(models.Model):
     user = models.ForeignKey(settings.AUTH_USER_MODEL, models.CASCADE, related_name="memberships")
     role = models.CharField(max_length=10, choices=Role, default=Role.EDITOR)
     created = models.DateTimeField(default=timezone.now)
+    # Credits this member may spend in the project in a calendar month; None: no limit of
+    # their own (the project's budget still holds).
+    monthly_allowance = models.PositiveIntegerField(null=True, blank=True)
 
     class Meta:
         constraints = [
@@ -324,7 +458,8 @@ class Membership(models.Model):
 
     @property
     def can_edit(self) -> bool:
-        return self.role in (self.Role.OWNER, self.Role.EDITOR)
+        # An archived project is read-only for everyone (owners restore it first).
+        return self.role in (self.Role.OWNER, self.Role.EDITOR) and not self.project.is_archived
 
     @property
     def can_manage(self) -> bool:
@@ -631,7 +766,17 @@ def _create_generations(
     The same few statements for one scene or fifty: the scenes' last take numbers in one
     query, every take in one insert.
     """
+    total = sum(
+        snapshot["cost"] or 0
+        for scene_snapshots in snapshots.values()
+        for snapshot in scene_snapshots
+    )
+    unit = next(
+        (s["cost_unit"] for scene_snapshots in snapshots.values() for s in scene_snapshots), ""
+    )
     with transaction.atomic():
+        if total:
+            check_budget(project, user, total, unit)
         last = dict(
             Generation.objects.filter(scene_id__in=snapshots)
             .order_by()
@@ -660,6 +805,53 @@ def _create_generations(
         if takes:
             Generation.objects.bulk_create(takes)
     return created
+
+
+# The takes whose credits count: Flow charges neither a failed clip nor one never submitted.
+SPENDING_Q = ~Q(status="failed") & ~Q(status="cancelled", submitted_at__isnull=True)
+
+
+def check_budget(project: Project, user, cost, unit: str = COST_CREDITS) -> None:
+    """Refuse, in words, ``cost`` more (credits on Flow, US dollars on Vertex AI: budgets count
+    in the unit of the project's account) that would pass the project's monthly budget or the
+    member's monthly allowance. Call inside the transaction that creates the takes.
+
+    The project's row is locked first (PostgreSQL; SQLite's transactions write one at a
+    time anyway), so two clicks at the line are counted one after the other and cannot both
+    slip under it. The budget and the allowance are read under the same lock.
+    """
+    limits = (
+        Project.objects.select_for_update().filter(pk=project.pk).values("monthly_budget").first()
+    )
+    budget = limits["monthly_budget"] if limits else None
+    allowance = (
+        Membership.objects.filter(project_id=project.pk, user_id=getattr(user, "pk", None))
+        .values_list("monthly_allowance", flat=True)
+        .first()
+    )
+    if budget is None and allowance is None:
+        return
+    spent = Generation.objects.filter(
+        SPENDING_Q, project_id=project.pk, cost_unit=unit, created__gte=month_start()
+    ).aggregate(
+        total=models.Sum("cost", default=0),
+        mine=models.Sum("cost", default=0, filter=Q(requested_by_id=getattr(user, "pk", None))),
+    )
+    if budget is not None and spent["total"] + cost > budget:
+        left = max(0, budget - spent["total"])
+        raise CannotGenerate(
+            f"This would spend {amount(cost, unit)}, but {project} has {amount(left, unit)} "
+            f"left of its monthly budget of {amount(budget, unit)}. An owner can raise the "
+            "budget on the "
+            "Spend page."
+        )
+    if allowance is not None and spent["mine"] + cost > allowance:
+        left = max(0, allowance - spent["mine"])
+        raise CannotGenerate(
+            f"This would spend {amount(cost, unit)}, but you have {amount(left, unit)} left of "
+            f"your monthly allowance of {amount(allowance, unit)} in {project}. Ask an owner to "
+            "raise it."
+        )
 
 
 class Generation(models.Model):
@@ -911,3 +1103,195 @@ class SignInFailure(models.Model):
 
     def __str__(self) -> str:
         return f"{self.username} from {self.address} at {self.at:%Y-%m-%d %H:%M:%S}"
+
+
+def hash_invite_token(token: str) -> str:
+    """What an invite stores of its token: a link leaked from the database opens nothing."""
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+class InviteQuerySet(models.QuerySet):
+    def usable(self) -> InviteQuerySet:
+        return self.filter(
+            used_at__isnull=True, revoked_at__isnull=True, expires__gt=timezone.now()
+        )
+
+
+class Invite(models.Model):
+    """An owner's invitation into one project with one role, followed once by whoever has the link.
+
+    Only a hash of the link's token is kept (``hash_invite_token``); the link itself is shown
+    to the owner and emailed once, when the invite is made.
+    """
+
+    uuid = models.UUIDField(default=uuid4, unique=True, editable=False)
+    project = models.ForeignKey(Project, models.CASCADE, related_name="invites")
+    role = models.CharField(max_length=10, choices=Membership.Role, default=Membership.Role.EDITOR)
+    email = models.EmailField(blank=True)
+    token_hash = models.CharField(max_length=64, unique=True, editable=False)
+    invited_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    created = models.DateTimeField(default=timezone.now)
+    expires = models.DateTimeField()
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    used_at = models.DateTimeField(null=True, blank=True)
+    used_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+
+    objects = InviteQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.get_role_display()} of {self.project} for {self.email or 'a link'}"
+
+    @classmethod
+    def issue(cls, project: Project, role: str, by, email: str = "") -> tuple[Invite, str]:
+        """A new invite and the token of its link (the token is not stored)."""
+        token = secrets.token_urlsafe(32)
+        now = timezone.now()
+        invite = cls.objects.create(
+            project=project,
+            role=role,
+            email=email,
+            token_hash=hash_invite_token(token),
+            invited_by=by,
+            created=now,
+            expires=now + timedelta(days=settings.FLOWSITE_INVITE_DAYS),
+        )
+        return invite, token
+
+    @classmethod
+    def for_token(cls, token: str) -> Invite | None:
+        return (
+            cls.objects.select_related("project")
+            .filter(token_hash=hash_invite_token(token))
+            .first()
+        )
+
+    @property
+    def state(self) -> str:
+        if self.used_at is not None:
+            return "used"
+        if self.revoked_at is not None:
+            return "revoked"
+        if self.expires <= timezone.now():
+            return "expired"
+        return "open"
+
+    def problem(self) -> str:
+        """Why this invite cannot be followed, in words, or "" when it can."""
+        return {
+            "used": "This invite has already been used. Ask the project's owner for a new one.",
+            "revoked": "This invite was withdrawn by the project's owner.",
+            "expired": "This invite has expired. Ask the project's owner for a new one.",
+        }.get(self.state, "")
+
+    def revoke(self) -> bool:
+        """Withdraw the invite; False when it was already used or withdrawn."""
+        now = timezone.now()
+        changed = Invite.objects.filter(
+            pk=self.pk, used_at__isnull=True, revoked_at__isnull=True
+        ).update(revoked_at=now)
+        if changed:
+            self.revoked_at = now
+        return bool(changed)
+
+    def claim(self, user) -> bool:
+        """Use the invite for ``user`` (call inside the transaction that adds them).
+
+        One conditional UPDATE: of two people following the link at once, the database lets
+        exactly one change the row; the other finds it used and gets False.
+        """
+        now = timezone.now()
+        changed = Invite.objects.usable().filter(pk=self.pk).update(used_at=now, used_by=user)
+        if changed:
+            self.used_at, self.used_by = now, user
+        return bool(changed)
+
+
+class AuditEvent(models.Model):
+    """Who did what, when, in which project: written once, never changed (the admin shows it
+    read-only). Names are copied in, so the trail still reads after a person or a project is
+    deleted."""
+
+    class Action(models.TextChoices):
+        INVITE_SENT = "invite.sent", "Invite made"
+        INVITE_USED = "invite.used", "Invite used"
+        INVITE_REVOKED = "invite.revoked", "Invite withdrawn"
+        MEMBER_ADDED = "member.added", "Member added"
+        MEMBER_ROLE = "member.role", "Role changed"
+        MEMBER_REMOVED = "member.removed", "Member removed"
+        PROJECT_RENAMED = "project.renamed", "Project renamed"
+        PROJECT_ARCHIVED = "project.archived", "Project archived"
+        PROJECT_RESTORED = "project.restored", "Project restored"
+        PROJECT_DELETED = "project.deleted", "Project deleted"
+        PROJECT_DUPLICATED = "project.duplicated", "Project duplicated"
+        TAKES_GENERATED = "takes.generated", "Takes generated"
+        TAKE_CANCELLED = "take.cancelled", "Take cancelled"
+        ACCOUNT_GRANTED = "account.granted", "Account granted"
+        ACCOUNT_REVOKED = "account.revoked", "Account revoked"
+        BUDGET_CHANGED = "budget.changed", "Budget changed"
+        ALLOWANCE_CHANGED = "allowance.changed", "Allowance changed"
+
+    at = models.DateTimeField(default=timezone.now, editable=False)
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        editable=False,
+    )
+    actor_name = models.CharField(max_length=150, blank=True, editable=False)
+    project = models.ForeignKey(
+        Project,
+        models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="audit_events",
+        editable=False,
+    )
+    project_name = models.CharField(max_length=120, blank=True, editable=False)
+    action = models.CharField(max_length=30, choices=Action, editable=False)
+    details = models.JSONField(default=dict, blank=True, editable=False)
+
+    class Meta:
+        ordering = ["-at", "-id"]
+        indexes = [models.Index(fields=["project", "-at", "-id"], name="audit_project_at")]
+
+    def __str__(self) -> str:
+        return (
+            f"{self.at:%Y-%m-%d %H:%M} {self.actor_name or 'system'}: {self.get_action_display()}"
+        )
+
+    @classmethod
+    def record(
+        cls, action: str, actor=None, project: Project | None = None, **details
+    ) -> AuditEvent:
+        actor = actor if actor is not None and getattr(actor, "is_authenticated", False) else None
+        return cls.objects.create(
+            action=action,
+            actor=actor,
+            actor_name=actor.get_username() if actor else "",
+            project=project if project is not None and project.pk else None,
+            project_name=project.name if project is not None else "",
+            details=details,
+        )
+
+    def summary(self) -> str:
+        """The details in a line a person reads."""
+        # Sorted: PostgreSQL's jsonb keeps keys in its own order, SQLite in the written one.
+        return "; ".join(
+            f"{key.replace('_', ' ')}: {_plain(value)}"
+            for key, value in sorted(self.details.items())
+        )
+
+
+def _plain(value) -> str:
+    if isinstance(value, list):
+        return ", ".join(str(item) for item in value)
+    return str(value)

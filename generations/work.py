@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from django.db import transaction
 
 from . import tasks
-from .models import FlowAccount, Generation, Project, Scene
+from .models import AuditEvent, FlowAccount, Generation, Project, Scene
 
 
 def submit_after_commit(generations: Iterable[Generation]) -> None:
@@ -21,9 +21,22 @@ def submit_after_commit(generations: Iterable[Generation]) -> None:
         transaction.on_commit(lambda: tasks.queue_submission(ids))
 
 
+def record_generated(project: Project, user, generations: list[Generation], **details) -> None:
+    if generations:
+        AuditEvent.record(
+            AuditEvent.Action.TAKES_GENERATED,
+            user,
+            project,
+            takes=len(generations),
+            models=sorted({take.model_key for take in generations}),
+            **details,
+        )
+
+
 def generate(scene: Scene, user) -> list[Generation]:
     generations = scene.generate(user)
     submit_after_commit(generations)
+    record_generated(scene.project, user, generations, scene=str(scene))
     return generations
 
 
@@ -33,19 +46,40 @@ def generate_scenes(
     """The scenes generated and, for each scene left out, why (in words)."""
     generated, skipped, generations = project.generate_scenes(scenes, user)
     submit_after_commit(generations)
+    record_generated(project, user, generations, scenes=len(generated), by="Generate all")
     return generated, skipped
 
 
 def retry_as_new_take(generation: Generation, user) -> Generation:
     new = generation.retry_as_new_take(user)
     submit_after_commit([new])
+    record_generated(
+        generation.project, user, [new], scene=str(generation.scene), retry_of=generation.take
+    )
     return new
 
 
 def resubmit(generation: Generation, user) -> Generation:
     new = generation.resubmit(user)
     submit_after_commit([new])
+    record_generated(
+        generation.project, user, [new], scene=str(generation.scene), resubmitted=generation.take
+    )
     return new
+
+
+def cancel(generation: Generation, user) -> bool:
+    """Stop following a take (``Generation.cancel``); False when it had already finished."""
+    cancelled = generation.cancel(by=user)
+    if cancelled:
+        AuditEvent.record(
+            AuditEvent.Action.TAKE_CANCELLED,
+            user,
+            generation.project,
+            scene=str(generation.scene),
+            take=generation.take,
+        )
+    return cancelled
 
 
 def resume_waiting(account: FlowAccount) -> None:

@@ -4,7 +4,7 @@ import pytest
 from django.urls import URLPattern, reverse
 
 from generations import urls as generation_urls
-from generations.models import Generation, ImageAsset, Membership, Project, Scene
+from generations.models import Generation, ImageAsset, Invite, Membership, Project, Scene
 from tests.conftest import make_image, make_scene
 from tests.views_support import attach_clip, client_for, make_take
 
@@ -25,6 +25,15 @@ ADDRESSED_BY = {
     "media-take-video": "ready_take",
     "media-take-poster": "ready_take",
     "media-image": "image",
+    "project-invites": "project",
+    "invite-revoke": "invite",
+    "project-settings": "project",
+    "project-archive": "project",
+    "project-duplicate": "project",
+    "project-delete": "project",
+    "project-audit": "project",
+    "project-spend": "project",
+    "project-spend-csv": "project",
 }
 
 # Everything a viewer may not do (the POSTs that change something or spend credits).
@@ -38,7 +47,17 @@ CHANGES = {
     "scene-generate",
     "take-retry",
     "take-cancel",
+    "project-invites",
+    "invite-revoke",
+    "project-settings",
+    "project-archive",
+    "project-duplicate",
+    "project-delete",
+    "project-spend",
 }
+
+# Pages only owners may even read (the project's invites, settings and activity).
+OWNER_PAGES = {"project-invites", "project-settings", "project-audit"}
 
 
 def project_urls() -> list[URLPattern]:
@@ -59,6 +78,7 @@ def world(project, alice):
         "ready_take": ready,
         "failed_take": make_take(scene, alice, status=Generation.Status.FAILED, reason="Unsafe"),
         "active_take": make_take(scene, alice, status=Generation.Status.ACTIVE),
+        "invite": Invite.issue(project, Membership.Role.EDITOR, alice)[0],
     }
 
 
@@ -68,11 +88,14 @@ def url_for(pattern: URLPattern, world) -> str:
 
 def snapshot() -> tuple:
     return (
-        list(Project.objects.values_list("pk", "name", "account_id")),
-        list(Membership.objects.order_by("pk").values_list("pk", "role")),
+        list(
+            Project.objects.values_list("pk", "name", "account_id", "archived_at", "monthly_budget")
+        ),
+        list(Membership.objects.order_by("pk").values_list("pk", "role", "monthly_allowance")),
         list(Scene.objects.order_by("pk").values_list("pk", "position", "prompt", "updated")),
         list(Generation.objects.order_by("pk").values_list("pk", "status", "updated")),
         ImageAsset.objects.count(),
+        list(Invite.objects.order_by("pk").values_list("pk", "revoked_at", "used_at")),
     )
 
 
@@ -127,9 +150,17 @@ def test_carol_sees_every_page_and_fragment(world, carol):
     client = client_for(carol)
 
     for pattern in project_urls():
-        if pattern.name in CHANGES - {"project-members"}:
+        if pattern.name in (CHANGES | OWNER_PAGES) - {"project-members", "project-spend"}:
             continue
         assert client.get(url_for(pattern, world)).status_code == 200, pattern.name
+
+
+def test_only_owners_open_the_owners_pages(world, alice, bob, carol):
+    for name in OWNER_PAGES:
+        url = reverse(name, args=[world["project"].uuid])
+        assert client_for(alice).get(url).status_code == 200, name
+        assert client_for(bob).get(url).status_code == 403, name
+        assert client_for(carol).get(url).status_code == 403, name
 
 
 def test_carol_sees_no_edit_or_generate_buttons(world, carol):

@@ -1,6 +1,7 @@
 """The studio's pages. Every view calls its object's lookup helper (see access.py) first."""
 
 from .gallery import project_gallery
+from .manage import project_archive, project_delete, project_duplicate, project_settings
 from .media import image_file, take_poster, take_video
 from .projects import (
     project_create,
@@ -19,10 +20,22 @@ from .scenes import (
     take_cancel,
     take_retry,
 )
+from .spend import project_spend, project_spend_csv
+from .team import invite_accept, invite_revoke, project_audit, project_invites
 
 __all__ = [
     "image_file",
+    "invite_accept",
+    "invite_revoke",
+    "project_invites",
+    "project_archive",
+    "project_audit",
     "project_create",
+    "project_delete",
+    "project_duplicate",
+    "project_settings",
+    "project_spend",
+    "project_spend_csv",
     "project_detail",
     "project_gallery",
     "project_generate_all",

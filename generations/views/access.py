@@ -28,7 +28,7 @@ from django.shortcuts import resolve_url
 from django_htmx.http import HttpResponseClientRedirect
 from django_htmx.middleware import HtmxDetails
 
-from ..models import Generation, ImageAsset, Membership, Project, Scene
+from ..models import ARCHIVED_PROBLEM, Generation, ImageAsset, Invite, Membership, Project, Scene
 
 Role = Membership.Role
 
@@ -58,9 +58,13 @@ def htmx_login_required(view: Callable[..., HttpResponse]) -> Callable[..., Http
     return wrapper
 
 
-def _check_role(actual: str, needed: str | None) -> None:
+def _check_role(actual: str, needed: str | None, project: Project | None = None) -> None:
     if needed is not None and _RANK.get(actual, -1) < _RANK[needed]:
         raise PermissionDenied("Your role on this project does not allow that.")
+    # Editing and generating stop in an archived project; owners may still manage it
+    # (restore, rename, members, delete).
+    if needed == Role.EDITOR and project is not None and project.is_archived:
+        raise PermissionDenied(ARCHIVED_PROBLEM.format(project=project))
 
 
 def _membership(request: HttpRequest, project: Project, role: str) -> Membership:
@@ -94,7 +98,7 @@ def _get_with_role[M: Model](
         found_role = Role.VIEWER
     if found_role is None:
         raise Http404
-    _check_role(found_role, role)
+    _check_role(found_role, role, obj.project if role is not None else None)
     return obj, found_role
 
 
@@ -119,7 +123,7 @@ def get_project_for_user(
         membership = queryset.get(project__uuid=uuid, user_id=request.user.pk)
     except Membership.DoesNotExist:
         raise Http404 from None
-    _check_role(membership.role, role)
+    _check_role(membership.role, role, membership.project)
     return membership.project, membership
 
 
@@ -167,6 +171,14 @@ def get_image_for_user(
         request, queryset, role, superuser_reads=superuser_reads, uuid=uuid
     )
     return image, _membership(request, image.project, member_role)
+
+
+def get_invite_for_user(
+    request: HttpRequest, uuid: UUID, role: str | None = None
+) -> tuple[Invite, Membership]:
+    queryset = Invite.objects.select_related("project")
+    invite, member_role = _get_with_role(request, queryset, role, uuid=uuid)
+    return invite, _membership(request, invite.project, member_role)
 
 
 @dataclass(frozen=True)

@@ -9,15 +9,16 @@ from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.db import transaction
-from django.db.models import Count, Exists, Max, OuterRef, Q, Subquery
+from django.db.models import Count, Exists, Max, OuterRef, Prefetch, Q, Subquery, Sum
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from .. import work
+from ..budgets import generate_all_cost, month_start
 from ..forms import MemberAddForm, ProjectForm
-from ..models import CannotGenerate, Generation, Membership, Project, Scene
+from ..models import SPENDING_Q, AuditEvent, CannotGenerate, Generation, Membership, Project, Scene
 from .access import (
     HtmxHttpRequest,
     Role,
@@ -52,7 +53,9 @@ def _anything_in_flight(scenes: list[Scene]) -> bool:
 @login_required
 def project_detail(request: HtmxHttpRequest, uuid: UUID) -> HttpResponse:
     answered_at = timezone.now()
-    project, membership = get_project_for_user(request, uuid)
+    project, membership = get_project_for_user(
+        request, uuid, generate_all_cost=Subquery(generate_all_cost(OuterRef("project")))
+    )
     scenes = storyboard_scenes(project)
     last_generation = max((take.pk for scene in scenes for take in scene.take_list), default=0)
     ctx = card_context(
@@ -63,6 +66,7 @@ def project_detail(request: HtmxHttpRequest, uuid: UUID) -> HttpResponse:
         scenes=scenes,
         has_scenes=bool(scenes),
         last_generation=last_generation,
+        generate_all_cost=membership.generate_all_cost or 0,
     )
     return render(request, TEMPLATE, ctx)
 
@@ -107,6 +111,7 @@ def project_poll(request: HtmxHttpRequest, uuid: UUID) -> HttpResponse:
         newest_take=Subquery(
             Generation.objects.filter(project=OuterRef("project")).order_by("-pk").values("pk")[:1]
         ),
+        generate_all_cost=Subquery(generate_all_cost(OuterRef("project"))),
     )
     live = state.in_flight
     newest = since
@@ -124,6 +129,7 @@ def project_poll(request: HtmxHttpRequest, uuid: UUID) -> HttpResponse:
             "generate_all_oob": True,
             "has_scenes": membership.has_scenes,
             "last_generation": membership.newest_take or 0,
+            "generate_all_cost": membership.generate_all_cost or 0,
         }
 
     # A page without a token gets every card anyway; it needs the whole list only when the list
@@ -212,15 +218,49 @@ def project_generate_all(request: HttpRequest, uuid: UUID) -> HttpResponse:
 @require_GET
 @login_required
 def project_list(request: HttpRequest) -> HttpResponse:
+    """The person's projects, each with its newest poster and its members, in three queries
+    however many projects (archived ones only with ``?archived=1``)."""
+    show_archived = request.GET.get("archived") == "1"
+    mine = Membership.objects.filter(user_id=request.user.pk)
     memberships = (
-        Membership.objects.filter(user_id=request.user.pk)
-        .select_related("project__account")
+        mine.select_related("project__account")
         .annotate(
             scene_count=Count("project__scenes", distinct=True),
+            poster_take=Subquery(
+                Generation.objects.filter(
+                    project=OuterRef("project"), status=Generation.Status.READY
+                )
+                .exclude(poster="")
+                .order_by("-finished_at", "-pk")
+                .values("uuid")[:1]
+            ),
+            month_spent=Subquery(
+                Generation.objects.filter(
+                    SPENDING_Q, project=OuterRef("project"), created__gte=month_start()
+                )
+                .order_by()
+                .values("project")
+                .annotate(total=Sum("cost"))
+                .values("total")[:1]
+            ),
+        )
+        .prefetch_related(
+            Prefetch(
+                "project__memberships",
+                queryset=Membership.objects.select_related("user").order_by("user__username"),
+                to_attr="member_list",
+            )
         )
         .order_by("project__name")
     )
-    return render(request, "generations/project_list.html", {"memberships": memberships})
+    if not show_archived:
+        memberships = memberships.filter(project__archived_at__isnull=True)
+    archived = mine.filter(project__archived_at__isnull=False).count()
+    return render(
+        request,
+        "generations/project_list.html",
+        {"memberships": memberships, "show_archived": show_archived, "archived_count": archived},
+    )
 
 
 @require_http_methods(["GET", "POST"])
@@ -249,6 +289,13 @@ def project_members(request: HttpRequest, uuid: UUID) -> HttpResponse:
             if add_form.is_valid():
                 user = add_form.cleaned_data["username"]
                 project.add_member(user, add_form.cleaned_data["role"])
+                AuditEvent.record(
+                    AuditEvent.Action.MEMBER_ADDED,
+                    request.user,
+                    project,
+                    member=user.get_username(),
+                    role=add_form.cleaned_data["role"],
+                )
                 messages.success(request, f"Added {user} as {add_form.cleaned_data['role']}.")
                 return redirect("project-members", uuid=project.uuid)
         elif action in ("role", "remove"):
@@ -305,9 +352,24 @@ def _change_member(request: HttpRequest, project: Project, action: str) -> str:
             )
         if action == "remove":
             target.delete()
+            AuditEvent.record(
+                AuditEvent.Action.MEMBER_REMOVED,
+                request.user,
+                project,
+                member=target.user.get_username(),
+                role=target.role,
+            )
             messages.success(request, f"Removed {target.user} from {project}.")
         else:
-            target.role = new_role
+            old_role, target.role = target.role, new_role
             target.save(update_fields=["role"])
+            AuditEvent.record(
+                AuditEvent.Action.MEMBER_ROLE,
+                request.user,
+                project,
+                member=target.user.get_username(),
+                old=old_role,
+                new=new_role,
+            )
             messages.success(request, f"{target.user} is now {target.get_role_display().lower()}.")
     return ""

@@ -193,7 +193,7 @@ def take_cancel(request: HtmxHttpRequest, uuid: UUID) -> HttpResponse:
     generation, membership = get_generation_for_user(request, uuid, Role.EDITOR)
     scene = generation.scene
     scene.project = generation.project
-    if generation.cancel(by=request.user):
+    if work.cancel(generation, request.user):
         notice, error = f"Cancelled take {generation.take}.", ""
     else:
         notice, error = "", f"Take {generation.take} had already finished."

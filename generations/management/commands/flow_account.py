@@ -39,7 +39,7 @@ from django.db.models import Prefetch
 from generations import work
 from generations.engines.catalogue import TIER_ONE, TIERS
 from generations.engines.vertex import clean_service_account_key, key_email
-from generations.models import AccountGrant, FlowAccount, Project
+from generations.models import AccountGrant, AuditEvent, FlowAccount, Project
 from generations.rules import (
     ACCOUNT_LABEL,
     DEFAULT_VERTEX_LOCATION,
@@ -237,9 +237,17 @@ class Command(BaseCommand):
     def grant(self, options: dict[str, Any]) -> None:
         account = _account(options["label"])
         grantee = _grantee_options(options)
-        _, created = AccountGrant.objects.get_or_create(account=account, **grantee)
+        grant, created = AccountGrant.objects.get_or_create(account=account, **grantee)
         whom = _grantee(AccountGrant(**grantee))
         if created:
+            AuditEvent.record(
+                AuditEvent.Action.ACCOUNT_GRANTED,
+                None,
+                grant.project,
+                account=account.label,
+                to=whom,
+                by="manage.py flow_account",
+            )
             self.stdout.write(f"Granted account {account.label!r} to {whom}.")
         else:
             self.stdout.write(f"Account {account.label!r} was already granted to {whom}.")
@@ -251,6 +259,14 @@ class Command(BaseCommand):
         deleted, _ = AccountGrant.objects.filter(account=account, **grantee).delete()
         if not deleted:
             raise CommandError(f"Account {account.label!r} is not granted to {whom}.")
+        AuditEvent.record(
+            AuditEvent.Action.ACCOUNT_REVOKED,
+            None,
+            grantee.get("project"),
+            account=account.label,
+            to=whom,
+            by="manage.py flow_account",
+        )
         self.stdout.write(
             f"Revoked account {account.label!r} from {whom}; new takes on it are refused "
             "unless another grant covers them."

@@ -38,6 +38,7 @@ from generations.images import (
     too_big_message,
 )
 from generations.models import (
+    ARCHIVED_PROBLEM,
     AccountGrant,
     CannotGenerate,
     FlowAccount,
@@ -555,6 +556,8 @@ def _project(name: str) -> Project:
 
 
 def _require_editor(project: Project, user) -> None:
+    if project.is_archived:
+        raise CommandError(ARCHIVED_PROBLEM.format(project=printable(project.name)))
     role = (
         Membership.objects.filter(project=project, user=user).values_list("role", flat=True).first()
     )

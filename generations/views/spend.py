@@ -1,0 +1,216 @@
+"""What a project spent this month, by member and by day; owners set its budget and each
+member's allowance here."""
+
+from __future__ import annotations
+
+import csv
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import date, timedelta
+from uuid import UUID
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
+from django.db.models import Count, Q, Sum
+from django.db.models.functions import TruncDate
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.utils import timezone
+from django.utils.text import slugify
+from django.views.decorators.http import require_GET, require_http_methods
+
+from ..budgets import credits, month_start
+from ..models import SPENDING_Q, AuditEvent, Generation, Project
+from .access import Role, get_project_for_user
+
+CHART_WIDTH, CHART_HEIGHT, CHART_TOP = 640, 200, 10
+# Colours come from CSS classes (the CSP forbids inline styles); members beyond these reuse them.
+CHART_COLOURS = 6
+
+
+@dataclass
+class Spend:
+    month: date
+    rows: list[dict]  # one per (day, member): day, member, takes, credits
+    members: list[dict]  # member, takes, credits, allowance (None: none)
+    days: list[dict]  # day, credits, takes; every day of the month so far
+    total: int
+
+
+def month_spend(project: Project) -> Spend:
+    """This month's spend in two queries: the takes grouped by day and member, and the members."""
+    start = month_start()
+    rows = list(
+        Generation.objects.filter(SPENDING_Q, project=project, created__gte=start)
+        .annotate(day=TruncDate("created", tzinfo=timezone.get_current_timezone()))
+        .values("day", "requested_by__username")
+        .annotate(takes=Count("id"), credits=Sum("cost", default=0))
+        .order_by("day", "requested_by__username")
+    )
+    for row in rows:
+        row["member"] = row.pop("requested_by__username") or "(deleted user)"
+    by_member: dict[str, dict] = {}
+    for membership in project.memberships.select_related("user").order_by("user__username"):
+        by_member[membership.user.get_username()] = {
+            "member": membership.user.get_username(),
+            "takes": 0,
+            "credits": 0,
+            "allowance": membership.monthly_allowance,
+            "role": membership.role,
+        }
+    by_day: dict[date, dict] = defaultdict(lambda: {"credits": 0, "takes": 0, "parts": []})
+    for row in rows:
+        member = by_member.setdefault(
+            row["member"],
+            {"member": row["member"], "takes": 0, "credits": 0, "allowance": None, "role": ""},
+        )
+        member["takes"] += row["takes"]
+        member["credits"] += row["credits"]
+        day = by_day[row["day"]]
+        day["credits"] += row["credits"]
+        day["takes"] += row["takes"]
+        day["parts"].append(row)
+    today = timezone.localdate()
+    days = []
+    moment = start.date()
+    while moment <= today:
+        days.append({"day": moment, **by_day.get(moment, {"credits": 0, "takes": 0, "parts": []})})
+        moment += timedelta(days=1)
+    return Spend(
+        month=start.date(),
+        rows=rows,
+        members=list(by_member.values()),
+        days=days,
+        total=sum(row["credits"] for row in rows),
+    )
+
+
+def chart(spend: Spend) -> dict:
+    """Stacked bars, one per day of the month so far, one colour per member."""
+    colour = {member["member"]: n % CHART_COLOURS for n, member in enumerate(spend.members)}
+    tallest = float(max((day["credits"] for day in spend.days), default=0) or 1)
+    slot = CHART_WIDTH / max(31, len(spend.days))
+    scale = (CHART_HEIGHT - CHART_TOP) / tallest
+    bars = []
+    for index, day in enumerate(spend.days):
+        y = CHART_HEIGHT
+        for part in day["parts"]:
+            height = float(part["credits"]) * scale
+            y -= height
+            bars.append(
+                {
+                    "x": round(index * slot + 1, 1),
+                    "y": round(y, 1),
+                    "width": round(slot - 2, 1),
+                    "height": round(height, 1),
+                    "colour": colour[part["member"]],
+                    "title": f"{day['day']:%d %b}: {part['member']}, {credits(part['credits'])}",
+                }
+            )
+    return {
+        "width": CHART_WIDTH,
+        "height": CHART_HEIGHT,
+        "bars": bars,
+        "tallest": tallest,
+        "legend": [(member["member"], colour[member["member"]]) for member in spend.members],
+    }
+
+
+@require_http_methods(["GET", "POST"])
+@login_required
+def project_spend(request: HttpRequest, uuid: UUID) -> HttpResponse:
+    """Every member sees the spend; owners set the budget and allowances (POST)."""
+    project, membership = get_project_for_user(
+        request, uuid, Role.OWNER if request.method == "POST" else None, with_account=False
+    )
+    if request.method == "POST":
+        error = _set_limit(request, project)
+        if error:
+            messages.error(request, error)
+        return redirect("project-spend", uuid=project.uuid)
+    spend = month_spend(project)
+    return render(
+        request,
+        "generations/spend.html",
+        {
+            "project": project,
+            "membership": membership,
+            "spend": spend,
+            "chart": chart(spend),
+        },
+    )
+
+
+def _limit(value: str) -> int | None:
+    value = value.strip()
+    if not value:
+        return None
+    if not value.isdigit():
+        raise ValueError
+    return int(value)
+
+
+def _set_limit(request: HttpRequest, project: Project) -> str:
+    """Set the project's budget or a member's allowance; the reason in words when refused.
+
+    The form carries the value the owner saw: the UPDATE applies only if it is still that, so
+    of two owners changing the same limit at once the second is told, not silently overwritten.
+    """
+    try:
+        new = _limit(request.POST.get("limit", ""))
+        was = _limit(request.POST.get("was", ""))
+    except ValueError:
+        return "Type a whole number of credits, or leave it empty for no limit."
+    username = request.POST.get("username", "")
+    still = Q(monthly_budget=was) if was is not None else Q(monthly_budget__isnull=True)
+    if request.POST.get("action") == "budget":
+        if not Project.objects.filter(still, pk=project.pk).update(monthly_budget=new):
+            return "Another owner changed the budget meanwhile; here it is now. Try again."
+        AuditEvent.record(AuditEvent.Action.BUDGET_CHANGED, request.user, project, old=was, new=new)
+        messages.success(
+            request,
+            f"The monthly budget is now {credits(new) if new is not None else 'unlimited'}.",
+        )
+        return ""
+    if request.POST.get("action") == "allowance":
+        target = project.memberships.filter(user__username=username)
+        if not target.exists():
+            return f"{username or 'That person'} is not a member of {project}."
+        still = Q(monthly_allowance=was) if was is not None else Q(monthly_allowance__isnull=True)
+        if not target.filter(still).update(monthly_allowance=new):
+            return f"Another owner changed {username}'s allowance meanwhile; here it is now."
+        AuditEvent.record(
+            AuditEvent.Action.ALLOWANCE_CHANGED,
+            request.user,
+            project,
+            member=username,
+            old=was,
+            new=new,
+        )
+        messages.success(
+            request,
+            f"{username}'s monthly allowance is now "
+            f"{credits(new) if new is not None else 'unlimited (within the budget)'}.",
+        )
+        return ""
+    raise PermissionDenied("That form asked for nothing Flowsite knows how to do.")
+
+
+@require_GET
+@login_required
+def project_spend_csv(request: HttpRequest, uuid: UUID) -> HttpResponse:
+    project, _ = get_project_for_user(request, uuid, with_account=False)
+    spend = month_spend(project)
+    filename = f"{slugify(project.name) or 'project'}-spend-{spend.month:%Y-%m}.csv"
+    response = HttpResponse(content_type="text/csv; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="{filename}"'
+    writer = csv.writer(response)
+    writer.writerow(["date", "member", "takes", "credits"])
+    for row in spend.rows:
+        # A leading =, +, - or @ would make a spreadsheet run the cell as a formula.
+        member = row["member"]
+        if member[:1] in ("=", "+", "-", "@"):
+            member = "'" + member
+        writer.writerow([row["day"].isoformat(), member, row["takes"], row["credits"]])
+    return response

@@ -1,0 +1,283 @@
+"""What takes cost, the monthly budget and allowances that stop spending, and the spend page."""
+
+from __future__ import annotations
+
+import csv
+import io
+import threading
+from datetime import timedelta
+
+import pytest
+from django.contrib.auth.models import User
+from django.db import connection
+from django.test import Client
+from django.urls import reverse
+from django.utils import timezone
+
+from generations.budgets import CREDITS_PER_CLIP
+from generations.engines.catalogue import IMAGE_TO_VIDEO, TIER_ONE, TIER_TWO, flow_credits
+from generations.models import AuditEvent, Generation, Membership, Project
+from tests.conftest import make_image, make_scene
+from tests.views_support import client_for, make_take
+
+
+def generate(client: Client, scene, last_take: int = 0):
+    return client.post(
+        reverse("scene-generate", args=[scene.uuid]), {"last_take": str(last_take)}, follow=True
+    )
+
+
+def set_budget(project, credits: int | None) -> None:
+    Project.objects.filter(pk=project.pk).update(monthly_budget=credits)
+
+
+def set_allowance(project, user, credits: int | None) -> None:
+    Membership.objects.filter(project=project, user=user).update(monthly_allowance=credits)
+
+
+def spent(scene, user, credits: int, status=Generation.Status.READY, **fields):
+    return make_take(scene, user, status=status, cost=credits, cost_unit="credits", **fields)
+
+
+@pytest.fixture
+def scene(project, alice):
+    # Veo 3.1 Fast: 20 credits a clip on tier one.
+    return make_scene(project, make_image(project, alice), title="Harbour", takes=2)
+
+
+def test_every_model_the_catalogue_offers_has_a_price():
+    assert {model.key for model in IMAGE_TO_VIDEO} == set(CREDITS_PER_CLIP)
+
+
+def test_a_clip_costs_less_on_tier_two_where_flow_charges_less():
+    assert flow_credits("veo_3_1_i2v_s_fast", TIER_ONE) == 20
+    assert flow_credits("veo_3_1_i2v_s_fast", TIER_TWO) == 10
+    assert flow_credits("veo_3_1_i2v_s", TIER_TWO) == 100
+
+
+def test_each_take_records_its_cost_and_who_spent_it(scene, bob, queued):
+    generate(client_for(bob), scene)
+
+    assert list(Generation.objects.values_list("requested_by__username", "cost", "cost_unit")) == [
+        ("bob", 20, "credits"),
+        ("bob", 20, "credits"),
+    ]
+
+
+def test_the_card_says_what_generate_costs(scene, bob):
+    page = client_for(bob).get(reverse("project-detail", args=[scene.project.uuid])).text
+
+    assert "2 takes × 20 credits = 40 credits" in page
+
+
+def test_generate_all_says_what_it_would_spend_at_most(project, scene, alice, bob, account):
+    make_scene(project, make_image(project, alice), takes=1, model_key="veo_3_1_i2v_s")
+    make_scene(project, None, takes=3)  # no start image: Generate all skips it
+
+    page = client_for(bob).get(reverse("project-detail", args=[project.uuid])).text
+    assert "up to 140 credits" in page
+    account.tier = TIER_TWO
+    account.save(update_fields=["tier"])
+    page = client_for(bob).get(reverse("project-detail", args=[project.uuid])).text
+    assert "up to 120 credits" in page
+
+
+def test_the_poll_brings_generate_alls_new_cost(project, scene, alice, bob):
+    from tests.views_support import htmx_client_for
+
+    client = htmx_client_for(bob)
+    poll = reverse("project-poll", args=[project.uuid])
+    first = client.get(poll, {"live": "0"})
+    assert "up to 40 credits" in first.text
+    make_scene(project, make_image(project, alice), takes=1)
+    later = client.get(poll, {"live": "0"})
+    assert "up to 60 credits" in later.text
+
+
+def test_a_click_past_the_projects_budget_is_refused_in_words(project, scene, alice, bob, queued):
+    set_budget(project, 50)
+    spent(scene, alice, 20)
+
+    response = generate(client_for(bob), scene, last_take=1)
+
+    assert (
+        "This would spend 40 credits, but Poseidon has 30 credits left of its monthly budget "
+        "of 50 credits." in response.text
+    )
+    assert Generation.objects.count() == 1 and queued == []
+
+
+def test_a_click_past_bobs_allowance_is_refused_while_alice_may_still_spend(
+    project, scene, alice, bob, queued
+):
+    set_allowance(project, bob, 60)
+    generate(client_for(bob), scene)  # 40 of 60
+
+    refused = generate(client_for(bob), scene, last_take=2)
+    assert (
+        "This would spend 40 credits, but you have 20 credits left of your monthly allowance "
+        "of 60 credits in Poseidon." in refused.text
+    )
+    assert Generation.objects.filter(requested_by=bob).count() == 2
+    generate(client_for(alice), scene, last_take=2)
+    assert Generation.objects.filter(requested_by=alice).count() == 2
+
+
+def test_failed_clips_unsubmitted_cancels_and_last_month_cost_nothing(
+    project, scene, alice, bob, queued
+):
+    set_budget(project, 40)
+    spent(scene, alice, 100, status=Generation.Status.FAILED)
+    spent(scene, alice, 100, status=Generation.Status.CANCELLED)
+    last_month = timezone.now() - timedelta(days=40)
+    old = spent(scene, alice, 100)
+    Generation.objects.filter(pk=old.pk).update(created=last_month)
+    # Cancelled after Flow had it: Flow may still render, and charge, it.
+    spent(scene, alice, 0, status=Generation.Status.CANCELLED, submitted_at=timezone.now())
+
+    generate(client_for(bob), scene, last_take=4)
+
+    assert Generation.objects.filter(requested_by=bob).count() == 2
+
+
+def test_generate_all_is_refused_whole_past_the_budget(project, scene, alice, bob, queued):
+    make_scene(project, make_image(project, alice), takes=1)
+    set_budget(project, 50)
+
+    response = client_for(bob).post(
+        reverse("project-generate-all", args=[project.uuid]),
+        {"last_generation": "0"},
+        follow=True,
+    )
+
+    assert "Nothing was generated: This would spend 60 credits" in response.text
+    assert not Generation.objects.exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_clicks_at_the_budget_line_cannot_both_slip_under(project, alice, bob, queued):
+    image = make_image(project, alice)
+    scenes = [make_scene(project, image, takes=1) for _ in range(2)]
+    set_budget(project, 30)  # room for one 20-credit take, not two
+    barrier = threading.Barrier(2)
+    errors: list[BaseException] = []
+
+    def click(user, scene) -> None:
+        try:
+            client = client_for(user)
+            barrier.wait()
+            generate(client, scene)
+        except BaseException as error:  # reported below, not lost in the thread
+            errors.append(error)
+        finally:
+            connection.close()
+
+    threads = [
+        threading.Thread(target=click, args=(user, scene))
+        for user, scene in zip((alice, bob), scenes, strict=True)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert errors == []
+    assert Generation.objects.count() == 1
+
+
+# --- the spend page ---------------------------------------------------------------------------
+
+
+def test_the_spend_page_shows_this_month_by_member_and_by_day(project, scene, alice, bob):
+    spent(scene, alice, 20)
+    spent(scene, bob, 10)
+    spent(scene, bob, 10)
+
+    page = client_for(bob).get(reverse("project-spend", args=[project.uuid])).text
+
+    assert "40 credits spent this month" in page
+    assert page.count('class="spend__bar spend__bar--') == 2  # today: alice's part, bob's part
+    assert "<td>bob</td>\n        <td>2</td>\n        <td>20</td>" in page
+    assert "<td>carol</td>\n        <td>0</td>" in page
+    assert 'id="budget"' not in page  # bob is no owner
+
+
+def test_the_csv_lists_each_day_and_member(project, scene, alice, bob):
+    spent(scene, alice, 20)
+    spent(scene, bob, 10)
+
+    response = client_for(bob).get(reverse("project-spend-csv", args=[project.uuid]))
+
+    assert response["Content-Type"] == "text/csv; charset=utf-8"
+    assert f"poseidon-spend-{timezone.localdate():%Y-%m}.csv" in response["Content-Disposition"]
+    rows = list(csv.reader(io.StringIO(response.content.decode())))
+    today = timezone.localdate().isoformat()
+    assert rows == [
+        ["date", "member", "takes", "credits"],
+        [today, "alice", "1", "20"],
+        [today, "bob", "1", "10"],
+    ]
+
+
+def test_alice_sets_the_budget_and_bobs_allowance(project, alice, bob):
+    url = reverse("project-spend", args=[project.uuid])
+    client = client_for(alice)
+
+    client.post(url, {"action": "budget", "limit": "500", "was": ""})
+    client.post(url, {"action": "allowance", "username": "bob", "limit": "100", "was": ""})
+
+    project.refresh_from_db()
+    assert project.monthly_budget == 500
+    assert Membership.objects.get(project=project, user=bob).monthly_allowance == 100
+    assert [e.details for e in AuditEvent.objects.order_by("id")] == [
+        {"old": None, "new": 500},
+        {"member": "bob", "old": None, "new": 100},
+    ]
+
+
+def test_two_owners_changing_the_budget_at_once_the_second_is_told(project, alice, bob):
+    project.add_member(bob, Membership.Role.OWNER)
+    url = reverse("project-spend", args=[project.uuid])
+    # Both loaded the page while the budget was unset.
+    client_for(alice).post(url, {"action": "budget", "limit": "500", "was": ""})
+    response = client_for(bob).post(
+        url, {"action": "budget", "limit": "900", "was": ""}, follow=True
+    )
+
+    assert "Another owner changed the budget meanwhile" in response.text
+    project.refresh_from_db()
+    assert project.monthly_budget == 500
+
+
+def test_a_budget_that_is_not_a_number_is_refused_in_words(project, alice):
+    response = client_for(alice).post(
+        reverse("project-spend", args=[project.uuid]),
+        {"action": "budget", "limit": "lots", "was": ""},
+        follow=True,
+    )
+
+    assert "Type a whole number of credits" in response.text
+    project.refresh_from_db()
+    assert project.monthly_budget is None
+
+
+def test_the_project_list_says_what_each_project_spent_this_month(project, scene, alice, bob):
+    set_budget(project, 500)
+    spent(scene, alice, 20)
+    spent(scene, bob, 10)
+    spent(scene, bob, 100, status=Generation.Status.FAILED)
+
+    page = client_for(bob).get(reverse("project-list")).text
+
+    assert "30 credits this month of 500" in page
+
+
+def test_a_username_a_spreadsheet_would_run_is_written_as_text(project, scene, alice):
+    mallory = User.objects.create_user("@SUM", "", "x")
+    project.add_member(mallory, Membership.Role.EDITOR)
+    spent(scene, mallory, 20)
+
+    response = client_for(alice).get(reverse("project-spend-csv", args=[project.uuid]))
+
+    rows = list(csv.reader(io.StringIO(response.content.decode())))
+    assert rows[1][1] == "'@SUM"
