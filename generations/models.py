@@ -764,3 +764,59 @@ class SignInFailure(models.Model):
 
     def __str__(self) -> str:
         return f"{self.username} from {self.address} at {self.at:%Y-%m-%d %H:%M:%S}"
+
+
+class Pick(models.Model):
+    """The take a scene's team chose for the film, with where to cut it.
+
+    One row per scene at most (the one-to-one is the database's promise); the take must be a
+    ready take of that scene, which ``Scene.set_pick`` checks.
+    """
+
+    scene = models.OneToOneField(Scene, models.CASCADE, related_name="pick")
+    take = models.ForeignKey(Generation, models.CASCADE, related_name="picks")
+    # Seconds into the clip where the film enters and leaves it; None: its start and its end.
+    trim_in = models.DecimalField(max_digits=6, decimal_places=2, null=True, blank=True)
+    trim_out = models.DecimalField(max_digits=6, decimal_places=2, null=True, blank=True)
+    picked_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    picked_at = models.DateTimeField(default=timezone.now)
+
+    def __str__(self) -> str:
+        return f"{self.scene}: take {self.take.take}"
+
+    @property
+    def trimmed(self) -> bool:
+        return self.trim_in is not None or self.trim_out is not None
+
+    @classmethod
+    def choose(cls, take: Generation, user=None) -> Pick:
+        """Make ``take`` its scene's pick (replacing any other); its card reaches every open page
+        through the poll, because the scene's ``updated`` moves."""
+        if take.status != Generation.Status.READY or not take.video:
+            raise CannotGenerate("Only a ready take can be picked for the film.")
+        now = timezone.now()
+        with transaction.atomic():
+            pick, _ = Pick.objects.update_or_create(
+                scene_id=take.scene_id,
+                defaults={
+                    "take": take,
+                    "trim_in": None,
+                    "trim_out": None,
+                    "picked_by": user,
+                    "picked_at": now,
+                },
+            )
+            Scene.objects.filter(pk=take.scene_id).update(updated=now)
+        return pick
+
+    @classmethod
+    def clear(cls, scene: Scene) -> bool:
+        """The scene has no pick any more; False when it had none."""
+        now = timezone.now()
+        with transaction.atomic():
+            deleted, _ = Pick.objects.filter(scene_id=scene.pk).delete()
+            if deleted:
+                Scene.objects.filter(pk=scene.pk).update(updated=now)
+        return bool(deleted)

@@ -19,6 +19,7 @@ urlpatterns = [
     path("scenes/<uuid:uuid>/generate/", views.scene_generate, name="scene-generate"),
     path("takes/<uuid:uuid>/retry/", views.take_retry, name="take-retry"),
     path("takes/<uuid:uuid>/cancel/", views.take_cancel, name="take-cancel"),
+    path("takes/<uuid:uuid>/pick/", views.take_pick, name="take-pick"),
     path("media/take/<uuid:uuid>/video", views.take_video, name="media-take-video"),
     path("media/take/<uuid:uuid>/poster", views.take_poster, name="media-take-poster"),
     path("media/image/<uuid:uuid>", views.image_file, name="media-image"),

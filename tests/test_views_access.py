@@ -22,6 +22,7 @@ ADDRESSED_BY = {
     "scene-generate": "scene",
     "take-retry": "failed_take",
     "take-cancel": "active_take",
+    "take-pick": "ready_take",
     "media-take-video": "ready_take",
     "media-take-poster": "ready_take",
     "media-image": "image",
@@ -38,6 +39,7 @@ CHANGES = {
     "scene-generate",
     "take-retry",
     "take-cancel",
+    "take-pick",
 }
 
 

@@ -17,6 +17,7 @@ from .scenes import (
     scene_generate,
     scene_move,
     take_cancel,
+    take_pick,
     take_retry,
 )
 
@@ -35,6 +36,7 @@ __all__ = [
     "scene_generate",
     "scene_move",
     "take_cancel",
+    "take_pick",
     "take_poster",
     "take_retry",
     "take_video",

@@ -65,7 +65,15 @@ def storyboard_scenes(project: Project, scenes=None) -> list[Scene]:
         to_attr="take_list",
     )
     queryset = scenes if scenes is not None else project.scenes.all()
-    return list(queryset.select_related("start_image").prefetch_related(takes))
+    loaded = list(queryset.select_related("start_image", "pick").prefetch_related(takes))
+    for scene in loaded:
+        # The card shows the film's pick first and folds the other takes away.
+        pick = getattr(scene, "pick", None)
+        scene.picked_take = next(
+            (t for t in scene.take_list if pick and t.pk == pick.take_id), None
+        )
+        scene.other_takes = [t for t in scene.take_list if t is not scene.picked_take]
+    return loaded
 
 
 def page_poll_every(live: bool) -> str:

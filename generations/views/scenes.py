@@ -18,7 +18,7 @@ from django.views.decorators.http import require_http_methods, require_POST
 
 from .. import work
 from ..forms import SceneForm
-from ..models import CannotGenerate, Generation, Membership, Scene
+from ..models import CannotGenerate, Generation, Membership, Pick, Scene
 from .access import (
     HtmxHttpRequest,
     Role,
@@ -197,6 +197,26 @@ def take_cancel(request: HtmxHttpRequest, uuid: UUID) -> HttpResponse:
         notice, error = f"Cancelled take {generation.take}.", ""
     else:
         notice, error = "", f"Take {generation.take} had already finished."
+    return _after_card_action(request, scene, membership, error=error, notice=notice)
+
+
+@require_POST
+@htmx_login_required
+def take_pick(request: HtmxHttpRequest, uuid: UUID) -> HttpResponse:
+    """Make this take its scene's pick for the film (``action=clear``: the scene has none)."""
+    generation, membership = get_generation_for_user(request, uuid, Role.EDITOR)
+    scene = generation.scene
+    scene.project = generation.project
+    error = notice = ""
+    if request.POST.get("action") == "clear":
+        if Pick.clear(scene):
+            notice = "No take is picked for the film now."
+    else:
+        try:
+            Pick.choose(generation, request.user)
+            notice = f"Take {generation.take} is picked for the film."
+        except CannotGenerate as refusal:
+            error = str(refusal)
     return _after_card_action(request, scene, membership, error=error, notice=notice)
 
 

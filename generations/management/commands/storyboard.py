@@ -4,6 +4,7 @@
     manage.py storyboard generate --project NAME --user USERNAME
     manage.py storyboard status --project NAME
     manage.py storyboard export --project NAME --out DIR
+    manage.py storyboard pick --project NAME --scene POSITION --take N
 
 Scenes are numbered 1, 2, 3… in storyboard order everywhere here (the table, the exported file
 names, the manifest), as the studio shows them.
@@ -44,6 +45,7 @@ from generations.models import (
     Generation,
     ImageAsset,
     Membership,
+    Pick,
     Project,
     Scene,
 )
@@ -91,8 +93,16 @@ class Command(BaseCommand):
         export.add_argument("--project", required=True, metavar="NAME")
         export.add_argument("--out", required=True, metavar="DIR")
 
+        pick = actions.add_parser("pick", help="Pick take N of a scene for the film.")
+        pick.add_argument("--project", required=True, metavar="NAME")
+        pick.add_argument("--scene", required=True, type=int, metavar="POSITION")
+        pick.add_argument("--take", required=True, type=int, metavar="N")
+
     def handle(self, *args: Any, **options: Any) -> None:
         action = options["action"]
+        if action == "pick":
+            self.pick(options["project"], options["scene"], options["take"])
+            return
         if action == "import":
             self.do_import(Path(options["csv_file"]), options)
         elif action == "generate":
@@ -272,6 +282,20 @@ class Command(BaseCommand):
             f"{counts[Generation.Status.FAILED]} failed)"
         )
         self.stdout.write(table(["SCENE", "TAKE", "STATUS", "BY", "PROMPT", "REASON"], rows))
+
+    # --- pick ---------------------------------------------------------------------------
+
+    def pick(self, project_name: str, position: int, number: int) -> None:
+        project = _project(project_name)
+        scene = scene_numbered(project, position)
+        take = scene.generations.filter(take=number).first()
+        if take is None:
+            raise CommandError(f"Scene {position} has no take {number}.")
+        try:
+            Pick.choose(take)
+        except CannotGenerate as refusal:
+            raise CommandError(f"Scene {position} take {number}: {refusal}") from None
+        self.stdout.write(f"Picked take {number} of scene {position} ({scene}) for the film.")
 
     # --- export -------------------------------------------------------------------------
 
@@ -591,6 +615,17 @@ def _import_account(project: Project | None, label: str | None, user) -> FlowAcc
             f"Several Flow accounts are granted {whom} ({labels}); choose one with --account."
         )
     return accounts[0]
+
+
+def scene_numbered(project: Project, position: int) -> Scene:
+    """The scene numbered ``position`` (1, 2, 3… in storyboard order)."""
+    scenes = list(project.scenes.order_by("position", "id"))
+    if not 1 <= position <= len(scenes):
+        raise CommandError(
+            f"Project {project.name!r} has {len(scenes)} scene{_s(len(scenes))}; "
+            f"there is no scene {position}."
+        )
+    return scenes[position - 1]
 
 
 def _scenes_with_takes(project: Project) -> models.QuerySet[Scene]:
