@@ -820,3 +820,80 @@ class Pick(models.Model):
             if deleted:
                 Scene.objects.filter(pk=scene.pk).update(updated=now)
         return bool(deleted)
+
+
+def _film_path(instance: FilmRender, filename: str) -> str:
+    return instance.file_name()
+
+
+class FilmRender(models.Model):
+    """One render of a project's film: who asked, which takes and trims, how far it got.
+
+    Every render is kept as a version. While one renders, the worker writes its progress (the
+    share of frames done) and ``heartbeat``; a render whose heartbeat stops is a worker that
+    died, which ``reap_stale`` marks failed so the film can be rendered again.
+    """
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RENDERING = "rendering", "Rendering"
+        READY = "ready", "Ready"
+        FAILED = "failed", "Failed"
+
+    ACTIVE = (Status.QUEUED, Status.RENDERING)
+
+    uuid = models.UUIDField(default=uuid4, unique=True, editable=False)
+    project = models.ForeignKey(Project, models.CASCADE, related_name="films")
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    # The takes and trims rendered, frozen when the render was asked for: scene number and
+    # name, take number and uuid, trim_in, trim_out (see film_tasks.snapshot).
+    segments = models.JSONField(default=list)
+    status = models.CharField(max_length=10, choices=Status, default=Status.QUEUED)
+    progress = models.PositiveSmallIntegerField(default=0)
+    step = models.CharField(max_length=200, blank=True)
+    reason = models.CharField(max_length=500, blank=True)
+    video = models.FileField(upload_to=_film_path, max_length=300, blank=True)
+    video_size = models.PositiveBigIntegerField(null=True, blank=True)
+    video_sha256 = models.CharField(max_length=64, blank=True)
+    duration = models.FloatField(null=True, blank=True)
+    created = models.DateTimeField(default=timezone.now)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    heartbeat = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created", "-id"]
+        indexes = [models.Index(fields=["project", "-created"], name="film_project_created")]
+
+    def __str__(self) -> str:
+        return f"Film of {self.project} at {self.created:%Y-%m-%d %H:%M}"
+
+    @property
+    def active(self) -> bool:
+        return self.status in self.ACTIVE
+
+    @property
+    def is_ready(self) -> bool:
+        return self.status == self.Status.READY and bool(self.video)
+
+    def file_name(self) -> str:
+        return f"films/{self.project.uuid}/{self.uuid}.mp4"
+
+    @classmethod
+    def reap_stale(cls, project: Project | None = None, *, seconds: float | None = None) -> int:
+        """Renders whose worker stopped beating (killed, crashed) are failed, so the film can
+        be rendered again; their temporary files go with them (film_tasks.discard_part)."""
+        seconds = settings.FLOWSITE_FILM_STALE_SECONDS if seconds is None else seconds
+        cutoff = timezone.now() - timedelta(seconds=seconds)
+        stale = cls.objects.filter(status__in=cls.ACTIVE).filter(
+            Q(heartbeat__lt=cutoff) | Q(heartbeat__isnull=True, created__lt=cutoff)
+        )
+        if project is not None:
+            stale = stale.filter(project=project)
+        return stale.update(
+            status=cls.Status.FAILED,
+            reason="The worker stopped in the middle of this render; nothing of it was kept. "
+            "Render the film again.",
+            finished_at=timezone.now(),
+        )

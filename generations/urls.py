@@ -12,15 +12,22 @@ urlpatterns = [
     path("projects/<uuid:uuid>/gallery/", views.project_gallery, name="project-gallery"),
     path("projects/<uuid:uuid>/members/", views.project_members, name="project-members"),
     path("projects/<uuid:uuid>/generate/", views.project_generate_all, name="project-generate-all"),
+    path("projects/<uuid:uuid>/film/", views.project_film, name="project-film"),
+    path("projects/<uuid:uuid>/film/card/", views.project_film_card, name="project-film-card"),
+    path(
+        "projects/<uuid:uuid>/film/render/", views.project_film_render, name="project-film-render"
+    ),
     path("projects/<uuid:uuid>/scenes/new/", views.scene_create, name="scene-create"),
     path("scenes/<uuid:uuid>/edit/", views.scene_edit, name="scene-edit"),
     path("scenes/<uuid:uuid>/move/", views.scene_move, name="scene-move"),
     path("scenes/<uuid:uuid>/delete/", views.scene_delete, name="scene-delete"),
+    path("scenes/<uuid:uuid>/trim/", views.scene_trim, name="scene-trim"),
     path("scenes/<uuid:uuid>/generate/", views.scene_generate, name="scene-generate"),
     path("takes/<uuid:uuid>/retry/", views.take_retry, name="take-retry"),
     path("takes/<uuid:uuid>/cancel/", views.take_cancel, name="take-cancel"),
     path("takes/<uuid:uuid>/pick/", views.take_pick, name="take-pick"),
     path("media/take/<uuid:uuid>/video", views.take_video, name="media-take-video"),
     path("media/take/<uuid:uuid>/poster", views.take_poster, name="media-take-poster"),
+    path("media/film/<uuid:uuid>/video", views.film_video, name="media-film-video"),
     path("media/image/<uuid:uuid>", views.image_file, name="media-image"),
 ]

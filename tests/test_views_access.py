@@ -4,7 +4,15 @@ import pytest
 from django.urls import URLPattern, reverse
 
 from generations import urls as generation_urls
-from generations.models import Generation, ImageAsset, Membership, Project, Scene
+from generations.models import (
+    FilmRender,
+    Generation,
+    ImageAsset,
+    Membership,
+    Pick,
+    Project,
+    Scene,
+)
 from tests.conftest import make_image, make_scene
 from tests.views_support import attach_clip, client_for, make_take
 
@@ -26,6 +34,11 @@ ADDRESSED_BY = {
     "media-take-video": "ready_take",
     "media-take-poster": "ready_take",
     "media-image": "image",
+    "project-film": "project",
+    "project-film-card": "project",
+    "project-film-render": "project",
+    "scene-trim": "scene",
+    "media-film-video": "film",
 }
 
 # Everything a viewer may not do (the POSTs that change something or spend credits).
@@ -40,6 +53,8 @@ CHANGES = {
     "take-retry",
     "take-cancel",
     "take-pick",
+    "project-film-render",
+    "scene-trim",
 }
 
 
@@ -61,7 +76,17 @@ def world(project, alice):
         "ready_take": ready,
         "failed_take": make_take(scene, alice, status=Generation.Status.FAILED, reason="Unsafe"),
         "active_take": make_take(scene, alice, status=Generation.Status.ACTIVE),
+        "film": ready_film(project, alice),
     }
+
+
+def ready_film(project, alice) -> FilmRender:
+    from django.core.files.base import ContentFile
+
+    film = FilmRender(project=project, requested_by=alice, status=FilmRender.Status.READY)
+    film.video.save(film.file_name(), ContentFile(b"\x00" * 64), save=False)
+    film.save()
+    return film
 
 
 def url_for(pattern: URLPattern, world) -> str:
@@ -74,6 +99,8 @@ def snapshot() -> tuple:
         list(Membership.objects.order_by("pk").values_list("pk", "role")),
         list(Scene.objects.order_by("pk").values_list("pk", "position", "prompt", "updated")),
         list(Generation.objects.order_by("pk").values_list("pk", "status", "updated")),
+        list(FilmRender.objects.order_by("pk").values_list("pk", "status")),
+        list(Pick.objects.order_by("pk").values_list("pk", "take_id", "trim_in", "trim_out")),
         ImageAsset.objects.count(),
     )
 

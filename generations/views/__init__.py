@@ -1,5 +1,6 @@
 """The studio's pages. Every view calls its object's lookup helper (see access.py) first."""
 
+from .film import film_video, project_film, project_film_card, project_film_render, scene_trim
 from .gallery import project_gallery
 from .media import image_file, take_poster, take_video
 from .projects import (
@@ -22,6 +23,11 @@ from .scenes import (
 )
 
 __all__ = [
+    "film_video",
+    "project_film",
+    "project_film_card",
+    "project_film_render",
+    "scene_trim",
     "image_file",
     "project_create",
     "project_detail",

@@ -28,7 +28,7 @@ from django.shortcuts import resolve_url
 from django_htmx.http import HttpResponseClientRedirect
 from django_htmx.middleware import HtmxDetails
 
-from ..models import Generation, ImageAsset, Membership, Project, Scene
+from ..models import FilmRender, Generation, ImageAsset, Membership, Project, Scene
 
 Role = Membership.Role
 
@@ -167,6 +167,15 @@ def get_image_for_user(
         request, queryset, role, superuser_reads=superuser_reads, uuid=uuid
     )
     return image, _membership(request, image.project, member_role)
+
+
+def get_film_for_user(
+    request: HttpRequest, uuid: UUID, role: str | None = None
+) -> tuple[FilmRender, Membership]:
+    """A render of a project's film; 404 for outsiders, 403 below ``role``."""
+    queryset = FilmRender.objects.select_related("project")
+    render, member_role = _get_with_role(request, queryset, role, uuid=uuid)
+    return render, _membership(request, render.project, member_role)
 
 
 @dataclass(frozen=True)
