@@ -265,3 +265,110 @@ def _sha256(path: Path) -> str:
         for chunk in iter(lambda: handle.read(1024 * 1024), b""):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+# --- the takes as one zip ---------------------------------------------------------------
+
+
+class _Sink:
+    """Where zipfile writes: it keeps what was written until the response takes it.
+
+    It can tell its position but cannot seek, so zipfile writes each entry's sizes and CRC
+    after its data (a data descriptor) instead of going back to the header, and nothing has to
+    be kept once it is sent: memory stays one chunk, whatever the number or size of the takes.
+    """
+
+    def __init__(self) -> None:
+        self.parts: list[bytes] = []
+        self.position = 0
+
+    def write(self, data) -> int:
+        self.parts.append(bytes(data))
+        self.position += len(data)
+        return len(data)
+
+    def tell(self) -> int:
+        return self.position
+
+    def flush(self) -> None:
+        pass
+
+    def take(self) -> bytes:
+        data = b"".join(self.parts)
+        self.parts.clear()
+        return data
+
+
+def zip_entries(project: Project, *, picks_only: bool) -> tuple[list[dict], list[tuple]]:
+    """The manifest's entries (the fields of ``storyboard export``) and the clips to put in the
+    zip as (take, file name): the picked takes, or every take of every scene."""
+    takes = Generation.objects.select_related("requested_by").order_by("take", "id")
+    scenes = project.scenes.order_by("position", "id").select_related("pick")
+    scenes = scenes.prefetch_related(Prefetch("generations", queryset=takes))
+    entries, copies = [], []
+    for number, scene in enumerate(scenes, start=1):
+        pick = getattr(scene, "pick", None)
+        for take in scene.generations.all():
+            if picks_only and (pick is None or pick.take_id != take.pk):
+                continue
+            file_name = None
+            if take.is_ready and take.video:
+                suffix = Path(take.video.name).suffix or ".mp4"
+                file_name = f"scene-{number:02d}-take-{take.take}{suffix}"
+                copies.append((take, file_name))
+            entries.append(
+                {
+                    "scene": number,
+                    "take": take.take,
+                    "prompt": take.prompt,
+                    "model": take.model_key,
+                    "aspect": take.aspect,
+                    "seed": take.seed,
+                    "status": take.status,
+                    "reason": take.reason,
+                    "requested_by": (
+                        take.requested_by.get_username() if take.requested_by else None
+                    ),
+                    "file": file_name,
+                    "sha256": None,
+                }
+            )
+    return entries, copies
+
+
+ZIP_CHUNK = 64 * 1024
+
+
+def stream_zip(project_name: str, entries: list[dict], copies: list[tuple]) -> Iterator[bytes]:
+    """The zip's bytes as they are made: each clip as stored (MP4 does not compress), then
+    ``manifest.json`` with the sha256 taken while each clip went by."""
+    import json
+    import zipfile
+
+    sink = _Sink()
+    hashes: dict[str, str] = {}
+    with zipfile.ZipFile(sink, "w", compression=zipfile.ZIP_STORED) as archive:
+        for take, file_name in copies:
+            digest = hashlib.sha256()
+            info = zipfile.ZipInfo(file_name, date_time=timezone.localtime().timetuple()[:6])
+            large = (take.video_size or 0) >= 2**31
+            with (
+                default_storage.open(take.video.name, "rb") as source,
+                archive.open(info, "w", force_zip64=large) as target,
+            ):
+                while chunk := source.read(ZIP_CHUNK):
+                    digest.update(chunk)
+                    target.write(chunk)
+                    yield sink.take()
+            hashes[file_name] = digest.hexdigest()
+            yield sink.take()
+        for entry in entries:
+            if entry["file"] is not None:
+                entry["sha256"] = hashes[entry["file"]]
+        manifest = {
+            "project": project_name,
+            "exported_at": timezone.now().isoformat(),
+            "takes": entries,
+        }
+        archive.writestr("manifest.json", json.dumps(manifest, indent=2) + "\n")
+    yield sink.take()

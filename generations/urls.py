@@ -17,6 +17,7 @@ urlpatterns = [
     path(
         "projects/<uuid:uuid>/film/render/", views.project_film_render, name="project-film-render"
     ),
+    path("projects/<uuid:uuid>/takes.zip", views.project_takes_zip, name="project-takes-zip"),
     path("projects/<uuid:uuid>/scenes/new/", views.scene_create, name="scene-create"),
     path("scenes/<uuid:uuid>/edit/", views.scene_edit, name="scene-edit"),
     path("scenes/<uuid:uuid>/move/", views.scene_move, name="scene-move"),

@@ -39,6 +39,7 @@ ADDRESSED_BY = {
     "project-film-render": "project",
     "scene-trim": "scene",
     "media-film-video": "film",
+    "project-takes-zip": "project",
 }
 
 # Everything a viewer may not do (the POSTs that change something or spend credits).

@@ -1,6 +1,13 @@
 """The studio's pages. Every view calls its object's lookup helper (see access.py) first."""
 
-from .film import film_video, project_film, project_film_card, project_film_render, scene_trim
+from .film import (
+    film_video,
+    project_film,
+    project_film_card,
+    project_film_render,
+    project_takes_zip,
+    scene_trim,
+)
 from .gallery import project_gallery
 from .media import image_file, take_poster, take_video
 from .projects import (
@@ -36,6 +43,7 @@ __all__ = [
     "project_list",
     "project_members",
     "project_poll",
+    "project_takes_zip",
     "scene_create",
     "scene_delete",
     "scene_edit",

@@ -9,10 +9,17 @@ from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.files.storage import default_storage
-from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBase
+from django.http import (
+    Http404,
+    HttpRequest,
+    HttpResponse,
+    HttpResponseBase,
+    StreamingHttpResponse,
+)
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.http import content_disposition_header
 from django.utils.text import slugify
 from django.views.decorators.http import require_POST, require_safe
 
@@ -147,3 +154,30 @@ def film_video(request: HttpRequest, uuid: UUID) -> HttpResponseBase:
     return serve_private_file(
         request, render_.video, "video/mp4", name, etag_seed=render_.video_sha256
     )
+
+
+@require_safe
+@login_required
+def project_takes_zip(request: HttpRequest, uuid: UUID) -> HttpResponseBase:
+    """The picked takes (``?all=1``: every take) and ``manifest.json`` as one zip, streamed
+    as it is built."""
+    project, _ = get_project_for_user(request, uuid, with_account=False)
+    picks_only = request.GET.get("all") != "1"
+    entries, copies = film_tasks.zip_entries(project, picks_only=picks_only)
+    missing = [name for take, name in copies if not default_storage.exists(take.video.name)]
+    if missing:
+        messages.error(
+            request,
+            "Nothing was downloaded: the stored clip is missing for "
+            + ", ".join(missing)
+            + ". Retry those takes or pick others.",
+        )
+        return redirect(film_url(project))
+    which = "picks" if picks_only else "takes"
+    name = f"{slugify(project.name) or 'project'}-{which}.zip"
+    response = StreamingHttpResponse(
+        film_tasks.stream_zip(project.name, entries, copies), content_type="application/zip"
+    )
+    response["Content-Disposition"] = content_disposition_header(True, name)
+    response["Cache-Control"] = "private, no-store"
+    return response
