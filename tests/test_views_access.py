@@ -40,6 +40,8 @@ ADDRESSED_BY = {
     "scene-trim": "scene",
     "media-film-video": "film",
     "project-takes-zip": "project",
+    "take-delete": "failed_take",
+    "scene-clear-failed": "scene",
 }
 
 # Everything a viewer may not do (the POSTs that change something or spend credits).
@@ -56,6 +58,8 @@ CHANGES = {
     "take-pick",
     "project-film-render",
     "scene-trim",
+    "take-delete",
+    "scene-clear-failed",
 }
 
 

@@ -73,6 +73,10 @@ def storyboard_scenes(project: Project, scenes=None) -> list[Scene]:
             (t for t in scene.take_list if pick and t.pk == pick.take_id), None
         )
         scene.other_takes = [t for t in scene.take_list if t is not scene.picked_take]
+        scene.has_failed_takes = any(
+            t.status in (Generation.Status.FAILED, Generation.Status.CANCELLED)
+            for t in scene.take_list
+        )
     return loaded
 
 

@@ -14,6 +14,7 @@ from django.db import transaction
 from django.db.models import Max
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.utils import timezone
 from django.views.decorators.http import require_http_methods, require_POST
 
 from .. import work
@@ -218,6 +219,55 @@ def take_pick(request: HtmxHttpRequest, uuid: UUID) -> HttpResponse:
         except CannotGenerate as refusal:
             error = str(refusal)
     return _after_card_action(request, scene, membership, error=error, notice=notice)
+
+
+@require_POST
+@htmx_login_required
+def take_delete(request: HtmxHttpRequest, uuid: UUID) -> HttpResponse:
+    """Delete a finished take and its files (a take still in flight must be cancelled first)."""
+    generation, membership = get_generation_for_user(request, uuid, Role.EDITOR)
+    scene = generation.scene
+    scene.project = generation.project
+    error = notice = ""
+    with transaction.atomic():
+        take = Generation.objects.select_for_update().filter(pk=generation.pk).first()
+        if take is None:
+            notice = f"Take {generation.take} was already deleted."
+        elif take.in_flight:
+            error = f"Take {take.take} is still on its way; cancel it before deleting it."
+        else:
+            _delete_takes(scene, [take])
+            notice = f"Deleted take {take.take}."
+    return _after_card_action(request, scene, membership, error=error, notice=notice)
+
+
+@require_POST
+@htmx_login_required
+def scene_clear_failed(request: HtmxHttpRequest, uuid: UUID) -> HttpResponse:
+    """Delete the scene's failed and cancelled takes in one go."""
+    scene, membership = get_scene_for_user(request, uuid, Role.EDITOR)
+    with transaction.atomic():
+        takes = list(
+            Generation.objects.select_for_update().filter(
+                scene=scene,
+                status__in=[Generation.Status.FAILED, Generation.Status.CANCELLED],
+            )
+        )
+        _delete_takes(scene, takes)
+    count = len(takes)
+    notice = f"Cleared {count} failed or cancelled take{'s' if count != 1 else ''}."
+    return _after_card_action(request, scene, membership, error="", notice=notice)
+
+
+def _delete_takes(scene: Scene, takes: list[Generation]) -> None:
+    """Delete these takes (inside the caller's transaction); their files go once it commits.
+    The scene's ``updated`` moves, so open pages drop them through the poll."""
+    if not takes:
+        return
+    files = [f for take in takes for f in (take.video, take.poster) if f]
+    Generation.objects.filter(pk__in=[take.pk for take in takes]).delete()
+    Scene.objects.filter(pk=scene.pk).update(updated=timezone.now())
+    transaction.on_commit(lambda: [f.storage.delete(f.name) for f in files])
 
 
 def _after_card_action(
