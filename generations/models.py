@@ -897,3 +897,48 @@ class FilmRender(models.Model):
             "Render the film again.",
             finished_at=timezone.now(),
         )
+
+
+class Comment(models.Model):
+    """A member's note on a take: plain text, shown on its card with author and time."""
+
+    MAX_LENGTH = 1000
+
+    uuid = models.UUIDField(default=uuid4, unique=True, editable=False)
+    take = models.ForeignKey(Generation, models.CASCADE, related_name="comments")
+    author = models.ForeignKey(
+        settings.AUTH_USER_MODEL, models.SET_NULL, null=True, related_name="+"
+    )
+    body = models.TextField(max_length=MAX_LENGTH)
+    created = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["created", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.author} on {self.take}"
+
+    @classmethod
+    def post(cls, take: Generation, author, body: str) -> Comment:
+        """A new comment; its card reaches every open page through the poll."""
+        text = body.strip()
+        if not text:
+            raise CannotGenerate("Write something before posting the comment.")
+        if len(text) > cls.MAX_LENGTH:
+            raise CannotGenerate(
+                f"A comment holds at most {cls.MAX_LENGTH} characters; this one has {len(text)}."
+            )
+        with transaction.atomic():
+            comment = cls.objects.create(take=take, author=author, body=text)
+            Scene.objects.filter(pk=take.scene_id).update(updated=comment.created)
+        return comment
+
+    def may_be_deleted_by(self, user, role: str) -> bool:
+        return role == Membership.Role.OWNER or (
+            self.author_id is not None and self.author_id == user.pk
+        )
+
+    def remove(self) -> None:
+        with transaction.atomic():
+            self.delete()
+            Scene.objects.filter(pk=self.take.scene_id).update(updated=timezone.now())

@@ -1,10 +1,13 @@
 """Who may reach what: outsiders see nothing (404), viewers change nothing (403)."""
 
+import re
+
 import pytest
 from django.urls import URLPattern, reverse
 
 from generations import urls as generation_urls
 from generations.models import (
+    Comment,
     FilmRender,
     Generation,
     ImageAsset,
@@ -42,6 +45,8 @@ ADDRESSED_BY = {
     "project-takes-zip": "project",
     "take-delete": "failed_take",
     "scene-clear-failed": "scene",
+    "take-comment": "ready_take",
+    "comment-delete": "comment",
 }
 
 # Everything a viewer may not do (the POSTs that change something or spend credits).
@@ -60,7 +65,11 @@ CHANGES = {
     "scene-trim",
     "take-delete",
     "scene-clear-failed",
+    "comment-delete",
 }
+
+# What a viewer may POST: a comment (an empty one here, which is refused and changes nothing).
+VIEWER_POSTS = {"take-comment"}
 
 
 def project_urls() -> list[URLPattern]:
@@ -82,6 +91,7 @@ def world(project, alice):
         "failed_take": make_take(scene, alice, status=Generation.Status.FAILED, reason="Unsafe"),
         "active_take": make_take(scene, alice, status=Generation.Status.ACTIVE),
         "film": ready_film(project, alice),
+        "comment": Comment.objects.create(take=ready, author=alice, body="Lovely light"),
     }
 
 
@@ -105,6 +115,7 @@ def snapshot() -> tuple:
         list(Scene.objects.order_by("pk").values_list("pk", "position", "prompt", "updated")),
         list(Generation.objects.order_by("pk").values_list("pk", "status", "updated")),
         list(FilmRender.objects.order_by("pk").values_list("pk", "status")),
+        list(Comment.objects.order_by("pk").values_list("pk", "body")),
         list(Pick.objects.order_by("pk").values_list("pk", "take_id", "trim_in", "trim_out")),
         ImageAsset.objects.count(),
     )
@@ -144,7 +155,7 @@ def test_carol_gets_403_on_every_change_and_generate(world, carol, monkeypatch):
     for pattern in project_urls():
         url = url_for(pattern, world)
         status = client.post(url, {"direction": "up", "action": "add", "username": "carol"})
-        expected = 403 if pattern.name in CHANGES else 405
+        expected = 403 if pattern.name in CHANGES else 302 if pattern.name in VIEWER_POSTS else 405
         assert status.status_code == expected, pattern.name
 
     assert snapshot() == before
@@ -161,7 +172,7 @@ def test_carol_sees_every_page_and_fragment(world, carol):
     client = client_for(carol)
 
     for pattern in project_urls():
-        if pattern.name in CHANGES - {"project-members"}:
+        if pattern.name in (CHANGES - {"project-members"}) | VIEWER_POSTS:
             continue
         assert client.get(url_for(pattern, world)).status_code == 200, pattern.name
 
@@ -169,7 +180,14 @@ def test_carol_sees_every_page_and_fragment(world, carol):
 def test_carol_sees_no_edit_or_generate_buttons(world, carol):
     html = client_for(carol).get(reverse("project-detail", args=[world["project"].uuid])).text
 
-    assert 'method="post"' not in html.split("<main")[1]
+    # Viewers comment on takes (the one form they get); nothing else they could post.
+    main = re.sub(
+        r'<form method="post" action="/takes/[^"]+/comments/".*?</form>',
+        "",
+        html.split("<main")[1],
+        flags=re.S,
+    )
+    assert 'method="post"' not in main
     for fragment in ("/scenes/new/", "/edit/", "/generate/", "/delete/", "/move/", "/retry/"):
         assert fragment not in html, fragment
     assert "Retry as a new take" not in html

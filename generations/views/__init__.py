@@ -19,6 +19,7 @@ from .projects import (
     project_poll,
 )
 from .scenes import (
+    comment_delete,
     scene_clear_failed,
     scene_create,
     scene_delete,
@@ -26,12 +27,14 @@ from .scenes import (
     scene_generate,
     scene_move,
     take_cancel,
+    take_comment,
     take_delete,
     take_pick,
     take_retry,
 )
 
 __all__ = [
+    "comment_delete",
     "film_video",
     "project_film",
     "project_film_card",
@@ -53,6 +56,7 @@ __all__ = [
     "scene_generate",
     "scene_move",
     "take_cancel",
+    "take_comment",
     "take_delete",
     "take_pick",
     "take_poster",

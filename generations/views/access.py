@@ -28,7 +28,7 @@ from django.shortcuts import resolve_url
 from django_htmx.http import HttpResponseClientRedirect
 from django_htmx.middleware import HtmxDetails
 
-from ..models import FilmRender, Generation, ImageAsset, Membership, Project, Scene
+from ..models import Comment, FilmRender, Generation, ImageAsset, Membership, Project, Scene
 
 Role = Membership.Role
 
@@ -167,6 +167,15 @@ def get_image_for_user(
         request, queryset, role, superuser_reads=superuser_reads, uuid=uuid
     )
     return image, _membership(request, image.project, member_role)
+
+
+def get_comment_for_user(request: HttpRequest, uuid: UUID) -> tuple[Comment, Membership]:
+    """A comment on a take; 404 for outsiders (who may delete it is the view's question)."""
+    queryset = Comment.objects.select_related("take__scene", "take__project__account")
+    comment, member_role = _get_with_role(
+        request, queryset.annotate(project=F("take__project")), None, uuid=uuid
+    )
+    return comment, _membership(request, comment.take.project, member_role)
 
 
 def get_film_for_user(

@@ -9,7 +9,7 @@ from django.conf import settings
 from django.db.models import Prefetch
 from django.urls import reverse
 
-from ..models import Generation, Membership, Project, Scene
+from ..models import Comment, Generation, Membership, Project, Scene
 
 TEMPLATE = "generations/project.html"
 
@@ -59,9 +59,14 @@ def storyboard_scenes(project: Project, scenes=None) -> list[Scene]:
     Read through ``project.scenes`` so every scene shares the already-loaded project (and
     its account) instead of fetching it again.
     """
+    comments = Prefetch(
+        "comments", queryset=Comment.objects.select_related("author"), to_attr="comment_list"
+    )
     takes = Prefetch(
         "generations",
-        queryset=Generation.objects.select_related("requested_by").order_by("-take"),
+        queryset=Generation.objects.select_related("requested_by")
+        .prefetch_related(comments)
+        .order_by("-take"),
         to_attr="take_list",
     )
     queryset = scenes if scenes is not None else project.scenes.all()

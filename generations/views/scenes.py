@@ -10,6 +10,7 @@ from uuid import UUID
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.db.models import Max
 from django.http import HttpRequest, HttpResponse
@@ -19,10 +20,11 @@ from django.views.decorators.http import require_http_methods, require_POST
 
 from .. import work
 from ..forms import SceneForm
-from ..models import CannotGenerate, Generation, Membership, Pick, Scene
+from ..models import CannotGenerate, Comment, Generation, Membership, Pick, Scene
 from .access import (
     HtmxHttpRequest,
     Role,
+    get_comment_for_user,
     get_generation_for_user,
     get_project_for_user,
     get_scene_for_user,
@@ -257,6 +259,35 @@ def scene_clear_failed(request: HtmxHttpRequest, uuid: UUID) -> HttpResponse:
     count = len(takes)
     notice = f"Cleared {count} failed or cancelled take{'s' if count != 1 else ''}."
     return _after_card_action(request, scene, membership, error="", notice=notice)
+
+
+@require_POST
+@htmx_login_required
+def take_comment(request: HtmxHttpRequest, uuid: UUID) -> HttpResponse:
+    """Every member, viewers included, may comment on a take."""
+    generation, membership = get_generation_for_user(request, uuid)
+    scene = generation.scene
+    scene.project = generation.project
+    error = notice = ""
+    try:
+        Comment.post(generation, request.user, request.POST.get("body", ""))
+        notice = f"Commented on take {generation.take}."
+    except CannotGenerate as refusal:
+        error = str(refusal)
+    return _after_card_action(request, scene, membership, error=error, notice=notice)
+
+
+@require_POST
+@htmx_login_required
+def comment_delete(request: HtmxHttpRequest, uuid: UUID) -> HttpResponse:
+    """A comment is deleted by its author or by an owner of the project."""
+    comment, membership = get_comment_for_user(request, uuid)
+    if not comment.may_be_deleted_by(request.user, membership.role):
+        raise PermissionDenied("Only its author or an owner may delete a comment.")
+    scene = comment.take.scene
+    scene.project = comment.take.project
+    comment.remove()
+    return _after_card_action(request, scene, membership, error="", notice="Comment deleted.")
 
 
 def _delete_takes(scene: Scene, takes: list[Generation]) -> None:
