@@ -165,6 +165,7 @@ def render_film(
     out_path = Path(out_path)
     part = out_path.with_name(f".{out_path.name}{PART_SUFFIX}")
     writer = _Writer(part, size, first.rate, sum(expected), progress)
+    writer.silent = not any(p.has_audio for p in probes)
     try:
         with av.open(str(part), mode="w", format="mp4", options={"movflags": "faststart"}) as out:
             writer.open(out, segments[0].path if copy else None)
@@ -200,6 +201,7 @@ class _Writer:
         self.position = 0.0  # seconds of film written so far
         self.placed: list[dict] = []
         self.samples_out = 0
+        self.silent = False
 
     # --- setting up -----------------------------------------------------------------------
 
@@ -363,6 +365,9 @@ class _Writer:
         """Encode the audio queued up to ``moment`` of the film; with ``pad``, first fill the
         segment with silence up to there."""
         target = round(moment * AUDIO_RATE)
+        if self.silent:
+            self._silent_packets_until(target, pad=pad)
+            return
         queued_end = self.samples_out + self.fifo.samples
         if pad and queued_end < target:
             self._silence(target - queued_end)
@@ -377,6 +382,20 @@ class _Writer:
                 self.fifo.write(frame)
         while self.fifo.samples >= AAC_FRAME and (self.samples_out + AAC_FRAME <= target or pad):
             self._encode_audio(self.fifo.read(AAC_FRAME))
+
+    def _silent_packets_until(self, target: int, *, pad: bool) -> None:
+        """A film none of whose clips has sound: the same encoded frame of silence, repeated,
+        instead of encoding silence frame by frame (which would cost more than joining the
+        video). With ``pad`` the track may run past ``target`` by less than one AAC frame;
+        later segments are measured from the film's start, so that never adds up."""
+        while self.samples_out + (0 if pad else AAC_FRAME) < target + (0 if pad else 1):
+            packet = av.Packet(silent_aac_frame())
+            packet.pts = packet.dts = self.samples_out
+            packet.duration = AAC_FRAME
+            packet.time_base = Fraction(1, AUDIO_RATE)
+            packet.stream = self.audio
+            self.out.mux(packet)
+            self.samples_out += AAC_FRAME
 
     def _silence(self, samples: int) -> None:
         while samples > 0:
@@ -401,6 +420,8 @@ class _Writer:
         if self.encoder is not None:
             self.out.mux(self.encoder.encode(None))
         self._audio_until(self.position, pad=True)
+        if self.silent:
+            return
         if self.fifo.samples:
             self._encode_audio(self.fifo.read())
         self.out.mux(self.audio.encode(None))
@@ -413,3 +434,27 @@ class _Writer:
     def _report(self, step: str) -> None:
         if self.progress is not None:
             self.progress(min(self.done, self.total), self.total, step)
+
+
+_SILENT_FRAME: bytes | None = None
+
+
+def silent_aac_frame() -> bytes:
+    """One AAC frame of silence as the film's audio encoder makes it once past its start-up:
+    every such frame is the same, so a silent stretch can repeat it."""
+    global _SILENT_FRAME
+    if _SILENT_FRAME is None:
+        context = av.CodecContext.create("aac", "w")
+        context.sample_rate, context.layout, context.format = AUDIO_RATE, AUDIO_LAYOUT, AUDIO_FORMAT
+        context.bit_rate = AUDIO_BITRATE
+        context.time_base = Fraction(1, AUDIO_RATE)
+        packets = []
+        for index in range(8):
+            frame = av.AudioFrame(format=AUDIO_FORMAT, layout=AUDIO_LAYOUT, samples=AAC_FRAME)
+            for plane in frame.planes:
+                plane.update(bytes(plane.buffer_size))
+            frame.sample_rate, frame.pts = AUDIO_RATE, index * AAC_FRAME
+            frame.time_base = Fraction(1, AUDIO_RATE)
+            packets += context.encode(frame)
+        _SILENT_FRAME = bytes(packets[-1])
+    return _SILENT_FRAME

@@ -232,3 +232,69 @@ def test_trims_outside_the_clip_are_refused_in_words(emu, project, alice, tmp_pa
 def test_no_picks_no_render(project, alice):
     with pytest.raises(CannotGenerate, match="No scene has a picked take"):
         film_tasks.start(project, alice)
+
+
+def clip_with_a_tone(path, seconds: float = 1.5) -> None:
+    """A 1280x720 clip with a 440 Hz tone, as a Flow clip with sound would be."""
+    import math
+    from fractions import Fraction
+
+    from PIL import Image
+
+    with av.open(str(path), "w", format="mp4") as out:
+        video = out.add_stream("libx264", rate=FPS, options={"preset": "ultrafast"})
+        video.width, video.height, video.pix_fmt = 1280, 720, "yuv420p"
+        audio = out.add_stream("aac", rate=48000, layout="stereo")
+        picture = Image.new("RGB", (1280, 720), (20, 160, 60))
+        for index in range(round(seconds * FPS)):
+            frame = av.VideoFrame.from_image(picture)
+            frame.pts = index
+            out.mux(video.encode(frame))
+        out.mux(video.encode(None))
+        samples = round(seconds * 48000)
+        for start in range(0, samples, 1024):
+            count = min(1024, samples - start)
+            frame = av.AudioFrame(format="fltp", layout="stereo", samples=count)
+            wave = bytearray()
+            import struct
+
+            for n in range(count):
+                wave += struct.pack("<f", 0.5 * math.sin(2 * math.pi * 440 * (start + n) / 48000))
+            for plane in frame.planes:
+                plane.update(bytes(wave) + bytes(plane.buffer_size - len(wave)))
+            frame.sample_rate, frame.pts, frame.time_base = 48000, start, Fraction(1, 48000)
+            out.mux(audio.encode(frame))
+        out.mux(audio.encode(None))
+
+
+def test_a_clip_with_sound_keeps_it_and_the_silent_clips_get_silence(emu, project, alice, tmp_path):
+    silent = picked(project, alice).take
+    toned = tmp_path / "tone.mp4"
+    clip_with_a_tone(toned)
+    segments = [
+        film.Segment(str(media_path(silent.video.name)), "silent"),
+        film.Segment(str(toned), "with sound"),
+        film.Segment(str(media_path(silent.video.name)), "silent again"),
+    ]
+
+    result = film.render_film(segments, tmp_path / "film.mp4")
+
+    assert [s["audio"] for s in result.segments] == ["silence", "clip", "silence"]
+    decoded = decode_all(tmp_path / "film.mp4")
+    assert abs(decoded["video_seconds"] - (2 * CLIP_SECONDS + 1.5)) <= 2 * FRAME
+    assert abs(decoded["audio_seconds"] - decoded["video_seconds"]) <= FRAME
+    assert decoded["audio_gaps"] == []
+
+    def loudness(start: float, end: float) -> float:
+        with av.open(str(tmp_path / "film.mp4")) as container:
+            peak = 0.0
+            for frame in container.decode(audio=0):
+                if start <= frame.time < end:
+                    import array
+
+                    peak = max(peak, max(abs(v) for v in array.array("f", bytes(frame.planes[0]))))
+            return peak
+
+    assert loudness(0.2, CLIP_SECONDS - 0.2) < 0.01, "silence where the clip has none"
+    assert loudness(CLIP_SECONDS + 0.2, CLIP_SECONDS + 1.3) > 0.3, "the clip's own sound"
+    assert loudness(CLIP_SECONDS + 1.7, 2 * CLIP_SECONDS + 1.3) < 0.01
