@@ -23,6 +23,7 @@ urlpatterns = [
     path("scenes/<uuid:uuid>/move/", views.scene_move, name="scene-move"),
     path("scenes/<uuid:uuid>/delete/", views.scene_delete, name="scene-delete"),
     path("scenes/<uuid:uuid>/clear-failed/", views.scene_clear_failed, name="scene-clear-failed"),
+    path("scenes/<uuid:uuid>/compare/", views.scene_compare, name="scene-compare"),
     path("scenes/<uuid:uuid>/trim/", views.scene_trim, name="scene-trim"),
     path("scenes/<uuid:uuid>/generate/", views.scene_generate, name="scene-generate"),
     path("takes/<uuid:uuid>/retry/", views.take_retry, name="take-retry"),

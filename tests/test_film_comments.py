@@ -93,3 +93,23 @@ def test_bobs_comment_reaches_alices_open_page_through_the_poll(project, alice, 
 
     answer = client_for(alice).get(poll)
     assert answer.status_code == 200 and "Take this one" in answer.text
+
+
+def test_carol_compares_the_ready_takes_of_a_scene_side_by_side(project, alice, carol, charlie):
+    from generations.models import Pick
+
+    scene = make_scene(project, make_image(project, alice), title="Harbour")
+    first = attach_clip(make_take(scene, alice, status=S.READY), b"one")
+    second = attach_clip(make_take(scene, alice, status=S.READY), b"two")
+    failed = make_take(scene, alice, status=S.FAILED)
+    Pick.choose(second, alice)
+    url = reverse("scene-compare", args=[scene.uuid])
+
+    html = client_for(carol).get(url).text
+
+    videos = re.findall(r'<video data-compare-clip[^>]*src="([^"]+)"', html)
+    assert videos == [reverse("media-take-video", args=[t.uuid]) for t in (first, second)]
+    assert str(failed.uuid) not in html
+    assert "Take 2 · <strong>picked for the film</strong>" in html
+    assert 'data-compare="play"' in html and 'data-compare="pause"' in html
+    assert client_for(charlie).get(url).status_code == 404

@@ -47,6 +47,7 @@ ADDRESSED_BY = {
     "scene-clear-failed": "scene",
     "take-comment": "ready_take",
     "comment-delete": "comment",
+    "scene-compare": "scene",
 }
 
 # Everything a viewer may not do (the POSTs that change something or spend credits).

@@ -6,6 +6,7 @@ from .film import (
     project_film_card,
     project_film_render,
     project_takes_zip,
+    scene_compare,
     scene_trim,
 )
 from .gallery import project_gallery
@@ -50,6 +51,7 @@ __all__ = [
     "project_poll",
     "project_takes_zip",
     "scene_clear_failed",
+    "scene_compare",
     "scene_create",
     "scene_delete",
     "scene_edit",

@@ -25,7 +25,7 @@ from django.views.decorators.http import require_POST, require_safe
 
 from .. import film, film_tasks, storage
 from ..forms import TrimForm
-from ..models import CannotGenerate, FilmRender, Pick, Scene
+from ..models import CannotGenerate, FilmRender, Generation, Pick, Scene
 from .access import (
     HtmxHttpRequest,
     Role,
@@ -181,3 +181,28 @@ def project_takes_zip(request: HttpRequest, uuid: UUID) -> HttpResponseBase:
     response["Content-Disposition"] = content_disposition_header(True, name)
     response["Cache-Control"] = "private, no-store"
     return response
+
+
+@require_safe
+@login_required
+def scene_compare(request: HttpRequest, uuid: UUID) -> HttpResponse:
+    """The ready takes of one scene side by side, to be played and paused together."""
+    scene, membership = get_scene_for_user(request, uuid)
+    takes = list(
+        scene.generations.filter(status=Generation.Status.READY)
+        .exclude(video="")
+        .select_related("requested_by")
+        .order_by("take")
+    )
+    pick = Pick.objects.filter(scene=scene).values_list("take_id", flat=True).first()
+    return render(
+        request,
+        "generations/compare.html",
+        {
+            "project": scene.project,
+            "scene": scene,
+            "membership": membership,
+            "takes": takes,
+            "picked_id": pick,
+        },
+    )

@@ -106,3 +106,23 @@ def test_alice_and_bob_pick_then_the_film_renders_with_progress_and_plays(
     assert film.evaluate("video => [video.videoWidth, video.videoHeight]") == [1280, 720]
     assert film.evaluate("video => Math.round(video.duration)") == 4
     page.screenshot(path=screenshots / "film.png", full_page=True)
+
+
+def test_carol_plays_and_pauses_the_takes_of_a_scene_together(
+    page: Page, transactional_db, emu, project, alice, carol
+):
+    takes = ready_takes(project, alice, title="Storm", takes=2)
+
+    sign_in(page, "carol")
+    page.goto(reverse("scene-compare", args=[takes[0].scene.uuid]))
+    videos = page.locator("video[data-compare-clip]")
+    expect(videos).to_have_count(2)
+    page.get_by_role("button", name="Play all").click()
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('video[data-compare-clip]')]"
+        ".every(v => !v.paused && v.currentTime > 0.2)"
+    )
+    page.get_by_role("button", name="Pause all").click()
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('video[data-compare-clip]')].every(v => v.paused)"
+    )
