@@ -306,6 +306,12 @@ FLOWSITE_PAGE_POLL_SECONDS = _poll_seconds("FLOWSITE_PAGE_POLL_SECONDS", 2.0)
 # scene or their Generate reaches it without a reload; the poll that learns of takes in flight
 # switches the page to FLOWSITE_PAGE_POLL_SECONDS.
 FLOWSITE_IDLE_POLL_SECONDS = _poll_seconds("FLOWSITE_IDLE_POLL_SECONDS", 10.0)
+# How often a film page asks for its render's progress while one is queued or rendering.
+FLOWSITE_FILM_POLL_SECONDS = _poll_seconds("FLOWSITE_FILM_POLL_SECONDS", 1.0)
+# A render whose worker has not reported for this long is presumed dead (killed, crashed): it
+# is marked failed, its temporary file removed, and the film may be rendered again. The worker
+# reports at least every few seconds while it renders.
+FLOWSITE_FILM_STALE_SECONDS = envint("FLOWSITE_FILM_STALE_SECONDS", 120)
 # A take Flow is still rendering this many seconds after its submit is given up as stuck.
 FLOWSITE_STUCK_AFTER = envint("FLOWSITE_STUCK_AFTER", 20 * 60)
 # How long a worker holds the takes it works on (and the pump its lease) without renewing them

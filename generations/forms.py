@@ -296,3 +296,53 @@ class SceneForm(forms.ModelForm):
                 stored.file.storage.delete(stored.file.name)
             raise
         return scene
+
+
+class TrimForm(forms.Form):
+    """Where the film enters and leaves a picked take, in seconds from the clip's start."""
+
+    trim_in = forms.DecimalField(
+        required=False,
+        min_value=0,
+        max_digits=6,
+        decimal_places=2,
+        error_messages={
+            "invalid": "Trim in is a number of seconds, like 1.5.",
+            "min_value": "Trim in cannot be before the clip's start (0 s).",
+            "max_digits": "Trim in is too large to be seconds into a clip.",
+            "max_decimal_places": "Trim in takes at most two decimals (hundredths of a second).",
+        },
+    )
+    trim_out = forms.DecimalField(
+        required=False,
+        min_value=0,
+        max_digits=6,
+        decimal_places=2,
+        error_messages={
+            "invalid": "Trim out is a number of seconds, like 6.25.",
+            "min_value": "Trim out cannot be before the clip's start (0 s).",
+            "max_digits": "Trim out is too large to be seconds into a clip.",
+            "max_decimal_places": "Trim out takes at most two decimals (hundredths of a second).",
+        },
+    )
+
+    def __init__(self, *args, clip_seconds: float | None = None, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.clip_seconds = clip_seconds
+
+    def clean(self) -> dict:
+        data = super().clean()
+        start, end = data.get("trim_in"), data.get("trim_out")
+        if start is not None and end is not None and end <= start:
+            raise forms.ValidationError(f"Trim out ({end} s) must come after trim in ({start} s).")
+        if self.clip_seconds is not None:
+            length = f"{self.clip_seconds:.2f}"
+            if start is not None and start >= self.clip_seconds:
+                raise forms.ValidationError(
+                    f"Trim in ({start} s) must be inside the clip, which lasts {length} s."
+                )
+            if end is not None and end > self.clip_seconds + 0.005:
+                raise forms.ValidationError(
+                    f"Trim out ({end} s) is past the clip's end; it lasts {length} s."
+                )
+        return data

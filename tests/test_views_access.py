@@ -1,10 +1,22 @@
 """Who may reach what: outsiders see nothing (404), viewers change nothing (403)."""
 
+import re
+
 import pytest
 from django.urls import URLPattern, reverse
 
 from generations import urls as generation_urls
-from generations.models import Generation, ImageAsset, Invite, Membership, Project, Scene
+from generations.models import (
+    Comment,
+    FilmRender,
+    Generation,
+    ImageAsset,
+    Invite,
+    Membership,
+    Pick,
+    Project,
+    Scene,
+)
 from tests.conftest import make_image, make_scene
 from tests.views_support import attach_clip, client_for, make_take
 
@@ -22,6 +34,7 @@ ADDRESSED_BY = {
     "scene-generate": "scene",
     "take-retry": "failed_take",
     "take-cancel": "active_take",
+    "take-pick": "ready_take",
     "media-take-video": "ready_take",
     "media-take-poster": "ready_take",
     "media-image": "image",
@@ -34,6 +47,17 @@ ADDRESSED_BY = {
     "project-audit": "project",
     "project-spend": "project",
     "project-spend-csv": "project",
+    "project-film": "project",
+    "project-film-card": "project",
+    "project-film-render": "project",
+    "scene-trim": "scene",
+    "media-film-video": "film",
+    "project-takes-zip": "project",
+    "take-delete": "failed_take",
+    "scene-clear-failed": "scene",
+    "take-comment": "ready_take",
+    "comment-delete": "comment",
+    "scene-compare": "scene",
 }
 
 # Everything a viewer may not do (the POSTs that change something or spend credits).
@@ -54,10 +78,19 @@ CHANGES = {
     "project-duplicate",
     "project-delete",
     "project-spend",
+    "take-pick",
+    "project-film-render",
+    "scene-trim",
+    "take-delete",
+    "scene-clear-failed",
+    "comment-delete",
 }
 
 # Pages only owners may even read (the project's invites, settings and activity).
 OWNER_PAGES = {"project-invites", "project-settings", "project-audit"}
+
+# What a viewer may POST: a comment (an empty one here, which is refused and changes nothing).
+VIEWER_POSTS = {"take-comment"}
 
 
 def project_urls() -> list[URLPattern]:
@@ -79,7 +112,18 @@ def world(project, alice):
         "failed_take": make_take(scene, alice, status=Generation.Status.FAILED, reason="Unsafe"),
         "active_take": make_take(scene, alice, status=Generation.Status.ACTIVE),
         "invite": Invite.issue(project, Membership.Role.EDITOR, alice)[0],
+        "film": ready_film(project, alice),
+        "comment": Comment.objects.create(take=ready, author=alice, body="Lovely light"),
     }
+
+
+def ready_film(project, alice) -> FilmRender:
+    from django.core.files.base import ContentFile
+
+    film = FilmRender(project=project, requested_by=alice, status=FilmRender.Status.READY)
+    film.video.save(film.file_name(), ContentFile(b"\x00" * 64), save=False)
+    film.save()
+    return film
 
 
 def url_for(pattern: URLPattern, world) -> str:
@@ -94,6 +138,9 @@ def snapshot() -> tuple:
         list(Membership.objects.order_by("pk").values_list("pk", "role", "monthly_allowance")),
         list(Scene.objects.order_by("pk").values_list("pk", "position", "prompt", "updated")),
         list(Generation.objects.order_by("pk").values_list("pk", "status", "updated")),
+        list(FilmRender.objects.order_by("pk").values_list("pk", "status")),
+        list(Comment.objects.order_by("pk").values_list("pk", "body")),
+        list(Pick.objects.order_by("pk").values_list("pk", "take_id", "trim_in", "trim_out")),
         ImageAsset.objects.count(),
         list(Invite.objects.order_by("pk").values_list("pk", "revoked_at", "used_at")),
     )
@@ -133,7 +180,7 @@ def test_carol_gets_403_on_every_change_and_generate(world, carol, monkeypatch):
     for pattern in project_urls():
         url = url_for(pattern, world)
         status = client.post(url, {"direction": "up", "action": "add", "username": "carol"})
-        expected = 403 if pattern.name in CHANGES else 405
+        expected = 403 if pattern.name in CHANGES else 302 if pattern.name in VIEWER_POSTS else 405
         assert status.status_code == expected, pattern.name
 
     assert snapshot() == before
@@ -150,7 +197,10 @@ def test_carol_sees_every_page_and_fragment(world, carol):
     client = client_for(carol)
 
     for pattern in project_urls():
-        if pattern.name in (CHANGES | OWNER_PAGES) - {"project-members", "project-spend"}:
+        if (
+            pattern.name
+            in ((CHANGES | OWNER_PAGES) - {"project-members", "project-spend"}) | VIEWER_POSTS
+        ):
             continue
         assert client.get(url_for(pattern, world)).status_code == 200, pattern.name
 
@@ -166,7 +216,14 @@ def test_only_owners_open_the_owners_pages(world, alice, bob, carol):
 def test_carol_sees_no_edit_or_generate_buttons(world, carol):
     html = client_for(carol).get(reverse("project-detail", args=[world["project"].uuid])).text
 
-    assert 'method="post"' not in html.split("<main")[1]
+    # Viewers comment on takes (the one form they get); nothing else they could post.
+    main = re.sub(
+        r'<form method="post" action="/takes/[^"]+/comments/".*?</form>',
+        "",
+        html.split("<main")[1],
+        flags=re.S,
+    )
+    assert 'method="post"' not in main
     for fragment in ("/scenes/new/", "/edit/", "/generate/", "/delete/", "/move/", "/retry/"):
         assert fragment not in html, fragment
     assert "Retry as a new take" not in html

@@ -1,5 +1,14 @@
 """The studio's pages. Every view calls its object's lookup helper (see access.py) first."""
 
+from .film import (
+    film_video,
+    project_film,
+    project_film_card,
+    project_film_render,
+    project_takes_zip,
+    scene_compare,
+    scene_trim,
+)
 from .gallery import project_gallery
 from .manage import project_archive, project_delete, project_duplicate, project_settings
 from .media import image_file, take_poster, take_video
@@ -12,18 +21,29 @@ from .projects import (
     project_poll,
 )
 from .scenes import (
+    comment_delete,
+    scene_clear_failed,
     scene_create,
     scene_delete,
     scene_edit,
     scene_generate,
     scene_move,
     take_cancel,
+    take_comment,
+    take_delete,
+    take_pick,
     take_retry,
 )
 from .spend import project_spend, project_spend_csv
 from .team import invite_accept, invite_revoke, project_audit, project_invites
 
 __all__ = [
+    "comment_delete",
+    "film_video",
+    "project_film",
+    "project_film_card",
+    "project_film_render",
+    "scene_trim",
     "image_file",
     "invite_accept",
     "invite_revoke",
@@ -42,12 +62,18 @@ __all__ = [
     "project_list",
     "project_members",
     "project_poll",
+    "project_takes_zip",
+    "scene_clear_failed",
+    "scene_compare",
     "scene_create",
     "scene_delete",
     "scene_edit",
     "scene_generate",
     "scene_move",
     "take_cancel",
+    "take_comment",
+    "take_delete",
+    "take_pick",
     "take_poster",
     "take_retry",
     "take_video",

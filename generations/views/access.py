@@ -28,7 +28,17 @@ from django.shortcuts import resolve_url
 from django_htmx.http import HttpResponseClientRedirect
 from django_htmx.middleware import HtmxDetails
 
-from ..models import ARCHIVED_PROBLEM, Generation, ImageAsset, Invite, Membership, Project, Scene
+from ..models import (
+    ARCHIVED_PROBLEM,
+    Comment,
+    FilmRender,
+    Generation,
+    ImageAsset,
+    Invite,
+    Membership,
+    Project,
+    Scene,
+)
 
 Role = Membership.Role
 
@@ -179,6 +189,24 @@ def get_invite_for_user(
     queryset = Invite.objects.select_related("project")
     invite, member_role = _get_with_role(request, queryset, role, uuid=uuid)
     return invite, _membership(request, invite.project, member_role)
+
+
+def get_comment_for_user(request: HttpRequest, uuid: UUID) -> tuple[Comment, Membership]:
+    """A comment on a take; 404 for outsiders (who may delete it is the view's question)."""
+    queryset = Comment.objects.select_related("take__scene", "take__project__account")
+    comment, member_role = _get_with_role(
+        request, queryset.annotate(project=F("take__project")), None, uuid=uuid
+    )
+    return comment, _membership(request, comment.take.project, member_role)
+
+
+def get_film_for_user(
+    request: HttpRequest, uuid: UUID, role: str | None = None
+) -> tuple[FilmRender, Membership]:
+    """A render of a project's film; 404 for outsiders, 403 below ``role``."""
+    queryset = FilmRender.objects.select_related("project")
+    render, member_role = _get_with_role(request, queryset, role, uuid=uuid)
+    return render, _membership(request, render.project, member_role)
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ from django.conf import settings
 from django.db.models import Prefetch
 from django.urls import reverse
 
-from ..models import Generation, Membership, Project, Scene
+from ..models import Comment, Generation, Membership, Project, Scene
 
 TEMPLATE = "generations/project.html"
 
@@ -59,13 +59,30 @@ def storyboard_scenes(project: Project, scenes=None) -> list[Scene]:
     Read through ``project.scenes`` so every scene shares the already-loaded project (and
     its account) instead of fetching it again.
     """
+    comments = Prefetch(
+        "comments", queryset=Comment.objects.select_related("author"), to_attr="comment_list"
+    )
     takes = Prefetch(
         "generations",
-        queryset=Generation.objects.select_related("requested_by").order_by("-take"),
+        queryset=Generation.objects.select_related("requested_by")
+        .prefetch_related(comments)
+        .order_by("-take"),
         to_attr="take_list",
     )
     queryset = scenes if scenes is not None else project.scenes.all()
-    return list(queryset.select_related("start_image").prefetch_related(takes))
+    loaded = list(queryset.select_related("start_image", "pick").prefetch_related(takes))
+    for scene in loaded:
+        # The card shows the film's pick first and folds the other takes away.
+        pick = getattr(scene, "pick", None)
+        scene.picked_take = next(
+            (t for t in scene.take_list if pick and t.pk == pick.take_id), None
+        )
+        scene.other_takes = [t for t in scene.take_list if t is not scene.picked_take]
+        scene.has_failed_takes = any(
+            t.status in (Generation.Status.FAILED, Generation.Status.CANCELLED)
+            for t in scene.take_list
+        )
+    return loaded
 
 
 def page_poll_every(live: bool) -> str:

@@ -10,18 +10,21 @@ from uuid import UUID
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.db.models import Max
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.utils import timezone
 from django.views.decorators.http import require_http_methods, require_POST
 
 from .. import work
 from ..forms import SceneForm
-from ..models import CannotGenerate, Generation, Membership, Scene
+from ..models import CannotGenerate, Comment, Generation, Membership, Pick, Scene
 from .access import (
     HtmxHttpRequest,
     Role,
+    get_comment_for_user,
     get_generation_for_user,
     get_project_for_user,
     get_scene_for_user,
@@ -198,6 +201,104 @@ def take_cancel(request: HtmxHttpRequest, uuid: UUID) -> HttpResponse:
     else:
         notice, error = "", f"Take {generation.take} had already finished."
     return _after_card_action(request, scene, membership, error=error, notice=notice)
+
+
+@require_POST
+@htmx_login_required
+def take_pick(request: HtmxHttpRequest, uuid: UUID) -> HttpResponse:
+    """Make this take its scene's pick for the film (``action=clear``: the scene has none)."""
+    generation, membership = get_generation_for_user(request, uuid, Role.EDITOR)
+    scene = generation.scene
+    scene.project = generation.project
+    error = notice = ""
+    if request.POST.get("action") == "clear":
+        if Pick.clear(scene):
+            notice = "No take is picked for the film now."
+    else:
+        try:
+            Pick.choose(generation, request.user)
+            notice = f"Take {generation.take} is picked for the film."
+        except CannotGenerate as refusal:
+            error = str(refusal)
+    return _after_card_action(request, scene, membership, error=error, notice=notice)
+
+
+@require_POST
+@htmx_login_required
+def take_delete(request: HtmxHttpRequest, uuid: UUID) -> HttpResponse:
+    """Delete a finished take and its files (a take still in flight must be cancelled first)."""
+    generation, membership = get_generation_for_user(request, uuid, Role.EDITOR)
+    scene = generation.scene
+    scene.project = generation.project
+    error = notice = ""
+    with transaction.atomic():
+        take = Generation.objects.select_for_update().filter(pk=generation.pk).first()
+        if take is None:
+            notice = f"Take {generation.take} was already deleted."
+        elif take.in_flight:
+            error = f"Take {take.take} is still on its way; cancel it before deleting it."
+        else:
+            _delete_takes(scene, [take])
+            notice = f"Deleted take {take.take}."
+    return _after_card_action(request, scene, membership, error=error, notice=notice)
+
+
+@require_POST
+@htmx_login_required
+def scene_clear_failed(request: HtmxHttpRequest, uuid: UUID) -> HttpResponse:
+    """Delete the scene's failed and cancelled takes in one go."""
+    scene, membership = get_scene_for_user(request, uuid, Role.EDITOR)
+    with transaction.atomic():
+        takes = list(
+            Generation.objects.select_for_update().filter(
+                scene=scene,
+                status__in=[Generation.Status.FAILED, Generation.Status.CANCELLED],
+            )
+        )
+        _delete_takes(scene, takes)
+    count = len(takes)
+    notice = f"Cleared {count} failed or cancelled take{'s' if count != 1 else ''}."
+    return _after_card_action(request, scene, membership, error="", notice=notice)
+
+
+@require_POST
+@htmx_login_required
+def take_comment(request: HtmxHttpRequest, uuid: UUID) -> HttpResponse:
+    """Every member, viewers included, may comment on a take."""
+    generation, membership = get_generation_for_user(request, uuid)
+    scene = generation.scene
+    scene.project = generation.project
+    error = notice = ""
+    try:
+        Comment.post(generation, request.user, request.POST.get("body", ""))
+        notice = f"Commented on take {generation.take}."
+    except CannotGenerate as refusal:
+        error = str(refusal)
+    return _after_card_action(request, scene, membership, error=error, notice=notice)
+
+
+@require_POST
+@htmx_login_required
+def comment_delete(request: HtmxHttpRequest, uuid: UUID) -> HttpResponse:
+    """A comment is deleted by its author or by an owner of the project."""
+    comment, membership = get_comment_for_user(request, uuid)
+    if not comment.may_be_deleted_by(request.user, membership.role):
+        raise PermissionDenied("Only its author or an owner may delete a comment.")
+    scene = comment.take.scene
+    scene.project = comment.take.project
+    comment.remove()
+    return _after_card_action(request, scene, membership, error="", notice="Comment deleted.")
+
+
+def _delete_takes(scene: Scene, takes: list[Generation]) -> None:
+    """Delete these takes (inside the caller's transaction); their files go once it commits.
+    The scene's ``updated`` moves, so open pages drop them through the poll."""
+    if not takes:
+        return
+    files = [f for take in takes for f in (take.video, take.poster) if f]
+    Generation.objects.filter(pk__in=[take.pk for take in takes]).delete()
+    Scene.objects.filter(pk=scene.pk).update(updated=timezone.now())
+    transaction.on_commit(lambda: [f.storage.delete(f.name) for f in files])
 
 
 def _after_card_action(

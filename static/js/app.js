@@ -65,6 +65,23 @@
     });
   }, 1000);
 
+  // The compare page: its takes start, pause and rewind together.
+  document.addEventListener("click", function (event) {
+    var button = event.target.closest("[data-compare]");
+    if (!button) return;
+    var videos = document.querySelectorAll("video[data-compare-clip]");
+    var action = button.getAttribute("data-compare");
+    videos.forEach(function (video) {
+      if (action === "play") {
+        video.currentTime = 0;
+        video.muted = true;
+        video.play();
+      } else {
+        video.pause();
+      }
+    });
+  });
+
   document.addEventListener("DOMContentLoaded", function () {
     var aspect = document.querySelector("select[data-aspect=scene]");
     if (aspect) matchModelsToAspect(aspect);

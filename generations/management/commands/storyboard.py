@@ -4,6 +4,8 @@
     manage.py storyboard generate --project NAME --user USERNAME
     manage.py storyboard status --project NAME
     manage.py storyboard export --project NAME --out DIR
+    manage.py storyboard pick --project NAME --scene POSITION --take N
+    manage.py storyboard film --project NAME --out FILE.mp4 [--all-latest]
 
 Scenes are numbered 1, 2, 3… in storyboard order everywhere here (the table, the exported file
 names, the manifest), as the studio shows them.
@@ -28,8 +30,9 @@ from django.db import models, transaction
 from django.db.models import Exists, OuterRef, Prefetch, Q
 from django.utils import timezone
 
-from generations import work
+from generations import film_tasks, work
 from generations.engines.catalogue import models_for
+from generations.film import FilmError, render_film
 from generations.images import (
     ImageRejected,
     clean_image_bytes,
@@ -45,6 +48,7 @@ from generations.models import (
     Generation,
     ImageAsset,
     Membership,
+    Pick,
     Project,
     Scene,
 )
@@ -97,8 +101,28 @@ class Command(BaseCommand):
         export.add_argument("--project", required=True, metavar="NAME")
         export.add_argument("--out", required=True, metavar="DIR")
 
+        pick = actions.add_parser("pick", help="Pick take N of a scene for the film.")
+        pick.add_argument("--project", required=True, metavar="NAME")
+        pick.add_argument("--scene", required=True, type=int, metavar="POSITION")
+        pick.add_argument("--take", required=True, type=int, metavar="N")
+
+        film = actions.add_parser("film", help="Render the film of the picks to FILE.mp4.")
+        film.add_argument("--project", required=True, metavar="NAME")
+        film.add_argument("--out", required=True, metavar="FILE.mp4")
+        film.add_argument(
+            "--all-latest",
+            action="store_true",
+            help="Use the newest ready take of each scene that has no pick.",
+        )
+
     def handle(self, *args: Any, **options: Any) -> None:
         action = options["action"]
+        if action == "film":
+            self.film(options["project"], Path(options["out"]), options["all_latest"])
+            return
+        if action == "pick":
+            self.pick(options["project"], options["scene"], options["take"])
+            return
         if action == "import":
             self.do_import(Path(options["csv_file"]), options)
         elif action == "generate":
@@ -278,6 +302,61 @@ class Command(BaseCommand):
             f"{counts[Generation.Status.FAILED]} failed)"
         )
         self.stdout.write(table(["SCENE", "TAKE", "STATUS", "BY", "PROMPT", "REASON"], rows))
+
+    # --- pick ---------------------------------------------------------------------------
+
+    def pick(self, project_name: str, position: int, number: int) -> None:
+        project = _project(project_name)
+        scene = scene_numbered(project, position)
+        take = scene.generations.filter(take=number).first()
+        if take is None:
+            raise CommandError(f"Scene {position} has no take {number}.")
+        try:
+            Pick.choose(take)
+        except CannotGenerate as refusal:
+            raise CommandError(f"Scene {position} take {number}: {refusal}") from None
+        self.stdout.write(f"Picked take {number} of scene {position} ({scene}) for the film.")
+
+    # --- film ---------------------------------------------------------------------------
+
+    def film(self, project_name: str, out: Path, all_latest: bool) -> None:
+        project = _project(project_name)
+        if out.suffix.lower() != ".mp4":
+            raise CommandError(f"{out} should end in .mp4: the film is an MP4.")
+        if out.exists() and out.is_dir():
+            raise CommandError(f"{out} is a folder; give the film's file name.")
+        if not out.parent.is_dir():
+            raise CommandError(f"The folder {out.parent} does not exist.")
+        film_plan = film_tasks.plan(project, all_latest=all_latest)
+        if not film_plan.picks:
+            hint = "" if all_latest else " (or pass --all-latest)"
+            raise CommandError(f"No scene of {project.name!r} has a picked take{hint}.")
+        for scene in film_plan.missing:
+            self.stderr.write(
+                f"Scene {film_plan.numbers[scene.pk]} ({_excerpt(scene)}) has no "
+                f"{'ready take' if all_latest else 'pick'}; it is left out."
+            )
+        try:
+            with film_tasks.clip_files(film_tasks.snapshot(film_plan)) as segments:
+                result = render_film(segments, out)
+        except FilmError as error:
+            raise CommandError(f"No film was written: {error}") from None
+        how = "stream copy" if result.copied else "re-encoded"
+        self.stdout.write(
+            f"Wrote {out}: {result.duration:.2f} s, {result.width}x{result.height}, "
+            f"{len(result.segments)} segment{_s(len(result.segments))} ({how})."
+        )
+        rows = [
+            [
+                str(number),
+                segment["label"],
+                f"{segment['start']:.2f}",
+                f"{segment['duration']:.2f}",
+                segment["audio"],
+            ]
+            for number, segment in enumerate(result.segments, start=1)
+        ]
+        self.stdout.write(table(["#", "SEGMENT", "START", "SECONDS", "AUDIO"], rows))
 
     # --- export -------------------------------------------------------------------------
 
@@ -606,6 +685,17 @@ def _import_account(project: Project | None, label: str | None, user) -> FlowAcc
             f"Several Flow accounts are granted {whom} ({labels}); choose one with --account."
         )
     return accounts[0]
+
+
+def scene_numbered(project: Project, position: int) -> Scene:
+    """The scene numbered ``position`` (1, 2, 3… in storyboard order)."""
+    scenes = list(project.scenes.order_by("position", "id"))
+    if not 1 <= position <= len(scenes):
+        raise CommandError(
+            f"Project {project.name!r} has {len(scenes)} scene{_s(len(scenes))}; "
+            f"there is no scene {position}."
+        )
+    return scenes[position - 1]
 
 
 def _scenes_with_takes(project: Project) -> models.QuerySet[Scene]:

@@ -1,0 +1,208 @@
+"""The film page: the picks in scene order with their trims, Render film and its progress, and
+every render kept, each downloadable like a clip."""
+
+from __future__ import annotations
+
+from uuid import UUID
+
+from django.conf import settings
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.files.storage import default_storage
+from django.http import (
+    Http404,
+    HttpRequest,
+    HttpResponse,
+    HttpResponseBase,
+    StreamingHttpResponse,
+)
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.utils import timezone
+from django.utils.http import content_disposition_header
+from django.utils.text import slugify
+from django.views.decorators.http import require_POST, require_safe
+
+from .. import film, film_tasks, storage
+from ..forms import TrimForm
+from ..models import CannotGenerate, FilmRender, Generation, Pick, Scene
+from .access import (
+    HtmxHttpRequest,
+    Role,
+    get_film_for_user,
+    get_project_for_user,
+    get_scene_for_user,
+    htmx_login_required,
+)
+from .media import serve_private_file
+
+TEMPLATE = "generations/film.html"
+# Renders listed on the film page, newest first.
+LISTED_RENDERS = 20
+
+
+def film_url(project) -> str:
+    return reverse("project-film", kwargs={"uuid": project.uuid})
+
+
+def _film_card_context(project, membership) -> dict:
+    renders = list(
+        FilmRender.objects.filter(project=project).select_related("requested_by")[:LISTED_RENDERS]
+    )
+    current = renders[0] if renders else None
+    live = current is not None and current.active
+    return {
+        "project": project,
+        "membership": membership,
+        "can_edit": membership.can_edit,
+        "current": current,
+        "renders": renders,
+        "live": live,
+        "film_poll_every": f"{max(1, round(settings.FLOWSITE_FILM_POLL_SECONDS * 1000))}ms",
+    }
+
+
+@require_safe
+@login_required
+def project_film(request: HttpRequest, uuid: UUID) -> HttpResponse:
+    project, membership = get_project_for_user(request, uuid, with_account=False)
+    film_plan = film_tasks.plan(project)
+    rows = [
+        {
+            "pick": pick,
+            "number": film_plan.numbers[pick.scene_id],
+            "form": TrimForm(
+                initial={"trim_in": pick.trim_in, "trim_out": pick.trim_out},
+                prefix=f"s{pick.scene.uuid.hex[:8]}",
+            ),
+        }
+        for pick in film_plan.picks
+    ]
+    missing = [(film_plan.numbers[scene.pk], scene) for scene in film_plan.missing]
+    ctx = _film_card_context(project, membership) | {"rows": rows, "missing": missing}
+    return render(request, TEMPLATE, ctx)
+
+
+@require_safe
+@htmx_login_required
+def project_film_card(request: HtmxHttpRequest, uuid: UUID) -> HttpResponse:
+    """The film card alone: what the page polls while a render is queued or running."""
+    project, membership = get_project_for_user(request, uuid, with_account=False)
+    return render(request, f"{TEMPLATE}#film-card", _film_card_context(project, membership))
+
+
+@require_POST
+@htmx_login_required
+def project_film_render(request: HtmxHttpRequest, uuid: UUID) -> HttpResponse:
+    project, membership = get_project_for_user(request, uuid, Role.EDITOR, with_account=False)
+    error = ""
+    try:
+        film_tasks.start(project, request.user)
+    except CannotGenerate as refusal:
+        error = str(refusal)
+    if not request.htmx:
+        if error:
+            messages.error(request, error)
+        else:
+            messages.success(request, "The film is rendering; this page shows its progress.")
+        return redirect(film_url(project))
+    ctx = _film_card_context(project, membership) | {"film_error": error}
+    return render(request, f"{TEMPLATE}#film-card", ctx)
+
+
+@require_POST
+@login_required
+def scene_trim(request: HttpRequest, uuid: UUID) -> HttpResponse:
+    """Set where the film enters and leaves the scene's picked take (blank: its start, its end)."""
+    scene, _ = get_scene_for_user(request, uuid, Role.EDITOR)
+    pick = Pick.objects.filter(scene=scene).select_related("take").first()
+    if pick is None:
+        messages.error(request, f"{scene} has no picked take to trim; pick one first.")
+        return redirect(film_url(scene.project))
+    form = TrimForm(request.POST, prefix=f"s{scene.uuid.hex[:8]}", clip_seconds=_clip_seconds(pick))
+    if not form.is_valid():
+        for errors in form.errors.values():
+            for error in errors:
+                messages.error(request, f"{scene}: {error}")
+        return redirect(film_url(scene.project))
+    pick.trim_in, pick.trim_out = form.cleaned_data["trim_in"], form.cleaned_data["trim_out"]
+    pick.save(update_fields=["trim_in", "trim_out"])
+    Scene.objects.filter(pk=scene.pk).update(updated=timezone.now())
+    messages.success(request, f"{scene}: trims saved.")
+    return redirect(film_url(scene.project))
+
+
+def _clip_seconds(pick: Pick) -> float | None:
+    """How long the picked clip lasts, when its file can be read here."""
+    if storage.is_remote() or not pick.take.video:
+        return None
+    try:
+        path = default_storage.path(pick.take.video.name)
+        return film.probe(film.Segment(path=path, label="")).duration
+    except film.FilmError:
+        return None
+
+
+@require_safe
+@login_required
+def film_video(request: HttpRequest, uuid: UUID) -> HttpResponseBase:
+    render_, _ = get_film_for_user(request, uuid)
+    if not render_.is_ready:
+        raise Http404("This film is not ready.")
+    stamp = timezone.localtime(render_.created).strftime("%Y%m%d-%H%M")
+    name = f"{slugify(render_.project.name) or 'project'}-film-{stamp}.mp4"
+    return serve_private_file(
+        request, render_.video, "video/mp4", name, etag_seed=render_.video_sha256
+    )
+
+
+@require_safe
+@login_required
+def project_takes_zip(request: HttpRequest, uuid: UUID) -> HttpResponseBase:
+    """The picked takes (``?all=1``: every take) and ``manifest.json`` as one zip, streamed
+    as it is built."""
+    project, _ = get_project_for_user(request, uuid, with_account=False)
+    picks_only = request.GET.get("all") != "1"
+    entries, copies = film_tasks.zip_entries(project, picks_only=picks_only)
+    missing = [name for take, name in copies if not default_storage.exists(take.video.name)]
+    if missing:
+        messages.error(
+            request,
+            "Nothing was downloaded: the stored clip is missing for "
+            + ", ".join(missing)
+            + ". Retry those takes or pick others.",
+        )
+        return redirect(film_url(project))
+    which = "picks" if picks_only else "takes"
+    name = f"{slugify(project.name) or 'project'}-{which}.zip"
+    response = StreamingHttpResponse(
+        film_tasks.stream_zip(project.name, entries, copies), content_type="application/zip"
+    )
+    response["Content-Disposition"] = content_disposition_header(True, name)
+    response["Cache-Control"] = "private, no-store"
+    return response
+
+
+@require_safe
+@login_required
+def scene_compare(request: HttpRequest, uuid: UUID) -> HttpResponse:
+    """The ready takes of one scene side by side, to be played and paused together."""
+    scene, membership = get_scene_for_user(request, uuid)
+    takes = list(
+        scene.generations.filter(status=Generation.Status.READY)
+        .exclude(video="")
+        .select_related("requested_by")
+        .order_by("take")
+    )
+    pick = Pick.objects.filter(scene=scene).values_list("take_id", flat=True).first()
+    return render(
+        request,
+        "generations/compare.html",
+        {
+            "project": scene.project,
+            "scene": scene,
+            "membership": membership,
+            "takes": takes,
+            "picked_id": pick,
+        },
+    )

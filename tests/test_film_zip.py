@@ -1,0 +1,101 @@
+"""Download all: the picked (or all) takes and manifest.json as one zip, streamed as built."""
+
+import hashlib
+import io
+import json
+import os
+import zipfile
+
+from django.core.management import call_command
+from django.urls import reverse
+
+from generations.film_tasks import ZIP_CHUNK
+from generations.models import Generation, Pick
+from tests.conftest import make_image, make_scene
+from tests.views_support import attach_clip, client_for, make_take
+
+S = Generation.Status
+
+
+def board(project, alice, bob):
+    first = make_scene(project, make_image(project, alice), title="Harbour")
+    second = make_scene(project, make_image(project, alice), title="Storm")
+    clips = {
+        "a": attach_clip(make_take(first, alice, status=S.READY), os.urandom(300_000)),
+        "b": attach_clip(make_take(first, bob, status=S.READY), os.urandom(1000)),
+        "c": make_take(second, bob, status=S.FAILED, reason="Unsafe"),
+        "d": attach_clip(make_take(second, bob, status=S.READY), os.urandom(2000)),
+    }
+    Pick.choose(clips["b"], alice)
+    Pick.choose(clips["d"], alice)
+    return clips
+
+
+def download(user, project, query="") -> tuple[zipfile.ZipFile, list[bytes]]:
+    response = client_for(user).get(reverse("project-takes-zip", args=[project.uuid]) + query)
+    assert response.status_code == 200
+    assert response.streaming, "sent as it is built"
+    assert "attachment" in response["Content-Disposition"]
+    chunks = list(response.streaming_content)
+    return zipfile.ZipFile(io.BytesIO(b"".join(chunks))), chunks
+
+
+def test_carol_downloads_the_picks_with_a_manifest_of_the_export_fields(
+    project, alice, bob, carol, tmp_path
+):
+    clips = board(project, alice, bob)
+
+    archive, _ = download(carol, project)
+
+    assert sorted(archive.namelist()) == [
+        "manifest.json",
+        "scene-01-take-2.mp4",
+        "scene-02-take-2.mp4",
+    ]
+    manifest = json.loads(archive.read("manifest.json"))
+    assert [(t["scene"], t["take"]) for t in manifest["takes"]] == [(1, 2), (2, 2)]
+    data = archive.read("scene-01-take-2.mp4")
+    assert data == clips["b"].video.open("rb").read()
+    assert manifest["takes"][0]["sha256"] == hashlib.sha256(data).hexdigest()
+    call_command("storyboard", "export", "--project", "Poseidon", "--out", str(tmp_path))
+    exported = json.loads((tmp_path / "manifest.json").read_text())
+    assert set(manifest) == set(exported)
+    assert set(manifest["takes"][0]) == set(exported["takes"][0])
+
+
+def test_all_takes_lists_every_take_and_zips_every_ready_clip(project, alice, bob):
+    board(project, alice, bob)
+
+    archive, _ = download(alice, project, "?all=1")
+
+    assert len([n for n in archive.namelist() if n.endswith(".mp4")]) == 3
+    manifest = json.loads(archive.read("manifest.json"))
+    failed = [t for t in manifest["takes"] if t["status"] == "failed"]
+    assert failed == [failed[0]] and failed[0]["file"] is None and failed[0]["reason"] == "Unsafe"
+
+
+def test_the_zip_is_sent_in_small_pieces_however_large_the_clips(project, alice, bob):
+    board(project, alice, bob)
+
+    _, chunks = download(alice, project, "?all=1")
+
+    assert sum(map(len, chunks)) > 300_000
+    assert max(map(len, chunks)) <= ZIP_CHUNK + 4096, "no piece holds a whole clip"
+
+
+def test_a_missing_clip_is_named_and_nothing_is_downloaded(project, alice, bob):
+    clips = board(project, alice, bob)
+    clips["b"].video.storage.delete(clips["b"].video.name)
+
+    response = client_for(alice).get(reverse("project-takes-zip", args=[project.uuid]), follow=True)
+
+    assert "the stored clip is missing for scene-01-take-2.mp4" in response.text
+
+
+def test_charlie_gets_404(project, alice, bob, charlie):
+    board(project, alice, bob)
+
+    assert (
+        client_for(charlie).get(reverse("project-takes-zip", args=[project.uuid])).status_code
+        == 404
+    )
