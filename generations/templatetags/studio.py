@@ -7,6 +7,7 @@ from datetime import datetime, timedelta
 from django import template
 from django.utils import timezone
 from django.utils.safestring import mark_safe
+from django.utils.timesince import timesince
 
 from ..engines.catalogue import get_model
 
@@ -56,3 +57,13 @@ def moment(value: datetime | None) -> str:
     return mark_safe(
         f'<time datetime="{local.isoformat()}">{local.day} {local:%b %Y, %H:%M}</time>'
     )
+
+
+@register.filter
+def ago(value: datetime | None) -> str:
+    """How long ago, in words: "just now" under a minute (never "0 minutes ago")."""
+    if value is None:
+        return ""
+    if timezone.now() - value < timedelta(minutes=1):
+        return "just now"
+    return f"{timesince(value)} ago"

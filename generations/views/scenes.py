@@ -14,6 +14,7 @@ from django.db import transaction
 from django.db.models import Max
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.template.defaultfilters import pluralize
 from django.views.decorators.http import require_http_methods, require_POST
 
 from .. import work
@@ -124,8 +125,14 @@ def scene_delete(request: HttpRequest, uuid: UUID) -> HttpResponse:
         project.mark_scenes_changed()
         # Files go only once the rows are surely gone; a rollback keeps both.
         transaction.on_commit(lambda: [f.storage.delete(f.name) for f in files])
-    messages.success(request, f"Deleted {scene} and its {len(takes)} take(s).")
+    messages.success(request, deleted_message(scene, len(takes)))
     return redirect(project_url(project))
+
+
+def deleted_message(scene: Scene, takes: int) -> str:
+    if takes == 0:
+        return f"Deleted {scene}."
+    return f"Deleted {scene} and its {takes} take{pluralize(takes)}."
 
 
 def _last_take(scene: Scene) -> int:
