@@ -12,7 +12,7 @@ from django.utils import timezone
 from django.views.defaults import server_error
 
 from generations.models import Generation
-from generations.templatetags.studio import ago
+from generations.templatetags.studio import ago, reason_parts
 from tests.conftest import make_image, make_scene
 from tests.views_support import client_for, htmx_client_for, make_take
 
@@ -105,3 +105,23 @@ def test_the_500_page_renders_without_a_request_context_and_offers_a_way_back(db
     assert "<h1>Something went wrong</h1>" in html
     assert "Back to your projects" in html
     assert 'href="/static/css/app.css"' in html or "app.css" in html
+
+
+@pytest.mark.parametrize(
+    ("reason", "text", "code"),
+    [
+        (
+            "Flow's safety filter refused the prompt (PUBLIC_ERROR_UNSAFE_GENERATION).",
+            "Flow's safety filter refused the prompt.",
+            "PUBLIC_ERROR_UNSAFE_GENERATION",
+        ),
+        ("Cancelled by bob.", "Cancelled by bob.", ""),
+        (
+            "Flow refused the request (submit, HTTP 400): bad",
+            "Flow refused the request (submit, HTTP 400): bad",
+            "",
+        ),
+    ],
+)
+def test_a_takes_reason_is_split_into_words_for_people_and_flows_code(reason, text, code):
+    assert reason_parts(reason) == {"text": text, "code": code}
