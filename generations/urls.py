@@ -13,6 +13,7 @@ urlpatterns = [
     path("projects/<uuid:uuid>/members/", views.project_members, name="project-members"),
     path("projects/<uuid:uuid>/generate/", views.project_generate_all, name="project-generate-all"),
     path("projects/<uuid:uuid>/scenes/new/", views.scene_create, name="scene-create"),
+    path("projects/<uuid:uuid>/scenes/order/", views.scene_order, name="scene-order"),
     path("scenes/<uuid:uuid>/edit/", views.scene_edit, name="scene-edit"),
     path("scenes/<uuid:uuid>/move/", views.scene_move, name="scene-move"),
     path("scenes/<uuid:uuid>/delete/", views.scene_delete, name="scene-delete"),

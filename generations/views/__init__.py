@@ -16,6 +16,7 @@ from .scenes import (
     scene_edit,
     scene_generate,
     scene_move,
+    scene_order,
     take_cancel,
     take_retry,
 )
@@ -34,6 +35,7 @@ __all__ = [
     "scene_edit",
     "scene_generate",
     "scene_move",
+    "scene_order",
     "take_cancel",
     "take_poster",
     "take_retry",

@@ -65,8 +65,131 @@
     });
   }, 1000);
 
+  // --- Reordering the storyboard ---------------------------------------------------------
+  // A drag (SortableJS), an arrow key on a card's handle, or its ↑/↓ button sends the whole new
+  // order as one htmx request; the storyboard comes back in place and focus returns to the
+  // control that moved the card. Without JavaScript, ↑/↓ post their own forms.
+
+  var pendingFocus = null; // {card: id, control: "handle" | "up" | "down"}
+
+  function storyboard() { return document.getElementById("scenes"); }
+
+  // Where the new order goes: only an editor's page says (the storyboard itself is swapped).
+  function orderUrl() {
+    var node = document.getElementById("scene-order");
+    return node && node.getAttribute("data-url");
+  }
+
+  function cards(board) { return Array.prototype.slice.call(board.querySelectorAll(":scope > article.card")); }
+
+  function sendOrder(board, card, control) {
+    var url = orderUrl();
+    if (!url || !window.htmx) return;
+    pendingFocus = { card: card.id, control: control };
+    var values = { scene: cards(board).map(function (c) { return c.id.replace(/^scene-/, ""); }) };
+    var since = document.getElementById("poller-since");
+    if (since) values.since = since.value;
+    window.htmx.ajax("POST", url, { source: board, target: "#scenes", swap: "outerHTML", values: values });
+  }
+
+  function moveCard(card, step, control) {
+    var board = card.parentElement;
+    var list = cards(board);
+    var index = list.indexOf(card);
+    var target = index + step;
+    if (target < 0 || target >= list.length) return;
+    if (step < 0) board.insertBefore(card, list[target]);
+    else board.insertBefore(card, list[target].nextSibling);
+    syncMoveButtons(board);
+    focusControl(card, control);
+    sendOrder(board, card, control);
+  }
+
+  function focusControl(card, control) {
+    var wanted = control === "handle" ? "[data-move-handle]" : "[data-move=" + control + "]";
+    var node = card.querySelector(wanted);
+    // ↑ on a card that became first is disabled: its neighbour ↓ takes the focus.
+    if (node && node.disabled) node = card.querySelector("[data-move]:not([disabled])") || card.querySelector("[data-move-handle]");
+    if (node) node.focus();
+  }
+
+  // The first card cannot go up, the last cannot go down (a card swapped in alone is not
+  // rendered knowing where it stands).
+  function syncMoveButtons(board) {
+    var list = cards(board);
+    list.forEach(function (card, index) {
+      var up = card.querySelector("[data-move=up]");
+      var down = card.querySelector("[data-move=down]");
+      if (up) up.disabled = index === 0;
+      if (down) down.disabled = index === list.length - 1;
+    });
+  }
+
+  function setUpStoryboard(board) {
+    if (!board || !orderUrl()) return;
+    board.querySelectorAll("[data-move-handle]").forEach(function (handle) { handle.hidden = false; });
+    syncMoveButtons(board);
+    if (window.Sortable && !board.__sortable) {
+      board.__sortable = window.Sortable.create(board, {
+        handle: "[data-move-handle]",
+        draggable: "article.card",
+        animation: 150,
+        // Mouse and touch events rather than the browser's own drag and drop: the same on
+        // every device, and the moved card keeps its focusable handle.
+        forceFallback: true,
+        onEnd: function (event) {
+          if (event.oldIndex === event.newIndex) return;
+          syncMoveButtons(board);
+          focusControl(event.item, "handle");
+          sendOrder(board, event.item, "handle");
+        },
+      });
+    }
+  }
+
+  document.addEventListener("keydown", function (event) {
+    var handle = event.target.closest && event.target.closest("[data-move-handle]");
+    if (!handle || (event.key !== "ArrowUp" && event.key !== "ArrowDown")) return;
+    event.preventDefault();
+    moveCard(handle.closest("article.card"), event.key === "ArrowUp" ? -1 : 1, "handle");
+  });
+
+  document.addEventListener("click", function (event) {
+    var button = event.target.closest && event.target.closest("[data-move]");
+    var board = storyboard();
+    if (!button || !board || !orderUrl() || !window.htmx) return;
+    event.preventDefault();
+    if (button.disabled) return;
+    moveCard(button.closest("article.card"), button.getAttribute("data-move") === "up" ? -1 : 1, button.getAttribute("data-move"));
+  }, true);
+
+  // Whatever swapped the storyboard or a card (this page's own move, a teammate's change
+  // brought by the poll), set it up again and give focus back where it was.
+  document.addEventListener("htmx:beforeSwap", rememberFocus);
+  document.addEventListener("htmx:oobBeforeSwap", rememberFocus);
+  function rememberFocus() {
+    if (pendingFocus) return;
+    var active = document.activeElement;
+    var card = active && active.closest && active.closest("#scenes article.card");
+    if (!card) return;
+    var control = active.hasAttribute("data-move-handle") ? "handle" : active.getAttribute("data-move");
+    if (control) pendingFocus = { card: card.id, control: control };
+  }
+  document.addEventListener("htmx:afterSettle", function () {
+    var board = storyboard();
+    if (!board) return;
+    setUpStoryboard(board);
+    if (pendingFocus) {
+      var card = document.getElementById(pendingFocus.card);
+      var focus = pendingFocus;
+      pendingFocus = null;
+      if (card && !card.contains(document.activeElement)) focusControl(card, focus.control);
+    }
+  });
+
   document.addEventListener("DOMContentLoaded", function () {
     var aspect = document.querySelector("select[data-aspect=scene]");
     if (aspect) matchModelsToAspect(aspect);
+    setUpStoryboard(storyboard());
   });
 })();
