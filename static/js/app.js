@@ -187,7 +187,66 @@
     }
   });
 
+  // --- Gallery review: the filtered clips of this page, one at a time, full screen ----------
+
+  var review = { dialog: null, clips: [], index: 0 };
+
+  function showClip(index) {
+    var clips = review.clips;
+    if (!clips.length) return;
+    review.index = (index + clips.length) % clips.length;
+    var item = clips[review.index];
+    var video = document.getElementById("review-video");
+    var label = item.getAttribute("data-label");
+    video.src = item.getAttribute("data-video");
+    if (item.getAttribute("data-poster")) video.poster = item.getAttribute("data-poster");
+    else video.removeAttribute("poster");
+    video.className = "review__video review__video--" + item.getAttribute("data-aspect");
+    video.setAttribute("aria-label", label);
+    document.getElementById("review-label").textContent =
+      label + " (" + (review.index + 1) + " of " + clips.length + ")";
+  }
+
+  function openReview() {
+    review.dialog = document.getElementById("review");
+    review.clips = Array.prototype.slice.call(document.querySelectorAll("[data-review-clip]"));
+    if (!review.dialog || !review.clips.length) return;
+    review.dialog.showModal();
+    showClip(0);
+    review.dialog.querySelector("[data-review-close]").focus();
+  }
+
+  document.addEventListener("click", function (event) {
+    var target = event.target.closest ? event.target : null;
+    if (!target) return;
+    if (target.closest("[data-review-open]")) openReview();
+    else if (target.closest("[data-review-next]")) showClip(review.index + 1);
+    else if (target.closest("[data-review-prev]")) showClip(review.index - 1);
+    else if (target.closest("[data-review-close]")) review.dialog.close();
+  });
+
+  document.addEventListener("keydown", function (event) {
+    if (!review.dialog || !review.dialog.open) return;
+    var video = document.getElementById("review-video");
+    if (event.key === "ArrowRight") showClip(review.index + 1);
+    else if (event.key === "ArrowLeft") showClip(review.index - 1);
+    else if (event.key === " " && event.target.tagName !== "VIDEO") {
+      if (video.paused) video.play(); else video.pause();
+    } else return; // Escape closes the dialog by itself
+    event.preventDefault();
+  });
+
+  document.addEventListener("close", function (event) {
+    if (event.target.id !== "review") return;
+    var video = document.getElementById("review-video");
+    video.pause();
+    var opener = document.querySelector("[data-review-open]");
+    if (opener) opener.focus();
+  }, true);
+
   document.addEventListener("DOMContentLoaded", function () {
+    document.querySelectorAll("[data-review-open]").forEach(function (button) { button.hidden = false; });
+    document.querySelectorAll("form[data-autosubmit] [data-autosubmit-button]").forEach(function (button) { button.hidden = true; });
     var aspect = document.querySelector("select[data-aspect=scene]");
     if (aspect) matchModelsToAspect(aspect);
     setUpStoryboard(storyboard());

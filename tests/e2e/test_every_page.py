@@ -81,7 +81,10 @@ def test_every_page_alice_opens_is_free_of_console_errors_and_names_its_clips(
         opened.append(name)
         page.wait_for_load_state("networkidle")
         for video in page.locator("video").all():
-            expect(video).to_have_accessible_name(re.compile(r"\w"))
+            if video.is_visible():
+                expect(video).to_have_accessible_name(re.compile(r"\w"))
+            else:  # hidden (the gallery's review player until opened): no name is computed
+                expect(video).to_have_attribute("aria-label", re.compile(r"\w"))
         assert errors == [], (name, errors)
     # The list really came from the URLconf and reached the studio's own pages.
     assert {"project-list", "project-detail", "project-gallery", "scene-edit"} <= set(opened)
