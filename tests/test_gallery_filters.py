@@ -78,3 +78,20 @@ def test_an_unknown_member_or_period_falls_back_to_everything_with_a_word(
     html = gallery(carol, project, member="mallory", date="forever", sort="random")
     assert len(shown(html)) == 3
     assert "That member has no clips here; showing every member&#x27;s instead." in html
+
+
+def test_alices_project_list_shows_the_newest_clips_poster(project, alice, bob):
+    from tests.views_support import attach_clip
+
+    scene = make_scene(project, title="First")
+    now = timezone.now()
+    older = attach_clip(
+        make_take(scene, bob, status=S.READY, finished_at=now - timedelta(days=1)), b"v", b"p"
+    )
+    newest = attach_clip(make_take(scene, bob, status=S.READY, finished_at=now), b"v", b"p")
+    make_take(scene, bob, status=S.FAILED)
+
+    html = client_for(alice).get(reverse("project-list")).text
+
+    assert f'src="/media/take/{newest.uuid}/poster"' in html
+    assert str(older.uuid) not in html

@@ -220,6 +220,15 @@ def project_list(request: HttpRequest) -> HttpResponse:
         .select_related("project__account")
         .annotate(
             scene_count=Count("project__scenes", distinct=True),
+            # The newest finished clip's poster pictures the project (through gen_gallery).
+            poster_take=Subquery(
+                Generation.objects.filter(
+                    project=OuterRef("project"), status=Generation.Status.READY
+                )
+                .exclude(poster="")
+                .order_by("-finished_at")
+                .values("uuid")[:1]
+            ),
         )
         .order_by("project__name")
     )

@@ -28,5 +28,5 @@ def test_alice_sees_her_storyboard_gallery_and_projects_at_desktop_and_phone_siz
     expect(page.locator("article.card")).to_have_count(3)
     page.screenshot(path=screenshots / f"storyboard-{size}.png", full_page=True)
     page.goto(reverse("project-gallery", args=[studio.project.uuid]))
-    expect(page.locator("video")).to_have_count(3)
+    expect(page.locator("[data-review-clip]")).to_have_count(3)
     page.screenshot(path=screenshots / f"gallery-{size}.png", full_page=True)
