@@ -77,8 +77,27 @@ def scene_edit(request: HttpRequest, uuid: UUID) -> HttpResponse:
     return render(
         request,
         "generations/scene_form.html",
-        {"project": project, "membership": membership, "form": form, "scene": scene},
+        {
+            "project": project,
+            "membership": membership,
+            "form": form,
+            "scene": scene,
+            "earlier_prompts": earlier_prompts(scene),
+        },
     )
+
+
+def earlier_prompts(scene: Scene, limit: int = 10) -> list[str]:
+    """The scene's earlier prompts, as its takes were made with them, newest first, each once:
+    the edit form brings one back in a click."""
+    seen: list[str] = []
+    rows = scene.generations.exclude(prompt=scene.prompt).order_by("-pk").values_list("prompt")
+    for (prompt,) in rows[: limit * 5]:
+        if prompt not in seen:
+            seen.append(prompt)
+            if len(seen) == limit:
+                break
+    return seen
 
 
 @require_POST

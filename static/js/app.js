@@ -244,7 +244,18 @@
     if (opener) opener.focus();
   }, true);
 
+  // Prompt history: an earlier prompt of the scene goes back into the form in one click.
+  document.addEventListener("click", function (event) {
+    var button = event.target.closest && event.target.closest("[data-use-prompt]");
+    if (!button) return;
+    var prompt = button.form && button.form.querySelector("textarea[name=prompt]");
+    if (!prompt) return;
+    prompt.value = button.getAttribute("data-use-prompt");
+    prompt.focus();
+  });
+
   document.addEventListener("DOMContentLoaded", function () {
+    document.querySelectorAll("[data-use-prompt]").forEach(function (button) { button.hidden = false; });
     document.querySelectorAll("[data-review-open]").forEach(function (button) { button.hidden = false; });
     document.querySelectorAll("form[data-autosubmit] [data-autosubmit-button]").forEach(function (button) { button.hidden = true; });
     var aspect = document.querySelector("select[data-aspect=scene]");
