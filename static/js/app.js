@@ -87,8 +87,6 @@
     if (!url || !window.htmx) return;
     pendingFocus = { card: card.id, control: control };
     var values = { scene: cards(board).map(function (c) { return c.id.replace(/^scene-/, ""); }) };
-    var since = document.getElementById("poller-since");
-    if (since) values.since = since.value;
     window.htmx.ajax("POST", url, { source: board, target: "#scenes", swap: "outerHTML", values: values });
   }
 
