@@ -141,7 +141,7 @@ def run(args: argparse.Namespace) -> int:
         + " -> "
         + verdicts.guarantee("gallery queries independent of size", len(set(counts.values())) == 1)
     )
-    shown = len(re.findall(r'<li class="gallery__item">', first))
+    shown = len(re.findall(r'<li class="gallery__item[ "]', first))
     paged = f"Page 1 of {pages}" in first
     print(
         f"  paginated: {shown} clips on the first page, 'Page 1 of {pages}' shown -> "

@@ -416,6 +416,29 @@ class Project(models.Model):
             raise
         return copy
 
+    def reorder_scenes(self, scene_uuids: list) -> bool:
+        """Put the storyboard in the order of ``scene_uuids`` (call inside a transaction).
+
+        The list must name every scene of this project exactly once: anything else (another
+        project's scene, a scene deleted or added meanwhile, a repeat) changes nothing and
+        returns False, so an order made on a stale page never half-applies.
+        """
+        ordered = list(self.scenes.select_for_update().only("pk", "uuid", "position"))
+        by_uuid = {scene.uuid: scene for scene in ordered}
+        if len(scene_uuids) != len(by_uuid) or set(scene_uuids) != set(by_uuid):
+            return False
+        renumbered = []
+        for position, scene_uuid in enumerate(scene_uuids):
+            scene = by_uuid[scene_uuid]
+            if scene.position != position:
+                scene.position = position
+                renumbered.append(scene)
+        if renumbered:
+            Scene.objects.bulk_update(renumbered, ["position"])
+            # Untitled scenes are named by position, so a renumbering alone changes cards too.
+            self.mark_scenes_changed()
+        return True
+
     def add_member(self, user, role: str) -> Membership:
         membership, _ = Membership.objects.update_or_create(
             project=self, user=user, defaults={"role": role}

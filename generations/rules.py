@@ -158,7 +158,7 @@ def model_problem(key: str, aspect: str | None, account) -> str:
         )
     if not model.allowed_for(tier):
         who = (
-            f"the account {account} has ({account.get_tier_display()})"
+            f"{account.get_tier_display()}, which the account {account} has"
             if account is not None
             else "a project without a Flow account has"
         )

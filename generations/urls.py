@@ -29,6 +29,7 @@ urlpatterns = [
     ),
     path("projects/<uuid:uuid>/takes.zip", views.project_takes_zip, name="project-takes-zip"),
     path("projects/<uuid:uuid>/scenes/new/", views.scene_create, name="scene-create"),
+    path("projects/<uuid:uuid>/scenes/order/", views.scene_order, name="scene-order"),
     path("scenes/<uuid:uuid>/edit/", views.scene_edit, name="scene-edit"),
     path("scenes/<uuid:uuid>/move/", views.scene_move, name="scene-move"),
     path("scenes/<uuid:uuid>/delete/", views.scene_delete, name="scene-delete"),

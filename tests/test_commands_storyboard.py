@@ -203,7 +203,7 @@ def test_every_bad_row_is_reported_with_its_row_number(alice, account, shots, tm
         "row 7: Unknown model “veo_9”; pick one of veo_3_1_i2v_s_fast, veo_3_1_i2v_s, "
         "veo_3_1_i2v_lite, veo_3_1_i2v_lite_low_priority.",
         "row 8: Veo 3.1 Fast (Ultra) (veo_3_1_i2v_s_fast_ultra) needs a higher Flow tier than "
-        "the account Studio has (Pro (tier one)); pick another model.",
+        "Pro (tier one), which the account Studio has; pick another model.",
         "row 9: Veo 3.1 Fast (veo_3_1_i2v_s_fast) makes Landscape 16:9 clips, not Portrait 9:16; "
         "pick a model of that aspect or change the aspect.",
         f"row 10: {seed_rule}",
@@ -437,7 +437,7 @@ def test_generate_queues_nothing_when_any_scene_cannot_be_generated(board, bob):
     assert str(refused.value).splitlines() == [
         "Nothing was queued. Fix these scenes first:",
         "scene 3: Veo 3.1 Fast (Ultra) (veo_3_1_i2v_s_fast_ultra) needs a higher Flow tier than "
-        "the account Studio has (Pro (tier one)); pick another model.",
+        "Pro (tier one), which the account Studio has; pick another model.",
         "scene 4: Add a start image before generating.",
     ]
     assert not Generation.objects.exists()
@@ -531,7 +531,7 @@ def test_generate_prints_titles_and_refusals_as_escapes(board, bob, account):
     with pytest.raises(CommandError) as refused:
         run("generate", "--project", "Poseidon", "--user", "bob")
 
-    assert "than the account Studio\\x1b[2J has" in str(refused.value)
+    assert "which the account Studio\\x1b[2J has" in str(refused.value)
     assert "\x1b" not in str(refused.value)
 
 

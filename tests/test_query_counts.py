@@ -192,10 +192,17 @@ def test_the_gallery_costs_the_same_queries_for_10_clips_as_for_10000_by_20_memb
     deep_html, deep_queries = _gallery(client, project, page=150)
     last_html, last_queries = _gallery(client, project, page=pages)
     scene_html, scene_queries = _gallery(client, project, scene=str(project.scenes.first().uuid))
+    filtered_html, filtered_queries = _gallery(
+        client, project, member="member03", date="week", sort="scene", page=3
+    )
 
     # The session, the user, the membership with its project, the scenes, the members'
     # counts, their names and the page's clips, however many clips and however deep the page.
     assert small_queries == first_queries == deep_queries == last_queries == scene_queries == 7
+    # Filtered by member and date and sorted by scene, a page costs the same.
+    assert filtered_queries == 7
+    assert len(_shown(filtered_html)) == PAGE_SIZE
+    assert "Page 3 of 11" in filtered_html  # member03's 500 clips
     assert len(_shown(small_html)) == 10
     assert len(_shown(first_html)) == len(_shown(deep_html)) == PAGE_SIZE
     assert f"Page 1 of {pages}" in first_html

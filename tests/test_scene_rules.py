@@ -73,8 +73,8 @@ RULES = [
     (
         "a model above the account's tier",
         {"model": "veo_3_1_i2v_s_fast_ultra"},
-        "Veo 3.1 Fast (Ultra) (veo_3_1_i2v_s_fast_ultra) needs a higher Flow tier than the "
-        "account Studio has (Pro (tier one)); pick another model.",
+        "Veo 3.1 Fast (Ultra) (veo_3_1_i2v_s_fast_ultra) needs a higher Flow tier than "
+        "Pro (tier one), which the account Studio has; pick another model.",
     ),
     ("a seed that is not a number", {"seed": "lucky"}, SEED_RULE),
     ("a negative seed", {"seed": "-1"}, SEED_RULE),
@@ -189,7 +189,7 @@ def test_the_admin_refuses_a_scene_in_the_same_words(project, admin_client):
     text = html.unescape(response.text)
     assert TAKES_RULE in text
     assert (
-        "needs a higher Flow tier than the account Studio has (Pro (tier one)); "
+        "needs a higher Flow tier than Pro (tier one), which the account Studio has; "
         "pick another model." in text
     )
     scene.refresh_from_db()

@@ -95,7 +95,7 @@ BAD_INPUT = [
     (
         "model the tier may not use",
         {"model_key": "veo_3_1_i2v_s_fast_ultra"},
-        "needs a higher Flow tier than the account Studio has (Pro (tier one)); pick another",
+        "needs a higher Flow tier than Pro (tier one), which the account Studio has; pick another",
     ),
     (
         "model of the wrong aspect",
@@ -448,6 +448,7 @@ def test_each_card_shows_status_in_words_elapsed_time_reason_and_the_clip(projec
     assert (
         f'<video id="clip-{ready.uuid}" hx-preserve="true" class="clip clip--landscape" '
         f'controls preload="none"\n'
+        f'                   aria-label="Scene 1, take 1 by alice"\n'
         f'                   src="/media/take/{ready.uuid}/video" '
         f'poster="/media/take/{ready.uuid}/poster"></video>'
     ) in html

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime, timedelta
 
 from django import template
 from django.utils import timezone
 from django.utils.safestring import mark_safe
+from django.utils.timesince import timesince
 
 from ..engines.catalogue import get_model
 
@@ -56,3 +58,27 @@ def moment(value: datetime | None) -> str:
     return mark_safe(
         f'<time datetime="{local.isoformat()}">{local.day} {local:%b %Y, %H:%M}</time>'
     )
+
+
+@register.filter
+def ago(value: datetime | None) -> str:
+    """How long ago, in words: "just now" under a minute (never "0 minutes ago")."""
+    if value is None:
+        return ""
+    if timezone.now() - value < timedelta(minutes=1):
+        return "just now"
+    return f"{timesince(value)} ago"
+
+
+# A reason ending in Flow's own code, as the engine writes it: "… refused it (PUBLIC_ERROR_X)."
+_TRAILING_CODE = re.compile(r"^(?P<text>.*?)\s*\((?P<code>[A-Z][A-Z0-9_]{3,})\)\.?$", re.S)
+
+
+@register.filter
+def reason_parts(reason: str) -> dict:
+    """A take's reason split into the sentence for people and Flow's code for support, so a
+    card shows the sentence and keeps the long unbreakable code on a small line of its own."""
+    match = _TRAILING_CODE.match(reason or "")
+    if not match:
+        return {"text": reason, "code": ""}
+    return {"text": f"{match['text'].rstrip('.')}.", "code": match["code"]}

@@ -8,6 +8,7 @@ counts place the page, and one query brings its clips through the gen_gallery_me
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import timedelta
 from uuid import UUID
 
 from django.contrib.auth import get_user_model
@@ -17,6 +18,7 @@ from django.db.models import Count, F, Q, QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.urls import reverse
+from django.utils import timezone
 from django.views.decorators.http import require_GET
 
 from ..models import Generation, Scene
@@ -41,6 +43,13 @@ CARD_FIELDS = (
 ASPECTS = dict(Scene.AspectChoice.choices)
 # Stands for a clip's uuid in its media addresses, reversed once a page (_complete_cards).
 ANY_UUID = str(UUID(int=0))
+# The date filter: how far back a clip may have finished.
+PERIODS = {
+    "today": ("Today", timedelta(days=1)),
+    "week": ("Last 7 days", timedelta(days=7)),
+    "month": ("Last 30 days", timedelta(days=30)),
+}
+SORTS = {"newest": "Newest first", "scene": "Scene order"}
 
 
 @dataclass
@@ -61,11 +70,17 @@ def project_gallery(request: HttpRequest, uuid: UUID) -> HttpResponse:
     # the projects table to sort by its name.
     rows = project.scenes.order_by("position", "pk").values_list("pk", "uuid", "title", "position")
     scenes = [
-        {"pk": pk, "uuid": scene_uuid, "name": Scene.name_for(title, position)}
+        {
+            "pk": pk,
+            "uuid": scene_uuid,
+            "name": Scene.name_for(title, position),
+            "position": position,
+        }
         for pk, scene_uuid, title, position in rows
     ]
 
     clips = project.generations.filter(status=Generation.Status.READY)
+    query: dict[str, str] = {}
     scene_error = ""
     selected: dict | None = None
     wanted = request.GET.get("scene", "").strip()
@@ -80,6 +95,16 @@ def project_gallery(request: HttpRequest, uuid: UUID) -> HttpResponse:
             clips = Generation.objects.filter(
                 scene_id=selected["pk"], status=Generation.Status.READY
             )
+            query["scene"] = str(selected["uuid"])
+    period = request.GET.get("date", "")
+    if period in PERIODS:
+        clips = clips.filter(finished_at__gte=timezone.now() - PERIODS[period][1])
+        query["date"] = period
+    sort = request.GET.get("sort", "")
+    if sort in SORTS and sort != "newest":
+        query["sort"] = sort
+    else:
+        sort = "newest"
 
     totals = dict(
         clips.order_by()
@@ -87,10 +112,21 @@ def project_gallery(request: HttpRequest, uuid: UUID) -> HttpResponse:
         .annotate(count=Count("pk"))
         .values_list("requested_by", "count")
     )
+    # Every member with clips under the other filters is offered, so the member filter is
+    # read from the same counts and names: no query of its own.
+    names = member_names(totals)
+    member = request.GET.get("member", "")
+    wanted_member = next((pk for pk, (_, key) in names.items() if key == member), "all")
+    if wanted_member != "all":
+        totals = {wanted_member: totals[wanted_member]}
+        query["member"] = member
+    elif member:
+        scene_error = "That member has no clips here; showing every member's instead."
     total = sum(totals.values())
     # The page numbers come from the counts already in hand: no COUNT query of its own.
     page = Paginator(range(total), PAGE_SIZE).get_page(request.GET.get("page"))
-    sections = _page_sections(clips, totals, (page.number - 1) * PAGE_SIZE)
+    positions = {scene["pk"]: scene["position"] for scene in scenes} if sort == "scene" else None
+    sections = _page_sections(clips, totals, names, (page.number - 1) * PAGE_SIZE, positions)
     _complete_cards(sections, {scene["pk"]: scene["name"] for scene in scenes})
 
     return render(
@@ -104,8 +140,17 @@ def project_gallery(request: HttpRequest, uuid: UUID) -> HttpResponse:
             "page": page,
             "sections": sections,
             "total": total,
-            # The pager's links keep the scene filter and nothing else the address carried.
-            "query": {"scene": str(selected["uuid"])} if selected else {},
+            "members": [
+                {"key": key, "name": name, "selected": pk == wanted_member}
+                for pk, (name, key) in names.items()
+            ],
+            "periods": {key: label for key, (label, _) in PERIODS.items()},
+            "period": query.get("date", ""),
+            "sorts": SORTS,
+            "sort": sort,
+            "filtered": bool(query),
+            # The pager's links keep the filters and nothing else the address carried.
+            "query": query,
         },
     )
 
@@ -132,7 +177,29 @@ def _uuid_or_none(text: str) -> UUID | None:
         return None
 
 
-def _page_sections(clips: QuerySet[Generation], totals: dict, start: int) -> list[Section]:
+def member_names(totals: dict) -> dict:
+    """{user pk or None: (name, key)} of the members in ``totals``, in name order (a deleted
+    account's clips last). The key stands for the member in the address (``?member=``)."""
+    rows = (
+        get_user_model()
+        .objects.filter(pk__in=[pk for pk in totals if pk is not None])
+        .order_by("username")
+        .values_list("pk", "username")
+    )
+    names = {pk: (username, username) for pk, username in rows}
+    if None in totals:
+        # Not a possible username (those have no spaces), so never mistaken for one.
+        names[None] = ("A former member", "former member")
+    return names
+
+
+def _page_sections(
+    clips: QuerySet[Generation],
+    totals: dict,
+    names: dict,
+    start: int,
+    positions: dict[int, int] | None = None,
+) -> list[Section]:
     """The members' sections of the page that starts at clip number ``start``.
 
     Members come in name order (a deleted account's clips last), each member's clips newest
@@ -141,13 +208,7 @@ def _page_sections(clips: QuerySet[Generation], totals: dict, start: int) -> lis
     members' counts say which members the page spans and where it starts in each; their clips
     come from one query whose parts each walk the gen_gallery_member index for one member.
     """
-    names = dict(
-        get_user_model()
-        .objects.filter(pk__in=[pk for pk in totals if pk is not None])
-        .order_by("username")
-        .values_list("pk", "username")
-    )
-    ordered = [*names, *([None] if None in totals else [])]
+    ordered = [pk for pk in names if pk in totals]
     wanted = Q()
     spans: list[Section] = []
     end = start + PAGE_SIZE
@@ -160,20 +221,29 @@ def _page_sections(clips: QuerySet[Generation], totals: dict, start: int) -> lis
                 mine = clips.filter(requested_by__isnull=True)
             else:
                 mine = clips.filter(requested_by=requester)
-            newest_first = mine.order_by(F("finished_at").desc(nulls_last=True), "-pk")
-            wanted |= Q(pk__in=newest_first.values("pk")[begin - first : stop - first])
-            name = names[requester] if requester is not None else "A former member"
-            spans.append(Section(requester, name, count))
+            if positions is None:
+                ordering = mine.order_by(F("finished_at").desc(nulls_last=True), "-pk")
+            else:
+                ordering = mine.order_by("scene__position", "scene_id", "take", "pk")
+            wanted |= Q(pk__in=ordering.values("pk")[begin - first : stop - first])
+            spans.append(Section(requester, names[requester][0], count))
         first += count
         if first >= end:
             break
     if not spans:
         return []
     rank = {section.requester_id: index for index, section in enumerate(spans)}
+    if positions is None:
+        within = _newest_first
+    else:
+
+        def within(clip: dict) -> tuple:
+            return positions[clip["scene_id"]], clip["scene_id"], clip["take"], clip["id"]
+
     page_clips = sorted(
         # No SQL ordering (the default one joins scenes and projects): sorted here instead.
         Generation.objects.filter(wanted).order_by().values(*CARD_FIELDS),
-        key=lambda clip: (rank[clip["requested_by_id"]], *_newest_first(clip)),
+        key=lambda clip: (rank[clip["requested_by_id"]], *within(clip)),
     )
     for clip in page_clips:
         spans[rank[clip["requested_by_id"]]].clips.append(clip)

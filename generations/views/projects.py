@@ -164,6 +164,9 @@ def project_poll(request: HtmxHttpRequest, uuid: UUID) -> HttpResponse:
         membership,
         since=page_token(newest, answered_at),
         live=live,
+        # The credits Flow reported with a finished clip, and the live region's news.
+        account_oob=True,
+        announce_oob=True,
         **extra,
         **generate_all,
     )

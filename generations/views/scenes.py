@@ -15,6 +15,7 @@ from django.db import transaction
 from django.db.models import Max
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.template.defaultfilters import pluralize
 from django.utils import timezone
 from django.views.decorators.http import require_http_methods, require_POST
 
@@ -35,6 +36,7 @@ from .cards import (
     card_context,
     decode_since,
     encode_since,
+    page_token,
     project_url,
     storyboard_scenes,
 )
@@ -77,8 +79,27 @@ def scene_edit(request: HttpRequest, uuid: UUID) -> HttpResponse:
     return render(
         request,
         "generations/scene_form.html",
-        {"project": project, "membership": membership, "form": form, "scene": scene},
+        {
+            "project": project,
+            "membership": membership,
+            "form": form,
+            "scene": scene,
+            "earlier_prompts": earlier_prompts(scene),
+        },
     )
+
+
+def earlier_prompts(scene: Scene, limit: int = 10) -> list[str]:
+    """The scene's earlier prompts, as its takes were made with them, newest first, each once:
+    the edit form brings one back in a click."""
+    seen: list[str] = []
+    rows = scene.generations.exclude(prompt=scene.prompt).order_by("-pk").values_list("prompt")
+    for (prompt,) in rows[: limit * 5]:
+        if prompt not in seen:
+            seen.append(prompt)
+            if len(seen) == limit:
+                break
+    return seen
 
 
 @require_POST
@@ -107,6 +128,56 @@ def scene_move(request: HttpRequest, uuid: UUID) -> HttpResponse:
     return redirect(project_url(project, scene))
 
 
+ORDER_STALE = (
+    "The storyboard changed meanwhile (a teammate added, deleted or moved a scene), so the "
+    "order was not saved; here is the storyboard as it is now."
+)
+
+
+@require_POST
+@login_required
+def scene_order(request: HtmxHttpRequest, uuid: UUID) -> HttpResponse:
+    """Put the project's scenes in the order sent: every scene's uuid once (``scene``, in
+    order). A drag or a keyboard move on the storyboard is this one request. htmx gets the
+    storyboard back with a poller that has seen the change; without JavaScript, a redirect."""
+    answered_at = timezone.now()
+    project, membership = get_project_for_user(request, uuid, Role.EDITOR)
+    wanted = [uuid_or_none(value) for value in request.POST.getlist("scene")]
+    with transaction.atomic():
+        saved = None not in wanted and project.reorder_scenes(wanted)
+    if not request.htmx:
+        if not saved:
+            messages.error(request, ORDER_STALE)
+        return redirect(project_url(project))
+    scenes = storyboard_scenes(project)
+    moments = [project.scenes_changed, *(scene.updated for scene in scenes)]
+    moments += [take.updated for scene in scenes for take in scene.take_list]
+    newest = max((moment for moment in moments if moment is not None), default=None)
+    ctx = card_context(
+        project,
+        membership,
+        since=page_token(newest, answered_at),
+        live=any(take.in_flight for scene in scenes for take in scene.take_list),
+        scenes=scenes,
+        poller_oob=True,
+        announce_oob=True,
+        order_error="" if saved else ORDER_STALE,
+        announcement=(
+            "Saved the order: " + ", ".join(str(scene) for scene in scenes) + "."
+            if saved
+            else ORDER_STALE
+        ),
+    )
+    return render(request, f"{TEMPLATE}#order-response", ctx)
+
+
+def uuid_or_none(text: str) -> UUID | None:
+    try:
+        return UUID(text)
+    except ValueError:
+        return None
+
+
 @require_POST
 @login_required
 def scene_delete(request: HttpRequest, uuid: UUID) -> HttpResponse:
@@ -127,8 +198,14 @@ def scene_delete(request: HttpRequest, uuid: UUID) -> HttpResponse:
         project.mark_scenes_changed()
         # Files go only once the rows are surely gone; a rollback keeps both.
         transaction.on_commit(lambda: [f.storage.delete(f.name) for f in files])
-    messages.success(request, f"Deleted {scene} and its {len(takes)} take(s).")
+    messages.success(request, deleted_message(scene, len(takes)))
     return redirect(project_url(project))
+
+
+def deleted_message(scene: Scene, takes: int) -> str:
+    if takes == 0:
+        return f"Deleted {scene}."
+    return f"Deleted {scene} and its {takes} take{pluralize(takes)}."
 
 
 def _last_take(scene: Scene) -> int:
