@@ -614,7 +614,7 @@ class FlowEngine:
         if answer.status >= 500:
             raise base.UpstreamError(
                 f"labs.google had an internal error (HTTP {answer.status}) while Flowsite was "
-                "signing in; Flowsite will try again.",
+                "signing in.",
                 detail=quote(answer.body, self._secrets()),
             )
         try:
@@ -680,16 +680,17 @@ class FlowEngine:
                 return base.QuotaReached(with_code(text, reason), detail=detail)
         if status == 429:
             retry_after = parse_retry_after(answer.headers.get("retry-after"))
-            wait = f" after about {math.ceil(retry_after)} s" if retry_after is not None else ""
+            wait = (
+                f" and asked to wait {math.ceil(retry_after)} s" if retry_after is not None else ""
+            )
             return base.Throttled(
-                f"Flow is rate-limiting this account; Flowsite will try again{wait}.",
+                f"Flow is rate-limiting this account{wait}.",
                 retry_after=retry_after,
                 detail=detail,
             )
         if status >= 500:
             return base.UpstreamError(
-                f"Flow had an internal error (HTTP {status}) while {what}; Flowsite will try "
-                "again.",
+                f"Flow had an internal error (HTTP {status}) while {what}.",
                 detail=detail,
             )
         if error is None:
@@ -702,7 +703,7 @@ class FlowEngine:
             if BOT_CHECK_REASONS.intersection(reasons) or "recaptcha" in message.lower():
                 return base.BotCheck(
                     "Google's automated-traffic check refused the request "
-                    f"({', '.join(reasons) or message}); Flowsite will try again later.",
+                    f"({', '.join(reasons) or message}).",
                     detail=detail,
                 )
         for reason in reasons:

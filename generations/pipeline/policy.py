@@ -31,8 +31,12 @@ def uncertain_reason(cause: str) -> str:
     return shorten(f"{UNCERTAIN_REASON} What happened: {cause}")
 
 
-# Retryable answers (throttling, bot check, Flow's 500s) are tried this many times in all.
+# Retryable answers (throttling, bot check, Flow's 500s) are tried this many times in all;
+# each submit call a take was part of counts as one.
 SUBMIT_ATTEMPTS = 6
+# A batch Flow answers 500 is sent whole this many times; from then on a 500 splits it, one
+# clip per call, so a clip Flow keeps choking on fails alone (see ``submit``).
+BATCH_500_TRIES = 3
 # Downloads that a fresh signed link may fix (expired link, cut short) are tried this often.
 DOWNLOAD_ATTEMPTS = 4
 BACKOFF_BASE_SECONDS = 2.0
@@ -64,6 +68,18 @@ def failure_reason(code: str) -> str:
         return "Flow could not render this take and gave no reason."
     sentence = FAILURE_REASONS.get(code, "Flow could not render this take.")
     return shorten(f"{sentence.rstrip('.')} ({code}).")
+
+
+def retry_reason(happened: str, delay_seconds: float) -> str:
+    """What a take waiting to be tried again says: what happened, and when the next try is."""
+    wait = waited_words(timedelta(seconds=max(1.0, delay_seconds)))
+    return shorten(f"{happened.strip()} Flowsite will try again in about {wait}.")
+
+
+def gave_up_reason(happened: str, attempts: int, what: str = "attempts") -> str:
+    """What a take Flowsite stopped trying says: what happened the last time, and that it
+    stopped. ``happened`` says only what happened (engines promise no retry in their words)."""
+    return shorten(f"{happened.strip()} Flowsite gave up after {attempts} {what}.")
 
 
 def redact_log(text: str) -> str:
