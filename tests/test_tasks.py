@@ -18,7 +18,7 @@ from generations.pipeline import policy, poll
 from generations.tasks import run_pass
 from tests.conftest import make_image
 from tests.conftest import make_ready_scene as make_scene
-from tests.tasks_support import UNCERTAIN_WORDS, run_at_once, settle
+from tests.tasks_support import UNCERTAIN_WORDS, run_at_once, run_until_account_problem, settle
 
 S = Generation.Status
 
@@ -254,7 +254,7 @@ def test_a_session_cookie_account_mints_one_token_and_shares_it_through_the_data
     assert flow_emulator.stats["session"] == 1, "every pass (a new engine) reused the token"
 
 
-def test_a_dead_session_holds_the_take_and_flags_the_account(
+def test_a_dead_session_holds_the_take_re_checks_it_then_flags_the_account(
     flow_emulator, project, alice, account
 ):
     account.bearer_token = ""
@@ -265,13 +265,24 @@ def test_a_dead_session_holds_the_take_and_flags_the_account(
     run_pass()
     run_pass()
     take.refresh_from_db()
-    # It waits for an admin (tests/test_faults.py shows it resuming once the cookie is new).
+    # It waits while Flowsite re-checks the account (tests/test_account_rechecks.py).
     assert take.status == S.QUEUED
-    assert flow_emulator.stats["session"] == 1, "the broken account is not asked again"
-    message = "The Flow session for account Studio has expired — paste a new cookie."
-    assert take.reason == message
+    assert flow_emulator.stats["session"] == 1, "not asked again before its re-check"
+    assert "Flowsite is re-checking the account" in take.reason
+    account.refresh_from_db()
+    assert account.problem == ""
+
+    run_until_account_problem(account)
+    take.refresh_from_db()
+    message = (
+        f"The Flow session for account Studio was refused {policy.CREDENTIAL_RECHECKS + 1} "
+        "times in a row: it has expired — paste a new cookie. Flowsite re-checks it every "
+        "15 minutes meanwhile."
+    )
+    assert (take.status, take.reason) == (S.QUEUED, message)
     account.refresh_from_db()
     assert account.problem == message
+    assert flow_emulator.stats["session"] == policy.CREDENTIAL_RECHECKS + 1
     assert flow_emulator.stats["submit"] == 0
 
 
@@ -331,8 +342,9 @@ def test_a_poll_pass_costs_the_same_queries_for_5_or_50_takes(emu, project, alic
     with CaptureQueriesContext(connection) as queries:
         counts = run_pass(now=later)
     assert counts["checked"] == count
-    # reap (4) + submit lookup (1) + poll lookup, accounts, claim, read, credits, apply (6)
-    assert len(queries) == 11, [q["sql"][:80] for q in queries]
+    # reap (4) + credential re-checks due (1) + submit lookup (1) + poll lookup, accounts,
+    # claim, read, credits, apply (6)
+    assert len(queries) == 12, [q["sql"][:80] for q in queries]
     assert Generation.objects.filter(pk__in=[t.pk for t in takes], status=S.ACTIVE).count() == (
         count
     )

@@ -44,6 +44,25 @@ BACKOFF_CAP_SECONDS = 300.0
 # Takes claimed for one submit pass; the rest wait for the next pass.
 SUBMIT_LIMIT = 200
 
+# A token or session Flow refuses (401) is not declared dead at once: Google sometimes refuses
+# a good token for a moment, and a cookie can mint a fresh one. The account's takes wait while
+# Flowsite re-checks it (the cheapest authenticated call; a cookie account mints a fresh token
+# first) this many times, after CREDENTIAL_RECHECK_SECONDS and four times longer each time
+# (15 s, 1 min, 4 min). Only then is the account's problem set, for an admin to see; it is
+# still re-checked every CREDENTIAL_RECHECK_DEAD_SECONDS, so the takes resume by themselves
+# if Flow accepts the credentials again.
+CREDENTIAL_RECHECKS = 3
+CREDENTIAL_RECHECK_SECONDS = 15.0
+CREDENTIAL_RECHECK_DEAD_SECONDS = 15 * 60.0
+
+
+def recheck_delay(refusals: int) -> float:
+    """Seconds until the next re-check of credentials refused ``refusals`` times in a row."""
+    if refusals > CREDENTIAL_RECHECKS:
+        return CREDENTIAL_RECHECK_DEAD_SECONDS
+    return CREDENTIAL_RECHECK_SECONDS * 4 ** max(refusals - 1, 0)
+
+
 # What Flow's failure codes mean, in a team member's words. Unknown codes still show, in
 # parentheses after a generic sentence.
 FAILURE_REASONS = {
@@ -160,9 +179,12 @@ def is_due(now: datetime) -> Q:
 
 def account_open(now: datetime) -> Q:
     """Takes whose account Flowsite may call now: no problem waiting for an admin (dead
-    session, revoked token) and no cool-down after Flow throttled it."""
-    return Q(account__problem="") & (
-        Q(account__cool_down_until__isnull=True) | Q(account__cool_down_until__lte=now)
+    session, revoked token), credentials not being re-checked, and no cool-down after Flow
+    throttled it."""
+    return (
+        Q(account__problem="")
+        & Q(account__credential_refusals=0)
+        & (Q(account__cool_down_until__isnull=True) | Q(account__cool_down_until__lte=now))
     )
 
 

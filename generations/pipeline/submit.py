@@ -58,7 +58,7 @@ from ..engines.base import (
     UpstreamError,
 )
 from ..models import FlowAccount, Generation, ImageAsset, ImageUpload, Project
-from .accounts import account_problem, set_account_problem
+from .accounts import credentials_refused
 from .claims import held, release, visible, write_held
 from .policy import (
     BATCH_500_TRIES,
@@ -478,17 +478,12 @@ class SubmitGroup:
         """An HTTP answer came back refusing the call, so nothing was spent."""
         if isinstance(error, (Throttled, BotCheck, UpstreamError, ImageUnknown, NetworkError)):
             self.requeue(generations, error, calls=calls)
-        elif isinstance(error, SessionExpired) or (
-            isinstance(error, TokenExpired) and not self.account.session_cookie
-        ):
-            # Nothing was spent (a refusal before or instead of the work): the takes wait for
-            # an admin to paste new credentials, then resume (FlowAccount.replace_credentials).
+        elif isinstance(error, (SessionExpired, TokenExpired)):
+            # Nothing was spent (a refusal before or instead of the work): the takes wait while
+            # the account is re-checked, and go on by themselves once it passes (``accounts``).
             self.wait_for_account(
-                generations, account_problem(self.account, error), statuses=statuses
+                generations, credentials_refused(self.now, self.account, error), statuses=statuses
             )
-        elif isinstance(error, TokenExpired):
-            # A fresh token can be minted from the cookie next time.
-            self.requeue(generations, error)
         else:
             # Unsafe, tier too low, out of quota, a bad request, an answer of unknown shape:
             # asking again gets the same answer.
@@ -499,7 +494,6 @@ class SubmitGroup:
     def wait_for_account(
         self, generations: list[Generation], message: str, *, statuses: list[str]
     ) -> None:
-        set_account_problem(self.account, message)
         self.counts["waiting"] += self.release(
             generations,
             statuses,
@@ -511,4 +505,8 @@ class SubmitGroup:
 
     def account_resting(self) -> bool:
         until = self.account.cool_down_until
-        return bool(self.account.problem) or (until is not None and until > self.now)
+        return (
+            bool(self.account.problem)
+            or self.account.credential_refusals > 0
+            or (until is not None and until > self.now)
+        )
