@@ -5,6 +5,7 @@ problem, and even then a later re-check that passes lets the takes resume."""
 
 from __future__ import annotations
 
+import socket
 from datetime import timedelta
 
 import pytest
@@ -44,6 +45,14 @@ def cookie_account(flow_emulator: Emulator, account: FlowAccount, settings) -> F
     account.bearer_token, account.session_cookie = "", flow_emulator.session_cookie
     account.save(update_fields=["bearer_token", "session_cookie"])
     return account
+
+
+def closed_port_url() -> str:
+    """A loopback address nobody listens on: connecting is refused at once."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    return f"http://127.0.0.1:{port}"
 
 
 def studio() -> FlowAccount:
@@ -180,3 +189,26 @@ def test_a_cookie_account_mints_a_fresh_token_at_each_re_check_until_the_session
     assert studio().access_token.startswith("ya29.")
     assert (flow_emulator.stats["submit"], flow_emulator.stats["clips_submitted"]) == (1, 1)
     assert_files_match([take])
+
+
+def test_a_submit_whose_token_could_not_be_minted_was_never_sent_so_it_is_not_uncertain(
+    flow_emulator, cookie_account, project, alice, settings
+):
+    scene = make_scene(project)
+    settle(scene.generate(alice))
+    # The token has run out and labs.google cannot be reached right now; the start image is
+    # already uploaded, so the submit is the first call that needs a token.
+    FlowAccount.objects.filter(pk=cookie_account.pk).update(access_token="")
+    settings.FLOW_LABS_BASE_URL = closed_port_url()
+    [take] = scene.generate(alice)
+
+    run_pass()
+
+    take.refresh_from_db()
+    assert (take.status, take.attempts) == (S.QUEUED, 1)
+    assert take.reason.startswith("Flowsite could not reach labs.google to sign in")
+    assert flow_emulator.stats["submit"] == 1, "only the first take's"
+    settings.FLOW_LABS_BASE_URL = flow_emulator.url
+    [take] = settle([take], ahead=timedelta(seconds=policy.BACKOFF_BASE_SECONDS))
+    assert take.status == S.READY
+    assert flow_emulator.stats["clips_submitted"] == 2

@@ -487,7 +487,7 @@ class FlowEngine:
         """One API call within one deadline, re-minting and retrying once after a 401."""
         deadline = _Deadline(float(settings.FLOW_CALL_DEADLINE), what)
         content = None if body is None else json.dumps(body, separators=(",", ":")).encode()
-        token = self._token(deadline)
+        token = self._signed_in(deadline)
         answer = self._send(
             method, self._api_url(path), self._headers(token, content), content, deadline
         )
@@ -499,7 +499,7 @@ class FlowEngine:
                     detail=f"HTTP 401 while {what}",
                 )
             # The cached token may have been revoked early: mint a fresh one and try once more.
-            token = self._token(deadline, refused=token)
+            token = self._signed_in(deadline, refused=token)
             answer = self._send(
                 method, self._api_url(path), self._headers(token, content), content, deadline
             )
@@ -580,6 +580,18 @@ class FlowEngine:
             yield chunk
 
     # --- Tokens ---
+
+    def _signed_in(self, deadline: _Deadline, *, refused: str = "") -> str:
+        """``_token`` for a call about to be sent. Signing in failing on the network is not
+        a lost answer: the call itself was not sent, so nothing can have been spent."""
+        try:
+            return self._token(deadline, refused=refused)
+        except base.NetworkError as error:
+            raise base.UpstreamError(
+                f"Flowsite could not reach labs.google to sign in ({deadline.what}); the call "
+                "to Flow was not sent.",
+                detail=error.detail,
+            ) from None
 
     def _token(self, deadline: _Deadline, *, refused: str = "") -> str:
         """The access token to use; for a cookie account, the cached one or a fresh one.
