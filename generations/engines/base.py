@@ -211,7 +211,7 @@ class Unsafe(EngineError):
 
 class ImageUnknown(EngineError):
     retryable = True
-    default_message = "Flow no longer knows the uploaded start image; it has to be uploaded again."
+    default_message = "Flow no longer knows the uploaded start image."
 
 
 class BotCheck(EngineError):
@@ -260,7 +260,7 @@ class WrongType(DownloadError):
 
 class LinkExpired(DownloadError):
     retryable = True
-    default_message = "The download link has expired; a fresh one is needed."
+    default_message = "The download link has expired."
 
 
 class CutShort(DownloadError):
