@@ -275,3 +275,19 @@ def test_a_scene_is_never_split_across_two_calls(vertex_project, flow_emulator, 
     assert {take.status for take in takes} == {S.READY}
     assert flow_emulator.stats["vertex_predict"] == 2, "one call per scene"
     assert flow_emulator.stats["clips_submitted"] == 5
+
+
+def test_a_scene_vertex_refuses_fails_in_one_call_without_being_split(
+    vertex_project, flow_emulator, alice
+):
+    # On Flow a refused batch is split to find the clip it is about; on Vertex AI a call is one
+    # scene, so its refusal already names the scene and its samples are not asked again alone.
+    takes = vertex_scene(vertex_project, "[fault:invalid-argument]", takes=3).generate(alice)
+
+    run_pass()
+
+    for take in takes:
+        take.refresh_from_db()
+    assert {take.status for take in takes} == {S.FAILED}
+    assert all("sampleCount" in take.reason for take in takes)
+    assert flow_emulator.stats["vertex_predict"] == 1
