@@ -21,6 +21,10 @@ about, the way a status check asks about each operation alone after an odd answe
   uncertain and no clip of it is ever sent again.
 
 Every submit call a take was part of counts as one of its SUBMIT_ATTEMPTS.
+
+An engine that makes one call per scene (``call_per_scene``, Vertex AI) reports each call's fate
+apart (``SubmitResult.refused`` / ``.lost``): a refusal already names its scene, so nothing is
+split, and a lost call's takes are uncertain like a lost batch's.
 """
 
 from __future__ import annotations
