@@ -92,8 +92,14 @@ class FlowAccount(models.Model):
     # Set after Flow throttles the account, so workers give it a rest instead of hammering it.
     cool_down_until = models.DateTimeField(null=True, blank=True)
     # Set when the session is dead or the token revoked: the account's takes wait (saying
-    # this) instead of failing, and resume when an admin pastes new credentials.
+    # this) instead of failing, and resume when an admin pastes new credentials, or by
+    # themselves when a later re-check finds the credentials accepted again.
     problem = models.CharField(max_length=300, blank=True)
+    # Flow refused the token or session this many times in a row (the call, then re-checks).
+    # While above zero Flowsite makes no other call on the account: it re-checks the
+    # credentials at cool_down_until, and sets ``problem`` after a few refusals (see
+    # generations/pipeline/accounts.py).
+    credential_refusals = models.PositiveSmallIntegerField(default=0)
     created = models.DateTimeField(default=timezone.now)
 
     objects = FlowAccountQuerySet.as_manager()
@@ -161,6 +167,7 @@ class FlowAccount(models.Model):
         "access_token_expires",
         "problem",
         "cool_down_until",
+        "credential_refusals",
     )
 
     def replace_credentials(
@@ -176,7 +183,7 @@ class FlowAccount(models.Model):
         self.bearer_token, self.session_cookie = bearer_token, session_cookie
         self.service_account_key = service_account_key
         self.access_token, self.access_token_expires = "", None
-        self.problem, self.cool_down_until = "", None
+        self.problem, self.cool_down_until, self.credential_refusals = "", None, 0
 
     def resume_waiting_generations(self) -> int:
         """Takes that waited for this account (dead session, revoked token, cool-down) are

@@ -130,3 +130,22 @@ UNCERTAIN_WORDS = (
     "Flowsite could not confirm that Flow received this take; it was not resubmitted so no "
     "credits are spent twice. Submit it again if you want it."
 )
+
+
+def run_until_account_problem(account, *, limit: int = 10):
+    """Run a pass at each re-check of ``account``'s refused credentials until Flowsite sets
+    its problem (they stayed refused); returns the moment of the last pass."""
+    from generations.models import FlowAccount
+
+    now = timezone.now()
+    for _ in range(limit):
+        state = FlowAccount.objects.get(pk=account.pk)
+        if state.problem:
+            return now
+        if state.cool_down_until is not None and state.cool_down_until > now:
+            now = state.cool_down_until
+        else:
+            # Nothing refused yet: a second on, so that a take checked a moment ago is due.
+            now = max(now, timezone.now()) + timedelta(seconds=1)
+        run_pass(now=now)
+    raise AssertionError("the account's problem was never set")

@@ -31,7 +31,7 @@ from generations.tasks import run_pass
 from tests.conftest import make_image
 from tests.conftest import make_ready_scene as make_scene
 from tests.faults_support import assert_files_match, fresh, snapshot
-from tests.tasks_support import UNCERTAIN_WORDS, run_at_once, settle
+from tests.tasks_support import UNCERTAIN_WORDS, run_at_once, run_until_account_problem, settle
 from tests.views_support import client_for
 
 S = Generation.Status
@@ -299,15 +299,20 @@ def test_a_dead_session_holds_every_take_saying_so_and_all_resume_once_a_new_coo
     flow_emulator.expire_tokens()
     other = make_image(project, color=(10, 160, 90))
     [queued] = make_scene(project, "a heron", image=other).generate(alice)
-    run_pass()
+    # Refused through every re-check (tests/test_account_rechecks.py).
+    now = run_until_account_problem(cookie_account)
     # Queued after the account broke: it waits too, and says why.
     [later] = make_scene(project, "a cormorant", image=other).generate(alice)
-    run_pass()
+    run_pass(now=now)
     calls = flow_emulator.stats
-    run_pass(now=timezone.now() + timedelta(minutes=5))
-    assert flow_emulator.stats == calls, "a signed-out account is not called again"
+    run_pass(now=now + timedelta(minutes=5))
+    assert flow_emulator.stats == calls, "a signed-out account is re-checked only rarely"
 
-    message = "The Flow session for account Studio has expired — paste a new cookie."
+    message = (
+        f"The Flow session for account Studio was refused {policy.CREDENTIAL_RECHECKS + 1} "
+        "times in a row: it has expired — paste a new cookie. Flowsite re-checks it every "
+        "15 minutes meanwhile."
+    )
     takes = fresh([rendering, queued, later])
     assert [t.status in IN_FLOW for t in takes] == [True, False, False]
     assert [t.status for t in takes[1:]] == [S.QUEUED, S.QUEUED]
@@ -344,11 +349,12 @@ def test_a_revoked_bearer_token_holds_the_takes_until_an_admin_pastes_new_creden
 ):
     [rendering] = settle(make_scene(project).generate(alice), until=IN_FLOW)
     emu.expire_tokens()
-    run_pass(now=timezone.now() + timedelta(seconds=1))
-    run_pass(now=timezone.now() + timedelta(seconds=2))
+    run_until_account_problem(account)
 
     message = (
-        "The Flow access token of account Studio has expired or was revoked — paste a new one."
+        f"The Flow access token of account Studio was refused {policy.CREDENTIAL_RECHECKS + 1} "
+        "times in a row: it has expired or was revoked — paste a new one. Flowsite re-checks "
+        "it every 15 minutes meanwhile."
     )
     [rendering] = fresh([rendering])
     assert rendering.status in IN_FLOW

@@ -551,12 +551,12 @@ ERROR_CASES = [
     (
         google_error(404, "Requested entity was not found.", "NOT_FOUND"),
         base.ImageUnknown,
-        "uploaded again",
+        "no longer knows the uploaded start image",
     ),
     (
         google_error(400, "Requested entity was not found.", "INVALID_ARGUMENT"),
         base.ImageUnknown,
-        "uploaded again",
+        "no longer knows the uploaded start image",
     ),
     (
         google_error(500, "Internal error encountered.", "INTERNAL"),

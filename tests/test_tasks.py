@@ -18,7 +18,7 @@ from generations.pipeline import policy, poll
 from generations.tasks import run_pass
 from tests.conftest import make_image
 from tests.conftest import make_ready_scene as make_scene
-from tests.tasks_support import UNCERTAIN_WORDS, run_at_once, settle
+from tests.tasks_support import UNCERTAIN_WORDS, run_at_once, run_until_account_problem, settle
 
 S = Generation.Status
 
@@ -152,7 +152,10 @@ def test_retryable_refusals_give_up_after_a_bounded_number_of_attempts(emu, proj
         run_pass(now=timezone.now() + timedelta(hours=hour))
     take.refresh_from_db()
     assert take.status == S.FAILED
-    assert "Flowsite gave up after 6 attempts." in take.reason
+    assert take.reason == (
+        "Flow had an internal error (HTTP 500) while submitting clips. "
+        "Flowsite gave up after 6 attempts."
+    ), "what happened, and that Flowsite stopped: no promise to try again"
     assert emu.stats["submit"] == policy.SUBMIT_ATTEMPTS
     assert emu.stats["clips_submitted"] == 0
 
@@ -199,8 +202,9 @@ def test_a_clip_whose_links_keep_expiring_fails_after_bounded_attempts(emu, proj
     scene = make_scene(project, "[fault:expired-url] a crab waves")
     [take] = settle(scene.generate(alice))
     assert take.status == S.FAILED
-    assert "link" in take.reason
-    assert "Flowsite gave up after 4 download attempts." in take.reason
+    assert take.reason == (
+        "The download link has expired. Flowsite gave up after 4 download attempts."
+    ), "what happened, and that Flowsite stopped: no promise to try again"
     assert emu.stats["check"] >= policy.DOWNLOAD_ATTEMPTS
     assert not media_file(f"{take.media_dir()}/clip.mp4").exists()
     assert not take.video
@@ -254,7 +258,7 @@ def test_a_session_cookie_account_mints_one_token_and_shares_it_through_the_data
     assert flow_emulator.stats["session"] == 1, "every pass (a new engine) reused the token"
 
 
-def test_a_dead_session_holds_the_take_and_flags_the_account(
+def test_a_dead_session_holds_the_take_re_checks_it_then_flags_the_account(
     flow_emulator, project, alice, account
 ):
     account.bearer_token = ""
@@ -265,13 +269,24 @@ def test_a_dead_session_holds_the_take_and_flags_the_account(
     run_pass()
     run_pass()
     take.refresh_from_db()
-    # It waits for an admin (tests/test_faults.py shows it resuming once the cookie is new).
+    # It waits while Flowsite re-checks the account (tests/test_account_rechecks.py).
     assert take.status == S.QUEUED
-    assert flow_emulator.stats["session"] == 1, "the broken account is not asked again"
-    message = "The Flow session for account Studio has expired — paste a new cookie."
-    assert take.reason == message
+    assert flow_emulator.stats["session"] == 1, "not asked again before its re-check"
+    assert "Flowsite is re-checking the account" in take.reason
+    account.refresh_from_db()
+    assert account.problem == ""
+
+    run_until_account_problem(account)
+    take.refresh_from_db()
+    message = (
+        f"The Flow session for account Studio was refused {policy.CREDENTIAL_RECHECKS + 1} "
+        "times in a row: it has expired — paste a new cookie. Flowsite re-checks it every "
+        "15 minutes meanwhile."
+    )
+    assert (take.status, take.reason) == (S.QUEUED, message)
     account.refresh_from_db()
     assert account.problem == message
+    assert flow_emulator.stats["session"] == policy.CREDENTIAL_RECHECKS + 1
     assert flow_emulator.stats["submit"] == 0
 
 
@@ -331,8 +346,9 @@ def test_a_poll_pass_costs_the_same_queries_for_5_or_50_takes(emu, project, alic
     with CaptureQueriesContext(connection) as queries:
         counts = run_pass(now=later)
     assert counts["checked"] == count
-    # reap (4) + submit lookup (1) + poll lookup, accounts, claim, read, credits, apply (6)
-    assert len(queries) == 11, [q["sql"][:80] for q in queries]
+    # reap (4) + credential re-checks due (1) + submit lookup (1) + poll lookup, accounts,
+    # claim, read, credits, apply (6)
+    assert len(queries) == 12, [q["sql"][:80] for q in queries]
     assert Generation.objects.filter(pk__in=[t.pk for t in takes], status=S.ACTIVE).count() == (
         count
     )

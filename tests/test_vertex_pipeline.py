@@ -275,3 +275,41 @@ def test_a_scene_is_never_split_across_two_calls(vertex_project, flow_emulator, 
     assert {take.status for take in takes} == {S.READY}
     assert flow_emulator.stats["vertex_predict"] == 2, "one call per scene"
     assert flow_emulator.stats["clips_submitted"] == 5
+
+
+def test_a_scene_vertex_refuses_fails_in_one_call_without_being_split(
+    vertex_project, flow_emulator, alice
+):
+    # On Flow a refused batch is split to find the clip it is about; on Vertex AI a call is one
+    # scene, so its refusal already names the scene and its samples are not asked again alone.
+    takes = vertex_scene(vertex_project, "[fault:invalid-argument]", takes=3).generate(alice)
+
+    run_pass()
+
+    for take in takes:
+        take.refresh_from_db()
+    assert {take.status for take in takes} == {S.FAILED}
+    assert all("sampleCount" in take.reason for take in takes)
+    assert flow_emulator.stats["vertex_predict"] == 1
+
+
+def test_a_pasted_vertex_token_that_expired_asks_an_admin_at_once_and_is_not_rechecked(
+    vertex_project, flow_emulator, alice
+):
+    # A Flow 401 is re-checked before anyone is bothered; a pasted Vertex AI token lasts an
+    # hour and never comes back, and re-checking it would need a call that spends nothing.
+    account = vertex_project.account
+    account.replace_credentials(bearer_token=flow_emulator.token)
+    account.save()
+    flow_emulator.expire_tokens()
+    [take] = vertex_scene(vertex_project).generate(alice)
+
+    run_pass()
+
+    take.refresh_from_db()
+    account.refresh_from_db()
+    assert take.status == S.QUEUED
+    assert "Vertex AI access token of account" in take.reason
+    assert (account.problem, account.credential_refusals) == (take.reason, 0)
+    run_pass(now=timezone.now() + timedelta(hours=1))
+    assert flow_emulator.stats["vertex_predict"] == 1, "nothing is sent until an admin fixes it"

@@ -71,6 +71,12 @@ class Emulator:
         return self._state.stats_snapshot()
 
     @property
+    def accepted(self) -> dict[str, int]:
+        """Clips accepted (and charged) so far, counted by the ``sceneId`` (Flowsite's
+        request id) each was sent with: any count above 1 is a clip paid for twice."""
+        return self._state.accepted_snapshot()
+
+    @property
     def credits(self) -> int:
         with self._state.lock:
             return self._state.credits
@@ -93,6 +99,11 @@ class Emulator:
         """The key now fails to sign in (invalid_grant), as a deleted key does."""
         with self._state.lock:
             self._state.vertex_key_revoked = True
+
+    def accept_tokens(self) -> None:
+        """Undo ``expire_tokens`` and ``kill_session``: the configured token works again and
+        the session cookie mints tokens again (as when Google's refusal was a passing one)."""
+        self._state.accept_tokens()
 
     def kill_session(self) -> None:
         """The session cookie now answers ACCESS_TOKEN_REFRESH_NEEDED instead of a token."""

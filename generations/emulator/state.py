@@ -187,6 +187,9 @@ class EmulatorState:
             self.objects: dict[str, Operation] = {}
             self.credits = self.config.credits
             self.stats = dict.fromkeys(STAT_NAMES, 0)
+            # Clips accepted (and charged), by the sceneId the client gave each: a client that
+            # pays twice for one clip shows up as a count of 2.
+            self.accepted: dict[str, int] = {}
             self.minted: dict[str, float] = {}
             self.configured_token_valid = True
             self.session_alive = True
@@ -207,6 +210,10 @@ class EmulatorState:
         with self.lock:
             return dict(self.stats)
 
+    def accepted_snapshot(self) -> dict[str, int]:
+        with self.lock:
+            return dict(self.accepted)
+
     def set_faults(self, faults: list[str]) -> None:
         parsed = [parse_fault(text) for text in faults]
         with self.lock:
@@ -216,6 +223,11 @@ class EmulatorState:
         with self.lock:
             self.configured_token_valid = False
             self.minted.clear()
+
+    def accept_tokens(self) -> None:
+        with self.lock:
+            self.configured_token_valid = True
+            self.session_alive = True
 
     def kill_session(self) -> None:
         with self.lock:

@@ -110,6 +110,8 @@ def submit(state: EmulatorState, request: Request) -> Response:
         state.credits -= cost
         remaining = state.credits
         state.stats["clips_submitted"] += len(clips)
+        for clip in clips:
+            state.accepted[clip.scene_id] = state.accepted.get(clip.scene_id, 0) + 1
 
     operations = []
     for clip, image in zip(clips, images, strict=True):

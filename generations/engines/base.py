@@ -193,7 +193,9 @@ class Engine(Protocol):
 
 class Failure(Exception):
     """What engine and download errors share. ``message`` is written for a team member, not a
-    coder; ``retryable`` says whether doing the same thing again later may succeed."""
+    coder, and says what happened, never what Flowsite will do next (the worker adds that: it
+    may try again, or give up); ``retryable`` says whether doing the same thing again later may
+    succeed."""
 
     retryable = False
     default_message = "Something failed."
@@ -226,7 +228,7 @@ class TierTooLow(EngineError):
 
 class Throttled(EngineError):
     retryable = True
-    default_message = "Flow is rate-limiting this account; Flowsite will try again shortly."
+    default_message = "Flow is rate-limiting this account."
 
     def __init__(self, message: str = "", *, retry_after: float | None = None, detail: str = ""):
         super().__init__(message, detail=detail)
@@ -247,17 +249,17 @@ class Unsafe(EngineError):
 
 class ImageUnknown(EngineError):
     retryable = True
-    default_message = "Flow no longer knows the uploaded start image; it has to be uploaded again."
+    default_message = "Flow no longer knows the uploaded start image."
 
 
 class BotCheck(EngineError):
     retryable = True
-    default_message = "Google's automated-traffic check refused the request; try again later."
+    default_message = "Google's automated-traffic check refused the request."
 
 
 class UpstreamError(EngineError):
     retryable = True
-    default_message = "Flow had an internal error; Flowsite will try again."
+    default_message = "Flow had an internal error."
 
 
 class ContractError(EngineError):
@@ -304,7 +306,7 @@ class WrongType(DownloadError):
 
 class LinkExpired(DownloadError):
     retryable = True
-    default_message = "The download link has expired; a fresh one is needed."
+    default_message = "The download link has expired."
 
 
 class CutShort(DownloadError):

@@ -146,10 +146,9 @@ def _refusal(response: httpx.Response, where: str) -> DownloadError:
     if status in (403, 410) or (status == 400 and _EXPIRED.search(head)):
         expired = bool(_EXPIRED.search(head))
         return LinkExpired(
-            "The download link has expired; Flowsite will ask Flow for a fresh one."
+            "The download link has expired."
             if expired
-            else "The media host refused the download link; Flowsite will ask Flow for a "
-            "fresh one.",
+            else "The media host refused the download link.",
             detail=f"HTTP {status} for {where}",
         )
     return DownloadFailed(f"The media host answered HTTP {status}.", detail=where)

@@ -487,7 +487,7 @@ class FlowEngine:
         """One API call within one deadline, re-minting and retrying once after a 401."""
         deadline = Deadline(float(settings.FLOW_CALL_DEADLINE), what)
         content = None if body is None else json.dumps(body, separators=(",", ":")).encode()
-        token = self._token(deadline)
+        token = self._signed_in(deadline)
         answer = self._send(
             method, self._api_url(path), self._headers(token, content), content, deadline
         )
@@ -499,7 +499,7 @@ class FlowEngine:
                     detail=f"HTTP 401 while {what}",
                 )
             # The cached token may have been revoked early: mint a fresh one and try once more.
-            token = self._token(deadline, refused=token)
+            token = self._signed_in(deadline, refused=token)
             answer = self._send(
                 method, self._api_url(path), self._headers(token, content), content, deadline
             )
@@ -581,6 +581,18 @@ class FlowEngine:
 
     # --- Tokens ---
 
+    def _signed_in(self, deadline: Deadline, *, refused: str = "") -> str:
+        """``_token`` for a call about to be sent. Signing in failing on the network is not
+        a lost answer: the call itself was not sent, so nothing can have been spent."""
+        try:
+            return self._token(deadline, refused=refused)
+        except base.NetworkError as error:
+            raise base.UpstreamError(
+                f"Flowsite could not reach labs.google to sign in ({deadline.what}); the call "
+                "to Flow was not sent.",
+                detail=error.detail,
+            ) from None
+
     def _token(self, deadline: Deadline, *, refused: str = "") -> str:
         """The access token to use; for a cookie account, the cached one or a fresh one.
 
@@ -614,7 +626,7 @@ class FlowEngine:
         if answer.status >= 500:
             raise base.UpstreamError(
                 f"labs.google had an internal error (HTTP {answer.status}) while Flowsite was "
-                "signing in; Flowsite will try again.",
+                "signing in.",
                 detail=quote(answer.body, self._secrets()),
             )
         try:
@@ -680,16 +692,17 @@ class FlowEngine:
                 return base.QuotaReached(with_code(text, reason), detail=detail)
         if status == 429:
             retry_after = parse_retry_after(answer.headers.get("retry-after"))
-            wait = f" after about {math.ceil(retry_after)} s" if retry_after is not None else ""
+            wait = (
+                f" and asked to wait {math.ceil(retry_after)} s" if retry_after is not None else ""
+            )
             return base.Throttled(
-                f"Flow is rate-limiting this account; Flowsite will try again{wait}.",
+                f"Flow is rate-limiting this account{wait}.",
                 retry_after=retry_after,
                 detail=detail,
             )
         if status >= 500:
             return base.UpstreamError(
-                f"Flow had an internal error (HTTP {status}) while {what}; Flowsite will try "
-                "again.",
+                f"Flow had an internal error (HTTP {status}) while {what}.",
                 detail=detail,
             )
         if error is None:
@@ -702,7 +715,7 @@ class FlowEngine:
             if BOT_CHECK_REASONS.intersection(reasons) or "recaptcha" in message.lower():
                 return base.BotCheck(
                     "Google's automated-traffic check refused the request "
-                    f"({', '.join(reasons) or message}); Flowsite will try again later.",
+                    f"({', '.join(reasons) or message}).",
                     detail=detail,
                 )
         for reason in reasons:

@@ -125,6 +125,9 @@ class VertexEngine:
     """
 
     inline_images = True
+    # One call per scene, each call's refusal reported apart (``SubmitResult.refused``): the
+    # pipeline never splits a refused batch of this engine.
+    call_per_scene = True
 
     def __init__(
         self,

@@ -16,7 +16,7 @@ from django.db.models.functions import Coalesce, Greatest
 from django.utils import timezone
 
 from ..models import FlowAccount, Generation
-from . import poll, reap, submit
+from . import accounts, poll, reap, submit
 from .accounts import Engines
 from .claims import Keeper
 from .download import Download, Downloads
@@ -80,6 +80,7 @@ class Pass:
     def run(self) -> dict[str, int]:
         try:
             reap.reap(self)
+            accounts.recheck_due(self)
             self.beat()
             submit.submit_due(self)
             self.beat()

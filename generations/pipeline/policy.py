@@ -31,14 +31,37 @@ def uncertain_reason(cause: str) -> str:
     return shorten(f"{UNCERTAIN_REASON} What happened: {cause}")
 
 
-# Retryable answers (throttling, bot check, Flow's 500s) are tried this many times in all.
+# Retryable answers (throttling, bot check, Flow's 500s) are tried this many times in all;
+# each submit call a take was part of counts as one.
 SUBMIT_ATTEMPTS = 6
+# A batch Flow answers 500 is sent whole this many times; from then on a 500 splits it, one
+# clip per call, so a clip Flow keeps choking on fails alone (see ``submit``).
+BATCH_500_TRIES = 3
 # Downloads that a fresh signed link may fix (expired link, cut short) are tried this often.
 DOWNLOAD_ATTEMPTS = 4
 BACKOFF_BASE_SECONDS = 2.0
 BACKOFF_CAP_SECONDS = 300.0
 # Takes claimed for one submit pass; the rest wait for the next pass.
 SUBMIT_LIMIT = 200
+
+# A token or session Flow refuses (401) is not declared dead at once: Google sometimes refuses
+# a good token for a moment, and a cookie can mint a fresh one. The account's takes wait while
+# Flowsite re-checks it (the cheapest authenticated call; a cookie account mints a fresh token
+# first) this many times, after CREDENTIAL_RECHECK_SECONDS and four times longer each time
+# (15 s, 1 min, 4 min). Only then is the account's problem set, for an admin to see; it is
+# still re-checked every CREDENTIAL_RECHECK_DEAD_SECONDS, so the takes resume by themselves
+# if Flow accepts the credentials again.
+CREDENTIAL_RECHECKS = 3
+CREDENTIAL_RECHECK_SECONDS = 15.0
+CREDENTIAL_RECHECK_DEAD_SECONDS = 15 * 60.0
+
+
+def recheck_delay(refusals: int) -> float:
+    """Seconds until the next re-check of credentials refused ``refusals`` times in a row."""
+    if refusals > CREDENTIAL_RECHECKS:
+        return CREDENTIAL_RECHECK_DEAD_SECONDS
+    return CREDENTIAL_RECHECK_SECONDS * 4 ** max(refusals - 1, 0)
+
 
 # What Flow's failure codes mean, in a team member's words. Unknown codes still show, in
 # parentheses after a generic sentence.
@@ -64,6 +87,18 @@ def failure_reason(code: str) -> str:
         return "Flow could not render this take and gave no reason."
     sentence = FAILURE_REASONS.get(code, "Flow could not render this take.")
     return shorten(f"{sentence.rstrip('.')} ({code}).")
+
+
+def retry_reason(happened: str, delay_seconds: float) -> str:
+    """What a take waiting to be tried again says: what happened, and when the next try is."""
+    wait = waited_words(timedelta(seconds=max(1.0, delay_seconds)))
+    return shorten(f"{happened.strip()} Flowsite will try again in about {wait}.")
+
+
+def gave_up_reason(happened: str, attempts: int, what: str = "attempts") -> str:
+    """What a take Flowsite stopped trying says: what happened the last time, and that it
+    stopped. ``happened`` says only what happened (engines promise no retry in their words)."""
+    return shorten(f"{happened.strip()} Flowsite gave up after {attempts} {what}.")
 
 
 def redact_log(text: str) -> str:
@@ -171,9 +206,12 @@ def is_due(now: datetime) -> Q:
 
 def account_open(now: datetime) -> Q:
     """Takes whose account Flowsite may call now: no problem waiting for an admin (dead
-    session, revoked token) and no cool-down after Flow throttled it."""
-    return Q(account__problem="") & (
-        Q(account__cool_down_until__isnull=True) | Q(account__cool_down_until__lte=now)
+    session, revoked token), credentials not being re-checked, and no cool-down after Flow
+    throttled it."""
+    return (
+        Q(account__problem="")
+        & Q(account__credential_refusals=0)
+        & (Q(account__cool_down_until__isnull=True) | Q(account__cool_down_until__lte=now))
     )
 
 

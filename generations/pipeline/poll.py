@@ -29,7 +29,7 @@ from ..engines.base import (
     UpstreamError,
 )
 from ..models import FlowAccount, Generation
-from .accounts import account_problem, set_account_problem
+from .accounts import account_refused
 from .claims import held, release, visible, write_held
 from .download import Download
 from .policy import (
@@ -116,8 +116,10 @@ def poll_account(run: Pass, account: FlowAccount) -> bool:
                 if run.time_left() < 2 * call_deadline():
                     release_unchecked(run, token, unchanged)
                     return False
-                if account.problem or (
-                    account.cool_down_until is not None and account.cool_down_until > now
+                if (
+                    account.problem
+                    or account.credential_refusals
+                    or (account.cool_down_until is not None and account.cool_down_until > now)
                 ):
                     # A batch before this one found the account throttled or broken.
                     release_unchecked(run, token, unchanged)
@@ -437,10 +439,10 @@ class PollBatch:
             return
         log.warning("checking %d takes failed: %s", len(generations), error.message)
         if isinstance(error, SessionExpired | TokenExpired | AccountRefused):
-            message = shorten(account_problem(self.account, error))
-            set_account_problem(self.account, message)
+            message = account_refused(self.now, self.account, error)
             for generation in generations:
-                # Due as soon as the account is fixed (the account's problem holds them).
+                # Due as soon as a re-check passes or the account is fixed (the account's
+                # re-check holds them till then).
                 changes[generation.pk] = visible(
                     reason=message, next_check_at=None, claim=None, lease_until=None
                 )

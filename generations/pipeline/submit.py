@@ -3,12 +3,35 @@
 Takes are claimed while still "queued" (uploading their start images costs nothing), flipped to
 "submitting" right before the call, and from then on are never sent again automatically: an
 answer that is lost or unreadable makes them "uncertain", for a person to decide.
+
+Takes of one project and account go out in batches of up to FLOW_SUBMIT_BATCH_SIZE, across
+scenes and members, and Flow answers a batch as a whole: one clip it refuses refuses the call.
+A refusal is an HTTP answer, so it spent nothing, and the batch is split to find the clip it is
+about, the way a status check asks about each operation alone after an odd answer:
+
+- refused as unsafe, invalid, beyond the account's tier or its credits (a 4xx about the
+  request): each clip of the batch is sent again on its own, at once, in the same pass; only a
+  clip Flow refuses on its own fails, with its own reason;
+- Flow's 500: the batch is tried again whole, with backoff, as any passing error; if the 500
+  persists to its BATCH_500_TRIES-th try, its clips are sent one per call from then on, so a
+  clip Flow keeps choking on fails alone once its own tries run out and the others go on;
+- never split: throttling and Google's bot check (the account rests, not a clip), a refused
+  token or session (the account is re-checked, see ``accounts``), a start image Flow forgot
+  (uploaded again), and above all a call whose answer was lost or unreadable: its takes are
+  uncertain and no clip of it is ever sent again.
+
+Every submit call a take was part of counts as one of its SUBMIT_ATTEMPTS.
+
+An engine that makes one call per scene (``call_per_scene``, Vertex AI) reports each call's fate
+apart (``SubmitResult.refused`` / ``.lost``): a refusal already names its scene, so nothing is
+split, and a lost call's takes are uncertain like a lost batch's.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import time
 from collections import defaultdict
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
@@ -22,6 +45,7 @@ from django.utils import timezone
 from ..engines.base import (
     AccountRefused,
     Aspect,
+    BadRequest,
     BotCheck,
     ClipRequest,
     ClipState,
@@ -30,16 +54,20 @@ from ..engines.base import (
     ImageData,
     ImageUnknown,
     NetworkError,
+    QuotaReached,
     SessionExpired,
     SubmitResult,
     Throttled,
+    TierTooLow,
     TokenExpired,
+    Unsafe,
     UpstreamError,
 )
 from ..models import FlowAccount, Generation, ImageAsset, ImageUpload, Project
-from .accounts import account_problem, set_account_problem
+from .accounts import account_refused
 from .claims import held, release, visible, write_held
 from .policy import (
+    BATCH_500_TRIES,
     LOST_INTERNAL,
     SUBMIT_ATTEMPTS,
     SUBMIT_LIMIT,
@@ -47,10 +75,12 @@ from .policy import (
     account_open,
     backoff_seconds,
     call_deadline,
+    gave_up_reason,
     is_due,
     lease_free,
     poll_interval,
     redact_log,
+    retry_reason,
     shorten,
     submit_lease,
     submit_work_seconds,
@@ -167,6 +197,7 @@ class SubmitGroup:
         self.account: FlowAccount = generations[0].account
         # Start images read for an engine that takes them inline (image id -> data).
         self.image_data: dict[int, ImageData] = {}
+        self.started = time.monotonic()
 
     def run(self) -> None:
         if FlowAccount.objects.filter(pk=self.account.pk, cool_down_until__gt=self.now).exists():
@@ -188,27 +219,18 @@ class SubmitGroup:
         if not self.generations or not self.mark_submitting():
             return
         try:
-            try:
-                result = self.submit(self.clips(media_ids))
-            except ImageUnknown:
-                # Flow forgot the uploaded images: forget them too, upload once more and submit
-                # once more. The refusal was an HTTP answer, so the first call spent nothing.
-                ImageUpload.objects.filter(
-                    account=self.account, image_id__in={t.start_image_id for t in self.generations}
-                ).delete()
-                media_ids = self.upload_images(submitting=True)
-                if not self.generations:
-                    return
-                try:
-                    result = self.submit(self.clips(media_ids))
-                except ImageUnknown as error:
-                    self.requeue(self.generations, error)
-                    return
-        except _OutcomeWritten:
-            return
-        self.record(result)
+            self.send(list(self.generations), media_ids, forgotten_images=True)
+        except ImageUnknown:
+            # Flow forgot the uploaded images: forget them too, upload once more and submit
+            # once more. The refusal was an HTTP answer, so the first call spent nothing.
+            ImageUpload.objects.filter(
+                account=self.account, image_id__in={t.start_image_id for t in self.generations}
+            ).delete()
+            media_ids = self.upload_images(submitting=True)
+            if self.generations:
+                self.send(list(self.generations), media_ids)
 
-    def clips(self, media_ids: dict[int, str]) -> list[ClipRequest]:
+    def clips(self, generations: list[Generation], media_ids: dict[int, str]) -> list[ClipRequest]:
         return [
             ClipRequest(
                 request_id=str(generation.request_id),
@@ -225,7 +247,7 @@ class SubmitGroup:
                 negative_prompt=generation.negative_prompt,
                 person_generation=generation.person_generation,
             )
-            for generation in self.generations
+            for generation in generations
         ]
 
     # Uploads
@@ -319,11 +341,27 @@ class SubmitGroup:
         self.generations = [generation for generation in self.generations if generation.pk in mine]
         return bool(self.generations)
 
-    def submit(self, clips: list[ClipRequest]) -> SubmitResult:
+    def send(
+        self,
+        generations: list[Generation],
+        media_ids: dict[int, str],
+        *,
+        calls: int = 1,
+        forgotten_images: bool = False,
+    ) -> None:
+        """One submit call for ``generations``, its outcome written to them; a batch Flow
+        refuses is split (see the module's docstring). ``calls``: the submit calls the takes
+        will have been part of once this one is made. ``forgotten_images``: a 404 for the
+        start images is raised (``ImageUnknown``) so they can be uploaded again."""
         try:
-            result = self.engine.submit(str(self.project.flow_project_id), clips)
-        except ImageUnknown:
-            raise
+            result = self.engine.submit(
+                str(self.project.flow_project_id), self.clips(generations, media_ids)
+            )
+        except ImageUnknown as error:
+            if forgotten_images:
+                raise
+            self.requeue(generations, error, calls=calls)
+            return
         except (NetworkError, ContractError) as error:
             # The request may have reached Flow (a lost answer, or an answer we cannot read):
             # paying twice is worse than asking the user.
@@ -333,24 +371,67 @@ class SubmitGroup:
                     "Flow's submit answer had an unknown shape: %s", redact_log(error.detail)
                 )
                 cause = ContractError.default_message
-            self.uncertain(self.generations, cause)
-            raise _OutcomeWritten from error
+            self.uncertain(generations, cause)
+            return
         except EngineError as error:
-            self.refused(self.generations, error, statuses=[S.SUBMITTING])
-            raise _OutcomeWritten from error
-        except Exception as error:
+            if len(generations) > 1 and self.splits(generations, error, calls):
+                self.counts["batches_split"] += 1
+                self.one_by_one(generations, media_ids, calls=calls + 1)
+                return
+            self.refused(generations, error, statuses=[S.SUBMITTING], calls=calls)
+            return
+        except Exception:
             log.exception("submitting takes failed unexpectedly")
-            self.uncertain(self.generations, LOST_INTERNAL)
-            raise _OutcomeWritten from error
+            self.uncertain(generations, LOST_INTERNAL)
+            return
         self.counts["submit_calls"] += 1
-        return result
+        self.record(generations, result, calls=calls)
 
-    def record(self, result: SubmitResult) -> None:
+    def splits(self, generations: list[Generation], error: EngineError, calls: int) -> bool:
+        """Whether Flow's refusal of this batch may be about one of its clips alone."""
+        if getattr(self.engine, "call_per_scene", False):
+            # Each call is one scene's takes (its samples), and the engine reports each call's
+            # refusal apart: a refusal already names its scene, and sending its samples one
+            # by one would only ask the same question again.
+            return False
+        if isinstance(error, (Unsafe, BadRequest, QuotaReached, TierTooLow)):
+            return True
+        tries = max(generation.attempts for generation in generations) + calls
+        return isinstance(error, UpstreamError) and tries >= BATCH_500_TRIES
+
+    def one_by_one(
+        self, generations: list[Generation], media_ids: dict[int, str], *, calls: int
+    ) -> None:
+        """Send each clip of a refused batch on its own, in this pass."""
+        for index, generation in enumerate(generations):
+            if self.account_resting() or self.run_.time_left() < call_deadline():
+                # Throttled or signed out meanwhile, or no time left for another call: the
+                # clips not sent yet are simply queued again (they were never sent alone, and
+                # the batch they were in was refused, so nothing of them is uncertain).
+                self.release(
+                    generations[index:], [S.SUBMITTING], status=S.QUEUED, updated=timezone.now()
+                )
+                return
+            if self.renew(generation):
+                self.send([generation], media_ids, calls=calls)
+
+    def renew(self, generation: Generation) -> bool:
+        """A fresh lease for a take about to be sent; False when it is no longer ours
+        (cancelled meanwhile), and then it is not sent."""
+        elapsed = timedelta(seconds=time.monotonic() - self.started)
+        if held(self.token, [S.SUBMITTING], [generation.pk]).update(
+            lease_until=self.now + elapsed + submit_lease()
+        ):
+            return True
+        self.generations = [t for t in self.generations if t.pk != generation.pk]
+        return False
+
+    def record(self, generations: list[Generation], result: SubmitResult, *, calls: int) -> None:
         now = self.now
         by_request = {clip.request_id: clip for clip in result.clips}
         changes: dict[int, dict[str, Any]] = {}
         lost: list[Generation] = []
-        for generation in self.generations:
+        for generation in generations:
             clip = by_request.get(str(generation.request_id))
             if clip is None or not clip.operation_name:
                 lost.append(generation)
@@ -368,7 +449,10 @@ class SubmitGroup:
         # UNCERTAIN too: if the reaper gave up on us while Flow was slow, the answer we finally
         # got is the truth and the take is followed after all.
         self.counts["submitted"] += write_held(self.token, changes, [S.SUBMITTING, S.UNCERTAIN])
-        # An engine making one call per scene reports each call's fate apart.
+        done = {t.pk for t in generations}
+        self.generations = [t for t in self.generations if t.pk not in done]
+        # An engine making one call per scene reports each call's fate apart: a refused call
+        # spent nothing; a lost one may have, and is never sent again.
         refused: dict[str, list[Generation]] = defaultdict(list)
         errors: dict[str, EngineError] = {}
         causes: dict[str, list[Generation]] = defaultdict(list)
@@ -382,28 +466,30 @@ class SubmitGroup:
             else:
                 cause = result.lost.get(request_id, "Flow's answer named no operation for it.")
                 causes[cause].append(generation)
-        for key, generations in refused.items():
-            self.refused(generations, errors[key], statuses=[S.SUBMITTING])
-        for cause, generations in causes.items():
-            log.warning("no operation came back for takes %s: %s", generations, cause)
-            self.uncertain(generations, cause)
+        for key, takes in refused.items():
+            self.refused(takes, errors[key], statuses=[S.SUBMITTING], calls=calls)
+        for cause, takes in causes.items():
+            log.warning("no operation came back for takes %s: %s", takes, cause)
+            self.uncertain(takes, cause)
         self.account.record_credits(result.remaining_credits)
 
     # Outcomes
 
     def uncertain(self, generations: list[Generation], cause: str) -> None:
         # The claim stays: a worker merely slower than its lease can still record the answer.
-        self.counts["uncertain"] += held(
-            self.token, [S.SUBMITTING], [t.pk for t in generations]
-        ).update(
+        pks = {t.pk for t in generations}
+        self.counts["uncertain"] += held(self.token, [S.SUBMITTING], pks).update(
             status=S.UNCERTAIN,
             reason=uncertain_reason(cause),
             lease_until=None,
             finished_at=self.now,
             updated=timezone.now(),
         )
+        self.generations = [t for t in self.generations if t.pk not in pks]
 
-    def fail(self, generations: list[Generation], reason: str, *, statuses: list[str]) -> None:
+    def fail(
+        self, generations: list[Generation], reason: str, *, statuses: list[str], **fields: Any
+    ) -> None:
         self.counts["failed"] += self.release(
             generations,
             statuses,
@@ -411,6 +497,7 @@ class SubmitGroup:
             reason=shorten(reason),
             finished_at=self.now,
             updated=timezone.now(),
+            **fields,
         )
 
     def release(self, generations: list[Generation], statuses: list[str], **fields: Any) -> int:
@@ -420,29 +507,38 @@ class SubmitGroup:
         self.generations = [t for t in self.generations if t.pk not in pks]
         return written
 
-    def requeue(self, generations: list[Generation], error: EngineError) -> None:
-        """Back to the queue after an answer that spent nothing, or give up after enough tries."""
+    def requeue(self, generations: list[Generation], error: EngineError, *, calls: int = 1) -> None:
+        """Back to the queue after an answer that spent nothing, or give up after enough tries.
+
+        ``calls``: how many submit calls the takes were part of since they were last queued
+        (2 for a clip sent alone after its batch was refused)."""
         now = self.now
         retry_after = getattr(error, "retry_after", None)
-        tries = max(t.attempts for t in generations) + 1
-        give_up = [t for t in generations if t.attempts + 1 >= SUBMIT_ATTEMPTS]
-        again = [t for t in generations if t.attempts + 1 < SUBMIT_ATTEMPTS]
         statuses = [S.QUEUED, S.SUBMITTING]
-        if give_up:
+        give_up: dict[int, list[Generation]] = defaultdict(list)
+        again = []
+        for generation in generations:
+            tries = generation.attempts + calls
+            if tries >= SUBMIT_ATTEMPTS:
+                give_up[tries].append(generation)
+            else:
+                again.append(generation)
+        for tries, stopped in give_up.items():
             self.fail(
-                give_up,
-                f"{error.message} Flowsite gave up after {SUBMIT_ATTEMPTS} attempts.",
+                stopped,
+                gave_up_reason(error.message, tries),
                 statuses=statuses,
+                attempts=tries,
             )
         if again:
-            delay = backoff_seconds(tries, retry_after)
+            delay = backoff_seconds(max(t.attempts for t in again) + calls, retry_after)
             self.counts["requeued"] += self.release(
                 again,
                 statuses,
                 status=S.QUEUED,
                 # Shown on the card while the take waits, so it never waits without a reason.
-                reason=shorten(error.message),
-                attempts=F("attempts") + 1,
+                reason=retry_reason(error.message, delay),
+                attempts=F("attempts") + calls,
                 next_check_at=now + timedelta(seconds=delay),
                 updated=timezone.now(),
             )
@@ -453,22 +549,24 @@ class SubmitGroup:
         self.generations = [t for t in self.generations if t not in generations]
 
     def refused(
-        self, generations: list[Generation], error: EngineError, *, statuses: list[str]
+        self,
+        generations: list[Generation],
+        error: EngineError,
+        *,
+        statuses: list[str],
+        calls: int = 1,
     ) -> None:
         """An HTTP answer came back refusing the call, so nothing was spent."""
         if isinstance(error, (Throttled, BotCheck, UpstreamError, ImageUnknown, NetworkError)):
-            self.requeue(generations, error)
-        elif isinstance(error, SessionExpired | AccountRefused) or (
-            isinstance(error, TokenExpired) and not self.account.session_cookie
-        ):
-            # Nothing was spent (a refusal before or instead of the work): the takes wait for
-            # an admin to paste new credentials, then resume (FlowAccount.replace_credentials).
+            self.requeue(generations, error, calls=calls)
+        elif isinstance(error, SessionExpired | TokenExpired | AccountRefused):
+            # Nothing was spent (a refusal before or instead of the work): the takes wait while
+            # a refused Flow token or session is re-checked, and go on by themselves once it
+            # passes; or, for a refusal of the account itself, until an admin fixes the account
+            # (``accounts.account_refused``).
             self.wait_for_account(
-                generations, account_problem(self.account, error), statuses=statuses
+                generations, account_refused(self.now, self.account, error), statuses=statuses
             )
-        elif isinstance(error, TokenExpired):
-            # A fresh token can be minted from the cookie next time.
-            self.requeue(generations, error)
         else:
             # Unsafe, tier too low, out of quota, a bad request, an answer of unknown shape:
             # asking again gets the same answer.
@@ -479,7 +577,6 @@ class SubmitGroup:
     def wait_for_account(
         self, generations: list[Generation], message: str, *, statuses: list[str]
     ) -> None:
-        set_account_problem(self.account, message)
         self.counts["waiting"] += self.release(
             generations,
             statuses,
@@ -491,8 +588,8 @@ class SubmitGroup:
 
     def account_resting(self) -> bool:
         until = self.account.cool_down_until
-        return bool(self.account.problem) or (until is not None and until > self.now)
-
-
-class _OutcomeWritten(Exception):
-    """The submit call's outcome has already been written to the takes."""
+        return (
+            bool(self.account.problem)
+            or self.account.credential_refusals > 0
+            or (until is not None and until > self.now)
+        )
