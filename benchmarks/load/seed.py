@@ -33,7 +33,14 @@ def seed(users: int) -> list[dict[str, str]]:
 
     from generations.engines.catalogue import TIER_TWO
     from generations.images import store_start_image
-    from generations.models import FlowAccount, Generation, Membership, Project, Scene
+    from generations.models import (
+        AccountGrant,
+        FlowAccount,
+        Generation,
+        Membership,
+        Project,
+        Scene,
+    )
 
     emulator_token = _emulator_token()
     account = FlowAccount.objects.create(
@@ -53,6 +60,7 @@ def seed(users: int) -> list[dict[str, str]]:
             name=f"Load project {n:02d}", account=account, created_by=person
         )
         project.add_member(person, Membership.Role.OWNER)
+        AccountGrant.objects.create(account=account, project=project)
         scenes = []
         for position in range(4):
             buffer = io.BytesIO()
