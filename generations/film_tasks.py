@@ -316,23 +316,7 @@ def zip_entries(project: Project, *, picks_only: bool) -> tuple[list[dict], list
                 suffix = Path(take.video.name).suffix or ".mp4"
                 file_name = f"scene-{number:02d}-take-{take.take}{suffix}"
                 copies.append((take, file_name))
-            entries.append(
-                {
-                    "scene": number,
-                    "take": take.take,
-                    "prompt": take.prompt,
-                    "model": take.model_key,
-                    "aspect": take.aspect,
-                    "seed": take.seed,
-                    "status": take.status,
-                    "reason": take.reason,
-                    "requested_by": (
-                        take.requested_by.get_username() if take.requested_by else None
-                    ),
-                    "file": file_name,
-                    "sha256": None,
-                }
-            )
+            entries.append(take.manifest_entry(number, file_name))
     return entries, copies
 
 

@@ -985,6 +985,23 @@ class Generation(models.Model):
     def __str__(self) -> str:
         return f"{self.scene} · take {self.take}"
 
+    def manifest_entry(self, scene_number: int, file_name: str | None) -> dict:
+        """What an export's manifest says of this take (``storyboard export`` and the zip of
+        takes write the same fields); ``sha256`` is filled in once the file is copied."""
+        return {
+            "scene": scene_number,
+            "take": self.take,
+            "prompt": self.prompt,
+            "model": self.model_key,
+            "aspect": self.aspect,
+            "seed": self.seed,
+            "status": self.status,
+            "reason": self.reason,
+            "requested_by": self.requested_by.get_username() if self.requested_by else None,
+            "file": file_name,
+            "sha256": None,
+        }
+
     @property
     def in_flight(self) -> bool:
         return self.status in self.IN_FLIGHT

@@ -378,23 +378,7 @@ class Command(BaseCommand):
                     if not take.video.name or not default_storage.exists(take.video.name):
                         missing.append(f"scene {number} take {take.take}")
                     copies.append((take, file_name))
-                entries.append(
-                    {
-                        "scene": number,
-                        "take": take.take,
-                        "prompt": take.prompt,
-                        "model": take.model_key,
-                        "aspect": take.aspect,
-                        "seed": take.seed,
-                        "status": take.status,
-                        "reason": take.reason,
-                        "requested_by": (
-                            take.requested_by.get_username() if take.requested_by else None
-                        ),
-                        "file": file_name,
-                        "sha256": None,
-                    }
-                )
+                entries.append(take.manifest_entry(number, file_name))
         if missing:
             raise CommandError(
                 "Nothing was exported: the stored clip is missing for "
