@@ -7,6 +7,7 @@ import csv
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import date, timedelta
+from decimal import Decimal
 from uuid import UUID
 
 from django.contrib import messages
@@ -38,6 +39,13 @@ class Spend:
     total: int
 
 
+def plain_amount(value):
+    """A sum of costs as people write it: 40, not 40.00 (PostgreSQL keeps the column's scale,
+    SQLite does not); cents stay when there are any (Vertex AI's dollars)."""
+    value = Decimal(value or 0)
+    return int(value) if value == value.to_integral_value() else value.normalize()
+
+
 def month_spend(project: Project) -> Spend:
     """This month's spend in two queries: the takes grouped by day and member, and the members."""
     start = month_start()
@@ -50,6 +58,7 @@ def month_spend(project: Project) -> Spend:
     )
     for row in rows:
         row["member"] = row.pop("requested_by__username") or "(deleted user)"
+        row["credits"] = plain_amount(row["credits"])
     by_member: dict[str, dict] = {}
     for membership in project.memberships.select_related("user").order_by("user__username"):
         by_member[membership.user.get_username()] = {

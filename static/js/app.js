@@ -65,22 +65,6 @@
     });
   }, 1000);
 
-  // The compare page: its takes start, pause and rewind together.
-  document.addEventListener("click", function (event) {
-    var button = event.target.closest("[data-compare]");
-    if (!button) return;
-    var videos = document.querySelectorAll("video[data-compare-clip]");
-    var action = button.getAttribute("data-compare");
-    videos.forEach(function (video) {
-      if (action === "play") {
-        video.currentTime = 0;
-        video.muted = true;
-        video.play();
-      } else {
-        video.pause();
-      }
-    });
-
   // --- Reordering the storyboard ---------------------------------------------------------
   // A drag (SortableJS), an arrow key on a card's handle, or its ↑/↓ button sends the whole new
   // order as one htmx request; the storyboard comes back in place and focus returns to the
@@ -266,6 +250,23 @@
     if (!prompt) return;
     prompt.value = button.getAttribute("data-use-prompt");
     prompt.focus();
+  });
+
+  // The compare page: its takes start, pause and rewind together.
+  document.addEventListener("click", function (event) {
+    var button = event.target.closest("[data-compare]");
+    if (!button) return;
+    var videos = document.querySelectorAll("video[data-compare-clip]");
+    var action = button.getAttribute("data-compare");
+    videos.forEach(function (video) {
+      if (action === "play") {
+        video.currentTime = 0;
+        video.muted = true;
+        video.play();
+      } else {
+        video.pause();
+      }
+    });
   });
 
   document.addEventListener("DOMContentLoaded", function () {
