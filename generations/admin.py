@@ -3,6 +3,9 @@
 Secrets never leave the server: the account form shows a masked hint and takes a new value in
 an empty password box. Thumbnails use the private media views, so the admin sees only what the
 media view lets the signed-in person see.
+
+Long because every model has its admin here; it is due to be split by area (accounts and
+grants, projects and team, takes, film) into a package, which has not been done yet.
 """
 
 from __future__ import annotations

@@ -1,4 +1,9 @@
-"""Flowsite's data: who works on what, what was asked of Flow, and what came back."""
+"""Flowsite's data: who works on what, what was asked of Flow, and what came back.
+
+Long because every model and its behaviour lives here, as Django apps usually keep them; it is
+due to be split into a package by area (accounts and grants, projects and team, scenes and
+takes, film), which has not been done yet.
+"""
 
 from __future__ import annotations
 

@@ -11,6 +11,10 @@ Why the code looks the way it does:
 - Submitting costs credits. The engine never repeats a submit on its own, except after a 401,
   which proves the first attempt was refused before anything was spent.
 - Tokens, cookies and signed URLs never appear in a message, a detail or a log line.
+
+Long because it is the whole of one upstream contract (tokens from a cookie, uploads, batched
+submits and status checks, every error in words), and keeping that in one module is what makes
+it the only place that knows Flow's JSON.
 """
 
 from __future__ import annotations

@@ -3,6 +3,10 @@
 This is the only module in Flowsite that knows a Vertex AI URL, a JSON key of its requests and
 answers, or the shape of a service-account key file. Everything it returns or raises is a type
 from ``base``.
+
+Long because it is the whole of one upstream contract (token minting, submit, per-operation
+polling with bounded concurrency, inline and Cloud Storage results, every error in words), and
+keeping that in one module is what makes it the only place that knows Vertex AI's JSON.
 """
 
 from __future__ import annotations

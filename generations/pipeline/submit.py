@@ -25,6 +25,10 @@ Every submit call a take was part of counts as one of its SUBMIT_ATTEMPTS.
 An engine that makes one call per scene (``call_per_scene``, Vertex AI) reports each call's fate
 apart (``SubmitResult.refused`` / ``.lost``): a refusal already names its scene, so nothing is
 split, and a lost call's takes are uncertain like a lost batch's.
+
+Long because the never-pay-twice rule lives here: uploads, the flip to "submitting", the call,
+splitting a refused batch and recording per-request outcomes must be read together to check
+that no path sends a take twice.
 """
 
 from __future__ import annotations

@@ -9,6 +9,9 @@
 
 Scenes are numbered 1, 2, 3… in storyboard order everywhere here (the table, the exported file
 names, the manifest), as the studio shows them.
+
+Long because it is one command with six subcommands (import, generate, status, export, pick,
+film) that share the project, user and scene lookups; each subcommand is one method.
 """
 
 from __future__ import annotations
