@@ -189,6 +189,15 @@
 
   var review = { dialog: null, clips: [], index: 0 };
 
+  // play() returns a promise that rejects when a pause or a new source interrupts it; that is
+  // the user changing their mind, not a fault, so only the interruption is swallowed.
+  function play(video) {
+    var started = video.play();
+    if (started && started.catch) {
+      started.catch(function (error) { if (error.name !== "AbortError") throw error; });
+    }
+  }
+
   function showClip(index) {
     var clips = review.clips;
     if (!clips.length) return;
@@ -229,7 +238,7 @@
     if (event.key === "ArrowRight") showClip(review.index + 1);
     else if (event.key === "ArrowLeft") showClip(review.index - 1);
     else if (event.key === " " && event.target.tagName !== "VIDEO") {
-      if (video.paused) video.play(); else video.pause();
+      if (video.paused) play(video); else video.pause();
     } else return; // Escape closes the dialog by itself
     event.preventDefault();
   });
@@ -262,7 +271,7 @@
       if (action === "play") {
         video.currentTime = 0;
         video.muted = true;
-        video.play();
+        play(video);
       } else {
         video.pause();
       }

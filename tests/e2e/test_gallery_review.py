@@ -55,6 +55,17 @@ def test_carol_filters_the_gallery_and_pages_through_the_clips_by_keyboard(
     expect(video).to_have_js_property("paused", False)
     page.keyboard.press("Space")
     expect(video).to_have_js_property("paused", True)
+    # A pause that lands before a slow clip starts interrupts play(); that is no error.
+    page.evaluate(
+        """() => {
+            const space = () => new KeyboardEvent("keydown", {key: " ", bubbles: true});
+            document.getElementById("review-video").load();  // not ready: play() will wait
+            document.body.dispatchEvent(space());
+            document.body.dispatchEvent(space());
+        }"""
+    )
+    expect(video).to_have_js_property("paused", True)
+    page.wait_for_timeout(200)  # the interrupted play() settles after the pause
     page.keyboard.press("Escape")
     expect(dialog).to_be_hidden()
     expect(review).to_be_focused()
