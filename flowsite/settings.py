@@ -146,6 +146,10 @@ LOGOUT_REDIRECT_URL = "login"
 # How long an owner's invite link stays open.
 FLOWSITE_INVITE_DAYS = envint("FLOWSITE_INVITE_DAYS", 7)
 
+# An image uploaded with a scene form that failed (an empty prompt, say) is kept so the form
+# can be sent again without picking it again; unused this long after its upload, it is removed.
+FLOWSITE_KEPT_IMAGE_HOURS = envfloat("FLOWSITE_KEPT_IMAGE_HOURS", 24)
+
 # Invites and password resets go out by email: printed on the console while developing, sent
 # over SMTP otherwise (EMAIL_HOST ...). The owner sees an invite's link either way.
 EMAIL_BACKEND_PATH = envstr(

@@ -9,21 +9,47 @@ a rollback keeps both.
 
 Caught with model signals, so the scene views, the admin and the shell all clean up alike.
 Registered by ``GenerationsConfig.ready``.
+
+An image nothing ever referred to is not seen by any signal: the scene form keeps an upload
+whose form failed (an empty prompt, say) so it need not be picked again, and the person may
+never send the form again. :func:`remove_abandoned_images`, run every hour by a django-q2
+schedule, removes those once ``FLOWSITE_KEPT_IMAGE_HOURS`` have passed since the upload, so a
+form still being corrected keeps its image.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable
+from datetime import datetime, timedelta
 
-from django.db import connections, transaction
-from django.db.models import Exists, OuterRef, ProtectedError
+from django.conf import settings
+from django.db import IntegrityError, connections, transaction
+from django.db.models import Exists, OuterRef, Q
 from django.db.models.signals import post_delete, post_init, post_save
 from django.dispatch import receiver
+from django.utils import timezone
 
 from .models import Generation, ImageAsset, Scene
 
+log = logging.getLogger(__name__)
+
 _LOADED = "_flowsite_start_image_loaded"
 _PENDING = "_flowsite_images_to_check"
+# Abandoned images are removed this many at a time, each batch in its own transaction.
+SWEEP_BATCH = 200
+
+
+def in_use() -> Q:
+    """What keeps an image: a scene that starts from it or a take made from it. The one
+    definition behind the clean-up, the sweep and the scene form's picker."""
+    return Q(Exists(Scene.objects.filter(start_image=OuterRef("pk")))) | Q(
+        Exists(Generation.objects.filter(start_image=OuterRef("pk")))
+    )
+
+
+def kept_image_grace() -> timedelta:
+    return timedelta(hours=float(settings.FLOWSITE_KEPT_IMAGE_HOURS))
 
 
 def remove_unused_images(image_ids: Iterable[int]) -> list[int]:
@@ -32,20 +58,43 @@ def remove_unused_images(image_ids: Iterable[int]) -> list[int]:
     ids = sorted({pk for pk in image_ids if pk is not None})
     if not ids:
         return []
-    with transaction.atomic():
-        unused = (
-            ImageAsset.objects.filter(pk__in=ids)
-            .exclude(Exists(Scene.objects.filter(start_image=OuterRef("pk"))))
-            .exclude(Exists(Generation.objects.filter(start_image=OuterRef("pk"))))
+    return _delete_unused(ImageAsset.objects.filter(pk__in=ids))
+
+
+def remove_abandoned_images(now: datetime | None = None) -> int:
+    """Delete the images nothing has referred to since their upload, once the grace period
+    (``FLOWSITE_KEPT_IMAGE_HOURS``) is over: uploads kept for a scene form that was never sent
+    again. Returns how many went. Run every hour by the "Flowsite image sweep" schedule."""
+    cutoff = (now or timezone.now()) - kept_image_grace()
+    removed = 0
+    while True:
+        batch = list(
+            ImageAsset.objects.filter(created__lt=cutoff)
+            .exclude(in_use())
+            .order_by("pk")
+            .values_list("pk", flat=True)[:SWEEP_BATCH]
         )
-        removed = list(unused.values_list("pk", flat=True))
-        if removed:
-            try:
-                # The same test again in the DELETE's own statement: a scene that picked the
-                # image up meanwhile keeps it (PROTECT refuses the deletion).
+        if not batch:
+            return removed
+        gone = _delete_unused(ImageAsset.objects.filter(pk__in=batch))
+        removed += len(gone)
+        if len(gone) < len(batch):
+            # Some were taken up meanwhile (or refused): the next hour's sweep looks again.
+            return removed
+
+
+def _delete_unused(images) -> list[int]:
+    removed: list[int] = []
+    try:
+        with transaction.atomic():
+            removed = list(images.exclude(in_use()).values_list("pk", flat=True))
+            if removed:
+                # A scene that took an image up meanwhile keeps it: the deletion checks the
+                # references again (RESTRICT), and the database's foreign key refuses too.
                 ImageAsset.objects.filter(pk__in=removed).delete()
-            except ProtectedError:
-                return []
+    except IntegrityError:
+        log.info("Images %s were taken up while being removed; kept.", sorted(removed))
+        return []
     return removed
 
 

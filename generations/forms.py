@@ -11,6 +11,7 @@ from django.utils import timezone
 from . import images, rules
 from .engines.base import Aspect, EngineKind
 from .engines.catalogue import TIER_NOT_PAID, ClipOptions, models_for, options_for
+from .image_choice import ImageChoice
 from .models import FlowAccount, Membership, Project, Scene
 
 IMAGE_TYPES = "image/jpeg,image/png,image/webp"
@@ -91,13 +92,14 @@ class MemberAddForm(forms.Form):
 
 
 class SceneForm(forms.ModelForm):
-    """Add or edit a scene. The start image is stored only once everything else is valid."""
+    """Add or edit a scene. The start image is a file (stored with the scene), one of the
+    project's images, or the upload kept from a submit that failed (``image_choice``)."""
 
     start_image_file = forms.FileField(
         label="Start image",
         required=False,
         help_text="JPEG, PNG or WebP. The clip starts from this picture.",
-        widget=forms.ClearableFileInput(attrs={"accept": IMAGE_TYPES, "data-preview": "image"}),
+        widget=forms.FileInput(attrs={"accept": IMAGE_TYPES}),
     )
     # Plain text fields, not choice or number fields: the scene model judges every value
     # (Scene.clean() and its validators), so this form, the admin and the CSV import refuse the
@@ -178,11 +180,14 @@ class SceneForm(forms.ModelForm):
         widgets = {"prompt": forms.Textarea(attrs={"rows": 4})}
         error_messages = {"prompt": {"required": rules.PROMPT_REQUIRED}}
 
-    def __init__(self, project: Project, *args, **kwargs) -> None:
+    def __init__(self, project: Project, *args, user=None, **kwargs) -> None:
         self.project = project
         super().__init__(*args, **kwargs)
         # Scene.clean() judges the model against the project's account.
         self.instance.project = project
+        self.start_image = ImageChoice(
+            self, "start_image", project, user, current=self.instance.start_image
+        )
         # The model judges the length, after clean_prompt made each CR LF line break one
         # character, as the textarea's maxlength counted them.
         prompt = self.fields["prompt"]
@@ -248,9 +253,17 @@ class SceneForm(forms.ModelForm):
 
     def clean(self) -> dict:
         cleaned = super().clean()
-        if self.instance.start_image_id is None and not cleaned.get("start_image_file"):
+        upload = cleaned.get("start_image_file")
+        self.start_image.resolve(upload)
+        if self.start_image.missing(upload):
             self.add_error("start_image_file", "Choose a start image (JPEG, PNG or WebP).")
         return cleaned
+
+    def full_clean(self) -> None:
+        super().full_clean()
+        if self.is_bound and self._errors:
+            # Whatever else is wrong, the picture chosen need not be chosen again.
+            self.start_image.keep_upload(self.files.get("start_image_file"))
 
     def save_scene(self, user) -> Scene | None:
         """Store the image (if one was chosen) and the scene together, or neither.
@@ -259,12 +272,13 @@ class SceneForm(forms.ModelForm):
         """
         scene: Scene = self.instance
         upload = self.cleaned_data.get("start_image_file")
-        stored = None
+        if self.start_image.user is None:
+            self.start_image.user = user
         try:
             with transaction.atomic():
-                if upload:
-                    stored = images.store_start_image(self.project, upload, user, name=upload.name)
-                    scene.start_image = stored
+                image = self.start_image.image_to_save(upload)
+                if image is not None:
+                    scene.start_image = image
                 scene.updated = timezone.now()
                 if scene.pk is None:
                     scene.project = self.project
@@ -292,6 +306,7 @@ class SceneForm(forms.ModelForm):
             return None
         except BaseException:
             # The rollback forgot the image row; its file must not outlive it.
+            stored = self.start_image.stored
             if stored is not None:
                 stored.file.storage.delete(stored.file.name)
             raise

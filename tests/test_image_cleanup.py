@@ -1,5 +1,6 @@
 """Start images nothing refers to any more are removed, with their files, once committed."""
 
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -7,7 +8,10 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.db import transaction
 from django.db.models import RestrictedError
 from django.urls import reverse
+from django.utils import timezone
 
+from generations import cleanup
+from generations.cleanup import remove_abandoned_images
 from generations.models import Generation, ImageAsset, Scene
 from tests.conftest import make_image, make_scene, png_bytes
 from tests.views_support import client_for, make_take
@@ -145,3 +149,70 @@ def test_a_start_image_a_scene_still_shows_cannot_be_deleted_on_its_own(project,
         image.delete()
 
     assert stored(image).exists()
+
+
+# --- uploads kept for a scene form that failed ---------------------------------------------
+
+
+def kept_after_a_failed_form(client, project) -> ImageAsset:
+    response = client.post(
+        reverse("scene-create", args=[project.uuid]),
+        {
+            "prompt": "",
+            "aspect": "landscape",
+            "model_key": "veo_3_1_i2v_s_fast",
+            "takes": "1",
+            "start_image_file": SimpleUploadedFile("kept.png", png_bytes(), "image/png"),
+        },
+    )
+    assert response.status_code == 200 and "Write a prompt" in response.text
+    return ImageAsset.objects.get(original_name="kept.png")
+
+
+def test_an_upload_kept_for_a_failed_form_goes_with_its_file_once_the_grace_period_is_over(
+    project, bob, settings, django_capture_on_commit_callbacks
+):
+    settings.FLOWSITE_KEPT_IMAGE_HOURS = 24
+    kept = kept_after_a_failed_form(client_for(bob), project)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        # Bob may still be correcting his form: the image stays.
+        assert remove_abandoned_images(now=kept.created + timedelta(hours=23)) == 0
+    assert ImageAsset.objects.filter(pk=kept.pk).exists() and stored(kept).exists()
+
+    with django_capture_on_commit_callbacks(execute=True):
+        assert remove_abandoned_images(now=kept.created + timedelta(hours=25)) == 1
+    assert not ImageAsset.objects.filter(pk=kept.pk).exists()
+    assert not stored(kept).exists()
+
+
+def test_the_sweep_keeps_old_images_a_scene_or_a_take_uses(
+    project, bob, django_capture_on_commit_callbacks
+):
+    on_scene, on_take, abandoned = (make_image(project, bob, color=(i, 0, 0)) for i in range(3))
+    make_scene(project, on_scene)
+    take = make_take(make_scene(project, on_scene), bob, status=Generation.Status.READY)
+    Generation.objects.filter(pk=take.pk).update(start_image=on_take)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        removed = remove_abandoned_images(now=timezone.now() + timedelta(days=30))
+
+    assert removed == 1
+    assert set(ImageAsset.objects.values_list("pk", flat=True)) == {on_scene.pk, on_take.pk}
+    assert not stored(abandoned).exists()
+
+
+def test_the_sweep_removes_many_abandoned_images_batch_by_batch(project, bob, monkeypatch):
+    monkeypatch.setattr(cleanup, "SWEEP_BATCH", 2)
+    for i in range(5):
+        make_image(project, bob, color=(i, 1, 1))
+
+    assert remove_abandoned_images(now=timezone.now() + timedelta(days=2)) == 5
+    assert not ImageAsset.objects.exists()
+
+
+def test_the_image_sweep_runs_every_hour_from_one_schedule(db):
+    from django_q.models import Schedule
+
+    sweep = Schedule.objects.get(func="generations.cleanup.remove_abandoned_images")
+    assert sweep.schedule_type == Schedule.HOURLY and sweep.repeats == -1

@@ -114,7 +114,7 @@ BAD_INPUT = [
 
 
 @pytest.mark.parametrize(("case", "overrides", "message"), BAD_INPUT, ids=[c[0] for c in BAD_INPUT])
-def test_bad_input_gets_a_clear_message_and_nothing_is_saved(
+def test_bad_input_gets_a_clear_message_and_saves_no_scene_only_the_good_image_is_kept(
     project, bob, settings, case, overrides, message
 ):
     response = client_for(bob).post(
@@ -125,8 +125,15 @@ def test_bad_input_gets_a_clear_message_and_nothing_is_saved(
     assert message in response.text
     assert 'class="error" role="alert"' in response.text
     assert Scene.objects.count() == 0
-    assert ImageAsset.objects.count() == 0
-    assert stored_files(settings) == []
+    if "start_image_file" in overrides:
+        assert ImageAsset.objects.count() == 0
+        assert stored_files(settings) == []
+    else:
+        # The picture need not be chosen again: the form sent back refers to it.
+        kept = ImageAsset.objects.get()
+        assert (kept.project, kept.uploaded_by) == (project, bob)
+        assert f'name="start_image_kept" value="{kept.uuid}"' in response.text
+        assert stored_files(settings) == [Path(kept.file.path)]
 
 
 def test_editing_keeps_the_image_when_no_new_one_is_chosen(project, bob):

@@ -52,7 +52,7 @@ STALE = (
 @login_required
 def scene_create(request: HttpRequest, uuid: UUID) -> HttpResponse:
     project, membership = get_project_for_user(request, uuid, Role.EDITOR)
-    form = SceneForm(project, request.POST or None, request.FILES or None)
+    form = SceneForm(project, request.POST or None, request.FILES or None, user=request.user)
     if request.method == "POST" and form.is_valid():
         scene = form.save_scene(request.user)
         if scene is not None:
@@ -70,7 +70,9 @@ def scene_create(request: HttpRequest, uuid: UUID) -> HttpResponse:
 def scene_edit(request: HttpRequest, uuid: UUID) -> HttpResponse:
     scene, membership = get_scene_for_user(request, uuid, Role.EDITOR)
     project = scene.project
-    form = SceneForm(project, request.POST or None, request.FILES or None, instance=scene)
+    form = SceneForm(
+        project, request.POST or None, request.FILES or None, instance=scene, user=request.user
+    )
     if request.method == "POST" and form.is_valid():
         saved = form.save_scene(request.user)
         if saved is not None:

@@ -11,28 +11,152 @@
     }
   }, true);
 
-  // Show the chosen start image before it is uploaded. A data: URL, not URL.createObjectURL:
-  // the Content-Security-Policy allows images from data: but not from blob:.
   document.addEventListener("change", function (event) {
     var input = event.target;
-    if (input.matches && input.matches("input[type=file][data-preview=image]")) {
-      var target = document.querySelector("[data-preview-target=image]");
-      var file = input.files && input.files[0];
-      if (target && file && file.type.indexOf("image/") === 0) {
-        var reader = new FileReader();
-        reader.onload = function () {
-          target.src = reader.result;
-          target.hidden = false;
-        };
-        reader.readAsDataURL(file);
-      }
-    }
+    var root = input.closest && input.closest("[data-image-input]");
+    if (root && input.type === "file") showChosenFile(root, input);
+    if (root && input.type === "radio" && input.checked) showPickedImage(root, input);
     if (input.matches && input.matches("select[data-aspect=scene]")) {
       matchModelsToAspect(input);
+      document.querySelectorAll("[data-image-input]").forEach(describeCrop);
     }
     if (input.form && input.form.hasAttribute("data-autosubmit")) {
       input.form.requestSubmit();
     }
+  });
+
+  // --- Image inputs (templates/generations/_image_input.html) ------------------------------
+  // A file is chosen, dropped or pasted into the plain file input (so the form posts it as it
+  // would without JavaScript); an image of the project is picked from the radios. The preview
+  // shows the picture in a frame of the scene's aspect, cropped as the clip will crop it, and
+  // offers the picture's own aspect when it differs. Several inputs may share a page.
+
+  function part(root, name) { return root.querySelector("[data-image-input-" + name + "]"); }
+
+  function say(root, text) { part(root, "status").textContent = text; }
+
+  function showPreview(root, src) {
+    var image = part(root, "image");
+    if (src) image.src = src;
+    else if (image.hasAttribute("data-image-input-default")) image.src = image.getAttribute("data-image-input-default");
+    else image.removeAttribute("src");
+    part(root, "preview").hidden = !image.hasAttribute("src");
+    describeCrop(root);
+  }
+
+  // A data: URL, not URL.createObjectURL: the Content-Security-Policy allows images from data:
+  // but not from blob:.
+  function showChosenFile(root, input) {
+    var file = input.files && input.files[0];
+    say(root, "");
+    if (!file) { showPreview(root, ""); return; }
+    root.querySelectorAll("input[type=radio]").forEach(function (radio) { radio.checked = false; });
+    var kept = part(root, "kept");
+    if (kept) kept.hidden = true;
+    if (file.type.indexOf("image/") !== 0) {
+      part(root, "preview").hidden = true;
+      say(root, "That file is not an image; choose a JPEG, PNG or WebP picture.");
+      return;
+    }
+    var reader = new FileReader();
+    reader.onload = function () { showPreview(root, reader.result); };
+    reader.readAsDataURL(file);
+  }
+
+  function showPickedImage(root, radio) {
+    var file = root.querySelector("input[type=file]");
+    if (file) file.value = "";
+    say(root, "");
+    showPreview(root, radio.getAttribute("data-image-url"));
+  }
+
+  function aspectSelectFor(root) {
+    var key = root.getAttribute("data-image-input-aspect");
+    var form = root.closest("form");
+    return key && form ? form.querySelector("select[data-aspect=" + key + "]") : null;
+  }
+
+  // The clip fills a 16:9 or 9:16 frame from the middle of the picture (object-fit: cover).
+  function describeCrop(root) {
+    var image = part(root, "image");
+    var select = aspectSelectFor(root);
+    var frame = part(root, "frame");
+    var caption = part(root, "crop");
+    var button = part(root, "use-aspect");
+    var aspect = select ? select.value : "landscape";
+    frame.classList.toggle("image-input__frame--portrait", aspect === "portrait");
+    frame.classList.toggle("image-input__frame--landscape", aspect !== "portrait");
+    button.hidden = true;
+    caption.textContent = "";
+    if (!image.hasAttribute("src") || !image.complete || !image.naturalWidth) return;
+    var ratio = image.naturalWidth / image.naturalHeight;
+    var wanted = aspect === "portrait" ? 9 / 16 : 16 / 9;
+    var cut = Math.round(100 * (1 - Math.min(ratio / wanted, wanted / ratio)));
+    if (cut < 2) caption.textContent = "The whole picture fits the clip's frame.";
+    else caption.textContent = "The clip shows what is inside the frame: " + cut + "% of the picture's " +
+      (ratio > wanted ? "width is cut off at the sides." : "height is cut off at the top and bottom.");
+    var own = image.naturalHeight > image.naturalWidth ? "portrait" : "landscape";
+    var option = select && select.querySelector("option[value=" + own + "]");
+    if (option && own !== aspect) {
+      button.textContent = "Use the picture's own aspect (" + option.text + ")";
+      button.setAttribute("data-aspect-value", own);
+      button.hidden = false;
+    }
+  }
+
+  function takeFiles(root, files) {
+    var input = root.querySelector("input[type=file]");
+    var file = Array.prototype.find.call(files || [], function (f) { return f.type.indexOf("image/") === 0; });
+    if (!input) return false;
+    if (!file) { say(root, "That is not an image; drop or paste a JPEG, PNG or WebP picture."); return false; }
+    var transfer = new DataTransfer();
+    transfer.items.add(file);
+    input.files = transfer.files;
+    input.dispatchEvent(new Event("change", { bubbles: true }));
+    return true;
+  }
+
+  function setUpImageInput(root) {
+    if (root.__imageInput) return;
+    root.__imageInput = true;
+    part(root, "hint").hidden = false;
+    var zone = part(root, "zone");
+    var image = part(root, "image");
+    image.addEventListener("load", function () { describeCrop(root); });
+    describeCrop(root);
+    zone.addEventListener("dragover", function (event) {
+      if (Array.prototype.indexOf.call(event.dataTransfer.types, "Files") < 0) return;
+      event.preventDefault();
+      zone.classList.add("image-input__zone--over");
+    });
+    zone.addEventListener("dragleave", function () { zone.classList.remove("image-input__zone--over"); });
+    zone.addEventListener("drop", function (event) {
+      if (!event.dataTransfer.files.length) return;
+      event.preventDefault();
+      zone.classList.remove("image-input__zone--over");
+      takeFiles(root, event.dataTransfer.files);
+    });
+  }
+
+  // A pasted picture goes to the image input holding the focus, else to the page's first one;
+  // a paste without a picture is left alone.
+  document.addEventListener("paste", function (event) {
+    var files = event.clipboardData && event.clipboardData.files;
+    if (!files || !files.length) return;
+    var focused = document.activeElement && document.activeElement.closest && document.activeElement.closest("[data-image-input]");
+    var root = focused || document.querySelector("[data-image-input]");
+    if (root && takeFiles(root, files)) event.preventDefault();
+  });
+
+  document.addEventListener("click", function (event) {
+    var button = event.target.closest && event.target.closest("[data-image-input-use-aspect]");
+    if (!button) return;
+    var root = button.closest("[data-image-input]");
+    var select = aspectSelectFor(root);
+    if (!select) return;
+    select.value = button.getAttribute("data-aspect-value");
+    select.dispatchEvent(new Event("change", { bubbles: true }));
+    select.focus();
   });
 
   // Only the models that make clips of the chosen aspect stay selectable (the server checks too).
@@ -284,6 +408,7 @@
     document.querySelectorAll("form[data-autosubmit] [data-autosubmit-button]").forEach(function (button) { button.hidden = true; });
     var aspect = document.querySelector("select[data-aspect=scene]");
     if (aspect) matchModelsToAspect(aspect);
+    document.querySelectorAll("[data-image-input]").forEach(setUpImageInput);
     setUpStoryboard(storyboard());
   });
 })();

@@ -5,8 +5,12 @@ says so up front too.
 
 Every page is opened with the real Content-Security-Policy on. The ``page`` fixture records
 each CSP violation the browser reports (the ``securitypolicyviolation`` event and the console's
-"Refused to ..." errors) and every uncaught script error in ``page_problems``; a test that ends
-with any of them fails.
+"Refused to ..." errors), every uncaught script error and every other error written to the
+console (htmx's own, such as ``htmx:oobErrorNoTarget`` or ``htmx:swapError``, a picture or
+script that failed to load) in ``page_problems``; a test that ends with any of them fails. The
+one console error let through is Chromium's "Failed to load resource" for a page the test
+itself opened and was answered 4xx or 5xx (the styled 403 and 404 pages): the test asserts that
+status.
 """
 
 import os
@@ -121,17 +125,35 @@ def page(chromium, live_server, settings, page_problems) -> Iterator:
     context.add_init_script(_REPORT_CSP_VIOLATIONS)
     page = context.new_page()
     page.set_default_timeout(15_000)
+    failed_loads: list[str] = []
+    refused_pages: set[str] = set()
+
+    def on_console(message) -> None:
+        if message.type != "error":
+            return
+        url = message.location.get("url", "")
+        if message.text.startswith("Failed to load resource"):
+            failed_loads.append(url)
+        else:
+            page_problems.append(f"console: {message.text}" + (f" ({url})" if url else ""))
+
+    page.on("console", on_console)
     page.on(
-        "console",
-        lambda message: (
-            page_problems.append(f"console: {message.text}")
-            if message.type == "error" and "Content Security Policy" in message.text
+        "response",
+        lambda response: (
+            refused_pages.add(response.url)
+            if response.request.resource_type == "document" and response.status >= 400
             else None
         ),
     )
     page.on("pageerror", lambda error: page_problems.append(f"script error: {error}"))
     yield page
     context.close()
+    # Judged once everything has arrived: a page's response and its console line may come in
+    # either order.
+    page_problems.extend(
+        f"console: failed to load {url}" for url in failed_loads if url not in refused_pages
+    )
     assert page_problems == [], "the browser reported problems"
 
 

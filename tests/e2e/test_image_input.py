@@ -1,0 +1,199 @@
+"""The scene form's image field in Chromium: a picture dropped, pasted or picked from the
+project's images, previewed with the crop the scene's aspect makes, and kept through a submit
+that fails.
+
+The drop and the paste are real DOM events (``DragEvent`` and ``ClipboardEvent``) carrying a
+``DataTransfer`` that holds a ``File`` built in the page from a PNG made here: the page's own
+handlers do the rest, as they would for a file from the desktop or the clipboard.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import re
+
+import pytest
+from django.urls import reverse
+from PIL import Image, ImageDraw
+from playwright.sync_api import Page, expect
+
+from generations.models import ImageAsset, Scene
+from tests.conftest import make_image, make_scene, png_bytes
+from tests.e2e.test_new_user import sign_in
+
+pytestmark = pytest.mark.browser
+
+SIZES = {"desktop": (1440, 900), "phone": (390, 844)}
+
+# Builds the File in the page; `event` is "drop" (on the drop zone) or "paste" (on the
+# focused element, as a paste from the clipboard arrives).
+_SEND_PICTURE = """([event, name, encoded]) => {
+    const bytes = Uint8Array.from(atob(encoded), (c) => c.charCodeAt(0));
+    const transfer = new DataTransfer();
+    transfer.items.add(new File([bytes], name, {type: "image/png"}));
+    if (event === "drop") {
+        const zone = document.querySelector("[data-image-input-zone]");
+        const init = {dataTransfer: transfer, bubbles: true, cancelable: true};
+        zone.dispatchEvent(new DragEvent("dragenter", init));
+        zone.dispatchEvent(new DragEvent("dragover", init));
+        zone.dispatchEvent(new DragEvent("drop", init));
+    } else {
+        document.activeElement.dispatchEvent(
+            new ClipboardEvent("paste", {clipboardData: transfer, bubbles: true, cancelable: true})
+        );
+    }
+}"""
+
+
+def send_picture(page: Page, event: str, name: str, data: bytes) -> None:
+    page.evaluate(_SEND_PICTURE, [event, name, base64.b64encode(data).decode()])
+
+
+def tall_picture() -> bytes:
+    """A lighthouse on a cliff under a sun: what the crop keeps and loses shows."""
+    image = Image.new("RGB", (360, 640), (126, 176, 222))
+    draw = ImageDraw.Draw(image)
+    draw.ellipse((230, 40, 310, 120), fill=(255, 214, 102))
+    draw.rectangle((0, 470, 360, 640), fill=(28, 86, 140))
+    draw.polygon([(0, 470), (0, 380), (200, 420), (260, 470)], fill=(90, 110, 60))
+    draw.rectangle((70, 200, 120, 400), fill=(245, 245, 240))
+    draw.rectangle((70, 260, 120, 290), fill=(200, 40, 40))
+    draw.polygon([(60, 200), (130, 200), (95, 160)], fill=(200, 40, 40))
+    buffer = io.BytesIO()
+    image.save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def wide_picture() -> bytes:
+    return png_bytes(640, 360, colour=(30, 90, 200))
+
+
+def preview(page: Page):
+    return page.locator("img[data-image-input-image]")
+
+
+def expect_decoded(page: Page) -> None:
+    page.wait_for_function(
+        "img => img.complete && img.naturalWidth > 0", arg=preview(page).element_handle()
+    )
+
+
+def open_new_scene_form(page: Page, project, user: str = "alice") -> None:
+    sign_in(page, user)
+    page.goto(reverse("scene-create", args=[project.uuid]))
+    expect(page.get_by_role("heading", name="New scene")).to_be_visible()
+    # The script has set the field up (the drop hint shows only then).
+    expect(page.get_by_text("or drop an image here, or paste one")).to_be_visible()
+
+
+def test_alice_drops_a_portrait_picture_switches_to_its_aspect_and_it_survives_an_empty_prompt(
+    page: Page, project, alice
+):
+    open_new_scene_form(page, project)
+    send_picture(page, "drop", "tower.png", tall_picture())
+
+    # The picture in a 16:9 frame, cropped as the clip would crop it, and the offer of its own
+    # aspect.
+    expect(preview(page)).to_be_visible()
+    assert preview(page).evaluate("img => img.src.startsWith('data:image/png')")
+    expect(page.locator("[data-image-input-frame]")).to_have_class(
+        re.compile(r"image-input__frame--landscape")
+    )
+    crop = page.locator("[data-image-input-crop]")
+    expect(crop).to_have_text(re.compile(r"68% of the picture's height is cut off"))
+    use_own = page.get_by_role("button", name="Use the picture's own aspect (Portrait 9:16)")
+    use_own.click()
+    expect(page.get_by_label("Aspect")).to_have_value("portrait")
+    expect(page.get_by_label("Model")).to_have_value(re.compile("portrait"))
+    expect(crop).to_have_text("The whole picture fits the clip's frame.")
+    expect(use_own).to_be_hidden()
+    expect(page.locator("[data-image-input-frame]")).to_have_class(
+        re.compile(r"image-input__frame--portrait")
+    )
+
+    # An empty prompt (spaces pass the browser's own check; Flowsite refuses them).
+    page.get_by_label("Title").fill("Tower")
+    page.get_by_label("Prompt").fill("   ")
+    page.get_by_role("button", name="Add scene").click()
+    expect(page.get_by_text("Write a prompt: it tells Flow what happens")).to_be_visible()
+
+    # The picture is still chosen: kept on the server, shown from there, not asked for again.
+    expect(page.get_by_text("Kept from your last try: tower.png (360 × 640)")).to_be_visible()
+    kept = ImageAsset.objects.get()
+    expect(page.locator("input[name=start_image_kept]")).to_have_value(str(kept.uuid))
+    expect(preview(page)).to_have_attribute("src", f"/media/image/{kept.uuid}")
+    expect_decoded(page)
+    expect(page.get_by_label("Aspect")).to_have_value("portrait")
+    expect(crop).to_have_text("The whole picture fits the clip's frame.")
+
+    page.get_by_label("Prompt").fill("The tower's lamp turns as night falls")
+    page.get_by_role("button", name="Add scene").click()
+    expect(page.locator("article.card", has_text="Tower")).to_be_visible()
+
+    scene = Scene.objects.get(title="Tower")
+    assert scene.start_image_id == kept.pk
+    assert (scene.aspect, scene.start_image.width, scene.start_image.height) == (
+        "portrait",
+        360,
+        640,
+    )
+    assert ImageAsset.objects.count() == 1
+
+
+def test_bob_pastes_a_picture_into_the_form_and_the_scene_starts_from_it(page: Page, project, bob):
+    open_new_scene_form(page, project, "bob")
+    page.get_by_label("Title").fill("Pasted")
+    page.get_by_label("Title").focus()
+    send_picture(page, "paste", "clipboard.png", wide_picture())
+
+    expect(preview(page)).to_be_visible()
+    expect(page.locator("[data-image-input-crop]")).to_have_text(
+        "The whole picture fits the clip's frame."
+    )
+    expect(page.get_by_role("button", name=re.compile("own aspect"))).to_be_hidden()
+    # The paste went to the picture, not into the title.
+    expect(page.get_by_label("Title")).to_have_value("Pasted")
+    page.get_by_label("Prompt").fill("Gulls wheel over the quay")
+    page.get_by_role("button", name="Add scene").click()
+    expect(page.locator("article.card", has_text="Pasted")).to_be_visible()
+
+    assert Scene.objects.get(title="Pasted").start_image.original_name == "clipboard.png"
+
+
+def test_bob_reuses_the_harbour_picture_from_the_picker(page: Page, project, alice, bob):
+    harbour = make_image(project, alice, color=(10, 140, 90))
+    make_scene(project, harbour, title="Harbour")
+    open_new_scene_form(page, project, "bob")
+
+    page.get_by_text("Reuse an image of this project (1)").click()
+    page.get_by_role("radio", name=re.compile("start.png")).check()
+    expect(preview(page)).to_have_attribute("src", f"/media/image/{harbour.uuid}")
+    expect_decoded(page)
+    page.get_by_label("Title").fill("Harbour, later")
+    page.get_by_label("Prompt").fill("Night falls on the harbour")
+    page.get_by_role("button", name="Add scene").click()
+    expect(page.locator("article.card", has_text="Harbour, later")).to_be_visible()
+
+    assert Scene.objects.get(title="Harbour, later").start_image_id == harbour.pk
+    assert ImageAsset.objects.count() == 1
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_screenshots_of_the_scene_form_with_a_dropped_picture_and_the_picker(
+    page: Page, project, alice, screenshots, size
+):
+    for colour in ((10, 140, 90), (200, 90, 30)):
+        make_scene(project, make_image(project, alice, color=colour), title=f"Scene {colour[0]}")
+    width, height = SIZES[size]
+    page.set_viewport_size({"width": width, "height": height})
+    open_new_scene_form(page, project)
+    send_picture(page, "drop", "tower.png", tall_picture())
+    expect(page.get_by_role("button", name=re.compile("own aspect"))).to_be_visible()
+    page.get_by_text("Reuse an image of this project (2)").click()
+    for thumb in page.locator(".image-input__thumb").all():
+        thumb.scroll_into_view_if_needed()  # loaded lazily
+        page.wait_for_function(
+            "img => img.complete && img.naturalWidth > 0", arg=thumb.element_handle()
+        )
+    page.screenshot(path=screenshots / f"scene-form-{size}.png", full_page=True)

@@ -1,0 +1,250 @@
+"""The scene form's image: a file, one of the project's images reused, or the upload kept from
+a submit that failed, judged against the project and the person."""
+
+from __future__ import annotations
+
+import re
+
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django.urls import reverse
+from django.utils.html import escape
+
+from generations.forms import SceneForm
+from generations.image_choice import KEPT_GONE, NOT_OF_PROJECT, PICKED_GONE
+from generations.models import Generation, ImageAsset, Membership, Project, Scene
+from tests.conftest import make_image, make_scene, png_bytes
+from tests.views_support import client_for, make_take
+
+
+def scene_data(**overrides) -> dict:
+    data = {
+        "title": "Opening",
+        "prompt": "A lighthouse at dusk, waves rolling in",
+        "aspect": "landscape",
+        "model_key": "veo_3_1_i2v_s_fast",
+        "seed": "",
+        "takes": "1",
+    }
+    data.update(overrides)
+    return data
+
+
+def upload(name="dawn.png", colour=(200, 120, 40)) -> SimpleUploadedFile:
+    return SimpleUploadedFile(name, png_bytes(colour=colour), "image/png")
+
+
+def create(user, project, **overrides):
+    return client_for(user).post(
+        reverse("scene-create", args=[project.uuid]), scene_data(**overrides)
+    )
+
+
+def kept_uuid(html: str) -> str:
+    [value] = re.findall(r'name="start_image_kept" value="([0-9a-f-]+)"', html)
+    return value
+
+
+def other_project(alice, account) -> Project:
+    other = Project.objects.create(name="Atlantis", account=account, created_by=alice)
+    other.add_member(alice, Membership.Role.OWNER)
+    return other
+
+
+# --- the upload kept across a failed submit ----------------------------------------------
+
+
+def test_bob_sends_the_form_again_after_an_empty_prompt_without_choosing_the_image_again(
+    project, bob
+):
+    failed = create(bob, project, prompt="  ", start_image_file=upload("dawn.png"))
+    assert "Write a prompt" in failed.text
+    kept = kept_uuid(failed.text)
+    # The form sent back shows the kept picture and says so.
+    assert f'src="/media/image/{kept}"' in failed.text
+    assert "Kept from your last try: dawn.png" in failed.text
+
+    again = create(bob, project, start_image_kept=kept)
+
+    scene = Scene.objects.get()
+    assert again.status_code == 302
+    assert str(scene.start_image.uuid) == kept
+    assert ImageAsset.objects.count() == 1
+
+
+def test_an_image_kept_through_two_failed_submits_is_still_the_one_used(project, bob):
+    first = create(bob, project, prompt="", start_image_file=upload())
+    kept = kept_uuid(first.text)
+
+    second = create(bob, project, prompt="", takes="9", start_image_kept=kept)
+    assert kept_uuid(second.text) == kept
+    create(bob, project, start_image_kept=kept)
+
+    assert str(Scene.objects.get().start_image.uuid) == kept
+    assert ImageAsset.objects.count() == 1
+
+
+def test_a_new_file_replaces_the_kept_image(project, bob):
+    kept = kept_uuid(create(bob, project, prompt="", start_image_file=upload()).text)
+
+    create(bob, project, start_image_kept=kept, start_image_file=upload("night.png", (5, 5, 60)))
+
+    assert Scene.objects.get().start_image.original_name == "night.png"
+
+
+def test_bob_cannot_send_back_an_image_alice_uploaded_in_her_own_failed_form(project, alice, bob):
+    alices = kept_uuid(create(alice, project, prompt="", start_image_file=upload()).text)
+
+    response = create(bob, project, start_image_kept=alices)
+
+    assert response.status_code == 200
+    assert escape(KEPT_GONE) in response.text
+    assert not Scene.objects.exists()
+
+
+def test_a_kept_image_of_another_project_is_refused(project, alice, account):
+    elsewhere = other_project(alice, account)
+    theirs = kept_uuid(create(alice, elsewhere, prompt="", start_image_file=upload()).text)
+
+    response = create(alice, project, start_image_kept=theirs)
+
+    assert escape(KEPT_GONE) in response.text
+    assert not project.scenes.exists()
+
+
+def test_editing_with_an_error_keeps_the_new_image_and_the_scene_unchanged(project, bob):
+    old = make_image(project, bob)
+    scene = make_scene(project, old, prompt="Original")
+    url = reverse("scene-edit", args=[scene.uuid])
+
+    failed = client_for(bob).post(url, scene_data(prompt="", start_image_file=upload()))
+    scene.refresh_from_db()
+    assert scene.start_image_id == old.pk
+    kept = kept_uuid(failed.text)
+
+    client_for(bob).post(url, scene_data(prompt="Changed", start_image_kept=kept))
+
+    scene.refresh_from_db()
+    assert (scene.prompt, str(scene.start_image.uuid)) == ("Changed", kept)
+
+
+def test_a_kept_image_the_sweep_removed_meanwhile_is_asked_for_again(project, bob):
+    kept = kept_uuid(create(bob, project, prompt="", start_image_file=upload()).text)
+    ImageAsset.objects.filter(uuid=kept).delete()
+
+    response = create(bob, project, start_image_kept=kept)
+
+    assert escape(KEPT_GONE) in response.text
+    assert not Scene.objects.exists()
+
+
+def test_a_refused_file_with_an_empty_prompt_says_both_and_keeps_nothing(project, bob):
+    response = create(
+        bob, project, prompt="", start_image_file=SimpleUploadedFile("x.png", b"GIF89a no")
+    )
+
+    assert "Write a prompt" in response.text
+    assert "not a JPEG, PNG or WebP image" in response.text
+    assert "start_image_kept" not in response.text
+    assert not ImageAsset.objects.exists()
+
+
+# --- the picker of the project's images ---------------------------------------------------
+
+
+def test_the_form_offers_the_images_the_projects_scenes_and_takes_use_once_each(
+    project, alice, bob
+):
+    harbour = make_image(project, alice)
+    make_scene(project, harbour)
+    twin = ImageAsset.objects.create(
+        project=project,
+        file=harbour.file.name,
+        mime_type=harbour.mime_type,
+        width=harbour.width,
+        height=harbour.height,
+        size=harbour.size,
+        sha256=harbour.sha256,
+    )
+    make_scene(project, twin)
+    earlier = make_image(project, alice, color=(1, 2, 3))
+    take = make_take(make_scene(project, make_image(project, bob, color=(9, 9, 9))), bob)
+    Generation.objects.filter(pk=take.pk).update(start_image=earlier)
+    unused = make_image(project, alice, color=(50, 50, 50))
+
+    html = client_for(bob).get(reverse("scene-create", args=[project.uuid])).text
+
+    offered = re.findall(r'name="start_image_pick" value="([0-9a-f-]+)"', html)
+    assert len(offered) == 3
+    assert str(earlier.uuid) in offered
+    assert len({str(harbour.uuid), str(twin.uuid)} & set(offered)) == 1
+    assert str(unused.uuid) not in offered
+
+
+def test_bob_reuses_an_image_of_the_project_for_a_new_scene(project, alice, bob):
+    harbour = make_image(project, alice)
+    make_scene(project, harbour, title="Harbour")
+
+    response = create(bob, project, title="Harbour again", start_image_pick=str(harbour.uuid))
+
+    assert response.status_code == 302
+    assert Scene.objects.get(title="Harbour again").start_image_id == harbour.pk
+    assert ImageAsset.objects.count() == 1
+
+
+def test_a_picked_image_survives_a_failed_submit_checked(project, alice, bob):
+    harbour = make_image(project, alice)
+    make_scene(project, harbour)
+
+    response = create(bob, project, prompt="", start_image_pick=str(harbour.uuid))
+
+    assert re.search(rf'value="{harbour.uuid}"[^>]*checked', response.text)
+    assert "start_image_kept" not in response.text
+
+
+def test_an_image_of_another_project_cannot_be_picked(project, alice, bob, account):
+    elsewhere = other_project(alice, account)
+    theirs = make_image(elsewhere, alice)
+    make_scene(elsewhere, theirs)
+
+    response = create(alice, project, start_image_pick=str(theirs.uuid))
+
+    assert response.status_code == 200
+    assert escape(NOT_OF_PROJECT) in response.text
+    assert not project.scenes.exists()
+
+
+def test_an_upload_another_member_left_in_a_failed_form_cannot_be_picked(project, alice, bob):
+    alices = kept_uuid(create(alice, project, prompt="", start_image_file=upload()).text)
+
+    response = create(bob, project, start_image_pick=alices)
+
+    assert escape(NOT_OF_PROJECT) in response.text
+    assert not Scene.objects.exists()
+
+
+def test_a_file_takes_the_place_of_a_picked_image(project, alice, bob):
+    harbour = make_image(project, alice)
+    make_scene(project, harbour, title="Harbour")
+
+    create(
+        bob,
+        project,
+        title="New",
+        start_image_pick=str(harbour.uuid),
+        start_image_file=upload("fresh.png"),
+    )
+
+    assert Scene.objects.get(title="New").start_image.original_name == "fresh.png"
+
+
+def test_a_picked_image_whose_scene_was_deleted_meanwhile_is_refused_in_words(project, alice, bob):
+    harbour = make_image(project, alice)
+    make_scene(project, harbour)
+
+    form = SceneForm(project, scene_data(start_image_pick=str(harbour.uuid)), user=bob)
+    assert form.is_valid(), form.errors
+    Scene.objects.all().delete()
+    ImageAsset.objects.filter(pk=harbour.pk).delete()
+
+    assert form.save_scene(bob) is None
+    assert form.errors["start_image_file"] == [PICKED_GONE]
