@@ -14,7 +14,7 @@ from generations.tasks import run_pass
 def settle(
     takes: list[Generation],
     *,
-    timeout: float = 20.0,
+    timeout: float = 60.0,
     ahead: timedelta = timedelta(0),
     until: tuple[str, ...] = Generation.FINAL,
 ) -> list[Generation]:

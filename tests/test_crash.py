@@ -98,7 +98,7 @@ def clusters(flow_emulator, tmp_path) -> Iterator[Clusters]:
         connection.close()
 
 
-def wait_until(condition: Callable[[], bool], what: str, clusters: Clusters, timeout: float = 15):
+def wait_until(condition: Callable[[], bool], what: str, clusters: Clusters, timeout: float = 45):
     deadline = time.monotonic() + timeout
     while not condition():
         if time.monotonic() > deadline:
@@ -111,7 +111,7 @@ def status(take: Generation) -> str:
 
 
 def recover(
-    takes: list[Generation], clusters: Clusters, timeout: float = 20, **env: str
+    takes: list[Generation], clusters: Clusters, timeout: float = 60, **env: str
 ) -> list[Generation]:
     """Start a fresh cluster and run the watchdog (what the every-minute schedule runs, here
     every half second) until every take is final; then stop the cluster."""

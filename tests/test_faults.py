@@ -50,7 +50,7 @@ def cookie_account(flow_emulator: Emulator, account: FlowAccount) -> FlowAccount
     return account
 
 
-def wait_for(condition: Callable[[], bool], timeout: float = 5.0) -> None:
+def wait_for(condition: Callable[[], bool], timeout: float = 20.0) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
         if time.monotonic() > deadline:
