@@ -57,7 +57,7 @@ def test_alice_and_bob_pick_then_the_film_renders_with_progress_and_plays(
     finally:
         bobs_context.close()
     storm = page.locator("article.card", has_text="Storm")
-    expect(storm.locator(".takes--pick")).to_contain_text("Take 2", timeout=8_000)
+    expect(storm.locator(".takes--pick")).to_contain_text("Take 2", timeout=20_000)
     assert Pick.objects.get(scene=storm_takes[1].scene).take == storm_takes[1]
     assert Pick.objects.get(scene=harbour_take.scene).take == harbour_take
 
@@ -97,11 +97,11 @@ def test_alice_and_bob_pick_then_the_film_renders_with_progress_and_plays(
 
     # The finished film replaces the bar and plays.
     film = page.locator("video.film-card__video")
-    expect(film).to_be_visible(timeout=8_000)
+    expect(film).to_be_visible(timeout=20_000)
     expect(page.locator("progress.film-card__progress")).to_have_count(0)
     film.evaluate("video => { video.muted = true; return video.play(); }")
     page.wait_for_function(
-        "video => video.currentTime > 0.5", arg=film.element_handle(), timeout=10_000
+        "video => video.currentTime > 0.5", arg=film.element_handle(), timeout=20_000
     )
     assert film.evaluate("video => [video.videoWidth, video.videoHeight]") == [1280, 720]
     assert film.evaluate("video => Math.round(video.duration)") == 4

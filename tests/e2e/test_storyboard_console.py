@@ -93,7 +93,7 @@ def test_alice_generates_reorders_and_edits_while_polls_run_without_a_console_er
     assert edited.status_code == 302
     add_scene_as(bob, project, "Open sea")
     expect(titles(page)).to_have_text(
-        ["Harbour", "Storm at sea", "Lighthouse", "Open sea"], timeout=10_000
+        ["Harbour", "Storm at sea", "Lighthouse", "Open sea"], timeout=20_000
     )
     expect(card(page, "Lighthouse").locator(".take .status")).to_have_text(
         ["Ready"], timeout=60_000
@@ -121,7 +121,7 @@ def test_alice_generates_reorders_and_edits_while_polls_run_without_a_console_er
     since = poller.locator("#poller-since").input_value()
     client_for(bob).post(reverse("scene-move", args=[storm.uuid]), {"direction": "down"})
     expect(titles(page)).to_have_text(
-        ["Harbour", "Lighthouse", "Storm at sea", "Open sea"], timeout=10_000
+        ["Harbour", "Lighthouse", "Storm at sea", "Open sea"], timeout=20_000
     )
     expect(poller.locator("#poller-since")).not_to_have_value(since)
     assert Generation.objects.filter(status=Generation.Status.READY).count() == 1
