@@ -138,7 +138,9 @@ def test_an_account_short_of_credits_is_passed_over_unless_every_account_is():
     assert failover.first_usable([poor, rich], "veo_3_1_i2v_s_fast", now) is rich
     also_poor = accounts({"credits": 3})[0]
     assert failover.first_usable([poor, also_poor], "veo_3_1_i2v_s_fast", now) is poor
-    assert failover.first_usable([poor, rich], "veo_3_1_i2v_lite", now) is poor, "a lite take costs 10"
+    assert failover.first_usable([poor, rich], "veo_3_1_i2v_lite", now) is poor, (
+        "a lite take costs 10"
+    )
 
 
 def test_no_account_is_chosen_while_none_is_open():
