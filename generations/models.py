@@ -1267,6 +1267,26 @@ def hash_invite_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
+class PasswordResetRequest(models.Model):
+    """One request of the password-reset form, counted by the reset throttle
+    (generations/reset_throttle.py) for the address typed and for the client it came from."""
+
+    # A keyed hash of the case-folded address typed: counted, never read back, and an address
+    # that belongs to nobody here is not kept in the clear.
+    email_key = models.CharField(max_length=64)
+    address = models.CharField(max_length=64, blank=True)
+    at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["email_key", "at"], name="reset_email_at"),
+            models.Index(fields=["address", "at"], name="reset_address_at"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.address or 'unknown'} at {self.at:%Y-%m-%d %H:%M}"
+
+
 class InviteQuerySet(models.QuerySet):
     def usable(self) -> InviteQuerySet:
         return self.filter(
