@@ -418,6 +418,11 @@ FLOWSITE_SIGNIN_FAILURES_PER_ADDRESS = envint("FLOWSITE_SIGNIN_FAILURES_PER_ADDR
 # in the window, one attempt for it every FLOWSITE_SIGNIN_SLOWDOWN_SECONDS.
 FLOWSITE_SIGNIN_SLOWDOWN_AFTER = envint("FLOWSITE_SIGNIN_SLOWDOWN_AFTER", 10)
 FLOWSITE_SIGNIN_SLOWDOWN_SECONDS = envint("FLOWSITE_SIGNIN_SLOWDOWN_SECONDS", 10)
+# The password-reset form: requests per client address, and emails per address typed, within
+# the window (generations/reset_throttle.py).
+FLOWSITE_RESET_WINDOW_MINUTES = envint("FLOWSITE_RESET_WINDOW_MINUTES", 60)
+FLOWSITE_RESET_REQUESTS_PER_ADDRESS = envint("FLOWSITE_RESET_REQUESTS_PER_ADDRESS", 10)
+FLOWSITE_RESET_EMAILS_PER_ADDRESS = envint("FLOWSITE_RESET_EMAILS_PER_ADDRESS", 3)
 # How many proxies in front of Flowsite append to X-Forwarded-For. 0: the client address is
 # the connection's. Behind one nginx: 1 (the last address nginx appended is the client's).
 FLOWSITE_TRUSTED_PROXIES = envint("FLOWSITE_TRUSTED_PROXIES", 0)

@@ -37,6 +37,7 @@ from .models import (
     Invite,
     Membership,
     Project,
+    ProjectAccount,
     Scene,
     SignInFailure,
     WorkerLease,
@@ -234,8 +235,7 @@ class FlowAccountAdmin(admin.ModelAdmin):
         "masked_secret",
         "credits",
         "credits_checked_at",
-        "cool_down_until",
-        "problem",
+        "state",
     ]
     list_filter = ["kind", "tier"]
     search_fields = ["label", "vertex_project"]
@@ -276,6 +276,11 @@ class FlowAccountAdmin(admin.ModelAdmin):
             },
         ),
     ]
+
+    @admin.display(description="State")
+    def state(self, account: FlowAccount) -> str:
+        """Cooling down until…, re-checking, the problem for an admin, or ready."""
+        return account.state_words(timezone.now()) or "Ready"
 
     @admin.display(description="Secret")
     def masked_secret(self, account: FlowAccount) -> str:
@@ -325,6 +330,28 @@ class MembershipInline(admin.TabularInline):
     extra = 0
     autocomplete_fields = ["user"]
     readonly_fields = ["created"]
+
+
+class ProjectAccountInline(admin.TabularInline):
+    """The accounts the project falls back on, after its own, with their state: the owners
+    choose and order them on the project's settings page, among those granted."""
+
+    model = ProjectAccount
+    extra = 0
+    fields = ["position", "account", "account_state"]
+    readonly_fields = fields
+    verbose_name = "later account"
+    verbose_name_plural = "later accounts (the worker falls back on them in this order)"
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[ProjectAccount]:
+        return super().get_queryset(request).select_related("account")
+
+    @admin.display(description="State")
+    def account_state(self, row: ProjectAccount) -> str:
+        return row.account.state_words(timezone.now()) or "Ready"
 
 
 class SceneInline(admin.TabularInline):
@@ -377,7 +404,7 @@ class ProjectAdmin(admin.ModelAdmin):
     search_fields = ["name", "=uuid"]
     readonly_fields = ["uuid", "flow_project_id", "created"]
     raw_id_fields = ["created_by"]
-    inlines = [MembershipInline, SceneInline]
+    inlines = [MembershipInline, ProjectAccountInline, SceneInline]
     date_hierarchy = "created"
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Project]:

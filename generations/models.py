@@ -27,6 +27,7 @@ from .engines.base import Aspect, Credentials, EngineKind, ImageData
 from .engines.catalogue import (
     TIER_ONE,
     TIERS,
+    can_make,
     flow_credits,
     get_model,
     options_for,
@@ -204,6 +205,53 @@ class FlowAccount(models.Model):
             claim__isnull=True,
         ).update(reason="", next_check_at=now, updated=now)
         return count
+
+    # --- Whether the worker may send a take on it now (failover: generations/failover.py) ---
+
+    @staticmethod
+    def open_q(now, via: str = "") -> Q:
+        """Accounts Flowsite may call now: no problem waiting for an admin, credentials not
+        being re-checked, no cool-down after a 429. ``via``: the path to the account from the
+        queried model (``"account__"``)."""
+        return (
+            Q(**{f"{via}problem": ""})
+            & Q(**{f"{via}credential_refusals": 0})
+            & (
+                Q(**{f"{via}cool_down_until__isnull": True})
+                | Q(**{f"{via}cool_down_until__lte": now})
+            )
+        )
+
+    def is_open(self, now) -> bool:
+        """``open_q`` for a loaded account."""
+        until = self.cool_down_until
+        return (
+            not self.problem and self.credential_refusals == 0 and (until is None or until <= now)
+        )
+
+    def can_make(self, model_key: str) -> bool:
+        return can_make(self.kind, self.tier, model_key)
+
+    def short_of_credits(self, model_key: str) -> bool:
+        """Whether Flow last reported fewer credits than one take of ``model_key`` costs here
+        (never for Vertex AI, which bills instead)."""
+        if self.is_vertex or self.credits is None:
+            return False
+        cost = flow_credits(model_key, self.tier)
+        return cost is not None and self.credits < cost
+
+    def state_words(self, now) -> str:
+        """What keeps the account from taking work now, in words; "" when nothing does."""
+        if self.problem:
+            return self.problem
+        if self.credential_refusals:
+            return "Flow refused its credentials; Flowsite is re-checking them."
+        if self.cool_down_until is not None and self.cool_down_until > now:
+            until = timezone.localtime(self.cool_down_until)
+            return f"Cooling down after Flow throttled it, until {until:%H:%M:%S}."
+        if self.credits is not None and not self.is_vertex and self.credits <= 0:
+            return "Out of credits."
+        return ""
 
     def record_credits(self, credits: int | None) -> None:
         if credits is None:
@@ -403,6 +451,14 @@ class Project(models.Model):
                     written.append(new)
                     copies[image_id] = new
                 ImageAsset.objects.bulk_create(list(copies.values()))
+                ProjectAccount.objects.bulk_create(
+                    [
+                        ProjectAccount(
+                            project=copy, account_id=row.account_id, position=row.position
+                        )
+                        for row in self.later_accounts.all()
+                    ]
+                )
                 skip = {"id", "uuid", "project", "start_image", "created", "updated"}
                 now = timezone.now()
                 Scene.objects.bulk_create(
@@ -451,11 +507,60 @@ class Project(models.Model):
             self.mark_scenes_changed()
         return True
 
+    def accounts_in_order(self) -> list[FlowAccount]:
+        """Every account this project spends, first to last (``Project.account``, then its
+        ``ProjectAccount`` rows), whether or not still granted; two queries at most."""
+        first = [self.account] if self.account_id is not None else []
+        later = [
+            row.account
+            for row in self.later_accounts.select_related("account").order_by("position", "id")
+            if row.account_id != self.account_id
+        ]
+        return first + later
+
+    def set_accounts(self, accounts: list[FlowAccount]) -> None:
+        """Spend ``accounts`` in this order: the first becomes ``Project.account`` (the one
+        its scenes are judged and priced on), the others the accounts the worker falls back
+        on. Takes already queued move by themselves (the worker picks their account)."""
+        with transaction.atomic():
+            self.account = accounts[0]
+            self.save(update_fields=["account"])
+            self.later_accounts.all().delete()
+            ProjectAccount.objects.bulk_create(
+                [
+                    ProjectAccount(project=self, account=account, position=position)
+                    for position, account in enumerate(accounts[1:], start=1)
+                ]
+            )
+
     def add_member(self, user, role: str) -> Membership:
         membership, _ = Membership.objects.update_or_create(
             project=self, user=user, defaults={"role": role}
         )
         return membership
+
+
+class ProjectAccount(models.Model):
+    """An account a project falls back on, after its first account (``Project.account``):
+    the worker sends a queued take on the first of the project's accounts that can take it
+    now (generations/failover.py). Position 0 is the first account itself, so the rows start
+    at 1; owners choose and order them among the accounts granted to the project or to one of
+    its owners, and a row whose grant was revoked is skipped."""
+
+    project = models.ForeignKey(Project, models.CASCADE, related_name="later_accounts")
+    account = models.ForeignKey(FlowAccount, models.CASCADE, related_name="+")
+    position = models.PositiveSmallIntegerField(default=1)
+
+    class Meta:
+        ordering = ["project", "position", "id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["project", "account"], name="one_row_per_project_and_account"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.account} for {self.project} (#{self.position + 1})"
 
 
 ARCHIVED_PROBLEM = (
@@ -1162,6 +1267,26 @@ def hash_invite_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
+class PasswordResetRequest(models.Model):
+    """One request of the password-reset form, counted by the reset throttle
+    (generations/reset_throttle.py) for the address typed and for the client it came from."""
+
+    # A keyed hash of the case-folded address typed: counted, never read back, and an address
+    # that belongs to nobody here is not kept in the clear.
+    email_key = models.CharField(max_length=64)
+    address = models.CharField(max_length=64, blank=True)
+    at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["email_key", "at"], name="reset_email_at"),
+            models.Index(fields=["address", "at"], name="reset_address_at"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.address or 'unknown'} at {self.at:%Y-%m-%d %H:%M}"
+
+
 class InviteQuerySet(models.QuerySet):
     def usable(self) -> InviteQuerySet:
         return self.filter(
@@ -1288,6 +1413,7 @@ class AuditEvent(models.Model):
         ACCOUNT_REVOKED = "account.revoked", "Account revoked"
         BUDGET_CHANGED = "budget.changed", "Budget changed"
         ALLOWANCE_CHANGED = "allowance.changed", "Allowance changed"
+        ACCOUNTS_ORDERED = "accounts.ordered", "Accounts chosen"
 
     at = models.DateTimeField(default=timezone.now, editable=False)
     actor = models.ForeignKey(

@@ -217,12 +217,13 @@ class ThrottledAdminAuthenticationForm(_ThrottleFirst, AdminAuthenticationForm):
 
 
 def answer_429_when_throttled(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
-    """The sign-in page re-shown with the refusal says 429 Too Many Requests, not 200."""
+    """A throttled form (sign-in, password reset) re-shown with the refusal says 429 Too Many
+    Requests, not 200."""
 
     def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         response = view(request, *args, **kwargs)
         form = (getattr(response, "context_data", None) or {}).get("form")
-        if isinstance(form, _ThrottleFirst) and form.has_error(NON_FIELD_ERRORS, THROTTLED):
+        if isinstance(form, forms.Form) and form.has_error(NON_FIELD_ERRORS, THROTTLED):
             response.status_code = TOO_MANY_REQUESTS
         return response
 

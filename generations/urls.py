@@ -12,6 +12,7 @@ urlpatterns = [
     path("projects/<uuid:uuid>/gallery/", views.project_gallery, name="project-gallery"),
     path("projects/<uuid:uuid>/members/", views.project_members, name="project-members"),
     path("projects/<uuid:uuid>/settings/", views.project_settings, name="project-settings"),
+    path("projects/<uuid:uuid>/accounts/", views.project_accounts, name="project-accounts"),
     path("projects/<uuid:uuid>/archive/", views.project_archive, name="project-archive"),
     path("projects/<uuid:uuid>/duplicate/", views.project_duplicate, name="project-duplicate"),
     path("projects/<uuid:uuid>/delete/", views.project_delete, name="project-delete"),

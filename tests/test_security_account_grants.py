@@ -266,6 +266,8 @@ def project_admin_form(project, **fields) -> dict[str, str]:
         "created_by": str(project.created_by_id or ""),
         "memberships-TOTAL_FORMS": "0",
         "memberships-INITIAL_FORMS": "0",
+        "later_accounts-TOTAL_FORMS": "0",
+        "later_accounts-INITIAL_FORMS": "0",
         "scenes-TOTAL_FORMS": "0",
         "scenes-INITIAL_FORMS": "0",
         **fields,

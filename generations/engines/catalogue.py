@@ -86,6 +86,15 @@ def models_for(
     ]
 
 
+def can_make(engine: str, tier: str, model_key: str) -> bool:
+    """Whether an account of ``engine`` and ``tier`` can make a take of ``model_key``: the one
+    question the worker asks before sending a take on one of a project's accounts (failover).
+    A take's other choices that only some accounts can make (a mode, once modes exist) belong
+    here as further arguments, so every caller asks them together."""
+    model = get_model(model_key)
+    return model is not None and model.engine == engine and model.allowed_for(tier)
+
+
 def default_model(tier: str, aspect: Aspect | str, engine: str = EngineKind.FLOW) -> VideoModel:
     return models_for(tier, aspect, engine)[0]
 

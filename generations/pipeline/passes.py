@@ -15,12 +15,13 @@ from django.db.models import DateTimeField, Min, Q, Value
 from django.db.models.functions import Coalesce, Greatest
 from django.utils import timezone
 
+from ..failover import submittable
 from ..models import FlowAccount, Generation
 from . import accounts, poll, reap, submit
 from .accounts import Engines
 from .claims import Keeper
 from .download import Download, Downloads
-from .policy import S
+from .policy import S, account_open
 
 
 @dataclass
@@ -121,6 +122,13 @@ def seconds_until_due(now: datetime | None = None) -> float | None:
         submits=Min(
             due_at,
             filter=Q(status=S.QUEUED) & workable,
+            output_field=DateTimeField(),
+        ),
+        # A queued take whose own account cannot be called goes out on another account of its
+        # project as soon as its own timer has passed (generations/failover.py).
+        moves=Min(
+            Coalesce("next_check_at", at),
+            filter=Q(status=S.QUEUED) & ~account_open(now) & submittable(now),
             output_field=DateTimeField(),
         ),
         leases=Min(

@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 from django.conf import settings
 from django.db.models import Q
 
-from ..models import Generation
+from ..models import FlowAccount, Generation
 from ..redaction import redact
 
 S = Generation.Status
@@ -208,11 +208,7 @@ def account_open(now: datetime) -> Q:
     """Takes whose account Flowsite may call now: no problem waiting for an admin (dead
     session, revoked token), credentials not being re-checked, and no cool-down after Flow
     throttled it."""
-    return (
-        Q(account__problem="")
-        & Q(account__credential_refusals=0)
-        & (Q(account__cool_down_until__isnull=True) | Q(account__cool_down_until__lte=now))
-    )
+    return FlowAccount.open_q(now, via="account__")
 
 
 def waited_words(waited: timedelta) -> str:

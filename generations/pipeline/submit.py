@@ -67,6 +67,7 @@ from ..engines.base import (
     Unsafe,
     UpstreamError,
 )
+from ..failover import accounts_by_project, assign, first_usable, submittable
 from ..models import FlowAccount, Generation, ImageAsset, ImageUpload, Project
 from .accounts import account_refused
 from .claims import held, release, visible, write_held
@@ -76,7 +77,6 @@ from .policy import (
     SUBMIT_ATTEMPTS,
     SUBMIT_LIMIT,
     S,
-    account_open,
     backoff_seconds,
     call_deadline,
     gave_up_reason,
@@ -103,7 +103,7 @@ def submit_due(run: Pass) -> None:
         return
     due = list(
         Generation.objects.filter(status=S.QUEUED, account__isnull=False)
-        .filter(is_due(now), lease_free(now), account_open(now))
+        .filter(is_due(now), lease_free(now), submittable(now))
         .order_by("created", "pk")
         .values_list("pk", flat=True)[:SUBMIT_LIMIT]
     )
@@ -115,6 +115,9 @@ def submit_due(run: Pass) -> None:
     Generation.objects.filter(pk__in=due, status=S.QUEUED).filter(
         is_due(now), lease_free(now)
     ).update(claim=token, lease_until=now + submit_lease())
+    # Each claimed take goes out on the first of its project's accounts that can take it now;
+    # those none can take are let go (see generations/failover.py).
+    run.counts["moved_account"] += assign(token, now)
     generations = list(
         held(token, [S.QUEUED])
         .select_related("account", "project", "start_image")
@@ -536,6 +539,28 @@ class SubmitGroup:
             )
         if again:
             delay = backoff_seconds(max(t.attempts for t in again) + calls, retry_after)
+            if isinstance(error, Throttled):
+                until = now + timedelta(seconds=delay)
+                FlowAccount.objects.filter(pk=self.account.pk).update(cool_down_until=until)
+                self.account.cool_down_until = until
+                # The account rests, not the takes: those another account of the project can
+                # take now are due at once, and the next pass sends them there.
+                elsewhere = self.elsewhere(again)
+                if elsewhere:
+                    self.counts["requeued"] += self.release(
+                        elsewhere,
+                        statuses,
+                        status=S.QUEUED,
+                        reason=shorten(
+                            f"{error.message.strip()} Flowsite sends this take on the "
+                            "project's next account."
+                        ),
+                        attempts=F("attempts") + calls,
+                        next_check_at=now,
+                        updated=timezone.now(),
+                    )
+                    again = [t for t in again if t not in elsewhere]
+        if again:
             self.counts["requeued"] += self.release(
                 again,
                 statuses,
@@ -546,11 +571,23 @@ class SubmitGroup:
                 next_check_at=now + timedelta(seconds=delay),
                 updated=timezone.now(),
             )
-            if isinstance(error, Throttled):
-                until = now + timedelta(seconds=delay)
-                FlowAccount.objects.filter(pk=self.account.pk).update(cool_down_until=until)
-                self.account.cool_down_until = until
         self.generations = [t for t in self.generations if t not in generations]
+
+    def elsewhere(self, generations: list[Generation]) -> list[Generation]:
+        """The takes another account of the project can take now (failover); one query for
+        the project's accounts, none when they are not asked."""
+        accounts = [
+            account
+            for account in accounts_by_project(
+                Project.objects.select_related("account").filter(pk=self.project.pk)
+            ).get(self.project.pk, [])
+            if account.pk != self.account.pk
+        ]
+        return [
+            generation
+            for generation in generations
+            if first_usable(accounts, generation.model_key, self.now) is not None
+        ]
 
     def refused(
         self,

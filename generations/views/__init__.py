@@ -10,7 +10,13 @@ from .film import (
     scene_trim,
 )
 from .gallery import project_gallery
-from .manage import project_archive, project_delete, project_duplicate, project_settings
+from .manage import (
+    project_accounts,
+    project_archive,
+    project_delete,
+    project_duplicate,
+    project_settings,
+)
 from .media import image_file, take_poster, take_video
 from .projects import (
     project_create,
@@ -39,6 +45,7 @@ from .spend import project_spend, project_spend_csv
 from .team import invite_accept, invite_revoke, project_audit, project_invites
 
 __all__ = [
+    "project_accounts",
     "comment_delete",
     "film_video",
     "project_film",

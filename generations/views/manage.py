@@ -1,4 +1,5 @@
-"""Owners run their project: rename, archive and restore, duplicate, delete."""
+"""Owners run their project: rename, choose its accounts, archive and restore, duplicate,
+delete."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from django.views.decorators.http import require_http_methods, require_POST
 from .. import rules
 from ..models import AuditEvent, Project
 from .access import Role, get_project_for_user
+from .accounts import account_order_form
 
 
 class RenameForm(forms.Form):
@@ -51,7 +53,10 @@ class DeleteForm(forms.Form):
         return typed
 
 
-def _settings_page(request, project, membership, *, rename=None, delete=None, status=200):
+def _settings_page(
+    request, project, membership, *, rename=None, delete=None, accounts=None, status=200
+):
+    accounts = accounts or account_order_form(project)
     return render(
         request,
         "generations/project_settings.html",
@@ -60,6 +65,7 @@ def _settings_page(request, project, membership, *, rename=None, delete=None, st
             "membership": membership,
             "rename_form": rename or RenameForm(initial={"name": project.name}),
             "delete_form": delete or DeleteForm(project),
+            "accounts_form": accounts,
             "counts": project.deletion_counts(),
         },
         status=status,
@@ -70,7 +76,7 @@ def _settings_page(request, project, membership, *, rename=None, delete=None, st
 @login_required
 def project_settings(request: HttpRequest, uuid: UUID) -> HttpResponse:
     """The owner's page: rename here; archive, duplicate and delete post to their own URLs."""
-    project, membership = get_project_for_user(request, uuid, Role.OWNER, with_account=False)
+    project, membership = get_project_for_user(request, uuid, Role.OWNER)
     if request.method == "POST":
         form = RenameForm(request.POST)
         if form.is_valid():
@@ -83,6 +89,27 @@ def project_settings(request: HttpRequest, uuid: UUID) -> HttpResponse:
             return redirect("project-settings", uuid=project.uuid)
         return _settings_page(request, project, membership, rename=form)
     return _settings_page(request, project, membership)
+
+
+@require_POST
+@login_required
+def project_accounts(request: HttpRequest, uuid: UUID) -> HttpResponse:
+    """Set the project's accounts and their order (owners only)."""
+    project, membership = get_project_for_user(request, uuid, Role.OWNER)
+    form = account_order_form(project, request.POST)
+    if not form.is_valid():
+        return _settings_page(request, project, membership, accounts=form, status=400)
+    ordered = form.cleaned_data["ordered"]
+    project.set_accounts(ordered)
+    AuditEvent.record(
+        AuditEvent.Action.ACCOUNTS_ORDERED,
+        request.user,
+        project,
+        accounts=[account.label for account in ordered],
+    )
+    names = ", then ".join(str(account) for account in ordered)
+    messages.success(request, f"{project} now spends {names}.")
+    return redirect("project-settings", uuid=project.uuid)
 
 
 @require_POST
@@ -129,7 +156,7 @@ def project_duplicate(request: HttpRequest, uuid: UUID) -> HttpResponse:
 @require_POST
 @login_required
 def project_delete(request: HttpRequest, uuid: UUID) -> HttpResponse:
-    project, membership = get_project_for_user(request, uuid, Role.OWNER, with_account=False)
+    project, membership = get_project_for_user(request, uuid, Role.OWNER)
     form = DeleteForm(project, request.POST)
     if not form.is_valid():
         return _settings_page(request, project, membership, delete=form, status=400)

@@ -26,6 +26,7 @@ from .access import (
     get_project_for_user,
     htmx_login_required,
 )
+from .accounts import later_accounts_exist, project_account_states
 from .cards import (
     TEMPLATE,
     card_context,
@@ -54,7 +55,10 @@ def _anything_in_flight(scenes: list[Scene]) -> bool:
 def project_detail(request: HtmxHttpRequest, uuid: UUID) -> HttpResponse:
     answered_at = timezone.now()
     project, membership = get_project_for_user(
-        request, uuid, generate_all_cost=Subquery(generate_all_cost(OuterRef("project")))
+        request,
+        uuid,
+        generate_all_cost=Subquery(generate_all_cost(OuterRef("project"))),
+        has_later_accounts=later_accounts_exist(),
     )
     scenes = storyboard_scenes(project)
     last_generation = max((take.pk for scene in scenes for take in scene.take_list), default=0)
@@ -67,6 +71,7 @@ def project_detail(request: HtmxHttpRequest, uuid: UUID) -> HttpResponse:
         has_scenes=bool(scenes),
         last_generation=last_generation,
         generate_all_cost=membership.generate_all_cost or 0,
+        project_accounts=project_account_states(project, membership.has_later_accounts),
     )
     return render(request, TEMPLATE, ctx)
 
@@ -112,6 +117,7 @@ def project_poll(request: HtmxHttpRequest, uuid: UUID) -> HttpResponse:
             Generation.objects.filter(project=OuterRef("project")).order_by("-pk").values("pk")[:1]
         ),
         generate_all_cost=Subquery(generate_all_cost(OuterRef("project"))),
+        has_later_accounts=later_accounts_exist(),
     )
     live = state.in_flight
     newest = since
@@ -166,6 +172,7 @@ def project_poll(request: HtmxHttpRequest, uuid: UUID) -> HttpResponse:
         live=live,
         # The credits Flow reported with a finished clip, and the live region's news.
         account_oob=True,
+        project_accounts=project_account_states(project, membership.has_later_accounts),
         announce_oob=True,
         **extra,
         **generate_all,

@@ -402,7 +402,36 @@
     });
   });
 
+  // Copy buttons (the invite link): the named field's text goes to the clipboard. Where the
+  // browser refuses (no permission, no clipboard on a plain-HTTP address), the text is
+  // selected instead, so Ctrl+C copies it, and the status line says so.
+  document.addEventListener("click", function (event) {
+    var button = event.target.closest && event.target.closest("[data-copy]");
+    if (!button) return;
+    var field = document.getElementById(button.getAttribute("data-copy"));
+    if (!field) return;
+    var status = document.getElementById(field.id + "-status");
+    function say(text) { if (status) status.textContent = text; }
+    function selectInstead() {
+      button.textContent = "Copy";
+      button.classList.remove("is-copied");
+      field.focus();
+      field.select();
+      say("Your browser did not let Flowsite copy: the link is selected, press Ctrl+C (⌘C on a Mac) to copy it.");
+    }
+    if (!navigator.clipboard || !navigator.clipboard.writeText) {
+      selectInstead();
+      return;
+    }
+    navigator.clipboard.writeText(field.value).then(function () {
+      button.textContent = "Copied";
+      button.classList.add("is-copied");
+      say("Copied the link to the clipboard.");
+    }, selectInstead);
+  });
+
   document.addEventListener("DOMContentLoaded", function () {
+    document.querySelectorAll("[data-copy]").forEach(function (button) { button.hidden = false; });
     document.querySelectorAll("[data-use-prompt]").forEach(function (button) { button.hidden = false; });
     document.querySelectorAll("[data-review-open]").forEach(function (button) { button.hidden = false; });
     document.querySelectorAll("form[data-autosubmit] [data-autosubmit-button]").forEach(function (button) { button.hidden = true; });

@@ -84,3 +84,48 @@ def test_dora_generates_within_her_allowance_is_refused_past_it_and_the_chart_sh
     expect(legend).to_contain_text("alice")
     expect(legend).to_contain_text("dora")
     page.screenshot(path=screenshots / "spend.png", full_page=True)
+
+
+def make_link_invite(page: Page, project) -> str:
+    """Alice signs in and makes an invite link; returns the link."""
+    page.goto("/accounts/login/")
+    page.get_by_label("Username").fill("alice")
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Sign in").click()
+    page.goto(f"/projects/{project.uuid}/invites/")
+    page.get_by_role("button", name="Make invite").click()
+    return page.get_by_role("textbox", name="Link").input_value()
+
+
+def test_alice_copies_the_invite_link_with_the_copy_button(page: Page, project, live_server):
+    page.context.grant_permissions(["clipboard-read", "clipboard-write"], origin=live_server.url)
+    link = make_link_invite(page, project)
+
+    page.get_by_role("button", name="Copy").click()
+
+    expect(page.get_by_role("button", name="Copied")).to_be_visible()
+    expect(page.get_by_role("status")).to_have_text("Copied the link to the clipboard.")
+    assert page.evaluate("navigator.clipboard.readText()") == link
+
+
+def test_where_the_browser_refuses_the_clipboard_the_link_is_selected_instead(page: Page, project):
+    # The browser says no, as one does when the person blocked clipboard access.
+    page.add_init_script(
+        "Object.defineProperty(navigator.clipboard, 'writeText', {value: () =>"
+        " Promise.reject(new DOMException('Write permission denied.', 'NotAllowedError'))});"
+    )
+    link = make_link_invite(page, project)
+
+    page.get_by_role("button", name="Copy").click()
+
+    expect(page.get_by_role("status")).to_have_text(
+        "Your browser did not let Flowsite copy: the link is selected, press Ctrl+C "
+        "(⌘C on a Mac) to copy it."
+    )
+    field = page.get_by_role("textbox", name="Link")
+    expect(field).to_be_focused()
+    selected = field.evaluate(
+        "input => input.value.slice(input.selectionStart, input.selectionEnd)"
+    )
+    assert selected == link
+    expect(page.get_by_role("button", name="Copy")).to_be_visible()

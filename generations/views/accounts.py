@@ -1,0 +1,125 @@
+"""Which of their granted accounts a project spends, and in what order: the owners' form
+(posted to ``manage.project_accounts``) and each account's state in words.
+
+One POST from the settings page, without JavaScript: every account staff granted to the
+project or to one of its owners has a place to pick ("not used", 1st, 2nd, ...). The first
+becomes the project's account (its scenes are judged and priced on it); the worker falls back
+on the others in order (generations/failover.py).
+"""
+
+from __future__ import annotations
+
+from django import forms
+from django.core.exceptions import ValidationError
+from django.db.models import Exists, OuterRef
+from django.utils import timezone
+
+from ..models import AccountGrant, FlowAccount, Project, ProjectAccount
+
+ORDINALS = ["1st", "2nd", "3rd"]
+
+
+def ordinal(place: int) -> str:
+    return ORDINALS[place - 1] if place <= len(ORDINALS) else f"{place}th"
+
+
+def grantable_accounts(project: Project) -> list[FlowAccount]:
+    """The accounts an owner may choose for this project: granted to it or to one of its
+    owners (``AccountGrant.allowing``). One query."""
+    granted = AccountGrant.objects.allowing(project).filter(account_id=OuterRef("pk"))
+    return list(FlowAccount.objects.filter(Exists(granted)).order_by("label"))
+
+
+class AccountOrderForm(forms.Form):
+    """A place for each account the project may spend; an empty place: not used."""
+
+    def __init__(self, project: Project, accounts: list[FlowAccount], order, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.project = project
+        self.accounts = accounts
+        current = {account.pk: place for place, account in enumerate(order, start=1)}
+        choices = [("", "Not used")] + [
+            (str(place), ordinal(place)) for place in range(1, len(accounts) + 1)
+        ]
+        for account in accounts:
+            self.fields[self.field_name(account)] = forms.TypedChoiceField(
+                label=str(account),
+                choices=choices,
+                coerce=int,
+                empty_value=None,
+                required=False,
+                initial=current.get(account.pk, ""),
+            )
+
+    @staticmethod
+    def field_name(account: FlowAccount) -> str:
+        return f"place-{account.uuid}"
+
+    def rows(self):
+        """Each account with its place field and its state in words, for the template."""
+        now = timezone.now()
+        return [
+            (account, self[self.field_name(account)], account.state_words(now))
+            for account in self.accounts
+        ]
+
+    def clean(self):
+        data = super().clean()
+        chosen: dict[int, FlowAccount] = {}
+        for account in self.accounts:
+            place = data.get(self.field_name(account))
+            if place is None:
+                continue
+            if place in chosen:
+                raise ValidationError(
+                    f"{chosen[place]} and {account} are both {ordinal(place)}; give each "
+                    "account its own place."
+                )
+            chosen[place] = account
+        if not chosen:
+            raise ValidationError(
+                "Choose at least one account: the project needs one to generate anything."
+            )
+        ordered = [chosen[place] for place in sorted(chosen)]
+        first = ordered[0]
+        for account in ordered[1:]:
+            if account.kind != first.kind:
+                raise ValidationError(
+                    f"{account} is a {account.get_kind_display()} account and {first} a "
+                    f"{first.get_kind_display()} one: a project's scenes are made for one "
+                    "kind, so all its accounts must be of that kind."
+                )
+        current = self.project.account
+        if current is not None and current.kind != first.kind and self.project.scenes.exists():
+            raise ValidationError(
+                f"The scenes of {self.project} are made for {current.get_kind_display()}; "
+                f"choose {current.get_kind_display()} accounts, or start a new project for "
+                f"{first.get_kind_display()}."
+            )
+        data["ordered"] = ordered
+        return data
+
+
+def account_order_form(project: Project, data=None) -> AccountOrderForm:
+    return AccountOrderForm(project, grantable_accounts(project), project.accounts_in_order(), data)
+
+
+def account_states(accounts: list[FlowAccount]) -> list[tuple[FlowAccount, str]]:
+    """Each account with what keeps it from taking work now ("" when nothing does)."""
+    now = timezone.now()
+    return [(account, account.state_words(now)) for account in accounts]
+
+
+def later_accounts_exist() -> Exists:
+    """An annotation for the project lookup: whether the project has accounts after its
+    first, so a page reads them (one more query) only when there are some."""
+    return Exists(ProjectAccount.objects.filter(project_id=OuterRef("project_id")))
+
+
+def project_account_states(project: Project, has_later: bool) -> list[tuple[FlowAccount, str]]:
+    """The project's accounts in order, each with its state, for the project page."""
+    if has_later:
+        accounts = project.accounts_in_order()
+    else:
+        accounts = [project.account] if project.account_id is not None else []
+    return account_states(accounts)
