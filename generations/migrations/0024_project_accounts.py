@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('generations', '0022_account_credential_refusals'),
+        ('generations', '0023_image_sweep_schedule'),
     ]
 
     operations = [

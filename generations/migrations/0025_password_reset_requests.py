@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('generations', '0023_project_accounts'),
+        ('generations', '0024_project_accounts'),
     ]
 
     operations = [
