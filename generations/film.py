@@ -235,6 +235,8 @@ class _Writer(film_mix.MixedTrack):
         if template_path is not None:
             with av.open(template_path) as source:
                 self.video = out.add_stream_from_template(source.streams.video[0])
+            # Copied timestamps are counted in this, fixed before the muxer may change it.
+            self.tick = Fraction(self.video.time_base)
             self.encoder = None
         else:
             self.video = out.add_stream(VIDEO_CODEC, rate=self.rate, options=dict(VIDEO_OPTIONS))
@@ -285,7 +287,7 @@ class _Writer(film_mix.MixedTrack):
 
     def _copy_video(self, source, video_in, audio_in, step: str) -> None:
         # Timestamps in the film's video time base (a mixed film's clips may have others).
-        time_base = Fraction(self.video.time_base)
+        time_base = self.tick
         scale = Fraction(video_in.time_base) / time_base
         offset = round(Fraction(self.segment_start) / time_base)
         first_pts = None

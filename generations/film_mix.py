@@ -259,6 +259,7 @@ class MixedTrack:
     times kept rising across the seams."""
 
     mix: tuple[int, AvcConfig] | None = None  # the encoder's SPS id and sets
+    tick: Fraction  # the video track's time base, as the timestamps are counted
 
     def open_mixed(self, out, template_path: str, found) -> None:
         """A track that takes the copied clips' packets as they are and the re-encoded ones
@@ -269,6 +270,11 @@ class MixedTrack:
         self.mix = (sps_id, self._segment_encoder(sps_id).config())
         with av.open(template_path) as source:
             self.video = out.add_stream_from_template(source.streams.video[0])
+        # Fine enough for decoding times squeezed a tick apart at the seams, and one the MP4
+        # muxer keeps (it replaces a coarser one once the header is written).
+        if self.video.time_base.numerator != 1 or self.video.time_base.denominator < 10_000:
+            self.video.time_base = Fraction(1, 90_000)
+        self.tick = Fraction(self.video.time_base)
         self.video.codec_context.extradata = merged_record(copied, self.mix[1])
         self.encoder = None
         self._open_audio()
@@ -302,7 +308,7 @@ class MixedTrack:
         if self.mix is None:
             self.out.mux(packets)
             return
-        time_base = Fraction(self.video.time_base)
+        time_base = self.tick
         for packet in packets:
             scale = Fraction(packet.time_base) / time_base
             pts, dts = round(packet.pts * scale), round(packet.dts * scale)
