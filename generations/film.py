@@ -1,10 +1,10 @@
 """Joining picked takes into one film: an MP4 with H.264 video and AAC audio, made with PyAV.
 
 The film is stream-copied when every clip allows it (the same H.264 parameters and frame size,
-no trims): its video packets are the clips' own, renumbered. An MP4 track carries one set of
-H.264 parameters, so as soon as one clip must be re-encoded (a trim, another size or codec
-setting) every clip is re-encoded with one encoder, rather than mixing two parameter sets in
-one track that players decode wrongly.
+no trims): its video packets are the clips' own, renumbered. When only some clips allow it, those
+are still copied and the others re-encoded into the same track, each group of H.264 parameter
+sets under its own number (``film_mix`` says how, and which clips qualify); with none, every
+clip is re-encoded by one encoder.
 
 Every segment gets audio: the clip's own, resampled, or silence as long as its video, so the
 film plays through. The audio is always encoded by one AAC encoder for the whole film, which
@@ -30,6 +30,8 @@ from pathlib import Path
 import av
 from av.audio.fifo import AudioFifo
 from av.audio.resampler import AudioResampler
+
+from . import film_mix
 
 AUDIO_RATE = 48_000
 AUDIO_LAYOUT = "stereo"
@@ -75,6 +77,8 @@ class Probe:
     duration: float
     frames: int
     has_audio: bool
+    # Whether its first video packet holds an IDR picture (film_mix.copy_refusal).
+    starts_with_idr: bool = False
 
     def copy_key(self) -> tuple:
         """What must be equal in two clips for their packets to share one track."""
@@ -96,6 +100,8 @@ class FilmResult:
     height: int
     copied: bool
     segments: list[dict] = field(default_factory=list)
+    # Which segments were stream-copied (all of them when ``copied``).
+    copies: list[bool] = field(default_factory=list)
 
 
 Progress = Callable[[int, int, str], None]
@@ -119,6 +125,7 @@ def probe(segment: Segment) -> Probe:
         else:
             duration = 0.0
         frames = stream.frames or round(duration * rate)
+        starts_with_idr = _starts_with_idr(container, stream)
         return Probe(
             width=context.width,
             height=context.height,
@@ -130,7 +137,17 @@ def probe(segment: Segment) -> Probe:
             duration=duration,
             frames=frames,
             has_audio=bool(container.streams.audio),
+            starts_with_idr=starts_with_idr,
         )
+
+
+def _starts_with_idr(container, stream) -> bool:
+    if stream.codec_context.name != "h264":
+        return False
+    for packet in container.demux(stream):
+        if packet.size:
+            return film_mix.starts_with_idr(bytes(packet))
+    return False
 
 
 def check_trims(segment: Segment, probe_: Probe) -> None:
@@ -161,16 +178,22 @@ def render_film(
     copy = not any(s.trimmed for s in segments) and all(
         p.copy_key() == first.copy_key() and p.codec == "h264" for p in probes
     )
+    copies = [True] * len(segments) if copy else film_mix.copy_plan(segments, probes)
     expected = [_expected_frames(s, p, first.rate) for s, p in zip(segments, probes, strict=True)]
     out_path = Path(out_path)
     part = out_path.with_name(f".{out_path.name}{PART_SUFFIX}")
     writer = _Writer(part, size, first.rate, sum(expected), progress)
     writer.silent = not any(p.has_audio for p in probes)
+    mixed = any(copies) and not copy
     try:
         with av.open(str(part), mode="w", format="mp4", options={"movflags": "faststart"}) as out:
-            writer.open(out, segments[0].path if copy else None)
-            for segment, found in zip(segments, probes, strict=True):
-                writer.add(segment, found, copy=copy)
+            if mixed:
+                template = segments[copies.index(True)].path
+                writer.open_mixed(out, template, probes[copies.index(True)])
+            else:
+                writer.open(out, segments[0].path if copy else None)
+            for segment, found, copied in zip(segments, probes, copies, strict=True):
+                writer.add(segment, found, copy=copied)
             writer.close()
         os.replace(part, out_path)
     except BaseException:
@@ -182,6 +205,7 @@ def render_film(
         height=size[1],
         copied=copy,
         segments=writer.placed,
+        copies=copies,
     )
 
 
@@ -191,7 +215,7 @@ def _expected_frames(segment: Segment, found: Probe, rate: Fraction) -> int:
     return max(1, round((min(end, found.duration) - start) * float(rate)))
 
 
-class _Writer:
+class _Writer(film_mix.MixedTrack):
     """The film being written: its video track (copied or encoded) and its one audio track."""
 
     def __init__(self, path: Path, size, rate: Fraction, total: int, progress: Progress | None):
@@ -202,6 +226,7 @@ class _Writer:
         self.placed: list[dict] = []
         self.samples_out = 0
         self.silent = False
+        self.mix = None  # a mixed film's (sps id, encoder's sets): film_mix.MixedTrack
 
     # --- setting up -----------------------------------------------------------------------
 
@@ -210,6 +235,8 @@ class _Writer:
         if template_path is not None:
             with av.open(template_path) as source:
                 self.video = out.add_stream_from_template(source.streams.video[0])
+            # Copied timestamps are counted in this, fixed before the muxer may change it.
+            self.tick = Fraction(self.video.time_base)
             self.encoder = None
         else:
             self.video = out.add_stream(VIDEO_CODEC, rate=self.rate, options=dict(VIDEO_OPTIONS))
@@ -218,6 +245,10 @@ class _Writer:
             self.video.time_base = 1 / self.rate
             self.video.codec_context.time_base = 1 / self.rate
             self.encoder = self.video
+        self._open_audio()
+
+    def _open_audio(self) -> None:
+        out = self.out
         self.audio = out.add_stream("aac", rate=AUDIO_RATE, layout=AUDIO_LAYOUT)
         self.audio.bit_rate = AUDIO_BITRATE
         self.audio.time_base = Fraction(1, AUDIO_RATE)
@@ -237,6 +268,8 @@ class _Writer:
             audio_in = source.streams.audio[0] if source.streams.audio else None
             if copy:
                 self._copy_video(source, video_in, audio_in, step)
+            elif self.mix is not None:
+                self._encode_mixed(source, video_in, audio_in, segment, found, step)
             else:
                 self._encode_video(source, video_in, audio_in, segment, found, step)
         # Whatever audio the clip lacked (all of it, for a silent clip) is silence.
@@ -253,7 +286,9 @@ class _Writer:
         )
 
     def _copy_video(self, source, video_in, audio_in, step: str) -> None:
-        time_base = video_in.time_base
+        # Timestamps in the film's video time base (a mixed film's clips may have others).
+        time_base = self.tick
+        scale = Fraction(video_in.time_base) / time_base
         offset = round(Fraction(self.segment_start) / time_base)
         first_pts = None
         end = offset
@@ -266,13 +301,15 @@ class _Writer:
                 continue  # the demuxer's empty packet at the end
             if first_pts is None:
                 first_pts = packet.pts
-            pts = packet.pts - first_pts + offset
-            dts = packet.dts - first_pts + offset
+            pts = round((packet.pts - first_pts) * scale) + offset
+            dts = round((packet.dts - first_pts) * scale) + offset
             if self.last_dts is not None and dts <= self.last_dts:
                 dts = self.last_dts + 1
             packet.pts, packet.dts = max(pts, dts), dts
+            packet.duration = round((packet.duration or 0) * scale)
+            packet.time_base = time_base
             self.last_dts = dts
-            end = max(end, packet.pts + (packet.duration or 0))
+            end = max(end, packet.pts + packet.duration)
             packet.stream = self.video
             self.out.mux(packet)
             self.position = float(end * time_base)
@@ -341,7 +378,7 @@ class _Writer:
         frame.time_base = 1 / self.rate
         frame.pict_type = av.video.frame.PictureType.NONE
         self.frame_index += 1
-        self.out.mux(self.encoder.encode(frame))
+        self._mux_encoded(self.encoder.encode(frame))
         self.position = float(self.frame_index / self.rate)
         self._frame_done(step)
         self._audio_until(self.position, pad=silent)

@@ -21,7 +21,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_GET
 
-from ..models import Generation, Scene
+from ..models import FilmRender, Generation, Scene
 from .access import get_project_for_user
 
 PAGE_SIZE = 48
@@ -50,6 +50,8 @@ PERIODS = {
     "month": ("Last 30 days", timedelta(days=30)),
 }
 SORTS = {"newest": "Newest first", "scene": "Scene order"}
+# Rendered films shown above the clips (newest first); the film page lists every version.
+FILMS_SHOWN = 6
 
 
 @dataclass
@@ -128,6 +130,8 @@ def project_gallery(request: HttpRequest, uuid: UUID) -> HttpResponse:
     positions = {scene["pk"]: scene["position"] for scene in scenes} if sort == "scene" else None
     sections = _page_sections(clips, totals, names, (page.number - 1) * PAGE_SIZE, positions)
     _complete_cards(sections, {scene["pk"]: scene["name"] for scene in scenes})
+    # The films head the first page of the whole gallery; a filtered view is about clips.
+    films = ready_films(project) if page.number == 1 and not query else []
 
     return render(
         request,
@@ -139,6 +143,7 @@ def project_gallery(request: HttpRequest, uuid: UUID) -> HttpResponse:
             "scene_error": scene_error,
             "page": page,
             "sections": sections,
+            "films": films,
             "total": total,
             "members": [
                 {"key": key, "name": name, "selected": pk == wanted_member}
@@ -168,6 +173,17 @@ def _complete_cards(sections: list[Section], scene_names: dict[int, str]) -> Non
             clip["aspect_label"] = ASPECTS.get(clip["aspect"], clip["aspect"])
             clip["video_url"] = video.replace(ANY_UUID, key)
             clip["poster_url"] = poster.replace(ANY_UUID, key) if clip["poster"] else ""
+
+
+def ready_films(project) -> list[FilmRender]:
+    """The project's newest ready films with who asked for each, in one query."""
+    return list(
+        FilmRender.objects.filter(project=project, status=FilmRender.Status.READY)
+        .exclude(video="")
+        .select_related("requested_by")
+        .only("uuid", "created", "duration", "segments", "requested_by__username")
+        .order_by("-created", "-id")[:FILMS_SHOWN]
+    )
 
 
 def _uuid_or_none(text: str) -> UUID | None:

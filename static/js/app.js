@@ -314,11 +314,17 @@
   var review = { dialog: null, clips: [], index: 0 };
 
   // play() returns a promise that rejects when a pause or a new source interrupts it; that is
-  // the user changing their mind, not a fault, so only the interruption is swallowed.
-  function play(video) {
+  // the user changing their mind, not a fault, so only the interruption is swallowed. A caller
+  // that plays without a click of its own (the film preview moving to its next clip) passes
+  // ``refused``, told when the browser's autoplay rule says no (NotAllowedError).
+  function play(video, refused) {
     var started = video.play();
     if (started && started.catch) {
-      started.catch(function (error) { if (error.name !== "AbortError") throw error; });
+      started.catch(function (error) {
+        if (error.name === "AbortError") return;
+        if (refused && error.name === "NotAllowedError") refused(error);
+        else throw error;
+      });
     }
   }
 
@@ -430,8 +436,110 @@
     }, selectInstead);
   });
 
+  // --- Film preview: the picks in order, each from its trim in to its trim out ----------------
+  // One video element: at a clip's trim out (timeupdate) or its end (ended) the next clip is
+  // loaded, sought to its trim in once its metadata is known, and played on.
+
+  var preview = { section: null, video: null, clips: [], index: 0, playing: false, finished: false };
+
+  function previewClip(index) {
+    var node = preview.clips[index];
+    var number = function (name) {
+      var value = node.getAttribute(name);
+      return value === "" || value === null ? null : parseFloat(value);
+    };
+    return { url: node.getAttribute("data-video"), label: node.getAttribute("data-label"), trimIn: number("data-trim-in"), trimOut: number("data-trim-out") };
+  }
+
+  function previewAnnounce(text) { document.getElementById("film-preview-label").textContent = text; }
+
+  function previewSync() {
+    var button = preview.section.querySelector("[data-preview=play]");
+    button.textContent = preview.playing ? "Pause" : "Play";
+    preview.section.querySelector("[data-preview=prev]").disabled = preview.index === 0;
+    preview.section.querySelector("[data-preview=next]").disabled = preview.index === preview.clips.length - 1;
+  }
+
+  function previewLoad(index) {
+    preview.index = index;
+    preview.finished = false;
+    var clip = previewClip(index);
+    preview.video.src = clip.url;
+    previewAnnounce(clip.label + (preview.playing ? "" : " (paused)"));
+    previewSync();
+  }
+
+  function previewRefused() {
+    preview.playing = false;
+    previewAnnounce(previewClip(preview.index).label + " (press Play to go on)");
+    previewSync();
+  }
+
+  function previewPlay() {
+    preview.playing = true;
+    if (preview.finished || !preview.video.getAttribute("src")) previewLoad(preview.finished ? 0 : preview.index);
+    else {
+      previewAnnounce(previewClip(preview.index).label);
+      previewSync();
+      play(preview.video, previewRefused);
+    }
+  }
+
+  function previewPause() {
+    preview.playing = false;
+    preview.video.pause();
+    previewAnnounce(previewClip(preview.index).label + " (paused)");
+    previewSync();
+  }
+
+  // The clip at ``from`` is done: the next one plays, or the film has been watched to its end.
+  function previewAdvance(from) {
+    if (from !== preview.index || preview.finished) return;
+    if (preview.index < preview.clips.length - 1) {
+      previewLoad(preview.index + 1);
+      return;
+    }
+    preview.video.pause();
+    preview.playing = false;
+    preview.finished = true;
+    previewAnnounce("End of the film: " + preview.clips.length + " scene" + (preview.clips.length === 1 ? "" : "s") + " played. Press Play to watch again.");
+    previewSync();
+  }
+
+  function setUpPreview() {
+    preview.section = document.querySelector("[data-film-preview]");
+    if (!preview.section) return;
+    preview.video = document.getElementById("film-preview-video");
+    preview.clips = Array.prototype.slice.call(preview.section.querySelectorAll("[data-preview-clip]"));
+    if (!preview.clips.length) return;
+    preview.section.hidden = false;
+    var video = preview.video;
+    video.addEventListener("loadedmetadata", function () {
+      var clip = previewClip(preview.index);
+      if (clip.trimIn) video.currentTime = clip.trimIn;
+      if (preview.playing) play(video, previewRefused);
+    });
+    video.addEventListener("timeupdate", function () {
+      var clip = previewClip(preview.index);
+      if (clip.trimOut !== null && video.currentTime >= clip.trimOut) previewAdvance(preview.index);
+    });
+    video.addEventListener("ended", function () { previewAdvance(preview.index); });
+    preview.section.addEventListener("click", function (event) {
+      var button = event.target.closest("[data-preview]");
+      if (!button || button.disabled) return;
+      var action = button.getAttribute("data-preview");
+      if (action === "play") {
+        if (preview.playing) previewPause(); else previewPlay();
+      } else {
+        previewLoad(preview.index + (action === "next" ? 1 : -1));
+      }
+    });
+    previewSync();
+  }
+
   document.addEventListener("DOMContentLoaded", function () {
     document.querySelectorAll("[data-copy]").forEach(function (button) { button.hidden = false; });
+    setUpPreview();
     document.querySelectorAll("[data-use-prompt]").forEach(function (button) { button.hidden = false; });
     document.querySelectorAll("[data-review-open]").forEach(function (button) { button.hidden = false; });
     document.querySelectorAll("form[data-autosubmit] [data-autosubmit-button]").forEach(function (button) { button.hidden = true; });
