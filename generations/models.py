@@ -1286,6 +1286,7 @@ class AuditEvent(models.Model):
         TAKE_CANCELLED = "take.cancelled", "Take cancelled"
         ACCOUNT_GRANTED = "account.granted", "Account granted"
         ACCOUNT_REVOKED = "account.revoked", "Account revoked"
+        ACCOUNT_CHECKED = "account.checked", "Account checked again"
         BUDGET_CHANGED = "budget.changed", "Budget changed"
         ALLOWANCE_CHANGED = "allowance.changed", "Allowance changed"
 

@@ -693,7 +693,7 @@ class VertexEngine:
                 return base.AccountRefused(
                     f"The Vertex AI API is not enabled in Google Cloud project {project}; "
                     "enable aiplatform.googleapis.com there (Cloud console › APIs & "
-                    "Services), then resume the account.",
+                    "Services), then an admin presses Check again now on the account.",
                     detail=detail,
                 )
             return base.AccountRefused(
