@@ -27,7 +27,9 @@ def check_again(account: FlowAccount, actor=None) -> bool:
     to check again."""
     if not (account.problem or account.credential_refusals or account.cool_down_until):
         return False
-    was = account.problem or refusal_words(account)
+    was = account.problem or (
+        refusal_words(account) if account.credential_refusals else "resting after throttling"
+    )
     FlowAccount.objects.filter(pk=account.pk).update(
         problem="", credential_refusals=0, cool_down_until=None
     )
