@@ -152,8 +152,9 @@ def batches(run: Pass, account: FlowAccount, generations: list[PollRow]) -> list
     size = max(1, int(getattr(settings, "FLOW_STATUS_BATCH_SIZE", 50)))
     try:
         engine = run.engines.get(account)
-    except ValueError:
-        # No usable credentials: the first batch's call says so in words.
+    except Exception:
+        # No usable credentials, or a bug building the engine: the first batch's call meets
+        # the same error and says so on the takes (PollBatch.check).
         return list(chunks(generations, size))
     fitted = getattr(engine, "poll_batch_size", None)
     size = fitted(size) if callable(fitted) else size
