@@ -16,14 +16,14 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.admin import UserAdmin
 from django.contrib.auth.tokens import default_token_generator
 from django.db.models import Count, QuerySet
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponseRedirect
 from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
 from django.utils.encoding import force_bytes
 from django.utils.html import format_html
 from django.utils.http import urlsafe_base64_encode
 
-from . import tasks, work
+from . import account_checks, tasks, work
 from .engines.vertex import clean_service_account_key, key_email
 from .management.commands.flow_account import clean_bearer_token, clean_session_cookie, mask
 from .models import (
@@ -174,13 +174,18 @@ class FlowAccountForm(forms.ModelForm):
         token = self.cleaned_data.get("new_bearer_token")
         cookie = self.cleaned_data.get("new_session_cookie")
         key = self.cleaned_data.get("new_service_account_key")
+        # Another project or region is the fix for a refusal Google made about those (API not
+        # enabled, no permission, no model there): tried again at once, like new credentials.
+        moved = self.instance.pk and {"vertex_project", "vertex_location"} & set(self.changed_data)
         if token or cookie or key:
             # Forgets the token minted from the old ones and the old trouble; once saved, the
             # takes that waited for this fix resume.
             account.replace_credentials(token or "", cookie or "", key or "")
+        elif moved:
+            account.problem, account.cool_down_until, account.credential_refusals = "", None, 0
         if commit:
             account.save()
-        if token or cookie or key:
+        if token or cookie or key or moved:
             # Deferred to the commit (the admin saves inside a transaction, after this).
             work.resume_waiting(account)
         return account
@@ -239,7 +244,9 @@ class FlowAccountAdmin(admin.ModelAdmin):
     ]
     list_filter = ["kind", "tier"]
     search_fields = ["label", "vertex_project"]
+    actions = ["check_again_now"]
     readonly_fields = [
+        "what_happened",
         "uuid",
         "auth_kind",
         "masked_secret",
@@ -267,6 +274,7 @@ class FlowAccountAdmin(admin.ModelAdmin):
             "State",
             {
                 "fields": [
+                    "what_happened",
                     "credits",
                     "credits_checked_at",
                     "access_token_expires",
@@ -281,6 +289,37 @@ class FlowAccountAdmin(admin.ModelAdmin):
     def state(self, account: FlowAccount) -> str:
         """Cooling down until…, re-checking, the problem for an admin, or ready."""
         return account.state_words(timezone.now()) or "Ready"
+
+    @admin.display(description="What happened")
+    def what_happened(self, account: FlowAccount) -> str:
+        return account_checks.what_happened(account) if account.pk else NONE
+
+    @admin.action(description="Check again now (after fixing the cause in Google Cloud)")
+    def check_again_now(self, request: HttpRequest, queryset: QuerySet) -> None:
+        checked = [
+            account.label
+            for account in queryset
+            if account_checks.check_again(account, request.user)
+        ]
+        if checked:
+            self.message_user(
+                request,
+                f"Checking {', '.join(checked)} again now: the waiting takes go to the worker, "
+                "whose next call to Google is the check.",
+                messages.SUCCESS,
+            )
+        else:
+            self.message_user(
+                request, "Nothing to check again: Google has refused none of them.", messages.INFO
+            )
+
+    def response_change(self, request: HttpRequest, account: FlowAccount):
+        # The change page's own "Check again now" button (saves the form first, as every
+        # button of the page does).
+        if "_check_again" in request.POST:
+            self.check_again_now(request, FlowAccount.objects.filter(pk=account.pk))
+            return HttpResponseRedirect(request.path)
+        return super().response_change(request, account)
 
     @admin.display(description="Secret")
     def masked_secret(self, account: FlowAccount) -> str:

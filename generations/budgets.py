@@ -13,7 +13,14 @@ from decimal import Decimal
 from django.utils import timezone
 
 from .engines.base import EngineKind
-from .engines.catalogue import MODELS, TIER_ONE, TIER_TWO, flow_credits
+from .engines.catalogue import (
+    MODELS,
+    TIER_ONE,
+    TIER_TWO,
+    flow_credits,
+    options_for,
+    vertex_price_per_second,
+)
 
 # model key -> (credits on tier one or free, credits on tier two), from the catalogue.
 CREDITS_PER_CLIP: dict[str, tuple[int, int]] = {
@@ -43,22 +50,75 @@ def amount(value, unit: str) -> str:
 
 
 def generate_all_cost(project_ref):
-    """A subquery: what Generate all on the project would spend at most, in credits (every
-    scene with a start image and a prompt, at its model's price on the project's account)."""
+    """A subquery: what Generate all on the project would spend at most (every scene with a
+    start image and a prompt, each take at its price on the project's account) — credits on
+    a Flow account, US cents on a Vertex AI one (``generate_all_words`` says which).
+
+    Each price is a CASE over what the catalogue and VERTEX_PRICES say, so the sum costs one
+    subquery whatever the number of scenes; a Vertex AI take is priced exactly as
+    ``Scene.take_cost`` prices it (per second × seconds, to the cent).
+    """
     from django.db.models import Case, F, Sum, Value, When
 
-    from .models import Scene
+    from .models import FlowAccount, Scene
 
     prices = []
     for key, (tier_one, tier_two) in CREDITS_PER_CLIP.items():
         prices.append(When(model_key=key, project__account__tier=TIER_TWO, then=Value(tier_two)))
         prices.append(When(model_key=key, then=Value(tier_one)))
-    per_scene = Case(*prices, default=Value(UNKNOWN_MODEL_CREDITS)) * F("takes")
+    flow = Case(*prices, default=Value(UNKNOWN_MODEL_CREDITS))
+    # A Vertex AI model nobody priced, or a Flow model left on a scene (Generate refuses
+    # it), counts nothing, as such a take records no cost.
+    vertex = Case(*_vertex_take_cents(), default=Value(0))
+    per_take = Case(When(project__account__kind=FlowAccount.Kind.VERTEX, then=vertex), default=flow)
     return (
         Scene.objects.filter(project=project_ref, start_image__isnull=False)
         .exclude(prompt="")
         .order_by()
         .values("project")
-        .annotate(total=Sum(per_scene))
+        .annotate(total=Sum(per_take * F("takes")))
         .values("total")[:1]
     )
+
+
+def _vertex_take_cents() -> list:
+    """One WHEN per Vertex AI model, resolution, sound and length with a known price: what a
+    take costs, in whole cents (exact in SQL, where decimals may be floats)."""
+    from django.conf import settings
+    from django.db.models import Q, Value, When
+
+    options = options_for(EngineKind.VERTEX)
+    whens = []
+    for model in MODELS[EngineKind.VERTEX]:
+        for resolution in options.resolutions:
+            blank = resolution == options.default_resolution
+            for audio in (False, True):
+                price = vertex_price_per_second(
+                    model.key, resolution, audio, settings.VERTEX_PRICES
+                )
+                if price is None:
+                    continue
+                for seconds in options.durations:
+                    cents = int((price * seconds).quantize(Decimal("0.01")) * 100)
+                    length = Q(duration=seconds)
+                    if seconds == options.default_duration:
+                        length |= Q(duration__isnull=True)
+                    size = (
+                        Q(resolution=resolution) | Q(resolution="")
+                        if blank
+                        else Q(resolution=resolution)
+                    )
+                    whens.append(
+                        When(Q(model_key=model.key, audio=audio) & size & length, then=Value(cents))
+                    )
+    return whens
+
+
+def generate_all_words(total: int | None, account) -> str:
+    """What the Generate all button says it would spend at most: "up to $4.80" on a Vertex
+    AI account, "up to 40 credits" on Flow; "" when nothing is priced."""
+    if not total or account is None:
+        return ""
+    if account.is_vertex:
+        return f"up to {amount(Decimal(total) / 100, 'USD')}"
+    return f"up to {credits(int(total))}"

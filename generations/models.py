@@ -242,13 +242,14 @@ class FlowAccount(models.Model):
 
     def state_words(self, now) -> str:
         """What keeps the account from taking work now, in words; "" when nothing does."""
+        engine = "Vertex AI" if self.is_vertex else "Flow"
         if self.problem:
             return self.problem
         if self.credential_refusals:
-            return "Flow refused its credentials; Flowsite is re-checking them."
+            return f"{engine} refused its credentials; Flowsite is re-checking them."
         if self.cool_down_until is not None and self.cool_down_until > now:
             until = timezone.localtime(self.cool_down_until)
-            return f"Cooling down after Flow throttled it, until {until:%H:%M:%S}."
+            return f"Cooling down after {engine} throttled it, until {until:%H:%M:%S}."
         if self.credits is not None and not self.is_vertex and self.credits <= 0:
             return "Out of credits."
         return ""
@@ -1411,6 +1412,7 @@ class AuditEvent(models.Model):
         TAKE_CANCELLED = "take.cancelled", "Take cancelled"
         ACCOUNT_GRANTED = "account.granted", "Account granted"
         ACCOUNT_REVOKED = "account.revoked", "Account revoked"
+        ACCOUNT_CHECKED = "account.checked", "Account checked again"
         BUDGET_CHANGED = "budget.changed", "Budget changed"
         ALLOWANCE_CHANGED = "allowance.changed", "Allowance changed"
         ACCOUNTS_ORDERED = "accounts.ordered", "Accounts chosen"

@@ -6,6 +6,7 @@ The factories are plain functions (tests call them with arguments), imported fro
 """
 
 import io
+import json
 from collections.abc import Iterator
 
 import pytest
@@ -16,6 +17,7 @@ from PIL import Image
 from generations import images, tasks
 from generations.emulator import Emulator, EmulatorConfig, start_emulator
 from generations.engines.catalogue import TIER_ONE
+from generations.engines.vertex import clean_service_account_key
 from generations.models import AccountGrant, FlowAccount, ImageAsset, Membership, Project, Scene
 
 PASSWORD = "correct horse battery staple"
@@ -165,6 +167,43 @@ def emu(flow_emulator: Emulator, account: FlowAccount, settings) -> Emulator:
     account.bearer_token = flow_emulator.token
     account.save(update_fields=["bearer_token"])
     return flow_emulator
+
+
+VERTEX_FAST = "veo-3.1-fast-generate-001"
+
+
+def use_vertex(account: FlowAccount, emulator: Emulator) -> FlowAccount:
+    """Make ``account`` a Vertex AI account signing in with the emulator's service-account key
+    (the caller points VERTEX_API_BASE_URL and GOOGLE_STORAGE_BASE_URL at the emulator)."""
+    account.kind = FlowAccount.Kind.VERTEX
+    account.vertex_project = "flowsite-demo"
+    account.replace_credentials(
+        service_account_key=clean_service_account_key(json.dumps(emulator.service_account_key()))
+    )
+    account.save()
+    return account
+
+
+@pytest.fixture
+def vertex_project(flow_emulator, project, settings):
+    """alice's project on a Vertex AI account signing in with the emulator's key."""
+    settings.VERTEX_API_BASE_URL = flow_emulator.url
+    settings.GOOGLE_STORAGE_BASE_URL = flow_emulator.url
+    settings.FLOWSITE_POLL_INTERVAL = 0.1
+    use_vertex(project.account, flow_emulator)
+    return project
+
+
+def vertex_scene(project, marker: str = "", **fields):
+    fields.setdefault("takes", 1)
+    fields.setdefault("duration", 4)
+    return make_scene(
+        project,
+        make_image(project),
+        prompt=f"{marker} a heron lifts off the reeds".strip(),
+        model_key=VERTEX_FAST,
+        **fields,
+    )
 
 
 # --- Factories --------------------------------------------------------------------------------

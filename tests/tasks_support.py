@@ -65,63 +65,87 @@ def run_at_once(work, workers: int = 2, timeout: float = 30.0) -> list:
     return results
 
 
-def takes_flow_keeps_rendering(project, alice, count: int) -> list[Generation]:
-    """``count`` active takes submitted for real to the emulator, which never finishes them."""
+def takes_keep_rendering(project, alice, count: int) -> list[Generation]:
+    """``count`` active takes submitted for real to the emulator, which never finishes them.
+
+    On a Flow account: one uploaded start image, clips sent in batches of 50. On a Vertex AI
+    account: the image inside each call, and each take its own operation (its own scene as
+    Vertex AI sees it), as a storyboard of one-take scenes is.
+    """
     import uuid
 
     from generations.engines import get_engine
     from generations.engines.base import Aspect, ClipRequest, ClipState, OperationRef
-    from tests.conftest import make_image, make_scene
+    from tests.conftest import VERTEX_FAST, make_image, make_scene
 
-    scene = make_scene(project, make_image(project, alice), prompt="[fault:stuck] a long shot")
+    vertex = project.account.is_vertex
+    scene = make_scene(
+        project,
+        make_image(project, alice),
+        prompt="[fault:stuck] a long shot",
+        **({"model_key": VERTEX_FAST, "duration": 4} if vertex else {}),
+    )
     engine = get_engine(project.account.credentials())
-    image = engine.upload_image(scene.start_image.image_data())
+    data = scene.start_image.image_data()
+    image = (
+        {"start_image": data}
+        if vertex
+        else {"start_image_media_id": engine.upload_image(data).media_id}
+    )
     now = timezone.now()
     rows = []
-    for start in range(0, count, 50):
-        clips = [
-            ClipRequest(
-                str(uuid.uuid4()),
-                scene.prompt,
-                scene.model_key,
-                Aspect.LANDSCAPE,
-                n,
-                image.media_id,
-            )
-            for n in range(start, min(count, start + 50))
-        ]
-        answer = engine.submit(str(project.flow_project_id), clips)
-        rows += [
-            Generation(
-                scene=scene,
-                project=project,
-                requested_by=alice,
-                account=project.account,
-                take=len(rows) + n + 1,
-                prompt=scene.prompt,
-                model_key=scene.model_key,
-                aspect=scene.aspect,
-                seed=clip.seed,
-                status=Generation.Status.ACTIVE,
-                request_id=clip.request_id,
-                operation_name=submitted.operation_name,
-                submitted_at=now,
-                created=now,
-                updated=now,
-            )
-            for n, (clip, submitted) in enumerate(zip(clips, answer.clips, strict=True))
-        ]
-    # The emulator answers "pending" for a moment before "active": wait until it says what
-    # the rows say, so that a pass sees no change of state it did not cause.
-    operations = [OperationRef(row.operation_name, row.request_id) for row in rows]
-    deadline = time.monotonic() + 20
-    while any(
-        clip.state != ClipState.ACTIVE
-        for start in range(0, len(operations), 50)
-        for clip in engine.check(operations[start : start + 50]).clips
-    ):
-        assert time.monotonic() < deadline, "the emulator never started rendering the takes"
-        time.sleep(0.05)
+    try:
+        for start in range(0, count, 50):
+            clips = [
+                ClipRequest(
+                    str(uuid.uuid4()),
+                    scene.prompt,
+                    scene.model_key,
+                    Aspect.LANDSCAPE,
+                    n,
+                    scene_ref=f"shot-{n}" if vertex else "",
+                    duration=scene.duration,
+                    **image,
+                )
+                for n in range(start, min(count, start + 50))
+            ]
+            answer = engine.submit(str(project.flow_project_id), clips)
+            rows += [
+                Generation(
+                    scene=scene,
+                    project=project,
+                    requested_by=alice,
+                    account=project.account,
+                    take=len(rows) + n + 1,
+                    prompt=scene.prompt,
+                    model_key=scene.model_key,
+                    aspect=scene.aspect,
+                    duration=scene.duration,
+                    seed=clip.seed,
+                    status=Generation.Status.ACTIVE,
+                    request_id=clip.request_id,
+                    operation_name=submitted.operation_name,
+                    submitted_at=now,
+                    created=now,
+                    updated=now,
+                )
+                for n, (clip, submitted) in enumerate(zip(clips, answer.clips, strict=True))
+            ]
+        # The emulator answers "pending" for a moment before "active": wait until it says what
+        # the rows say, so that a pass sees no change of state it did not cause.
+        operations = [OperationRef(row.operation_name, row.request_id) for row in rows]
+        deadline = time.monotonic() + 20
+        while any(
+            clip.state != ClipState.ACTIVE
+            for start in range(0, len(operations), 50)
+            for clip in engine.check(operations[start : start + 50]).clips
+        ):
+            assert time.monotonic() < deadline, "the emulator never started rendering the takes"
+            time.sleep(0.05)
+    finally:
+        close = getattr(engine, "close", None)
+        if callable(close):
+            close()
     return Generation.objects.bulk_create(rows)
 
 

@@ -20,7 +20,7 @@ from django.utils import timezone
 
 from generations import pipeline
 from generations.models import Generation
-from tests.tasks_support import takes_flow_keeps_rendering
+from tests.tasks_support import takes_keep_rendering
 
 S = Generation.Status
 
@@ -31,7 +31,7 @@ def three_takes(flow_emulator, project, alice, settings) -> list[Generation]:
     settings.FLOW_STATUS_BATCH_SIZE = 1
     project.account.bearer_token = flow_emulator.token
     project.account.save()
-    takes = takes_flow_keeps_rendering(project, alice, 3)
+    takes = takes_keep_rendering(project, alice, 3)
     now = timezone.now()
     for n, take in enumerate(takes):
         # Oldest first, so the batches come in this order.

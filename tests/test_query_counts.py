@@ -24,7 +24,7 @@ from generations.models import Generation, Membership, Scene
 from generations.views.cards import encode_since
 from generations.views.gallery import PAGE_SIZE
 from tests.conftest import make_image, make_scene
-from tests.tasks_support import takes_flow_keeps_rendering
+from tests.tasks_support import takes_keep_rendering
 from tests.views_support import attach_clip, client_for, make_take
 
 S = Generation.Status
@@ -269,7 +269,7 @@ def test_a_polling_pass_makes_one_status_call_and_the_same_statements_per_batch(
     settings.FLOWSITE_CHECK_LEASE = 600
     project.account.bearer_token = flow_emulator.token
     project.account.save()
-    takes_flow_keeps_rendering(project, alice, count)
+    takes_keep_rendering(project, alice, count)
     calls_before = flow_emulator.stats["check"]
     marks: list[int] = []
 

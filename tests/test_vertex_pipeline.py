@@ -9,7 +9,6 @@ from datetime import timedelta
 from pathlib import Path
 
 import av
-import pytest
 from django.conf import settings as django_settings
 from django.utils import timezone
 
@@ -17,7 +16,7 @@ from generations import work
 from generations.engines.vertex import clean_service_account_key
 from generations.models import FlowAccount, Generation
 from generations.tasks import run_pass
-from tests.conftest import make_image, make_scene
+from tests.conftest import vertex_scene
 from tests.tasks_support import UNCERTAIN_WORDS
 from tests.tasks_support import settle as settle_within
 
@@ -32,36 +31,6 @@ def settle(takes, **options):
 
 
 FAST = "veo-3.1-fast-generate-001"
-
-
-@pytest.fixture
-def vertex_project(flow_emulator, project, settings):
-    """alice's project on a Vertex AI account signing in with the emulator's key."""
-    settings.VERTEX_API_BASE_URL = flow_emulator.url
-    settings.GOOGLE_STORAGE_BASE_URL = flow_emulator.url
-    settings.FLOWSITE_POLL_INTERVAL = 0.1
-    account = project.account
-    account.kind = FlowAccount.Kind.VERTEX
-    account.vertex_project = "flowsite-demo"
-    account.replace_credentials(
-        service_account_key=clean_service_account_key(
-            json.dumps(flow_emulator.service_account_key())
-        )
-    )
-    account.save()
-    return project
-
-
-def vertex_scene(project, marker: str = "", **fields):
-    fields.setdefault("takes", 1)
-    fields.setdefault("duration", 4)
-    return make_scene(
-        project,
-        make_image(project),
-        prompt=f"{marker} a heron lifts off the reeds".strip(),
-        model_key=FAST,
-        **fields,
-    )
 
 
 def probe(name: str) -> tuple[float, int, int, bool]:

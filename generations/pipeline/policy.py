@@ -7,8 +7,9 @@ is the same wherever it is written.
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
+from typing import Any
 
 from django.conf import settings
 from django.db.models import Q
@@ -194,6 +195,17 @@ def shorten(text: str, limit: int = 500) -> str:
 def chunks(items: list, size: int) -> Iterator[list]:
     for start in range(0, len(items), max(size, 1)):
         yield items[start : start + size]
+
+
+def batches_by(items: list, size: int, key: Callable[[Any], str]) -> list[list]:
+    """``items`` in batches of at most ``size`` distinct ``key``s, in the order each key is
+    first seen; items sharing a key go in one batch together."""
+    groups: dict[str, list] = {}
+    for item in items:
+        groups.setdefault(key(item), []).append(item)
+    return [
+        [item for group in batch for item in group] for batch in chunks(list(groups.values()), size)
+    ]
 
 
 def lease_free(now: datetime) -> Q:

@@ -36,6 +36,7 @@ from .policy import (
     S,
     account_open,
     backoff_seconds,
+    batches_by,
     call_deadline,
     check_lease,
     chunks,
@@ -106,12 +107,11 @@ def poll_account(run: Pass, account: FlowAccount) -> bool:
     if not claimed:
         return True
     generations = PollRow.held(token, stuck_before=now - stuck_after())
-    size = int(getattr(settings, "FLOW_STATUS_BATCH_SIZE", 50))
     renewed = started
     # Checked takes Flow is still rendering, as they were (see release_unchanged).
     unchanged: list[int] = []
     try:
-        for index, batch in enumerate(chunks(generations, size)):
+        for index, batch in enumerate(batches(run, account, generations)):
             if index:
                 if run.time_left() < 2 * call_deadline():
                     release_unchecked(run, token, unchanged)
@@ -142,6 +142,26 @@ def poll_account(run: Pass, account: FlowAccount) -> bool:
     finally:
         release_unchanged(run, token, unchanged)
     return True
+
+
+def batches(run: Pass, account: FlowAccount, generations: list[PollRow]) -> list[list[PollRow]]:
+    """The held takes in batches of FLOW_STATUS_BATCH_SIZE operations (one status call on
+    Flow). An engine that asks about each operation on its own (Vertex AI) may size the batch
+    to its threads (``poll_batch_size``) and keeps a scene's takes, one operation, together
+    (``operation_of``)."""
+    size = max(1, int(getattr(settings, "FLOW_STATUS_BATCH_SIZE", 50)))
+    try:
+        engine = run.engines.get(account)
+    except Exception:
+        # No usable credentials, or a bug building the engine: the first batch's call meets
+        # the same error and says so on the takes (PollBatch.check).
+        return list(chunks(generations, size))
+    fitted = getattr(engine, "poll_batch_size", None)
+    size = fitted(size) if callable(fitted) else size
+    operation_of = getattr(engine, "operation_of", None)
+    if not callable(operation_of):
+        return list(chunks(generations, size))
+    return batches_by(generations, size, lambda row: operation_of(row.operation_name))
 
 
 def release_unchanged(run: Pass, token: UUID, unchanged: list[int]) -> None:

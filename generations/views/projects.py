@@ -16,7 +16,7 @@ from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from .. import work
-from ..budgets import generate_all_cost, month_start
+from ..budgets import generate_all_cost, generate_all_words, month_start
 from ..forms import MemberAddForm, ProjectForm
 from ..models import SPENDING_Q, AuditEvent, CannotGenerate, Generation, Membership, Project, Scene
 from .access import (
@@ -70,7 +70,7 @@ def project_detail(request: HtmxHttpRequest, uuid: UUID) -> HttpResponse:
         scenes=scenes,
         has_scenes=bool(scenes),
         last_generation=last_generation,
-        generate_all_cost=membership.generate_all_cost or 0,
+        generate_all_cost=generate_all_words(membership.generate_all_cost, project.account),
         project_accounts=project_account_states(project, membership.has_later_accounts),
     )
     return render(request, TEMPLATE, ctx)
@@ -135,7 +135,7 @@ def project_poll(request: HtmxHttpRequest, uuid: UUID) -> HttpResponse:
             "generate_all_oob": True,
             "has_scenes": membership.has_scenes,
             "last_generation": membership.newest_take or 0,
-            "generate_all_cost": membership.generate_all_cost or 0,
+            "generate_all_cost": generate_all_words(membership.generate_all_cost, project.account),
         }
 
     # A page without a token gets every card anyway; it needs the whole list only when the list

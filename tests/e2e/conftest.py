@@ -15,6 +15,7 @@ status.
 
 import os
 import shutil
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -162,3 +163,34 @@ def screenshots() -> Path:
     """Where tests leave screenshots for a person to look at (gitignored)."""
     RESULTS.mkdir(exist_ok=True)
     return RESULTS
+
+
+@pytest.fixture
+def worker(transactional_db, settings, flow_emulator) -> Iterator[None]:
+    """The background worker: the pump, run again and again in a thread, as a worker would
+    (why a thread and not a cluster: see test_new_user.py)."""
+    from django.db import connection
+
+    from generations import tasks
+
+    settings.FLOWSITE_POLL_INTERVAL = 0.3
+    stop = threading.Event()
+    failures: list[BaseException] = []
+
+    def work() -> None:
+        try:
+            while not stop.is_set():
+                tasks.pump(budget_seconds=2.0)
+                stop.wait(0.2)
+        except BaseException as error:  # reported by the test, not lost in the thread
+            failures.append(error)
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=work, name="flowsite-e2e-worker", daemon=True)
+    thread.start()
+    yield
+    stop.set()
+    thread.join(timeout=15)
+    assert not thread.is_alive(), "the worker thread did not stop"
+    assert failures == [], f"the worker failed: {failures!r}"

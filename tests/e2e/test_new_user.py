@@ -19,17 +19,13 @@ browser reported a violation or a script error.
 from __future__ import annotations
 
 import re
-import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from django.contrib.auth.models import User
-from django.db import connection
 from PIL import Image, ImageDraw
 from playwright.sync_api import Page, expect
 
-from generations import tasks
 from generations.engines.catalogue import TIER_ONE
 from generations.models import AccountGrant, FlowAccount, Generation, Membership, Project
 from tests.conftest import PASSWORD, make_image, make_scene
@@ -39,32 +35,6 @@ pytestmark = pytest.mark.browser
 IN_FLIGHT_LABELS = re.compile(
     "|".join(re.escape(str(Generation.Status(s).label)) for s in Generation.IN_FLIGHT)
 )
-
-
-@pytest.fixture
-def worker(transactional_db, settings, flow_emulator) -> Iterator[None]:
-    """The background worker: the pump, run again and again in a thread, as a worker would."""
-    settings.FLOWSITE_POLL_INTERVAL = 0.3
-    stop = threading.Event()
-    failures: list[BaseException] = []
-
-    def work() -> None:
-        try:
-            while not stop.is_set():
-                tasks.pump(budget_seconds=2.0)
-                stop.wait(0.2)
-        except BaseException as error:  # reported by the test, not lost in the thread
-            failures.append(error)
-        finally:
-            connection.close()
-
-    thread = threading.Thread(target=work, name="flowsite-e2e-worker", daemon=True)
-    thread.start()
-    yield
-    stop.set()
-    thread.join(timeout=15)
-    assert not thread.is_alive(), "the worker thread did not stop"
-    assert failures == [], f"the worker failed: {failures!r}"
 
 
 @pytest.fixture(autouse=True)
