@@ -630,8 +630,24 @@ class Scene(models.Model):
         LANDSCAPE = Aspect.LANDSCAPE, rules.ASPECT_LABELS[Aspect.LANDSCAPE]
         PORTRAIT = Aspect.PORTRAIT, rules.ASPECT_LABELS[Aspect.PORTRAIT]
 
+    class Mode(models.TextChoices):
+        TEXT = "text", "Text"
+        IMAGE = "image", "Start image"
+        FRAMES = "frames", "Start and end frames"
+        INGREDIENTS = "ingredients", "Ingredients"
+        EXTEND = "extend", "Extend"
+
     uuid = models.UUIDField(default=uuid4, unique=True, editable=False)
     project = models.ForeignKey(Project, models.CASCADE, related_name="scenes")
+    mode = models.CharField(max_length=12, choices=Mode, default=Mode.IMAGE)
+    # Mode extend: the ready take this scene continues (generations/take_actions.py).
+    # SET_NULL, not PROTECT: deleting the source take (or its scene) must not be blocked by
+    # the extension, whose own clips stand alone; PROTECT would also refuse the cascades
+    # that delete a whole scene or project. Without its source the scene says so and cannot
+    # be generated again.
+    source_take = models.ForeignKey(
+        "Generation", models.SET_NULL, null=True, blank=True, related_name="extensions"
+    )
     position = models.PositiveIntegerField(default=0)
     title = models.CharField(max_length=120, blank=True, validators=[rules.SCENE_TITLE])
     prompt = models.TextField(
@@ -715,7 +731,13 @@ class Scene(models.Model):
         account = self.project.account
         if account is None:
             return "The project has no Flow account to spend; ask an admin to set one."
-        if self.start_image_id is None:
+        if self.mode == self.Mode.EXTEND:
+            from .take_actions import extend_problem
+
+            problem = extend_problem(self.source_take, account, self.source_take_id)
+            if problem:
+                return problem
+        elif self.start_image_id is None:
             return "Add a start image before generating."
         if not self.prompt.strip():
             return rules.PROMPT_REQUIRED
@@ -785,6 +807,7 @@ SNAPSHOT_FIELDS = (
     "audio",
     "negative_prompt",
     "person_generation",
+    "source_take_id",
 )
 
 
@@ -872,6 +895,14 @@ def check_budget(project: Project, user, cost, unit: str = COST_CREDITS) -> None
         total=models.Sum("cost", default=0),
         mine=models.Sum("cost", default=0, filter=Q(requested_by_id=getattr(user, "pk", None))),
     )
+    # Upscales spend the same credits, beside the takes they copy.
+    upscaled = Upscale.objects.filter(
+        SPENDING_Q, project_id=project.pk, cost_unit=unit, created__gte=month_start()
+    ).aggregate(
+        total=models.Sum("cost", default=0),
+        mine=models.Sum("cost", default=0, filter=Q(requested_by_id=getattr(user, "pk", None))),
+    )
+    spent = {key: spent[key] + upscaled[key] for key in spent}
     if budget is not None and spent["total"] + cost > budget:
         left = max(0, budget - spent["total"])
         raise CannotGenerate(
@@ -938,6 +969,10 @@ class Generation(models.Model):
     seed = models.PositiveIntegerField()
     start_image = models.ForeignKey(
         ImageAsset, models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    # The ready take this take extends (its scene's ``source_take`` when it was asked for).
+    source_take = models.ForeignKey(
+        "self", models.SET_NULL, null=True, blank=True, related_name="+"
     )
 
     status = models.CharField(max_length=12, choices=Status, default=Status.QUEUED)
@@ -1056,7 +1091,13 @@ class Generation(models.Model):
         account = self.project.account
         if account is None:
             return "The project has no Flow account to spend; ask an admin to set one."
-        if self.start_image_id is None:
+        if self.scene.mode == Scene.Mode.EXTEND:
+            from .take_actions import extend_problem
+
+            problem = extend_problem(self.source_take, account, self.source_take_id)
+            if problem:
+                return problem
+        elif self.start_image_id is None:
             return "The start image of this take no longer exists; generate from the scene."
         if get_model(self.model_key) is None:
             return f"The model {self.model_key!r} is no longer offered; generate from the scene."
@@ -1525,3 +1566,7 @@ class Comment(models.Model):
         with transaction.atomic():
             self.delete()
             Scene.objects.filter(pk=self.take.scene_id).update(updated=timezone.now())
+
+
+# A model of its own module (upscaled copies of takes), registered with the app here.
+from .upscales import Upscale  # noqa: E402
