@@ -334,6 +334,38 @@ def request_upscale(
     return upscale, f"Upscaling take {take.take} to {label}."
 
 
+def decorate(project, takes: list[Generation]) -> None:
+    """What a card shows of each ready take's actions, worked out in memory (the takes come
+    with ``upscale_list``): the resolutions it exists in, what Extend and each Upscale
+    would cost or why they cannot be done."""
+    account = project.account
+    for take in takes:
+        take.project = project
+        take.resolution_labels = resolutions(take)
+        if not take.is_ready or account is None:
+            continue
+        take.extend_problem = extend_problem(take, account, take.pk)
+        take.extend_cost = "" if take.extend_problem else extend_cost_words(take)
+        take.upscale_note = VERTEX_NO_UPSCALE if account.is_vertex else ""
+        take.upscale_offers = []
+        if account.is_vertex:
+            continue
+        for resolution, upscaler in UPSCALERS.items():
+            existing = next(
+                (up for up in getattr(take, "upscale_list", []) if up.resolution == resolution),
+                None,
+            )
+            take.upscale_offers.append(
+                {
+                    "resolution": resolution,
+                    "label": upscaler.label,
+                    "cost": upscale_cost_words(resolution),
+                    "problem": upscale_problem(take, account, resolution),
+                    "existing": existing,
+                }
+            )
+
+
 def resolutions(take: Generation) -> list[str]:
     """The resolutions of ``take`` that can be played (needs ``take.upscale_list``)."""
     base = take.resolution or FLOW_BASE_RESOLUTION

@@ -393,7 +393,10 @@ def _after_card_action(
     # poll still brings every other card that changed meanwhile.
     [fresh] = storyboard_scenes(project, project.scenes.filter(pk=scene.pk))
     since = decode_since(request.POST.get("since"))
-    live = Generation.objects.filter(project=project, status__in=Generation.IN_FLIGHT).exists()
+    # An upscale asked for on this card keeps the page polling fast too.
+    live = any(up.in_flight for take in fresh.take_list for up in take.upscale_list) or (
+        Generation.objects.filter(project=project, status__in=Generation.IN_FLIGHT).exists()
+    )
     ctx = card_context(
         project,
         membership,
