@@ -1025,10 +1025,22 @@ class Generation(models.Model):
     def __str__(self) -> str:
         return f"{self.scene} · take {self.take}"
 
-    def manifest_entry(self, scene_number: int, file_name: str | None) -> dict:
+    def manifest_entry(
+        self, scene_number: int, file_name: str | None, numbers: dict | None = None
+    ) -> dict:
         """What an export's manifest says of this take (``storyboard export`` and the zip of
-        takes write the same fields); ``sha256`` is filled in once the file is copied."""
+        takes write the same fields); ``sha256`` is filled in once the file is copied.
+        ``numbers`` (take id -> (scene number, take number)) names the take it extends; the
+        take comes with ``upscale_list`` to list its resolutions."""
+        from .take_actions import resolutions
+
+        source = None
+        if self.source_take_id is not None:
+            scene, take = (numbers or {}).get(self.source_take_id, (None, None))
+            source = {"scene": scene, "take": take}
         return {
+            "source_take": source,
+            "resolutions": resolutions(self) if self.is_ready else [],
             "scene": scene_number,
             "take": self.take,
             "prompt": self.prompt,
