@@ -342,3 +342,72 @@ def test_the_film_cuts_the_repeated_second_where_an_extension_follows_its_source
     expected = one.duration - 1.0 + two.duration
     assert abs(result.duration - expected) < 1 / 24 + 1e-6
     assert result.segments[0]["trim_out"] == pytest.approx(one.duration - 1.0, abs=1e-3)
+
+
+# --- Query counts ---------------------------------------------------------------------------
+
+
+def _board_with_actions(project, user, scenes: int) -> None:
+    """``scenes`` scenes of two ready takes each, every take with a ready 1080p copy, and every
+    other scene an extension of the take before it."""
+    from django.core.files.base import ContentFile
+
+    made: list[Generation] = []
+    for number in range(scenes):
+        previous = made[-1] if made and number % 2 else None
+        scene = Scene.objects.create(
+            project=project,
+            position=number,
+            prompt=f"Shot {number}",
+            mode=Scene.Mode.EXTEND if previous else Scene.Mode.IMAGE,
+            source_take=previous,
+            model_key="veo_3_1_extend_fast_landscape" if previous else "veo_3_1_i2v_s_fast",
+        )
+        for take_number in (1, 2):
+            take = Generation.objects.create(
+                scene=scene,
+                project=project,
+                requested_by=user,
+                account=project.account,
+                take=take_number,
+                prompt=scene.prompt,
+                model_key=scene.model_key,
+                aspect=scene.aspect,
+                seed=take_number,
+                status=S.READY,
+                finished_at=timezone.now(),
+                media_generation_id="CAUSmade",
+                source_take=previous,
+                video=f"clips/{project.uuid}/{number}-{take_number}.mp4",
+            )
+            upscale = Upscale(project=project, take=take, resolution="1080p", status=S.READY)
+            upscale.video.save(upscale.file_name(), ContentFile(b"\x00" * 16), save=False)
+            upscale.save()
+            made.append(take)
+
+
+def test_the_storyboard_and_gallery_cost_the_same_queries_with_extensions_and_upscales(
+    project, account, alice
+):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from generations.models import Project
+
+    small = Project.objects.create(name="Small", account=account)
+    small.add_member(alice, "owner")
+    _board_with_actions(small, alice, 2)
+    _board_with_actions(project, alice, 24)
+    client = client_for(alice)
+
+    counts = {}
+    for name, board in (("small", small), ("large", project)):
+        for page in ("project-detail", "project-gallery"):
+            with CaptureQueriesContext(connection) as captured:
+                response = client.get(reverse(page, args=[board.uuid]))
+            assert response.status_code == 200
+            counts[(name, page)] = len(captured)
+        assert response.text.count("Download 1080p") == (4 if name == "small" else 48)
+
+    assert counts[("small", "project-detail")] == counts[("large", "project-detail")]
+    assert counts[("small", "project-gallery")] == counts[("large", "project-gallery")]

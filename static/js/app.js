@@ -293,7 +293,15 @@
       video.removeEventListener("timeupdate", atSeam);
       video.src = box.getAttribute("data-extension");
       box.setAttribute("data-seam-part", "extension");
-      play(video);
+      // No longer inside the click: a browser that refuses sound without one plays it muted.
+      var started = video.play();
+      if (started && started.catch) {
+        started.catch(function (error) {
+          if (error.name !== "NotAllowedError") return;
+          video.muted = true;
+          play(video);
+        });
+      }
     }
     video.hidden = false;
     video.addEventListener("timeupdate", atSeam);
