@@ -356,6 +356,7 @@ class Project(models.Model):
                 for name in pair
                 if name
             ]
+            names += [name for name in self.upscales.values_list("video", flat=True) if name]
             self.delete()
             transaction.on_commit(
                 lambda: [video.storage.delete(name) for name in names], robust=True
@@ -403,7 +404,9 @@ class Project(models.Model):
                     written.append(new)
                     copies[image_id] = new
                 ImageAsset.objects.bulk_create(list(copies.values()))
-                skip = {"id", "uuid", "project", "start_image", "created", "updated"}
+                # An extension's source take is the original project's: the copy's
+                # extension scenes say their source is gone rather than point across projects.
+                skip = {"id", "uuid", "project", "start_image", "source_take", "created", "updated"}
                 now = timezone.now()
                 Scene.objects.bulk_create(
                     [

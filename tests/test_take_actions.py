@@ -278,6 +278,20 @@ def test_the_card_and_the_gallery_show_the_resolutions_and_offer_each_download(
     assert ranged.status_code == 206 and len(b"".join(ranged.streaming_content)) == 100
 
 
+def test_deleting_a_take_deletes_its_upscaled_copies_too(
+    emu, project, alice, bob, django_capture_on_commit_callbacks
+):
+    source = ready_take(project, alice)
+    upscale = settle_upscale(take_actions.request_upscale(source, alice, "1080p")[0])
+    assert default_storage.exists(upscale.video.name)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        client_for(bob).post(reverse("take-delete", args=[source.uuid]))
+
+    assert not Upscale.objects.exists()
+    assert not default_storage.exists(upscale.video.name)
+
+
 def test_an_upscale_in_flight_keeps_the_page_polling_fast(emu, project, alice, bob):
     source = ready_take(project, alice)
     client = client_for(bob)
