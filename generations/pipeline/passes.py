@@ -86,7 +86,6 @@ class Pass:
             submit.submit_due(self)
             self.beat()
             poll.poll_due(self)
-            self.beat()
             upscale.run(self)
         finally:
             self.engines.close()
@@ -102,7 +101,8 @@ def seconds_until_due(now: datetime | None = None) -> float | None:
     """Seconds until some take needs a pass (0 when one is due now), None when none will
     without help: nothing in flight, or only takes waiting for an admin to fix their account.
 
-    One aggregate query, cheap enough for the pump to ask twice a second while it waits.
+    Two aggregate queries (takes, then upscales), cheap enough for the pump to ask twice a
+    second while it waits.
     """
     now = now or timezone.now()
     at = Value(now, output_field=DateTimeField())
