@@ -527,7 +527,7 @@ class SceneAdmin(admin.ModelAdmin):
     list_filter = ["aspect", "model_key", "project"]
     list_select_related = ["project"]
     search_fields = ["title", "prompt", "project__name", "=uuid"]
-    readonly_fields = ["uuid", "created", "updated", "start_image_preview"]
+    readonly_fields = ["uuid", "created", "updated", "start_image_preview", "mode", "source_take"]
     raw_id_fields = ["start_image"]
     inlines = [GenerationInline]
 

@@ -16,7 +16,8 @@ given the first account of its project that is usable for it (``first_usable``):
 A take that went out (pending, active, uncertain, ...) is never moved: it stays on the account
 it was sent on, whatever happens to that account later, so nothing is ever sent twice. A take
 no account of its project can make (a tier lowered since Generate) stays on its own account,
-where Flow's refusal says why in words.
+where Flow's refusal says why in words. An extension stays on its own account too: the clip
+it continues is known only there.
 """
 
 from __future__ import annotations
@@ -109,6 +110,9 @@ def assign(token: UUID, now: datetime) -> int:
     wait: dict[int, dict[str, Any]] = {}
     for take in takes:
         accounts = order[take.project_id]
+        if take.source_take_id is not None and take.account is not None:
+            # An extension continues a clip that lives with the account which made it.
+            accounts = [take.account]
         able = [account for account in accounts if account.can_make(take.model_key)]
         if not able:
             # Nothing of the project can make it: it goes on its own account, if that is open,

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from fractions import Fraction
 from pathlib import Path
 
@@ -59,10 +59,20 @@ class Segment:
     label: str
     trim_in: float | None = None
     trim_out: float | None = None
+    # Seconds cut from the clip's end because the next clip (its extension) repeats them.
+    seam_out: float = 0.0
 
     @property
     def trimmed(self) -> bool:
         return self.trim_in is not None or self.trim_out is not None
+
+    def at_seam(self, duration: float) -> Segment:
+        """This segment with its seam cut made a trim (known once the clip's duration is)."""
+        if not self.seam_out:
+            return self
+        end = max(duration - self.seam_out, 0.0)
+        trim_out = end if self.trim_out is None else min(self.trim_out, end)
+        return replace(self, trim_out=round(trim_out, 3), seam_out=0.0)
 
 
 @dataclass(frozen=True)
@@ -171,6 +181,7 @@ def render_film(
     if not segments:
         raise FilmError("There is nothing to render: no scene has a picked take.")
     probes = [probe(segment) for segment in segments]
+    segments = [s.at_seam(p.duration) for s, p in zip(segments, probes, strict=True)]
     for segment, found in zip(segments, probes, strict=True):
         check_trims(segment, found)
     first = probes[0]

@@ -72,8 +72,13 @@ def plan(project: Project, *, all_latest: bool = False) -> FilmPlan:
 
 
 def snapshot(film_plan: FilmPlan) -> list[dict]:
-    """What a render keeps of each pick: enough to name it and to find its clip again."""
-    return [
+    """What a render keeps of each pick: enough to name it and to find its clip again.
+
+    A pick that extends the pick before it (``Generation.source_take``) starts with the
+    source's last second again, so that source is cut by ``seam_out`` seconds at its end."""
+    from .take_actions import SEAM_SECONDS
+
+    segments = [
         {
             "scene": film_plan.numbers[pick.scene_id],
             "scene_name": str(pick.scene),
@@ -84,6 +89,10 @@ def snapshot(film_plan: FilmPlan) -> list[dict]:
         }
         for pick in film_plan.picks
     ]
+    for index in range(1, len(segments)):
+        if film_plan.picks[index].take.source_take_id == film_plan.picks[index - 1].take_id:
+            segments[index - 1]["seam_out"] = SEAM_SECONDS
+    return segments
 
 
 def start(project: Project, user) -> FilmRender:
@@ -251,6 +260,7 @@ def clip_files(segments: list[dict]) -> Iterator[list[film.Segment]]:
                     label=label,
                     trim_in=segment.get("trim_in"),
                     trim_out=segment.get("trim_out"),
+                    seam_out=segment.get("seam_out") or 0.0,
                 )
             )
         yield built
@@ -302,9 +312,14 @@ class _Sink:
 def zip_entries(project: Project, *, picks_only: bool) -> tuple[list[dict], list[tuple]]:
     """The manifest's entries (the fields of ``storyboard export``) and the clips to put in the
     zip as (take, file name): the picked takes, or every take of every scene."""
-    takes = Generation.objects.select_related("requested_by").order_by("take", "id")
+    takes = (
+        Generation.objects.select_related("requested_by")
+        .prefetch_related(Prefetch("upscales", to_attr="upscale_list"))
+        .order_by("take", "id")
+    )
     scenes = project.scenes.order_by("position", "id").select_related("pick")
-    scenes = scenes.prefetch_related(Prefetch("generations", queryset=takes))
+    scenes = list(scenes.prefetch_related(Prefetch("generations", queryset=takes)))
+    numbers = take_numbers(scenes)
     entries, copies = [], []
     for number, scene in enumerate(scenes, start=1):
         pick = getattr(scene, "pick", None)
@@ -316,8 +331,17 @@ def zip_entries(project: Project, *, picks_only: bool) -> tuple[list[dict], list
                 suffix = Path(take.video.name).suffix or ".mp4"
                 file_name = f"scene-{number:02d}-take-{take.take}{suffix}"
                 copies.append((take, file_name))
-            entries.append(take.manifest_entry(number, file_name))
+            entries.append(take.manifest_entry(number, file_name, numbers))
     return entries, copies
+
+
+def take_numbers(scenes) -> dict[int, tuple[int, int]]:
+    """Take id -> (scene number, take number), for a manifest to name an extension's source."""
+    return {
+        take.pk: (number, take.take)
+        for number, scene in enumerate(scenes, start=1)
+        for take in scene.generations.all()
+    }
 
 
 ZIP_CHUNK = 64 * 1024

@@ -405,6 +405,7 @@ class Project(models.Model):
                 for name in pair
                 if name
             ]
+            names += [name for name in self.upscales.values_list("video", flat=True) if name]
             self.delete()
             transaction.on_commit(
                 lambda: [video.storage.delete(name) for name in names], robust=True
@@ -460,7 +461,9 @@ class Project(models.Model):
                         for row in self.later_accounts.all()
                     ]
                 )
-                skip = {"id", "uuid", "project", "start_image", "created", "updated"}
+                # An extension's source take is the original project's: the copy's
+                # extension scenes say their source is gone rather than point across projects.
+                skip = {"id", "uuid", "project", "start_image", "source_take", "created", "updated"}
                 now = timezone.now()
                 Scene.objects.bulk_create(
                     [
@@ -736,8 +739,24 @@ class Scene(models.Model):
         LANDSCAPE = Aspect.LANDSCAPE, rules.ASPECT_LABELS[Aspect.LANDSCAPE]
         PORTRAIT = Aspect.PORTRAIT, rules.ASPECT_LABELS[Aspect.PORTRAIT]
 
+    class Mode(models.TextChoices):
+        TEXT = "text", "Text"
+        IMAGE = "image", "Start image"
+        FRAMES = "frames", "Start and end frames"
+        INGREDIENTS = "ingredients", "Ingredients"
+        EXTEND = "extend", "Extend"
+
     uuid = models.UUIDField(default=uuid4, unique=True, editable=False)
     project = models.ForeignKey(Project, models.CASCADE, related_name="scenes")
+    mode = models.CharField(max_length=12, choices=Mode, default=Mode.IMAGE)
+    # Mode extend: the ready take this scene continues (generations/take_actions.py).
+    # SET_NULL, not PROTECT: deleting the source take (or its scene) must not be blocked by
+    # the extension, whose own clips stand alone; PROTECT would also refuse the cascades
+    # that delete a whole scene or project. Without its source the scene says so and cannot
+    # be generated again.
+    source_take = models.ForeignKey(
+        "Generation", models.SET_NULL, null=True, blank=True, related_name="extensions"
+    )
     position = models.PositiveIntegerField(default=0)
     title = models.CharField(max_length=120, blank=True, validators=[rules.SCENE_TITLE])
     prompt = models.TextField(
@@ -821,7 +840,13 @@ class Scene(models.Model):
         account = self.project.account
         if account is None:
             return "The project has no Flow account to spend; ask an admin to set one."
-        if self.start_image_id is None:
+        if self.mode == self.Mode.EXTEND:
+            from .take_actions import extend_problem
+
+            problem = extend_problem(self.source_take, account, self.source_take_id)
+            if problem:
+                return problem
+        elif self.start_image_id is None:
             return "Add a start image before generating."
         if not self.prompt.strip():
             return rules.PROMPT_REQUIRED
@@ -891,6 +916,7 @@ SNAPSHOT_FIELDS = (
     "audio",
     "negative_prompt",
     "person_generation",
+    "source_take_id",
 )
 
 
@@ -978,6 +1004,14 @@ def check_budget(project: Project, user, cost, unit: str = COST_CREDITS) -> None
         total=models.Sum("cost", default=0),
         mine=models.Sum("cost", default=0, filter=Q(requested_by_id=getattr(user, "pk", None))),
     )
+    # Upscales spend the same credits, beside the takes they copy.
+    upscaled = Upscale.objects.filter(
+        SPENDING_Q, project_id=project.pk, cost_unit=unit, created__gte=month_start()
+    ).aggregate(
+        total=models.Sum("cost", default=0),
+        mine=models.Sum("cost", default=0, filter=Q(requested_by_id=getattr(user, "pk", None))),
+    )
+    spent = {key: spent[key] + upscaled[key] for key in spent}
     if budget is not None and spent["total"] + cost > budget:
         left = max(0, budget - spent["total"])
         raise CannotGenerate(
@@ -1045,6 +1079,10 @@ class Generation(models.Model):
     start_image = models.ForeignKey(
         ImageAsset, models.SET_NULL, null=True, blank=True, related_name="+"
     )
+    # The ready take this take extends (its scene's ``source_take`` when it was asked for).
+    source_take = models.ForeignKey(
+        "self", models.SET_NULL, null=True, blank=True, related_name="+"
+    )
 
     status = models.CharField(max_length=12, choices=Status, default=Status.QUEUED)
     reason = models.CharField(max_length=500, blank=True)
@@ -1096,10 +1134,22 @@ class Generation(models.Model):
     def __str__(self) -> str:
         return f"{self.scene} · take {self.take}"
 
-    def manifest_entry(self, scene_number: int, file_name: str | None) -> dict:
+    def manifest_entry(
+        self, scene_number: int, file_name: str | None, numbers: dict | None = None
+    ) -> dict:
         """What an export's manifest says of this take (``storyboard export`` and the zip of
-        takes write the same fields); ``sha256`` is filled in once the file is copied."""
+        takes write the same fields); ``sha256`` is filled in once the file is copied.
+        ``numbers`` (take id -> (scene number, take number)) names the take it extends; the
+        take comes with ``upscale_list`` to list its resolutions."""
+        from .take_actions import resolutions
+
+        source = None
+        if self.source_take_id is not None:
+            scene, take = (numbers or {}).get(self.source_take_id, (None, None))
+            source = {"scene": scene, "take": take}
         return {
+            "source_take": source,
+            "resolutions": resolutions(self) if self.is_ready else [],
             "scene": scene_number,
             "take": self.take,
             "prompt": self.prompt,
@@ -1162,7 +1212,13 @@ class Generation(models.Model):
         account = self.project.account
         if account is None:
             return "The project has no Flow account to spend; ask an admin to set one."
-        if self.start_image_id is None:
+        if self.scene.mode == Scene.Mode.EXTEND:
+            from .take_actions import extend_problem
+
+            problem = extend_problem(self.source_take, account, self.source_take_id)
+            if problem:
+                return problem
+        elif self.start_image_id is None:
             return "The start image of this take no longer exists; generate from the scene."
         if get_model(self.model_key) is None:
             return f"The model {self.model_key!r} is no longer offered; generate from the scene."
@@ -1653,3 +1709,7 @@ class Comment(models.Model):
         with transaction.atomic():
             self.delete()
             Scene.objects.filter(pk=self.take.scene_id).update(updated=timezone.now())
+
+
+# A model of its own module (upscaled copies of takes), registered with the app here.
+from .upscales import Upscale  # noqa: E402

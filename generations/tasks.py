@@ -98,7 +98,12 @@ def start_pump() -> bool:
 
 def watchdog() -> bool:
     """The schedule's safety net: a pump for work in flight if none is running."""
-    if Generation.objects.filter(status__in=Generation.IN_FLIGHT).exists():
+    from .upscales import Upscale
+
+    if (
+        Generation.objects.filter(status__in=Generation.IN_FLIGHT).exists()
+        or Upscale.objects.filter(status__in=Upscale.IN_FLIGHT).exists()
+    ):
         return start_pump()
     return False
 

@@ -43,9 +43,13 @@ urlpatterns = [
     path("takes/<uuid:uuid>/pick/", views.take_pick, name="take-pick"),
     path("takes/<uuid:uuid>/delete/", views.take_delete, name="take-delete"),
     path("takes/<uuid:uuid>/comments/", views.take_comment, name="take-comment"),
+    path("takes/<uuid:uuid>/extend/", views.take_extend, name="take-extend"),
+    path("takes/<uuid:uuid>/upscale/", views.take_upscale, name="take-upscale"),
+    path("takes/<uuid:uuid>/last-frame/", views.take_last_frame, name="take-last-frame"),
     path("comments/<uuid:uuid>/delete/", views.comment_delete, name="comment-delete"),
     path("media/take/<uuid:uuid>/video", views.take_video, name="media-take-video"),
     path("media/take/<uuid:uuid>/poster", views.take_poster, name="media-take-poster"),
     path("media/film/<uuid:uuid>/video", views.film_video, name="media-film-video"),
+    path("media/upscale/<uuid:uuid>/video", views.upscale_video, name="media-upscale-video"),
     path("media/image/<uuid:uuid>", views.image_file, name="media-image"),
 ]

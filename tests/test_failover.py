@@ -9,7 +9,7 @@ from uuid import uuid4
 import pytest
 from django.utils import timezone
 
-from generations import failover
+from generations import failover, take_actions
 from generations.engines.catalogue import TIER_ONE, TIER_TWO
 from generations.models import AccountGrant, FlowAccount, Generation, Project
 from generations.pipeline.passes import seconds_until_due
@@ -84,6 +84,30 @@ def test_a_take_sent_on_the_first_account_stays_there_when_it_later_cools_down(
     assert first.status == S.READY
     assert first.account_id == account.pk
     assert emu.stats["clips_submitted"] == 2
+
+
+def test_an_extension_waits_for_the_account_that_made_its_source_clip(
+    emu, two_accounts, account, backup, alice
+):
+    [source] = settle(make_scene(two_accounts, "a lighthouse at dusk").generate(alice))
+    assert (source.status, source.account_id) == (S.READY, account.pk)
+    FlowAccount.objects.filter(pk=account.pk).update(
+        cool_down_until=timezone.now() + timedelta(hours=1)
+    )
+
+    scene = take_actions.extend(source, alice, "the beam sweeps the sea")
+    [extension] = scene.generations.all()
+    run_pass()
+    run_pass()
+
+    extension.refresh_from_db()
+    assert extension.account_id == account.pk, "Backup does not know the source clip"
+    assert extension.status == S.QUEUED
+    assert emu.stats["clips_submitted"] == 1, "only the source went out"
+
+    # An hour on, Studio's rest is over and the extension goes out there.
+    [extension] = settle([extension], ahead=timedelta(hours=1, minutes=1))
+    assert (extension.status, extension.account_id) == (S.READY, account.pk)
 
 
 def test_a_take_waiting_for_refused_credentials_goes_out_on_the_next_account(

@@ -197,12 +197,12 @@ def test_the_gallery_costs_the_same_queries_for_10_clips_as_for_10000_by_20_memb
     )
 
     # The session, the user, the membership with its project, the scenes, the members'
-    # counts, their names and the page's clips, however many clips and however deep the page;
-    # the first page of the whole gallery adds one for the project's films.
-    assert small_queries == first_queries == 8
-    assert deep_queries == last_queries == scene_queries == 7
+    # counts, their names, the page's clips and their upscaled copies, however many clips and
+    # however deep the page; the first page of the whole gallery adds one for the project's films.
+    assert small_queries == first_queries == 9
+    assert deep_queries == last_queries == scene_queries == 8
     # Filtered by member and date and sorted by scene, a page costs the same.
-    assert filtered_queries == 7
+    assert filtered_queries == 8
     assert len(_shown(filtered_html)) == PAGE_SIZE
     assert "Page 3 of 11" in filtered_html  # member03's 500 clips
     assert len(_shown(small_html)) == 10

@@ -347,8 +347,8 @@ def test_a_poll_pass_costs_the_same_queries_for_5_or_50_takes(emu, project, alic
         counts = run_pass(now=later)
     assert counts["checked"] == count
     # reap (4) + credential re-checks due (1) + submit lookup (1) + poll lookup, accounts,
-    # claim, read, credits, apply (6)
-    assert len(queries) == 12, [q["sql"][:80] for q in queries]
+    # claim, read, credits, apply (6) + upscales in flight (1)
+    assert len(queries) == 13, [q["sql"][:80] for q in queries]
     assert Generation.objects.filter(pk__in=[t.pk for t in takes], status=S.ACTIVE).count() == (
         count
     )

@@ -17,6 +17,7 @@ from generations.models import (
     Project,
     Scene,
 )
+from generations.upscales import Upscale
 from tests.conftest import make_image, make_scene
 from tests.views_support import attach_clip, client_for, make_take
 
@@ -60,6 +61,10 @@ ADDRESSED_BY = {
     "take-comment": "ready_take",
     "comment-delete": "comment",
     "scene-compare": "scene",
+    "take-extend": "ready_take",
+    "take-upscale": "ready_take",
+    "take-last-frame": "ready_take",
+    "media-upscale-video": "upscale",
 }
 
 # Everything a viewer may not do (the POSTs that change something or spend credits).
@@ -88,6 +93,9 @@ CHANGES = {
     "take-delete",
     "scene-clear-failed",
     "comment-delete",
+    "take-extend",
+    "take-upscale",
+    "take-last-frame",
 }
 
 # Pages only owners may even read (the project's invites, settings and activity).
@@ -118,7 +126,17 @@ def world(project, alice):
         "invite": Invite.issue(project, Membership.Role.EDITOR, alice)[0],
         "film": ready_film(project, alice),
         "comment": Comment.objects.create(take=ready, author=alice, body="Lovely light"),
+        "upscale": ready_upscale(project, ready),
     }
+
+
+def ready_upscale(project, take) -> Upscale:
+    from django.core.files.base import ContentFile
+
+    upscale = Upscale(project=project, take=take, resolution="1080p", status=Upscale.Status.READY)
+    upscale.video.save(upscale.file_name(), ContentFile(b"\x00" * 64), save=False)
+    upscale.save()
+    return upscale
 
 
 def ready_film(project, alice) -> FilmRender:
@@ -147,6 +165,7 @@ def snapshot() -> tuple:
         list(Pick.objects.order_by("pk").values_list("pk", "take_id", "trim_in", "trim_out")),
         ImageAsset.objects.count(),
         list(Invite.objects.order_by("pk").values_list("pk", "revoked_at", "used_at")),
+        list(Upscale.objects.order_by("pk").values_list("pk", "status", "updated")),
     )
 
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs
 
-from . import auth, media, status, submit, uploads, vertex
+from . import actions, auth, media, status, submit, uploads, vertex
 from .contract import ApiError, internal_error
 from .state import EmulatorState
 from .wire import Request, Response
@@ -60,6 +60,8 @@ def index(state: EmulatorState, request: Request) -> Response:
 ROUTES: tuple[Route, ...] = (
     Route("POST", "/v1:uploadUserImage", uploads.upload),
     Route("POST", "/v1/video:batchAsyncGenerateVideoStartImage", submit.submit),
+    Route("POST", "/v1/video:batchAsyncGenerateVideoExtendVideo", actions.extend),
+    Route("POST", "/v1/video:batchAsyncGenerateVideoUpsampleVideo", actions.upscale),
     Route("POST", "/v1/video:batchCheckAsyncVideoGenerationStatus", status.check),
     Route("GET", "/v1/credits", auth.credits),
     Route("GET", "/fx/api/auth/session", auth.session),

@@ -129,6 +129,17 @@ class Renderer:
                 self._cache[key] = future
             return future
 
+    def derive(self, key: tuple, make, **kwargs) -> Future[RenderedClip]:
+        """A clip made from another (an extension, an upscale) by ``make(out_dir=…, name=…,
+        **kwargs)``, once per ``key``, on the same pool."""
+        with self._lock:
+            future = self._cache.get(key)
+            if future is None or (future.done() and future.exception() is not None):
+                name = hashlib.sha256(repr(key).encode()).hexdigest()[:32]
+                future = self._pool.submit(make, out_dir=self.dir, name=name, **kwargs)
+                self._cache[key] = future
+            return future
+
     def _render(
         self,
         data: bytes,

@@ -29,9 +29,11 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from PIL import Image
 
+from .actions import vertex_source
 from .auth import authenticate
 from .contract import ApiError, invalid, missing
 from .faults import SUBMIT_ERRORS, Fault, FaultSyntaxError, delay, faults_in
+from .reframe import count_frames, render_extension
 from .render import RenderedClip
 from .state import EmulatorState, StoredImage
 from .wire import Request, Response
@@ -47,7 +49,7 @@ KEY_PATH = "/_emulator/vertex/key"
 MODELS = ("veo-3.1-generate-001", "veo-3.1-fast-generate-001", "veo-3.1-lite-generate-001")
 ASPECTS = {"16:9": False, "9:16": True}
 DURATIONS = (4, 6, 8)
-RESOLUTIONS = {"720p": (1280, 720), "1080p": (1920, 1080)}
+RESOLUTIONS = {"720p": (1280, 720), "1080p": (1920, 1080), "4k": (3840, 2160)}
 PERSON_GENERATION = ("dont_allow", "allow_adult", "allow_all")
 SCOPE = "https://www.googleapis.com/auth/cloud-platform"
 GOOGLE_TOKEN_URI = "https://oauth2.googleapis.com/token"
@@ -363,8 +365,27 @@ def predict(state: EmulatorState, request: Request, match: re.Match) -> Response
     elif "filtered" in operation_faults:
         arg = operation_faults["filtered"].arg
         filtered = min(count, int(arg) if arg.isdigit() else 1)
+    source = vertex_source(state, instance.get("video"))
     renders = []
-    if not {"stuck", "fail", "op-error"} & set(operation_faults):
+    if source is not None and not {"stuck", "fail", "op-error"} & set(operation_faults):
+        # An extension: the source's last second, then on from its last frame.
+        frames = count_frames(source)
+        fps = state.config.fps
+        window = (max(1, frames - fps + 1), frames)
+        renders = [
+            state.renderer.derive(
+                ("vertex-extend", str(source), window, prompt, (seed + index) % 4, duration),
+                render_extension,
+                source=source,
+                prompt=prompt,
+                window=window,
+                clip_seconds=float(duration),
+                fps=fps,
+                move=(seed + index) % 4,
+            )
+            for index in range(count - filtered)
+        ]
+    elif not {"stuck", "fail", "op-error"} & set(operation_faults):
         renders = [
             state.renderer.render(
                 image,

@@ -99,6 +99,29 @@ class ClipRequest:
     audio: bool = False
     negative_prompt: str = ""
     person_generation: str = ""
+    # Extending a clip: Flow's media id of the source clip and the window of its frames to
+    # continue from (first, last, 1-based at 24 fps); Vertex AI takes the source clip itself,
+    # as a gs:// address or its bytes.
+    source_media_id: str = ""
+    source_frames: tuple[int, int] | None = None
+    source_video_uri: str = ""
+    source_video: bytes = field(default=b"", repr=False)
+
+    @property
+    def extends(self) -> bool:
+        return bool(self.source_media_id or self.source_video_uri or self.source_video)
+
+
+@dataclass(frozen=True)
+class UpscaleRequest:
+    """One ready clip to upscale (Flow only): its media id, and "1080p" or "4k"."""
+
+    request_id: str
+    media_id: str
+    aspect: Aspect
+    resolution: str
+    model_key: str
+    seed: int = 0
 
 
 @dataclass(frozen=True)

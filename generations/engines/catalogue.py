@@ -67,7 +67,20 @@ VERTEX_MODELS: list[VideoModel] = [
 ]
 MODELS = {EngineKind.FLOW: IMAGE_TO_VIDEO, EngineKind.VERTEX: VERTEX_MODELS}
 
-_BY_KEY = {model.key: model for model in [*IMAGE_TO_VIDEO, *VERTEX_MODELS]}
+# Extending a ready clip (Flow's batchAsyncGenerateVideoExtendVideo). Not offered in the scene
+# form's list: an extension scene gets the key matching its source take's family and aspect
+# (``extend_model``). Vertex AI extends with the same model ids it generates with.
+EXTEND_MODELS: list[VideoModel] = [
+    VideoModel("veo_3_1_extend_fast_landscape", "Veo 3.1 Fast extend", L),
+    VideoModel("veo_3_1_extend_fast_portrait", "Veo 3.1 Fast extend", P),
+    VideoModel("veo_3_1_extend_fast_landscape_ultra", "Veo 3.1 Fast extend (Ultra)", L, TIER_TWO),
+    VideoModel("veo_3_1_extend_fast_portrait_ultra", "Veo 3.1 Fast extend (Ultra)", P, TIER_TWO),
+    VideoModel("veo_3_1_extend_landscape", "Veo 3.1 Quality extend", L),
+    VideoModel("veo_3_1_extend_portrait", "Veo 3.1 Quality extend", P),
+    VideoModel("veo_3_1_extension_lite", "Veo 3.1 Lite extend", None),
+]
+
+_BY_KEY = {model.key: model for model in [*IMAGE_TO_VIDEO, *VERTEX_MODELS, *EXTEND_MODELS]}
 
 
 def get_model(key: str) -> VideoModel | None:
@@ -99,6 +112,54 @@ def default_model(tier: str, aspect: Aspect | str, engine: str = EngineKind.FLOW
     return models_for(tier, aspect, engine)[0]
 
 
+def model_family(key: str) -> str:
+    """ "lite", "fast" or "quality": what a clip costs and which extend model continues it."""
+    return "lite" if "lite" in key else "fast" if "fast" in key else "quality"
+
+
+def extend_model(source_key: str, tier: str, aspect: Aspect | str, engine: str) -> VideoModel:
+    """The model that extends a clip made with ``source_key``: on Vertex AI the same model
+    (its ids make every mode); on Flow the extend key of the same family and aspect, the
+    tier-two key where the account has tier two (as Flow's own client sends)."""
+    if engine == EngineKind.VERTEX:
+        found = get_model(source_key)
+        return found if found is not None else VERTEX_MODELS[0]
+    family = model_family(source_key)
+    candidates = [
+        model
+        for model in EXTEND_MODELS
+        if model_family(model.key) == family and model.makes(aspect) and model.allowed_for(tier)
+    ]
+    ultra = [model for model in candidates if model.min_tier == TIER_TWO]
+    return (ultra or candidates)[0]
+
+
+def is_extend_model(key: str) -> bool:
+    return any(model.key == key for model in EXTEND_MODELS)
+
+
+# Upscaling a ready Flow clip (batchAsyncGenerateVideoUpsampleVideo): resolution -> what it
+# needs and costs. Vertex AI has no upscale call; it makes 1080p (or 4K) when asked at
+# generation instead.
+@dataclass(frozen=True)
+class Upscaler:
+    resolution: str  # "1080p" or "4k", as Flowsite names it
+    label: str
+    key: str
+    min_tier: str
+    credits: int
+    width: int  # of a landscape clip; portrait swaps them
+    height: int
+
+
+UPSCALERS = {
+    "1080p": Upscaler("1080p", "1080p", "veo_3_1_upsampler_1080p", TIER_ONE, 0, 1920, 1080),
+    "4k": Upscaler("4k", "4K", "veo_3_1_upsampler_4k", TIER_TWO, 50, 3840, 2160),
+}
+# What a Flow clip is when it comes back from generation.
+FLOW_BASE_RESOLUTION = "720p"
+
+
 # --- What a clip costs ------------------------------------------------------------------
 
 # Flow credits per clip (Flow's help pages as public clients quote them): tier one / tier two.
@@ -110,7 +171,7 @@ def flow_credits(key: str, tier: str) -> int | None:
     model = get_model(key)
     if model is None or model.engine != EngineKind.FLOW:
         return None
-    family = "lite" if "lite" in key else "fast" if "fast" in key else "quality"
+    family = model_family(key)
     one, two = FLOW_CREDITS[family]
     return two if tier_rank(tier) >= tier_rank(TIER_TWO) else one
 
@@ -160,8 +221,9 @@ class ClipOptions:
 FLOW_OPTIONS = ClipOptions()
 VERTEX_OPTIONS = ClipOptions(
     durations=(4, 6, 8),
-    resolutions=("720p", "1080p"),
-    resolution_needs_duration=(("1080p", 8),),
+    # Vertex AI has no upscale call: 1080p and 4K are asked for when the clip is generated.
+    resolutions=("720p", "1080p", "4k"),
+    resolution_needs_duration=(("1080p", 8), ("4k", 8)),
     audio=True,
     negative_prompt=True,
     person_generation=(

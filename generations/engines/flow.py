@@ -45,6 +45,10 @@ logger = logging.getLogger(__name__)
 
 PATH_UPLOAD = "/v1:uploadUserImage"
 PATH_SUBMIT = "/v1/video:batchAsyncGenerateVideoStartImage"
+# Public clients' paths for the other operations, in the same envelope (README §6).
+PATH_EXTEND = "/v1/video:batchAsyncGenerateVideoExtendVideo"
+PATH_UPSCALE = "/v1/video:batchAsyncGenerateVideoUpsampleVideo"
+UPSCALE_RESOLUTIONS = {"1080p": "VIDEO_RESOLUTION_1080P", "4k": "VIDEO_RESOLUTION_4K"}
 PATH_CHECK = "/v1/video:batchCheckAsyncVideoGenerationStatus"
 PATH_CREDITS = "/v1/credits"
 PATH_SESSION = "/fx/api/auth/session"
@@ -116,8 +120,9 @@ UNSAFE_REASONS = {
 }
 NOT_FOUND_MESSAGE = "requested entity was not found"
 
-# Flow's answers are a few kilobytes; anything far larger is not an answer we know.
-MAX_ANSWER_BYTES = 5 * 1024 * 1024
+# Flow's answers are a few kilobytes, but an upscale's may carry the MP4 itself in base64
+# (``rawBytes``); anything larger than such a clip is not an answer we know.
+MAX_ANSWER_BYTES = 96 * 1024 * 1024
 # Minted tokens are used until an hour before they expire (as the web client does), or, for
 # tokens that live less than that, until shortly before they expire.
 REFRESH_MARGIN = timedelta(hours=1)
@@ -353,38 +358,114 @@ class FlowEngine:
         return base.UploadedImage(media_id=media_id, width=size["width"], height=size["height"])
 
     def submit(self, project_ref: str, clips: list[base.ClipRequest]) -> base.SubmitResult:
+        """One submit call: clips from start images, or extensions of ready clips (one kind
+        per call: Flow has one path for each)."""
         if not clips:
             raise ValueError("submit() needs at least one clip.")
-        request_ids = [clip.request_id for clip in clips]
-        if len(set(request_ids)) != len(request_ids):
-            raise ValueError("Each clip of a submit needs its own request_id.")
+        extending = {clip.extends for clip in clips}
+        if len(extending) > 1:
+            raise ValueError("One submit call either extends clips or starts them, not both.")
+        if extending == {True}:
+            return self._send_requests(
+                PATH_EXTEND,
+                project_ref,
+                [self._extend_request(clip) for clip in clips],
+                [clip.request_id for clip in clips],
+                [clip.model_key for clip in clips],
+                what="extending clips",
+            )
         for clip in clips:
             if not clip.start_image_media_id:
                 raise base.BadRequest(
                     "Flowsite only generates clips from a start image, and this clip has none."
                 )
+        requests = [
+            {
+                "aspectRatio": VIDEO_ASPECTS[base.Aspect(clip.aspect)],
+                "seed": clip.seed,
+                "textInput": {"prompt": clip.prompt},
+                "videoModelKey": clip.model_key,
+                "startImage": {"mediaId": clip.start_image_media_id},
+                "metadata": {"sceneId": clip.request_id},
+            }
+            for clip in clips
+        ]
+        return self._send_requests(
+            PATH_SUBMIT,
+            project_ref,
+            requests,
+            [clip.request_id for clip in clips],
+            [clip.model_key for clip in clips],
+            what="submitting clips",
+        )
+
+    @staticmethod
+    def _extend_request(clip: base.ClipRequest) -> dict:
+        if not clip.source_media_id or clip.source_frames is None:
+            raise base.BadRequest(
+                "Only a clip Flow made can be extended on Flow, and this one has no Flow media id."
+            )
+        first, last = clip.source_frames
+        return {
+            "aspectRatio": VIDEO_ASPECTS[base.Aspect(clip.aspect)],
+            "seed": clip.seed,
+            "textInput": {"prompt": clip.prompt},
+            "videoModelKey": clip.model_key,
+            "videoInput": {
+                "mediaId": clip.source_media_id,
+                "startFrameIndex": first,
+                "endFrameIndex": last,
+            },
+            "metadata": {"sceneId": clip.request_id},
+        }
+
+    def upscale(self, project_ref: str, requests: list[base.UpscaleRequest]) -> base.SubmitResult:
+        """Ask Flow to upscale ready clips; polled with ``check`` like any clip. The request
+        carries no prompt (Flow's own client sends none)."""
+        if not requests:
+            raise ValueError("upscale() needs at least one clip.")
+        bodies = [
+            {
+                "aspectRatio": VIDEO_ASPECTS[base.Aspect(item.aspect)],
+                "seed": item.seed,
+                "videoModelKey": item.model_key,
+                "metadata": {"sceneId": item.request_id},
+                "videoInput": {"mediaId": item.media_id},
+                "resolution": UPSCALE_RESOLUTIONS[item.resolution],
+            }
+            for item in requests
+        ]
+        return self._send_requests(
+            PATH_UPSCALE,
+            project_ref,
+            bodies,
+            [item.request_id for item in requests],
+            [item.model_key for item in requests],
+            what="upscaling clips",
+        )
+
+    def _send_requests(
+        self,
+        path: str,
+        project_ref: str,
+        requests: list[dict],
+        request_ids: list[str],
+        models: list[str],
+        *,
+        what: str,
+    ) -> base.SubmitResult:
+        """One batch call in the captured envelope; each operation matched by its sceneId."""
+        if len(set(request_ids)) != len(request_ids):
+            raise ValueError("Each clip of a submit needs its own request_id.")
         body = {
             "clientContext": {
                 "projectId": project_ref,
                 "tool": TOOL_GENERATE,
                 "userPaygateTier": self.credentials.tier,
             },
-            "requests": [
-                {
-                    "aspectRatio": VIDEO_ASPECTS[base.Aspect(clip.aspect)],
-                    "seed": clip.seed,
-                    "textInput": {"prompt": clip.prompt},
-                    "videoModelKey": clip.model_key,
-                    "startImage": {"mediaId": clip.start_image_media_id},
-                    "metadata": {"sceneId": clip.request_id},
-                }
-                for clip in clips
-            ],
+            "requests": requests,
         }
-        what = "submitting clips"
-        answer = self._call(
-            "POST", PATH_SUBMIT, body, what=what, models=[c.model_key for c in clips]
-        )
+        answer = self._call("POST", path, body, what=what, models=models)
         shape = _Shape(self, what)
         by_request: dict[str, base.SubmittedClip] = {}
         for entry in shape.need(answer, "operations", list):
@@ -729,6 +810,12 @@ class FlowEngine:
         if status == 404 or NOT_FOUND_MESSAGE in message.lower():
             if path == PATH_SUBMIT:
                 return base.ImageUnknown(detail=detail)
+            if path in (PATH_EXTEND, PATH_UPSCALE):
+                return base.BadRequest(
+                    "Flow no longer knows the clip this asks for (it may have been deleted in "
+                    "Flow, or made by another account).",
+                    detail=detail,
+                )
             return base.BadRequest(
                 f"Flow does not know what was asked for ({what}): {message or 'not found'}",
                 detail=detail,
@@ -800,7 +887,16 @@ class _Shape:
         if state == base.ClipState.SUCCESSFUL:
             metadata = self.need(operation, "metadata", dict, where="operations[].operation")
             video = self.need(metadata, "video", dict, where="operation.metadata")
-            video_url = self.need(video, "fifeUrl", str, where="operation.metadata.video")
+            data = b""
+            if "fifeUrl" not in video and isinstance(video.get("rawBytes"), str):
+                # Some upscale answers carry the MP4 itself instead of a link.
+                try:
+                    data = base64.b64decode(video["rawBytes"], validate=True)
+                except ValueError:
+                    self.fail("'rawBytes' is not base64", {})
+                video_url = "inline:"
+            else:
+                video_url = self.need(video, "fifeUrl", str, where="operation.metadata.video")
             poster_url = video.get("servingBaseUri", "")
             self.require(isinstance(poster_url, str), "'servingBaseUri' is not a text", video)
             media_id = entry.get("mediaGenerationId", video.get("mediaGenerationId", ""))
@@ -815,6 +911,7 @@ class _Shape:
                 poster_url=poster_url,
                 media_generation_id=media_id,
                 seed=seed,
+                video_data=data,
             )
         reason = ""
         if state == base.ClipState.FAILED:

@@ -275,6 +275,14 @@ class VertexEngine:
                 "bytesBase64Encoded": base64.b64encode(first.start_image.data).decode("ascii"),
                 "mimeType": first.start_image.mime_type,
             }
+        if first.source_video_uri:
+            # The clip to extend: where Vertex AI wrote it, or its bytes from Flowsite.
+            instance["video"] = {"gcsUri": first.source_video_uri, "mimeType": "video/mp4"}
+        elif first.source_video:
+            instance["video"] = {
+                "bytesBase64Encoded": base64.b64encode(first.source_video).decode("ascii"),
+                "mimeType": "video/mp4",
+            }
         parameters: dict = {
             "aspectRatio": ASPECTS[base.Aspect(first.aspect)],
             "sampleCount": len(clips),
@@ -452,7 +460,8 @@ class VertexEngine:
             return status(base.ClipState.SUCCESSFUL, video_data=data, video_url="inline:")
         uri = video.get("gcsUri")
         if isinstance(uri, str) and uri.startswith("gs://"):
-            return status(base.ClipState.SUCCESSFUL, video_url=uri)
+            # Kept as the clip's media id: extending it later names it instead of sending it.
+            return status(base.ClipState.SUCCESSFUL, video_url=uri, media_generation_id=uri)
         raise self._contract(what, "a video has neither bytes nor a gs:// address", video)
 
     # --- Fetching a finished clip ---
@@ -768,6 +777,8 @@ def _scene_key(clip: base.ClipRequest) -> tuple:
         clip.audio,
         clip.negative_prompt,
         clip.person_generation,
+        clip.source_video_uri,
+        clip.source_video,
     )
 
 

@@ -21,7 +21,7 @@ from typing import Any
 from uuid import UUID
 
 from django.db import connections
-from django.db.models import Case, F, QuerySet, Value, When
+from django.db.models import Case, F, Model, QuerySet, Value, When
 from django.utils import timezone
 
 from ..models import Generation
@@ -29,17 +29,29 @@ from ..models import Generation
 log = logging.getLogger(__name__)
 
 
-def held(token: UUID, statuses: Iterable[str], pks: Iterable[int] | None = None) -> QuerySet:
-    """The rows (of ``pks``, or all) still carrying ``token`` in one of ``statuses``."""
-    rows = Generation.objects.filter(claim=token, status__in=list(statuses))
+def held(
+    token: UUID,
+    statuses: Iterable[str],
+    pks: Iterable[int] | None = None,
+    *,
+    model: type[Model] = Generation,
+) -> QuerySet:
+    """The rows (of ``pks``, or all) still carrying ``token`` in one of ``statuses``; takes,
+    or another ``model`` the worker claims the same way (upscales)."""
+    rows = model.objects.filter(claim=token, status__in=list(statuses))
     return rows if pks is None else rows.filter(pk__in=list(pks))
 
 
 def release(
-    token: UUID, statuses: Iterable[str], pks: Iterable[int] | None = None, **fields: Any
+    token: UUID,
+    statuses: Iterable[str],
+    pks: Iterable[int] | None = None,
+    *,
+    model: type[Model] = Generation,
+    **fields: Any,
 ) -> int:
     """Give back the rows still held, writing ``fields`` to them in the same statement."""
-    return held(token, statuses, pks).update(claim=None, lease_until=None, **fields)
+    return held(token, statuses, pks, model=model).update(claim=None, lease_until=None, **fields)
 
 
 def write_held(token: UUID, changes: dict[int, dict[str, Any]], statuses: Iterable[str]) -> int:
@@ -89,6 +101,7 @@ class Hold:
     # time.monotonic() past which the work has overrun its own deadlines: stop renewing, so
     # a wedged worker loses its takes like a dead one.
     until: float
+    model: type[Model] = Generation
 
 
 class Keeper:
@@ -127,10 +140,11 @@ class Keeper:
         pks: Iterable[int] | None,
         lease: timedelta,
         seconds: float,
+        model: type[Model] = Generation,
     ) -> Iterator[None]:
         """Keep the rows held with ``token`` leased while the block runs (at most
         ``seconds``)."""
-        hold = self.add(token, statuses, pks, lease, seconds)
+        hold = self.add(token, statuses, pks, lease, seconds, model)
         try:
             yield
         finally:
@@ -143,6 +157,7 @@ class Keeper:
         pks: Iterable[int] | None,
         lease: timedelta,
         seconds: float,
+        model: type[Model] = Generation,
     ) -> Hold:
         """Keep these rows leased (at most ``seconds``) until ``discard``."""
         hold = Hold(
@@ -151,6 +166,7 @@ class Keeper:
             None if pks is None else tuple(pks),
             lease,
             time.monotonic() + seconds,
+            model,
         )
         with self.lock:
             self.holds.add(hold)
@@ -175,7 +191,7 @@ class Keeper:
             try:
                 # Only rows still carrying the token: a row given back or taken over meanwhile
                 # is left alone.
-                held(hold.token, hold.statuses, hold.pks).update(
+                held(hold.token, hold.statuses, hold.pks, model=hold.model).update(
                     lease_until=timezone.now() + hold.lease
                 )
             except Exception:

@@ -192,7 +192,12 @@ class Download:
         try:
             if not clip.video_url:
                 raise ContractDownloadError()
-            if self.fetch is not None:
+            if clip.video_data and self.fetch is None:
+                # The clip came inside the answer (some Flow upscales): nothing to fetch.
+                from ..engines.download import save_bytes
+
+                video = save_bytes(clip.video_data, storage.local_path(video_name), kind="video")
+            elif self.fetch is not None:
                 video = self.fetch(
                     clip, storage.local_path(video_name), kind="video", deadline=self.deadline()
                 )

@@ -11,13 +11,13 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from uuid import UUID
 
-from django.db.models import DateTimeField, Min, Q, Value
+from django.db.models import DateTimeField, Min, Model, Q, Value
 from django.db.models.functions import Coalesce, Greatest
 from django.utils import timezone
 
 from ..failover import submittable
 from ..models import FlowAccount, Generation
-from . import accounts, poll, reap, submit
+from . import accounts, poll, reap, submit, upscale
 from .accounts import Engines
 from .claims import Keeper
 from .download import Download, Downloads
@@ -57,11 +57,12 @@ class Pass:
         pks: Iterable[int] | None,
         lease: timedelta,
         seconds: float,
+        model: type[Model] = Generation,
     ) -> contextlib.AbstractContextManager[None]:
         """Keep these held rows leased while a block that may block for long runs."""
         if self.keeper is None:
             return contextlib.nullcontext()
-        return self.keeper.holding(token, statuses, pks, lease, seconds)
+        return self.keeper.holding(token, statuses, pks, lease, seconds, model)
 
     def downloads_open(self) -> bool:
         """Whether this pass may start downloads (not once the pump winds down)."""
@@ -86,6 +87,7 @@ class Pass:
             submit.submit_due(self)
             self.beat()
             poll.poll_due(self)
+            upscale.run(self)
         finally:
             self.engines.close()
             for account, credits in self.credits.values():
@@ -100,7 +102,8 @@ def seconds_until_due(now: datetime | None = None) -> float | None:
     """Seconds until some take needs a pass (0 when one is due now), None when none will
     without help: nothing in flight, or only takes waiting for an admin to fix their account.
 
-    One aggregate query, cheap enough for the pump to ask twice a second while it waits.
+    Two aggregate queries (takes, then upscales), cheap enough for the pump to ask twice a
+    second while it waits.
     """
     now = now or timezone.now()
     at = Value(now, output_field=DateTimeField())
@@ -138,6 +141,7 @@ def seconds_until_due(now: datetime | None = None) -> float | None:
         ),
     )
     moments = [moment for moment in agg.values() if moment is not None]
+    moments += upscale.due_moments(now)
     if not moments:
         return None
     return max(0.0, (min(moments) - now).total_seconds())

@@ -68,7 +68,16 @@ from ..engines.base import (
     UpstreamError,
 )
 from ..failover import accounts_by_project, assign, first_usable, submittable
-from ..models import FlowAccount, Generation, ImageAsset, ImageUpload, Project
+from ..models import (
+    CannotGenerate,
+    FlowAccount,
+    Generation,
+    ImageAsset,
+    ImageUpload,
+    Project,
+    Scene,
+)
+from ..take_actions import SourceClip, source_clip
 from .accounts import account_refused
 from .claims import held, release, visible, write_held
 from .policy import (
@@ -120,12 +129,16 @@ def submit_due(run: Pass) -> None:
     run.counts["moved_account"] += assign(token, now)
     generations = list(
         held(token, [S.QUEUED])
-        .select_related("account", "project", "start_image")
+        .select_related("account", "project", "start_image", "scene", "source_take")
         .order_by("created", "pk")
     )
-    groups: dict[tuple[int, int], list[Generation]] = defaultdict(list)
+    # Flow has one path per kind of clip (from a start image, extending a clip): a batch
+    # holds one kind.
+    groups: dict[tuple[int, int, bool], list[Generation]] = defaultdict(list)
     for generation in generations:
-        groups[(generation.project_id, generation.account_id)].append(generation)
+        groups[(generation.project_id, generation.account_id, is_extension(generation))].append(
+            generation
+        )
     # Flow's own client never sends more than four clips in one call; a bigger batch is a
     # shape the upstream has not been seen to accept, so groups go out in slices.
     size = max(1, settings.FLOW_SUBMIT_BATCH_SIZE)
@@ -152,6 +165,10 @@ def submit_due(run: Pass) -> None:
             log.exception("submitting takes %s failed", [generation.pk for generation in group])
             release_for_retry(run, token, [generation.pk for generation in group])
         run.beat()
+
+
+def is_extension(generation: Generation) -> bool:
+    return generation.scene.mode == Scene.Mode.EXTEND
 
 
 def scene_batches(group: list[Generation], size: int) -> list[list[Generation]]:
@@ -204,6 +221,8 @@ class SubmitGroup:
         self.account: FlowAccount = generations[0].account
         # Start images read for an engine that takes them inline (image id -> data).
         self.image_data: dict[int, ImageData] = {}
+        # What each extension take continues (take id -> its source clip).
+        self.sources: dict[int, SourceClip] = {}
         self.started = time.monotonic()
 
     def run(self) -> None:
@@ -253,6 +272,7 @@ class SubmitGroup:
                 audio=generation.audio,
                 negative_prompt=generation.negative_prompt,
                 person_generation=generation.person_generation,
+                **self.sources[generation.pk].fields() if generation.pk in self.sources else {},
             )
             for generation in generations
         ]
@@ -263,7 +283,10 @@ class SubmitGroup:
         """Each start image uploaded to this account once; takes whose image fails drop out."""
         images: dict[int, ImageAsset] = {}
         missing: list[Generation] = []
+        self.read_sources(submitting=submitting)
         for generation in self.generations:
+            if is_extension(generation):
+                continue  # it continues a clip, not an image
             if generation.start_image is None:
                 missing.append(generation)
             else:
@@ -317,6 +340,17 @@ class SubmitGroup:
                 )
             self.counts["uploaded"] += 1
         return media_ids
+
+    def read_sources(self, *, submitting: bool) -> None:
+        """For extension takes: the clip each continues (Flow's media id and the window of its
+        last second, or for Vertex AI the clip itself); takes whose source is gone fail."""
+        statuses = [S.SUBMITTING] if submitting else [S.QUEUED]
+        inline = bool(getattr(self.engine, "inline_images", False))
+        for generation in [t for t in self.generations if is_extension(t)]:
+            try:
+                self.sources[generation.pk] = source_clip(generation.source_take, inline=inline)
+            except CannotGenerate as problem:
+                self.fail([generation], str(problem), statuses=statuses)
 
     def read_images(self, images: dict[int, ImageAsset], *, submitting: bool) -> dict[int, str]:
         """For an engine that takes start images inside the submit call (Vertex AI): read

@@ -17,7 +17,7 @@ from .manage import (
     project_duplicate,
     project_settings,
 )
-from .media import image_file, take_poster, take_video
+from .media import image_file, take_poster, take_video, upscale_video
 from .projects import (
     project_create,
     project_detail,
@@ -42,10 +42,15 @@ from .scenes import (
     take_retry,
 )
 from .spend import project_spend, project_spend_csv
+from .take_actions import take_extend, take_last_frame, take_upscale
 from .team import invite_accept, invite_revoke, project_audit, project_invites
 
 __all__ = [
     "project_accounts",
+    "take_extend",
+    "take_last_frame",
+    "take_upscale",
+    "upscale_video",
     "comment_delete",
     "film_video",
     "project_film",

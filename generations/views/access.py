@@ -39,6 +39,7 @@ from ..models import (
     Project,
     Scene,
 )
+from ..upscales import Upscale
 
 Role = Membership.Role
 
@@ -173,6 +174,20 @@ def get_take_media_for_user(request: HttpRequest, uuid: UUID) -> Generation:
     return take
 
 
+def get_upscale_media_for_user(request: HttpRequest, uuid: UUID) -> Upscale:
+    """An upscaled copy of a take for the media view, with what its download is named after;
+    404 unless the requester is a member (superusers read it, as they read takes)."""
+    queryset = Upscale.objects.annotate(
+        take_number=F("take__take"),
+        scene_title=F("take__scene__title"),
+        scene_position=F("take__scene__position"),
+        project_name=F("project__name"),
+    )
+    upscale, _ = _get_with_role(request, queryset, None, superuser_reads=True, uuid=uuid)
+    upscale.scene_name = Scene.name_for(upscale.scene_title, upscale.scene_position)
+    return upscale
+
+
 def get_image_for_user(
     request: HttpRequest, uuid: UUID, role: str | None = None, *, superuser_reads: bool = False
 ) -> tuple[ImageAsset, Membership]:
@@ -243,6 +258,8 @@ def get_poll_state_for_user(request: HttpRequest, uuid: UUID, since: datetime | 
         in_flight=Exists(
             Generation.objects.filter(project=project, status__in=Generation.IN_FLIGHT)
         ),
+        # An upscale under way keeps the page polling fast too (its take's card changes).
+        upscaling=Exists(Upscale.objects.filter(project=project, status__in=Upscale.IN_FLIGHT)),
     )
     try:
         row = queryset.get()
@@ -255,4 +272,8 @@ def get_poll_state_for_user(request: HttpRequest, uuid: UUID, since: datetime | 
         or row["takes_changed"]
         or row["scenes_edited"]
     )
-    return PollState(role=row["role"], changed=bool(changed), in_flight=bool(row["in_flight"]))
+    return PollState(
+        role=row["role"],
+        changed=bool(changed),
+        in_flight=bool(row["in_flight"] or row["upscaling"]),
+    )

@@ -6,10 +6,12 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
-from django.db.models import Prefetch
+from django.db.models import Count, Prefetch
 from django.urls import reverse
 
+from .. import take_actions
 from ..models import Comment, Generation, Membership, Project, Scene
+from ..upscales import Upscale
 
 TEMPLATE = "generations/project.html"
 
@@ -62,16 +64,22 @@ def storyboard_scenes(project: Project, scenes=None) -> list[Scene]:
     comments = Prefetch(
         "comments", queryset=Comment.objects.select_related("author"), to_attr="comment_list"
     )
+    upscales = Prefetch("upscales", queryset=Upscale.objects.all(), to_attr="upscale_list")
     takes = Prefetch(
         "generations",
         queryset=Generation.objects.select_related("requested_by")
-        .prefetch_related(comments)
+        .prefetch_related(comments, upscales)
+        # How many scenes extend each take: the card's Extend button says how many it saw.
+        .annotate(extension_count=Count("extensions"))
         .order_by("-take"),
         to_attr="take_list",
     )
     queryset = scenes if scenes is not None else project.scenes.all()
-    loaded = list(queryset.select_related("start_image", "pick").prefetch_related(takes))
+    loaded = list(
+        queryset.select_related("start_image", "pick", "source_take").prefetch_related(takes)
+    )
     for scene in loaded:
+        take_actions.decorate(project, scene.take_list)
         # The card shows the film's pick first and folds the other takes away.
         pick = getattr(scene, "pick", None)
         scene.picked_take = next(

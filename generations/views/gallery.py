@@ -21,7 +21,9 @@ from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_GET
 
+from ..engines.catalogue import FLOW_BASE_RESOLUTION, UPSCALERS
 from ..models import FilmRender, Generation, Scene
+from ..upscales import Upscale
 from .access import get_project_for_user
 
 PAGE_SIZE = 48
@@ -39,6 +41,7 @@ CARD_FIELDS = (
     "seed",
     "poster",
     "finished_at",
+    "resolution",
 )
 ASPECTS = dict(Scene.AspectChoice.choices)
 # Stands for a clip's uuid in its media addresses, reversed once a page (_complete_cards).
@@ -166,8 +169,29 @@ def _complete_cards(sections: list[Section], scene_names: dict[int, str]) -> Non
     # once a card: reverse() checks its result against the route's pattern every time.
     video = reverse("media-take-video", args=[ANY_UUID])
     poster = reverse("media-take-poster", args=[ANY_UUID])
+    upscaled = reverse("media-upscale-video", args=[ANY_UUID])
+    # The page's upscaled copies in one query: each card lists its resolutions.
+    copies: dict[int, list[dict]] = {}
+    ids = [clip["id"] for section in sections for clip in section.clips]
+    for row in (
+        Upscale.objects.filter(take_id__in=ids, status=Upscale.Status.READY)
+        .exclude(video="")
+        .order_by("resolution")
+        .values("take_id", "uuid", "resolution")
+    ):
+        copies.setdefault(row["take_id"], []).append(
+            {
+                "label": UPSCALERS[row["resolution"]].label,
+                "url": upscaled.replace(ANY_UUID, str(row["uuid"])),
+            }
+        )
     for section in sections:
         for clip in section.clips:
+            clip["upscales"] = copies.get(clip["id"], [])
+            clip["resolutions"] = [
+                clip["resolution"] or FLOW_BASE_RESOLUTION,
+                *(copy["label"] for copy in clip["upscales"]),
+            ]
             key = str(clip["uuid"])
             clip["scene"] = scene_names[clip["scene_id"]]
             clip["aspect_label"] = ASPECTS.get(clip["aspect"], clip["aspect"])

@@ -32,7 +32,7 @@ from django.utils.text import slugify
 from django.views.decorators.http import require_safe
 
 from .. import storage
-from .access import get_image_for_user, get_take_media_for_user
+from .access import get_image_for_user, get_take_media_for_user, get_upscale_media_for_user
 
 CHUNK_SIZE = 64 * 1024
 _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
@@ -65,6 +65,21 @@ def take_poster(request: HttpRequest, uuid: UUID) -> HttpResponseBase:
     name = f"{_download_stem(generation)}-poster{extension}"
     return serve_private_file(
         request, generation.poster, content_type, name, etag_seed=generation.poster_sha256
+    )
+
+
+@require_safe
+@login_required
+def upscale_video(request: HttpRequest, uuid: UUID) -> HttpResponseBase:
+    """A take's upscaled copy (1080p, 4K), private like the take itself, with Range."""
+    upscale = get_upscale_media_for_user(request, uuid)
+    if not upscale.is_ready:
+        raise Http404("This copy is not ready.")
+    scene = slugify(upscale.scene_name) or "scene"
+    project = slugify(upscale.project_name) or "project"
+    name = f"{project}-{scene}-take-{upscale.take_number}-{upscale.resolution}.mp4"
+    return serve_private_file(
+        request, upscale.video, "video/mp4", name, etag_seed=upscale.video_sha256
     )
 
 

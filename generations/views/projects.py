@@ -47,7 +47,11 @@ def _newest(moments: list[datetime | None]) -> datetime | None:
 
 
 def _anything_in_flight(scenes: list[Scene]) -> bool:
-    return any(take.in_flight for scene in scenes for take in scene.take_list)
+    return any(
+        take.in_flight or any(up.in_flight for up in take.upscale_list)
+        for scene in scenes
+        for take in scene.take_list
+    )
 
 
 @require_GET

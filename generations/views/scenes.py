@@ -22,6 +22,7 @@ from django.views.decorators.http import require_http_methods, require_POST
 from .. import work
 from ..forms import SceneForm
 from ..models import CannotGenerate, Comment, Generation, Membership, Pick, Scene
+from ..upscales import Upscale
 from .access import (
     HtmxHttpRequest,
     Role,
@@ -196,6 +197,7 @@ def scene_delete(request: HttpRequest, uuid: UUID) -> HttpResponse:
             )
             return redirect(project_url(project, scene))
         files = [f for take in takes for f in (take.video, take.poster) if f]
+        files += _upscale_files(takes)
         scene.delete()
         project.mark_scenes_changed()
         # Files go only once the rows are surely gone; a rollback keeps both.
@@ -375,9 +377,16 @@ def _delete_takes(scene: Scene, takes: list[Generation]) -> None:
     if not takes:
         return
     files = [f for take in takes for f in (take.video, take.poster) if f]
+    files += _upscale_files(takes)
     Generation.objects.filter(pk__in=[take.pk for take in takes]).delete()
     Scene.objects.filter(pk=scene.pk).update(updated=timezone.now())
     transaction.on_commit(lambda: [f.storage.delete(f.name) for f in files])
+
+
+def _upscale_files(takes: list[Generation]) -> list:
+    """The upscaled copies' files of these takes (their rows go with the takes)."""
+    copies = Upscale.objects.filter(take__in=[take.pk for take in takes]).exclude(video="")
+    return [copy.video for copy in copies.only("video")]
 
 
 def _after_card_action(
@@ -395,7 +404,10 @@ def _after_card_action(
     # poll still brings every other card that changed meanwhile.
     [fresh] = storyboard_scenes(project, project.scenes.filter(pk=scene.pk))
     since = decode_since(request.POST.get("since"))
-    live = Generation.objects.filter(project=project, status__in=Generation.IN_FLIGHT).exists()
+    # An upscale asked for on this card keeps the page polling fast too.
+    live = any(up.in_flight for take in fresh.take_list for up in take.upscale_list) or (
+        Generation.objects.filter(project=project, status__in=Generation.IN_FLIGHT).exists()
+    )
     ctx = card_context(
         project,
         membership,

@@ -537,11 +537,49 @@
     previewSync();
   }
 
+  // An extension joined to its source on its card: the source plays until its last second
+  // (which the extension repeats), then the extension from its start.
+  document.addEventListener("click", function (event) {
+    var button = event.target.closest && event.target.closest("[data-seam-play]");
+    if (!button) return;
+    var box = button.closest("[data-seam]");
+    var video = box.querySelector("[data-seam-video]");
+    var cut = parseFloat(box.getAttribute("data-seam-seconds")) || 0;
+    var switched = false;
+    function atSeam() {
+      if (switched || !video.duration || video.currentTime < video.duration - cut) return;
+      switched = true;
+      video.removeEventListener("timeupdate", atSeam);
+      video.src = box.getAttribute("data-extension");
+      box.setAttribute("data-seam-part", "extension");
+      // No longer inside the click: a browser that refuses sound without one plays it muted.
+      var started = video.play();
+      if (started && started.catch) {
+        started.catch(function (error) {
+          if (error.name !== "NotAllowedError") return;
+          video.muted = true;
+          play(video);
+        });
+      }
+    }
+    video.hidden = false;
+    video.addEventListener("timeupdate", atSeam);
+    video.src = box.getAttribute("data-source");
+    box.setAttribute("data-seam-part", "source");
+    play(video);
+  });
+
+  // Cards swapped in later (a poll, an action) bring their own preview buttons.
+  document.addEventListener("htmx:afterSettle", function () {
+    document.querySelectorAll("[data-seam-play][hidden]").forEach(function (button) { button.hidden = false; });
+  });
+
   document.addEventListener("DOMContentLoaded", function () {
     document.querySelectorAll("[data-copy]").forEach(function (button) { button.hidden = false; });
     setUpPreview();
     document.querySelectorAll("[data-use-prompt]").forEach(function (button) { button.hidden = false; });
     document.querySelectorAll("[data-review-open]").forEach(function (button) { button.hidden = false; });
+    document.querySelectorAll("[data-seam-play]").forEach(function (button) { button.hidden = false; });
     document.querySelectorAll("form[data-autosubmit] [data-autosubmit-button]").forEach(function (button) { button.hidden = true; });
     var aspect = document.querySelector("select[data-aspect=scene]");
     if (aspect) matchModelsToAspect(aspect);

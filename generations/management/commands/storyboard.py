@@ -6,12 +6,14 @@
     manage.py storyboard export --project NAME --out DIR
     manage.py storyboard pick --project NAME --scene POSITION --take N
     manage.py storyboard film --project NAME --out FILE.mp4 [--all-latest]
+    manage.py storyboard extend --project NAME --user USERNAME --scene POSITION --take N --prompt TEXT
+    manage.py storyboard upscale --project NAME --user USERNAME --scene POSITION --take N --resolution 1080p|4k
 
 Scenes are numbered 1, 2, 3… in storyboard order everywhere here (the table, the exported file
 names, the manifest), as the studio shows them.
 
-Long because it is one command with six subcommands (import, generate, status, export, pick,
-film) that share the project, user and scene lookups; each subcommand is one method.
+Long because it is one command with eight subcommands (import, generate, status, export, pick,
+film, extend, upscale; the last two in _take_actions.py) that share the project, user and scene lookups; each subcommand is one method.
 """
 
 from __future__ import annotations
@@ -109,6 +111,16 @@ class Command(BaseCommand):
         pick.add_argument("--scene", required=True, type=int, metavar="POSITION")
         pick.add_argument("--take", required=True, type=int, metavar="N")
 
+        extend = actions.add_parser("extend", help="Extend take N of a scene with a new scene.")
+        upscale = actions.add_parser("upscale", help="Upscale take N of a scene (Flow).")
+        for parser_ in (extend, upscale):
+            parser_.add_argument("--project", required=True, metavar="NAME")
+            parser_.add_argument("--user", required=True, metavar="USERNAME")
+            parser_.add_argument("--scene", required=True, type=int, metavar="POSITION")
+            parser_.add_argument("--take", required=True, type=int, metavar="N")
+        extend.add_argument("--prompt", required=True, metavar="TEXT")
+        upscale.add_argument("--resolution", required=True, choices=["1080p", "4k"])
+
         film = actions.add_parser("film", help="Render the film of the picks to FILE.mp4.")
         film.add_argument("--project", required=True, metavar="NAME")
         film.add_argument("--out", required=True, metavar="FILE.mp4")
@@ -125,6 +137,15 @@ class Command(BaseCommand):
             return
         if action == "pick":
             self.pick(options["project"], options["scene"], options["take"])
+            return
+        if action in ("extend", "upscale"):
+            from ._take_actions import run_take_action
+
+            project = _project(options["project"])
+            user = _user(options["user"])
+            _require_editor(project, user)
+            scene = scene_numbered(project, options["scene"])
+            self.stdout.write(run_take_action(action, project, scene, user, options))
             return
         if action == "import":
             self.do_import(Path(options["csv_file"]), options)
@@ -368,6 +389,7 @@ class Command(BaseCommand):
         if out.exists() and not out.is_dir():
             raise CommandError(f"{out} exists and is not a folder.")
         scenes = list(_scenes_with_takes(project))
+        numbers = film_tasks.take_numbers(scenes)
 
         entries: list[dict[str, Any]] = []
         copies: list[tuple[Generation, str]] = []
@@ -381,7 +403,7 @@ class Command(BaseCommand):
                     if not take.video.name or not default_storage.exists(take.video.name):
                         missing.append(f"scene {number} take {take.take}")
                     copies.append((take, file_name))
-                entries.append(take.manifest_entry(number, file_name))
+                entries.append(take.manifest_entry(number, file_name, numbers))
         if missing:
             raise CommandError(
                 "Nothing was exported: the stored clip is missing for "
@@ -686,7 +708,11 @@ def scene_numbered(project: Project, position: int) -> Scene:
 
 
 def _scenes_with_takes(project: Project) -> models.QuerySet[Scene]:
-    takes = Generation.objects.select_related("requested_by").order_by("take", "id")
+    takes = (
+        Generation.objects.select_related("requested_by")
+        .prefetch_related(Prefetch("upscales", to_attr="upscale_list"))
+        .order_by("take", "id")
+    )
     return project.scenes.order_by("position", "id").prefetch_related(
         Prefetch("generations", queryset=takes)
     )

@@ -1,0 +1,299 @@
+"""``POST /v1/video:batchAsyncGenerateVideoExtendVideo`` and ``…UpsampleVideo``: clips made
+from clips the emulator made (Flow's README §6).
+
+Same envelope and answers as the start-image submit (``submit.py``); the refusals come in the
+same order: the shape (unknown fields too, as Google's JSON parser refuses them), a source
+clip the emulator does not know, the tier, then credits. An accepted call is charged at once.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import secrets
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .auth import authenticate
+from .contract import (
+    PENDING,
+    SEED_MAX,
+    SUCCESSFUL,
+    TIER_RANK,
+    TOOLS,
+    VIDEO_ASPECTS,
+    ApiError,
+    invalid,
+    missing,
+    not_found,
+    quota_reached,
+)
+from .faults import SUBMIT_ERRORS, SUBMIT_FAULTS, Fault, FaultSyntaxError, delay, faults_in
+from .reframe import count_frames, render_extension, render_upscale
+from .state import EmulatorState, Operation
+from .wire import Request, Response, need_enum, need_list, need_object, need_string
+
+EXTEND_MODELS = (
+    "veo_3_1_extend_fast_landscape",
+    "veo_3_1_extend_fast_portrait",
+    "veo_3_1_extend_fast_landscape_ultra",
+    "veo_3_1_extend_fast_portrait_ultra",
+    "veo_3_1_extend_landscape",
+    "veo_3_1_extend_portrait",
+    "veo_3_1_extension_lite",
+)
+# Resolution -> (the model key that makes it, the lowest tier, credits, landscape size).
+UPSCALES = {
+    "VIDEO_RESOLUTION_1080P": ("veo_3_1_upsampler_1080p", "PAYGATE_TIER_ONE", 0, (1920, 1080)),
+    "VIDEO_RESOLUTION_4K": ("veo_3_1_upsampler_4k", "PAYGATE_TIER_TWO", 50, (3840, 2160)),
+}
+EXTEND_FIELDS = {"aspectRatio", "seed", "textInput", "videoModelKey", "videoInput", "metadata"}
+UPSCALE_FIELDS = {"aspectRatio", "seed", "videoModelKey", "videoInput", "metadata", "resolution"}
+
+
+@dataclass
+class Asked:
+    aspect: str
+    seed: int
+    model: str
+    source: Operation
+    scene_id: str
+    prompt: str = ""
+    window: tuple[int, int] = (0, 0)
+    resolution: str = ""
+    faults: list[Fault] | None = None
+
+
+def extend(state: EmulatorState, request: Request) -> Response:
+    state.count("submit")
+    authenticate(state, request)
+    rank, requests = _envelope(state, request)
+    asked = []
+    for index, item in enumerate(requests):
+        path = f"requests[{index}]"
+        clip = _common(state, item, path, EXTEND_FIELDS, EXTEND_MODELS)
+        clip.prompt = need_string(
+            need_object(item, "textInput", f"{path}.textInput"),
+            "prompt",
+            f"{path}.textInput.prompt",
+        )
+        try:
+            clip.faults = faults_in(clip.prompt)
+        except FaultSyntaxError as exc:
+            raise ApiError(400, "INVALID_ARGUMENT", str(exc)) from None
+        video = need_object(item, "videoInput", f"{path}.videoInput")
+        frames = count_frames(clip.source.clip().video_path)
+        window = []
+        for key in ("startFrameIndex", "endFrameIndex"):
+            value = video.get(key)
+            if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= frames:
+                raise invalid(f"{path}.videoInput.{key}", value, f"a frame from 1 to {frames}")
+            window.append(value)
+        if window[0] > window[1]:
+            raise invalid(f"{path}.videoInput.startFrameIndex", window[0], "not after the end")
+        clip.window = (window[0], window[1])
+        asked.append(clip)
+    _tier(rank, [clip.model for clip in asked], "PAYGATE_TIER_ONE")
+    return _accept(state, asked, state.config.credits_per_clip)
+
+
+def upscale(state: EmulatorState, request: Request) -> Response:
+    state.count("submit")
+    authenticate(state, request)
+    rank, requests = _envelope(state, request)
+    asked = []
+    cost = 0
+    for index, item in enumerate(requests):
+        path = f"requests[{index}]"
+        clip = _common(state, item, path, UPSCALE_FIELDS, [up[0] for up in UPSCALES.values()])
+        clip.resolution = need_enum(item, "resolution", f"{path}.resolution", UPSCALES)
+        model, tier, credits, _ = UPSCALES[clip.resolution]
+        if clip.model != model:
+            raise invalid(f"{path}.videoModelKey", clip.model, f"{model} for {clip.resolution}")
+        _tier(rank, [], tier)
+        cost += credits
+        asked.append(clip)
+    return _accept(state, asked, None, cost)
+
+
+def _envelope(state: EmulatorState, request: Request) -> tuple[int, list[Any]]:
+    body = request.json()
+    context = need_object(body, "clientContext", "clientContext")
+    need_string(context, "projectId", "clientContext.projectId")
+    need_enum(context, "tool", "clientContext.tool", TOOLS)
+    claimed = state.config.tier
+    if "userPaygateTier" in context:
+        claimed = need_enum(context, "userPaygateTier", "clientContext.userPaygateTier", TIER_RANK)
+    requests = need_list(body, "requests")
+    ids = [item.get("metadata", {}).get("sceneId") for item in requests if isinstance(item, dict)]
+    if len(set(ids)) != len(ids):
+        raise ApiError(
+            400,
+            "INVALID_ARGUMENT",
+            "Each request in a batch needs its own 'metadata.sceneId'.",
+            field_path="requests.metadata.sceneId",
+        )
+    return min(TIER_RANK.get(state.config.tier, 0), TIER_RANK[claimed]), requests
+
+
+def _common(state: EmulatorState, item: Any, path: str, fields: set[str], models) -> Asked:
+    if not isinstance(item, dict):
+        raise invalid(path, item, "object")
+    for key in item:
+        if key not in fields:
+            raise ApiError(
+                400,
+                "INVALID_ARGUMENT",
+                f"Invalid JSON payload received. Unknown name \"{key}\" at '{path}': Cannot "
+                "find field.",
+                field_path=f"{path}.{key}",
+            )
+    aspect = need_enum(item, "aspectRatio", f"{path}.aspectRatio", VIDEO_ASPECTS)
+    if "seed" not in item:
+        raise missing(f"{path}.seed")
+    seed = item["seed"]
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= SEED_MAX:
+        raise invalid(f"{path}.seed", seed, f"TYPE_UINT32, 0 to {SEED_MAX}")
+    model = need_enum(item, "videoModelKey", f"{path}.videoModelKey", models)
+    media_id = need_string(
+        need_object(item, "videoInput", f"{path}.videoInput"),
+        "mediaId",
+        f"{path}.videoInput.mediaId",
+    )
+    scene_id = need_string(
+        need_object(item, "metadata", f"{path}.metadata"), "sceneId", f"{path}.metadata.sceneId"
+    )
+    source = _source(state, media_id)
+    return Asked(aspect=aspect, seed=seed, model=model, source=source, scene_id=scene_id)
+
+
+def _source(state: EmulatorState, media_id: str) -> Operation:
+    """The finished clip a media id names; Flow answers 404 for any other (a failed clip, an
+    upload, another account's clip)."""
+    with state.lock:
+        found = [op for op in state.operations.values() if op.media_generation_id == media_id]
+    now = time.monotonic()
+    for op in found:
+        if op.status(now) == SUCCESSFUL and op.clip() is not None:
+            return op
+    raise not_found()
+
+
+def _tier(rank: int, models: list[str], least: str) -> None:
+    if rank < TIER_RANK[least] or (
+        any("_ultra" in model for model in models) and rank < TIER_RANK["PAYGATE_TIER_TWO"]
+    ):
+        raise ApiError(
+            403,
+            "PERMISSION_DENIED",
+            "The caller does not have permission",
+            reason="PUBLIC_ERROR_MODEL_ACCESS_DENIED",
+        )
+
+
+def _accept(
+    state: EmulatorState, asked: list[Asked], per_clip: int | None, total: int = 0
+) -> Response:
+    cost = per_clip * len(asked) if per_clip is not None else total
+    with state.lock:
+        faults = list(state.global_faults)
+    faults += [fault for clip in asked for fault in clip.faults or []]
+    delay(state.fault_book, faults)
+    for fault in faults:
+        if fault.name in SUBMIT_FAULTS and state.fault_book.take(fault):
+            raise SUBMIT_ERRORS[fault.name](fault)
+    with state.lock:
+        if state.credits < cost:
+            raise quota_reached()
+        state.credits -= cost
+        remaining = state.credits
+        state.stats["clips_submitted"] += len(asked)
+        for clip in asked:
+            state.accepted[clip.scene_id] = state.accepted.get(clip.scene_id, 0) + 1
+    operations = []
+    now = time.monotonic()
+    config = state.config
+    for clip in asked:
+        source = clip.source.clip()
+        assert source is not None
+        if clip.resolution:
+            width, height = UPSCALES[clip.resolution][3]
+            size = (height, width) if VIDEO_ASPECTS[clip.aspect] else (width, height)
+            render = state.renderer.derive(
+                ("upscale", str(source.video_path), size),
+                render_upscale,
+                source=source.video_path,
+                size=size,
+                fps=config.fps,
+            )
+        else:
+            render = state.renderer.derive(
+                ("extend", str(source.video_path), clip.window, clip.prompt, clip.seed % 4),
+                render_extension,
+                source=source.video_path,
+                prompt=clip.prompt,
+                window=clip.window,
+                clip_seconds=config.clip_seconds,
+                fps=config.fps,
+                move=clip.seed % 4,
+            )
+        operation = Operation(
+            name=uuid.uuid4().hex,
+            scene_id=clip.scene_id,
+            prompt=clip.prompt,
+            seed=clip.seed,
+            model=clip.model,
+            aspect=clip.aspect,
+            media_generation_id="CAUS" + secrets.token_urlsafe(45),
+            object_id=str(uuid.uuid4()),
+            created=now,
+            pending_seconds=config.pending_seconds,
+            active_seconds=config.active_seconds,
+            faults={
+                fault.name: fault
+                for fault in clip.faults or []
+                if fault.name in ("fail", "stuck") and state.fault_book.take(fault)
+            },
+            render=render,
+        )
+        with state.lock:
+            state.operations[operation.name] = operation
+            state.objects[operation.object_id] = operation
+        operations.append(
+            {"operation": {"name": operation.name}, "sceneId": clip.scene_id, "status": PENDING}
+        )
+    return Response.json({"operations": operations, "remainingCredits": remaining})
+
+
+def vertex_source(state: EmulatorState, given: Any) -> Path | None:
+    """The clip to extend, as a file: sent inline (kept in the renderer's folder under its
+    digest) or named by a gs:// address of this emulator's bucket."""
+    if given is None:
+        return None
+    if not isinstance(given, dict):
+        raise invalid("instances[0].video", "…", "gcsUri or bytesBase64Encoded with mimeType")
+    if isinstance(given.get("gcsUri"), str):
+        bucket, _, name = given["gcsUri"].removeprefix("gs://").partition("/")
+        with state.lock:
+            path = state.vertex_objects.get((bucket, name))
+        if path is None:
+            raise ApiError(404, "NOT_FOUND", f"No such object: {bucket}/{name}")
+        return Path(path)
+    if not isinstance(given.get("bytesBase64Encoded"), str):
+        raise invalid("instances[0].video", "…", "gcsUri or bytesBase64Encoded with mimeType")
+    try:
+        data = base64.b64decode(given["bytesBase64Encoded"], validate=True)
+    except ValueError:
+        raise invalid("instances[0].video.bytesBase64Encoded", "…", "base64") from None
+    path = state.renderer.dir / f"source-{hashlib.sha256(data).hexdigest()[:32]}.mp4"
+    if not path.exists():
+        path.write_bytes(data)
+    try:
+        count_frames(path)
+    except Exception:
+        path.unlink(missing_ok=True)
+        raise invalid("instances[0].video.bytesBase64Encoded", "…", "an MP4 video") from None
+    return path
