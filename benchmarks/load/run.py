@@ -1,19 +1,21 @@
 """Under load: 100 team members with their project page open, zero errors, p95 < 150 ms.
 
-    .venv/bin/python -m pip install --group bench      # locust, once
     .venv/bin/python benchmarks/load/run.py [--duration 60] [--users 100] [--sign-ins 10]
                                             [--database sqlite|postgres|both]
 
 For each database, starts on 127.0.0.1: the Flow emulator, gunicorn with 4 workers on the
 production settings (DEBUG off, hashed static files, plain HTTP), and the django-q2 worker whose
-pump submits, polls and downloads takes. Seeds USERS people, each owning a project of four
+pump submits, polls and downloads takes (the emulator niced: it stands in for Google, whose
+rendering is not on Flowsite's cores). Seeds USERS people, each owning a project of four
 scenes (finished takes, a take that finishes during the run, one that renders past its end, a
 draft) and each already signed in, as someone whose page has been open all day is. Then runs
-locust headless for DURATION seconds: every member opens the project page, polls it exactly as
+the load driver (driver.py, one asyncio process) for DURATION seconds: every member opens the project page, polls it exactly as
 its poller does (FLOWSITE_PAGE_POLL_SECONDS while takes are in flight,
 FLOWSITE_IDLE_POLL_SECONDS otherwise: the cadence and the since token are read from the
 rendered poller) and opens the gallery about every 30 s. The p95 printed is over every request
-of the run.
+of the run; beside it, each kind of request (polls split into 204, nothing changed, and 200,
+cards sent) and, per 5 s window, the requests, their p95 and each process group's share of
+the machine's CPU (gunicorn, worker, emulator, driver, and the whole machine).
 
 Signing in is measured apart, after the load: SIGN_INS members sign in through the real form,
 one a second, and the p50/p95 of those POSTs are printed next to the PBKDF2 iteration count
