@@ -57,16 +57,25 @@ def generate_all_cost(project_ref):
     Each price is a CASE over what the catalogue and VERTEX_PRICES say, so the sum costs one
     subquery whatever the number of scenes; a Vertex AI take is priced exactly as
     ``Scene.take_cost`` prices it (per second × seconds, to the cent).
+
+    The storyboard page and every poll that sends cards build it, so it is kept small for the
+    ORM to build: Flow models are grouped by price (one ``model_key IN (...)`` per price and
+    tier), not one condition per model and tier.
     """
     from django.db.models import Case, F, Sum, Value, When
 
     from .models import FlowAccount, Scene
 
-    prices = []
-    for key, (tier_one, tier_two) in CREDITS_PER_CLIP.items():
-        prices.append(When(model_key=key, project__account__tier=TIER_TWO, then=Value(tier_two)))
-        prices.append(When(model_key=key, then=Value(tier_one)))
-    flow = Case(*prices, default=Value(UNKNOWN_MODEL_CREDITS))
+    def flow_price(tier: int) -> Case:
+        keys_by_price: dict[int, list[str]] = {}
+        for key, prices in CREDITS_PER_CLIP.items():
+            keys_by_price.setdefault(prices[tier], []).append(key)
+        return Case(
+            *(When(model_key__in=keys, then=Value(cost)) for cost, keys in keys_by_price.items()),
+            default=Value(UNKNOWN_MODEL_CREDITS),
+        )
+
+    flow = Case(When(project__account__tier=TIER_TWO, then=flow_price(1)), default=flow_price(0))
     # A Vertex AI model nobody priced, or a Flow model left on a scene (Generate refuses
     # it), counts nothing, as such a take records no cost.
     vertex = Case(*_vertex_take_cents(), default=Value(0))

@@ -328,3 +328,26 @@ def test_an_unreachable_host_is_a_download_failure(allowed, folder):
             transport=httpx.MockTransport(refuse),
         )
     assert list(folder.iterdir()) == []
+
+
+def test_every_download_shares_one_tls_context_however_many_files_it_fetches(
+    media_host, allowed, folder, monkeypatch
+):
+    # Building a context loads the whole CA bundle (about 20 ms of CPU); a hundred takes
+    # finishing together made two hundred of them beside the web server.
+    import ssl
+
+    from generations.engines.tls import tls_context
+
+    built = []
+    real = ssl.create_default_context
+    monkeypatch.setattr(
+        ssl, "create_default_context", lambda *a, **k: built.append(1) or real(*a, **k)
+    )
+    tls_context.cache_clear()
+
+    for n in range(3):
+        download_to(media_host + "/clip.mp4", folder / f"clip-{n}.mp4", kind="video")
+        download_to(media_host + "/poster.jpg", folder / f"poster-{n}.jpg", kind="image")
+
+    assert len(built) == 1

@@ -11,7 +11,6 @@ import pytest
 from django.core.files.storage import default_storage
 from PIL import ImageChops, ImageStat
 
-import tests.test_vertex_pipeline as vertex_tests
 from generations import take_actions
 from generations.engines import get_engine
 from generations.engines.base import (
@@ -25,13 +24,9 @@ from generations.engines.base import (
 )
 from generations.engines.catalogue import TIER_TWO
 from generations.models import CannotGenerate, FlowAccount, Generation
-from tests.conftest import make_ready_scene
+from tests.conftest import make_ready_scene, vertex_scene
 from tests.tasks_support import settle
 from tests.test_vertex_pipeline import settle as vertex_settle
-from tests.test_vertex_pipeline import vertex_scene
-
-# The Vertex AI world of the pipeline tests: alice's project on the emulator's Vertex AI.
-vertex_project = vertex_tests.vertex_project
 
 
 def ready_take(project, alice, prompt="a seahorse trots along the harbour wall") -> Generation:

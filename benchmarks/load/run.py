@@ -1,19 +1,21 @@
 """Under load: 100 team members with their project page open, zero errors, p95 < 150 ms.
 
-    .venv/bin/python -m pip install --group bench      # locust, once
     .venv/bin/python benchmarks/load/run.py [--duration 60] [--users 100] [--sign-ins 10]
                                             [--database sqlite|postgres|both]
 
 For each database, starts on 127.0.0.1: the Flow emulator, gunicorn with 4 workers on the
 production settings (DEBUG off, hashed static files, plain HTTP), and the django-q2 worker whose
-pump submits, polls and downloads takes. Seeds USERS people, each owning a project of four
+pump submits, polls and downloads takes (the emulator niced: it stands in for Google, whose
+rendering is not on Flowsite's cores). Seeds USERS people, each owning a project of four
 scenes (finished takes, a take that finishes during the run, one that renders past its end, a
 draft) and each already signed in, as someone whose page has been open all day is. Then runs
-locust headless for DURATION seconds: every member opens the project page, polls it exactly as
+the load driver (driver.py, one asyncio process) for DURATION seconds: every member opens the project page, polls it exactly as
 its poller does (FLOWSITE_PAGE_POLL_SECONDS while takes are in flight,
 FLOWSITE_IDLE_POLL_SECONDS otherwise: the cadence and the since token are read from the
 rendered poller) and opens the gallery about every 30 s. The p95 printed is over every request
-of the run.
+of the run; beside it, each kind of request (polls split into 204, nothing changed, and 200,
+cards sent) and, per 5 s window, the requests, their p95 and each process group's share of
+the machine's CPU (gunicorn, worker, emulator, driver, and the whole machine).
 
 Signing in is measured apart, after the load: SIGN_INS members sign in through the real form,
 one a second, and the p50/p95 of those POSTs are printed next to the PBKDF2 iteration count
@@ -45,10 +47,12 @@ from urllib.request import urlopen
 ROOT = Path(__file__).resolve().parent.parent.parent
 PYTHON = sys.executable
 TARGET_P95_MS = 150.0
+WINDOW_SECONDS = 5
 # The takes rendering on every page finish about two thirds into the run, so the run sees
 # pages polling while they render, then the cards changing as the worker downloads them.
 EMULATOR_PENDING_SECONDS = 5
 EMULATOR_CLIP_SECONDS = 2
+EMULATOR_NICE = 10
 
 
 def free_port() -> int:
@@ -127,31 +131,83 @@ def percentile(values: list[float], fraction: float) -> float:
 
 
 def summarise(summary: dict) -> dict:
-    """Counts, errors and percentiles over every request of the run, and per kind."""
+    """Counts, errors and percentiles over every request of the run, per kind and per window."""
     rows = summary["requests"]
-    started = summary["started_at"]
-    result: dict = {"per_name": {}, "users": summary["users"]}
-    # Poll p95 per 10 s of the run: shows when slow answers happened (page opens, downloads).
-    buckets: dict[int, list[float]] = {}
-    for at, name, ms, _ in rows:
-        if name == "poll":
-            buckets.setdefault(int((at - started) // 10) * 10, []).append(ms)
-    result["timeline"] = {
-        start: percentile(times, 0.95) for start, times in sorted(buckets.items())
-    }
-    for name in sorted({name for _, name, _, _ in rows}):
-        times = [ms for _, n, ms, _ in rows if n == name]
+    result: dict = {"per_name": {}, "users": summary["users"], "windows": {}}
+    for name in sorted({name for _, name, _, _, _ in rows}):
+        times = [ms for _, n, ms, _, _ in rows if n == name]
         result["per_name"][name] = {
             "count": len(times),
             "p50": percentile(times, 0.50),
             "p95": percentile(times, 0.95),
+            "max": max(times),
         }
-    result["errors"] = [(name, error) for _, name, _, error in rows if error]
-    everything = [ms for _, _, ms, _ in rows]
+    # When the slow answers came: every request by the window it started in.
+    windows: dict[int, list[tuple[str, float]]] = {}
+    for at, name, ms, _, _ in rows:
+        windows.setdefault(int(at // WINDOW_SECONDS) * WINDOW_SECONDS, []).append((name, ms))
+    for start, requests in sorted(windows.items()):
+        result["windows"][start] = {
+            "count": len(requests),
+            "cards": sum(1 for name, _ in requests if name == "poll 200"),
+            "p95": percentile([ms for _, ms in requests], 0.95),
+            "p95_204": percentile([ms for name, ms in requests if name == "poll 204"], 0.95),
+        }
+    result["errors"] = [(name, error) for _, name, _, _, error in rows if error]
+    everything = [ms for _, _, ms, _, _ in rows]
     result["requests"] = len(rows)
     result["p50"] = percentile(everything, 0.50)
     result["p95"] = percentile(everything, 0.95)
     return result
+
+
+class CpuSampler:
+    """CPU time of each role's process group (the servers and the driver each run in a session
+    of their own), and of the whole machine, per window of the run, read from /proc."""
+
+    def __init__(self, roles: dict[str, subprocess.Popen], window: float) -> None:
+        self.groups = {process.pid: name for name, process in roles.items()}
+        self.window = window
+        self.started = time.monotonic()
+        self.index = 0
+        self.last = self.read()
+        self.windows: dict[int, dict[str, float]] = {}
+
+    def read(self) -> dict[str, float]:
+        ticks = os.sysconf("SC_CLK_TCK")
+        used = dict.fromkeys(self.groups.values(), 0.0)
+        for entry in os.scandir("/proc"):
+            if not entry.name.isdigit():
+                continue
+            try:
+                fields = Path(entry.path, "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            name = self.groups.get(int(fields[2]))  # the process group
+            if name is not None:
+                used[name] += (int(fields[11]) + int(fields[12])) / ticks
+        cpu = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
+        idle = int(cpu[3]) + int(cpu[4])
+        used["machine"] = (sum(int(value) for value in cpu) - idle) / ticks
+        return used
+
+    def sample(self) -> None:
+        index = int((time.monotonic() - self.started) // self.window)
+        if index == self.index:
+            return
+        now = self.read()
+        self.windows[int(self.index * self.window)] = {
+            name: max(0.0, now[name] - self.last[name]) for name in now
+        }
+        self.index, self.last = index, now
+
+    def shares(self) -> dict[int, dict[str, float]]:
+        """Per window: each role's share of the machine's cores, in per cent."""
+        cores = os.cpu_count() or 1
+        return {
+            start: {name: 100 * seconds / (self.window * cores) for name, seconds in used.items()}
+            for start, used in self.windows.items()
+        }
 
 
 def sign_in_phase(host: str, people: list[dict], count: int) -> dict:
@@ -272,8 +328,13 @@ def run_once(label: str, database_url: str, args: argparse.Namespace, static: Pa
                 )
             )
 
+        # The emulator stands in for Google, whose rendering does not run on Flowsite's cores:
+        # niced, it renders and answers with what the servers under test leave over.
         start(
             "emulator",
+            "nice",
+            "-n",
+            str(EMULATOR_NICE),
             PYTHON,
             "manage.py",
             "flow_emulator",
@@ -306,48 +367,42 @@ def run_once(label: str, database_url: str, args: argparse.Namespace, static: Pa
         wait_for_http(f"{host}/accounts/login/")
 
         summary_file = workdir / "summary.json"
-        locust_env = {
-            **env,
-            "LOAD_USERS_FILE": str(users_file),
-            "LOAD_SUMMARY_FILE": str(summary_file),
-        }
-        subprocess.run(
-            [
-                PYTHON,
-                "-m",
-                "locust",
-                "-f",
-                str(Path(__file__).with_name("locustfile.py")),
-                "--headless",
-                "--users",
-                str(args.users),
-                "--spawn-rate",
-                str(args.spawn_rate),
-                "--run-time",
-                f"{args.duration}s",
-                "--host",
-                host,
-                "--only-summary",
-                "--loglevel",
-                "WARNING",
-                "--exit-code-on-error",
-                "0",
-            ],
-            cwd=ROOT,
-            env=locust_env,
-            stdout=(logs / "locust.log").open("w"),
-            stderr=subprocess.STDOUT,
-            check=True,
+        start(
+            "driver",
+            PYTHON,
+            "-m",
+            "benchmarks.load.driver",
+            "--users-file",
+            str(users_file),
+            "--out",
+            str(summary_file),
+            "--host",
+            host,
+            "--users",
+            str(args.users),
+            "--duration",
+            str(args.duration),
+            "--spawn-rate",
+            str(args.spawn_rate),
         )
+        roles = dict(zip(("emulator", "gunicorn", "worker", "driver"), processes, strict=True))
+        cpu = CpuSampler(roles, WINDOW_SECONDS)
+        driver = processes[-1]
+        while driver.poll() is None:
+            cpu.sample()
+            time.sleep(0.25)
+        if driver.returncode:
+            raise SystemExit(f"the load driver failed; see {logs / 'driver.log'} (--keep)")
         result = summarise(json.loads(summary_file.read_text()))
+        result["cpu"] = cpu.shares()
         result["takes"] = takes_state(env)
         result["label"] = label
         result["duration"] = args.duration
         result["facts"] = server_facts(env)
         people = json.loads(users_file.read_text())
         result["sign_in"] = sign_in_phase(host, people, args.sign_ins)
-        for process, name in zip(processes, ("emulator", "gunicorn", "worker"), strict=True):
-            if process.poll() is not None:
+        for name, process in roles.items():
+            if name != "driver" and process.poll() is not None:
                 result["errors"].append((name, f"exited with {process.returncode}"))
         return result
     finally:
@@ -355,7 +410,9 @@ def run_once(label: str, database_url: str, args: argparse.Namespace, static: Pa
         if not args.keep:
             subprocess.run(["rm", "-rf", str(workdir)], check=False)
         else:
-            print(f"Kept {workdir}")
+            # The servers' settings (keys included), to look at the kept database afterwards.
+            (workdir / "env.json").write_text(json.dumps(env))
+            print(f"Kept {workdir} (the servers' environment in env.json)")
 
 
 def postgres_database(url: str, action: str) -> bool:
@@ -386,20 +443,37 @@ def report(result: dict) -> bool:
         f"({facts['idle_poll_seconds']:g} s otherwise), the worker every "
         f"{facts['worker_interval']:g} s"
     )
-    print(f"{'request':<16}{'count':>8}{'p50 ms':>10}{'p95 ms':>10}")
+    print(f"{'request':<16}{'count':>8}{'p50 ms':>10}{'p95 ms':>10}{'max ms':>10}")
     for name, row in result["per_name"].items():
-        print(f"{name:<16}{row['count']:>8}{row['p50']:>10.0f}{row['p95']:>10.0f}")
+        print(
+            f"{name:<16}{row['count']:>8}{row['p50']:>10.0f}{row['p95']:>10.0f}{row['max']:>10.0f}"
+        )
     print(
         f"whole run: {result['requests']} requests, {len(result['errors'])} errors, "
         f"p50 {result['p50']:.0f} ms, p95 {result['p95']:.0f} ms"
         + "".join(f"\n  {name}: {error}" for name, error in result["errors"][:10])
     )
-    polls = result["per_name"].get("poll", {}).get("count", 0)
+    polls = sum(row["count"] for name, row in result["per_name"].items() if "poll" in name)
     print(
-        f"polls per member per second: {polls / max(1, result['users']) / result['duration']:.2f}; "
-        "poll p95 per 10 s: "
-        + ", ".join(f"{start}s {p95:.0f}" for start, p95 in result["timeline"].items())
+        f"polls per member per second: {polls / max(1, result['users']) / result['duration']:.2f}"
     )
+    roles = ("gunicorn", "worker", "emulator", "driver", "machine")
+    print(
+        f"per {WINDOW_SECONDS} s: requests, polls answered with cards, p95 ms (all, unchanged "
+        "polls), CPU % of the machine's cores by role ('machine': everything, other work and "
+        "PostgreSQL included)"
+    )
+    print(
+        f"{'from':>5}{'reqs':>6}{'cards':>6}{'p95':>7}{'p95 204':>8}"
+        + "".join(f"{r:>10}" for r in roles)
+    )
+    for start, window in result["windows"].items():
+        cpu = result["cpu"].get(start, {})
+        print(
+            f"{start:>4}s{window['count']:>6}{window['cards']:>6}{window['p95']:>7.0f}"
+            f"{window['p95_204']:>8.0f}"
+            + "".join(f"{cpu.get(r, float('nan')):>10.0f}" for r in roles)
+        )
     print(f"takes at the end: {result['takes']}")
     iterations = f", {facts['iterations']:,} iterations" if facts["iterations"] else ""
     print(
@@ -430,13 +504,6 @@ def main() -> None:
     )
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder")
     args = parser.parse_args()
-    try:
-        import locust  # noqa: F401
-    except ImportError:
-        raise SystemExit(
-            "locust is not installed: .venv/bin/python -m pip install --group bench"
-        ) from None
-
     static = Path(tempfile.mkdtemp(prefix="flowsite-load-static-"))
     results = []
     try:

@@ -7,7 +7,7 @@ through the worker and finishes during the run, so cards change under load), the
 generated with the emulator's ``stuck`` marker (it keeps rendering past the end of the run, so
 every page keeps polling all along, as a page with a long take does), the fourth a draft.
 Each person gets a real session, made by ``django.contrib.auth.login`` through the session
-engine exactly as the sign-in form makes it. Writes what the locust users need to ``--out`` as
+engine exactly as the sign-in form makes it. Writes what the load driver's members need to ``--out`` as
 JSON: username, password (for the separate sign-in phase), session cookie, project.
 
     python -m benchmarks.load.seed --users 100 --out users.json   (Django settings from the env)

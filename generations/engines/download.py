@@ -32,6 +32,7 @@ from .base import (
     TooLarge,
     WrongType,
 )
+from .tls import tls_context
 
 logger = logging.getLogger(__name__)
 
@@ -197,7 +198,11 @@ def download_to(
         # trust_env=False: no .netrc credentials or proxies slip into a signed-URL request.
         with (
             httpx.Client(
-                transport=transport, follow_redirects=False, trust_env=False, timeout=timeout
+                transport=transport,
+                follow_redirects=False,
+                trust_env=False,
+                timeout=timeout,
+                verify=tls_context(),
             ) as client,
             client.stream(
                 "GET", url, headers={**(headers or {}), "accept-encoding": "identity"}

@@ -38,6 +38,7 @@ from django.conf import settings
 
 from ..redaction import redact
 from . import base, catalogue
+from .tls import tls_context
 
 logger = logging.getLogger(__name__)
 
@@ -322,7 +323,10 @@ class FlowEngine:
         # trust_env=False: no proxy variables or .netrc credentials are ever picked up.
         if self._client is None:
             self._client = httpx.Client(
-                transport=self._transport, follow_redirects=False, trust_env=False
+                transport=self._transport,
+                follow_redirects=False,
+                trust_env=False,
+                verify=tls_context(),
             )
         return self._client
 

@@ -39,6 +39,7 @@ from .flow import (
     quote,
     use_until,
 )
+from .tls import tls_context
 
 logger = logging.getLogger(__name__)
 
@@ -167,6 +168,7 @@ class VertexEngine:
                     transport=self._transport,
                     follow_redirects=False,
                     trust_env=False,
+                    verify=tls_context(),
                     limits=httpx.Limits(max_connections=polls + 2),
                 )
             return self._client

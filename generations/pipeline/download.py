@@ -14,7 +14,9 @@ too:
   lease; a link that expired while waiting is a retryable failure that asks for fresh ones;
 - the file is written to a ``.part`` file and renamed when whole; a killed worker leaves only
   ``.part`` files, which the reaper removes once it takes the take back (``reap``);
-- each thread uses its own database connection and closes it when its download ends;
+- each thread uses its own database connection, keeps it for the next download while others
+  wait for a slot (a hundred takes finishing together made a hundred PostgreSQL
+  connections otherwise) and closes it when none is waiting;
 - the pump waits for its downloads before it lets its lease go (starting no new ones
   meanwhile), and a download is given a deadline that ends before the cluster's task
   timeout, so none outlives its task; one that did anyway is left to the reaper.
@@ -35,7 +37,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from uuid import UUID
 
-from django.db import connections
+from django.db import close_old_connections, connections
 from django.db.models import F
 from django.utils import timezone
 
@@ -72,6 +74,8 @@ class Downloads:
         self.running: set[Future] = set()
         self.finished = Counter[str]()
         self.lock = threading.Lock()
+        # Downloads handed over that no thread has started yet.
+        self.waiting = 0
         self.closed = False
 
     def busy(self) -> bool:
@@ -93,9 +97,16 @@ class Downloads:
                 download_lease(),
                 seconds,
             )
+        with self.lock:
+            self.waiting += 1
         self.running.add(self.pool.submit(self.run, download, keeper, hold))
 
     def run(self, download: Download, keeper: Keeper | None, hold: Hold | None) -> None:
+        with self.lock:
+            self.waiting -= 1
+        # A connection kept from the previous download is dropped if it broke or outlived
+        # CONN_MAX_AGE, as Django does between two requests.
+        close_old_connections()
         try:
             download.run()
         except Exception:
@@ -106,7 +117,9 @@ class Downloads:
                 keeper.discard(hold)
             with self.lock:
                 self.finished.update(download.counts)
-            connections.close_all()
+                idle_next = self.waiting == 0
+            if idle_next:
+                connections.close_all()
 
     def collect(self) -> Counter[str]:
         """What the downloads finished since the last call did, as counters."""
@@ -124,6 +137,9 @@ class Downloads:
         self.closed = True
         _, not_done = wait(self.running, timeout=None if timeout is None else max(timeout, 0.0))
         self.pool.shutdown(wait=False, cancel_futures=True)
+        with self.lock:
+            # Those cancelled never start: the downloads still running close their connections.
+            self.waiting = 0
         return not not_done
 
 
