@@ -462,7 +462,7 @@ class SceneAdmin(admin.ModelAdmin):
     list_select_related = ["project"]
     search_fields = ["title", "prompt", "project__name", "=uuid"]
     readonly_fields = ["uuid", "created", "updated", "start_image_preview"]
-    raw_id_fields = ["start_image"]
+    raw_id_fields = ["start_image", "end_image", "reference_1", "reference_2", "reference_3"]
     inlines = [GenerationInline]
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Scene]:
@@ -613,7 +613,12 @@ class GenerationAdmin(admin.ModelAdmin):
         "model_key",
         "aspect",
         "seed",
+        "mode",
         "start_image",
+        "end_image",
+        "reference_1",
+        "reference_2",
+        "reference_3",
         "status",
         "reason",
         "request_id",
@@ -636,7 +641,23 @@ class GenerationAdmin(admin.ModelAdmin):
     ]
     fieldsets = [
         (None, {"fields": ["uuid", "scene", "project", "take", "requested_by", "account"]}),
-        ("Asked of Flow", {"fields": ["prompt", "model_key", "aspect", "seed", "start_image"]}),
+        (
+            "Asked of Flow",
+            {
+                "fields": [
+                    "prompt",
+                    "model_key",
+                    "aspect",
+                    "seed",
+                    "mode",
+                    "start_image",
+                    "end_image",
+                    "reference_1",
+                    "reference_2",
+                    "reference_3",
+                ]
+            },
+        ),
         (
             "Progress",
             {

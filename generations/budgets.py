@@ -44,7 +44,7 @@ def amount(value, unit: str) -> str:
 
 def generate_all_cost(project_ref):
     """A subquery: what Generate all on the project would spend at most, in credits (every
-    scene with a start image and a prompt, at its model's price on the project's account)."""
+    scene with the images its mode needs and a prompt, at its model's price on the project's account)."""
     from django.db.models import Case, F, Sum, Value, When
 
     from .models import Scene
@@ -55,7 +55,7 @@ def generate_all_cost(project_ref):
         prices.append(When(model_key=key, then=Value(tier_one)))
     per_scene = Case(*prices, default=Value(UNKNOWN_MODEL_CREDITS)) * F("takes")
     return (
-        Scene.objects.filter(project=project_ref, start_image__isnull=False)
+        Scene.objects.filter(Scene.inputs_present(), project=project_ref)
         .exclude(prompt="")
         .order_by()
         .values("project")

@@ -45,6 +45,17 @@ logger = logging.getLogger(__name__)
 
 PATH_UPLOAD = "/v1:uploadUserImage"
 PATH_SUBMIT = "/v1/video:batchAsyncGenerateVideoStartImage"
+# The other ways to make a clip, in the captured envelope (flow-api README §6).
+PATH_SUBMIT_TEXT = "/v1/video:batchAsyncGenerateVideoText"
+PATH_SUBMIT_FRAMES = "/v1/video:batchAsyncGenerateVideoStartAndEndImage"
+PATH_SUBMIT_REFERENCES = "/v1/video:batchAsyncGenerateVideoReferenceImages"
+SUBMIT_PATHS = {
+    base.Mode.TEXT: PATH_SUBMIT_TEXT,
+    base.Mode.IMAGE: PATH_SUBMIT,
+    base.Mode.FRAMES: PATH_SUBMIT_FRAMES,
+    base.Mode.INGREDIENTS: PATH_SUBMIT_REFERENCES,
+}
+REFERENCE_USAGE = "IMAGE_USAGE_TYPE_ASSET"
 PATH_CHECK = "/v1/video:batchCheckAsyncVideoGenerationStatus"
 PATH_CREDITS = "/v1/credits"
 PATH_SESSION = "/fx/api/auth/session"
@@ -358,33 +369,20 @@ class FlowEngine:
         request_ids = [clip.request_id for clip in clips]
         if len(set(request_ids)) != len(request_ids):
             raise ValueError("Each clip of a submit needs its own request_id.")
-        for clip in clips:
-            if not clip.start_image_media_id:
-                raise base.BadRequest(
-                    "Flowsite only generates clips from a start image, and this clip has none."
-                )
+        modes = {base.Mode(clip.mode) for clip in clips}
+        if len(modes) != 1 or next(iter(modes)) not in SUBMIT_PATHS:
+            raise ValueError("A submit's clips share one mode Flow has a call for.")
+        path = SUBMIT_PATHS[modes.pop()]
         body = {
             "clientContext": {
                 "projectId": project_ref,
                 "tool": TOOL_GENERATE,
                 "userPaygateTier": self.credentials.tier,
             },
-            "requests": [
-                {
-                    "aspectRatio": VIDEO_ASPECTS[base.Aspect(clip.aspect)],
-                    "seed": clip.seed,
-                    "textInput": {"prompt": clip.prompt},
-                    "videoModelKey": clip.model_key,
-                    "startImage": {"mediaId": clip.start_image_media_id},
-                    "metadata": {"sceneId": clip.request_id},
-                }
-                for clip in clips
-            ],
+            "requests": [self._request(clip) for clip in clips],
         }
         what = "submitting clips"
-        answer = self._call(
-            "POST", PATH_SUBMIT, body, what=what, models=[c.model_key for c in clips]
-        )
+        answer = self._call("POST", path, body, what=what, models=[c.model_key for c in clips])
         shape = _Shape(self, what)
         by_request: dict[str, base.SubmittedClip] = {}
         for entry in shape.need(answer, "operations", list):
@@ -405,6 +403,45 @@ class FlowEngine:
             clips=[by_request[rid] for rid in request_ids],
             remaining_credits=shape.credits(answer),
         )
+
+    @staticmethod
+    def _request(clip: base.ClipRequest) -> dict[str, Any]:
+        """One clip of a submit, its keys in the captured call's order.
+
+        Only the start-image request was captured. The others follow README §6 (what public
+        clients send): the same fields, with no image (text), ``startImage`` and ``endImage``
+        (frames), or ``referenceImages`` of ``{mediaId, imageUsageType}`` (ingredients) in
+        place of ``startImage``; the optional ``cropCoordinates`` are never sent.
+        """
+        mode = base.Mode(clip.mode)
+        needs = {
+            base.Mode.TEXT: True,
+            base.Mode.IMAGE: bool(clip.start_image_media_id),
+            base.Mode.FRAMES: bool(clip.start_image_media_id and clip.end_image_media_id),
+            base.Mode.INGREDIENTS: bool(clip.reference_media_ids),
+        }
+        if not needs[mode]:
+            raise base.BadRequest(
+                "This clip lacks an image its way of making it needs (a start image, an end "
+                "image or a reference image)."
+            )
+        request: dict[str, Any] = {
+            "aspectRatio": VIDEO_ASPECTS[base.Aspect(clip.aspect)],
+            "seed": clip.seed,
+            "textInput": {"prompt": clip.prompt},
+            "videoModelKey": clip.model_key,
+        }
+        if mode in (base.Mode.IMAGE, base.Mode.FRAMES):
+            request["startImage"] = {"mediaId": clip.start_image_media_id}
+        if mode == base.Mode.FRAMES:
+            request["endImage"] = {"mediaId": clip.end_image_media_id}
+        if mode == base.Mode.INGREDIENTS:
+            request["referenceImages"] = [
+                {"mediaId": media_id, "imageUsageType": REFERENCE_USAGE}
+                for media_id in clip.reference_media_ids
+            ]
+        request["metadata"] = {"sceneId": clip.request_id}
+        return request
 
     def check(self, operations: list[base.OperationRef]) -> base.StatusResult:
         """The state of each operation. Operations Flow leaves out of its answer are left out
@@ -727,7 +764,7 @@ class FlowEngine:
                 text = UNSAFE_REASONS.get(reason, base.Unsafe.default_message)
                 return base.Unsafe(with_code(text, reason), reason=reason, detail=detail)
         if status == 404 or NOT_FOUND_MESSAGE in message.lower():
-            if path == PATH_SUBMIT:
+            if path in SUBMIT_PATHS.values() and path != PATH_SUBMIT_TEXT:
                 return base.ImageUnknown(detail=detail)
             return base.BadRequest(
                 f"Flow does not know what was asked for ({what}): {message or 'not found'}",
