@@ -60,6 +60,9 @@ def index(state: EmulatorState, request: Request) -> Response:
 ROUTES: tuple[Route, ...] = (
     Route("POST", "/v1:uploadUserImage", uploads.upload),
     Route("POST", "/v1/video:batchAsyncGenerateVideoStartImage", submit.submit),
+    Route("POST", "/v1/video:batchAsyncGenerateVideoText", submit.submit_text),
+    Route("POST", "/v1/video:batchAsyncGenerateVideoStartAndEndImage", submit.submit_frames),
+    Route("POST", "/v1/video:batchAsyncGenerateVideoReferenceImages", submit.submit_references),
     Route("POST", "/v1/video:batchCheckAsyncVideoGenerationStatus", status.check),
     Route("GET", "/v1/credits", auth.credits),
     Route("GET", "/fx/api/auth/session", auth.session),
