@@ -242,11 +242,14 @@ class SubmitGroup:
         try:
             self.send(list(self.generations), media_ids, forgotten_images=True)
         except ImageUnknown:
-            # Flow forgot the uploaded images: forget them too, upload once more and submit
+            # Flow forgot an uploaded image: forget them too, upload once more and submit
             # once more. The refusal was an HTTP answer, so the first call spent nothing.
+            # Images uploaded during this pass (for this group or an earlier one) are known
+            # to Flow and kept.
             ImageUpload.objects.filter(
                 account=self.account,
                 image_id__in={image.pk for t in self.generations for _, image in inputs(t)},
+                created__lt=self.now,
             ).delete()
             media_ids = self.upload_images(submitting=True)
             if self.generations:
