@@ -6,6 +6,7 @@ from django import forms
 from django.contrib.auth import get_user_model
 from django.core.validators import MaxLengthValidator
 from django.db import transaction
+from django.urls import reverse
 from django.utils import timezone
 
 from . import images, rules
@@ -90,15 +91,92 @@ class MemberAddForm(forms.Form):
         return user
 
 
-class SceneForm(forms.ModelForm):
-    """Add or edit a scene. The start image is stored only once everything else is valid."""
+class ModelSelect(forms.Select):
+    """The model list, each model marked with the mode and aspect of its group, so app.js
+    can leave selectable only the models that make the chosen mode and aspect."""
 
-    start_image_file = forms.FileField(
-        label="Start image",
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        # (mode, aspect) of each group of ``choices``, in order.
+        self.groups: list[tuple[str, str]] = []
+
+    def create_option(self, name, value, label, selected, index, subindex=None, attrs=None):
+        option = super().create_option(name, value, label, selected, index, subindex, attrs)
+        if subindex is not None and index < len(self.groups):
+            mode, aspect = self.groups[index]
+            option["attrs"] = {**option["attrs"], "data-mode": mode, "data-aspect": aspect}
+        return option
+
+
+class _StoredImage:
+    """A scene's stored image as a file input's current value (shown with a link and a
+    Remove box)."""
+
+    def __init__(self, image) -> None:
+        self.image = image
+        self.url = reverse("media-image", args=[image.uuid])
+
+    def __str__(self) -> str:
+        return str(self.image)
+
+
+# The modes the form offers (an extension is made from a take, not from this form).
+FORM_MODES = [(value, label) for value, label in Scene.Mode.choices if value != Scene.Mode.EXTEND]
+# Which file field carries each of the scene's images.
+FILE_FIELDS = {
+    "start_image": "start_image_file",
+    "end_image": "end_image_file",
+    "reference_1": "reference_1_file",
+    "reference_2": "reference_2_file",
+    "reference_3": "reference_3_file",
+}
+
+
+def _image_field(label: str, help_text: str, modes: str, **attrs) -> forms.FileField:
+    field = forms.FileField(
+        label=label,
         required=False,
-        help_text="JPEG, PNG or WebP. The clip starts from this picture.",
-        widget=forms.ClearableFileInput(attrs={"accept": IMAGE_TYPES, "data-preview": "image"}),
+        help_text=help_text,
+        widget=forms.ClearableFileInput(attrs={"accept": IMAGE_TYPES, **attrs}),
     )
+    # The modes whose inputs the field is (app.js shows it only for those).
+    field.modes = modes
+    return field
+
+
+class SceneForm(forms.ModelForm):
+    """Add or edit a scene. Its images are stored only once everything else is valid.
+
+    The mode says which images the scene needs (rules.MODE_IMAGE_FIELDS); every field is on the
+    page (app.js hides those the chosen mode does not use), and images a mode does not use
+    are dropped when the mode changes, or refused when one is chosen anew."""
+
+    mode = forms.CharField(
+        label="Made from",
+        required=False,
+        widget=forms.Select(choices=FORM_MODES, attrs={"data-mode": "scene"}),
+        help_text="Text: the prompt alone. Start image: the clip starts from a picture. Start "
+        "and end frames: it moves from one picture to another. Ingredients: 1 to 3 reference "
+        "images of what it shows.",
+    )
+    start_image_file = _image_field(
+        "Start image",
+        "JPEG, PNG or WebP. The clip starts from this picture (Start image, Start and end frames).",
+        "image frames",
+        **{"data-preview": "image"},
+    )
+    end_image_file = _image_field(
+        "End image",
+        "JPEG, PNG or WebP. The clip ends on this picture (Start and end frames).",
+        "frames",
+    )
+    reference_1_file = _image_field(
+        "Reference image 1",
+        "JPEG, PNG or WebP: a character, an object or a place the clip shows (Ingredients).",
+        "ingredients",
+    )
+    reference_2_file = _image_field("Reference image 2", "Optional.", "ingredients")
+    reference_3_file = _image_field("Reference image 3", "Optional.", "ingredients")
     # Plain text fields, not choice or number fields: the scene model judges every value
     # (Scene.clean() and its validators), so this form, the admin and the CSV import refuse the
     # same things in the same words; a form field's own check would say something else first.
@@ -108,7 +186,7 @@ class SceneForm(forms.ModelForm):
     )
     model_key = forms.CharField(
         label="Model",
-        widget=forms.Select(attrs={"data-models": "scene"}),
+        widget=ModelSelect(attrs={"data-models": "scene"}),
         error_messages={"required": rules.MODEL_REQUIRED},
     )
     seed = forms.CharField(
@@ -146,9 +224,14 @@ class SceneForm(forms.ModelForm):
     OPTION_FIELDS = ("duration", "resolution", "audio", "negative_prompt", "person_generation")
 
     field_order = [
-        "start_image_file",
         "title",
+        "mode",
         "prompt",
+        "start_image_file",
+        "end_image_file",
+        "reference_1_file",
+        "reference_2_file",
+        "reference_3_file",
         "aspect",
         "model_key",
         "duration",
@@ -164,6 +247,7 @@ class SceneForm(forms.ModelForm):
         model = Scene
         fields = [
             "title",
+            "mode",
             "prompt",
             "aspect",
             "model_key",
@@ -189,14 +273,27 @@ class SceneForm(forms.ModelForm):
         prompt.validators = [v for v in prompt.validators if not isinstance(v, MaxLengthValidator)]
         self.tier = project.account.tier if project.account else TIER_NOT_PAID
         self.engine = project.account.kind if project.account else EngineKind.FLOW
-        self.fields["model_key"].widget.choices = self._model_choices()
+        self._offer_models()
         self._offer_options(options_for(self.engine))
         if self.instance.pk is None:
-            offered = models_for(self.tier, Aspect.LANDSCAPE, self.engine)
+            offered = models_for(self.tier, Aspect.LANDSCAPE, self.engine, Scene.Mode.IMAGE)
             if offered:
                 self.initial.setdefault("model_key", offered[0].key)
         else:
-            self.fields["start_image_file"].help_text = "Leave empty to keep the current image."
+            for name, field_name in FILE_FIELDS.items():
+                image = (
+                    getattr(self.instance, name) if getattr(self.instance, f"{name}_id") else None
+                )
+                if image is None:
+                    continue
+                if name in rules.REFERENCE_FIELDS:
+                    # A reference can be removed (its box) or replaced.
+                    self.initial[field_name] = _StoredImage(image)
+                else:
+                    self.fields[field_name].help_text = (
+                        "Leave empty to keep the current image. "
+                        + self.fields[field_name].help_text
+                    )
 
     def _offer_options(self, options: ClipOptions) -> None:
         """Only what the account's engine can do is offered: no dead options."""
@@ -231,26 +328,80 @@ class SceneForm(forms.ModelForm):
                 *options.person_generation,
             ]
 
-    def _model_choices(self) -> list[tuple[str, list[tuple[str, str]]]]:
-        # Grouped by aspect so the list itself says which clips a model makes; the tier filter
-        # hides what the account cannot pay for, and the model refuses it anyway.
-        groups = []
-        for aspect, label in Scene.AspectChoice.choices:
-            options = [
-                (model.key, model.label) for model in models_for(self.tier, aspect, self.engine)
-            ]
-            if options:
-                groups.append((label, options))
-        return groups
+    def _offer_models(self) -> None:
+        # Grouped by mode and aspect so the list itself says which clips a model makes (and
+        # app.js leaves only the chosen mode's and aspect's); the tier filter hides what the
+        # account cannot pay for, and the scene refuses it anyway.
+        widget = self.fields["model_key"].widget
+        choices, widget.groups = [], []
+        for mode, mode_label in FORM_MODES:
+            for aspect, label in Scene.AspectChoice.choices:
+                options = [
+                    (model.key, model.label)
+                    for model in models_for(self.tier, aspect, self.engine, mode)
+                ]
+                if options:
+                    choices.append((f"{mode_label} · {label}", options))
+                    widget.groups.append((mode, aspect))
+        widget.choices = choices
 
     def clean_prompt(self) -> str:
         return rules.normalise_line_breaks(self.cleaned_data["prompt"]).strip()
 
+    def clean_mode(self) -> str:
+        mode = self.cleaned_data.get("mode") or self.instance.mode
+        if mode not in dict(FORM_MODES):
+            raise forms.ValidationError(rules.MODE_REQUIRED)
+        return mode
+
     def clean(self) -> dict:
         cleaned = super().clean()
-        if self.instance.start_image_id is None and not cleaned.get("start_image_file"):
-            self.add_error("start_image_file", "Choose a start image (JPEG, PNG or WebP).")
+        mode = cleaned.get("mode")
+        if mode is None:
+            return cleaned
+        uses = rules.MODE_IMAGE_FIELDS[mode]
+        scene = self.instance
+        # What the scene will hold: a new file, or the image it has if the mode uses it (and,
+        # for a reference, it was not removed). A file chosen for an image the mode does not
+        # use counts, so that it is refused rather than silently dropped.
+        will_have = {}
+        for name, field_name in FILE_FIELDS.items():
+            given = cleaned.get(field_name)
+            if isinstance(given, _StoredImage):
+                given = None  # the current reference, kept unless the mode drops it
+            kept = (
+                cleaned.get(field_name) is not False
+                and getattr(scene, f"{name}_id") is not None
+                and name in uses
+            )
+            will_have[name] = bool(given) or kept
+        problems = rules.mode_input_problems(
+            mode,
+            start=will_have["start_image"],
+            end=will_have["end_image"],
+            references=sum(will_have[name] for name in rules.REFERENCE_FIELDS),
+        )
+        for name, problem in problems.items():
+            if name == "reference_1":
+                missing = not any(will_have[other] for other in rules.REFERENCE_FIELDS)
+            else:
+                missing = not will_have[name]
+            self.add_error(FILE_FIELDS[name], rules.MISSING_UPLOAD[name] if missing else problem)
+        if not problems:
+            # Images the mode no longer uses are let go (the clean-up removes them if nothing
+            # else uses them); removed references too.
+            for name, field_name in FILE_FIELDS.items():
+                if name not in uses or cleaned.get(field_name) is False:
+                    setattr(scene, name, None)
         return cleaned
+
+    def _update_errors(self, errors) -> None:
+        # The scene names its images by their fields; the form has a file field for each.
+        if hasattr(errors, "error_dict"):
+            for name, field_name in FILE_FIELDS.items():
+                if name in errors.error_dict:
+                    errors.error_dict.setdefault(field_name, []).extend(errors.error_dict.pop(name))
+        super()._update_errors(errors)
 
     def save_scene(self, user) -> Scene | None:
         """Store the image (if one was chosen) and the scene together, or neither.
@@ -258,13 +409,26 @@ class SceneForm(forms.ModelForm):
         Returns None when the image is refused; the reason is then on the form.
         """
         scene: Scene = self.instance
-        upload = self.cleaned_data.get("start_image_file")
-        stored = None
+        stored: list = []
+        field_name = "start_image_file"
         try:
             with transaction.atomic():
-                if upload:
-                    stored = images.store_start_image(self.project, upload, user, name=upload.name)
-                    scene.start_image = stored
+                chosen = {}
+                for name, field_name in FILE_FIELDS.items():
+                    upload = self.cleaned_data.get(field_name)
+                    if upload and not isinstance(upload, _StoredImage):
+                        image = images.store_start_image(
+                            self.project, upload, user, name=upload.name
+                        )
+                        stored.append(image)
+                        chosen[name] = image
+                if "start_image" in chosen:
+                    scene.start_image = chosen["start_image"]
+                if "end_image" in chosen:
+                    scene.end_image = chosen["end_image"]
+                scene.set_references(
+                    [chosen.get(name, getattr(scene, name)) for name in rules.REFERENCE_FIELDS]
+                )
                 scene.updated = timezone.now()
                 if scene.pk is None:
                     scene.project = self.project
@@ -282,20 +446,26 @@ class SceneForm(forms.ModelForm):
                             "model_key",
                             "seed",
                             "takes",
+                            "mode",
                             *(name for name in self.OPTION_FIELDS if name in self.fields),
-                            "start_image",
+                            *Scene.IMAGE_FIELDS,
                             "updated",
                         ]
                     )
         except images.ImageRejected as refusal:
-            self.add_error("start_image_file", str(refusal))
+            self.add_error(field_name, str(refusal))
+            self._forget(stored)
             return None
         except BaseException:
-            # The rollback forgot the image row; its file must not outlive it.
-            if stored is not None:
-                stored.file.storage.delete(stored.file.name)
+            self._forget(stored)
             raise
         return scene
+
+    @staticmethod
+    def _forget(stored: list) -> None:
+        # The rollback forgot the image rows; their files must not outlive them.
+        for image in stored:
+            image.file.storage.delete(image.file.name)
 
 
 class TrimForm(forms.Form):

@@ -741,6 +741,18 @@ class Scene(models.Model):
         """The reference images, in order (loaded with the scene by ``select_related``)."""
         return [image for name in rules.REFERENCE_FIELDS if (image := getattr(self, name))]
 
+    def card_images(self) -> list[tuple[str, ImageAsset]]:
+        """(what it is, image) for each image the scene's mode uses, in the order sent."""
+        images = []
+        for name in rules.MODE_IMAGE_FIELDS.get(self.mode, ()):
+            image = getattr(self, name) if getattr(self, f"{name}_id") else None
+            if image is not None:
+                label = rules.IMAGE_LABELS[name]
+                if name in rules.REFERENCE_FIELDS:
+                    label = f"{label} {rules.REFERENCE_FIELDS.index(name) + 1}"
+                images.append((label, image))
+        return images
+
     @property
     def reference_count(self) -> int:
         return sum(getattr(self, f"{name}_id") is not None for name in rules.REFERENCE_FIELDS)

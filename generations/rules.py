@@ -211,6 +211,13 @@ MODE_IMAGE_FIELDS: dict[str, tuple[str, ...]] = {
     Mode.INGREDIENTS: REFERENCE_FIELDS,
     Mode.EXTEND: (),
 }
+IMAGE_LABELS = {
+    "start_image": "Start image",
+    "end_image": "End image",
+    "reference_1": "Reference",
+    "reference_2": "Reference",
+    "reference_3": "Reference",
+}
 IMAGE_FIELD_WORDS = {
     "start_image": "a start image",
     "end_image": "an end image",
@@ -224,6 +231,15 @@ MISSING_INPUT = {
     "references": (
         f"Add 1 to {MAX_REFERENCES} reference images: an Ingredients clip shows what they show."
     ),
+}
+
+# The same, where a person is choosing the files (the scene form).
+MISSING_UPLOAD = {
+    "start_image": "Choose a start image (JPEG, PNG or WebP).",
+    "end_image": "Choose an end image (JPEG, PNG or WebP): the clip moves from the start image "
+    "to it.",
+    "reference_1": f"Choose 1 to {MAX_REFERENCES} reference images (JPEG, PNG or WebP): what "
+    "the clip shows.",
 }
 
 

@@ -70,7 +70,7 @@ def storyboard_scenes(project: Project, scenes=None) -> list[Scene]:
         to_attr="take_list",
     )
     queryset = scenes if scenes is not None else project.scenes.all()
-    loaded = list(queryset.select_related("start_image", "pick").prefetch_related(takes))
+    loaded = list(queryset.select_related(*Scene.IMAGE_FIELDS, "pick").prefetch_related(takes))
     for scene in loaded:
         # The card shows the film's pick first and folds the other takes away.
         pick = getattr(scene, "pick", None)
