@@ -302,7 +302,8 @@ class _Sink:
 def zip_entries(project: Project, *, picks_only: bool) -> tuple[list[dict], list[tuple]]:
     """The manifest's entries (the fields of ``storyboard export``) and the clips to put in the
     zip as (take, file name): the picked takes, or every take of every scene."""
-    takes = Generation.objects.select_related("requested_by").order_by("take", "id")
+    takes = Generation.objects.select_related("requested_by", *Generation.INPUT_RELATIONS)
+    takes = takes.order_by("take", "id")
     scenes = project.scenes.order_by("position", "id").select_related("pick")
     scenes = scenes.prefetch_related(Prefetch("generations", queryset=takes))
     entries, copies = [], []
