@@ -276,7 +276,8 @@ class SceneForm(forms.ModelForm):
         self._offer_models()
         self._offer_options(options_for(self.engine))
         if self.instance.pk is None:
-            offered = models_for(self.tier, Aspect.LANDSCAPE, self.engine, Scene.Mode.IMAGE)
+            self.initial.setdefault("mode", self.instance.mode)
+            offered = models_for(self.tier, Aspect.LANDSCAPE, self.engine, self.instance.mode)
             if offered:
                 self.initial.setdefault("model_key", offered[0].key)
         else:
