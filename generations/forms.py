@@ -6,15 +6,13 @@ from django import forms
 from django.contrib.auth import get_user_model
 from django.core.validators import MaxLengthValidator
 from django.db import transaction
-from django.urls import reverse
 from django.utils import timezone
 
 from . import images, rules
 from .engines.base import Aspect, EngineKind
 from .engines.catalogue import TIER_NOT_PAID, ClipOptions, models_for, options_for
 from .models import FlowAccount, Membership, Project, Scene
-
-IMAGE_TYPES = "image/jpeg,image/png,image/webp"
+from .scene_inputs import FILE_FIELDS, FORM_MODES, ModelSelect, StoredImage, image_field
 
 
 class ProjectForm(forms.Form):
@@ -91,59 +89,6 @@ class MemberAddForm(forms.Form):
         return user
 
 
-class ModelSelect(forms.Select):
-    """The model list, each model marked with the mode and aspect of its group, so app.js
-    can leave selectable only the models that make the chosen mode and aspect."""
-
-    def __init__(self, *args, **kwargs) -> None:
-        super().__init__(*args, **kwargs)
-        # (mode, aspect) of each group of ``choices``, in order.
-        self.groups: list[tuple[str, str]] = []
-
-    def create_option(self, name, value, label, selected, index, subindex=None, attrs=None):
-        option = super().create_option(name, value, label, selected, index, subindex, attrs)
-        if subindex is not None and index < len(self.groups):
-            mode, aspect = self.groups[index]
-            option["attrs"] = {**option["attrs"], "data-mode": mode, "data-aspect": aspect}
-        return option
-
-
-class _StoredImage:
-    """A scene's stored image as a file input's current value (shown with a link and a
-    Remove box)."""
-
-    def __init__(self, image) -> None:
-        self.image = image
-        self.url = reverse("media-image", args=[image.uuid])
-
-    def __str__(self) -> str:
-        return str(self.image)
-
-
-# The modes the form offers (an extension is made from a take, not from this form).
-FORM_MODES = [(value, label) for value, label in Scene.Mode.choices if value != Scene.Mode.EXTEND]
-# Which file field carries each of the scene's images.
-FILE_FIELDS = {
-    "start_image": "start_image_file",
-    "end_image": "end_image_file",
-    "reference_1": "reference_1_file",
-    "reference_2": "reference_2_file",
-    "reference_3": "reference_3_file",
-}
-
-
-def _image_field(label: str, help_text: str, modes: str, **attrs) -> forms.FileField:
-    field = forms.FileField(
-        label=label,
-        required=False,
-        help_text=help_text,
-        widget=forms.ClearableFileInput(attrs={"accept": IMAGE_TYPES, **attrs}),
-    )
-    # The modes whose inputs the field is (app.js shows it only for those).
-    field.modes = modes
-    return field
-
-
 class SceneForm(forms.ModelForm):
     """Add or edit a scene. Its images are stored only once everything else is valid.
 
@@ -159,24 +104,24 @@ class SceneForm(forms.ModelForm):
         "and end frames: it moves from one picture to another. Ingredients: 1 to 3 reference "
         "images of what it shows.",
     )
-    start_image_file = _image_field(
+    start_image_file = image_field(
         "Start image",
         "JPEG, PNG or WebP. The clip starts from this picture (Start image, Start and end frames).",
         "image frames",
         **{"data-preview": "image"},
     )
-    end_image_file = _image_field(
+    end_image_file = image_field(
         "End image",
         "JPEG, PNG or WebP. The clip ends on this picture (Start and end frames).",
         "frames",
     )
-    reference_1_file = _image_field(
+    reference_1_file = image_field(
         "Reference image 1",
         "JPEG, PNG or WebP: a character, an object or a place the clip shows (Ingredients).",
         "ingredients",
     )
-    reference_2_file = _image_field("Reference image 2", "Optional.", "ingredients")
-    reference_3_file = _image_field("Reference image 3", "Optional.", "ingredients")
+    reference_2_file = image_field("Reference image 2", "Optional.", "ingredients")
+    reference_3_file = image_field("Reference image 3", "Optional.", "ingredients")
     # Plain text fields, not choice or number fields: the scene model judges every value
     # (Scene.clean() and its validators), so this form, the admin and the CSV import refuse the
     # same things in the same words; a form field's own check would say something else first.
@@ -289,7 +234,7 @@ class SceneForm(forms.ModelForm):
                     continue
                 if name in rules.REFERENCE_FIELDS:
                     # A reference can be removed (its box) or replaced.
-                    self.initial[field_name] = _StoredImage(image)
+                    self.initial[field_name] = StoredImage(image)
                 else:
                     self.fields[field_name].help_text = (
                         "Leave empty to keep the current image. "
@@ -368,7 +313,7 @@ class SceneForm(forms.ModelForm):
         will_have = {}
         for name, field_name in FILE_FIELDS.items():
             given = cleaned.get(field_name)
-            if isinstance(given, _StoredImage):
+            if isinstance(given, StoredImage):
                 given = None  # the current reference, kept unless the mode drops it
             kept = (
                 cleaned.get(field_name) is not False
@@ -417,7 +362,7 @@ class SceneForm(forms.ModelForm):
                 chosen = {}
                 for name, field_name in FILE_FIELDS.items():
                     upload = self.cleaned_data.get(field_name)
-                    if upload and not isinstance(upload, _StoredImage):
+                    if upload and not isinstance(upload, StoredImage):
                         image = images.store_start_image(
                             self.project, upload, user, name=upload.name
                         )
