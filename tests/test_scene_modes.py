@@ -334,3 +334,41 @@ def test_a_take_records_the_mode_and_images_it_was_made_from_and_a_retry_keeps_t
     ]
     # The images stay while a take was made from them.
     assert ImageAsset.objects.filter(pk__in=[red.pk, green.pk]).count() == 2
+
+
+def test_a_duplicated_project_copies_every_image_of_its_scenes(project, alice):
+    red, green, blue = (make_image(project, color=c) for c in (RED, GREEN, BLUE))
+    make_scene(project, red, mode="frames", end_image=blue, model_key="veo_3_1_i2v_s_fast_fl")
+    make_scene(
+        project,
+        mode="ingredients",
+        reference_1=green,
+        reference_2=red,
+        model_key="veo_3_1_r2v_fast_landscape",
+    )
+
+    copy = project.duplicate(alice)
+
+    frames, ingredients = copy.scenes.order_by("position")
+    images = [frames.start_image, frames.end_image, *ingredients.references]
+    assert {image.project_id for image in images} == {copy.pk}
+    assert [image.sha256 for image in images] == [
+        red.sha256,
+        blue.sha256,
+        green.sha256,
+        red.sha256,
+    ]
+    # red serves both scenes of the copy as one image, as it did in the original.
+    assert ingredients.reference_2 == frames.start_image
+    assert copy.images.count() == 3
+
+
+def test_generate_all_counts_the_scenes_that_hold_their_modes_images(project, alice):
+    make_scene(project, mode="text", model_key="veo_3_1_t2v_fast")
+    make_scene(project, make_image(project), mode="frames", model_key="veo_3_1_i2v_s_fast_fl")
+    make_scene(project, mode="ingredients", model_key="veo_3_1_r2v_fast_landscape")
+
+    html = client_for(alice).get(reverse("project-detail", args=[project.uuid])).text
+
+    # The text scene (20 credits) only: the others still lack an image.
+    assert "up to 20 credits" in html
