@@ -468,6 +468,15 @@ class SceneAdmin(admin.ModelAdmin):
     def get_queryset(self, request: HttpRequest) -> QuerySet[Scene]:
         return super().get_queryset(request).annotate(take_total=Count("generations"))
 
+    def get_fields(self, request: HttpRequest, obj=None) -> list[str]:
+        # The preview beside the start image it shows, not after every other field.
+        fields = [
+            name for name in super().get_fields(request, obj) if name != "start_image_preview"
+        ]
+        if "start_image" in fields:
+            fields.insert(fields.index("start_image") + 1, "start_image_preview")
+        return fields
+
     def save_model(self, request, obj: Scene, form, change) -> None:
         super().save_model(request, obj, form, change)
         _scenes_edited_in_admin(obj.project, [obj])
