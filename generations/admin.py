@@ -528,11 +528,20 @@ class SceneAdmin(admin.ModelAdmin):
     list_select_related = ["project"]
     search_fields = ["title", "prompt", "project__name", "=uuid"]
     readonly_fields = ["uuid", "created", "updated", "start_image_preview", "mode", "source_take"]
-    raw_id_fields = ["start_image"]
+    raw_id_fields = ["start_image", "end_image", "reference_1", "reference_2", "reference_3"]
     inlines = [GenerationInline]
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Scene]:
         return super().get_queryset(request).annotate(take_total=Count("generations"))
+
+    def get_fields(self, request: HttpRequest, obj=None) -> list[str]:
+        # The preview beside the start image it shows, not after every other field.
+        fields = [
+            name for name in super().get_fields(request, obj) if name != "start_image_preview"
+        ]
+        if "start_image" in fields:
+            fields.insert(fields.index("start_image") + 1, "start_image_preview")
+        return fields
 
     def save_model(self, request, obj: Scene, form, change) -> None:
         super().save_model(request, obj, form, change)
@@ -679,7 +688,12 @@ class GenerationAdmin(admin.ModelAdmin):
         "model_key",
         "aspect",
         "seed",
+        "mode",
         "start_image",
+        "end_image",
+        "reference_1",
+        "reference_2",
+        "reference_3",
         "status",
         "reason",
         "request_id",
@@ -702,7 +716,23 @@ class GenerationAdmin(admin.ModelAdmin):
     ]
     fieldsets = [
         (None, {"fields": ["uuid", "scene", "project", "take", "requested_by", "account"]}),
-        ("Asked of Flow", {"fields": ["prompt", "model_key", "aspect", "seed", "start_image"]}),
+        (
+            "Asked of Flow",
+            {
+                "fields": [
+                    "prompt",
+                    "model_key",
+                    "aspect",
+                    "seed",
+                    "mode",
+                    "start_image",
+                    "end_image",
+                    "reference_1",
+                    "reference_2",
+                    "reference_3",
+                ]
+            },
+        ),
         (
             "Progress",
             {

@@ -50,9 +50,9 @@ def amount(value, unit: str) -> str:
 
 
 def generate_all_cost(project_ref):
-    """A subquery: what Generate all on the project would spend at most (every scene with a
-    start image and a prompt, each take at its price on the project's account) — credits on
-    a Flow account, US cents on a Vertex AI one (``generate_all_words`` says which).
+    """A subquery: what Generate all on the project would spend at most (every scene with the
+    images its mode needs and a prompt, each take at its price on the project's account):
+    credits on a Flow account, US cents on a Vertex AI one (``generate_all_words`` says which).
 
     Each price is a CASE over what the catalogue and VERTEX_PRICES say, so the sum costs one
     subquery whatever the number of scenes; a Vertex AI take is priced exactly as
@@ -81,7 +81,7 @@ def generate_all_cost(project_ref):
     vertex = Case(*_vertex_take_cents(), default=Value(0))
     per_take = Case(When(project__account__kind=FlowAccount.Kind.VERTEX, then=vertex), default=flow)
     return (
-        Scene.objects.filter(project=project_ref, start_image__isnull=False)
+        Scene.objects.filter(Scene.inputs_present(), project=project_ref)
         .exclude(prompt="")
         .order_by()
         .values("project")

@@ -1,8 +1,8 @@
-"""Start images nothing refers to any more are removed, rows and files, once committed.
+"""Images nothing refers to any more are removed, rows and files, once committed.
 
-A start image is kept while a scene starts from it or a take was made from it (the take shows
-it, and a retry asks Flow for the same clip again). When a scene's image is replaced, a scene
-is deleted (its takes go with it) or a take is deleted, the images they referred to are
+An image (a start or end frame, a reference) is kept while a scene uses it or a take was made
+from it (the take shows it, and a retry asks Flow for the same clip again). When a scene's
+image is replaced, a scene is deleted (its takes go with it) or a take is deleted, the images they referred to are
 checked once the change is committed, and those nobody refers to go. A stored file goes only
 with the last ``ImageAsset`` row naming it, and only once that row's deletion is committed:
 a rollback keeps both.
@@ -34,18 +34,24 @@ from .models import Generation, ImageAsset, Scene
 
 log = logging.getLogger(__name__)
 
-_LOADED = "_flowsite_start_image_loaded"
+_LOADED = "_flowsite_images_loaded"
 _PENDING = "_flowsite_images_to_check"
+# The image columns of a scene and of a take (the same names on both).
+_IMAGE_IDS = tuple(f"{name}_id" for name in Scene.IMAGE_FIELDS)
 # Abandoned images are removed this many at a time, each batch in its own transaction.
 SWEEP_BATCH = 200
 
 
 def in_use() -> Q:
-    """What keeps an image: a scene that starts from it or a take made from it. The one
-    definition behind the clean-up, the sweep and the scene form's picker."""
-    return Q(Exists(Scene.objects.filter(start_image=OuterRef("pk")))) | Q(
-        Exists(Generation.objects.filter(start_image=OuterRef("pk")))
-    )
+    """What keeps an image: a scene that uses it or a take made from it, in any of their image
+    columns. The one definition behind the clean-up, the sweep and the scene form's picker."""
+    refers = Q(*(Q(**{name: OuterRef("pk")}) for name in _IMAGE_IDS), _connector=Q.OR)
+    return Q(Exists(Scene.objects.filter(refers))) | Q(Exists(Generation.objects.filter(refers)))
+
+
+def _image_ids(instance) -> list[int | None]:
+    # What the row holds, without loading a deferred field.
+    return [instance.__dict__.get(name) for name in _IMAGE_IDS]
 
 
 def kept_image_grace() -> timedelta:
@@ -120,27 +126,26 @@ def _check_on_commit(using: str, image_ids: Iterable[int | None]) -> None:
 
 @receiver(post_init, sender=Scene, dispatch_uid="flowsite-cleanup-scene-loaded")
 def scene_loaded(sender, instance: Scene, **kwargs) -> None:
-    # What the row held when loaded, without loading a deferred field.
-    instance.__dict__[_LOADED] = instance.__dict__.get("start_image_id")
+    instance.__dict__[_LOADED] = _image_ids(instance)
 
 
 @receiver(post_save, sender=Scene, dispatch_uid="flowsite-cleanup-scene-saved")
 def scene_saved(sender, instance: Scene, created: bool, using: str, **kwargs) -> None:
-    before = instance.__dict__.get(_LOADED)
-    now = instance.__dict__.get("start_image_id")
+    before = instance.__dict__.get(_LOADED) or []
+    now = _image_ids(instance)
     instance.__dict__[_LOADED] = now
-    if not created and before is not None and before != now:
-        _check_on_commit(using, [before])
+    if not created:
+        _check_on_commit(using, [pk for pk in before if pk not in now])
 
 
 @receiver(post_delete, sender=Scene, dispatch_uid="flowsite-cleanup-scene-deleted")
 def scene_deleted(sender, instance: Scene, using: str, **kwargs) -> None:
-    _check_on_commit(using, [instance.start_image_id, instance.__dict__.get(_LOADED)])
+    _check_on_commit(using, [*_image_ids(instance), *(instance.__dict__.get(_LOADED) or [])])
 
 
 @receiver(post_delete, sender=Generation, dispatch_uid="flowsite-cleanup-take-deleted")
 def take_deleted(sender, instance: Generation, using: str, **kwargs) -> None:
-    _check_on_commit(using, [instance.start_image_id])
+    _check_on_commit(using, _image_ids(instance))
 
 
 @receiver(post_delete, sender=ImageAsset, dispatch_uid="flowsite-cleanup-image-deleted")

@@ -313,7 +313,7 @@ def zip_entries(project: Project, *, picks_only: bool) -> tuple[list[dict], list
     """The manifest's entries (the fields of ``storyboard export``) and the clips to put in the
     zip as (take, file name): the picked takes, or every take of every scene."""
     takes = (
-        Generation.objects.select_related("requested_by")
+        Generation.objects.select_related("requested_by", *Generation.INPUT_RELATIONS)
         .prefetch_related(Prefetch("upscales", to_attr="upscale_list"))
         .order_by("take", "id")
     )

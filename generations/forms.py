@@ -13,8 +13,7 @@ from .engines.base import Aspect, EngineKind
 from .engines.catalogue import TIER_NOT_PAID, ClipOptions, models_for, options_for
 from .image_choice import ImageChoice
 from .models import FlowAccount, Membership, Project, Scene
-
-IMAGE_TYPES = "image/jpeg,image/png,image/webp"
+from .scene_inputs import FILE_FIELDS, FORM_MODES, ModelSelect, StoredImage, image_field
 
 
 class ProjectForm(forms.Form):
@@ -92,15 +91,39 @@ class MemberAddForm(forms.Form):
 
 
 class SceneForm(forms.ModelForm):
-    """Add or edit a scene. The start image is a file (stored with the scene), one of the
-    project's images, or the upload kept from a submit that failed (``image_choice``)."""
+    """Add or edit a scene. Its images are stored only once everything else is valid; the
+    start image may also be one of the project's images, or the upload kept from a submit that
+    failed (``image_choice``).
 
-    start_image_file = forms.FileField(
-        label="Start image",
+    The mode says which images the scene needs (rules.MODE_IMAGE_FIELDS); every field is on the
+    page (app.js hides those the chosen mode does not use), and images a mode does not use
+    are dropped when the mode changes, or refused when one is chosen anew."""
+
+    mode = forms.CharField(
+        label="Made from",
         required=False,
-        help_text="JPEG, PNG or WebP. The clip starts from this picture.",
-        widget=forms.FileInput(attrs={"accept": IMAGE_TYPES}),
+        widget=forms.Select(choices=FORM_MODES, attrs={"data-mode": "scene"}),
+        help_text="Text: the prompt alone. Start image: the clip starts from a picture. Start "
+        "and end frames: it moves from one picture to another. Ingredients: 1 to 3 reference "
+        "images of what it shows.",
     )
+    start_image_file = image_field(
+        "Start image",
+        "JPEG, PNG or WebP. The clip starts from this picture (Start image, Start and end frames).",
+        "image frames",
+    )
+    end_image_file = image_field(
+        "End image",
+        "JPEG, PNG or WebP. The clip ends on this picture (Start and end frames).",
+        "frames",
+    )
+    reference_1_file = image_field(
+        "Reference image 1",
+        "JPEG, PNG or WebP: a character, an object or a place the clip shows (Ingredients).",
+        "ingredients",
+    )
+    reference_2_file = image_field("Reference image 2", "Optional.", "ingredients")
+    reference_3_file = image_field("Reference image 3", "Optional.", "ingredients")
     # Plain text fields, not choice or number fields: the scene model judges every value
     # (Scene.clean() and its validators), so this form, the admin and the CSV import refuse the
     # same things in the same words; a form field's own check would say something else first.
@@ -110,7 +133,7 @@ class SceneForm(forms.ModelForm):
     )
     model_key = forms.CharField(
         label="Model",
-        widget=forms.Select(attrs={"data-models": "scene"}),
+        widget=ModelSelect(attrs={"data-models": "scene"}),
         error_messages={"required": rules.MODEL_REQUIRED},
     )
     seed = forms.CharField(
@@ -148,9 +171,14 @@ class SceneForm(forms.ModelForm):
     OPTION_FIELDS = ("duration", "resolution", "audio", "negative_prompt", "person_generation")
 
     field_order = [
-        "start_image_file",
         "title",
+        "mode",
         "prompt",
+        "start_image_file",
+        "end_image_file",
+        "reference_1_file",
+        "reference_2_file",
+        "reference_3_file",
         "aspect",
         "model_key",
         "duration",
@@ -166,6 +194,7 @@ class SceneForm(forms.ModelForm):
         model = Scene
         fields = [
             "title",
+            "mode",
             "prompt",
             "aspect",
             "model_key",
@@ -194,14 +223,28 @@ class SceneForm(forms.ModelForm):
         prompt.validators = [v for v in prompt.validators if not isinstance(v, MaxLengthValidator)]
         self.tier = project.account.tier if project.account else TIER_NOT_PAID
         self.engine = project.account.kind if project.account else EngineKind.FLOW
-        self.fields["model_key"].widget.choices = self._model_choices()
+        self._offer_models()
         self._offer_options(options_for(self.engine))
         if self.instance.pk is None:
-            offered = models_for(self.tier, Aspect.LANDSCAPE, self.engine)
+            self.initial.setdefault("mode", self.instance.mode)
+            offered = models_for(self.tier, Aspect.LANDSCAPE, self.engine, self.instance.mode)
             if offered:
                 self.initial.setdefault("model_key", offered[0].key)
         else:
-            self.fields["start_image_file"].help_text = "Leave empty to keep the current image."
+            for name, field_name in FILE_FIELDS.items():
+                image = (
+                    getattr(self.instance, name) if getattr(self.instance, f"{name}_id") else None
+                )
+                if image is None:
+                    continue
+                if name in rules.REFERENCE_FIELDS:
+                    # A reference can be removed (its box) or replaced.
+                    self.initial[field_name] = StoredImage(image)
+                else:
+                    self.fields[field_name].help_text = (
+                        "Leave empty to keep the current image. "
+                        + self.fields[field_name].help_text
+                    )
 
     def _offer_options(self, options: ClipOptions) -> None:
         """Only what the account's engine can do is offered: no dead options."""
@@ -236,27 +279,80 @@ class SceneForm(forms.ModelForm):
                 *options.person_generation,
             ]
 
-    def _model_choices(self) -> list[tuple[str, list[tuple[str, str]]]]:
-        # Grouped by aspect so the list itself says which clips a model makes; the tier filter
-        # hides what the account cannot pay for, and the model refuses it anyway.
-        groups = []
-        for aspect, label in Scene.AspectChoice.choices:
-            options = [
-                (model.key, model.label) for model in models_for(self.tier, aspect, self.engine)
-            ]
-            if options:
-                groups.append((label, options))
-        return groups
+    def _offer_models(self) -> None:
+        # Grouped by mode and aspect so the list itself says which clips a model makes (and
+        # app.js leaves only the chosen mode's and aspect's); the tier filter hides what the
+        # account cannot pay for, and the scene refuses it anyway.
+        widget = self.fields["model_key"].widget
+        choices, widget.groups = [], []
+        for mode, mode_label in FORM_MODES:
+            for aspect, label in Scene.AspectChoice.choices:
+                options = [
+                    (model.key, model.label)
+                    for model in models_for(self.tier, aspect, self.engine, mode)
+                ]
+                if options:
+                    choices.append((f"{mode_label} · {label}", options))
+                    widget.groups.append((mode, aspect))
+        widget.choices = choices
 
     def clean_prompt(self) -> str:
         return rules.normalise_line_breaks(self.cleaned_data["prompt"]).strip()
+
+    def clean_mode(self) -> str:
+        mode = self.cleaned_data.get("mode") or self.instance.mode
+        if mode not in dict(FORM_MODES):
+            raise forms.ValidationError(rules.MODE_REQUIRED)
+        return mode
 
     def clean(self) -> dict:
         cleaned = super().clean()
         upload = cleaned.get("start_image_file")
         self.start_image.resolve(upload)
-        if self.start_image.missing(upload):
-            self.add_error("start_image_file", "Choose a start image (JPEG, PNG or WebP).")
+        mode = cleaned.get("mode")
+        if mode is None:
+            return cleaned
+        uses = rules.MODE_IMAGE_FIELDS[mode]
+        scene = self.instance
+        # What the scene will hold: a new file (or, for the start image, one picked or kept),
+        # or the image it has if the mode uses it (and, for a reference, it was not removed).
+        # A file chosen for an image the mode does not use counts, so that it is refused rather
+        # than silently dropped.
+        will_have = {}
+        for name, field_name in FILE_FIELDS.items():
+            given = cleaned.get(field_name)
+            if isinstance(given, StoredImage):
+                given = None  # the current reference, kept unless the mode drops it
+            if name == "start_image" and self.start_image.chosen is not None:
+                given = True
+            kept = (
+                cleaned.get(field_name) is not False
+                and getattr(scene, f"{name}_id") is not None
+                and name in uses
+            )
+            will_have[name] = bool(given) or kept
+        problems = rules.mode_input_problems(
+            mode,
+            start=will_have["start_image"],
+            end=will_have["end_image"],
+            references=sum(will_have[name] for name in rules.REFERENCE_FIELDS),
+        )
+        for name, problem in problems.items():
+            if self.has_error(FILE_FIELDS[name]):
+                continue  # a picked or kept image already said what is wrong
+            if name == "reference_1":
+                missing = not any(will_have[other] for other in rules.REFERENCE_FIELDS)
+            else:
+                missing = not will_have[name]
+            self.add_error(FILE_FIELDS[name], rules.MISSING_UPLOAD[name] if missing else problem)
+        if not problems:
+            # Images the mode no longer uses are let go (the clean-up removes them if nothing
+            # else uses them); removed references too.
+            for name, field_name in FILE_FIELDS.items():
+                if name not in uses or cleaned.get(field_name) is False:
+                    setattr(scene, name, None)
+            if "start_image" not in uses:
+                self.start_image.chosen = None
         return cleaned
 
     def full_clean(self) -> None:
@@ -265,20 +361,45 @@ class SceneForm(forms.ModelForm):
             # Whatever else is wrong, the picture chosen need not be chosen again.
             self.start_image.keep_upload(self.files.get("start_image_file"))
 
+    def _update_errors(self, errors) -> None:
+        # The scene names its images by their fields; the form has a file field for each.
+        if hasattr(errors, "error_dict"):
+            for name, field_name in FILE_FIELDS.items():
+                if name in errors.error_dict:
+                    errors.error_dict.setdefault(field_name, []).extend(errors.error_dict.pop(name))
+        super()._update_errors(errors)
+
     def save_scene(self, user) -> Scene | None:
         """Store the image (if one was chosen) and the scene together, or neither.
 
         Returns None when the image is refused; the reason is then on the form.
         """
         scene: Scene = self.instance
-        upload = self.cleaned_data.get("start_image_file")
+        stored: list = []
+        field_name = "start_image_file"
         if self.start_image.user is None:
             self.start_image.user = user
         try:
             with transaction.atomic():
-                image = self.start_image.image_to_save(upload)
-                if image is not None:
-                    scene.start_image = image
+                chosen = {}
+                start = self.start_image.image_to_save(self.cleaned_data.get("start_image_file"))
+                if start is not None:
+                    scene.start_image = start
+                for name, field_name in FILE_FIELDS.items():
+                    upload = self.cleaned_data.get(field_name)
+                    if name == "start_image":
+                        continue
+                    if upload and not isinstance(upload, StoredImage):
+                        image = images.store_start_image(
+                            self.project, upload, user, name=upload.name
+                        )
+                        stored.append(image)
+                        chosen[name] = image
+                if "end_image" in chosen:
+                    scene.end_image = chosen["end_image"]
+                scene.set_references(
+                    [chosen.get(name, getattr(scene, name)) for name in rules.REFERENCE_FIELDS]
+                )
                 scene.updated = timezone.now()
                 if scene.pk is None:
                     scene.project = self.project
@@ -296,21 +417,27 @@ class SceneForm(forms.ModelForm):
                             "model_key",
                             "seed",
                             "takes",
+                            "mode",
                             *(name for name in self.OPTION_FIELDS if name in self.fields),
-                            "start_image",
+                            *Scene.IMAGE_FIELDS,
                             "updated",
                         ]
                     )
         except images.ImageRejected as refusal:
-            self.add_error("start_image_file", str(refusal))
+            self.add_error(field_name, str(refusal))
+            self._forget([*stored, self.start_image.stored])
             return None
         except BaseException:
-            # The rollback forgot the image row; its file must not outlive it.
-            stored = self.start_image.stored
-            if stored is not None:
-                stored.file.storage.delete(stored.file.name)
+            self._forget([*stored, self.start_image.stored])
             raise
         return scene
+
+    @staticmethod
+    def _forget(stored: list) -> None:
+        # The rollback forgot the image rows; their files must not outlive them.
+        for image in stored:
+            if image is not None:
+                image.file.storage.delete(image.file.name)
 
 
 class TrimForm(forms.Form):

@@ -99,15 +99,6 @@ class ImageChoice:
             if self.chosen is None:
                 self.form.add_error(self.file_name, KEPT_GONE)
 
-    def missing(self, upload) -> bool:
-        """Nothing chosen, nothing to keep, and no refusal said so already."""
-        return (
-            not upload
-            and self.chosen is None
-            and self.current is None
-            and not self.form.has_error(self.file_name)
-        )
-
     def keep_upload(self, upload) -> None:
         """The form failed: store the upload now, if it passes its own checks, so the form
         sent back refers to it instead of asking for it again."""

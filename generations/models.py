@@ -413,12 +413,17 @@ class Project(models.Model):
         return counts
 
     def duplicate(self, by) -> Project:
-        """A copy with the same account, members and scenes, each scene with its start image
-        (the image's file copied too); no takes. ``by`` owns the copy."""
+        """A copy with the same account, members and scenes, each scene with its images
+        (their files copied too); no takes. ``by`` owns the copy."""
         from django.core.files.base import ContentFile
 
-        scenes = list(self.scenes.select_related("start_image").order_by("position", "id"))
-        images = {scene.start_image_id: scene.start_image for scene in scenes if scene.start_image}
+        scenes = list(self.scenes.select_related(*Scene.IMAGE_FIELDS).order_by("position", "id"))
+        images = {
+            image.pk: image
+            for scene in scenes
+            for name in Scene.IMAGE_FIELDS
+            if (image := getattr(scene, name)) is not None
+        }
         copy = Project(name=copy_name(self.name), account_id=self.account_id, created_by=by)
         written: list[ImageAsset] = []
         try:
@@ -463,13 +468,24 @@ class Project(models.Model):
                 )
                 # An extension's source take is the original project's: the copy's
                 # extension scenes say their source is gone rather than point across projects.
-                skip = {"id", "uuid", "project", "start_image", "source_take", "created", "updated"}
+                skip = {
+                    "id",
+                    "uuid",
+                    "project",
+                    *Scene.IMAGE_FIELDS,
+                    "source_take",
+                    "created",
+                    "updated",
+                }
                 now = timezone.now()
                 Scene.objects.bulk_create(
                     [
                         Scene(
                             project=copy,
-                            start_image=copies.get(scene.start_image_id),
+                            **{
+                                name: copies.get(getattr(scene, f"{name}_id"))
+                                for name in Scene.IMAGE_FIELDS
+                            },
                             created=now,
                             updated=now,
                             **{
@@ -748,7 +764,6 @@ class Scene(models.Model):
 
     uuid = models.UUIDField(default=uuid4, unique=True, editable=False)
     project = models.ForeignKey(Project, models.CASCADE, related_name="scenes")
-    mode = models.CharField(max_length=12, choices=Mode, default=Mode.IMAGE)
     # Mode extend: the ready take this scene continues (generations/take_actions.py).
     # SET_NULL, not PROTECT: deleting the source take (or its scene) must not be blocked by
     # the extension, whose own clips stand alone; PROTECT would also refuse the cascades
@@ -764,10 +779,28 @@ class Scene(models.Model):
         validators=[rules.validate_prompt],
         error_messages={"blank": rules.PROMPT_REQUIRED},
     )
+    mode = models.CharField(max_length=12, choices=Mode, default=Mode.IMAGE)
     # RESTRICT, not PROTECT: an image a scene shows cannot be deleted on its own, but deleting
     # the project takes its scenes and images together.
     start_image = models.ForeignKey(
         ImageAsset, models.RESTRICT, null=True, blank=True, related_name="scenes"
+    )
+    end_image = models.ForeignKey(
+        ImageAsset, models.RESTRICT, null=True, blank=True, related_name="+"
+    )
+    # The reference images of an Ingredients scene, in order, filled from the first. Three
+    # columns rather than a table of references: both upstreams take at most three, their
+    # order is the column's, the storyboard and the gallery load them in the same query as the
+    # scene (select_related, no prefetch), and a take copies them the way it copies the start
+    # image. ``references`` and ``set_references`` read and write them as a list.
+    reference_1 = models.ForeignKey(
+        ImageAsset, models.RESTRICT, null=True, blank=True, related_name="+"
+    )
+    reference_2 = models.ForeignKey(
+        ImageAsset, models.RESTRICT, null=True, blank=True, related_name="+"
+    )
+    reference_3 = models.ForeignKey(
+        ImageAsset, models.RESTRICT, null=True, blank=True, related_name="+"
     )
     aspect = models.CharField(
         max_length=10,
@@ -815,23 +848,78 @@ class Scene(models.Model):
         """What a scene is called: its title, or its place on the storyboard."""
         return title or f"Scene {position + 1}"
 
+    # The images a scene may hold, each a foreign key to ImageAsset.
+    IMAGE_FIELDS = ("start_image", "end_image", *rules.REFERENCE_FIELDS)
+
+    @classmethod
+    def inputs_present(cls) -> Q:
+        """Scenes holding the images their mode needs (rules.MODE_IMAGE_FIELDS), as a filter."""
+        return (
+            Q(mode=cls.Mode.TEXT)
+            | Q(mode=cls.Mode.IMAGE, start_image__isnull=False)
+            | Q(mode=cls.Mode.FRAMES, start_image__isnull=False, end_image__isnull=False)
+            | Q(mode=cls.Mode.INGREDIENTS, reference_1__isnull=False)
+        )
+
+    @property
+    def references(self) -> list[ImageAsset]:
+        """The reference images, in order (loaded with the scene by ``select_related``)."""
+        return [image for name in rules.REFERENCE_FIELDS if (image := getattr(self, name))]
+
+    def card_images(self) -> list[tuple[str, ImageAsset]]:
+        """(what it is, image) for each image the scene's mode uses, in the order sent."""
+        images = []
+        for name in rules.MODE_IMAGE_FIELDS.get(self.mode, ()):
+            image = getattr(self, name) if getattr(self, f"{name}_id") else None
+            if image is not None:
+                label = rules.IMAGE_LABELS[name]
+                if name in rules.REFERENCE_FIELDS:
+                    label = f"{label} {rules.REFERENCE_FIELDS.index(name) + 1}"
+                images.append((label, image))
+        return images
+
+    @property
+    def reference_count(self) -> int:
+        return sum(getattr(self, f"{name}_id") is not None for name in rules.REFERENCE_FIELDS)
+
+    def set_references(self, images: list[ImageAsset | None]) -> None:
+        """Hold these reference images, in order, gaps closed (at most three)."""
+        kept = [image for image in images if image is not None]
+        if len(kept) > len(rules.REFERENCE_FIELDS):
+            raise ValueError(f"A scene holds at most {len(rules.REFERENCE_FIELDS)} references.")
+        for index, name in enumerate(rules.REFERENCE_FIELDS):
+            setattr(self, name, kept[index] if index < len(kept) else None)
+
+    def mode_problems(self, *, missing: bool) -> dict[str, str]:
+        """The mode's rules (rules.mode_input_problems) on the images this scene holds."""
+        return rules.mode_input_problems(
+            self.mode,
+            start=self.start_image_id is not None,
+            end=self.end_image_id is not None,
+            references=self.reference_count,
+            missing=missing,
+        )
+
     def clean(self) -> None:
-        """The model must make this scene's aspect on the project's account (its tier), and
-        the clip options must be ones the account's engine offers."""
-        if not self.model_key:
-            problems = rules.options_problems(
-                self, getattr(self, "project", None) and self.project.account
-            )
-            if problems:
-                raise ValidationError(problems)
-            return  # the field's own rule says so
-        aspect = self.aspect if self.aspect in self.AspectChoice.values else None
+        """The model must make this scene's aspect in its mode on the project's account (its
+        tier), the scene may hold only the images its mode uses, and the clip options must be
+        ones the account's engine offers. The images still to be added are Generate's
+        concern (``generation_problem``): a scene may be saved before it is ready."""
         project = getattr(self, "project", None)  # a form may judge a scene before it has one
         account = project and project.account
         problems = rules.options_problems(self, account)
-        problem = rules.model_problem(self.model_key, aspect, account)
-        if problem:
-            problems["model_key"] = problem
+        problems.update(self.mode_problems(missing=False))
+        if "duration" not in problems:
+            problem = rules.mode_options_problem(self.mode, self.duration, account)
+            if problem:
+                problems["duration"] = problem
+        if self.model_key:
+            aspect = self.aspect if self.aspect in self.AspectChoice.values else None
+            mode = self.mode if self.mode in self.Mode.values else None
+            problem = rules.model_problem(self.model_key, aspect, account, mode)
+            if problem:
+                problems["model_key"] = problem
+        # (No model: the field's own rule says so.)
         if problems:
             raise ValidationError(problems)
 
@@ -846,14 +934,19 @@ class Scene(models.Model):
             problem = extend_problem(self.source_take, account, self.source_take_id)
             if problem:
                 return problem
-        elif self.start_image_id is None:
-            return "Add a start image before generating."
+        else:
+            problems = self.mode_problems(missing=True)
+            if problems:
+                return next(iter(problems.values()))
         if not self.prompt.strip():
             return rules.PROMPT_REQUIRED
         problems = rules.options_problems(self, account)
         if problems:
             return next(iter(problems.values()))
-        return rules.model_problem(self.model_key, self.aspect, account)
+        problem = rules.mode_options_problem(self.mode, self.duration, account)
+        if problem:
+            return problem
+        return rules.model_problem(self.model_key, self.aspect, account, self.mode)
 
     def generate(self, user) -> list[Generation]:
         """Create this scene's next takes (``work.generate`` also hands them to the worker)."""
@@ -896,8 +989,12 @@ class Scene(models.Model):
 
     def take_snapshots(self) -> list[dict]:
         """What each of this scene's next takes asks of Flow (a seed drawn per take when the
-        scene leaves it open)."""
+        scene leaves it open), with only the images its mode uses."""
         snapshot = {name: getattr(self, name) for name in SNAPSHOT_FIELDS}
+        used = rules.MODE_IMAGE_FIELDS.get(self.mode, ())
+        for name in self.IMAGE_FIELDS:
+            if name not in used:
+                snapshot[f"{name}_id"] = None
         snapshot["cost"], snapshot["cost_unit"] = self.take_cost()
         return [
             {**snapshot, "seed": self.seed if self.seed is not None else random_seed()}
@@ -910,7 +1007,12 @@ SNAPSHOT_FIELDS = (
     "prompt",
     "model_key",
     "aspect",
+    "mode",
     "start_image_id",
+    "end_image_id",
+    "reference_1_id",
+    "reference_2_id",
+    "reference_3_id",
     "duration",
     "resolution",
     "audio",
@@ -1076,12 +1178,27 @@ class Generation(models.Model):
     negative_prompt = models.TextField(blank=True)
     person_generation = models.CharField(max_length=20, blank=True)
     seed = models.PositiveIntegerField()
+    # What the clip was made from (the scene's mode and the images it used then), so the take
+    # can be asked for again as it was.
+    mode = models.CharField(max_length=12, choices=Scene.Mode, default=Scene.Mode.IMAGE)
     start_image = models.ForeignKey(
         ImageAsset, models.SET_NULL, null=True, blank=True, related_name="+"
     )
     # The ready take this take extends (its scene's ``source_take`` when it was asked for).
     source_take = models.ForeignKey(
         "self", models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    end_image = models.ForeignKey(
+        ImageAsset, models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    reference_1 = models.ForeignKey(
+        ImageAsset, models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    reference_2 = models.ForeignKey(
+        ImageAsset, models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    reference_3 = models.ForeignKey(
+        ImageAsset, models.SET_NULL, null=True, blank=True, related_name="+"
     )
 
     status = models.CharField(max_length=12, choices=Status, default=Status.QUEUED)
@@ -1155,6 +1272,12 @@ class Generation(models.Model):
             "prompt": self.prompt,
             "model": self.model_key,
             "aspect": self.aspect,
+            "mode": self.mode,
+            # The images the clip was made from (load them with ``INPUT_RELATIONS``).
+            "inputs": [
+                {"role": role, "file": str(image), "sha256": image.sha256}
+                for role, image in self.input_images()
+            ],
             "seed": self.seed,
             "status": self.status,
             "reason": self.reason,
@@ -1162,6 +1285,42 @@ class Generation(models.Model):
             "file": file_name,
             "sha256": None,
         }
+
+    # What to select_related to read a take's images without a query each.
+    INPUT_RELATIONS = ("start_image", "end_image", "reference_1", "reference_2", "reference_3")
+    INPUT_ROLES = {
+        "start_image": "start",
+        "end_image": "end",
+        "reference_1": "reference",
+        "reference_2": "reference",
+        "reference_3": "reference",
+    }
+
+    def input_images(self) -> list[tuple[str, ImageAsset]]:
+        """(role, image) for each image this take was made from, in the order sent."""
+        return [
+            (self.INPUT_ROLES[name], image)
+            for name in rules.MODE_IMAGE_FIELDS.get(self.mode, ())
+            if getattr(self, f"{name}_id") is not None and (image := getattr(self, name))
+        ]
+
+    def missing_input(self) -> str:
+        """ "The start image", "The end image" or "The reference images" when an image the
+        take's mode needs is gone (deleted since), else ""."""
+        missing = rules.mode_input_problems(
+            self.mode,
+            start=self.start_image_id is not None,
+            end=self.end_image_id is not None,
+            references=sum(
+                getattr(self, f"{name}_id") is not None for name in rules.REFERENCE_FIELDS
+            ),
+        )
+        words = {
+            "start_image": "The start image",
+            "end_image": "The end image",
+            "reference_1": "The reference images",
+        }
+        return words[next(iter(missing))] if missing else ""
 
     @property
     def in_flight(self) -> bool:
@@ -1218,12 +1377,15 @@ class Generation(models.Model):
             problem = extend_problem(self.source_take, account, self.source_take_id)
             if problem:
                 return problem
-        elif self.start_image_id is None:
-            return "The start image of this take no longer exists; generate from the scene."
+        else:
+            gone = self.missing_input()
+            if gone:
+                verb = "exist" if "images" in gone else "exists"
+                return f"{gone} of this take no longer {verb}; generate from the scene."
         if get_model(self.model_key) is None:
             return f"The model {self.model_key!r} is no longer offered; generate from the scene."
         # The tier rule, in the scene's words (the take keeps the aspect it was made with).
-        return rules.model_problem(self.model_key, None, account)
+        return rules.model_problem(self.model_key, None, account, self.mode)
 
     def retry_as_new_take(self, user) -> Generation:
         """A new queued take of the same scene with this take's snapshot."""

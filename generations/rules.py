@@ -18,8 +18,14 @@ from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
 from django.utils.deconstruct import deconstructible
 
-from .engines.base import Aspect, EngineKind
-from .engines.catalogue import TIER_NOT_PAID, get_model, models_for, options_for
+from .engines.base import Aspect, EngineKind, Mode
+from .engines.catalogue import (
+    MAX_REFERENCES,
+    TIER_NOT_PAID,
+    get_model,
+    models_for,
+    options_for,
+)
 
 # --- control characters -------------------------------------------------------------------
 
@@ -133,16 +139,19 @@ MODEL_REQUIRED = "Pick the model that renders the clip."
 ENGINE_LABELS = {EngineKind.FLOW: "Google Flow", EngineKind.VERTEX: "Vertex AI"}
 
 
-def model_problem(key: str, aspect: str | None, account) -> str:
+def model_problem(key: str, aspect: str | None, account, mode: str | None = None) -> str:
     """Why the model ``key`` cannot make ``aspect`` clips (None: the aspect is itself wrong)
-    on ``account`` (None: the project has none yet), as a sentence; "" when it can."""
+    in ``mode`` (None: any) on ``account`` (None: the project has none yet), as a sentence;
+    "" when it can."""
     tier = account.tier if account is not None else TIER_NOT_PAID
     engine = EngineKind(account.kind) if account is not None else None
+    # An extension's model follows its source take (take_actions.extend_model), not a list.
+    mode = mode if mode in MODE_LABELS and mode != Mode.EXTEND else None
     model = get_model(key)
+    offered = ", ".join(
+        model.key for model in models_for(tier, aspect, engine or EngineKind.FLOW, mode)
+    )
     if model is None or (engine is not None and model.engine != engine):
-        offered = ", ".join(
-            model.key for model in models_for(tier, aspect, engine or EngineKind.FLOW)
-        )
         if model is None:
             return f"Unknown model “{key}”; pick one of {offered}."
         return (
@@ -150,6 +159,13 @@ def model_problem(key: str, aspect: str | None, account) -> str:
             f"account {account} is a {ENGINE_LABELS[engine]} account; pick one of {offered}."
         )
     name = f"{model.label} ({model.key})"
+    if not model.does(mode):
+        assert mode is not None
+        return f"{name} does not make clips from {MODE_INPUT_WORDS[mode]}; " + (
+            f"pick one of {offered}."
+            if offered
+            else f"no model of the account {account} does {MODE_LABELS[mode]} at its tier."
+        )
     if aspect and not model.makes(aspect):
         return (
             f"{name} makes {ASPECT_LABELS[model.aspect]} clips, not "
@@ -163,6 +179,118 @@ def model_problem(key: str, aspect: str | None, account) -> str:
             else "a project without a Flow account has"
         )
         return f"{name} needs a higher Flow tier than {who}; pick another model."
+    return ""
+
+
+# --- modes: what a clip is made from -----------------------------------------------------
+
+# The words the scene form shows (Scene.Mode's labels are these).
+MODE_LABELS = {
+    Mode.TEXT: "Text",
+    Mode.IMAGE: "Start image",
+    Mode.FRAMES: "Start and end frames",
+    Mode.INGREDIENTS: "Ingredients",
+    Mode.EXTEND: "Extend",
+}
+# "… does not make clips from <these>".
+MODE_INPUT_WORDS = {
+    Mode.TEXT: "the prompt alone",
+    Mode.IMAGE: "a start image",
+    Mode.FRAMES: "a start and an end frame",
+    Mode.INGREDIENTS: "reference images (ingredients)",
+    Mode.EXTEND: "an earlier clip",
+}
+MODE_REQUIRED = (
+    "Choose how the clip is made: text, start image, start and end frames, or ingredients."
+)
+# The scene's image fields each mode uses; any other image on a scene of that mode is refused.
+REFERENCE_FIELDS = ("reference_1", "reference_2", "reference_3")
+MODE_IMAGE_FIELDS: dict[str, tuple[str, ...]] = {
+    Mode.TEXT: (),
+    Mode.IMAGE: ("start_image",),
+    Mode.FRAMES: ("start_image", "end_image"),
+    Mode.INGREDIENTS: REFERENCE_FIELDS,
+    Mode.EXTEND: (),
+}
+IMAGE_LABELS = {
+    "start_image": "Start image",
+    "end_image": "End image",
+    "reference_1": "Reference",
+    "reference_2": "Reference",
+    "reference_3": "Reference",
+}
+IMAGE_FIELD_WORDS = {
+    "start_image": "a start image",
+    "end_image": "an end image",
+    "reference_1": "reference images",
+    "reference_2": "reference images",
+    "reference_3": "reference images",
+}
+MISSING_INPUT = {
+    "start_image": "Add a start image before generating.",
+    "end_image": "Add an end image: a Start and end frames clip moves from the start image to it.",
+    "references": (
+        f"Add 1 to {MAX_REFERENCES} reference images: an Ingredients clip shows what they show."
+    ),
+}
+
+# The same, where a person is choosing the files (the scene form).
+MISSING_UPLOAD = {
+    "start_image": "Choose a start image (JPEG, PNG or WebP).",
+    "end_image": "Choose an end image (JPEG, PNG or WebP): the clip moves from the start image "
+    "to it.",
+    "reference_1": f"Choose 1 to {MAX_REFERENCES} reference images (JPEG, PNG or WebP): what "
+    "the clip shows.",
+}
+
+
+def mode_input_problems(
+    mode: str, *, start: bool, end: bool, references: int, missing: bool = True
+) -> dict[str, str]:
+    """What is wrong with the images a ``mode`` scene would have (``start``/``end``: whether
+    it has one; ``references``: how many), as {"start_image" | "end_image" | "reference_1":
+    sentence} (the scene's fields; the references' problems are told on the first). ``missing=False`` leaves out the images still to be added (a scene may be
+    saved before it is ready; Generate asks for them)."""
+    if mode not in MODE_IMAGE_FIELDS:
+        return {}
+    uses = MODE_IMAGE_FIELDS[mode]
+    label = MODE_LABELS[Mode(mode)]
+    problems: dict[str, str] = {}
+    if start and "start_image" not in uses:
+        problems["start_image"] = (
+            f"A {label} clip takes no start image; choose Start image or Start and end frames, "
+            "or leave the start image empty."
+        )
+    if end and "end_image" not in uses:
+        problems["end_image"] = (
+            f"A {label} clip takes no end image; choose Start and end frames, or leave the end "
+            "image empty."
+        )
+    if references and "reference_1" not in uses:
+        problems["reference_1"] = (
+            f"A {label} clip takes no reference images; choose Ingredients, or leave the "
+            "reference images empty."
+        )
+    elif references > MAX_REFERENCES:
+        problems["reference_1"] = (
+            f"An Ingredients clip takes 1 to {MAX_REFERENCES} reference images, not {references}."
+        )
+    if missing:
+        if not start and "start_image" in uses:
+            problems["start_image"] = MISSING_INPUT["start_image"]
+        if not end and "end_image" in uses:
+            problems["end_image"] = MISSING_INPUT["end_image"]
+        if not references and "reference_1" in uses:
+            problems["reference_1"] = MISSING_INPUT["references"]
+    return problems
+
+
+def mode_options_problem(mode: str, duration: int | None, account) -> str:
+    """What a mode rules out among the clip options on ``account``'s engine, or ""."""
+    engine = EngineKind(account.kind) if account is not None else None
+    if mode == Mode.INGREDIENTS and engine == EngineKind.VERTEX and duration not in (None, 8):
+        # Vertex AI makes clips from reference images only 8 s long.
+        return f"Clips from reference images are made only 8 seconds long, not {duration} s."
     return ""
 
 

@@ -423,6 +423,7 @@ def test_moving_a_scene_in_the_admin_refreshes_its_card_and_the_list(admin_clien
         "title": "Moved",
         "prompt": "Waves",
         "aspect": "landscape",
+        "mode": "image",
         "model_key": "veo_3_1_i2v_s_fast",
         "seed": "",
         "takes": 1,

@@ -15,7 +15,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from generations.budgets import CREDITS_PER_CLIP
-from generations.engines.catalogue import IMAGE_TO_VIDEO, TIER_ONE, TIER_TWO, flow_credits
+from generations.engines.catalogue import FLOW_MODELS, TIER_ONE, TIER_TWO, flow_credits
 from generations.models import AuditEvent, Generation, Membership, Project
 from tests.conftest import make_image, make_scene
 from tests.views_support import client_for, make_take
@@ -46,7 +46,7 @@ def scene(project, alice):
 
 
 def test_every_model_the_catalogue_offers_has_a_price():
-    assert {model.key for model in IMAGE_TO_VIDEO} == set(CREDITS_PER_CLIP)
+    assert {model.key for model in FLOW_MODELS} == set(CREDITS_PER_CLIP)
 
 
 def test_a_clip_costs_less_on_tier_two_where_flow_charges_less():

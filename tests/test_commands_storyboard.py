@@ -119,7 +119,7 @@ def test_import_creates_the_project_owned_by_the_user_with_every_scene(
     assert all(s.start_image.uploaded_by == alice for s in scenes)
     assert len(media_files(settings)) == 3
     assert "Created project 'Launch' (owner alice, account Studio)" in output
-    assert "Imported 3 scenes into 'Launch' with 3 start images" in output
+    assert "Imported 3 scenes into 'Launch' with 3 images" in output
 
 
 def test_import_appends_after_the_existing_scenes(project, bob, shots):
@@ -141,7 +141,7 @@ def test_import_appends_after_the_existing_scenes(project, bob, shots):
     assert scenes[1].start_image == scenes[2].start_image
     assert project.images.count() == 2
     assert Project.objects.count() == 1
-    assert "with 1 start image; the storyboard now has 3 scenes" in output
+    assert "with 1 image; the storyboard now has 3 scenes" in output
 
 
 def test_a_csv_with_one_bad_row_changes_nothing_and_names_the_row(alice, account, shots, settings):
@@ -185,7 +185,7 @@ def test_every_bad_row_is_reported_with_its_row_number(alice, account, shots, tm
             ["harbour.png", "Seed negative", "landscape", "", "-1", ""],
             ["harbour.png", "No takes", "landscape", "", "", "0"],
             ["anim.gif", "A gif", "landscape", "", "", "two"],
-            ["", "No image", "landscape", "", "", ""],
+            ["", "No image: a text scene", "landscape", "veo_3_1_i2v_s_fast", "", ""],
             ["harbour.png", "Both wrong", "wide", "veo_9", "", ""],
         ],
     )
@@ -212,7 +212,8 @@ def test_every_bad_row_is_reported_with_its_row_number(alice, account, shots, tm
         "row 13: Takes must be a whole number from 1 to 4.",
         "row 14: anim.gif: That file is not a JPEG, PNG or WebP image. "
         "Takes must be a whole number from 1 to 4.",
-        "row 15: The image cell is empty; name the start image file.",
+        "row 15: Veo 3.1 Fast (veo_3_1_i2v_s_fast) does not make clips from the prompt alone; "
+        "pick one of veo_3_1_t2v_fast, veo_3_1_t2v, veo_3_1_t2v_lite.",
         "row 16: The aspect must be landscape (16:9) or portrait (9:16), not “wide”. "
         "Unknown model “veo_9”; pick one of veo_3_1_i2v_s_fast, veo_3_1_i2v_s_fast_portrait, "
         "veo_3_1_i2v_s, veo_3_1_i2v_s_portrait, veo_3_1_i2v_lite, "
@@ -244,8 +245,8 @@ def test_missing_and_unknown_columns_are_reported_on_row_one(alice, account, sho
 
     assert str(refused.value).splitlines()[1] == (
         "row 1: missing column prompt; unknown column 'text' "
-        "(the columns are image, prompt, aspect, model, seed, takes, duration, resolution, "
-        "audio, negative_prompt, person_generation)"
+        "(the columns are image, prompt, aspect, mode, end_image, references, model, seed, "
+        "takes, duration, resolution, audio, negative_prompt, person_generation)"
     )
 
 
@@ -576,6 +577,8 @@ def test_export_copies_every_ready_clip_and_lists_every_take(board, alice, bob, 
             "prompt": "Scene prompt 1",
             "model": "veo_3_1_i2v_s_fast",
             "aspect": "landscape",
+            "mode": "image",
+            "inputs": [],
             "seed": 42,
             "status": "ready",
             "reason": "",
@@ -591,6 +594,8 @@ def test_export_copies_every_ready_clip_and_lists_every_take(board, alice, bob, 
             "prompt": "Scene prompt 1",
             "model": "veo_3_1_i2v_s_fast",
             "aspect": "landscape",
+            "mode": "image",
+            "inputs": [],
             "seed": 1234,
             "status": "failed",
             "reason": "Unsafe prompt.",
@@ -606,6 +611,8 @@ def test_export_copies_every_ready_clip_and_lists_every_take(board, alice, bob, 
             "prompt": "Scene prompt 2",
             "model": "veo_3_1_i2v_s_fast",
             "aspect": "landscape",
+            "mode": "image",
+            "inputs": [],
             "seed": 42,
             "status": "ready",
             "reason": "",
@@ -621,6 +628,8 @@ def test_export_copies_every_ready_clip_and_lists_every_take(board, alice, bob, 
             "prompt": "Scene prompt 3",
             "model": "veo_3_1_i2v_s_fast",
             "aspect": "landscape",
+            "mode": "image",
+            "inputs": [],
             "seed": 1234,
             "status": "pending",
             "reason": "",

@@ -209,10 +209,25 @@ def _queries(client, url) -> tuple[int, int]:
 
 
 def _grow(project, alice, scenes: int, takes_each: int) -> None:
+    """Scenes of every mode (text, start image, frames, ingredients with three references),
+    each with its takes: what a card shows grows, its queries must not."""
     image = make_image(project, alice)
+    end = make_image(project, alice, color=(200, 40, 40))
     hour_ago = timezone.now() - timedelta(hours=1)
-    for _ in range(scenes):
-        scene = make_scene(project, image, updated=hour_ago)
+    modes = [
+        {"mode": "text", "model_key": "veo_3_1_t2v_fast"},
+        {"image": image},
+        {"image": image, "mode": "frames", "end_image": end, "model_key": "veo_3_1_i2v_s_fast_fl"},
+        {
+            "mode": "ingredients",
+            "reference_1": image,
+            "reference_2": end,
+            "reference_3": image,
+            "model_key": "veo_3_1_r2v_fast_landscape",
+        },
+    ]
+    for index in range(scenes):
+        scene = make_scene(project, updated=hour_ago, **modes[index % len(modes)])
         for _ in range(takes_each):
             make_take(scene, alice, status=ACTIVE, updated=hour_ago)
 

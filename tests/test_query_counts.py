@@ -29,6 +29,7 @@ from tests.views_support import attach_clip, client_for, make_take
 
 S = Generation.Status
 HOUR_AGO = timedelta(hours=1)
+MODES = ["text", "image", "frames", "ingredients"]
 
 
 def _count(client, url: str, **headers) -> tuple[object, int]:
@@ -144,6 +145,8 @@ def _ready_clips(project, members: list[User], count: int, *, scenes: int = 20) 
                 prompt="A lighthouse at dusk",
                 model_key="veo_3_1_i2v_s_fast",
                 aspect="landscape",
+                # Every mode present: a card's facts grow, the page's queries must not.
+                mode=MODES[n % len(MODES)],
                 seed=n,
                 status=S.READY,
                 video=f"clips/{n}/clip.mp4",
@@ -195,14 +198,17 @@ def test_the_gallery_costs_the_same_queries_for_10_clips_as_for_10000_by_20_memb
     filtered_html, filtered_queries = _gallery(
         client, project, member="member03", date="week", sort="scene", page=3
     )
+    mode_html, mode_queries = _gallery(client, project, mode="frames", page=2)
 
     # The session, the user, the membership with its project, the scenes, the members'
     # counts, their names, the page's clips and their upscaled copies, however many clips and
     # however deep the page; the first page of the whole gallery adds one for the project's films.
     assert small_queries == first_queries == 9
     assert deep_queries == last_queries == scene_queries == 8
-    # Filtered by member and date and sorted by scene, a page costs the same.
-    assert filtered_queries == 8
+    # Filtered by member and date and sorted by scene, or by mode, a page costs the same.
+    assert filtered_queries == mode_queries == 8
+    assert len(_shown(mode_html)) == PAGE_SIZE
+    assert f"Page 2 of {math.ceil(2_500 / PAGE_SIZE)}" in mode_html
     assert len(_shown(filtered_html)) == PAGE_SIZE
     assert "Page 3 of 11" in filtered_html  # member03's 500 clips
     assert len(_shown(small_html)) == 10

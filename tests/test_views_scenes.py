@@ -65,12 +65,16 @@ def test_the_storyboard_shows_the_start_image_through_the_private_media_view(pro
     assert client.get(f"/media/image/{image.uuid}").status_code == 200
 
 
-def test_the_form_lists_only_the_models_the_tier_allows_grouped_by_aspect(project, bob):
+def test_the_form_lists_only_the_models_the_tier_allows_grouped_by_mode_and_aspect(project, bob):
     html = client_for(bob).get(reverse("scene-create", args=[project.uuid])).text
 
-    assert '<optgroup label="Landscape 16:9">' in html
-    assert '<optgroup label="Portrait 9:16">' in html
-    assert 'value="veo_3_1_i2v_s_fast_portrait"' in html
+    assert '<optgroup label="Start image · Landscape 16:9">' in html
+    assert '<optgroup label="Start image · Portrait 9:16">' in html
+    assert '<optgroup label="Text · Portrait 9:16">' in html
+    assert '<optgroup label="Start and end frames · Landscape 16:9">' in html
+    assert '<optgroup label="Ingredients · Landscape 16:9">' in html
+    assert 'value="veo_3_1_i2v_s_fast_portrait" data-mode="image" data-aspect="portrait"' in html
+    assert 'value="veo_3_1_r2v_fast_landscape" data-mode="ingredients"' in html
     assert "_ultra" not in html
 
 

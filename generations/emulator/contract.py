@@ -33,6 +33,43 @@ START_IMAGE_MODELS = (
     "veo_3_1_i2v_lite",
     "veo_3_1_i2v_lite_low_priority",
 )
+# The other ways to make a clip (flow-api README §6): each route takes only its own keys.
+TEXT_MODELS = (
+    "veo_3_1_t2v_fast",
+    "veo_3_1_t2v_fast_portrait",
+    "veo_3_1_t2v_fast_ultra",
+    "veo_3_1_t2v_fast_portrait_ultra",
+    "veo_3_1_t2v",
+    "veo_3_1_t2v_portrait",
+    "veo_3_1_t2v_lite",
+)
+FRAMES_MODELS = (
+    "veo_3_1_i2v_s_fast_fl",
+    "veo_3_1_i2v_s_fast_portrait_fl",
+    "veo_3_1_i2v_s_fast_ultra_fl",
+    "veo_3_1_i2v_s_fast_portrait_ultra_fl",
+    "veo_3_1_i2v_s_fl",
+    "veo_3_1_i2v_s_portrait_fl",
+    "veo_3_1_interpolation_lite",
+)
+REFERENCE_MODELS = (
+    "veo_3_1_r2v_fast_landscape",
+    "veo_3_1_r2v_fast_portrait",
+    "veo_3_1_r2v_fast_landscape_ultra",
+    "veo_3_1_r2v_fast_portrait_ultra",
+    "veo_3_1_r2v_lite",
+)
+# Quality's keys: Quality makes no clip from reference images.
+QUALITY_MODELS = (
+    "veo_3_1_i2v_s",
+    "veo_3_1_i2v_s_portrait",
+    "veo_3_1_t2v",
+    "veo_3_1_t2v_portrait",
+    "veo_3_1_i2v_s_fl",
+    "veo_3_1_i2v_s_portrait_fl",
+)
+REFERENCE_USAGE_TYPES = ("IMAGE_USAGE_TYPE_ASSET",)
+MAX_REFERENCES = 3
 SEED_MAX = 2**32 - 1
 
 PENDING = "MEDIA_GENERATION_STATUS_PENDING"
@@ -123,3 +160,17 @@ def quota_reached() -> ApiError:
 
 def internal_error() -> ApiError:
     return ApiError(500, "INTERNAL", "Internal error encountered.")
+
+
+def unknown_field(name: str, at: str) -> ApiError:
+    """What Google's JSON-to-proto reader answers for a key the message does not have."""
+    where = f" at '{at}'" if at else ""
+    message = f'Invalid JSON payload received. Unknown name "{name}"{where}: Cannot find field.'
+    return ApiError(400, "INVALID_ARGUMENT", message, field_path=at or name)
+
+
+def only_known(container: dict[str, Any], allowed: tuple[str, ...] | frozenset[str], at: str):
+    """Refuse the first key of ``container`` not in ``allowed``, as Google does."""
+    for name in container:
+        if name not in allowed:
+            raise unknown_field(name, at)

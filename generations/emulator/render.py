@@ -152,8 +152,11 @@ def render_clip(
     name: str,
     size: tuple[int, int] | None = None,
     audio: bool = False,
+    end_image_bytes: bytes | None = None,
 ) -> RenderedClip:
-    """Render ``<name>.mp4`` and ``<name>.jpg`` into ``out_dir``.
+    """Render ``<name>.mp4`` and ``<name>.jpg`` into ``out_dir``; with ``end_image_bytes``
+    the clip cross-fades from the start image into the end image (each under the same camera
+    move), so it begins on the one and ends on the other.
 
     Both files are written under temporary names and renamed into place, so a reader never
     sees half a clip.
@@ -163,6 +166,10 @@ def render_clip(
     frames = max(1, round(clip_seconds * fps))
     with Image.open(io.BytesIO(image_bytes)) as opened:
         source = _source_for(opened, size)
+    end_source = None
+    if end_image_bytes is not None:
+        with Image.open(io.BytesIO(end_image_bytes)) as opened:
+            end_source = _source_for(opened, size)
     band = _caption_band(caption_text(prompt), width, height)
     band_top = height - (band.height if band else 0) - height // 20
 
@@ -189,6 +196,13 @@ def render_clip(
                 frame_image = source.resize(
                     size, Image.Resampling.BILINEAR, box=_window(source.size, size, t, move)
                 )
+                if end_source is not None:
+                    end_frame = end_source.resize(
+                        size,
+                        Image.Resampling.BILINEAR,
+                        box=_window(end_source.size, size, t, move),
+                    )
+                    frame_image = Image.blend(frame_image, end_frame, _ease(t))
                 if band is not None:
                     frame_image.paste(band, (0, band_top), band)
                 if index == 0:

@@ -114,17 +114,30 @@ class Renderer:
         seconds: float | None = None,
         size: tuple[int, int] | None = None,
         audio: bool = False,
+        end: StoredImage | None = None,
     ) -> Future[RenderedClip]:
+        """``end``: the clip cross-fades from ``image`` into it (start and end frames)."""
         # The seed picks the camera move, so two takes of one scene look like two takes.
         move = seed % CAMERA_MOVES
         seconds = self.clip_seconds if seconds is None else seconds
         key = (image.sha256, caption_text(prompt), portrait, move, seconds, size, audio)
+        if end is not None:
+            key += (end.sha256,)
         with self._lock:
             future = self._cache.get(key)
             if future is None or (future.done() and future.exception() is not None):
                 name = hashlib.sha256(repr((*key, self.fps)).encode()).hexdigest()[:32]
                 future = self._pool.submit(
-                    self._render, image.data, prompt, portrait, move, name, seconds, size, audio
+                    self._render,
+                    image.data,
+                    prompt,
+                    portrait,
+                    move,
+                    name,
+                    seconds,
+                    size,
+                    audio,
+                    end.data if end is not None else None,
                 )
                 self._cache[key] = future
             return future
@@ -150,6 +163,7 @@ class Renderer:
         seconds: float | None = None,
         size: tuple[int, int] | None = None,
         audio: bool = False,
+        end_data: bytes | None = None,
     ) -> RenderedClip:
         started = time.perf_counter()
         try:
@@ -164,6 +178,7 @@ class Renderer:
                 name=name,
                 size=size,
                 audio=audio,
+                end_image_bytes=end_data,
             )
         except Exception:
             log.exception("Rendering a clip failed")

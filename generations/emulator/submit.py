@@ -1,7 +1,12 @@
-"""``POST /v1/video:batchAsyncGenerateVideoStartImage``: a batch of clips from start images.
+"""``POST /v1/video:batchAsyncGenerateVideo{StartImage,Text,StartAndEndImage,ReferenceImages}``:
+a batch of clips from start images, from the prompt alone, from a start and an end frame, or
+from 1 to 3 reference images.
 
-The refusals come in the order Flow's come (README.md, "What it refuses"), and a refused
-batch costs nothing; an accepted one is charged whole at once and starts its renders.
+The routes share the envelope and differ in the image keys of a request and the model keys
+they take (``ROUTES``); a key of another route, or a field the route does not know, is refused
+as Google refuses it. The refusals come in the order Flow's come (README.md, "What it
+refuses"), and a refused batch costs nothing; an accepted one is charged whole at once and
+starts its renders.
 """
 
 from __future__ import annotations
@@ -14,9 +19,15 @@ from typing import Any
 
 from .auth import authenticate
 from .contract import (
+    FRAMES_MODELS,
+    MAX_REFERENCES,
     PENDING,
+    QUALITY_MODELS,
+    REFERENCE_MODELS,
+    REFERENCE_USAGE_TYPES,
     SEED_MAX,
     START_IMAGE_MODELS,
+    TEXT_MODELS,
     TIER_RANK,
     TOOLS,
     VIDEO_ASPECTS,
@@ -24,6 +35,7 @@ from .contract import (
     invalid,
     missing,
     not_found,
+    only_known,
     quota_reached,
 )
 from .faults import (
@@ -36,8 +48,27 @@ from .faults import (
     delay,
     faults_in,
 )
+from .pictures import render_mode
 from .state import EmulatorState, Operation, StoredImage
 from .wire import Request, Response, need_enum, need_list, need_object, need_string
+
+
+@dataclass(frozen=True)
+class VideoRoute:
+    """One way of making a clip: the model keys it takes and the image keys of a request."""
+
+    mode: str
+    models: tuple[str, ...]
+    image_keys: tuple[str, ...]
+
+
+START_IMAGE = VideoRoute("image", START_IMAGE_MODELS, ("startImage",))
+TEXT = VideoRoute("text", TEXT_MODELS, ())
+FRAMES = VideoRoute("frames", FRAMES_MODELS, ("startImage", "endImage"))
+REFERENCES = VideoRoute("ingredients", REFERENCE_MODELS, ("referenceImages",))
+REQUEST_KEYS = ("aspectRatio", "seed", "textInput", "videoModelKey", "metadata")
+CONTEXT_KEYS = ("projectId", "tool", "userPaygateTier", "sessionId")
+IMAGE_REF_KEYS = ("mediaId", "cropCoordinates")
 
 
 @dataclass
@@ -49,17 +80,37 @@ class ClipAsked:
     seed: int
     prompt: str
     model: str
-    media_id: str
+    # The uploaded images it is made from: the start (and end) frame, or the references.
+    media_ids: list[str]
     scene_id: str
     faults: list[Fault]
+    mode: str = "image"
 
 
 def submit(state: EmulatorState, request: Request) -> Response:
+    return generate(state, request, START_IMAGE)
+
+
+def submit_text(state: EmulatorState, request: Request) -> Response:
+    return generate(state, request, TEXT)
+
+
+def submit_frames(state: EmulatorState, request: Request) -> Response:
+    return generate(state, request, FRAMES)
+
+
+def submit_references(state: EmulatorState, request: Request) -> Response:
+    return generate(state, request, REFERENCES)
+
+
+def generate(state: EmulatorState, request: Request, route: VideoRoute) -> Response:
     state.count("submit")
     authenticate(state, request)
     config = state.config
     body = request.json()
+    only_known(body, ("clientContext", "requests"), "")
     context = need_object(body, "clientContext", "clientContext")
+    only_known(context, CONTEXT_KEYS, "clientContext")
     need_string(context, "projectId", "clientContext.projectId")
     need_enum(context, "tool", "clientContext.tool", TOOLS)
     claimed_tier = config.tier
@@ -69,7 +120,7 @@ def submit(state: EmulatorState, request: Request) -> Response:
         )
     requests = need_list(body, "requests")
 
-    clips = [read_clip(item, f"requests[{index}]") for index, item in enumerate(requests)]
+    clips = [read_clip(item, f"requests[{index}]", route) for index, item in enumerate(requests)]
     scene_ids = [clip.scene_id for clip in clips]
     if len(set(scene_ids)) != len(scene_ids):
         raise ApiError(
@@ -80,9 +131,9 @@ def submit(state: EmulatorState, request: Request) -> Response:
         )
 
     with state.lock:
-        images = [state.images.get(clip.media_id) for clip in clips]
+        images = [[state.images.get(media_id) for media_id in clip.media_ids] for clip in clips]
         global_faults = list(state.global_faults)
-    if any(image is None for image in images):
+    if any(image is None for clip_images in images for image in clip_images):
         raise not_found()
 
     # The account's tier, unless the client claims a lower one.
@@ -114,9 +165,9 @@ def submit(state: EmulatorState, request: Request) -> Response:
             state.accepted[clip.scene_id] = state.accepted.get(clip.scene_id, 0) + 1
 
     operations = []
-    for clip, image in zip(clips, images, strict=True):
-        assert image is not None
-        operation = start_operation(state, clip, image, global_faults, now)
+    for clip, clip_images in zip(clips, images, strict=True):
+        known = [image for image in clip_images if image is not None]
+        operation = start_operation(state, clip, known, global_faults, now)
         operations.append(
             {
                 "operation": {"name": operation.name},
@@ -130,7 +181,7 @@ def submit(state: EmulatorState, request: Request) -> Response:
 def start_operation(
     state: EmulatorState,
     clip: ClipAsked,
-    image: StoredImage,
+    images: list[StoredImage],
     global_faults: list[Fault],
     now: float,
 ) -> Operation:
@@ -146,7 +197,7 @@ def start_operation(
                 faults[fault.name] = fault
     render = None
     if "fail" not in faults and "stuck" not in faults:
-        render = state.renderer.render(image, clip.prompt, clip.portrait, clip.seed)
+        render = render_mode(state, clip.mode, images, clip.prompt, clip.portrait, clip.seed)
     operation = Operation(
         name=uuid.uuid4().hex,
         scene_id=clip.scene_id,
@@ -168,27 +219,38 @@ def start_operation(
     return operation
 
 
-def read_clip(item: Any, path: str) -> ClipAsked:
+def read_clip(item: Any, path: str, route: VideoRoute = START_IMAGE) -> ClipAsked:
     if not isinstance(item, dict):
         raise invalid(path, item, "object")
+    only_known(item, REQUEST_KEYS + route.image_keys, path)
     aspect = need_enum(item, "aspectRatio", f"{path}.aspectRatio", VIDEO_ASPECTS)
     if "seed" not in item or item["seed"] is None:
         raise missing(f"{path}.seed")
     seed = item["seed"]
     if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= SEED_MAX:
         raise invalid(f"{path}.seed", seed, f"TYPE_UINT32, 0 to {SEED_MAX}")
-    prompt = need_string(
-        need_object(item, "textInput", f"{path}.textInput"), "prompt", f"{path}.textInput.prompt"
-    )
-    model = need_enum(item, "videoModelKey", f"{path}.videoModelKey", START_IMAGE_MODELS)
-    media_id = need_string(
-        need_object(item, "startImage", f"{path}.startImage"),
-        "mediaId",
-        f"{path}.startImage.mediaId",
-    )
-    scene_id = need_string(
-        need_object(item, "metadata", f"{path}.metadata"), "sceneId", f"{path}.metadata.sceneId"
-    )
+    text_input = need_object(item, "textInput", f"{path}.textInput")
+    only_known(text_input, ("prompt",), f"{path}.textInput")
+    prompt = need_string(text_input, "prompt", f"{path}.textInput.prompt")
+    model = item.get("videoModelKey")
+    if route is REFERENCES and model in QUALITY_MODELS:
+        raise ApiError(
+            400,
+            "INVALID_ARGUMENT",
+            f"The model {model} does not support reference images.",
+            field_path=f"{path}.videoModelKey",
+        )
+    model = need_enum(item, "videoModelKey", f"{path}.videoModelKey", route.models)
+    media_ids = [
+        read_image_ref(item, key, f"{path}.{key}")
+        for key in ("startImage", "endImage")
+        if key in route.image_keys
+    ]
+    if "referenceImages" in route.image_keys:
+        media_ids = read_references(item, f"{path}.referenceImages")
+    metadata = need_object(item, "metadata", f"{path}.metadata")
+    only_known(metadata, ("sceneId",), f"{path}.metadata")
+    scene_id = need_string(metadata, "sceneId", f"{path}.metadata.sceneId")
     try:
         faults = faults_in(prompt)
     except FaultSyntaxError as exc:
@@ -204,7 +266,33 @@ def read_clip(item: Any, path: str) -> ClipAsked:
         seed=seed,
         prompt=prompt,
         model=model,
-        media_id=media_id,
+        media_ids=media_ids,
         scene_id=scene_id,
         faults=faults,
+        mode=route.mode,
     )
+
+
+def read_image_ref(item: dict[str, Any], key: str, path: str) -> str:
+    ref = need_object(item, key, path)
+    only_known(ref, IMAGE_REF_KEYS, path)
+    return need_string(ref, "mediaId", f"{path}.mediaId")
+
+
+def read_references(item: dict[str, Any], path: str) -> list[str]:
+    references = item.get("referenceImages")
+    if references is None or references == []:
+        raise missing(path)
+    if not isinstance(references, list):
+        raise invalid(path, references, "list")
+    if len(references) > MAX_REFERENCES:
+        raise invalid(path, f"{len(references)} images", f"1 to {MAX_REFERENCES} images")
+    media_ids = []
+    for index, reference in enumerate(references):
+        at = f"{path}[{index}]"
+        if not isinstance(reference, dict):
+            raise invalid(at, reference, "object")
+        only_known(reference, ("mediaId", "imageUsageType"), at)
+        media_ids.append(need_string(reference, "mediaId", f"{at}.mediaId"))
+        need_enum(reference, "imageUsageType", f"{at}.imageUsageType", REFERENCE_USAGE_TYPES)
+    return media_ids

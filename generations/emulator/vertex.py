@@ -11,8 +11,6 @@ Vertex AI has (``VERTEX_FAULTS``).
 from __future__ import annotations
 
 import base64
-import hashlib
-import io
 import json
 import re
 import secrets
@@ -27,15 +25,16 @@ from urllib.parse import parse_qs, unquote
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
-from PIL import Image
 
 from .actions import vertex_source
 from .auth import authenticate
-from .contract import ApiError, invalid, missing
+from .contract import ApiError, invalid, missing, only_known
 from .faults import SUBMIT_ERRORS, Fault, FaultSyntaxError, delay, faults_in
+from .pictures import render_mode
 from .reframe import count_frames, render_extension
 from .render import RenderedClip
-from .state import EmulatorState, StoredImage
+from .state import EmulatorState
+from .vertex_inputs import INSTANCE_KEYS, read_inputs
 from .wire import Request, Response
 
 MODEL_ROUTE = re.compile(
@@ -308,6 +307,7 @@ def predict(state: EmulatorState, request: Request, match: re.Match) -> Response
     if not isinstance(instances, list) or len(instances) != 1 or not isinstance(instances[0], dict):
         raise invalid("instances", instances, "a list of one instance")
     instance = instances[0]
+    only_known(instance, INSTANCE_KEYS, "instances[0]")
     prompt = instance.get("prompt")
     if not isinstance(prompt, str) or not prompt.strip():
         raise missing("instances[0].prompt")
@@ -349,7 +349,7 @@ def predict(state: EmulatorState, request: Request, match: re.Match) -> Response
     storage_uri = parameters.get("storageUri", "")
     if storage_uri and (not isinstance(storage_uri, str) or not storage_uri.startswith("gs://")):
         raise invalid("parameters.storageUri", storage_uri, "a gs:// prefix")
-    image = _image(instance)
+    mode, images = read_inputs(instance, model, duration)
     width, height = RESOLUTIONS[resolution]
     portrait = ASPECTS[aspect]
     size = (height, width) if portrait else (width, height)
@@ -387,8 +387,10 @@ def predict(state: EmulatorState, request: Request, match: re.Match) -> Response
         ]
     elif not {"stuck", "fail", "op-error"} & set(operation_faults):
         renders = [
-            state.renderer.render(
-                image,
+            render_mode(
+                state,
+                mode,
+                images,
                 prompt,
                 portrait,
                 seed + index,
@@ -417,25 +419,6 @@ def predict(state: EmulatorState, request: Request, match: re.Match) -> Response
         state.vertex_operations[name] = operation
         state.stats["clips_submitted"] += count
     return Response.json({"name": name})
-
-
-def _image(instance: dict[str, Any]) -> StoredImage:
-    """The start image sent inline, or a plain frame for a text-only request."""
-    given = instance.get("image")
-    if given is None:
-        buffer = io.BytesIO()
-        Image.new("RGB", (640, 360), (40, 40, 48)).save(buffer, "PNG")
-        data = buffer.getvalue()
-    else:
-        if not isinstance(given, dict) or not isinstance(given.get("bytesBase64Encoded"), str):
-            raise invalid("instances[0].image", "…", "bytesBase64Encoded with mimeType")
-        try:
-            data = base64.b64decode(given["bytesBase64Encoded"], validate=True)
-            with Image.open(io.BytesIO(data)) as opened:
-                opened.verify()
-        except Exception:
-            raise invalid("instances[0].image.bytesBase64Encoded", "…", "an image") from None
-    return StoredImage(data=data, sha256=hashlib.sha256(data).hexdigest())
 
 
 def fetch(state: EmulatorState, request: Request, match: re.Match) -> Response:

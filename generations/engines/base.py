@@ -32,6 +32,17 @@ class Aspect(enum.StrEnum):
     PORTRAIT = "portrait"  # 9:16
 
 
+class Mode(enum.StrEnum):
+    """What a clip is made from: the prompt alone, a start image, a start and an end frame,
+    or 1 to 3 reference images ("ingredients"); extend continues a finished clip."""
+
+    TEXT = "text"
+    IMAGE = "image"
+    FRAMES = "frames"
+    INGREDIENTS = "ingredients"
+    EXTEND = "extend"
+
+
 class EngineKind(enum.StrEnum):
     """Which upstream serves an account."""
 
@@ -90,6 +101,12 @@ class ClipRequest:
     start_image_media_id: str | None = None
     # Engines that take the start image inline (Vertex AI) get its bytes here instead.
     start_image: ImageData | None = field(default=None, repr=False)
+    # What the clip is made from; the images the mode uses are given the same two ways.
+    mode: Mode = Mode.IMAGE
+    end_image_media_id: str | None = None
+    end_image: ImageData | None = field(default=None, repr=False)
+    reference_media_ids: tuple[str, ...] = ()
+    reference_images: tuple[ImageData, ...] = field(default=(), repr=False)
     # Clips of one scene share this; an engine that renders a scene's takes in one call
     # (Vertex AI's sampleCount) groups by it.
     scene_ref: str = ""

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 
-from .base import Aspect, EngineKind
+from .base import Aspect, EngineKind, Mode
 
 TIER_NOT_PAID = "PAYGATE_TIER_NOT_PAID"
 TIER_ONE = "PAYGATE_TIER_ONE"
@@ -31,12 +31,17 @@ class VideoModel:
     aspect: Aspect | None
     min_tier: str = TIER_NOT_PAID
     engine: str = EngineKind.FLOW
+    # The ways of making a clip the model does (a Flow key does one; a Vertex AI id several).
+    modes: frozenset[Mode] = frozenset({Mode.IMAGE})
 
     def allowed_for(self, tier: str) -> bool:
         return self.engine != EngineKind.FLOW or tier_rank(tier) >= tier_rank(self.min_tier)
 
     def makes(self, aspect: Aspect | str | None) -> bool:
         return aspect is None or self.aspect is None or self.aspect == aspect
+
+    def does(self, mode: Mode | str | None) -> bool:
+        return mode is None or mode in self.modes
 
 
 def tier_rank(tier: str) -> int:
@@ -57,30 +62,102 @@ IMAGE_TO_VIDEO: list[VideoModel] = [
     VideoModel("veo_3_1_i2v_lite_low_priority", "Veo 3.1 Lite (low priority)", L),
 ]
 
-# Vertex AI's published model ids: one id for both aspects, any account may use each.
-VERTEX_MODELS: list[VideoModel] = [
-    VideoModel("veo-3.1-fast-generate-001", "Veo 3.1 Fast", None, engine=EngineKind.VERTEX),
-    VideoModel("veo-3.1-generate-001", "Veo 3.1 Quality", None, engine=EngineKind.VERTEX),
+# The other ways Flow makes a clip (flow-api README §6): one key per mode, aspect and tier.
+# A Lite key seen without an aspect is offered for landscape only, as the start-image Lite is.
+_TEXT, _FRAMES, _REFS = (
+    frozenset({Mode.TEXT}),
+    frozenset({Mode.FRAMES}),
+    frozenset({Mode.INGREDIENTS}),
+)
+TEXT_TO_VIDEO: list[VideoModel] = [
+    VideoModel("veo_3_1_t2v_fast", "Veo 3.1 Fast", L, modes=_TEXT),
+    VideoModel("veo_3_1_t2v_fast_portrait", "Veo 3.1 Fast", P, modes=_TEXT),
+    VideoModel("veo_3_1_t2v_fast_ultra", "Veo 3.1 Fast (Ultra)", L, TIER_TWO, modes=_TEXT),
+    VideoModel("veo_3_1_t2v_fast_portrait_ultra", "Veo 3.1 Fast (Ultra)", P, TIER_TWO, modes=_TEXT),
+    VideoModel("veo_3_1_t2v", "Veo 3.1 Quality", L, modes=_TEXT),
+    VideoModel("veo_3_1_t2v_portrait", "Veo 3.1 Quality", P, modes=_TEXT),
+    # Seen for both aspects.
+    VideoModel("veo_3_1_t2v_lite", "Veo 3.1 Lite", None, modes=_TEXT),
+]
+# Start and end frame: the start-image keys with `_fl`, and Lite's interpolation key.
+FRAMES_TO_VIDEO: list[VideoModel] = [
+    VideoModel("veo_3_1_i2v_s_fast_fl", "Veo 3.1 Fast", L, modes=_FRAMES),
+    VideoModel("veo_3_1_i2v_s_fast_portrait_fl", "Veo 3.1 Fast", P, modes=_FRAMES),
+    VideoModel("veo_3_1_i2v_s_fast_ultra_fl", "Veo 3.1 Fast (Ultra)", L, TIER_TWO, modes=_FRAMES),
     VideoModel(
-        "veo-3.1-lite-generate-001", "Veo 3.1 Lite (preview)", None, engine=EngineKind.VERTEX
+        "veo_3_1_i2v_s_fast_portrait_ultra_fl",
+        "Veo 3.1 Fast (Ultra)",
+        P,
+        TIER_TWO,
+        modes=_FRAMES,
+    ),
+    VideoModel("veo_3_1_i2v_s_fl", "Veo 3.1 Quality", L, modes=_FRAMES),
+    VideoModel("veo_3_1_i2v_s_portrait_fl", "Veo 3.1 Quality", P, modes=_FRAMES),
+    VideoModel("veo_3_1_interpolation_lite", "Veo 3.1 Lite", L, modes=_FRAMES),
+]
+# Reference images ("ingredients"): Fast and Lite only; Quality refuses reference images.
+INGREDIENTS_TO_VIDEO: list[VideoModel] = [
+    VideoModel("veo_3_1_r2v_fast_landscape", "Veo 3.1 Fast", L, modes=_REFS),
+    VideoModel("veo_3_1_r2v_fast_portrait", "Veo 3.1 Fast", P, modes=_REFS),
+    VideoModel(
+        "veo_3_1_r2v_fast_landscape_ultra", "Veo 3.1 Fast (Ultra)", L, TIER_TWO, modes=_REFS
+    ),
+    VideoModel("veo_3_1_r2v_fast_portrait_ultra", "Veo 3.1 Fast (Ultra)", P, TIER_TWO, modes=_REFS),
+    VideoModel("veo_3_1_r2v_lite", "Veo 3.1 Lite", L, modes=_REFS),
+]
+FLOW_MODELS = [*IMAGE_TO_VIDEO, *TEXT_TO_VIDEO, *FRAMES_TO_VIDEO, *INGREDIENTS_TO_VIDEO]
+
+# Most reference images one clip takes (both engines).
+MAX_REFERENCES = 3
+
+# Vertex AI's published model ids: one id for both aspects, any account may use each. The GA
+# models do every mode (vertex-api README); the Lite preview is documented without a list of
+# modes, so only what every Veo model does is offered on it.
+_ALL = frozenset({Mode.TEXT, Mode.IMAGE, Mode.FRAMES, Mode.INGREDIENTS})
+VERTEX_MODELS: list[VideoModel] = [
+    VideoModel(
+        "veo-3.1-fast-generate-001", "Veo 3.1 Fast", None, engine=EngineKind.VERTEX, modes=_ALL
+    ),
+    VideoModel(
+        "veo-3.1-generate-001", "Veo 3.1 Quality", None, engine=EngineKind.VERTEX, modes=_ALL
+    ),
+    VideoModel(
+        "veo-3.1-lite-generate-001",
+        "Veo 3.1 Lite (preview)",
+        None,
+        engine=EngineKind.VERTEX,
+        modes=frozenset({Mode.TEXT, Mode.IMAGE}),
     ),
 ]
-MODELS = {EngineKind.FLOW: IMAGE_TO_VIDEO, EngineKind.VERTEX: VERTEX_MODELS}
+MODELS = {EngineKind.FLOW: FLOW_MODELS, EngineKind.VERTEX: VERTEX_MODELS}
 
 # Extending a ready clip (Flow's batchAsyncGenerateVideoExtendVideo). Not offered in the scene
 # form's list: an extension scene gets the key matching its source take's family and aspect
 # (``extend_model``). Vertex AI extends with the same model ids it generates with.
+_EXTEND = frozenset({Mode.EXTEND})
 EXTEND_MODELS: list[VideoModel] = [
-    VideoModel("veo_3_1_extend_fast_landscape", "Veo 3.1 Fast extend", L),
-    VideoModel("veo_3_1_extend_fast_portrait", "Veo 3.1 Fast extend", P),
-    VideoModel("veo_3_1_extend_fast_landscape_ultra", "Veo 3.1 Fast extend (Ultra)", L, TIER_TWO),
-    VideoModel("veo_3_1_extend_fast_portrait_ultra", "Veo 3.1 Fast extend (Ultra)", P, TIER_TWO),
-    VideoModel("veo_3_1_extend_landscape", "Veo 3.1 Quality extend", L),
-    VideoModel("veo_3_1_extend_portrait", "Veo 3.1 Quality extend", P),
-    VideoModel("veo_3_1_extension_lite", "Veo 3.1 Lite extend", None),
+    VideoModel("veo_3_1_extend_fast_landscape", "Veo 3.1 Fast extend", L, modes=_EXTEND),
+    VideoModel("veo_3_1_extend_fast_portrait", "Veo 3.1 Fast extend", P, modes=_EXTEND),
+    VideoModel(
+        "veo_3_1_extend_fast_landscape_ultra",
+        "Veo 3.1 Fast extend (Ultra)",
+        L,
+        TIER_TWO,
+        modes=_EXTEND,
+    ),
+    VideoModel(
+        "veo_3_1_extend_fast_portrait_ultra",
+        "Veo 3.1 Fast extend (Ultra)",
+        P,
+        TIER_TWO,
+        modes=_EXTEND,
+    ),
+    VideoModel("veo_3_1_extend_landscape", "Veo 3.1 Quality extend", L, modes=_EXTEND),
+    VideoModel("veo_3_1_extend_portrait", "Veo 3.1 Quality extend", P, modes=_EXTEND),
+    VideoModel("veo_3_1_extension_lite", "Veo 3.1 Lite extend", None, modes=_EXTEND),
 ]
 
-_BY_KEY = {model.key: model for model in [*IMAGE_TO_VIDEO, *VERTEX_MODELS, *EXTEND_MODELS]}
+_BY_KEY = {model.key: model for model in [*FLOW_MODELS, *VERTEX_MODELS, *EXTEND_MODELS]}
 
 
 def get_model(key: str) -> VideoModel | None:
@@ -88,14 +165,17 @@ def get_model(key: str) -> VideoModel | None:
 
 
 def models_for(
-    tier: str, aspect: Aspect | str | None = None, engine: str = EngineKind.FLOW
+    tier: str,
+    aspect: Aspect | str | None = None,
+    engine: str = EngineKind.FLOW,
+    mode: Mode | str | None = Mode.IMAGE,
 ) -> list[VideoModel]:
-    """The models an account of ``engine`` and ``tier`` may use, optionally only those for
-    ``aspect``."""
+    """The models an account of ``engine`` and ``tier`` may use for ``mode`` (None: any
+    mode), optionally only those for ``aspect``."""
     return [
         model
         for model in MODELS[EngineKind(engine)]
-        if model.allowed_for(tier) and model.makes(aspect)
+        if model.allowed_for(tier) and model.makes(aspect) and model.does(mode)
     ]
 
 
@@ -108,8 +188,10 @@ def can_make(engine: str, tier: str, model_key: str) -> bool:
     return model is not None and model.engine == engine and model.allowed_for(tier)
 
 
-def default_model(tier: str, aspect: Aspect | str, engine: str = EngineKind.FLOW) -> VideoModel:
-    return models_for(tier, aspect, engine)[0]
+def default_model(
+    tier: str, aspect: Aspect | str, engine: str = EngineKind.FLOW, mode: str = Mode.IMAGE
+) -> VideoModel:
+    return models_for(tier, aspect, engine, mode)[0]
 
 
 def model_family(key: str) -> str:

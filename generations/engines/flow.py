@@ -50,6 +50,17 @@ PATH_SUBMIT = "/v1/video:batchAsyncGenerateVideoStartImage"
 PATH_EXTEND = "/v1/video:batchAsyncGenerateVideoExtendVideo"
 PATH_UPSCALE = "/v1/video:batchAsyncGenerateVideoUpsampleVideo"
 UPSCALE_RESOLUTIONS = {"1080p": "VIDEO_RESOLUTION_1080P", "4k": "VIDEO_RESOLUTION_4K"}
+# The other ways to make a clip, in the captured envelope (flow-api README §6).
+PATH_SUBMIT_TEXT = "/v1/video:batchAsyncGenerateVideoText"
+PATH_SUBMIT_FRAMES = "/v1/video:batchAsyncGenerateVideoStartAndEndImage"
+PATH_SUBMIT_REFERENCES = "/v1/video:batchAsyncGenerateVideoReferenceImages"
+SUBMIT_PATHS = {
+    base.Mode.TEXT: PATH_SUBMIT_TEXT,
+    base.Mode.IMAGE: PATH_SUBMIT,
+    base.Mode.FRAMES: PATH_SUBMIT_FRAMES,
+    base.Mode.INGREDIENTS: PATH_SUBMIT_REFERENCES,
+}
+REFERENCE_USAGE = "IMAGE_USAGE_TYPE_ASSET"
 PATH_CHECK = "/v1/video:batchCheckAsyncVideoGenerationStatus"
 PATH_CREDITS = "/v1/credits"
 PATH_SESSION = "/fx/api/auth/session"
@@ -362,8 +373,8 @@ class FlowEngine:
         return base.UploadedImage(media_id=media_id, width=size["width"], height=size["height"])
 
     def submit(self, project_ref: str, clips: list[base.ClipRequest]) -> base.SubmitResult:
-        """One submit call: clips from start images, or extensions of ready clips (one kind
-        per call: Flow has one path for each)."""
+        """One submit call: clips of one mode (text, start image, frames, ingredients), or
+        extensions of ready clips; one kind per call, as Flow has one path for each."""
         if not clips:
             raise ValueError("submit() needs at least one clip.")
         extending = {clip.extends for clip in clips}
@@ -378,26 +389,13 @@ class FlowEngine:
                 [clip.model_key for clip in clips],
                 what="extending clips",
             )
-        for clip in clips:
-            if not clip.start_image_media_id:
-                raise base.BadRequest(
-                    "Flowsite only generates clips from a start image, and this clip has none."
-                )
-        requests = [
-            {
-                "aspectRatio": VIDEO_ASPECTS[base.Aspect(clip.aspect)],
-                "seed": clip.seed,
-                "textInput": {"prompt": clip.prompt},
-                "videoModelKey": clip.model_key,
-                "startImage": {"mediaId": clip.start_image_media_id},
-                "metadata": {"sceneId": clip.request_id},
-            }
-            for clip in clips
-        ]
+        modes = {base.Mode(clip.mode) for clip in clips}
+        if len(modes) != 1 or next(iter(modes)) not in SUBMIT_PATHS:
+            raise ValueError("A submit's clips share one mode Flow has a call for.")
         return self._send_requests(
-            PATH_SUBMIT,
+            SUBMIT_PATHS[modes.pop()],
             project_ref,
-            requests,
+            [self._request(clip) for clip in clips],
             [clip.request_id for clip in clips],
             [clip.model_key for clip in clips],
             what="submitting clips",
@@ -490,6 +488,45 @@ class FlowEngine:
             clips=[by_request[rid] for rid in request_ids],
             remaining_credits=shape.credits(answer),
         )
+
+    @staticmethod
+    def _request(clip: base.ClipRequest) -> dict[str, Any]:
+        """One clip of a submit, its keys in the captured call's order.
+
+        Only the start-image request was captured. The others follow README §6 (what public
+        clients send): the same fields, with no image (text), ``startImage`` and ``endImage``
+        (frames), or ``referenceImages`` of ``{mediaId, imageUsageType}`` (ingredients) in
+        place of ``startImage``; the optional ``cropCoordinates`` are never sent.
+        """
+        mode = base.Mode(clip.mode)
+        needs = {
+            base.Mode.TEXT: True,
+            base.Mode.IMAGE: bool(clip.start_image_media_id),
+            base.Mode.FRAMES: bool(clip.start_image_media_id and clip.end_image_media_id),
+            base.Mode.INGREDIENTS: bool(clip.reference_media_ids),
+        }
+        if not needs[mode]:
+            raise base.BadRequest(
+                "This clip lacks an image its way of making it needs (a start image, an end "
+                "image or a reference image)."
+            )
+        request: dict[str, Any] = {
+            "aspectRatio": VIDEO_ASPECTS[base.Aspect(clip.aspect)],
+            "seed": clip.seed,
+            "textInput": {"prompt": clip.prompt},
+            "videoModelKey": clip.model_key,
+        }
+        if mode in (base.Mode.IMAGE, base.Mode.FRAMES):
+            request["startImage"] = {"mediaId": clip.start_image_media_id}
+        if mode == base.Mode.FRAMES:
+            request["endImage"] = {"mediaId": clip.end_image_media_id}
+        if mode == base.Mode.INGREDIENTS:
+            request["referenceImages"] = [
+                {"mediaId": media_id, "imageUsageType": REFERENCE_USAGE}
+                for media_id in clip.reference_media_ids
+            ]
+        request["metadata"] = {"sceneId": clip.request_id}
+        return request
 
     def check(self, operations: list[base.OperationRef]) -> base.StatusResult:
         """The state of each operation. Operations Flow leaves out of its answer are left out
@@ -812,7 +849,7 @@ class FlowEngine:
                 text = UNSAFE_REASONS.get(reason, base.Unsafe.default_message)
                 return base.Unsafe(with_code(text, reason), reason=reason, detail=detail)
         if status == 404 or NOT_FOUND_MESSAGE in message.lower():
-            if path == PATH_SUBMIT:
+            if path in SUBMIT_PATHS.values() and path != PATH_SUBMIT_TEXT:
                 return base.ImageUnknown(detail=detail)
             if path in (PATH_EXTEND, PATH_UPSCALE):
                 return base.BadRequest(

@@ -271,12 +271,7 @@ class VertexEngine:
 
     def _submit_one(self, clips: list[base.ClipRequest]) -> str:
         first = clips[0]
-        instance: dict = {"prompt": first.prompt}
-        if first.start_image is not None:
-            instance["image"] = {
-                "bytesBase64Encoded": base64.b64encode(first.start_image.data).decode("ascii"),
-                "mimeType": first.start_image.mime_type,
-            }
+        instance = _instance(first)
         if first.source_video_uri:
             # The clip to extend: where Vertex AI wrote it, or its bytes from Flowsite.
             instance["video"] = {"gcsUri": first.source_video_uri, "mimeType": "video/mp4"}
@@ -766,6 +761,36 @@ class _AuthResponse:
         self.data = response.content
 
 
+def _inline(image: base.ImageData) -> dict[str, str]:
+    return {
+        "bytesBase64Encoded": base64.b64encode(image.data).decode("ascii"),
+        "mimeType": image.mime_type,
+    }
+
+
+def _instance(clip: base.ClipRequest) -> dict[str, Any]:
+    """The prompt, and the images the clip's mode is made from: none (text), ``image``
+    (start image), ``image`` and ``lastFrame`` (frames), or 1 to 3 ``referenceImages`` of the
+    ``asset`` type (ingredients)."""
+    mode = base.Mode(clip.mode)
+    instance: dict[str, Any] = {"prompt": clip.prompt}
+    if mode in (base.Mode.IMAGE, base.Mode.FRAMES):
+        if clip.start_image is None:
+            raise base.BadRequest("This clip needs a start image and has none.")
+        instance["image"] = _inline(clip.start_image)
+    if mode == base.Mode.FRAMES:
+        if clip.end_image is None:
+            raise base.BadRequest("This clip needs an end image and has none.")
+        instance["lastFrame"] = _inline(clip.end_image)
+    if mode == base.Mode.INGREDIENTS:
+        if not clip.reference_images:
+            raise base.BadRequest("This clip needs reference images and has none.")
+        instance["referenceImages"] = [
+            {"image": _inline(image), "referenceType": "asset"} for image in clip.reference_images
+        ]
+    return instance
+
+
 def _scene_key(clip: base.ClipRequest) -> tuple:
     # Takes of one scene ask the same thing but for the seed: one call renders them all.
     return (
@@ -773,7 +798,10 @@ def _scene_key(clip: base.ClipRequest) -> tuple:
         clip.prompt,
         clip.model_key,
         clip.aspect,
+        clip.mode,
         clip.start_image.data if clip.start_image is not None else b"",
+        clip.end_image.data if clip.end_image is not None else b"",
+        tuple(image.data for image in clip.reference_images),
         clip.duration,
         clip.resolution,
         clip.audio,

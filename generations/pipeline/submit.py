@@ -57,6 +57,7 @@ from ..engines.base import (
     EngineError,
     ImageData,
     ImageUnknown,
+    Mode,
     NetworkError,
     QuotaReached,
     SessionExpired,
@@ -129,16 +130,15 @@ def submit_due(run: Pass) -> None:
     run.counts["moved_account"] += assign(token, now)
     generations = list(
         held(token, [S.QUEUED])
-        .select_related("account", "project", "start_image", "scene", "source_take")
+        .select_related("account", "project", "scene", "source_take", *Generation.INPUT_RELATIONS)
         .order_by("created", "pk")
     )
-    # Flow has one path per kind of clip (from a start image, extending a clip): a batch
-    # holds one kind.
-    groups: dict[tuple[int, int, bool], list[Generation]] = defaultdict(list)
+    # Flow has one call per way of making a clip (a mode, or extending a clip): a batch holds
+    # one of them.
+    groups: dict[tuple[int, int, str], list[Generation]] = defaultdict(list)
     for generation in generations:
-        groups[(generation.project_id, generation.account_id, is_extension(generation))].append(
-            generation
-        )
+        kind = Scene.Mode.EXTEND if is_extension(generation) else generation.mode
+        groups[(generation.project_id, generation.account_id, kind)].append(generation)
     # Flow's own client never sends more than four clips in one call; a bigger batch is a
     # shape the upstream has not been seen to accept, so groups go out in slices.
     size = max(1, settings.FLOW_SUBMIT_BATCH_SIZE)
@@ -210,6 +210,21 @@ def release_for_retry(run: Pass, token: UUID, pks: list[int]) -> None:
     )
 
 
+def inputs(generation: Generation) -> list[tuple[str, ImageAsset]]:
+    """(role, image) of each image the take is made from (loaded with the take)."""
+    return generation.input_images()
+
+
+def uses(generation: Generation, image_id: int) -> bool:
+    return any(image.pk == image_id for _, image in inputs(generation))
+
+
+def image_words(generation: Generation, image_id: int) -> str:
+    """ "The start image", "The end image", "A reference image": which of the take's images."""
+    role = next((role for role, image in inputs(generation) if image.pk == image_id), "start")
+    return {"start": "The start image", "end": "The end image"}.get(role, "A reference image")
+
+
 class SubmitGroup:
     def __init__(self, run: Pass, token: UUID, generations: list[Generation]) -> None:
         self.run_ = run
@@ -247,10 +262,14 @@ class SubmitGroup:
         try:
             self.send(list(self.generations), media_ids, forgotten_images=True)
         except ImageUnknown:
-            # Flow forgot the uploaded images: forget them too, upload once more and submit
+            # Flow forgot an uploaded image: forget them too, upload once more and submit
             # once more. The refusal was an HTTP answer, so the first call spent nothing.
+            # Images uploaded during this pass (for this group or an earlier one) are known
+            # to Flow and kept.
             ImageUpload.objects.filter(
-                account=self.account, image_id__in={t.start_image_id for t in self.generations}
+                account=self.account,
+                image_id__in={image.pk for t in self.generations for _, image in inputs(t)},
+                created__lt=self.now,
             ).delete()
             media_ids = self.upload_images(submitting=True)
             if self.generations:
@@ -264,8 +283,21 @@ class SubmitGroup:
                 model_key=generation.model_key,
                 aspect=Aspect(generation.aspect),
                 seed=generation.seed,
+                mode=Mode(generation.mode),
                 start_image_media_id=media_ids.get(generation.start_image_id),
                 start_image=self.image_data.get(generation.start_image_id),
+                end_image_media_id=media_ids.get(generation.end_image_id),
+                end_image=self.image_data.get(generation.end_image_id),
+                reference_media_ids=tuple(
+                    media_ids[image.pk]
+                    for role, image in inputs(generation)
+                    if role == "reference" and image.pk in media_ids
+                ),
+                reference_images=tuple(
+                    self.image_data[image.pk]
+                    for role, image in inputs(generation)
+                    if role == "reference" and image.pk in self.image_data
+                ),
                 scene_ref=str(generation.scene_id),
                 duration=generation.duration,
                 resolution=generation.resolution,
@@ -280,21 +312,25 @@ class SubmitGroup:
     # Uploads
 
     def upload_images(self, *, submitting: bool = False) -> dict[int, str]:
-        """Each start image uploaded to this account once; takes whose image fails drop out."""
+        """Every image of the takes (start, end, references) uploaded to this account once,
+        however many takes and scenes use it; takes whose image fails drop out."""
         images: dict[int, ImageAsset] = {}
-        missing: list[Generation] = []
+        missing: dict[str, list[Generation]] = defaultdict(list)
         self.read_sources(submitting=submitting)
         for generation in self.generations:
             if is_extension(generation):
                 continue  # it continues a clip, not an image
-            if generation.start_image is None:
-                missing.append(generation)
-            else:
-                images[generation.start_image_id] = generation.start_image
-        if missing:
+            gone = generation.missing_input()
+            if gone:
+                missing[gone].append(generation)
+                continue
+            for _, image in inputs(generation):
+                images[image.pk] = image
+        for what, takes in missing.items():
             self.fail(
-                missing,
-                "The start image of this take was deleted before it could be sent to Flow.",
+                takes,
+                f"{what} of this take {'were' if 'images' in what else 'was'} deleted before "
+                "it could be sent to Flow.",
                 statuses=[S.SUBMITTING] if submitting else [S.QUEUED],
             )
         self.image_data = {}
@@ -310,15 +346,16 @@ class SubmitGroup:
             if image_id in known:
                 media_ids[image_id] = known[image_id]
                 continue
-            affected = [t for t in self.generations if t.start_image_id == image_id]
+            affected = [t for t in self.generations if uses(t, image_id)]
             statuses = [S.SUBMITTING] if submitting else [S.QUEUED]
             try:
                 data = image.image_data()
             except OSError:
-                log.exception("start image %s could not be read", image.uuid)
+                log.exception("image %s could not be read", image.uuid)
                 self.fail(
                     affected,
-                    "The start image file could not be read from Flowsite's storage.",
+                    f"{image_words(affected[0], image_id)} file could not be read from "
+                    "Flowsite's storage.",
                     statuses=statuses,
                 )
                 continue
@@ -353,16 +390,20 @@ class SubmitGroup:
                 self.fail([generation], str(problem), statuses=statuses)
 
     def read_images(self, images: dict[int, ImageAsset], *, submitting: bool) -> dict[int, str]:
-        """For an engine that takes start images inside the submit call (Vertex AI): read
-        them, nothing is uploaded; takes whose image cannot be read drop out."""
+        """For an engine that takes images inside the submit call (Vertex AI): read them,
+        nothing is uploaded; takes whose image cannot be read drop out."""
         for image_id, image in images.items():
             try:
                 self.image_data[image_id] = image.image_data()
             except OSError:
-                log.exception("start image %s could not be read", image.uuid)
+                log.exception("image %s could not be read", image.uuid)
+                affected = [t for t in self.generations if uses(t, image_id)]
+                if not affected:
+                    continue
                 self.fail(
-                    [t for t in self.generations if t.start_image_id == image_id],
-                    "The start image file could not be read from Flowsite's storage.",
+                    affected,
+                    f"{image_words(affected[0], image_id)} file could not be read from "
+                    "Flowsite's storage.",
                     statuses=[S.SUBMITTING] if submitting else [S.QUEUED],
                 )
         return dict.fromkeys(self.image_data, "")

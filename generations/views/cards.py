@@ -76,7 +76,7 @@ def storyboard_scenes(project: Project, scenes=None) -> list[Scene]:
     )
     queryset = scenes if scenes is not None else project.scenes.all()
     loaded = list(
-        queryset.select_related("start_image", "pick", "source_take").prefetch_related(takes)
+        queryset.select_related(*Scene.IMAGE_FIELDS, "pick", "source_take").prefetch_related(takes)
     )
     for scene in loaded:
         take_actions.decorate(project, scene.take_list)

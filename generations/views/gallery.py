@@ -38,12 +38,14 @@ CARD_FIELDS = (
     "prompt",
     "model_key",
     "aspect",
+    "mode",
     "seed",
     "poster",
     "finished_at",
     "resolution",
 )
 ASPECTS = dict(Scene.AspectChoice.choices)
+MODES = dict(Scene.Mode.choices)
 # Stands for a clip's uuid in its media addresses, reversed once a page (_complete_cards).
 ANY_UUID = str(UUID(int=0))
 # The date filter: how far back a clip may have finished.
@@ -105,6 +107,10 @@ def project_gallery(request: HttpRequest, uuid: UUID) -> HttpResponse:
     if period in PERIODS:
         clips = clips.filter(finished_at__gte=timezone.now() - PERIODS[period][1])
         query["date"] = period
+    mode = request.GET.get("mode", "")
+    if mode in MODES:
+        clips = clips.filter(mode=mode)
+        query["mode"] = mode
     sort = request.GET.get("sort", "")
     if sort in SORTS and sort != "newest":
         query["sort"] = sort
@@ -154,6 +160,8 @@ def project_gallery(request: HttpRequest, uuid: UUID) -> HttpResponse:
             ],
             "periods": {key: label for key, (label, _) in PERIODS.items()},
             "period": query.get("date", ""),
+            "modes": MODES,
+            "mode": query.get("mode", ""),
             "sorts": SORTS,
             "sort": sort,
             "filtered": bool(query),
@@ -195,6 +203,7 @@ def _complete_cards(sections: list[Section], scene_names: dict[int, str]) -> Non
             key = str(clip["uuid"])
             clip["scene"] = scene_names[clip["scene_id"]]
             clip["aspect_label"] = ASPECTS.get(clip["aspect"], clip["aspect"])
+            clip["mode_label"] = MODES.get(clip["mode"], clip["mode"])
             clip["video_url"] = video.replace(ANY_UUID, key)
             clip["poster_url"] = poster.replace(ANY_UUID, key) if clip["poster"] else ""
 

@@ -16,8 +16,8 @@
     var root = input.closest && input.closest("[data-image-input]");
     if (root && input.type === "file") showChosenFile(root, input);
     if (root && input.type === "radio" && input.checked) showPickedImage(root, input);
-    if (input.matches && input.matches("select[data-aspect=scene]")) {
-      matchModelsToAspect(input);
+    if (input.matches && input.matches("select[data-aspect=scene], select[data-mode=scene]")) {
+      followMode();
       document.querySelectorAll("[data-image-input]").forEach(describeCrop);
     }
     if (input.form && input.form.hasAttribute("data-autosubmit")) {
@@ -159,17 +159,35 @@
     select.focus();
   });
 
-  // Only the models that make clips of the chosen aspect stay selectable (the server checks too).
-  function matchModelsToAspect(aspectSelect) {
+  // The scene form follows its mode: only the image fields the mode uses are shown, and only
+  // the models that make the chosen mode and aspect stay selectable (the server checks both;
+  // without JavaScript every field shows and the list is grouped by mode and aspect).
+  function followMode() {
+    var modeSelect = document.querySelector("select[data-mode=scene]");
+    var aspectSelect = document.querySelector("select[data-aspect=scene]");
     var models = document.querySelector("select[data-models=scene]");
-    if (!models || !aspectSelect.selectedOptions.length) return;
-    var wanted = aspectSelect.selectedOptions[0].text;
-    var groups = models.querySelectorAll("optgroup");
-    groups.forEach(function (group) { group.disabled = group.label !== wanted; });
+    var mode = modeSelect ? modeSelect.value : "image";
+    document.querySelectorAll("[data-modes]").forEach(function (field) {
+      field.hidden = field.getAttribute("data-modes").split(" ").indexOf(mode) === -1;
+    });
+    if (!models || !aspectSelect) return;
+    var aspect = aspectSelect.value;
+    models.querySelectorAll("option").forEach(function (option) {
+      var fits = option.getAttribute("data-mode") === mode && option.getAttribute("data-aspect") === aspect;
+      option.disabled = !fits;
+      option.hidden = !fits;
+    });
+    models.querySelectorAll("optgroup").forEach(function (group) {
+      var open = group.querySelector("option:not([disabled])") !== null;
+      group.disabled = !open;
+      group.hidden = !open;
+    });
     var current = models.selectedOptions[0];
-    if (current && current.parentElement.disabled) {
-      var first = models.querySelector("optgroup:not([disabled]) option");
-      if (first) models.value = first.value;
+    if (current && current.disabled) {
+      // A model that does both (Vertex AI's) stays chosen; otherwise the first that fits.
+      var same = models.querySelector('option:not([disabled])[value="' + current.value + '"]');
+      var first = same || models.querySelector("option:not([disabled])");
+      if (first) first.selected = true;
     }
   }
 
@@ -581,8 +599,7 @@
     document.querySelectorAll("[data-review-open]").forEach(function (button) { button.hidden = false; });
     document.querySelectorAll("[data-seam-play]").forEach(function (button) { button.hidden = false; });
     document.querySelectorAll("form[data-autosubmit] [data-autosubmit-button]").forEach(function (button) { button.hidden = true; });
-    var aspect = document.querySelector("select[data-aspect=scene]");
-    if (aspect) matchModelsToAspect(aspect);
+    if (document.querySelector("select[data-aspect=scene]")) followMode();
     document.querySelectorAll("[data-image-input]").forEach(setUpImageInput);
     setUpStoryboard(storyboard());
   });

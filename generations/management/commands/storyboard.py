@@ -57,16 +57,27 @@ from generations.models import (
     Project,
     Scene,
 )
-from generations.rules import normalise_line_breaks, printable
+from generations.rules import mode_input_problems, normalise_line_breaks, printable
 
 from .flow_account import table
 
-REQUIRED_COLUMNS = ("image", "prompt", "aspect")
+REQUIRED_COLUMNS = ("prompt", "aspect")
 # The clip options (duration … people) are for Vertex AI accounts; a Flow account refuses them
 # in the scene rules' words.
 OPTIONS_COLUMNS = ("duration", "resolution", "audio", "negative_prompt", "person_generation")
-OPTIONAL_COLUMNS = ("model", "seed", "takes", *OPTIONS_COLUMNS)
-COLUMNS = REQUIRED_COLUMNS + OPTIONAL_COLUMNS
+# What a clip is made from: the mode (default: image when an image is given, else text) and
+# its images, each a path relative to the CSV; references are 1 to 3 paths separated by ";".
+IMAGE_COLUMNS = ("image", "end_image", "references")
+OPTIONAL_COLUMNS = ("mode", "end_image", "references", "model", "seed", "takes", *OPTIONS_COLUMNS)
+COLUMNS = ("image", *REQUIRED_COLUMNS, *OPTIONAL_COLUMNS)
+CSV_MODES = ("text", "image", "frames", "ingredients")
+# A mode's image missing from its row, in the CSV's words.
+MISSING_CELL = {
+    "start_image": "The image cell is empty; name the start image file.",
+    "end_image": "The end_image cell is empty; name the end image file (a frames clip moves "
+    "from the image to it).",
+    "reference_1": "The references cell is empty; name 1 to 3 image files separated by “;”.",
+}
 # The scene's fields the columns fill, in the order a row's problems are told.
 SCENE_FIELDS = ("prompt", "aspect", "model_key", "seed", "takes", *OPTIONS_COLUMNS)
 AUDIO_WORDS = {"": False, "no": False, "false": False, "0": False, "off": False}
@@ -77,8 +88,14 @@ EDIT_ROLES = (Membership.Role.OWNER, Membership.Role.EDITOR)
 @dataclass
 class SceneRow:
     number: int
-    image: Path
+    image: Path | None
     scene: Scene  # judged by the model's rules, not yet saved
+    end_image: Path | None = None
+    references: tuple[Path, ...] = ()
+
+    @property
+    def paths(self) -> list[Path]:
+        return [path for path in (self.image, self.end_image, *self.references) if path]
 
 
 class Command(BaseCommand):
@@ -197,7 +214,10 @@ class Command(BaseCommand):
                 now = timezone.now()
                 scenes = [row.scene for row in rows]
                 for index, (row, scene) in enumerate(zip(rows, scenes, strict=True)):
-                    scene.project, scene.start_image = project, images[row.image]
+                    scene.project = project
+                    scene.start_image = images[row.image] if row.image else None
+                    scene.end_image = images[row.end_image] if row.end_image else None
+                    scene.set_references([images[path] for path in row.references])
                     scene.position, scene.created, scene.updated = first + index, now, now
                 Scene.objects.bulk_create(scenes)
                 project.mark_scenes_changed()
@@ -215,26 +235,27 @@ class Command(BaseCommand):
         count = Scene.objects.filter(project=project).count()
         self.stdout.write(
             f"Imported {len(rows)} scene{_s(len(rows))} into {project.name!r} "
-            f"with {len(images)} start image{_s(len(images))}; "
+            f"with {len(images)} image{_s(len(images))}; "
             f"the storyboard now has {count} scene{_s(count)}."
         )
 
     def _store_images(
         self, project: Project, rows: list[SceneRow], user, stored: list[str]
     ) -> dict[Path, ImageAsset]:
-        """Store each distinct image file once, however many scenes use it."""
+        """Store each distinct image file once, however many scenes (and roles) use it."""
         images: dict[Path, ImageAsset] = {}
         for row in rows:
-            if row.image in images:
-                continue
-            try:
-                with row.image.open("rb") as handle:
-                    asset = store_start_image(project, handle, user, name=row.image.name)
-            except (ImageRejected, OSError) as error:
-                # The file changed after it was checked.
-                raise CommandError(f"row {row.number}: {row.image}: {error}") from None
-            stored.append(asset.file.name)
-            images[row.image] = asset
+            for path in row.paths:
+                if path in images:
+                    continue
+                try:
+                    with path.open("rb") as handle:
+                        asset = store_start_image(project, handle, user, name=path.name)
+                except (ImageRejected, OSError) as error:
+                    # The file changed after it was checked.
+                    raise CommandError(f"row {row.number}: {path}: {error}") from None
+                stored.append(asset.file.name)
+                images[path] = asset
         return images
 
     # --- generate -----------------------------------------------------------------------
@@ -541,22 +562,46 @@ def _check_row(
     problem with it as sentences."""
     problems: list[str] = []
 
-    image = None
-    if not cells["image"]:
-        problems.append("The image cell is empty; name the start image file.")
+    def checked(given: str) -> Path:
+        path = (base / given).resolve()
+        if path not in checked_images:
+            checked_images[path] = _image_problem(path, given)
+        if checked_images[path]:
+            problems.append(checked_images[path])
+        return path
+
+    given_image = cells.get("image", "")
+    given_end = cells.get("end_image", "")
+    given_references = [part.strip() for part in cells.get("references", "").split(";")]
+    given_references = [part for part in given_references if part]
+    mode = cells.get("mode", "").strip().lower() or ("image" if given_image else "text")
+    if mode not in CSV_MODES:
+        problems.append(f"The mode is text, image, frames or ingredients, not “{cells['mode']}”.")
+        mode_problems = {}
     else:
-        image = (base / cells["image"]).resolve()
-        if image not in checked_images:
-            checked_images[image] = _image_problem(image, cells["image"])
-        if checked_images[image]:
-            problems.append(checked_images[image])
+        mode_problems = mode_input_problems(
+            mode,
+            start=bool(given_image),
+            end=bool(given_end),
+            references=len(given_references),
+        )
+    for name in ("start_image", "end_image", "reference_1"):
+        if name in mode_problems:
+            given = {"start_image": given_image, "end_image": given_end}.get(name, given_references)
+            problems.append(mode_problems[name] if given else MISSING_CELL[name])
+    image = checked(given_image) if given_image else None
+    end_image = checked(given_end) if given_end else None
+    references = tuple(checked(given) for given in given_references)
 
     aspect = cells["aspect"].lower()
     model_key = cells.get("model", "")
-    exclude = ["project", "start_image"]
+    exclude = ["project", *Scene.IMAGE_FIELDS]
+    if mode not in CSV_MODES:
+        exclude.append("model_key")
+        mode = "image"  # judged as the usual mode; its own problem is told above
     if not model_key:
         if aspect in Scene.AspectChoice.values:
-            offered = models_for(account.tier, aspect, account.kind)
+            offered = models_for(account.tier, aspect, account.kind, mode)
             model_key = offered[0].key if offered else ""
         else:
             # No model asked for, and none to choose until the aspect (its own problem) is set.
@@ -566,6 +611,7 @@ def _check_row(
         project=Project(account=account),
         prompt=normalise_line_breaks(cells["prompt"]),
         aspect=aspect,
+        mode=mode,
         model_key=model_key,
         seed=cells.get("seed") or None,
         takes=cells.get("takes") or 1,
@@ -583,9 +629,9 @@ def _check_row(
         by_field = invalid.message_dict
         problems += [message for field in SCENE_FIELDS for message in by_field.get(field, [])]
 
-    if problems or image is None:
+    if problems:
         return None, problems
-    return SceneRow(number, image, scene), []
+    return SceneRow(number, image, scene, end_image, references), []
 
 
 def _image_problem(path: Path, given: str) -> str:
@@ -709,7 +755,7 @@ def scene_numbered(project: Project, position: int) -> Scene:
 
 def _scenes_with_takes(project: Project) -> models.QuerySet[Scene]:
     takes = (
-        Generation.objects.select_related("requested_by")
+        Generation.objects.select_related("requested_by", *Generation.INPUT_RELATIONS)
         .prefetch_related(Prefetch("upscales", to_attr="upscale_list"))
         .order_by("take", "id")
     )
