@@ -10,9 +10,6 @@ from generations.models import Generation, ImageUpload
 from tests.conftest import make_image, make_scene
 from tests.tasks_support import settle
 from tests.test_vertex_pipeline import settle as settle_vertex
-from tests.test_vertex_pipeline import vertex_project as _vertex_project
-
-vertex_project = _vertex_project
 
 S = Generation.Status
 RED, GREEN, BLUE = (220, 30, 30), (30, 200, 40), (30, 40, 220)

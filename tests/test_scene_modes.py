@@ -176,7 +176,9 @@ def test_bob_adds_a_frames_scene_with_its_start_and_end_images(project, bob):
     )
 
 
-def test_a_frames_scene_without_its_end_image_is_refused_and_nothing_is_stored(project, bob):
+def test_a_frames_scene_without_its_end_image_is_refused_and_only_its_start_image_is_kept(
+    project, bob
+):
     response = post_scene(
         bob,
         project,
@@ -190,7 +192,31 @@ def test_a_frames_scene_without_its_end_image_is_refused_and_nothing_is_stored(p
     assert response.status_code == 200
     assert rules.MISSING_UPLOAD["end_image"] in response.text
     assert not Scene.objects.exists()
-    assert not ImageAsset.objects.exists()
+    # The good start image is kept for the next try, so bob need not choose it again.
+    [kept] = ImageAsset.objects.all()
+    assert kept.original_name == "dawn.png" and kept.uploaded_by == bob
+    assert f'value="{kept.uuid}"' in response.text
+
+
+def test_bob_adds_the_missing_end_image_and_the_kept_start_image_opens_the_frames_scene(
+    project, bob
+):
+    first = dict(mode="frames", model_key="veo_3_1_i2v_s_fast_fl")
+    post_scene(bob, project, form_data(**first, start_image_file=upload("dawn.png", RED)))
+    [kept] = ImageAsset.objects.all()
+
+    response = post_scene(
+        bob,
+        project,
+        form_data(
+            **first, start_image_kept=str(kept.uuid), end_image_file=upload("dusk.png", BLUE)
+        ),
+    )
+
+    assert response.status_code == 302
+    scene = Scene.objects.get()
+    assert scene.start_image == kept
+    assert scene.end_image.original_name == "dusk.png"
 
 
 def test_an_end_image_chosen_for_a_start_image_scene_is_refused_in_words(project, bob):

@@ -16,7 +16,7 @@ from .state import StoredImage
 
 # The GA models take a last frame and reference images; the Lite preview neither.
 LAST_FRAME_MODELS = REFERENCE_MODELS = ("veo-3.1-generate-001", "veo-3.1-fast-generate-001")
-INSTANCE_KEYS = ("prompt", "image", "lastFrame", "referenceImages")
+INSTANCE_KEYS = ("prompt", "image", "lastFrame", "referenceImages", "video")
 
 
 def read_inputs(

@@ -15,11 +15,7 @@ from playwright.sync_api import Page, expect
 from generations.engines.catalogue import TIER_ONE
 from generations.models import AccountGrant, FlowAccount, Generation, Membership, Project, Scene
 from tests.conftest import PASSWORD
-from tests.e2e import test_new_user
 from tests.e2e.test_new_user import sign_in
-
-# The background worker of the new-user test: the pump in a thread against this database.
-worker = test_new_user.worker
 
 pytestmark = pytest.mark.browser
 
