@@ -46,9 +46,9 @@ from .models import (
     Generation,
     ImageAsset,
     Scene,
+    Upscale,
     check_budget,
 )
-from .upscales import Upscale
 
 # Flow's client sends the source's last second (24 frames at 24 fps) as the extension's
 # starting window; the extension repeats it, so a join cuts this much off the source's end.

@@ -98,7 +98,7 @@ def start_pump() -> bool:
 
 def watchdog() -> bool:
     """The schedule's safety net: a pump for work in flight if none is running."""
-    from .upscales import Upscale
+    from .models import Upscale
 
     if (
         Generation.objects.filter(status__in=Generation.IN_FLIGHT).exists()

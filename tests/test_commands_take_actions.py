@@ -9,8 +9,7 @@ import json
 import pytest
 from django.core.management import CommandError, call_command
 
-from generations.models import Generation, Scene
-from generations.upscales import Upscale
+from generations.models import Generation, Scene, Upscale
 from tests.conftest import make_ready_scene
 from tests.tasks_support import settle
 from tests.test_take_actions import settle_upscale

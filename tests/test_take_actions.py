@@ -16,9 +16,8 @@ from generations import take_actions
 from generations.engines.catalogue import TIER_TWO
 from generations.film import Segment, probe, render_film
 from generations.film_tasks import clip_files, plan, snapshot
-from generations.models import CannotGenerate, FlowAccount, Generation, Pick, Scene
+from generations.models import CannotGenerate, FlowAccount, Generation, Pick, Scene, Upscale
 from generations.tasks import run_pass
-from generations.upscales import Upscale
 from tests.conftest import make_ready_scene
 from tests.tasks_support import UNCERTAIN_WORDS, settle
 from tests.views_support import client_for, htmx_client_for

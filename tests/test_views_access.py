@@ -16,8 +16,8 @@ from generations.models import (
     Pick,
     Project,
     Scene,
+    Upscale,
 )
-from generations.upscales import Upscale
 from tests.conftest import make_image, make_scene
 from tests.views_support import attach_clip, client_for, make_take
 

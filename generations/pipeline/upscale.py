@@ -41,8 +41,7 @@ from ..engines.base import (
     UpstreamError,
 )
 from ..engines.catalogue import UPSCALERS
-from ..models import FlowAccount, Generation
-from ..upscales import Upscale
+from ..models import FlowAccount, Generation, Upscale
 from .accounts import account_refused
 from .claims import held, release
 from .policy import (

@@ -38,8 +38,8 @@ from ..models import (
     Membership,
     Project,
     Scene,
+    Upscale,
 )
-from ..upscales import Upscale
 
 Role = Membership.Role
 

@@ -10,8 +10,7 @@ from django.db.models import Count, Prefetch
 from django.urls import reverse
 
 from .. import take_actions
-from ..models import Comment, Generation, Membership, Project, Scene
-from ..upscales import Upscale
+from ..models import Comment, Generation, Membership, Project, Scene, Upscale
 
 TEMPLATE = "generations/project.html"
 

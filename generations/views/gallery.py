@@ -22,8 +22,7 @@ from django.utils import timezone
 from django.views.decorators.http import require_GET
 
 from ..engines.catalogue import FLOW_BASE_RESOLUTION, UPSCALERS
-from ..models import FilmRender, Generation, Scene
-from ..upscales import Upscale
+from ..models import FilmRender, Generation, Scene, Upscale
 from .access import get_project_for_user
 
 PAGE_SIZE = 48

@@ -21,8 +21,7 @@ from django.views.decorators.http import require_http_methods, require_POST
 
 from .. import work
 from ..forms import SceneForm
-from ..models import CannotGenerate, Comment, Generation, Membership, Pick, Scene
-from ..upscales import Upscale
+from ..models import CannotGenerate, Comment, Generation, Membership, Pick, Scene, Upscale
 from .access import (
     HtmxHttpRequest,
     Role,

@@ -11,8 +11,7 @@ import pytest
 from django.urls import reverse
 from playwright.sync_api import Page, expect
 
-from generations.models import Generation, Scene
-from generations.upscales import Upscale
+from generations.models import Generation, Scene, Upscale
 from tests.e2e.test_new_user import sign_in
 from tests.film_support import ready_takes
 from tests.tasks_support import settle

@@ -15,12 +15,12 @@ from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
-from .engines.catalogue import UPSCALERS
-from .models import Generation
+from ..engines.catalogue import UPSCALERS
+from .takes import Generation
 
 
 class Upscale(models.Model):
-    # A take's statuses and their words (imported once models.py has defined them).
+    # A take's statuses and their words: an upscale goes through the same states.
     Status = Generation.Status
     IN_FLIGHT = Generation.IN_FLIGHT
 

@@ -1,0 +1,222 @@
+"""The admin of takes and the worker's lease."""
+
+from __future__ import annotations
+
+from django.contrib import admin, messages
+from django.db.models import QuerySet
+from django.http import HttpRequest
+
+from .. import tasks, work
+from ..models import CannotGenerate, Generation, WorkerLease
+from .common import NONE, media_url, plural_s, stored_file_link, thumbnail_html, were
+
+
+@admin.register(Generation)
+class GenerationAdmin(admin.ModelAdmin):
+    list_display = [
+        "poster_thumbnail",
+        "__str__",
+        "project",
+        "status",
+        "short_reason",
+        "requested_by",
+        "account",
+        "model_key",
+        "seed",
+        "attempts",
+        "created",
+        "finished_at",
+    ]
+    list_display_links = ["poster_thumbnail", "__str__"]
+    list_filter = ["status", "aspect", "model_key", "account", "project"]
+    list_select_related = ["scene", "project", "requested_by", "account"]
+    search_fields = [
+        "prompt",
+        "reason",
+        "scene__title",
+        "project__name",
+        "requested_by__username",
+        "operation_name",
+        "=uuid",
+        "=request_id",
+    ]
+    date_hierarchy = "created"
+    actions = ["poll_now", "retry_as_new_take", "cancel", "resubmit"]
+    # Takes change through the worker and the actions only; the form is for reading.
+    readonly_fields = [
+        "uuid",
+        "scene",
+        "project",
+        "requested_by",
+        "account",
+        "take",
+        "prompt",
+        "model_key",
+        "aspect",
+        "seed",
+        "mode",
+        "start_image",
+        "end_image",
+        "reference_1",
+        "reference_2",
+        "reference_3",
+        "status",
+        "reason",
+        "request_id",
+        "operation_name",
+        "media_generation_id",
+        "credits_after",
+        "attempts",
+        "lease_until",
+        "next_check_at",
+        "video_file",
+        "video_size",
+        "video_sha256",
+        "poster_file",
+        "poster_sha256",
+        "poster_preview",
+        "created",
+        "submitted_at",
+        "finished_at",
+        "updated",
+    ]
+    fieldsets = [
+        (None, {"fields": ["uuid", "scene", "project", "take", "requested_by", "account"]}),
+        (
+            "Asked of Flow",
+            {
+                "fields": [
+                    "prompt",
+                    "model_key",
+                    "aspect",
+                    "seed",
+                    "mode",
+                    "start_image",
+                    "end_image",
+                    "reference_1",
+                    "reference_2",
+                    "reference_3",
+                ]
+            },
+        ),
+        (
+            "Progress",
+            {
+                "fields": [
+                    "status",
+                    "reason",
+                    "request_id",
+                    "operation_name",
+                    "media_generation_id",
+                    "credits_after",
+                    "attempts",
+                    "lease_until",
+                    "next_check_at",
+                ]
+            },
+        ),
+        (
+            "Result",
+            {
+                "fields": [
+                    "poster_preview",
+                    "video_file",
+                    "video_size",
+                    "video_sha256",
+                    "poster_file",
+                    "poster_sha256",
+                ]
+            },
+        ),
+        ("Times", {"fields": ["created", "submitted_at", "finished_at", "updated"]}),
+    ]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        # Every field is read-only, so a Save button would only mislead.
+        extra_context = {
+            **(extra_context or {}),
+            "show_save": False,
+            "show_save_and_continue": False,
+            "show_save_and_add_another": False,
+        }
+        return super().change_view(request, object_id, form_url, extra_context)
+
+    @admin.display(description="Poster")
+    def poster_thumbnail(self, take: Generation):
+        if not take.poster:
+            return NONE
+        return thumbnail_html(media_url("media-take-poster", take.uuid), str(take))
+
+    @admin.display(description="Poster")
+    def poster_preview(self, take: Generation):
+        if not take.poster:
+            return NONE
+        return thumbnail_html(media_url("media-take-poster", take.uuid), str(take), height=180)
+
+    @admin.display(description="Video")
+    def video_file(self, take: Generation):
+        return stored_file_link(take.video, media_url("media-take-video", take.uuid))
+
+    @admin.display(description="Poster file")
+    def poster_file(self, take: Generation):
+        return stored_file_link(take.poster, media_url("media-take-poster", take.uuid))
+
+    @admin.display(description="Reason")
+    def short_reason(self, take: Generation) -> str:
+        reason = take.reason
+        return reason if len(reason) <= 80 else reason[:79] + "…"
+
+    @admin.action(description="Poll Flow now for the selected takes", permissions=["change"])
+    def poll_now(self, request: HttpRequest, queryset: QuerySet[Generation]) -> None:
+        ids = list(queryset.values_list("pk", flat=True))
+        count = tasks.poll_now(ids)
+        message = f"Asked the worker to check {count} take{plural_s(count)} now."
+        if count < len(ids):
+            message += f" {len(ids) - count} {were(len(ids) - count)} not waiting on Flow."
+        self.message_user(request, message, messages.SUCCESS if count else messages.WARNING)
+
+    @admin.action(description="Retry the selected takes as new takes", permissions=["change"])
+    def retry_as_new_take(self, request: HttpRequest, queryset: QuerySet[Generation]) -> None:
+        self._new_takes(request, queryset, work.retry_as_new_take, "Queued {n} new take{s}.")
+
+    @admin.action(description="Cancel the selected takes", permissions=["change"])
+    def cancel(self, request: HttpRequest, queryset: QuerySet[Generation]) -> None:
+        takes = list(queryset.select_related("project", "scene"))
+        cancelled = sum(work.cancel(take, request.user) for take in takes)
+        message = f"Cancelled {cancelled} take{plural_s(cancelled)}."
+        if cancelled < len(takes):
+            finished = len(takes) - cancelled
+            message += f" {finished} had already finished and {were(finished)} left as they are."
+        self.message_user(request, message, messages.SUCCESS if cancelled else messages.WARNING)
+
+    @admin.action(
+        description="Submit uncertain takes again (Flow may charge twice)", permissions=["change"]
+    )
+    def resubmit(self, request: HttpRequest, queryset: QuerySet[Generation]) -> None:
+        self._new_takes(request, queryset, work.resubmit, "Submitted {n} take{s} again.")
+
+    def _new_takes(self, request, queryset, make_take, done: str) -> None:
+        """Run ``make_take(take, user)`` on each selected take; report what was refused."""
+        made, refused = 0, []
+        for take in queryset.select_related("scene", "project__account"):
+            try:
+                make_take(take, request.user)
+                made += 1
+            except CannotGenerate as error:
+                refused.append(f"{take}: {error}")
+        if made:
+            self.message_user(request, done.format(n=made, s=plural_s(made)))
+        for line in refused:
+            self.message_user(request, line, messages.ERROR)
+
+
+@admin.register(WorkerLease)
+class WorkerLeaseAdmin(admin.ModelAdmin):
+    list_display = ["name", "holder", "until"]
+    readonly_fields = ["name", "holder", "until"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False

@@ -1,0 +1,79 @@
+"""Flowsite's data, by area: accounts, projects and their team, scenes, takes, film.
+
+Each module imports the areas before it and reaches a later area only inside a method, so the
+modules load in one direction; everything is importable from ``generations.models``."""
+
+from .accounts import COST_CREDITS, COST_USD, CannotGenerate, FlowAccount, FlowAccountQuerySet
+from .film import Comment, FilmRender, Pick, _film_path
+from .projects import (
+    ARCHIVED_PROBLEM,
+    AccountGrant,
+    AccountGrantQuerySet,
+    Membership,
+    Project,
+    ProjectAccount,
+    copy_name,
+)
+from .scenes import (
+    SNAPSHOT_FIELDS,
+    SPENDING_Q,
+    ImageAsset,
+    ImageUpload,
+    Scene,
+    _image_path,
+    _suffix,
+    check_budget,
+    create_generations,
+    random_seed,
+)
+from .takes import IN_FLIGHT_Q, Generation, WorkerLease
+from .team import (
+    AuditEvent,
+    Invite,
+    InviteQuerySet,
+    PasswordResetRequest,
+    SignInFailure,
+    _plain,
+    hash_invite_token,
+)
+from .upscales import Upscale
+
+__all__ = [
+    "Upscale",
+    "COST_USD",
+    "COST_CREDITS",
+    "CannotGenerate",
+    "FlowAccountQuerySet",
+    "FlowAccount",
+    "Project",
+    "ARCHIVED_PROBLEM",
+    "copy_name",
+    "Membership",
+    "AccountGrantQuerySet",
+    "AccountGrant",
+    "ProjectAccount",
+    "_image_path",
+    "_suffix",
+    "ImageAsset",
+    "ImageUpload",
+    "Scene",
+    "SNAPSHOT_FIELDS",
+    "random_seed",
+    "create_generations",
+    "SPENDING_Q",
+    "check_budget",
+    "Generation",
+    "IN_FLIGHT_Q",
+    "WorkerLease",
+    "SignInFailure",
+    "hash_invite_token",
+    "InviteQuerySet",
+    "Invite",
+    "AuditEvent",
+    "_plain",
+    "PasswordResetRequest",
+    "Pick",
+    "_film_path",
+    "FilmRender",
+    "Comment",
+]

@@ -1,0 +1,194 @@
+"""Picks, comments and rendered films."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from uuid import uuid4
+
+from django.conf import settings
+from django.db import models, transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from .accounts import CannotGenerate
+from .projects import Membership, Project
+from .scenes import Scene
+from .takes import Generation
+
+
+class Pick(models.Model):
+    """The take a scene's team chose for the film, with where to cut it.
+
+    One row per scene at most (the one-to-one is the database's promise); the take must be a
+    ready take of that scene, which ``Scene.set_pick`` checks.
+    """
+
+    scene = models.OneToOneField(Scene, models.CASCADE, related_name="pick")
+    take = models.ForeignKey(Generation, models.CASCADE, related_name="picks")
+    # Seconds into the clip where the film enters and leaves it; None: its start and its end.
+    trim_in = models.DecimalField(max_digits=6, decimal_places=2, null=True, blank=True)
+    trim_out = models.DecimalField(max_digits=6, decimal_places=2, null=True, blank=True)
+    picked_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    picked_at = models.DateTimeField(default=timezone.now)
+
+    def __str__(self) -> str:
+        return f"{self.scene}: take {self.take.take}"
+
+    @property
+    def trimmed(self) -> bool:
+        return self.trim_in is not None or self.trim_out is not None
+
+    @classmethod
+    def choose(cls, take: Generation, user=None) -> Pick:
+        """Make ``take`` its scene's pick (replacing any other); its card reaches every open page
+        through the poll, because the scene's ``updated`` moves."""
+        if take.status != Generation.Status.READY or not take.video:
+            raise CannotGenerate("Only a ready take can be picked for the film.")
+        now = timezone.now()
+        with transaction.atomic():
+            pick, _ = Pick.objects.update_or_create(
+                scene_id=take.scene_id,
+                defaults={
+                    "take": take,
+                    "trim_in": None,
+                    "trim_out": None,
+                    "picked_by": user,
+                    "picked_at": now,
+                },
+            )
+            Scene.objects.filter(pk=take.scene_id).update(updated=now)
+        return pick
+
+    @classmethod
+    def clear(cls, scene: Scene) -> bool:
+        """The scene has no pick any more; False when it had none."""
+        now = timezone.now()
+        with transaction.atomic():
+            deleted, _ = Pick.objects.filter(scene_id=scene.pk).delete()
+            if deleted:
+                Scene.objects.filter(pk=scene.pk).update(updated=now)
+        return bool(deleted)
+
+
+def _film_path(instance: FilmRender, filename: str) -> str:
+    return instance.file_name()
+
+
+class FilmRender(models.Model):
+    """One render of a project's film: who asked, which takes and trims, how far it got.
+
+    Every render is kept as a version. While one renders, the worker writes its progress (the
+    share of frames done) and ``heartbeat``; a render whose heartbeat stops is a worker that
+    died, which ``reap_stale`` marks failed so the film can be rendered again.
+    """
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RENDERING = "rendering", "Rendering"
+        READY = "ready", "Ready"
+        FAILED = "failed", "Failed"
+
+    ACTIVE = (Status.QUEUED, Status.RENDERING)
+
+    uuid = models.UUIDField(default=uuid4, unique=True, editable=False)
+    project = models.ForeignKey(Project, models.CASCADE, related_name="films")
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    # The takes and trims rendered, frozen when the render was asked for: scene number and
+    # name, take number and uuid, trim_in, trim_out (see film_tasks.snapshot).
+    segments = models.JSONField(default=list)
+    status = models.CharField(max_length=10, choices=Status, default=Status.QUEUED)
+    progress = models.PositiveSmallIntegerField(default=0)
+    step = models.CharField(max_length=200, blank=True)
+    reason = models.CharField(max_length=500, blank=True)
+    video = models.FileField(upload_to=_film_path, max_length=300, blank=True)
+    video_size = models.PositiveBigIntegerField(null=True, blank=True)
+    video_sha256 = models.CharField(max_length=64, blank=True)
+    duration = models.FloatField(null=True, blank=True)
+    created = models.DateTimeField(default=timezone.now)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    heartbeat = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created", "-id"]
+        indexes = [models.Index(fields=["project", "-created"], name="film_project_created")]
+
+    def __str__(self) -> str:
+        return f"Film of {self.project} at {self.created:%Y-%m-%d %H:%M}"
+
+    @property
+    def active(self) -> bool:
+        return self.status in self.ACTIVE
+
+    @property
+    def is_ready(self) -> bool:
+        return self.status == self.Status.READY and bool(self.video)
+
+    def file_name(self) -> str:
+        return f"films/{self.project.uuid}/{self.uuid}.mp4"
+
+    @classmethod
+    def reap_stale(cls, project: Project | None = None, *, seconds: float | None = None) -> int:
+        """Renders whose worker stopped beating (killed, crashed) are failed, so the film can
+        be rendered again; their temporary files go with them (film_tasks.discard_part)."""
+        seconds = settings.FLOWSITE_FILM_STALE_SECONDS if seconds is None else seconds
+        cutoff = timezone.now() - timedelta(seconds=seconds)
+        stale = cls.objects.filter(status__in=cls.ACTIVE).filter(
+            Q(heartbeat__lt=cutoff) | Q(heartbeat__isnull=True, created__lt=cutoff)
+        )
+        if project is not None:
+            stale = stale.filter(project=project)
+        return stale.update(
+            status=cls.Status.FAILED,
+            reason="The worker stopped in the middle of this render; nothing of it was kept. "
+            "Render the film again.",
+            finished_at=timezone.now(),
+        )
+
+
+class Comment(models.Model):
+    """A member's note on a take: plain text, shown on its card with author and time."""
+
+    MAX_LENGTH = 1000
+
+    uuid = models.UUIDField(default=uuid4, unique=True, editable=False)
+    take = models.ForeignKey(Generation, models.CASCADE, related_name="comments")
+    author = models.ForeignKey(
+        settings.AUTH_USER_MODEL, models.SET_NULL, null=True, related_name="+"
+    )
+    body = models.TextField(max_length=MAX_LENGTH)
+    created = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["created", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.author} on {self.take}"
+
+    @classmethod
+    def post(cls, take: Generation, author, body: str) -> Comment:
+        """A new comment; its card reaches every open page through the poll."""
+        text = body.strip()
+        if not text:
+            raise CannotGenerate("Write something before posting the comment.")
+        if len(text) > cls.MAX_LENGTH:
+            raise CannotGenerate(
+                f"A comment holds at most {cls.MAX_LENGTH} characters; this one has {len(text)}."
+            )
+        with transaction.atomic():
+            comment = cls.objects.create(take=take, author=author, body=text)
+            Scene.objects.filter(pk=take.scene_id).update(updated=comment.created)
+        return comment
+
+    def may_be_deleted_by(self, user, role: str) -> bool:
+        return role == Membership.Role.OWNER or (
+            self.author_id is not None and self.author_id == user.pk
+        )
+
+    def remove(self) -> None:
+        with transaction.atomic():
+            self.delete()
+            Scene.objects.filter(pk=self.take.scene_id).update(updated=timezone.now())

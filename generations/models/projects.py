@@ -1,0 +1,453 @@
+"""Projects, their members and the accounts granted to them."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
+from uuid import uuid4
+
+from django.conf import settings
+from django.db import models, transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from .. import rules
+from .accounts import CannotGenerate, FlowAccount
+
+if TYPE_CHECKING:
+    from .scenes import ImageAsset, Scene
+    from .takes import Generation
+
+
+class Project(models.Model):
+    uuid = models.UUIDField(default=uuid4, unique=True, editable=False)
+    name = models.CharField(max_length=120, validators=[rules.PROJECT_NAME])
+    # Sent to Flow as the project the clips belong to.
+    flow_project_id = models.UUIDField(default=uuid4, editable=False)
+    account = models.ForeignKey(
+        FlowAccount, models.PROTECT, related_name="projects", null=True, blank=True
+    )
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, models.SET_NULL, null=True, related_name="+"
+    )
+    created = models.DateTimeField(default=timezone.now)
+    # When a scene was last added, deleted or moved; None: not since the project was created,
+    # which every open page has already seen (so a fresh project does not make the first poll
+    # re-send its whole storyboard). Open storyboards compare it with their poll token.
+    scenes_changed = models.DateTimeField(null=True, blank=True, editable=False)
+    # Archived projects are read-only (nothing generated or edited) and out of the list by
+    # default; owners restore them.
+    archived_at = models.DateTimeField(null=True, blank=True)
+    # Credits the project may spend in a calendar month; None: no limit (owners set it).
+    monthly_budget = models.PositiveIntegerField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def save(self, **kwargs) -> None:
+        if (
+            not self._state.adding
+            and kwargs.get("update_fields") is None
+            and not kwargs.get("force_insert")
+        ):
+            # scenes_changed is written only by mark_scenes_changed's update(): a full save of
+            # a copy loaded before a teammate added a scene would write the old stamp back, and
+            # open storyboards would miss the new scene. Every other loaded field is written.
+            deferred = self.get_deferred_fields()
+            kwargs["update_fields"] = [
+                field.attname
+                for field in self._meta.concrete_fields
+                if not field.primary_key
+                and field.attname != "scenes_changed"
+                and field.attname not in deferred
+            ]
+        super().save(**kwargs)
+
+    def spending_problem(self) -> str:
+        """Why this project may not spend its Flow account now, in words, or "" when it may.
+
+        Asked again at every Generate, so a revoked grant stops new takes at once. Remembered
+        on this instance: a command that generates scene after scene asks once.
+        """
+        if self.archived_at is not None:
+            return ARCHIVED_PROBLEM.format(project=self)
+        if self.account_id is None:
+            return "The project has no Flow account to spend; ask an admin to set one."
+        cached = getattr(self, "_spending_problem", None)
+        if cached is not None and cached[0] == self.account_id:
+            return cached[1]
+        problem = ""
+        if not AccountGrant.objects.allowing(self).filter(account_id=self.account_id).exists():
+            problem = (
+                f"This project may not spend the Flow account {self.account}: staff have not "
+                "granted it to the project or to one of its owners. Ask an admin."
+            )
+        self._spending_problem = (self.account_id, problem)
+        return problem
+
+    def check_spending(self) -> None:
+        problem = self.spending_problem()
+        if problem:
+            raise CannotGenerate(problem)
+
+    def generate_scenes(
+        self, scenes: Iterable[Scene], user
+    ) -> tuple[list[Scene], list[tuple], list[Generation]]:
+        """Queue the takes of every scene here that can be generated, all in one go.
+
+        Returns the scenes generated, for each scene left out why (in words), and the new takes.
+        """
+        from .scenes import create_generations
+
+        self.check_spending()
+        ready: list[Scene] = []
+        skipped: list[tuple[Scene, str]] = []
+        for scene in scenes:
+            problem = scene.generation_problem()
+            if problem:
+                skipped.append((scene, problem))
+            else:
+                ready.append(scene)
+        created = create_generations(
+            self, user, {scene.pk: scene.take_snapshots() for scene in ready}
+        )
+        return ready, skipped, [take for takes in created.values() for take in takes]
+
+    def mark_scenes_changed(self) -> None:
+        """Tell open storyboards their list of scenes changed (call inside the change's
+        transaction): their next poll brings the whole list, in order, not just cards."""
+        self.scenes_changed = timezone.now()
+        # update(), not save(): a concurrent edit of the project's other fields stays intact.
+        Project.objects.filter(pk=self.pk).update(scenes_changed=self.scenes_changed)
+
+    @property
+    def is_archived(self) -> bool:
+        return self.archived_at is not None
+
+    def set_archived(self, archived: bool) -> bool:
+        """Archive or restore; False when it already was so (two owners clicking at once)."""
+        now = timezone.now() if archived else None
+        changed = Project.objects.filter(pk=self.pk, archived_at__isnull=archived).update(
+            archived_at=now
+        )
+        if changed:
+            self.archived_at = now
+        return bool(changed)
+
+    def rename(self, name: str) -> None:
+        self.name = name
+        self.full_clean(validate_unique=False, validate_constraints=False)
+        self.save(update_fields=["name"])
+
+    def deletion_counts(self) -> dict[str, int]:
+        """What deleting the project takes with it, for the confirmation."""
+        return Project.objects.filter(pk=self.pk).aggregate(
+            scenes=models.Count("scenes", distinct=True),
+            takes=models.Count("generations", distinct=True),
+        )
+
+    def delete_with_media(self) -> dict[str, int]:
+        """Delete the project, its scenes, takes and images; the clips' and posters' files go
+        once that is committed (start images' files go with their rows, see cleanup.py).
+        Returns what went (``deletion_counts``)."""
+        from .takes import Generation
+
+        video = Generation._meta.get_field("video")
+        with transaction.atomic():
+            counts = self.deletion_counts()
+            names = [
+                name
+                for pair in self.generations.values_list("video", "poster")
+                for name in pair
+                if name
+            ]
+            names += [name for name in self.upscales.values_list("video", flat=True) if name]
+            self.delete()
+            transaction.on_commit(
+                lambda: [video.storage.delete(name) for name in names], robust=True
+            )
+        return counts
+
+    def duplicate(self, by) -> Project:
+        """A copy with the same account, members and scenes, each scene with its images
+        (their files copied too); no takes. ``by`` owns the copy."""
+        from django.core.files.base import ContentFile
+
+        from .scenes import ImageAsset, Scene
+
+        scenes = list(self.scenes.select_related(*Scene.IMAGE_FIELDS).order_by("position", "id"))
+        images = {
+            image.pk: image
+            for scene in scenes
+            for name in Scene.IMAGE_FIELDS
+            if (image := getattr(scene, name)) is not None
+        }
+        copy = Project(name=copy_name(self.name), account_id=self.account_id, created_by=by)
+        written: list[ImageAsset] = []
+        try:
+            with transaction.atomic():
+                copy.save(force_insert=True)
+                Membership.objects.bulk_create(
+                    [
+                        Membership(project=copy, user_id=member.user_id, role=member.role)
+                        for member in self.memberships.exclude(user_id=by.pk)
+                    ]
+                    + [Membership(project=copy, user=by, role=Membership.Role.OWNER)]
+                )
+                copies: dict[int, ImageAsset] = {}
+                for image_id, image in images.items():
+                    new = ImageAsset(
+                        project=copy,
+                        **{
+                            name: getattr(image, name)
+                            for name in (
+                                "mime_type",
+                                "width",
+                                "height",
+                                "size",
+                                "sha256",
+                                "original_name",
+                            )
+                        },
+                        uploaded_by_id=image.uploaded_by_id,
+                    )
+                    with image.file.open("rb") as handle:
+                        new.file.save("copy", ContentFile(handle.read()), save=False)
+                    written.append(new)
+                    copies[image_id] = new
+                ImageAsset.objects.bulk_create(list(copies.values()))
+                ProjectAccount.objects.bulk_create(
+                    [
+                        ProjectAccount(
+                            project=copy, account_id=row.account_id, position=row.position
+                        )
+                        for row in self.later_accounts.all()
+                    ]
+                )
+                # An extension's source take is the original project's: the copy's
+                # extension scenes say their source is gone rather than point across projects.
+                skip = {
+                    "id",
+                    "uuid",
+                    "project",
+                    *Scene.IMAGE_FIELDS,
+                    "source_take",
+                    "created",
+                    "updated",
+                }
+                now = timezone.now()
+                Scene.objects.bulk_create(
+                    [
+                        Scene(
+                            project=copy,
+                            **{
+                                name: copies.get(getattr(scene, f"{name}_id"))
+                                for name in Scene.IMAGE_FIELDS
+                            },
+                            created=now,
+                            updated=now,
+                            **{
+                                field.attname: getattr(scene, field.attname)
+                                for field in Scene._meta.concrete_fields
+                                if field.name not in skip
+                            },
+                        )
+                        for scene in scenes
+                    ]
+                )
+        except BaseException:
+            # The copied files belong to rows that were never committed.
+            for image in written:
+                image.file.delete(save=False)
+            raise
+        return copy
+
+    def reorder_scenes(self, scene_uuids: list) -> bool:
+        """Put the storyboard in the order of ``scene_uuids`` (call inside a transaction).
+
+        The list must name every scene of this project exactly once: anything else (another
+        project's scene, a scene deleted or added meanwhile, a repeat) changes nothing and
+        returns False, so an order made on a stale page never half-applies.
+        """
+        from .scenes import Scene
+
+        ordered = list(self.scenes.select_for_update().only("pk", "uuid", "position"))
+        by_uuid = {scene.uuid: scene for scene in ordered}
+        if len(scene_uuids) != len(by_uuid) or set(scene_uuids) != set(by_uuid):
+            return False
+        renumbered = []
+        for position, scene_uuid in enumerate(scene_uuids):
+            scene = by_uuid[scene_uuid]
+            if scene.position != position:
+                scene.position = position
+                renumbered.append(scene)
+        if renumbered:
+            Scene.objects.bulk_update(renumbered, ["position"])
+            # Untitled scenes are named by position, so a renumbering alone changes cards too.
+            self.mark_scenes_changed()
+        return True
+
+    def accounts_in_order(self) -> list[FlowAccount]:
+        """Every account this project spends, first to last (``Project.account``, then its
+        ``ProjectAccount`` rows), whether or not still granted; two queries at most."""
+        first = [self.account] if self.account_id is not None else []
+        later = [
+            row.account
+            for row in self.later_accounts.select_related("account").order_by("position", "id")
+            if row.account_id != self.account_id
+        ]
+        return first + later
+
+    def set_accounts(self, accounts: list[FlowAccount]) -> None:
+        """Spend ``accounts`` in this order: the first becomes ``Project.account`` (the one
+        its scenes are judged and priced on), the others the accounts the worker falls back
+        on. Takes already queued move by themselves (the worker picks their account)."""
+        with transaction.atomic():
+            self.account = accounts[0]
+            self.save(update_fields=["account"])
+            self.later_accounts.all().delete()
+            ProjectAccount.objects.bulk_create(
+                [
+                    ProjectAccount(project=self, account=account, position=position)
+                    for position, account in enumerate(accounts[1:], start=1)
+                ]
+            )
+
+    def add_member(self, user, role: str) -> Membership:
+        membership, _ = Membership.objects.update_or_create(
+            project=self, user=user, defaults={"role": role}
+        )
+        return membership
+
+
+class ProjectAccount(models.Model):
+    """An account a project falls back on, after its first account (``Project.account``):
+    the worker sends a queued take on the first of the project's accounts that can take it
+    now (generations/failover.py). Position 0 is the first account itself, so the rows start
+    at 1; owners choose and order them among the accounts granted to the project or to one of
+    its owners, and a row whose grant was revoked is skipped."""
+
+    project = models.ForeignKey(Project, models.CASCADE, related_name="later_accounts")
+    account = models.ForeignKey(FlowAccount, models.CASCADE, related_name="+")
+    position = models.PositiveSmallIntegerField(default=1)
+
+    class Meta:
+        ordering = ["project", "position", "id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["project", "account"], name="one_row_per_project_and_account"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.account} for {self.project} (#{self.position + 1})"
+
+
+ARCHIVED_PROBLEM = (
+    "{project} is archived, so it is read-only: nothing can be generated or edited. "
+    "An owner can restore it from the project's settings."
+)
+
+
+def copy_name(name: str) -> str:
+    suffix = " (copy)"
+    return name[: Project._meta.get_field("name").max_length - len(suffix)] + suffix
+
+
+class Membership(models.Model):
+    class Role(models.TextChoices):
+        OWNER = "owner", "Owner"
+        EDITOR = "editor", "Editor"
+        VIEWER = "viewer", "Viewer"
+
+    project = models.ForeignKey(Project, models.CASCADE, related_name="memberships")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, models.CASCADE, related_name="memberships")
+    role = models.CharField(max_length=10, choices=Role, default=Role.EDITOR)
+    created = models.DateTimeField(default=timezone.now)
+    # Credits this member may spend in the project in a calendar month; None: no limit of
+    # their own (the project's budget still holds).
+    monthly_allowance = models.PositiveIntegerField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["project", "user"], name="one_membership_per_user")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user} in {self.project} ({self.role})"
+
+    @property
+    def can_edit(self) -> bool:
+        # An archived project is read-only for everyone (owners restore it first).
+        return self.role in (self.Role.OWNER, self.Role.EDITOR) and not self.project.is_archived
+
+    @property
+    def can_manage(self) -> bool:
+        return self.role == self.Role.OWNER
+
+
+class AccountGrantQuerySet(models.QuerySet):
+    def allowing(self, project: Project) -> AccountGrantQuerySet:
+        """The grants that let this project spend an account: to the project itself, or to
+        one of its owners who may still sign in."""
+        owners = Membership.objects.filter(
+            project_id=project.pk, role=Membership.Role.OWNER, user__is_active=True
+        ).values("user_id")
+        return self.filter(Q(project_id=project.pk) | Q(user_id__in=owners))
+
+
+class AccountGrant(models.Model):
+    """Staff let one person, or one project, spend a Flow account's credits.
+
+    A person granted an account may create projects that spend it; a project may generate on
+    its account while the account is granted to it or to one of its owners.
+    """
+
+    account = models.ForeignKey(FlowAccount, models.CASCADE, related_name="grants")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        models.CASCADE,
+        null=True,
+        blank=True,
+        related_name="account_grants",
+    )
+    project = models.ForeignKey(
+        Project, models.CASCADE, null=True, blank=True, related_name="account_grants"
+    )
+    granted_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    created = models.DateTimeField(default=timezone.now)
+
+    objects = AccountGrantQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["account", "id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(user__isnull=False, project__isnull=True)
+                | Q(user__isnull=True, project__isnull=False),
+                name="grant_to_a_user_or_a_project",
+                violation_error_message="Grant the account either to a person or to a "
+                "project, not both and not neither.",
+            ),
+            models.UniqueConstraint(
+                fields=["account", "user"],
+                condition=Q(user__isnull=False),
+                name="one_grant_per_account_and_user",
+                violation_error_message="This person already has this account.",
+            ),
+            models.UniqueConstraint(
+                fields=["account", "project"],
+                condition=Q(project__isnull=False),
+                name="one_grant_per_account_and_project",
+                violation_error_message="This project already has this account.",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        grantee = f"project {self.project}" if self.project_id else str(self.user)
+        return f"{self.account} for {grantee}"
