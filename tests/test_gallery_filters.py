@@ -8,7 +8,7 @@ from datetime import timedelta
 from django.urls import reverse
 from django.utils import timezone
 
-from generations.models import Generation
+from generations.models import Generation, Pick
 from tests.conftest import make_scene
 from tests.views_support import client_for, make_take
 
@@ -62,6 +62,17 @@ def test_scene_order_sorts_each_members_clips_by_the_storyboard(project, alice, 
         "First, take 1 by alice",
         "Second, take 1 by alice",
     ]
+
+
+def test_carol_sees_only_the_picked_takes_when_she_asks_for_them(project, alice, bob, carol):
+    first, _ = clips(project, alice, bob)
+    Pick.objects.create(scene=first, take=first.generations.get(requested_by=bob), picked_by=alice)
+
+    html = gallery(carol, project, picked="1")
+
+    assert shown(html) == ["First, take 2 by bob"]
+    assert '<option value="1" selected>Picked for the film</option>' in html
+    assert len(shown(gallery(carol, project))) == 3
 
 
 def test_filters_combine_and_the_pager_keeps_them(project, alice, bob, carol):

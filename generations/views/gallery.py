@@ -14,7 +14,7 @@ from uuid import UUID
 from django.contrib.auth import get_user_model
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
-from django.db.models import Count, F, Q, QuerySet
+from django.db.models import Count, Exists, F, OuterRef, Q, QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.urls import reverse
@@ -22,7 +22,7 @@ from django.utils import timezone
 from django.views.decorators.http import require_GET
 
 from ..engines.catalogue import FLOW_BASE_RESOLUTION, UPSCALERS
-from ..models import FilmRender, Generation, Scene, Upscale
+from ..models import FilmRender, Generation, Pick, Scene, Upscale
 from .access import get_project_for_user
 
 PAGE_SIZE = 48
@@ -110,6 +110,9 @@ def project_gallery(request: HttpRequest, uuid: UUID) -> HttpResponse:
     if mode in MODES:
         clips = clips.filter(mode=mode)
         query["mode"] = mode
+    if request.GET.get("picked") == "1":
+        clips = clips.filter(Exists(Pick.objects.filter(take_id=OuterRef("pk"))))
+        query["picked"] = "1"
     sort = request.GET.get("sort", "")
     if sort in SORTS and sort != "newest":
         query["sort"] = sort
@@ -161,6 +164,7 @@ def project_gallery(request: HttpRequest, uuid: UUID) -> HttpResponse:
             "period": query.get("date", ""),
             "modes": MODES,
             "mode": query.get("mode", ""),
+            "picked": "picked" in query,
             "sorts": SORTS,
             "sort": sort,
             "filtered": bool(query),
