@@ -97,11 +97,13 @@ def _generate_all_may_differ(
 ) -> bool:
     """Whether the poll sends Generate all again: only when what it shows may have changed —
     the whole list (scenes added, deleted or moved, or a page without a token), a scene edited
-    (its prompt, image, model or takes: the price), or a take created since the token (the
-    newest take the form says the page has seen). A take changing state changes neither, and
-    is most of what polls bring. A take created since the token is on a card sent now, as
-    its ``updated`` is no older than its ``created``; sending the form when nothing changed
-    costs only bytes."""
+    (its prompt, image, model or takes: its price), or a take created since the token (the
+    newest take the form says the page has seen; such a take is on a card sent now, its
+    ``updated`` being no older than its ``created``). A take changing state, most of what
+    polls bring, changes neither. Sending it when it did not change only costs time; missing
+    a new take would only make Generate all refuse ("New takes appeared"), never pay twice.
+    The account's tier, which a price also depends on, reaches the form with the next scene
+    change or page load."""
     if everything:
         return True
     return any(
