@@ -19,7 +19,7 @@ from playwright.sync_api import Page, expect
 
 from generations.models import Generation, Scene
 from tests.conftest import make_image, make_scene
-from tests.e2e.test_new_user import sign_in, worker  # noqa: F401 (the worker fixture)
+from tests.e2e.test_new_user import sign_in
 from tests.views_support import add_scene_as, client_for
 
 pytestmark = pytest.mark.browser
@@ -45,7 +45,7 @@ def test_alice_generates_reorders_and_edits_while_polls_run_without_a_console_er
     alice,
     bob,
     emu,
-    worker,  # noqa: F811
+    worker,
 ):
     for name, colour in (("Harbour", (30, 90, 200)), ("Lighthouse", (200, 90, 30))):
         make_scene(project, make_image(project, alice, color=colour), title=name)
