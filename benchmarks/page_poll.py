@@ -12,7 +12,11 @@ user, nothing else). Prints:
   page with clips in flight (fast mode) and an idle one (slow mode);
 - that a poll after one take changed brings back only that card;
 - the median server time of the unchanged poll, in both modes, as a multiple of signed-in
-  hello's (target ≤ 1.5×), and the changed poll's and bare hello's for information.
+  hello's (target ≤ 1.5×), and the changed poll's and bare hello's for information;
+- on a page like the load test's (four scenes, two takes changing state, the poll's own SQL
+  counted), what a poll answering with one changed card, with the cards of two takes, and
+  the page itself cost, as multiples of signed-in hello (for information: these are what the
+  load test's card window is made of).
 """
 
 from __future__ import annotations
@@ -117,6 +121,19 @@ def run(args: argparse.Namespace) -> int:
         + f"?since={encode_since(timezone.now())}&live=0"
     )
 
+    # A page like the load test's: four scenes, two takes whose state changed, one 30 s ago
+    # and one now; a page whose token is 10 s old gets one card, a minute old both.
+    _, small, small_takes = seed(4, name="Nereus", user=user)
+    now = timezone.now()
+    for take, moment in ((small_takes[5], now - timedelta(seconds=30)), (small_takes[9], now)):
+        Generation.objects.filter(pk=take.pk).update(
+            status=Generation.Status.ACTIVE, updated=moment
+        )
+    small_poll = reverse("project-poll", args=[small.uuid])
+    one_card = f"{small_poll}?since={encode_since(now - timedelta(seconds=10))}&live=1"
+    two_cards = f"{small_poll}?since={encode_since(now - timedelta(minutes=1))}&live=1"
+    small_page = reverse("project-detail", args=[small.uuid])
+
     print(
         f"Page poll: {args.scenes} scenes × 4 takes, one rendering; "
         f"{args.requests} requests of each kind, interleaved, gunicorn gthread on 127.0.0.1"
@@ -158,6 +175,22 @@ def run(args: argparse.Namespace) -> int:
         + verdicts.guarantee("changed poll returns only that card", only_that_card)
     )
 
+    for label, url, expect in (
+        ("one changed card", one_card, 1),
+        ("the cards of two takes", two_cards, 2),
+    ):
+        with bench.captured_queries() as queries:
+            answer = client.get(url)
+        sent = re.findall(r'<article id="scene-([0-9a-f-]+)"[^>]*hx-swap-oob', answer.text)
+        print(
+            f"  4-scene page, poll with {label}: HTTP {answer.status_code}, {len(sent)} card(s), "
+            f"{len(answer.content)} bytes, {len(queries.captured_queries)} SQL statements -> "
+            + verdicts.guarantee(f"poll with {label}", len(sent) == expect)
+        )
+    with bench.captured_queries() as queries:
+        client.get(small_page, headers={"HX-Request": ""})
+    print(f"  4-scene project page: {len(queries.captured_queries)} SQL statements")
+
     with bench.Server() as server:
         headers = {"HX-Request": "true", **bench.PROXY_HEADERS}
         with httpx.Client(
@@ -170,9 +203,18 @@ def run(args: argparse.Namespace) -> int:
                     "unchanged": lambda: http.get(unchanged),
                     "unchanged, idle page": lambda: http.get(idle),
                     "changed": lambda: http.get(changed),
+                    "one card": lambda: http.get(one_card),
+                    "two takes": lambda: http.get(two_cards),
+                    "page": lambda: http.get(small_page, headers={"HX-Request": ""}),
                 },
                 args.requests,
-                expect={"unchanged": 204, "unchanged, idle page": 204},
+                expect={
+                    "unchanged": 204,
+                    "unchanged, idle page": 204,
+                    "one card": 200,
+                    "two takes": 200,
+                    "page": 200,
+                },
             )
     floor = samples["signed-in hello"]
     for label, name, verdict in (
@@ -197,6 +239,15 @@ def run(args: argparse.Namespace) -> int:
         ("  changed poll (1 card), median server time", "changed"),
     ):
         line, _ = bench.ratio_line(label, samples[name].server_median, "hello", hello.server_median)
+        print(f"{line} (for information)")
+    for label, name in (
+        ("  4-scene page, poll with one changed card, median server time", "one card"),
+        ("  4-scene page, poll with the cards of two takes, median server time", "two takes"),
+        ("  4-scene project page, median server time", "page"),
+    ):
+        line, _ = bench.ratio_line(
+            label, samples[name].server_median, "signed-in hello", floor.server_median
+        )
         print(f"{line} (for information)")
     print(
         f"  round trips seen by the client (median): signed-in hello "

@@ -18,8 +18,6 @@ from .engines.catalogue import (
     TIER_ONE,
     TIER_TWO,
     flow_credits,
-    options_for,
-    vertex_price_per_second,
 )
 
 # model key -> (credits on tier one or free, credits on tier two), from the catalogue.
@@ -49,85 +47,37 @@ def amount(value, unit: str) -> str:
     return credits(int(value))
 
 
-def generate_all_cost(project_ref):
-    """A subquery: what Generate all on the project would spend at most (every scene with the
-    images its mode needs and a prompt, each take at its price on the project's account):
-    credits on a Flow account, US cents on a Vertex AI one (``generate_all_words`` says which).
+def generate_all_total(scenes, account) -> Decimal | None:
+    """What Generate all would spend at most on ``scenes`` (all of a project's, read through
+    ``project.scenes`` so they share its account): every scene with the images its mode needs
+    and a prompt, each take at ``Scene.take_cost``, the price each take records when it is asked for — US
+    dollars on a Vertex AI account, credits on Flow. None without an account.
 
-    Each price is a CASE over what the catalogue and VERTEX_PRICES say, so the sum costs one
-    subquery whatever the number of scenes; a Vertex AI take is priced exactly as
-    ``Scene.take_cost`` prices it (per second × seconds, to the cent).
-
-    The storyboard page and every poll that sends cards build it, so it is kept small for the
-    ORM to build: Flow models are grouped by price (one ``model_key IN (...)`` per price and
-    tier), not one condition per model and tier.
+    Priced here from scenes already loaded, not in SQL: the page has them all, and a price
+    table as a CASE in the query cost more to build than the whole card it rides on.
     """
-    from django.db.models import Case, F, Sum, Value, When
-
-    from .models import FlowAccount, Scene
-
-    def flow_price(tier: int) -> Case:
-        keys_by_price: dict[int, list[str]] = {}
-        for key, prices in CREDITS_PER_CLIP.items():
-            keys_by_price.setdefault(prices[tier], []).append(key)
-        return Case(
-            *(When(model_key__in=keys, then=Value(cost)) for cost, keys in keys_by_price.items()),
-            default=Value(UNKNOWN_MODEL_CREDITS),
-        )
-
-    flow = Case(When(project__account__tier=TIER_TWO, then=flow_price(1)), default=flow_price(0))
-    # A Vertex AI model nobody priced, or a Flow model left on a scene (Generate refuses
-    # it), counts nothing, as such a take records no cost.
-    vertex = Case(*_vertex_take_cents(), default=Value(0))
-    per_take = Case(When(project__account__kind=FlowAccount.Kind.VERTEX, then=vertex), default=flow)
-    return (
-        Scene.objects.filter(Scene.inputs_present(), project=project_ref)
-        .exclude(prompt="")
-        .order_by()
-        .values("project")
-        .annotate(total=Sum(per_take * F("takes")))
-        .values("total")[:1]
-    )
+    if account is None:
+        return None
+    total = Decimal(0)
+    for scene in scenes:
+        if scene.prompt == "" or scene.mode_problems(missing=True):
+            continue
+        cost, _ = scene.take_cost()
+        if cost is None and not account.is_vertex:
+            # A Flow model not priced (one Flow added since) counts at the dearest price, so
+            # the figure errs high. A Vertex AI model nobody priced counts nothing, as such a
+            # take records no cost.
+            cost = Decimal(UNKNOWN_MODEL_CREDITS)
+        total += (cost or 0) * scene.takes
+    return total
 
 
-def _vertex_take_cents() -> list:
-    """One WHEN per Vertex AI model, resolution, sound and length with a known price: what a
-    take costs, in whole cents (exact in SQL, where decimals may be floats)."""
-    from django.conf import settings
-    from django.db.models import Q, Value, When
-
-    options = options_for(EngineKind.VERTEX)
-    whens = []
-    for model in MODELS[EngineKind.VERTEX]:
-        for resolution in options.resolutions:
-            blank = resolution == options.default_resolution
-            for audio in (False, True):
-                price = vertex_price_per_second(
-                    model.key, resolution, audio, settings.VERTEX_PRICES
-                )
-                if price is None:
-                    continue
-                for seconds in options.durations:
-                    cents = int((price * seconds).quantize(Decimal("0.01")) * 100)
-                    length = Q(duration=seconds)
-                    if seconds == options.default_duration:
-                        length |= Q(duration__isnull=True)
-                    size = (
-                        Q(resolution=resolution) | Q(resolution="")
-                        if blank
-                        else Q(resolution=resolution)
-                    )
-                    whens.append(
-                        When(Q(model_key=model.key, audio=audio) & size & length, then=Value(cents))
-                    )
-    return whens
-
-
-def generate_all_words(total: int | None, account) -> str:
-    """What the Generate all button says it would spend at most: "up to $4.80" on a Vertex
-    AI account, "up to 40 credits" on Flow; "" when nothing is priced."""
+def generate_all_words(total: Decimal | None, account) -> str:
+    """What the Generate all button says it would spend at most (``generate_all_total``):
+    "up to $4.80" on a Vertex AI account, "up to 40 credits" on Flow; "" when nothing is
+    priced."""
     if not total or account is None:
         return ""
     if account.is_vertex:
-        return f"up to {amount(Decimal(total) / 100, 'USD')}"
+        return f"up to {amount(total, 'USD')}"
     return f"up to {credits(int(total))}"

@@ -6,13 +6,15 @@ takes arrive on the page.
 """
 
 import re
+from datetime import timedelta
 
 import pytest
 from django.urls import reverse
+from django.utils import timezone
 
-from generations.models import Generation
+from generations.models import Generation, Scene
 from tests.conftest import make_image, make_scene
-from tests.views_support import add_scene_as, client_for
+from tests.views_support import add_scene_as, client_for, make_take
 
 
 @pytest.fixture
@@ -97,3 +99,40 @@ def test_carol_a_viewer_gets_no_generate_all_from_the_poll(
 
     assert "Generate all" not in answer
     assert 'id="generate-all"' not in answer
+
+
+def test_bobs_take_starting_to_render_brings_alice_its_card_but_not_generate_all_again(
+    project, alice, bob, lighthouse
+):
+    hour_ago = timezone.now() - timedelta(hours=1)
+    take = make_take(lighthouse, bob, status=Generation.Status.PENDING, updated=hour_ago)
+    Scene.objects.filter(pk=lighthouse.pk).update(updated=hour_ago)
+    alices = client_for(alice)
+    page = alices.get(reverse("project-detail", args=[project.uuid])).text
+    assert generate_all_seen(page) == str(take.pk)
+
+    Generation.objects.filter(pk=take.pk).update(
+        status=Generation.Status.ACTIVE, updated=timezone.now()
+    )
+    answer = alices.get(poller_url(page), headers={"HX-Request": "true"}).text
+
+    assert f'id="scene-{lighthouse.uuid}" class="card" hx-swap-oob="true"' in answer
+    # Neither the newest take nor any price changed: the form on her page still holds.
+    assert 'id="generate-all"' not in answer
+
+
+def test_bob_raising_a_scenes_takes_brings_alices_open_page_generate_alls_new_total(
+    project, alice, bob, lighthouse
+):
+    hour_ago = timezone.now() - timedelta(hours=1)
+    Scene.objects.filter(pk=lighthouse.pk).update(updated=hour_ago)
+    alices = client_for(alice)
+    page = alices.get(reverse("project-detail", args=[project.uuid])).text
+    assert "up to 20 credits" in page
+
+    Scene.objects.filter(pk=lighthouse.pk).update(takes=3, updated=timezone.now())
+    answer = alices.get(poller_url(page), headers={"HX-Request": "true"}).text
+
+    assert 'id="generate-all" class="generate-all" hx-swap-oob="true"' in answer
+    assert "up to 60 credits" in answer
+    assert generate_all_seen(answer) == "0"

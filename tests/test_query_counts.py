@@ -63,6 +63,7 @@ def _board(project, user, scenes: int, takes_each: int, *, rendering: int = 1) -
             aspect=scene.aspect,
             seed=take,
             status=S.ACTIVE if index * takes_each + take <= rendering else S.READY,
+            created=moment,
             updated=moment,
         )
         for index, scene in enumerate(rows)
@@ -114,7 +115,31 @@ def test_a_poll_after_changes_returns_only_the_changed_cards_in_the_same_queries
     assert one.status_code == many.status_code == 200
     assert _oob_cards(one.text) == {str(scenes[7].uuid)}
     assert _oob_cards(many.text) == {str(s.uuid) for s in [scenes[7], *scenes[10:30]]}
-    assert one_queries == many_queries
+    # The session, the user, "changed?", the membership with the newest take, then the
+    # scenes, their takes, the takes' comments and upscales. Takes changing state leave
+    # Generate all as it was, so it is neither priced nor sent.
+    assert one_queries == many_queries == 8
+    assert 'id="generate-all"' not in one.text + many.text
+
+
+def test_a_poll_after_scene_edits_prices_generate_all_in_one_more_query_however_many_scenes(
+    project, alice
+):
+    client = client_for(alice)
+    scenes = _board(project, alice, scenes=2, takes_each=1)
+    since = timezone.now() - timedelta(minutes=1)
+    Scene.objects.filter(pk=scenes[0].pk).update(takes=2, updated=timezone.now())
+    few, few_queries = _count(client, _poll_url(project, since), HX_Request="true")
+
+    more = _board(project, alice, scenes=40, takes_each=3)
+    Scene.objects.filter(project=project).update(updated=timezone.now() - HOUR_AGO)
+    Scene.objects.filter(pk__in=[more[3].pk, more[30].pk]).update(takes=4, updated=timezone.now())
+    many, many_queries = _count(client, _poll_url(project, since), HX_Request="true")
+
+    assert 'id="generate-all" class="generate-all" hx-swap-oob="true"' in few.text
+    assert 'id="generate-all" class="generate-all" hx-swap-oob="true"' in many.text
+    assert _oob_cards(many.text) == {str(more[3].uuid), str(more[30].uuid)}
+    assert few_queries == many_queries == 9
 
 
 def test_charlie_polling_alice_project_gets_404_from_the_three_query_path(project, charlie):

@@ -9,14 +9,14 @@ from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.db import transaction
-from django.db.models import Count, Exists, Max, OuterRef, Prefetch, Q, Subquery, Sum
+from django.db.models import Count, Max, OuterRef, Prefetch, Q, Subquery, Sum
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from .. import work
-from ..budgets import generate_all_cost, generate_all_words, month_start
+from ..budgets import generate_all_total, generate_all_words, month_start
 from ..forms import MemberAddForm, ProjectForm
 from ..models import SPENDING_Q, AuditEvent, CannotGenerate, Generation, Membership, Project, Scene
 from .access import (
@@ -59,10 +59,7 @@ def _anything_in_flight(scenes: list[Scene]) -> bool:
 def project_detail(request: HtmxHttpRequest, uuid: UUID) -> HttpResponse:
     answered_at = timezone.now()
     project, membership = get_project_for_user(
-        request,
-        uuid,
-        generate_all_cost=Subquery(generate_all_cost(OuterRef("project"))),
-        has_later_accounts=later_accounts_exist(),
+        request, uuid, has_later_accounts=later_accounts_exist()
     )
     scenes = storyboard_scenes(project)
     last_generation = max((take.pk for scene in scenes for take in scene.take_list), default=0)
@@ -74,10 +71,46 @@ def project_detail(request: HtmxHttpRequest, uuid: UUID) -> HttpResponse:
         scenes=scenes,
         has_scenes=bool(scenes),
         last_generation=last_generation,
-        generate_all_cost=generate_all_words(membership.generate_all_cost, project.account),
+        generate_all_cost=generate_all_words(
+            generate_all_total(scenes, project.account), project.account
+        ),
         project_accounts=project_account_states(project, membership.has_later_accounts),
     )
     return render(request, TEMPLATE, ctx)
+
+
+# What Scene.take_cost and Generate all's filter read.
+PRICED_FIELDS = (
+    "project",
+    "mode",
+    *Scene.IMAGE_FIELDS,
+    "prompt",
+    "model_key",
+    "takes",
+    "resolution",
+    "audio",
+    "duration",
+)
+
+
+def _generate_all_may_differ(
+    sent_scenes: list[Scene], since: datetime | None, everything: bool
+) -> bool:
+    """Whether the poll sends Generate all again: only when what it shows may have changed —
+    the whole list (scenes added, deleted or moved, or a page without a token), a scene edited
+    (its prompt, image, model or takes: its price), or a take created since the token (the
+    newest take the form says the page has seen; such a take is on a card sent now, its
+    ``updated`` being no older than its ``created``). A take changing state, most of what
+    polls bring, changes neither. Sending it when it did not change only costs time; missing
+    a new take would only make Generate all refuse ("New takes appeared"), never pay twice.
+    The account's tier, which a price also depends on, reaches the form with the next scene
+    change or page load."""
+    if everything:
+        return True
+    return any(
+        scene.updated > since or any(take.created > since for take in scene.take_list)
+        for scene in sent_scenes
+    )
 
 
 def page_is_live(request: HttpRequest) -> bool:
@@ -110,17 +143,15 @@ def project_poll(request: HtmxHttpRequest, uuid: UUID) -> HttpResponse:
     state = get_poll_state_for_user(request, uuid, since)
     if not state.changed and state.in_flight == page_live:
         return HttpResponse(status=204)
-    # Generate all's view of the board rides along, read before the cards: every take up to
-    # the newest is committed, so it is on a card sent now or on one the page already shows,
-    # and Generate all may count it as seen.
+    # The newest take rides along, read before the cards: every take up to it is committed,
+    # so it is on a card sent now or on one the page already shows, and Generate all may count
+    # it as seen.
     project, membership = get_project_for_user(
         request,
         uuid,
-        has_scenes=Exists(Scene.objects.filter(project=OuterRef("project"))),
         newest_take=Subquery(
             Generation.objects.filter(project=OuterRef("project")).order_by("-pk").values("pk")[:1]
         ),
-        generate_all_cost=Subquery(generate_all_cost(OuterRef("project"))),
         has_later_accounts=later_accounts_exist(),
     )
     live = state.in_flight
@@ -133,22 +164,14 @@ def project_poll(request: HtmxHttpRequest, uuid: UUID) -> HttpResponse:
         # polls slowly from now on).
         since = since - timedelta(seconds=max(10, 3 * settings.FLOWSITE_PAGE_POLL_SECONDS))
 
-    generate_all = {}
-    if membership.can_edit:
-        generate_all = {
-            "generate_all_oob": True,
-            "has_scenes": membership.has_scenes,
-            "last_generation": membership.newest_take or 0,
-            "generate_all_cost": generate_all_words(membership.generate_all_cost, project.account),
-        }
-
     # A page without a token gets every card anyway; it needs the whole list only when the list
     # itself changed after what the page has seen.
     restructured = (
         since is not None and project.scenes_changed is not None and project.scenes_changed > since
     )
+    everything = since is None or restructured
     queryset = project.scenes.all()
-    if since is not None and not restructured:
+    if not everything:
         queryset = queryset.filter(
             Q(updated__gt=since)
             | Q(pk__in=project.generations.filter(updated__gt=since).values("scene_id"))
@@ -164,6 +187,19 @@ def project_poll(request: HtmxHttpRequest, uuid: UUID) -> HttpResponse:
                 newest,
             ]
         )
+    generate_all = {}
+    if membership.can_edit and _generate_all_may_differ(sent_scenes, since, everything):
+        # Priced from every scene: the whole list when it was sent, else the few columns a
+        # price needs.
+        scenes = sent_scenes if everything else list(project.scenes.only(*PRICED_FIELDS))
+        generate_all = {
+            "generate_all_oob": True,
+            "has_scenes": bool(scenes),
+            "last_generation": membership.newest_take or 0,
+            "generate_all_cost": generate_all_words(
+                generate_all_total(scenes, project.account), project.account
+            ),
+        }
     extra = (
         {"scenes": sent_scenes, "storyboard_oob": True}
         if restructured
