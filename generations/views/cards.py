@@ -3,14 +3,20 @@ page's poller and the ``since`` token it carries."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from uuid import UUID
 
 from django.conf import settings
+from django.contrib import messages
 from django.db.models import Count, Prefetch
+from django.http import HttpResponse
+from django.shortcuts import redirect, render
 from django.urls import reverse
 
 from .. import take_actions
-from ..models import Comment, Generation, Membership, Project, Scene, Upscale
+from ..models import CannotGenerate, Comment, Generation, Membership, Project, Scene, Upscale
+from .access import HtmxHttpRequest, Role, get_generation_for_user
 
 TEMPLATE = "generations/project.html"
 
@@ -117,3 +123,52 @@ def card_context(
 def project_url(project: Project, scene: Scene | None = None) -> str:
     url = reverse("project-detail", kwargs={"uuid": project.uuid})
     return f"{url}#scene-{scene.uuid}" if scene else url
+
+
+def after_card_action(
+    request: HtmxHttpRequest, scene: Scene, membership: Membership, *, error: str, notice: str
+) -> HttpResponse:
+    """The answer to an action on a card: the card again, with the error or notice in it
+    (htmx), or back to the storyboard with the words as a message."""
+    project = scene.project
+    if not request.htmx:
+        if error:
+            messages.error(request, f"{scene}: {error}")
+        elif notice:
+            messages.success(request, f"{scene}: {notice}")
+        return redirect(project_url(project, scene))
+
+    # The card comes back with its takes; the poller keeps the page's own `since`, so the next
+    # poll still brings every other card that changed meanwhile.
+    [fresh] = storyboard_scenes(project, project.scenes.filter(pk=scene.pk))
+    since = decode_since(request.POST.get("since"))
+    # An upscale asked for on this card keeps the page polling fast too.
+    live = any(up.in_flight for take in fresh.take_list for up in take.upscale_list) or (
+        Generation.objects.filter(project=project, status__in=Generation.IN_FLIGHT).exists()
+    )
+    ctx = card_context(
+        project,
+        membership,
+        since=encode_since(since) if since else encode_since(fresh.updated),
+        live=live,
+        scene=fresh,
+        card_error=error,
+        card_notice=notice,
+        poller_oob=True,
+    )
+    return render(request, f"{TEMPLATE}#card-response", ctx)
+
+
+def take_action(
+    request: HtmxHttpRequest, uuid: UUID, act: Callable[[Generation], str]
+) -> HttpResponse:
+    """An editor's action on one take, answered like every card action: ``act`` does it and
+    returns the notice, or raises ``CannotGenerate`` with the refusal in words."""
+    take, membership = get_generation_for_user(request, uuid, Role.EDITOR)
+    scene = take.scene
+    scene.project = take.project
+    try:
+        notice, error = act(take), ""
+    except CannotGenerate as refusal:
+        notice, error = "", str(refusal)
+    return after_card_action(request, scene, membership, error=error, notice=notice)

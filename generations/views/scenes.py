@@ -21,7 +21,7 @@ from django.views.decorators.http import require_http_methods, require_POST
 
 from .. import work
 from ..forms import SceneForm
-from ..models import CannotGenerate, Comment, Generation, Membership, Pick, Scene, Upscale
+from ..models import CannotGenerate, Comment, Generation, Pick, Scene, Upscale
 from .access import (
     HtmxHttpRequest,
     Role,
@@ -33,12 +33,12 @@ from .access import (
 )
 from .cards import (
     TEMPLATE,
+    after_card_action,
     card_context,
-    decode_since,
-    encode_since,
     page_token,
     project_url,
     storyboard_scenes,
+    take_action,
 )
 
 STALE = (
@@ -238,7 +238,7 @@ def scene_generate(request: HtmxHttpRequest, uuid: UUID) -> HttpResponse:
     except CannotGenerate as refusal:
         error = str(refusal)
     notice = f"Queued {len(takes)} take{'s' if len(takes) != 1 else ''}." if takes else ""
-    return _after_card_action(request, scene, membership, error=error, notice=notice)
+    return after_card_action(request, scene, membership, error=error, notice=notice)
 
 
 @require_POST
@@ -267,40 +267,32 @@ def take_retry(request: HtmxHttpRequest, uuid: UUID) -> HttpResponse:
             notice = f"Queued take {take.take}."
     except CannotGenerate as refusal:
         error = str(refusal)
-    return _after_card_action(request, scene, membership, error=error, notice=notice)
+    return after_card_action(request, scene, membership, error=error, notice=notice)
 
 
 @require_POST
 @htmx_login_required
 def take_cancel(request: HtmxHttpRequest, uuid: UUID) -> HttpResponse:
-    generation, membership = get_generation_for_user(request, uuid, Role.EDITOR)
-    scene = generation.scene
-    scene.project = generation.project
-    if work.cancel(generation, request.user):
-        notice, error = f"Cancelled take {generation.take}.", ""
-    else:
-        notice, error = "", f"Take {generation.take} had already finished."
-    return _after_card_action(request, scene, membership, error=error, notice=notice)
+    def cancel(take: Generation) -> str:
+        if not work.cancel(take, request.user):
+            raise CannotGenerate(f"Take {take.take} had already finished.")
+        return f"Cancelled take {take.take}."
+
+    return take_action(request, uuid, cancel)
 
 
 @require_POST
 @htmx_login_required
 def take_pick(request: HtmxHttpRequest, uuid: UUID) -> HttpResponse:
     """Make this take its scene's pick for the film (``action=clear``: the scene has none)."""
-    generation, membership = get_generation_for_user(request, uuid, Role.EDITOR)
-    scene = generation.scene
-    scene.project = generation.project
-    error = notice = ""
-    if request.POST.get("action") == "clear":
-        if Pick.clear(scene):
-            notice = "No take is picked for the film now."
-    else:
-        try:
-            Pick.choose(generation, request.user)
-            notice = f"Take {generation.take} is picked for the film."
-        except CannotGenerate as refusal:
-            error = str(refusal)
-    return _after_card_action(request, scene, membership, error=error, notice=notice)
+
+    def pick(take: Generation) -> str:
+        if request.POST.get("action") == "clear":
+            return "No take is picked for the film now." if Pick.clear(take.scene) else ""
+        Pick.choose(take, request.user)
+        return f"Take {take.take} is picked for the film."
+
+    return take_action(request, uuid, pick)
 
 
 @require_POST
@@ -320,7 +312,7 @@ def take_delete(request: HtmxHttpRequest, uuid: UUID) -> HttpResponse:
         else:
             _delete_takes(scene, [take])
             notice = f"Deleted take {take.take}."
-    return _after_card_action(request, scene, membership, error=error, notice=notice)
+    return after_card_action(request, scene, membership, error=error, notice=notice)
 
 
 @require_POST
@@ -338,7 +330,7 @@ def scene_clear_failed(request: HtmxHttpRequest, uuid: UUID) -> HttpResponse:
         _delete_takes(scene, takes)
     count = len(takes)
     notice = f"Cleared {count} failed or cancelled take{'s' if count != 1 else ''}."
-    return _after_card_action(request, scene, membership, error="", notice=notice)
+    return after_card_action(request, scene, membership, error="", notice=notice)
 
 
 @require_POST
@@ -354,7 +346,7 @@ def take_comment(request: HtmxHttpRequest, uuid: UUID) -> HttpResponse:
         notice = f"Commented on take {generation.take}."
     except CannotGenerate as refusal:
         error = str(refusal)
-    return _after_card_action(request, scene, membership, error=error, notice=notice)
+    return after_card_action(request, scene, membership, error=error, notice=notice)
 
 
 @require_POST
@@ -367,7 +359,7 @@ def comment_delete(request: HtmxHttpRequest, uuid: UUID) -> HttpResponse:
     scene = comment.take.scene
     scene.project = comment.take.project
     comment.remove()
-    return _after_card_action(request, scene, membership, error="", notice="Comment deleted.")
+    return after_card_action(request, scene, membership, error="", notice="Comment deleted.")
 
 
 def _delete_takes(scene: Scene, takes: list[Generation]) -> None:
@@ -386,35 +378,3 @@ def _upscale_files(takes: list[Generation]) -> list:
     """The upscaled copies' files of these takes (their rows go with the takes)."""
     copies = Upscale.objects.filter(take__in=[take.pk for take in takes]).exclude(video="")
     return [copy.video for copy in copies.only("video")]
-
-
-def _after_card_action(
-    request: HtmxHttpRequest, scene: Scene, membership: Membership, *, error: str, notice: str
-) -> HttpResponse:
-    project = scene.project
-    if not request.htmx:
-        if error:
-            messages.error(request, f"{scene}: {error}")
-        elif notice:
-            messages.success(request, f"{scene}: {notice}")
-        return redirect(project_url(project, scene))
-
-    # The card comes back with its takes; the poller keeps the page's own `since`, so the next
-    # poll still brings every other card that changed meanwhile.
-    [fresh] = storyboard_scenes(project, project.scenes.filter(pk=scene.pk))
-    since = decode_since(request.POST.get("since"))
-    # An upscale asked for on this card keeps the page polling fast too.
-    live = any(up.in_flight for take in fresh.take_list for up in take.upscale_list) or (
-        Generation.objects.filter(project=project, status__in=Generation.IN_FLIGHT).exists()
-    )
-    ctx = card_context(
-        project,
-        membership,
-        since=encode_since(since) if since else encode_since(fresh.updated),
-        live=live,
-        scene=fresh,
-        card_error=error,
-        card_notice=notice,
-        poller_oob=True,
-    )
-    return render(request, f"{TEMPLATE}#card-response", ctx)

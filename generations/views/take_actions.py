@@ -13,62 +13,44 @@ from django.http import HttpResponse
 from django.views.decorators.http import require_POST
 
 from .. import take_actions
-from ..models import CannotGenerate
-from .access import HtmxHttpRequest, Role, get_generation_for_user, htmx_login_required
-from .scenes import _after_card_action
+from ..models import CannotGenerate, Generation
+from .access import HtmxHttpRequest, htmx_login_required
+from .cards import take_action
 
 
 @require_POST
 @htmx_login_required
 def take_extend(request: HtmxHttpRequest, uuid: UUID) -> HttpResponse:
-    take, membership = get_generation_for_user(request, uuid, Role.EDITOR)
-    scene = take.scene
-    scene.project = take.project
-    seen = request.POST.get("extensions_seen", "")
-    error = notice = ""
-    try:
+    def extend(take: Generation) -> str:
+        seen = request.POST.get("extensions_seen", "")
         if not seen.isdigit():
             raise CannotGenerate(take_actions.EXTEND_STALE)
-        extension = take_actions.extend(
-            take, request.user, request.POST.get("prompt", ""), seen=int(seen)
-        )
-        notice = (
+        prompt = request.POST.get("prompt", "")
+        extension = take_actions.extend(take, request.user, prompt, seen=int(seen))
+        return (
             f"Added {extension} after this scene, extending take {take.take}; its take is queued."
         )
-    except CannotGenerate as refusal:
-        error = str(refusal)
-    return _after_card_action(request, scene, membership, error=error, notice=notice)
+
+    return take_action(request, uuid, extend)
 
 
 @require_POST
 @htmx_login_required
 def take_upscale(request: HtmxHttpRequest, uuid: UUID) -> HttpResponse:
-    take, membership = get_generation_for_user(request, uuid, Role.EDITOR)
-    scene = take.scene
-    scene.project = take.project
-    error = notice = ""
-    try:
-        _, notice = take_actions.request_upscale(
-            take,
-            request.user,
-            request.POST.get("resolution", ""),
-            again=request.POST.get("again") == "1",
-        )
-    except CannotGenerate as refusal:
-        error = str(refusal)
-    return _after_card_action(request, scene, membership, error=error, notice=notice)
+    def upscale(take: Generation) -> str:
+        again = request.POST.get("again") == "1"
+        resolution = request.POST.get("resolution", "")
+        _, notice = take_actions.request_upscale(take, request.user, resolution, again=again)
+        return notice
+
+    return take_action(request, uuid, upscale)
 
 
 @require_POST
 @htmx_login_required
 def take_last_frame(request: HtmxHttpRequest, uuid: UUID) -> HttpResponse:
-    take, membership = get_generation_for_user(request, uuid, Role.EDITOR)
-    scene = take.scene
-    scene.project = take.project
-    error = notice = ""
-    try:
+    def last_frame(take: Generation) -> str:
         new = take_actions.last_frame_scene(take, request.user)
-        notice = f"Added {new} after this scene, starting from the last frame of take {take.take}."
-    except CannotGenerate as refusal:
-        error = str(refusal)
-    return _after_card_action(request, scene, membership, error=error, notice=notice)
+        return f"Added {new} after this scene, starting from the last frame of take {take.take}."
+
+    return take_action(request, uuid, last_frame)
