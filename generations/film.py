@@ -17,6 +17,9 @@ Everything streams: one packet or frame at a time, so memory does not grow with 
 length of the clips. The film is written to a temporary file beside its final name and renamed
 only once complete; a render that fails removes it, and one killed outright leaves it for
 ``reap`` (see ``FilmRender``).
+
+Long because one render is one pass over the clips (plan, open, copy or encode, audio,
+finish) sharing its output's state; the copy rule and the H.264 numbering live in ``film_mix``.
 """
 
 from __future__ import annotations

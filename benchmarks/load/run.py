@@ -25,6 +25,9 @@ SQLite runs in WAL mode (the default settings); PostgreSQL runs when it answers 
 127.0.0.1:5432 (database ``flowsite_load``, created and dropped here; --postgres-url overrides).
 Everything else lives in a temporary folder that is removed afterwards. The load generator
 shares the machine with the servers, so its figures include that contention.
+
+Long because it starts, seeds, watches and stops a whole deployment (web, worker, emulator,
+database) and prints the per-kind and per-window breakdown; the driver is its own module.
 """
 
 from __future__ import annotations

@@ -10,6 +10,9 @@ simpler than the takes': no batches to split, downloads inline in the pass.
 
 Every change a person can see also moves its take's ``updated``, so the card and gallery that
 show the take's resolutions reach open pages through the page poll.
+
+Long because it is a whole phase for one kind of row (claim, submit, poll, download, reap),
+kept together so the never-pay-twice path of an upscale reads in one place.
 """
 
 from __future__ import annotations
