@@ -7,8 +7,11 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 
 from .. import tasks, work
-from ..models import CannotGenerate, Generation, WorkerLease
+from ..models import CannotGenerate, Generation, Scene, WorkerLease
 from .common import NONE, media_url, plural_s, stored_file_link, thumbnail_html, were
+
+# What a take asked of the engine: shown read-only, in its own section.
+ASKED_FIELDS = ["prompt", "model_key", "aspect", "seed", "mode", *Scene.IMAGE_FIELDS]
 
 
 @admin.register(Generation)
@@ -50,16 +53,7 @@ class GenerationAdmin(admin.ModelAdmin):
         "requested_by",
         "account",
         "take",
-        "prompt",
-        "model_key",
-        "aspect",
-        "seed",
-        "mode",
-        "start_image",
-        "end_image",
-        "reference_1",
-        "reference_2",
-        "reference_3",
+        *ASKED_FIELDS,
         "status",
         "reason",
         "request_id",
@@ -84,20 +78,7 @@ class GenerationAdmin(admin.ModelAdmin):
         (None, {"fields": ["uuid", "scene", "project", "take", "requested_by", "account"]}),
         (
             "Asked of Flow",
-            {
-                "fields": [
-                    "prompt",
-                    "model_key",
-                    "aspect",
-                    "seed",
-                    "mode",
-                    "start_image",
-                    "end_image",
-                    "reference_1",
-                    "reference_2",
-                    "reference_3",
-                ]
-            },
+            {"fields": ASKED_FIELDS},
         ),
         (
             "Progress",
