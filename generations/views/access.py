@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from functools import wraps
 from typing import Any
 from uuid import UUID
@@ -234,46 +234,48 @@ class PollState:
     in_flight: bool  # some take is still on its way
 
 
-# decode_since never yields anything earlier; "no token" means "everything is new".
-_BEGINNING = datetime(1970, 1, 1, tzinfo=UTC)
+def _newest_updated(model: type[Model]) -> Subquery:
+    """When a project's newest ``model`` row was last touched (NULL when it has none)."""
+    rows = model.objects.filter(project=OuterRef("project")).order_by("-updated")
+    return Subquery(rows.values("updated")[:1])
+
+
+# Built once: every open storyboard asks this every few seconds and nearly always learns
+# "nothing new", and building these subqueries anew cost more than the database's answer.
+# Nothing in it depends on the request (the page's token is compared in Python), so each poll
+# only adds its filter.
+_POLL_ROWS = Membership.objects.values(
+    "role",
+    "project__scenes_changed",
+    takes_updated=_newest_updated(Generation),
+    scenes_updated=_newest_updated(Scene),
+    in_flight=Exists(
+        Generation.objects.filter(project=OuterRef("project"), status__in=Generation.IN_FLIGHT)
+    ),
+    # An upscale under way keeps the page polling fast too (its take's card changes).
+    upscaling=Exists(
+        Upscale.objects.filter(project=OuterRef("project"), status__in=Upscale.IN_FLIGHT)
+    ),
+)
 
 
 def get_poll_state_for_user(request: HttpRequest, uuid: UUID, since: datetime | None) -> PollState:
     """Membership, "changed since?" and "anything in flight?" in one query; 404 for outsiders.
 
-    Every open storyboard asks this every few seconds and nearly always learns "nothing new".
     For the database it is a few index lookups on the project's takes and scenes, and the
     project row it joins anyway, whose ``scenes_changed`` tells whether scenes were added,
-    deleted or moved (NULL: never).
+    deleted or moved (NULL: never). A take or scene changed after ``since`` exactly when the
+    newest one was touched after it.
     """
-    moment = since or _BEGINNING
-    project = OuterRef("project")
-    # Three flags read apart and combined here: an OR of them in SQL reads the same to the
-    # database but costs the ORM more to build, on every poll of every open page.
-    queryset = Membership.objects.filter(project__uuid=uuid, user_id=request.user.pk).values(
-        "role",
-        "project__scenes_changed",
-        takes_changed=Exists(Generation.objects.filter(project=project, updated__gt=moment)),
-        scenes_edited=Exists(Scene.objects.filter(project=project, updated__gt=moment)),
-        in_flight=Exists(
-            Generation.objects.filter(project=project, status__in=Generation.IN_FLIGHT)
-        ),
-        # An upscale under way keeps the page polling fast too (its take's card changes).
-        upscaling=Exists(Upscale.objects.filter(project=project, status__in=Upscale.IN_FLIGHT)),
-    )
+    queryset = _POLL_ROWS.filter(project__uuid=uuid, user_id=request.user.pk)
     try:
         row = queryset.get()
     except Membership.DoesNotExist:
         raise Http404 from None
-    list_changed = row["project__scenes_changed"]
-    changed = (
-        since is None
-        or (list_changed is not None and list_changed > since)
-        or row["takes_changed"]
-        or row["scenes_edited"]
-    )
+    moments = (row["project__scenes_changed"], row["takes_updated"], row["scenes_updated"])
+    changed = since is None or any(moment is not None and moment > since for moment in moments)
     return PollState(
         role=row["role"],
-        changed=bool(changed),
+        changed=changed,
         in_flight=bool(row["in_flight"] or row["upscaling"]),
     )
