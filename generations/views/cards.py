@@ -47,6 +47,22 @@ def page_token(newest: datetime | None, answered_at: datetime) -> str:
     return encode_since(min(newest, answered_at - LATE_COMMIT_MARGIN))
 
 
+def newest_change(scenes: list[Scene], *moments: datetime | None) -> datetime | None:
+    """The newest ``updated`` among ``scenes`` and their takes, and ``moments`` (None: none)."""
+    found = [*moments, *(scene.updated for scene in scenes)]
+    found += [take.updated for scene in scenes for take in scene.take_list]
+    return max((moment for moment in found if moment is not None), default=None)
+
+
+def anything_in_flight(scenes: list[Scene]) -> bool:
+    """Whether a take or an upscale on these cards is still on its way (the page polls fast)."""
+    return any(
+        take.in_flight or any(up.in_flight for up in take.upscale_list)
+        for scene in scenes
+        for take in scene.take_list
+    )
+
+
 def decode_since(token: str | None) -> datetime | None:
     """The moment a token stands for; None when it is missing or not one of ours."""
     if not token or not token.isdigit() or len(token) > 20:

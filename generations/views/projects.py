@@ -29,29 +29,13 @@ from .access import (
 from .accounts import later_accounts_exist, project_account_states
 from .cards import (
     TEMPLATE,
+    anything_in_flight,
     card_context,
     decode_since,
+    newest_change,
     page_token,
     storyboard_scenes,
 )
-
-
-def _newest_change(scenes: list[Scene]) -> datetime | None:
-    moments = [scene.updated for scene in scenes]
-    moments += [take.updated for scene in scenes for take in scene.take_list]
-    return max(moments, default=None)
-
-
-def _newest(moments: list[datetime | None]) -> datetime | None:
-    return max((moment for moment in moments if moment is not None), default=None)
-
-
-def _anything_in_flight(scenes: list[Scene]) -> bool:
-    return any(
-        take.in_flight or any(up.in_flight for up in take.upscale_list)
-        for scene in scenes
-        for take in scene.take_list
-    )
 
 
 @require_GET
@@ -66,8 +50,8 @@ def project_detail(request: HtmxHttpRequest, uuid: UUID) -> HttpResponse:
     ctx = card_context(
         project,
         membership,
-        since=page_token(_newest([_newest_change(scenes), project.scenes_changed]), answered_at),
-        live=_anything_in_flight(scenes),
+        since=page_token(newest_change(scenes, project.scenes_changed), answered_at),
+        live=anything_in_flight(scenes),
         scenes=scenes,
         has_scenes=bool(scenes),
         last_generation=last_generation,
@@ -180,12 +164,8 @@ def project_poll(request: HtmxHttpRequest, uuid: UUID) -> HttpResponse:
     if state.changed:
         # Every scene or take newer than the token is on a card sent now, so the newest change
         # among these cards (and the list's own, when the whole list is sent) is the newest.
-        newest = _newest(
-            [
-                _newest_change(sent_scenes),
-                project.scenes_changed if restructured else None,
-                newest,
-            ]
+        newest = newest_change(
+            sent_scenes, project.scenes_changed if restructured else None, newest
         )
     generate_all = {}
     if membership.can_edit and _generate_all_may_differ(sent_scenes, since, everything):

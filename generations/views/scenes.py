@@ -34,7 +34,9 @@ from .access import (
 from .cards import (
     TEMPLATE,
     after_card_action,
+    anything_in_flight,
     card_context,
+    newest_change,
     page_token,
     project_url,
     storyboard_scenes,
@@ -115,18 +117,12 @@ def scene_move(request: HttpRequest, uuid: UUID) -> HttpResponse:
         messages.error(request, "Move a scene up or down.")
         return redirect(project_url(project, scene))
     with transaction.atomic():
-        ordered = list(project.scenes.select_for_update().only("pk", "position"))
-        index = next(i for i, other in enumerate(ordered) if other.pk == scene.pk)
+        order = list(project.scenes.select_for_update().values_list("uuid", flat=True))
+        index = order.index(scene.uuid)
         target = index - 1 if direction == "up" else index + 1
-        if 0 <= target < len(ordered):
-            ordered[index], ordered[target] = ordered[target], ordered[index]
-        renumbered = [other for position, other in enumerate(ordered) if other.position != position]
-        for position, other in enumerate(ordered):
-            other.position = position
-        if renumbered:
-            Scene.objects.bulk_update(renumbered, ["position"])
-            # Untitled scenes are named by position, so a renumbering alone changes cards too.
-            project.mark_scenes_changed()
+        if 0 <= target < len(order):
+            order[index], order[target] = order[target], order[index]
+        project.reorder_scenes(order)
     return redirect(project_url(project, scene))
 
 
@@ -152,14 +148,11 @@ def scene_order(request: HtmxHttpRequest, uuid: UUID) -> HttpResponse:
             messages.error(request, ORDER_STALE)
         return redirect(project_url(project))
     scenes = storyboard_scenes(project)
-    moments = [project.scenes_changed, *(scene.updated for scene in scenes)]
-    moments += [take.updated for scene in scenes for take in scene.take_list]
-    newest = max((moment for moment in moments if moment is not None), default=None)
     ctx = card_context(
         project,
         membership,
-        since=page_token(newest, answered_at),
-        live=any(take.in_flight for scene in scenes for take in scene.take_list),
+        since=page_token(newest_change(scenes, project.scenes_changed), answered_at),
+        live=anything_in_flight(scenes),
         scenes=scenes,
         poller_oob=True,
         announce_oob=True,
