@@ -68,10 +68,6 @@ VERTEX_NO_UPSCALE = (
 # --- Extend ------------------------------------------------------------------------------
 
 
-def take_name(take: Generation) -> str:
-    return f"take {take.take} of {take.scene}" if take.scene_id else f"take {take.take}"
-
-
 def extend_problem(source: Generation | None, account: FlowAccount | None, source_id=None) -> str:
     """Why ``source`` cannot be extended on ``account``, in words, or "" when it can."""
     if source is None:

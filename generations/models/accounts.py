@@ -144,9 +144,6 @@ class FlowAccount(models.Model):
             storage_uri=self.storage_uri,
         )
 
-    def is_granted_to(self, user) -> bool:
-        return FlowAccount.objects.granted_to(user).filter(pk=self.pk).exists()
-
     def may_be_spent_by(self, project: Project) -> bool:
         """Whether staff granted this account to the project itself or to one of its owners."""
         from .projects import AccountGrant

@@ -185,16 +185,6 @@ class Scene(models.Model):
     # The images a scene may hold, each a foreign key to ImageAsset.
     IMAGE_FIELDS = ("start_image", "end_image", *rules.REFERENCE_FIELDS)
 
-    @classmethod
-    def inputs_present(cls) -> Q:
-        """Scenes holding the images their mode needs (rules.MODE_IMAGE_FIELDS), as a filter."""
-        return (
-            Q(mode=cls.Mode.TEXT)
-            | Q(mode=cls.Mode.IMAGE, start_image__isnull=False)
-            | Q(mode=cls.Mode.FRAMES, start_image__isnull=False, end_image__isnull=False)
-            | Q(mode=cls.Mode.INGREDIENTS, reference_1__isnull=False)
-        )
-
     @property
     def references(self) -> list[ImageAsset]:
         """The reference images, in order (loaded with the scene by ``select_related``)."""
