@@ -8,9 +8,9 @@ import uuid
 
 from django.urls import reverse
 
-from generations.models import Project
+from generations.models import Generation, Project, Upscale
 from tests.conftest import make_scene
-from tests.views_support import client_for, htmx_client_for
+from tests.views_support import client_for, htmx_client_for, make_take
 
 
 def titles(project: Project) -> list[str]:
@@ -98,3 +98,16 @@ def test_a_repeated_or_malformed_uuid_changes_nothing(project, bob):
     client.post(reverse("scene-order", args=[project.uuid]), {"scene": [str(b.uuid), "nope"]})
     client.post(reverse("scene-order", args=[project.uuid]), {"scene": [str(uuid.uuid4())] * 2})
     assert titles(project) == ["A", "B"]
+
+
+def test_a_page_reordered_while_an_upscale_renders_keeps_polling_fast(project, bob):
+    a, b = (make_scene(project, title=name) for name in "AB")
+    take = make_take(a, bob, status=Generation.Status.READY)
+    Upscale.objects.create(
+        project=project, take=take, resolution="1080p", status=Upscale.Status.ACTIVE
+    )
+
+    html = order(htmx_client_for(bob), project, [b, a]).text
+
+    poller = re.search(r'id="poller"[^>]* hx-get="([^"]+)"', html).group(1)
+    assert "&amp;live=1" in poller
