@@ -154,6 +154,9 @@ def test_change_pages_open_with_their_inlines(admin_client, account):
     assert b"generations-TOTAL_FORMS" in scene_page.content
     assert str(take.uuid).encode() in take_page.content
     assert b'name="_save"' not in take_page.content
+    # A take changes through the worker and the actions only: nothing on its page is a field.
+    assert b'name="prompt"' not in take_page.content
+    assert b'name="status"' not in take_page.content
 
 
 @pytest.mark.parametrize("model", CHANGELISTS)

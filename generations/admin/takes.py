@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from django.contrib import admin, messages
+from django.contrib.admin.utils import flatten_fieldsets
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
@@ -45,35 +46,6 @@ class GenerationAdmin(admin.ModelAdmin):
     ]
     date_hierarchy = "created"
     actions = ["poll_now", "retry_as_new_take", "cancel", "resubmit"]
-    # Takes change through the worker and the actions only; the form is for reading.
-    readonly_fields = [
-        "uuid",
-        "scene",
-        "project",
-        "requested_by",
-        "account",
-        "take",
-        *ASKED_FIELDS,
-        "status",
-        "reason",
-        "request_id",
-        "operation_name",
-        "media_generation_id",
-        "credits_after",
-        "attempts",
-        "lease_until",
-        "next_check_at",
-        "video_file",
-        "video_size",
-        "video_sha256",
-        "poster_file",
-        "poster_sha256",
-        "poster_preview",
-        "created",
-        "submitted_at",
-        "finished_at",
-        "updated",
-    ]
     fieldsets = [
         (None, {"fields": ["uuid", "scene", "project", "take", "requested_by", "account"]}),
         (
@@ -111,6 +83,8 @@ class GenerationAdmin(admin.ModelAdmin):
         ),
         ("Times", {"fields": ["created", "submitted_at", "finished_at", "updated"]}),
     ]
+    # Takes change through the worker and the actions only; the form is for reading.
+    readonly_fields = flatten_fieldsets(fieldsets)
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
