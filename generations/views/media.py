@@ -48,7 +48,7 @@ def take_video(request: HttpRequest, uuid: UUID) -> HttpResponseBase:
     generation = get_take_media_for_user(request, uuid)
     if not generation.is_ready or not generation.video:
         raise Http404("This clip is not ready.")
-    name = f"{_download_stem(generation)}.mp4"
+    name = f"{_download_stem(generation, generation.take)}.mp4"
     return serve_private_file(
         request, generation.video, "video/mp4", name, etag_seed=generation.video_sha256
     )
@@ -62,7 +62,7 @@ def take_poster(request: HttpRequest, uuid: UUID) -> HttpResponseBase:
         raise Http404("This clip has no poster.")
     content_type = mimetypes.guess_type(generation.poster.name)[0] or "image/jpeg"
     extension = os.path.splitext(generation.poster.name)[1] or ".jpg"
-    name = f"{_download_stem(generation)}-poster{extension}"
+    name = f"{_download_stem(generation, generation.take)}-poster{extension}"
     return serve_private_file(
         request, generation.poster, content_type, name, etag_seed=generation.poster_sha256
     )
@@ -75,9 +75,7 @@ def upscale_video(request: HttpRequest, uuid: UUID) -> HttpResponseBase:
     upscale = get_upscale_media_for_user(request, uuid)
     if not upscale.is_ready:
         raise Http404("This copy is not ready.")
-    scene = slugify(upscale.scene_name) or "scene"
-    project = slugify(upscale.project_name) or "project"
-    name = f"{project}-{scene}-take-{upscale.take_number}-{upscale.resolution}.mp4"
+    name = f"{_download_stem(upscale, upscale.take_number)}-{upscale.resolution}.mp4"
     return serve_private_file(
         request, upscale.video, "video/mp4", name, etag_seed=upscale.video_sha256
     )
@@ -95,10 +93,11 @@ def image_file(request: HttpRequest, uuid: UUID) -> HttpResponseBase:
     return serve_private_file(request, image.file, image.mime_type, name, etag_seed=image.sha256)
 
 
-def _download_stem(generation) -> str:
-    scene = slugify(generation.scene_name) or "scene"
-    project = slugify(generation.project_name) or "project"
-    return f"{project}-{scene}-take-{generation.take}"
+def _download_stem(media, take_number: int) -> str:
+    """``media`` is a take or an upscale, with the names its lookup brought along."""
+    scene = slugify(media.scene_name) or "scene"
+    project = slugify(media.project_name) or "project"
+    return f"{project}-{scene}-take-{take_number}"
 
 
 def serve_private_file(
