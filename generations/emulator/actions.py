@@ -8,11 +8,8 @@ clip the emulator does not know, the tier, then credits. An accepted call is cha
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from .contract import SEED_MAX, SUCCESSFUL, VIDEO_ASPECTS, ApiError, invalid, missing, not_found
@@ -191,34 +188,3 @@ def _accept(state: EmulatorState, asked: list[Asked], cost: int) -> Response:
         }
         operations.append(state.add_operation(clip, faults, render, now))
     return pending_answer(operations, remaining)
-
-
-def vertex_source(state: EmulatorState, given: Any) -> Path | None:
-    """The clip to extend, as a file: sent inline (kept in the renderer's folder under its
-    digest) or named by a gs:// address of this emulator's bucket."""
-    if given is None:
-        return None
-    if not isinstance(given, dict):
-        raise invalid("instances[0].video", "…", "gcsUri or bytesBase64Encoded with mimeType")
-    if isinstance(given.get("gcsUri"), str):
-        bucket, _, name = given["gcsUri"].removeprefix("gs://").partition("/")
-        with state.lock:
-            path = state.vertex_objects.get((bucket, name))
-        if path is None:
-            raise ApiError(404, "NOT_FOUND", f"No such object: {bucket}/{name}")
-        return Path(path)
-    if not isinstance(given.get("bytesBase64Encoded"), str):
-        raise invalid("instances[0].video", "…", "gcsUri or bytesBase64Encoded with mimeType")
-    try:
-        data = base64.b64decode(given["bytesBase64Encoded"], validate=True)
-    except ValueError:
-        raise invalid("instances[0].video.bytesBase64Encoded", "…", "base64") from None
-    path = state.renderer.dir / f"source-{hashlib.sha256(data).hexdigest()[:32]}.mp4"
-    if not path.exists():
-        path.write_bytes(data)
-    try:
-        count_frames(path)
-    except Exception:
-        path.unlink(missing_ok=True)
-        raise invalid("instances[0].video.bytesBase64Encoded", "…", "an MP4 video") from None
-    return path

@@ -20,7 +20,15 @@ from pathlib import Path
 from typing import Any
 
 from .config import EmulatorConfig
-from .contract import ACTIVE, DEFAULT_FAIL_REASON, FAILED, PENDING, SUCCESSFUL, quota_reached
+from .contract import (
+    ACTIVE,
+    DEFAULT_FAIL_REASON,
+    FAILED,
+    PENDING,
+    SUCCESSFUL,
+    ApiError,
+    quota_reached,
+)
 from .faults import Fault, FaultBook, parse_fault
 from .render import CAMERA_MOVES, RenderedClip, caption_text, render_clip
 
@@ -245,6 +253,14 @@ class EmulatorState:
             self.operations[operation.name] = operation
             self.objects[operation.object_id] = operation
         return operation
+
+    def vertex_object(self, bucket: str, name: str) -> Path:
+        """A result in the emulated Cloud Storage bucket, or Cloud Storage's 404."""
+        with self.lock:
+            path = self.vertex_objects.get((bucket, name))
+        if path is None:
+            raise ApiError(404, "NOT_FOUND", f"No such object: {bucket}/{name}")
+        return Path(path)
 
     def stats_snapshot(self) -> dict[str, int]:
         with self.lock:

@@ -3,8 +3,8 @@ a batch of clips from start images, from the prompt alone, from a start and an e
 from 1 to 3 reference images.
 
 The routes share the envelope and differ in the image keys of a request and the model keys
-they take (``ROUTES``); a key of another route, or a field the route does not know, is refused
-as Google refuses it. The refusals come in the order Flow's come (README.md, "What it
+they take (``VideoRoute``); a key of another route, or a field the route does not know, is
+refused as Google refuses it. The refusals come in the order Flow's come (README.md, "What it
 refuses"), and a refused batch costs nothing; an accepted one is charged whole at once and
 starts its renders.
 """
@@ -75,23 +75,8 @@ class ClipAsked:
     mode: str = "image"
 
 
-def submit(state: EmulatorState, request: Request) -> Response:
-    return generate(state, request, START_IMAGE)
-
-
-def submit_text(state: EmulatorState, request: Request) -> Response:
-    return generate(state, request, TEXT)
-
-
-def submit_frames(state: EmulatorState, request: Request) -> Response:
-    return generate(state, request, FRAMES)
-
-
-def submit_references(state: EmulatorState, request: Request) -> Response:
-    return generate(state, request, REFERENCES)
-
-
-def generate(state: EmulatorState, request: Request, route: VideoRoute) -> Response:
+def generate(state: EmulatorState, request: Request, route: VideoRoute = START_IMAGE) -> Response:
+    """The handler of each generate route (``app.ROUTES`` gives the ``route``)."""
     rank, requests = read_batch(state, request)
     clips = [read_clip(item, f"requests[{index}]", route) for index, item in enumerate(requests)]
     need_distinct_scene_ids([clip.scene_id for clip in clips])
