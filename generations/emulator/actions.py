@@ -8,33 +8,16 @@ clip the emulator does not know, the tier, then credits. An accepted call is cha
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import secrets
 import time
-import uuid
-from dataclasses import dataclass
-from pathlib import Path
+from dataclasses import dataclass, field
 from typing import Any
 
-from .auth import authenticate
-from .contract import (
-    PENDING,
-    SEED_MAX,
-    SUCCESSFUL,
-    TIER_RANK,
-    TOOLS,
-    VIDEO_ASPECTS,
-    ApiError,
-    invalid,
-    missing,
-    not_found,
-    quota_reached,
-)
-from .faults import SUBMIT_ERRORS, SUBMIT_FAULTS, Fault, FaultSyntaxError, delay, faults_in
+from .contract import SEED_MAX, SUCCESSFUL, VIDEO_ASPECTS, ApiError, invalid, missing, not_found
+from .faults import Fault, FaultSyntaxError, faults_in, refuse_submit
 from .reframe import count_frames, render_extension, render_upscale
 from .state import EmulatorState, Operation
-from .wire import Request, Response, need_enum, need_list, need_object, need_string
+from .submit import need_distinct_scene_ids, need_tier, pending_answer, read_batch
+from .wire import Request, Response, need_enum, need_object, need_string
 
 EXTEND_MODELS = (
     "veo_3_1_extend_fast_landscape",
@@ -64,12 +47,10 @@ class Asked:
     prompt: str = ""
     window: tuple[int, int] = (0, 0)
     resolution: str = ""
-    faults: list[Fault] | None = None
+    faults: list[Fault] = field(default_factory=list)
 
 
 def extend(state: EmulatorState, request: Request) -> Response:
-    state.count("submit")
-    authenticate(state, request)
     rank, requests = _envelope(state, request)
     asked = []
     for index, item in enumerate(requests):
@@ -96,13 +77,11 @@ def extend(state: EmulatorState, request: Request) -> Response:
             raise invalid(f"{path}.videoInput.startFrameIndex", window[0], "not after the end")
         clip.window = (window[0], window[1])
         asked.append(clip)
-    _tier(rank, [clip.model for clip in asked], "PAYGATE_TIER_ONE")
-    return _accept(state, asked, state.config.credits_per_clip)
+    need_tier(rank, [clip.model for clip in asked], "PAYGATE_TIER_ONE")
+    return _accept(state, asked, state.config.credits_per_clip * len(asked))
 
 
 def upscale(state: EmulatorState, request: Request) -> Response:
-    state.count("submit")
-    authenticate(state, request)
     rank, requests = _envelope(state, request)
     asked = []
     cost = 0
@@ -113,30 +92,18 @@ def upscale(state: EmulatorState, request: Request) -> Response:
         model, tier, credits, _ = UPSCALES[clip.resolution]
         if clip.model != model:
             raise invalid(f"{path}.videoModelKey", clip.model, f"{model} for {clip.resolution}")
-        _tier(rank, [], tier)
+        need_tier(rank, [], tier)
         cost += credits
         asked.append(clip)
-    return _accept(state, asked, None, cost)
+    return _accept(state, asked, cost)
 
 
 def _envelope(state: EmulatorState, request: Request) -> tuple[int, list[Any]]:
-    body = request.json()
-    context = need_object(body, "clientContext", "clientContext")
-    need_string(context, "projectId", "clientContext.projectId")
-    need_enum(context, "tool", "clientContext.tool", TOOLS)
-    claimed = state.config.tier
-    if "userPaygateTier" in context:
-        claimed = need_enum(context, "userPaygateTier", "clientContext.userPaygateTier", TIER_RANK)
-    requests = need_list(body, "requests")
-    ids = [item.get("metadata", {}).get("sceneId") for item in requests if isinstance(item, dict)]
-    if len(set(ids)) != len(ids):
-        raise ApiError(
-            400,
-            "INVALID_ARGUMENT",
-            "Each request in a batch needs its own 'metadata.sceneId'.",
-            field_path="requests.metadata.sceneId",
-        )
-    return min(TIER_RANK.get(state.config.tier, 0), TIER_RANK[claimed]), requests
+    rank, requests = read_batch(state, request, strict=False)
+    need_distinct_scene_ids(
+        [item.get("metadata", {}).get("sceneId") for item in requests if isinstance(item, dict)]
+    )
+    return rank, requests
 
 
 def _common(state: EmulatorState, item: Any, path: str, fields: set[str], models) -> Asked:
@@ -182,37 +149,11 @@ def _source(state: EmulatorState, media_id: str) -> Operation:
     raise not_found()
 
 
-def _tier(rank: int, models: list[str], least: str) -> None:
-    if rank < TIER_RANK[least] or (
-        any("_ultra" in model for model in models) and rank < TIER_RANK["PAYGATE_TIER_TWO"]
-    ):
-        raise ApiError(
-            403,
-            "PERMISSION_DENIED",
-            "The caller does not have permission",
-            reason="PUBLIC_ERROR_MODEL_ACCESS_DENIED",
-        )
-
-
-def _accept(
-    state: EmulatorState, asked: list[Asked], per_clip: int | None, total: int = 0
-) -> Response:
-    cost = per_clip * len(asked) if per_clip is not None else total
+def _accept(state: EmulatorState, asked: list[Asked], cost: int) -> Response:
     with state.lock:
         faults = list(state.global_faults)
-    faults += [fault for clip in asked for fault in clip.faults or []]
-    delay(state.fault_book, faults)
-    for fault in faults:
-        if fault.name in SUBMIT_FAULTS and state.fault_book.take(fault):
-            raise SUBMIT_ERRORS[fault.name](fault)
-    with state.lock:
-        if state.credits < cost:
-            raise quota_reached()
-        state.credits -= cost
-        remaining = state.credits
-        state.stats["clips_submitted"] += len(asked)
-        for clip in asked:
-            state.accepted[clip.scene_id] = state.accepted.get(clip.scene_id, 0) + 1
+    refuse_submit(state.fault_book, faults + [fault for clip in asked for fault in clip.faults])
+    remaining = state.charge(asked, cost)
     operations = []
     now = time.monotonic()
     config = state.config
@@ -240,60 +181,10 @@ def _accept(
                 fps=config.fps,
                 move=clip.seed % 4,
             )
-        operation = Operation(
-            name=uuid.uuid4().hex,
-            scene_id=clip.scene_id,
-            prompt=clip.prompt,
-            seed=clip.seed,
-            model=clip.model,
-            aspect=clip.aspect,
-            media_generation_id="CAUS" + secrets.token_urlsafe(45),
-            object_id=str(uuid.uuid4()),
-            created=now,
-            pending_seconds=config.pending_seconds,
-            active_seconds=config.active_seconds,
-            faults={
-                fault.name: fault
-                for fault in clip.faults or []
-                if fault.name in ("fail", "stuck") and state.fault_book.take(fault)
-            },
-            render=render,
-        )
-        with state.lock:
-            state.operations[operation.name] = operation
-            state.objects[operation.object_id] = operation
-        operations.append(
-            {"operation": {"name": operation.name}, "sceneId": clip.scene_id, "status": PENDING}
-        )
-    return Response.json({"operations": operations, "remainingCredits": remaining})
-
-
-def vertex_source(state: EmulatorState, given: Any) -> Path | None:
-    """The clip to extend, as a file: sent inline (kept in the renderer's folder under its
-    digest) or named by a gs:// address of this emulator's bucket."""
-    if given is None:
-        return None
-    if not isinstance(given, dict):
-        raise invalid("instances[0].video", "…", "gcsUri or bytesBase64Encoded with mimeType")
-    if isinstance(given.get("gcsUri"), str):
-        bucket, _, name = given["gcsUri"].removeprefix("gs://").partition("/")
-        with state.lock:
-            path = state.vertex_objects.get((bucket, name))
-        if path is None:
-            raise ApiError(404, "NOT_FOUND", f"No such object: {bucket}/{name}")
-        return Path(path)
-    if not isinstance(given.get("bytesBase64Encoded"), str):
-        raise invalid("instances[0].video", "…", "gcsUri or bytesBase64Encoded with mimeType")
-    try:
-        data = base64.b64decode(given["bytesBase64Encoded"], validate=True)
-    except ValueError:
-        raise invalid("instances[0].video.bytesBase64Encoded", "…", "base64") from None
-    path = state.renderer.dir / f"source-{hashlib.sha256(data).hexdigest()[:32]}.mp4"
-    if not path.exists():
-        path.write_bytes(data)
-    try:
-        count_frames(path)
-    except Exception:
-        path.unlink(missing_ok=True)
-        raise invalid("instances[0].video.bytesBase64Encoded", "…", "an MP4 video") from None
-    return path
+        faults = {
+            fault.name: fault
+            for fault in clip.faults
+            if fault.name in ("fail", "stuck") and state.fault_book.take(fault)
+        }
+        operations.append(state.add_operation(clip, faults, render, now))
+    return pending_answer(operations, remaining)

@@ -15,6 +15,7 @@ import logging
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -59,12 +60,22 @@ def index(state: EmulatorState, request: Request) -> Response:
 
 ROUTES: tuple[Route, ...] = (
     Route("POST", "/v1:uploadUserImage", uploads.upload),
-    Route("POST", "/v1/video:batchAsyncGenerateVideoStartImage", submit.submit),
+    Route("POST", "/v1/video:batchAsyncGenerateVideoStartImage", submit.generate),
     Route("POST", "/v1/video:batchAsyncGenerateVideoExtendVideo", actions.extend),
     Route("POST", "/v1/video:batchAsyncGenerateVideoUpsampleVideo", actions.upscale),
-    Route("POST", "/v1/video:batchAsyncGenerateVideoText", submit.submit_text),
-    Route("POST", "/v1/video:batchAsyncGenerateVideoStartAndEndImage", submit.submit_frames),
-    Route("POST", "/v1/video:batchAsyncGenerateVideoReferenceImages", submit.submit_references),
+    Route(
+        "POST", "/v1/video:batchAsyncGenerateVideoText", partial(submit.generate, route=submit.TEXT)
+    ),
+    Route(
+        "POST",
+        "/v1/video:batchAsyncGenerateVideoStartAndEndImage",
+        partial(submit.generate, route=submit.FRAMES),
+    ),
+    Route(
+        "POST",
+        "/v1/video:batchAsyncGenerateVideoReferenceImages",
+        partial(submit.generate, route=submit.REFERENCES),
+    ),
     Route("POST", "/v1/video:batchCheckAsyncVideoGenerationStatus", status.check),
     Route("GET", "/v1/credits", auth.credits),
     Route("GET", "/fx/api/auth/session", auth.session),

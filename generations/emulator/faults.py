@@ -151,3 +151,12 @@ def delay(book: FaultBook, faults: list[Fault]) -> None:
     seconds = sum(fault.seconds for fault in faults if fault.name == "slow" and book.take(fault))
     if seconds:
         time.sleep(seconds)
+
+
+def refuse_submit(book: FaultBook, faults: list[Fault]) -> None:
+    """Wait out the ``slow`` faults, then refuse the call with the first submit fault that
+    takes effect now."""
+    delay(book, faults)
+    for fault in faults:
+        if fault.name in SUBMIT_FAULTS and book.take(fault):
+            raise SUBMIT_ERRORS[fault.name](fault)

@@ -27,7 +27,7 @@ def _stored(image: Image.Image) -> StoredImage:
     buffer = io.BytesIO()
     image.save(buffer, "PNG")
     data = buffer.getvalue()
-    return StoredImage(data=data, sha256=hashlib.sha256(data).hexdigest())
+    return StoredImage.from_bytes(data)
 
 
 def _size(portrait: bool) -> tuple[int, int]:

@@ -14,6 +14,8 @@ import math
 import os
 import re
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -70,7 +72,7 @@ def _wrap(draw: ImageDraw.ImageDraw, text: str, font: ImageFont.ImageFont, width
     return lines
 
 
-def _caption_band(text: str, frame_width: int, frame_height: int) -> Image.Image | None:
+def caption_band(text: str, frame_width: int, frame_height: int) -> Image.Image | None:
     """A translucent band with the wrapped caption, drawn once per clip."""
     if not text:
         return None
@@ -94,7 +96,7 @@ def _caption_band(text: str, frame_width: int, frame_height: int) -> Image.Image
     return band
 
 
-def _source_for(image: Image.Image, size: tuple[int, int]) -> Image.Image:
+def source_for(image: Image.Image, size: tuple[int, int]) -> Image.Image:
     """The start image scaled once so that every camera window is a near 1:1 crop of it."""
     image = ImageOps.exif_transpose(image).convert("RGB")
     width, height = size
@@ -118,7 +120,7 @@ def _source_for(image: Image.Image, size: tuple[int, int]) -> Image.Image:
 CAMERA_MOVES = 4
 
 
-def _window(
+def camera_window(
     source: tuple[int, int], size: tuple[int, int], t: float, move: int = 0
 ) -> tuple[float, float, float, float]:
     """The part of the source the camera sees at time ``t`` in [0, 1] during ``move``."""
@@ -158,91 +160,111 @@ def render_clip(
     the clip cross-fades from the start image into the end image (each under the same camera
     move), so it begins on the one and ends on the other.
 
-    Both files are written under temporary names and renamed into place, so a reader never
-    sees half a clip.
+    Both files are written under temporary names and renamed into place (``written``).
     """
     size = size or (PORTRAIT_SIZE if portrait else LANDSCAPE_SIZE)
     width, height = size
     frames = max(1, round(clip_seconds * fps))
     with Image.open(io.BytesIO(image_bytes)) as opened:
-        source = _source_for(opened, size)
+        source = source_for(opened, size)
     end_source = None
     if end_image_bytes is not None:
         with Image.open(io.BytesIO(end_image_bytes)) as opened:
-            end_source = _source_for(opened, size)
-    band = _caption_band(caption_text(prompt), width, height)
-    band_top = height - (band.height if band else 0) - height // 20
+            end_source = source_for(opened, size)
+    band = caption_band(caption_text(prompt), width, height)
 
     video_path = out_dir / f"{name}.mp4"
     poster_path = out_dir / f"{name}.jpg"
-    fd, tmp_video = tempfile.mkstemp(suffix=".mp4", dir=out_dir)
+    with written(video_path) as tmp, ClipWriter(tmp, size, fps, audio) as clip:
+        for index in range(frames):
+            t = index / (frames - 1) if frames > 1 else 0.0
+            frame_image = source.resize(
+                size, Image.Resampling.BILINEAR, box=camera_window(source.size, size, t, move)
+            )
+            if end_source is not None:
+                end_frame = end_source.resize(
+                    size,
+                    Image.Resampling.BILINEAR,
+                    box=camera_window(end_source.size, size, t, move),
+                )
+                frame_image = Image.blend(frame_image, end_frame, _ease(t))
+            paste_caption(frame_image, band)
+            if index == 0:
+                save_poster(frame_image, poster_path)
+            clip.add(av.VideoFrame.from_image(frame_image))
+    return RenderedClip(video_path, poster_path)
+
+
+def paste_caption(image: Image.Image, band: Image.Image | None) -> None:
+    """The caption band, a little above the bottom of the frame."""
+    if band is not None:
+        image.paste(band, (0, image.height - band.height - image.height // 20), band)
+
+
+@contextmanager
+def written(path: Path) -> Iterator[str]:
+    """A temporary file beside ``path``, renamed to it once the block succeeds (a reader never
+    sees half a file) and removed if it fails."""
+    fd, tmp = tempfile.mkstemp(suffix=path.suffix, dir=path.parent)
     os.close(fd)
     try:
-        with av.open(tmp_video, mode="w", format="mp4", options={"movflags": "faststart"}) as out:
-            stream = out.add_stream(
-                video_codec(),
-                rate=fps,
-                options={"preset": "ultrafast", "tune": "fastdecode", "crf": "26"},
-            )
-            stream.width, stream.height = width, height
-            stream.pix_fmt = "yuv420p"
-            stream.time_base = Fraction(1, fps)
-            # Baseline-compatible profile keeps every browser happy.
-            stream.codec_context.profile = "Constrained Baseline"
-            # Every stream is declared before the first packet is written.
-            sound = out.add_stream("aac", rate=AUDIO_RATE, layout="mono") if audio else None
-            for index in range(frames):
-                t = index / (frames - 1) if frames > 1 else 0.0
-                frame_image = source.resize(
-                    size, Image.Resampling.BILINEAR, box=_window(source.size, size, t, move)
-                )
-                if end_source is not None:
-                    end_frame = end_source.resize(
-                        size,
-                        Image.Resampling.BILINEAR,
-                        box=_window(end_source.size, size, t, move),
-                    )
-                    frame_image = Image.blend(frame_image, end_frame, _ease(t))
-                if band is not None:
-                    frame_image.paste(band, (0, band_top), band)
-                if index == 0:
-                    _save_poster(frame_image, poster_path, out_dir)
-                frame = av.VideoFrame.from_image(frame_image)
-                frame.pts = index
-                out.mux(stream.encode(frame))
-            out.mux(stream.encode(None))
-            if sound is not None:
-                _silence(out, sound, frames / fps)
-        os.replace(tmp_video, video_path)
+        yield tmp
+        os.replace(tmp, path)
     except BaseException:
-        Path(tmp_video).unlink(missing_ok=True)
+        Path(tmp).unlink(missing_ok=True)
         raise
-    return RenderedClip(video_path, poster_path)
+
+
+def save_poster(image: Image.Image, path: Path) -> None:
+    with written(path) as tmp:
+        image.save(tmp, "JPEG", quality=85)
 
 
 AUDIO_RATE = 48000
 
 
-def _silence(out: av.container.OutputContainer, stream, seconds: float) -> None:
-    """A silent AAC track as long as the video: a clip asked with sound has one."""
-    total, pts = round(seconds * AUDIO_RATE), 0
-    while pts < total:
-        count = min(1024, total - pts)
-        frame = av.AudioFrame(format="fltp", layout="mono", samples=count)
-        for plane in frame.planes:
-            plane.update(bytes(plane.buffer_size))
-        frame.sample_rate, frame.pts = AUDIO_RATE, pts
-        pts += count
-        out.mux(stream.encode(frame))
-    out.mux(stream.encode(None))
+class ClipWriter:
+    """An H.264 MP4 written frame by frame, each frame after the last; with ``audio``, a silent
+    AAC track as long as the video is added on closing (a clip asked with sound has one)."""
 
+    def __init__(self, path: str, size: tuple[int, int], fps: int, audio: bool = False) -> None:
+        self.fps, self.frames = fps, 0
+        codec = video_codec()
+        self.out = av.open(path, mode="w", format="mp4", options={"movflags": "faststart"})
+        self.stream = self.out.add_stream(
+            codec, rate=fps, options={"preset": "ultrafast", "tune": "fastdecode", "crf": "26"}
+        )
+        self.stream.width, self.stream.height = size
+        self.stream.pix_fmt = "yuv420p"
+        self.stream.time_base = Fraction(1, fps)
+        # Baseline-compatible profile keeps every browser happy.
+        self.stream.codec_context.profile = "Constrained Baseline"
+        # Every stream is declared before the first packet is written.
+        self.sound = self.out.add_stream("aac", rate=AUDIO_RATE, layout="mono") if audio else None
 
-def _save_poster(image: Image.Image, path: Path, out_dir: Path) -> None:
-    fd, tmp = tempfile.mkstemp(suffix=".jpg", dir=out_dir)
-    os.close(fd)
-    try:
-        image.save(tmp, "JPEG", quality=85)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    def add(self, frame: av.VideoFrame) -> None:
+        frame.pts = self.frames
+        self.frames += 1
+        self.out.mux(self.stream.encode(frame))
+
+    def __enter__(self) -> ClipWriter:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, *rest: object) -> None:
+        with self.out:
+            if exc_type is None:
+                self.out.mux(self.stream.encode(None))
+                if self.sound is not None:
+                    self._silence(self.frames / self.fps)
+
+    def _silence(self, seconds: float) -> None:
+        total, pts = round(seconds * AUDIO_RATE), 0
+        while pts < total:
+            count = min(1024, total - pts)
+            frame = av.AudioFrame(format="fltp", layout="mono", samples=count)
+            for plane in frame.planes:
+                plane.update(bytes(plane.buffer_size))
+            frame.sample_rate, frame.pts = AUDIO_RATE, pts
+            pts += count
+            self.out.mux(self.sound.encode(frame))
+        self.out.mux(self.sound.encode(None))

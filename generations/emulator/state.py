@@ -12,6 +12,7 @@ import shutil
 import tempfile
 import threading
 import time
+import uuid
 import weakref
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -19,7 +20,15 @@ from pathlib import Path
 from typing import Any
 
 from .config import EmulatorConfig
-from .contract import ACTIVE, DEFAULT_FAIL_REASON, FAILED, PENDING, SUCCESSFUL
+from .contract import (
+    ACTIVE,
+    DEFAULT_FAIL_REASON,
+    FAILED,
+    PENDING,
+    SUCCESSFUL,
+    ApiError,
+    quota_reached,
+)
 from .faults import Fault, FaultBook, parse_fault
 from .render import CAMERA_MOVES, RenderedClip, caption_text, render_clip
 
@@ -45,6 +54,10 @@ STAT_NAMES = (
 class StoredImage:
     data: bytes
     sha256: str
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> StoredImage:
+        return cls(data, hashlib.sha256(data).hexdigest())
 
 
 @dataclass
@@ -123,28 +136,22 @@ class Renderer:
         key = (image.sha256, caption_text(prompt), portrait, move, seconds, size, audio)
         if end is not None:
             key += (end.sha256,)
-        with self._lock:
-            future = self._cache.get(key)
-            if future is None or (future.done() and future.exception() is not None):
-                name = hashlib.sha256(repr((*key, self.fps)).encode()).hexdigest()[:32]
-                future = self._pool.submit(
-                    self._render,
-                    image.data,
-                    prompt,
-                    portrait,
-                    move,
-                    name,
-                    seconds,
-                    size,
-                    audio,
-                    end.data if end is not None else None,
-                )
-                self._cache[key] = future
-            return future
+        return self.derive(
+            key,
+            self._render,
+            image_bytes=image.data,
+            prompt=prompt,
+            portrait=portrait,
+            move=move,
+            clip_seconds=seconds,
+            size=size,
+            audio=audio,
+            end_image_bytes=end.data if end is not None else None,
+        )
 
     def derive(self, key: tuple, make, **kwargs) -> Future[RenderedClip]:
-        """A clip made from another (an extension, an upscale) by ``make(out_dir=…, name=…,
-        **kwargs)``, once per ``key``, on the same pool."""
+        """The clip ``make(out_dir=…, name=…, **kwargs)`` makes, once per ``key`` (a failed
+        render is tried again), on the pool."""
         with self._lock:
             future = self._cache.get(key)
             if future is None or (future.done() and future.exception() is not None):
@@ -153,33 +160,11 @@ class Renderer:
                 self._cache[key] = future
             return future
 
-    def _render(
-        self,
-        data: bytes,
-        prompt: str,
-        portrait: bool,
-        move: int,
-        name: str,
-        seconds: float | None = None,
-        size: tuple[int, int] | None = None,
-        audio: bool = False,
-        end_data: bytes | None = None,
-    ) -> RenderedClip:
+    def _render(self, **kwargs) -> RenderedClip:
+        """``render_clip`` at this renderer's frame rate, logged with how long it took."""
         started = time.perf_counter()
         try:
-            clip = render_clip(
-                data,
-                prompt,
-                portrait=portrait,
-                move=move,
-                clip_seconds=self.clip_seconds if seconds is None else seconds,
-                fps=self.fps,
-                out_dir=self.dir,
-                name=name,
-                size=size,
-                audio=audio,
-                end_image_bytes=end_data,
-            )
+            clip = render_clip(fps=self.fps, **kwargs)
         except Exception:
             log.exception("Rendering a clip failed")
             raise
@@ -231,6 +216,51 @@ class EmulatorState:
     def count(self, stat: str, n: int = 1) -> None:
         with self.lock:
             self.stats[stat] += n
+
+    def charge(self, clips: list[Any], cost: int) -> int:
+        """Take ``cost`` credits for a whole batch of ``clips`` (each with a ``scene_id``) or
+        refuse it (429) without taking any; the credits left."""
+        with self.lock:
+            if self.credits < cost:
+                raise quota_reached()
+            self.credits -= cost
+            self.stats["clips_submitted"] += len(clips)
+            for clip in clips:
+                self.accepted[clip.scene_id] = self.accepted.get(clip.scene_id, 0) + 1
+            return self.credits
+
+    def add_operation(
+        self, clip: Any, faults: dict[str, Fault], render: Future[RenderedClip] | None, now: float
+    ) -> Operation:
+        """The operation of an accepted ``clip`` (its scene id, prompt, seed, model and
+        aspect), findable from now on by its name and by its bucket object."""
+        operation = Operation(
+            name=uuid.uuid4().hex,
+            scene_id=clip.scene_id,
+            prompt=clip.prompt,
+            seed=clip.seed,
+            model=clip.model,
+            aspect=clip.aspect,
+            media_generation_id="CAUS" + secrets.token_urlsafe(45),
+            object_id=str(uuid.uuid4()),
+            created=now,
+            pending_seconds=self.config.pending_seconds,
+            active_seconds=self.config.active_seconds,
+            faults=faults,
+            render=render,
+        )
+        with self.lock:
+            self.operations[operation.name] = operation
+            self.objects[operation.object_id] = operation
+        return operation
+
+    def vertex_object(self, bucket: str, name: str) -> Path:
+        """A result in the emulated Cloud Storage bucket, or Cloud Storage's 404."""
+        with self.lock:
+            path = self.vertex_objects.get((bucket, name))
+        if path is None:
+            raise ApiError(404, "NOT_FOUND", f"No such object: {bucket}/{name}")
+        return Path(path)
 
     def stats_snapshot(self) -> dict[str, int]:
         with self.lock:

@@ -3,17 +3,15 @@ a batch of clips from start images, from the prompt alone, from a start and an e
 from 1 to 3 reference images.
 
 The routes share the envelope and differ in the image keys of a request and the model keys
-they take (``ROUTES``); a key of another route, or a field the route does not know, is refused
-as Google refuses it. The refusals come in the order Flow's come (README.md, "What it
+they take (``VideoRoute``); a key of another route, or a field the route does not know, is
+refused as Google refuses it. The refusals come in the order Flow's come (README.md, "What it
 refuses"), and a refused batch costs nothing; an accepted one is charged whole at once and
 starts its renders.
 """
 
 from __future__ import annotations
 
-import secrets
 import time
-import uuid
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,18 +34,8 @@ from .contract import (
     missing,
     not_found,
     only_known,
-    quota_reached,
 )
-from .faults import (
-    CALL_FAULTS,
-    OPERATION_FAULTS,
-    SUBMIT_ERRORS,
-    SUBMIT_FAULTS,
-    Fault,
-    FaultSyntaxError,
-    delay,
-    faults_in,
-)
+from .faults import CALL_FAULTS, OPERATION_FAULTS, Fault, FaultSyntaxError, faults_in, refuse_submit
 from .pictures import render_mode
 from .state import EmulatorState, Operation, StoredImage
 from .wire import Request, Response, need_enum, need_list, need_object, need_string
@@ -87,41 +75,55 @@ class ClipAsked:
     mode: str = "image"
 
 
-def submit(state: EmulatorState, request: Request) -> Response:
-    return generate(state, request, START_IMAGE)
+def generate(state: EmulatorState, request: Request, route: VideoRoute = START_IMAGE) -> Response:
+    """The handler of each generate route (``app.ROUTES`` gives the ``route``)."""
+    rank, requests = read_batch(state, request)
+    clips = [read_clip(item, f"requests[{index}]", route) for index, item in enumerate(requests)]
+    need_distinct_scene_ids([clip.scene_id for clip in clips])
+
+    with state.lock:
+        images = [[state.images.get(media_id) for media_id in clip.media_ids] for clip in clips]
+        global_faults = list(state.global_faults)
+    if any(image is None for clip_images in images for image in clip_images):
+        raise not_found()
+
+    need_tier(rank, [clip.model for clip in clips])
+    refuse_submit(
+        state.fault_book, global_faults + [fault for clip in clips for fault in clip.faults]
+    )
+    now = time.monotonic()
+    remaining = state.charge(clips, state.config.credits_per_clip * len(clips))
+    operations = []
+    for clip, clip_images in zip(clips, images, strict=True):
+        known = [image for image in clip_images if image is not None]
+        operations.append(start_operation(state, clip, known, global_faults, now))
+    return pending_answer(operations, remaining)
 
 
-def submit_text(state: EmulatorState, request: Request) -> Response:
-    return generate(state, request, TEXT)
-
-
-def submit_frames(state: EmulatorState, request: Request) -> Response:
-    return generate(state, request, FRAMES)
-
-
-def submit_references(state: EmulatorState, request: Request) -> Response:
-    return generate(state, request, REFERENCES)
-
-
-def generate(state: EmulatorState, request: Request, route: VideoRoute) -> Response:
+def read_batch(
+    state: EmulatorState, request: Request, strict: bool = True
+) -> tuple[int, list[Any]]:
+    """Count and authenticate a generate call, then read its envelope: the tier rank the batch
+    is made at (the account's, unless the client claims a lower one) and its ``requests``.
+    ``strict``: refuse keys the envelope does not have (the extend and upscale routes do not)."""
     state.count("submit")
     authenticate(state, request)
-    config = state.config
     body = request.json()
-    only_known(body, ("clientContext", "requests"), "")
+    if strict:
+        only_known(body, ("clientContext", "requests"), "")
     context = need_object(body, "clientContext", "clientContext")
-    only_known(context, CONTEXT_KEYS, "clientContext")
+    if strict:
+        only_known(context, CONTEXT_KEYS, "clientContext")
     need_string(context, "projectId", "clientContext.projectId")
     need_enum(context, "tool", "clientContext.tool", TOOLS)
-    claimed_tier = config.tier
+    claimed = state.config.tier
     if "userPaygateTier" in context:
-        claimed_tier = need_enum(
-            context, "userPaygateTier", "clientContext.userPaygateTier", TIER_RANK
-        )
+        claimed = need_enum(context, "userPaygateTier", "clientContext.userPaygateTier", TIER_RANK)
     requests = need_list(body, "requests")
+    return min(TIER_RANK.get(state.config.tier, 0), TIER_RANK[claimed]), requests
 
-    clips = [read_clip(item, f"requests[{index}]", route) for index, item in enumerate(requests)]
-    scene_ids = [clip.scene_id for clip in clips]
+
+def need_distinct_scene_ids(scene_ids: list[Any]) -> None:
     if len(set(scene_ids)) != len(scene_ids):
         raise ApiError(
             400,
@@ -130,52 +132,27 @@ def generate(state: EmulatorState, request: Request, route: VideoRoute) -> Respo
             field_path="requests.metadata.sceneId",
         )
 
-    with state.lock:
-        images = [[state.images.get(media_id) for media_id in clip.media_ids] for clip in clips]
-        global_faults = list(state.global_faults)
-    if any(image is None for clip_images in images for image in clip_images):
-        raise not_found()
 
-    # The account's tier, unless the client claims a lower one.
-    rank = min(TIER_RANK.get(config.tier, 0), TIER_RANK[claimed_tier])
-    for clip in clips:
-        if "_ultra" in clip.model and rank < TIER_RANK["PAYGATE_TIER_TWO"]:
-            raise ApiError(
-                403,
-                "PERMISSION_DENIED",
-                "The caller does not have permission",
-                reason="PUBLIC_ERROR_MODEL_ACCESS_DENIED",
-            )
-
-    all_faults = global_faults + [fault for clip in clips for fault in clip.faults]
-    delay(state.fault_book, all_faults)
-    for fault in all_faults:
-        if fault.name in SUBMIT_FAULTS and state.fault_book.take(fault):
-            raise SUBMIT_ERRORS[fault.name](fault)
-
-    now = time.monotonic()
-    cost = config.credits_per_clip * len(clips)
-    with state.lock:
-        if state.credits < cost:
-            raise quota_reached()
-        state.credits -= cost
-        remaining = state.credits
-        state.stats["clips_submitted"] += len(clips)
-        for clip in clips:
-            state.accepted[clip.scene_id] = state.accepted.get(clip.scene_id, 0) + 1
-
-    operations = []
-    for clip, clip_images in zip(clips, images, strict=True):
-        known = [image for image in clip_images if image is not None]
-        operation = start_operation(state, clip, known, global_faults, now)
-        operations.append(
-            {
-                "operation": {"name": operation.name},
-                "sceneId": operation.scene_id,
-                "status": PENDING,
-            }
+def need_tier(rank: int, models: list[str], least: str = "PAYGATE_TIER_NOT_PAID") -> None:
+    """Refuse a batch made below the ``least`` tier, or with an ``_ultra`` model below tier two."""
+    if rank < TIER_RANK[least] or (
+        any("_ultra" in model for model in models) and rank < TIER_RANK["PAYGATE_TIER_TWO"]
+    ):
+        raise ApiError(
+            403,
+            "PERMISSION_DENIED",
+            "The caller does not have permission",
+            reason="PUBLIC_ERROR_MODEL_ACCESS_DENIED",
         )
-    return Response.json({"operations": operations, "remainingCredits": remaining})
+
+
+def pending_answer(operations: list[Operation], remaining: int) -> Response:
+    """The answer to an accepted batch: each clip's operation, PENDING."""
+    entries = [
+        {"operation": {"name": op.name}, "sceneId": op.scene_id, "status": PENDING}
+        for op in operations
+    ]
+    return Response.json({"operations": entries, "remainingCredits": remaining})
 
 
 def start_operation(
@@ -198,25 +175,7 @@ def start_operation(
     render = None
     if "fail" not in faults and "stuck" not in faults:
         render = render_mode(state, clip.mode, images, clip.prompt, clip.portrait, clip.seed)
-    operation = Operation(
-        name=uuid.uuid4().hex,
-        scene_id=clip.scene_id,
-        prompt=clip.prompt,
-        seed=clip.seed,
-        model=clip.model,
-        aspect=clip.aspect,
-        media_generation_id="CAUS" + secrets.token_urlsafe(45),
-        object_id=str(uuid.uuid4()),
-        created=now,
-        pending_seconds=state.config.pending_seconds,
-        active_seconds=state.config.active_seconds,
-        faults=faults,
-        render=render,
-    )
-    with state.lock:
-        state.operations[operation.name] = operation
-        state.objects[operation.object_id] = operation
-    return operation
+    return state.add_operation(clip, faults, render, now)
 
 
 def read_clip(item: Any, path: str, route: VideoRoute = START_IMAGE) -> ClipAsked:

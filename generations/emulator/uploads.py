@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
 import io
 import secrets
 
@@ -34,7 +33,7 @@ def upload(state: EmulatorState, request: Request) -> Response:
             need_enum(context, "tool", "clientContext.tool", TOOLS)
     data, width, height = decode_image(raw)
     media_id = "CAMa" + secrets.token_urlsafe(45)
-    stored = StoredImage(data, hashlib.sha256(data).hexdigest())
+    stored = StoredImage.from_bytes(data)
     with state.lock:
         state.images[media_id] = stored
     return Response.json(

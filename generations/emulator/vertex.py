@@ -26,7 +26,6 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
-from .actions import vertex_source
 from .auth import authenticate
 from .contract import ApiError, invalid, missing, only_known
 from .faults import SUBMIT_ERRORS, Fault, FaultSyntaxError, delay, faults_in
@@ -34,7 +33,7 @@ from .pictures import render_mode
 from .reframe import count_frames, render_extension
 from .render import RenderedClip
 from .state import EmulatorState
-from .vertex_inputs import INSTANCE_KEYS, read_inputs
+from .vertex_inputs import INSTANCE_KEYS, read_inputs, vertex_source
 from .wire import Request, Response
 
 MODEL_ROUTE = re.compile(
@@ -251,57 +250,52 @@ def model_call(state: EmulatorState, request: Request) -> Response:
     return fetch(state, request, match)
 
 
-def _refusals(
-    state: EmulatorState, faults: list[Fault], project: str, location: str, model: str
-) -> None:
+def _refusals(state: EmulatorState, faults: list[Fault], project: str, resource: str) -> None:
     delay(state.fault_book, faults)
     for fault in faults:
-        if fault.name in (
-            "throttle",
-            "error500",
-            "token-expiry",
-            "quota",
-        ) and state.fault_book.take(fault):
-            raise (
-                SUBMIT_ERRORS[fault.name](fault)
-                if fault.name != "quota"
-                else ApiError(
-                    429,
-                    "RESOURCE_EXHAUSTED",
-                    "Quota exceeded for aiplatform.googleapis.com/online_prediction_requests_per_base_model with base model: veo.",
-                )
-            )
-        if fault.name == "api-disabled" and state.fault_book.take(fault):
-            raise ApiError(
-                403,
-                "PERMISSION_DENIED",
-                f"Vertex AI API has not been used in project {project} before or it is "
-                "disabled. Enable it by visiting https://console.developers.google.com/apis/"
-                f"api/aiplatform.googleapis.com/overview?project={project} then retry.",
-                reason="SERVICE_DISABLED",
-            )
-        if fault.name == "no-permission" and state.fault_book.take(fault):
-            raise ApiError(
-                403,
-                "PERMISSION_DENIED",
-                f"Permission 'aiplatform.endpoints.predict' denied on resource "
-                f"'//aiplatform.googleapis.com/projects/{project}/locations/{location}/"
-                f"publishers/google/models/{model}' (or it may not exist).",
-                reason="IAM_PERMISSION_DENIED",
-            )
-        if fault.name == "not-in-region" and state.fault_book.take(fault):
-            raise ApiError(
-                404,
-                "NOT_FOUND",
-                f"Publisher Model `projects/{project}/locations/{location}/publishers/google/"
-                f"models/{model}` is not found.",
-            )
+        error = _refusal(fault, project, resource)
+        if error is not None and state.fault_book.take(fault):
+            raise error
+
+
+def _refusal(fault: Fault, project: str, resource: str) -> ApiError | None:
+    """The error ``fault`` refuses a ``predictLongRunning`` call on the model ``resource``
+    with, if it refuses one."""
+    if fault.name in ("throttle", "error500", "token-expiry"):
+        return SUBMIT_ERRORS[fault.name](fault)
+    if fault.name == "quota":
+        return ApiError(
+            429,
+            "RESOURCE_EXHAUSTED",
+            "Quota exceeded for aiplatform.googleapis.com/online_prediction_requests_per_base_model with base model: veo.",
+        )
+    if fault.name == "api-disabled":
+        return ApiError(
+            403,
+            "PERMISSION_DENIED",
+            f"Vertex AI API has not been used in project {project} before or it is "
+            "disabled. Enable it by visiting https://console.developers.google.com/apis/"
+            f"api/aiplatform.googleapis.com/overview?project={project} then retry.",
+            reason="SERVICE_DISABLED",
+        )
+    if fault.name == "no-permission":
+        return ApiError(
+            403,
+            "PERMISSION_DENIED",
+            f"Permission 'aiplatform.endpoints.predict' denied on resource "
+            f"'//aiplatform.googleapis.com/{resource}' (or it may not exist).",
+            reason="IAM_PERMISSION_DENIED",
+        )
+    if fault.name == "not-in-region":
+        return ApiError(404, "NOT_FOUND", f"Publisher Model `{resource}` is not found.")
+    return None
 
 
 def predict(state: EmulatorState, request: Request, match: re.Match) -> Response:
     state.count("vertex_predict")
     authenticate(state, request)
-    project, location, model = match["project"], match["location"], match["model"]
+    project, model = match["project"], match["model"]
+    resource = f"projects/{project}/locations/{match['location']}/publishers/google/models/{model}"
     body = request.json()
     instances = body.get("instances")
     if not isinstance(instances, list) or len(instances) != 1 or not isinstance(instances[0], dict):
@@ -317,7 +311,7 @@ def predict(state: EmulatorState, request: Request, match: re.Match) -> Response
         raise ApiError(400, "INVALID_ARGUMENT", str(error)) from None
     with state.lock:
         global_faults = list(state.global_faults)
-    _refusals(state, global_faults + faults, project, location, model)
+    _refusals(state, global_faults + faults, project, resource)
     if model not in MODELS:
         raise ApiError(404, "NOT_FOUND", f"Publisher Model `{model}` is not found.")
     for fault in faults:
@@ -400,10 +394,7 @@ def predict(state: EmulatorState, request: Request, match: re.Match) -> Response
             )
             for index in range(count - filtered)
         ]
-    name = (
-        f"projects/{project}/locations/{location}/publishers/google/models/{model}/"
-        f"operations/{uuid.uuid4()}"
-    )
+    name = f"{resource}/operations/{uuid.uuid4()}"
     operation = VertexOperation(
         name=name,
         created=time.monotonic(),
@@ -464,12 +455,7 @@ def storage(state: EmulatorState, request: Request) -> Response:
     assert match is not None
     if request.query.get("alt") != ["media"]:
         raise ApiError(400, "INVALID_ARGUMENT", "Only alt=media downloads are emulated.")
-    bucket, name = unquote(match["bucket"]), unquote(match["object"])
-    with state.lock:
-        path = state.vertex_objects.get((bucket, name))
-    if path is None:
-        raise ApiError(404, "NOT_FOUND", f"No such object: {bucket}/{name}")
-    data = path.read_bytes()
+    data = state.vertex_object(unquote(match["bucket"]), unquote(match["object"])).read_bytes()
     return Response(
         200, [data], [("Content-Type", "video/mp4"), ("Content-Length", str(len(data)))]
     )

@@ -1,18 +1,21 @@
 """What a Vertex AI ``predictLongRunning`` instance makes a clip from: the prompt alone, an
 inline ``image``, ``image`` with ``lastFrame``, or 1 to 3 ``referenceImages`` of the ``asset``
-type; each refused in Vertex AI's words when it does not fit the model or the clip."""
+type, or a ``video`` to extend; each refused in Vertex AI's words when it does not fit the
+model or the clip."""
 
 from __future__ import annotations
 
 import base64
 import hashlib
 import io
+from pathlib import Path
 from typing import Any
 
 from PIL import Image
 
 from .contract import ApiError, invalid, missing, only_known
-from .state import StoredImage
+from .reframe import count_frames
+from .state import EmulatorState, StoredImage
 
 # The GA models take a last frame and reference images; the Lite preview neither.
 LAST_FRAME_MODELS = REFERENCE_MODELS = ("veo-3.1-generate-001", "veo-3.1-fast-generate-001")
@@ -84,4 +87,31 @@ def _media(given: Any, path: str) -> StoredImage:
             opened.verify()
     except Exception:
         raise invalid(f"{path}.bytesBase64Encoded", "…", "an image") from None
-    return StoredImage(data=data, sha256=hashlib.sha256(data).hexdigest())
+    return StoredImage.from_bytes(data)
+
+
+def vertex_source(state: EmulatorState, given: Any) -> Path | None:
+    """The clip to extend, as a file: sent inline (kept in the renderer's folder under its
+    digest) or named by a gs:// address of this emulator's bucket."""
+    if given is None:
+        return None
+    if not isinstance(given, dict):
+        raise invalid("instances[0].video", "…", "gcsUri or bytesBase64Encoded with mimeType")
+    if isinstance(given.get("gcsUri"), str):
+        bucket, _, name = given["gcsUri"].removeprefix("gs://").partition("/")
+        return state.vertex_object(bucket, name)
+    if not isinstance(given.get("bytesBase64Encoded"), str):
+        raise invalid("instances[0].video", "…", "gcsUri or bytesBase64Encoded with mimeType")
+    try:
+        data = base64.b64decode(given["bytesBase64Encoded"], validate=True)
+    except ValueError:
+        raise invalid("instances[0].video.bytesBase64Encoded", "…", "base64") from None
+    path = state.renderer.dir / f"source-{hashlib.sha256(data).hexdigest()[:32]}.mp4"
+    if not path.exists():
+        path.write_bytes(data)
+    try:
+        count_frames(path)
+    except Exception:
+        path.unlink(missing_ok=True)
+        raise invalid("instances[0].video.bytesBase64Encoded", "…", "an MP4 video") from None
+    return path
