@@ -12,6 +12,7 @@ keeping that in one module is what makes it the only place that knows Vertex AI'
 from __future__ import annotations
 
 import base64
+import functools
 import json
 import logging
 import math
@@ -33,11 +34,13 @@ from . import base
 from .download import Kind, download_to, save_bytes
 from .flow import (
     DEFAULT_TOKEN_CACHE,
+    Answer,
     Deadline,
-    mint_lock,
+    cached_token,
+    contract_error,
     parse_retry_after,
     quote,
-    use_until,
+    send,
 )
 from .tls import tls_context
 
@@ -210,7 +213,7 @@ class VertexEngine:
 
     def account_info(self) -> base.AccountInfo:
         # Vertex AI bills the project; there are no credits to read.
-        self._token(Deadline(float(settings.FLOW_CALL_DEADLINE), "signing in"))
+        self._token(Deadline("signing in"))
         return base.AccountInfo(credits=None, tier=self.credentials.tier)
 
     def submit(self, project_ref: str, clips: list[base.ClipRequest]) -> base.SubmitResult:
@@ -320,7 +323,7 @@ class VertexEngine:
             by_operation[sample.operation].append((ref, sample.index))
         if not by_operation:
             return base.StatusResult()
-        deadline = Deadline(float(settings.FLOW_CALL_DEADLINE), "checking takes")
+        deadline = Deadline("checking takes")
         # Minted here, in the caller's thread (the token cache may be a database row); the
         # polling threads share it.
         token = self._token(deadline)
@@ -482,7 +485,7 @@ class VertexEngine:
         url = storage + STORAGE_DOWNLOAD.format(
             bucket=url_quote(bucket, safe=""), object=url_quote(name, safe="")
         )
-        token = self._token(Deadline(float(settings.FLOW_CALL_DEADLINE), "fetching a clip"))
+        token = self._token(Deadline("fetching a clip"))
         parts = urlsplit(storage)
         origin = parts.netloc.rpartition("@")[2]
         return download_to(
@@ -513,11 +516,11 @@ class VertexEngine:
     ) -> dict:
         """One call. Without ``token``, it is fetched (minted if need be) and a 401 refreshes
         it once; with one (the polling threads), a 401 raises ``_Unauthorized``."""
-        deadline = Deadline(float(settings.FLOW_CALL_DEADLINE), what)
+        deadline = Deadline(what)
         given = token
         token = token or self._token(deadline)
         answer = self._send(self._model_url(model) + verb, token, body, deadline)
-        if answer.status_code == 401:
+        if answer.status == 401:
             if given is not None:
                 raise _Unauthorized()
             if not self.credentials.service_account_key:
@@ -525,69 +528,36 @@ class VertexEngine:
             # A 401 is a refusal before any work: asking again with a fresh token is safe.
             token = self._token(deadline, refused=token)
             answer = self._send(self._model_url(model) + verb, token, body, deadline)
-            if answer.status_code == 401:
+            if answer.status == 401:
                 raise self._key_refused("a freshly minted token was refused too")
-        if answer.status_code != 200:
+        if answer.status != 200:
             raise self._error(answer, model, what)
-        try:
-            payload = answer.json()
-        except ValueError:
-            raise self._contract(what, "the answer is not JSON", answer.content) from None
+        payload = answer.json()
         if not isinstance(payload, dict):
-            raise self._contract(what, "the answer is not a JSON object", payload)
+            raise self._contract(what, "the answer is not a JSON object", answer.body)
         return payload
 
-    def _send(self, url: str, token: str, body: dict, deadline: Deadline) -> httpx.Response:
-        deadline.check()
-        path = urlsplit(url).path
-        try:
-            with self._http().stream(
-                "POST",
-                url,
-                json=body,
-                headers={"authorization": f"Bearer {token}", "accept": "application/json"},
-                timeout=deadline.timeout(),
-            ) as response:
-                chunks, size = [], 0
-                for chunk in response.iter_bytes():
-                    size += len(chunk)
-                    if size > MAX_ANSWER_BYTES:
-                        raise base.ContractError(
-                            f"Vertex AI sent an answer larger than Flowsite expects "
-                            f"({deadline.what}).",
-                        )
-                    deadline.check()
-                    chunks.append(chunk)
-                return httpx.Response(
-                    response.status_code, headers=response.headers, content=b"".join(chunks)
-                )
-        except httpx.TimeoutException as exc:
-            raise base.NetworkError(
-                f"Vertex AI did not answer in time ({deadline.what}).",
-                detail=f"{type(exc).__name__} on POST {path}",
-            ) from None
-        except (httpx.TransportError, httpx.InvalidURL) as exc:
-            raise base.NetworkError(
-                f"Flowsite could not reach Vertex AI ({deadline.what}).",
-                detail=f"{type(exc).__name__} on POST {path}: {redact(str(exc))}",
-            ) from None
+    def _send(self, url: str, token: str, body: dict, deadline: Deadline) -> Answer:
+        return send(
+            self._http(),
+            "POST",
+            url,
+            deadline,
+            upstream="Vertex AI",
+            max_bytes=MAX_ANSWER_BYTES,
+            json=body,
+            headers={"authorization": f"Bearer {token}", "accept": "application/json"},
+        )
 
     # --- Tokens ---
 
     def _token(self, deadline: Deadline, *, refused: str = "") -> str:
         """The access token: the pasted one, or one minted from the key and shared through
         the token cache until shortly before it expires. ``refused`` was just answered 401."""
-        credentials = self.credentials
-        if credentials.bearer_token:
-            return credentials.bearer_token
-        with mint_lock(credentials.key):
-            cached = self.token_cache.get(credentials.key)
-            if cached and cached[0] != refused and cached[1] > datetime.now(UTC):
-                return cached[0]
-            token, expires = self._mint(deadline)
-            self.token_cache.set(credentials.key, token, use_until(expires, datetime.now(UTC)))
-            logger.info("Minted a Vertex AI access token for account %s", credentials.key)
-            return token
+        mint = functools.partial(self._mint, deadline)
+        return cached_token(
+            self.credentials, self.token_cache, mint, refused=refused, upstream="Vertex AI"
+        )
 
     def _mint(self, deadline: Deadline) -> tuple[str, datetime]:
         """Sign a JWT with the service account's key and trade it at the key's ``token_uri``
@@ -642,21 +612,11 @@ class VertexEngine:
         )
 
     def _contract(self, what: str, problem: str, part) -> base.ContractError:
-        secrets = (self.credentials.bearer_token,)
-        error = base.ContractError(
-            f"Vertex AI answered in a shape Flowsite does not know ({what}): {problem}: "
-            f"{quote(part, secrets, 200)}",
-            detail=quote(part, secrets, 2000),
-        )
-        logger.warning("Vertex AI contract mismatch while %s: %s", what, error.detail)
-        return error
+        return contract_error("Vertex AI", what, problem, part, (self.credentials.bearer_token,))
 
-    def _error(self, answer: httpx.Response, model: str, what: str) -> base.EngineError:
-        status = answer.status_code
-        try:
-            payload = answer.json()
-        except ValueError:
-            payload = None
+    def _error(self, answer: Answer, model: str, what: str) -> base.EngineError:
+        status = answer.status
+        payload = answer.json()
         error = payload.get("error") if isinstance(payload, dict) else None
         error = error if isinstance(error, dict) else {}
         message = error.get("message") if isinstance(error.get("message"), str) else ""
@@ -672,7 +632,7 @@ class VertexEngine:
                     fields.append(
                         (violation["field"], str(violation.get("description") or message))
                     )
-        detail = f"HTTP {status} while {what}: {quote(payload or answer.content, (), 1000)}"
+        detail = f"HTTP {status} while {what}: {quote(payload or answer.body, (), 1000)}"
         project, region = self.credentials.cloud_project, self.location
         if status == 429:
             retry_after = parse_retry_after(answer.headers.get("retry-after"))
@@ -723,9 +683,7 @@ class VertexEngine:
                 f"Vertex AI refused the request: {message or 'invalid argument'}", detail=detail
             )
         if not error:
-            return self._contract(
-                what, f"HTTP {status} without Google's error body", answer.content
-            )
+            return self._contract(what, f"HTTP {status} without Google's error body", answer.body)
         return base.BadRequest(
             f"Vertex AI refused the request (HTTP {status}): {message}", detail=detail
         )
