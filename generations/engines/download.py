@@ -33,7 +33,7 @@ from .base import (
     TooLarge,
     WrongType,
 )
-from .tls import tls_context
+from .tls import http_client
 
 logger = logging.getLogger(__name__)
 
@@ -195,15 +195,8 @@ def download_to(
     try:
         check_url(url, allowed_hosts)
         dest.parent.mkdir(parents=True, exist_ok=True)
-        # trust_env=False: no .netrc credentials or proxies slip into a signed-URL request.
         with (
-            httpx.Client(
-                transport=transport,
-                follow_redirects=False,
-                trust_env=False,
-                timeout=timeout,
-                verify=tls_context(),
-            ) as client,
+            http_client(transport, timeout=timeout) as client,
             client.stream(
                 "GET", url, headers={**(headers or {}), "accept-encoding": "identity"}
             ) as response,

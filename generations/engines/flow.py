@@ -39,7 +39,7 @@ from django.conf import settings
 
 from ..redaction import redact
 from . import base, catalogue
-from .tls import tls_context
+from .tls import http_client
 
 logger = logging.getLogger(__name__)
 
@@ -428,14 +428,8 @@ class FlowEngine:
     def _http(self) -> httpx.Client:
         # One client per engine: building one builds a TLS context, and reusing it keeps
         # connections to Flow alive across the calls of a polling pass.
-        # trust_env=False: no proxy variables or .netrc credentials are ever picked up.
         if self._client is None:
-            self._client = httpx.Client(
-                transport=self._transport,
-                follow_redirects=False,
-                trust_env=False,
-                verify=tls_context(),
-            )
+            self._client = http_client(self._transport)
         return self._client
 
     def close(self) -> None:

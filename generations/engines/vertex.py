@@ -42,7 +42,7 @@ from .flow import (
     quote,
     send,
 )
-from .tls import tls_context
+from .tls import http_client
 
 logger = logging.getLogger(__name__)
 
@@ -163,17 +163,12 @@ class VertexEngine:
 
     def _http(self) -> httpx.Client:
         # One client for the engine's calls, shared by the polling threads (httpx's client is
-        # thread-safe); trust_env=False: no proxy variables or .netrc credentials.
+        # thread-safe).
         with self._client_lock:
             if self._client is None:
                 polls = max(1, int(settings.VERTEX_MAX_CONCURRENT_POLLS))
-                self._client = httpx.Client(
-                    transport=self._transport,
-                    follow_redirects=False,
-                    trust_env=False,
-                    verify=tls_context(),
-                    limits=httpx.Limits(max_connections=polls + 2),
-                )
+                limits = httpx.Limits(max_connections=polls + 2)
+                self._client = http_client(self._transport, limits=limits)
             return self._client
 
     def close(self) -> None:
