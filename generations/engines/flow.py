@@ -472,25 +472,14 @@ class FlowEngine:
         if len(extending) > 1:
             raise ValueError("One submit call either extends clips or starts them, not both.")
         if extending == {True}:
-            return self._send_requests(
-                PATH_EXTEND,
-                project_ref,
-                [self._extend_request(clip) for clip in clips],
-                [clip.request_id for clip in clips],
-                [clip.model_key for clip in clips],
-                what="extending clips",
-            )
+            requests = [self._extend_request(clip) for clip in clips]
+            return self._send_requests(PATH_EXTEND, project_ref, requests, what="extending clips")
         modes = {base.Mode(clip.mode) for clip in clips}
         if len(modes) != 1 or next(iter(modes)) not in SUBMIT_PATHS:
             raise ValueError("A submit's clips share one mode Flow has a call for.")
-        return self._send_requests(
-            SUBMIT_PATHS[modes.pop()],
-            project_ref,
-            [self._request(clip) for clip in clips],
-            [clip.request_id for clip in clips],
-            [clip.model_key for clip in clips],
-            what="submitting clips",
-        )
+        requests = [self._request(clip) for clip in clips]
+        path = SUBMIT_PATHS[modes.pop()]
+        return self._send_requests(path, project_ref, requests, what="submitting clips")
 
     @staticmethod
     def _extend_request(clip: base.ClipRequest) -> dict:
@@ -528,26 +517,15 @@ class FlowEngine:
             }
             for item in requests
         ]
-        return self._send_requests(
-            PATH_UPSCALE,
-            project_ref,
-            bodies,
-            [item.request_id for item in requests],
-            [item.model_key for item in requests],
-            what="upscaling clips",
-        )
+        return self._send_requests(PATH_UPSCALE, project_ref, bodies, what="upscaling clips")
 
     def _send_requests(
-        self,
-        path: str,
-        project_ref: str,
-        requests: list[dict],
-        request_ids: list[str],
-        models: list[str],
-        *,
-        what: str,
+        self, path: str, project_ref: str, requests: list[dict], *, what: str
     ) -> base.SubmitResult:
-        """One batch call in the captured envelope; each operation matched by its sceneId."""
+        """One batch call in the captured envelope; each operation matched by its sceneId.
+        Every request names its clip (``metadata.sceneId``) and model (``videoModelKey``)."""
+        request_ids = [request["metadata"]["sceneId"] for request in requests]
+        models = [request["videoModelKey"] for request in requests]
         if len(set(request_ids)) != len(request_ids):
             raise ValueError("Each clip of a submit needs its own request_id.")
         body = {
