@@ -540,17 +540,13 @@ class FlowEngine:
         shape = _Shape(self, what)
         by_request: dict[str, base.SubmittedClip] = {}
         for entry in shape.need(answer, "operations", list):
-            shape.require(isinstance(entry, dict), "an operation is not an object", entry)
-            operation = shape.need(entry, "operation", dict, where="operations[]")
-            name = shape.need(operation, "name", str, where="operations[].operation")
-            request_id = shape.need(entry, "sceneId", str, where="operations[]")
-            state = shape.state(entry)
+            clip = shape.submitted(entry)
             shape.require(
-                request_id in request_ids and request_id not in by_request,
+                clip.request_id in request_ids and clip.request_id not in by_request,
                 "an operation answers a clip that was not asked for (or twice)",
                 entry,
             )
-            by_request[request_id] = base.SubmittedClip(request_id, name, state)
+            by_request[clip.request_id] = clip
         missing = [rid for rid in request_ids if rid not in by_request]
         shape.require(not missing, f"no operation came back for {len(missing)} clip(s)", answer)
         return base.SubmitResult(
@@ -917,13 +913,18 @@ class _Shape:
         self.require(credits is not None, "'remainingCredits' is not a number", answer)
         return credits
 
-    def clip_status(self, entry: Any) -> base.ClipStatus:
+    def submitted(self, entry: Any) -> base.SubmittedClip:
+        """One of ``operations``: the clip it answers (its sceneId), its name and its state."""
         self.require(isinstance(entry, dict), "an operation is not an object", entry)
         operation = self.need(entry, "operation", dict, where="operations[]")
         name = self.need(operation, "name", str, where="operations[].operation")
         request_id = self.need(entry, "sceneId", str, where="operations[]")
-        state = self.state(entry)
-        status = entry["status"]
+        return base.SubmittedClip(request_id, name, self.state(entry))
+
+    def clip_status(self, entry: Any) -> base.ClipStatus:
+        clip = self.submitted(entry)
+        name, request_id, state = clip.operation_name, clip.request_id, clip.state
+        operation, status = entry["operation"], entry["status"]
         if state == base.ClipState.SUCCESSFUL:
             metadata = self.need(operation, "metadata", dict, where="operations[].operation")
             video = self.need(metadata, "video", dict, where="operation.metadata")
