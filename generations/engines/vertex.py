@@ -96,8 +96,8 @@ ASPECTS = {base.Aspect.LANDSCAPE: "16:9", base.Aspect.PORTRAIT: "9:16"}
 SAMPLE_SEPARATOR = "#"
 # gRPC codes a finished operation may carry, in words.
 OPERATION_ERRORS = {
-    3: "Vertex AI refused to render this take: {message}",
-    7: "Vertex AI refused this take for lack of permission: {message}",
+    3: "Vertex AI refused to render this take: {message}.",
+    7: "Vertex AI refused this take for lack of permission: {message}.",
     8: "Vertex AI ran out of quota while rendering this take; generate it again later. ({message})",
     13: "Vertex AI had an internal error rendering this take; generate it again. ({message})",
     14: "Vertex AI was unavailable while rendering this take; generate it again. ({message})",
@@ -274,10 +274,7 @@ class VertexEngine:
             # The clip to extend: where Vertex AI wrote it, or its bytes from Flowsite.
             instance["video"] = {"gcsUri": first.source_video_uri, "mimeType": "video/mp4"}
         elif first.source_video:
-            instance["video"] = {
-                "bytesBase64Encoded": base64.b64encode(first.source_video).decode("ascii"),
-                "mimeType": "video/mp4",
-            }
+            instance["video"] = _inline(first.source_video, "video/mp4")
         parameters: dict = {
             "aspectRatio": ASPECTS[base.Aspect(first.aspect)],
             "sampleCount": len(clips),
@@ -285,16 +282,15 @@ class VertexEngine:
             "seed": first.seed,
             "generateAudio": first.audio,
         }
-        if first.duration:
-            parameters["durationSeconds"] = first.duration
-        if first.resolution:
-            parameters["resolution"] = first.resolution
-        if first.negative_prompt:
-            parameters["negativePrompt"] = first.negative_prompt
-        if first.person_generation:
-            parameters["personGeneration"] = first.person_generation
-        if self.credentials.storage_uri:
-            parameters["storageUri"] = self.credentials.storage_uri
+        # The options left at their default are not sent, so Vertex AI applies its own.
+        optional = {
+            "durationSeconds": first.duration,
+            "resolution": first.resolution,
+            "negativePrompt": first.negative_prompt,
+            "personGeneration": first.person_generation,
+            "storageUri": self.credentials.storage_uri,
+        }
+        parameters.update((key, value) for key, value in optional.items() if value)
         what = "submitting a scene's takes"
         answer = self._call(
             first.model_key, SUBMIT, {"instances": [instance], "parameters": parameters}, what
@@ -406,14 +402,12 @@ class VertexEngine:
             message = redact(str(error.get("message") or "no reason given"))[:300]
             template = OPERATION_ERRORS.get(
                 code if isinstance(code, int) else -1,
-                "Vertex AI could not render this take: {message}",
+                "Vertex AI could not render this take: {message}.",
             )
             return status(
                 base.ClipState.FAILED,
                 failure_reason=f"code {code}",
-                failure_message=template.format(message=message.rstrip(".")) + "."
-                if not template.endswith(")")
-                else template.format(message=message.rstrip(".")),
+                failure_message=template.format(message=message.rstrip(".")),
             )
         response = answer.get("response")
         if not isinstance(response, dict):
@@ -714,11 +708,8 @@ class _AuthResponse:
         self.data = response.content
 
 
-def _inline(image: base.ImageData) -> dict[str, str]:
-    return {
-        "bytesBase64Encoded": base64.b64encode(image.data).decode("ascii"),
-        "mimeType": image.mime_type,
-    }
+def _inline(data: bytes, mime_type: str) -> dict[str, str]:
+    return {"bytesBase64Encoded": base64.b64encode(data).decode("ascii"), "mimeType": mime_type}
 
 
 def _instance(clip: base.ClipRequest) -> dict[str, Any]:
@@ -730,16 +721,17 @@ def _instance(clip: base.ClipRequest) -> dict[str, Any]:
     if mode in (base.Mode.IMAGE, base.Mode.FRAMES):
         if clip.start_image is None:
             raise base.BadRequest("This clip needs a start image and has none.")
-        instance["image"] = _inline(clip.start_image)
+        instance["image"] = _inline(clip.start_image.data, clip.start_image.mime_type)
     if mode == base.Mode.FRAMES:
         if clip.end_image is None:
             raise base.BadRequest("This clip needs an end image and has none.")
-        instance["lastFrame"] = _inline(clip.end_image)
+        instance["lastFrame"] = _inline(clip.end_image.data, clip.end_image.mime_type)
     if mode == base.Mode.INGREDIENTS:
         if not clip.reference_images:
             raise base.BadRequest("This clip needs reference images and has none.")
         instance["referenceImages"] = [
-            {"image": _inline(image), "referenceType": "asset"} for image in clip.reference_images
+            {"image": _inline(image.data, image.mime_type), "referenceType": "asset"}
+            for image in clip.reference_images
         ]
     return instance
 
