@@ -321,9 +321,7 @@ class VertexEngine:
         answers, errors = self._poll_all(list(by_operation), token)
         unauthorized = [name for name, error in errors.items() if isinstance(error, _Unauthorized)]
         if unauthorized:
-            if not self.credentials.service_account_key:
-                raise self._token_refused()
-            token = self._token(deadline, refused=token)
+            token = self._token_after_401(deadline, token)
             retried, errors_again = self._poll_all(unauthorized, token)
             answers.update(retried)
             for name in unauthorized:
@@ -512,10 +510,7 @@ class VertexEngine:
         if answer.status == 401:
             if given is not None:
                 raise _Unauthorized()
-            if not self.credentials.service_account_key:
-                raise self._token_refused()
-            # A 401 is a refusal before any work: asking again with a fresh token is safe.
-            token = self._token(deadline, refused=token)
+            token = self._token_after_401(deadline, token)
             answer = self._send(self._model_url(model) + verb, token, body, deadline)
             if answer.status == 401:
                 raise self._key_refused("a freshly minted token was refused too")
@@ -547,6 +542,16 @@ class VertexEngine:
         return cached_token(
             self.credentials, self.token_cache, mint, refused=refused, upstream="Vertex AI"
         )
+
+    def _token_after_401(self, deadline: Deadline, refused: str) -> str:
+        """A fresh token in place of ``refused``, minted from the key: a 401 is a refusal
+        before any work, so asking again is safe. A pasted token cannot be renewed."""
+        if not self.credentials.service_account_key:
+            raise base.TokenExpired(
+                "Vertex AI refused the account's access token: it has expired (they last an "
+                "hour) or was revoked. Paste a new one, or give the account a service-account key."
+            )
+        return self._token(deadline, refused=refused)
 
     def _mint(self, deadline: Deadline) -> tuple[str, datetime]:
         """Sign a JWT with the service account's key and trade it at the key's ``token_uri``
@@ -586,12 +591,6 @@ class VertexEngine:
         return signer.token, expires
 
     # --- Errors ---
-
-    def _token_refused(self) -> base.TokenExpired:
-        return base.TokenExpired(
-            "Vertex AI refused the account's access token: it has expired (they last an hour) "
-            "or was revoked. Paste a new one, or give the account a service-account key."
-        )
 
     def _key_refused(self, why: str) -> base.AccountRefused:
         return base.AccountRefused(
