@@ -14,7 +14,8 @@ Why the code looks the way it does:
 
 Long because it is the whole of one upstream contract (tokens from a cookie, uploads, batched
 submits and status checks, every error in words), and keeping that in one module is what makes
-it the only place that knows Flow's JSON.
+it the only place that knows Flow's JSON. Its plumbing that knows no Flow JSON (the token cache,
+``Deadline``, ``send``, ``contract_error``) serves vertex.py too.
 """
 
 from __future__ import annotations
@@ -184,6 +185,31 @@ def use_until(expires: datetime, now: datetime) -> datetime:
     return expires - min(SHORT_TOKEN_MARGIN, lifetime / 10)
 
 
+def cached_token(
+    credentials: base.Credentials,
+    cache: base.TokenCache,
+    mint: Callable[[], tuple[str, datetime]],
+    *,
+    refused: str,
+    upstream: str,
+) -> str:
+    """The access token to use: the pasted one, or the cached one, or a fresh one from
+    ``mint``, cached until shortly before it expires (one mint per account at a time).
+
+    ``refused`` is a token the upstream just answered 401 to: never hand it out again.
+    """
+    if credentials.bearer_token:
+        return credentials.bearer_token
+    with mint_lock(credentials.key):
+        cached = cache.get(credentials.key)
+        if cached and cached[0] != refused and cached[1] > datetime.now(UTC):
+            return cached[0]
+        token, expires = mint()
+        cache.set(credentials.key, token, use_until(expires, datetime.now(UTC)))
+        logger.info("Minted a %s access token for account %s", upstream, credentials.key)
+        return token
+
+
 # --- Redaction -----------------------------------------------------------------------------
 
 _SECRET_KEYS = {"access_token", "rawImageBytes", "authorization", "cookie"}
@@ -304,31 +330,6 @@ def send(
         time.monotonic() - started,
     )
     return Answer(response.status_code, response.headers, b"".join(chunks))
-
-
-def cached_token(
-    credentials: base.Credentials,
-    cache: base.TokenCache,
-    mint: Callable[[], tuple[str, datetime]],
-    *,
-    refused: str,
-    upstream: str,
-) -> str:
-    """The access token to use: the pasted one, or the cached one, or a fresh one from
-    ``mint``, cached until shortly before it expires (one mint per account at a time).
-
-    ``refused`` is a token the upstream just answered 401 to: never hand it out again.
-    """
-    if credentials.bearer_token:
-        return credentials.bearer_token
-    with mint_lock(credentials.key):
-        cached = cache.get(credentials.key)
-        if cached and cached[0] != refused and cached[1] > datetime.now(UTC):
-            return cached[0]
-        token, expires = mint()
-        cache.set(credentials.key, token, use_until(expires, datetime.now(UTC)))
-        logger.info("Minted a %s access token for account %s", upstream, credentials.key)
-        return token
 
 
 def contract_error(
