@@ -216,10 +216,6 @@ def extend_model(source_key: str, tier: str, aspect: Aspect | str, engine: str) 
     return (ultra or candidates)[0]
 
 
-def is_extend_model(key: str) -> bool:
-    return any(model.key == key for model in EXTEND_MODELS)
-
-
 # Upscaling a ready Flow clip (batchAsyncGenerateVideoUpsampleVideo): resolution -> what it
 # needs and costs. Vertex AI has no upscale call; it makes 1080p (or 4K) when asked at
 # generation instead.

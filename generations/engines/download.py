@@ -15,8 +15,9 @@ import os
 import re
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Literal
+from typing import BinaryIO, Literal
 from urllib.parse import urlsplit
 
 import httpx
@@ -32,7 +33,7 @@ from .base import (
     TooLarge,
     WrongType,
 )
-from .tls import tls_context
+from .tls import http_client
 
 logger = logging.getLogger(__name__)
 
@@ -191,19 +192,11 @@ def download_to(
     read = min(float(settings.FLOW_READ_TIMEOUT), seconds)
     connect = min(float(settings.FLOW_CONNECT_TIMEOUT), seconds)
     timeout = httpx.Timeout(connect=connect, read=read, write=read, pool=connect)
-    temp_path: str | None = None
     try:
         check_url(url, allowed_hosts)
         dest.parent.mkdir(parents=True, exist_ok=True)
-        # trust_env=False: no .netrc credentials or proxies slip into a signed-URL request.
         with (
-            httpx.Client(
-                transport=transport,
-                follow_redirects=False,
-                trust_env=False,
-                timeout=timeout,
-                verify=tls_context(),
-            ) as client,
+            http_client(transport, timeout=timeout) as client,
             client.stream(
                 "GET", url, headers={**(headers or {}), "accept-encoding": "identity"}
             ) as response,
@@ -219,10 +212,7 @@ def download_to(
                 )
             digest = hashlib.sha256()
             size = 0
-            fd, temp_path = tempfile.mkstemp(
-                dir=dest.parent, prefix=f".{dest.name}.", suffix=".part"
-            )
-            with os.fdopen(fd, "wb") as out:
+            with _landing(dest) as out:
                 try:
                     # Chunks as they arrive (no buffering), so the deadline is checked often.
                     for chunk in response.iter_bytes():
@@ -247,15 +237,7 @@ def download_to(
                         f"The download stopped after {_size(size)} of {_size(declared)}.",
                         detail=where,
                     )
-                out.flush()
-                os.fsync(out.fileno())
-        os.replace(temp_path, dest)
-        temp_path = None
-        _fsync_folder(dest.parent)
     except BaseException as exc:
-        if temp_path is not None:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(temp_path)
         # Whatever was at dest before is not this file: leave nothing that could pass for it.
         with contextlib.suppress(FileNotFoundError):
             dest.unlink()
@@ -292,18 +274,8 @@ def save_bytes(
     content_type = _sniff(data)
     _expect_type(kind, content_type)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, temp_path = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
-    try:
-        with os.fdopen(fd, "wb") as out:
-            out.write(data)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(temp_path, dest)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(temp_path)
-        raise
-    _fsync_folder(dest.parent)
+    with _landing(dest) as out:
+        out.write(data)
     return DownloadResult(
         path=str(dest),
         size=len(data),
@@ -334,6 +306,24 @@ def _declared_length(response: httpx.Response) -> int | None:
     except ValueError:
         raise DownloadFailed("The media host sent an invalid Content-Length.") from None
     return length if length >= 0 else None
+
+
+@contextlib.contextmanager
+def _landing(dest: Path) -> Iterator[BinaryIO]:
+    """A temporary file beside ``dest`` that becomes ``dest`` (fsynced, renamed, the rename
+    fsynced) when the block ends without error, and is removed when it does not."""
+    fd, temp_path = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
+    try:
+        with os.fdopen(fd, "wb") as out:
+            yield out
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(temp_path, dest)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temp_path)
+        raise
+    _fsync_folder(dest.parent)
 
 
 def _fsync_folder(folder: Path) -> None:

@@ -14,19 +14,21 @@ Why the code looks the way it does:
 
 Long because it is the whole of one upstream contract (tokens from a cookie, uploads, batched
 submits and status checks, every error in words), and keeping that in one module is what makes
-it the only place that knows Flow's JSON.
+it the only place that knows Flow's JSON. Its plumbing that knows no Flow JSON (the token cache,
+``Deadline``, ``send``, ``contract_error``) serves vertex.py too.
 """
 
 from __future__ import annotations
 
 import base64
+import functools
 import json
 import logging
 import math
 import re
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
@@ -38,7 +40,7 @@ from django.conf import settings
 
 from ..redaction import redact
 from . import base, catalogue
-from .tls import tls_context
+from .tls import http_client
 
 logger = logging.getLogger(__name__)
 
@@ -183,6 +185,31 @@ def use_until(expires: datetime, now: datetime) -> datetime:
     return expires - min(SHORT_TOKEN_MARGIN, lifetime / 10)
 
 
+def cached_token(
+    credentials: base.Credentials,
+    cache: base.TokenCache,
+    mint: Callable[[], tuple[str, datetime]],
+    *,
+    refused: str,
+    upstream: str,
+) -> str:
+    """The access token to use: the pasted one, or the cached one, or a fresh one from
+    ``mint``, cached until shortly before it expires (one mint per account at a time).
+
+    ``refused`` is a token the upstream just answered 401 to: never hand it out again.
+    """
+    if credentials.bearer_token:
+        return credentials.bearer_token
+    with mint_lock(credentials.key):
+        cached = cache.get(credentials.key)
+        if cached and cached[0] != refused and cached[1] > datetime.now(UTC):
+            return cached[0]
+        token, expires = mint()
+        cache.set(credentials.key, token, use_until(expires, datetime.now(UTC)))
+        logger.info("Minted a %s access token for account %s", upstream, credentials.key)
+        return token
+
+
 # --- Redaction -----------------------------------------------------------------------------
 
 _SECRET_KEYS = {"access_token", "rawImageBytes", "authorization", "cookie"}
@@ -216,12 +243,12 @@ def quote(value: Any, secrets: tuple[str, ...] = (), limit: int = 300) -> str:
 
 
 class Deadline:
-    """One overall time budget across connects, retries and body reads."""
+    """One overall time budget (FLOW_CALL_DEADLINE) across connects, retries and body reads."""
 
-    def __init__(self, seconds: float, what: str) -> None:
-        self.seconds = seconds
+    def __init__(self, what: str) -> None:
+        self.seconds = float(settings.FLOW_CALL_DEADLINE)
         self.what = what
-        self.end = time.monotonic() + seconds
+        self.end = time.monotonic() + self.seconds
 
     def remaining(self) -> float:
         return self.end - time.monotonic()
@@ -241,10 +268,81 @@ class Deadline:
 
 
 @dataclass(frozen=True)
-class _Answer:
+class Answer:
+    """An upstream's answer, its body read whole (already decoded where it came gzipped)."""
+
     status: int
     headers: httpx.Headers
     body: bytes
+
+    def json(self) -> Any:
+        """The body's JSON, or None where it is not JSON."""
+        try:
+            return json.loads(self.body)
+        except ValueError:
+            return None
+
+
+def send(
+    client: httpx.Client,
+    method: str,
+    url: str,
+    deadline: Deadline,
+    *,
+    upstream: str,
+    max_bytes: int,
+    **request: Any,
+) -> Answer:
+    """One call within ``deadline`` (``request``: httpx's headers and content or json), its
+    answer read whole but never past ``max_bytes``. A timeout or an unreachable host is a
+    ``NetworkError`` naming ``upstream``; neither quotes the URL's query."""
+    deadline.check()
+    started = time.monotonic()
+    path = urlsplit(url).path
+    try:
+        with client.stream(method, url, timeout=deadline.timeout(), **request) as response:
+            chunks, size = [], 0
+            for chunk in response.iter_bytes():
+                size += len(chunk)
+                if size > max_bytes:
+                    raise base.ContractError(
+                        f"{upstream} sent an answer larger than {max_bytes // (1024 * 1024)} MB "
+                        f"({deadline.what}); Flowsite does not expect that.",
+                    )
+                deadline.check()
+                chunks.append(chunk)
+    except httpx.TimeoutException as exc:
+        raise base.NetworkError(
+            f"{upstream} did not answer in time ({deadline.what}).",
+            detail=f"{type(exc).__name__} on {method} {path}",
+        ) from None
+    except (httpx.TransportError, httpx.InvalidURL) as exc:
+        raise base.NetworkError(
+            f"Flowsite could not reach {upstream} ({deadline.what}).",
+            detail=f"{type(exc).__name__} on {method} {path}: {redact(str(exc))}",
+        ) from None
+    logger.debug(
+        "%s %s %s answered %s in %.2fs",
+        upstream,
+        method,
+        path,
+        response.status_code,
+        time.monotonic() - started,
+    )
+    return Answer(response.status_code, response.headers, b"".join(chunks))
+
+
+def contract_error(
+    upstream: str, what: str, problem: str, part: Any, secrets: tuple[str, ...]
+) -> base.ContractError:
+    """An answer of a shape Flowsite does not know, quoting the odd part (redacted)."""
+    error = base.ContractError(
+        f"{upstream} answered in a shape Flowsite does not know ({what}): {problem}: "
+        f"{quote(part, secrets, 200)}",
+        detail=quote(part, secrets, 2000),
+    )
+    logger.warning("%s contract mismatch while %s: %s: %s", upstream, what, problem, error.detail)
+    return error
 
 
 def image_aspect(width: int, height: int) -> str:
@@ -331,14 +429,8 @@ class FlowEngine:
     def _http(self) -> httpx.Client:
         # One client per engine: building one builds a TLS context, and reusing it keeps
         # connections to Flow alive across the calls of a polling pass.
-        # trust_env=False: no proxy variables or .netrc credentials are ever picked up.
         if self._client is None:
-            self._client = httpx.Client(
-                transport=self._transport,
-                follow_redirects=False,
-                trust_env=False,
-                verify=tls_context(),
-            )
+            self._client = http_client(self._transport)
         return self._client
 
     def close(self) -> None:
@@ -381,25 +473,14 @@ class FlowEngine:
         if len(extending) > 1:
             raise ValueError("One submit call either extends clips or starts them, not both.")
         if extending == {True}:
-            return self._send_requests(
-                PATH_EXTEND,
-                project_ref,
-                [self._extend_request(clip) for clip in clips],
-                [clip.request_id for clip in clips],
-                [clip.model_key for clip in clips],
-                what="extending clips",
-            )
+            requests = [self._extend_request(clip) for clip in clips]
+            return self._send_requests(PATH_EXTEND, project_ref, requests, what="extending clips")
         modes = {base.Mode(clip.mode) for clip in clips}
         if len(modes) != 1 or next(iter(modes)) not in SUBMIT_PATHS:
             raise ValueError("A submit's clips share one mode Flow has a call for.")
-        return self._send_requests(
-            SUBMIT_PATHS[modes.pop()],
-            project_ref,
-            [self._request(clip) for clip in clips],
-            [clip.request_id for clip in clips],
-            [clip.model_key for clip in clips],
-            what="submitting clips",
-        )
+        requests = [self._request(clip) for clip in clips]
+        path = SUBMIT_PATHS[modes.pop()]
+        return self._send_requests(path, project_ref, requests, what="submitting clips")
 
     @staticmethod
     def _extend_request(clip: base.ClipRequest) -> dict:
@@ -437,26 +518,15 @@ class FlowEngine:
             }
             for item in requests
         ]
-        return self._send_requests(
-            PATH_UPSCALE,
-            project_ref,
-            bodies,
-            [item.request_id for item in requests],
-            [item.model_key for item in requests],
-            what="upscaling clips",
-        )
+        return self._send_requests(PATH_UPSCALE, project_ref, bodies, what="upscaling clips")
 
     def _send_requests(
-        self,
-        path: str,
-        project_ref: str,
-        requests: list[dict],
-        request_ids: list[str],
-        models: list[str],
-        *,
-        what: str,
+        self, path: str, project_ref: str, requests: list[dict], *, what: str
     ) -> base.SubmitResult:
-        """One batch call in the captured envelope; each operation matched by its sceneId."""
+        """One batch call in the captured envelope; each operation matched by its sceneId.
+        Every request names its clip (``metadata.sceneId``) and model (``videoModelKey``)."""
+        request_ids = [request["metadata"]["sceneId"] for request in requests]
+        models = [request["videoModelKey"] for request in requests]
         if len(set(request_ids)) != len(request_ids):
             raise ValueError("Each clip of a submit needs its own request_id.")
         body = {
@@ -471,17 +541,13 @@ class FlowEngine:
         shape = _Shape(self, what)
         by_request: dict[str, base.SubmittedClip] = {}
         for entry in shape.need(answer, "operations", list):
-            shape.require(isinstance(entry, dict), "an operation is not an object", entry)
-            operation = shape.need(entry, "operation", dict, where="operations[]")
-            name = shape.need(operation, "name", str, where="operations[].operation")
-            request_id = shape.need(entry, "sceneId", str, where="operations[]")
-            state = shape.state(entry)
+            clip = shape.submitted(entry)
             shape.require(
-                request_id in request_ids and request_id not in by_request,
+                clip.request_id in request_ids and clip.request_id not in by_request,
                 "an operation answers a clip that was not asked for (or twice)",
                 entry,
             )
-            by_request[request_id] = base.SubmittedClip(request_id, name, state)
+            by_request[clip.request_id] = clip
         missing = [rid for rid in request_ids if rid not in by_request]
         shape.require(not missing, f"no operation came back for {len(missing)} clip(s)", answer)
         return base.SubmitResult(
@@ -611,12 +677,10 @@ class FlowEngine:
         models: list[str] | None = None,
     ) -> dict:
         """One API call within one deadline, re-minting and retrying once after a 401."""
-        deadline = Deadline(float(settings.FLOW_CALL_DEADLINE), what)
+        deadline = Deadline(what)
         content = None if body is None else json.dumps(body, separators=(",", ":")).encode()
         token = self._signed_in(deadline)
-        answer = self._send(
-            method, self._api_url(path), self._headers(token, content), content, deadline
-        )
+        answer = self._send(method, path, token, content, deadline)
         if answer.status == 401:
             if not self.credentials.session_cookie:
                 raise base.TokenExpired(
@@ -626,9 +690,7 @@ class FlowEngine:
                 )
             # The cached token may have been revoked early: mint a fresh one and try once more.
             token = self._signed_in(deadline, refused=token)
-            answer = self._send(
-                method, self._api_url(path), self._headers(token, content), content, deadline
-            )
+            answer = self._send(method, path, token, content, deadline)
             if answer.status == 401:
                 raise base.SessionExpired(
                     "Flow refused even a freshly minted access token: the account's session "
@@ -637,16 +699,14 @@ class FlowEngine:
                 )
         if answer.status != 200:
             raise self._error(answer, path, what, models or [], token)
-        try:
-            payload = json.loads(answer.body)
-        except ValueError:
-            raise self._contract(what, "the answer is not JSON", answer.body, token) from None
+        payload = answer.json()
         if not isinstance(payload, dict):
-            raise self._contract(what, "the answer is not a JSON object", payload, token)
+            raise self._contract(what, "the answer is not a JSON object", answer.body, token)
         return payload
 
-    @staticmethod
-    def _headers(token: str, content: bytes | None) -> dict[str, str]:
+    def _send(
+        self, method: str, path: str, token: str, content: bytes | None, deadline: Deadline
+    ) -> Answer:
         headers = {
             "accept": "*/*",
             "authorization": f"Bearer {token}",
@@ -655,63 +715,30 @@ class FlowEngine:
         }
         if content is not None:
             headers["content-type"] = BODY_CONTENT_TYPE
-        return headers
+        return self._fetch(method, self._api_url(path), deadline, headers=headers, content=content)
 
-    def _send(
-        self,
-        method: str,
-        url: str,
-        headers: dict[str, str],
-        content: bytes | None,
-        deadline: Deadline,
-    ) -> _Answer:
-        deadline.check()
-        started = time.monotonic()
-        path = urlsplit(url).path
-        try:
-            with self._http().stream(
-                method, url, headers=headers, content=content, timeout=deadline.timeout()
-            ) as response:
-                body = b"".join(self._read(response, deadline))
-        except httpx.TimeoutException as exc:
-            raise base.NetworkError(
-                f"Flow did not answer in time ({deadline.what}).",
-                detail=f"{type(exc).__name__} on {method} {path}",
-            ) from None
-        except (httpx.TransportError, httpx.InvalidURL) as exc:
-            raise base.NetworkError(
-                f"Flowsite could not reach Flow ({deadline.what}).",
-                detail=f"{type(exc).__name__} on {method} {path}: {redact(str(exc))}",
-            ) from None
-        logger.debug(
-            "Flow %s %s answered %s in %.2fs",
+    def _fetch(self, method: str, url: str, deadline: Deadline, **request: Any) -> Answer:
+        return send(
+            self._http(),
             method,
-            path,
-            response.status_code,
-            time.monotonic() - started,
+            url,
+            deadline,
+            upstream="Flow",
+            max_bytes=MAX_ANSWER_BYTES,
+            **request,
         )
-        return _Answer(response.status_code, response.headers, body)
-
-    @staticmethod
-    def _read(response: httpx.Response, deadline: Deadline) -> Iterator[bytes]:
-        size = 0
-        for chunk in response.iter_bytes():
-            size += len(chunk)
-            if size > MAX_ANSWER_BYTES:
-                raise base.ContractError(
-                    f"Flow sent an answer larger than {MAX_ANSWER_BYTES // (1024 * 1024)} MB "
-                    f"({deadline.what}); Flowsite does not expect that.",
-                )
-            deadline.check()
-            yield chunk
 
     # --- Tokens ---
 
     def _signed_in(self, deadline: Deadline, *, refused: str = "") -> str:
-        """``_token`` for a call about to be sent. Signing in failing on the network is not
-        a lost answer: the call itself was not sent, so nothing can have been spent."""
+        """The access token for a call about to be sent (``cached_token``; a cookie account's
+        is minted). Signing in failing on the network is not a lost answer: the call itself
+        was not sent, so nothing can have been spent."""
         try:
-            return self._token(deadline, refused=refused)
+            mint = functools.partial(self._mint, deadline)
+            return cached_token(
+                self.credentials, self.token_cache, mint, refused=refused, upstream="Flow"
+            )
         except base.NetworkError as error:
             raise base.UpstreamError(
                 f"Flowsite could not reach labs.google to sign in ({deadline.what}); the call "
@@ -719,29 +746,11 @@ class FlowEngine:
                 detail=error.detail,
             ) from None
 
-    def _token(self, deadline: Deadline, *, refused: str = "") -> str:
-        """The access token to use; for a cookie account, the cached one or a fresh one.
-
-        ``refused`` is a token Flow just answered 401 to: never hand it out again.
-        """
-        credentials = self.credentials
-        if credentials.bearer_token:
-            return credentials.bearer_token
-        with mint_lock(credentials.key):
-            cached = self.token_cache.get(credentials.key)
-            if cached and cached[0] != refused and cached[1] > datetime.now(UTC):
-                return cached[0]
-            token, expires = self._mint(deadline)
-            now = datetime.now(UTC)
-            self.token_cache.set(credentials.key, token, use_until(expires, now))
-            logger.info("Minted a Flow access token for account %s", credentials.key)
-            return token
-
     def _mint(self, deadline: Deadline) -> tuple[str, datetime]:
         what = "signing in with the session cookie"
         cookie = self.credentials.session_cookie
         headers = {"accept": "application/json", "cookie": f"{SESSION_COOKIE_NAME}={cookie}"}
-        answer = self._send("GET", self._labs_url(PATH_SESSION), headers, None, deadline)
+        answer = self._fetch("GET", self._labs_url(PATH_SESSION), deadline, headers=headers)
         dead = base.SessionExpired(
             "The Flow session for this account has ended. Paste a new session cookie for the "
             "account."
@@ -755,10 +764,7 @@ class FlowEngine:
                 "signing in.",
                 detail=quote(answer.body, self._secrets()),
             )
-        try:
-            payload = json.loads(answer.body)
-        except ValueError:
-            payload = None
+        payload = answer.json()
         if answer.status != 200 or not isinstance(payload, dict):
             raise self._contract(what, f"HTTP {answer.status}", answer.body, "")
         if payload.get("error") or not payload.get("access_token"):
@@ -774,24 +780,14 @@ class FlowEngine:
     # --- Errors ---
 
     def _contract(self, what: str, problem: str, part: Any, token: str) -> base.ContractError:
-        secrets = self._secrets(token)
-        error = base.ContractError(
-            f"Flow answered in a shape Flowsite does not know ({what}): {problem}: "
-            f"{quote(part, secrets, 200)}",
-            detail=quote(part, secrets, 2000),
-        )
-        logger.warning("Flow contract mismatch while %s: %s: %s", what, problem, error.detail)
-        return error
+        return contract_error("Flow", what, problem, part, self._secrets(token))
 
     def _error(
-        self, answer: _Answer, path: str, what: str, models: list[str], token: str
+        self, answer: Answer, path: str, what: str, models: list[str], token: str
     ) -> base.EngineError:
         status = answer.status
         secrets = self._secrets(token)
-        try:
-            payload = json.loads(answer.body)
-        except ValueError:
-            payload = None
+        payload = answer.json()
         error = payload.get("error") if isinstance(payload, dict) else None
         error = error if isinstance(error, dict) else None
         message = error.get("message") if error else None
@@ -918,13 +914,18 @@ class _Shape:
         self.require(credits is not None, "'remainingCredits' is not a number", answer)
         return credits
 
-    def clip_status(self, entry: Any) -> base.ClipStatus:
+    def submitted(self, entry: Any) -> base.SubmittedClip:
+        """One of ``operations``: the clip it answers (its sceneId), its name and its state."""
         self.require(isinstance(entry, dict), "an operation is not an object", entry)
         operation = self.need(entry, "operation", dict, where="operations[]")
         name = self.need(operation, "name", str, where="operations[].operation")
         request_id = self.need(entry, "sceneId", str, where="operations[]")
-        state = self.state(entry)
-        status = entry["status"]
+        return base.SubmittedClip(request_id, name, self.state(entry))
+
+    def clip_status(self, entry: Any) -> base.ClipStatus:
+        clip = self.submitted(entry)
+        name, request_id, state = clip.operation_name, clip.request_id, clip.state
+        operation, status = entry["operation"], entry["status"]
         if state == base.ClipState.SUCCESSFUL:
             metadata = self.need(operation, "metadata", dict, where="operations[].operation")
             video = self.need(metadata, "video", dict, where="operation.metadata")

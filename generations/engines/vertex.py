@@ -12,6 +12,7 @@ keeping that in one module is what makes it the only place that knows Vertex AI'
 from __future__ import annotations
 
 import base64
+import functools
 import json
 import logging
 import math
@@ -33,13 +34,15 @@ from . import base
 from .download import Kind, download_to, save_bytes
 from .flow import (
     DEFAULT_TOKEN_CACHE,
+    Answer,
     Deadline,
-    mint_lock,
+    cached_token,
+    contract_error,
     parse_retry_after,
     quote,
-    use_until,
+    send,
 )
-from .tls import tls_context
+from .tls import http_client
 
 logger = logging.getLogger(__name__)
 
@@ -93,8 +96,8 @@ ASPECTS = {base.Aspect.LANDSCAPE: "16:9", base.Aspect.PORTRAIT: "9:16"}
 SAMPLE_SEPARATOR = "#"
 # gRPC codes a finished operation may carry, in words.
 OPERATION_ERRORS = {
-    3: "Vertex AI refused to render this take: {message}",
-    7: "Vertex AI refused this take for lack of permission: {message}",
+    3: "Vertex AI refused to render this take: {message}.",
+    7: "Vertex AI refused this take for lack of permission: {message}.",
     8: "Vertex AI ran out of quota while rendering this take; generate it again later. ({message})",
     13: "Vertex AI had an internal error rendering this take; generate it again. ({message})",
     14: "Vertex AI was unavailable while rendering this take; generate it again. ({message})",
@@ -160,17 +163,12 @@ class VertexEngine:
 
     def _http(self) -> httpx.Client:
         # One client for the engine's calls, shared by the polling threads (httpx's client is
-        # thread-safe); trust_env=False: no proxy variables or .netrc credentials.
+        # thread-safe).
         with self._client_lock:
             if self._client is None:
                 polls = max(1, int(settings.VERTEX_MAX_CONCURRENT_POLLS))
-                self._client = httpx.Client(
-                    transport=self._transport,
-                    follow_redirects=False,
-                    trust_env=False,
-                    verify=tls_context(),
-                    limits=httpx.Limits(max_connections=polls + 2),
-                )
+                limits = httpx.Limits(max_connections=polls + 2)
+                self._client = http_client(self._transport, limits=limits)
             return self._client
 
     def close(self) -> None:
@@ -210,7 +208,7 @@ class VertexEngine:
 
     def account_info(self) -> base.AccountInfo:
         # Vertex AI bills the project; there are no credits to read.
-        self._token(Deadline(float(settings.FLOW_CALL_DEADLINE), "signing in"))
+        self._token(Deadline("signing in"))
         return base.AccountInfo(credits=None, tier=self.credentials.tier)
 
     def submit(self, project_ref: str, clips: list[base.ClipRequest]) -> base.SubmitResult:
@@ -276,10 +274,7 @@ class VertexEngine:
             # The clip to extend: where Vertex AI wrote it, or its bytes from Flowsite.
             instance["video"] = {"gcsUri": first.source_video_uri, "mimeType": "video/mp4"}
         elif first.source_video:
-            instance["video"] = {
-                "bytesBase64Encoded": base64.b64encode(first.source_video).decode("ascii"),
-                "mimeType": "video/mp4",
-            }
+            instance["video"] = _inline(first.source_video, "video/mp4")
         parameters: dict = {
             "aspectRatio": ASPECTS[base.Aspect(first.aspect)],
             "sampleCount": len(clips),
@@ -287,16 +282,15 @@ class VertexEngine:
             "seed": first.seed,
             "generateAudio": first.audio,
         }
-        if first.duration:
-            parameters["durationSeconds"] = first.duration
-        if first.resolution:
-            parameters["resolution"] = first.resolution
-        if first.negative_prompt:
-            parameters["negativePrompt"] = first.negative_prompt
-        if first.person_generation:
-            parameters["personGeneration"] = first.person_generation
-        if self.credentials.storage_uri:
-            parameters["storageUri"] = self.credentials.storage_uri
+        # The options left at their default are not sent, so Vertex AI applies its own.
+        optional = {
+            "durationSeconds": first.duration,
+            "resolution": first.resolution,
+            "negativePrompt": first.negative_prompt,
+            "personGeneration": first.person_generation,
+            "storageUri": self.credentials.storage_uri,
+        }
+        parameters.update((key, value) for key, value in optional.items() if value)
         what = "submitting a scene's takes"
         answer = self._call(
             first.model_key, SUBMIT, {"instances": [instance], "parameters": parameters}, what
@@ -320,16 +314,14 @@ class VertexEngine:
             by_operation[sample.operation].append((ref, sample.index))
         if not by_operation:
             return base.StatusResult()
-        deadline = Deadline(float(settings.FLOW_CALL_DEADLINE), "checking takes")
+        deadline = Deadline("checking takes")
         # Minted here, in the caller's thread (the token cache may be a database row); the
         # polling threads share it.
         token = self._token(deadline)
         answers, errors = self._poll_all(list(by_operation), token)
         unauthorized = [name for name, error in errors.items() if isinstance(error, _Unauthorized)]
         if unauthorized:
-            if not self.credentials.service_account_key:
-                raise self._token_refused()
-            token = self._token(deadline, refused=token)
+            token = self._token_after_401(deadline, token)
             retried, errors_again = self._poll_all(unauthorized, token)
             answers.update(retried)
             for name in unauthorized:
@@ -408,14 +400,12 @@ class VertexEngine:
             message = redact(str(error.get("message") or "no reason given"))[:300]
             template = OPERATION_ERRORS.get(
                 code if isinstance(code, int) else -1,
-                "Vertex AI could not render this take: {message}",
+                "Vertex AI could not render this take: {message}.",
             )
             return status(
                 base.ClipState.FAILED,
                 failure_reason=f"code {code}",
-                failure_message=template.format(message=message.rstrip(".")) + "."
-                if not template.endswith(")")
-                else template.format(message=message.rstrip(".")),
+                failure_message=template.format(message=message.rstrip(".")),
             )
         response = answer.get("response")
         if not isinstance(response, dict):
@@ -482,7 +472,7 @@ class VertexEngine:
         url = storage + STORAGE_DOWNLOAD.format(
             bucket=url_quote(bucket, safe=""), object=url_quote(name, safe="")
         )
-        token = self._token(Deadline(float(settings.FLOW_CALL_DEADLINE), "fetching a clip"))
+        token = self._token(Deadline("fetching a clip"))
         parts = urlsplit(storage)
         origin = parts.netloc.rpartition("@")[2]
         return download_to(
@@ -513,81 +503,55 @@ class VertexEngine:
     ) -> dict:
         """One call. Without ``token``, it is fetched (minted if need be) and a 401 refreshes
         it once; with one (the polling threads), a 401 raises ``_Unauthorized``."""
-        deadline = Deadline(float(settings.FLOW_CALL_DEADLINE), what)
+        deadline = Deadline(what)
         given = token
         token = token or self._token(deadline)
         answer = self._send(self._model_url(model) + verb, token, body, deadline)
-        if answer.status_code == 401:
+        if answer.status == 401:
             if given is not None:
                 raise _Unauthorized()
-            if not self.credentials.service_account_key:
-                raise self._token_refused()
-            # A 401 is a refusal before any work: asking again with a fresh token is safe.
-            token = self._token(deadline, refused=token)
+            token = self._token_after_401(deadline, token)
             answer = self._send(self._model_url(model) + verb, token, body, deadline)
-            if answer.status_code == 401:
+            if answer.status == 401:
                 raise self._key_refused("a freshly minted token was refused too")
-        if answer.status_code != 200:
+        if answer.status != 200:
             raise self._error(answer, model, what)
-        try:
-            payload = answer.json()
-        except ValueError:
-            raise self._contract(what, "the answer is not JSON", answer.content) from None
+        payload = answer.json()
         if not isinstance(payload, dict):
-            raise self._contract(what, "the answer is not a JSON object", payload)
+            raise self._contract(what, "the answer is not a JSON object", answer.body)
         return payload
 
-    def _send(self, url: str, token: str, body: dict, deadline: Deadline) -> httpx.Response:
-        deadline.check()
-        path = urlsplit(url).path
-        try:
-            with self._http().stream(
-                "POST",
-                url,
-                json=body,
-                headers={"authorization": f"Bearer {token}", "accept": "application/json"},
-                timeout=deadline.timeout(),
-            ) as response:
-                chunks, size = [], 0
-                for chunk in response.iter_bytes():
-                    size += len(chunk)
-                    if size > MAX_ANSWER_BYTES:
-                        raise base.ContractError(
-                            f"Vertex AI sent an answer larger than Flowsite expects "
-                            f"({deadline.what}).",
-                        )
-                    deadline.check()
-                    chunks.append(chunk)
-                return httpx.Response(
-                    response.status_code, headers=response.headers, content=b"".join(chunks)
-                )
-        except httpx.TimeoutException as exc:
-            raise base.NetworkError(
-                f"Vertex AI did not answer in time ({deadline.what}).",
-                detail=f"{type(exc).__name__} on POST {path}",
-            ) from None
-        except (httpx.TransportError, httpx.InvalidURL) as exc:
-            raise base.NetworkError(
-                f"Flowsite could not reach Vertex AI ({deadline.what}).",
-                detail=f"{type(exc).__name__} on POST {path}: {redact(str(exc))}",
-            ) from None
+    def _send(self, url: str, token: str, body: dict, deadline: Deadline) -> Answer:
+        return send(
+            self._http(),
+            "POST",
+            url,
+            deadline,
+            upstream="Vertex AI",
+            max_bytes=MAX_ANSWER_BYTES,
+            json=body,
+            headers={"authorization": f"Bearer {token}", "accept": "application/json"},
+        )
 
     # --- Tokens ---
 
     def _token(self, deadline: Deadline, *, refused: str = "") -> str:
         """The access token: the pasted one, or one minted from the key and shared through
         the token cache until shortly before it expires. ``refused`` was just answered 401."""
-        credentials = self.credentials
-        if credentials.bearer_token:
-            return credentials.bearer_token
-        with mint_lock(credentials.key):
-            cached = self.token_cache.get(credentials.key)
-            if cached and cached[0] != refused and cached[1] > datetime.now(UTC):
-                return cached[0]
-            token, expires = self._mint(deadline)
-            self.token_cache.set(credentials.key, token, use_until(expires, datetime.now(UTC)))
-            logger.info("Minted a Vertex AI access token for account %s", credentials.key)
-            return token
+        mint = functools.partial(self._mint, deadline)
+        return cached_token(
+            self.credentials, self.token_cache, mint, refused=refused, upstream="Vertex AI"
+        )
+
+    def _token_after_401(self, deadline: Deadline, refused: str) -> str:
+        """A fresh token in place of ``refused``, minted from the key: a 401 is a refusal
+        before any work, so asking again is safe. A pasted token cannot be renewed."""
+        if not self.credentials.service_account_key:
+            raise base.TokenExpired(
+                "Vertex AI refused the account's access token: it has expired (they last an "
+                "hour) or was revoked. Paste a new one, or give the account a service-account key."
+            )
+        return self._token(deadline, refused=refused)
 
     def _mint(self, deadline: Deadline) -> tuple[str, datetime]:
         """Sign a JWT with the service account's key and trade it at the key's ``token_uri``
@@ -628,12 +592,6 @@ class VertexEngine:
 
     # --- Errors ---
 
-    def _token_refused(self) -> base.TokenExpired:
-        return base.TokenExpired(
-            "Vertex AI refused the account's access token: it has expired (they last an hour) "
-            "or was revoked. Paste a new one, or give the account a service-account key."
-        )
-
     def _key_refused(self, why: str) -> base.AccountRefused:
         return base.AccountRefused(
             "Google refused to sign in with the account's service-account key (the key may "
@@ -642,21 +600,11 @@ class VertexEngine:
         )
 
     def _contract(self, what: str, problem: str, part) -> base.ContractError:
-        secrets = (self.credentials.bearer_token,)
-        error = base.ContractError(
-            f"Vertex AI answered in a shape Flowsite does not know ({what}): {problem}: "
-            f"{quote(part, secrets, 200)}",
-            detail=quote(part, secrets, 2000),
-        )
-        logger.warning("Vertex AI contract mismatch while %s: %s", what, error.detail)
-        return error
+        return contract_error("Vertex AI", what, problem, part, (self.credentials.bearer_token,))
 
-    def _error(self, answer: httpx.Response, model: str, what: str) -> base.EngineError:
-        status = answer.status_code
-        try:
-            payload = answer.json()
-        except ValueError:
-            payload = None
+    def _error(self, answer: Answer, model: str, what: str) -> base.EngineError:
+        status = answer.status
+        payload = answer.json()
         error = payload.get("error") if isinstance(payload, dict) else None
         error = error if isinstance(error, dict) else {}
         message = error.get("message") if isinstance(error.get("message"), str) else ""
@@ -672,7 +620,7 @@ class VertexEngine:
                     fields.append(
                         (violation["field"], str(violation.get("description") or message))
                     )
-        detail = f"HTTP {status} while {what}: {quote(payload or answer.content, (), 1000)}"
+        detail = f"HTTP {status} while {what}: {quote(payload or answer.body, (), 1000)}"
         project, region = self.credentials.cloud_project, self.location
         if status == 429:
             retry_after = parse_retry_after(answer.headers.get("retry-after"))
@@ -723,9 +671,7 @@ class VertexEngine:
                 f"Vertex AI refused the request: {message or 'invalid argument'}", detail=detail
             )
         if not error:
-            return self._contract(
-                what, f"HTTP {status} without Google's error body", answer.content
-            )
+            return self._contract(what, f"HTTP {status} without Google's error body", answer.body)
         return base.BadRequest(
             f"Vertex AI refused the request (HTTP {status}): {message}", detail=detail
         )
@@ -761,11 +707,8 @@ class _AuthResponse:
         self.data = response.content
 
 
-def _inline(image: base.ImageData) -> dict[str, str]:
-    return {
-        "bytesBase64Encoded": base64.b64encode(image.data).decode("ascii"),
-        "mimeType": image.mime_type,
-    }
+def _inline(data: bytes, mime_type: str) -> dict[str, str]:
+    return {"bytesBase64Encoded": base64.b64encode(data).decode("ascii"), "mimeType": mime_type}
 
 
 def _instance(clip: base.ClipRequest) -> dict[str, Any]:
@@ -777,16 +720,17 @@ def _instance(clip: base.ClipRequest) -> dict[str, Any]:
     if mode in (base.Mode.IMAGE, base.Mode.FRAMES):
         if clip.start_image is None:
             raise base.BadRequest("This clip needs a start image and has none.")
-        instance["image"] = _inline(clip.start_image)
+        instance["image"] = _inline(clip.start_image.data, clip.start_image.mime_type)
     if mode == base.Mode.FRAMES:
         if clip.end_image is None:
             raise base.BadRequest("This clip needs an end image and has none.")
-        instance["lastFrame"] = _inline(clip.end_image)
+        instance["lastFrame"] = _inline(clip.end_image.data, clip.end_image.mime_type)
     if mode == base.Mode.INGREDIENTS:
         if not clip.reference_images:
             raise base.BadRequest("This clip needs reference images and has none.")
         instance["referenceImages"] = [
-            {"image": _inline(image), "referenceType": "asset"} for image in clip.reference_images
+            {"image": _inline(image.data, image.mime_type), "referenceType": "asset"}
+            for image in clip.reference_images
         ]
     return instance
 
