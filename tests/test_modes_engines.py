@@ -5,6 +5,7 @@ mode)."""
 
 from __future__ import annotations
 
+import gzip
 import io
 import json
 import time
@@ -434,3 +435,30 @@ def test_vertex_refuses_reference_images_for_a_clip_shorter_than_8_seconds(verte
 
     with pytest.raises(base.BadRequest, match="durationSeconds"):
         vertex_engine(vertex).submit("project", [clip])
+
+
+def test_a_gzipped_vertex_answer_is_read_once_not_decoded_twice(settings):
+    # httpx asks for gzip; Google may use it. The answer's body must be decoded exactly once.
+    settings.VERTEX_API_BASE_URL = "https://us-central1-aiplatform.googleapis.com"
+    name = "projects/flowsite-demo/locations/us-central1/publishers/google/models/m/operations/7"
+
+    def google(request: httpx.Request) -> httpx.Response:
+        body = gzip.compress(json.dumps({"name": name}).encode())
+        return httpx.Response(200, headers={"Content-Encoding": "gzip"}, content=body)
+
+    credentials = base.Credentials(
+        key=str(uuid.uuid4()),
+        tier="",
+        kind=base.EngineKind.VERTEX,
+        bearer_token="ya29.test",
+        cloud_project="flowsite-demo",
+        location="us-central1",
+    )
+    engine = VertexEngine(
+        credentials, token_cache=MemoryTokenCache(), transport=httpx.MockTransport(google)
+    )
+
+    submitted = engine.submit("project", [vertex_clip(base.Mode.TEXT)])
+
+    (clip,) = submitted.clips
+    assert clip.operation_name.startswith(name)
