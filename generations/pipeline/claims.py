@@ -16,17 +16,58 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
-from uuid import UUID
+from uuid import UUID, uuid4
 
 from django.db import connections
 from django.db.models import Case, F, Model, QuerySet, Value, When
 from django.utils import timezone
 
 from ..models import Generation
+from .policy import account_open, is_due, lease_free, uncertain_reason
 
 log = logging.getLogger(__name__)
+
+
+def claim(rows: QuerySet, lease: timedelta, now: datetime) -> tuple[UUID, int]:
+    """Claim those of ``rows`` that are due and free with a fresh token and a lease, in ONE
+    conditional UPDATE: the token, and how many rows carry it now."""
+    token = uuid4()
+    claimed = rows.filter(is_due(now), lease_free(now)).update(claim=token, lease_until=now + lease)
+    return token, claimed
+
+
+def claim_due(
+    rows: QuerySet, status: str, limit: int, lease: timedelta, now: datetime
+) -> UUID | None:
+    """Claim the oldest ``limit`` of ``rows`` in ``status`` that are due and free: the token
+    they carry now, or None when none was due.
+
+    The rows are chosen first and claimed after, each only if still in ``status``, due and
+    free, so a row another worker took in between is not taken twice.
+    """
+    due = list(
+        rows.filter(status=status)
+        .filter(is_due(now), lease_free(now))
+        .order_by("created", "pk")
+        .values_list("pk", flat=True)[:limit]
+    )
+    if not due:
+        return None
+    token, _ = claim(rows.model.objects.filter(pk__in=due, status=status), lease, now)
+    return token
+
+
+def due_accounts(rows: QuerySet, now: datetime) -> list[int]:
+    """The accounts, callable now, of those of ``rows`` that are due and free."""
+    return list(
+        rows.filter(account__isnull=False)
+        .filter(is_due(now), lease_free(now), account_open(now))
+        .order_by()
+        .values_list("account_id", flat=True)
+        .distinct()
+    )
 
 
 def held(
@@ -82,6 +123,19 @@ def write_held(token: UUID, changes: dict[int, dict[str, Any]], statuses: Iterab
             output_field=field,
         )
     return held(token, statuses, changes).update(**values)
+
+
+def mark_uncertain(rows: QuerySet, cause: str, now: datetime) -> int:
+    """Make ``rows`` "uncertain": a submit call of theirs may have reached Flow, so they are
+    never sent again by themselves, and a person decides. The claim stays: a worker merely
+    slower than its lease can still record the answer."""
+    return rows.update(
+        status=rows.model.Status.UNCERTAIN,
+        reason=uncertain_reason(cause),
+        lease_until=None,
+        finished_at=now,
+        updated=timezone.now(),
+    )
 
 
 def visible(**fields: Any) -> dict[str, Any]:

@@ -6,7 +6,7 @@ import logging
 import time
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, NamedTuple
-from uuid import UUID, uuid4
+from uuid import UUID
 
 from django.conf import settings
 from django.db.models import Case, F, Value, When
@@ -29,12 +29,11 @@ from ..engines.base import (
     UpstreamError,
 )
 from ..models import FlowAccount, Generation
-from .accounts import account_refused
-from .claims import held, release, visible, write_held
+from .accounts import account_refused, cool_down
+from .claims import claim, due_accounts, held, release, visible, write_held
 from .download import Download
 from .policy import (
     S,
-    account_open,
     backoff_seconds,
     batches_by,
     call_deadline,
@@ -43,8 +42,6 @@ from .policy import (
     download_deadline,
     download_lease,
     failure_reason,
-    is_due,
-    lease_free,
     poll_interval,
     redact_log,
     shorten,
@@ -64,13 +61,7 @@ POLLED = (S.PENDING, S.ACTIVE)
 
 def poll_due(run: Pass) -> None:
     now = run.now
-    account_ids = list(
-        Generation.objects.filter(status__in=POLLED, account__isnull=False)
-        .filter(is_due(now), lease_free(now), account_open(now))
-        .order_by()
-        .values_list("account_id", flat=True)
-        .distinct()
-    )
+    account_ids = due_accounts(Generation.objects.filter(status__in=POLLED), now)
     if not account_ids:
         return
     accounts = FlowAccount.objects.in_bulk(account_ids)
@@ -96,13 +87,10 @@ def poll_account(run: Pass, account: FlowAccount) -> bool:
     whatever the pass does not get to is released at once (``release_unchecked``).
     """
     now = run.now
-    token = uuid4()
     started = time.monotonic()
     lease = check_lease()
-    claimed = (
-        Generation.objects.filter(account=account, status__in=POLLED)
-        .filter(is_due(now), lease_free(now))
-        .update(claim=token, lease_until=now + lease)
+    token, claimed = claim(
+        Generation.objects.filter(account=account, status__in=POLLED), lease, now
     )
     if not claimed:
         return True
@@ -470,9 +458,7 @@ class PollBatch:
             return
         retry_after = getattr(error, "retry_after", None)
         if isinstance(error, Throttled):
-            until = self.now + timedelta(seconds=backoff_seconds(1, retry_after))
-            FlowAccount.objects.filter(pk=self.account.pk).update(cool_down_until=until)
-            self.account.cool_down_until = until
+            cool_down(self.account, self.now + timedelta(seconds=backoff_seconds(1, retry_after)))
         for generation in generations:
             stuck = self.stuck_reason(generation, error.message)
             if stuck:

@@ -39,7 +39,7 @@ import time
 from collections import defaultdict
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
-from uuid import UUID, uuid4
+from uuid import UUID
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
@@ -79,8 +79,8 @@ from ..models import (
     Scene,
 )
 from ..take_actions import SourceClip, source_clip
-from .accounts import account_refused
-from .claims import held, release, visible, write_held
+from .accounts import account_refused, cool_down
+from .claims import claim_due, held, mark_uncertain, release, visible, write_held
 from .policy import (
     BATCH_500_TRIES,
     LOST_INTERNAL,
@@ -90,15 +90,12 @@ from .policy import (
     backoff_seconds,
     call_deadline,
     gave_up_reason,
-    is_due,
-    lease_free,
     poll_interval,
     redact_log,
     retry_reason,
     shorten,
     submit_lease,
     submit_work_seconds,
-    uncertain_reason,
 )
 
 if TYPE_CHECKING:
@@ -111,20 +108,17 @@ def submit_due(run: Pass) -> None:
     now = run.now
     if run.time_left() < 3 * call_deadline():
         return
-    due = list(
-        Generation.objects.filter(status=S.QUEUED, account__isnull=False)
-        .filter(is_due(now), lease_free(now), submittable(now))
-        .order_by("created", "pk")
-        .values_list("pk", flat=True)[:SUBMIT_LIMIT]
-    )
-    if not due:
-        return
-    token = uuid4()
     # The lease covers image uploads; the takes stay "queued" until the submit call itself,
     # so a crash while uploading (which costs nothing) leaves them simply to be retried.
-    Generation.objects.filter(pk__in=due, status=S.QUEUED).filter(
-        is_due(now), lease_free(now)
-    ).update(claim=token, lease_until=now + submit_lease())
+    token = claim_due(
+        Generation.objects.filter(account__isnull=False).filter(submittable(now)),
+        S.QUEUED,
+        SUBMIT_LIMIT,
+        submit_lease(),
+        now,
+    )
+    if token is None:
+        return
     # Each claimed take goes out on the first of its project's accounts that can take it now;
     # those none can take are let go (see generations/failover.py).
     run.counts["moved_account"] += assign(token, now)
@@ -558,14 +552,9 @@ class SubmitGroup:
     # Outcomes
 
     def uncertain(self, generations: list[Generation], cause: str) -> None:
-        # The claim stays: a worker merely slower than its lease can still record the answer.
         pks = {t.pk for t in generations}
-        self.counts["uncertain"] += held(self.token, [S.SUBMITTING], pks).update(
-            status=S.UNCERTAIN,
-            reason=uncertain_reason(cause),
-            lease_until=None,
-            finished_at=self.now,
-            updated=timezone.now(),
+        self.counts["uncertain"] += mark_uncertain(
+            held(self.token, [S.SUBMITTING], pks), cause, self.now
         )
         self.generations = [t for t in self.generations if t.pk not in pks]
 
@@ -615,9 +604,7 @@ class SubmitGroup:
         if again:
             delay = backoff_seconds(max(t.attempts for t in again) + calls, retry_after)
             if isinstance(error, Throttled):
-                until = now + timedelta(seconds=delay)
-                FlowAccount.objects.filter(pk=self.account.pk).update(cool_down_until=until)
-                self.account.cool_down_until = until
+                cool_down(self.account, now + timedelta(seconds=delay))
                 # The account rests, not the takes: those another account of the project can
                 # take now are due at once, and the next pass sends them there.
                 elsewhere = self.elsewhere(again)
