@@ -23,8 +23,7 @@ from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 import av
-from django.db.models import DateTimeField, F, Min, Q, Value
-from django.db.models.functions import Coalesce, Greatest
+from django.db.models import F
 from django.utils import timezone
 
 from .. import storage
@@ -99,31 +98,6 @@ def _release(token: UUID, statuses, pk: int, **fields: Any) -> int:
     if written:
         _touch([pk])
     return written
-
-
-def due_moments(now: datetime) -> list[datetime]:
-    """When upscales next need a pass (for ``passes.seconds_until_due``)."""
-    at = Value(now, output_field=DateTimeField())
-    workable = Q(account__isnull=True) | Q(account__problem="")
-    due_at = Greatest(
-        Coalesce("next_check_at", at),
-        Coalesce("account__cool_down_until", at),
-        Coalesce("lease_until", at),
-        output_field=DateTimeField(),
-    )
-    agg = Upscale.objects.filter(status__in=Upscale.IN_FLIGHT).aggregate(
-        work=Min(
-            due_at,
-            filter=Q(status__in=[U.QUEUED, U.PENDING, U.ACTIVE]) & workable,
-            output_field=DateTimeField(),
-        ),
-        leases=Min(
-            Coalesce("lease_until", at),
-            filter=Q(status__in=[U.SUBMITTING, U.DOWNLOADING]),
-            output_field=DateTimeField(),
-        ),
-    )
-    return [moment for moment in agg.values() if moment is not None]
 
 
 # --- Reaping ------------------------------------------------------------------------------
