@@ -308,9 +308,12 @@ class SubmitGroup:
     def upload_images(self, *, submitting: bool = False) -> dict[int, str]:
         """Every image of the takes (start, end, references) uploaded to this account once,
         however many takes and scenes use it; takes whose image fails drop out."""
+        # The takes are still "queued" on the first try, already "submitting" on the retry
+        # after Flow forgot an image.
+        statuses = [S.SUBMITTING] if submitting else [S.QUEUED]
         images: dict[int, ImageAsset] = {}
         missing: dict[str, list[Generation]] = defaultdict(list)
-        self.read_sources(submitting=submitting)
+        self.read_sources(statuses)
         for generation in self.generations:
             if is_extension(generation):
                 continue  # it continues a clip, not an image
@@ -325,11 +328,11 @@ class SubmitGroup:
                 takes,
                 f"{what} of this take {'were' if 'images' in what else 'was'} deleted before "
                 "it could be sent to Flow.",
-                statuses=[S.SUBMITTING] if submitting else [S.QUEUED],
+                statuses=statuses,
             )
         self.image_data = {}
         if getattr(self.engine, "inline_images", False):
-            return self.read_images(images, submitting=submitting)
+            return self.read_images(images, statuses)
         known = dict(
             ImageUpload.objects.filter(account=self.account, image_id__in=list(images)).values_list(
                 "image_id", "media_id"
@@ -341,17 +344,10 @@ class SubmitGroup:
                 media_ids[image_id] = known[image_id]
                 continue
             affected = [t for t in self.generations if uses(t, image_id)]
-            statuses = [S.SUBMITTING] if submitting else [S.QUEUED]
             try:
                 data = image.image_data()
             except OSError:
-                log.exception("image %s could not be read", image.uuid)
-                self.fail(
-                    affected,
-                    f"{image_words(affected[0], image_id)} file could not be read from "
-                    "Flowsite's storage.",
-                    statuses=statuses,
-                )
+                self.unreadable(image, affected, statuses)
                 continue
             try:
                 uploaded = self.engine.upload_image(data)
@@ -372,10 +368,9 @@ class SubmitGroup:
             self.counts["uploaded"] += 1
         return media_ids
 
-    def read_sources(self, *, submitting: bool) -> None:
+    def read_sources(self, statuses: list[str]) -> None:
         """For extension takes: the clip each continues (Flow's media id and the window of its
         last second, or for Vertex AI the clip itself); takes whose source is gone fail."""
-        statuses = [S.SUBMITTING] if submitting else [S.QUEUED]
         inline = bool(getattr(self.engine, "inline_images", False))
         for generation in [t for t in self.generations if is_extension(t)]:
             try:
@@ -383,24 +378,30 @@ class SubmitGroup:
             except CannotGenerate as problem:
                 self.fail([generation], str(problem), statuses=statuses)
 
-    def read_images(self, images: dict[int, ImageAsset], *, submitting: bool) -> dict[int, str]:
+    def read_images(self, images: dict[int, ImageAsset], statuses: list[str]) -> dict[int, str]:
         """For an engine that takes images inside the submit call (Vertex AI): read them,
         nothing is uploaded; takes whose image cannot be read drop out."""
         for image_id, image in images.items():
             try:
                 self.image_data[image_id] = image.image_data()
             except OSError:
-                log.exception("image %s could not be read", image.uuid)
                 affected = [t for t in self.generations if uses(t, image_id)]
-                if not affected:
-                    continue
-                self.fail(
-                    affected,
-                    f"{image_words(affected[0], image_id)} file could not be read from "
-                    "Flowsite's storage.",
-                    statuses=[S.SUBMITTING] if submitting else [S.QUEUED],
-                )
+                if affected:
+                    self.unreadable(image, affected, statuses)
+                else:
+                    log.exception("image %s could not be read", image.uuid)
         return dict.fromkeys(self.image_data, "")
+
+    def unreadable(
+        self, image: ImageAsset, affected: list[Generation], statuses: list[str]
+    ) -> None:
+        """The takes using an image whose file cannot be read fail (from an ``except``)."""
+        log.exception("image %s could not be read", image.uuid)
+        self.fail(
+            affected,
+            f"{image_words(affected[0], image.pk)} file could not be read from Flowsite's storage.",
+            statuses=statuses,
+        )
 
     # The submit call itself
 
