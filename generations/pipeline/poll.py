@@ -104,11 +104,7 @@ def poll_account(run: Pass, account: FlowAccount) -> bool:
                 if run.time_left() < 2 * call_deadline():
                     release_unchecked(run, token, unchanged)
                     return False
-                if (
-                    account.problem
-                    or account.credential_refusals
-                    or (account.cool_down_until is not None and account.cool_down_until > now)
-                ):
+                if not account.is_open(now):
                     # A batch before this one found the account throttled or broken.
                     release_unchecked(run, token, unchanged)
                     return True

@@ -354,7 +354,7 @@ class SubmitGroup:
             except EngineError as error:
                 # Uploads cost nothing: any failure is safe to retry or to report.
                 self.refused(affected, error, statuses=statuses)
-                if self.account_resting():
+                if not self.account.is_open(self.now):
                     # Throttled or signed out: no further call to Flow for this account now.
                     self.release(self.generations, statuses, status=S.QUEUED)
                     return {}
@@ -481,7 +481,7 @@ class SubmitGroup:
     ) -> None:
         """Send each clip of a refused batch on its own, in this pass."""
         for index, generation in enumerate(generations):
-            if self.account_resting() or self.run_.time_left() < call_deadline():
+            if not self.account.is_open(self.now) or self.run_.time_left() < call_deadline():
                 # Throttled or signed out meanwhile, or no time left for another call: the
                 # clips not sent yet are simply queued again (they were never sent alone, and
                 # the batch they were in was refused, so nothing of them is uncertain).
@@ -688,12 +688,4 @@ class SubmitGroup:
             reason=shorten(message),
             next_check_at=None,
             updated=timezone.now(),
-        )
-
-    def account_resting(self) -> bool:
-        until = self.account.cool_down_until
-        return (
-            bool(self.account.problem)
-            or self.account.credential_refusals > 0
-            or (until is not None and until > self.now)
         )
