@@ -187,18 +187,9 @@ class Keeper:
             self.thread.join(timeout=30)
 
     @contextlib.contextmanager
-    def holding(
-        self,
-        token: UUID,
-        statuses: Iterable[str],
-        pks: Iterable[int] | None,
-        lease: timedelta,
-        seconds: float,
-        model: type[Model] = Generation,
-    ) -> Iterator[None]:
-        """Keep the rows held with ``token`` leased while the block runs (at most
-        ``seconds``)."""
-        hold = self.add(token, statuses, pks, lease, seconds, model)
+    def holding(self, *args: Any, **kwargs: Any) -> Iterator[None]:
+        """``add``, for as long as the block runs."""
+        hold = self.add(*args, **kwargs)
         try:
             yield
         finally:
