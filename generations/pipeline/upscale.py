@@ -93,7 +93,11 @@ def _touch(pks) -> None:
     ).update(updated=timezone.now())
 
 
-def _release(token: UUID, statuses, pk: int, **fields: Any) -> int:
+def _release(token: UUID, statuses, pk: int, *, seen: bool = True, **fields: Any) -> int:
+    """Give the upscale back, writing ``fields``. ``seen``: a change a person sees, which
+    moves its ``updated`` and its take's."""
+    if not seen:
+        return release(token, statuses, [pk], model=Upscale, **fields)
     written = release(token, statuses, [pk], model=Upscale, updated=timezone.now(), **fields)
     if written:
         _touch([pk])
@@ -158,12 +162,8 @@ def submit_due(run_: Pass) -> None:
         except Exception:
             log.exception("submitting upscale %s failed", row.pk)
             # Whatever is still "submitting" is left to the reaper, which calls it uncertain.
-            release(
-                token,
-                [U.QUEUED],
-                [row.pk],
-                model=Upscale,
-                next_check_at=now + timedelta(seconds=30),
+            _release(
+                token, [U.QUEUED], row.pk, seen=False, next_check_at=now + timedelta(seconds=30)
             )
         run_.beat()
 
@@ -172,7 +172,7 @@ def submit_one(run_: Pass, token: UUID, row: Upscale) -> None:
     now = run_.now
     account: FlowAccount = row.account
     if account.cool_down_until is not None and account.cool_down_until > now:
-        release(token, [U.QUEUED], [row.pk], model=Upscale)
+        _release(token, [U.QUEUED], row.pk, seen=False)
         return
     try:
         engine = run_.engines.get(account)
@@ -323,7 +323,7 @@ def poll_account(run_: Pass, account: FlowAccount) -> None:
             if status != row.status or row.reason or row.check_errors:
                 _release(token, POLLED, row.pk, status=status, reason="", check_errors=0, **fields)
             else:
-                release(token, POLLED, [row.pk], model=Upscale, **fields)
+                _release(token, POLLED, row.pk, seen=False, **fields)
         elif clip.state == ClipState.SUCCESSFUL:
             if held(token, POLLED, [row.pk], model=Upscale).update(
                 status=U.DOWNLOADING, lease_until=now + check_lease(), updated=timezone.now()
@@ -381,13 +381,14 @@ def check_failed(run_: Pass, token: UUID, rows: list[Upscale], account, error) -
             continue
         errors = row.check_errors + 1
         delay = max(poll_interval(), backoff_seconds(errors, getattr(error, "retry_after", None)))
-        release(
+        next_check = now + timedelta(seconds=delay)
+        _release(
             token,
             POLLED,
-            [row.pk],
-            model=Upscale,
+            row.pk,
+            seen=False,
             check_errors=min(errors, 1000),
-            next_check_at=now + timedelta(seconds=delay),
+            next_check_at=next_check,
         )
     log.info("checking upscales failed: %s", message)
 
@@ -411,15 +412,8 @@ def fetch(run_: Pass, token: UUID, row: Upscale, clip) -> None:
     except DownloadError as error:
         attempts = row.download_attempts + 1
         if error.retryable and attempts < DOWNLOAD_ATTEMPTS:
-            release(
-                token,
-                [U.DOWNLOADING],
-                [row.pk],
-                model=Upscale,
-                status=U.ACTIVE,
-                download_attempts=attempts,
-                next_check_at=now,
-            )
+            fields = {"download_attempts": attempts, "next_check_at": now}
+            _release(token, [U.DOWNLOADING], row.pk, seen=False, status=U.ACTIVE, **fields)
             return
         reason = shorten(error.message)
         _fail(run_, token, [U.DOWNLOADING], row, reason, download_attempts=attempts)
