@@ -138,6 +138,12 @@ def mark_uncertain(rows: QuerySet, cause: str, now: datetime) -> int:
     )
 
 
+def given_back(**fields: Any) -> dict[str, Any]:
+    """A change for ``write_held`` that gives the row back, as ``release`` does: its claim
+    and lease cleared with ``fields``."""
+    return {**fields, "claim": None, "lease_until": None}
+
+
 def visible(**fields: Any) -> dict[str, Any]:
     """Fields of a change a viewer can see: bump ``updated`` (UPDATE skips auto fields)."""
     return {**fields, "updated": timezone.now()}

@@ -30,7 +30,7 @@ from ..engines.base import (
 )
 from ..models import FlowAccount, Generation
 from .accounts import account_refused, cool_down
-from .claims import claim, due_accounts, held, release, visible, write_held
+from .claims import claim, due_accounts, given_back, held, release, visible, write_held
 from .download import Download
 from .policy import (
     S,
@@ -324,11 +324,7 @@ class PollBatch:
                 ):
                     self.unchanged.append(generation.pk)
                     continue
-                change: dict[str, Any] = {
-                    "next_check_at": next_check,
-                    "claim": None,
-                    "lease_until": None,
-                }
+                change = given_back(next_check_at=next_check)
                 if generation.check_errors:
                     change["check_errors"] = 0
                 if status != generation.status or generation.reason:
@@ -338,11 +334,7 @@ class PollBatch:
             elif clip.state == ClipState.SUCCESSFUL and not self.run_.downloads_open():
                 # The pump is winding down and starts no more downloads: the next pump asks
                 # again (for fresh links) a bit later.
-                changes[generation.pk] = {
-                    "next_check_at": next_check,
-                    "claim": None,
-                    "lease_until": None,
-                }
+                changes[generation.pk] = given_back(next_check_at=next_check)
                 self.counts["download_deferred"] += 1
             elif clip.state == ClipState.SUCCESSFUL:
                 # Keep the claim: this pass downloads the clip right away, while the signed
@@ -406,13 +398,10 @@ class PollBatch:
         )
 
     def final(self, status: str, reason: str) -> dict[str, Any]:
-        return visible(
-            status=status,
-            reason=shorten(reason),
-            finished_at=self.now,
-            claim=None,
-            lease_until=None,
-            next_check_at=None,
+        return given_back(
+            **visible(
+                status=status, reason=shorten(reason), finished_at=self.now, next_check_at=None
+            )
         )
 
     def stuck_reason(self, generation: PollRow, last_error: str = "") -> str:
@@ -447,9 +436,7 @@ class PollBatch:
             for generation in generations:
                 # Due as soon as a re-check passes or the account is fixed (the account's
                 # re-check holds them till then).
-                changes[generation.pk] = visible(
-                    reason=message, next_check_at=None, claim=None, lease_until=None
-                )
+                changes[generation.pk] = given_back(**visible(reason=message, next_check_at=None))
             write_held(self.token, changes, POLLED)
             return
         retry_after = getattr(error, "retry_after", None)
@@ -463,10 +450,7 @@ class PollBatch:
                 continue
             errors = generation.check_errors + 1
             delay = max(poll_interval(), backoff_seconds(errors, retry_after))
-            changes[generation.pk] = {
-                "check_errors": min(errors, 1000),
-                "next_check_at": self.now + timedelta(seconds=delay),
-                "claim": None,
-                "lease_until": None,
-            }
+            changes[generation.pk] = given_back(
+                check_errors=min(errors, 1000), next_check_at=self.now + timedelta(seconds=delay)
+            )
         write_held(self.token, changes, POLLED)
