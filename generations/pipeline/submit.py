@@ -37,7 +37,7 @@ import contextlib
 import logging
 import time
 from collections import defaultdict
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
@@ -602,6 +602,18 @@ class SubmitGroup:
                 statuses=statuses,
                 attempts=tries,
             )
+
+        def queue(takes: list[Generation], reason: str, due: datetime) -> None:
+            self.counts["requeued"] += self.release(
+                takes,
+                statuses,
+                status=S.QUEUED,
+                reason=reason,
+                attempts=F("attempts") + calls,
+                next_check_at=due,
+                updated=timezone.now(),
+            )
+
         if again:
             delay = backoff_seconds(max(t.attempts for t in again) + calls, retry_after)
             if isinstance(error, Throttled):
@@ -610,30 +622,15 @@ class SubmitGroup:
                 # take now are due at once, and the next pass sends them there.
                 elsewhere = self.elsewhere(again)
                 if elsewhere:
-                    self.counts["requeued"] += self.release(
-                        elsewhere,
-                        statuses,
-                        status=S.QUEUED,
-                        reason=shorten(
-                            f"{error.message.strip()} Flowsite sends this take on the "
-                            "project's next account."
-                        ),
-                        attempts=F("attempts") + calls,
-                        next_check_at=now,
-                        updated=timezone.now(),
+                    reason = (
+                        f"{error.message.strip()} Flowsite sends this take on the "
+                        "project's next account."
                     )
+                    queue(elsewhere, shorten(reason), now)
                     again = [t for t in again if t not in elsewhere]
         if again:
-            self.counts["requeued"] += self.release(
-                again,
-                statuses,
-                status=S.QUEUED,
-                # Shown on the card while the take waits, so it never waits without a reason.
-                reason=retry_reason(error.message, delay),
-                attempts=F("attempts") + calls,
-                next_check_at=now + timedelta(seconds=delay),
-                updated=timezone.now(),
-            )
+            # Shown on the card while the take waits, so it never waits without a reason.
+            queue(again, retry_reason(error.message, delay), now + timedelta(seconds=delay))
         self.generations = [t for t in self.generations if t not in generations]
 
     def elsewhere(self, generations: list[Generation]) -> list[Generation]:
