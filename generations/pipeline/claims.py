@@ -1,4 +1,4 @@
-"""Claims: the rows a pass holds, and the only ways it writes them.
+"""Claims: how a pass takes rows, and the only ways it writes them while it holds them.
 
 A pass claims its rows by stamping a fresh token (and a lease) on them with a conditional
 UPDATE. From then on it writes only rows still carrying that token, in the status it expects:
