@@ -22,7 +22,7 @@ The modules, in the order a pass runs them:
 
 - ``policy``: leases, backoff, attempts, and every sentence a card shows;
 - ``accounts``: one engine per account, the shared token cache, an account's problem;
-- ``claims``: writing the rows a pass holds;
+- ``claims``: claiming rows, and writing them only while held;
 - ``reap``: settling takes whose worker vanished;
 - ``submit``: uploading start images and the submit call (the one that costs);
 - ``poll``: status calls, batch by batch;

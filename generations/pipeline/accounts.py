@@ -248,9 +248,7 @@ def recheck(run: Pass, account: FlowAccount) -> None:
             if retry_after
             else recheck_delay(max(account.credential_refusals, 1))
         )
-        FlowAccount.objects.filter(pk=account.pk).update(
-            cool_down_until=now + timedelta(seconds=delay)
-        )
+        cool_down(account, now + timedelta(seconds=delay))
         log.warning("re-checking account %s failed: %s", account, error.message)
         return
     credentials_accepted(run, account)
@@ -274,6 +272,12 @@ def credentials_accepted(run: Pass, account: FlowAccount) -> None:
         account=account, status__in=WAITING, claim__isnull=True, reason__in=waited_with
     ).update(reason="", next_check_at=run.now, updated=now)
     log.info("Flow accepts the credentials of account %s again", account)
+
+
+def cool_down(account: FlowAccount, until: datetime) -> None:
+    """Rest the account until ``until``: nothing calls it before (after Flow throttled it)."""
+    FlowAccount.objects.filter(pk=account.pk).update(cool_down_until=until)
+    account.cool_down_until = until
 
 
 def set_account_problem(account: FlowAccount, message: str) -> None:

@@ -1,4 +1,4 @@
-"""Claims: the rows a pass holds, and the only ways it writes them.
+"""Claims: how a pass takes rows, and the only ways it writes them while it holds them.
 
 A pass claims its rows by stamping a fresh token (and a lease) on them with a conditional
 UPDATE. From then on it writes only rows still carrying that token, in the status it expects:
@@ -16,17 +16,58 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
-from uuid import UUID
+from uuid import UUID, uuid4
 
 from django.db import connections
 from django.db.models import Case, F, Model, QuerySet, Value, When
 from django.utils import timezone
 
 from ..models import Generation
+from .policy import account_open, is_due, lease_free, uncertain_reason
 
 log = logging.getLogger(__name__)
+
+
+def claim(rows: QuerySet, lease: timedelta, now: datetime) -> tuple[UUID, int]:
+    """Claim those of ``rows`` that are due and free with a fresh token and a lease, in ONE
+    conditional UPDATE: the token, and how many rows carry it now."""
+    token = uuid4()
+    claimed = rows.filter(is_due(now), lease_free(now)).update(claim=token, lease_until=now + lease)
+    return token, claimed
+
+
+def claim_due(
+    rows: QuerySet, status: str, limit: int, lease: timedelta, now: datetime
+) -> UUID | None:
+    """Claim the oldest ``limit`` of ``rows`` in ``status`` that are due and free: the token
+    they carry now, or None when none was due.
+
+    The rows are chosen first and claimed after, each only if still in ``status``, due and
+    free, so a row another worker took in between is not taken twice.
+    """
+    due = list(
+        rows.filter(status=status)
+        .filter(is_due(now), lease_free(now))
+        .order_by("created", "pk")
+        .values_list("pk", flat=True)[:limit]
+    )
+    if not due:
+        return None
+    token, _ = claim(rows.model.objects.filter(pk__in=due, status=status), lease, now)
+    return token
+
+
+def due_accounts(rows: QuerySet, now: datetime) -> list[int]:
+    """The accounts, callable now, of those of ``rows`` that are due and free."""
+    return list(
+        rows.filter(account__isnull=False)
+        .filter(is_due(now), lease_free(now), account_open(now))
+        .order_by()
+        .values_list("account_id", flat=True)
+        .distinct()
+    )
 
 
 def held(
@@ -84,6 +125,25 @@ def write_held(token: UUID, changes: dict[int, dict[str, Any]], statuses: Iterab
     return held(token, statuses, changes).update(**values)
 
 
+def mark_uncertain(rows: QuerySet, cause: str, now: datetime) -> int:
+    """Make ``rows`` "uncertain": a submit call of theirs may have reached Flow, so they are
+    never sent again by themselves, and a person decides. The claim stays: a worker merely
+    slower than its lease can still record the answer."""
+    return rows.update(
+        status=rows.model.Status.UNCERTAIN,
+        reason=uncertain_reason(cause),
+        lease_until=None,
+        finished_at=now,
+        updated=timezone.now(),
+    )
+
+
+def given_back(**fields: Any) -> dict[str, Any]:
+    """A change for ``write_held`` that gives the row back, as ``release`` does: its claim
+    and lease cleared with ``fields``."""
+    return {**fields, "claim": None, "lease_until": None}
+
+
 def visible(**fields: Any) -> dict[str, Any]:
     """Fields of a change a viewer can see: bump ``updated`` (UPDATE skips auto fields)."""
     return {**fields, "updated": timezone.now()}
@@ -133,18 +193,9 @@ class Keeper:
             self.thread.join(timeout=30)
 
     @contextlib.contextmanager
-    def holding(
-        self,
-        token: UUID,
-        statuses: Iterable[str],
-        pks: Iterable[int] | None,
-        lease: timedelta,
-        seconds: float,
-        model: type[Model] = Generation,
-    ) -> Iterator[None]:
-        """Keep the rows held with ``token`` leased while the block runs (at most
-        ``seconds``)."""
-        hold = self.add(token, statuses, pks, lease, seconds, model)
+    def holding(self, *args: Any, **kwargs: Any) -> Iterator[None]:
+        """``add``, for as long as the block runs."""
+        hold = self.add(*args, **kwargs)
         try:
             yield
         finally:

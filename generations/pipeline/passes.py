@@ -6,17 +6,17 @@ import contextlib
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
-from uuid import UUID
+from datetime import datetime
+from typing import Any
 
-from django.db.models import DateTimeField, Min, Model, Q, Value
+from django.db.models import DateTimeField, Min, Q, Value
 from django.db.models.functions import Coalesce, Greatest
 from django.utils import timezone
 
 from ..failover import submittable
-from ..models import FlowAccount, Generation
+from ..models import FlowAccount, Generation, Upscale
 from . import accounts, poll, reap, submit, upscale
 from .accounts import Engines
 from .claims import Keeper
@@ -50,19 +50,12 @@ class Pass:
             with self.beat_lock:
                 self.heartbeat()
 
-    def holding(
-        self,
-        token: UUID,
-        statuses: Iterable[str],
-        pks: Iterable[int] | None,
-        lease: timedelta,
-        seconds: float,
-        model: type[Model] = Generation,
-    ) -> contextlib.AbstractContextManager[None]:
-        """Keep these held rows leased while a block that may block for long runs."""
+    def holding(self, *args: Any, **kwargs: Any) -> contextlib.AbstractContextManager[None]:
+        """Keep these held rows (``Keeper.add``'s arguments) leased while a block that may
+        block for long runs."""
         if self.keeper is None:
             return contextlib.nullcontext()
-        return self.keeper.holding(token, statuses, pks, lease, seconds, model)
+        return self.keeper.holding(*args, **kwargs)
 
     def downloads_open(self) -> bool:
         """Whether this pass may start downloads (not once the pump winds down)."""
@@ -107,41 +100,38 @@ def seconds_until_due(now: datetime | None = None) -> float | None:
     """
     now = now or timezone.now()
     at = Value(now, output_field=DateTimeField())
-    # Takes of an account without a problem, or of a removed account (the reaper ends those).
+    # Rows of an account without a problem, or of a removed account (the reaper ends those).
     workable = Q(account__isnull=True) | Q(account__problem="")
-    # A take is due once its own timer, its account's cool-down and any lease have all passed.
+    # A row is due once its own timer, its account's cool-down and any lease have all passed.
     due_at = Greatest(
         Coalesce("next_check_at", at),
         Coalesce("account__cool_down_until", at),
         Coalesce("lease_until", at),
         output_field=DateTimeField(),
     )
-    agg = Generation.objects.filter(status__in=Generation.IN_FLIGHT).aggregate(
-        polls=Min(
-            due_at,
-            filter=Q(status__in=[S.PENDING, S.ACTIVE]) & workable,
-            output_field=DateTimeField(),
-        ),
-        submits=Min(
-            due_at,
-            filter=Q(status=S.QUEUED) & workable,
-            output_field=DateTimeField(),
-        ),
+
+    def first(moment, when: Q) -> Min:
+        return Min(moment, filter=when, output_field=DateTimeField())
+
+    # A worker that held a row through a submit or a download is presumed dead after it.
+    lapses = first(Coalesce("lease_until", at), Q(status__in=[S.SUBMITTING, S.DOWNLOADING]))
+    takes = Generation.objects.filter(status__in=Generation.IN_FLIGHT).aggregate(
+        polls=first(due_at, Q(status__in=[S.PENDING, S.ACTIVE]) & workable),
+        submits=first(due_at, Q(status=S.QUEUED) & workable),
         # A queued take whose own account cannot be called goes out on another account of its
         # project as soon as its own timer has passed (generations/failover.py).
-        moves=Min(
+        moves=first(
             Coalesce("next_check_at", at),
-            filter=Q(status=S.QUEUED) & ~account_open(now) & submittable(now),
-            output_field=DateTimeField(),
+            Q(status=S.QUEUED) & ~account_open(now) & submittable(now),
         ),
-        leases=Min(
-            Coalesce("lease_until", at),
-            filter=Q(status__in=[S.SUBMITTING, S.DOWNLOADING]),
-            output_field=DateTimeField(),
-        ),
+        leases=lapses,
     )
-    moments = [moment for moment in agg.values() if moment is not None]
-    moments += upscale.due_moments(now)
+    # Upscales go the way takes do (``upscale``), under the same statuses.
+    upscales = Upscale.objects.filter(status__in=Upscale.IN_FLIGHT).aggregate(
+        work=first(due_at, Q(status__in=[S.QUEUED, S.PENDING, S.ACTIVE]) & workable),
+        leases=lapses,
+    )
+    moments = [moment for moment in [*takes.values(), *upscales.values()] if moment is not None]
     if not moments:
         return None
     return max(0.0, (min(moments) - now).total_seconds())

@@ -6,7 +6,7 @@ import logging
 import time
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, NamedTuple
-from uuid import UUID, uuid4
+from uuid import UUID
 
 from django.conf import settings
 from django.db.models import Case, F, Value, When
@@ -29,12 +29,11 @@ from ..engines.base import (
     UpstreamError,
 )
 from ..models import FlowAccount, Generation
-from .accounts import account_refused
-from .claims import held, release, visible, write_held
+from .accounts import account_refused, cool_down
+from .claims import claim, due_accounts, given_back, held, release, visible, write_held
 from .download import Download
 from .policy import (
     S,
-    account_open,
     backoff_seconds,
     batches_by,
     call_deadline,
@@ -43,8 +42,6 @@ from .policy import (
     download_deadline,
     download_lease,
     failure_reason,
-    is_due,
-    lease_free,
     poll_interval,
     redact_log,
     shorten,
@@ -64,13 +61,7 @@ POLLED = (S.PENDING, S.ACTIVE)
 
 def poll_due(run: Pass) -> None:
     now = run.now
-    account_ids = list(
-        Generation.objects.filter(status__in=POLLED, account__isnull=False)
-        .filter(is_due(now), lease_free(now), account_open(now))
-        .order_by()
-        .values_list("account_id", flat=True)
-        .distinct()
-    )
+    account_ids = due_accounts(Generation.objects.filter(status__in=POLLED), now)
     if not account_ids:
         return
     accounts = FlowAccount.objects.in_bulk(account_ids)
@@ -96,13 +87,10 @@ def poll_account(run: Pass, account: FlowAccount) -> bool:
     whatever the pass does not get to is released at once (``release_unchecked``).
     """
     now = run.now
-    token = uuid4()
     started = time.monotonic()
     lease = check_lease()
-    claimed = (
-        Generation.objects.filter(account=account, status__in=POLLED)
-        .filter(is_due(now), lease_free(now))
-        .update(claim=token, lease_until=now + lease)
+    token, claimed = claim(
+        Generation.objects.filter(account=account, status__in=POLLED), lease, now
     )
     if not claimed:
         return True
@@ -116,11 +104,7 @@ def poll_account(run: Pass, account: FlowAccount) -> bool:
                 if run.time_left() < 2 * call_deadline():
                     release_unchecked(run, token, unchanged)
                     return False
-                if (
-                    account.problem
-                    or account.credential_refusals
-                    or (account.cool_down_until is not None and account.cool_down_until > now)
-                ):
+                if not account.is_open(now):
                     # A batch before this one found the account throttled or broken.
                     release_unchecked(run, token, unchanged)
                     return True
@@ -340,11 +324,7 @@ class PollBatch:
                 ):
                     self.unchanged.append(generation.pk)
                     continue
-                change: dict[str, Any] = {
-                    "next_check_at": next_check,
-                    "claim": None,
-                    "lease_until": None,
-                }
+                change = given_back(next_check_at=next_check)
                 if generation.check_errors:
                     change["check_errors"] = 0
                 if status != generation.status or generation.reason:
@@ -354,11 +334,7 @@ class PollBatch:
             elif clip.state == ClipState.SUCCESSFUL and not self.run_.downloads_open():
                 # The pump is winding down and starts no more downloads: the next pump asks
                 # again (for fresh links) a bit later.
-                changes[generation.pk] = {
-                    "next_check_at": next_check,
-                    "claim": None,
-                    "lease_until": None,
-                }
+                changes[generation.pk] = given_back(next_check_at=next_check)
                 self.counts["download_deferred"] += 1
             elif clip.state == ClipState.SUCCESSFUL:
                 # Keep the claim: this pass downloads the clip right away, while the signed
@@ -422,13 +398,10 @@ class PollBatch:
         )
 
     def final(self, status: str, reason: str) -> dict[str, Any]:
-        return visible(
-            status=status,
-            reason=shorten(reason),
-            finished_at=self.now,
-            claim=None,
-            lease_until=None,
-            next_check_at=None,
+        return given_back(
+            **visible(
+                status=status, reason=shorten(reason), finished_at=self.now, next_check_at=None
+            )
         )
 
     def stuck_reason(self, generation: PollRow, last_error: str = "") -> str:
@@ -463,16 +436,12 @@ class PollBatch:
             for generation in generations:
                 # Due as soon as a re-check passes or the account is fixed (the account's
                 # re-check holds them till then).
-                changes[generation.pk] = visible(
-                    reason=message, next_check_at=None, claim=None, lease_until=None
-                )
+                changes[generation.pk] = given_back(**visible(reason=message, next_check_at=None))
             write_held(self.token, changes, POLLED)
             return
         retry_after = getattr(error, "retry_after", None)
         if isinstance(error, Throttled):
-            until = self.now + timedelta(seconds=backoff_seconds(1, retry_after))
-            FlowAccount.objects.filter(pk=self.account.pk).update(cool_down_until=until)
-            self.account.cool_down_until = until
+            cool_down(self.account, self.now + timedelta(seconds=backoff_seconds(1, retry_after)))
         for generation in generations:
             stuck = self.stuck_reason(generation, error.message)
             if stuck:
@@ -481,10 +450,7 @@ class PollBatch:
                 continue
             errors = generation.check_errors + 1
             delay = max(poll_interval(), backoff_seconds(errors, retry_after))
-            changes[generation.pk] = {
-                "check_errors": min(errors, 1000),
-                "next_check_at": self.now + timedelta(seconds=delay),
-                "claim": None,
-                "lease_until": None,
-            }
+            changes[generation.pk] = given_back(
+                check_errors=min(errors, 1000), next_check_at=self.now + timedelta(seconds=delay)
+            )
         write_held(self.token, changes, POLLED)

@@ -3,16 +3,17 @@ lapsed."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import TYPE_CHECKING
 from uuid import uuid4
 
-from django.db.models import OuterRef, Q, Subquery
+from django.db.models import OuterRef, QuerySet, Subquery
 from django.utils import timezone
 
 from ..models import FlowAccount, Generation
-from .claims import held, release
+from .claims import held, mark_uncertain, release
 from .download import remove_temp_files, temp_folder
-from .policy import LOST_WORKER, S, check_lease, uncertain_reason
+from .policy import LOST_WORKER, S, check_lease, lease_free
 
 if TYPE_CHECKING:
     from .passes import Pass
@@ -21,27 +22,15 @@ if TYPE_CHECKING:
 def reap(run: Pass) -> None:
     """Settle takes whose worker vanished (crash, killed task) when their lease lapsed."""
     now = run.now
-    # The submit may have left before the crash: never guess, never resubmit. The claim is
-    # kept so that a worker merely slower than its lease can still record the operation.
-    run.counts["uncertain"] += Generation.objects.filter(
-        Q(lease_until__lt=now) | Q(lease_until__isnull=True), status=S.SUBMITTING
-    ).update(
-        status=S.UNCERTAIN,
-        reason=uncertain_reason(LOST_WORKER),
-        lease_until=None,
-        finished_at=now,
-        updated=timezone.now(),
+    # The submit may have left before the crash: never guess, never resubmit.
+    run.counts["uncertain"] += mark_uncertain(
+        Generation.objects.filter(lease_free(now), status=S.SUBMITTING), LOST_WORKER, now
     )
     reap_downloads(run)
-    run.counts["failed"] += Generation.objects.filter(
-        status__in=[S.QUEUED, S.PENDING, S.ACTIVE], account__isnull=True
-    ).update(
-        status=S.FAILED,
-        reason="The Flow account of this take was removed, so Flowsite cannot follow it.",
-        claim=None,
-        lease_until=None,
-        finished_at=now,
-        updated=timezone.now(),
+    run.counts["failed"] += end_orphans(
+        Generation.objects.filter(status__in=[S.QUEUED, S.PENDING, S.ACTIVE], account__isnull=True),
+        "take",
+        now,
     )
     # Takes of an account waiting for an admin (dead session, revoked token) say so, every
     # one of them, including takes queued after the account broke.
@@ -54,6 +43,18 @@ def reap(run: Pass) -> None:
     )
 
 
+def end_orphans(rows: QuerySet, what: str, now: datetime) -> int:
+    """End ``rows`` whose Flow account was removed: nothing can follow them any more."""
+    return rows.update(
+        status=S.FAILED,
+        reason=f"The Flow account of this {what} was removed, so Flowsite cannot follow it.",
+        claim=None,
+        lease_until=None,
+        finished_at=now,
+        updated=timezone.now(),
+    )
+
+
 def reap_downloads(run: Pass) -> None:
     """Take back downloads whose worker vanished, and remove what it left half-written.
 
@@ -63,9 +64,7 @@ def reap_downloads(run: Pass) -> None:
     """
     now = run.now
     token = uuid4()
-    reaped = Generation.objects.filter(
-        Q(lease_until__lt=now) | Q(lease_until__isnull=True), status=S.DOWNLOADING
-    ).update(
+    reaped = Generation.objects.filter(lease_free(now), status=S.DOWNLOADING).update(
         status=S.ACTIVE,
         claim=token,
         # Held while their files go, so that no other pass starts downloading them meanwhile.

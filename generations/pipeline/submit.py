@@ -37,9 +37,9 @@ import contextlib
 import logging
 import time
 from collections import defaultdict
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
-from uuid import UUID, uuid4
+from uuid import UUID
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
@@ -79,8 +79,8 @@ from ..models import (
     Scene,
 )
 from ..take_actions import SourceClip, source_clip
-from .accounts import account_refused
-from .claims import held, release, visible, write_held
+from .accounts import account_refused, cool_down
+from .claims import claim_due, held, mark_uncertain, release, visible, write_held
 from .policy import (
     BATCH_500_TRIES,
     LOST_INTERNAL,
@@ -90,15 +90,12 @@ from .policy import (
     backoff_seconds,
     call_deadline,
     gave_up_reason,
-    is_due,
-    lease_free,
     poll_interval,
     redact_log,
     retry_reason,
     shorten,
     submit_lease,
     submit_work_seconds,
-    uncertain_reason,
 )
 
 if TYPE_CHECKING:
@@ -111,20 +108,17 @@ def submit_due(run: Pass) -> None:
     now = run.now
     if run.time_left() < 3 * call_deadline():
         return
-    due = list(
-        Generation.objects.filter(status=S.QUEUED, account__isnull=False)
-        .filter(is_due(now), lease_free(now), submittable(now))
-        .order_by("created", "pk")
-        .values_list("pk", flat=True)[:SUBMIT_LIMIT]
-    )
-    if not due:
-        return
-    token = uuid4()
     # The lease covers image uploads; the takes stay "queued" until the submit call itself,
     # so a crash while uploading (which costs nothing) leaves them simply to be retried.
-    Generation.objects.filter(pk__in=due, status=S.QUEUED).filter(
-        is_due(now), lease_free(now)
-    ).update(claim=token, lease_until=now + submit_lease())
+    token = claim_due(
+        Generation.objects.filter(account__isnull=False).filter(submittable(now)),
+        S.QUEUED,
+        SUBMIT_LIMIT,
+        submit_lease(),
+        now,
+    )
+    if token is None:
+        return
     # Each claimed take goes out on the first of its project's accounts that can take it now;
     # those none can take are let go (see generations/failover.py).
     run.counts["moved_account"] += assign(token, now)
@@ -314,9 +308,12 @@ class SubmitGroup:
     def upload_images(self, *, submitting: bool = False) -> dict[int, str]:
         """Every image of the takes (start, end, references) uploaded to this account once,
         however many takes and scenes use it; takes whose image fails drop out."""
+        # The takes are still "queued" on the first try, already "submitting" on the retry
+        # after Flow forgot an image.
+        statuses = [S.SUBMITTING] if submitting else [S.QUEUED]
         images: dict[int, ImageAsset] = {}
         missing: dict[str, list[Generation]] = defaultdict(list)
-        self.read_sources(submitting=submitting)
+        self.read_sources(statuses)
         for generation in self.generations:
             if is_extension(generation):
                 continue  # it continues a clip, not an image
@@ -331,11 +328,11 @@ class SubmitGroup:
                 takes,
                 f"{what} of this take {'were' if 'images' in what else 'was'} deleted before "
                 "it could be sent to Flow.",
-                statuses=[S.SUBMITTING] if submitting else [S.QUEUED],
+                statuses=statuses,
             )
         self.image_data = {}
         if getattr(self.engine, "inline_images", False):
-            return self.read_images(images, submitting=submitting)
+            return self.read_images(images, statuses)
         known = dict(
             ImageUpload.objects.filter(account=self.account, image_id__in=list(images)).values_list(
                 "image_id", "media_id"
@@ -347,24 +344,17 @@ class SubmitGroup:
                 media_ids[image_id] = known[image_id]
                 continue
             affected = [t for t in self.generations if uses(t, image_id)]
-            statuses = [S.SUBMITTING] if submitting else [S.QUEUED]
             try:
                 data = image.image_data()
             except OSError:
-                log.exception("image %s could not be read", image.uuid)
-                self.fail(
-                    affected,
-                    f"{image_words(affected[0], image_id)} file could not be read from "
-                    "Flowsite's storage.",
-                    statuses=statuses,
-                )
+                self.unreadable(image, affected, statuses)
                 continue
             try:
                 uploaded = self.engine.upload_image(data)
             except EngineError as error:
                 # Uploads cost nothing: any failure is safe to retry or to report.
                 self.refused(affected, error, statuses=statuses)
-                if self.account_resting():
+                if not self.account.is_open(self.now):
                     # Throttled or signed out: no further call to Flow for this account now.
                     self.release(self.generations, statuses, status=S.QUEUED)
                     return {}
@@ -378,10 +368,9 @@ class SubmitGroup:
             self.counts["uploaded"] += 1
         return media_ids
 
-    def read_sources(self, *, submitting: bool) -> None:
+    def read_sources(self, statuses: list[str]) -> None:
         """For extension takes: the clip each continues (Flow's media id and the window of its
         last second, or for Vertex AI the clip itself); takes whose source is gone fail."""
-        statuses = [S.SUBMITTING] if submitting else [S.QUEUED]
         inline = bool(getattr(self.engine, "inline_images", False))
         for generation in [t for t in self.generations if is_extension(t)]:
             try:
@@ -389,24 +378,30 @@ class SubmitGroup:
             except CannotGenerate as problem:
                 self.fail([generation], str(problem), statuses=statuses)
 
-    def read_images(self, images: dict[int, ImageAsset], *, submitting: bool) -> dict[int, str]:
+    def read_images(self, images: dict[int, ImageAsset], statuses: list[str]) -> dict[int, str]:
         """For an engine that takes images inside the submit call (Vertex AI): read them,
         nothing is uploaded; takes whose image cannot be read drop out."""
         for image_id, image in images.items():
             try:
                 self.image_data[image_id] = image.image_data()
             except OSError:
-                log.exception("image %s could not be read", image.uuid)
                 affected = [t for t in self.generations if uses(t, image_id)]
-                if not affected:
-                    continue
-                self.fail(
-                    affected,
-                    f"{image_words(affected[0], image_id)} file could not be read from "
-                    "Flowsite's storage.",
-                    statuses=[S.SUBMITTING] if submitting else [S.QUEUED],
-                )
+                if affected:
+                    self.unreadable(image, affected, statuses)
+                else:
+                    log.exception("image %s could not be read", image.uuid)
         return dict.fromkeys(self.image_data, "")
+
+    def unreadable(
+        self, image: ImageAsset, affected: list[Generation], statuses: list[str]
+    ) -> None:
+        """The takes using an image whose file cannot be read fail (from an ``except``)."""
+        log.exception("image %s could not be read", image.uuid)
+        self.fail(
+            affected,
+            f"{image_words(affected[0], image.pk)} file could not be read from Flowsite's storage.",
+            statuses=statuses,
+        )
 
     # The submit call itself
 
@@ -486,7 +481,7 @@ class SubmitGroup:
     ) -> None:
         """Send each clip of a refused batch on its own, in this pass."""
         for index, generation in enumerate(generations):
-            if self.account_resting() or self.run_.time_left() < call_deadline():
+            if not self.account.is_open(self.now) or self.run_.time_left() < call_deadline():
                 # Throttled or signed out meanwhile, or no time left for another call: the
                 # clips not sent yet are simply queued again (they were never sent alone, and
                 # the batch they were in was refused, so nothing of them is uncertain).
@@ -558,14 +553,9 @@ class SubmitGroup:
     # Outcomes
 
     def uncertain(self, generations: list[Generation], cause: str) -> None:
-        # The claim stays: a worker merely slower than its lease can still record the answer.
         pks = {t.pk for t in generations}
-        self.counts["uncertain"] += held(self.token, [S.SUBMITTING], pks).update(
-            status=S.UNCERTAIN,
-            reason=uncertain_reason(cause),
-            lease_until=None,
-            finished_at=self.now,
-            updated=timezone.now(),
+        self.counts["uncertain"] += mark_uncertain(
+            held(self.token, [S.SUBMITTING], pks), cause, self.now
         )
         self.generations = [t for t in self.generations if t.pk not in pks]
 
@@ -612,40 +602,35 @@ class SubmitGroup:
                 statuses=statuses,
                 attempts=tries,
             )
+
+        def queue(takes: list[Generation], reason: str, due: datetime) -> None:
+            self.counts["requeued"] += self.release(
+                takes,
+                statuses,
+                status=S.QUEUED,
+                reason=reason,
+                attempts=F("attempts") + calls,
+                next_check_at=due,
+                updated=timezone.now(),
+            )
+
         if again:
             delay = backoff_seconds(max(t.attempts for t in again) + calls, retry_after)
             if isinstance(error, Throttled):
-                until = now + timedelta(seconds=delay)
-                FlowAccount.objects.filter(pk=self.account.pk).update(cool_down_until=until)
-                self.account.cool_down_until = until
+                cool_down(self.account, now + timedelta(seconds=delay))
                 # The account rests, not the takes: those another account of the project can
                 # take now are due at once, and the next pass sends them there.
                 elsewhere = self.elsewhere(again)
                 if elsewhere:
-                    self.counts["requeued"] += self.release(
-                        elsewhere,
-                        statuses,
-                        status=S.QUEUED,
-                        reason=shorten(
-                            f"{error.message.strip()} Flowsite sends this take on the "
-                            "project's next account."
-                        ),
-                        attempts=F("attempts") + calls,
-                        next_check_at=now,
-                        updated=timezone.now(),
+                    reason = (
+                        f"{error.message.strip()} Flowsite sends this take on the "
+                        "project's next account."
                     )
+                    queue(elsewhere, shorten(reason), now)
                     again = [t for t in again if t not in elsewhere]
         if again:
-            self.counts["requeued"] += self.release(
-                again,
-                statuses,
-                status=S.QUEUED,
-                # Shown on the card while the take waits, so it never waits without a reason.
-                reason=retry_reason(error.message, delay),
-                attempts=F("attempts") + calls,
-                next_check_at=now + timedelta(seconds=delay),
-                updated=timezone.now(),
-            )
+            # Shown on the card while the take waits, so it never waits without a reason.
+            queue(again, retry_reason(error.message, delay), now + timedelta(seconds=delay))
         self.generations = [t for t in self.generations if t not in generations]
 
     def elsewhere(self, generations: list[Generation]) -> list[Generation]:
@@ -700,12 +685,4 @@ class SubmitGroup:
             reason=shorten(message),
             next_check_at=None,
             updated=timezone.now(),
-        )
-
-    def account_resting(self) -> bool:
-        until = self.account.cool_down_until
-        return (
-            bool(self.account.problem)
-            or self.account.credential_refusals > 0
-            or (until is not None and until > self.now)
         )

@@ -20,11 +20,10 @@ from __future__ import annotations
 import logging
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
-from uuid import UUID, uuid4
+from uuid import UUID
 
 import av
-from django.db.models import DateTimeField, F, Min, Q, Value
-from django.db.models.functions import Coalesce, Greatest
+from django.db.models import F
 from django.utils import timezone
 
 from .. import storage
@@ -45,8 +44,8 @@ from ..engines.base import (
 )
 from ..engines.catalogue import UPSCALERS
 from ..models import FlowAccount, Generation, Upscale
-from .accounts import account_refused
-from .claims import held, release
+from .accounts import account_refused, cool_down
+from .claims import claim, claim_due, due_accounts, held, mark_uncertain, release
 from .policy import (
     DOWNLOAD_ATTEMPTS,
     LOST_INTERNAL,
@@ -59,7 +58,6 @@ from .policy import (
     download_deadline,
     failure_reason,
     gave_up_reason,
-    is_due,
     lease_free,
     poll_interval,
     redact_log,
@@ -67,8 +65,8 @@ from .policy import (
     shorten,
     stuck_after,
     submit_lease,
-    uncertain_reason,
 )
+from .reap import end_orphans
 
 if TYPE_CHECKING:
     from .passes import Pass
@@ -95,36 +93,15 @@ def _touch(pks) -> None:
     ).update(updated=timezone.now())
 
 
-def _release(token: UUID, statuses, pk: int, **fields: Any) -> int:
+def _release(token: UUID, statuses, pk: int, *, seen: bool = True, **fields: Any) -> int:
+    """Give the upscale back, writing ``fields``. ``seen``: a change a person sees, which
+    moves its ``updated`` and its take's."""
+    if not seen:
+        return release(token, statuses, [pk], model=Upscale, **fields)
     written = release(token, statuses, [pk], model=Upscale, updated=timezone.now(), **fields)
     if written:
         _touch([pk])
     return written
-
-
-def due_moments(now: datetime) -> list[datetime]:
-    """When upscales next need a pass (for ``passes.seconds_until_due``)."""
-    at = Value(now, output_field=DateTimeField())
-    workable = Q(account__isnull=True) | Q(account__problem="")
-    due_at = Greatest(
-        Coalesce("next_check_at", at),
-        Coalesce("account__cool_down_until", at),
-        Coalesce("lease_until", at),
-        output_field=DateTimeField(),
-    )
-    agg = Upscale.objects.filter(status__in=Upscale.IN_FLIGHT).aggregate(
-        work=Min(
-            due_at,
-            filter=Q(status__in=[U.QUEUED, U.PENDING, U.ACTIVE]) & workable,
-            output_field=DateTimeField(),
-        ),
-        leases=Min(
-            Coalesce("lease_until", at),
-            filter=Q(status__in=[U.SUBMITTING, U.DOWNLOADING]),
-            output_field=DateTimeField(),
-        ),
-    )
-    return [moment for moment in agg.values() if moment is not None]
 
 
 # --- Reaping ------------------------------------------------------------------------------
@@ -132,18 +109,12 @@ def due_moments(now: datetime) -> list[datetime]:
 
 def reap(run_: Pass) -> None:
     now = run_.now
-    lapsed = Q(lease_until__lt=now) | Q(lease_until__isnull=True)
+    lapsed = lease_free(now)
     lost = list(Upscale.objects.filter(lapsed, status=U.SUBMITTING).values_list("pk", flat=True))
     if lost:
         # The call may have left before the worker died: never guessed, never sent again.
-        run_.counts["uncertain"] += Upscale.objects.filter(
-            lapsed, pk__in=lost, status=U.SUBMITTING
-        ).update(
-            status=U.UNCERTAIN,
-            reason=uncertain_reason(LOST_WORKER),
-            lease_until=None,
-            finished_at=now,
-            updated=timezone.now(),
+        run_.counts["uncertain"] += mark_uncertain(
+            Upscale.objects.filter(lapsed, pk__in=lost, status=U.SUBMITTING), LOST_WORKER, now
         )
         _touch(lost)
     # A download costs nothing: check again at once, which signs fresh links.
@@ -156,14 +127,7 @@ def reap(run_: Pass) -> None:
         )
     )
     if gone:
-        Upscale.objects.filter(pk__in=gone).update(
-            status=U.FAILED,
-            reason="The Flow account of this upscale was removed, so Flowsite cannot follow it.",
-            claim=None,
-            lease_until=None,
-            finished_at=now,
-            updated=timezone.now(),
-        )
+        end_orphans(Upscale.objects.filter(pk__in=gone), "upscale", now)
         _touch(gone)
 
 
@@ -174,18 +138,15 @@ def submit_due(run_: Pass) -> None:
     now = run_.now
     if run_.time_left() < 3 * call_deadline():
         return
-    due = list(
-        Upscale.objects.filter(status=U.QUEUED, account__isnull=False)
-        .filter(is_due(now), lease_free(now), account_open(now))
-        .order_by("created", "pk")
-        .values_list("pk", flat=True)[:LIMIT]
+    token = claim_due(
+        Upscale.objects.filter(account__isnull=False).filter(account_open(now)),
+        U.QUEUED,
+        LIMIT,
+        submit_lease(),
+        now,
     )
-    if not due:
+    if token is None:
         return
-    token = uuid4()
-    Upscale.objects.filter(pk__in=due, status=U.QUEUED).filter(is_due(now), lease_free(now)).update(
-        claim=token, lease_until=now + submit_lease()
-    )
     rows = list(held(token, [U.QUEUED], model=Upscale).select_related("account", "take", "project"))
     for row in rows:
         try:
@@ -201,12 +162,8 @@ def submit_due(run_: Pass) -> None:
         except Exception:
             log.exception("submitting upscale %s failed", row.pk)
             # Whatever is still "submitting" is left to the reaper, which calls it uncertain.
-            release(
-                token,
-                [U.QUEUED],
-                [row.pk],
-                model=Upscale,
-                next_check_at=now + timedelta(seconds=30),
+            _release(
+                token, [U.QUEUED], row.pk, seen=False, next_check_at=now + timedelta(seconds=30)
             )
         run_.beat()
 
@@ -215,29 +172,17 @@ def submit_one(run_: Pass, token: UUID, row: Upscale) -> None:
     now = run_.now
     account: FlowAccount = row.account
     if account.cool_down_until is not None and account.cool_down_until > now:
-        release(token, [U.QUEUED], [row.pk], model=Upscale)
+        _release(token, [U.QUEUED], row.pk, seen=False)
         return
     try:
         engine = run_.engines.get(account)
     except ValueError as error:
-        _release(
-            token,
-            [U.QUEUED],
-            row.pk,
-            status=U.FAILED,
-            finished_at=now,
-            reason=shorten(f"The Flow account {account} has no usable credentials ({error})."),
-        )
+        reason = shorten(f"The Flow account {account} has no usable credentials ({error}).")
+        _fail(run_, token, [U.QUEUED], row, reason)
         return
     if not hasattr(engine, "upscale"):
-        _release(
-            token,
-            [U.QUEUED],
-            row.pk,
-            status=U.FAILED,
-            finished_at=now,
-            reason="Vertex AI has no upscale call; generate the scene at 1080p or 4K instead.",
-        )
+        reason = "Vertex AI has no upscale call; generate the scene at 1080p or 4K instead."
+        _fail(run_, token, [U.QUEUED], row, reason)
         return
     take = row.take
     request = UpscaleRequest(
@@ -289,15 +234,16 @@ def submit_one(run_: Pass, token: UUID, row: Upscale) -> None:
 
 
 def _uncertain(run_: Pass, token: UUID, row: Upscale, cause: str) -> None:
-    # The claim stays: a worker merely slower than its lease can still record the answer.
-    run_.counts["uncertain"] += held(token, [U.SUBMITTING], [row.pk], model=Upscale).update(
-        status=U.UNCERTAIN,
-        reason=uncertain_reason(cause),
-        lease_until=None,
-        finished_at=run_.now,
-        updated=timezone.now(),
-    )
+    rows = held(token, [U.SUBMITTING], [row.pk], model=Upscale)
+    run_.counts["uncertain"] += mark_uncertain(rows, cause, run_.now)
     _touch([row.pk])
+
+
+def _fail(run_: Pass, token: UUID, statuses, row: Upscale, reason: str, **fields: Any) -> int:
+    """Give the upscale back failed, for ``reason``."""
+    return _release(
+        token, statuses, row.pk, status=U.FAILED, finished_at=run_.now, reason=reason, **fields
+    )
 
 
 def refused(
@@ -309,15 +255,7 @@ def refused(
     if isinstance(error, Throttled | BotCheck | UpstreamError):
         tries = row.attempts + 1
         if tries >= SUBMIT_ATTEMPTS:
-            _release(
-                token,
-                statuses,
-                row.pk,
-                status=U.FAILED,
-                attempts=tries,
-                finished_at=now,
-                reason=gave_up_reason(error.message, tries),
-            )
+            _fail(run_, token, statuses, row, gave_up_reason(error.message, tries), attempts=tries)
             return
         delay = backoff_seconds(tries, getattr(error, "retry_after", None))
         _release(
@@ -330,18 +268,14 @@ def refused(
             reason=retry_reason(error.message, delay),
         )
         if isinstance(error, Throttled):
-            until = now + timedelta(seconds=delay)
-            FlowAccount.objects.filter(pk=account.pk).update(cool_down_until=until)
-            account.cool_down_until = until
+            cool_down(account, now + timedelta(seconds=delay))
     elif isinstance(error, SessionExpired | TokenExpired | AccountRefused):
         message = account_refused(now, account, error)
         _release(
             token, statuses, row.pk, status=U.QUEUED, reason=shorten(message), next_check_at=None
         )
     else:
-        _release(
-            token, statuses, row.pk, status=U.FAILED, reason=shorten(error.message), finished_at=now
-        )
+        _fail(run_, token, statuses, row, shorten(error.message))
         run_.counts["failed"] += 1
 
 
@@ -350,13 +284,7 @@ def refused(
 
 def poll_due(run_: Pass) -> None:
     now = run_.now
-    account_ids = list(
-        Upscale.objects.filter(status__in=POLLED, account__isnull=False)
-        .filter(is_due(now), lease_free(now), account_open(now))
-        .order_by()
-        .values_list("account_id", flat=True)
-        .distinct()
-    )
+    account_ids = due_accounts(Upscale.objects.filter(status__in=POLLED), now)
     for account in FlowAccount.objects.filter(pk__in=account_ids).order_by("pk"):
         if run_.time_left() < 2 * call_deadline():
             return
@@ -365,10 +293,7 @@ def poll_due(run_: Pass) -> None:
 
 def poll_account(run_: Pass, account: FlowAccount) -> None:
     now = run_.now
-    token = uuid4()
-    Upscale.objects.filter(account=account, status__in=POLLED).filter(
-        is_due(now), lease_free(now)
-    ).update(claim=token, lease_until=now + check_lease())
+    token, _ = claim(Upscale.objects.filter(account=account, status__in=POLLED), check_lease(), now)
     rows = list(held(token, POLLED, model=Upscale).select_related("take__project")[:LIMIT])
     if not rows:
         return
@@ -387,9 +312,7 @@ def poll_account(run_: Pass, account: FlowAccount) -> None:
         clip = by_request.get(str(row.request_id))
         if clip is None or clip.state.in_flight:
             if _stuck(row, now):
-                _release(
-                    token, POLLED, row.pk, status=U.FAILED, finished_at=now, reason=_stuck(row, now)
-                )
+                _fail(run_, token, POLLED, row, _stuck(row, now))
                 continue
             status = (
                 row.status
@@ -400,7 +323,7 @@ def poll_account(run_: Pass, account: FlowAccount) -> None:
             if status != row.status or row.reason or row.check_errors:
                 _release(token, POLLED, row.pk, status=status, reason="", check_errors=0, **fields)
             else:
-                release(token, POLLED, [row.pk], model=Upscale, **fields)
+                _release(token, POLLED, row.pk, seen=False, **fields)
         elif clip.state == ClipState.SUCCESSFUL:
             if held(token, POLLED, [row.pk], model=Upscale).update(
                 status=U.DOWNLOADING, lease_until=now + check_lease(), updated=timezone.now()
@@ -416,15 +339,8 @@ def poll_account(run_: Pass, account: FlowAccount) -> None:
                     fetch(run_, token, row, clip)
         elif clip.state == ClipState.FAILED:
             reason = clip.failure_message or failure_reason(clip.failure_reason)
-            _release(
-                token,
-                POLLED,
-                row.pk,
-                status=U.FAILED,
-                finished_at=now,
-                next_check_at=None,
-                reason=shorten(reason.replace("this take", "this upscale")),
-            )
+            reason = shorten(reason.replace("this take", "this upscale"))
+            _fail(run_, token, POLLED, row, reason, next_check_at=None)
             run_.counts["failed"] += 1
         else:
             _release(
@@ -457,22 +373,22 @@ def check_failed(run_: Pass, token: UUID, rows: list[Upscale], account, error) -
         return
     message = getattr(error, "message", str(error))
     if isinstance(error, Throttled):
-        until = now + timedelta(seconds=backoff_seconds(1, error.retry_after))
-        FlowAccount.objects.filter(pk=account.pk).update(cool_down_until=until)
+        cool_down(account, now + timedelta(seconds=backoff_seconds(1, error.retry_after)))
     for row in rows:
         stuck = _stuck(row, now)
         if stuck:
-            _release(token, POLLED, row.pk, status=U.FAILED, finished_at=now, reason=stuck)
+            _fail(run_, token, POLLED, row, stuck)
             continue
         errors = row.check_errors + 1
         delay = max(poll_interval(), backoff_seconds(errors, getattr(error, "retry_after", None)))
-        release(
+        next_check = now + timedelta(seconds=delay)
+        _release(
             token,
             POLLED,
-            [row.pk],
-            model=Upscale,
+            row.pk,
+            seen=False,
             check_errors=min(errors, 1000),
-            next_check_at=now + timedelta(seconds=delay),
+            next_check_at=next_check,
         )
     log.info("checking upscales failed: %s", message)
 
@@ -496,25 +412,11 @@ def fetch(run_: Pass, token: UUID, row: Upscale, clip) -> None:
     except DownloadError as error:
         attempts = row.download_attempts + 1
         if error.retryable and attempts < DOWNLOAD_ATTEMPTS:
-            release(
-                token,
-                [U.DOWNLOADING],
-                [row.pk],
-                model=Upscale,
-                status=U.ACTIVE,
-                download_attempts=attempts,
-                next_check_at=now,
-            )
+            fields = {"download_attempts": attempts, "next_check_at": now}
+            _release(token, [U.DOWNLOADING], row.pk, seen=False, status=U.ACTIVE, **fields)
             return
-        _release(
-            token,
-            [U.DOWNLOADING],
-            row.pk,
-            status=U.FAILED,
-            finished_at=now,
-            download_attempts=attempts,
-            reason=shorten(error.message),
-        )
+        reason = shorten(error.message)
+        _fail(run_, token, [U.DOWNLOADING], row, reason, download_attempts=attempts)
         return
     done = _release(
         token,
