@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 
 from generations.models import Generation, ImageUpload
+from generations.tasks import run_pass
 from tests.conftest import make_image, make_scene
 from tests.tasks_support import settle
 from tests.test_vertex_pipeline import settle as settle_vertex
@@ -111,3 +112,41 @@ def test_a_take_of_each_mode_is_made_on_vertex(vertex_project, flow_emulator, al
     assert [take.status for take in takes] == [S.READY] * 3, [t.reason for t in takes]
     assert flow_emulator.stats["vertex_predict"] == 3
     assert flow_emulator.stats["upload"] == 0
+
+
+def test_a_take_whose_end_image_file_is_gone_from_storage_fails_saying_so(emu, project, alice):
+    _, frames, _, (_, _, blue) = scenes_of_every_mode(project, alice)
+    [take] = frames.generate(alice)
+    blue.file.storage.delete(blue.file.name)
+
+    [take] = settle([take])
+
+    assert take.status == S.FAILED
+    assert take.reason == "The end image file could not be read from Flowsite's storage."
+    assert emu.stats["submit"] == 0
+
+
+def test_an_image_nobody_waits_for_any_more_does_not_hold_up_the_takes_beside_it(
+    emu, project, alice
+):
+    # Flow refuses the first scene's start image (its bytes are not an image), so that take
+    # drops out; its end image, unreadable too, then concerns no take. The second scene's take,
+    # in the same batch, is sent all the same.
+    _, frames, _, (red, green, blue) = scenes_of_every_mode(project, alice)
+    other = make_scene(
+        project, green, mode="frames", end_image=green, model_key="veo_3_1_i2v_s_fast_fl"
+    )
+    [broken_take] = frames.generate(alice)
+    [take] = other.generate(alice)
+    with red.file.storage.open(red.file.name, "wb") as broken:
+        broken.write(b"not an image")
+    blue.file.storage.delete(blue.file.name)
+
+    run_pass()
+
+    broken_take.refresh_from_db()
+    take.refresh_from_db()
+    assert broken_take.status == S.FAILED
+    assert "not an image that can be decoded" in broken_take.reason
+    assert (take.status, take.attempts, take.reason) == (S.PENDING, 0, "")
+    assert emu.stats["submit"] == 1

@@ -344,6 +344,8 @@ class SubmitGroup:
                 media_ids[image_id] = known[image_id]
                 continue
             affected = [t for t in self.generations if uses(t, image_id)]
+            if not affected:
+                continue  # every take using it dropped out over an earlier image
             try:
                 data = image.image_data()
             except OSError:
@@ -382,14 +384,13 @@ class SubmitGroup:
         """For an engine that takes images inside the submit call (Vertex AI): read them,
         nothing is uploaded; takes whose image cannot be read drop out."""
         for image_id, image in images.items():
+            affected = [t for t in self.generations if uses(t, image_id)]
+            if not affected:
+                continue  # every take using it dropped out over an earlier image
             try:
                 self.image_data[image_id] = image.image_data()
             except OSError:
-                affected = [t for t in self.generations if uses(t, image_id)]
-                if affected:
-                    self.unreadable(image, affected, statuses)
-                else:
-                    log.exception("image %s could not be read", image.uuid)
+                self.unreadable(image, affected, statuses)
         return dict.fromkeys(self.image_data, "")
 
     def unreadable(
