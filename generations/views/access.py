@@ -236,25 +236,28 @@ class PollState:
 
 def _newest_updated(model: type[Model]) -> Subquery:
     """When a project's newest ``model`` row was last touched (NULL when it has none)."""
-    rows = model.objects.filter(project=OuterRef("project")).order_by("-updated")
+    rows = model.objects.filter(project_id=OuterRef("project_id")).order_by("-updated")
     return Subquery(rows.values("updated")[:1])
 
 
 # Built once: every open storyboard asks this every few seconds and nearly always learns
 # "nothing new", and building these subqueries anew cost more than the database's answer.
 # Nothing in it depends on the request (the page's token is compared in Python), so each poll
-# only adds its filter.
+# only adds its filter. (``project_id`` rather than ``project``: a plain column compiles faster
+# than a relation.)
 _POLL_ROWS = Membership.objects.values(
     "role",
     "project__scenes_changed",
     takes_updated=_newest_updated(Generation),
     scenes_updated=_newest_updated(Scene),
     in_flight=Exists(
-        Generation.objects.filter(project=OuterRef("project"), status__in=Generation.IN_FLIGHT)
+        Generation.objects.filter(
+            project_id=OuterRef("project_id"), status__in=Generation.IN_FLIGHT
+        )
     ),
     # An upscale under way keeps the page polling fast too (its take's card changes).
     upscaling=Exists(
-        Upscale.objects.filter(project=OuterRef("project"), status__in=Upscale.IN_FLIGHT)
+        Upscale.objects.filter(project_id=OuterRef("project_id"), status__in=Upscale.IN_FLIGHT)
     ),
 )
 
