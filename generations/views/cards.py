@@ -85,7 +85,11 @@ def storyboard_scenes(project: Project, scenes=None) -> list[Scene]:
     comments = Prefetch(
         "comments", queryset=Comment.objects.select_related("author"), to_attr="comment_list"
     )
-    upscales = Prefetch("upscales", queryset=Upscale.objects.all(), to_attr="upscale_list")
+    # Explicit orders: the models' default ones start with a relation (the take, the project)
+    # and would join up to the project only to sort by its name.
+    upscales = Prefetch(
+        "upscales", queryset=Upscale.objects.order_by("resolution"), to_attr="upscale_list"
+    )
     takes = Prefetch(
         "generations",
         queryset=Generation.objects.select_related("requested_by")
@@ -97,7 +101,9 @@ def storyboard_scenes(project: Project, scenes=None) -> list[Scene]:
     )
     queryset = scenes if scenes is not None else project.scenes.all()
     loaded = list(
-        queryset.select_related(*Scene.IMAGE_FIELDS, "pick", "source_take").prefetch_related(takes)
+        queryset.select_related(*Scene.IMAGE_FIELDS, "pick", "source_take")
+        .prefetch_related(takes)
+        .order_by("position", "id")
     )
     for scene in loaded:
         take_actions.decorate(project, scene.take_list)
