@@ -257,9 +257,9 @@ def test_a_changed_poll_costs_the_same_queries_for_few_or_many_changed_cards(pro
 
     assert small_status == large_status == 200
     assert small == large
-    # The cards' takes carry their comments and their upscaled copies: one more query each,
-    # whatever the number of cards.
-    assert large <= 8
+    # The cards' takes carry their comments and their upscaled copies, and the scenes their
+    # images: one more query each, whatever the number of cards.
+    assert large <= 9
 
 
 def test_a_signed_out_page_is_sent_to_sign_in_instead_of_swapping_it_into_the_poller(

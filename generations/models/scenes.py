@@ -185,9 +185,28 @@ class Scene(models.Model):
     # The images a scene may hold, each a foreign key to ImageAsset.
     IMAGE_FIELDS = ("start_image", "end_image", *rules.REFERENCE_FIELDS)
 
+    @classmethod
+    def load_images(cls, scenes: list[Scene]) -> None:
+        """Fetch every image these scenes hold in one query and set each on its scene.
+
+        The storyboard's scenes come with their pick and source take joined; joining the five
+        image columns as well made PostgreSQL weigh the join orders of eight tables on every
+        card answer, planning taking ten times what running the query did.
+        """
+        fields = [cls._meta.get_field(name) for name in cls.IMAGE_FIELDS]
+        wanted = {getattr(scene, field.attname) for scene in scenes for field in fields}
+        wanted.discard(None)
+        images = ImageAsset.objects.in_bulk(wanted) if wanted else {}
+        for scene in scenes:
+            for field in fields:
+                if (image_id := getattr(scene, field.attname)) is not None:
+                    # The cache, not the attribute: an image deleted in between leaves the
+                    # scene's own column as it was.
+                    field.set_cached_value(scene, images.get(image_id))
+
     @property
     def references(self) -> list[ImageAsset]:
-        """The reference images, in order (loaded with the scene by ``select_related``)."""
+        """The reference images, in order."""
         return [image for name in rules.REFERENCE_FIELDS if (image := getattr(self, name))]
 
     def card_images(self) -> list[tuple[str, ImageAsset]]:

@@ -77,7 +77,8 @@ def decode_since(token: str | None) -> datetime | None:
 
 
 def storyboard_scenes(project: Project, scenes=None) -> list[Scene]:
-    """Scenes in order with their takes (newest first), in two queries whatever their number.
+    """Scenes in order with their takes (newest first), their images, comments and upscales,
+    in the same few queries whatever their number.
 
     Read through ``project.scenes`` so every scene shares the already-loaded project (and
     its account) instead of fetching it again.
@@ -101,10 +102,11 @@ def storyboard_scenes(project: Project, scenes=None) -> list[Scene]:
     )
     queryset = scenes if scenes is not None else project.scenes.all()
     loaded = list(
-        queryset.select_related(*Scene.IMAGE_FIELDS, "pick", "source_take")
+        queryset.select_related("pick", "source_take")
         .prefetch_related(takes)
         .order_by("position", "id")
     )
+    Scene.load_images(loaded)
     for scene in loaded:
         take_actions.decorate(project, scene.take_list)
         # The card shows the film's pick first and folds the other takes away.
