@@ -111,3 +111,20 @@ def test_a_page_reordered_while_an_upscale_renders_keeps_polling_fast(project, b
 
     poller = re.search(r'id="poller"[^>]* hx-get="([^"]+)"', html).group(1)
     assert "&amp;live=1" in poller
+
+
+def test_bob_clearing_a_card_while_another_scenes_upscale_renders_keeps_the_page_polling_fast(
+    project, bob
+):
+    a, b = (make_scene(project, title=name) for name in "AB")
+    upscaled = make_take(a, bob, status=Generation.Status.READY)
+    Upscale.objects.create(
+        project=project, take=upscaled, resolution="1080p", status=Upscale.Status.ACTIVE
+    )
+    make_take(b, bob, status=Generation.Status.FAILED)
+
+    html = htmx_client_for(bob).post(reverse("scene-clear-failed", args=[b.uuid])).text
+
+    assert "Cleared 1 failed or cancelled take." in html
+    poller = re.search(r'id="poller"[^>]* hx-get="([^"]+)"', html).group(1)
+    assert "&amp;live=1" in poller

@@ -299,6 +299,21 @@ class Scene(models.Model):
         self.project.check_spending()
         return create_generations(self.project, user, {self.pk: self.take_snapshots()})[self.pk]
 
+    # What take_cost and Generate all's filter (budgets.generate_all_total) read: a poll
+    # prices Generate all from these columns alone, so a field either starts reading must
+    # be added here, or every scene costs one more query.
+    PRICED_FIELDS = (
+        "project",
+        "mode",
+        *IMAGE_FIELDS,
+        "prompt",
+        "model_key",
+        "takes",
+        "resolution",
+        "audio",
+        "duration",
+    )
+
     def take_cost(self) -> tuple[Decimal | None, str]:
         """What one take of this scene costs on the project's account: (US dollars, "USD")
         on Vertex AI (price per second × seconds), (credits, "credits") on Flow; None when no

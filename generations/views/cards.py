@@ -9,7 +9,7 @@ from uuid import UUID
 
 from django.conf import settings
 from django.contrib import messages
-from django.db.models import Count, Prefetch
+from django.db.models import Count, Exists, Prefetch
 from django.http import HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
@@ -61,6 +61,14 @@ def anything_in_flight(scenes: list[Scene]) -> bool:
         for scene in scenes
         for take in scene.take_list
     )
+
+
+def project_in_flight(project: Project) -> bool:
+    """Whether a take or an upscale anywhere in the project is still on its way, in one
+    query: the page polls fast while any is, whichever card it is on."""
+    takes = Generation.objects.filter(project=project, status__in=Generation.IN_FLIGHT)
+    upscales = Upscale.objects.filter(project=project, status__in=Upscale.IN_FLIGHT)
+    return Project.objects.filter(pk=project.pk).filter(Exists(takes) | Exists(upscales)).exists()
 
 
 def decode_since(token: str | None) -> datetime | None:
@@ -166,10 +174,7 @@ def after_card_action(
     # poll still brings every other card that changed meanwhile.
     [fresh] = storyboard_scenes(project, project.scenes.filter(pk=scene.pk))
     since = decode_since(request.POST.get("since"))
-    # An upscale asked for on this card keeps the page polling fast too.
-    live = any(up.in_flight for take in fresh.take_list for up in take.upscale_list) or (
-        Generation.objects.filter(project=project, status__in=Generation.IN_FLIGHT).exists()
-    )
+    live = project_in_flight(project)
     ctx = card_context(
         project,
         membership,

@@ -63,20 +63,6 @@ def project_detail(request: HtmxHttpRequest, uuid: UUID) -> HttpResponse:
     return render(request, TEMPLATE, ctx)
 
 
-# What Scene.take_cost and Generate all's filter read.
-PRICED_FIELDS = (
-    "project",
-    "mode",
-    *Scene.IMAGE_FIELDS,
-    "prompt",
-    "model_key",
-    "takes",
-    "resolution",
-    "audio",
-    "duration",
-)
-
-
 def _generate_all_may_differ(
     sent_scenes: list[Scene], since: datetime | None, everything: bool
 ) -> bool:
@@ -171,7 +157,7 @@ def project_poll(request: HtmxHttpRequest, uuid: UUID) -> HttpResponse:
     if membership.can_edit and _generate_all_may_differ(sent_scenes, since, everything):
         # Priced from every scene: the whole list when it was sent, else the few columns a
         # price needs.
-        scenes = sent_scenes if everything else list(project.scenes.only(*PRICED_FIELDS))
+        scenes = sent_scenes if everything else list(project.scenes.only(*Scene.PRICED_FIELDS))
         generate_all = {
             "generate_all_oob": True,
             "has_scenes": bool(scenes),
