@@ -14,8 +14,9 @@ from django.core.management import CommandError, call_command
 from django.urls import reverse
 from PIL import Image
 
-from generations.models import FlowAccount, Project, Scene
-from tests.views_support import client_for, png_bytes
+from generations.models import FlowAccount, Generation, Project, Scene
+from tests.conftest import make_scene
+from tests.views_support import client_for, make_take, png_bytes
 
 FAST = "veo-3.1-fast-generate-001"
 OPTION_FIELDS = ("duration", "resolution", "audio", "negative_prompt", "person_generation")
@@ -221,3 +222,16 @@ def test_a_flow_take_records_its_credits_by_tier(project, alice, account):
     takes = scene.generate(alice)
 
     assert [(take.cost, take.cost_unit) for take in takes] == [(Decimal(10), "credits")] * 2
+
+
+def test_alices_vertex_take_waiting_upstream_says_so_without_naming_flow(vertex_project, alice):
+    scene = make_scene(vertex_project, mode="text", model_key="veo-3.1-fast-generate-001")
+    make_take(scene, alice, status=Generation.Status.PENDING)
+    make_take(scene, alice, status=Generation.Status.SUBMITTING)
+
+    page = client_for(alice).get(reverse("project-detail", args=[vertex_project.uuid])).text
+
+    assert 'title="Waiting to render"' in page
+    assert 'title="Submitting"' in page
+    assert "Flow's queue" not in page
+    assert "Submitting to Flow" not in page

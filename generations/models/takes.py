@@ -22,8 +22,8 @@ class Generation(models.Model):
 
     class Status(models.TextChoices):
         QUEUED = "queued", "Queued"
-        SUBMITTING = "submitting", "Submitting to Flow"
-        PENDING = "pending", "Waiting in Flow's queue"
+        SUBMITTING = "submitting", "Submitting"
+        PENDING = "pending", "Waiting to render"
         ACTIVE = "active", "Rendering"
         DOWNLOADING = "downloading", "Downloading"
         READY = "ready", "Ready"

@@ -67,4 +67,4 @@ def test_alices_cards_hold_long_reasons_codes_and_timers_at_every_width(
         assert name.bounding_box()["y"] == pytest.approx(timer.bounding_box()["y"], abs=4)
         assert timer.bounding_box()["height"] < 30  # one line, not wrapped
     waiting = storm.locator(".take--pending .status")
-    expect(waiting).to_have_attribute("title", "Waiting in Flow's queue")
+    expect(waiting).to_have_attribute("title", "Waiting to render")
