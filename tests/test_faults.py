@@ -105,7 +105,7 @@ def test_a_lost_submit_answer_is_uncertain_never_resent_and_submit_again_sends_i
 
     page = client_for(bob).get(reverse("project-detail", args=[project.uuid])).text
     assert "Submit again" in page
-    assert "submitting again can spend its credits twice" in page
+    assert "submitting again can pay for it twice" in page
     with django_capture_on_commit_callbacks(execute=True):
         client_for(bob).post(reverse("take-retry", args=[take.uuid]), {"last_take": "1"})
 

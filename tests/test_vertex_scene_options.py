@@ -235,3 +235,15 @@ def test_alices_vertex_take_waiting_upstream_says_so_without_naming_flow(vertex_
     assert 'title="Submitting"' in page
     assert "Flow's queue" not in page
     assert "Submitting to Flow" not in page
+
+
+def test_alices_vertex_project_names_its_account_as_vertex_ai_paid_in_dollars(
+    vertex_project, alice
+):
+    page = client_for(alice).get(reverse("project-detail", args=[vertex_project.uuid])).text
+
+    facts = page.split('id="account-facts"')[1].split("</p>")[0]
+    assert f"Vertex AI account {vertex_project.account}:" in " ".join(facts.split())
+    assert "paid in US dollars through its Google Cloud project." in facts
+    assert "credit" not in facts
+    assert "Flow" not in facts

@@ -1,5 +1,5 @@
 """Scene cards hold their content at desktop and phone widths: nothing spills out of a take or
-a card, Flow's raw code sits on its own small line, and a take's head (name, status, timer)
+a card, Google's raw code sits on its own small line, and a take's head (name, status, timer)
 stays on one line even while it waits in Flow's queue."""
 
 from __future__ import annotations
@@ -55,7 +55,7 @@ def test_alices_cards_hold_long_reasons_codes_and_timers_at_every_width(
         "Flow's safety filter refused the prompt or the start image."
     )
     expect(failed.locator(".take__code")).to_have_text(
-        "Flow's code: PUBLIC_ERROR_UNSAFE_GENERATION"
+        "Google's code: PUBLIC_ERROR_UNSAFE_GENERATION"
     )
 
     # Takes scroll sideways on a phone: each is measured where it lies.
