@@ -53,7 +53,7 @@ def what_happened(account: FlowAccount, now: datetime | None = None) -> str:
         else None
     )
     when = date_format(timezone.localtime(later), "DATETIME_FORMAT") if later else ""
-    engine = "Vertex AI" if account.is_vertex else "Flow"
+    engine = account.upstream
     if account.problem and not account.credential_refusals:
         return (
             f"{engine} refused this account: {account.problem} Flowsite sends nothing for it "

@@ -120,3 +120,28 @@ def test_a_vertex_instance_with_a_field_it_does_not_know_is_refused(flow_emulato
 
     assert response.status_code == 400
     assert "Unknown name \"endFrame\" at 'instances[0]'" in response.json()["error"]["message"]
+
+
+EXTEND = "/v1/video:batchAsyncGenerateVideoExtendVideo"
+UPSCALE = "/v1/video:batchAsyncGenerateVideoUpsampleVideo"
+
+
+@pytest.mark.parametrize("path", [EXTEND, UPSCALE])
+def test_extend_and_upscale_refuse_a_misspelt_key_exactly_as_generate_does(api, path):
+    clip = {**request("veo_3_1_t2v_fast"), "videoInput": {"mediaId": "ours"}}
+    if path == UPSCALE:
+        del clip["textInput"]  # an upscale has no prompt
+    misspelt = {"videoModelKey": "videoModelkey"}
+    misspelt_request = {misspelt.get(key, key): value for key, value in clip.items()}
+    sent = body(clip)
+    for wrong in [
+        {"request": sent["requests"], "clientContext": sent["clientContext"]},
+        {**sent, "clientContext": {**sent["clientContext"], "sessionID": "1"}},
+        body(misspelt_request),
+    ]:
+        generate = post(api, TEXT, wrong)
+        answer = post(api, path, wrong)
+
+        assert generate.status_code == answer.status_code == 400, answer.text
+        assert "Cannot find field." in google_error(answer)["message"]
+        assert answer.json() == generate.json()

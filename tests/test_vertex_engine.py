@@ -335,6 +335,31 @@ def test_a_lost_answer_of_one_scene_is_reported_lost_and_the_other_kept(vertex, 
     assert "did not answer in time" in result.lost[slow[0].request_id]
 
 
+def test_a_call_past_its_deadline_names_vertex_ai_not_flow(vertex, settings):
+    settings.FLOW_CALL_DEADLINE = 0
+    engine = engine_for(vertex, token=vertex.token)
+
+    with pytest.raises(base.NetworkError) as late:
+        engine.submit("project", clips())
+
+    assert late.value.message.startswith("Vertex AI did not answer within 0 seconds")
+    assert "Flow " not in late.value.message
+
+
+def test_a_poll_that_fails_unexpectedly_says_vertex_ai_had_an_internal_error(vertex, monkeypatch):
+    engine = engine_for(vertex)
+    [clip] = engine.submit("project", clips("[fault:stuck]")).clips
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(engine, "_call", broken)
+    with pytest.raises(base.UpstreamError) as failed:
+        engine.check([OperationRef(clip.operation_name, clip.request_id)])
+
+    assert failed.value.message == "Vertex AI had an internal error."
+
+
 def test_an_account_needs_a_key_or_a_token(vertex):
     with pytest.raises(ValueError, match="exactly one"):
         VertexEngine(

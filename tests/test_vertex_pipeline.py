@@ -4,6 +4,7 @@ same passes, cards and files as with Flow, with Vertex AI's errors in words."""
 from __future__ import annotations
 
 import json
+import re
 import time
 from datetime import timedelta
 from pathlib import Path
@@ -146,8 +147,9 @@ def test_a_lost_submit_answer_is_uncertain_and_never_sent_again(
 
     take.refresh_from_db()
     assert take.status == S.UNCERTAIN
-    assert take.reason.startswith(UNCERTAIN_WORDS)
+    assert take.reason.startswith(UNCERTAIN_WORDS.replace("that Flow", "that Vertex AI"))
     assert "Vertex AI did not answer in time" in take.reason
+    assert not re.search(r"\bFlow\b", take.reason), take.reason
     deadline = time.monotonic() + 5
     while flow_emulator.stats["clips_submitted"] < 1 and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -156,6 +158,19 @@ def test_a_lost_submit_answer_is_uncertain_and_never_sent_again(
     assert flow_emulator.stats["vertex_predict"] == 1
     take.refresh_from_db()
     assert take.status == S.UNCERTAIN
+
+
+def test_a_vertex_take_rendering_far_too_long_fails_as_stuck_naming_vertex_ai(
+    vertex_project, alice, settings
+):
+    settings.FLOWSITE_STUCK_AFTER = 1.0
+    [take] = vertex_scene(vertex_project, "[fault:stuck]").generate(alice)
+
+    [take] = settle([take])
+
+    assert take.status == S.FAILED
+    assert take.reason.startswith("Vertex AI was still working on this take"), take.reason
+    assert not re.search(r"\bFlow\b", take.reason), take.reason
 
 
 def test_a_refused_key_makes_the_takes_wait_for_a_new_one(vertex_project, flow_emulator, alice):

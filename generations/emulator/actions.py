@@ -12,7 +12,16 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from .contract import SEED_MAX, SUCCESSFUL, VIDEO_ASPECTS, ApiError, invalid, missing, not_found
+from .contract import (
+    SEED_MAX,
+    SUCCESSFUL,
+    VIDEO_ASPECTS,
+    ApiError,
+    invalid,
+    missing,
+    not_found,
+    only_known,
+)
 from .faults import Fault, FaultSyntaxError, faults_in, refuse_submit
 from .reframe import count_frames, render_extension, render_upscale
 from .state import EmulatorState, Operation
@@ -33,8 +42,8 @@ UPSCALES = {
     "VIDEO_RESOLUTION_1080P": ("veo_3_1_upsampler_1080p", "PAYGATE_TIER_ONE", 0, (1920, 1080)),
     "VIDEO_RESOLUTION_4K": ("veo_3_1_upsampler_4k", "PAYGATE_TIER_TWO", 50, (3840, 2160)),
 }
-EXTEND_FIELDS = {"aspectRatio", "seed", "textInput", "videoModelKey", "videoInput", "metadata"}
-UPSCALE_FIELDS = {"aspectRatio", "seed", "videoModelKey", "videoInput", "metadata", "resolution"}
+EXTEND_FIELDS = ("aspectRatio", "seed", "textInput", "videoModelKey", "videoInput", "metadata")
+UPSCALE_FIELDS = ("aspectRatio", "seed", "videoModelKey", "videoInput", "metadata", "resolution")
 
 
 @dataclass
@@ -56,11 +65,9 @@ def extend(state: EmulatorState, request: Request) -> Response:
     for index, item in enumerate(requests):
         path = f"requests[{index}]"
         clip = _common(state, item, path, EXTEND_FIELDS, EXTEND_MODELS)
-        clip.prompt = need_string(
-            need_object(item, "textInput", f"{path}.textInput"),
-            "prompt",
-            f"{path}.textInput.prompt",
-        )
+        text_input = need_object(item, "textInput", f"{path}.textInput")
+        only_known(text_input, ("prompt",), f"{path}.textInput")
+        clip.prompt = need_string(text_input, "prompt", f"{path}.textInput.prompt")
         try:
             clip.faults = faults_in(clip.prompt)
         except FaultSyntaxError as exc:
@@ -99,25 +106,17 @@ def upscale(state: EmulatorState, request: Request) -> Response:
 
 
 def _envelope(state: EmulatorState, request: Request) -> tuple[int, list[Any]]:
-    rank, requests = read_batch(state, request, strict=False)
+    rank, requests = read_batch(state, request)
     need_distinct_scene_ids(
         [item.get("metadata", {}).get("sceneId") for item in requests if isinstance(item, dict)]
     )
     return rank, requests
 
 
-def _common(state: EmulatorState, item: Any, path: str, fields: set[str], models) -> Asked:
+def _common(state: EmulatorState, item: Any, path: str, fields: tuple[str, ...], models) -> Asked:
     if not isinstance(item, dict):
         raise invalid(path, item, "object")
-    for key in item:
-        if key not in fields:
-            raise ApiError(
-                400,
-                "INVALID_ARGUMENT",
-                f"Invalid JSON payload received. Unknown name \"{key}\" at '{path}': Cannot "
-                "find field.",
-                field_path=f"{path}.{key}",
-            )
+    only_known(item, fields, path)
     aspect = need_enum(item, "aspectRatio", f"{path}.aspectRatio", VIDEO_ASPECTS)
     if "seed" not in item:
         raise missing(f"{path}.seed")

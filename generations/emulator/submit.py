@@ -100,20 +100,16 @@ def generate(state: EmulatorState, request: Request, route: VideoRoute = START_I
     return pending_answer(operations, remaining)
 
 
-def read_batch(
-    state: EmulatorState, request: Request, strict: bool = True
-) -> tuple[int, list[Any]]:
-    """Count and authenticate a generate call, then read its envelope: the tier rank the batch
-    is made at (the account's, unless the client claims a lower one) and its ``requests``.
-    ``strict``: refuse keys the envelope does not have (the extend and upscale routes do not)."""
+def read_batch(state: EmulatorState, request: Request) -> tuple[int, list[Any]]:
+    """Count and authenticate a generate, extend or upscale call, then read its envelope (keys
+    it does not have refused): the tier rank the batch is made at (the account's, unless the
+    client claims a lower one) and its ``requests``."""
     state.count("submit")
     authenticate(state, request)
     body = request.json()
-    if strict:
-        only_known(body, ("clientContext", "requests"), "")
+    only_known(body, ("clientContext", "requests"), "")
     context = need_object(body, "clientContext", "clientContext")
-    if strict:
-        only_known(context, CONTEXT_KEYS, "clientContext")
+    only_known(context, CONTEXT_KEYS, "clientContext")
     need_string(context, "projectId", "clientContext.projectId")
     need_enum(context, "tool", "clientContext.tool", TOOLS)
     claimed = state.config.tier

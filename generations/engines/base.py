@@ -49,6 +49,11 @@ class EngineKind(enum.StrEnum):
     FLOW = "flow"
     VERTEX = "vertex"
 
+    @property
+    def label(self) -> str:
+        """The upstream's name in sentences for people."""
+        return "Vertex AI" if self is EngineKind.VERTEX else "Flow"
+
 
 @dataclass(frozen=True)
 class Credentials:
@@ -248,48 +253,58 @@ class Failure(Exception):
 
 
 class EngineError(Failure):
-    """Base of every upstream failure. Terminal ones (safety, tier, quota) are not retried."""
+    """Base of every upstream failure. Terminal ones (safety, tier, quota) are not retried.
+
+    ``default_message`` names the upstream as ``{upstream}``: the errors shared by the engines
+    are raised by either, and a Vertex AI account must not read that Flow failed."""
 
     default_message = "The video service failed."
+
+    def __init__(self, message: str = "", *, upstream: str = "Flow", detail: str = "") -> None:
+        super().__init__(message or self.default_message.format(upstream=upstream), detail=detail)
 
 
 class TokenExpired(EngineError):
     retryable = True
-    default_message = "The Flow access token has expired or was revoked."
+    default_message = "The {upstream} access token has expired or was revoked."
 
 
 class SessionExpired(EngineError):
-    default_message = "The Flow session has expired — paste a new session cookie for the account."
+    default_message = (
+        "The {upstream} session has expired — paste a new session cookie for the account."
+    )
 
 
 class TierTooLow(EngineError):
-    default_message = "This model needs a higher Flow subscription tier than the account has."
+    default_message = "This model needs a higher {upstream} subscription tier than the account has."
 
 
 class Throttled(EngineError):
     retryable = True
-    default_message = "Flow is rate-limiting this account."
+    default_message = "{upstream} is rate-limiting this account."
 
-    def __init__(self, message: str = "", *, retry_after: float | None = None, detail: str = ""):
-        super().__init__(message, detail=detail)
+    def __init__(self, message: str = "", *, retry_after: float | None = None, **words: str):
+        super().__init__(message, **words)
         self.retry_after = retry_after
 
 
 class QuotaReached(EngineError):
-    default_message = "The Flow account has run out of credits or of today's quota for this model."
+    default_message = (
+        "The {upstream} account has run out of credits or of today's quota for this model."
+    )
 
 
 class Unsafe(EngineError):
-    default_message = "Flow refused the prompt or image as unsafe."
+    default_message = "{upstream} refused the prompt or image as unsafe."
 
-    def __init__(self, message: str = "", *, reason: str = "", detail: str = ""):
-        super().__init__(message, detail=detail)
+    def __init__(self, message: str = "", *, reason: str = "", **words: str):
+        super().__init__(message, **words)
         self.reason = reason
 
 
 class ImageUnknown(EngineError):
     retryable = True
-    default_message = "Flow no longer knows the uploaded start image."
+    default_message = "{upstream} no longer knows the uploaded start image."
 
 
 class BotCheck(EngineError):
@@ -299,20 +314,20 @@ class BotCheck(EngineError):
 
 class UpstreamError(EngineError):
     retryable = True
-    default_message = "Flow had an internal error."
+    default_message = "{upstream} had an internal error."
 
 
 class ContractError(EngineError):
-    default_message = "Flow answered in a shape Flowsite does not know."
+    default_message = "{upstream} answered in a shape Flowsite does not know."
 
 
 class NetworkError(EngineError):
     retryable = True
-    default_message = "Flowsite could not reach Flow (network error or timeout)."
+    default_message = "Flowsite could not reach {upstream} (network error or timeout)."
 
 
 class BadRequest(EngineError):
-    default_message = "Flow refused the request as invalid."
+    default_message = "{upstream} refused the request as invalid."
 
 
 class AccountRefused(EngineError):

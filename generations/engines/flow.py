@@ -243,11 +243,13 @@ def quote(value: Any, secrets: tuple[str, ...] = (), limit: int = 300) -> str:
 
 
 class Deadline:
-    """One overall time budget (FLOW_CALL_DEADLINE) across connects, retries and body reads."""
+    """One overall time budget (FLOW_CALL_DEADLINE) across connects, retries and body reads
+    of a call to ``upstream``, which its errors name."""
 
-    def __init__(self, what: str) -> None:
+    def __init__(self, what: str, upstream: str = "Flow") -> None:
         self.seconds = float(settings.FLOW_CALL_DEADLINE)
         self.what = what
+        self.upstream = upstream
         self.end = time.monotonic() + self.seconds
 
     def remaining(self) -> float:
@@ -256,7 +258,7 @@ class Deadline:
     def check(self) -> None:
         if self.remaining() <= 0:
             raise base.NetworkError(
-                f"Flow did not answer within {self.seconds:g} seconds ({self.what}).",
+                f"{self.upstream} did not answer within {self.seconds:g} seconds ({self.what}).",
                 detail="overall call deadline passed",
             )
 
@@ -289,14 +291,14 @@ def send(
     url: str,
     deadline: Deadline,
     *,
-    upstream: str,
     max_bytes: int,
     **request: Any,
 ) -> Answer:
     """One call within ``deadline`` (``request``: httpx's headers and content or json), its
     answer read whole but never past ``max_bytes``. A timeout or an unreachable host is a
-    ``NetworkError`` naming ``upstream``; neither quotes the URL's query."""
+    ``NetworkError`` naming the deadline's upstream; neither quotes the URL's query."""
     deadline.check()
+    upstream = deadline.upstream
     started = time.monotonic()
     path = urlsplit(url).path
     try:
@@ -723,7 +725,6 @@ class FlowEngine:
             method,
             url,
             deadline,
-            upstream="Flow",
             max_bytes=MAX_ANSWER_BYTES,
             **request,
         )
@@ -810,7 +811,7 @@ class FlowEngine:
             )
         for reason in reasons:
             if reason in QUOTA_REASONS or "QUOTA" in reason:
-                text = QUOTA_REASONS.get(reason, base.QuotaReached.default_message)
+                text = QUOTA_REASONS.get(reason, base.QuotaReached().message)
                 return base.QuotaReached(with_code(text, reason), detail=detail)
         if status == 429:
             retry_after = parse_retry_after(answer.headers.get("retry-after"))
@@ -842,7 +843,7 @@ class FlowEngine:
                 )
         for reason in reasons:
             if reason in UNSAFE_REASONS or "UNSAFE" in reason:
-                text = UNSAFE_REASONS.get(reason, base.Unsafe.default_message)
+                text = UNSAFE_REASONS.get(reason, base.Unsafe().message)
                 return base.Unsafe(with_code(text, reason), reason=reason, detail=detail)
         if status == 404 or NOT_FOUND_MESSAGE in message.lower():
             if path in SUBMIT_PATHS.values() and path != PATH_SUBMIT_TEXT:

@@ -83,6 +83,8 @@ def key_email(text: str) -> str:
 
 # --- The documented contract ---------------------------------------------------------------
 
+# How messages name this engine (Flow's plumbing and the shared errors take it).
+UPSTREAM = base.EngineKind.VERTEX.label
 SCOPE = "https://www.googleapis.com/auth/cloud-platform"
 REGIONAL_BASE = "https://{location}-aiplatform.googleapis.com"
 MODEL_PATH = "/v1/projects/{project}/locations/{location}/publishers/google/models/{model}"
@@ -208,7 +210,7 @@ class VertexEngine:
 
     def account_info(self) -> base.AccountInfo:
         # Vertex AI bills the project; there are no credits to read.
-        self._token(Deadline("signing in"))
+        self._token(Deadline("signing in", UPSTREAM))
         return base.AccountInfo(credits=None, tier=self.credentials.tier)
 
     def submit(self, project_ref: str, clips: list[base.ClipRequest]) -> base.SubmitResult:
@@ -314,7 +316,7 @@ class VertexEngine:
             by_operation[sample.operation].append((ref, sample.index))
         if not by_operation:
             return base.StatusResult()
-        deadline = Deadline("checking takes")
+        deadline = Deadline("checking takes", UPSTREAM)
         # Minted here, in the caller's thread (the token cache may be a database row); the
         # polling threads share it.
         token = self._token(deadline)
@@ -374,7 +376,7 @@ class VertexEngine:
                     stop.set()
             except Exception as error:  # a bug must not lose the other answers
                 logger.exception("checking Vertex AI operation failed unexpectedly")
-                errors[name] = base.UpstreamError(detail=redact(str(error)))
+                errors[name] = base.UpstreamError(upstream=UPSTREAM, detail=redact(str(error)))
 
         workers = max(1, int(settings.VERTEX_MAX_CONCURRENT_POLLS))
         if workers == 1 or len(names) == 1:
@@ -472,7 +474,7 @@ class VertexEngine:
         url = storage + STORAGE_DOWNLOAD.format(
             bucket=url_quote(bucket, safe=""), object=url_quote(name, safe="")
         )
-        token = self._token(Deadline("fetching a clip"))
+        token = self._token(Deadline("fetching a clip", UPSTREAM))
         parts = urlsplit(storage)
         origin = parts.netloc.rpartition("@")[2]
         return download_to(
@@ -503,7 +505,7 @@ class VertexEngine:
     ) -> dict:
         """One call. Without ``token``, it is fetched (minted if need be) and a 401 refreshes
         it once; with one (the polling threads), a 401 raises ``_Unauthorized``."""
-        deadline = Deadline(what)
+        deadline = Deadline(what, UPSTREAM)
         given = token
         token = token or self._token(deadline)
         answer = self._send(self._model_url(model) + verb, token, body, deadline)
@@ -527,7 +529,6 @@ class VertexEngine:
             "POST",
             url,
             deadline,
-            upstream="Vertex AI",
             max_bytes=MAX_ANSWER_BYTES,
             json=body,
             headers={"authorization": f"Bearer {token}", "accept": "application/json"},
@@ -540,7 +541,7 @@ class VertexEngine:
         the token cache until shortly before it expires. ``refused`` was just answered 401."""
         mint = functools.partial(self._mint, deadline)
         return cached_token(
-            self.credentials, self.token_cache, mint, refused=refused, upstream="Vertex AI"
+            self.credentials, self.token_cache, mint, refused=refused, upstream=UPSTREAM
         )
 
     def _token_after_401(self, deadline: Deadline, refused: str) -> str:
@@ -600,7 +601,7 @@ class VertexEngine:
         )
 
     def _contract(self, what: str, problem: str, part) -> base.ContractError:
-        return contract_error("Vertex AI", what, problem, part, (self.credentials.bearer_token,))
+        return contract_error(UPSTREAM, what, problem, part, (self.credentials.bearer_token,))
 
     def _error(self, answer: Answer, model: str, what: str) -> base.EngineError:
         status = answer.status

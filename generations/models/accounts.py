@@ -108,6 +108,11 @@ class FlowAccount(models.Model):
         return self.kind == self.Kind.VERTEX
 
     @property
+    def upstream(self) -> str:
+        """The engine's name in sentences for people: "Flow" or "Vertex AI"."""
+        return EngineKind(self.kind).label
+
+    @property
     def auth_kind(self) -> str:
         if self.service_account_key:
             return "service-account key"
@@ -230,7 +235,7 @@ class FlowAccount(models.Model):
 
     def state_words(self, now) -> str:
         """What keeps the account from taking work now, in words; "" when nothing does."""
-        engine = "Vertex AI" if self.is_vertex else "Flow"
+        engine = self.upstream
         if self.problem:
             return self.problem
         if self.credential_refusals:

@@ -125,13 +125,13 @@ def write_held(token: UUID, changes: dict[int, dict[str, Any]], statuses: Iterab
     return held(token, statuses, changes).update(**values)
 
 
-def mark_uncertain(rows: QuerySet, cause: str, now: datetime) -> int:
-    """Make ``rows`` "uncertain": a submit call of theirs may have reached Flow, so they are
-    never sent again by themselves, and a person decides. The claim stays: a worker merely
-    slower than its lease can still record the answer."""
+def mark_uncertain(rows: QuerySet, cause: str, now: datetime, upstream: str = "Flow") -> int:
+    """Make ``rows`` "uncertain": a submit call of theirs may have reached ``upstream``, so
+    they are never sent again by themselves, and a person decides. The claim stays: a worker
+    merely slower than its lease can still record the answer."""
     return rows.update(
         status=rows.model.Status.UNCERTAIN,
-        reason=uncertain_reason(cause),
+        reason=uncertain_reason(cause, upstream),
         lease_until=None,
         finished_at=now,
         updated=timezone.now(),
@@ -193,9 +193,17 @@ class Keeper:
             self.thread.join(timeout=30)
 
     @contextlib.contextmanager
-    def holding(self, *args: Any, **kwargs: Any) -> Iterator[None]:
+    def holding(
+        self,
+        token: UUID,
+        statuses: Iterable[str],
+        pks: Iterable[int] | None,
+        lease: timedelta,
+        seconds: float,
+        model: type[Model] = Generation,
+    ) -> Iterator[None]:
         """``add``, for as long as the block runs."""
-        hold = self.add(*args, **kwargs)
+        hold = self.add(token, statuses, pks, lease, seconds, model)
         try:
             yield
         finally:

@@ -6,12 +6,12 @@ import contextlib
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import datetime
-from typing import Any
+from datetime import datetime, timedelta
+from uuid import UUID
 
-from django.db.models import DateTimeField, Min, Q, Value
+from django.db.models import DateTimeField, Min, Model, Q, Value
 from django.db.models.functions import Coalesce, Greatest
 from django.utils import timezone
 
@@ -50,12 +50,20 @@ class Pass:
             with self.beat_lock:
                 self.heartbeat()
 
-    def holding(self, *args: Any, **kwargs: Any) -> contextlib.AbstractContextManager[None]:
-        """Keep these held rows (``Keeper.add``'s arguments) leased while a block that may
-        block for long runs."""
+    def holding(
+        self,
+        token: UUID,
+        statuses: Iterable[str],
+        pks: Iterable[int] | None,
+        lease: timedelta,
+        seconds: float,
+        model: type[Model] = Generation,
+    ) -> contextlib.AbstractContextManager[None]:
+        """Keep these held rows (as ``Keeper.add``) leased while a block that may block for
+        long runs."""
         if self.keeper is None:
             return contextlib.nullcontext()
-        return self.keeper.holding(*args, **kwargs)
+        return self.keeper.holding(token, statuses, pks, lease, seconds, model)
 
     def downloads_open(self) -> bool:
         """Whether this pass may start downloads (not once the pump winds down)."""

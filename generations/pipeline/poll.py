@@ -281,7 +281,7 @@ class PollBatch:
             ) from error
         except Exception as error:
             log.exception("checking takes %s failed unexpectedly", [t.pk for t in generations])
-            raise UpstreamError(detail=str(error)) from error
+            raise UpstreamError(upstream=self.account.upstream, detail=str(error)) from error
         self.counts["checked"] += len(generations)
         return result
 
@@ -409,7 +409,8 @@ class PollBatch:
             return ""
         waited = self.now - generation.stuck_since
         reason = (
-            f"Flow was still working on this take {waited_words(waited)} after it was "
+            f"{self.account.upstream} was still working on this take {waited_words(waited)} "
+            "after it was "
             "submitted, far longer than usual; Flowsite stopped waiting (stuck)."
         )
         if last_error:

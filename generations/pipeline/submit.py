@@ -448,7 +448,7 @@ class SubmitGroup:
                 log.warning(
                     "Flow's submit answer had an unknown shape: %s", redact_log(error.detail)
                 )
-                cause = ContractError.default_message
+                cause = ContractError(upstream=self.account.upstream).message
             self.uncertain(generations, cause)
             return
         except EngineError as error:
@@ -542,7 +542,9 @@ class SubmitGroup:
                 refused[key].append(generation)
                 errors[key] = error
             else:
-                cause = result.lost.get(request_id, "Flow's answer named no operation for it.")
+                cause = result.lost.get(
+                    request_id, f"{self.account.upstream}'s answer named no operation for it."
+                )
                 causes[cause].append(generation)
         for key, takes in refused.items():
             self.refused(takes, errors[key], statuses=[S.SUBMITTING], calls=calls)
@@ -556,7 +558,7 @@ class SubmitGroup:
     def uncertain(self, generations: list[Generation], cause: str) -> None:
         pks = {t.pk for t in generations}
         self.counts["uncertain"] += mark_uncertain(
-            held(self.token, [S.SUBMITTING], pks), cause, self.now
+            held(self.token, [S.SUBMITTING], pks), cause, self.now, self.account.upstream
         )
         self.generations = [t for t in self.generations if t.pk not in pks]
 

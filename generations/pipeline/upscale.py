@@ -204,7 +204,7 @@ def submit_one(run_: Pass, token: UUID, row: Upscale) -> None:
         cause = error.message
         if isinstance(error, ContractError):
             log.warning("Flow's upscale answer had an unknown shape: %s", redact_log(error.detail))
-            cause = ContractError.default_message
+            cause = ContractError().message
         _uncertain(run_, token, row, cause)
         return
     except EngineError as error:
