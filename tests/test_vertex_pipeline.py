@@ -297,3 +297,20 @@ def test_a_pasted_vertex_token_that_expired_asks_an_admin_at_once_and_is_not_rec
     assert (account.problem, account.credential_refusals) == (take.reason, 0)
     run_pass(now=timezone.now() + timedelta(hours=1))
     assert flow_emulator.stats["vertex_predict"] == 1, "nothing is sent until an admin fixes it"
+
+
+def test_a_vertex_account_whose_key_was_removed_fails_its_takes_asking_for_a_key(
+    vertex_project, flow_emulator, alice
+):
+    [take] = vertex_scene(vertex_project).generate(alice)
+    FlowAccount.objects.filter(pk=vertex_project.account.pk).update(service_account_key="")
+
+    run_pass()
+
+    take.refresh_from_db()
+    assert take.status == S.FAILED
+    assert take.reason.startswith(
+        "The Vertex AI account Studio has no usable service-account key or token ("
+    )
+    assert take.reason.endswith("ask an admin to paste one.")
+    assert flow_emulator.stats["vertex_predict"] == 0

@@ -112,6 +112,16 @@ class FlowAccount(models.Model):
         """The engine's name in sentences for people: "Flow" or "Vertex AI"."""
         return EngineKind(self.kind).label
 
+    def unusable_secret(self, error: object = None) -> str:
+        """What a take or the account says when no call can be signed: nothing pasted, or
+        nothing that decrypts or parses (``error`` says which)."""
+        secret = "service-account key or token" if self.is_vertex else "token or session cookie"
+        why = f" ({error})" if error else ""
+        return (
+            f"The {self.upstream} account {self} has no usable {secret}{why}; ask an admin to "
+            "paste one."
+        )
+
     @property
     def auth_kind(self) -> str:
         if self.service_account_key:

@@ -233,11 +233,7 @@ def recheck(run: Pass, account: FlowAccount) -> None:
         return
     except ValueError as error:
         # No usable secret at all: nothing to re-check until an admin pastes one.
-        set_account_problem(
-            account,
-            f"The Flow account {account} has no usable token or session cookie ({error}); ask "
-            "an admin to paste one.",
-        )
+        set_account_problem(account, account.unusable_secret(error))
         return
     except EngineError as error:
         # Not an answer about the credentials (network, Flow's 500s, throttling): ask again

@@ -276,9 +276,7 @@ class PollBatch:
         except EngineError:
             raise
         except ValueError as error:
-            raise BadRequest(
-                f"The Flow account {self.account} has no usable token or session cookie."
-            ) from error
+            raise BadRequest(self.account.unusable_secret()) from error
         except Exception as error:
             log.exception("checking takes %s failed unexpectedly", [t.pk for t in generations])
             raise UpstreamError(upstream=self.account.upstream, detail=str(error)) from error

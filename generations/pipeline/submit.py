@@ -243,12 +243,7 @@ class SubmitGroup:
             self.engine = self.run_.engines.get(self.account)
         except ValueError as error:
             # The account has no usable credentials; nothing can be sent until an admin fixes it.
-            self.fail(
-                self.generations,
-                f"The Flow account {self.account} has no usable token or session cookie "
-                f"({error}); ask an admin to paste one.",
-                statuses=[S.QUEUED],
-            )
+            self.fail(self.generations, self.account.unusable_secret(error), statuses=[S.QUEUED])
             return
         media_ids = self.upload_images()
         if not self.generations or not self.mark_submitting():

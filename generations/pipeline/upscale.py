@@ -177,7 +177,7 @@ def submit_one(run_: Pass, token: UUID, row: Upscale) -> None:
     try:
         engine = run_.engines.get(account)
     except ValueError as error:
-        reason = shorten(f"The Flow account {account} has no usable credentials ({error}).")
+        reason = shorten(account.unusable_secret(error))
         _fail(run_, token, [U.QUEUED], row, reason)
         return
     if not hasattr(engine, "upscale"):
