@@ -452,7 +452,7 @@ def test_each_card_shows_status_in_words_elapsed_time_reason_and_the_clip(projec
 
     html = client_for(alice).get(reverse("project-detail", args=[project.uuid])).text
 
-    assert "Waiting in Flow&#x27;s queue" in html
+    assert "Waiting to render" in html
     assert "Ready" in html and "Failed" in html
     assert "Flow refused the prompt." in html
     assert "42 s" in html
