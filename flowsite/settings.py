@@ -100,18 +100,19 @@ SQLITE_PATH = Path(envstr("SQLITE_PATH", str(VAR_DIR / "flowsite.sqlite3")))
 DATABASE_URL = envstr("DATABASE_URL")
 if DATABASE_URL:
     DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=60)}
-    if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
-        # Parameters sent apart from the SQL, so that the statements every page asks again
-        # and again (the session, the user, the poll's) are the same text each time and
-        # psycopg prepares them after a few uses: PostgreSQL then neither parses nor plans
-        # them again on that connection. Off behind a pooler that cannot keep prepared
-        # statements (PgBouncer in transaction mode before 1.21).
-        if envbool("DATABASE_PREPARED_STATEMENTS", True):
-            DATABASES["default"]["OPTIONS"] = {
-                "server_side_binding": True,
-                "prepare_threshold": 5,  # psycopg's own default, which Django turns off
-                **DATABASES["default"].get("OPTIONS", {}),
-            }
+    # Parameters sent apart from the SQL, so that the statements every page asks again and
+    # again (the session, the user, the poll's) are the same text each time and psycopg
+    # prepares them after a few uses: PostgreSQL then neither parses nor plans them again on
+    # that connection. Off behind a pooler that cannot keep prepared statements (PgBouncer in
+    # transaction mode before 1.21).
+    if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and envbool(
+        "DATABASE_PREPARED_STATEMENTS", True
+    ):
+        DATABASES["default"]["OPTIONS"] = {
+            "server_side_binding": True,
+            "prepare_threshold": 5,  # psycopg's own default, which Django turns off
+            **DATABASES["default"].get("OPTIONS", {}),
+        }
 else:
     SQLITE_TEST_PATH = Path(envstr("SQLITE_TEST_PATH", str(VAR_DIR / "test.sqlite3")))
     # SQLite creates the file but not its folder: a fresh clone has no var/ yet.

@@ -247,3 +247,26 @@ def test_alices_vertex_project_names_its_account_as_vertex_ai_paid_in_dollars(
     assert "paid in US dollars through its Google Cloud project." in facts
     assert "credit" not in facts
     assert "Flow" not in facts
+
+
+def test_alices_unpriced_preview_model_is_refused_under_a_budget_instead_of_spending_uncounted(
+    vertex_project, alice
+):
+    from generations.models import CannotGenerate
+
+    scene = make_scene(vertex_project, mode="text", model_key="veo-3.1-lite-generate-001")
+    vertex_project.monthly_budget = 8
+    vertex_project.save(update_fields=["monthly_budget"])
+
+    with pytest.raises(CannotGenerate) as refusal:
+        scene.generate(alice)
+
+    assert str(refusal.value) == (
+        "Flowsite knows no price for Veo 3.1 Lite (preview), so it cannot keep these takes "
+        f"within {vertex_project}'s monthly budget. Pick a priced model, or ask an admin to "
+        "price this one."
+    )
+    assert not Generation.objects.filter(scene=scene).exists()
+    vertex_project.monthly_budget = None
+    vertex_project.save(update_fields=["monthly_budget"])
+    assert len(scene.generate(alice)) == scene.takes

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+from collections.abc import Iterable
 from decimal import Decimal
 from typing import TYPE_CHECKING
 from uuid import uuid4
@@ -16,7 +17,7 @@ from django.utils import timezone
 from .. import rules
 from ..budgets import amount, month_start
 from ..engines.base import Aspect, ImageData
-from ..engines.catalogue import flow_credits, options_for, vertex_price_per_second
+from ..engines.catalogue import flow_credits, get_model, options_for, vertex_price_per_second
 from .accounts import COST_CREDITS, COST_USD, CannotGenerate, FlowAccount
 from .projects import Membership, Project
 
@@ -403,9 +404,17 @@ def create_generations(
     unit = next(
         (s["cost_unit"] for scene_snapshots in snapshots.values() for s in scene_snapshots), ""
     )
+    unpriced = sorted(
+        {
+            s["model_key"]
+            for scene_snapshots in snapshots.values()
+            for s in scene_snapshots
+            if s["cost"] is None
+        }
+    )
     with transaction.atomic():
-        if total:
-            check_budget(project, user, total, unit)
+        if total or unpriced:
+            check_budget(project, user, total, unit, unpriced=unpriced)
         last = dict(
             Generation.objects.filter(scene_id__in=snapshots)
             .order_by()
@@ -440,10 +449,16 @@ def create_generations(
 SPENDING_Q = ~Q(status="failed") & ~Q(status="cancelled", submitted_at__isnull=True)
 
 
-def check_budget(project: Project, user, cost, unit: str = COST_CREDITS) -> None:
+def check_budget(
+    project: Project, user, cost, unit: str = COST_CREDITS, *, unpriced: Iterable[str] = ()
+) -> None:
     """Refuse, in words, ``cost`` more (credits on Flow, US dollars on Vertex AI: budgets count
     in the unit of the project's account) that would pass the project's monthly budget or the
     member's monthly allowance. Call inside the transaction that creates the takes.
+
+    Takes of ``unpriced`` models (no price known, say a preview model left out of
+    VERTEX_PRICES) record no cost, so under a budget or an allowance they are refused: they
+    would spend without counting.
 
     The project's row is locked first (PostgreSQL; SQLite's transactions write one at a
     time anyway), so two clicks at the line are counted one after the other and cannot both
@@ -462,6 +477,17 @@ def check_budget(project: Project, user, cost, unit: str = COST_CREDITS) -> None
     )
     if budget is None and allowance is None:
         return
+    if unpriced:
+        names = ", ".join(get_model(key).label if get_model(key) else key for key in unpriced)
+        limit = (
+            f"{project}'s monthly budget"
+            if budget is not None
+            else f"your monthly allowance in {project}"
+        )
+        raise CannotGenerate(
+            f"Flowsite knows no price for {names}, so it cannot keep these takes within "
+            f"{limit}. Pick a priced model, or ask an admin to price this one."
+        )
     spent = Generation.objects.filter(
         SPENDING_Q, project_id=project.pk, cost_unit=unit, created__gte=month_start()
     ).aggregate(
