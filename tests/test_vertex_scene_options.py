@@ -270,3 +270,34 @@ def test_alices_unpriced_preview_model_is_refused_under_a_budget_instead_of_spen
     vertex_project.monthly_budget = None
     vertex_project.save(update_fields=["monthly_budget"])
     assert len(scene.generate(alice)) == scene.takes
+
+
+def test_alices_vertex_card_shows_the_clip_options_she_chose_and_a_flow_card_shows_none(
+    vertex_project, alice
+):
+    make_scene(
+        vertex_project,
+        mode="text",
+        model_key="veo-3.1-generate-001",
+        duration=8,
+        resolution="4k",
+        audio=False,
+        negative_prompt="no text on screen",
+        person_generation="dont_allow",
+    )
+    page = client_for(alice).get(reverse("project-detail", args=[vertex_project.uuid])).text
+
+    for fact in (
+        "<dt>Length</dt><dd>8 s</dd>",
+        "<dt>Resolution</dt><dd>4k</dd>",
+        "<dt>Sound</dt><dd>Off</dd>",
+        "<dt>Avoid</dt><dd>no text on screen</dd>",
+        "<dt>People</dt><dd>No people</dd>",
+    ):
+        assert fact in page
+
+    vertex_project.account.kind = FlowAccount.Kind.FLOW
+    vertex_project.account.save(update_fields=["kind"])
+    page = client_for(alice).get(reverse("project-detail", args=[vertex_project.uuid])).text
+    assert "<dt>Length</dt>" not in page
+    assert "<dt>Sound</dt>" not in page

@@ -346,6 +346,26 @@ class Scene(models.Model):
             return f"{takes} × {seconds} s × ${per_second:.2f}/s = ${cost * self.takes:.2f}"
         return f"{takes} × {cost:.0f} credits = {cost * self.takes:.0f} credits"
 
+    def option_facts(self) -> list[tuple[str, str]]:
+        """The clip options the card shows, as (what, value): only those the project's engine
+        offers (Vertex AI's length, resolution, sound, what to avoid and who may appear), so
+        a Flow scene, whose lane offers none, shows none."""
+        account = self.project.account
+        options = options_for(account.kind if account else FlowAccount.Kind.FLOW)
+        facts = []
+        if options.durations:
+            facts.append(("Length", f"{self.duration or options.default_duration} s"))
+        if options.resolutions:
+            facts.append(("Resolution", self.resolution or options.default_resolution))
+        if options.audio:
+            facts.append(("Sound", "On" if self.audio else "Off"))
+        if options.negative_prompt and self.negative_prompt:
+            facts.append(("Avoid", self.negative_prompt))
+        people = dict(options.person_generation)
+        if self.person_generation in people:
+            facts.append(("People", people[self.person_generation]))
+        return facts
+
     def take_snapshots(self) -> list[dict]:
         """What each of this scene's next takes asks of Flow (a seed drawn per take when the
         scene leaves it open), with only the images its mode uses."""
