@@ -261,6 +261,22 @@ def test_a_budget_that_is_not_a_number_is_refused_in_words(project, alice):
     assert project.monthly_budget is None
 
 
+def test_a_budget_or_allowance_past_what_flowsite_can_store_is_refused_in_words(
+    project, alice, bob
+):
+    client = client_for(alice)
+    url = reverse("project-spend", args=[project.uuid])
+    for form in ({"action": "budget"}, {"action": "allowance", "username": "bob"}):
+        response = client.post(
+            url, {**form, "limit": "99999999999999999999", "was": ""}, follow=True
+        )
+
+        assert "That is more than Flowsite can count; type at most 2147483647." in response.text
+    project.refresh_from_db()
+    assert project.monthly_budget is None
+    assert Membership.objects.get(project=project, user=bob).monthly_allowance is None
+
+
 def test_the_project_list_says_what_each_project_spent_this_month(project, scene, alice, bob):
     set_budget(project, 500)
     spent(scene, alice, 20)

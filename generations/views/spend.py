@@ -28,6 +28,9 @@ from .access import Role, get_project_for_user
 CHART_WIDTH, CHART_HEIGHT, CHART_TOP = 640, 200, 10
 # Colours come from CSS classes (the CSP forbids inline styles); members beyond these reuse them.
 CHART_COLOURS = 6
+# The most monthly_budget and monthly_allowance hold on PostgreSQL (PositiveIntegerField);
+# SQLite would take more, but what an owner may type should not depend on the database.
+LIMIT_MAX = 2_147_483_647
 
 
 @dataclass
@@ -155,8 +158,10 @@ def _limit(value: str) -> int | None:
     value = value.strip()
     if not value:
         return None
-    if not value.isdigit():
+    if not value.isdecimal():  # isdigit() takes "²", which int() refuses
         raise ValueError
+    if int(value) > LIMIT_MAX:
+        raise ValueError(f"That is more than Flowsite can count; type at most {LIMIT_MAX}.")
     return int(value)
 
 
@@ -169,8 +174,8 @@ def _set_limit(request: HttpRequest, project: Project) -> str:
     try:
         new = _limit(request.POST.get("limit", ""))
         was = _limit(request.POST.get("was", ""))
-    except ValueError:
-        return "Type a whole number of credits, or leave it empty for no limit."
+    except ValueError as error:
+        return str(error) or "Type a whole number of credits, or leave it empty for no limit."
     username = request.POST.get("username", "")
     still = Q(monthly_budget=was) if was is not None else Q(monthly_budget__isnull=True)
     if request.POST.get("action") == "budget":
