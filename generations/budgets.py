@@ -47,6 +47,11 @@ def amount(value, unit: str) -> str:
     return credits(int(value))
 
 
+def unit_name(unit: str) -> str:
+    """What a budget counts, in words: "US dollars" or "credits"."""
+    return "US dollars" if unit == "USD" else "credits"
+
+
 def generate_all_total(scenes, account) -> Decimal | None:
     """What Generate all would spend at most on ``scenes`` (all of a project's, read through
     ``project.scenes`` so they share its account): every scene with the images its mode needs

@@ -6,6 +6,7 @@ import csv
 import io
 import threading
 from datetime import timedelta
+from decimal import Decimal
 
 import pytest
 from django.contrib.auth.models import User
@@ -16,7 +17,7 @@ from django.utils import timezone
 
 from generations.budgets import CREDITS_PER_CLIP
 from generations.engines.catalogue import FLOW_MODELS, TIER_ONE, TIER_TWO, flow_credits
-from generations.models import AuditEvent, Generation, Membership, Project
+from generations.models import AuditEvent, FlowAccount, Generation, Membership, Project
 from tests.conftest import make_image, make_scene
 from tests.views_support import client_for, make_take
 
@@ -261,6 +262,22 @@ def test_a_budget_that_is_not_a_number_is_refused_in_words(project, alice):
     assert project.monthly_budget is None
 
 
+def test_a_budget_or_allowance_past_what_flowsite_can_store_is_refused_in_words(
+    project, alice, bob
+):
+    client = client_for(alice)
+    url = reverse("project-spend", args=[project.uuid])
+    for form in ({"action": "budget"}, {"action": "allowance", "username": "bob"}):
+        response = client.post(
+            url, {**form, "limit": "99999999999999999999", "was": ""}, follow=True
+        )
+
+        assert "That is more than Flowsite can count; type at most 2147483647." in response.text
+    project.refresh_from_db()
+    assert project.monthly_budget is None
+    assert Membership.objects.get(project=project, user=bob).monthly_allowance is None
+
+
 def test_the_project_list_says_what_each_project_spent_this_month(project, scene, alice, bob):
     set_budget(project, 500)
     spent(scene, alice, 20)
@@ -269,7 +286,7 @@ def test_the_project_list_says_what_each_project_spent_this_month(project, scene
 
     page = client_for(bob).get(reverse("project-list")).text
 
-    assert "30 credits this month of 500" in page
+    assert "30 credits this month of 500 credits" in page
 
 
 def test_a_username_a_spreadsheet_would_run_is_written_as_text(project, scene, alice):
@@ -281,3 +298,69 @@ def test_a_username_a_spreadsheet_would_run_is_written_as_text(project, scene, a
 
     rows = list(csv.reader(io.StringIO(response.content.decode())))
     assert rows[1][1] == "'@SUM"
+
+
+@pytest.fixture
+def on_vertex(project, scene, alice, bob):
+    """alice's project billed in US dollars on Vertex AI: $0.50 spent by alice, $0.40 by bob,
+    a budget of $8. The spend page calls no engine, so the account needs no emulator."""
+    FlowAccount.objects.filter(pk=project.account_id).update(
+        kind=FlowAccount.Kind.VERTEX, vertex_project="demo"
+    )
+    set_budget(project, 8)
+    make_take(scene, alice, status=Generation.Status.READY, cost=Decimal("0.50"), cost_unit="USD")
+    make_take(scene, bob, status=Generation.Status.READY, cost=Decimal("0.40"), cost_unit="USD")
+    return project
+
+
+def test_on_alices_vertex_ai_project_the_spend_page_counts_us_dollars(on_vertex, alice):
+    page = client_for(alice).get(reverse("project-spend", args=[on_vertex.uuid])).text
+
+    assert "$0.90 spent this month, of a monthly budget of $8.00." in page
+    assert "takes cancelled before they reached Vertex AI cost nothing" in page
+    assert "US dollars spent each day this month, by member (tallest day $0.90)" in page
+    assert '<th scope="col">US dollars</th>' in page
+    assert "<td>bob</td>\n        <td>1</td>\n        <td>0.40</td>" in page
+    assert "US dollars the project may spend each month" in page
+    assert "credit" not in page.lower()
+
+
+def test_bob_downloads_alices_vertex_ai_spend_in_us_dollars(on_vertex, bob):
+    response = client_for(bob).get(reverse("project-spend-csv", args=[on_vertex.uuid]))
+
+    today = timezone.localdate().isoformat()
+    assert list(csv.reader(io.StringIO(response.content.decode()))) == [
+        ["date", "member", "takes", "usd"],
+        [today, "alice", "1", "0.50"],
+        [today, "bob", "1", "0.40"],
+    ]
+
+
+def test_the_project_list_says_what_alices_vertex_ai_project_spent_in_us_dollars(on_vertex, bob):
+    page = client_for(bob).get(reverse("project-list")).text
+
+    assert "$0.90 this month of $8.00" in page
+    assert "credit" not in page.lower()
+
+
+def test_alice_sets_her_vertex_ai_projects_budget_in_whole_us_dollars(on_vertex, alice):
+    client = client_for(alice)
+    url = reverse("project-spend", args=[on_vertex.uuid])
+
+    cents = client.post(url, {"action": "budget", "limit": "8.50", "was": "8"}, follow=True)
+    dollars = client.post(url, {"action": "budget", "limit": "12", "was": "8"}, follow=True)
+
+    assert "Type a whole number of US dollars, or leave it empty for no limit." in cents.text
+    assert "The monthly budget is now $12.00." in dollars.text
+    on_vertex.refresh_from_db()
+    assert on_vertex.monthly_budget == 12
+
+
+def test_alices_flow_budget_reads_without_a_wrong_article(project, scene, alice):
+    set_budget(project, 8)
+    spent(scene, alice, 20)
+
+    page = client_for(alice).get(reverse("project-spend", args=[project.uuid])).text
+
+    assert "20 credits spent this month, of a monthly budget of 8 credits." in page
+    assert "takes cancelled before they reached Flow cost nothing" in page

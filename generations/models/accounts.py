@@ -108,6 +108,11 @@ class FlowAccount(models.Model):
         return self.kind == self.Kind.VERTEX
 
     @property
+    def cost_unit(self) -> str:
+        """What its takes cost, and so its projects' budgets count: COST_USD or COST_CREDITS."""
+        return COST_USD if self.is_vertex else COST_CREDITS
+
+    @property
     def upstream(self) -> str:
         """The engine's name in sentences for people: "Flow" or "Vertex AI"."""
         return EngineKind(self.kind).label

@@ -10,6 +10,7 @@ from django.utils import timezone
 from django.utils.safestring import mark_safe
 from django.utils.timesince import timesince
 
+from .. import budgets
 from ..engines.catalogue import get_model
 
 register = template.Library()
@@ -28,6 +29,12 @@ def duration(value: timedelta | None) -> str:
         return f"{minutes} min {seconds:02d} s"
     hours, minutes = divmod(minutes, 60)
     return f"{hours} h {minutes:02d} min"
+
+
+@register.filter
+def amount(value, unit: str) -> str:
+    """A sum in its unit, as budgets.amount words it: "$0.90", "20 credits"."""
+    return budgets.amount(value or 0, unit)
 
 
 @register.filter

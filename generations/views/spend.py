@@ -1,5 +1,6 @@
 """What a project spent this month, by member and by day; owners set its budget and each
-member's allowance here."""
+member's allowance here. All count in the unit of the project's account: credits on Flow, US
+dollars on Vertex AI."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from uuid import UUID
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
-from django.db.models import Count, Q, Sum
+from django.db.models import Count, F, Q, Sum
 from django.db.models.functions import TruncDate
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
@@ -21,13 +22,17 @@ from django.utils import timezone
 from django.utils.text import slugify
 from django.views.decorators.http import require_GET, require_http_methods
 
-from ..budgets import credits, month_start
-from ..models import SPENDING_Q, AuditEvent, Generation, Project
+from ..budgets import amount, month_start, unit_name
+from ..engines.base import EngineKind
+from ..models import COST_CREDITS, COST_USD, SPENDING_Q, AuditEvent, Generation, Project
 from .access import Role, get_project_for_user
 
 CHART_WIDTH, CHART_HEIGHT, CHART_TOP = 640, 200, 10
 # Colours come from CSS classes (the CSP forbids inline styles); members beyond these reuse them.
 CHART_COLOURS = 6
+# The most monthly_budget and monthly_allowance hold on PostgreSQL (PositiveIntegerField);
+# SQLite would take more, but what an owner may type should not depend on the database.
+LIMIT_MAX = 2_147_483_647
 
 
 @dataclass
@@ -95,12 +100,12 @@ def month_spend(project: Project) -> Spend:
     )
 
 
-def chart(spend: Spend) -> dict:
+def chart(spend: Spend, unit: str) -> dict:
     """Stacked bars, one per day of the month so far, one colour per member."""
     colour = {member["member"]: n % CHART_COLOURS for n, member in enumerate(spend.members)}
-    tallest = float(max((day["credits"] for day in spend.days), default=0) or 1)
+    tallest = max((day["credits"] for day in spend.days), default=0)
     slot = CHART_WIDTH / max(31, len(spend.days))
-    scale = (CHART_HEIGHT - CHART_TOP) / tallest
+    scale = (CHART_HEIGHT - CHART_TOP) / float(tallest or 1)
     bars = []
     for index, day in enumerate(spend.days):
         y = CHART_HEIGHT
@@ -114,14 +119,14 @@ def chart(spend: Spend) -> dict:
                     "width": round(slot - 2, 1),
                     "height": round(height, 1),
                     "colour": colour[part["member"]],
-                    "title": f"{day['day']:%d %b}: {part['member']}, {credits(part['credits'])}",
+                    "title": f"{day['day']:%d %b}: {part['member']}, {amount(part['credits'], unit)}",
                 }
             )
     return {
         "width": CHART_WIDTH,
         "height": CHART_HEIGHT,
         "bars": bars,
-        "tallest": tallest,
+        "tallest": amount(tallest, unit),
         "legend": [(member["member"], colour[member["member"]]) for member in spend.members],
     }
 
@@ -130,11 +135,12 @@ def chart(spend: Spend) -> dict:
 @login_required
 def project_spend(request: HttpRequest, uuid: UUID) -> HttpResponse:
     """Every member sees the spend; owners set the budget and allowances (POST)."""
-    project, membership = get_project_for_user(
-        request, uuid, Role.OWNER if request.method == "POST" else None, with_account=False
+    project, membership, engine = _project(
+        request, uuid, Role.OWNER if request.method == "POST" else None
     )
+    unit = COST_USD if engine is EngineKind.VERTEX else COST_CREDITS
     if request.method == "POST":
-        error = _set_limit(request, project)
+        error = _set_limit(request, project, unit)
         if error:
             messages.error(request, error)
         return redirect("project-spend", uuid=project.uuid)
@@ -146,21 +152,36 @@ def project_spend(request: HttpRequest, uuid: UUID) -> HttpResponse:
             "project": project,
             "membership": membership,
             "spend": spend,
-            "chart": chart(spend),
+            "chart": chart(spend, unit),
+            "unit": unit,
+            "unit_name": unit_name(unit),
+            "places": 2 if unit == COST_USD else 0,
+            "engine": engine.label,
         },
     )
+
+
+def _project(request: HttpRequest, uuid: UUID, role: str | None = None):
+    """The project, the requester's membership and the engine its account is on (Flow when it
+    has none), without loading the account, whose secrets are decrypted whenever it is."""
+    project, membership = get_project_for_user(
+        request, uuid, role, with_account=False, account_kind=F("project__account__kind")
+    )
+    return project, membership, EngineKind(membership.account_kind or EngineKind.FLOW)
 
 
 def _limit(value: str) -> int | None:
     value = value.strip()
     if not value:
         return None
-    if not value.isdigit():
+    if not value.isdecimal():  # isdigit() takes "²", which int() refuses
         raise ValueError
+    if int(value) > LIMIT_MAX:
+        raise ValueError(f"That is more than Flowsite can count; type at most {LIMIT_MAX}.")
     return int(value)
 
 
-def _set_limit(request: HttpRequest, project: Project) -> str:
+def _set_limit(request: HttpRequest, project: Project, unit: str) -> str:
     """Set the project's budget or a member's allowance; the reason in words when refused.
 
     The form carries the value the owner saw: the UPDATE applies only if it is still that, so
@@ -169,8 +190,10 @@ def _set_limit(request: HttpRequest, project: Project) -> str:
     try:
         new = _limit(request.POST.get("limit", ""))
         was = _limit(request.POST.get("was", ""))
-    except ValueError:
-        return "Type a whole number of credits, or leave it empty for no limit."
+    except ValueError as error:
+        return str(error) or (
+            f"Type a whole number of {unit_name(unit)}, or leave it empty for no limit."
+        )
     username = request.POST.get("username", "")
     still = Q(monthly_budget=was) if was is not None else Q(monthly_budget__isnull=True)
     if request.POST.get("action") == "budget":
@@ -179,7 +202,7 @@ def _set_limit(request: HttpRequest, project: Project) -> str:
         AuditEvent.record(AuditEvent.Action.BUDGET_CHANGED, request.user, project, old=was, new=new)
         messages.success(
             request,
-            f"The monthly budget is now {credits(new) if new is not None else 'unlimited'}.",
+            f"The monthly budget is now {amount(new, unit) if new is not None else 'unlimited'}.",
         )
         return ""
     if request.POST.get("action") == "allowance":
@@ -200,7 +223,7 @@ def _set_limit(request: HttpRequest, project: Project) -> str:
         messages.success(
             request,
             f"{username}'s monthly allowance is now "
-            f"{credits(new) if new is not None else 'unlimited (within the budget)'}.",
+            f"{amount(new, unit) if new is not None else 'unlimited (within the budget)'}.",
         )
         return ""
     raise PermissionDenied("That form asked for nothing Flowsite knows how to do.")
@@ -209,17 +232,19 @@ def _set_limit(request: HttpRequest, project: Project) -> str:
 @require_GET
 @login_required
 def project_spend_csv(request: HttpRequest, uuid: UUID) -> HttpResponse:
-    project, _ = get_project_for_user(request, uuid, with_account=False)
+    project, _, engine = _project(request, uuid)
+    usd = engine is EngineKind.VERTEX
     spend = month_spend(project)
     filename = f"{slugify(project.name) or 'project'}-spend-{spend.month:%Y-%m}.csv"
     response = HttpResponse(content_type="text/csv; charset=utf-8")
     response["Content-Disposition"] = f'attachment; filename="{filename}"'
     writer = csv.writer(response)
-    writer.writerow(["date", "member", "takes", "credits"])
+    writer.writerow(["date", "member", "takes", "usd" if usd else "credits"])
     for row in spend.rows:
         # A leading =, +, - or @ would make a spreadsheet run the cell as a formula.
         member = row["member"]
         if member[:1] in ("=", "+", "-", "@"):
             member = "'" + member
-        writer.writerow([row["day"].isoformat(), member, row["takes"], row["credits"]])
+        cost = f"{row['credits']:.2f}" if usd else row["credits"]
+        writer.writerow([row["day"].isoformat(), member, row["takes"], cost])
     return response
