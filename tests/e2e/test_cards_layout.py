@@ -1,6 +1,6 @@
 """Scene cards hold their content at desktop and phone widths: nothing spills out of a take or
 a card, Google's raw code sits on its own small line, and a take's head (name, status, timer)
-stays on one line even while it waits in Flow's queue."""
+stays on one line even while it waits to render."""
 
 from __future__ import annotations
 
