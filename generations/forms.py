@@ -24,12 +24,12 @@ class ProjectForm(forms.Form):
     )
     account = forms.ModelChoiceField(
         queryset=FlowAccount.objects.none(),
-        label="Flow account",
-        help_text="Whose credits the project's clips spend.",
+        label="Account",
+        help_text="Who pays for the project's clips.",
         error_messages={
-            "required": "Choose the Flow account whose credits this project spends.",
-            "invalid_choice": "That Flow account is not one you may spend (or no longer "
-            "exists); choose one from the list.",
+            "required": "Choose the account that pays for this project's clips.",
+            "invalid_choice": "That account is not one you may spend (or no longer exists); "
+            "choose one from the list.",
         },
     )
 
