@@ -24,12 +24,12 @@ class ProjectForm(forms.Form):
     )
     account = forms.ModelChoiceField(
         queryset=FlowAccount.objects.none(),
-        label="Flow account",
-        help_text="Whose credits the project's clips spend.",
+        label="Account",
+        help_text="Who pays for the project's clips.",
         error_messages={
-            "required": "Choose the Flow account whose credits this project spends.",
-            "invalid_choice": "That Flow account is not one you may spend (or no longer "
-            "exists); choose one from the list.",
+            "required": "Choose the account that pays for this project's clips.",
+            "invalid_choice": "That account is not one you may spend (or no longer exists); "
+            "choose one from the list.",
         },
     )
 
@@ -145,7 +145,6 @@ class SceneForm(forms.ModelForm):
     takes = forms.CharField(
         initial=1,
         widget=forms.NumberInput(attrs={"min": rules.MIN_TAKES, "max": rules.MAX_TAKES}),
-        help_text="How many clips one Generate asks for (each spends credits).",
         error_messages={"required": rules.TAKES_RULE},
     )
 
@@ -223,6 +222,8 @@ class SceneForm(forms.ModelForm):
         prompt.validators = [v for v in prompt.validators if not isinstance(v, MaxLengthValidator)]
         self.tier = project.account.tier if project.account else TIER_NOT_PAID
         self.engine = project.account.kind if project.account else EngineKind.FLOW
+        each = "is billed in US dollars" if self.engine == EngineKind.VERTEX else "spends credits"
+        self.fields["takes"].help_text = f"How many clips one Generate asks for (each {each})."
         self._offer_models()
         self._offer_options(options_for(self.engine))
         if self.instance.pk is None:

@@ -87,7 +87,7 @@ ACCOUNT_LABEL = NameValidator("The label")
 # --- prompts ------------------------------------------------------------------------------
 
 MAX_PROMPT_CHARACTERS = 2000
-PROMPT_REQUIRED = "Write a prompt: it tells Flow what happens in the clip."
+PROMPT_REQUIRED = "Write a prompt: it tells the model what happens in the clip."
 _PROMPT_CONTROLS = frozenset("\n\t")
 
 
@@ -103,8 +103,8 @@ def prompt_problem(prompt: str) -> str:
         return f"{problem} (only line breaks and tabs may be in a prompt)."
     if len(prompt) > MAX_PROMPT_CHARACTERS:
         return (
-            f"The prompt is {len(prompt)} characters long; Flow takes at most "
-            f"{MAX_PROMPT_CHARACTERS}, so shorten it."
+            f"The prompt is {len(prompt)} characters long, more than the "
+            f"{MAX_PROMPT_CHARACTERS} a prompt may have; shorten it."
         )
     return ""
 

@@ -198,7 +198,7 @@ def test_every_bad_row_is_reported_with_its_row_number(alice, account, shots, tm
     assert lines == [
         "row 3: The image file missing.png does not exist.",
         "row 4: notes.jpg: That file is not a JPEG, PNG or WebP image.",
-        "row 5: Write a prompt: it tells Flow what happens in the clip.",
+        "row 5: Write a prompt: it tells the model what happens in the clip.",
         "row 6: The aspect must be landscape (16:9) or portrait (9:16), not “square”.",
         "row 7: Unknown model “veo_9”; pick one of veo_3_1_i2v_s_fast, veo_3_1_i2v_s, "
         "veo_3_1_i2v_lite, veo_3_1_i2v_lite_low_priority.",

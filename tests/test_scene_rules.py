@@ -30,7 +30,11 @@ SEED_RULE = "The seed must be a whole number from 0 to 2147483647, or blank."
 TAKES_RULE = "Takes must be a whole number from 1 to 4."
 
 RULES = [
-    ("an empty prompt", {"prompt": ""}, "Write a prompt: it tells Flow what happens in the clip."),
+    (
+        "an empty prompt",
+        {"prompt": ""},
+        "Write a prompt: it tells the model what happens in the clip.",
+    ),
     (
         "a bell in the prompt",
         {"prompt": "Bell\x07"},
@@ -46,7 +50,7 @@ RULES = [
     (
         "a prompt too long",
         {"prompt": "w" * 2001},
-        "The prompt is 2001 characters long; Flow takes at most 2000, so shorten it.",
+        "The prompt is 2001 characters long, more than the 2000 a prompt may have; shorten it.",
     ),
     (
         "an unknown aspect",

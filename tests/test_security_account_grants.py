@@ -77,7 +77,7 @@ def test_a_viewer_cannot_point_a_new_project_at_an_account_by_forging_the_form(
     )
 
     assert response.status_code == 200
-    assert "That Flow account is not one you may spend" in response.text
+    assert "That account is not one you may spend" in response.text
     assert not Project.objects.filter(name="Mine").exists()
 
 

@@ -73,7 +73,7 @@ def test_a_prompt_of_2000_characters_is_accepted_and_2001_is_refused_in_words(pr
     response = add_scene(project, bob, "y" * 2001)
     assert response.status_code == 200
     assert (
-        "The prompt is 2001 characters long; Flow takes at most 2000, so shorten it."
+        "The prompt is 2001 characters long, more than the 2000 a prompt may have; shorten it."
         in response.text
     )
     assert Scene.objects.count() == 1
@@ -128,7 +128,7 @@ def test_the_csv_import_refuses_control_characters_and_long_prompts_by_row(
     assert str(refused.value).splitlines()[1:] == [
         "row 3: The prompt contains an invisible control character (U+0007) at character 5; "
         "remove it (only line breaks and tabs may be in a prompt).",
-        "row 4: The prompt is 2001 characters long; Flow takes at most 2000, so shorten it.",
+        "row 4: The prompt is 2001 characters long, more than the 2000 a prompt may have; shorten it.",
         "row 5: The prompt contains an invisible control character (U+001B) at character 8; "
         "remove it (only line breaks and tabs may be in a prompt).",
     ]

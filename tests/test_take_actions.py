@@ -111,6 +111,24 @@ def test_an_extension_is_refused_by_the_budget_like_generate(emu, project, alice
     assert not Scene.objects.filter(source_take=source).exists(), "nothing half-made"
 
 
+def test_bobs_refused_extension_comes_back_with_his_words_in_a_box_as_long_as_the_rule(
+    emu, project, alice, bob
+):
+    source = ready_take(project, alice)
+    project.monthly_budget = 30
+    project.save(update_fields=["monthly_budget"])
+
+    card = htmx_client_for(bob).post(
+        reverse("take-extend", args=[source.uuid]),
+        {"prompt": "the seahorse dives & surfaces", "extensions_seen": "0"},
+    )
+
+    assert "This would spend 20 credits, but Poseidon has 10 credits left" in card.text
+    box = card.text.split(f'id="extend-{source.uuid}"')[1].split("</textarea>")[0]
+    assert 'maxlength="2000"' in box
+    assert box.endswith(">the seahorse dives &amp; surfaces")
+
+
 def test_a_lost_extend_answer_is_uncertain_and_never_sent_again(emu, project, alice, settings):
     source = ready_take(project, alice)
     settings.FLOW_READ_TIMEOUT = 0.3

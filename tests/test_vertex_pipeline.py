@@ -314,3 +314,33 @@ def test_a_vertex_account_whose_key_was_removed_fails_its_takes_asking_for_a_key
     )
     assert take.reason.endswith("ask an admin to paste one.")
     assert flow_emulator.stats["vertex_predict"] == 0
+
+
+def test_alices_take_vertex_keeps_refusing_promises_a_retry_once_and_none_once_failed(
+    vertex_project, flow_emulator, alice
+):
+    now = timezone.now()
+
+    def fail(marker):
+        nonlocal now
+        [take] = vertex_scene(vertex_project, marker).generate(alice)
+        while take.status == S.QUEUED:
+            run_pass(now=now)
+            take.refresh_from_db()
+            yield take.reason
+            now += timedelta(minutes=10)
+
+    quota = list(fail("[fault:quota]"))
+    assert re.fullmatch(
+        r"Vertex AI's quota for project flowsite-demo in us-central1 is used up for now\. "
+        r"Flowsite will try again in about \d+ seconds?\.",
+        quota[0],
+    ), quota[0]
+    assert quota[-1] == (
+        "Vertex AI's quota for project flowsite-demo in us-central1 is used up for now. "
+        "Flowsite gave up after 6 attempts."
+    )
+    assert list(fail("[fault:error500]"))[-1] == (
+        "Vertex AI had an internal error (HTTP 500) while submitting a scene's takes. "
+        "Flowsite gave up after 6 attempts."
+    )

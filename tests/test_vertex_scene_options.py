@@ -73,6 +73,33 @@ def test_a_flow_account_offers_none_of_them(project, bob):
     assert "veo-3.1" not in page
 
 
+def test_bobs_scene_form_on_a_vertex_project_names_vertex_ai_without_a_tier_and_bills_dollars(
+    on_vertex, bob
+):
+    page = html.unescape(client_for(bob).get(reverse("scene-create", args=[on_vertex.uuid])).text)
+
+    assert "Models are listed for the project's Vertex AI account; pick one" in page
+    assert "How many clips one Generate asks for (each is billed in US dollars)." in page
+    assert "tier" not in page and "credits" not in page
+
+
+def test_bobs_scene_form_on_a_flow_project_names_flow_its_tier_and_credits(project, bob):
+    page = html.unescape(client_for(bob).get(reverse("scene-create", args=[project.uuid])).text)
+
+    assert "Models are listed for the project's Flow account (Pro (tier one)); pick one" in page
+    assert "How many clips one Generate asks for (each spends credits)." in page
+
+
+def test_bobs_missing_or_long_prompt_on_a_vertex_project_does_not_name_flow(on_vertex, bob):
+    assert "Write a prompt: it tells the model what happens in the clip." in post_scene(
+        on_vertex, bob, prompt=""
+    )
+    assert (
+        "The prompt is 2001 characters long, more than the 2000 a prompt may have; shorten it."
+        in post_scene(on_vertex, bob, prompt="x" * 2001)
+    )
+
+
 def test_bob_saves_a_vertex_scene_with_its_options(on_vertex, bob):
     refusal = post_scene(
         on_vertex,

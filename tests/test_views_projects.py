@@ -1,5 +1,7 @@
 """Signing in, the project list, creating projects and managing their members."""
 
+from html import unescape
+
 from django.urls import reverse
 
 from generations.engines.catalogue import TIER_TWO
@@ -62,6 +64,31 @@ def test_creating_a_project_uses_the_only_account_granted_to_me_and_makes_me_own
     assert project.memberships.get().role == Role.OWNER
 
 
+def test_charlies_new_project_says_which_account_pays_in_its_own_money(charlie, account):
+    AccountGrant.objects.create(account=account, user=charlie)
+    client = client_for(charlie)
+
+    flow = client.get(reverse("project-create")).text
+    account.kind = FlowAccount.Kind.VERTEX
+    account.save(update_fields=["kind"])
+    vertex = client.get(reverse("project-create")).text
+
+    assert "Clips will spend the credits of the Flow account Studio." in flow
+    assert "Clips will be billed in US dollars to the Vertex AI account Studio." in vertex
+    assert "Flow" not in vertex.split("<h1>")[1] and "credits" not in vertex
+
+
+def test_charlie_choosing_among_accounts_is_asked_who_pays_not_for_a_flow_account(charlie, account):
+    vertex = FlowAccount.objects.create(label="Cloud", kind=FlowAccount.Kind.VERTEX)
+    for granted in (account, vertex):
+        AccountGrant.objects.create(account=granted, user=charlie)
+
+    form = unescape(client_for(charlie).get(reverse("project-create")).text)
+
+    assert "Who pays for the project's clips." in form
+    assert "Flow account" not in form and "credits" not in form
+
+
 def test_with_several_accounts_granted_the_creator_must_choose_one(charlie, account):
     other = FlowAccount.objects.create(label="Ultra", tier=TIER_TWO)
     for granted in (account, other):
@@ -73,7 +100,7 @@ def test_with_several_accounts_granted_the_creator_must_choose_one(charlie, acco
     chosen = client.post(reverse("project-create"), {"name": "Atlantis", "account": other.pk})
 
     assert "<select" in form and "Ultra" in form and "Studio" in form
-    assert "Choose the Flow account whose credits this project spends." in missing.text
+    assert "Choose the account that pays for this project's clips." in unescape(missing.text)
     assert chosen.status_code == 302
     assert Project.objects.get().account == other
 
@@ -173,7 +200,7 @@ def test_the_project_page_shows_the_account_credits(project, alice, account):
 
 def test_the_emulator_banner_shows_only_against_the_emulator(project, alice, settings):
     client = client_for(alice)
-    banner = "Running against the local Flow emulator — no credits are spent."
+    banner = "Running against the local emulator: nothing is sent to Google and nothing is spent."
 
     settings.FLOWSITE_EMULATOR = True
     shown = client.get(reverse("project-detail", args=[project.uuid])).text

@@ -574,8 +574,7 @@ class VertexEngine:
             text = redact(str(error.args[0] if error.args else error))[:200]
             if retryable:
                 raise base.UpstreamError(
-                    "Google's sign-in service failed while Flowsite was minting a token; it "
-                    "will try again.",
+                    "Google's sign-in service failed while Flowsite was minting a token.",
                     detail=text,
                 ) from None
             raise self._key_refused(text) from None
@@ -625,17 +624,19 @@ class VertexEngine:
         project, region = self.credentials.cloud_project, self.location
         if status == 429:
             retry_after = parse_retry_after(answer.headers.get("retry-after"))
-            wait = f" after about {math.ceil(retry_after)} s" if retry_after is not None else ""
+            wait = (
+                f" and Google asked to wait {math.ceil(retry_after)} s"
+                if retry_after is not None
+                else ""
+            )
             return base.Throttled(
-                f"Vertex AI's quota for project {project} in {region} is used up for now; "
-                f"Flowsite will try again{wait}.",
+                f"Vertex AI's quota for project {project} in {region} is used up for now{wait}.",
                 retry_after=retry_after,
                 detail=detail,
             )
         if status >= 500:
             return base.UpstreamError(
-                f"Vertex AI had an internal error (HTTP {status}) while {what}; Flowsite will "
-                "try again.",
+                f"Vertex AI had an internal error (HTTP {status}) while {what}.",
                 detail=detail,
             )
         if status == 403:

@@ -14,7 +14,7 @@ from django.http import HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 
-from .. import take_actions
+from .. import rules, take_actions
 from ..models import CannotGenerate, Comment, Generation, Membership, Project, Scene, Upscale
 from .access import HtmxHttpRequest, Role, get_generation_for_user
 
@@ -148,6 +148,7 @@ def card_context(
         "since": since,
         "live": live,
         "poll_every": page_poll_every(live),
+        "max_prompt": rules.MAX_PROMPT_CHARACTERS,
         **extra,
     }
 
@@ -158,7 +159,13 @@ def project_url(project: Project, scene: Scene | None = None) -> str:
 
 
 def after_card_action(
-    request: HtmxHttpRequest, scene: Scene, membership: Membership, *, error: str, notice: str
+    request: HtmxHttpRequest,
+    scene: Scene,
+    membership: Membership,
+    *,
+    error: str,
+    notice: str,
+    **extra,
 ) -> HttpResponse:
     """The answer to an action on a card: the card again, with the error or notice in it
     (htmx), or back to the storyboard with the words as a message."""
@@ -184,6 +191,7 @@ def after_card_action(
         card_error=error,
         card_notice=notice,
         poller_oob=True,
+        **extra,
     )
     return render(request, f"{TEMPLATE}#card-response", ctx)
 
@@ -196,8 +204,11 @@ def take_action(
     take, membership = get_generation_for_user(request, uuid, Role.EDITOR)
     scene = take.scene
     scene.project = take.project
+    kept = {}
     try:
         notice, error = act(take), ""
     except CannotGenerate as refusal:
         notice, error = "", str(refusal)
-    return after_card_action(request, scene, membership, error=error, notice=notice)
+        # The card comes back refused with the prompt still typed in the take's box.
+        kept = {"kept_take": take.pk, "kept_prompt": request.POST.get("prompt", "")}
+    return after_card_action(request, scene, membership, error=error, notice=notice, **kept)

@@ -116,7 +116,7 @@ def test_alice_drops_a_portrait_picture_switches_to_its_aspect_and_it_survives_a
     page.get_by_label("Title").fill("Tower")
     page.get_by_label("Prompt").fill("   ")
     page.get_by_role("button", name="Add scene").click()
-    expect(page.get_by_text("Write a prompt: it tells Flow what happens")).to_be_visible()
+    expect(page.get_by_text("Write a prompt: it tells the model what happens")).to_be_visible()
 
     # The picture is still chosen: kept on the server, shown from there, not asked for again.
     expect(page.get_by_text("Kept from your last try: tower.png (360 × 640)")).to_be_visible()
