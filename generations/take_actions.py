@@ -29,6 +29,7 @@ from django.core.files.storage import default_storage
 from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
+from PIL import Image
 
 from . import rules
 from .engines.catalogue import (
@@ -376,15 +377,23 @@ def last_frame_name(take: Generation) -> str:
     return f"last-frame-of-take-{take.uuid}.png"
 
 
+def clip_frame(file, *, last: bool = False) -> Image.Image | None:
+    """The clip's first (or last) picture, decoded locally; None when it has none."""
+    picture = None
+    with av.open(file) as container:
+        for frame in container.decode(video=0):
+            picture = frame
+            if not last:
+                break
+        return picture.to_image() if picture is not None else None
+
+
 def last_frame_png(take: Generation) -> bytes:
     """The clip's last frame as PNG bytes, decoded locally."""
-    last = None
-    with default_storage.open(take.video.name, "rb") as handle, av.open(handle) as container:
-        for frame in container.decode(video=0):
-            last = frame
-        if last is None:
-            raise CannotGenerate(f"The clip of take {take.take} has no frame to start from.")
-        image = last.to_image()
+    with default_storage.open(take.video.name, "rb") as handle:
+        image = clip_frame(handle, last=True)
+    if image is None:
+        raise CannotGenerate(f"The clip of take {take.take} has no frame to start from.")
     buffer = io.BytesIO()
     image.save(buffer, "PNG")
     return buffer.getvalue()
