@@ -33,6 +33,7 @@ import re
 import warnings
 from typing import IO, TYPE_CHECKING
 
+import av
 from django.conf import settings
 from django.core.files.base import ContentFile
 from PIL import Image, ImageCms, ImageOps, UnidentifiedImageError
@@ -296,3 +297,14 @@ def _ratio(value: float) -> str:
 
 def _megabytes(size: int) -> str:
     return f"{size / (1024 * 1024):.1f}".removesuffix(".0")
+
+
+def clip_frame(file, *, last: bool = False) -> Image.Image | None:
+    """The clip's first (or last) picture, decoded locally; None when it has none."""
+    picture = None
+    with av.open(file) as container:
+        for frame in container.decode(video=0):
+            picture = frame
+            if not last:
+                break
+        return picture.to_image() if picture is not None else None

@@ -39,6 +39,7 @@ from .engines.catalogue import (
     extend_model,
     tier_rank,
 )
+from .images import clip_frame
 from .models import (
     COST_CREDITS,
     CannotGenerate,
@@ -378,13 +379,10 @@ def last_frame_name(take: Generation) -> str:
 
 def last_frame_png(take: Generation) -> bytes:
     """The clip's last frame as PNG bytes, decoded locally."""
-    last = None
-    with default_storage.open(take.video.name, "rb") as handle, av.open(handle) as container:
-        for frame in container.decode(video=0):
-            last = frame
-        if last is None:
-            raise CannotGenerate(f"The clip of take {take.take} has no frame to start from.")
-        image = last.to_image()
+    with default_storage.open(take.video.name, "rb") as handle:
+        image = clip_frame(handle, last=True)
+    if image is None:
+        raise CannotGenerate(f"The clip of take {take.take} has no frame to start from.")
     buffer = io.BytesIO()
     image.save(buffer, "PNG")
     return buffer.getvalue()

@@ -3,23 +3,28 @@ same passes, cards and files as with Flow, with Vertex AI's errors in words."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import time
+from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 
 import av
 from django.conf import settings as django_settings
+from django.urls import reverse
 from django.utils import timezone
+from PIL import Image, ImageChops, ImageStat
 
 from generations import work
-from generations.engines.vertex import clean_service_account_key
+from generations.engines.vertex import VertexEngine, clean_service_account_key
 from generations.models import FlowAccount, Generation
 from generations.tasks import run_pass
 from tests.conftest import vertex_scene
 from tests.tasks_support import UNCERTAIN_WORDS
 from tests.tasks_support import settle as settle_within
+from tests.views_support import client_for
 
 S = Generation.Status
 
@@ -344,3 +349,48 @@ def test_alices_take_vertex_keeps_refusing_promises_a_retry_once_and_none_once_f
         "Vertex AI had an internal error (HTTP 500) while submitting a scene's takes. "
         "Flowsite gave up after 6 attempts."
     )
+
+
+def test_alice_sees_a_vertex_take_with_a_poster_made_from_its_first_frame(
+    vertex_project, flow_emulator, alice
+):
+    # Vertex AI gives no poster, and every Vertex AI card was an empty grey box until played.
+    [take] = settle(vertex_scene(vertex_project).generate(alice))
+
+    assert take.status == S.READY
+    assert take.poster.name == f"{take.media_dir()}/poster.jpg"
+    media = Path(django_settings.MEDIA_ROOT)
+    assert hashlib.sha256((media / take.poster.name).read_bytes()).hexdigest() == take.poster_sha256
+    with av.open(str(media / take.video.name)) as container:
+        first = next(container.decode(video=0)).to_image()
+    with Image.open(media / take.poster.name) as poster:
+        assert poster.size == first.size
+        assert ImageStat.Stat(ImageChops.difference(poster.convert("RGB"), first)).mean[0] < 2
+    page = client_for(alice).get(reverse("project-detail", args=[vertex_project.uuid]))
+    assert f'poster="/media/take/{take.uuid}/poster"' in page.text
+    assert sorted(p.name for p in (media / take.media_dir()).iterdir()) == [
+        "clip.mp4",
+        "poster.jpg",
+    ]
+
+
+def test_a_vertex_clip_whose_first_frame_cannot_be_decoded_is_ready_without_a_poster(
+    vertex_project, flow_emulator, alice, monkeypatch
+):
+    fetch = VertexEngine.fetch_video
+    garbled = b"\x00\x00\x00\x18ftypmp42\x00\x00\x00\x00mp42isom" + bytes(4096)
+    monkeypatch.setattr(
+        VertexEngine,
+        "fetch_video",
+        lambda self, clip, dest, **kw: fetch(self, replace(clip, video_data=garbled), dest, **kw),
+    )
+
+    [take] = settle(vertex_scene(vertex_project).generate(alice))
+
+    assert take.status == S.READY, take.reason
+    assert (take.poster.name, take.poster_sha256) == ("", "")
+    folder = Path(django_settings.MEDIA_ROOT) / take.media_dir()
+    assert sorted(p.name for p in folder.iterdir()) == ["clip.mp4"], "nothing half-written"
+    page = client_for(alice).get(reverse("project-detail", args=[vertex_project.uuid]))
+    assert f"/media/take/{take.uuid}/video" in page.text
+    assert f'poster="/media/take/{take.uuid}/poster"' not in page.text

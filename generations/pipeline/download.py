@@ -28,6 +28,7 @@ connections cannot see) has no pool and downloads inline, one after another.
 from __future__ import annotations
 
 import contextlib
+import io
 import logging
 import threading
 import time
@@ -43,6 +44,7 @@ from django.utils import timezone
 
 from .. import storage
 from ..engines.base import ClipStatus, DownloadError, DownloadResult
+from ..images import clip_frame
 from ..models import Generation
 from .accounts import engine_for
 from .claims import release
@@ -224,6 +226,9 @@ class Download:
                     kind="video",
                     deadline=self.deadline(),
                 )
+            if not clip.poster_url:
+                # Before the clip is stored: with a bucket its local copy goes then.
+                poster = first_frame_poster(video.path, storage.local_path(poster_name), generation)
             # Each whole local file into the storage as soon as it is complete: already there
             # in the media folder, uploaded (and the local copy removed) with a bucket.
             video_name = storage.store_file(video.path, video_name)
@@ -243,13 +248,15 @@ class Download:
             if poster is not None:
                 poster_name = storage.store_file(poster.path, poster_name)
         except DownloadError as error:
-            # A clip already fetched stays only beside a row that says so.
+            # A clip (or poster) already fetched stays only beside a row that says so.
             _unlink(video, video_name)
+            _unlink(poster, poster_name)
             self.failed(error)
             return
         except Exception as error:
             log.exception("downloading take %s failed unexpectedly", generation.pk)
             _unlink(video, video_name)
+            _unlink(poster, poster_name)
             self.failed(DownloadError(detail=str(error)), retryable=True)
             return
         if poster is None:
@@ -311,6 +318,24 @@ class Download:
             next_check_at=None,
             updated=timezone.now(),
         )
+
+
+def first_frame_poster(video: str, dest: Path, take: Generation) -> DownloadResult | None:
+    """A poster for a clip its engine gave none for (Vertex AI): its first frame as a JPEG,
+    written as a downloaded poster is (whole or not at all). None when it cannot be made."""
+    from ..engines.download import save_bytes
+
+    try:
+        image = clip_frame(video)
+        if image is None:
+            raise ValueError("the clip has no frame")
+        data = io.BytesIO()
+        image.save(data, "JPEG", quality=85)
+        return save_bytes(data.getvalue(), dest, kind="image")
+    except Exception as error:
+        # Whatever went wrong, a poster is a nicety: the clip is what the team waits for.
+        log.warning("poster of take %s not made from its first frame: %s", take.pk, error)
+        return None
 
 
 def remove_temp_files(folder: Path) -> int:
