@@ -1,4 +1,9 @@
-"""Scenes and the images they start from, and the rules for asking for takes."""
+"""Scenes and the images they start from, and the rules for asking for takes.
+
+Long because asking for takes is one rule read in one place: what a scene may hold, what a take
+of it costs, the snapshot each take keeps, and the budget check that numbers and creates them
+in the same transaction (so two clicks at the line cannot both pass).
+"""
 
 from __future__ import annotations
 
@@ -498,7 +503,7 @@ def check_budget(
     if budget is None and allowance is None:
         return
     if unpriced:
-        names = ", ".join(get_model(key).label if get_model(key) else key for key in unpriced)
+        names = ", ".join(model.label if (model := get_model(key)) else key for key in unpriced)
         limit = (
             f"{project}'s monthly budget"
             if budget is not None

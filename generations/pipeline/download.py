@@ -44,6 +44,7 @@ from django.utils import timezone
 
 from .. import storage
 from ..engines.base import ClipStatus, DownloadError, DownloadResult
+from ..engines.download import save_bytes
 from ..images import clip_frame
 from ..models import Generation
 from .accounts import engine_for
@@ -323,8 +324,6 @@ class Download:
 def first_frame_poster(video: str, dest: Path, take: Generation) -> DownloadResult | None:
     """A poster for a clip its engine gave none for (Vertex AI): its first frame as a JPEG,
     written as a downloaded poster is (whole or not at all). None when it cannot be made."""
-    from ..engines.download import save_bytes
-
     try:
         image = clip_frame(video)
         if image is None:
