@@ -1,12 +1,14 @@
 """What an open storyboard page costs the server while clips render: its one poll request.
 
     .venv/bin/python benchmarks/page_poll.py [--requests 1500] [--scenes 40] [--quick]
+                                             [--database sqlite|postgres]
 
 A project with ``--scenes`` scenes of four takes each, one take still rendering (and one with
 nothing rendering, whose page polls slowly), served by gunicorn on 127.0.0.1. A signed-in
 client polls the way the page does (htmx, keep-alive, through its session) and, interleaved
 with it, calls the harness's "signed-in hello" view (the same middleware, the session and the
-user, nothing else). Prints:
+user, nothing else), on SQLite or, with ``--database postgres``, on PostgreSQL at 127.0.0.1:5432
+(database ``flowsite_page_poll``, created and dropped here; --postgres-url overrides). Prints:
 
 - the SQL statements of an unchanged poll (target ≤ 3) and its answer (204, no body), for a
   page with clips in flight (fast mode) and an idle one (slow mode);
@@ -88,12 +90,26 @@ def main() -> int:
     parser.add_argument("--requests", type=int, default=1500, help="timed requests of each kind")
     parser.add_argument("--scenes", type=int, default=40)
     parser.add_argument("--quick", action="store_true", help="a short smoke run")
+    parser.add_argument("--database", choices=["sqlite", "postgres"], default="sqlite")
+    parser.add_argument(
+        "--postgres-url", default="postgres://postgres@127.0.0.1:5432/flowsite_page_poll"
+    )
     args = parser.parse_args()
     if args.quick:
         args.requests, args.scenes = 60, 5
-    with tempfile.TemporaryDirectory(prefix="flowsite-bench-poll-") as folder:
-        bench.configure(Path(folder))
-        return run(args)
+    postgres = args.database == "postgres"
+    if postgres and not bench.postgres_database(args.postgres_url, "create"):
+        return 1
+    try:
+        with tempfile.TemporaryDirectory(prefix="flowsite-bench-poll-") as folder:
+            bench.configure(Path(folder), args.postgres_url if postgres else None)
+            return run(args)
+    finally:
+        if postgres:
+            from django.db import connections
+
+            connections.close_all()
+            bench.postgres_database(args.postgres_url, "drop")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -136,7 +152,8 @@ def run(args: argparse.Namespace) -> int:
 
     print(
         f"Page poll: {args.scenes} scenes × 4 takes, one rendering; "
-        f"{args.requests} requests of each kind, interleaved, gunicorn gthread on 127.0.0.1"
+        f"{args.requests} requests of each kind, interleaved, gunicorn gthread on 127.0.0.1, "
+        f"{'PostgreSQL' if args.database == 'postgres' else 'SQLite'}"
     )
 
     # The guarantees, counted in this process through the same views.

@@ -43,3 +43,36 @@ def test_the_benchmark_runs_quickly_and_prints_its_ratios(script, tmp_path):
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "×" in done.stdout, done.stdout
     assert "FAILED" not in done.stdout, done.stdout
+
+
+def _postgres_answers() -> bool:
+    import psycopg
+
+    try:
+        psycopg.connect("postgres://postgres@127.0.0.1:5432/postgres", connect_timeout=2).close()
+    except psycopg.OperationalError:
+        return False
+    return True
+
+
+@pytest.mark.skipif(not _postgres_answers(), reason="no PostgreSQL at 127.0.0.1:5432")
+def test_the_page_poll_benchmark_runs_on_postgresql_and_drops_its_database(tmp_path):
+    import psycopg
+
+    url = "postgres://postgres@127.0.0.1:5432/flowsite_smoke_page_poll"
+    done = subprocess.run(
+        [sys.executable, "benchmarks/page_poll.py", "--quick", "--database", "postgres"]
+        + ["--postgres-url", url],
+        cwd=ROOT,
+        env={**os.environ, "TMPDIR": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "PostgreSQL" in done.stdout.splitlines()[0]
+    assert "unchanged poll: HTTP 204, 0 body bytes, 3 SQL statements" in done.stdout
+    with psycopg.connect("postgres://postgres@127.0.0.1:5432/postgres") as connection:
+        names = [row[0] for row in connection.execute("SELECT datname FROM pg_database")]
+    assert "flowsite_smoke_page_poll" not in names

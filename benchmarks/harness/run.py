@@ -20,6 +20,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit, urlunsplit
 
 if TYPE_CHECKING:
     from django.test.utils import CaptureQueriesContext
@@ -33,12 +34,16 @@ SETTINGS = "benchmarks.harness.settings"
 PROXY_HEADERS = {"X-Forwarded-Proto": "https"}
 
 
-def configure(var_dir: Path, **env: str) -> None:
-    """Point Django at a fresh SQLite file and media folder under ``var_dir``, set it up and
-    migrate. Extra ``env`` entries are settings read from the environment (see the README)."""
+def configure(var_dir: Path, database_url: str | None = None, **env: str) -> None:
+    """Point Django at a fresh SQLite file (or the empty PostgreSQL database at
+    ``database_url``) and a media folder under ``var_dir``, set it up and migrate. Extra ``env``
+    entries are settings read from the environment (see the README)."""
     for folder in (var_dir, var_dir / "media", var_dir / "static"):
         folder.mkdir(parents=True, exist_ok=True)
-    os.environ.pop("DATABASE_URL", None)
+    if database_url:
+        os.environ["DATABASE_URL"] = database_url
+    else:
+        os.environ.pop("DATABASE_URL", None)
     os.environ.update(
         {
             "DJANGO_SETTINGS_MODULE": SETTINGS,
@@ -65,6 +70,25 @@ def configure(var_dir: Path, **env: str) -> None:
     from django.core.management import call_command
 
     call_command("migrate", verbosity=0)
+
+
+def postgres_database(url: str, action: str) -> bool:
+    """Create (fresh) or drop the benchmark's database at ``url``; False when PostgreSQL does
+    not answer."""
+    import psycopg
+
+    parts = urlsplit(url)
+    name = parts.path.lstrip("/")
+    admin = urlunsplit(parts._replace(path="/postgres"))
+    try:
+        with psycopg.connect(admin, autocommit=True, connect_timeout=3) as connection:
+            connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            if action == "create":
+                connection.execute(f'CREATE DATABASE "{name}"')
+    except psycopg.OperationalError as error:
+        print(f"PostgreSQL is not reachable at {parts.hostname}:{parts.port}: {error}")
+        return False
+    return True
 
 
 def session_cookies(user) -> dict[str, str]:

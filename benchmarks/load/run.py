@@ -44,10 +44,13 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 from urllib.request import urlopen
 
 ROOT = Path(__file__).resolve().parent.parent.parent
+sys.path.insert(0, str(ROOT))
+
+from benchmarks.harness.run import postgres_database  # noqa: E402
+
 PYTHON = sys.executable
 TARGET_P95_MS = 150.0
 WINDOW_SECONDS = 5
@@ -429,24 +432,6 @@ def run_once(label: str, database_url: str, args: argparse.Namespace, static: Pa
             # The servers' settings (keys included), to look at the kept database afterwards.
             (workdir / "env.json").write_text(json.dumps(env))
             print(f"Kept {workdir} (the servers' environment in env.json)")
-
-
-def postgres_database(url: str, action: str) -> bool:
-    """Create (fresh) or drop the load-test database; False when PostgreSQL does not answer."""
-    import psycopg
-
-    parts = urlsplit(url)
-    name = parts.path.lstrip("/")
-    admin = urlunsplit(parts._replace(path="/postgres"))
-    try:
-        with psycopg.connect(admin, autocommit=True, connect_timeout=3) as connection:
-            connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-            if action == "create":
-                connection.execute(f'CREATE DATABASE "{name}"')
-    except psycopg.OperationalError as error:
-        print(f"PostgreSQL is not reachable at {parts.hostname}:{parts.port}: {error}")
-        return False
-    return True
 
 
 def report(result: dict) -> bool:
