@@ -45,6 +45,34 @@ class FilmPlan:
     # Scene number (1, 2, 3… in storyboard order) of every scene, by scene id.
     numbers: dict[int, int]
 
+    def seam_out(self, index: int) -> float:
+        """Seconds the film cuts from the end of pick ``index``: the pick after it extends its
+        take (``Generation.source_take``) and starts with those seconds again."""
+        from .take_actions import SEAM_SECONDS
+
+        following = self.picks[index + 1] if index + 1 < len(self.picks) else None
+        if following is not None and following.take.source_take_id == self.picks[index].take_id:
+            return SEAM_SECONDS
+        return 0.0
+
+    def trim_problems(self) -> dict[int, str]:
+        """Why a pick's stored trims cannot be used as the picks stand now, by scene id.
+
+        A trim checked when saved goes wrong only when an extension of its take is picked
+        right after it later (a pick, a move, a pick cleared in between): its trim in may fall
+        in the cut. So only those picks' clips are read, and a clip that cannot be read here
+        is left to the render's own check."""
+        problems = {}
+        for index, pick in enumerate(self.picks):
+            seam = self.seam_out(index)
+            if seam and pick.trim_in is not None:
+                problem = Pick.trim_problem(
+                    pick.trim_in, pick.trim_out, clip_seconds(pick.take), seam
+                )
+                if problem:
+                    problems[pick.scene_id] = problem
+        return problems
+
 
 def plan(project: Project, *, all_latest: bool = False) -> FilmPlan:
     """The picks of ``project`` in scene order, in two queries. With ``all_latest`` a scene
@@ -71,13 +99,20 @@ def plan(project: Project, *, all_latest: bool = False) -> FilmPlan:
     return FilmPlan(picks=picks, missing=missing, numbers=numbers)
 
 
+def clip_seconds(take: Generation) -> float | None:
+    """How long the take's clip lasts, when its file can be read here (None with a bucket)."""
+    if storage.is_remote() or not take.video:
+        return None
+    try:
+        path = default_storage.path(take.video.name)
+        return film.probe(film.Segment(path=path, label="")).duration
+    except film.FilmError:
+        return None
+
+
 def snapshot(film_plan: FilmPlan) -> list[dict]:
-    """What a render keeps of each pick: enough to name it and to find its clip again.
-
-    A pick that extends the pick before it (``Generation.source_take``) starts with the
-    source's last second again, so that source is cut by ``seam_out`` seconds at its end."""
-    from .take_actions import SEAM_SECONDS
-
+    """What a render keeps of each pick: enough to name it and to find its clip again, and
+    the seconds its end is cut where the next pick extends it (``FilmPlan.seam_out``)."""
     segments = [
         {
             "scene": film_plan.numbers[pick.scene_id],
@@ -89,9 +124,9 @@ def snapshot(film_plan: FilmPlan) -> list[dict]:
         }
         for pick in film_plan.picks
     ]
-    for index in range(1, len(segments)):
-        if film_plan.picks[index].take.source_take_id == film_plan.picks[index - 1].take_id:
-            segments[index - 1]["seam_out"] = SEAM_SECONDS
+    for index, segment in enumerate(segments):
+        if seam := film_plan.seam_out(index):
+            segment["seam_out"] = seam
     return segments
 
 
@@ -101,6 +136,17 @@ def start(project: Project, user) -> FilmRender:
     film_plan = plan(project)
     if not film_plan.picks:
         raise CannotGenerate("No scene has a picked take yet; pick a take on the storyboard.")
+    problems = film_plan.trim_problems()
+    if problems:
+        # Refused here, in words beside the picks, rather than failed later by the worker.
+        raise CannotGenerate(
+            " ".join(
+                f"Scene {film_plan.numbers[pick.scene_id]} ({pick.scene}): "
+                f"{problems[pick.scene_id]} Change its trims under Picks."
+                for pick in film_plan.picks
+                if pick.scene_id in problems
+            )
+        )
     with transaction.atomic():
         # Locking the project serialises two clicks; a render whose worker died is failed
         # first, so it does not block the new one.

@@ -12,7 +12,7 @@ from . import images, rules
 from .engines.base import Aspect, EngineKind
 from .engines.catalogue import TIER_NOT_PAID, ClipOptions, models_for, options_for
 from .image_choice import ImageChoice
-from .models import FlowAccount, Membership, Project, Scene
+from .models import FlowAccount, Membership, Pick, Project, Scene
 from .scene_inputs import FILE_FIELDS, FORM_MODES, ModelSelect, StoredImage, image_field
 
 
@@ -469,23 +469,17 @@ class TrimForm(forms.Form):
         },
     )
 
-    def __init__(self, *args, clip_seconds: float | None = None, **kwargs) -> None:
+    def __init__(
+        self, *args, clip_seconds: float | None = None, seam: float = 0.0, **kwargs
+    ) -> None:
         super().__init__(*args, **kwargs)
-        self.clip_seconds = clip_seconds
+        self.clip_seconds, self.seam = clip_seconds, seam
 
     def clean(self) -> dict:
         data = super().clean()
-        start, end = data.get("trim_in"), data.get("trim_out")
-        if start is not None and end is not None and end <= start:
-            raise forms.ValidationError(f"Trim out ({end} s) must come after trim in ({start} s).")
-        if self.clip_seconds is not None:
-            length = f"{self.clip_seconds:.2f}"
-            if start is not None and start >= self.clip_seconds:
-                raise forms.ValidationError(
-                    f"Trim in ({start} s) must be inside the clip, which lasts {length} s."
-                )
-            if end is not None and end > self.clip_seconds + 0.005:
-                raise forms.ValidationError(
-                    f"Trim out ({end} s) is past the clip's end; it lasts {length} s."
-                )
+        problem = Pick.trim_problem(
+            data.get("trim_in"), data.get("trim_out"), self.clip_seconds, self.seam
+        )
+        if problem:
+            raise forms.ValidationError(problem)
         return data

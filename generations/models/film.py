@@ -40,6 +40,36 @@ class Pick(models.Model):
     def trimmed(self) -> bool:
         return self.trim_in is not None or self.trim_out is not None
 
+    @staticmethod
+    def trim_problem(
+        trim_in, trim_out, clip_seconds: float | None = None, seam: float = 0.0
+    ) -> str:
+        """Why the film cannot enter a clip at ``trim_in`` and leave it at ``trim_out`` (None:
+        its start, its end), in words, or "" when it can: the one rule for the trim form, the
+        film page and Render film (``film_tasks``). ``clip_seconds`` None (the clip cannot be
+        read here) checks only their order.
+
+        ``seam``: the seconds the film cuts from the clip's end because the next pick extends it
+        and repeats them. A trim out inside them is cut there too, but a trim in inside them
+        would leave nothing of the clip."""
+        if trim_in is not None and trim_out is not None and trim_out <= trim_in:
+            return f"Trim out ({trim_out} s) must come after trim in ({trim_in} s)."
+        if clip_seconds is None:
+            return ""
+        length = f"{clip_seconds:.2f}"
+        usable = clip_seconds - seam
+        if trim_in is not None and trim_in >= usable and seam:
+            return (
+                f"Trim in ({trim_in} s) must be under {usable:.2f} s: the next take in the film "
+                f"extends this one and repeats its last {seam:g} s, which the film cuts, so the "
+                f"film can use 0 to {usable:.2f} s of this clip."
+            )
+        if trim_in is not None and trim_in >= clip_seconds:
+            return f"Trim in ({trim_in} s) must be inside the clip, which lasts {length} s."
+        if trim_out is not None and trim_out > clip_seconds + 0.005:
+            return f"Trim out ({trim_out} s) is past the clip's end; it lasts {length} s."
+        return ""
+
     @classmethod
     def choose(cls, take: Generation, user=None) -> Pick:
         """Make ``take`` its scene's pick (replacing any other); its card reaches every open page

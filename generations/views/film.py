@@ -23,7 +23,7 @@ from django.utils.http import content_disposition_header
 from django.utils.text import slugify
 from django.views.decorators.http import require_POST, require_safe
 
-from .. import film, film_tasks, storage
+from .. import film_tasks
 from ..forms import TrimForm
 from ..models import CannotGenerate, FilmRender, Generation, Pick, Scene
 from .access import (
@@ -66,21 +66,41 @@ def _film_card_context(project, membership) -> dict:
 @login_required
 def project_film(request: HttpRequest, uuid: UUID) -> HttpResponse:
     project, membership = get_project_for_user(request, uuid, with_account=False)
-    film_plan = film_tasks.plan(project)
-    rows = [
-        {
-            "pick": pick,
-            "number": film_plan.numbers[pick.scene_id],
-            "form": TrimForm(
-                initial={"trim_in": pick.trim_in, "trim_out": pick.trim_out},
-                prefix=f"s{pick.scene.uuid.hex[:8]}",
-            ),
-        }
-        for pick in film_plan.picks
-    ]
+    return _film_page(request, project, membership, film_tasks.plan(project))
+
+
+def _film_page(
+    request: HttpRequest,
+    project,
+    membership,
+    film_plan: film_tasks.FilmPlan,
+    refused: TrimForm | None = None,
+    status: int = 200,
+) -> HttpResponse:
+    """The film page; ``refused``: a trim form sent back with what was typed and why not."""
+    problems = film_plan.trim_problems()
+    rows = []
+    for pick in film_plan.picks:
+        form = TrimForm(
+            initial={"trim_in": pick.trim_in, "trim_out": pick.trim_out}, prefix=_prefix(pick.scene)
+        )
+        if refused is not None and refused.prefix == form.prefix:
+            form = refused
+        rows.append(
+            {
+                "pick": pick,
+                "number": film_plan.numbers[pick.scene_id],
+                "form": form,
+                "problem": problems.get(pick.scene_id, ""),
+            }
+        )
     missing = [(film_plan.numbers[scene.pk], scene) for scene in film_plan.missing]
     ctx = _film_card_context(project, membership) | {"rows": rows, "missing": missing}
-    return render(request, TEMPLATE, ctx)
+    return render(request, TEMPLATE, ctx, status=status)
+
+
+def _prefix(scene: Scene) -> str:
+    return f"s{scene.uuid.hex[:8]}"
 
 
 @require_safe
@@ -113,34 +133,29 @@ def project_film_render(request: HtmxHttpRequest, uuid: UUID) -> HttpResponse:
 @require_POST
 @login_required
 def scene_trim(request: HttpRequest, uuid: UUID) -> HttpResponse:
-    """Set where the film enters and leaves the scene's picked take (blank: its start, its end)."""
-    scene, _ = get_scene_for_user(request, uuid, Role.EDITOR)
-    pick = Pick.objects.filter(scene=scene).select_related("take").first()
-    if pick is None:
+    """Set where the film enters and leaves the scene's picked take (blank: its start, its end).
+    A refusal shows the film page again with what was typed and why, beside the take."""
+    scene, membership = get_scene_for_user(request, uuid, Role.EDITOR)
+    project = scene.project
+    film_plan = film_tasks.plan(project)
+    index = next((i for i, p in enumerate(film_plan.picks) if p.scene_id == scene.pk), None)
+    if index is None:
         messages.error(request, f"{scene} has no picked take to trim; pick one first.")
-        return redirect(film_url(scene.project))
-    form = TrimForm(request.POST, prefix=f"s{scene.uuid.hex[:8]}", clip_seconds=_clip_seconds(pick))
+        return redirect(film_url(project))
+    pick = film_plan.picks[index]
+    form = TrimForm(
+        request.POST,
+        prefix=_prefix(scene),
+        clip_seconds=film_tasks.clip_seconds(pick.take),
+        seam=film_plan.seam_out(index),
+    )
     if not form.is_valid():
-        for errors in form.errors.values():
-            for error in errors:
-                messages.error(request, f"{scene}: {error}")
-        return redirect(film_url(scene.project))
+        return _film_page(request, project, membership, film_plan, refused=form, status=400)
     pick.trim_in, pick.trim_out = form.cleaned_data["trim_in"], form.cleaned_data["trim_out"]
     pick.save(update_fields=["trim_in", "trim_out"])
     Scene.objects.filter(pk=scene.pk).update(updated=timezone.now())
     messages.success(request, f"{scene}: trims saved.")
-    return redirect(film_url(scene.project))
-
-
-def _clip_seconds(pick: Pick) -> float | None:
-    """How long the picked clip lasts, when its file can be read here."""
-    if storage.is_remote() or not pick.take.video:
-        return None
-    try:
-        path = default_storage.path(pick.take.video.name)
-        return film.probe(film.Segment(path=path, label="")).duration
-    except film.FilmError:
-        return None
+    return redirect(film_url(project))
 
 
 @require_safe

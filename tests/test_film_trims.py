@@ -1,0 +1,97 @@
+"""Trims on the film page: the film cuts an extended take's last second (the extension repeats
+it), so a trim must leave something before that cut; a refused trim keeps what was typed."""
+
+import pytest
+from django.urls import reverse
+
+from generations import film_tasks, take_actions
+from generations.models import CannotGenerate, FilmRender, Pick
+from tests.film_support import picked
+from tests.tasks_support import settle
+from tests.views_support import client_for, htmx_client_for
+
+# The emulator's clips last 2 s and an extension repeats its source's last 1 s, so the film
+# can use 0 to 1 s of a source followed by its extension.
+SEAM_WORDS = "the film can use 0 to 1.00 s of this clip"
+
+
+def prefix(pick) -> str:
+    return f"s{pick.scene.uuid.hex[:8]}"
+
+
+def trim(client, pick, trim_in: str, trim_out: str = ""):
+    return client.post(
+        reverse("scene-trim", args=[pick.scene.uuid]),
+        {f"{prefix(pick)}-trim_in": trim_in, f"{prefix(pick)}-trim_out": trim_out},
+    )
+
+
+def extension_picked(source: Pick, user) -> Pick:
+    """``user`` extends the source's take and picks the extension: the scene after it."""
+    scene = take_actions.extend(source.take, user, "the lighthouse beam sweeps the sea")
+    [extension] = settle(list(scene.generations.all()))
+    return Pick.choose(extension, user)
+
+
+def test_alices_trim_that_bobs_extension_cuts_away_is_told_on_the_page_not_in_a_failed_render(
+    emu, project, alice, bob, django_assert_num_queries
+):
+    source = picked(project, alice)
+    assert trim(client_for(alice), source, "1.5").status_code == 302, "the whole clip is there"
+
+    extension_picked(source, bob)
+
+    client = client_for(alice)
+    with django_assert_num_queries(6):
+        page = client.get(reverse("project-film", args=[project.uuid])).text
+    row = page.split(f'id="pick-{source.scene.uuid}"')[1].split("</li>")[0]
+    assert "Trim in (1.50 s) must be under 1.00 s" in row and SEAM_WORDS in row
+    refused = htmx_client_for(alice).post(reverse("project-film-render", args=[project.uuid]))
+    assert f"Scene 1 ({source.scene}): Trim in (1.50 s) must be under 1.00 s" in refused.text
+    assert not FilmRender.objects.exists(), "nothing is queued to fail in the worker"
+    with pytest.raises(CannotGenerate, match="must be under 1.00 s"):
+        film_tasks.start(project, alice)
+
+    assert trim(client_for(alice), source, "0.5").status_code == 302
+    render = film_tasks.start(project, alice)
+    assert film_tasks.run_render(render.pk) == "ready"
+
+
+def test_bob_cannot_trim_into_the_second_the_extension_repeats_and_is_told_the_range(
+    emu, project, alice, bob
+):
+    source = picked(project, alice)
+    extension_picked(source, alice)
+
+    refused = trim(client_for(bob), source, "1.2", "1.8")
+
+    assert refused.status_code == 400
+    assert "Trim in (1.2 s) must be under 1.00 s" in refused.text and SEAM_WORDS in refused.text
+    source.refresh_from_db()
+    assert source.trim_in is None and source.trim_out is None
+    assert trim(client_for(bob), source, "0.25", "1.8").status_code == 302, (
+        "a trim out inside the repeated second is cut there, as the film always did"
+    )
+
+
+def test_a_refused_trim_comes_back_with_what_bob_typed_and_the_error_beside_it(
+    emu, project, alice, bob, django_assert_num_queries
+):
+    first = picked(project, alice, trim_in="0.5", trim_out="1.5")
+    second = picked(project, alice, trim_in="0.25")
+
+    client = client_for(bob)
+    prefix(second)  # loads its scene now, so only the page's own queries are counted
+    with django_assert_num_queries(6):
+        refused = trim(client, second, "1.5", "1")
+
+    assert refused.status_code == 400
+    row = refused.text.split(f'id="pick-{second.scene.uuid}"')[1].split("</li>")[0]
+    assert f'name="{prefix(second)}-trim_in" value="1.5"' in row
+    assert f'name="{prefix(second)}-trim_out" value="1"' in row
+    assert "Trim out (1 s) must come after trim in (1.5 s)." in row
+    other = refused.text.split(f'id="pick-{first.scene.uuid}"')[1].split("</li>")[0]
+    assert f'name="{prefix(first)}-trim_in" value="0.50"' in other, "the other rows as stored"
+    assert "must come after" not in other
+    second.refresh_from_db()
+    assert (float(second.trim_in), second.trim_out) == (0.25, None)
