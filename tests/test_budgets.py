@@ -444,6 +444,19 @@ def test_credits_spent_before_alices_project_moved_to_vertex_ai_are_said_not_add
     ]
 
 
+def test_the_project_list_counts_upscales_and_leaves_out_the_other_unit(
+    on_vertex, scene, alice, bob
+):
+    upscaled(spent(scene, bob, 100), bob, 20)
+    make_take(scene, bob, status=Generation.Status.READY, cost=Decimal("0.10"), cost_unit="USD")
+    # Vertex AI has no upscaler today; one priced in dollars would count all the same.
+    upscaled(Generation.objects.filter(cost_unit="USD").first(), bob, 1, cost_unit="USD")
+
+    page = client_for(bob).get(reverse("project-list")).text
+
+    assert "$2.00 this month of $8.00" in page
+
+
 def test_a_month_in_one_unit_says_nothing_of_another(project, scene, alice):
     spent(scene, alice, 20)
 
