@@ -39,7 +39,8 @@ class Project(models.Model):
     # Archived projects are read-only (nothing generated or edited) and out of the list by
     # default; owners restore them.
     archived_at = models.DateTimeField(null=True, blank=True)
-    # Credits the project may spend in a calendar month; None: no limit (owners set it).
+    # What the project may spend in a calendar month, in its first account's unit (credits on
+    # Flow, US dollars on Vertex AI; set_accounts clears it when that changes); None: no limit.
     monthly_budget = models.PositiveIntegerField(null=True, blank=True)
 
     class Meta:
@@ -407,8 +408,8 @@ class Membership(models.Model):
     user = models.ForeignKey(settings.AUTH_USER_MODEL, models.CASCADE, related_name="memberships")
     role = models.CharField(max_length=10, choices=Role, default=Role.EDITOR)
     created = models.DateTimeField(default=timezone.now)
-    # Credits this member may spend in the project in a calendar month; None: no limit of
-    # their own (the project's budget still holds).
+    # What this member may spend in the project in a calendar month, in the budget's unit;
+    # None: no limit of their own (the project's budget still holds).
     monthly_allowance = models.PositiveIntegerField(null=True, blank=True)
 
     class Meta:
