@@ -10,6 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 from decimal import Decimal
 
+from django.db.models import QuerySet
 from django.utils import timezone
 
 from .engines.base import EngineKind
@@ -34,6 +35,25 @@ def month_start(now: datetime | None = None) -> datetime:
     """The first moment of this month in the site's time zone (budgets are monthly)."""
     local = timezone.localtime(now)
     return local.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+
+
+def month_spending(project_id, unit) -> tuple[QuerySet, QuerySet]:
+    """This month's spending in ``unit`` (credits on Flow, US dollars on Vertex AI), as the
+    takes and the upscales whose cost counts: upscales spend the same credits beside the takes
+    they copy; a failed clip or one cancelled before it was sent costs nothing (``SPENDING_Q``).
+
+    The one definition the budget check and the Spend page both count, so what the page shows
+    is what Generate is refused on. Querysets, for the caller to sum or group in one query each
+    (``project_id`` and ``unit`` may be ``OuterRef``s, for a list of projects).
+    """
+    from .models import SPENDING_Q, Generation, Upscale  # the models import this module
+
+    return tuple(
+        model.objects.filter(
+            SPENDING_Q, project_id=project_id, cost_unit=unit, created__gte=month_start()
+        )
+        for model in (Generation, Upscale)
+    )
 
 
 def credits(amount: int) -> str:

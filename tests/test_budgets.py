@@ -12,12 +12,20 @@ import pytest
 from django.contrib.auth.models import User
 from django.db import connection
 from django.test import Client
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
-from generations.budgets import CREDITS_PER_CLIP
+from generations.budgets import CREDITS_PER_CLIP, month_start
 from generations.engines.catalogue import FLOW_MODELS, TIER_ONE, TIER_TWO, flow_credits
-from generations.models import AuditEvent, FlowAccount, Generation, Membership, Project
+from generations.models import (
+    AuditEvent,
+    FlowAccount,
+    Generation,
+    Membership,
+    Project,
+    Upscale,
+)
 from tests.conftest import make_image, make_scene
 from tests.views_support import client_for, make_take
 
@@ -37,7 +45,21 @@ def set_allowance(project, user, credits: int | None) -> None:
 
 
 def spent(scene, user, credits: int, status=Generation.Status.READY, **fields):
-    return make_take(scene, user, status=status, cost=credits, cost_unit="credits", **fields)
+    fields.setdefault("cost_unit", "credits")
+    return make_take(scene, user, status=status, cost=credits, **fields)
+
+
+def upscaled(take, user, credits: int, status=Upscale.Status.READY, **fields) -> Upscale:
+    return Upscale.objects.create(
+        project_id=take.project_id,
+        take=take,
+        requested_by=user,
+        resolution=fields.pop("resolution", "1080p"),
+        status=status,
+        cost=credits,
+        cost_unit=fields.pop("cost_unit", "credits"),
+        **fields,
+    )
 
 
 @pytest.fixture
@@ -198,7 +220,7 @@ def test_the_spend_page_shows_this_month_by_member_and_by_day(project, scene, al
 
     assert "40 credits spent this month" in page
     assert page.count('class="spend__bar spend__bar--') == 2  # today: alice's part, bob's part
-    assert "<td>bob</td>\n        <td>2</td>\n        <td>20</td>" in page
+    assert "<td>bob</td>\n        <td>2</td>\n        <td>0</td>\n        <td>20</td>" in page
     assert "<td>carol</td>\n        <td>0</td>" in page
     assert 'id="budget"' not in page  # bob is no owner
 
@@ -214,9 +236,9 @@ def test_the_csv_lists_each_day_and_member(project, scene, alice, bob):
     rows = list(csv.reader(io.StringIO(response.content.decode())))
     today = timezone.localdate().isoformat()
     assert rows == [
-        ["date", "member", "takes", "credits"],
-        [today, "alice", "1", "20"],
-        [today, "bob", "1", "10"],
+        ["date", "member", "takes", "credits", "upscales"],
+        [today, "alice", "1", "20", "0"],
+        [today, "bob", "1", "10", "0"],
     ]
 
 
@@ -320,7 +342,7 @@ def test_on_alices_vertex_ai_project_the_spend_page_counts_us_dollars(on_vertex,
     assert "takes cancelled before they reached Vertex AI cost nothing" in page
     assert "US dollars spent each day this month, by member (tallest day $0.90)" in page
     assert '<th scope="col">US dollars</th>' in page
-    assert "<td>bob</td>\n        <td>1</td>\n        <td>0.40</td>" in page
+    assert "<td>bob</td>\n        <td>1</td>\n        <td>0</td>\n        <td>0.40</td>" in page
     assert "US dollars the project may spend each month" in page
     assert "credit" not in page.lower()
 
@@ -330,9 +352,9 @@ def test_bob_downloads_alices_vertex_ai_spend_in_us_dollars(on_vertex, bob):
 
     today = timezone.localdate().isoformat()
     assert list(csv.reader(io.StringIO(response.content.decode()))) == [
-        ["date", "member", "takes", "usd"],
-        [today, "alice", "1", "0.50"],
-        [today, "bob", "1", "0.40"],
+        ["date", "member", "takes", "usd", "upscales"],
+        [today, "alice", "1", "0.50", "0"],
+        [today, "bob", "1", "0.40", "0"],
     ]
 
 
@@ -364,3 +386,106 @@ def test_alices_flow_budget_reads_without_a_wrong_article(project, scene, alice)
 
     assert "20 credits spent this month, of a monthly budget of 8 credits." in page
     assert "takes cancelled before they reached Flow cost nothing" in page
+
+
+# --- takes and upscales, counted once -------------------------------------------------------
+
+
+def test_bobs_upscale_shows_on_the_spend_page_in_the_csv_and_in_the_total(
+    project, scene, alice, bob
+):
+    take = spent(scene, alice, 20)
+    upscaled(take, bob, 10)
+    upscaled(take, bob, 40, status=Upscale.Status.FAILED, resolution="4k")
+
+    page = client_for(bob).get(reverse("project-spend", args=[project.uuid])).text
+    response = client_for(bob).get(reverse("project-spend-csv", args=[project.uuid]))
+
+    assert "30 credits spent this month" in page
+    assert "<td>bob</td>\n        <td>0</td>\n        <td>1</td>\n        <td>10</td>" in page
+    assert "<td>1</td><td>1</td><td>30</td>" in page  # today: 1 take, 1 upscale, 30 credits
+    today = timezone.localdate().isoformat()
+    assert list(csv.reader(io.StringIO(response.content.decode()))) == [
+        ["date", "member", "takes", "credits", "upscales"],
+        [today, "alice", "1", "20", "0"],
+        [today, "bob", "0", "10", "1"],
+    ]
+
+
+def test_the_budget_check_refuses_on_the_total_the_spend_page_shows(
+    project, scene, alice, bob, queued
+):
+    set_budget(project, 60)
+    upscaled(spent(scene, alice, 20), alice, 10)
+
+    page = client_for(alice).get(reverse("project-spend", args=[project.uuid])).text
+    refused = generate(client_for(bob), scene, last_take=1)
+
+    assert "30 credits spent this month, of a monthly budget of 60 credits." in page
+    assert "Poseidon has 30 credits left of its monthly budget of 60 credits" in refused.text
+    assert Generation.objects.count() == 1 and queued == []
+
+
+def test_credits_spent_before_alices_project_moved_to_vertex_ai_are_said_not_added(
+    on_vertex, scene, alice, bob
+):
+    upscaled(spent(scene, bob, 100), bob, 20)
+
+    page = client_for(alice).get(reverse("project-spend", args=[on_vertex.uuid])).text
+    response = client_for(alice).get(reverse("project-spend-csv", args=[on_vertex.uuid]))
+
+    assert "$0.90 spent this month, of a monthly budget of $8.00." in page
+    assert "Also spent this month before Poseidon moved to Vertex AI: 120 credits" in page
+    assert "<td>bob</td>\n        <td>1</td>\n        <td>0</td>\n        <td>0.40</td>" in page
+    today = timezone.localdate().isoformat()
+    assert list(csv.reader(io.StringIO(response.content.decode())))[1:] == [
+        [today, "alice", "1", "0.50", "0"],
+        [today, "bob", "1", "0.40", "0"],
+    ]
+
+
+def test_the_project_list_counts_upscales_and_leaves_out_the_other_unit(
+    on_vertex, scene, alice, bob
+):
+    upscaled(spent(scene, bob, 100), bob, 20)
+    make_take(scene, bob, status=Generation.Status.READY, cost=Decimal("0.10"), cost_unit="USD")
+    # Vertex AI has no upscaler today; one priced in dollars would count all the same.
+    upscaled(Generation.objects.filter(cost_unit="USD").first(), bob, 1, cost_unit="USD")
+
+    page = client_for(bob).get(reverse("project-list")).text
+
+    assert "$2.00 this month of $8.00" in page
+
+
+def test_a_month_in_one_unit_says_nothing_of_another(project, scene, alice):
+    spent(scene, alice, 20)
+
+    page = client_for(alice).get(reverse("project-spend", args=[project.uuid])).text
+
+    assert "Also spent" not in page
+
+
+def test_the_spend_page_costs_the_same_queries_for_more_members_days_and_upscales(
+    project, scene, alice, bob, carol, charlie
+):
+    client = client_for(alice)
+    url = reverse("project-spend", args=[project.uuid])
+    spent(scene, alice, 20)
+    client.get(url)
+    with CaptureQueriesContext(connection) as few:
+        client.get(url)
+
+    project.add_member(charlie, Membership.Role.EDITOR)
+    # Another day, unless today is the month's first: the 1st, at noon or earlier today.
+    earlier = min(timezone.now(), month_start() + timedelta(hours=12))
+    for user in (bob, carol, charlie):
+        take = spent(scene, user, 10, updated=earlier)
+        upscaled(take, user, 10, created=take.created)
+        upscaled(spent(scene, user, 10), user, 10)
+    spent(scene, alice, Decimal("1.20"), cost_unit="USD")
+    with CaptureQueriesContext(connection) as many:
+        page = client.get(url).text
+
+    assert "Also spent this month before Poseidon moved to Flow: $1.20" in page
+    assert "<td>charlie</td>\n        <td>2</td>\n        <td>2</td>\n        <td>40</td>" in page
+    assert len(many) == len(few)

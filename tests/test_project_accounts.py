@@ -13,7 +13,14 @@ from django.urls import reverse
 from django.utils import timezone
 
 from generations.engines.catalogue import TIER_ONE, TIER_TWO
-from generations.models import AccountGrant, AuditEvent, FlowAccount, Project, ProjectAccount
+from generations.models import (
+    AccountGrant,
+    AuditEvent,
+    FlowAccount,
+    Membership,
+    Project,
+    ProjectAccount,
+)
 from tests.conftest import make_scene
 from tests.views_support import client_for
 
@@ -108,6 +115,75 @@ def test_accounts_of_two_kinds_are_refused(project, account, alice):
     assert response.status_code == 400
     assert "The scenes of Poseidon are made for Google Flow" in response.text
     assert order_of(project) == ["Studio"]
+
+
+def limits_of(project: Project) -> dict[str, int | None]:
+    return {
+        "budget": Project.objects.get(pk=project.pk).monthly_budget,
+        **dict(
+            Membership.objects.filter(project=project)
+            .order_by("user__username")
+            .values_list("user__username", "monthly_allowance")
+        ),
+    }
+
+
+@pytest.fixture
+def cloud(db, alice) -> FlowAccount:
+    account = FlowAccount.objects.create(
+        label="Cloud", kind=FlowAccount.Kind.VERTEX, vertex_project="studio-4821"
+    )
+    AccountGrant.objects.create(account=account, user=alice)
+    return account
+
+
+def test_moving_poseidon_to_vertex_ai_clears_its_credit_budget_and_allowances_saying_why(
+    project, account, cloud, alice, bob, carol
+):
+    Project.objects.filter(pk=project.pk).update(monthly_budget=1000)
+    Membership.objects.filter(user__in=[bob, carol]).update(monthly_allowance=50)
+
+    response = post_places(alice, project, (cloud, "1"), (account, ""), follow=True)
+
+    assert (
+        "Poseidon now spends Cloud. The monthly budget of 1000 credits and the allowances of "
+        "2 members were cleared: Vertex AI accounts are paid in US dollars. Set them again on "
+        "the Spend page." in response.text
+    )
+    assert limits_of(project) == {"budget": None, "alice": None, "bob": None, "carol": None}
+    event = AuditEvent.objects.get(action=AuditEvent.Action.ACCOUNTS_ORDERED)
+    assert event.details == {
+        "accounts": ["Cloud"],
+        "budget_cleared": "1000 credits",
+        "allowances_cleared": ["bob (50 credits)", "carol (50 credits)"],
+    }
+
+
+def test_moving_poseidon_back_to_flow_clears_its_dollar_allowance(
+    project, account, cloud, alice, bob
+):
+    project.set_accounts([cloud])
+    Membership.objects.filter(user=bob).update(monthly_allowance=8)
+
+    response = post_places(alice, project, (account, "1"), (cloud, ""), follow=True)
+
+    assert (
+        "The allowance of bob ($8.00) was cleared: Flow accounts are paid in credits. Set it "
+        "again on the Spend page." in response.text
+    )
+    assert limits_of(project)["bob"] is None
+
+
+def test_reordering_flow_accounts_keeps_the_budget_and_allowances(
+    project, account, backup, alice, bob
+):
+    Project.objects.filter(pk=project.pk).update(monthly_budget=1000)
+    Membership.objects.filter(user=bob).update(monthly_allowance=50)
+
+    response = post_places(alice, project, (backup, "1"), (account, "2"), follow=True)
+
+    assert "cleared" not in response.text
+    assert limits_of(project) == {"budget": 1000, "alice": None, "bob": 50, "carol": None}
 
 
 def test_bob_the_editor_may_not_choose_the_accounts(project, account, backup, bob):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 from uuid import uuid4
 
@@ -12,7 +13,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from .. import rules
-from .accounts import CannotGenerate, FlowAccount
+from .accounts import COST_CREDITS, COST_USD, CannotGenerate, FlowAccount
 
 if TYPE_CHECKING:
     from .scenes import ImageAsset, Scene
@@ -38,7 +39,8 @@ class Project(models.Model):
     # Archived projects are read-only (nothing generated or edited) and out of the list by
     # default; owners restore them.
     archived_at = models.DateTimeField(null=True, blank=True)
-    # Credits the project may spend in a calendar month; None: no limit (owners set it).
+    # What the project may spend in a calendar month, in its first account's unit (credits on
+    # Flow, US dollars on Vertex AI; set_accounts clears it when that changes); None: no limit.
     monthly_budget = models.PositiveIntegerField(null=True, blank=True)
 
     class Meta:
@@ -301,13 +303,41 @@ class Project(models.Model):
         ]
         return first + later
 
-    def set_accounts(self, accounts: list[FlowAccount]) -> None:
+    def set_accounts(self, accounts: list[FlowAccount]) -> ClearedLimits | None:
         """Spend ``accounts`` in this order: the first becomes ``Project.account`` (the one
         its scenes are judged and priced on), the others the accounts the worker falls back
-        on. Takes already queued move by themselves (the worker picks their account)."""
+        on. Takes already queued move by themselves (the worker picks their account).
+
+        The budget and the members' allowances count in the first account's unit (credits on
+        Flow, US dollars on Vertex AI). When the new first account is paid in the other unit
+        they are cleared in the same transaction, not kept as numbers that now mean another
+        sum (1,000 credits are not $1,000). Returns what was cleared; None when nothing was.
+        """
         with transaction.atomic():
+            # Locked: the unit compared is the one the budget was set in, not a stale copy's.
+            was = (
+                Project.objects.select_for_update(of=("self",))
+                .filter(pk=self.pk)
+                .values("account__kind", "monthly_budget")
+                .get()
+            )
+            was_unit = COST_USD if was["account__kind"] == FlowAccount.Kind.VERTEX else COST_CREDITS
             self.account = accounts[0]
-            self.save(update_fields=["account"])
+            fields = ["account"]
+            cleared = None
+            if self.account.cost_unit != was_unit:
+                limited = self.memberships.filter(monthly_allowance__isnull=False)
+                allowances = dict(
+                    limited.order_by("user__username").values_list(
+                        "user__username", "monthly_allowance"
+                    )
+                )
+                limited.update(monthly_allowance=None)
+                self.monthly_budget = None
+                fields.append("monthly_budget")
+                if was["monthly_budget"] is not None or allowances:
+                    cleared = ClearedLimits(was_unit, was["monthly_budget"], allowances)
+            self.save(update_fields=fields)
             self.later_accounts.all().delete()
             ProjectAccount.objects.bulk_create(
                 [
@@ -315,12 +345,23 @@ class Project(models.Model):
                     for position, account in enumerate(accounts[1:], start=1)
                 ]
             )
+        return cleared
 
     def add_member(self, user, role: str) -> Membership:
         membership, _ = Membership.objects.update_or_create(
             project=self, user=user, defaults={"role": role}
         )
         return membership
+
+
+@dataclass(frozen=True)
+class ClearedLimits:
+    """What ``Project.set_accounts`` cleared when the project moved to an account paid in
+    another unit, in the unit they had been set in."""
+
+    unit: str  # COST_CREDITS or COST_USD
+    budget: int | None
+    allowances: dict[str, int]  # username -> monthly allowance
 
 
 class ProjectAccount(models.Model):
@@ -367,8 +408,8 @@ class Membership(models.Model):
     user = models.ForeignKey(settings.AUTH_USER_MODEL, models.CASCADE, related_name="memberships")
     role = models.CharField(max_length=10, choices=Role, default=Role.EDITOR)
     created = models.DateTimeField(default=timezone.now)
-    # Credits this member may spend in the project in a calendar month; None: no limit of
-    # their own (the project's budget still holds).
+    # What this member may spend in the project in a calendar month, in the budget's unit;
+    # None: no limit of their own (the project's budget still holds).
     monthly_allowance = models.PositiveIntegerField(null=True, blank=True)
 
     class Meta:

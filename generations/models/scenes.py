@@ -20,7 +20,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from .. import rules
-from ..budgets import amount, month_start
+from ..budgets import amount, month_spending
 from ..engines.base import Aspect, ImageData
 from ..engines.catalogue import flow_credits, get_model, options_for, vertex_price_per_second
 from .accounts import COST_CREDITS, COST_USD, CannotGenerate, FlowAccount
@@ -487,10 +487,9 @@ def check_budget(
 
     The project's row is locked first (PostgreSQL; SQLite's transactions write one at a
     time anyway), so two clicks at the line are counted one after the other and cannot both
-    slip under it. The budget and the allowance are read under the same lock.
+    slip under it. The budget and the allowance are read under the same lock. What is spent
+    already is ``month_spending``'s, the sum the Spend page shows.
     """
-    from .takes import Generation
-
     limits = (
         Project.objects.select_for_update().filter(pk=project.pk).values("monthly_budget").first()
     )
@@ -513,22 +512,14 @@ def check_budget(
             f"Flowsite knows no price for {names}, so it cannot keep these takes within "
             f"{limit}. Pick a priced model, or ask an admin to price this one."
         )
-    spent = Generation.objects.filter(
-        SPENDING_Q, project_id=project.pk, cost_unit=unit, created__gte=month_start()
-    ).aggregate(
-        total=models.Sum("cost", default=0),
-        mine=models.Sum("cost", default=0, filter=Q(requested_by_id=getattr(user, "pk", None))),
-    )
-    # Upscales spend the same credits, beside the takes they copy.
-    from .upscales import Upscale  # that module imports this one
-
-    upscaled = Upscale.objects.filter(
-        SPENDING_Q, project_id=project.pk, cost_unit=unit, created__gte=month_start()
-    ).aggregate(
-        total=models.Sum("cost", default=0),
-        mine=models.Sum("cost", default=0, filter=Q(requested_by_id=getattr(user, "pk", None))),
-    )
-    spent = {key: spent[key] + upscaled[key] for key in spent}
+    mine = Q(requested_by_id=getattr(user, "pk", None))
+    sums = [
+        spending.aggregate(
+            total=models.Sum("cost", default=0), mine=models.Sum("cost", default=0, filter=mine)
+        )
+        for spending in month_spending(project.pk, unit)
+    ]
+    spent = {key: sum(part[key] for part in sums) for key in ("total", "mine")}
     if budget is not None and spent["total"] + cost > budget:
         left = max(0, budget - spent["total"])
         raise CannotGenerate(

@@ -3,22 +3,34 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from decimal import Decimal
 from uuid import UUID
 
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.db import transaction
-from django.db.models import Count, Max, OuterRef, Prefetch, Q, Subquery, Sum
+from django.db.models import Case, Count, Max, OuterRef, Prefetch, Q, Subquery, Sum, Value, When
+from django.db.models.functions import Coalesce
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from .. import work
-from ..budgets import generate_all_total, generate_all_words, month_start
+from ..budgets import generate_all_total, generate_all_words, month_spending
 from ..forms import MemberAddForm, ProjectForm
-from ..models import SPENDING_Q, AuditEvent, CannotGenerate, Generation, Membership, Project, Scene
+from ..models import (
+    COST_CREDITS,
+    COST_USD,
+    AuditEvent,
+    CannotGenerate,
+    FlowAccount,
+    Generation,
+    Membership,
+    Project,
+    Scene,
+)
 from .access import (
     HtmxHttpRequest,
     Role,
@@ -238,6 +250,7 @@ def project_list(request: HttpRequest) -> HttpResponse:
     however many projects (archived ones only with ``?archived=1``)."""
     show_archived = request.GET.get("archived") == "1"
     mine = Membership.objects.filter(user_id=request.user.pk)
+    takes, upscales = month_spending(OuterRef("project"), OuterRef("unit"))
     memberships = (
         mine.select_related("project__account")
         .annotate(
@@ -250,15 +263,15 @@ def project_list(request: HttpRequest) -> HttpResponse:
                 .order_by("-finished_at", "-pk")
                 .values("uuid")[:1]
             ),
-            month_spent=Subquery(
-                Generation.objects.filter(
-                    SPENDING_Q, project=OuterRef("project"), created__gte=month_start()
-                )
-                .order_by()
-                .values("project")
-                .annotate(total=Sum("cost"))
-                .values("total")[:1]
+            # The unit its budget counts in: its account's (Flow's credits without one).
+            unit=Case(
+                When(project__account__kind=FlowAccount.Kind.VERTEX, then=Value(COST_USD)),
+                default=Value(COST_CREDITS),
             ),
+        )
+        .annotate(
+            # What the Spend page shows and the budget check counts: takes and upscales.
+            month_spent=_sum_of(takes) + _sum_of(upscales),
         )
         .prefetch_related(
             Prefetch(
@@ -277,6 +290,12 @@ def project_list(request: HttpRequest) -> HttpResponse:
         "generations/project_list.html",
         {"memberships": memberships, "show_archived": show_archived, "archived_count": archived},
     )
+
+
+def _sum_of(spending) -> Coalesce:
+    """The cost of ``spending`` (one project's rows) as a subquery; 0 when it has none."""
+    total = spending.order_by().values("project").annotate(total=Sum("cost")).values("total")
+    return Coalesce(Subquery(total[:1]), Value(Decimal(0)))
 
 
 @require_http_methods(["GET", "POST"])

@@ -1,6 +1,6 @@
-"""What a project spent this month, by member and by day; owners set its budget and each
-member's allowance here. All count in the unit of the project's account: credits on Flow, US
-dollars on Vertex AI."""
+"""What a project spent this month, by member and by day, on takes and upscales; owners set
+its budget and each member's allowance here. All count in the unit of the project's account:
+credits on Flow, US dollars on Vertex AI."""
 
 from __future__ import annotations
 
@@ -22,9 +22,9 @@ from django.utils import timezone
 from django.utils.text import slugify
 from django.views.decorators.http import require_GET, require_http_methods
 
-from ..budgets import amount, month_start, unit_name
+from ..budgets import amount, month_spending, month_start, unit_name
 from ..engines.base import EngineKind
-from ..models import COST_CREDITS, COST_USD, SPENDING_Q, AuditEvent, Generation, Project
+from ..models import COST_CREDITS, COST_USD, AuditEvent, Project
 from .access import Role, get_project_for_user
 
 CHART_WIDTH, CHART_HEIGHT, CHART_TOP = 640, 200, 10
@@ -38,10 +38,13 @@ LIMIT_MAX = 2_147_483_647
 @dataclass
 class Spend:
     month: date
-    rows: list[dict]  # one per (day, member): day, member, takes, credits
-    members: list[dict]  # member, takes, credits, allowance (None: none)
-    days: list[dict]  # day, credits, takes; every day of the month so far
-    total: int
+    rows: list[dict]  # one per (day, member): day, member, takes, upscales, credits
+    members: list[dict]  # member, takes, upscales, credits, allowance (None: none)
+    days: list[dict]  # day, takes, upscales, credits; every day of the month so far
+    total: int | Decimal
+    # Spent this month in the other unit (before the project moved engine): said, not added.
+    other: int | Decimal
+    other_unit: str
 
 
 def plain_amount(value):
@@ -51,52 +54,83 @@ def plain_amount(value):
     return int(value) if value == value.to_integral_value() else value.normalize()
 
 
-def month_spend(project: Project) -> Spend:
-    """This month's spend in two queries: the takes grouped by day and member, and the members."""
+def month_spend(project: Project, unit: str) -> Spend:
+    """This month's spend in ``unit``, as the budget check counts it (``month_spending``), in
+    five queries however many members, days and upscales: the takes and the upscales each
+    grouped by day and member, the members, and the two sums in the other unit."""
     start = month_start()
-    rows = list(
-        Generation.objects.filter(SPENDING_Q, project=project, created__gte=start)
-        .annotate(day=TruncDate("created", tzinfo=timezone.get_current_timezone()))
-        .values("day", "requested_by__username")
-        .annotate(takes=Count("id"), credits=Sum("cost", default=0))
-        .order_by("day", "requested_by__username")
-    )
-    for row in rows:
-        row["member"] = row.pop("requested_by__username") or "(deleted user)"
-        row["credits"] = plain_amount(row["credits"])
+    merged: dict[tuple, dict] = {}
+    for kind, spending in zip(("takes", "upscales"), month_spending(project.pk, unit), strict=True):
+        grouped = (
+            spending.annotate(day=TruncDate("created", tzinfo=timezone.get_current_timezone()))
+            .values("day", "requested_by__username")
+            .annotate(count=Count("id"), cost=Sum("cost", default=0))
+            .order_by()
+        )
+        for part in grouped:
+            member = part["requested_by__username"] or "(deleted user)"
+            row = merged.setdefault(
+                (part["day"], member),
+                {"day": part["day"], "member": member, "takes": 0, "upscales": 0, "credits": 0},
+            )
+            row[kind] += part["count"]
+            row["credits"] = plain_amount(row["credits"] + Decimal(part["cost"]))
+    rows = sorted(merged.values(), key=lambda row: (row["day"], row["member"]))
     by_member: dict[str, dict] = {}
     for membership in project.memberships.select_related("user").order_by("user__username"):
         by_member[membership.user.get_username()] = {
             "member": membership.user.get_username(),
             "takes": 0,
+            "upscales": 0,
             "credits": 0,
             "allowance": membership.monthly_allowance,
             "role": membership.role,
         }
-    by_day: dict[date, dict] = defaultdict(lambda: {"credits": 0, "takes": 0, "parts": []})
+    by_day: dict[date, dict] = defaultdict(
+        lambda: {"credits": 0, "takes": 0, "upscales": 0, "parts": []}
+    )
     for row in rows:
         member = by_member.setdefault(
             row["member"],
-            {"member": row["member"], "takes": 0, "credits": 0, "allowance": None, "role": ""},
+            {
+                "member": row["member"],
+                "takes": 0,
+                "upscales": 0,
+                "credits": 0,
+                "allowance": None,
+                "role": "",
+            },
         )
-        member["takes"] += row["takes"]
-        member["credits"] += row["credits"]
         day = by_day[row["day"]]
-        day["credits"] += row["credits"]
-        day["takes"] += row["takes"]
+        for total in (member, day):
+            total["takes"] += row["takes"]
+            total["upscales"] += row["upscales"]
+            total["credits"] += row["credits"]
         day["parts"].append(row)
     today = timezone.localdate()
     days = []
     moment = start.date()
     while moment <= today:
-        days.append({"day": moment, **by_day.get(moment, {"credits": 0, "takes": 0, "parts": []})})
+        days.append(
+            {
+                "day": moment,
+                **by_day.get(moment, {"credits": 0, "takes": 0, "upscales": 0, "parts": []}),
+            }
+        )
         moment += timedelta(days=1)
+    other_unit = COST_CREDITS if unit == COST_USD else COST_USD
+    other = sum(
+        spending.aggregate(cost=Sum("cost", default=0))["cost"]
+        for spending in month_spending(project.pk, other_unit)
+    )
     return Spend(
         month=start.date(),
         rows=rows,
         members=list(by_member.values()),
         days=days,
         total=sum(row["credits"] for row in rows),
+        other=plain_amount(other),
+        other_unit=other_unit,
     )
 
 
@@ -144,7 +178,7 @@ def project_spend(request: HttpRequest, uuid: UUID) -> HttpResponse:
         if error:
             messages.error(request, error)
         return redirect("project-spend", uuid=project.uuid)
-    spend = month_spend(project)
+    spend = month_spend(project, unit)
     return render(
         request,
         "generations/spend.html",
@@ -234,17 +268,19 @@ def _set_limit(request: HttpRequest, project: Project, unit: str) -> str:
 def project_spend_csv(request: HttpRequest, uuid: UUID) -> HttpResponse:
     project, _, engine = _project(request, uuid)
     usd = engine is EngineKind.VERTEX
-    spend = month_spend(project)
+    spend = month_spend(project, COST_USD if usd else COST_CREDITS)
     filename = f"{slugify(project.name) or 'project'}-spend-{spend.month:%Y-%m}.csv"
     response = HttpResponse(content_type="text/csv; charset=utf-8")
     response["Content-Disposition"] = f'attachment; filename="{filename}"'
     writer = csv.writer(response)
-    writer.writerow(["date", "member", "takes", "usd" if usd else "credits"])
+    # "upscales" came last, after the cost (which counts them too), so the columns a
+    # spreadsheet already reads by position stay where they were.
+    writer.writerow(["date", "member", "takes", "usd" if usd else "credits", "upscales"])
     for row in spend.rows:
         # A leading =, +, - or @ would make a spreadsheet run the cell as a formula.
         member = row["member"]
         if member[:1] in ("=", "+", "-", "@"):
             member = "'" + member
         cost = f"{row['credits']:.2f}" if usd else row["credits"]
-        writer.writerow([row["day"].isoformat(), member, row["takes"], cost])
+        writer.writerow([row["day"].isoformat(), member, row["takes"], cost, row["upscales"]])
     return response
