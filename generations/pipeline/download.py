@@ -38,9 +38,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from uuid import UUID
 
+from django.core.files import File
 from django.db import close_old_connections, connections
 from django.db.models import F
 from django.utils import timezone
+from PIL import Image
 
 from .. import storage
 from ..engines.base import ClipStatus, DownloadError, DownloadResult
@@ -227,25 +229,14 @@ class Download:
                     kind="video",
                     deadline=self.deadline(),
                 )
-            if not clip.poster_url:
+            if clip.poster_url:
+                poster = self.fetch_poster(clip.poster_url, storage.local_path(poster_name))
+            if poster is None:
                 # Before the clip is stored: with a bucket its local copy goes then.
                 poster = first_frame_poster(video.path, storage.local_path(poster_name), generation)
-            # Each whole local file into the storage as soon as it is complete: already there
-            # in the media folder, uploaded (and the local copy removed) with a bucket.
+            # Each whole local file into the storage: already there in the media folder,
+            # uploaded (and the local copy removed) with a bucket.
             video_name = storage.store_file(video.path, video_name)
-            if clip.poster_url:
-                try:
-                    poster = download_to(
-                        clip.poster_url,
-                        storage.local_path(poster_name),
-                        kind="image",
-                        deadline=self.deadline(),
-                    )
-                except DownloadError as error:
-                    if error.retryable:
-                        raise
-                    # A poster is a nicety; the clip itself is what the team waits for.
-                    log.warning("poster of take %s not kept: %s", generation.pk, error.message)
             if poster is not None:
                 poster_name = storage.store_file(poster.path, poster_name)
         except DownloadError as error:
@@ -289,6 +280,24 @@ class Download:
         if poster is not None and not (ready and row["poster"] == poster_name):
             _unlink(poster, poster_name)
 
+    def fetch_poster(self, url: str, dest: Path) -> DownloadResult | None:
+        """The poster behind Flow's link, or None when it cannot be fetched or is no image.
+
+        A poster is a nicety: its failure never fails the take nor fetches its clip again
+        (a link refused or expired once is not worth another status call); the clip's first
+        frame stands in for it."""
+        from ..engines.download import download_to
+
+        try:
+            poster = download_to(url, dest, kind="image", deadline=self.deadline())
+            with Image.open(poster.path) as image:
+                image.load()
+            return poster
+        except Exception as error:
+            dest.unlink(missing_ok=True)
+            log.warning("poster of take %s not fetched: %s", self.generation.pk, error)
+            return None
+
     def deadline(self) -> float:
         """Seconds a file may take: its own deadline, cut short so that the download ends
         before the pump's task would be killed (a pass starts none without time for it)."""
@@ -321,9 +330,10 @@ class Download:
         )
 
 
-def first_frame_poster(video: str, dest: Path, take: Generation) -> DownloadResult | None:
-    """A poster for a clip its engine gave none for (Vertex AI): its first frame as a JPEG,
-    written as a downloaded poster is (whole or not at all). None when it cannot be made."""
+def first_frame_poster(video: str | File, dest: Path, take: Generation) -> DownloadResult | None:
+    """A poster for a clip its engine gave none for (Vertex AI), or whose poster could not be
+    fetched: its first frame (from its path, or a stored clip opened) as a JPEG, written as a
+    downloaded poster is (whole or not at all). None when it cannot be made."""
     try:
         image = clip_frame(video)
         if image is None:
