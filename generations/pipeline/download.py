@@ -50,7 +50,7 @@ from ..engines.download import save_bytes
 from ..images import clip_frame
 from ..models import Generation
 from .accounts import engine_for
-from .claims import release
+from .claims import Hold
 from .policy import (
     DOWNLOAD_ATTEMPTS,
     S,
@@ -61,7 +61,7 @@ from .policy import (
 )
 
 if TYPE_CHECKING:
-    from .claims import Hold, Keeper
+    from .claims import Keeper, Renewal
     from .passes import Pass
 
 log = logging.getLogger(__name__)
@@ -88,25 +88,19 @@ class Downloads:
         return bool(self.running)
 
     def start(self, download: Download, keeper: Keeper | None) -> None:
-        hold = None
+        renewal = None
         if keeper is not None:
             # From now, not from when a slot frees: a download waiting for one is held too,
             # until it must have ended (``Download.deadline``).
             seconds = download_work_seconds()
             if download.stop_at is not None:
                 seconds = download.stop_at - time.monotonic()
-            hold = keeper.add(
-                download.token,
-                [S.DOWNLOADING],
-                [download.generation.pk],
-                download_lease(),
-                seconds,
-            )
+            renewal = keeper.add(download.hold, download_lease(), seconds)
         with self.lock:
             self.waiting += 1
-        self.running.add(self.pool.submit(self.run, download, keeper, hold))
+        self.running.add(self.pool.submit(self.run, download, keeper, renewal))
 
-    def run(self, download: Download, keeper: Keeper | None, hold: Hold | None) -> None:
+    def run(self, download: Download, keeper: Keeper | None, renewal: Renewal | None) -> None:
         with self.lock:
             self.waiting -= 1
         # A connection kept from the previous download is dropped if it broke or outlived
@@ -118,8 +112,8 @@ class Downloads:
             # Its take stays held until the lease lapses; then the reaper takes it back.
             log.exception("downloading take %s failed unexpectedly", download.generation.pk)
         finally:
-            if keeper is not None and hold is not None:
-                keeper.discard(hold)
+            if keeper is not None and renewal is not None:
+                keeper.discard(renewal)
             with self.lock:
                 self.finished.update(download.counts)
                 idle_next = self.waiting == 0
@@ -172,15 +166,11 @@ class Download:
         # A download on a thread of its own counts apart (``Pass.download``); the pump adds
         # it up (``Downloads.collect``).
         self.counts = run.counts
-        self.token = token
+        self.hold = Hold(token, [S.DOWNLOADING], [generation.pk])
         self.generation = generation
         self.clip = clip
         self.account = account
         self.fetch = None
-
-    def release(self, **fields) -> int:
-        """Give the take back with ``fields`` written, if this download still holds it."""
-        return release(self.token, [S.DOWNLOADING], [self.generation.pk], **fields)
 
     def run(self) -> None:
         # An engine that fetches its own clips (Vertex AI: inside the answer, or from a
@@ -253,7 +243,7 @@ class Download:
             return
         if poster is None:
             poster_name = ""
-        done = self.release(
+        done = self.hold.release(
             status=S.READY,
             reason="",
             video=video_name,
@@ -310,7 +300,7 @@ class Download:
         attempts = self.generation.download_attempts + 1
         if retryable and attempts < DOWNLOAD_ATTEMPTS:
             # The next status call signs fresh URLs; ask for them right away.
-            self.counts["download_retries"] += self.release(
+            self.counts["download_retries"] += self.hold.release(
                 status=S.ACTIVE,
                 download_attempts=F("download_attempts") + 1,
                 next_check_at=self.now,
@@ -320,7 +310,7 @@ class Download:
         reason = error.message
         if retryable:
             reason = f"{reason} Flowsite gave up after {attempts} download attempts."
-        self.counts["failed"] += self.release(
+        self.counts["failed"] += self.hold.release(
             status=S.FAILED,
             reason=shorten(reason),
             download_attempts=attempts,
