@@ -16,11 +16,13 @@ from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 
+import av
 import pytest
 from django.conf import settings as django_settings
 from django.core.management import call_command
 from django.urls import reverse
 from django.utils import timezone
+from PIL import Image, ImageChops, ImageStat
 
 from generations import pipeline, tasks, work
 from generations.emulator import Emulator
@@ -443,6 +445,25 @@ def test_an_expired_download_link_is_replaced_by_asking_flow_for_the_status_agai
     assert emu.stats["media"] == 3, "the expired clip link, then the fresh clip and poster"
     assert emu.stats["check"] >= 2
     assert (emu.stats["submit"], emu.stats["clips_submitted"]) == (1, 1)
+    assert_files_match([take])
+
+
+@pytest.mark.parametrize("broken", ["missing", "denied", "expired", "garbled"])
+def test_a_flow_poster_that_cannot_be_fetched_is_made_from_the_clips_first_frame(
+    emu, project, alice, broken
+):
+    # A poster Flow's link failed to give was a grey card; a failing one once failed the take.
+    [take] = settle(make_scene(project, f"[fault:broken-poster={broken}] a kite").generate(alice))
+
+    assert (take.status, take.reason, take.download_attempts) == (S.READY, "", 0)
+    assert emu.stats["media"] == 2, "the clip once, then the poster once"
+    media = Path(django_settings.MEDIA_ROOT)
+    assert take.poster.name == f"{take.media_dir()}/poster.jpg"
+    with av.open(str(media / take.video.name)) as container:
+        first = next(container.decode(video=0)).to_image()
+    with Image.open(media / take.poster.name) as poster:
+        assert (poster.format, poster.size) == ("JPEG", first.size)
+        assert ImageStat.Stat(ImageChops.difference(poster.convert("RGB"), first)).mean[0] < 2
     assert_files_match([take])
 
 

@@ -18,6 +18,7 @@ from django.utils import timezone
 from generations import tasks, work
 from generations.models import Generation
 from generations.pipeline import Keeper, Pass, reap
+from generations.pipeline.claims import Hold
 from generations.pipeline.download import temp_folder
 from tests.conftest import make_ready_scene
 from tests.faults_support import assert_files_match, fresh, stray_temp_files
@@ -85,7 +86,7 @@ def test_the_keeper_renews_the_takes_a_pass_holds_and_no_other(flow_emulator, pr
     Generation.objects.filter(pk=theirs.pk).update(claim=other, lease_until=start)
     keeper = Keeper(every=0.05).start()
     try:
-        with keeper.holding(token, [S.QUEUED], None, timedelta(seconds=30), seconds=60):
+        with keeper.holding(Hold(token, [S.QUEUED]), timedelta(seconds=30), seconds=60):
             deadline = time.monotonic() + 10
             while Generation.objects.get(pk=mine.pk).lease_until == start:
                 assert time.monotonic() < deadline, "the keeper never renewed the lease"
@@ -106,7 +107,7 @@ def test_the_keeper_stops_renewing_work_past_its_own_deadline(flow_emulator, pro
     start = timezone.now()
     Generation.objects.filter(pk=take.pk).update(claim=token, lease_until=start)
     keeper = Keeper(every=0.05)
-    with keeper.holding(token, [S.QUEUED], None, timedelta(seconds=30), seconds=0):
+    with keeper.holding(Hold(token, [S.QUEUED]), timedelta(seconds=30), seconds=0):
         # A wedged worker: the work overran its deadline, so its takes must lapse.
         keeper.beat()
     take.refresh_from_db()

@@ -9,6 +9,7 @@ settings are read once per process).
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import subprocess
@@ -23,6 +24,7 @@ import boto3
 import httpx
 import pytest
 from django.core.files.storage import default_storage
+from django.core.management import call_command
 from django.urls import reverse
 from moto.server import ThreadedMotoServer
 
@@ -200,6 +202,35 @@ def test_a_take_downloaded_by_the_worker_lands_in_the_bucket_and_nowhere_on_disk
     poster = s3.get_object(Bucket=bucket, Key=take.poster.name)["Body"].read()
     assert hashlib.sha256(poster).hexdigest() == take.poster_sha256
 
+    assert files_under(Path(settings.MEDIA_ROOT)) == []
+    assert files_under(Path(settings.FLOWSITE_STAGING_DIR)) == [], "staging copies removed"
+
+
+def test_a_flow_poster_that_fails_is_made_from_the_clip_before_the_clip_goes_to_the_bucket(
+    bucket, emu, project, alice, s3_endpoint, settings
+):
+    [take] = settle(make_scene(project, "[fault:broken-poster] a kite").generate(alice))
+
+    assert take.status == S.READY, take.reason
+    poster = client(s3_endpoint).get_object(Bucket=bucket, Key=take.poster.name)["Body"].read()
+    assert hashlib.sha256(poster).hexdigest() == take.poster_sha256
+    assert poster.startswith(b"\xff\xd8\xff")
+    assert files_under(Path(settings.FLOWSITE_STAGING_DIR)) == [], "staging copies removed"
+
+
+def test_make_posters_reads_the_clip_from_the_bucket_and_stores_its_poster_there(
+    ready_take, bucket, s3_endpoint, settings
+):
+    take = ready_take
+    client(s3_endpoint).delete_object(Bucket=bucket, Key=take.poster.name)
+    Generation.objects.filter(pk=take.pk).update(poster="", poster_sha256="")
+
+    call_command("make_posters", stdout=io.StringIO())
+
+    take.refresh_from_db()
+    assert take.poster.name == f"{take.media_dir()}/poster.jpg"
+    poster = client(s3_endpoint).get_object(Bucket=bucket, Key=take.poster.name)["Body"].read()
+    assert hashlib.sha256(poster).hexdigest() == take.poster_sha256
     assert files_under(Path(settings.MEDIA_ROOT)) == []
     assert files_under(Path(settings.FLOWSITE_STAGING_DIR)) == [], "staging copies removed"
 

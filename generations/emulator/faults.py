@@ -31,6 +31,7 @@ OPERATION_FAULTS = (
     "slow-download",
     "truncated-download",
     "expired-url",
+    "broken-poster",
 )
 # Vertex AI only: refusals of the project or the request, and what an operation ends with
 # ("filtered=N": N samples removed by the safety filter; "op-error=CODE": a gRPC code).
@@ -45,6 +46,8 @@ VERTEX_FAULTS = (
 KNOWN_FAULTS = SUBMIT_FAULTS + CALL_FAULTS + OPERATION_FAULTS + VERTEX_FAULTS
 # Faults whose argument is a number of seconds, with the default when none is given.
 _SECONDS_DEFAULTS = {"throttle": 2.0, "slow": 2.0, "slow-download": 2.0}
+# How a poster link fails ("broken-poster=HOW"; the first is the default).
+POSTER_BREAKS = ("missing", "denied", "expired", "garbled")
 
 _MARKER = re.compile(r"\[fault:([^\]]*)\]")
 
@@ -88,6 +91,10 @@ def parse_fault(text: str) -> Fault:
             raise FaultSyntaxError(
                 f"Emulator fault {name!r} takes a number of seconds, not {arg!r}."
             ) from None
+    if name == "broken-poster" and arg not in ("", *POSTER_BREAKS):
+        raise FaultSyntaxError(
+            f"Emulator fault 'broken-poster' takes one of {', '.join(POSTER_BREAKS)}, not {arg!r}."
+        )
     return Fault(name=name, arg=arg, once=once, text=text.strip())
 
 

@@ -55,11 +55,27 @@ def media(state: EmulatorState, request: Request) -> Response:
     clip = operation.clip() if operation else None
     if operation is None or clip is None:
         return no_such_key()
+    if match["kind"] == "image" and "broken-poster" in operation.faults:
+        return broken_poster(operation.faults["broken-poster"].arg or "missing")
     if match["kind"] == "video":
         path, content_type = clip.video_path, "video/mp4"
     else:
         path, content_type = clip.poster_path, "image/jpeg"
     return file_response(path, content_type, request.headers.get("range", ""), operation)
+
+
+def broken_poster(how: str) -> Response:
+    """The ways a poster's link fails while its clip's works (fault ``broken-poster``)."""
+    if how == "denied":
+        return access_denied("Anonymous caller does not have storage.objects.get access.")
+    if how == "expired":
+        return access_denied("ExpiredToken: Request signature expired.")
+    if how == "garbled":
+        # A JPEG's first bytes, then nothing a decoder can read.
+        body = b"\xff\xd8\xff\xe0" + bytes(2048)
+        headers = [("Content-Type", "image/jpeg"), ("Content-Length", str(len(body)))]
+        return Response(200, [body], headers)
+    return no_such_key()
 
 
 def file_response(path: Path, content_type: str, range_header: str, op: Operation) -> Response:

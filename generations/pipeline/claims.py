@@ -70,6 +70,31 @@ def due_accounts(rows: QuerySet, now: datetime) -> list[int]:
     )
 
 
+@dataclass(frozen=True)
+class Hold:
+    """Rows a pass holds: those of ``pks`` (or all) still carrying ``token`` in one of
+    ``statuses``; takes, or another ``model`` the worker claims the same way (upscales)."""
+
+    token: UUID
+    statuses: Iterable[str]
+    pks: Iterable[int] | None = None
+    model: type[Model] = Generation
+
+    def __post_init__(self) -> None:
+        # As given now: the keeper reads them again at every beat.
+        object.__setattr__(self, "statuses", tuple(self.statuses))
+        if self.pks is not None:
+            object.__setattr__(self, "pks", tuple(self.pks))
+
+    def rows(self) -> QuerySet:
+        rows = self.model.objects.filter(claim=self.token, status__in=self.statuses)
+        return rows if self.pks is None else rows.filter(pk__in=self.pks)
+
+    def release(self, **fields: Any) -> int:
+        """Give back the rows still held, writing ``fields`` to them in the same statement."""
+        return self.rows().update(claim=None, lease_until=None, **fields)
+
+
 def held(
     token: UUID,
     statuses: Iterable[str],
@@ -77,10 +102,8 @@ def held(
     *,
     model: type[Model] = Generation,
 ) -> QuerySet:
-    """The rows (of ``pks``, or all) still carrying ``token`` in one of ``statuses``; takes,
-    or another ``model`` the worker claims the same way (upscales)."""
-    rows = model.objects.filter(claim=token, status__in=list(statuses))
-    return rows if pks is None else rows.filter(pk__in=list(pks))
+    """``Hold(...).rows()``: the rows still held."""
+    return Hold(token, statuses, pks, model).rows()
 
 
 def release(
@@ -91,8 +114,8 @@ def release(
     model: type[Model] = Generation,
     **fields: Any,
 ) -> int:
-    """Give back the rows still held, writing ``fields`` to them in the same statement."""
-    return held(token, statuses, pks, model=model).update(claim=None, lease_until=None, **fields)
+    """``Hold(...).release(**fields)``: give back the rows still held, writing ``fields``."""
+    return Hold(token, statuses, pks, model).release(**fields)
 
 
 def write_held(token: UUID, changes: dict[int, dict[str, Any]], statuses: Iterable[str]) -> int:
@@ -153,15 +176,14 @@ def visible(**fields: Any) -> dict[str, Any]:
 
 
 @dataclass(frozen=True, eq=False)
-class Hold:
-    token: UUID
-    statuses: tuple[str, ...]
-    pks: tuple[int, ...] | None
+class Renewal:
+    """A hold the keeper keeps leased: ``lease`` more at every beat."""
+
+    hold: Hold
     lease: timedelta
     # time.monotonic() past which the work has overrun its own deadlines: stop renewing, so
     # a wedged worker loses its takes like a dead one.
     until: float
-    model: type[Model] = Generation
 
 
 class Keeper:
@@ -178,7 +200,7 @@ class Keeper:
     def __init__(self, every: float, renew: Callable[[], object] | None = None) -> None:
         self.every = every
         self.renew = renew
-        self.holds: set[Hold] = set()
+        self.renewals: set[Renewal] = set()
         self.lock = threading.Lock()
         self.stopped = threading.Event()
         self.thread = threading.Thread(target=self.loop, name="flowsite-keeper", daemon=True)
@@ -193,47 +215,24 @@ class Keeper:
             self.thread.join(timeout=30)
 
     @contextlib.contextmanager
-    def holding(
-        self,
-        token: UUID,
-        statuses: Iterable[str],
-        pks: Iterable[int] | None,
-        lease: timedelta,
-        seconds: float,
-        model: type[Model] = Generation,
-    ) -> Iterator[None]:
+    def holding(self, hold: Hold, lease: timedelta, seconds: float) -> Iterator[None]:
         """``add``, for as long as the block runs."""
-        hold = self.add(token, statuses, pks, lease, seconds, model)
+        renewal = self.add(hold, lease, seconds)
         try:
             yield
         finally:
-            self.discard(hold)
+            self.discard(renewal)
 
-    def add(
-        self,
-        token: UUID,
-        statuses: Iterable[str],
-        pks: Iterable[int] | None,
-        lease: timedelta,
-        seconds: float,
-        model: type[Model] = Generation,
-    ) -> Hold:
+    def add(self, hold: Hold, lease: timedelta, seconds: float) -> Renewal:
         """Keep these rows leased (at most ``seconds``) until ``discard``."""
-        hold = Hold(
-            token,
-            tuple(statuses),
-            None if pks is None else tuple(pks),
-            lease,
-            time.monotonic() + seconds,
-            model,
-        )
+        renewal = Renewal(hold, lease, time.monotonic() + seconds)
         with self.lock:
-            self.holds.add(hold)
-        return hold
+            self.renewals.add(renewal)
+        return renewal
 
-    def discard(self, hold: Hold) -> None:
+    def discard(self, renewal: Renewal) -> None:
         with self.lock:
-            self.holds.discard(hold)
+            self.renewals.discard(renewal)
 
     def loop(self) -> None:
         try:
@@ -245,14 +244,12 @@ class Keeper:
     def beat(self) -> None:
         moment = time.monotonic()
         with self.lock:
-            holds = [hold for hold in self.holds if hold.until > moment]
-        for hold in holds:
+            renewals = [renewal for renewal in self.renewals if renewal.until > moment]
+        for renewal in renewals:
             try:
                 # Only rows still carrying the token: a row given back or taken over meanwhile
                 # is left alone.
-                held(hold.token, hold.statuses, hold.pks, model=hold.model).update(
-                    lease_until=timezone.now() + hold.lease
-                )
+                renewal.hold.rows().update(lease_until=timezone.now() + renewal.lease)
             except Exception:
                 log.exception("renewing a lease failed; retrying at the next beat")
         if self.renew is not None:

@@ -38,9 +38,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from uuid import UUID
 
+from django.core.files import File
 from django.db import close_old_connections, connections
 from django.db.models import F
 from django.utils import timezone
+from PIL import Image
 
 from .. import storage
 from ..engines.base import ClipStatus, DownloadError, DownloadResult
@@ -48,7 +50,7 @@ from ..engines.download import save_bytes
 from ..images import clip_frame
 from ..models import Generation
 from .accounts import engine_for
-from .claims import release
+from .claims import Hold
 from .policy import (
     DOWNLOAD_ATTEMPTS,
     S,
@@ -59,7 +61,7 @@ from .policy import (
 )
 
 if TYPE_CHECKING:
-    from .claims import Hold, Keeper
+    from .claims import Keeper, Renewal
     from .passes import Pass
 
 log = logging.getLogger(__name__)
@@ -86,25 +88,19 @@ class Downloads:
         return bool(self.running)
 
     def start(self, download: Download, keeper: Keeper | None) -> None:
-        hold = None
+        renewal = None
         if keeper is not None:
             # From now, not from when a slot frees: a download waiting for one is held too,
             # until it must have ended (``Download.deadline``).
             seconds = download_work_seconds()
             if download.stop_at is not None:
                 seconds = download.stop_at - time.monotonic()
-            hold = keeper.add(
-                download.token,
-                [S.DOWNLOADING],
-                [download.generation.pk],
-                download_lease(),
-                seconds,
-            )
+            renewal = keeper.add(download.hold, download_lease(), seconds)
         with self.lock:
             self.waiting += 1
-        self.running.add(self.pool.submit(self.run, download, keeper, hold))
+        self.running.add(self.pool.submit(self.run, download, keeper, renewal))
 
-    def run(self, download: Download, keeper: Keeper | None, hold: Hold | None) -> None:
+    def run(self, download: Download, keeper: Keeper | None, renewal: Renewal | None) -> None:
         with self.lock:
             self.waiting -= 1
         # A connection kept from the previous download is dropped if it broke or outlived
@@ -116,8 +112,8 @@ class Downloads:
             # Its take stays held until the lease lapses; then the reaper takes it back.
             log.exception("downloading take %s failed unexpectedly", download.generation.pk)
         finally:
-            if keeper is not None and hold is not None:
-                keeper.discard(hold)
+            if keeper is not None and renewal is not None:
+                keeper.discard(renewal)
             with self.lock:
                 self.finished.update(download.counts)
                 idle_next = self.waiting == 0
@@ -170,15 +166,11 @@ class Download:
         # A download on a thread of its own counts apart (``Pass.download``); the pump adds
         # it up (``Downloads.collect``).
         self.counts = run.counts
-        self.token = token
+        self.hold = Hold(token, [S.DOWNLOADING], [generation.pk])
         self.generation = generation
         self.clip = clip
         self.account = account
         self.fetch = None
-
-    def release(self, **fields) -> int:
-        """Give the take back with ``fields`` written, if this download still holds it."""
-        return release(self.token, [S.DOWNLOADING], [self.generation.pk], **fields)
 
     def run(self) -> None:
         # An engine that fetches its own clips (Vertex AI: inside the answer, or from a
@@ -227,25 +219,14 @@ class Download:
                     kind="video",
                     deadline=self.deadline(),
                 )
-            if not clip.poster_url:
+            if clip.poster_url:
+                poster = self.fetch_poster(clip.poster_url, storage.local_path(poster_name))
+            if poster is None:
                 # Before the clip is stored: with a bucket its local copy goes then.
                 poster = first_frame_poster(video.path, storage.local_path(poster_name), generation)
-            # Each whole local file into the storage as soon as it is complete: already there
-            # in the media folder, uploaded (and the local copy removed) with a bucket.
+            # Each whole local file into the storage: already there in the media folder,
+            # uploaded (and the local copy removed) with a bucket.
             video_name = storage.store_file(video.path, video_name)
-            if clip.poster_url:
-                try:
-                    poster = download_to(
-                        clip.poster_url,
-                        storage.local_path(poster_name),
-                        kind="image",
-                        deadline=self.deadline(),
-                    )
-                except DownloadError as error:
-                    if error.retryable:
-                        raise
-                    # A poster is a nicety; the clip itself is what the team waits for.
-                    log.warning("poster of take %s not kept: %s", generation.pk, error.message)
             if poster is not None:
                 poster_name = storage.store_file(poster.path, poster_name)
         except DownloadError as error:
@@ -262,7 +243,7 @@ class Download:
             return
         if poster is None:
             poster_name = ""
-        done = self.release(
+        done = self.hold.release(
             status=S.READY,
             reason="",
             video=video_name,
@@ -289,6 +270,24 @@ class Download:
         if poster is not None and not (ready and row["poster"] == poster_name):
             _unlink(poster, poster_name)
 
+    def fetch_poster(self, url: str, dest: Path) -> DownloadResult | None:
+        """The poster behind Flow's link, or None when it cannot be fetched or is no image.
+
+        A poster is a nicety: its failure never fails the take nor fetches its clip again
+        (a link refused or expired once is not worth another status call); the clip's first
+        frame stands in for it."""
+        from ..engines.download import download_to
+
+        try:
+            poster = download_to(url, dest, kind="image", deadline=self.deadline())
+            with Image.open(poster.path) as image:
+                image.load()
+            return poster
+        except Exception as error:
+            dest.unlink(missing_ok=True)
+            log.warning("poster of take %s not fetched: %s", self.generation.pk, error)
+            return None
+
     def deadline(self) -> float:
         """Seconds a file may take: its own deadline, cut short so that the download ends
         before the pump's task would be killed (a pass starts none without time for it)."""
@@ -301,7 +300,7 @@ class Download:
         attempts = self.generation.download_attempts + 1
         if retryable and attempts < DOWNLOAD_ATTEMPTS:
             # The next status call signs fresh URLs; ask for them right away.
-            self.counts["download_retries"] += self.release(
+            self.counts["download_retries"] += self.hold.release(
                 status=S.ACTIVE,
                 download_attempts=F("download_attempts") + 1,
                 next_check_at=self.now,
@@ -311,7 +310,7 @@ class Download:
         reason = error.message
         if retryable:
             reason = f"{reason} Flowsite gave up after {attempts} download attempts."
-        self.counts["failed"] += self.release(
+        self.counts["failed"] += self.hold.release(
             status=S.FAILED,
             reason=shorten(reason),
             download_attempts=attempts,
@@ -321,9 +320,10 @@ class Download:
         )
 
 
-def first_frame_poster(video: str, dest: Path, take: Generation) -> DownloadResult | None:
-    """A poster for a clip its engine gave none for (Vertex AI): its first frame as a JPEG,
-    written as a downloaded poster is (whole or not at all). None when it cannot be made."""
+def first_frame_poster(video: str | File, dest: Path, take: Generation) -> DownloadResult | None:
+    """A poster for a clip its engine gave none for (Vertex AI), or whose poster could not be
+    fetched: its first frame (from its path, or a stored clip opened) as a JPEG, written as a
+    downloaded poster is (whole or not at all). None when it cannot be made."""
     try:
         image = clip_frame(video)
         if image is None:

@@ -6,12 +6,11 @@ import contextlib
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from uuid import UUID
 
-from django.db.models import DateTimeField, Min, Model, Q, Value
+from django.db.models import DateTimeField, Min, Q, Value
 from django.db.models.functions import Coalesce, Greatest
 from django.utils import timezone
 
@@ -19,7 +18,7 @@ from ..failover import submittable
 from ..models import FlowAccount, Generation, Upscale
 from . import accounts, poll, reap, submit, upscale
 from .accounts import Engines
-from .claims import Keeper
+from .claims import Hold, Keeper
 from .download import Download, Downloads
 from .policy import S, account_open
 
@@ -51,19 +50,13 @@ class Pass:
                 self.heartbeat()
 
     def holding(
-        self,
-        token: UUID,
-        statuses: Iterable[str],
-        pks: Iterable[int] | None,
-        lease: timedelta,
-        seconds: float,
-        model: type[Model] = Generation,
+        self, hold: Hold, lease: timedelta, seconds: float
     ) -> contextlib.AbstractContextManager[None]:
         """Keep these held rows (as ``Keeper.add``) leased while a block that may block for
         long runs."""
         if self.keeper is None:
             return contextlib.nullcontext()
-        return self.keeper.holding(token, statuses, pks, lease, seconds, model)
+        return self.keeper.holding(hold, lease, seconds)
 
     def downloads_open(self) -> bool:
         """Whether this pass may start downloads (not once the pump winds down)."""

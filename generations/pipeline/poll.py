@@ -30,7 +30,7 @@ from ..engines.base import (
 )
 from ..models import FlowAccount, Generation
 from .accounts import account_refused, cool_down
-from .claims import claim, due_accounts, given_back, held, release, visible, write_held
+from .claims import Hold, claim, due_accounts, given_back, held, release, visible, write_held
 from .download import Download
 from .policy import (
     S,
@@ -269,7 +269,7 @@ class PollBatch:
             engine = self.run_.engines.get(self.account)
             # Every take of the account this pass holds, not only this batch's: the call may
             # take longer than their lease.
-            with self.run_.holding(self.token, POLLED, None, check_lease(), call_deadline() + 5):
+            with self.run_.holding(Hold(self.token, POLLED), check_lease(), call_deadline() + 5):
                 result = engine.check(
                     [OperationRef(t.operation_name, t.request_id) for t in generations]
                 )

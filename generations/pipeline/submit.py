@@ -80,7 +80,7 @@ from ..models import (
 )
 from ..take_actions import SourceClip, source_clip
 from .accounts import account_refused, cool_down
-from .claims import claim_due, held, mark_uncertain, release, visible, write_held
+from .claims import Hold, claim_due, held, mark_uncertain, release, visible, write_held
 from .policy import (
     BATCH_500_TRIES,
     LOST_INTERNAL,
@@ -150,7 +150,7 @@ def submit_due(run: Pass) -> None:
             # Every take this pass holds stays leased while the group's calls run, the takes
             # waiting for a later group too.
             with run.holding(
-                token, [S.QUEUED, S.SUBMITTING], None, submit_lease(), submit_work_seconds()
+                Hold(token, [S.QUEUED, S.SUBMITTING]), submit_lease(), submit_work_seconds()
             ):
                 SubmitGroup(run, token, group).run()
         except Exception:

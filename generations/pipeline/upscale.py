@@ -45,7 +45,7 @@ from ..engines.base import (
 from ..engines.catalogue import UPSCALERS
 from ..models import FlowAccount, Generation, Upscale
 from .accounts import account_refused, cool_down
-from .claims import claim, claim_due, due_accounts, held, mark_uncertain, release
+from .claims import Hold, claim, claim_due, due_accounts, held, mark_uncertain, release
 from .policy import (
     DOWNLOAD_ATTEMPTS,
     LOST_INTERNAL,
@@ -151,12 +151,9 @@ def submit_due(run_: Pass) -> None:
     for row in rows:
         try:
             with run_.holding(
-                token,
-                [U.QUEUED, U.SUBMITTING],
-                [row.pk],
+                Hold(token, [U.QUEUED, U.SUBMITTING], [row.pk], Upscale),
                 submit_lease(),
                 call_deadline() + 30,
-                Upscale,
             ):
                 submit_one(run_, token, row)
         except Exception:
@@ -299,7 +296,7 @@ def poll_account(run_: Pass, account: FlowAccount) -> None:
         return
     try:
         engine = run_.engines.get(account)
-        with run_.holding(token, POLLED, None, check_lease(), call_deadline() + 5, Upscale):
+        with run_.holding(Hold(token, POLLED, None, Upscale), check_lease(), call_deadline() + 5):
             result = engine.check(
                 [OperationRef(row.operation_name, str(row.request_id)) for row in rows]
             )
@@ -329,12 +326,9 @@ def poll_account(run_: Pass, account: FlowAccount) -> None:
                 status=U.DOWNLOADING, lease_until=now + check_lease(), updated=timezone.now()
             ):
                 with run_.holding(
-                    token,
-                    [U.DOWNLOADING],
-                    [row.pk],
+                    Hold(token, [U.DOWNLOADING], [row.pk], Upscale),
                     check_lease(),
                     download_deadline() + 30,
-                    Upscale,
                 ):
                     fetch(run_, token, row, clip)
         elif clip.state == ClipState.FAILED:
