@@ -192,6 +192,7 @@ class Download:
                 close()
 
     def fetch_files(self) -> None:
+        # Looked up at each call, so a test can stand in for it (tests/test_race.py).
         from ..engines.download import download_to
 
         generation, clip = self.generation, self.clip
@@ -205,8 +206,6 @@ class Download:
                 raise ContractDownloadError()
             if clip.video_data and self.fetch is None:
                 # The clip came inside the answer (some Flow upscales): nothing to fetch.
-                from ..engines.download import save_bytes
-
                 video = save_bytes(clip.video_data, storage.local_path(video_name), kind="video")
             elif self.fetch is not None:
                 video = self.fetch(
