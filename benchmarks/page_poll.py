@@ -15,6 +15,9 @@ user, nothing else), on SQLite or, with ``--database postgres``, on PostgreSQL a
 - that a poll after one take changed brings back only that card;
 - the median server time of the unchanged poll, in both modes, as a multiple of signed-in
   hello's (target ≤ 1.5×), and the changed poll's and bare hello's for information;
+- the poll's floor, for information: "member hello" (the harness's signed-in hello plus one
+  query asking whether the user is a member of the URL's project, as any project view must),
+  as a multiple of signed-in hello: what is left of the target for "did anything change";
 - on a page like the load test's (four scenes, two takes changing state, the poll's own SQL
   counted), what a poll answering with one changed card, with the cards of two takes, and
   the page itself cost, as multiples of signed-in hello (for information: these are what the
@@ -208,6 +211,7 @@ def run(args: argparse.Namespace) -> int:
         client.get(small_page, headers={"HX-Request": ""})
     print(f"  4-scene project page: {len(queries.captured_queries)} SQL statements")
 
+    member_hello = reverse("bench-member-hello", args=[project.uuid])
     with bench.Server() as server:
         headers = {"HX-Request": "true", **bench.PROXY_HEADERS}
         with httpx.Client(
@@ -217,6 +221,7 @@ def run(args: argparse.Namespace) -> int:
                 {
                     "hello": lambda: http.get("/bench/hello/"),
                     "signed-in hello": lambda: http.get("/bench/signed-in-hello/"),
+                    "member hello": lambda: http.get(member_hello),
                     "unchanged": lambda: http.get(unchanged),
                     "unchanged, idle page": lambda: http.get(idle),
                     "changed": lambda: http.get(changed),
@@ -226,6 +231,7 @@ def run(args: argparse.Namespace) -> int:
                 },
                 args.requests,
                 expect={
+                    "member hello": 204,
                     "unchanged": 204,
                     "unchanged, idle page": 204,
                     "one card": 200,
@@ -249,6 +255,13 @@ def run(args: argparse.Namespace) -> int:
             f"{line} (target ≤ {POLL_TARGET:g}×) -> "
             + verdicts.target(verdict, ratio <= POLL_TARGET)
         )
+    line, _ = bench.ratio_line(
+        "  the poll's floor, member hello (signed-in hello + one membership query), median",
+        samples["member hello"].server_median,
+        "signed-in hello",
+        floor.server_median,
+    )
+    print(f"{line} (for information)")
     hello = samples["hello"]
     for label, name in (
         ("  signed-in hello (session + user, the floor of any signed-in view)", "signed-in hello"),
