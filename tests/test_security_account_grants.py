@@ -15,7 +15,7 @@ from django.urls import reverse
 from generations import tasks
 from generations.engines.catalogue import TIER_TWO
 from generations.models import AccountGrant, FlowAccount, Generation, Membership, Project
-from tests.conftest import make_image, make_scene
+from tests.conftest import VERTEX_FAST, make_image, make_scene
 from tests.views_support import client_for, htmx_client_for, make_take
 
 Role = Membership.Role
@@ -125,6 +125,23 @@ def test_generate_all_is_refused_in_words_when_the_account_is_not_granted(
     assert "Nothing was generated: This project may not spend the Flow account Studio" in (
         response.text
     )
+    assert not Generation.objects.exists()
+
+
+def test_charlie_is_refused_in_vertex_ai_words_when_the_ungranted_account_is_vertex_ai(
+    charlies_project, charlie, account, queued
+):
+    FlowAccount.objects.filter(pk=account.pk).update(kind=FlowAccount.Kind.VERTEX)
+    scene = make_scene(
+        charlies_project, make_image(charlies_project, charlie), model_key=VERTEX_FAST
+    )
+
+    response = htmx_client_for(charlie).post(
+        reverse("scene-generate", args=[scene.uuid]), {"last_take": "0"}
+    )
+
+    assert "may not spend the Vertex AI account Studio" in response.text
+    assert REFUSED not in response.text
     assert not Generation.objects.exists()
 
 
