@@ -108,6 +108,21 @@ def test_a_take_whose_worker_died_mid_submit_names_its_own_engine(
     assert not re.search(rf"\b{other}\b", take.reason) and "credits" not in take.reason
 
 
+@pytest.mark.django_db
+def test_a_vertex_take_whose_account_was_removed_ends_naming_no_engine(
+    flow_emulator, project, alice
+):
+    use_vertex(project.account, flow_emulator)
+    [take] = work.generate(vertex_scene(project), alice)
+    Generation.objects.filter(pk=take.pk).update(account=None)
+
+    reap.reap(Pass(timezone.now()))
+
+    take.refresh_from_db()
+    assert take.status == S.FAILED
+    assert take.reason == "The account of this take was removed, so Flowsite cannot follow it."
+
+
 @pytest.mark.django_db(transaction=True)
 def test_the_keeper_renews_the_takes_a_pass_holds_and_no_other(flow_emulator, project, alice):
     mine, theirs = work.generate(make_ready_scene(project, takes=2), alice)

@@ -217,7 +217,7 @@ def test_the_storyboard_command_refuses_to_generate_without_a_grant(
 def test_the_storyboard_import_will_not_make_charlie_a_project_on_studio(
     charlie, account, tmp_path
 ):
-    with pytest.raises(CommandError, match="No Flow account is granted to charlie"):
+    with pytest.raises(CommandError, match="No Flow or Vertex AI account is granted to charlie"):
         call_command(
             "storyboard", "import", str(tmp_path / "none.csv"), "--project", "New",
             "--user", "charlie", stdout=io.StringIO(),

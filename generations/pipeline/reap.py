@@ -52,10 +52,11 @@ def reap(run: Pass) -> None:
 
 
 def end_orphans(rows: QuerySet, what: str, now: datetime) -> int:
-    """End ``rows`` whose Flow account was removed: nothing can follow them any more."""
+    """End ``rows`` whose account was removed: nothing can follow them any more (nor say
+    which engine it was on)."""
     return rows.update(
         status=S.FAILED,
-        reason=f"The Flow account of this {what} was removed, so Flowsite cannot follow it.",
+        reason=f"The account of this {what} was removed, so Flowsite cannot follow it.",
         claim=None,
         lease_until=None,
         finished_at=now,
