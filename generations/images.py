@@ -49,7 +49,8 @@ ALLOWED_FORMATS = ("JPEG", "PNG", "WEBP")
 JPEG_QUALITY = 92
 DEFAULT_MAX_BYTES = 20 * 1024 * 1024
 DEFAULT_MAX_PIXELS = 40_000_000
-# Flow frames a start image between 9:16 and 16:9 (the image aspects in engines/flow.py).
+# Flow frames a start image between 9:16 and 16:9 (the image aspects in engines/flow.py); the
+# rule holds on every project, Vertex AI's too, so its words name no engine.
 # Panoramas up to 4:1 still show close to half of themselves in a 16:9 frame; past that, the
 # clip would start from a sliver of the picture, and a 40,000,000 × 1 "image" is no picture.
 MAX_SIDE_RATIO = 4
@@ -193,8 +194,8 @@ def _shape_problem(width: int, height: int) -> str:
         return ""
     shape = "wide as it is tall" if width > height else "tall as it is wide"
     return (
-        f"The image is {_ratio(long_side / short_side)} times as {shape}; Flow frames a start "
-        f"image between 9:16 and 16:9, so crop it to at most {MAX_SIDE_RATIO} to 1."
+        f"The image is {_ratio(long_side / short_side)} times as {shape}; a clip frames a "
+        f"start image between 9:16 and 16:9, so crop it to at most {MAX_SIDE_RATIO} to 1."
     )
 
 

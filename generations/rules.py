@@ -137,6 +137,8 @@ MODEL_REQUIRED = "Pick the model that renders the clip."
 
 
 ENGINE_LABELS = {EngineKind.FLOW: "Google Flow", EngineKind.VERTEX: "Vertex AI"}
+# A project without an account has no engine yet, so the sentence names both.
+NO_ACCOUNT = "The project has no Flow or Vertex AI account to spend; ask an admin to set one."
 
 
 def model_problem(key: str, aspect: str | None, account, mode: str | None = None) -> str:

@@ -78,7 +78,7 @@ def extend_problem(source: Generation | None, account: FlowAccount | None, sourc
             else "The take to extend no longer exists."
         )
     if account is None:
-        return "The project has no Flow account to spend; ask an admin to set one."
+        return rules.NO_ACCOUNT
     if source.status != Generation.Status.READY or not source.video:
         if source.status == Generation.Status.FAILED:
             return f"Take {source.take} failed, so it has no clip to extend."
@@ -235,7 +235,7 @@ def upscale_problem(take: Generation, account: FlowAccount | None, resolution: s
     if upscaler is None:
         return "Upscale to 1080p or 4K."
     if account is None:
-        return "The project has no Flow account to spend; ask an admin to set one."
+        return rules.NO_ACCOUNT
     if account.is_vertex:
         return VERTEX_NO_UPSCALE
     if take.status != Generation.Status.READY or not take.video:

@@ -151,8 +151,8 @@ def takes_keep_rendering(project, alice, count: int) -> list[Generation]:
 
 # What the card of a take whose submission may have reached Flow says, before what happened.
 UNCERTAIN_WORDS = (
-    "Flowsite could not confirm that Flow received this take; it was not resubmitted so no "
-    "credits are spent twice. Submit it again if you want it."
+    "Flowsite could not confirm that Flow received this take; it was not resubmitted so it is "
+    "not paid for twice. Submit it again if you want it."
 )
 
 

@@ -306,7 +306,7 @@ def test_an_account_must_be_chosen_when_several_are_granted(alice, account, shot
     path = write_csv(shots / "b.csv", [["harbour.png", "x", "landscape", "", "", ""]])
 
     with pytest.raises(
-        CommandError, match=r"Several Flow accounts are granted to alice \('Backup', 'Studio'\)"
+        CommandError, match=r"Several accounts are granted to alice \('Backup', 'Studio'\)"
     ):
         run("import", str(path), "--project", "Launch", "--user", "alice")
 
@@ -317,10 +317,19 @@ def test_an_account_must_be_chosen_when_several_are_granted(alice, account, shot
 def test_an_unknown_account_or_no_account_is_refused(alice, shots):
     path = write_csv(shots / "b.csv", [["harbour.png", "x", "landscape", "", "", ""]])
 
-    with pytest.raises(CommandError, match="No Flow account is granted to alice"):
+    with pytest.raises(CommandError, match="No Flow or Vertex AI account is granted to alice"):
         run("import", str(path), "--project", "Launch", "--user", "alice")
-    with pytest.raises(CommandError, match="No Flow account is labelled 'Nope'"):
+    with pytest.raises(CommandError, match="No Flow or Vertex AI account is labelled 'Nope'"):
         run("import", str(path), "--project", "Launch", "--user", "alice", "--account", "Nope")
+
+
+@pytest.mark.parametrize(("kind", "words"), [("flow", "Flow"), ("vertex", "Vertex AI")])
+def test_an_account_not_granted_is_named_by_its_engine(alice, shots, kind, words):
+    FlowAccount.objects.create(label="Cloud", kind=kind, bearer_token="ya29.c")
+    path = write_csv(shots / "b.csv", [["harbour.png", "x", "landscape", "", "", ""]])
+
+    with pytest.raises(CommandError, match=f"^The {words} account 'Cloud' is not granted to alice"):
+        run("import", str(path), "--project", "Launch", "--user", "alice", "--account", "Cloud")
 
 
 def test_an_existing_project_keeps_its_account(project, shots):

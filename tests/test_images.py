@@ -403,8 +403,8 @@ def test_a_16_bit_rgba_png_forty_times_wider_than_tall_is_refused_before_decodin
         store_start_image(project, upload(data, "strip.png"), alice)
 
     assert str(refused.value) == (
-        "The image is 40 times as wide as it is tall; Flow frames a start image between 9:16 "
-        "and 16:9, so crop it to at most 4 to 1."
+        "The image is 40 times as wide as it is tall; a clip frames a start image between "
+        "9:16 and 16:9, so crop it to at most 4 to 1."
     )
     assert decoded == []
     assert ImageAsset.objects.count() == 0 and stored_files(settings) == []
@@ -417,7 +417,7 @@ def test_a_png_of_forty_million_by_one_pixels_is_refused(project, alice, decoded
         store_start_image(project, upload(data, "line.png"), alice)
 
     assert str(refused.value).startswith(
-        "The image is 40,000,000 times as wide as it is tall; Flow frames a start image"
+        "The image is 40,000,000 times as wide as it is tall; a clip frames a start image"
     )
     assert decoded == []
 
@@ -428,8 +428,8 @@ def test_a_picture_just_taller_than_four_to_one_is_refused_and_four_to_one_is_ke
     kept = store_start_image(project, upload(streamed_png(400, 100), "wide.png"), alice)
 
     assert str(refused.value) == (
-        "The image is 4.1 times as tall as it is wide; Flow frames a start image between 9:16 "
-        "and 16:9, so crop it to at most 4 to 1."
+        "The image is 4.1 times as tall as it is wide; a clip frames a start image between "
+        "9:16 and 16:9, so crop it to at most 4 to 1."
     )
     assert (kept.width, kept.height) == (400, 100)
 

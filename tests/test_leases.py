@@ -4,6 +4,7 @@ files, never those of a download still alive."""
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 import uuid
@@ -20,7 +21,7 @@ from generations.models import Generation
 from generations.pipeline import Keeper, Pass, reap
 from generations.pipeline.claims import Hold
 from generations.pipeline.download import temp_folder
-from tests.conftest import make_ready_scene
+from tests.conftest import make_ready_scene, use_vertex, vertex_scene
 from tests.faults_support import assert_files_match, fresh, stray_temp_files
 
 S = Generation.Status
@@ -75,6 +76,52 @@ def test_reaping_with_nothing_to_take_back_touches_no_file(flow_emulator, projec
     assert part.exists()
     assert run.counts["download_reaped"] == 0
     assert sorted(Path(settings.MEDIA_ROOT).rglob("*.part")) == [part]
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("on_vertex", "upstream", "other"), [(False, "Flow", "Vertex AI"), (True, "Vertex AI", "Flow")]
+)
+def test_a_take_whose_worker_died_mid_submit_names_its_own_engine(
+    flow_emulator, project, alice, on_vertex, upstream, other
+):
+    if on_vertex:
+        use_vertex(project.account, flow_emulator)
+        scene = vertex_scene(project)
+    else:
+        scene = make_ready_scene(project)
+    [take] = work.generate(scene, alice)
+    now = timezone.now()
+    Generation.objects.filter(pk=take.pk).update(
+        status=S.SUBMITTING, claim=uuid.uuid4(), lease_until=now - timedelta(seconds=1)
+    )
+
+    run = Pass(now)
+    reap.reap(run)
+
+    take.refresh_from_db()
+    assert (take.status, run.counts["uncertain"]) == (S.UNCERTAIN, 1)
+    assert take.reason == (
+        f"Flowsite could not confirm that {upstream} received this take; it was not "
+        "resubmitted so it is not paid for twice. Submit it again if you want it. What "
+        f"happened: The worker sending it stopped before it could save {upstream}'s answer."
+    )
+    assert not re.search(rf"\b{other}\b", take.reason) and "credits" not in take.reason
+
+
+@pytest.mark.django_db
+def test_a_vertex_take_whose_account_was_removed_ends_naming_no_engine(
+    flow_emulator, project, alice
+):
+    use_vertex(project.account, flow_emulator)
+    [take] = work.generate(vertex_scene(project), alice)
+    Generation.objects.filter(pk=take.pk).update(account=None)
+
+    reap.reap(Pass(timezone.now()))
+
+    take.refresh_from_db()
+    assert take.status == S.FAILED
+    assert take.reason == "The account of this take was removed, so Flowsite cannot follow it."
 
 
 @pytest.mark.django_db(transaction=True)

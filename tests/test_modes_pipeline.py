@@ -102,6 +102,22 @@ def test_a_take_whose_end_image_was_deleted_fails_saying_so(emu, project, alice)
     assert emu.stats["submit"] == 0
 
 
+def test_a_vertex_take_whose_end_image_was_deleted_says_it_was_not_sent_to_vertex_ai(
+    vertex_project, flow_emulator, alice
+):
+    _, frames, _, _ = scenes_of_every_mode(vertex_project, alice, flow=False)
+    [take] = frames.generate(alice)
+    Generation.objects.filter(pk=take.pk).update(end_image=None)
+
+    [take] = settle_vertex([take])
+
+    assert take.status == S.FAILED
+    assert take.reason == (
+        "The end image of this take was deleted before it could be sent to Vertex AI."
+    )
+    assert flow_emulator.stats["vertex_predict"] == 0
+
+
 def test_a_take_of_each_mode_is_made_on_vertex(vertex_project, flow_emulator, alice):
     text, frames, ingredients, _ = scenes_of_every_mode(vertex_project, alice, flow=False)
 

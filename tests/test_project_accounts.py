@@ -210,6 +210,19 @@ def test_the_settings_page_shows_each_accounts_credits_and_state(project, accoun
     assert "340" in page
 
 
+def test_the_settings_page_of_a_vertex_ai_project_speaks_of_us_dollars_not_flow_credits(
+    project, account, alice
+):
+    FlowAccount.objects.filter(pk=account.pk).update(kind=FlowAccount.Kind.VERTEX)
+
+    page = client_for(alice).get(reverse("project-settings", args=[project.uuid])).text
+    accounts = page[page.index('id="accounts"') :]
+
+    assert "none: billed in US dollars" in accounts
+    assert "not known yet" not in accounts
+    assert "after Flow throttled" not in accounts
+
+
 def test_the_project_page_shows_every_account_in_order_with_its_state(
     project, account, backup, alice
 ):

@@ -15,7 +15,7 @@ from django.urls import reverse
 from generations import tasks
 from generations.engines.catalogue import TIER_TWO
 from generations.models import AccountGrant, FlowAccount, Generation, Membership, Project
-from tests.conftest import make_image, make_scene
+from tests.conftest import VERTEX_FAST, make_image, make_scene
 from tests.views_support import client_for, htmx_client_for, make_take
 
 Role = Membership.Role
@@ -128,6 +128,23 @@ def test_generate_all_is_refused_in_words_when_the_account_is_not_granted(
     assert not Generation.objects.exists()
 
 
+def test_charlie_is_refused_in_vertex_ai_words_when_the_ungranted_account_is_vertex_ai(
+    charlies_project, charlie, account, queued
+):
+    FlowAccount.objects.filter(pk=account.pk).update(kind=FlowAccount.Kind.VERTEX)
+    scene = make_scene(
+        charlies_project, make_image(charlies_project, charlie), model_key=VERTEX_FAST
+    )
+
+    response = htmx_client_for(charlie).post(
+        reverse("scene-generate", args=[scene.uuid]), {"last_take": "0"}
+    )
+
+    assert "may not spend the Vertex AI account Studio" in response.text
+    assert REFUSED not in response.text
+    assert not Generation.objects.exists()
+
+
 @pytest.mark.parametrize("status", [Generation.Status.FAILED, Generation.Status.UNCERTAIN])
 def test_retry_and_resubmit_are_refused_once_the_grant_is_revoked(
     project, alice, bob, queued, status
@@ -200,7 +217,7 @@ def test_the_storyboard_command_refuses_to_generate_without_a_grant(
 def test_the_storyboard_import_will_not_make_charlie_a_project_on_studio(
     charlie, account, tmp_path
 ):
-    with pytest.raises(CommandError, match="No Flow account is granted to charlie"):
+    with pytest.raises(CommandError, match="No Flow or Vertex AI account is granted to charlie"):
         call_command(
             "storyboard", "import", str(tmp_path / "none.csv"), "--project", "New",
             "--user", "charlie", stdout=io.StringIO(),

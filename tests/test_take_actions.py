@@ -43,6 +43,37 @@ def settle_upscale(upscale: Upscale, *, ahead=timedelta(0), timeout: float = 30.
         time.sleep(0.05)
 
 
+# --- A project whose account was removed ----------------------------------------------------
+
+NO_ACCOUNT = "The project has no Flow or Vertex AI account to spend; ask an admin to set one."
+
+
+def test_every_action_of_a_project_without_an_account_names_both_engines(project, alice):
+    scene = make_ready_scene(project)
+    take = Generation.objects.create(
+        scene=scene,
+        project=project,
+        take=1,
+        prompt=scene.prompt,
+        model_key=scene.model_key,
+        aspect=scene.aspect,
+        seed=1,
+        status=S.READY,
+    )
+    project.account = None
+    project.save(update_fields=["account"])
+    project.refresh_from_db()
+    scene.refresh_from_db()
+    take.refresh_from_db()
+
+    # Nothing says which engine the project was meant for, so no sentence names only Flow.
+    assert project.spending_problem() == NO_ACCOUNT
+    assert scene.generation_problem() == NO_ACCOUNT
+    assert take.retry_problem() == NO_ACCOUNT
+    assert take_actions.extend_problem(take, None) == NO_ACCOUNT
+    assert take_actions.upscale_problem(take, None, "1080p") == NO_ACCOUNT
+
+
 # --- Extend ---------------------------------------------------------------------------------
 
 

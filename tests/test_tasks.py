@@ -14,9 +14,9 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from generations.models import AccountGrant, FlowAccount, Generation, ImageUpload
-from generations.pipeline import policy, poll
+from generations.pipeline import policy, poll, submit
 from generations.tasks import run_pass
-from tests.conftest import make_image
+from tests.conftest import make_image, vertex_scene
 from tests.conftest import make_ready_scene as make_scene
 from tests.tasks_support import UNCERTAIN_WORDS, run_at_once, run_until_account_problem, settle
 
@@ -389,6 +389,26 @@ def test_a_bug_in_one_poll_batch_does_not_end_the_pass(emu, project, alice, monk
     monkeypatch.undo()
     [take] = settle([take], ahead=timedelta(seconds=15))
     assert take.status == S.READY
+
+
+def test_a_bug_before_a_vertex_take_is_sent_fails_its_last_try_naming_no_engine(
+    vertex_project, alice, monkeypatch
+):
+    [take] = vertex_scene(vertex_project).generate(alice)
+    Generation.objects.filter(pk=take.pk).update(attempts=policy.SUBMIT_ATTEMPTS - 1)
+
+    def broken(self):
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(submit.SubmitGroup, "run", broken)
+    assert run_pass()["failed"] == 1
+
+    take.refresh_from_db()
+    assert take.status == S.FAILED
+    assert take.reason == (
+        "Flowsite hit an internal error preparing this take to be sent; an admin can find the "
+        "details in the worker's log."
+    )
 
 
 def test_a_polling_pass_records_the_credits_flow_reports_once_for_the_account(

@@ -178,7 +178,7 @@ def test_a_submitting_take_whose_lease_lapsed_becomes_uncertain_and_is_never_res
     assert counts["uncertain"] == 1
     take.refresh_from_db()
     assert take.status == S.UNCERTAIN
-    assert "not resubmitted so no credits are spent twice" in take.reason
+    assert "not resubmitted so it is not paid for twice" in take.reason
     # Later passes (no engine at all: it would fail the test) leave it alone.
     tasks.run_pass(now=timezone.now() + timedelta(hours=1))
     take.refresh_from_db()

@@ -11,12 +11,13 @@ import uuid
 from pathlib import Path
 
 import av
+import httpx
 import pytest
 from PIL import Image, ImageDraw
 
 from generations.engines import base
 from generations.engines.base import Aspect, ClipRequest, ClipState, OperationRef
-from generations.engines.flow import MemoryTokenCache
+from generations.engines.flow import Answer, MemoryTokenCache
 from generations.engines.vertex import VertexEngine, clean_service_account_key
 from generations.models import FlowAccount
 
@@ -243,11 +244,103 @@ def test_an_account_google_refuses_is_an_account_problem_in_words(vertex, marker
         engine.submit("project", clips(f"[fault:{marker}]"))
 
 
-def test_an_invalid_argument_names_the_field_google_names(vertex):
+def test_an_invalid_argument_names_the_field_in_words_then_quotes_google(vertex):
     engine = engine_for(vertex)
 
-    with pytest.raises(base.BadRequest, match=r"parameters\.sampleCount"):
+    with pytest.raises(base.BadRequest) as refused:
         engine.submit("project", clips("[fault:invalid-argument]"))
+
+    assert refused.value.message == (
+        "Vertex AI refused the number of takes for this model; change it or pick another "
+        "model. Google said: parameters.sampleCount: Invalid value at 'parameters.sampleCount' "
+        "(must be 1 to 4): 0"
+    )
+
+
+def test_a_1080p_clip_of_4_seconds_is_refused_as_the_clip_length(vertex):
+    engine = engine_for(vertex)
+
+    with pytest.raises(base.BadRequest) as refused:
+        engine.submit("project", clips(resolution="1080p"))
+
+    assert refused.value.message.startswith(
+        "Vertex AI refused the clip length for this model; change it or pick another model. "
+        "Google said: parameters.durationSeconds: "
+    ), refused.value.message
+
+
+def google_error(message: str, field: str = "") -> Answer:
+    """Google's body for a 400 (vertex-api README): the message, and where Google lists it,
+    the field it is about."""
+    error: dict = {"code": 400, "message": message, "status": "INVALID_ARGUMENT"}
+    if field:
+        error["details"] = [
+            {
+                "@type": "type.googleapis.com/google.rpc.BadRequest",
+                "fieldViolations": [{"field": field, "description": message}],
+            }
+        ]
+    return Answer(400, httpx.Headers(), json.dumps({"error": error}).encode())
+
+
+@pytest.mark.parametrize(
+    ("message", "field", "words"),
+    [
+        ("parameters.sampleCount: Invalid value", "", "the number of takes"),
+        ("Invalid value at 'parameters.aspectRatio': \"4:3\"", "", "the aspect ratio"),
+        ("Invalid value: 99999999999", "parameters.seed", "the seed"),
+        ('Invalid value: "8k"', "parameters.resolution", "the resolution"),
+        ("Too long.", "parameters.negativePrompt", "the negative prompt"),
+        ('Invalid value: "everyone"', "parameters.personGeneration", "the choice of who"),
+        ("Not supported by this model.", "parameters.generateAudio", "the sound setting"),
+        ("Image could not be decoded.", "instances[0].image", "the start image"),
+        ("lastFrame is not supported.", "instances[0].lastFrame", "the end frame"),
+        ("Bad mimeType.", "instances[0].referenceImages[1].image", "the reference images"),
+    ],
+)
+def test_each_field_flowsite_knows_is_named_in_words_before_googles_text(
+    vertex, message, field, words
+):
+    refusal = engine_for(vertex)._error(google_error(message, field), FAST, "submitting")
+
+    assert isinstance(refusal, base.BadRequest)
+    assert refusal.message.startswith(f"Vertex AI refused {words}"), refusal.message
+    assert refusal.message.endswith(f"Google said: {f'{field}: ' if field else ''}{message}")
+
+
+@pytest.mark.parametrize(
+    ("message", "field", "today"),
+    [
+        (
+            'Invalid value: "s3://bucket"',
+            "parameters.storageUri",
+            'Vertex AI refused the request (parameters.storageUri: Invalid value: "s3://bucket").',
+        ),
+        (
+            "Request contains an invalid argument.",
+            "",
+            "Vertex AI refused the request: Request contains an invalid argument.",
+        ),
+    ],
+)
+def test_a_refusal_about_a_field_flowsite_does_not_know_keeps_googles_words(
+    vertex, message, field, today
+):
+    refusal = engine_for(vertex)._error(google_error(message, field), FAST, "submitting")
+
+    assert refusal.message == today
+
+
+def test_an_operation_refused_for_a_field_names_it_in_words(vertex):
+    answer = {"done": True, "error": {"code": 3, "message": "parameters.durationSeconds: Invalid"}}
+
+    clip = engine_for(vertex)._clip_status(OperationRef("op", "take"), 0, answer)
+
+    assert clip.state == ClipState.FAILED
+    assert clip.failure_message == (
+        "Vertex AI refused the clip length for this model; change it or pick another model. "
+        "Google said: parameters.durationSeconds: Invalid"
+    )
 
 
 def test_quota_is_a_back_off_with_googles_retry_after(vertex):

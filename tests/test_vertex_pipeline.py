@@ -279,6 +279,8 @@ def test_a_scene_vertex_refuses_fails_in_one_call_without_being_split(
         take.refresh_from_db()
     assert {take.status for take in takes} == {S.FAILED}
     assert all("sampleCount" in take.reason for take in takes)
+    # The card says which choice was refused before Google's text.
+    assert takes[0].reason.startswith("Vertex AI refused the number of takes for this model;")
     assert flow_emulator.stats["vertex_predict"] == 1
 
 

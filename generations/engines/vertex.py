@@ -16,6 +16,7 @@ import functools
 import json
 import logging
 import math
+import re
 import threading
 from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
@@ -104,6 +105,24 @@ OPERATION_ERRORS = {
     13: "Vertex AI had an internal error rendering this take; generate it again. ({message})",
     14: "Vertex AI was unavailable while rendering this take; generate it again. ({message})",
 }
+# The request fields a refusal may name, in a team member's words: "Vertex AI refused the
+# clip length for this model" comes first, Google's own text after it for support.
+REFUSED_FIELDS = {
+    "sampleCount": "number of takes",
+    "durationSeconds": "clip length",
+    "aspectRatio": "aspect ratio",
+    "seed": "seed",
+    "resolution": "resolution",
+    "negativePrompt": "negative prompt",
+    "personGeneration": "choice of who may appear",
+    "generateAudio": "sound setting",
+    "image": "start image",
+    "lastFrame": "end frame",
+    "referenceImages": "reference images",
+}
+# A field path inside Google's message ("parameters.sampleCount: Invalid value"), for the
+# refusals that come without a list of fields.
+FIELD_PATH = re.compile(r"\b(?:instances(?:\[\d+\])?|parameters)(?:\.\w+(?:\[\d+\])?)+")
 # An answer with clips inline is up to four MP4s in base64; anything far larger is not one.
 MAX_ANSWER_BYTES = 4 * 700 * 1024 * 1024 // 3 + 1024 * 1024
 # Disabled-API answers name the service in ErrorInfo; these words appear in the message too.
@@ -404,10 +423,11 @@ class VertexEngine:
                 code if isinstance(code, int) else -1,
                 "Vertex AI could not render this take: {message}.",
             )
+            words = refusal_words(message, []) if code == 3 else ""
             return status(
                 base.ClipState.FAILED,
                 failure_reason=f"code {code}",
-                failure_message=template.format(message=message.rstrip(".")),
+                failure_message=words or template.format(message=message.rstrip(".")),
             )
         response = answer.get("response")
         if not isinstance(response, dict):
@@ -666,8 +686,11 @@ class VertexEngine:
                 detail=detail,
             )
         if status == 400:
+            named = "; ".join(f"{name}: {text}" for name, text in fields[:3])
+            words = refusal_words(named or message, [name for name, _ in fields])
+            if words:
+                return base.BadRequest(words, detail=detail)
             if fields:
-                named = "; ".join(f"{name}: {text}" for name, text in fields[:3])
                 return base.BadRequest(f"Vertex AI refused the request ({named}).", detail=detail)
             return base.BadRequest(
                 f"Vertex AI refused the request: {message or 'invalid argument'}", detail=detail
@@ -677,6 +700,24 @@ class VertexEngine:
         return base.BadRequest(
             f"Vertex AI refused the request (HTTP {status}): {message}", detail=detail
         )
+
+
+def refusal_words(google: str, paths: list[str]) -> str:
+    """A refusal of the request in words: the first field of ``paths`` (or, without them, of
+    Google's message) that Flowsite knows, named plainly, then ``google``; "" when no field
+    is known (the caller keeps its own wording)."""
+    for path in paths or FIELD_PATH.findall(google):
+        # The first known name: "instances[0].referenceImages[1].image" is about the
+        # reference images, not the start image.
+        known = next(
+            (name for name in re.findall(r"[A-Za-z]+", path) if name in REFUSED_FIELDS), ""
+        )
+        if known:
+            return (
+                f"{UPSTREAM} refused the {REFUSED_FIELDS[known]} for this model; change it or "
+                f"pick another model. Google said: {google}"
+            )
+    return ""
 
 
 class _AuthRequest:

@@ -69,7 +69,7 @@ class Project(models.Model):
         super().save(**kwargs)
 
     def spending_problem(self) -> str:
-        """Why this project may not spend its Flow account now, in words, or "" when it may.
+        """Why this project may not spend its account now, in words, or "" when it may.
 
         Asked again at every Generate, so a revoked grant stops new takes at once. Remembered
         on this instance: a command that generates scene after scene asks once.
@@ -77,15 +77,15 @@ class Project(models.Model):
         if self.archived_at is not None:
             return ARCHIVED_PROBLEM.format(project=self)
         if self.account_id is None:
-            return "The project has no Flow account to spend; ask an admin to set one."
+            return rules.NO_ACCOUNT
         cached = getattr(self, "_spending_problem", None)
         if cached is not None and cached[0] == self.account_id:
             return cached[1]
         problem = ""
         if not AccountGrant.objects.allowing(self).filter(account_id=self.account_id).exists():
             problem = (
-                f"This project may not spend the Flow account {self.account}: staff have not "
-                "granted it to the project or to one of its owners. Ask an admin."
+                f"This project may not spend the {self.account.upstream} account {self.account}: "
+                "staff have not granted it to the project or to one of its owners. Ask an admin."
             )
         self._spending_problem = (self.account_id, problem)
         return problem

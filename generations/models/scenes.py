@@ -276,7 +276,7 @@ class Scene(models.Model):
         """Why this scene cannot be generated as it stands, in words, or "" when it can."""
         account = self.project.account
         if account is None:
-            return "The project has no Flow account to spend; ask an admin to set one."
+            return rules.NO_ACCOUNT
         if self.mode == self.Mode.EXTEND:
             from ..take_actions import extend_problem
 

@@ -256,7 +256,7 @@ class Generation(models.Model):
         """Why this take cannot be asked for again as it stands, in words, or ""."""
         account = self.project.account
         if account is None:
-            return "The project has no Flow account to spend; ask an admin to set one."
+            return rules.NO_ACCOUNT
         if self.scene.mode == Scene.Mode.EXTEND:
             from ..take_actions import extend_problem
 

@@ -21,10 +21,10 @@ S = Generation.Status
 
 UNCERTAIN_REASON = (
     "Flowsite could not confirm that {upstream} received this take; it was not resubmitted so "
-    "no credits are spent twice. Submit it again if you want it."
+    "it is not paid for twice. Submit it again if you want it."
 )
 # What happened, said after UNCERTAIN_REASON on the card.
-LOST_WORKER = "The worker sending it stopped before it could save Flow's answer."
+LOST_WORKER = "The worker sending it stopped before it could save {upstream}'s answer."
 LOST_INTERNAL = "Flowsite hit an internal error while sending it."
 
 

@@ -3,6 +3,7 @@ lapsed."""
 
 from __future__ import annotations
 
+from collections import defaultdict
 from datetime import datetime
 from typing import TYPE_CHECKING
 from uuid import uuid4
@@ -10,6 +11,7 @@ from uuid import uuid4
 from django.db.models import OuterRef, QuerySet, Subquery
 from django.utils import timezone
 
+from ..engines.base import EngineKind
 from ..models import FlowAccount, Generation
 from .claims import held, mark_uncertain, release
 from .download import remove_temp_files, temp_folder
@@ -22,10 +24,16 @@ if TYPE_CHECKING:
 def reap(run: Pass) -> None:
     """Settle takes whose worker vanished (crash, killed task) when their lease lapsed."""
     now = run.now
-    # The submit may have left before the crash: never guess, never resubmit.
-    run.counts["uncertain"] += mark_uncertain(
-        Generation.objects.filter(lease_free(now), status=S.SUBMITTING), LOST_WORKER, now
-    )
+    # The submit may have left before the crash: never guess, never resubmit. Looked up
+    # first (a crash is rare, so the update seldom runs), so each take names its own engine.
+    lapsed = Generation.objects.filter(lease_free(now), status=S.SUBMITTING)
+    lost: dict[str, list[int]] = defaultdict(list)
+    for pk, kind in lapsed.values_list("pk", "account__kind"):
+        lost[EngineKind(kind or EngineKind.FLOW).label].append(pk)
+    for upstream, pks in lost.items():
+        run.counts["uncertain"] += mark_uncertain(
+            lapsed.filter(pk__in=pks), LOST_WORKER.format(upstream=upstream), now, upstream
+        )
     reap_downloads(run)
     run.counts["failed"] += end_orphans(
         Generation.objects.filter(status__in=[S.QUEUED, S.PENDING, S.ACTIVE], account__isnull=True),
@@ -44,10 +52,11 @@ def reap(run: Pass) -> None:
 
 
 def end_orphans(rows: QuerySet, what: str, now: datetime) -> int:
-    """End ``rows`` whose Flow account was removed: nothing can follow them any more."""
+    """End ``rows`` whose account was removed: nothing can follow them any more (nor say
+    which engine it was on)."""
     return rows.update(
         status=S.FAILED,
-        reason=f"The Flow account of this {what} was removed, so Flowsite cannot follow it.",
+        reason=f"The account of this {what} was removed, so Flowsite cannot follow it.",
         claim=None,
         lease_until=None,
         finished_at=now,

@@ -188,7 +188,7 @@ def release_for_retry(run: Pass, token: UUID, pks: list[int]) -> None:
     last_try = held(token, [S.QUEUED], pks).filter(attempts__gte=SUBMIT_ATTEMPTS - 1)
     run.counts["failed"] += last_try.update(
         status=S.FAILED,
-        reason="Flowsite hit an internal error preparing this take for Flow; an admin "
+        reason="Flowsite hit an internal error preparing this take to be sent; an admin "
         "can find the details in the worker's log.",
         claim=None,
         lease_until=None,
@@ -322,7 +322,7 @@ class SubmitGroup:
             self.fail(
                 takes,
                 f"{what} of this take {'were' if 'images' in what else 'was'} deleted before "
-                "it could be sent to Flow.",
+                f"it could be sent to {self.account.upstream}.",
                 statuses=statuses,
             )
         self.image_data = {}

@@ -34,6 +34,7 @@ from ..engines.base import (
     ContractError,
     DownloadError,
     EngineError,
+    EngineKind,
     NetworkError,
     OperationRef,
     SessionExpired,
@@ -113,8 +114,11 @@ def reap(run_: Pass) -> None:
     lost = list(Upscale.objects.filter(lapsed, status=U.SUBMITTING).values_list("pk", flat=True))
     if lost:
         # The call may have left before the worker died: never guessed, never sent again.
+        # Only Flow upscales, so the reason names it.
         run_.counts["uncertain"] += mark_uncertain(
-            Upscale.objects.filter(lapsed, pk__in=lost, status=U.SUBMITTING), LOST_WORKER, now
+            Upscale.objects.filter(lapsed, pk__in=lost, status=U.SUBMITTING),
+            LOST_WORKER.format(upstream=EngineKind.FLOW.label),
+            now,
         )
         _touch(lost)
     # A download costs nothing: check again at once, which signs fresh links.

@@ -719,25 +719,26 @@ def _import_account(project: Project | None, label: str | None, user) -> FlowAcc
         allowed = FlowAccount.objects.filter(grants__in=AccountGrant.objects.allowing(project))
         whom = f"to project {project.name!r} or one of its owners"
     if label is not None:
-        if not FlowAccount.objects.filter(label=label).exists():
-            raise CommandError(f"No Flow account is labelled {label!r}.")
+        named = FlowAccount.objects.filter(label=label).first()
+        if named is None:
+            raise CommandError(f"No Flow or Vertex AI account is labelled {label!r}.")
         account = allowed.filter(label=label).first()
         if account is None:
             raise CommandError(
-                f"The Flow account {label!r} is not granted {whom}; staff can grant it with: "
-                f"flow_account grant {label!r} --user USERNAME"
+                f"The {named.upstream} account {label!r} is not granted {whom}; staff can "
+                f"grant it with: flow_account grant {label!r} --user USERNAME"
             )
         return account
     accounts = list(allowed.distinct().order_by("label"))
     if not accounts:
         raise CommandError(
-            f"No Flow account is granted {whom}; staff can grant one with: "
+            f"No Flow or Vertex AI account is granted {whom}; staff can grant one with: "
             "flow_account grant LABEL --user USERNAME"
         )
     if len(accounts) > 1:
         labels = ", ".join(repr(account.label) for account in accounts)
         raise CommandError(
-            f"Several Flow accounts are granted {whom} ({labels}); choose one with --account."
+            f"Several accounts are granted {whom} ({labels}); choose one with --account."
         )
     return accounts[0]
 
