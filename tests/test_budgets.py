@@ -36,12 +36,12 @@ def generate(client: Client, scene, last_take: int = 0):
     )
 
 
-def set_budget(project, credits: int | None) -> None:
-    Project.objects.filter(pk=project.pk).update(monthly_budget=credits)
+def set_budget(project, limit: int | Decimal | None) -> None:
+    Project.objects.filter(pk=project.pk).update(monthly_budget=limit)
 
 
-def set_allowance(project, user, credits: int | None) -> None:
-    Membership.objects.filter(project=project, user=user).update(monthly_allowance=credits)
+def set_allowance(project, user, limit: int | Decimal | None) -> None:
+    Membership.objects.filter(project=project, user=user).update(monthly_allowance=limit)
 
 
 def spent(scene, user, credits: int, status=Generation.Status.READY, **fields):
@@ -365,17 +365,176 @@ def test_the_project_list_says_what_alices_vertex_ai_project_spent_in_us_dollars
     assert "credit" not in page.lower()
 
 
-def test_alice_sets_her_vertex_ai_projects_budget_in_whole_us_dollars(on_vertex, alice):
+def test_alice_sets_7_50_on_her_vertex_ai_project_and_the_page_shows_7_50(on_vertex, alice):
+    url = reverse("project-spend", args=[on_vertex.uuid])
     client = client_for(alice)
+    before = client.get(url).text
+
+    response = client.post(url, {"action": "budget", "limit": "7.50", "was": "8.00"}, follow=True)
+
+    assert 'name="was" value="8.00"' in before  # the form carries the budget as shown
+    assert "The monthly budget is now $7.50." in response.text
+    assert "$0.90 spent this month, of a monthly budget of $7.50." in response.text
+    assert 'id="budget" name="limit" inputmode="decimal" value="7.50"' in response.text
+    on_vertex.refresh_from_db()
+    assert on_vertex.monthly_budget == Decimal("7.50")
+    event = AuditEvent.objects.get(action=AuditEvent.Action.BUDGET_CHANGED)
+    assert event.details == {"old": "8.00", "new": "7.50"}
+    activity = client.get(reverse("project-audit", args=[on_vertex.uuid])).text
+    assert "new: 7.50; old: 8.00" in activity
+
+
+def test_alice_gives_bob_an_allowance_in_dollars_and_cents(on_vertex, alice, bob):
     url = reverse("project-spend", args=[on_vertex.uuid])
 
-    cents = client.post(url, {"action": "budget", "limit": "8.50", "was": "8"}, follow=True)
-    dollars = client.post(url, {"action": "budget", "limit": "12", "was": "8"}, follow=True)
+    response = client_for(alice).post(
+        url, {"action": "allowance", "username": "bob", "limit": "2.25", "was": ""}, follow=True
+    )
 
-    assert "Type a whole number of US dollars, or leave it empty for no limit." in cents.text
-    assert "The monthly budget is now $12.00." in dollars.text
+    assert "bob&#x27;s monthly allowance is now $2.25." in response.text
+    assert 'inputmode="decimal" size="6" value="2.25"' in response.text
+    assert Membership.objects.get(project=on_vertex, user=bob).monthly_allowance == Decimal("2.25")
+    assert AuditEvent.objects.get().details == {"member": "bob", "old": None, "new": "2.25"}
+
+
+@pytest.mark.parametrize(
+    "typed", ["7", "7.5", "7.50", "$7.50", " 7.50 ", "$ 7.50", "1,250.00", "0"]
+)
+def test_alice_may_type_a_vertex_ai_budget_as_people_write_dollars(on_vertex, alice, typed):
+    client_for(alice).post(
+        reverse("project-spend", args=[on_vertex.uuid]),
+        {"action": "budget", "limit": typed, "was": "8.00"},
+    )
+
     on_vertex.refresh_from_db()
-    assert on_vertex.monthly_budget == 12
+    dollars = typed.strip().lstrip("$").strip().replace(",", "")
+    assert on_vertex.monthly_budget == Decimal(dollars)
+
+
+DOLLARS_HINT = "Type an amount in US dollars, e.g. 7.50, or leave it empty for no limit."
+
+
+@pytest.mark.parametrize(
+    "typed, told",
+    [
+        ("7.555", "Vertex AI counts cents: type at most two decimals, e.g. 7.50."),
+        (
+            "7,5",
+            "Type cents after a point, e.g. 7.50; a comma may only group thousands, e.g. 1,250.00.",
+        ),
+        ("-1", DOLLARS_HINT),
+        ("NaN", DOLLARS_HINT),
+        ("Infinity", DOLLARS_HINT),
+        ("1e3", DOLLARS_HINT),
+        ("lots", DOLLARS_HINT),
+        ("10000000000", "That is more than Flowsite can count; type at most $9,999,999,999.99."),
+    ],
+)
+def test_alice_is_told_what_to_type_for_a_vertex_ai_budget(on_vertex, alice, bob, typed, told):
+    client = client_for(alice)
+    url = reverse("project-spend", args=[on_vertex.uuid])
+    for form in ({"action": "budget"}, {"action": "allowance", "username": "bob"}):
+        response = client.post(url, {**form, "limit": typed, "was": ""}, follow=True)
+
+        assert told in response.text
+    on_vertex.refresh_from_db()
+    assert on_vertex.monthly_budget == 8
+    assert Membership.objects.get(project=on_vertex, user=bob).monthly_allowance is None
+
+
+def test_on_flow_alice_types_12_5_and_is_told_flow_counts_whole_credits(project, alice):
+    response = client_for(alice).post(
+        reverse("project-spend", args=[project.uuid]),
+        {"action": "budget", "limit": "12.5", "was": ""},
+        follow=True,
+    )
+
+    assert (
+        "Flow counts whole credits; type a whole number, or leave it empty for no limit."
+        in response.text
+    )
+    project.refresh_from_db()
+    assert project.monthly_budget is None
+
+
+def test_alices_flow_budget_is_shown_and_carried_in_whole_credits(project, alice):
+    set_budget(project, 500)
+
+    page = client_for(alice).get(reverse("project-spend", args=[project.uuid])).text
+
+    assert 'name="was" value="500"' in page
+    assert 'id="budget" name="limit" inputmode="numeric" value="500"' in page
+    assert "in US dollars" not in page
+
+
+def test_alices_vertex_ai_spend_page_hints_at_dollars_and_cents(on_vertex, alice):
+    page = client_for(alice).get(reverse("project-spend", args=[on_vertex.uuid])).text
+
+    assert "in US dollars, e.g. 7.50" in page
+    assert 'inputmode="numeric"' not in page
+
+
+@pytest.mark.parametrize("shown", ["7.50", "7.5"])
+def test_a_budget_stored_as_7_5_matches_the_7_50_the_page_showed(on_vertex, alice, shown):
+    set_budget(on_vertex, Decimal("7.5"))
+
+    response = client_for(alice).post(
+        reverse("project-spend", args=[on_vertex.uuid]),
+        {"action": "budget", "limit": "9", "was": shown},
+        follow=True,
+    )
+
+    assert "The monthly budget is now $9.00." in response.text
+    on_vertex.refresh_from_db()
+    assert on_vertex.monthly_budget == 9
+
+
+def test_two_owners_changing_a_vertex_ai_allowance_at_once_the_second_is_told(
+    on_vertex, alice, bob, carol
+):
+    on_vertex.add_member(bob, Membership.Role.OWNER)
+    set_allowance(on_vertex, carol, Decimal("2.25"))
+    url = reverse("project-spend", args=[on_vertex.uuid])
+    form = {"action": "allowance", "username": "carol", "was": "2.25"}
+    # Both loaded the page while carol's allowance was $2.25.
+    client_for(alice).post(url, {**form, "limit": "3.10"})
+    response = client_for(bob).post(url, {**form, "limit": "4"}, follow=True)
+
+    assert "Another owner changed carol&#x27;s allowance meanwhile" in response.text
+    assert Membership.objects.get(project=on_vertex, user=carol).monthly_allowance == Decimal(
+        "3.10"
+    )
+
+
+@pytest.mark.parametrize(
+    "spent_before, refused",
+    [((Decimal("4.20"), Decimal("2.20")), True), ((Decimal("4.20"), Decimal("2.10")), False)],
+)
+def test_a_take_of_1_20_under_a_budget_of_7_50_is_refused_at_6_40_spent_and_passes_at_6_30(
+    project, alice, bob, settings, spent_before, refused
+):
+    from generations.models import CannotGenerate
+
+    settings.VERTEX_PRICES = ["veo-3.1-fast-generate-001=0.15"]  # 8 s: $1.20 a take
+    FlowAccount.objects.filter(pk=project.account_id).update(
+        kind=FlowAccount.Kind.VERTEX, vertex_project="demo"
+    )
+    set_budget(project, Decimal("7.50"))
+    scene = make_scene(
+        project, mode="text", model_key="veo-3.1-fast-generate-001", duration=8, takes=1
+    )
+    for cost in spent_before:  # two parts, so SQLite's float sum is 6.300000000000001
+        make_take(scene, alice, status=Generation.Status.READY, cost=cost, cost_unit="USD")
+
+    if refused:
+        with pytest.raises(CannotGenerate) as refusal:
+            Project.objects.get(pk=project.pk).scenes.get(pk=scene.pk).generate(bob)
+        assert str(refusal.value).startswith(
+            "This would spend $1.20, but Poseidon has $1.10 left of its monthly budget of $7.50."
+        )
+    else:
+        [take] = Project.objects.get(pk=project.pk).scenes.get(pk=scene.pk).generate(bob)
+        assert take.cost == Decimal("1.20")
 
 
 def test_alices_flow_budget_reads_without_a_wrong_article(project, scene, alice):
@@ -489,3 +648,33 @@ def test_the_spend_page_costs_the_same_queries_for_more_members_days_and_upscale
     assert "Also spent this month before Poseidon moved to Flow: $1.20" in page
     assert "<td>charlie</td>\n        <td>2</td>\n        <td>2</td>\n        <td>40</td>" in page
     assert len(many) == len(few)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_on_upgrade_alices_whole_budget_and_bobs_allowance_carry_over_unchanged():
+    from django.db.migrations.executor import MigrationExecutor
+
+    before = [("generations", "0030_prompt_words_name_no_engine")]
+    after = [("generations", "0031_budgets_and_allowances_in_cents")]
+    executor = MigrationExecutor(connection)
+    executor.migrate(before)
+    old = executor.loader.project_state(before).apps
+    bob = old.get_model("auth", "User").objects.create(username="bob")
+    poseidon = old.get_model("generations", "Project").objects.create(
+        name="Poseidon", monthly_budget=500
+    )
+    old.get_model("generations", "Membership").objects.create(
+        project=poseidon, user=bob, monthly_allowance=8
+    )
+
+    executor = MigrationExecutor(connection)
+    executor.loader.build_graph()
+    executor.migrate(after)
+    new = executor.loader.project_state(after).apps
+
+    assert new.get_model("generations", "Project").objects.get().monthly_budget == Decimal("500")
+    assert new.get_model("generations", "Membership").objects.get().monthly_allowance == Decimal(
+        "8.00"
+    )
+    executor = MigrationExecutor(connection)
+    executor.migrate(executor.loader.graph.leaf_nodes())

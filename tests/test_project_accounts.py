@@ -4,6 +4,7 @@ page); each account's state shows there, on the project page and in the admin.""
 from __future__ import annotations
 
 from datetime import timedelta
+from decimal import Decimal
 
 import pytest
 from django.contrib.auth.models import User
@@ -117,7 +118,7 @@ def test_accounts_of_two_kinds_are_refused(project, account, alice):
     assert order_of(project) == ["Studio"]
 
 
-def limits_of(project: Project) -> dict[str, int | None]:
+def limits_of(project: Project) -> dict[str, Decimal | None]:
     return {
         "budget": Project.objects.get(pk=project.pk).monthly_budget,
         **dict(
@@ -163,12 +164,12 @@ def test_moving_poseidon_back_to_flow_clears_its_dollar_allowance(
     project, account, cloud, alice, bob
 ):
     project.set_accounts([cloud])
-    Membership.objects.filter(user=bob).update(monthly_allowance=8)
+    Membership.objects.filter(user=bob).update(monthly_allowance=Decimal("2.25"))
 
     response = post_places(alice, project, (account, "1"), (cloud, ""), follow=True)
 
     assert (
-        "The allowance of bob ($8.00) was cleared: Flow accounts are paid in credits. Set it "
+        "The allowance of bob ($2.25) was cleared: Flow accounts are paid in credits. Set it "
         "again on the Spend page." in response.text
     )
     assert limits_of(project)["bob"] is None

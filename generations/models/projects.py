@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import TYPE_CHECKING
 from uuid import uuid4
 
 from django.conf import settings
+from django.core.validators import MinValueValidator
 from django.db import models, transaction
 from django.db.models import Q
 from django.utils import timezone
@@ -18,6 +20,10 @@ from .accounts import COST_CREDITS, COST_USD, CannotGenerate, FlowAccount
 if TYPE_CHECKING:
     from .scenes import ImageAsset, Scene
     from .takes import Generation
+
+
+# A budget or an allowance is never below nothing (0 stops all spending).
+LIMIT_MIN = MinValueValidator(Decimal(0))
 
 
 class Project(models.Model):
@@ -39,9 +45,12 @@ class Project(models.Model):
     # Archived projects are read-only (nothing generated or edited) and out of the list by
     # default; owners restore them.
     archived_at = models.DateTimeField(null=True, blank=True)
-    # What the project may spend in a calendar month, in its first account's unit (credits on
-    # Flow, US dollars on Vertex AI; set_accounts clears it when that changes); None: no limit.
-    monthly_budget = models.PositiveIntegerField(null=True, blank=True)
+    # What the project may spend in a calendar month, in its first account's unit (whole
+    # credits on Flow, dollars and cents on Vertex AI; set_accounts clears it when that
+    # changes); None: no limit.
+    monthly_budget = models.DecimalField(
+        max_digits=12, decimal_places=2, null=True, blank=True, validators=[LIMIT_MIN]
+    )
 
     class Meta:
         ordering = ["name"]
@@ -360,8 +369,8 @@ class ClearedLimits:
     another unit, in the unit they had been set in."""
 
     unit: str  # COST_CREDITS or COST_USD
-    budget: int | None
-    allowances: dict[str, int]  # username -> monthly allowance
+    budget: Decimal | None
+    allowances: dict[str, Decimal]  # username -> monthly allowance
 
 
 class ProjectAccount(models.Model):
@@ -410,7 +419,9 @@ class Membership(models.Model):
     created = models.DateTimeField(default=timezone.now)
     # What this member may spend in the project in a calendar month, in the budget's unit;
     # None: no limit of their own (the project's budget still holds).
-    monthly_allowance = models.PositiveIntegerField(null=True, blank=True)
+    monthly_allowance = models.DecimalField(
+        max_digits=12, decimal_places=2, null=True, blank=True, validators=[LIMIT_MIN]
+    )
 
     class Meta:
         constraints = [

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from datetime import datetime, timedelta
+from decimal import Decimal
 
 from django import template
 from django.utils import timezone
@@ -35,6 +36,19 @@ def duration(value: timedelta | None) -> str:
 def amount(value, unit: str) -> str:
     """A sum in its unit, as budgets.amount words it: "$0.90", "20 credits"."""
     return budgets.amount(value or 0, unit)
+
+
+@register.filter
+def limit_input(value, unit: str) -> str:
+    """A budget or an allowance as the Spend page's form shows and carries it back (the
+    ``was`` the owner saw): "7.50" in dollars, "500" in credits (the column keeps cents for
+    both), "" for none."""
+    if value is None:
+        return ""
+    value = Decimal(value)
+    if unit == "USD" or value != value.to_integral_value():
+        return f"{value:.2f}"
+    return str(int(value))
 
 
 @register.filter

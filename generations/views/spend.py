@@ -5,6 +5,7 @@ credits on Flow, US dollars on Vertex AI."""
 from __future__ import annotations
 
 import csv
+import re
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import date, timedelta
@@ -30,9 +31,16 @@ from .access import Role, get_project_for_user
 CHART_WIDTH, CHART_HEIGHT, CHART_TOP = 640, 200, 10
 # Colours come from CSS classes (the CSP forbids inline styles); members beyond these reuse them.
 CHART_COLOURS = 6
-# The most monthly_budget and monthly_allowance hold on PostgreSQL (PositiveIntegerField);
-# SQLite would take more, but what an owner may type should not depend on the database.
+# The most credits a budget or an allowance may be: what the columns held on PostgreSQL
+# when they were whole numbers, kept so what an owner may type does not depend on the
+# database (SQLite holds more).
 LIMIT_MAX = 2_147_483_647
+# The most dollars they hold: DecimalField(max_digits=12, decimal_places=2).
+LIMIT_MAX_USD = Decimal("9999999999.99")
+# Dollars as people write them: 7, 7.5, 7.50, 1250 or 1,250.00 (a comma only between
+# thousands: "7,5" is seven and a half to some and a typo to others).
+DOLLARS = re.compile(r"(?:[0-9]+|[0-9]{1,3}(?:,[0-9]{3})+)(?:\.[0-9]+)?", re.ASCII)
+CREDITS = re.compile(r"[0-9]+(?:\.[0-9]+)?", re.ASCII)
 
 
 @dataclass
@@ -204,15 +212,49 @@ def _project(request: HttpRequest, uuid: UUID, role: str | None = None):
     return project, membership, EngineKind(membership.account_kind or EngineKind.FLOW)
 
 
-def _limit(value: str) -> int | None:
+def _limit(value: str, unit: str) -> Decimal | None:
+    """What an owner typed as a budget or an allowance: whole credits on Flow, dollars and
+    cents on Vertex AI; None for no limit. ValueError, in words, for anything else."""
     value = value.strip()
     if not value:
         return None
-    if not value.isdecimal():  # isdigit() takes "²", which int() refuses
-        raise ValueError
-    if int(value) > LIMIT_MAX:
+    if unit == COST_USD:
+        return _dollars(value.removeprefix("$").strip())
+    # Only digits and a point: Decimal() would take "NaN", "1e3" and "-1".
+    if not CREDITS.fullmatch(value):
+        raise ValueError("Type a whole number of credits, or leave it empty for no limit.")
+    credits = Decimal(value)
+    if credits != credits.to_integral_value():
+        raise ValueError(
+            "Flow counts whole credits; type a whole number, or leave it empty for no limit."
+        )
+    if credits > LIMIT_MAX:
         raise ValueError(f"That is more than Flowsite can count; type at most {LIMIT_MAX}.")
-    return int(value)
+    return credits.quantize(Decimal(1))
+
+
+def _dollars(value: str) -> Decimal:
+    if not DOLLARS.fullmatch(value):
+        if re.fullmatch(r"[0-9.,]+", value) and "," in value:
+            raise ValueError(
+                "Type cents after a point, e.g. 7.50; a comma may only group thousands, "
+                "e.g. 1,250.00."
+            )
+        raise ValueError("Type an amount in US dollars, e.g. 7.50, or leave it empty for no limit.")
+    dollars = Decimal(value.replace(",", ""))
+    if dollars != dollars.quantize(Decimal("0.01")):
+        raise ValueError("Vertex AI counts cents: type at most two decimals, e.g. 7.50.")
+    if dollars > LIMIT_MAX_USD:
+        raise ValueError(f"That is more than Flowsite can count; type at most ${LIMIT_MAX_USD:,}.")
+    return dollars.quantize(Decimal("0.01"))
+
+
+def _audited(value: Decimal | None, unit: str) -> int | str | None:
+    """A limit as the audit's JSON keeps it: whole credits as a number, as they always were;
+    dollars as "7.50" (JSON has no decimals, and a float would not keep the cents exact)."""
+    if value is None:
+        return None
+    return f"{value:.2f}" if unit == COST_USD else int(value)
 
 
 def _set_limit(request: HttpRequest, project: Project, unit: str) -> str:
@@ -222,18 +264,22 @@ def _set_limit(request: HttpRequest, project: Project, unit: str) -> str:
     of two owners changing the same limit at once the second is told, not silently overwritten.
     """
     try:
-        new = _limit(request.POST.get("limit", ""))
-        was = _limit(request.POST.get("was", ""))
+        new = _limit(request.POST.get("limit", ""), unit)
+        was = _limit(request.POST.get("was", ""), unit)
     except ValueError as error:
-        return str(error) or (
-            f"Type a whole number of {unit_name(unit)}, or leave it empty for no limit."
-        )
+        return str(error)
     username = request.POST.get("username", "")
     still = Q(monthly_budget=was) if was is not None else Q(monthly_budget__isnull=True)
     if request.POST.get("action") == "budget":
         if not Project.objects.filter(still, pk=project.pk).update(monthly_budget=new):
             return "Another owner changed the budget meanwhile; here it is now. Try again."
-        AuditEvent.record(AuditEvent.Action.BUDGET_CHANGED, request.user, project, old=was, new=new)
+        AuditEvent.record(
+            AuditEvent.Action.BUDGET_CHANGED,
+            request.user,
+            project,
+            old=_audited(was, unit),
+            new=_audited(new, unit),
+        )
         messages.success(
             request,
             f"The monthly budget is now {amount(new, unit) if new is not None else 'unlimited'}.",
@@ -251,8 +297,8 @@ def _set_limit(request: HttpRequest, project: Project, unit: str) -> str:
             request.user,
             project,
             member=username,
-            old=was,
-            new=new,
+            old=_audited(was, unit),
+            new=_audited(new, unit),
         )
         messages.success(
             request,
