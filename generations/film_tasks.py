@@ -73,6 +73,17 @@ class FilmPlan:
                     problems[pick.scene_id] = problem
         return problems
 
+    def trim_refusal(self) -> str:
+        """The words refusing the film for its ``trim_problems`` (empty without any), one
+        sentence per scene, for Render film and ``storyboard film`` alike."""
+        problems = self.trim_problems()
+        return " ".join(
+            f"Scene {self.numbers[pick.scene_id]} ({pick.scene}): "
+            f"{problems[pick.scene_id]} Change its trims under Picks."
+            for pick in self.picks
+            if pick.scene_id in problems
+        )
+
 
 def plan(project: Project, *, all_latest: bool = False) -> FilmPlan:
     """The picks of ``project`` in scene order, in two queries. With ``all_latest`` a scene
@@ -136,17 +147,9 @@ def start(project: Project, user) -> FilmRender:
     film_plan = plan(project)
     if not film_plan.picks:
         raise CannotGenerate("No scene has a picked take yet; pick a take on the storyboard.")
-    problems = film_plan.trim_problems()
-    if problems:
+    if refusal := film_plan.trim_refusal():
         # Refused here, in words beside the picks, rather than failed later by the worker.
-        raise CannotGenerate(
-            " ".join(
-                f"Scene {film_plan.numbers[pick.scene_id]} ({pick.scene}): "
-                f"{problems[pick.scene_id]} Change its trims under Picks."
-                for pick in film_plan.picks
-                if pick.scene_id in problems
-            )
-        )
+        raise CannotGenerate(refusal)
     with transaction.atomic():
         # Locking the project serialises two clicks; a render whose worker died is failed
         # first, so it does not block the new one.

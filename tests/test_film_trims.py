@@ -2,6 +2,7 @@
 it), so a trim must leave something before that cut; a refused trim keeps what was typed."""
 
 import pytest
+from django.core.management import CommandError, call_command
 from django.urls import reverse
 
 from generations import film_tasks, take_actions
@@ -95,3 +96,22 @@ def test_a_refused_trim_comes_back_with_what_bob_typed_and_the_error_beside_it(
     assert "must come after" not in other
     second.refresh_from_db()
     assert (float(second.trim_in), second.trim_out) == (0.25, None)
+
+
+def test_the_film_command_refuses_alices_trim_that_bobs_extension_cuts_away_before_any_work(
+    emu, project, alice, bob, tmp_path
+):
+    source = picked(project, alice, trim_in="1.5")
+    extension_picked(source, bob)
+    (tmp_path / "out").mkdir()
+    out = tmp_path / "out" / "film.mp4"
+
+    with pytest.raises(CannotGenerate) as refusal:
+        film_tasks.start(project, alice)
+    with pytest.raises(CommandError) as refused:
+        call_command("storyboard", "film", "--project", project.name, "--out", str(out))
+
+    assert str(refused.value) == str(refusal.value), "the same words as Render film"
+    assert "Trim in (1.50 s) must be under 1.00 s" in str(refused.value)
+    assert "No film was written" not in str(refused.value), "refused before rendering"
+    assert list(out.parent.iterdir()) == [], "nothing written, not even a part file"

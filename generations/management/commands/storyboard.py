@@ -381,6 +381,9 @@ class Command(BaseCommand):
                 f"Scene {film_plan.numbers[scene.pk]} ({_excerpt(scene)}) has no "
                 f"{'ready take' if all_latest else 'pick'}; it is left out."
             )
+        if refusal := film_plan.trim_refusal():
+            # Before any clip is read, as Render film refuses, not "No film was written" late.
+            raise CommandError(refusal)
         try:
             with film_tasks.clip_files(film_tasks.snapshot(film_plan)) as segments:
                 result = render_film(segments, out)
