@@ -7,6 +7,7 @@ from pathlib import Path
 import av
 from django.conf import settings
 
+from generations import take_actions
 from generations.models import Generation, Pick, Project
 from tests.conftest import make_image, make_scene
 from tests.tasks_support import settle
@@ -40,6 +41,13 @@ def picked(project: Project, user, *, portrait: bool = False, trim_in=None, trim
         pick.trim_in, pick.trim_out = trim_in, trim_out
         pick.save(update_fields=["trim_in", "trim_out"])
     return pick
+
+
+def extension_picked(source: Pick, user) -> Pick:
+    """``user`` extends the source's take and picks the extension: the scene after it."""
+    scene = take_actions.extend(source.take, user, "the lighthouse beam sweeps the sea")
+    [extension] = settle(list(scene.generations.all()))
+    return Pick.choose(extension, user)
 
 
 def media_path(name: str) -> Path:

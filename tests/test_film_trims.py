@@ -5,10 +5,9 @@ import pytest
 from django.core.management import CommandError, call_command
 from django.urls import reverse
 
-from generations import film_tasks, take_actions
-from generations.models import CannotGenerate, FilmRender, Pick
-from tests.film_support import picked
-from tests.tasks_support import settle
+from generations import film_tasks
+from generations.models import CannotGenerate, FilmRender
+from tests.film_support import extension_picked, picked
 from tests.views_support import client_for, htmx_client_for
 
 # The emulator's clips last 2 s and an extension repeats its source's last 1 s, so the film
@@ -25,13 +24,6 @@ def trim(client, pick, trim_in: str, trim_out: str = ""):
         reverse("scene-trim", args=[pick.scene.uuid]),
         {f"{prefix(pick)}-trim_in": trim_in, f"{prefix(pick)}-trim_out": trim_out},
     )
-
-
-def extension_picked(source: Pick, user) -> Pick:
-    """``user`` extends the source's take and picks the extension: the scene after it."""
-    scene = take_actions.extend(source.take, user, "the lighthouse beam sweeps the sea")
-    [extension] = settle(list(scene.generations.all()))
-    return Pick.choose(extension, user)
 
 
 def test_alices_trim_that_bobs_extension_cuts_away_is_told_on_the_page_not_in_a_failed_render(
@@ -115,3 +107,19 @@ def test_the_film_command_refuses_alices_trim_that_bobs_extension_cuts_away_befo
     assert "Trim in (1.50 s) must be under 1.00 s" in str(refused.value)
     assert "No film was written" not in str(refused.value), "refused before rendering"
     assert list(out.parent.iterdir()) == [], "nothing written, not even a part file"
+
+
+def test_the_preview_is_told_to_cut_the_second_an_extension_repeats_only_before_that_extension(
+    emu, project, alice, bob
+):
+    source = picked(project, alice, trim_out="1.5")
+    extension = extension_picked(source, bob)
+    last = picked(project, alice)
+
+    page = client_for(bob).get(reverse("project-film", args=[project.uuid])).text
+
+    clips = page.split("data-preview-clip")[1:]
+    assert len(clips) == 3
+    assert 'data-seam-out="1.0"' in clips[0].split(">")[0], "the source: its last 1 s is cut"
+    assert "data-seam-out" not in clips[1].split(">")[0], f"{extension.take} ends the take"
+    assert "data-seam-out" not in clips[2].split(">")[0], f"{last.take} is extended by nothing"

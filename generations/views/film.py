@@ -80,7 +80,7 @@ def _film_page(
     """The film page; ``refused``: a trim form sent back with what was typed and why not."""
     problems = film_plan.trim_problems()
     rows = []
-    for pick in film_plan.picks:
+    for index, pick in enumerate(film_plan.picks):
         form = TrimForm(
             initial={"trim_in": pick.trim_in, "trim_out": pick.trim_out}, prefix=_prefix(pick.scene)
         )
@@ -92,6 +92,7 @@ def _film_page(
                 "number": film_plan.numbers[pick.scene_id],
                 "form": form,
                 "problem": problems.get(pick.scene_id, ""),
+                "seam_out": film_plan.seam_out(index),
             }
         )
     missing = [(film_plan.numbers[scene.pk], scene) for scene in film_plan.missing]

@@ -456,7 +456,9 @@
 
   // --- Film preview: the picks in order, each from its trim in to its trim out ----------------
   // One video element: at a clip's trim out (timeupdate) or its end (ended) the next clip is
-  // loaded, sought to its trim in once its metadata is known, and played on.
+  // loaded, sought to its trim in once its metadata is known, and played on. A clip the next
+  // pick extends stops its seam-out seconds before its end, as the film cuts it (film.py's
+  // Segment.at_seam), so the second the extension repeats plays once.
 
   var preview = { section: null, video: null, clips: [], index: 0, playing: false, finished: false };
 
@@ -466,7 +468,14 @@
       var value = node.getAttribute(name);
       return value === "" || value === null ? null : parseFloat(value);
     };
-    return { url: node.getAttribute("data-video"), label: node.getAttribute("data-label"), trimIn: number("data-trim-in"), trimOut: number("data-trim-out") };
+    return { url: node.getAttribute("data-video"), label: node.getAttribute("data-label"), trimIn: number("data-trim-in"), trimOut: number("data-trim-out"), seamOut: number("data-seam-out") || 0 };
+  }
+
+  // Where the clip is left: its trim out, or earlier where the seam cut falls (null: its end).
+  function previewEnd(clip, duration) {
+    if (!clip.seamOut || !duration) return clip.trimOut;
+    var cut = Math.max(duration - clip.seamOut, 0);
+    return clip.trimOut === null ? cut : Math.min(clip.trimOut, cut);
   }
 
   function previewAnnounce(text) { document.getElementById("film-preview-label").textContent = text; }
@@ -539,7 +548,8 @@
     });
     video.addEventListener("timeupdate", function () {
       var clip = previewClip(preview.index);
-      if (clip.trimOut !== null && video.currentTime >= clip.trimOut) previewAdvance(preview.index);
+      var end = previewEnd(clip, video.duration);
+      if (end !== null && video.currentTime >= end) previewAdvance(preview.index);
     });
     video.addEventListener("ended", function () { previewAdvance(preview.index); });
     preview.section.addEventListener("click", function (event) {

@@ -10,8 +10,9 @@ import pytest
 from django.urls import reverse
 from playwright.sync_api import Page, expect
 
+from generations.take_actions import SEAM_SECONDS
 from tests.e2e.test_new_user import sign_in
-from tests.film_support import picked
+from tests.film_support import CLIP_SECONDS, extension_picked, picked
 
 pytestmark = pytest.mark.browser
 
@@ -122,3 +123,34 @@ def test_bob_watches_a_film_of_copied_and_re_encoded_clips_play_to_its_end(
         " return [q.totalVideoFrames, q.corruptedVideoFrames, video.duration]; }"
     )
     assert quality[1] == 0 and abs(quality[2] - 3.0) < 0.1, quality
+
+
+def test_carol_previews_a_take_and_its_extension_with_the_repeated_second_played_once(
+    page: Page, transactional_db, emu, project, alice, bob, carol
+):
+    source = picked(project, alice)
+    extension = extension_picked(source, bob)
+    source_url = reverse("media-take-video", args=[source.take.uuid])
+    extension_url = reverse("media-take-video", args=[extension.take.uuid])
+    sign_in(page, "carol")
+    page.goto(reverse("project-film", args=[project.uuid]))
+    preview = page.locator("[data-film-preview]")
+    video = preview.locator("video")
+    expect(preview).to_be_visible()
+
+    video.evaluate(WATCH)
+    preview.get_by_role("button", name="Play").click()
+    expect(preview.locator("#film-preview-label")).to_have_text(
+        "End of the film: 2 scenes played. Press Play to watch again.", timeout=15_000
+    )
+
+    played = page.evaluate("() => window.__played")
+    sources = [t for _, src, t in played if src.endswith(source_url)]
+    extensions = [t for _, src, t in played if src.endswith(extension_url)]
+    assert len(sources) + len(extensions) == len(played), played
+    # The source (2 s) is left where the film cuts it, at 1 s (timeupdate comes about every
+    # quarter second), not at its end: the extension starts with that second again.
+    assert sources and max(sources) < CLIP_SECONDS - SEAM_SECONDS + 0.4, sources
+    assert extensions and min(extensions) < 0.3, extensions
+    ended = page.evaluate("() => window.__ended")
+    assert not [src for src in ended if src.endswith(source_url)], ended
