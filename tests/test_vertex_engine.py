@@ -331,6 +331,35 @@ def test_a_refusal_about_a_field_flowsite_does_not_know_keeps_googles_words(
     assert refusal.message == today
 
 
+@pytest.mark.parametrize(
+    ("field", "opening"),
+    [
+        ("instances[0].image", "Vertex AI refused the start image for this model;"),
+        ("parameters.storageUri", "Vertex AI refused the request (parameters.storageUri:"),
+    ],
+)
+def test_a_field_violation_carrying_a_signed_url_or_a_token_reaches_no_card_or_log(
+    vertex, field, opening
+):
+    token = "alices-own-bearer-token-0123456789"
+    leaky = (
+        "Could not read https://storage.googleapis.com/b/start.png?X-Goog-Signature=abc123 "
+        f"with ya29.a0AfB_secret and {token}"
+    )
+    answer = google_error("Request contains an invalid argument.", field)
+    body = json.loads(answer.body)
+    body["error"]["details"][0]["fieldViolations"][0]["description"] = leaky
+    answer = Answer(400, httpx.Headers(), json.dumps(body).encode())
+
+    refusal = engine_for(vertex, token=token)._error(answer, FAST, "submitting")
+
+    assert refusal.message.startswith(opening), refusal.message
+    assert "https://storage.googleapis.com/b/start.png?[signature removed]" in refusal.message
+    assert "ya29.[redacted]" in refusal.message and "[redacted]" in refusal.message
+    for text in (refusal.message, refusal.detail):
+        assert "abc123" not in text and "a0AfB_secret" not in text and token not in text, text
+
+
 def test_an_operation_refused_for_a_field_names_it_in_words(vertex):
     answer = {"done": True, "error": {"code": 3, "message": "parameters.durationSeconds: Invalid"}}
 

@@ -627,8 +627,10 @@ class VertexEngine:
         payload = answer.json()
         error = payload.get("error") if isinstance(payload, dict) else None
         error = error if isinstance(error, dict) else {}
+        # Google's words reach cards and logs: each piece is redacted here, once, as it is read.
+        secrets = (self.credentials.bearer_token,)
         message = error.get("message") if isinstance(error.get("message"), str) else ""
-        message = redact(message)[:300]
+        message = redact(message, secrets, 300)
         reasons, fields = set(), []
         for item in error.get("details") or []:
             if not isinstance(item, dict):
@@ -637,10 +639,14 @@ class VertexEngine:
                 reasons.add(item["reason"])
             for violation in item.get("fieldViolations") or []:
                 if isinstance(violation, dict) and isinstance(violation.get("field"), str):
+                    description = violation.get("description")
                     fields.append(
-                        (violation["field"], str(violation.get("description") or message))
+                        (
+                            redact(violation["field"], secrets, 200),
+                            redact(str(description), secrets, 300) if description else message,
+                        )
                     )
-        detail = f"HTTP {status} while {what}: {quote(payload or answer.body, (), 1000)}"
+        detail = f"HTTP {status} while {what}: {quote(payload or answer.body, secrets, 1000)}"
         project, region = self.credentials.cloud_project, self.location
         if status == 429:
             retry_after = parse_retry_after(answer.headers.get("retry-after"))
