@@ -21,6 +21,13 @@ from .engines.catalogue import (
     flow_credits,
 )
 
+# The most credits a budget or an allowance may be: what the columns held on PostgreSQL
+# when they were whole numbers, kept so what an owner may type does not depend on the
+# database (SQLite holds more).
+LIMIT_MAX = 2_147_483_647
+# The most dollars they hold: DecimalField(max_digits=12, decimal_places=2).
+LIMIT_MAX_USD = Decimal("9999999999.99")
+
 # model key -> (credits on tier one or free, credits on tier two), from the catalogue.
 CREDITS_PER_CLIP: dict[str, tuple[int, int]] = {
     model.key: (flow_credits(model.key, TIER_ONE) or 0, flow_credits(model.key, TIER_TWO) or 0)
@@ -70,6 +77,28 @@ def amount(value, unit: str) -> str:
 def unit_name(unit: str) -> str:
     """What a budget counts, in words: "US dollars" or "credits"."""
     return "US dollars" if unit == "USD" else "credits"
+
+
+def limit_problem(value: Decimal, unit: str) -> str:
+    """Why ``value`` cannot be a monthly budget or allowance counted in ``unit``, in words;
+    "" when it can. The one rule the Spend page checks what an owner typed against and the
+    models check every form against (so the admin says the same)."""
+    if value < 0:
+        return (
+            "A limit cannot be below 0 (0 stops all spending); type 0 or more, or leave it empty."
+        )
+    # The ceiling first: rounding a number longer than Python's 28 decimal digits fails.
+    if unit == "USD":
+        if value > LIMIT_MAX_USD:
+            return f"That is more than Flowsite can count; type at most ${LIMIT_MAX_USD:,}."
+        if value != value.quantize(Decimal("0.01")):
+            return "Vertex AI counts cents: type at most two decimals, e.g. 7.50."
+        return ""
+    if value > LIMIT_MAX:
+        return f"That is more than Flowsite can count; type at most {LIMIT_MAX}."
+    if value != value.to_integral_value():
+        return "Flow counts whole credits; type a whole number, or leave it empty for no limit."
+    return ""
 
 
 def generate_all_total(scenes, account) -> Decimal | None:
