@@ -11,7 +11,7 @@ from decimal import Decimal
 import pytest
 from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
-from django.db import connection
+from django.db import IntegrityError, connection, transaction
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
@@ -480,6 +480,19 @@ def test_a_flow_budget_or_allowance_of_12_5_is_refused_by_the_models_in_the_spen
     assert allowance.value.message_dict == {
         "monthly_allowance": ["That is more than Flowsite can count; type at most 2147483647."]
     }
+
+
+@pytest.mark.parametrize("model", [Project, Membership])
+def test_the_database_refuses_a_negative_budget_or_allowance_written_around_the_forms(
+    project, model
+):
+    field = "monthly_budget" if model is Project else "monthly_allowance"
+    rows = Project.objects.filter(pk=project.pk) if model is Project else project.memberships
+
+    with pytest.raises(IntegrityError), transaction.atomic():
+        rows.update(**{field: Decimal("-1")})
+
+    assert not model.objects.filter(**{f"{field}__lt": 0}).exists()
 
 
 def test_alices_flow_budget_is_shown_and_carried_in_whole_credits(project, alice):

@@ -57,6 +57,12 @@ class Project(models.Model):
 
     class Meta:
         ordering = ["name"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(monthly_budget__gte=0) | Q(monthly_budget__isnull=True),
+                name="budget_not_negative",
+            )
+        ]
 
     def __str__(self) -> str:
         return self.name
@@ -448,7 +454,11 @@ class Membership(models.Model):
 
     class Meta:
         constraints = [
-            models.UniqueConstraint(fields=["project", "user"], name="one_membership_per_user")
+            models.UniqueConstraint(fields=["project", "user"], name="one_membership_per_user"),
+            models.CheckConstraint(
+                condition=Q(monthly_allowance__gte=0) | Q(monthly_allowance__isnull=True),
+                name="allowance_not_negative",
+            ),
         ]
 
     def __str__(self) -> str:
