@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from decimal import Decimal
+from typing import TYPE_CHECKING
 
 from django.db.models import QuerySet
 from django.utils import timezone
@@ -20,6 +21,9 @@ from .engines.catalogue import (
     TIER_TWO,
     flow_credits,
 )
+
+if TYPE_CHECKING:
+    from .models import ClearedLimits, FlowAccount
 
 # The most credits a budget or an allowance may be: what the columns held on PostgreSQL
 # when they were whole numbers, kept so what an owner may type does not depend on the
@@ -99,6 +103,26 @@ def limit_problem(value: Decimal, unit: str) -> str:
     if value != value.to_integral_value():
         return "Flow counts whole credits; type a whole number, or leave it empty for no limit."
     return ""
+
+
+def cleared_words(cleared: ClearedLimits, first: FlowAccount) -> str:
+    """What ``Project.set_accounts`` cleared, for whoever moved the project to ``first``: why
+    the Spend page shows no budget or allowances any more."""
+    parts = []
+    if cleared.budget is not None:
+        parts.append(f"the monthly budget of {amount(cleared.budget, cleared.unit)}")
+    if len(cleared.allowances) == 1:
+        [(name, value)] = cleared.allowances.items()
+        parts.append(f"the allowance of {name} ({amount(value, cleared.unit)})")
+    elif cleared.allowances:
+        parts.append(f"the allowances of {len(cleared.allowances)} members")
+    several = len(parts) > 1 or len(cleared.allowances) > 1
+    what = " and ".join(parts)
+    return (
+        f"{what[0].upper()}{what[1:]} {'were' if several else 'was'} cleared: {first.upstream} "
+        f"accounts are paid in {unit_name(first.cost_unit)}. Set {'them' if several else 'it'} "
+        "again on the Spend page."
+    )
 
 
 def generate_all_total(scenes, account) -> Decimal | None:

@@ -16,6 +16,7 @@ from django.urls import reverse
 from django.utils import timezone
 from PIL import Image
 
+from generations.engines.catalogue import TIER_ONE
 from generations.images import store_start_image
 from generations.models import (
     AccountGrant,
@@ -494,6 +495,12 @@ def limits_of(project: Project) -> dict[str, object]:
     }
 
 
+def cloud_account() -> FlowAccount:
+    return FlowAccount.objects.create(
+        label="Cloud", kind=FlowAccount.Kind.VERTEX, vertex_project="studio-4821"
+    )
+
+
 @pytest.mark.parametrize(
     "typed, told",
     [
@@ -533,3 +540,80 @@ def test_staff_give_bob_7_50_on_a_vertex_ai_project(admin_client, project, bob):
 
     assert response.status_code == 302
     assert limits_of(project)["bob"] == Decimal("7.50")
+
+
+def test_staff_moving_poseidon_to_vertex_ai_clear_its_credit_limits_and_are_told(
+    admin_client, project, bob
+):
+    cloud = cloud_account()
+    Project.objects.filter(pk=project.pk).update(monthly_budget=1000)
+    Membership.objects.filter(user=bob).update(monthly_allowance=50)
+
+    response = admin_client.post(
+        reverse("admin:generations_project_change", args=[project.pk]),
+        project_page_form(Project.objects.get(pk=project.pk), account=cloud),
+        follow=True,
+    )
+
+    assert (
+        "The monthly budget of 1000 credits and the allowance of bob (50 credits) were cleared: "
+        "Vertex AI accounts are paid in US dollars. Set them again on the Spend page."
+        in response.text
+    )
+    assert limits_of(project) == {"budget": None, "alice": None, "bob": None, "carol": None}
+    assert Project.objects.get(pk=project.pk).account == cloud
+
+
+def test_staff_moving_poseidon_back_to_flow_clear_dollar_allowances_even_in_a_row_they_edited(
+    admin_client, project, account, bob, carol
+):
+    # $12.50 is no number of credits: the row must not be refused for it, nor written back.
+    project.set_accounts([cloud_account()])
+    Membership.objects.filter(user=bob).update(monthly_allowance=Decimal("12.50"))
+    Membership.objects.filter(user=carol).update(monthly_allowance=Decimal("2.25"))
+
+    response = admin_client.post(
+        reverse("admin:generations_project_change", args=[project.pk]),
+        project_page_form(project, account=account, bob={"role": "viewer"}),
+        follow=True,
+    )
+
+    assert (
+        "The allowances of 2 members were cleared: Flow accounts are paid in credits. Set them "
+        "again on the Spend page." in response.text
+    )
+    assert limits_of(project) == {"budget": None, "alice": None, "bob": None, "carol": None}
+    assert Membership.objects.get(project=project, user=bob).role == "viewer"
+    assert Project.objects.get(pk=project.pk).account == account
+
+
+def test_staff_moving_poseidon_to_another_flow_account_keep_its_limits(admin_client, project, bob):
+    other = FlowAccount.objects.create(label="Other", tier=TIER_ONE, bearer_token="ya29.other")
+    Project.objects.filter(pk=project.pk).update(monthly_budget=1000)
+    Membership.objects.filter(user=bob).update(monthly_allowance=50)
+
+    response = admin_client.post(
+        reverse("admin:generations_project_change", args=[project.pk]),
+        project_page_form(Project.objects.get(pk=project.pk), account=other),
+        follow=True,
+    )
+
+    assert "cleared" not in response.text
+    assert limits_of(project) == {"budget": 1000, "alice": None, "bob": 50, "carol": None}
+    assert Project.objects.get(pk=project.pk).account == other
+
+
+def test_staff_giving_an_account_to_a_project_without_one_keep_its_later_accounts(
+    admin_client, project, account
+):
+    other = FlowAccount.objects.create(label="Other", tier=TIER_ONE, bearer_token="ya29.other")
+    project.set_accounts([account, other])
+    Project.objects.filter(pk=project.pk).update(account=None)
+
+    response = admin_client.post(
+        reverse("admin:generations_project_change", args=[project.pk]),
+        project_page_form(project, account=account),
+    )
+
+    assert response.status_code == 302
+    assert Project.objects.get(pk=project.pk).accounts_in_order() == [account, other]
