@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from decimal import Decimal
+from typing import TYPE_CHECKING
 
 from django.db.models import QuerySet
 from django.utils import timezone
@@ -20,6 +21,16 @@ from .engines.catalogue import (
     TIER_TWO,
     flow_credits,
 )
+
+if TYPE_CHECKING:
+    from .models import ClearedLimits, FlowAccount
+
+# The most credits a budget or an allowance may be: what the columns held on PostgreSQL
+# when they were whole numbers, kept so what an owner may type does not depend on the
+# database (SQLite holds more).
+LIMIT_MAX = 2_147_483_647
+# The most dollars they hold: DecimalField(max_digits=12, decimal_places=2).
+LIMIT_MAX_USD = Decimal("9999999999.99")
 
 # model key -> (credits on tier one or free, credits on tier two), from the catalogue.
 CREDITS_PER_CLIP: dict[str, tuple[int, int]] = {
@@ -70,6 +81,48 @@ def amount(value, unit: str) -> str:
 def unit_name(unit: str) -> str:
     """What a budget counts, in words: "US dollars" or "credits"."""
     return "US dollars" if unit == "USD" else "credits"
+
+
+def limit_problem(value: Decimal, unit: str) -> str:
+    """Why ``value`` cannot be a monthly budget or allowance counted in ``unit``, in words;
+    "" when it can. The one rule the Spend page checks what an owner typed against and the
+    models check every form against (so the admin says the same)."""
+    if value < 0:
+        return (
+            "A limit cannot be below 0 (0 stops all spending); type 0 or more, or leave it empty."
+        )
+    # The ceiling first: rounding a number longer than Python's 28 decimal digits fails.
+    if unit == "USD":
+        if value > LIMIT_MAX_USD:
+            return f"That is more than Flowsite can count; type at most ${LIMIT_MAX_USD:,}."
+        if value != value.quantize(Decimal("0.01")):
+            return "Vertex AI counts cents: type at most two decimals, e.g. 7.50."
+        return ""
+    if value > LIMIT_MAX:
+        return f"That is more than Flowsite can count; type at most {LIMIT_MAX}."
+    if value != value.to_integral_value():
+        return "Flow counts whole credits; type a whole number, or leave it empty for no limit."
+    return ""
+
+
+def cleared_words(cleared: ClearedLimits, first: FlowAccount) -> str:
+    """What ``Project.set_accounts`` cleared, for whoever moved the project to ``first``: why
+    the Spend page shows no budget or allowances any more."""
+    parts = []
+    if cleared.budget is not None:
+        parts.append(f"the monthly budget of {amount(cleared.budget, cleared.unit)}")
+    if len(cleared.allowances) == 1:
+        [(name, value)] = cleared.allowances.items()
+        parts.append(f"the allowance of {name} ({amount(value, cleared.unit)})")
+    elif cleared.allowances:
+        parts.append(f"the allowances of {len(cleared.allowances)} members")
+    several = len(parts) > 1 or len(cleared.allowances) > 1
+    what = " and ".join(parts)
+    return (
+        f"{what[0].upper()}{what[1:]} {'were' if several else 'was'} cleared: {first.upstream} "
+        f"accounts are paid in {unit_name(first.cost_unit)}. Set {'them' if several else 'it'} "
+        "again on the Spend page."
+    )
 
 
 def generate_all_total(scenes, account) -> Decimal | None:

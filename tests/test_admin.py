@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 from datetime import timedelta
+from decimal import Decimal
 
 import pytest
 from django.apps import apps
@@ -15,6 +16,7 @@ from django.urls import reverse
 from django.utils import timezone
 from PIL import Image
 
+from generations.engines.catalogue import TIER_ONE
 from generations.images import store_start_image
 from generations.models import (
     AccountGrant,
@@ -445,3 +447,173 @@ def test_moving_a_scene_in_the_admin_refreshes_its_card_and_the_list(admin_clien
     assert scene.position == 3
     assert scene.updated > before
     assert project.scenes_changed is not None
+
+
+# --- Budgets and allowances: the Spend page's rules, and the unit an account move changes ----
+
+
+def project_page_form(
+    project: Project, account: FlowAccount | None = None, **members: dict[str, str]
+) -> dict[str, str]:
+    """The project's change page as the admin sends it back, its members' rows included;
+    ``members`` changes a row's fields by username, e.g. ``bob={"role": "viewer"}``."""
+    rows = list(project.memberships.select_related("user").order_by("user__username"))
+    form = {
+        "name": project.name,
+        "account": str((account or project.account).pk),
+        "created_by": str(project.created_by_id or ""),
+        "grant_account": "on",
+        "memberships-TOTAL_FORMS": str(len(rows)),
+        "memberships-INITIAL_FORMS": str(len(rows)),
+        "later_accounts-TOTAL_FORMS": "0",
+        "later_accounts-INITIAL_FORMS": "0",
+        "scenes-TOTAL_FORMS": "0",
+        "scenes-INITIAL_FORMS": "0",
+    }
+    for index, row in enumerate(rows):
+        allowance = row.monthly_allowance
+        fields = {
+            "id": str(row.pk),
+            "project": str(project.pk),
+            "user": str(row.user_id),
+            "role": row.role,
+            "monthly_allowance": "" if allowance is None else str(allowance),
+            **members.get(row.user.username, {}),
+        }
+        form |= {f"memberships-{index}-{name}": value for name, value in fields.items()}
+    return form
+
+
+def limits_of(project: Project) -> dict[str, object]:
+    return {
+        "budget": Project.objects.get(pk=project.pk).monthly_budget,
+        **dict(
+            project.memberships.order_by("user__username").values_list(
+                "user__username", "monthly_allowance"
+            )
+        ),
+    }
+
+
+def cloud_account() -> FlowAccount:
+    return FlowAccount.objects.create(
+        label="Cloud", kind=FlowAccount.Kind.VERTEX, vertex_project="studio-4821"
+    )
+
+
+@pytest.mark.parametrize(
+    "typed, told",
+    [
+        ("12.5", "Flow counts whole credits; type a whole number, or leave it empty for no limit."),
+        ("3000000000", "That is more than Flowsite can count; type at most 2147483647."),
+    ],
+)
+def test_staff_typing_an_allowance_the_spend_page_would_refuse_are_told_the_same_words(
+    admin_client, project, bob, typed, told
+):
+    bobs = Membership.objects.get(project=project, user=bob)
+
+    on_project = admin_client.post(
+        reverse("admin:generations_project_change", args=[project.pk]),
+        project_page_form(project, bob={"monthly_allowance": typed}),
+    )
+    on_membership = admin_client.post(
+        reverse("admin:generations_membership_change", args=[bobs.pk]),
+        {"project": project.pk, "user": bob.pk, "role": bobs.role, "monthly_allowance": typed},
+    )
+
+    assert on_project.status_code == on_membership.status_code == 200
+    assert told in on_project.text
+    assert told in on_membership.text
+    assert limits_of(project)["bob"] is None
+
+
+def test_staff_give_bob_7_50_on_a_vertex_ai_project(admin_client, project, bob):
+    FlowAccount.objects.filter(pk=project.account_id).update(
+        kind=FlowAccount.Kind.VERTEX, vertex_project="demo"
+    )
+
+    response = admin_client.post(
+        reverse("admin:generations_project_change", args=[project.pk]),
+        project_page_form(project, bob={"monthly_allowance": "7.50"}),
+    )
+
+    assert response.status_code == 302
+    assert limits_of(project)["bob"] == Decimal("7.50")
+
+
+def test_staff_moving_poseidon_to_vertex_ai_clear_its_credit_limits_and_are_told(
+    admin_client, project, bob
+):
+    cloud = cloud_account()
+    Project.objects.filter(pk=project.pk).update(monthly_budget=1000)
+    Membership.objects.filter(user=bob).update(monthly_allowance=50)
+
+    response = admin_client.post(
+        reverse("admin:generations_project_change", args=[project.pk]),
+        project_page_form(Project.objects.get(pk=project.pk), account=cloud),
+        follow=True,
+    )
+
+    assert (
+        "The monthly budget of 1000 credits and the allowance of bob (50 credits) were cleared: "
+        "Vertex AI accounts are paid in US dollars. Set them again on the Spend page."
+        in response.text
+    )
+    assert limits_of(project) == {"budget": None, "alice": None, "bob": None, "carol": None}
+    assert Project.objects.get(pk=project.pk).account == cloud
+
+
+def test_staff_moving_poseidon_back_to_flow_clear_dollar_allowances_even_in_a_row_they_edited(
+    admin_client, project, account, bob, carol
+):
+    # $12.50 is no number of credits: the row must not be refused for it, nor written back.
+    project.set_accounts([cloud_account()])
+    Membership.objects.filter(user=bob).update(monthly_allowance=Decimal("12.50"))
+    Membership.objects.filter(user=carol).update(monthly_allowance=Decimal("2.25"))
+
+    response = admin_client.post(
+        reverse("admin:generations_project_change", args=[project.pk]),
+        project_page_form(project, account=account, bob={"role": "viewer"}),
+        follow=True,
+    )
+
+    assert (
+        "The allowances of 2 members were cleared: Flow accounts are paid in credits. Set them "
+        "again on the Spend page." in response.text
+    )
+    assert limits_of(project) == {"budget": None, "alice": None, "bob": None, "carol": None}
+    assert Membership.objects.get(project=project, user=bob).role == "viewer"
+    assert Project.objects.get(pk=project.pk).account == account
+
+
+def test_staff_moving_poseidon_to_another_flow_account_keep_its_limits(admin_client, project, bob):
+    other = FlowAccount.objects.create(label="Other", tier=TIER_ONE, bearer_token="ya29.other")
+    Project.objects.filter(pk=project.pk).update(monthly_budget=1000)
+    Membership.objects.filter(user=bob).update(monthly_allowance=50)
+
+    response = admin_client.post(
+        reverse("admin:generations_project_change", args=[project.pk]),
+        project_page_form(Project.objects.get(pk=project.pk), account=other),
+        follow=True,
+    )
+
+    assert "cleared" not in response.text
+    assert limits_of(project) == {"budget": 1000, "alice": None, "bob": 50, "carol": None}
+    assert Project.objects.get(pk=project.pk).account == other
+
+
+def test_staff_giving_an_account_to_a_project_without_one_keep_its_later_accounts(
+    admin_client, project, account
+):
+    other = FlowAccount.objects.create(label="Other", tier=TIER_ONE, bearer_token="ya29.other")
+    project.set_accounts([account, other])
+    Project.objects.filter(pk=project.pk).update(account=None)
+
+    response = admin_client.post(
+        reverse("admin:generations_project_change", args=[project.pk]),
+        project_page_form(project, account=account),
+    )
+
+    assert response.status_code == 302
+    assert Project.objects.get(pk=project.pk).accounts_in_order() == [account, other]

@@ -10,7 +10,8 @@ from decimal import Decimal
 
 import pytest
 from django.contrib.auth.models import User
-from django.db import connection
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, connection, transaction
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
@@ -428,6 +429,8 @@ DOLLARS_HINT = "Type an amount in US dollars, e.g. 7.50, or leave it empty for n
         ("1e3", DOLLARS_HINT),
         ("lots", DOLLARS_HINT),
         ("10000000000", "That is more than Flowsite can count; type at most $9,999,999,999.99."),
+        # Past the 28 digits Python's decimals carry by default, where rounding to cents fails.
+        ("1" * 40, "That is more than Flowsite can count; type at most $9,999,999,999.99."),
     ],
 )
 def test_alice_is_told_what_to_type_for_a_vertex_ai_budget(on_vertex, alice, bob, typed, told):
@@ -455,6 +458,41 @@ def test_on_flow_alice_types_12_5_and_is_told_flow_counts_whole_credits(project,
     )
     project.refresh_from_db()
     assert project.monthly_budget is None
+
+
+def test_a_flow_budget_or_allowance_of_12_5_is_refused_by_the_models_in_the_spend_pages_words(
+    project, bob
+):
+    project.monthly_budget = Decimal("12.5")
+    bobs = Membership.objects.get(project=project, user=bob)
+    bobs.monthly_allowance = Decimal("3000000000")
+
+    with pytest.raises(ValidationError) as budget:
+        project.full_clean()
+    with pytest.raises(ValidationError) as allowance:
+        bobs.full_clean()
+
+    assert budget.value.message_dict == {
+        "monthly_budget": [
+            "Flow counts whole credits; type a whole number, or leave it empty for no limit."
+        ]
+    }
+    assert allowance.value.message_dict == {
+        "monthly_allowance": ["That is more than Flowsite can count; type at most 2147483647."]
+    }
+
+
+@pytest.mark.parametrize("model", [Project, Membership])
+def test_the_database_refuses_a_negative_budget_or_allowance_written_around_the_forms(
+    project, model
+):
+    field = "monthly_budget" if model is Project else "monthly_allowance"
+    rows = Project.objects.filter(pk=project.pk) if model is Project else project.memberships
+
+    with pytest.raises(IntegrityError), transaction.atomic():
+        rows.update(**{field: Decimal("-1")})
+
+    assert not model.objects.filter(**{f"{field}__lt": 0}).exists()
 
 
 def test_alices_flow_budget_is_shown_and_carried_in_whole_credits(project, alice):

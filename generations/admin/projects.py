@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from django import forms
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.db.models import Count, QuerySet
 from django.http import HttpRequest
 from django.utils import timezone
 
+from ..budgets import cleared_words
 from ..models import (
     AccountGrant,
     Generation,
@@ -113,9 +114,28 @@ class ProjectAdmin(admin.ModelAdmin):
             )
         )
 
+    def save_model(self, request, obj: Project, form, change) -> None:
+        if _moves_account(form, change):
+            # Saved with the account it had: set_accounts moves it in save_related, after the
+            # members' rows, so the allowances this page sent (in the old unit) are cleared
+            # with the others when the unit changes.
+            obj.account_id = form.initial["account"]
+        super().save_model(request, obj, form, change)
+
     def save_related(self, request, form, formsets, change) -> None:
         super().save_related(request, form, formsets, change)
         project = form.instance
+        if _moves_account(form, change):
+            first = form.cleaned_data["account"]
+            # The account it had is replaced, not kept as a later one.
+            later = [
+                account
+                for account in project.accounts_in_order()
+                if account.pk not in (project.account_id, first.pk)
+            ]
+            cleared = project.set_accounts([first, *later])
+            if cleared is not None:
+                self.message_user(request, cleared_words(cleared, first), messages.WARNING)
         if form.cleaned_data.get("grant_account") and project.account_id is not None:
             AccountGrant.objects.get_or_create(
                 account_id=project.account_id,
@@ -222,6 +242,12 @@ class SceneAdmin(admin.ModelAdmin):
             return NONE
         image = scene.start_image
         return thumbnail_html(media_url("media-image", image.uuid), str(image), height=120)
+
+
+def _moves_account(form: ProjectAdminForm, change: bool) -> bool:
+    """Whether staff gave a saved project another account. Taking its account away is not
+    moving it: set_accounts needs one to move to (its limits stay as they were)."""
+    return change and "account" in form.changed_data and form.cleaned_data["account"] is not None
 
 
 def _scenes_edited_in_admin(project: Project, scenes: list[Scene]) -> None:

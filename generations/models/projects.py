@@ -9,12 +9,15 @@ from typing import TYPE_CHECKING
 from uuid import uuid4
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.core.validators import MinValueValidator
 from django.db import models, transaction
 from django.db.models import Q
 from django.utils import timezone
+from django.utils.functional import cached_property
 
 from .. import rules
+from ..budgets import limit_problem
 from .accounts import COST_CREDITS, COST_USD, CannotGenerate, FlowAccount
 
 if TYPE_CHECKING:
@@ -54,6 +57,12 @@ class Project(models.Model):
 
     class Meta:
         ordering = ["name"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(monthly_budget__gte=0) | Q(monthly_budget__isnull=True),
+                name="budget_not_negative",
+            )
+        ]
 
     def __str__(self) -> str:
         return self.name
@@ -76,6 +85,25 @@ class Project(models.Model):
                 and field.attname not in deferred
             ]
         super().save(**kwargs)
+
+    @cached_property
+    def limits_unit(self) -> str:
+        """The unit its budget and its members' allowances count in: its first account's as
+        saved, credits without one (as on the Spend page). An account a form chose but has not
+        saved yet does not change it: ``set_accounts`` does, and clears them."""
+        if self.pk is None:
+            return self.account.cost_unit if self.account_id is not None else COST_CREDITS
+        kind = Project.objects.filter(pk=self.pk).values_list("account__kind", flat=True).get()
+        return COST_USD if kind == FlowAccount.Kind.VERTEX else COST_CREDITS
+
+    def clean_fields(self, exclude=None) -> None:
+        # Here, not in clean(): a form without the budget (the admin's project page) is not
+        # refused for one it cannot show.
+        super().clean_fields(exclude)
+        if self.monthly_budget is not None and "monthly_budget" not in (exclude or ()):
+            problem = limit_problem(self.monthly_budget, self.limits_unit)
+            if problem:
+                raise ValidationError({"monthly_budget": problem})
 
     def spending_problem(self) -> str:
         """Why this project may not spend its account now, in words, or "" when it may.
@@ -347,6 +375,7 @@ class Project(models.Model):
                 if was["monthly_budget"] is not None or allowances:
                     cleared = ClearedLimits(was_unit, was["monthly_budget"], allowances)
             self.save(update_fields=fields)
+            self.__dict__.pop("limits_unit", None)
             self.later_accounts.all().delete()
             ProjectAccount.objects.bulk_create(
                 [
@@ -425,11 +454,27 @@ class Membership(models.Model):
 
     class Meta:
         constraints = [
-            models.UniqueConstraint(fields=["project", "user"], name="one_membership_per_user")
+            models.UniqueConstraint(fields=["project", "user"], name="one_membership_per_user"),
+            models.CheckConstraint(
+                condition=Q(monthly_allowance__gte=0) | Q(monthly_allowance__isnull=True),
+                name="allowance_not_negative",
+            ),
         ]
 
     def __str__(self) -> str:
         return f"{self.user} in {self.project} ({self.role})"
+
+    def clean_fields(self, exclude=None) -> None:
+        # As Project.clean_fields: only a form that shows the allowance is refused for it.
+        super().clean_fields(exclude)
+        if (
+            self.monthly_allowance is not None
+            and "monthly_allowance" not in (exclude or ())
+            and self.project_id is not None
+        ):
+            problem = limit_problem(self.monthly_allowance, self.project.limits_unit)
+            if problem:
+                raise ValidationError({"monthly_allowance": problem})
 
     @property
     def can_edit(self) -> bool:

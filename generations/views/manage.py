@@ -14,8 +14,8 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods, require_POST
 
 from .. import rules
-from ..budgets import amount, unit_name
-from ..models import AuditEvent, ClearedLimits, FlowAccount, Project
+from ..budgets import amount, cleared_words
+from ..models import AuditEvent, Project
 from .access import Role, get_project_for_user
 from .accounts import account_order_form
 
@@ -119,28 +119,9 @@ def project_accounts(request: HttpRequest, uuid: UUID) -> HttpResponse:
     names = ", then ".join(str(account) for account in ordered)
     said = f"{project} now spends {names}."
     if cleared is not None:
-        said += " " + _cleared_words(cleared, ordered[0])
+        said += " " + cleared_words(cleared, ordered[0])
     messages.success(request, said)
     return redirect("project-settings", uuid=project.uuid)
-
-
-def _cleared_words(cleared: ClearedLimits, first: FlowAccount) -> str:
-    """Why the owner will find no budget or allowances on the Spend page any more."""
-    parts = []
-    if cleared.budget is not None:
-        parts.append(f"the monthly budget of {amount(cleared.budget, cleared.unit)}")
-    if len(cleared.allowances) == 1:
-        [(name, value)] = cleared.allowances.items()
-        parts.append(f"the allowance of {name} ({amount(value, cleared.unit)})")
-    elif cleared.allowances:
-        parts.append(f"the allowances of {len(cleared.allowances)} members")
-    several = len(parts) > 1 or len(cleared.allowances) > 1
-    what = " and ".join(parts)
-    return (
-        f"{what[0].upper()}{what[1:]} {'were' if several else 'was'} cleared: {first.upstream} "
-        f"accounts are paid in {unit_name(first.cost_unit)}. Set {'them' if several else 'it'} "
-        "again on the Spend page."
-    )
 
 
 @require_POST

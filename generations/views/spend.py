@@ -23,7 +23,7 @@ from django.utils import timezone
 from django.utils.text import slugify
 from django.views.decorators.http import require_GET, require_http_methods
 
-from ..budgets import amount, month_spending, month_start, unit_name
+from ..budgets import amount, limit_problem, month_spending, month_start, unit_name
 from ..engines.base import EngineKind
 from ..models import COST_CREDITS, COST_USD, AuditEvent, Project
 from .access import Role, get_project_for_user
@@ -31,12 +31,6 @@ from .access import Role, get_project_for_user
 CHART_WIDTH, CHART_HEIGHT, CHART_TOP = 640, 200, 10
 # Colours come from CSS classes (the CSP forbids inline styles); members beyond these reuse them.
 CHART_COLOURS = 6
-# The most credits a budget or an allowance may be: what the columns held on PostgreSQL
-# when they were whole numbers, kept so what an owner may type does not depend on the
-# database (SQLite holds more).
-LIMIT_MAX = 2_147_483_647
-# The most dollars they hold: DecimalField(max_digits=12, decimal_places=2).
-LIMIT_MAX_USD = Decimal("9999999999.99")
 # Dollars as people write them: 7, 7.5, 7.50, 1250 or 1,250.00 (a comma only between
 # thousands: "7,5" is seven and a half to some and a typo to others).
 DOLLARS = re.compile(r"(?:[0-9]+|[0-9]{1,3}(?:,[0-9]{3})+)(?:\.[0-9]+)?", re.ASCII)
@@ -214,23 +208,23 @@ def _project(request: HttpRequest, uuid: UUID, role: str | None = None):
 
 def _limit(value: str, unit: str) -> Decimal | None:
     """What an owner typed as a budget or an allowance: whole credits on Flow, dollars and
-    cents on Vertex AI; None for no limit. ValueError, in words, for anything else."""
+    cents on Vertex AI (``limit_problem``); None for no limit. ValueError, in words, for
+    anything else."""
     value = value.strip()
     if not value:
         return None
-    if unit == COST_USD:
-        return _dollars(value.removeprefix("$").strip())
+    limit = _dollars(value.removeprefix("$").strip()) if unit == COST_USD else _credits(value)
+    problem = limit_problem(limit, unit)
+    if problem:
+        raise ValueError(problem)
+    return limit.quantize(Decimal("0.01") if unit == COST_USD else Decimal(1))
+
+
+def _credits(value: str) -> Decimal:
     # Only digits and a point: Decimal() would take "NaN", "1e3" and "-1".
     if not CREDITS.fullmatch(value):
         raise ValueError("Type a whole number of credits, or leave it empty for no limit.")
-    credits = Decimal(value)
-    if credits != credits.to_integral_value():
-        raise ValueError(
-            "Flow counts whole credits; type a whole number, or leave it empty for no limit."
-        )
-    if credits > LIMIT_MAX:
-        raise ValueError(f"That is more than Flowsite can count; type at most {LIMIT_MAX}.")
-    return credits.quantize(Decimal(1))
+    return Decimal(value)
 
 
 def _dollars(value: str) -> Decimal:
@@ -241,12 +235,7 @@ def _dollars(value: str) -> Decimal:
                 "e.g. 1,250.00."
             )
         raise ValueError("Type an amount in US dollars, e.g. 7.50, or leave it empty for no limit.")
-    dollars = Decimal(value.replace(",", ""))
-    if dollars != dollars.quantize(Decimal("0.01")):
-        raise ValueError("Vertex AI counts cents: type at most two decimals, e.g. 7.50.")
-    if dollars > LIMIT_MAX_USD:
-        raise ValueError(f"That is more than Flowsite can count; type at most ${LIMIT_MAX_USD:,}.")
-    return dollars.quantize(Decimal("0.01"))
+    return Decimal(value.replace(",", ""))
 
 
 def _audited(value: Decimal | None, unit: str) -> int | str | None:
