@@ -4,6 +4,7 @@ or region. The account's waiting takes then go to the worker at once."""
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 
 import pytest
@@ -11,7 +12,7 @@ from django.contrib.auth.models import User
 from django.urls import reverse
 from django.utils import timezone
 
-from generations.models import AuditEvent, FlowAccount, Generation
+from generations.models import AuditEvent, FlowAccount, Generation, Project
 from generations.tasks import run_pass
 from tests.conftest import vertex_scene
 from tests.tasks_support import settle
@@ -163,3 +164,37 @@ def test_checking_a_working_account_again_changes_nothing(admin_client, account)
     assert "Nothing to check again" in answer.text
     assert not AuditEvent.objects.filter(action=AuditEvent.Action.ACCOUNT_CHECKED).exists()
     assert 'name="_check_again"' not in account_page(admin_client, account)
+
+
+def test_staff_cannot_make_studio_a_vertex_ai_account_while_poseidon_spends_it(
+    admin_client, project, account
+):
+    Project.objects.create(name="Triton", created_by=project.created_by).set_accounts(
+        [FlowAccount.objects.create(label="Spare", bearer_token="ya29.spare"), account]
+    )
+
+    answer = admin_client.post(
+        reverse("admin:generations_flowaccount_change", args=[account.pk]),
+        change_form(account, kind=FlowAccount.Kind.VERTEX, vertex_project="studio-4821")
+        | {"new_bearer_token": "ya29.cloud"},
+    )
+
+    assert answer.status_code == 200
+    assert (
+        "Poseidon and Triton spend Studio, and their scenes, prices and budgets are made for "
+        "Google Flow. Add a new Vertex AI account and move the projects to it instead."
+    ) in answer.text
+    assert FlowAccount.objects.get(pk=account.pk).kind == FlowAccount.Kind.FLOW
+
+
+def test_staff_may_make_an_account_no_project_spends_a_vertex_ai_one(admin_client, alice):
+    spare = FlowAccount.objects.create(label="Spare", bearer_token="ya29.spare")
+
+    answer = admin_client.post(
+        reverse("admin:generations_flowaccount_change", args=[spare.pk]),
+        change_form(spare, kind=FlowAccount.Kind.VERTEX, vertex_project="studio-4821")
+        | {"new_bearer_token": "ya29.cloud"},
+    )
+
+    assert answer.status_code == 302, re.findall(r"errorlist.{0,300}", answer.text, re.S)
+    assert FlowAccount.objects.get(pk=spare.pk).kind == FlowAccount.Kind.VERTEX

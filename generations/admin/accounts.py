@@ -4,14 +4,16 @@ from __future__ import annotations
 
 from django import forms
 from django.contrib import admin, messages
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 from django.http import HttpRequest, HttpResponseRedirect
 from django.utils import timezone
+from django.utils.text import get_text_list
 
 from .. import account_checks, work
 from ..engines.vertex import clean_service_account_key, key_email
 from ..management.commands.flow_account import clean_bearer_token, clean_session_cookie, mask
-from ..models import AccountGrant, AuditEvent, FlowAccount
+from ..models import AccountGrant, AuditEvent, FlowAccount, Project
+from ..rules import ENGINE_LABELS
 from .common import NONE
 
 
@@ -85,10 +87,13 @@ class FlowAccountForm(forms.ModelForm):
             self.add_error(
                 "new_service_account_key", "Only a Vertex AI account signs in with a key file."
             )
-        if self.instance.pk and data.get("kind") != self.instance.kind and not given:
-            self.add_error(
-                "kind", "Changing the engine needs new credentials for it; give them too."
-            )
+        if self.instance.pk and data.get("kind") != self.instance.kind:
+            if problem := self.engine_change_problem(data["kind"]):
+                self.add_error("kind", problem)
+            elif not given:
+                self.add_error(
+                    "kind", "Changing the engine needs new credentials for it; give them too."
+                )
         for name in given:
             if name not in data:
                 continue  # already refused above
@@ -106,6 +111,28 @@ class FlowAccountForm(forms.ModelForm):
             except ValueError as error:
                 self.add_error(name, str(error))
         return data
+
+    def engine_change_problem(self, kind: str) -> str:
+        """Why this account may not change engine: projects spend it, and their scenes (made
+        for one engine's models), prices and budgets (in its unit) would silently change
+        meaning. "" when none does."""
+        account = self.instance
+        names = list(
+            Project.objects.filter(Q(account=account) | Q(later_accounts__account=account))
+            .order_by("name")
+            .values_list("name", flat=True)
+            .distinct()
+        )
+        if not names:
+            return ""
+        shown = names[:3] + ([f"{len(names) - 3} more"] if len(names) > 3 else [])
+        one = len(names) == 1
+        return (
+            f"{get_text_list(shown, 'and')} spend{'s' if one else ''} {account}, and "
+            f"{'its' if one else 'their'} scenes, prices and budgets are made for "
+            f"{ENGINE_LABELS[account.kind]}. Add a new {ENGINE_LABELS[kind]} account and move "
+            f"{'the project' if one else 'the projects'} to it instead."
+        )
 
     def save(self, commit: bool = True) -> FlowAccount:
         account = super().save(commit=False)
