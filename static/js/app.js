@@ -303,6 +303,21 @@
     moveCard(button.closest("article.card"), button.getAttribute("data-move") === "up" ? -1 : 1, button.getAttribute("data-move"));
   }, true);
 
+  // A card action or a move brings a newer poller out of band. A poll the old one still had
+  // out then comes back to a poller no longer on the page: htmx would look for its
+  // out-of-band parts inside it, miss them all and say so on the console. Such an answer is
+  // dropped (the listener sits on the poller itself: a detached element's events reach no
+  // further). The newer poller asks from a token no later than that poll's, so what it would
+  // have brought still arrives. (Calling the request off instead makes htmx log the abort.)
+  document.addEventListener("htmx:load", function (event) {
+    var root = event.target;
+    var poller = root.id === "poller" ? root : root.querySelector && root.querySelector("#poller");
+    if (poller) poller.addEventListener("htmx:beforeOnLoad", dropIfReplaced);
+  });
+  function dropIfReplaced(event) {
+    if (!event.currentTarget.isConnected) event.preventDefault();
+  }
+
   // Whatever swapped the storyboard or a card (this page's own move, a teammate's change
   // brought by the poll), set it up again and give focus back where it was.
   document.addEventListener("htmx:beforeSwap", rememberFocus);

@@ -12,14 +12,18 @@ HTTP on loopback and the pump in a worker thread.
 from __future__ import annotations
 
 import re
+import time
 
 import pytest
 from django.urls import reverse
+from django.utils import timezone
 from playwright.sync_api import Page, expect
 
 from generations.models import Generation, Scene
+from generations.views import projects
 from tests.conftest import make_image, make_scene
 from tests.e2e.test_new_user import sign_in
+from tests.film_support import ready_takes
 from tests.views_support import add_scene_as, client_for
 
 pytestmark = pytest.mark.browser
@@ -125,6 +129,38 @@ def test_alice_generates_reorders_and_edits_while_polls_run_without_a_console_er
     )
     expect(poller.locator("#poller-since")).not_to_have_value(since)
     assert Generation.objects.filter(status=Generation.Status.READY).count() == 1
+
+
+def test_a_poll_answered_after_alices_pick_replaced_its_poller_is_dropped_quietly(
+    page: Page, live_server, transactional_db, emu, project, alice, monkeypatch
+):
+    ready_takes(project, alice, title="Harbour")
+    make_scene(project, make_image(project, alice), title="Storm")
+    sign_in(page, "alice")
+    page.goto(reverse("project-detail", args=[project.uuid]))
+    expect(titles(page)).to_have_text(["Harbour", "Storm"])
+
+    # From now on a poll takes a second and a half to answer, and the next one brings a change.
+    answer_poll = projects.get_poll_state_for_user
+
+    def slowly(*args, **kwargs):
+        time.sleep(1.5)
+        return answer_poll(*args, **kwargs)
+
+    monkeypatch.setattr(projects, "get_poll_state_for_user", slowly)
+    Scene.objects.filter(title="Storm").update(title="Storm at sea", updated=timezone.now())
+    with page.expect_request(lambda request: "/poll/" in request.url):
+        pass
+    # While that poll is out, alice's pick brings its card back with a new poller.
+    harbour = card(page, "Harbour")
+    harbour.get_by_role("button", name="Pick for the film").click()
+    expect(harbour.locator(".badge--pick")).to_have_text("Picked for the film")
+
+    # The old poller's answer has no poller left to land on: dropped, without htmx reporting
+    # its out-of-band parts missing (the page fixture fails the test on any console error).
+    # The new poller asks from the page's own token, so the change still arrives.
+    expect(titles(page)).to_have_text(["Harbour", "Storm at sea"], timeout=20_000)
+    expect(card(page, "Harbour").locator(".badge--pick")).to_have_text("Picked for the film")
 
 
 def test_the_page_fixture_would_catch_an_htmx_out_of_band_error(
