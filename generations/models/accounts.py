@@ -110,7 +110,13 @@ class FlowAccount(models.Model):
     @property
     def cost_unit(self) -> str:
         """What its takes cost, and so its projects' budgets count: COST_USD or COST_CREDITS."""
-        return COST_USD if self.is_vertex else COST_CREDITS
+        return self.unit_for(self.kind)
+
+    @classmethod
+    def unit_for(cls, kind: str | None) -> str:
+        """The cost unit of accounts of ``kind``; credits without one (a project with no
+        account counts as Flow did before Vertex AI)."""
+        return COST_USD if kind == cls.Kind.VERTEX else COST_CREDITS
 
     @property
     def upstream(self) -> str:

@@ -1,4 +1,9 @@
-"""Projects, their members and the accounts granted to them."""
+"""Projects, their members and the accounts granted to them.
+
+Long because a project's money rules sit with it: which accounts it spends and in what order,
+and what moving to an account paid in another unit does to its budget and its members'
+allowances (cleared in the same transaction, ``set_accounts``), read in one place.
+"""
 
 from __future__ import annotations
 
@@ -18,7 +23,7 @@ from django.utils.functional import cached_property
 
 from .. import rules
 from ..budgets import limit_problem
-from .accounts import COST_CREDITS, COST_USD, CannotGenerate, FlowAccount
+from .accounts import COST_CREDITS, CannotGenerate, FlowAccount
 
 if TYPE_CHECKING:
     from .scenes import ImageAsset, Scene
@@ -94,7 +99,7 @@ class Project(models.Model):
         if self.pk is None:
             return self.account.cost_unit if self.account_id is not None else COST_CREDITS
         kind = Project.objects.filter(pk=self.pk).values_list("account__kind", flat=True).get()
-        return COST_USD if kind == FlowAccount.Kind.VERTEX else COST_CREDITS
+        return FlowAccount.unit_for(kind)
 
     def clean_fields(self, exclude=None) -> None:
         # Here, not in clean(): a form without the budget (the admin's project page) is not
@@ -358,7 +363,7 @@ class Project(models.Model):
                 .values("account__kind", "monthly_budget")
                 .get()
             )
-            was_unit = COST_USD if was["account__kind"] == FlowAccount.Kind.VERTEX else COST_CREDITS
+            was_unit = FlowAccount.unit_for(was["account__kind"])
             self.account = accounts[0]
             fields = ["account"]
             cleared = None

@@ -25,7 +25,7 @@ from django.views.decorators.http import require_GET, require_http_methods
 
 from ..budgets import amount, limit_problem, month_spending, month_start, unit_name
 from ..engines.base import EngineKind
-from ..models import COST_CREDITS, COST_USD, AuditEvent, Project
+from ..models import COST_CREDITS, COST_USD, AuditEvent, FlowAccount, Project
 from .access import Role, get_project_for_user
 
 CHART_WIDTH, CHART_HEIGHT, CHART_TOP = 640, 200, 10
@@ -174,7 +174,7 @@ def project_spend(request: HttpRequest, uuid: UUID) -> HttpResponse:
     project, membership, engine = _project(
         request, uuid, Role.OWNER if request.method == "POST" else None
     )
-    unit = COST_USD if engine is EngineKind.VERTEX else COST_CREDITS
+    unit = FlowAccount.unit_for(engine)
     if request.method == "POST":
         error = _set_limit(request, project, unit)
         if error:
@@ -303,7 +303,7 @@ def _set_limit(request: HttpRequest, project: Project, unit: str) -> str:
 def project_spend_csv(request: HttpRequest, uuid: UUID) -> HttpResponse:
     project, _, engine = _project(request, uuid)
     usd = engine is EngineKind.VERTEX
-    spend = month_spend(project, COST_USD if usd else COST_CREDITS)
+    spend = month_spend(project, FlowAccount.unit_for(engine))
     filename = f"{slugify(project.name) or 'project'}-spend-{spend.month:%Y-%m}.csv"
     response = HttpResponse(content_type="text/csv; charset=utf-8")
     response["Content-Disposition"] = f'attachment; filename="{filename}"'
