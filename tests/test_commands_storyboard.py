@@ -340,6 +340,32 @@ def test_an_existing_project_keeps_its_account(project, shots):
         run("import", str(path), "--project", "Poseidon", "--user", "alice", "--account", "Backup")
 
 
+def test_importing_into_a_project_without_an_account_moves_it_like_any_account_change(
+    project, alice, bob, shots
+):
+    # Staff took Poseidon's Flow account away; its limits, set in credits, stayed.
+    backup = FlowAccount.objects.create(label="Backup", bearer_token="ya29.b")
+    project.set_accounts([project.account, backup])
+    Project.objects.filter(pk=project.pk).update(account=None, monthly_budget=500)
+    project.memberships.filter(user=bob).update(monthly_allowance=100)
+    cloud = FlowAccount.objects.create(label="Cloud", kind="vertex", bearer_token="ya29.c")
+    AccountGrant.objects.create(account=cloud, user=alice)
+    path = write_csv(shots / "b.csv", [["harbour.png", "x", "landscape", "", "", ""]])
+
+    out = run("import", str(path), "--project", "Poseidon", "--user", "alice", "--account", "Cloud")
+
+    project.refresh_from_db()
+    assert project.account == cloud
+    # 500 credits are not $500: cleared, and whoever imported is told so.
+    assert project.monthly_budget is None
+    assert project.memberships.filter(monthly_allowance__isnull=False).count() == 0
+    assert (
+        "The monthly budget of 500 credits and the allowance of bob (100 credits) were "
+        "cleared: Vertex AI accounts are paid in US dollars." in out
+    )
+    assert project.accounts_in_order() == [cloud, backup]
+
+
 def test_stored_images_are_removed_when_the_import_fails_while_saving(
     alice, account, shots, settings, monkeypatch
 ):

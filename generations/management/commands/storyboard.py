@@ -36,6 +36,7 @@ from django.db.models import Exists, OuterRef, Prefetch, Q
 from django.utils import timezone
 
 from generations import film_tasks, work
+from generations.budgets import cleared_words
 from generations.engines.catalogue import models_for
 from generations.film import FilmError, render_film
 from generations.images import (
@@ -199,6 +200,7 @@ class Command(BaseCommand):
             raise CommandError(f"{csv_path} has a header but no scenes.")
 
         stored: list[str] = []
+        cleared = None
         try:
             with transaction.atomic():
                 created = project is None
@@ -206,8 +208,10 @@ class Command(BaseCommand):
                     project = Project.objects.create(name=name, account=account, created_by=user)
                     project.add_member(user, Membership.Role.OWNER)
                 elif project.account_id is None:
-                    project.account = account
-                    project.save(update_fields=["account"])
+                    # As any move to an account: limits set in the other unit are cleared,
+                    # and the accounts it falls back on stay.
+                    later = [a for a in project.accounts_in_order() if a.pk != account.pk]
+                    cleared = project.set_accounts([account, *later])
                 images = self._store_images(project, rows, user, stored)
                 last = project.scenes.aggregate(last=models.Max("position"))["last"]
                 first = 0 if last is None else last + 1
@@ -232,6 +236,8 @@ class Command(BaseCommand):
                 f"Created project {project.name!r} (owner {printable(user.get_username())}, "
                 f"account {printable(account.label)})."
             )
+        if cleared is not None:
+            self.stdout.write(cleared_words(cleared, account))
         count = Scene.objects.filter(project=project).count()
         self.stdout.write(
             f"Imported {len(rows)} scene{_s(len(rows))} into {project.name!r} "
