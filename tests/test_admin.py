@@ -20,6 +20,7 @@ from generations.engines.catalogue import TIER_ONE
 from generations.images import store_start_image
 from generations.models import (
     AccountGrant,
+    AuditEvent,
     FlowAccount,
     Generation,
     ImageUpload,
@@ -562,6 +563,14 @@ def test_staff_moving_poseidon_to_vertex_ai_clear_its_credit_limits_and_are_told
     )
     assert limits_of(project) == {"budget": None, "alice": None, "bob": None, "carol": None}
     assert Project.objects.get(pk=project.pk).account == cloud
+    # The project's owners read on its audit page who moved it, and what went with the unit.
+    event = AuditEvent.objects.get(action=AuditEvent.Action.ACCOUNTS_ORDERED)
+    assert (event.actor_name, event.project) == ("root", project)
+    assert event.details == {
+        "accounts": ["Cloud"],
+        "budget_cleared": "1000 credits",
+        "allowances_cleared": ["bob (50 credits)"],
+    }
 
 
 def test_staff_moving_poseidon_back_to_flow_clear_dollar_allowances_even_in_a_row_they_edited(

@@ -21,6 +21,7 @@ from generations.images import store_start_image
 from generations.management.commands import storyboard
 from generations.models import (
     AccountGrant,
+    AuditEvent,
     FlowAccount,
     Generation,
     ImageAsset,
@@ -364,6 +365,8 @@ def test_importing_into_a_project_without_an_account_moves_it_like_any_account_c
         "cleared: Vertex AI accounts are paid in US dollars." in out
     )
     assert project.accounts_in_order() == [cloud, backup]
+    event = AuditEvent.objects.get(action=AuditEvent.Action.ACCOUNTS_ORDERED)
+    assert (event.actor_name, event.details["accounts"]) == ("alice", ["Cloud", "Backup"])
 
 
 def test_stored_images_are_removed_when_the_import_fails_while_saving(

@@ -11,6 +11,7 @@ from django.utils import timezone
 from ..budgets import cleared_words
 from ..models import (
     AccountGrant,
+    AuditEvent,
     Generation,
     ImageAsset,
     ImageUpload,
@@ -134,6 +135,7 @@ class ProjectAdmin(admin.ModelAdmin):
                 if account.pk not in (project.account_id, first.pk)
             ]
             cleared = project.set_accounts([first, *later])
+            AuditEvent.accounts_chosen(project, [first, *later], cleared, request.user)
             if cleared is not None:
                 self.message_user(request, cleared_words(cleared, first), messages.WARNING)
         if form.cleaned_data.get("grant_account") and project.account_id is not None:

@@ -11,7 +11,8 @@ from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
-from .projects import Membership, Project
+from ..budgets import amount
+from .projects import ClearedLimits, Membership, Project
 
 
 class SignInFailure(models.Model):
@@ -230,6 +231,22 @@ class AuditEvent(models.Model):
             project_name=project.name if project is not None else "",
             details=details,
         )
+
+    @classmethod
+    def accounts_chosen(
+        cls, project: Project, accounts: list, cleared: ClearedLimits | None, actor=None
+    ) -> AuditEvent:
+        """``Project.set_accounts`` in the trail, whoever moved the project (its owner, staff
+        in the admin, an import): the accounts in order and what limits went with the unit."""
+        details: dict = {"accounts": [account.label for account in accounts]}
+        if cleared is not None and cleared.budget is not None:
+            details["budget_cleared"] = amount(cleared.budget, cleared.unit)
+        if cleared is not None and cleared.allowances:
+            details["allowances_cleared"] = [
+                f"{name} ({amount(value, cleared.unit)})"
+                for name, value in cleared.allowances.items()
+            ]
+        return cls.record(cls.Action.ACCOUNTS_ORDERED, actor, project, **details)
 
     def summary(self) -> str:
         """The details in a line a person reads."""

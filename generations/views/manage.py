@@ -14,7 +14,7 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods, require_POST
 
 from .. import rules
-from ..budgets import amount, cleared_words
+from ..budgets import cleared_words
 from ..models import AuditEvent, Project
 from .access import Role, get_project_for_user
 from .accounts import account_order_form
@@ -102,20 +102,7 @@ def project_accounts(request: HttpRequest, uuid: UUID) -> HttpResponse:
         return _settings_page(request, project, membership, accounts=form, status=400)
     ordered = form.cleaned_data["ordered"]
     cleared = project.set_accounts(ordered)
-    details = {}
-    if cleared is not None and cleared.budget is not None:
-        details["budget_cleared"] = amount(cleared.budget, cleared.unit)
-    if cleared is not None and cleared.allowances:
-        details["allowances_cleared"] = [
-            f"{name} ({amount(value, cleared.unit)})" for name, value in cleared.allowances.items()
-        ]
-    AuditEvent.record(
-        AuditEvent.Action.ACCOUNTS_ORDERED,
-        request.user,
-        project,
-        accounts=[account.label for account in ordered],
-        **details,
-    )
+    AuditEvent.accounts_chosen(project, ordered, cleared, request.user)
     names = ", then ".join(str(account) for account in ordered)
     said = f"{project} now spends {names}."
     if cleared is not None:

@@ -49,6 +49,7 @@ from generations.images import (
 from generations.models import (
     ARCHIVED_PROBLEM,
     AccountGrant,
+    AuditEvent,
     CannotGenerate,
     FlowAccount,
     Generation,
@@ -212,6 +213,7 @@ class Command(BaseCommand):
                     # and the accounts it falls back on stay.
                     later = [a for a in project.accounts_in_order() if a.pk != account.pk]
                     cleared = project.set_accounts([account, *later])
+                    AuditEvent.accounts_chosen(project, [account, *later], cleared, user)
                 images = self._store_images(project, rows, user, stored)
                 last = project.scenes.aggregate(last=models.Max("position"))["last"]
                 first = 0 if last is None else last + 1
