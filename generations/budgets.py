@@ -25,6 +25,10 @@ from .engines.catalogue import (
 if TYPE_CHECKING:
     from .models import ClearedLimits, FlowAccount
 
+# The units a cost, a budget and an allowance count in: Vertex AI's dollars, Flow's credits.
+COST_USD = "USD"
+COST_CREDITS = "credits"
+
 # The most credits a budget or an allowance may be: what the columns held on PostgreSQL
 # when they were whole numbers, kept so what an owner may type does not depend on the
 # database (SQLite holds more).
@@ -73,14 +77,14 @@ def credits(amount: int) -> str:
 
 def amount(value, unit: str) -> str:
     """A sum in a budget's unit, in words: "$1.20" or "20 credits"."""
-    if unit == "USD":
+    if unit == COST_USD:
         return f"${Decimal(value):.2f}"
     return credits(int(value))
 
 
 def unit_name(unit: str) -> str:
     """What a budget counts, in words: "US dollars" or "credits"."""
-    return "US dollars" if unit == "USD" else "credits"
+    return "US dollars" if unit == COST_USD else "credits"
 
 
 def limit_problem(value: Decimal, unit: str) -> str:
@@ -92,7 +96,7 @@ def limit_problem(value: Decimal, unit: str) -> str:
             "A limit cannot be below 0 (0 stops all spending); type 0 or more, or leave it empty."
         )
     # The ceiling first: rounding a number longer than Python's 28 decimal digits fails.
-    if unit == "USD":
+    if unit == COST_USD:
         if value > LIMIT_MAX_USD:
             return f"That is more than Flowsite can count; type at most ${LIMIT_MAX_USD:,}."
         if value != value.quantize(Decimal("0.01")):

@@ -11,18 +11,13 @@ from django.db.models import Q
 from django.utils import timezone
 
 from .. import rules
+from ..budgets import COST_CREDITS, COST_USD
 from ..crypto import EncryptedTextField
 from ..engines.base import Credentials, EngineKind
 from ..engines.catalogue import TIER_ONE, TIERS, can_make, flow_credits
 
 if TYPE_CHECKING:
     from .projects import Project
-
-
-COST_USD = "USD"
-
-
-COST_CREDITS = "credits"
 
 
 class CannotGenerate(Exception):

@@ -56,6 +56,11 @@ def plain_amount(value):
     return int(value) if value == value.to_integral_value() else value.normalize()
 
 
+def _tally(**keys) -> dict:
+    """A row of the Spend page's counts (takes, upscales, their cost), at nothing yet."""
+    return {"takes": 0, "upscales": 0, "credits": 0, **keys}
+
+
 def month_spend(project: Project, unit: str) -> Spend:
     """This month's spend in ``unit``, as the budget check counts it (``month_spending``), in
     five queries however many members, days and upscales: the takes and the upscales each
@@ -71,37 +76,21 @@ def month_spend(project: Project, unit: str) -> Spend:
         )
         for part in grouped:
             member = part["requested_by__username"] or "(deleted user)"
-            row = merged.setdefault(
-                (part["day"], member),
-                {"day": part["day"], "member": member, "takes": 0, "upscales": 0, "credits": 0},
-            )
+            row = merged.setdefault((part["day"], member), _tally(day=part["day"], member=member))
             row[kind] += part["count"]
             row["credits"] = plain_amount(row["credits"] + Decimal(part["cost"]))
     rows = sorted(merged.values(), key=lambda row: (row["day"], row["member"]))
     by_member: dict[str, dict] = {}
     for membership in project.memberships.select_related("user").order_by("user__username"):
-        by_member[membership.user.get_username()] = {
-            "member": membership.user.get_username(),
-            "takes": 0,
-            "upscales": 0,
-            "credits": 0,
-            "allowance": membership.monthly_allowance,
-            "role": membership.role,
-        }
-    by_day: dict[date, dict] = defaultdict(
-        lambda: {"credits": 0, "takes": 0, "upscales": 0, "parts": []}
-    )
+        name = membership.user.get_username()
+        by_member[name] = _tally(
+            member=name, allowance=membership.monthly_allowance, role=membership.role
+        )
+    by_day: dict[date, dict] = defaultdict(lambda: _tally(parts=[]))
     for row in rows:
+        # Spent by someone no longer a member: a row without allowance or role.
         member = by_member.setdefault(
-            row["member"],
-            {
-                "member": row["member"],
-                "takes": 0,
-                "upscales": 0,
-                "credits": 0,
-                "allowance": None,
-                "role": "",
-            },
+            row["member"], _tally(member=row["member"], allowance=None, role="")
         )
         day = by_day[row["day"]]
         for total in (member, day):
@@ -113,12 +102,7 @@ def month_spend(project: Project, unit: str) -> Spend:
     days = []
     moment = start.date()
     while moment <= today:
-        days.append(
-            {
-                "day": moment,
-                **by_day.get(moment, {"credits": 0, "takes": 0, "upscales": 0, "parts": []}),
-            }
-        )
+        days.append({"day": moment, **by_day.get(moment, _tally(parts=[]))})
         moment += timedelta(days=1)
     other_unit = COST_CREDITS if unit == COST_USD else COST_USD
     other = sum(
