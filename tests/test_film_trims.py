@@ -123,3 +123,11 @@ def test_the_preview_is_told_to_cut_the_second_an_extension_repeats_only_before_
     assert 'data-seam-out="1.0"' in clips[0].split(">")[0], "the source: its last 1 s is cut"
     assert "data-seam-out" not in clips[1].split(">")[0], f"{extension.take} ends the take"
     assert "data-seam-out" not in clips[2].split(">")[0], f"{last.take} is extended by nothing"
+    # Its words say so too: a trim out of 1.5 s is not where a 2 s clip extended stops.
+    assert "(0 s to 1.50 s), cut 1 s before its end where its extension picks up" in clips[0]
+    row = page.split(f'id="pick-{source.scene.uuid}"')[1].split("</li>")[0]
+    assert "The film stops it 1 s before its end, where the next scene's take" in row
+    for take in (extension, last):
+        assert (
+            "before its end" not in page.split(f'id="pick-{take.scene.uuid}"')[1].split("</li>")[0]
+        )
