@@ -131,12 +131,7 @@ def probe(segment: Segment) -> Probe:
         stream = container.streams.video[0]
         context = stream.codec_context
         rate = stream.average_rate or stream.guessed_rate or Fraction(24)
-        if stream.duration is not None and stream.time_base:
-            duration = float(stream.duration * stream.time_base)
-        elif container.duration:
-            duration = container.duration / av.time_base
-        else:
-            duration = 0.0
+        duration = _seconds(container, stream)
         frames = stream.frames or round(duration * rate)
         starts_with_idr = _starts_with_idr(container, stream)
         return Probe(
@@ -152,6 +147,26 @@ def probe(segment: Segment) -> Probe:
             has_audio=bool(container.streams.audio),
             starts_with_idr=starts_with_idr,
         )
+
+
+def _seconds(container, stream) -> float:
+    if stream.duration is not None and stream.time_base:
+        return float(stream.duration * stream.time_base)
+    if container.duration:
+        return container.duration / av.time_base
+    return 0.0
+
+
+def clip_duration(path: str) -> float | None:
+    """How long the clip at ``path`` lasts, as the film measures it (``probe``), reading its
+    header only; None when it cannot be read or holds no video."""
+    try:
+        with av.open(path) as container:
+            if not container.streams.video:
+                return None
+            return _seconds(container, container.streams.video[0]) or None
+    except (av.FFmpegError, OSError):
+        return None
 
 
 def _starts_with_idr(container, stream) -> bool:

@@ -111,14 +111,13 @@ def plan(project: Project, *, all_latest: bool = False) -> FilmPlan:
 
 
 def clip_seconds(take: Generation) -> float | None:
-    """How long the take's clip lasts, when its file can be read here (None with a bucket)."""
+    """How long the take's clip lasts: as measured when it was downloaded, else (a take from
+    before that was measured) read from its file when it is here; None with neither."""
+    if take.video_seconds is not None:
+        return take.video_seconds
     if storage.is_remote() or not take.video:
         return None
-    try:
-        path = default_storage.path(take.video.name)
-        return film.probe(film.Segment(path=path, label="")).duration
-    except film.FilmError:
-        return None
+    return film.clip_duration(default_storage.path(take.video.name))
 
 
 def snapshot(film_plan: FilmPlan) -> list[dict]:

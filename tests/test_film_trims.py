@@ -6,7 +6,7 @@ from django.core.management import CommandError, call_command
 from django.urls import reverse
 
 from generations import film_tasks
-from generations.models import CannotGenerate, FilmRender
+from generations.models import CannotGenerate, FilmRender, Generation
 from tests.film_support import extension_picked, picked
 from tests.views_support import client_for, htmx_client_for
 
@@ -131,3 +131,15 @@ def test_the_preview_is_told_to_cut_the_second_an_extension_repeats_only_before_
         assert (
             "before its end" not in page.split(f'id="pick-{take.scene.uuid}"')[1].split("</li>")[0]
         )
+
+
+def test_a_take_downloaded_before_clips_were_measured_is_checked_from_its_file(
+    emu, project, alice, bob
+):
+    pick = picked(project, alice)
+    Generation.objects.filter(pk=pick.take_id).update(video_seconds=None)
+
+    refused = trim(client_for(bob), pick, "2.5")
+
+    assert refused.status_code == 400
+    assert "Trim in (2.5 s) must be inside the clip, which lasts 2.00 s." in refused.text

@@ -25,11 +25,12 @@ import httpx
 import pytest
 from django.core.files.storage import default_storage
 from django.core.management import call_command
+from django.test import Client
 from django.urls import reverse
 from moto.server import ThreadedMotoServer
 
 from generations import storage
-from generations.models import Generation
+from generations.models import Generation, Pick
 from generations.pipeline import policy
 from tests.conftest import PASSWORD
 from tests.conftest import make_ready_scene as make_scene
@@ -216,6 +217,27 @@ def test_a_flow_poster_that_fails_is_made_from_the_clip_before_the_clip_goes_to_
     assert hashlib.sha256(poster).hexdigest() == take.poster_sha256
     assert poster.startswith(b"\xff\xd8\xff")
     assert files_under(Path(settings.FLOWSITE_STAGING_DIR)) == [], "staging copies removed"
+
+
+def test_a_trim_past_the_end_of_a_clip_in_the_bucket_is_refused_as_bob_types_it(
+    ready_take, bucket, project, alice, bob, s3_endpoint
+):
+    # Measured on the way into the bucket: the film page needs no copy of the clip here.
+    assert ready_take.video_seconds == pytest.approx(2.0, abs=0.05)
+    pick = Pick.choose(ready_take, alice)
+    prefix = f"s{pick.scene.uuid.hex[:8]}"
+    client = Client()
+    client.force_login(bob)
+
+    refused = client.post(
+        reverse("scene-trim", args=[pick.scene.uuid]),
+        {f"{prefix}-trim_in": "3", f"{prefix}-trim_out": ""},
+    )
+
+    assert refused.status_code == 400
+    assert "Trim in (3 s) must be inside the clip, which lasts 2.00 s." in refused.text
+    pick.refresh_from_db()
+    assert pick.trim_in is None
 
 
 def test_make_posters_reads_the_clip_from_the_bucket_and_stores_its_poster_there(

@@ -75,6 +75,7 @@ class GenerationAdmin(admin.ModelAdmin):
                     "poster_preview",
                     "video_file",
                     "video_size",
+                    "video_seconds",
                     "video_sha256",
                     "poster_file",
                     "poster_sha256",

@@ -112,6 +112,9 @@ class Generation(models.Model):
     video = models.FileField(max_length=300, blank=True)
     video_size = models.PositiveBigIntegerField(null=True, blank=True)
     video_sha256 = models.CharField(max_length=64, blank=True)
+    # Measured when the clip was downloaded, so trims are checked without reading the file
+    # (which, in a bucket, is not here). None: not measured (unreadable, or from before).
+    video_seconds = models.FloatField(null=True, blank=True)
     poster = models.FileField(max_length=300, blank=True)
     poster_sha256 = models.CharField(max_length=64, blank=True)
 

@@ -47,6 +47,7 @@ from PIL import Image
 from .. import storage
 from ..engines.base import ClipStatus, DownloadError, DownloadResult
 from ..engines.download import save_bytes
+from ..film import clip_duration
 from ..images import clip_frame
 from ..models import Generation
 from .accounts import engine_for
@@ -223,6 +224,7 @@ class Download:
             if poster is None:
                 # Before the clip is stored: with a bucket its local copy goes then.
                 poster = first_frame_poster(video.path, storage.local_path(poster_name), generation)
+            seconds = clip_duration(str(video.path))
             # Each whole local file into the storage: already there in the media folder,
             # uploaded (and the local copy removed) with a bucket.
             video_name = storage.store_file(video.path, video_name)
@@ -248,6 +250,7 @@ class Download:
             video=video_name,
             video_size=video.size,
             video_sha256=video.sha256,
+            video_seconds=seconds,
             poster=poster_name,
             poster_sha256=poster.sha256 if poster else "",
             finished_at=timezone.now(),
