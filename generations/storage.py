@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Iterable
 from pathlib import Path
 
 from django.conf import settings
@@ -91,6 +92,26 @@ def discard(name: str) -> None:
     """Remove a stored file that turned out not to be wanted; a missing one is fine."""
     if name:
         default_storage.delete(name)
+
+
+def delete_files(names: Iterable[str]) -> None:
+    """Remove stored files no row names any more (call it once their rows are surely gone)
+    and, on the local folder, the folders they leave empty (a take's, then its project's), so
+    deleting leaves nothing behind. A file already gone is fine."""
+    for name in names:
+        if not name:
+            continue
+        default_storage.delete(name)
+        if is_remote():
+            continue
+        root = Path(default_storage.location).resolve()
+        folder = Path(default_storage.path(name)).parent.resolve()
+        while folder != root and folder.is_relative_to(root):
+            try:
+                folder.rmdir()  # only ever an empty one
+            except OSError:
+                break
+            folder = folder.parent
 
 
 def open_for_serving(name: str) -> File:

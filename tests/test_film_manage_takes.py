@@ -33,6 +33,7 @@ def test_bob_deletes_a_ready_take_its_files_and_its_pick_go_too(
     assert not Generation.objects.filter(pk=gone.pk).exists()
     assert not Pick.objects.exists()
     assert [f.exists() for f in files] == [False, False]
+    assert not files[0].parent.exists(), "the take's own folder goes with its files"
     assert stored(keep.video.name).exists()
     gallery = client_for(alice).get(reverse("project-gallery", args=[project.uuid])).text
     assert str(gone.uuid) not in gallery

@@ -6,7 +6,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from django.conf import settings
 from django.contrib.auth.models import User
+from django.core.files.base import ContentFile
 from django.core.management import CommandError, call_command
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
@@ -14,6 +16,7 @@ from django.urls import reverse
 
 from generations.models import (
     CannotGenerate,
+    FilmRender,
     FlowAccount,
     Generation,
     ImageAsset,
@@ -168,7 +171,11 @@ def test_alice_deletes_a_project_with_start_images_and_its_files_go_too(
     project, alice, django_capture_on_commit_callbacks
 ):
     files = full_project(project, alice)
+    film = FilmRender.objects.create(project=project, requested_by=alice)
+    film.video.save("film.mp4", ContentFile(b"\x00" * 32))
+    files.append(Path(film.video.path))
     assert all(path.exists() for path in files)
+    media = Path(settings.MEDIA_ROOT)
 
     with django_capture_on_commit_callbacks(execute=True):
         response = client_for(alice).post(
@@ -180,6 +187,9 @@ def test_alice_deletes_a_project_with_start_images_and_its_files_go_too(
     assert not Scene.objects.exists() and not Generation.objects.exists()
     assert not ImageAsset.objects.exists()
     assert not any(path.exists() for path in files)
+    # Nor the folders its takes and films were kept in.
+    assert not (media / "clips" / str(project.uuid)).exists()
+    assert not (media / "films" / str(project.uuid)).exists()
 
 
 # --- duplicate --------------------------------------------------------------------------------

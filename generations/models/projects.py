@@ -194,12 +194,12 @@ class Project(models.Model):
         )
 
     def delete_with_media(self) -> dict[str, int]:
-        """Delete the project, its scenes, takes and images; the clips' and posters' files go
-        once that is committed (start images' files go with their rows, see cleanup.py).
-        Returns what went (``deletion_counts``)."""
-        from .takes import Generation
+        """Delete the project, its scenes, takes, images and films; the clips', posters' and
+        films' files (and the folders they leave empty) go once that is committed (start
+        images' files go with their rows, see cleanup.py). Returns what went
+        (``deletion_counts``)."""
+        from .. import storage
 
-        video = Generation._meta.get_field("video")
         with transaction.atomic():
             counts = self.deletion_counts()
             names = [
@@ -209,10 +209,9 @@ class Project(models.Model):
                 if name
             ]
             names += [name for name in self.upscales.values_list("video", flat=True) if name]
+            names += [name for name in self.films.values_list("video", flat=True) if name]
             self.delete()
-            transaction.on_commit(
-                lambda: [video.storage.delete(name) for name in names], robust=True
-            )
+            transaction.on_commit(lambda: storage.delete_files(names), robust=True)
         return counts
 
     def duplicate(self, by) -> Project:

@@ -19,7 +19,7 @@ from django.template.defaultfilters import pluralize
 from django.utils import timezone
 from django.views.decorators.http import require_http_methods, require_POST
 
-from .. import work
+from .. import storage, work
 from ..forms import SceneForm
 from ..models import CannotGenerate, Comment, Generation, Pick, Scene, Upscale
 from .access import (
@@ -193,7 +193,7 @@ def scene_delete(request: HttpRequest, uuid: UUID) -> HttpResponse:
         scene.delete()
         project.mark_scenes_changed()
         # Files go only once the rows are surely gone; a rollback keeps both.
-        transaction.on_commit(lambda: [f.storage.delete(f.name) for f in files])
+        transaction.on_commit(lambda: storage.delete_files(f.name for f in files))
     messages.success(request, deleted_message(scene, len(takes)))
     return redirect(project_url(project))
 
@@ -364,7 +364,7 @@ def _delete_takes(scene: Scene, takes: list[Generation]) -> None:
     files += _upscale_files(takes)
     Generation.objects.filter(pk__in=[take.pk for take in takes]).delete()
     Scene.objects.filter(pk=scene.pk).update(updated=timezone.now())
-    transaction.on_commit(lambda: [f.storage.delete(f.name) for f in files])
+    transaction.on_commit(lambda: storage.delete_files(f.name for f in files))
 
 
 def _upscale_files(takes: list[Generation]) -> list:
