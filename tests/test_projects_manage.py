@@ -53,8 +53,12 @@ def test_a_blank_name_is_refused_in_words(project, alice):
 
 @pytest.mark.parametrize("name", ["project-settings", "project-archive", "project-duplicate"])
 def test_bob_the_editor_cannot_manage_the_project(project, bob, name):
-    assert (
-        client_for(bob).post(reverse(name, args=[project.uuid]), {"name": "X"}).status_code == 403
+    refused = client_for(bob).post(reverse(name, args=[project.uuid]), {"name": "X"})
+
+    assert refused.status_code == 403
+    assert "Your role on this project does not let you do that." in refused.text
+    assert "A project owner can change your role on the project&#x27;s Members page." in (
+        refused.text
     )
 
 
@@ -100,7 +104,11 @@ def test_an_archived_project_is_read_only_for_everyone(project, alice, bob, queu
     assert reverse("scene-generate", args=[scene.uuid]) not in page
     bob_client = client_for(bob)
     assert bob_client.post(reverse("scene-generate", args=[scene.uuid])).status_code == 403
-    assert bob_client.get(reverse("scene-edit", args=[scene.uuid])).status_code == 403
+    refused = bob_client.get(reverse("scene-edit", args=[scene.uuid]))
+    assert refused.status_code == 403
+    # The page says why: the archive, not bob's role.
+    assert "Poseidon is archived, so it is read-only" in refused.text
+    assert "Your role" not in refused.text
     assert bob_client.get(reverse("scene-create", args=[project.uuid])).status_code == 403
     generate_all = reverse("project-generate-all", args=[project.uuid])
     assert bob_client.post(generate_all, {"last_generation": "0"}).status_code == 403

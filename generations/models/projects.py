@@ -172,13 +172,16 @@ class Project(models.Model):
         return self.archived_at is not None
 
     def set_archived(self, archived: bool) -> bool:
-        """Archive or restore; False when it already was so (two owners clicking at once)."""
+        """Archive or restore; False when it already was so (two owners clicking at once).
+        Open storyboards redraw themselves, read-only or editable again."""
         now = timezone.now() if archived else None
-        changed = Project.objects.filter(pk=self.pk, archived_at__isnull=archived).update(
-            archived_at=now
-        )
-        if changed:
-            self.archived_at = now
+        with transaction.atomic():
+            changed = Project.objects.filter(pk=self.pk, archived_at__isnull=archived).update(
+                archived_at=now
+            )
+            if changed:
+                self.archived_at = now
+                self.mark_scenes_changed()
         return bool(changed)
 
     def rename(self, name: str) -> None:

@@ -71,7 +71,10 @@ def htmx_login_required(view: Callable[..., HttpResponse]) -> Callable[..., Http
 
 def _check_role(actual: str, needed: str | None, project: Project | None = None) -> None:
     if needed is not None and _RANK.get(actual, -1) < _RANK[needed]:
-        raise PermissionDenied("Your role on this project does not allow that.")
+        raise PermissionDenied(
+            "Your role on this project does not let you do that. A project owner can change "
+            "your role on the project's Members page."
+        )
     # Editing and generating stop in an archived project; owners may still manage it
     # (restore, rename, members, delete).
     if needed == Role.EDITOR and project is not None and project.is_archived:

@@ -166,7 +166,12 @@ def project_poll(request: HtmxHttpRequest, uuid: UUID) -> HttpResponse:
             sent_scenes, project.scenes_changed if restructured else None, newest
         )
     generate_all = {}
-    if membership.can_edit and _generate_all_may_differ(sent_scenes, since, everything):
+    if not membership.can_edit:
+        if restructured:
+            # Archived since the page was drawn (archiving marks the list changed): its
+            # Generate all goes with the cards' buttons.
+            generate_all = {"generate_all_oob": True}
+    elif _generate_all_may_differ(sent_scenes, since, everything):
         # Priced from every scene: the whole list when it was sent, else the few columns a
         # price needs.
         scenes = sent_scenes if everything else list(project.scenes.only(*Scene.PRICED_FIELDS))

@@ -303,6 +303,42 @@
     moveCard(button.closest("article.card"), button.getAttribute("data-move") === "up" ? -1 : 1, button.getAttribute("data-move"));
   }, true);
 
+  // --- A request htmx made was refused or failed ---------------------------------------------
+  // htmx swaps nothing for a 4xx or 5xx answer, so a click would seem to do nothing. The
+  // refusal's own words (its error page's first paragraph: "… is archived, so it is
+  // read-only …") show at the top of the page instead, in one alert each new one replaces.
+  // A poll refused (signed out elsewhere, removed from the project) stops polling.
+  document.addEventListener("htmx:responseError", function (event) {
+    var xhr = event.detail.xhr;
+    var words = "";
+    if (xhr.status < 500 && xhr.responseText) {
+      var page = new DOMParser().parseFromString(xhr.responseText, "text/html");
+      var first = page.querySelector(".error-page p");
+      words = first ? first.textContent.trim() : "";
+    }
+    showProblem(words || "Flowsite could not do that just now (error " + xhr.status + "). Reload the page and try again.");
+    var source = event.detail.elt;
+    if (xhr.status < 500 && source && source.id === "poller") source.remove();
+  });
+  document.addEventListener("htmx:sendError", function () {
+    showProblem("Flowsite could not be reached. Check your connection; the page keeps trying.");
+  });
+  function showProblem(text) {
+    var list = document.getElementById("request-problem");
+    if (!list) {
+      list = document.createElement("ul");
+      list.id = "request-problem";
+      list.className = "messages";
+      list.setAttribute("role", "alert");
+      var main = document.getElementById("main");
+      main.parentNode.insertBefore(list, main);
+    }
+    var item = document.createElement("li");
+    item.className = "message message--error";
+    item.textContent = text;
+    list.replaceChildren(item);
+  }
+
   // A card action or a move brings a newer poller out of band. A poll the old one still had
   // out then comes back to a poller no longer on the page: htmx would look for its
   // out-of-band parts inside it, miss them all and say so on the console. Such an answer is
