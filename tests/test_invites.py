@@ -178,6 +178,25 @@ def test_an_invite_is_used_once(project, alice, charlie, client):
     assert not Membership.objects.filter(user=charlie).exists()
 
 
+def test_dora_following_her_used_link_again_is_taken_to_the_project(project, alice, client):
+    path = make_invite(client_for(alice), project)
+    sign_up(client, path, "dora")
+
+    again = client.get(path, follow=True)
+
+    assert again.redirect_chain[-1][0] == reverse("project-detail", args=[project.uuid])
+    assert "You are already a member of Poseidon." in again.text
+    assert "already been used" not in again.text
+
+
+def test_the_join_page_says_whom_an_emailed_invite_was_made_for(project, alice, charlie):
+    path = make_invite(client_for(alice), project, email="dora@example.com")
+
+    page = client_for(charlie).get(path).text
+
+    assert "This invite was made for dora@example.com." in page
+
+
 def test_an_expired_invite_opens_nothing(project, alice, client):
     path = make_invite(client_for(alice), project)
     Invite.objects.update(expires=timezone.now() - timedelta(seconds=1))

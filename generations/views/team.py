@@ -99,6 +99,11 @@ def invite_accept(request: HttpRequest, token: str) -> HttpResponse:
             status=404,
         )
     ctx = {"invite": invite, "project": invite.project}
+    # A member is sent to the project whatever became of the link: following it again after
+    # joining with it is not a mistake.
+    if request.user.is_authenticated and invites.already_member(invite.project, request.user):
+        messages.info(request, f"You are already a member of {invite.project}.")
+        return redirect("project-detail", uuid=invite.project.uuid)
     problem = invite.problem()
     if problem:
         return render(
@@ -106,9 +111,6 @@ def invite_accept(request: HttpRequest, token: str) -> HttpResponse:
         )
 
     if request.user.is_authenticated:
-        if invites.already_member(invite.project, request.user):
-            messages.info(request, f"You are already a member of {invite.project}.")
-            return redirect("project-detail", uuid=invite.project.uuid)
         if request.method == "POST":
             try:
                 invites.join(invite, request.user)
