@@ -30,6 +30,7 @@ from generations.models import (
     SignInFailure,
     WorkerLease,
 )
+from tests.conftest import VERTEX_FAST, make_scene
 
 SECRET = "ya29.a0AfB_byC-very-long-secret-token-value-1234"
 COOKIE = "eyJhbGciOiJkaXIiLCJlbmMiOiJBMjU2R0NNIn0..secret-cookie-value-XYZ9"
@@ -456,9 +457,10 @@ def test_moving_a_scene_in_the_admin_refreshes_its_card_and_the_list(admin_clien
 def project_page_form(
     project: Project, account: FlowAccount | None = None, **members: dict[str, str]
 ) -> dict[str, str]:
-    """The project's change page as the admin sends it back, its members' rows included;
-    ``members`` changes a row's fields by username, e.g. ``bob={"role": "viewer"}``."""
+    """The project's change page as the admin sends it back, its members' and scenes' rows
+    included; ``members`` changes a row's fields by username, e.g. ``bob={"role": "viewer"}``."""
     rows = list(project.memberships.select_related("user").order_by("user__username"))
+    scenes = list(project.scenes.order_by("position"))
     form = {
         "name": project.name,
         "account": str((account or project.account).pk),
@@ -468,9 +470,22 @@ def project_page_form(
         "memberships-INITIAL_FORMS": str(len(rows)),
         "later_accounts-TOTAL_FORMS": "0",
         "later_accounts-INITIAL_FORMS": "0",
-        "scenes-TOTAL_FORMS": "0",
-        "scenes-INITIAL_FORMS": "0",
+        "scenes-TOTAL_FORMS": str(len(scenes)),
+        "scenes-INITIAL_FORMS": str(len(scenes)),
     }
+    for index, scene in enumerate(scenes):
+        fields = {
+            "id": str(scene.pk),
+            "project": str(project.pk),
+            "position": str(scene.position),
+            "title": scene.title,
+            "prompt": scene.prompt,
+            "aspect": scene.aspect,
+            "model_key": scene.model_key,
+            "seed": "" if scene.seed is None else str(scene.seed),
+            "takes": str(scene.takes),
+        }
+        form |= {f"scenes-{index}-{name}": value for name, value in fields.items()}
     for index, row in enumerate(rows):
         allowance = row.monthly_allowance
         fields = {
@@ -626,3 +641,60 @@ def test_staff_giving_an_account_to_a_project_without_one_keep_its_later_account
 
     assert response.status_code == 302
     assert Project.objects.get(pk=project.pk).accounts_in_order() == [account, other]
+
+
+# --- An account of the other engine: refused while the project has scenes, as in Settings -----
+
+
+def test_staff_cannot_move_poseidon_with_vertex_ai_scenes_to_a_flow_account(
+    admin_client, project, account
+):
+    project.set_accounts([cloud_account()])
+    scene = make_scene(project, model_key=VERTEX_FAST, duration=4)
+
+    response = admin_client.post(
+        reverse("admin:generations_project_change", args=[project.pk]),
+        project_page_form(project, account=account),
+    )
+
+    assert response.status_code == 200
+    assert (
+        "The scenes of Poseidon are made for Vertex AI; choose Vertex AI accounts, or start a "
+        "new project for Google Flow." in response.text
+    )
+    assert Project.objects.get(pk=project.pk).account.label == "Cloud"
+    scene.refresh_from_db()
+    assert (scene.model_key, scene.duration) == (VERTEX_FAST, 4)
+    assert not AuditEvent.objects.exists()
+
+
+def test_staff_cannot_move_poseidon_with_flow_scenes_to_a_vertex_ai_account(
+    admin_client, project, account
+):
+    make_scene(project)
+
+    response = admin_client.post(
+        reverse("admin:generations_project_change", args=[project.pk]),
+        project_page_form(project, account=cloud_account()),
+    )
+
+    assert response.status_code == 200
+    assert (
+        "The scenes of Poseidon are made for Google Flow; choose Google Flow accounts, or "
+        "start a new project for Vertex AI." in response.text
+    )
+    # The account's refusal alone: the scenes are judged on the account they were made for.
+    assert "is a Google Flow model" not in response.text
+    assert Project.objects.get(pk=project.pk).account == account
+
+
+def test_staff_move_poseidon_without_scenes_to_vertex_ai(admin_client, project):
+    cloud = cloud_account()
+
+    response = admin_client.post(
+        reverse("admin:generations_project_change", args=[project.pk]),
+        project_page_form(project, account=cloud),
+    )
+
+    assert response.status_code == 302
+    assert Project.objects.get(pk=project.pk).account == cloud

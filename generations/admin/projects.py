@@ -81,7 +81,16 @@ class ProjectAdminForm(forms.ModelForm):
     def clean(self):
         data = super().clean()
         account = data.get("account")
-        if account is None or data.get("grant_account") or "account" not in self.changed_data:
+        if account is None or "account" not in self.changed_data:
+            return data
+        # Refused here, before the scenes' rows are judged on the new account (they would be
+        # refused on fields this page does not show). self.instance still has its saved
+        # account: the form's values reach it only after clean().
+        problem = self.instance.engine_move_problem(account) if self.instance.pk else ""
+        if problem:
+            self.add_error("account", problem)
+            return data
+        if data.get("grant_account"):
             return data
         if self.instance.pk is None or not account.may_be_spent_by(self.instance):
             self.add_error(
