@@ -6,10 +6,12 @@ from __future__ import annotations
 import io
 from datetime import timedelta
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 from django.apps import apps
 from django.contrib.auth.models import User
+from django.core.files.base import ContentFile
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
@@ -28,9 +30,11 @@ from generations.models import (
     Project,
     Scene,
     SignInFailure,
+    Upscale,
     WorkerLease,
 )
-from tests.conftest import VERTEX_FAST, make_scene
+from tests.conftest import VERTEX_FAST, make_image, make_scene
+from tests.views_support import attach_clip, make_take
 
 SECRET = "ya29.a0AfB_byC-very-long-secret-token-value-1234"
 COOKIE = "eyJhbGciOiJkaXIiLCJlbmMiOiJBMjU2R0NNIn0..secret-cookie-value-XYZ9"
@@ -698,3 +702,72 @@ def test_staff_move_poseidon_without_scenes_to_vertex_ai(admin_client, project):
 
     assert response.status_code == 302
     assert Project.objects.get(pk=project.pk).account == cloud
+
+
+# --- Deleting a project here does what Settings › Delete does: its files go, the trail says so --
+
+
+def project_with_files(project: Project, alice: User) -> list[Path]:
+    """A scene with a start image, a take with its clip and poster, and an upscale of it; the
+    files they stored."""
+    scene = make_scene(project, make_image(project, alice))
+    take = attach_clip(make_take(scene, alice, status=Generation.Status.READY), b"\0" * 64, b"\1")
+    upscale = Upscale.objects.create(
+        project=project, take=take, requested_by=alice, resolution="1080p", status="ready"
+    )
+    upscale.video.name = upscale.video.storage.save(
+        f"{take.media_dir()}/upscale-1080p.mp4", ContentFile(b"\2" * 64)
+    )
+    upscale.save(update_fields=["video"])
+    return [Path(field.path) for field in (scene.start_image.file, take.video, take.poster)] + [
+        Path(upscale.video.path)
+    ]
+
+
+def test_staff_deleting_poseidon_on_its_delete_page_remove_its_files_and_record_it(
+    admin_client, project, alice, django_capture_on_commit_callbacks
+):
+    files = project_with_files(project, alice)
+    assert all(path.exists() for path in files)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        response = admin_client.post(
+            reverse("admin:generations_project_delete", args=[project.pk]), {"post": "yes"}
+        )
+
+    assert response.status_code == 302
+    assert not Project.objects.filter(pk=project.pk).exists()
+    assert not any(path.exists() for path in files)
+    deleted = AuditEvent.objects.get(action=AuditEvent.Action.PROJECT_DELETED)
+    assert (deleted.actor_name, deleted.project_name, deleted.details) == (
+        "root",
+        "Poseidon",
+        {"scenes": 1, "takes": 1},
+    )
+
+
+def test_staff_deleting_two_projects_from_the_list_remove_the_files_of_both_and_record_each(
+    admin_client, project, alice, account, django_capture_on_commit_callbacks
+):
+    triton = Project.objects.create(name="Triton", account=account, created_by=alice)
+    files = project_with_files(project, alice) + project_with_files(triton, alice)
+    kept = Project.objects.create(name="Kept", account=account, created_by=alice)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        response = admin_client.post(
+            reverse("admin:generations_project_changelist"),
+            {
+                "action": "delete_selected",
+                "_selected_action": [project.pk, triton.pk],
+                "post": "yes",
+            },
+        )
+
+    assert response.status_code == 302
+    assert list(Project.objects.all()) == [kept]
+    assert not any(path.exists() for path in files)
+    events = AuditEvent.objects.filter(action=AuditEvent.Action.PROJECT_DELETED)
+    assert sorted(events.values_list("actor_name", "project_name")) == [
+        ("root", "Poseidon"),
+        ("root", "Triton"),
+    ]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from django import forms
 from django.contrib import admin, messages
+from django.db import transaction
 from django.db.models import Count, QuerySet
 from django.http import HttpRequest
 from django.utils import timezone
@@ -164,6 +165,15 @@ class ProjectAdmin(admin.ModelAdmin):
                 [*formset.new_objects, *(scene for scene, _ in formset.changed_objects)],
             )
 
+    def delete_model(self, request, obj: Project) -> None:
+        _delete_project(obj, request.user)
+
+    def delete_queryset(self, request, queryset: QuerySet[Project]) -> None:
+        # All of them or none: the files go once the whole deletion is committed.
+        with transaction.atomic():
+            for project in queryset:
+                _delete_project(project, request.user)
+
     @admin.display(description="Members", ordering="member_total")
     def member_count(self, project: Project) -> int:
         return project.member_total
@@ -259,6 +269,15 @@ def _moves_account(form: ProjectAdminForm, change: bool) -> bool:
     """Whether staff gave a saved project another account. Taking its account away is not
     moving it: set_accounts needs one to move to (its limits stay as they were)."""
     return change and "account" in form.changed_data and form.cleaned_data["account"] is not None
+
+
+def _delete_project(project: Project, actor) -> None:
+    """As Settings › Delete: the files its takes made go with the rows (a plain delete would
+    leave them on disk for ever, see ``delete_with_media``), and the trail says who deleted
+    what."""
+    name = project.name
+    counts = project.delete_with_media()
+    AuditEvent.project_deleted(name, counts, actor)
 
 
 def _scenes_edited_in_admin(project: Project, scenes: list[Scene]) -> None:

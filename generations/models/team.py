@@ -233,6 +233,13 @@ class AuditEvent(models.Model):
         )
 
     @classmethod
+    def project_deleted(cls, name: str, counts: dict[str, int], actor=None) -> AuditEvent:
+        """``Project.delete_with_media`` in the trail, whoever deleted it (its owner or staff
+        in the admin). Recorded after the deletion: the event keeps the project's name, not
+        the vanished row."""
+        return cls.record(cls.Action.PROJECT_DELETED, actor, Project(name=name), **counts)
+
+    @classmethod
     def accounts_chosen(
         cls, project: Project, accounts: list, cleared: ClearedLimits | None, actor=None
     ) -> AuditEvent:
