@@ -771,3 +771,234 @@ def test_staff_deleting_two_projects_from_the_list_remove_the_files_of_both_and_
         ("root", "Poseidon"),
         ("root", "Triton"),
     ]
+
+
+# --- Staff's changes to grants and members are in the trail, as the owners' pages record them --
+
+
+def trail(*actions: str) -> list[tuple[str, str, str, dict]]:
+    """The events of ``actions``, oldest first: who, what, in which project, the details."""
+    return [
+        (event.actor_name, event.action, event.project_name, event.details)
+        for event in AuditEvent.objects.filter(action__in=actions).order_by("id")
+    ]
+
+
+GRANTS = (AuditEvent.Action.ACCOUNT_GRANTED, AuditEvent.Action.ACCOUNT_REVOKED)
+MEMBERS = (
+    AuditEvent.Action.MEMBER_ADDED,
+    AuditEvent.Action.MEMBER_ROLE,
+    AuditEvent.Action.MEMBER_REMOVED,
+    AuditEvent.Action.ALLOWANCE_CHANGED,
+)
+
+
+def test_staff_moving_alices_grant_to_charlie_record_it_revoked_and_granted(
+    admin_client, project, account, alice, charlie
+):
+    grant = AccountGrant.objects.get(account=account, user=alice)
+
+    response = admin_client.post(
+        reverse("admin:generations_accountgrant_change", args=[grant.pk]),
+        {"account": account.pk, "user": charlie.pk, "project": ""},
+    )
+
+    assert response.status_code == 302
+    assert AccountGrant.objects.get(pk=grant.pk).user == charlie
+    assert trail(*GRANTS) == [
+        ("root", AuditEvent.Action.ACCOUNT_REVOKED, "", {"account": "Studio", "to": "alice"}),
+        ("root", AuditEvent.Action.ACCOUNT_GRANTED, "", {"account": "Studio", "to": "charlie"}),
+    ]
+
+
+def test_staff_saving_a_grant_unchanged_record_nothing(admin_client, project, account, alice):
+    grant = AccountGrant.objects.get(account=account, user=alice)
+
+    admin_client.post(
+        reverse("admin:generations_accountgrant_change", args=[grant.pk]),
+        {"account": account.pk, "user": alice.pk, "project": ""},
+    )
+
+    assert trail(*GRANTS) == []
+
+
+def test_staff_moving_a_grant_to_poseidon_on_the_accounts_page_record_it(
+    admin_client, project, account, alice
+):
+    grant = AccountGrant.objects.get(account=account, user=alice)
+
+    response = admin_client.post(
+        reverse("admin:generations_flowaccount_change", args=[account.pk]),
+        account_form(
+            **{
+                "grants-TOTAL_FORMS": "1",
+                "grants-INITIAL_FORMS": "1",
+                "grants-0-id": str(grant.pk),
+                "grants-0-account": str(account.pk),
+                "grants-0-user": "",
+                "grants-0-project": str(project.pk),
+            }
+        ),
+    )
+
+    assert response.status_code == 302
+    assert AccountGrant.objects.get(pk=grant.pk).project == project
+    assert trail(*GRANTS) == [
+        ("root", AuditEvent.Action.ACCOUNT_REVOKED, "", {"account": "Studio", "to": "alice"}),
+        (
+            "root",
+            AuditEvent.Action.ACCOUNT_GRANTED,
+            "Poseidon",
+            {"account": "Studio", "to": "project Poseidon"},
+        ),
+    ]
+
+
+def test_staff_granting_the_account_on_poseidons_page_record_it(admin_client, project):
+    other = FlowAccount.objects.create(label="Other", tier=TIER_ONE, bearer_token="ya29.other")
+
+    response = admin_client.post(
+        reverse("admin:generations_project_change", args=[project.pk]),
+        project_page_form(project, account=other),
+    )
+
+    assert response.status_code == 302
+    assert trail(*GRANTS) == [
+        (
+            "root",
+            AuditEvent.Action.ACCOUNT_GRANTED,
+            "Poseidon",
+            {"account": "Other", "to": "project Poseidon"},
+        )
+    ]
+    # Saved again with the box still ticked: the grant exists, nothing new is recorded.
+    admin_client.post(
+        reverse("admin:generations_project_change", args=[project.pk]),
+        project_page_form(project, account=other),
+    )
+    assert len(trail(*GRANTS)) == 1
+
+
+def test_staff_changing_bobs_role_and_allowance_on_his_membership_page_record_both(
+    admin_client, project, bob
+):
+    bobs = Membership.objects.get(project=project, user=bob)
+
+    response = admin_client.post(
+        reverse("admin:generations_membership_change", args=[bobs.pk]),
+        {"project": project.pk, "user": bob.pk, "role": "viewer", "monthly_allowance": "50"},
+    )
+
+    assert response.status_code == 302
+    assert trail(*MEMBERS) == [
+        (
+            "root",
+            AuditEvent.Action.MEMBER_ROLE,
+            "Poseidon",
+            {"member": "bob", "old": "editor", "new": "viewer"},
+        ),
+        (
+            "root",
+            AuditEvent.Action.ALLOWANCE_CHANGED,
+            "Poseidon",
+            {"member": "bob", "old": None, "new": 50},
+        ),
+    ]
+
+
+def test_staff_adding_charlie_and_removing_carol_on_the_membership_pages_record_both(
+    admin_client, project, carol, charlie
+):
+    added = admin_client.post(
+        reverse("admin:generations_membership_add"),
+        {"project": project.pk, "user": charlie.pk, "role": "viewer", "monthly_allowance": ""},
+    )
+    carols = Membership.objects.get(project=project, user=carol)
+    removed = admin_client.post(
+        reverse("admin:generations_membership_delete", args=[carols.pk]), {"post": "yes"}
+    )
+
+    assert added.status_code == removed.status_code == 302
+    assert trail(*MEMBERS) == [
+        (
+            "root",
+            AuditEvent.Action.MEMBER_ADDED,
+            "Poseidon",
+            {"member": "charlie", "role": "viewer"},
+        ),
+        (
+            "root",
+            AuditEvent.Action.MEMBER_REMOVED,
+            "Poseidon",
+            {"member": "carol", "role": "viewer"},
+        ),
+    ]
+
+
+def test_staff_removing_bob_and_carol_from_the_membership_list_record_each(
+    admin_client, project, bob, carol
+):
+    response = admin_client.post(
+        reverse("admin:generations_membership_changelist"),
+        {
+            "action": "delete_selected",
+            "_selected_action": list(
+                project.memberships.filter(user__in=[bob, carol]).values_list("pk", flat=True)
+            ),
+            "post": "yes",
+        },
+    )
+
+    assert response.status_code == 302
+    assert sorted(details["member"] for *_, details in trail(*MEMBERS)) == ["bob", "carol"]
+    assert {action for _, action, *_ in trail(*MEMBERS)} == {AuditEvent.Action.MEMBER_REMOVED}
+
+
+def test_staff_editing_members_on_poseidons_page_record_each_change(
+    admin_client, project, carol, charlie
+):
+    FlowAccount.objects.filter(pk=project.account_id).update(
+        kind=FlowAccount.Kind.VERTEX, vertex_project="demo"
+    )
+    form = project_page_form(project, bob={"role": "viewer", "monthly_allowance": "7.50"})
+    carols = next(key for key, value in form.items() if value == str(carol.pk))
+    form[carols.replace("-user", "-DELETE")] = "on"
+    form |= {
+        "memberships-TOTAL_FORMS": "4",
+        "memberships-3-project": str(project.pk),
+        "memberships-3-user": str(charlie.pk),
+        "memberships-3-role": "editor",
+        "memberships-3-monthly_allowance": "",
+    }
+
+    response = admin_client.post(
+        reverse("admin:generations_project_change", args=[project.pk]), form
+    )
+
+    assert response.status_code == 302, response.text[:3000]
+    assert trail(*MEMBERS) == [
+        (
+            "root",
+            AuditEvent.Action.MEMBER_ADDED,
+            "Poseidon",
+            {"member": "charlie", "role": "editor"},
+        ),
+        (
+            "root",
+            AuditEvent.Action.MEMBER_ROLE,
+            "Poseidon",
+            {"member": "bob", "old": "editor", "new": "viewer"},
+        ),
+        (
+            "root",
+            AuditEvent.Action.ALLOWANCE_CHANGED,
+            "Poseidon",
+            {"member": "bob", "old": None, "new": "7.50"},
+        ),
+        (
+            "root",
+            AuditEvent.Action.MEMBER_REMOVED,
+            "Poseidon",
+            {"member": "carol", "role": "viewer"},
+        ),
+    ]

@@ -21,6 +21,7 @@ from ..models import (
     ProjectAccount,
     Scene,
 )
+from .accounts import record_grant
 from .common import NONE, media_url, stored_file_link, thumbnail_html
 
 
@@ -149,14 +150,19 @@ class ProjectAdmin(admin.ModelAdmin):
             if cleared is not None:
                 self.message_user(request, cleared_words(cleared, first), messages.WARNING)
         if form.cleaned_data.get("grant_account") and project.account_id is not None:
-            AccountGrant.objects.get_or_create(
+            grant, created = AccountGrant.objects.get_or_create(
                 account_id=project.account_id,
                 project=project,
                 defaults={"granted_by": request.user},
             )
+            if created:
+                record_grant(AuditEvent.Action.ACCOUNT_GRANTED, grant, request.user)
 
     def save_formset(self, request, form, formset, change) -> None:
+        members_before = _member_rows_as_saved(formset) if formset.model is Membership else {}
         super().save_formset(request, form, formset, change)
+        if formset.model is Membership:
+            _record_member_rows(formset, members_before, request.user)
         if formset.model is Scene and (
             formset.new_objects or formset.changed_objects or formset.deleted_objects
         ):
@@ -191,6 +197,76 @@ class MembershipAdmin(admin.ModelAdmin):
     search_fields = ["project__name", "user__username", "user__email"]
     autocomplete_fields = ["project", "user"]
     readonly_fields = ["created"]
+
+    def save_model(self, request, obj: Membership, form, change) -> None:
+        before = _memberships_as_saved([obj.pk] if change else [])
+        super().save_model(request, obj, form, change)
+        record_membership(before.get(obj.pk), obj, request.user)
+
+    def delete_model(self, request, obj: Membership) -> None:
+        super().delete_model(request, obj)
+        AuditEvent.member_removed(obj, request.user)
+
+    def delete_queryset(self, request, queryset: QuerySet[Membership]) -> None:
+        memberships = list(queryset.select_related("project", "user"))
+        super().delete_queryset(request, queryset)
+        for membership in memberships:
+            AuditEvent.member_removed(membership, request.user)
+
+
+def _member_rows_as_saved(formset) -> dict[int, Membership]:
+    """The project page's member rows that staff changed or deleted, as saved, by id."""
+    return _memberships_as_saved(
+        [row.instance.pk for row in formset.initial_forms if row.has_changed()]
+    )
+
+
+def _record_member_rows(formset, before: dict[int, Membership], actor) -> None:
+    """The project page's member rows just saved, each change in the trail."""
+    for membership in formset.new_objects:
+        record_membership(None, membership, actor)
+    changed = {membership.pk for membership, _ in formset.changed_objects}
+    for membership, _ in formset.changed_objects:
+        record_membership(before[membership.pk], membership, actor)
+    # The other rows that changed were deleted (their instances have lost their ids).
+    for pk, membership in before.items():
+        if pk not in changed:
+            AuditEvent.member_removed(membership, actor)
+
+
+def _memberships_as_saved(ids: list[int]) -> dict[int, Membership]:
+    """These rows as saved, by id, read before a form's values are written over them."""
+    if not ids:
+        return {}
+    rows = Membership.objects.select_related("project", "user").filter(pk__in=ids)
+    return {row.pk: row for row in rows}
+
+
+def record_membership(before: Membership | None, after: Membership, actor) -> None:
+    """A member's row that staff added or changed, in the trail as the Members and Spend pages
+    record the same change (``before`` is None for a new row). A row moved to another person
+    or project removes the one member and adds the other."""
+    if before is not None and (before.project_id, before.user_id) != (
+        after.project_id,
+        after.user_id,
+    ):
+        AuditEvent.member_removed(before, actor)
+        before = None
+    if before is None:
+        AuditEvent.member_added(after, actor)
+    elif before.role != after.role:
+        AuditEvent.member_role(after, before.role, actor)
+    was = before.monthly_allowance if before is not None else None
+    if was != after.monthly_allowance:
+        project = after.project
+        AuditEvent.allowance_changed(
+            project,
+            after.user.get_username(),
+            was,
+            after.monthly_allowance,
+            project.limits_unit,
+            actor,
+        )
 
 
 class GenerationInline(admin.TabularInline):
