@@ -6,10 +6,12 @@ from __future__ import annotations
 import io
 from datetime import timedelta
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 from django.apps import apps
 from django.contrib.auth.models import User
+from django.core.files.base import ContentFile
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
@@ -28,8 +30,11 @@ from generations.models import (
     Project,
     Scene,
     SignInFailure,
+    Upscale,
     WorkerLease,
 )
+from tests.conftest import VERTEX_FAST, make_image, make_scene
+from tests.views_support import attach_clip, make_take
 
 SECRET = "ya29.a0AfB_byC-very-long-secret-token-value-1234"
 COOKIE = "eyJhbGciOiJkaXIiLCJlbmMiOiJBMjU2R0NNIn0..secret-cookie-value-XYZ9"
@@ -456,9 +461,10 @@ def test_moving_a_scene_in_the_admin_refreshes_its_card_and_the_list(admin_clien
 def project_page_form(
     project: Project, account: FlowAccount | None = None, **members: dict[str, str]
 ) -> dict[str, str]:
-    """The project's change page as the admin sends it back, its members' rows included;
-    ``members`` changes a row's fields by username, e.g. ``bob={"role": "viewer"}``."""
+    """The project's change page as the admin sends it back, its members' and scenes' rows
+    included; ``members`` changes a row's fields by username, e.g. ``bob={"role": "viewer"}``."""
     rows = list(project.memberships.select_related("user").order_by("user__username"))
+    scenes = list(project.scenes.order_by("position"))
     form = {
         "name": project.name,
         "account": str((account or project.account).pk),
@@ -468,9 +474,22 @@ def project_page_form(
         "memberships-INITIAL_FORMS": str(len(rows)),
         "later_accounts-TOTAL_FORMS": "0",
         "later_accounts-INITIAL_FORMS": "0",
-        "scenes-TOTAL_FORMS": "0",
-        "scenes-INITIAL_FORMS": "0",
+        "scenes-TOTAL_FORMS": str(len(scenes)),
+        "scenes-INITIAL_FORMS": str(len(scenes)),
     }
+    for index, scene in enumerate(scenes):
+        fields = {
+            "id": str(scene.pk),
+            "project": str(project.pk),
+            "position": str(scene.position),
+            "title": scene.title,
+            "prompt": scene.prompt,
+            "aspect": scene.aspect,
+            "model_key": scene.model_key,
+            "seed": "" if scene.seed is None else str(scene.seed),
+            "takes": str(scene.takes),
+        }
+        form |= {f"scenes-{index}-{name}": value for name, value in fields.items()}
     for index, row in enumerate(rows):
         allowance = row.monthly_allowance
         fields = {
@@ -626,3 +645,360 @@ def test_staff_giving_an_account_to_a_project_without_one_keep_its_later_account
 
     assert response.status_code == 302
     assert Project.objects.get(pk=project.pk).accounts_in_order() == [account, other]
+
+
+# --- An account of the other engine: refused while the project has scenes, as in Settings -----
+
+
+def test_staff_cannot_move_poseidon_with_vertex_ai_scenes_to_a_flow_account(
+    admin_client, project, account
+):
+    project.set_accounts([cloud_account()])
+    scene = make_scene(project, model_key=VERTEX_FAST, duration=4)
+
+    response = admin_client.post(
+        reverse("admin:generations_project_change", args=[project.pk]),
+        project_page_form(project, account=account),
+    )
+
+    assert response.status_code == 200
+    assert (
+        "The scenes of Poseidon are made for Vertex AI; choose Vertex AI accounts, or start a "
+        "new project for Google Flow." in response.text
+    )
+    assert Project.objects.get(pk=project.pk).account.label == "Cloud"
+    scene.refresh_from_db()
+    assert (scene.model_key, scene.duration) == (VERTEX_FAST, 4)
+    assert not AuditEvent.objects.exists()
+
+
+def test_staff_cannot_move_poseidon_with_flow_scenes_to_a_vertex_ai_account(
+    admin_client, project, account
+):
+    make_scene(project)
+
+    response = admin_client.post(
+        reverse("admin:generations_project_change", args=[project.pk]),
+        project_page_form(project, account=cloud_account()),
+    )
+
+    assert response.status_code == 200
+    assert (
+        "The scenes of Poseidon are made for Google Flow; choose Google Flow accounts, or "
+        "start a new project for Vertex AI." in response.text
+    )
+    # The account's refusal alone: the scenes are judged on the account they were made for.
+    assert "is a Google Flow model" not in response.text
+    assert Project.objects.get(pk=project.pk).account == account
+
+
+def test_staff_move_poseidon_without_scenes_to_vertex_ai(admin_client, project):
+    cloud = cloud_account()
+
+    response = admin_client.post(
+        reverse("admin:generations_project_change", args=[project.pk]),
+        project_page_form(project, account=cloud),
+    )
+
+    assert response.status_code == 302
+    assert Project.objects.get(pk=project.pk).account == cloud
+
+
+# --- Deleting a project here does what Settings › Delete does: its files go, the trail says so --
+
+
+def project_with_files(project: Project, alice: User) -> list[Path]:
+    """A scene with a start image, a take with its clip and poster, and an upscale of it; the
+    files they stored."""
+    scene = make_scene(project, make_image(project, alice))
+    take = attach_clip(make_take(scene, alice, status=Generation.Status.READY), b"\0" * 64, b"\1")
+    upscale = Upscale.objects.create(
+        project=project, take=take, requested_by=alice, resolution="1080p", status="ready"
+    )
+    upscale.video.name = upscale.video.storage.save(
+        f"{take.media_dir()}/upscale-1080p.mp4", ContentFile(b"\2" * 64)
+    )
+    upscale.save(update_fields=["video"])
+    return [Path(field.path) for field in (scene.start_image.file, take.video, take.poster)] + [
+        Path(upscale.video.path)
+    ]
+
+
+def test_staff_deleting_poseidon_on_its_delete_page_remove_its_files_and_record_it(
+    admin_client, project, alice, django_capture_on_commit_callbacks
+):
+    files = project_with_files(project, alice)
+    assert all(path.exists() for path in files)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        response = admin_client.post(
+            reverse("admin:generations_project_delete", args=[project.pk]), {"post": "yes"}
+        )
+
+    assert response.status_code == 302
+    assert not Project.objects.filter(pk=project.pk).exists()
+    assert not any(path.exists() for path in files)
+    deleted = AuditEvent.objects.get(action=AuditEvent.Action.PROJECT_DELETED)
+    assert (deleted.actor_name, deleted.project_name, deleted.details) == (
+        "root",
+        "Poseidon",
+        {"scenes": 1, "takes": 1},
+    )
+
+
+def test_staff_deleting_two_projects_from_the_list_remove_the_files_of_both_and_record_each(
+    admin_client, project, alice, account, django_capture_on_commit_callbacks
+):
+    triton = Project.objects.create(name="Triton", account=account, created_by=alice)
+    files = project_with_files(project, alice) + project_with_files(triton, alice)
+    kept = Project.objects.create(name="Kept", account=account, created_by=alice)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        response = admin_client.post(
+            reverse("admin:generations_project_changelist"),
+            {
+                "action": "delete_selected",
+                "_selected_action": [project.pk, triton.pk],
+                "post": "yes",
+            },
+        )
+
+    assert response.status_code == 302
+    assert list(Project.objects.all()) == [kept]
+    assert not any(path.exists() for path in files)
+    events = AuditEvent.objects.filter(action=AuditEvent.Action.PROJECT_DELETED)
+    assert sorted(events.values_list("actor_name", "project_name")) == [
+        ("root", "Poseidon"),
+        ("root", "Triton"),
+    ]
+
+
+# --- Staff's changes to grants and members are in the trail, as the owners' pages record them --
+
+
+def trail(*actions: str) -> list[tuple[str, str, str, dict]]:
+    """The events of ``actions``, oldest first: who, what, in which project, the details."""
+    return [
+        (event.actor_name, event.action, event.project_name, event.details)
+        for event in AuditEvent.objects.filter(action__in=actions).order_by("id")
+    ]
+
+
+GRANTS = (AuditEvent.Action.ACCOUNT_GRANTED, AuditEvent.Action.ACCOUNT_REVOKED)
+MEMBERS = (
+    AuditEvent.Action.MEMBER_ADDED,
+    AuditEvent.Action.MEMBER_ROLE,
+    AuditEvent.Action.MEMBER_REMOVED,
+    AuditEvent.Action.ALLOWANCE_CHANGED,
+)
+
+
+def test_staff_moving_alices_grant_to_charlie_record_it_revoked_and_granted(
+    admin_client, project, account, alice, charlie
+):
+    grant = AccountGrant.objects.get(account=account, user=alice)
+
+    response = admin_client.post(
+        reverse("admin:generations_accountgrant_change", args=[grant.pk]),
+        {"account": account.pk, "user": charlie.pk, "project": ""},
+    )
+
+    assert response.status_code == 302
+    assert AccountGrant.objects.get(pk=grant.pk).user == charlie
+    assert trail(*GRANTS) == [
+        ("root", AuditEvent.Action.ACCOUNT_REVOKED, "", {"account": "Studio", "to": "alice"}),
+        ("root", AuditEvent.Action.ACCOUNT_GRANTED, "", {"account": "Studio", "to": "charlie"}),
+    ]
+
+
+def test_staff_saving_a_grant_unchanged_record_nothing(admin_client, project, account, alice):
+    grant = AccountGrant.objects.get(account=account, user=alice)
+
+    admin_client.post(
+        reverse("admin:generations_accountgrant_change", args=[grant.pk]),
+        {"account": account.pk, "user": alice.pk, "project": ""},
+    )
+
+    assert trail(*GRANTS) == []
+
+
+def test_staff_moving_a_grant_to_poseidon_on_the_accounts_page_record_it(
+    admin_client, project, account, alice
+):
+    grant = AccountGrant.objects.get(account=account, user=alice)
+
+    response = admin_client.post(
+        reverse("admin:generations_flowaccount_change", args=[account.pk]),
+        account_form(
+            **{
+                "grants-TOTAL_FORMS": "1",
+                "grants-INITIAL_FORMS": "1",
+                "grants-0-id": str(grant.pk),
+                "grants-0-account": str(account.pk),
+                "grants-0-user": "",
+                "grants-0-project": str(project.pk),
+            }
+        ),
+    )
+
+    assert response.status_code == 302
+    assert AccountGrant.objects.get(pk=grant.pk).project == project
+    assert trail(*GRANTS) == [
+        ("root", AuditEvent.Action.ACCOUNT_REVOKED, "", {"account": "Studio", "to": "alice"}),
+        (
+            "root",
+            AuditEvent.Action.ACCOUNT_GRANTED,
+            "Poseidon",
+            {"account": "Studio", "to": "project Poseidon"},
+        ),
+    ]
+
+
+def test_staff_granting_the_account_on_poseidons_page_record_it(admin_client, project):
+    other = FlowAccount.objects.create(label="Other", tier=TIER_ONE, bearer_token="ya29.other")
+
+    response = admin_client.post(
+        reverse("admin:generations_project_change", args=[project.pk]),
+        project_page_form(project, account=other),
+    )
+
+    assert response.status_code == 302
+    assert trail(*GRANTS) == [
+        (
+            "root",
+            AuditEvent.Action.ACCOUNT_GRANTED,
+            "Poseidon",
+            {"account": "Other", "to": "project Poseidon"},
+        )
+    ]
+    # Saved again with the box still ticked: the grant exists, nothing new is recorded.
+    admin_client.post(
+        reverse("admin:generations_project_change", args=[project.pk]),
+        project_page_form(project, account=other),
+    )
+    assert len(trail(*GRANTS)) == 1
+
+
+def test_staff_changing_bobs_role_and_allowance_on_his_membership_page_record_both(
+    admin_client, project, bob
+):
+    bobs = Membership.objects.get(project=project, user=bob)
+
+    response = admin_client.post(
+        reverse("admin:generations_membership_change", args=[bobs.pk]),
+        {"project": project.pk, "user": bob.pk, "role": "viewer", "monthly_allowance": "50"},
+    )
+
+    assert response.status_code == 302
+    assert trail(*MEMBERS) == [
+        (
+            "root",
+            AuditEvent.Action.MEMBER_ROLE,
+            "Poseidon",
+            {"member": "bob", "old": "editor", "new": "viewer"},
+        ),
+        (
+            "root",
+            AuditEvent.Action.ALLOWANCE_CHANGED,
+            "Poseidon",
+            {"member": "bob", "old": None, "new": 50},
+        ),
+    ]
+
+
+def test_staff_adding_charlie_and_removing_carol_on_the_membership_pages_record_both(
+    admin_client, project, carol, charlie
+):
+    added = admin_client.post(
+        reverse("admin:generations_membership_add"),
+        {"project": project.pk, "user": charlie.pk, "role": "viewer", "monthly_allowance": ""},
+    )
+    carols = Membership.objects.get(project=project, user=carol)
+    removed = admin_client.post(
+        reverse("admin:generations_membership_delete", args=[carols.pk]), {"post": "yes"}
+    )
+
+    assert added.status_code == removed.status_code == 302
+    assert trail(*MEMBERS) == [
+        (
+            "root",
+            AuditEvent.Action.MEMBER_ADDED,
+            "Poseidon",
+            {"member": "charlie", "role": "viewer"},
+        ),
+        (
+            "root",
+            AuditEvent.Action.MEMBER_REMOVED,
+            "Poseidon",
+            {"member": "carol", "role": "viewer"},
+        ),
+    ]
+
+
+def test_staff_removing_bob_and_carol_from_the_membership_list_record_each(
+    admin_client, project, bob, carol
+):
+    response = admin_client.post(
+        reverse("admin:generations_membership_changelist"),
+        {
+            "action": "delete_selected",
+            "_selected_action": list(
+                project.memberships.filter(user__in=[bob, carol]).values_list("pk", flat=True)
+            ),
+            "post": "yes",
+        },
+    )
+
+    assert response.status_code == 302
+    assert sorted(details["member"] for *_, details in trail(*MEMBERS)) == ["bob", "carol"]
+    assert {action for _, action, *_ in trail(*MEMBERS)} == {AuditEvent.Action.MEMBER_REMOVED}
+
+
+def test_staff_editing_members_on_poseidons_page_record_each_change(
+    admin_client, project, carol, charlie
+):
+    FlowAccount.objects.filter(pk=project.account_id).update(
+        kind=FlowAccount.Kind.VERTEX, vertex_project="demo"
+    )
+    form = project_page_form(project, bob={"role": "viewer", "monthly_allowance": "7.50"})
+    carols = next(key for key, value in form.items() if value == str(carol.pk))
+    form[carols.replace("-user", "-DELETE")] = "on"
+    form |= {
+        "memberships-TOTAL_FORMS": "4",
+        "memberships-3-project": str(project.pk),
+        "memberships-3-user": str(charlie.pk),
+        "memberships-3-role": "editor",
+        "memberships-3-monthly_allowance": "",
+    }
+
+    response = admin_client.post(
+        reverse("admin:generations_project_change", args=[project.pk]), form
+    )
+
+    assert response.status_code == 302, response.text[:3000]
+    assert trail(*MEMBERS) == [
+        (
+            "root",
+            AuditEvent.Action.MEMBER_ADDED,
+            "Poseidon",
+            {"member": "charlie", "role": "editor"},
+        ),
+        (
+            "root",
+            AuditEvent.Action.MEMBER_ROLE,
+            "Poseidon",
+            {"member": "bob", "old": "editor", "new": "viewer"},
+        ),
+        (
+            "root",
+            AuditEvent.Action.ALLOWANCE_CHANGED,
+            "Poseidon",
+            {"member": "bob", "old": None, "new": "7.50"},
+        ),
+        (
+            "root",
+            AuditEvent.Action.MEMBER_REMOVED,
+            "Poseidon",
+            {"member": "carol", "role": "viewer"},
+        ),
+    ]

@@ -168,8 +168,14 @@ class AccountGrantInline(admin.TabularInline):
     verbose_name_plural = "Who may spend this account"
 
 
+GRANTEE_FIELDS = {"account", "user", "project"}
+
+
 def _save_grants(request: HttpRequest, formset) -> None:
     grants = formset.save(commit=False)
+    before = grants_before(
+        [grant for grant, fields in formset.changed_objects if GRANTEE_FIELDS & set(fields)]
+    )
     for grant in grants:
         if grant.granted_by_id is None:
             grant.granted_by = request.user
@@ -177,6 +183,8 @@ def _save_grants(request: HttpRequest, formset) -> None:
         grant.save()
         if created:
             record_grant(AuditEvent.Action.ACCOUNT_GRANTED, grant, request.user)
+        elif grant.pk in before:
+            record_grant_moved(before[grant.pk], grant, request.user)
     for grant in formset.deleted_objects:
         grant.delete()
         record_grant(AuditEvent.Action.ACCOUNT_REVOKED, grant, request.user)
@@ -191,6 +199,21 @@ def record_grant(action: str, grant: AccountGrant, actor=None) -> None:
         account=grant.account.label,
         to=f"project {grant.project}" if grant.project_id else str(grant.user),
     )
+
+
+def grants_before(grants: list[AccountGrant]) -> dict[int, AccountGrant]:
+    """These grants as saved, by id, read before a form's values are written over them."""
+    if not grants:
+        return {}
+    saved = AccountGrant.objects.select_related("account", "user", "project")
+    return {grant.pk: grant for grant in saved.filter(pk__in=[grant.pk for grant in grants])}
+
+
+def record_grant_moved(before: AccountGrant, grant: AccountGrant, actor) -> None:
+    """A grant edited to another account, person or project: whoever had it lost it, and the
+    new grantee got it, in the trail as if staff had revoked one grant and added another."""
+    record_grant(AuditEvent.Action.ACCOUNT_REVOKED, before, actor)
+    record_grant(AuditEvent.Action.ACCOUNT_GRANTED, grant, actor)
 
 
 @admin.register(FlowAccount)
@@ -311,9 +334,13 @@ class AccountGrantAdmin(admin.ModelAdmin):
     def save_model(self, request, grant, form, change) -> None:
         if grant.granted_by_id is None:
             grant.granted_by = request.user
+        moved = change and GRANTEE_FIELDS & set(form.changed_data)
+        before = grants_before([grant] if moved else [])
         super().save_model(request, grant, form, change)
         if not change:
             record_grant(AuditEvent.Action.ACCOUNT_GRANTED, grant, request.user)
+        elif before:
+            record_grant_moved(before[grant.pk], grant, request.user)
 
     def delete_model(self, request, grant) -> None:
         super().delete_model(request, grant)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from django import forms
 from django.contrib import admin, messages
+from django.db import transaction
 from django.db.models import Count, QuerySet
 from django.http import HttpRequest
 from django.utils import timezone
@@ -20,6 +21,7 @@ from ..models import (
     ProjectAccount,
     Scene,
 )
+from .accounts import record_grant
 from .common import NONE, media_url, stored_file_link, thumbnail_html
 
 
@@ -81,7 +83,16 @@ class ProjectAdminForm(forms.ModelForm):
     def clean(self):
         data = super().clean()
         account = data.get("account")
-        if account is None or data.get("grant_account") or "account" not in self.changed_data:
+        if account is None or "account" not in self.changed_data:
+            return data
+        # Refused here, before the scenes' rows are judged on the new account (they would be
+        # refused on fields this page does not show). self.instance still has its saved
+        # account: the form's values reach it only after clean().
+        problem = self.instance.engine_move_problem(account) if self.instance.pk else ""
+        if problem:
+            self.add_error("account", problem)
+            return data
+        if data.get("grant_account"):
             return data
         if self.instance.pk is None or not account.may_be_spent_by(self.instance):
             self.add_error(
@@ -139,14 +150,19 @@ class ProjectAdmin(admin.ModelAdmin):
             if cleared is not None:
                 self.message_user(request, cleared_words(cleared, first), messages.WARNING)
         if form.cleaned_data.get("grant_account") and project.account_id is not None:
-            AccountGrant.objects.get_or_create(
+            grant, created = AccountGrant.objects.get_or_create(
                 account_id=project.account_id,
                 project=project,
                 defaults={"granted_by": request.user},
             )
+            if created:
+                record_grant(AuditEvent.Action.ACCOUNT_GRANTED, grant, request.user)
 
     def save_formset(self, request, form, formset, change) -> None:
+        members_before = _member_rows_as_saved(formset) if formset.model is Membership else {}
         super().save_formset(request, form, formset, change)
+        if formset.model is Membership:
+            _record_member_rows(formset, members_before, request.user)
         if formset.model is Scene and (
             formset.new_objects or formset.changed_objects or formset.deleted_objects
         ):
@@ -154,6 +170,15 @@ class ProjectAdmin(admin.ModelAdmin):
                 form.instance,
                 [*formset.new_objects, *(scene for scene, _ in formset.changed_objects)],
             )
+
+    def delete_model(self, request, obj: Project) -> None:
+        _delete_project(obj, request.user)
+
+    def delete_queryset(self, request, queryset: QuerySet[Project]) -> None:
+        # All of them or none: the files go once the whole deletion is committed.
+        with transaction.atomic():
+            for project in queryset:
+                _delete_project(project, request.user)
 
     @admin.display(description="Members", ordering="member_total")
     def member_count(self, project: Project) -> int:
@@ -172,6 +197,76 @@ class MembershipAdmin(admin.ModelAdmin):
     search_fields = ["project__name", "user__username", "user__email"]
     autocomplete_fields = ["project", "user"]
     readonly_fields = ["created"]
+
+    def save_model(self, request, obj: Membership, form, change) -> None:
+        before = _memberships_as_saved([obj.pk] if change else [])
+        super().save_model(request, obj, form, change)
+        record_membership(before.get(obj.pk), obj, request.user)
+
+    def delete_model(self, request, obj: Membership) -> None:
+        super().delete_model(request, obj)
+        AuditEvent.member_removed(obj, request.user)
+
+    def delete_queryset(self, request, queryset: QuerySet[Membership]) -> None:
+        memberships = list(queryset.select_related("project", "user"))
+        super().delete_queryset(request, queryset)
+        for membership in memberships:
+            AuditEvent.member_removed(membership, request.user)
+
+
+def _member_rows_as_saved(formset) -> dict[int, Membership]:
+    """The project page's member rows that staff changed or deleted, as saved, by id."""
+    return _memberships_as_saved(
+        [row.instance.pk for row in formset.initial_forms if row.has_changed()]
+    )
+
+
+def _record_member_rows(formset, before: dict[int, Membership], actor) -> None:
+    """The project page's member rows just saved, each change in the trail."""
+    for membership in formset.new_objects:
+        record_membership(None, membership, actor)
+    changed = {membership.pk for membership, _ in formset.changed_objects}
+    for membership, _ in formset.changed_objects:
+        record_membership(before[membership.pk], membership, actor)
+    # The other rows that changed were deleted (their instances have lost their ids).
+    for pk, membership in before.items():
+        if pk not in changed:
+            AuditEvent.member_removed(membership, actor)
+
+
+def _memberships_as_saved(ids: list[int]) -> dict[int, Membership]:
+    """These rows as saved, by id, read before a form's values are written over them."""
+    if not ids:
+        return {}
+    rows = Membership.objects.select_related("project", "user").filter(pk__in=ids)
+    return {row.pk: row for row in rows}
+
+
+def record_membership(before: Membership | None, after: Membership, actor) -> None:
+    """A member's row that staff added or changed, in the trail as the Members and Spend pages
+    record the same change (``before`` is None for a new row). A row moved to another person
+    or project removes the one member and adds the other."""
+    if before is not None and (before.project_id, before.user_id) != (
+        after.project_id,
+        after.user_id,
+    ):
+        AuditEvent.member_removed(before, actor)
+        before = None
+    if before is None:
+        AuditEvent.member_added(after, actor)
+    elif before.role != after.role:
+        AuditEvent.member_role(after, before.role, actor)
+    was = before.monthly_allowance if before is not None else None
+    if was != after.monthly_allowance:
+        project = after.project
+        AuditEvent.allowance_changed(
+            project,
+            after.user.get_username(),
+            was,
+            after.monthly_allowance,
+            project.limits_unit,
+            actor,
+        )
 
 
 class GenerationInline(admin.TabularInline):
@@ -250,6 +345,15 @@ def _moves_account(form: ProjectAdminForm, change: bool) -> bool:
     """Whether staff gave a saved project another account. Taking its account away is not
     moving it: set_accounts needs one to move to (its limits stay as they were)."""
     return change and "account" in form.changed_data and form.cleaned_data["account"] is not None
+
+
+def _delete_project(project: Project, actor) -> None:
+    """As Settings › Delete: the files its takes made go with the rows (a plain delete would
+    leave them on disk for ever, see ``delete_with_media``), and the trail says who deleted
+    what."""
+    name = project.name
+    counts = project.delete_with_media()
+    AuditEvent.project_deleted(name, counts, actor)
 
 
 def _scenes_edited_in_admin(project: Project, scenes: list[Scene]) -> None:

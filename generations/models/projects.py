@@ -347,6 +347,19 @@ class Project(models.Model):
         ]
         return first + later
 
+    def engine_move_problem(self, account: FlowAccount) -> str:
+        """Why this project may not move to ``account``, in words, or "" when it may: its
+        scenes are made for its account's engine (models, modes and options), and would not
+        be valid on the other's. Asked by the owners' settings and by the admin alike."""
+        current = self.account
+        if current is None or current.kind == account.kind or not self.scenes.exists():
+            return ""
+        return (
+            f"The scenes of {self} are made for {current.get_kind_display()}; "
+            f"choose {current.get_kind_display()} accounts, or start a new project for "
+            f"{account.get_kind_display()}."
+        )
+
     def set_accounts(self, accounts: list[FlowAccount]) -> ClearedLimits | None:
         """Spend ``accounts`` in this order: the first becomes ``Project.account`` (the one
         its scenes are judged and priced on), the others the accounts the worker falls back

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 from datetime import timedelta
+from decimal import Decimal
 from uuid import uuid4
 
 from django.conf import settings
@@ -12,6 +13,7 @@ from django.db import models
 from django.utils import timezone
 
 from ..budgets import amount
+from .accounts import COST_USD
 from .projects import ClearedLimits, Membership, Project
 
 
@@ -233,6 +235,75 @@ class AuditEvent(models.Model):
         )
 
     @classmethod
+    def member_added(cls, membership: Membership, actor=None) -> AuditEvent:
+        return cls.record(
+            cls.Action.MEMBER_ADDED,
+            actor,
+            membership.project,
+            member=membership.user.get_username(),
+            role=membership.role,
+        )
+
+    @classmethod
+    def member_role(cls, membership: Membership, old_role: str, actor=None) -> AuditEvent:
+        return cls.record(
+            cls.Action.MEMBER_ROLE,
+            actor,
+            membership.project,
+            member=membership.user.get_username(),
+            old=old_role,
+            new=membership.role,
+        )
+
+    @classmethod
+    def member_removed(cls, membership: Membership, actor=None) -> AuditEvent:
+        return cls.record(
+            cls.Action.MEMBER_REMOVED,
+            actor,
+            membership.project,
+            member=membership.user.get_username(),
+            role=membership.role,
+        )
+
+    @classmethod
+    def budget_changed(
+        cls, project: Project, old: Decimal | None, new: Decimal | None, unit: str, actor=None
+    ) -> AuditEvent:
+        return cls.record(
+            cls.Action.BUDGET_CHANGED,
+            actor,
+            project,
+            old=_audited(old, unit),
+            new=_audited(new, unit),
+        )
+
+    @classmethod
+    def allowance_changed(
+        cls,
+        project: Project,
+        member: str,
+        old: Decimal | None,
+        new: Decimal | None,
+        unit: str,
+        actor=None,
+    ) -> AuditEvent:
+        return cls.record(
+            cls.Action.ALLOWANCE_CHANGED,
+            actor,
+            project,
+            member=member,
+            old=_audited(old, unit),
+            new=_audited(new, unit),
+        )
+
+    @classmethod
+    def project_deleted(cls, name: str, counts: dict[str, int], actor=None) -> AuditEvent:
+        """``Project.delete_with_media`` in the trail, whoever deleted it (its owner or staff
+        in the admin). Recorded after the deletion: the event keeps the project's name, not
+        the vanished row."""
+        return cls.record(cls.Action.PROJECT_DELETED, actor, Project(name=name), **counts)
+
+    @classmethod
     def accounts_chosen(
         cls, project: Project, accounts: list, cleared: ClearedLimits | None, actor=None
     ) -> AuditEvent:
@@ -255,6 +326,14 @@ class AuditEvent(models.Model):
             f"{key.replace('_', ' ')}: {_plain(value)}"
             for key, value in sorted(self.details.items())
         )
+
+
+def _audited(value: Decimal | None, unit: str) -> int | str | None:
+    """A limit as the audit's JSON keeps it: whole credits as a number, as they always were;
+    dollars as "7.50" (JSON has no decimals, and a float would not keep the cents exact)."""
+    if value is None:
+        return None
+    return f"{value:.2f}" if unit == COST_USD else int(value)
 
 
 def _plain(value) -> str:

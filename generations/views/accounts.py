@@ -89,13 +89,9 @@ class AccountOrderForm(forms.Form):
                     f"{first.get_kind_display()} one: a project's scenes are made for one "
                     "kind, so all its accounts must be of that kind."
                 )
-        current = self.project.account
-        if current is not None and current.kind != first.kind and self.project.scenes.exists():
-            raise ValidationError(
-                f"The scenes of {self.project} are made for {current.get_kind_display()}; "
-                f"choose {current.get_kind_display()} accounts, or start a new project for "
-                f"{first.get_kind_display()}."
-            )
+        problem = self.project.engine_move_problem(first)
+        if problem:
+            raise ValidationError(problem)
         data["ordered"] = ordered
         return data
 

@@ -161,8 +161,7 @@ def project_delete(request: HttpRequest, uuid: UUID) -> HttpResponse:
         return _settings_page(request, project, membership, delete=form, status=400)
     name = project.name
     counts = project.delete_with_media()
-    # Recorded after the deletion: the event keeps the project's name, not the vanished row.
-    AuditEvent.record(AuditEvent.Action.PROJECT_DELETED, request.user, Project(name=name), **counts)
+    AuditEvent.project_deleted(name, counts, request.user)
     messages.success(
         request,
         f"Deleted {name} with its {counts['scenes']} scene{'s' if counts['scenes'] != 1 else ''} "

@@ -328,14 +328,8 @@ def project_members(request: HttpRequest, uuid: UUID) -> HttpResponse:
             add_form = MemberAddForm(project, request.POST)
             if add_form.is_valid():
                 user = add_form.cleaned_data["username"]
-                project.add_member(user, add_form.cleaned_data["role"])
-                AuditEvent.record(
-                    AuditEvent.Action.MEMBER_ADDED,
-                    request.user,
-                    project,
-                    member=user.get_username(),
-                    role=add_form.cleaned_data["role"],
-                )
+                added = project.add_member(user, add_form.cleaned_data["role"])
+                AuditEvent.member_added(added, request.user)
                 messages.success(request, f"Added {user} as {add_form.cleaned_data['role']}.")
                 return redirect("project-members", uuid=project.uuid)
         elif action in ("role", "remove"):
@@ -392,24 +386,11 @@ def _change_member(request: HttpRequest, project: Project, action: str) -> str:
             )
         if action == "remove":
             target.delete()
-            AuditEvent.record(
-                AuditEvent.Action.MEMBER_REMOVED,
-                request.user,
-                project,
-                member=target.user.get_username(),
-                role=target.role,
-            )
+            AuditEvent.member_removed(target, request.user)
             messages.success(request, f"Removed {target.user} from {project}.")
         else:
             old_role, target.role = target.role, new_role
             target.save(update_fields=["role"])
-            AuditEvent.record(
-                AuditEvent.Action.MEMBER_ROLE,
-                request.user,
-                project,
-                member=target.user.get_username(),
-                old=old_role,
-                new=new_role,
-            )
+            AuditEvent.member_role(target, old_role, request.user)
             messages.success(request, f"{target.user} is now {target.get_role_display().lower()}.")
     return ""

@@ -222,14 +222,6 @@ def _dollars(value: str) -> Decimal:
     return Decimal(value.replace(",", ""))
 
 
-def _audited(value: Decimal | None, unit: str) -> int | str | None:
-    """A limit as the audit's JSON keeps it: whole credits as a number, as they always were;
-    dollars as "7.50" (JSON has no decimals, and a float would not keep the cents exact)."""
-    if value is None:
-        return None
-    return f"{value:.2f}" if unit == COST_USD else int(value)
-
-
 def _set_limit(request: HttpRequest, project: Project, unit: str) -> str:
     """Set the project's budget or a member's allowance; the reason in words when refused.
 
@@ -246,13 +238,7 @@ def _set_limit(request: HttpRequest, project: Project, unit: str) -> str:
     if request.POST.get("action") == "budget":
         if not Project.objects.filter(still, pk=project.pk).update(monthly_budget=new):
             return "Another owner changed the budget meanwhile; here it is now. Try again."
-        AuditEvent.record(
-            AuditEvent.Action.BUDGET_CHANGED,
-            request.user,
-            project,
-            old=_audited(was, unit),
-            new=_audited(new, unit),
-        )
+        AuditEvent.budget_changed(project, was, new, unit, request.user)
         messages.success(
             request,
             f"The monthly budget is now {amount(new, unit) if new is not None else 'unlimited'}.",
@@ -265,14 +251,7 @@ def _set_limit(request: HttpRequest, project: Project, unit: str) -> str:
         still = Q(monthly_allowance=was) if was is not None else Q(monthly_allowance__isnull=True)
         if not target.filter(still).update(monthly_allowance=new):
             return f"Another owner changed {username}'s allowance meanwhile; here it is now."
-        AuditEvent.record(
-            AuditEvent.Action.ALLOWANCE_CHANGED,
-            request.user,
-            project,
-            member=username,
-            old=_audited(was, unit),
-            new=_audited(new, unit),
-        )
+        AuditEvent.allowance_changed(project, username, was, new, unit, request.user)
         messages.success(
             request,
             f"{username}'s monthly allowance is now "
