@@ -901,7 +901,7 @@ def test_staff_changing_bobs_role_and_allowance_on_his_membership_page_record_bo
             "root",
             AuditEvent.Action.ALLOWANCE_CHANGED,
             "Poseidon",
-            {"member": "bob", "old": None, "new": 50},
+            {"member": "bob", "old": None, "new": 50, "unit": "credits"},
         ),
     ]
 
@@ -993,7 +993,7 @@ def test_staff_editing_members_on_poseidons_page_record_each_change(
             "root",
             AuditEvent.Action.ALLOWANCE_CHANGED,
             "Poseidon",
-            {"member": "bob", "old": None, "new": "7.50"},
+            {"member": "bob", "old": None, "new": "7.50", "unit": "USD"},
         ),
         (
             "root",

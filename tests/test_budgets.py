@@ -254,9 +254,13 @@ def test_alice_sets_the_budget_and_bobs_allowance(project, alice, bob):
     assert project.monthly_budget == 500
     assert Membership.objects.get(project=project, user=bob).monthly_allowance == 100
     assert [e.details for e in AuditEvent.objects.order_by("id")] == [
-        {"old": None, "new": 500},
-        {"member": "bob", "old": None, "new": 100},
+        {"old": None, "new": 500, "unit": "credits"},
+        {"member": "bob", "old": None, "new": 100, "unit": "credits"},
     ]
+    # Read with its unit, whatever engine the project spends later.
+    activity = client.get(reverse("project-audit", args=[project.uuid])).text
+    assert "new: 500 credits; old: no limit" in activity
+    assert "member: bob; new: 100 credits; old: no limit" in activity
 
 
 def test_two_owners_changing_the_budget_at_once_the_second_is_told(project, alice, bob):
@@ -380,9 +384,9 @@ def test_alice_sets_7_50_on_her_vertex_ai_project_and_the_page_shows_7_50(on_ver
     on_vertex.refresh_from_db()
     assert on_vertex.monthly_budget == Decimal("7.50")
     event = AuditEvent.objects.get(action=AuditEvent.Action.BUDGET_CHANGED)
-    assert event.details == {"old": "8.00", "new": "7.50"}
+    assert event.details == {"old": "8.00", "new": "7.50", "unit": "USD"}
     activity = client.get(reverse("project-audit", args=[on_vertex.uuid])).text
-    assert "new: 7.50; old: 8.00" in activity
+    assert "new: $7.50; old: $8.00" in activity
 
 
 def test_alice_gives_bob_an_allowance_in_dollars_and_cents(on_vertex, alice, bob):
@@ -395,7 +399,12 @@ def test_alice_gives_bob_an_allowance_in_dollars_and_cents(on_vertex, alice, bob
     assert "bob&#x27;s monthly allowance is now $2.25." in response.text
     assert 'inputmode="decimal" size="6" value="2.25"' in response.text
     assert Membership.objects.get(project=on_vertex, user=bob).monthly_allowance == Decimal("2.25")
-    assert AuditEvent.objects.get().details == {"member": "bob", "old": None, "new": "2.25"}
+    assert AuditEvent.objects.get().details == {
+        "member": "bob",
+        "old": None,
+        "new": "2.25",
+        "unit": "USD",
+    }
 
 
 @pytest.mark.parametrize(

@@ -275,6 +275,7 @@ class AuditEvent(models.Model):
             project,
             old=_audited(old, unit),
             new=_audited(new, unit),
+            unit=unit,
         )
 
     @classmethod
@@ -294,6 +295,7 @@ class AuditEvent(models.Model):
             member=member,
             old=_audited(old, unit),
             new=_audited(new, unit),
+            unit=unit,
         )
 
     @classmethod
@@ -320,11 +322,18 @@ class AuditEvent(models.Model):
         return cls.record(cls.Action.ACCOUNTS_ORDERED, actor, project, **details)
 
     def summary(self) -> str:
-        """The details in a line a person reads."""
+        """The details in a line a person reads. A limit kept with its unit (credits or US
+        dollars) is read in it, so the trail still reads right after the project moves to an
+        engine paid in the other."""
+        details = dict(self.details)
+        unit = details.pop("unit", None)
+        if unit is not None:
+            for key in ("old", "new"):
+                value = details.get(key)
+                details[key] = "no limit" if value is None else amount(value, unit)
         # Sorted: PostgreSQL's jsonb keeps keys in its own order, SQLite in the written one.
         return "; ".join(
-            f"{key.replace('_', ' ')}: {_plain(value)}"
-            for key, value in sorted(self.details.items())
+            f"{key.replace('_', ' ')}: {_plain(value)}" for key, value in sorted(details.items())
         )
 
 
@@ -337,6 +346,8 @@ def _audited(value: Decimal | None, unit: str) -> int | str | None:
 
 
 def _plain(value) -> str:
+    if value is None:
+        return "none"
     if isinstance(value, list):
         return ", ".join(str(item) for item in value)
     return str(value)
