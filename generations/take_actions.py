@@ -37,6 +37,8 @@ from .engines.catalogue import (
     UPSCALERS,
     default_model,
     extend_model,
+    model_family,
+    models_for,
     tier_rank,
 )
 from .images import clip_frame
@@ -412,8 +414,14 @@ def last_frame_scene(take: Generation, user) -> Scene:
         raise CannotGenerate(f"The clip of take {take.take} could not be read.") from None
     account = project.account
     model = take.model_key
-    if account is not None and rules.model_problem(model, take.aspect, account):
-        model = default_model(account.tier, take.aspect, account.kind).key
+    if account is not None and rules.model_problem(
+        model, take.aspect, account, mode=Scene.Mode.IMAGE
+    ):
+        # A text or frames take's model may make no clip from a start image: the new scene
+        # gets one that does, of the same family (Fast stays Fast) where the account has one.
+        offered = models_for(account.tier, take.aspect, account.kind, Scene.Mode.IMAGE)
+        same = [m for m in offered if model_family(m.key) == model_family(model)]
+        model = (same or offered or [default_model(account.tier, take.aspect, account.kind)])[0].key
     image: ImageAsset | None = None
     try:
         with transaction.atomic():

@@ -18,7 +18,7 @@ from generations.film import Segment, probe, render_film
 from generations.film_tasks import clip_files, plan, snapshot
 from generations.models import CannotGenerate, FlowAccount, Generation, Pick, Scene, Upscale
 from generations.tasks import run_pass
-from tests.conftest import make_ready_scene
+from tests.conftest import make_ready_scene, make_scene
 from tests.tasks_support import UNCERTAIN_WORDS, settle
 from tests.views_support import client_for, htmx_client_for
 
@@ -377,6 +377,23 @@ def test_the_last_frame_of_a_take_starts_the_next_scene(emu, project, alice, bob
     again = client.post(url, follow=True)
     assert "already starts from the last frame of take 1" in again.text
     assert project.scenes.count() == 2
+    [take] = settle(scene.generate(bob))
+    assert take.status == S.READY, take.reason
+
+
+def test_the_last_frame_of_a_text_take_starts_a_scene_with_a_start_image_model(
+    emu, project, alice, bob
+):
+    text = make_scene(project, mode="text", model_key="veo_3_1_t2v_fast", prompt="a reef")
+    [source] = settle(text.generate(alice))
+    assert source.status == S.READY, source.reason
+
+    client_for(bob).post(reverse("take-last-frame", args=[source.uuid]))
+
+    scene = Scene.objects.get(position=1)
+    # Fast stays Fast, now one that starts from an image: it can be generated at once.
+    assert (scene.mode, scene.model_key) == (Scene.Mode.IMAGE, "veo_3_1_i2v_s_fast")
+    assert scene.generation_problem() == ""
     [take] = settle(scene.generate(bob))
     assert take.status == S.READY, take.reason
 
