@@ -143,3 +143,36 @@ def test_a_take_downloaded_before_clips_were_measured_is_checked_from_its_file(
 
     assert refused.status_code == 400
     assert "Trim in (2.5 s) must be inside the clip, which lasts 2.00 s." in refused.text
+
+
+@pytest.mark.parametrize(
+    ("trim_in", "trim_out", "told"),
+    [
+        ("", "0", "Trim out (0 s) must come after the clip&#x27;s start."),
+        ("", "0.05", "The film needs at least 0.1 s of a clip; trim in and out are 0.05 s apart."),
+        ("1.95", "", "The film needs at least 0.1 s of a clip; from trim in (1.95 s) it would"),
+    ],
+)
+def test_bob_cannot_trim_a_clip_down_to_no_frame_at_all(
+    emu, project, alice, bob, trim_in, trim_out, told
+):
+    pick = picked(project, alice)
+
+    refused = trim(client_for(bob), pick, trim_in, trim_out)
+
+    assert refused.status_code == 400
+    assert told in refused.text
+    pick.refresh_from_db()
+    assert (pick.trim_in, pick.trim_out) == (None, None)
+
+
+def test_a_film_version_says_where_each_trimmed_take_starts_and_ends(emu, project, alice, bob):
+    first = picked(project, alice, trim_out="1.5")
+    picked(project, alice, trim_in="0.5")
+    render = film_tasks.start(project, alice)
+    assert film_tasks.run_render(render.pk) == "ready"
+
+    page = client_for(bob).get(reverse("project-film", args=[project.uuid])).text
+
+    assert f"Scene 1 ({first.scene}) take 1, from 0 s to 1.5 s" in page
+    assert "take 1, from 0.5 s to the end" in page

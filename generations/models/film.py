@@ -15,6 +15,10 @@ from .projects import Membership, Project
 from .scenes import Scene
 from .takes import Generation
 
+# Less than this of a clip may be no whole frame (1/24 s at Veo's rate), and the scene would
+# vanish from the film without a word.
+MIN_TRIMMED_SECONDS = 0.1
+
 
 class Pick(models.Model):
     """The take a scene's team chose for the film, with where to cut it.
@@ -54,6 +58,14 @@ class Pick(models.Model):
         would leave nothing of the clip."""
         if trim_in is not None and trim_out is not None and trim_out <= trim_in:
             return f"Trim out ({trim_out} s) must come after trim in ({trim_in} s)."
+        if trim_out is not None and trim_out <= 0:
+            return f"Trim out ({trim_out} s) must come after the clip's start."
+        start = float(trim_in or 0)
+        if trim_out is not None and float(trim_out) - start < MIN_TRIMMED_SECONDS:
+            return (
+                f"The film needs at least {MIN_TRIMMED_SECONDS:g} s of a clip; trim in and out "
+                f"are {float(trim_out) - start:.2f} s apart."
+            )
         if clip_seconds is None:
             return ""
         length = f"{clip_seconds:.2f}"
@@ -68,6 +80,12 @@ class Pick(models.Model):
             return f"Trim in ({trim_in} s) must be inside the clip, which lasts {length} s."
         if trim_out is not None and trim_out > clip_seconds + 0.005:
             return f"Trim out ({trim_out} s) is past the clip's end; it lasts {length} s."
+        end = min(clip_seconds if trim_out is None else float(trim_out), usable)
+        if end - start < MIN_TRIMMED_SECONDS:
+            return (
+                f"The film needs at least {MIN_TRIMMED_SECONDS:g} s of a clip; from trim in "
+                f"({trim_in} s) it would get {end - start:.2f} s of this one."
+            )
         return ""
 
     @classmethod
