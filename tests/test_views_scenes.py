@@ -444,6 +444,19 @@ def test_cancel_stops_a_take_in_flight(project, bob):
     assert "&amp;live=0" in response.text
 
 
+def test_alice_cancelling_a_take_bob_just_cancelled_is_told_it_was_cancelled(project, alice, bob):
+    scene = make_scene(project, make_image(project, bob))
+    active = make_take(scene, bob, status=Generation.Status.ACTIVE)
+    bobs, alices = htmx_client_for(bob), htmx_client_for(alice)
+    url = reverse("take-cancel", args=[active.uuid])
+
+    assert "Cancelled take 1." in bobs.post(url).text
+    second = alices.post(url).text
+
+    assert "Take 1 was already cancelled; there is nothing to cancel." in second
+    assert "finished" not in second
+
+
 def test_each_card_shows_status_in_words_elapsed_time_reason_and_the_clip(project, alice):
     scene = make_scene(project, make_image(project, alice))
     ready = attach_clip(make_take(scene, alice, status=Generation.Status.READY), b"v", b"p")

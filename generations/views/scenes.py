@@ -268,7 +268,13 @@ def take_retry(request: HtmxHttpRequest, uuid: UUID) -> HttpResponse:
 def take_cancel(request: HtmxHttpRequest, uuid: UUID) -> HttpResponse:
     def cancel(take: Generation) -> str:
         if not work.cancel(take, request.user):
-            raise CannotGenerate(f"Take {take.take} had already finished.")
+            # Said as it is now: a teammate's Cancel a moment earlier is not a finished take.
+            take.refresh_from_db(fields=["status"])
+            already = {
+                Generation.Status.CANCELLED: "was already cancelled",
+                Generation.Status.FAILED: "had already failed",
+            }.get(take.status, "had already finished")
+            raise CannotGenerate(f"Take {take.take} {already}; there is nothing to cancel.")
         return f"Cancelled take {take.take}."
 
     return take_action(request, uuid, cancel)
