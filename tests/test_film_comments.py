@@ -52,6 +52,24 @@ def test_empty_and_overlong_comments_are_refused_in_words(project, alice, bob):
     assert not Comment.objects.exists()
 
 
+def test_a_comment_with_invisible_controls_is_refused_but_line_breaks_are_kept(
+    project, alice, carol
+):
+    take = a_take(project, alice)
+    client = htmx_client_for(carol)
+
+    reordered = client.post(comment_url(take), {"body": "price \u202e0001$ rebmevon"}).text
+    escape = client.post(comment_url(take), {"body": "a\x1bb"}).text
+    kept = client.post(comment_url(take), {"body": "Lovely.\r\nMaybe warmer?"})
+
+    assert "The comment contains an invisible control character (U+202E) at character 7" in (
+        reordered
+    )
+    assert "(U+001B) at character 2" in escape
+    assert [c.body for c in Comment.objects.all()] == ["Lovely.\nMaybe warmer?"]
+    assert kept.status_code == 200
+
+
 def test_the_author_or_an_owner_deletes_a_comment_nobody_else(project, alice, bob, carol):
     take = a_take(project, alice)
     bobs = Comment.post(take, bob, "Too dark")

@@ -10,6 +10,7 @@ from django.db import models, transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from .. import rules
 from .accounts import CannotGenerate
 from .projects import Membership, Project
 from .scenes import Scene
@@ -219,9 +220,13 @@ class Comment(models.Model):
     @classmethod
     def post(cls, take: Generation, author, body: str) -> Comment:
         """A new comment; its card reaches every open page through the poll."""
-        text = body.strip()
+        text = rules.normalise_line_breaks(body).strip()
         if not text:
             raise CannotGenerate("Write something before posting the comment.")
+        # As prompts: line breaks and tabs, nothing invisible that reorders what others read.
+        problem = rules.control_character_problem(text, "The comment", frozenset("\n\t"))
+        if problem:
+            raise CannotGenerate(f"{problem} (only line breaks and tabs may be in a comment).")
         if len(text) > cls.MAX_LENGTH:
             raise CannotGenerate(
                 f"A comment holds at most {cls.MAX_LENGTH} characters; this one has {len(text)}."
