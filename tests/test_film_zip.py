@@ -92,6 +92,29 @@ def test_a_missing_clip_is_named_and_nothing_is_downloaded(project, alice, bob):
     assert "the stored clip is missing for scene-01-take-2.mp4" in response.text
 
 
+def test_with_nothing_picked_the_zip_is_refused_in_words_and_not_offered(project, alice):
+    scene = make_scene(project, make_image(project, alice))
+    make_take(scene, alice, status=Generation.Status.FAILED)
+    client = client_for(alice)
+
+    picks = client.get(reverse("project-takes-zip", args=[project.uuid]), follow=True)
+    every = client.get(reverse("project-takes-zip", args=[project.uuid]) + "?all=1", follow=True)
+
+    assert picks.redirect_chain and every.redirect_chain, "no zip holding only a manifest"
+    assert "No take is picked yet, so there is nothing to download" in picks.text
+    assert "No take is ready yet, so there is nothing to download." in every.text
+    assert "Download the picks (zip)" not in picks.text
+
+
+def test_compare_with_no_ready_take_says_so_without_player_buttons(project, alice, bob):
+    scene = make_scene(project, make_image(project, alice))
+
+    page = client_for(bob).get(reverse("scene-compare", args=[scene.uuid])).text
+
+    assert "has no ready take yet" in page
+    assert "Play all" not in page and "0 ready takes" not in page
+
+
 def test_charlie_gets_404(project, alice, bob, charlie):
     board(project, alice, bob)
 

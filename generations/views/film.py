@@ -180,6 +180,15 @@ def project_takes_zip(request: HttpRequest, uuid: UUID) -> HttpResponseBase:
     project, _ = get_project_for_user(request, uuid, with_account=False)
     picks_only = request.GET.get("all") != "1"
     entries, copies = film_tasks.zip_entries(project, picks_only=picks_only)
+    if not copies:
+        messages.error(
+            request,
+            "No take is picked yet, so there is nothing to download: pick a take of each scene "
+            "on its card, or download every ready take."
+            if picks_only
+            else "No take is ready yet, so there is nothing to download.",
+        )
+        return redirect(film_url(project))
     missing = [name for take, name in copies if not default_storage.exists(take.video.name)]
     if missing:
         messages.error(
