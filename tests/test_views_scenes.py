@@ -209,6 +209,23 @@ def test_deleting_a_scene_removes_its_takes_and_their_files(
     assert not any(path.exists() for path in clip_files)
 
 
+def test_after_bob_deletes_the_first_scene_untitled_scenes_are_named_by_their_new_place(
+    project, bob
+):
+    first, second, third = (make_scene(project, prompt=f"Shot {n}") for n in range(3))
+    assert [str(scene) for scene in (first, second, third)] == ["Scene 1", "Scene 2", "Scene 3"]
+
+    client_for(bob).post(reverse("scene-delete", args=[first.uuid]))
+
+    left = list(project.scenes.order_by("position"))
+    assert [(str(scene), scene.prompt) for scene in left] == [
+        ("Scene 1", "Shot 1"),
+        ("Scene 2", "Shot 2"),
+    ]
+    page = client_for(bob).get(reverse("project-detail", args=[project.uuid])).text
+    assert "Scene 3" not in page
+
+
 def test_a_scene_with_takes_in_flight_is_not_deleted(project, bob):
     scene = make_scene(project, make_image(project, bob))
     make_take(scene, bob, status=Generation.Status.PENDING)

@@ -12,7 +12,7 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
-from django.db.models import Max
+from django.db.models import F, Max
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.template.defaultfilters import pluralize
@@ -191,6 +191,9 @@ def scene_delete(request: HttpRequest, uuid: UUID) -> HttpResponse:
         files = [f for take in takes for f in (take.video, take.poster) if f]
         files += _upscale_files(takes)
         scene.delete()
+        # The scenes after it move up one place: an untitled scene is named by its place
+        # ("Scene 3"), and its name must stay the number it shows on the storyboard.
+        project.scenes.filter(position__gt=scene.position).update(position=F("position") - 1)
         project.mark_scenes_changed()
         # Files go only once the rows are surely gone; a rollback keeps both.
         transaction.on_commit(lambda: storage.delete_files(f.name for f in files))
