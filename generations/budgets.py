@@ -59,14 +59,18 @@ def month_spending(project_id, unit) -> tuple[QuerySet, QuerySet]:
 
     The one definition the budget check and the Spend page both count, so what the page shows
     is what Generate is refused on. Querysets, for the caller to sum or group in one query each
-    (``project_id`` and ``unit`` may be ``OuterRef``s, for a list of projects).
+    (``project_id`` and ``unit`` may be ``OuterRef``s, for a list of projects; ``project_id``
+    a list of ids, for several projects grouped in one query).
     """
     from .models import SPENDING_Q, Generation, Upscale  # the models import this module
 
+    projects = (
+        {"project_id__in": project_id}
+        if isinstance(project_id, list)
+        else {"project_id": project_id}
+    )
     return tuple(
-        model.objects.filter(
-            SPENDING_Q, project_id=project_id, cost_unit=unit, created__gte=month_start()
-        )
+        model.objects.filter(SPENDING_Q, **projects, cost_unit=unit, created__gte=month_start())
         for model in (Generation, Upscale)
     )
 
