@@ -113,19 +113,25 @@ def limit_problem(value: Decimal, unit: str) -> str:
     return ""
 
 
+def limits_words(budget: Decimal | None, allowances: dict[str, Decimal], unit: str) -> str:
+    """A budget and allowances in words: "the monthly budget of 150 credits and the
+    allowance of bob (40 credits)"; "" when there are none."""
+    parts = []
+    if budget is not None:
+        parts.append(f"the monthly budget of {amount(budget, unit)}")
+    if len(allowances) == 1:
+        [(name, value)] = allowances.items()
+        parts.append(f"the allowance of {name} ({amount(value, unit)})")
+    elif allowances:
+        parts.append(f"the allowances of {len(allowances)} members")
+    return " and ".join(parts)
+
+
 def cleared_words(cleared: ClearedLimits, first: FlowAccount) -> str:
     """What ``Project.set_accounts`` cleared, for whoever moved the project to ``first``: why
     the Spend page shows no budget or allowances any more."""
-    parts = []
-    if cleared.budget is not None:
-        parts.append(f"the monthly budget of {amount(cleared.budget, cleared.unit)}")
-    if len(cleared.allowances) == 1:
-        [(name, value)] = cleared.allowances.items()
-        parts.append(f"the allowance of {name} ({amount(value, cleared.unit)})")
-    elif cleared.allowances:
-        parts.append(f"the allowances of {len(cleared.allowances)} members")
-    several = len(parts) > 1 or len(cleared.allowances) > 1
-    what = " and ".join(parts)
+    what = limits_words(cleared.budget, cleared.allowances, cleared.unit)
+    several = len(cleared.allowances) + (cleared.budget is not None) > 1
     return (
         f"{what[0].upper()}{what[1:]} {'were' if several else 'was'} cleared: {first.upstream} "
         f"accounts are paid in {unit_name(first.cost_unit)}. Set {'them' if several else 'it'} "

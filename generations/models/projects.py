@@ -22,7 +22,7 @@ from django.utils import timezone
 from django.utils.functional import cached_property
 
 from .. import rules
-from ..budgets import limit_problem
+from ..budgets import limit_problem, limits_words
 from .accounts import COST_CREDITS, CannotGenerate, FlowAccount
 
 if TYPE_CHECKING:
@@ -217,7 +217,11 @@ class Project(models.Model):
 
     def duplicate(self, by) -> Project:
         """A copy with the same account, members and scenes, each scene with its images
-        (their files copied too); no takes. ``by`` owns the copy."""
+        (their files copied too); no takes. ``by`` owns the copy.
+
+        The monthly budget and every member's allowance come along (same account, so the same
+        unit): a copy without them would let a member refused here spend at once there. The
+        copy counts its own month, as every project does."""
         from django.core.files.base import ContentFile
 
         from .scenes import ImageAsset, Scene
@@ -229,17 +233,45 @@ class Project(models.Model):
             for name in Scene.IMAGE_FIELDS
             if (image := getattr(scene, name)) is not None
         }
-        copy = Project(name=copy_name(self.name), account_id=self.account_id, created_by=by)
         written: list[ImageAsset] = []
         try:
             with transaction.atomic():
+                # Read with the account, and locked as set_accounts locks it: the budget and
+                # the allowances copied are in the unit of the account copied.
+                account_id, budget = (
+                    Project.objects.select_for_update()
+                    .filter(pk=self.pk)
+                    .values_list("account_id", "monthly_budget")
+                    .get()
+                )
+                copy = Project(
+                    name=copy_name(self.name),
+                    account_id=account_id,
+                    monthly_budget=budget,
+                    created_by=by,
+                )
                 copy.save(force_insert=True)
+                members = list(self.memberships.all())
+                allowances = {member.user_id: member.monthly_allowance for member in members}
                 Membership.objects.bulk_create(
                     [
-                        Membership(project=copy, user_id=member.user_id, role=member.role)
-                        for member in self.memberships.exclude(user_id=by.pk)
+                        Membership(
+                            project=copy,
+                            user_id=member.user_id,
+                            role=member.role,
+                            monthly_allowance=member.monthly_allowance,
+                        )
+                        for member in members
+                        if member.user_id != by.pk
                     ]
-                    + [Membership(project=copy, user=by, role=Membership.Role.OWNER)]
+                    + [
+                        Membership(
+                            project=copy,
+                            user=by,
+                            role=Membership.Role.OWNER,
+                            monthly_allowance=allowances.get(by.pk),
+                        )
+                    ]
                 )
                 copies: dict[int, ImageAsset] = {}
                 for image_id, image in images.items():
@@ -308,6 +340,16 @@ class Project(models.Model):
                 image.file.delete(save=False)
             raise
         return copy
+
+    def limits_words(self) -> str:
+        """Its monthly budget and its members' allowances in words (``budgets.limits_words``),
+        "" when it has none; two queries."""
+        allowances = dict(
+            self.memberships.filter(monthly_allowance__isnull=False)
+            .order_by("user__username")
+            .values_list("user__username", "monthly_allowance")
+        )
+        return limits_words(self.monthly_budget, allowances, self.limits_unit)
 
     def reorder_scenes(self, scene_uuids: list) -> bool:
         """Put the storyboard in the order of ``scene_uuids`` (call inside a transaction).
