@@ -132,6 +132,52 @@ class Project(models.Model):
         self._spending_problem = (self.account_id, problem)
         return problem
 
+    def granted_accounts(self) -> set[int]:
+        """The accounts staff let this project spend now, granted to it or to one of its
+        owners who may sign in (``AccountGrant.allowing``); one query."""
+        return set(AccountGrant.objects.allowing(self).values_list("account_id", flat=True))
+
+    def lost_accounts_words(
+        self, granted_before: set[int], member, by, *, removed: bool = False
+    ) -> str:
+        """After ``by`` demoted or removed ``member``, an owner until then: which of this
+        project's accounts it may no longer spend (``granted_accounts`` was ``granted_before``),
+        because staff granted them to ``member``, not to the project; in words for ``by``,
+        with what to do. "" when it lost none. A query for the grants and, when one was lost,
+        one for the project's later accounts."""
+        lost = granted_before - self.granted_accounts() if granted_before else set()
+        if not lost:
+            return ""
+        accounts = [account for account in self.accounts_in_order() if account.pk in lost]
+        if not accounts:
+            return ""
+        you = member.pk == by.pk
+        who = "you" if you else str(member)
+        gone = f"{who} {'are' if you else 'is'} no longer {'a member' if removed else 'an owner'}"
+        back = "back as an owner" if removed else "an owner again"
+        again = (
+            f"an owner {'adds' if removed else 'makes'} you {back}"
+            if you
+            else f"you {'add' if removed else 'make'} {member} {back}"
+        )
+        said = []
+        if accounts[0].pk == self.account_id:
+            first = accounts.pop(0)
+            said.append(
+                f"{self} can no longer spend the {first.upstream} account {first}: staff "
+                f"granted it to {who}, not to the project, and {gone}. Generate is refused "
+                f"until {again} or an admin grants {first} to {self}."
+            )
+        if accounts:
+            names = ", ".join(str(account) for account in accounts)
+            them = "it" if len(accounts) == 1 else "them"
+            said.append(
+                f"{self} no longer falls back on {names}: staff granted {them} to {who}, not "
+                f"to the project, and {gone}; {them} {'is' if them == 'it' else 'are'} skipped "
+                f"until {again} or an admin grants {them} to {self}."
+            )
+        return " ".join(said)
+
     def check_spending(self) -> None:
         problem = self.spending_problem()
         if problem:
