@@ -59,14 +59,18 @@ def month_spending(project_id, unit) -> tuple[QuerySet, QuerySet]:
 
     The one definition the budget check and the Spend page both count, so what the page shows
     is what Generate is refused on. Querysets, for the caller to sum or group in one query each
-    (``project_id`` and ``unit`` may be ``OuterRef``s, for a list of projects).
+    (``project_id`` and ``unit`` may be ``OuterRef``s, for a list of projects; ``project_id``
+    a list of ids, for several projects grouped in one query).
     """
     from .models import SPENDING_Q, Generation, Upscale  # the models import this module
 
+    projects = (
+        {"project_id__in": project_id}
+        if isinstance(project_id, list)
+        else {"project_id": project_id}
+    )
     return tuple(
-        model.objects.filter(
-            SPENDING_Q, project_id=project_id, cost_unit=unit, created__gte=month_start()
-        )
+        model.objects.filter(SPENDING_Q, **projects, cost_unit=unit, created__gte=month_start())
         for model in (Generation, Upscale)
     )
 
@@ -109,19 +113,25 @@ def limit_problem(value: Decimal, unit: str) -> str:
     return ""
 
 
+def limits_words(budget: Decimal | None, allowances: dict[str, Decimal], unit: str) -> str:
+    """A budget and allowances in words: "the monthly budget of 150 credits and the
+    allowance of bob (40 credits)"; "" when there are none."""
+    parts = []
+    if budget is not None:
+        parts.append(f"the monthly budget of {amount(budget, unit)}")
+    if len(allowances) == 1:
+        [(name, value)] = allowances.items()
+        parts.append(f"the allowance of {name} ({amount(value, unit)})")
+    elif allowances:
+        parts.append(f"the allowances of {len(allowances)} members")
+    return " and ".join(parts)
+
+
 def cleared_words(cleared: ClearedLimits, first: FlowAccount) -> str:
     """What ``Project.set_accounts`` cleared, for whoever moved the project to ``first``: why
     the Spend page shows no budget or allowances any more."""
-    parts = []
-    if cleared.budget is not None:
-        parts.append(f"the monthly budget of {amount(cleared.budget, cleared.unit)}")
-    if len(cleared.allowances) == 1:
-        [(name, value)] = cleared.allowances.items()
-        parts.append(f"the allowance of {name} ({amount(value, cleared.unit)})")
-    elif cleared.allowances:
-        parts.append(f"the allowances of {len(cleared.allowances)} members")
-    several = len(parts) > 1 or len(cleared.allowances) > 1
-    what = " and ".join(parts)
+    what = limits_words(cleared.budget, cleared.allowances, cleared.unit)
+    several = len(cleared.allowances) + (cleared.budget is not None) > 1
     return (
         f"{what[0].upper()}{what[1:]} {'were' if several else 'was'} cleared: {first.upstream} "
         f"accounts are paid in {unit_name(first.cost_unit)}. Set {'them' if several else 'it'} "

@@ -13,6 +13,14 @@ given the first account of its project that is usable for it (``first_usable``):
   first of them is used anyway: the credits are only as fresh as Flow's last answer, and
   Flow's own refusal then says so on the card.
 
+A move never passes the project's monthly budget or the member's allowance: Generate checked
+the take at its own account's price, and another tier may charge more (tier one charges a
+Fast clip 20 credits, tier two 10). An account where the take would cost more than the budget
+or the allowance has left is passed over as if it could not take it; when that leaves none,
+the take waits for an account that costs no more (its own, usually, after its cool-down) and
+its card says why and what an owner can do. The check runs as ``check_budget``'s does, under
+a lock on the project's row, in the transaction that writes the moves (``_Room``).
+
 A take that went out (pending, active, uncertain, ...) is never moved: it stays on the account
 it was sent on, whatever happens to that account later, so nothing is ever sent twice. A take
 no account of its project can make (a tier lowered since Generate) stays on its own account,
@@ -28,8 +36,10 @@ from decimal import Decimal
 from typing import Any
 from uuid import UUID
 
-from django.db.models import Exists, OuterRef, Q
+from django.db import transaction
+from django.db.models import Exists, OuterRef, Q, Sum
 
+from .budgets import COST_CREDITS, amount, month_spending
 from .engines.catalogue import flow_credits
 from .models import AccountGrant, FlowAccount, Generation, Membership, Project, ProjectAccount
 
@@ -96,11 +106,15 @@ def assign(token: UUID, now: datetime) -> int:
     release, unchanged, those no account can take now. Returns how many moved.
 
     Four queries at most, whatever the number of takes: the takes with their projects and
-    accounts, the projects' later accounts, one UPDATE for every move, one release."""
+    accounts, the projects' later accounts, one UPDATE for every move, one release. When a
+    move would make a take dearer, the budget is counted too, in one transaction with the
+    writes (``_Room``: the lock and three reads, whatever the number of takes)."""
     from .pipeline.claims import held, visible, write_held
 
     takes = list(
-        held(token, [Generation.Status.QUEUED]).select_related("project__account", "account")
+        held(token, [Generation.Status.QUEUED]).select_related(
+            "project__account", "account", "requested_by"
+        )
     )
     if not takes:
         return 0
@@ -108,6 +122,7 @@ def assign(token: UUID, now: datetime) -> int:
     order = accounts_by_project(projects.values())
     moves: dict[int, dict[str, Any]] = {}
     wait: dict[int, dict[str, Any]] = {}
+    dearer: list[tuple[Generation, list[FlowAccount], FlowAccount]] = []
     for take in takes:
         accounts = order[take.project_id]
         if take.source_take_id is not None and take.account is not None:
@@ -124,9 +139,31 @@ def assign(token: UUID, now: datetime) -> int:
         if target is None:
             wait[take.pk] = _wait_for(able, now)
         elif target.pk != take.account_id:
-            moves[take.pk] = visible(account_id=target.pk, reason="", **_cost_on(take, target))
-    write_held(token, moves, [Generation.Status.QUEUED])
-    write_held(token, wait, [Generation.Status.QUEUED])
+            if _extra(take, target) > 0:
+                dearer.append((take, able, target))
+            else:
+                moves[take.pk] = visible(account_id=target.pk, reason="", **_cost_on(take, target))
+    if not dearer:
+        write_held(token, moves, [Generation.Status.QUEUED])
+        write_held(token, wait, [Generation.Status.QUEUED])
+        return len(moves)
+    with transaction.atomic():
+        room = _Room([take for take, _, _ in dearer])
+        for take, able, refused in dearer:
+            fitting = [
+                account
+                for account in able
+                if _extra(take, account) <= 0 or room.refusal(take, account) is None
+            ]
+            target = first_usable(fitting, take.model_key, now)
+            if target is None:
+                why = _waiting_words(take, refused, room.refusal(take, refused), fitting)
+                wait[take.pk] = visible(reason=why, **_wait_for(fitting, now))
+            elif target.pk != take.account_id:
+                room.spend(take, _extra(take, target))
+                moves[take.pk] = visible(account_id=target.pk, reason="", **_cost_on(take, target))
+        write_held(token, moves, [Generation.Status.QUEUED])
+        write_held(token, wait, [Generation.Status.QUEUED])
     return len(moves)
 
 
@@ -161,3 +198,104 @@ def _cost_on(take: Generation, account: FlowAccount) -> dict[str, Any]:
         return {}
     credits = flow_credits(take.model_key, account.tier)
     return {} if credits is None else {"cost": Decimal(credits)}
+
+
+def _extra(take: Generation, account: FlowAccount) -> Decimal:
+    """How much more the take costs on ``account`` than it was counted at (below 0: less).
+    A take that recorded no cost counts as free, so any price is more."""
+    cost = _cost_on(take, account).get("cost")
+    return Decimal(0) if cost is None else cost - (take.cost or 0)
+
+
+class _Room:
+    """What this month's budgets and allowances have left for ``takes`` to cost more,
+    counted as ``check_budget`` counts: the projects' rows locked first (PostgreSQL; SQLite's
+    transactions write one at a time), so a Generate at the line and a move are counted one
+    after the other and cannot both slip under it. Build it inside the transaction that writes
+    the moves. Only Flow takes cost more on another account, so it counts credits."""
+
+    def __init__(self, takes: list[Generation]) -> None:
+        projects = sorted({take.project_id for take in takes})
+        members = {take.requested_by_id for take in takes if take.requested_by_id is not None}
+        self.budgets = dict(
+            Project.objects.select_for_update()
+            .filter(pk__in=projects)
+            .order_by("pk")
+            .values_list("pk", "monthly_budget")
+        )
+        self.allowances = {
+            (project_id, user_id): allowance
+            for project_id, user_id, allowance in Membership.objects.filter(
+                project_id__in=projects, user_id__in=members, monthly_allowance__isnull=False
+            ).values_list("project_id", "user_id", "monthly_allowance")
+        }
+        self.total: dict[int, Decimal] = {}
+        self.mine: dict[tuple[int, int | None], Decimal] = {}
+        if not self.allowances and all(budget is None for budget in self.budgets.values()):
+            return
+        for spending in month_spending(projects, COST_CREDITS):
+            rows = (
+                spending.order_by()
+                .values_list("project_id", "requested_by_id")
+                .annotate(spent=Sum("cost", default=0))
+            )
+            for project_id, user_id, spent in rows:
+                self.total[project_id] = self.total.get(project_id, 0) + spent
+                key = (project_id, user_id)
+                self.mine[key] = self.mine.get(key, 0) + spent
+
+    def refusal(self, take: Generation, account: FlowAccount) -> tuple[str, str] | None:
+        """Why ``take`` may not go out on ``account``, where it costs more: the limit it would
+        pass, in words, and what an owner can raise; None when the budget and its member's
+        allowance have room for the difference."""
+        extra = _extra(take, account)
+        project = take.project
+        budget = self.budgets.get(project.pk)
+        spent = self.total.get(project.pk, 0)
+        if budget is not None and spent + extra > budget:
+            return (
+                f"{project} has {amount(max(0, budget - spent), COST_CREDITS)} left of its "
+                f"monthly budget of {amount(budget, COST_CREDITS)}",
+                "the budget",
+            )
+        key = (project.pk, take.requested_by_id)
+        allowance = self.allowances.get(key)
+        spent = self.mine.get(key, 0)
+        if allowance is not None and spent + extra > allowance:
+            return (
+                f"{take.requested_by} has {amount(max(0, allowance - spent), COST_CREDITS)} "
+                f"left of their monthly allowance of {amount(allowance, COST_CREDITS)} in "
+                f"{project}",
+                f"{take.requested_by}'s allowance",
+            )
+        return None
+
+    def spend(self, take: Generation, extra: Decimal) -> None:
+        """Count ``extra`` as spent: the next take of the pass sees less room."""
+        self.total[take.project_id] = self.total.get(take.project_id, 0) + extra
+        key = (take.project_id, take.requested_by_id)
+        self.mine[key] = self.mine.get(key, 0) + extra
+
+
+def _waiting_words(
+    take: Generation,
+    refused: FlowAccount,
+    refusal: tuple[str, str] | None,
+    fitting: list[FlowAccount],
+) -> str:
+    """The card of a take kept off ``refused`` by the budget or an allowance (``refusal``):
+    why, where it goes instead, and what an owner can do to send it now."""
+    from .pipeline.policy import shorten  # the pipeline imports this module
+
+    limit, raise_it = refusal or ("", "the budget")
+    cost = (take.cost or 0) + _extra(take, refused)
+    then = (
+        f"It goes out on {fitting[0]} once that account can take it"
+        if fitting
+        else "It waits until there is room"
+    )
+    return shorten(
+        f"Not sent on {refused}: there it costs {amount(cost, COST_CREDITS)}, not "
+        f"{amount(take.cost or 0, COST_CREDITS)}, and {limit}. {then}; to send it on "
+        f"{refused} now, an owner can raise {raise_it} on the Spend page."
+    )

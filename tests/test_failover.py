@@ -3,19 +3,23 @@ and a take that went out stays on its account (against the emulator over real HT
 
 from __future__ import annotations
 
+import threading
+import time
 from datetime import timedelta
 from uuid import uuid4
 
 import pytest
+from django.db import connection, transaction
 from django.utils import timezone
 
 from generations import failover, take_actions
 from generations.engines.catalogue import TIER_ONE, TIER_TWO
-from generations.models import AccountGrant, FlowAccount, Generation, Project
+from generations.models import AccountGrant, FlowAccount, Generation, Membership, Project
 from generations.pipeline.passes import seconds_until_due
 from generations.tasks import run_pass
 from tests.conftest import make_ready_scene as make_scene
 from tests.tasks_support import settle
+from tests.views_support import make_take
 
 S = Generation.Status
 
@@ -221,3 +225,164 @@ def test_choosing_accounts_for_many_takes_costs_the_same_few_queries(
     assert moved == {project.pk: backup.pk, other.pk: third.pk, lonely.pk: account.pk}
     waiting = Generation.objects.filter(project=lonely)
     assert set(waiting.values_list("claim", "next_check_at")) == {(None, rested)}
+
+
+# --- a move never passes the budget or an allowance -----------------------------------------
+
+
+@pytest.fixture
+def dearer_backup(two_accounts, account) -> Project:
+    """Studio on tier two (a Fast clip: 10 credits), Backup on tier one (the same: 20)."""
+    account.tier = TIER_TWO
+    account.save(update_fields=["tier"])
+    return two_accounts
+
+
+def spent_already(project, user, credits: int) -> None:
+    make_take(
+        make_scene(project, "spent earlier"),
+        user,
+        status=S.READY,
+        cost=credits,
+        cost_unit="credits",
+    )
+
+
+def test_a_throttled_take_is_not_moved_where_it_would_pass_the_budget(
+    emu, dearer_backup, account, backup, alice
+):
+    Project.objects.filter(pk=dearer_backup.pk).update(monthly_budget=150)
+    spent_already(dearer_backup, alice, 140)
+    [take] = make_scene(dearer_backup, "[fault:throttle:once] a gull over the harbour").generate(
+        alice
+    )
+    assert take.cost == 10, "10 credits left: Generate lets it through at Studio's price"
+
+    run_pass()  # Studio is throttled
+    run_pass()  # Backup would charge 20
+    take.refresh_from_db()
+    assert (take.status, take.account_id, take.cost) == (S.QUEUED, account.pk, 10)
+    assert take.reason == (
+        "Not sent on Backup: there it costs 20 credits, not 10 credits, and Poseidon has "
+        "0 credits left of its monthly budget of 150 credits. It goes out on Studio once that "
+        "account can take it; to send it on Backup now, an owner can raise the budget on the "
+        "Spend page."
+    )
+
+    # Once Studio's rest is over (a few seconds), the take goes out there at its price.
+    [take] = settle([take], timeout=15, ahead=timedelta(seconds=5))
+    assert (take.status, take.account_id, take.cost) == (S.READY, account.pk, 10)
+    assert take.reason == ""
+    assert emu.stats["clips_submitted"] == 1
+    spent = Generation.objects.filter(project=dearer_backup).values_list("cost", flat=True)
+    assert sum(spent) == 150, "never past the budget of 150"
+
+
+def test_a_throttled_take_is_not_moved_where_it_would_pass_bobs_allowance(
+    emu, dearer_backup, account, backup, bob
+):
+    Membership.objects.filter(project=dearer_backup, user=bob).update(monthly_allowance=25)
+    spent_already(dearer_backup, bob, 10)
+    [take] = make_scene(dearer_backup, "[fault:throttle:once] a gull over the harbour").generate(
+        bob
+    )
+
+    run_pass()
+    run_pass()
+    take.refresh_from_db()
+    assert (take.status, take.account_id, take.cost) == (S.QUEUED, account.pk, 10)
+    assert take.reason == (
+        "Not sent on Backup: there it costs 20 credits, not 10 credits, and bob has 5 credits "
+        "left of their monthly allowance of 25 credits in Poseidon. It goes out on Studio once "
+        "that account can take it; to send it on Backup now, an owner can raise bob's "
+        "allowance on the Spend page."
+    )
+    [take] = settle([take], timeout=15, ahead=timedelta(seconds=5))
+    assert (take.status, take.account_id, take.cost) == (S.READY, account.pk, 10)
+
+
+def test_a_throttled_take_moves_when_the_budget_has_room_for_the_dearer_account(
+    emu, dearer_backup, account, backup, alice
+):
+    Project.objects.filter(pk=dearer_backup.pk).update(monthly_budget=150)
+    spent_already(dearer_backup, alice, 120)
+    [take] = make_scene(dearer_backup, "[fault:throttle=60:once] a gull over the harbour").generate(
+        alice
+    )
+
+    [take] = settle([take], timeout=15)
+    assert (take.status, take.account_id, take.cost) == (S.READY, backup.pk, 20)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_generate_at_the_budget_line_and_a_move_are_counted_one_after_the_other(
+    dearer_backup, account, backup, alice, bob
+):
+    Project.objects.filter(pk=dearer_backup.pk).update(monthly_budget=150)
+    spent_already(dearer_backup, alice, 130)
+    [take] = make_scene(dearer_backup, "a gull over the harbour").generate(bob)  # 140 of 150
+    FlowAccount.objects.filter(pk=account.pk).update(
+        cool_down_until=timezone.now() + timedelta(minutes=1)
+    )
+    token = uuid4()
+    Generation.objects.filter(pk=take.pk).update(claim=token)
+    scene = make_scene(dearer_backup, "a ferry leaves")
+    locked = threading.Event()
+    errors: list[BaseException] = []
+
+    def click() -> None:
+        # alice's Generate holds the budget's lock and commits a moment after the worker
+        # started counting: the worker must count her take, not the month before it.
+        try:
+            with transaction.atomic():
+                scene.generate(alice)  # the last 10 credits
+                locked.set()
+                time.sleep(0.5)
+        except BaseException as error:  # reported below, not lost in the thread
+            errors.append(error)
+            locked.set()
+        finally:
+            connection.close()
+
+    def move() -> None:
+        try:
+            locked.wait(10)
+            failover.assign(token, timezone.now())
+        except BaseException as error:
+            errors.append(error)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=click), threading.Thread(target=move)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert errors == []
+    take.refresh_from_db()
+    assert (take.account_id, take.cost) == (account.pk, 10), "not moved to Backup at 20"
+    assert "Poseidon has 0 credits left of its monthly budget of 150 credits" in take.reason
+    spent = Generation.objects.filter(project=dearer_backup).values_list("cost", flat=True)
+    assert sum(spent) == 150
+
+
+def test_dearer_moves_share_what_the_budget_has_left_in_the_same_few_queries(
+    dearer_backup, account, backup, alice, django_assert_num_queries
+):
+    Project.objects.filter(pk=dearer_backup.pk).update(monthly_budget=60)
+    takes = make_scene(dearer_backup, "a quiet pier", takes=4).generate(alice)  # 40 of 60
+    FlowAccount.objects.filter(pk=account.pk).update(problem="Signed out.")
+    token = uuid4()
+    Generation.objects.filter(pk__in=[take.pk for take in takes]).update(claim=token)
+
+    # The takes, the later accounts; in one transaction (its savepoint and release): the
+    # lock with the budgets, the allowances, the takes' and the upscales' sums, the moves,
+    # the rest.
+    with django_assert_num_queries(10):
+        assert failover.assign(token, timezone.now()) == 2
+
+    rows = Generation.objects.order_by("take").values_list("account_id", "cost", "claim")
+    # Two go out on Backup in this pass; the other two are let go, to wait for Studio.
+    assert list(rows) == [(backup.pk, 20, token)] * 2 + [(account.pk, 10, None)] * 2
+    assert sum(take.cost for take in Generation.objects.all()) == 60

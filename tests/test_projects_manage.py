@@ -236,6 +236,44 @@ def test_alice_duplicates_a_project_with_its_scenes_and_images_but_no_takes(proj
     assert project.generations.count() == 3 and project.images.count() == 2
 
 
+def test_a_duplicate_keeps_the_budget_and_allowances_so_bob_is_refused_there_too(
+    project, alice, bob, carol
+):
+    Project.objects.filter(pk=project.pk).update(monthly_budget=150)
+    Membership.objects.filter(project=project, user=bob).update(monthly_allowance=0)
+    Membership.objects.filter(project=project, user=alice).update(monthly_allowance=100)
+    make_scene(project, make_image(project, alice))
+
+    response = client_for(alice).post(
+        reverse("project-duplicate", args=[project.uuid]), follow=True
+    )
+
+    assert (
+        "Made Poseidon (copy): the same members and scenes with their start images, and no "
+        "takes. It keeps the monthly budget of 150 credits and the allowances of 2 members, "
+        "counted on its own from nothing this month; an owner changes them on its Spend page."
+    ) in response.text
+    copy = Project.objects.exclude(pk=project.pk).get()
+    assert copy.monthly_budget == 150
+    assert dict(copy.memberships.values_list("user__username", "monthly_allowance")) == {
+        "alice": 100,
+        "bob": 0,
+        "carol": None,
+    }
+    with pytest.raises(CannotGenerate, match="you have 0 credits left of your monthly allowance"):
+        copy.scenes.get().generate(bob)
+    assert not copy.generations.exists()
+
+
+def test_a_duplicate_without_limits_says_nothing_of_them(project, alice):
+    response = client_for(alice).post(
+        reverse("project-duplicate", args=[project.uuid]), follow=True
+    )
+
+    assert "start images, and no takes." in response.text
+    assert "It keeps" not in response.text
+
+
 # --- the list ---------------------------------------------------------------------------------
 
 

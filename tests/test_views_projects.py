@@ -177,6 +177,77 @@ def test_an_owner_may_leave_once_someone_else_owns_the_project(project, alice, b
     assert not project.memberships.filter(user=alice).exists()
 
 
+def test_bob_demoting_alice_who_holds_the_accounts_grant_is_told_the_project_stops_spending(
+    project, alice, bob
+):
+    project.add_member(bob, Role.OWNER)
+
+    response = client_for(bob).post(
+        members_url(project), {"action": "role", "username": "alice", "role": "editor"}, follow=True
+    )
+
+    assert (
+        "alice is now editor. Poseidon can no longer spend the Flow account Studio: staff "
+        "granted it to alice, not to the project, and alice is no longer an owner. Generate is "
+        "refused until you make alice an owner again or an admin grants Studio to Poseidon."
+    ) in unescape(response.text)
+    assert project.memberships.get(user=alice).role == Role.EDITOR
+    assert "staff have not granted it" in Project.objects.get(pk=project.pk).spending_problem()
+
+
+def test_alice_leaving_the_project_her_grant_pays_for_is_told_so(project, alice, bob):
+    project.add_member(bob, Role.OWNER)
+
+    response = client_for(alice).post(
+        members_url(project), {"action": "remove", "username": "alice"}, follow=True
+    )
+
+    assert (
+        "Removed alice from Poseidon. Poseidon can no longer spend the Flow account Studio: "
+        "staff granted it to you, not to the project, and you are no longer a member. Generate "
+        "is refused until an owner adds you back as an owner or an admin grants Studio to "
+        "Poseidon."
+    ) in unescape(response.text)
+    assert not project.memberships.filter(user=alice).exists()
+
+
+def test_demoting_alice_says_nothing_of_accounts_bob_or_the_project_still_holds(
+    project, alice, bob, account
+):
+    project.add_member(bob, Role.OWNER)
+    backup = FlowAccount.objects.create(label="Backup", bearer_token="ya29.backup")
+    AccountGrant.objects.create(account=account, user=bob)
+    AccountGrant.objects.create(account=backup, project=project)
+    project.set_accounts([account, backup])
+
+    response = client_for(bob).post(
+        members_url(project), {"action": "role", "username": "alice", "role": "viewer"}, follow=True
+    )
+
+    assert "alice is now viewer." in response.text
+    assert "can no longer" not in response.text and "falls back" not in response.text
+
+
+def test_demoting_alice_tells_bob_the_project_no_longer_falls_back_on_her_account(
+    project, alice, bob, account
+):
+    project.add_member(bob, Role.OWNER)
+    backup = FlowAccount.objects.create(label="Backup", bearer_token="ya29.backup")
+    AccountGrant.objects.create(account=account, project=project)
+    AccountGrant.objects.create(account=backup, user=alice)
+    project.set_accounts([account, backup])
+
+    response = client_for(bob).post(
+        members_url(project), {"action": "role", "username": "alice", "role": "editor"}, follow=True
+    )
+
+    assert (
+        "alice is now editor. Poseidon no longer falls back on Backup: staff granted it to "
+        "alice, not to the project, and alice is no longer an owner; it is skipped until you "
+        "make alice an owner again or an admin grants it to Poseidon."
+    ) in unescape(response.text)
+
+
 def test_an_editor_sees_the_members_but_cannot_change_them(project, bob):
     client = client_for(bob)
 

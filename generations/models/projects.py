@@ -22,7 +22,7 @@ from django.utils import timezone
 from django.utils.functional import cached_property
 
 from .. import rules
-from ..budgets import limit_problem
+from ..budgets import limit_problem, limits_words
 from .accounts import COST_CREDITS, CannotGenerate, FlowAccount
 
 if TYPE_CHECKING:
@@ -132,6 +132,52 @@ class Project(models.Model):
         self._spending_problem = (self.account_id, problem)
         return problem
 
+    def granted_accounts(self) -> set[int]:
+        """The accounts staff let this project spend now, granted to it or to one of its
+        owners who may sign in (``AccountGrant.allowing``); one query."""
+        return set(AccountGrant.objects.allowing(self).values_list("account_id", flat=True))
+
+    def lost_accounts_words(
+        self, granted_before: set[int], member, by, *, removed: bool = False
+    ) -> str:
+        """After ``by`` demoted or removed ``member``, an owner until then: which of this
+        project's accounts it may no longer spend (``granted_accounts`` was ``granted_before``),
+        because staff granted them to ``member``, not to the project; in words for ``by``,
+        with what to do. "" when it lost none. A query for the grants and, when one was lost,
+        one for the project's later accounts."""
+        lost = granted_before - self.granted_accounts() if granted_before else set()
+        if not lost:
+            return ""
+        accounts = [account for account in self.accounts_in_order() if account.pk in lost]
+        if not accounts:
+            return ""
+        you = member.pk == by.pk
+        who = "you" if you else str(member)
+        gone = f"{who} {'are' if you else 'is'} no longer {'a member' if removed else 'an owner'}"
+        back = "back as an owner" if removed else "an owner again"
+        again = (
+            f"an owner {'adds' if removed else 'makes'} you {back}"
+            if you
+            else f"you {'add' if removed else 'make'} {member} {back}"
+        )
+        said = []
+        if accounts[0].pk == self.account_id:
+            first = accounts.pop(0)
+            said.append(
+                f"{self} can no longer spend the {first.upstream} account {first}: staff "
+                f"granted it to {who}, not to the project, and {gone}. Generate is refused "
+                f"until {again} or an admin grants {first} to {self}."
+            )
+        if accounts:
+            names = ", ".join(str(account) for account in accounts)
+            them = "it" if len(accounts) == 1 else "them"
+            said.append(
+                f"{self} no longer falls back on {names}: staff granted {them} to {who}, not "
+                f"to the project, and {gone}; {them} {'is' if them == 'it' else 'are'} skipped "
+                f"until {again} or an admin grants {them} to {self}."
+            )
+        return " ".join(said)
+
     def check_spending(self) -> None:
         problem = self.spending_problem()
         if problem:
@@ -219,7 +265,11 @@ class Project(models.Model):
 
     def duplicate(self, by) -> Project:
         """A copy with the same account, members and scenes, each scene with its images
-        (their files copied too); no takes. ``by`` owns the copy."""
+        (their files copied too); no takes. ``by`` owns the copy.
+
+        The monthly budget and every member's allowance come along (same account, so the same
+        unit): a copy without them would let a member refused here spend at once there. The
+        copy counts its own month, as every project does."""
         from django.core.files.base import ContentFile
 
         from .scenes import ImageAsset, Scene
@@ -231,17 +281,45 @@ class Project(models.Model):
             for name in Scene.IMAGE_FIELDS
             if (image := getattr(scene, name)) is not None
         }
-        copy = Project(name=copy_name(self.name), account_id=self.account_id, created_by=by)
         written: list[ImageAsset] = []
         try:
             with transaction.atomic():
+                # Read with the account, and locked as set_accounts locks it: the budget and
+                # the allowances copied are in the unit of the account copied.
+                account_id, budget = (
+                    Project.objects.select_for_update()
+                    .filter(pk=self.pk)
+                    .values_list("account_id", "monthly_budget")
+                    .get()
+                )
+                copy = Project(
+                    name=copy_name(self.name),
+                    account_id=account_id,
+                    monthly_budget=budget,
+                    created_by=by,
+                )
                 copy.save(force_insert=True)
+                members = list(self.memberships.all())
+                allowances = {member.user_id: member.monthly_allowance for member in members}
                 Membership.objects.bulk_create(
                     [
-                        Membership(project=copy, user_id=member.user_id, role=member.role)
-                        for member in self.memberships.exclude(user_id=by.pk)
+                        Membership(
+                            project=copy,
+                            user_id=member.user_id,
+                            role=member.role,
+                            monthly_allowance=member.monthly_allowance,
+                        )
+                        for member in members
+                        if member.user_id != by.pk
                     ]
-                    + [Membership(project=copy, user=by, role=Membership.Role.OWNER)]
+                    + [
+                        Membership(
+                            project=copy,
+                            user=by,
+                            role=Membership.Role.OWNER,
+                            monthly_allowance=allowances.get(by.pk),
+                        )
+                    ]
                 )
                 copies: dict[int, ImageAsset] = {}
                 for image_id, image in images.items():
@@ -310,6 +388,16 @@ class Project(models.Model):
                 image.file.delete(save=False)
             raise
         return copy
+
+    def limits_words(self) -> str:
+        """Its monthly budget and its members' allowances in words (``budgets.limits_words``),
+        "" when it has none; two queries."""
+        allowances = dict(
+            self.memberships.filter(monthly_allowance__isnull=False)
+            .order_by("user__username")
+            .values_list("user__username", "monthly_allowance")
+        )
+        return limits_words(self.monthly_budget, allowances, self.limits_unit)
 
     def reorder_scenes(self, scene_uuids: list) -> bool:
         """Put the storyboard in the order of ``scene_uuids`` (call inside a transaction).

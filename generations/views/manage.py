@@ -145,10 +145,15 @@ def project_duplicate(request: HttpRequest, uuid: UUID) -> HttpResponse:
     AuditEvent.record(
         AuditEvent.Action.PROJECT_DUPLICATED, request.user, copy, copy_of=project.name
     )
-    messages.success(
-        request,
-        f"Made {copy}: the same members and scenes with their start images, and no takes.",
-    )
+    said = f"Made {copy}: the same members and scenes with their start images, and no takes."
+    kept = copy.limits_words()
+    if kept:
+        # Limits count per project: said, so nobody takes the copy for a share of the original's.
+        said += (
+            f" It keeps {kept}, counted on its own from nothing this month; an owner changes "
+            "them on its Spend page."
+        )
+    messages.success(request, said)
     return redirect("project-detail", uuid=copy.uuid)
 
 

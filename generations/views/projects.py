@@ -375,22 +375,30 @@ def _change_member(request: HttpRequest, project: Project, action: str) -> str:
         target = project.memberships.select_related("user").filter(user__username=username).first()
         if target is None:
             return f"{username or 'That person'} is not a member of {project}."
-        leaves_no_owner = (
-            target.role == Membership.Role.OWNER
-            and len(owners) == 1
-            and (action == "remove" or new_role != Membership.Role.OWNER)
+        demoted = target.role == Membership.Role.OWNER and (
+            action == "remove" or new_role != Membership.Role.OWNER
         )
-        if leaves_no_owner:
+        if demoted and len(owners) == 1:
             return (
                 f"{target.user} is the only owner of {project}; make someone else an owner first."
             )
+        # An owner's grants let the project spend: losing them is allowed, but said at once,
+        # not first at the next Generate.
+        granted = project.granted_accounts() if demoted else set()
         if action == "remove":
             target.delete()
             AuditEvent.member_removed(target, request.user)
-            messages.success(request, f"Removed {target.user} from {project}.")
+            said = f"Removed {target.user} from {project}."
         else:
             old_role, target.role = target.role, new_role
             target.save(update_fields=["role"])
             AuditEvent.member_role(target, old_role, request.user)
-            messages.success(request, f"{target.user} is now {target.get_role_display().lower()}.")
+            said = f"{target.user} is now {target.get_role_display().lower()}."
+        lost = project.lost_accounts_words(
+            granted, target.user, request.user, removed=action == "remove"
+        )
+    if lost:
+        messages.warning(request, f"{said} {lost}")
+    else:
+        messages.success(request, said)
     return ""
