@@ -501,6 +501,8 @@ def test_a_status_answer_of_unknown_shape_fails_the_take_and_logs_the_redacted_b
     [take] = settle(make_scene(project, "[fault:badshape] an odd one").generate(alice))
     assert take.status == S.FAILED
     assert take.reason.startswith("Flow answered in a shape Flowsite does not know")
+    # The card says what was odd in words; the answer itself is for whoever reads the log.
+    assert "{" not in take.reason and take.reason.endswith("in the worker's log for an admin.")
     logged = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
     assert any("mediaGenerationStatus" in line for line in logged), logged
     assert not any(emu.token in line for line in logged)

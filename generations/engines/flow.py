@@ -337,10 +337,11 @@ def send(
 def contract_error(
     upstream: str, what: str, problem: str, part: Any, secrets: tuple[str, ...]
 ) -> base.ContractError:
-    """An answer of a shape Flowsite does not know, quoting the odd part (redacted)."""
+    """An answer of a shape Flowsite does not know: what was odd, in words, for the card; the
+    odd part itself (redacted) only in the log, where whoever fixes it reads it."""
     error = base.ContractError(
-        f"{upstream} answered in a shape Flowsite does not know ({what}): {problem}: "
-        f"{quote(part, secrets, 200)}",
+        f"{upstream} answered in a shape Flowsite does not know ({what}): {problem}. "
+        "The answer is in the worker's log for an admin.",
         detail=quote(part, secrets, 2000),
     )
     logger.warning("%s contract mismatch while %s: %s: %s", upstream, what, problem, error.detail)
