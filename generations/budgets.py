@@ -76,13 +76,13 @@ def month_spending(project_id, unit) -> tuple[QuerySet, QuerySet]:
 
 
 def credits(amount: int) -> str:
-    return f"{amount} credit{'s' if amount != 1 else ''}"
+    return f"{amount:,} credit{'s' if amount != 1 else ''}"
 
 
 def amount(value, unit: str) -> str:
-    """A sum in a budget's unit, in words: "$1.20" or "20 credits"."""
+    """A sum in a budget's unit, in words: "$1,250.00" or "1,000 credits"."""
     if unit == COST_USD:
-        return f"${Decimal(value):.2f}"
+        return f"${Decimal(value):,.2f}"
     return credits(int(value))
 
 

@@ -576,7 +576,7 @@ def test_staff_moving_poseidon_to_vertex_ai_clear_its_credit_limits_and_are_told
     )
 
     assert (
-        "The monthly budget of 1000 credits and the allowance of bob (50 credits) were cleared: "
+        "The monthly budget of 1,000 credits and the allowance of bob (50 credits) were cleared: "
         "Vertex AI accounts are paid in US dollars. Set them again on the Spend page."
         in response.text
     )
@@ -587,7 +587,7 @@ def test_staff_moving_poseidon_to_vertex_ai_clear_its_credit_limits_and_are_told
     assert (event.actor_name, event.project) == ("root", project)
     assert event.details == {
         "accounts": ["Cloud"],
-        "budget_cleared": "1000 credits",
+        "budget_cleared": "1,000 credits",
         "allowances_cleared": ["bob (50 credits)"],
     }
 

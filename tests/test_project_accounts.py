@@ -147,7 +147,7 @@ def test_moving_poseidon_to_vertex_ai_clears_its_credit_budget_and_allowances_sa
     response = post_places(alice, project, (cloud, "1"), (account, ""), follow=True)
 
     assert (
-        "Poseidon now spends Cloud. The monthly budget of 1000 credits and the allowances of "
+        "Poseidon now spends Cloud. The monthly budget of 1,000 credits and the allowances of "
         "2 members were cleared: Vertex AI accounts are paid in US dollars. Set them again on "
         "the Spend page." in response.text
     )
@@ -155,7 +155,7 @@ def test_moving_poseidon_to_vertex_ai_clears_its_credit_budget_and_allowances_sa
     event = AuditEvent.objects.get(action=AuditEvent.Action.ACCOUNTS_ORDERED)
     assert event.details == {
         "accounts": ["Cloud"],
-        "budget_cleared": "1000 credits",
+        "budget_cleared": "1,000 credits",
         "allowances_cleared": ["bob (50 credits)", "carol (50 credits)"],
     }
 
