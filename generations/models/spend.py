@@ -14,6 +14,7 @@ from django.db import models, transaction
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
+from .. import storage
 from ..engines.catalogue import UPSCALERS
 from .projects import Project
 from .scenes import SPENDING_Q, Scene
@@ -119,8 +120,9 @@ class KeptSpend(models.Model):
 
 def delete_takes(takes: list[Generation]) -> None:
     """Delete these takes with their upscales (and comments and picks), keeping what they
-    spent (``KeptSpend``); their files go once the transaction commits, and their scenes'
-    ``updated`` moves so open pages drop them through the poll.
+    spent (``KeptSpend``); their files (and the folders they leave empty) go once the
+    transaction commits, and their scenes' ``updated`` moves so open pages drop them through
+    the poll.
 
     The one way takes are deleted while their project lives: the take and scene views, Clear
     failed and the admin all come here (a scene's own delete calls it before deleting the
@@ -134,12 +136,12 @@ def delete_takes(takes: list[Generation]) -> None:
             takes=Generation.objects.filter(pk__in=ids),
             upscales=Upscale.objects.filter(take_id__in=ids),
         )
-        files = [f for take in takes for f in (take.video, take.poster) if f]
-        copies = Upscale.objects.filter(take_id__in=ids).exclude(video="").only("video")
-        files += [copy.video for copy in copies]
+        names = [f.name for take in takes for f in (take.video, take.poster) if f]
+        copies = Upscale.objects.filter(take_id__in=ids).exclude(video="")
+        names += list(copies.values_list("video", flat=True))
         Generation.objects.filter(pk__in=ids).delete()
         Scene.objects.filter(pk__in={take.scene_id for take in takes}).update(
             updated=timezone.now()
         )
         # Files go only once the rows are surely gone; a rollback keeps both.
-        transaction.on_commit(lambda: [f.storage.delete(f.name) for f in files])
+        transaction.on_commit(lambda: storage.delete_files(names))
