@@ -11,7 +11,8 @@ from datetime import datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING
 
-from django.db.models import QuerySet
+from django.db.models import Expression, QuerySet, Subquery, Sum, Value
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from .engines.base import EngineKind
@@ -52,27 +53,47 @@ def month_start(now: datetime | None = None) -> datetime:
     return local.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
 
 
-def month_spending(project_id, unit) -> tuple[QuerySet, QuerySet]:
+def month_spending(project_id, unit) -> tuple[QuerySet, QuerySet, QuerySet]:
     """This month's spending in ``unit`` (credits on Flow, US dollars on Vertex AI), as the
-    takes and the upscales whose cost counts: upscales spend the same credits beside the takes
-    they copy; a failed clip or one cancelled before it was sent costs nothing (``SPENDING_Q``).
+    takes, the upscales and the kept spend of deleted ones (``KeptSpend``) whose cost counts:
+    upscales spend the same credits beside the takes they copy; a failed clip or one cancelled
+    before it was sent costs nothing (``SPENDING_Q``); a clip deleted since still cost what it
+    cost.
 
     The one definition the budget check and the Spend page both count, so what the page shows
     is what Generate is refused on. Querysets, for the caller to sum or group in one query each
     (``project_id`` and ``unit`` may be ``OuterRef``s, for a list of projects; ``project_id``
-    a list of ids, for several projects grouped in one query).
+    a list of ids, for several projects grouped in one query), or to add up in one expression
+    (``month_spent``). Each has ``project``, ``requested_by``, ``cost``, ``cost_unit`` and
+    ``created``.
     """
-    from .models import SPENDING_Q, Generation, Upscale  # the models import this module
+    # The models import this module.
+    from .models import SPENDING_Q, Generation, KeptSpend, Upscale
 
     projects = (
         {"project_id__in": project_id}
         if isinstance(project_id, list)
         else {"project_id": project_id}
     )
-    return tuple(
-        model.objects.filter(SPENDING_Q, **projects, cost_unit=unit, created__gte=month_start())
-        for model in (Generation, Upscale)
+    this_month = {**projects, "cost_unit": unit, "created__gte": month_start()}
+    return (
+        Generation.objects.filter(SPENDING_Q, **this_month),
+        Upscale.objects.filter(SPENDING_Q, **this_month),
+        # Kept only when they counted (KEPT_Q), so nothing more to leave out.
+        KeptSpend.objects.filter(**this_month),
     )
+
+
+def month_spent(project_id, unit, **only) -> Expression:
+    """What ``month_spending`` adds up to (0 when nothing), as one expression of subqueries:
+    annotate a query of projects with it (``project_id`` an ``OuterRef``) to sum all three in
+    that query. ``only`` narrows the rows, e.g. ``requested_by_id=`` for one member's."""
+    parts = []
+    for spending in month_spending(project_id, unit):
+        sums = spending.filter(**only).order_by().values("project").annotate(sum=Sum("cost"))
+        parts.append(Coalesce(Subquery(sums.values("sum")[:1]), Value(Decimal(0))))
+    takes, upscales, kept = parts
+    return takes + upscales + kept
 
 
 def credits(amount: int) -> str:

@@ -48,6 +48,7 @@ from .models import (
     FlowAccount,
     Generation,
     ImageAsset,
+    KeptSpend,
     Scene,
     Upscale,
     check_budget,
@@ -325,6 +326,9 @@ def request_upscale(
         else:
             from uuid import uuid4
 
+            # The row is asked for afresh, so what the last request spent (one Flow
+            # cancelled, or an uncertain one sent again) is kept before it is overwritten.
+            KeptSpend.keep(upscales=Upscale.objects.filter(pk=existing.pk))
             # A new request id: the old one may be known to Flow already.
             Upscale.objects.filter(pk=existing.pk).update(request_id=uuid4(), **fresh)
             upscale = Upscale.objects.get(pk=existing.pk)

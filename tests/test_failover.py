@@ -377,9 +377,9 @@ def test_dearer_moves_share_what_the_budget_has_left_in_the_same_few_queries(
     Generation.objects.filter(pk__in=[take.pk for take in takes]).update(claim=token)
 
     # The takes, the later accounts; in one transaction (its savepoint and release): the
-    # lock with the budgets, the allowances, the takes' and the upscales' sums, the moves,
-    # the rest.
-    with django_assert_num_queries(10):
+    # lock with the budgets, the allowances, the sums of takes, upscales and deleted ones'
+    # kept spend, the moves, the rest.
+    with django_assert_num_queries(11):
         assert failover.assign(token, timezone.now()) == 2
 
     rows = Generation.objects.order_by("take").values_list("account_id", "cost", "claim")

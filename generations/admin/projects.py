@@ -16,10 +16,12 @@ from ..models import (
     Generation,
     ImageAsset,
     ImageUpload,
+    KeptSpend,
     Membership,
     Project,
     ProjectAccount,
     Scene,
+    delete_takes,
 )
 from .accounts import record_grant
 from .common import NONE, media_url, stored_file_link, thumbnail_html
@@ -160,6 +162,12 @@ class ProjectAdmin(admin.ModelAdmin):
 
     def save_formset(self, request, form, formset, change) -> None:
         members_before = _member_rows_as_saved(formset) if formset.model is Membership else {}
+        if formset.model is Scene:
+            # The scenes ticked for deletion lose their takes through delete_takes first, so
+            # what those spent stays counted (the formset's own delete would cascade).
+            gone = [f.instance.pk for f in formset.deleted_forms if f.instance.pk is not None]
+            if gone:
+                delete_takes(list(Generation.objects.filter(scene_id__in=gone)))
         super().save_formset(request, form, formset, change)
         if formset.model is Membership:
             _record_member_rows(formset, members_before, request.user)
@@ -179,6 +187,13 @@ class ProjectAdmin(admin.ModelAdmin):
         with transaction.atomic():
             for project in queryset:
                 _delete_project(project, request.user)
+
+    def get_deleted_objects(self, objs, request: HttpRequest):
+        deleted, counts, perms_needed, protected = super().get_deleted_objects(objs, request)
+        # Nobody deletes kept spend alone (the admin lists it read-only), but a project goes
+        # with it: nothing is left to budget.
+        perms_needed.discard(KeptSpend._meta.verbose_name)
+        return deleted, counts, perms_needed, protected
 
     @admin.display(description="Members", ordering="member_total")
     def member_count(self, project: Project) -> int:
@@ -318,16 +333,22 @@ class SceneAdmin(admin.ModelAdmin):
         super().save_model(request, obj, form, change)
         _scenes_edited_in_admin(obj.project, [obj])
 
+    # A scene's takes go through delete_takes before the scene, so what they spent stays
+    # counted (the scene's cascade would take it away) and their files go too.
     def delete_model(self, request, obj: Scene) -> None:
         project = obj.project
-        super().delete_model(request, obj)
-        project.mark_scenes_changed()
+        with transaction.atomic():
+            delete_takes(list(obj.generations.all()))
+            super().delete_model(request, obj)
+            project.mark_scenes_changed()
 
     def delete_queryset(self, request, queryset: QuerySet[Scene]) -> None:
-        projects = list(Project.objects.filter(pk__in=queryset.values("project_id")))
-        super().delete_queryset(request, queryset)
-        for project in projects:
-            project.mark_scenes_changed()
+        with transaction.atomic():
+            projects = list(Project.objects.filter(pk__in=queryset.values("project_id")))
+            delete_takes(list(Generation.objects.filter(scene__in=queryset)))
+            super().delete_queryset(request, queryset)
+            for project in projects:
+                project.mark_scenes_changed()
 
     @admin.display(description="Takes made", ordering="take_total")
     def take_count(self, scene: Scene) -> int:

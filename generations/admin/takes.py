@@ -1,4 +1,4 @@
-"""The admin of takes and the worker's lease."""
+"""The admin of takes, what deleted ones spent, and the worker's lease."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 
 from .. import tasks, work
-from ..models import CannotGenerate, Generation, Scene, WorkerLease
+from ..models import CannotGenerate, Generation, KeptSpend, Scene, WorkerLease, delete_takes
 from .common import NONE, media_url, plural_s, stored_file_link, thumbnail_html, were
 
 # What a take asked of the engine: shown read-only, in its own section.
@@ -90,6 +90,14 @@ class GenerationAdmin(admin.ModelAdmin):
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
 
+    # Deleting goes through delete_takes, so what the takes spent stays counted and their
+    # files go with them.
+    def delete_model(self, request: HttpRequest, obj: Generation) -> None:
+        delete_takes([obj])
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Generation]) -> None:
+        delete_takes(list(queryset))
+
     def change_view(self, request, object_id, form_url="", extra_context=None):
         # Every field is read-only, so a Save button would only mislead.
         extra_context = {
@@ -167,6 +175,31 @@ class GenerationAdmin(admin.ModelAdmin):
             self.message_user(request, done.format(n=made, s=plural_s(made)))
         for line in refused:
             self.message_user(request, line, messages.ERROR)
+
+
+@admin.register(KeptSpend)
+class KeptSpendAdmin(admin.ModelAdmin):
+    """What deleted takes and upscales spent, still counted against budgets: read here,
+    never added, changed or deleted (deleting the project takes it)."""
+
+    list_display = ["clip", "kind", "project", "requested_by_name", "cost", "cost_unit"]
+    list_display += ["created", "deleted_at"]
+    list_filter = ["kind", "cost_unit"]
+    list_select_related = ["project"]
+    search_fields = ["clip", "requested_by_name", "project__name"]
+    date_hierarchy = "created"
+    fields = ["project", "kind", "clip", "requested_by", "requested_by_name", "cost"]
+    fields += ["cost_unit", "created", "deleted_at"]
+    readonly_fields = fields
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
 
 
 @admin.register(WorkerLease)

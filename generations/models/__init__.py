@@ -1,4 +1,5 @@
-"""Flowsite's data, by area: accounts, projects and their team, scenes, takes, film.
+"""Flowsite's data, by area: accounts, projects and their team, scenes, takes, film, and
+what deleted clips spent.
 
 Each module imports the areas before it and reaches a later area only inside a method, so the
 modules load in one direction; everything is importable from ``generations.models``."""
@@ -27,6 +28,7 @@ from .scenes import (
     create_generations,
     random_seed,
 )
+from .spend import KEPT_Q, KeptSpend, delete_takes
 from .takes import IN_FLIGHT_Q, Generation, WorkerLease
 from .team import (
     AuditEvent,
@@ -41,6 +43,9 @@ from .upscales import Upscale
 
 __all__ = [
     "Upscale",
+    "KEPT_Q",
+    "KeptSpend",
+    "delete_takes",
     "COST_USD",
     "COST_CREDITS",
     "CannotGenerate",

@@ -16,11 +16,11 @@ from uuid import uuid4
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models, transaction
-from django.db.models import Q
+from django.db.models import OuterRef, Q
 from django.utils import timezone
 
 from .. import rules
-from ..budgets import amount, month_spending
+from ..budgets import amount, month_spent
 from ..engines.base import Aspect, ImageData
 from ..engines.catalogue import flow_credits, get_model, options_for, vertex_price_per_second
 from .accounts import COST_CREDITS, COST_USD, CannotGenerate, FlowAccount
@@ -488,7 +488,8 @@ def check_budget(
     The project's row is locked first (PostgreSQL; SQLite's transactions write one at a
     time anyway), so two clicks at the line are counted one after the other and cannot both
     slip under it. The budget and the allowance are read under the same lock. What is spent
-    already is ``month_spending``'s, the sum the Spend page shows.
+    already is ``month_spending``'s (takes, upscales and what deleted ones spent), the sum the
+    Spend page shows, read in one query.
     """
     limits = (
         Project.objects.select_for_update().filter(pk=project.pk).values("monthly_budget").first()
@@ -512,14 +513,16 @@ def check_budget(
             f"Flowsite knows no price for {names}, so it cannot keep these takes within "
             f"{limit}. Pick a priced model, or ask an admin to price this one."
         )
-    mine = Q(requested_by_id=getattr(user, "pk", None))
-    sums = [
-        spending.aggregate(
-            total=models.Sum("cost", default=0), mine=models.Sum("cost", default=0, filter=mine)
+    # A statement of its own after the lock, not part of the locking one: that one's
+    # subqueries would read as of before the wait, missing what the click ahead just added.
+    spent = (
+        Project.objects.filter(pk=project.pk)
+        .values(
+            total=month_spent(OuterRef("pk"), unit),
+            mine=month_spent(OuterRef("pk"), unit, requested_by_id=getattr(user, "pk", None)),
         )
-        for spending in month_spending(project.pk, unit)
-    ]
-    spent = {key: sum(part[key] for part in sums) for key in ("total", "mine")}
+        .get()
+    )
     if budget is not None and spent["total"] + cost > budget:
         left = max(0, budget - spent["total"])
         raise CannotGenerate(

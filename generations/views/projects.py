@@ -3,22 +3,20 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from decimal import Decimal
 from uuid import UUID
 
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.db import transaction
-from django.db.models import Case, Count, Max, OuterRef, Prefetch, Q, Subquery, Sum, Value, When
-from django.db.models.functions import Coalesce
+from django.db.models import Case, Count, Max, OuterRef, Prefetch, Q, Subquery, Value, When
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from .. import work
-from ..budgets import generate_all_total, generate_all_words, month_spending
+from ..budgets import generate_all_total, generate_all_words, month_spent
 from ..forms import MemberAddForm, ProjectForm
 from ..models import (
     COST_CREDITS,
@@ -255,7 +253,6 @@ def project_list(request: HttpRequest) -> HttpResponse:
     however many projects (archived ones only with ``?archived=1``)."""
     show_archived = request.GET.get("archived") == "1"
     mine = Membership.objects.filter(user_id=request.user.pk)
-    takes, upscales = month_spending(OuterRef("project"), OuterRef("unit"))
     memberships = (
         mine.select_related("project__account")
         .annotate(
@@ -275,8 +272,9 @@ def project_list(request: HttpRequest) -> HttpResponse:
             ),
         )
         .annotate(
-            # What the Spend page shows and the budget check counts: takes and upscales.
-            month_spent=_sum_of(takes) + _sum_of(upscales),
+            # What the Spend page shows and the budget check counts: takes and upscales,
+            # with what deleted ones spent.
+            month_spent=month_spent(OuterRef("project"), OuterRef("unit")),
         )
         .prefetch_related(
             Prefetch(
@@ -295,12 +293,6 @@ def project_list(request: HttpRequest) -> HttpResponse:
         "generations/project_list.html",
         {"memberships": memberships, "show_archived": show_archived, "archived_count": archived},
     )
-
-
-def _sum_of(spending) -> Coalesce:
-    """The cost of ``spending`` (one project's rows) as a subquery; 0 when it has none."""
-    total = spending.order_by().values("project").annotate(total=Sum("cost")).values("total")
-    return Coalesce(Subquery(total[:1]), Value(Decimal(0)))
 
 
 @require_http_methods(["GET", "POST"])

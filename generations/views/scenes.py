@@ -19,9 +19,9 @@ from django.template.defaultfilters import pluralize
 from django.utils import timezone
 from django.views.decorators.http import require_http_methods, require_POST
 
-from .. import storage, work
+from .. import work
 from ..forms import SceneForm
-from ..models import CannotGenerate, Comment, Generation, Pick, Scene, Upscale
+from ..models import CannotGenerate, Comment, Generation, Pick, Scene, delete_takes
 from .access import (
     HtmxHttpRequest,
     Role,
@@ -188,15 +188,13 @@ def scene_delete(request: HttpRequest, uuid: UUID) -> HttpResponse:
                 "before deleting the scene.",
             )
             return redirect(project_url(project, scene))
-        files = [f for take in takes for f in (take.video, take.poster) if f]
-        files += _upscale_files(takes)
+        # Through delete_takes, not the scene's cascade: what the takes spent stays counted.
+        delete_takes(takes)
         scene.delete()
         # The scenes after it move up one place: an untitled scene is named by its place
         # ("Scene 3"), and its name must stay the number it shows on the storyboard.
         project.scenes.filter(position__gt=scene.position).update(position=F("position") - 1)
         project.mark_scenes_changed()
-        # Files go only once the rows are surely gone; a rollback keeps both.
-        transaction.on_commit(lambda: storage.delete_files(f.name for f in files))
     messages.success(request, deleted_message(scene, len(takes)))
     return redirect(project_url(project))
 
@@ -312,7 +310,7 @@ def take_delete(request: HtmxHttpRequest, uuid: UUID) -> HttpResponse:
         elif take.in_flight:
             error = f"Take {take.take} is still on its way; cancel it before deleting it."
         else:
-            _delete_takes(scene, [take])
+            delete_takes([take])
             notice = f"Deleted take {take.take}."
     return after_card_action(request, scene, membership, error=error, notice=notice)
 
@@ -329,7 +327,7 @@ def scene_clear_failed(request: HtmxHttpRequest, uuid: UUID) -> HttpResponse:
                 status__in=[Generation.Status.FAILED, Generation.Status.CANCELLED],
             )
         )
-        _delete_takes(scene, takes)
+        delete_takes(takes)
     count = len(takes)
     notice = f"Cleared {count} failed or cancelled take{'s' if count != 1 else ''}."
     return after_card_action(request, scene, membership, error="", notice=notice)
@@ -362,21 +360,3 @@ def comment_delete(request: HtmxHttpRequest, uuid: UUID) -> HttpResponse:
     scene.project = comment.take.project
     comment.remove()
     return after_card_action(request, scene, membership, error="", notice="Comment deleted.")
-
-
-def _delete_takes(scene: Scene, takes: list[Generation]) -> None:
-    """Delete these takes (inside the caller's transaction); their files go once it commits.
-    The scene's ``updated`` moves, so open pages drop them through the poll."""
-    if not takes:
-        return
-    files = [f for take in takes for f in (take.video, take.poster) if f]
-    files += _upscale_files(takes)
-    Generation.objects.filter(pk__in=[take.pk for take in takes]).delete()
-    Scene.objects.filter(pk=scene.pk).update(updated=timezone.now())
-    transaction.on_commit(lambda: storage.delete_files(f.name for f in files))
-
-
-def _upscale_files(takes: list[Generation]) -> list:
-    """The upscaled copies' files of these takes (their rows go with the takes)."""
-    copies = Upscale.objects.filter(take__in=[take.pk for take in takes]).exclude(video="")
-    return [copy.video for copy in copies.only("video")]

@@ -15,17 +15,24 @@ from uuid import UUID
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
-from django.db.models import Count, F, Q, Sum
-from django.db.models.functions import TruncDate
+from django.db.models import Case, Count, F, OuterRef, Q, Sum, Value, When
+from django.db.models.functions import Coalesce, TruncDate
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.utils import timezone
 from django.utils.text import slugify
 from django.views.decorators.http import require_GET, require_http_methods
 
-from ..budgets import amount, limit_problem, month_spending, month_start, unit_name
+from ..budgets import (
+    amount,
+    limit_problem,
+    month_spending,
+    month_spent,
+    month_start,
+    unit_name,
+)
 from ..engines.base import EngineKind
-from ..models import COST_CREDITS, COST_USD, AuditEvent, FlowAccount, Project
+from ..models import COST_CREDITS, COST_USD, AuditEvent, FlowAccount, KeptSpend, Project
 from .access import Role, get_project_for_user
 
 CHART_WIDTH, CHART_HEIGHT, CHART_TOP = 640, 200, 10
@@ -47,6 +54,8 @@ class Spend:
     # Spent this month in the other unit (before the project moved engine): said, not added.
     other: int | Decimal
     other_unit: str
+    # The takes and upscales counted above that were deleted since, in words ("" for none).
+    deleted: str = ""
 
 
 def plain_amount(value):
@@ -63,22 +72,38 @@ def _tally(**keys) -> dict:
 
 def month_spend(project: Project, unit: str) -> Spend:
     """This month's spend in ``unit``, as the budget check counts it (``month_spending``), in
-    five queries however many members, days and upscales: the takes and the upscales each
-    grouped by day and member, the members, and the two sums in the other unit."""
+    five queries however many members, days and upscales: the takes, the upscales and what
+    deleted ones spent, each grouped by day and member, the members, and the sum in the other
+    unit."""
     start = month_start()
     merged: dict[tuple, dict] = {}
-    for kind, spending in zip(("takes", "upscales"), month_spending(project.pk, unit), strict=True):
+    deleted = _tally()
+    takes, upscales, kept = month_spending(project.pk, unit)
+    # The kept spend of deleted clips counts as the takes and upscales they were.
+    kinds = Case(When(kind=KeptSpend.Kind.UPSCALE, then=Value("upscales")), default=Value("takes"))
+    for spending, kind, member in (
+        (takes, Value("takes"), F("requested_by__username")),
+        (upscales, Value("upscales"), F("requested_by__username")),
+        # The name copied in, for when the person's login is deleted.
+        (kept, kinds, Coalesce("requested_by__username", "requested_by_name")),
+    ):
         grouped = (
-            spending.annotate(day=TruncDate("created", tzinfo=timezone.get_current_timezone()))
-            .values("day", "requested_by__username")
+            spending.annotate(
+                day=TruncDate("created", tzinfo=timezone.get_current_timezone()),
+                who=member,
+                what=kind,
+            )
+            .values("day", "who", "what")
             .annotate(count=Count("id"), cost=Sum("cost", default=0))
             .order_by()
         )
         for part in grouped:
-            member = part["requested_by__username"] or "(deleted user)"
-            row = merged.setdefault((part["day"], member), _tally(day=part["day"], member=member))
-            row[kind] += part["count"]
+            name = part["who"] or "(deleted user)"
+            row = merged.setdefault((part["day"], name), _tally(day=part["day"], member=name))
+            row[part["what"]] += part["count"]
             row["credits"] = plain_amount(row["credits"] + Decimal(part["cost"]))
+            if spending is kept:
+                deleted[part["what"]] += part["count"]
     rows = sorted(merged.values(), key=lambda row: (row["day"], row["member"]))
     by_member: dict[str, dict] = {}
     for membership in project.memberships.select_related("user").order_by("user__username"):
@@ -105,9 +130,10 @@ def month_spend(project: Project, unit: str) -> Spend:
         days.append({"day": moment, **by_day.get(moment, _tally(parts=[]))})
         moment += timedelta(days=1)
     other_unit = COST_CREDITS if unit == COST_USD else COST_USD
-    other = sum(
-        spending.aggregate(cost=Sum("cost", default=0))["cost"]
-        for spending in month_spending(project.pk, other_unit)
+    other = (
+        Project.objects.filter(pk=project.pk)
+        .values_list(month_spent(OuterRef("pk"), other_unit), flat=True)
+        .get()
     )
     return Spend(
         month=start.date(),
@@ -117,7 +143,19 @@ def month_spend(project: Project, unit: str) -> Spend:
         total=sum(row["credits"] for row in rows),
         other=plain_amount(other),
         other_unit=other_unit,
+        deleted=_deleted_words(deleted),
     )
+
+
+def _deleted_words(deleted: dict) -> str:
+    """What of this month's takes and upscales was deleted since, in words ("2 takes and 1
+    upscale"); "" when nothing was."""
+    parts = [
+        f"{count} {what[:-1] if count == 1 else what}"
+        for what in ("takes", "upscales")
+        if (count := deleted[what])
+    ]
+    return " and ".join(parts)
 
 
 def chart(spend: Spend, unit: str) -> dict:
