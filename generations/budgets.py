@@ -2,7 +2,8 @@
 
 What one clip costs lives in the catalogue (``engines.catalogue.flow_credits`` for Flow,
 ``VERTEX_PRICES`` for Vertex AI); a take records it when it is asked for (``Scene.take_cost``).
-A refused or failed clip is not charged.
+A clip the upstream refused or failed is not charged; one it made is, even when Flowsite's
+download of it then failed (``SPENDING_Q``).
 """
 
 from __future__ import annotations
@@ -56,9 +57,9 @@ def month_start(now: datetime | None = None) -> datetime:
 def month_spending(project_id, unit) -> tuple[QuerySet, QuerySet, QuerySet]:
     """This month's spending in ``unit`` (credits on Flow, US dollars on Vertex AI), as the
     takes, the upscales and the kept spend of deleted ones (``KeptSpend``) whose cost counts:
-    upscales spend the same credits beside the takes they copy; a failed clip or one cancelled
-    before it was sent costs nothing (``SPENDING_Q``); a clip deleted since still cost what it
-    cost.
+    upscales spend the same credits beside the takes they copy; a clip the upstream failed, or
+    one cancelled before it was sent, costs nothing, while one it made whose download failed
+    counts (``SPENDING_Q``); a clip deleted since still cost what it cost.
 
     The one definition the budget check and the Spend page both count, so what the page shows
     is what Generate is refused on. Querysets, for the caller to sum or group in one query each

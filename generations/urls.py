@@ -40,6 +40,7 @@ urlpatterns = [
     path("scenes/<uuid:uuid>/generate/", views.scene_generate, name="scene-generate"),
     path("takes/<uuid:uuid>/retry/", views.take_retry, name="take-retry"),
     path("takes/<uuid:uuid>/cancel/", views.take_cancel, name="take-cancel"),
+    path("takes/<uuid:uuid>/fetch-again/", views.take_fetch_again, name="take-fetch-again"),
     path("takes/<uuid:uuid>/pick/", views.take_pick, name="take-pick"),
     path("takes/<uuid:uuid>/delete/", views.take_delete, name="take-delete"),
     path("takes/<uuid:uuid>/comments/", views.take_comment, name="take-comment"),

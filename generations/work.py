@@ -82,6 +82,13 @@ def cancel(generation: Generation, user) -> bool:
     return cancelled
 
 
+def fetch_again(generation: Generation) -> None:
+    """Send a failed take whose clip was made back to the worker (``Generation.fetch_again``),
+    starting a pump once that is committed: nothing new is submitted, so nothing is paid."""
+    generation.fetch_again()
+    transaction.on_commit(tasks.start_pump)
+
+
 def resume_waiting(account: FlowAccount) -> None:
     """Once the account's new credentials are committed, the takes that waited for them are
     due again and a pump runs for them."""

@@ -91,6 +91,10 @@ def parse_fault(text: str) -> Fault:
             raise FaultSyntaxError(
                 f"Emulator fault {name!r} takes a number of seconds, not {arg!r}."
             ) from None
+    if name == "expired-url" and arg and not (arg.isdigit() and int(arg) > 0):
+        raise FaultSyntaxError(
+            f"Emulator fault 'expired-url' takes a number of answers (1 or more), not {arg!r}."
+        )
     if name == "broken-poster" and arg not in ("", *POSTER_BREAKS):
         raise FaultSyntaxError(
             f"Emulator fault 'broken-poster' takes one of {', '.join(POSTER_BREAKS)}, not {arg!r}."

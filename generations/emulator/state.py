@@ -76,8 +76,8 @@ class Operation:
     active_seconds: float
     faults: dict[str, Fault]
     render: Future[RenderedClip] | None
-    # "expired-url:once": set once an answer has handed out the expired URLs.
-    expired_urls_served: bool = False
+    # "expired-url:once" and "expired-url=N": the answers that signed its URLs so far.
+    expired_urls_served: int = 0
 
     def status(self, now: float) -> str:
         elapsed = now - self.created

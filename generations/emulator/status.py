@@ -105,13 +105,15 @@ def operation_answer(
 
 def expired_urls(state: EmulatorState, op: Operation) -> bool:
     """Whether this answer signs already-expired URLs; with ``:once``, only the first
-    answer that signs any (a client asking again gets fresh ones)."""
+    answer that signs any, with ``=N`` the first N (a client asking again then gets fresh
+    ones)."""
     fault = op.faults.get("expired-url")
     if fault is None:
         return False
+    limit = 1 if fault.once else int(fault.arg) if fault.arg else None
     with state.lock:
-        expired = not (fault.once and op.expired_urls_served)
-        op.expired_urls_served = True
+        expired = limit is None or op.expired_urls_served < limit
+        op.expired_urls_served += 1
     return expired
 
 

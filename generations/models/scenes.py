@@ -470,8 +470,15 @@ def create_generations(
     return created
 
 
-# The takes whose credits count: Flow charges neither a failed clip nor one never submitted.
-SPENDING_Q = ~Q(status="failed") & ~Q(status="cancelled", submitted_at__isnull=True)
+# The takes (and upscales) whose cost counts. The upstream charges for every clip it
+# finished, whatever became of Flowsite's download of it afterwards: a failed row counts when
+# a download of it was tried, since ``download_attempts`` only grows once the upstream (Flow
+# or Vertex AI alike) answered that the clip was ready, and is never set back (a take fetched
+# again keeps it: ``Generation.fetch_again``). A clip the upstream failed or refused, and one
+# cancelled before it was sent, cost nothing.
+SPENDING_Q = (~Q(status="failed") | Q(download_attempts__gt=0)) & ~Q(
+    status="cancelled", submitted_at__isnull=True
+)
 
 
 def check_budget(

@@ -40,6 +40,9 @@ class Generation(models.Model):
         Status.DOWNLOADING,
     )
     FINAL = (Status.READY, Status.FAILED, Status.CANCELLED, Status.UNCERTAIN)
+    # Said by a take whose upstream, asked again, no longer has the clip it had made
+    # (``pipeline.policy.clip_gone_reason``): fetching it again is no use any more.
+    CLIP_GONE = "no longer has this clip, so Flowsite cannot fetch it again"
 
     uuid = models.UUIDField(default=uuid4, unique=True, editable=False)
     scene = models.ForeignKey(Scene, models.CASCADE, related_name="generations")
@@ -254,6 +257,84 @@ class Generation(models.Model):
             )
             self.next_check_at, self.finished_at, self.updated = None, now, now
         return bool(changed)
+
+    @property
+    def can_fetch_again(self) -> bool:
+        """A failed take whose clip the upstream had finished (a download of it was tried,
+        ``SPENDING_Q`` counts it as spent): its clip can be asked for again, for nothing,
+        unless the upstream already said it no longer has it."""
+        return (
+            self.status == self.Status.FAILED
+            and self.download_attempts > 0
+            and self.CLIP_GONE not in self.reason
+        )
+
+    def fetch_again_problem(self) -> str:
+        """Why this take's clip cannot be fetched again, in words, or ""."""
+        if self.status == self.Status.FAILED and self.CLIP_GONE in self.reason:
+            return (
+                f"The clip of take {self.take} is gone upstream; retry it as a new take to "
+                "make it again."
+            )
+        if self.in_flight and self.download_attempts > 0:
+            return f"Take {self.take} is already being fetched again."
+        if self.is_ready:
+            return f"Take {self.take} is ready; its clip is here already."
+        if not self.can_fetch_again:
+            return (
+                f"Only a failed take whose clip was made can be fetched again; take "
+                f"{self.take} is {self.get_status_display().lower()}."
+            )
+        if self.account_id is None:
+            return (
+                "The account this take was made on was removed, so Flowsite cannot ask for "
+                "its clip again; retry it as a new take."
+            )
+        return ""
+
+    def fetch_again(self) -> None:
+        """Send this failed take back to the worker, which asks its upstream for fresh links to
+        the clip it already made (and charged for) and downloads it again: no new clip is
+        asked for, so nothing is paid again. Refused in words otherwise.
+
+        One conditional update on the row as it was read: of two clicks, or a click racing the
+        worker, only one changes it; the other is told what became of the take. The download
+        count is not set back, since it is what says the clip was paid for (``SPENDING_Q``):
+        it moves on to the next multiple of DOWNLOAD_ATTEMPTS, where a round of downloads
+        with every attempt again begins (``pipeline.download.Download.failed``).
+        """
+        from ..pipeline.policy import DOWNLOAD_ATTEMPTS  # the pipeline imports the models
+
+        problem = self.fetch_again_problem()
+        if problem:
+            raise CannotGenerate(problem)
+        now = timezone.now()
+        rounds = -(-self.download_attempts // DOWNLOAD_ATTEMPTS)
+        fields = {
+            "status": self.Status.ACTIVE,
+            "reason": "Fetching the clip again; no new clip is asked for.",
+            "download_attempts": rounds * DOWNLOAD_ATTEMPTS,
+            "check_errors": 0,
+            "claim": None,
+            "lease_until": None,
+            "next_check_at": now,
+            "finished_at": None,
+            "updated": now,
+        }
+        changed = Generation.objects.filter(
+            pk=self.pk, status=self.Status.FAILED, download_attempts=self.download_attempts
+        ).update(**fields)
+        if not changed:
+            try:
+                self.refresh_from_db(fields=["status", "reason", "download_attempts", "account"])
+            except Generation.DoesNotExist:
+                raise CannotGenerate(f"Take {self.take} was deleted meanwhile.") from None
+            raise CannotGenerate(
+                self.fetch_again_problem()
+                or f"Take {self.take} changed meanwhile; look at it again before fetching it."
+            )
+        for name, value in fields.items():
+            setattr(self, name, value)
 
     def retry_problem(self) -> str:
         """Why this take cannot be asked for again as it stands, in words, or ""."""

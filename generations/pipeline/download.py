@@ -298,9 +298,15 @@ class Download:
         return max(1.0, min(download_deadline(), self.stop_at - time.monotonic()))
 
     def failed(self, error: DownloadError, *, retryable: bool | None = None) -> None:
+        """Ask again for fresh links, or give up after DOWNLOAD_ATTEMPTS in this round.
+
+        The count only grows: it is what says the upstream finished (and charged) the clip
+        (``SPENDING_Q``). A take fetched again starts a round of its own at the next multiple
+        of DOWNLOAD_ATTEMPTS (``Generation.fetch_again``), so it gets them all again.
+        """
         retryable = error.retryable if retryable is None else retryable
         attempts = self.generation.download_attempts + 1
-        if retryable and attempts < DOWNLOAD_ATTEMPTS:
+        if retryable and attempts % DOWNLOAD_ATTEMPTS:
             # The next status call signs fresh URLs; ask for them right away.
             self.counts["download_retries"] += self.hold.release(
                 status=S.ACTIVE,
@@ -311,7 +317,7 @@ class Download:
             return
         reason = error.message
         if retryable:
-            reason = f"{reason} Flowsite gave up after {attempts} download attempts."
+            reason = f"{reason} Flowsite gave up after {DOWNLOAD_ATTEMPTS} download attempts."
         self.counts["failed"] += self.hold.release(
             status=S.FAILED,
             reason=shorten(reason),

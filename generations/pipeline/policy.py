@@ -90,6 +90,17 @@ def failure_reason(code: str) -> str:
     return shorten(f"{sentence.rstrip('.')} ({code}).")
 
 
+def clip_gone_reason(upstream: str, said: str) -> str:
+    """What a take says when the upstream, asked again for a clip it had finished (its
+    download failed, or it was fetched again), answers that the clip failed: it no longer
+    has it, and only a new take, paid for anew, can make it again."""
+    said = said.strip().rstrip(".") or "no reason given"
+    return shorten(
+        f"{upstream} {Generation.CLIP_GONE} ({upstream} said: {said}). Retry as a new take "
+        "to make it again; that pays for a new clip."
+    )
+
+
 def retry_reason(happened: str, delay_seconds: float) -> str:
     """What a take waiting to be tried again says: what happened, and when the next try is."""
     wait = waited_words(timedelta(seconds=max(1.0, delay_seconds)))

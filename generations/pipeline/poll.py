@@ -39,6 +39,7 @@ from .policy import (
     call_deadline,
     check_lease,
     chunks,
+    clip_gone_reason,
     download_deadline,
     download_lease,
     failure_reason,
@@ -181,6 +182,8 @@ class PollRow(NamedTuple):
     operation_name: str
     media_generation_id: str
     check_errors: int
+    # Downloads tried: more than 0 once the upstream said the clip was finished.
+    download_attempts: int
     # When the take started waiting (submitted, else created), only if that was longer ago
     # than FLOWSITE_STUCK_AFTER: the rare take it matters for.
     stuck_since: datetime | None
@@ -205,12 +208,13 @@ class PollRow(NamedTuple):
                 "operation_name",
                 "media_generation_id",
                 "check_errors",
+                "download_attempts",
                 "stuck_since",
             )
         )
         return [
-            cls(pk, status, reason, str(request), operation, media, errors, stuck)
-            for pk, status, reason, request, operation, media, errors, stuck in rows
+            cls(pk, status, reason, str(request), operation, media, errors, downloads, stuck)
+            for pk, status, reason, request, operation, media, errors, downloads, stuck in rows
         ]
 
 
@@ -345,6 +349,13 @@ class PollBatch:
                     lease_until=now + download_lease(),
                 )
                 finished.append((generation, clip))
+            elif clip.state == ClipState.FAILED and generation.download_attempts:
+                # It was finished (and paid for) before; failing now, it is gone upstream.
+                said = clip.failure_message or clip.failure_reason
+                changes[generation.pk] = self.final(
+                    S.FAILED, clip_gone_reason(self.account.upstream, said)
+                )
+                self.counts["failed"] += 1
             elif clip.state == ClipState.FAILED:
                 changes[generation.pk] = self.final(
                     S.FAILED, clip.failure_message or failure_reason(clip.failure_reason)

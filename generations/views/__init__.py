@@ -42,12 +42,13 @@ from .scenes import (
     take_retry,
 )
 from .spend import project_spend, project_spend_csv
-from .take_actions import take_extend, take_last_frame, take_upscale
+from .take_actions import take_extend, take_fetch_again, take_last_frame, take_upscale
 from .team import invite_accept, invite_revoke, project_audit, project_invites
 
 __all__ = [
     "project_accounts",
     "take_extend",
+    "take_fetch_again",
     "take_last_frame",
     "take_upscale",
     "upscale_video",

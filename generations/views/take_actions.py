@@ -1,4 +1,5 @@
-"""Actions on a ready take: extend it, upscale it, start the next scene from its last frame.
+"""Actions on a ready take: extend it, upscale it, start the next scene from its last frame;
+and on a failed take whose clip was made, fetch that clip again.
 
 Each is one POST from the take's card, for editors, answered like Generate: the card again
 (htmx) or a redirect back to the storyboard with a message. A new scene reaches every open
@@ -12,7 +13,7 @@ from uuid import UUID
 from django.http import HttpResponse
 from django.views.decorators.http import require_POST
 
-from .. import take_actions
+from .. import take_actions, work
 from ..models import CannotGenerate, Generation
 from .access import HtmxHttpRequest, htmx_login_required
 from .cards import take_action
@@ -44,6 +45,19 @@ def take_upscale(request: HtmxHttpRequest, uuid: UUID) -> HttpResponse:
         return notice
 
     return take_action(request, uuid, upscale)
+
+
+@require_POST
+@htmx_login_required
+def take_fetch_again(request: HtmxHttpRequest, uuid: UUID) -> HttpResponse:
+    """Ask the upstream again for a clip it made but whose download failed: free, since no
+    new clip is asked for (``Generation.fetch_again``)."""
+
+    def fetch_again(take: Generation) -> str:
+        work.fetch_again(take)
+        return f"Fetching the clip of take {take.take} again; no new clip is paid for."
+
+    return take_action(request, uuid, fetch_again)
 
 
 @require_POST
