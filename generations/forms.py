@@ -376,6 +376,19 @@ class SceneForm(forms.ModelForm):
             for choice in self.images.values():
                 choice.keep_upload(self.files.get(choice.file_name))
 
+    def _post_clean(self) -> None:
+        if not self.has_error("mode"):
+            super()._post_clean()
+            return
+        # The mode asked for was refused, so the scene still has its old one: judging the model
+        # against that would add a second refusal, wrong about the mode the person chose.
+        # Without a mode the scene's rules judge the model on the rest (engine, aspect, tier).
+        mode, self.instance.mode = self.instance.mode, ""
+        try:
+            super()._post_clean()
+        finally:
+            self.instance.mode = mode
+
     def _update_errors(self, errors) -> None:
         # The scene names its images by their fields; the form has a file field for each.
         if hasattr(errors, "error_dict"):
