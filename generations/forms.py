@@ -228,9 +228,12 @@ class SceneForm(forms.ModelForm):
             for name in FILE_FIELDS
         }
         # The model judges the length, after clean_prompt made each CR LF line break one
-        # character, as the textarea's maxlength counted them.
-        prompt = self.fields["prompt"]
-        prompt.validators = [v for v in prompt.validators if not isinstance(v, MaxLengthValidator)]
+        # character, as the textarea's maxlength counted them; and the title's, in its words.
+        for name in ("prompt", "title"):
+            field = self.fields[name]
+            field.validators = [
+                v for v in field.validators if not isinstance(v, MaxLengthValidator)
+            ]
         self.tier = project.account.tier if project.account else TIER_NOT_PAID
         self.engine = project.account.kind if project.account else EngineKind.FLOW
         each = "is billed in US dollars" if self.engine == EngineKind.VERTEX else "spends credits"

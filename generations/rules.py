@@ -84,6 +84,13 @@ PROJECT_NAME = NameValidator("The project name")
 SCENE_TITLE = NameValidator("The title")
 ACCOUNT_LABEL = NameValidator("The label")
 
+MAX_TITLE_CHARACTERS = 120
+
+
+def title_length_problem(length: int) -> str:
+    return f"A title can be at most {MAX_TITLE_CHARACTERS} characters; this one has {length}."
+
+
 # --- prompts ------------------------------------------------------------------------------
 
 MAX_PROMPT_CHARACTERS = 2000
@@ -290,7 +297,12 @@ def mode_input_problems(
 def mode_options_problem(mode: str, duration: int | None, account) -> str:
     """What a mode rules out among the clip options on ``account``'s engine, or ""."""
     engine = EngineKind(account.kind) if account is not None else None
-    if mode == Mode.INGREDIENTS and engine == EngineKind.VERTEX and duration not in (None, 8):
+    if (
+        mode == Mode.INGREDIENTS
+        and engine == EngineKind.VERTEX
+        and isinstance(duration, int)  # else its own field refused it (DURATION_RULE)
+        and duration != 8
+    ):
         # Vertex AI makes clips from reference images only 8 s long.
         return f"Clips from reference images are made only 8 seconds long, not {duration} s."
     return ""
@@ -337,7 +349,9 @@ def options_problems(scene, account) -> dict[str, str]:
         f"the {ENGINE_LABELS[engine]} account {account}" if account is not None else "any account"
     )
     problems: dict[str, str] = {}
-    duration, resolution = scene.duration, scene.resolution
+    # A duration that is not a whole number was refused by its own field (DURATION_RULE).
+    duration = scene.duration if isinstance(scene.duration, int) else None
+    resolution = scene.resolution
     if duration is not None and duration not in options.durations:
         problems["duration"] = (
             f"Clips on {where} are {options.default_duration} seconds long; leave the "

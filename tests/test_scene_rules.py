@@ -139,6 +139,43 @@ def test_the_scene_form_and_the_csv_import_refuse_in_the_same_words(
     assert not Scene.objects.exists()
 
 
+def test_bobs_title_too_long_is_refused_in_flowsites_words(project, bob):
+    response = client_for(bob).post(
+        reverse("scene-create", args=[project.uuid]),
+        {
+            "title": "Dawn" * 125,
+            "prompt": GOOD["prompt"],
+            "aspect": "landscape",
+            "model_key": GOOD["model"],
+            "takes": "1",
+            "start_image_file": SimpleUploadedFile("start.png", png_bytes(), "image/png"),
+        },
+    )
+
+    assert response.context["form"].errors == {
+        "title": ["A title can be at most 120 characters; this one has 500."]
+    }
+    assert "Ensure this value" not in response.text
+    assert not Scene.objects.exists()
+
+
+def test_a_model_key_longer_than_its_column_is_refused_once_as_unknown(project, bob):
+    key = "veo_" + "x" * 60
+    response = client_for(bob).post(
+        reverse("scene-create", args=[project.uuid]),
+        {
+            "prompt": GOOD["prompt"],
+            "aspect": "landscape",
+            "model_key": key,
+            "takes": "1",
+            "start_image_file": SimpleUploadedFile("start.png", png_bytes(), "image/png"),
+        },
+    )
+
+    [refusal] = response.context["form"].errors["model_key"]
+    assert refusal.startswith(f"Unknown model “{key}”; pick one of ")
+
+
 def test_a_good_scene_passes_both(project, bob, tmp_path):
     response = client_for(bob).post(
         reverse("scene-create", args=[project.uuid]),
