@@ -148,17 +148,24 @@ ENGINE_LABELS = {EngineKind.FLOW: "Google Flow", EngineKind.VERTEX: "Vertex AI"}
 NO_ACCOUNT = "The project has no Flow or Vertex AI account to spend; ask an admin to set one."
 
 
-def model_problem(key: str, aspect: str | None, account, mode: str | None = None) -> str:
+def model_problem(
+    key: str, aspect: str | None, account, mode: str | None = None, *, by_key: bool = False
+) -> str:
     """Why the model ``key`` cannot make ``aspect`` clips (None: the aspect is itself wrong)
     in ``mode`` (None: any) on ``account`` (None: the project has none yet), as a sentence;
-    "" when it can."""
+    "" when it can. The models to pick instead are named as the scene form's model menu names
+    them, or by key (``by_key``) where the person types keys (a storyboard CSV)."""
     tier = account.tier if account is not None else TIER_NOT_PAID
     engine = EngineKind(account.kind) if account is not None else None
     # An extension's model follows its source take (take_actions.extend_model), not a list.
     mode = mode if mode in MODE_LABELS and mode != Mode.EXTEND else None
     model = get_model(key)
+    # Without an aspect both aspects' models are offered, one name for the two.
     offered = ", ".join(
-        model.key for model in models_for(tier, aspect, engine or EngineKind.FLOW, mode)
+        dict.fromkeys(
+            model.key if by_key else model.label
+            for model in models_for(tier, aspect, engine or EngineKind.FLOW, mode)
+        )
     )
     if model is None or (engine is not None and model.engine != engine):
         if model is None:

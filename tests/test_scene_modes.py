@@ -113,7 +113,7 @@ def test_a_scene_with_a_model_of_another_mode_is_refused_naming_those_that_fit(p
 
     assert refused.value.message_dict["model_key"] == [
         "Veo 3.1 Quality (veo_3_1_i2v_s) does not make clips from reference images "
-        "(ingredients); pick one of veo_3_1_r2v_fast_landscape, veo_3_1_r2v_lite."
+        "(ingredients); pick one of Veo 3.1 Fast, Veo 3.1 Lite."
     ]
 
 
@@ -237,7 +237,7 @@ def test_the_model_must_do_the_mode(project, bob):
     assert response.status_code == 200
     assert (
         "Veo 3.1 Fast (veo_3_1_i2v_s_fast) does not make clips from the prompt alone; pick one "
-        "of veo_3_1_t2v_fast, veo_3_1_t2v, veo_3_1_t2v_lite." in response.text
+        "of Veo 3.1 Fast, Veo 3.1 Quality, Veo 3.1 Lite." in response.text
     )
 
 

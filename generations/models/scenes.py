@@ -251,6 +251,10 @@ class Scene(models.Model):
             missing=missing,
         )
 
+    # How a refusal names the models to pick instead: as the scene form's model menu does, or
+    # by key, for the storyboard CSV import, whose model column holds keys.
+    models_named_by_key = False
+
     # Columns whose bounds (a length, a number's range) clean() already covers by naming what
     # the value may be: a model, a resolution, who may appear, a duration the engine offers.
     _BOUNDS_SAID_BY_CLEAN = ("model_key", "resolution", "person_generation", "duration")
@@ -299,7 +303,9 @@ class Scene(models.Model):
         if self.model_key:
             aspect = self.aspect if self.aspect in self.AspectChoice.values else None
             mode = self.mode if self.mode in self.Mode.values else None
-            problem = rules.model_problem(self.model_key, aspect, account, mode)
+            problem = rules.model_problem(
+                self.model_key, aspect, account, mode, by_key=self.models_named_by_key
+            )
             if problem:
                 problems["model_key"] = problem
         # (No model: the field's own rule says so.)
