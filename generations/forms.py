@@ -91,9 +91,9 @@ class MemberAddForm(forms.Form):
 
 
 class SceneForm(forms.ModelForm):
-    """Add or edit a scene. Its images are stored only once everything else is valid; the
-    start image may also be one of the project's images, or the upload kept from a submit that
-    failed (``image_choice``).
+    """Add or edit a scene. Its images are stored only once everything else is valid; each may
+    also be the upload kept from a submit that failed, and the start image one of the project's
+    images (``image_choice``).
 
     The mode says which images the scene needs (rules.MODE_IMAGE_FIELDS); every field is on the
     page (app.js hides those the chosen mode does not use), and images a mode does not use
@@ -213,13 +213,27 @@ class SceneForm(forms.ModelForm):
         super().__init__(*args, **kwargs)
         # Scene.clean() judges the model against the project's account.
         self.instance.project = project
-        self.start_image = ImageChoice(
-            self, "start_image", project, user, current=self.instance.start_image
-        )
+        self.images = {
+            name: ImageChoice(
+                self,
+                name,
+                project,
+                user,
+                current=getattr(self.instance, name)
+                if getattr(self.instance, f"{name}_id")
+                else None,
+                full=name == "start_image",
+                told_on=FILE_FIELDS["reference_1"] if name in rules.REFERENCE_FIELDS else None,
+            )
+            for name in FILE_FIELDS
+        }
         # The model judges the length, after clean_prompt made each CR LF line break one
-        # character, as the textarea's maxlength counted them.
-        prompt = self.fields["prompt"]
-        prompt.validators = [v for v in prompt.validators if not isinstance(v, MaxLengthValidator)]
+        # character, as the textarea's maxlength counted them; and the title's, in its words.
+        for name in ("prompt", "title"):
+            field = self.fields[name]
+            field.validators = [
+                v for v in field.validators if not isinstance(v, MaxLengthValidator)
+            ]
         self.tier = project.account.tier if project.account else TIER_NOT_PAID
         self.engine = project.account.kind if project.account else EngineKind.FLOW
         each = "is billed in US dollars" if self.engine == EngineKind.VERTEX else "spends credits"
@@ -308,24 +322,24 @@ class SceneForm(forms.ModelForm):
 
     def clean(self) -> dict:
         cleaned = super().clean()
-        upload = cleaned.get("start_image_file")
-        self.start_image.resolve(upload)
+        for name, choice in self.images.items():
+            given = cleaned.get(FILE_FIELDS[name])
+            # Remove ticked (a reference): nothing kept from before takes the image's place.
+            if given is not False:
+                choice.resolve(_new_file(given))
         mode = cleaned.get("mode")
         if mode is None:
             return cleaned
         uses = rules.MODE_IMAGE_FIELDS[mode]
         scene = self.instance
-        # What the scene will hold: a new file (or, for the start image, one picked or kept),
-        # or the image it has if the mode uses it (and, for a reference, it was not removed).
+        # What the scene will hold: a new file (or one picked or kept), or the image it has if
+        # the mode uses it (and, for a reference, it was not removed).
         # A file chosen for an image the mode does not use counts, so that it is refused rather
         # than silently dropped.
         will_have = {}
         for name, field_name in FILE_FIELDS.items():
-            given = cleaned.get(field_name)
-            if isinstance(given, StoredImage):
-                given = None  # the current reference, kept unless the mode drops it
-            if name == "start_image" and self.start_image.chosen is not None:
-                given = True
+            # (The current reference comes back as a StoredImage: kept unless the mode drops it.)
+            given = _new_file(cleaned.get(field_name)) or self.images[name].chosen
             kept = (
                 cleaned.get(field_name) is not False
                 and getattr(scene, f"{name}_id") is not None
@@ -338,8 +352,10 @@ class SceneForm(forms.ModelForm):
             end=will_have["end_image"],
             references=sum(will_have[name] for name in rules.REFERENCE_FIELDS),
         )
+        told = {name: self.has_error(field_name) for name, field_name in FILE_FIELDS.items()}
+        told["reference_1"] = any(told[name] for name in rules.REFERENCE_FIELDS)
         for name, problem in problems.items():
-            if self.has_error(FILE_FIELDS[name]):
+            if told[name]:
                 continue  # a picked or kept image already said what is wrong
             if name == "reference_1":
                 missing = not any(will_have[other] for other in rules.REFERENCE_FIELDS)
@@ -352,15 +368,29 @@ class SceneForm(forms.ModelForm):
             for name, field_name in FILE_FIELDS.items():
                 if name not in uses or cleaned.get(field_name) is False:
                     setattr(scene, name, None)
-            if "start_image" not in uses:
-                self.start_image.chosen = None
+                if name not in uses:
+                    self.images[name].chosen = None
         return cleaned
 
     def full_clean(self) -> None:
         super().full_clean()
         if self.is_bound and self._errors:
-            # Whatever else is wrong, the picture chosen need not be chosen again.
-            self.start_image.keep_upload(self.files.get("start_image_file"))
+            # Whatever else is wrong, the pictures chosen need not be chosen again.
+            for choice in self.images.values():
+                choice.keep_upload(self.files.get(choice.file_name))
+
+    def _post_clean(self) -> None:
+        if not self.has_error("mode"):
+            super()._post_clean()
+            return
+        # The mode asked for was refused, so the scene still has its old one: judging the model
+        # against that would add a second refusal, wrong about the mode the person chose.
+        # Without a mode the scene's rules judge the model on the rest (engine, aspect, tier).
+        mode, self.instance.mode = self.instance.mode, ""
+        try:
+            super()._post_clean()
+        finally:
+            self.instance.mode = mode
 
     def _update_errors(self, errors) -> None:
         # The scene names its images by their fields; the form has a file field for each.
@@ -376,31 +406,20 @@ class SceneForm(forms.ModelForm):
         Returns None when the image is refused; the reason is then on the form.
         """
         scene: Scene = self.instance
-        stored: list = []
-        field_name = "start_image_file"
-        if self.start_image.user is None:
-            self.start_image.user = user
+        choice = self.images["start_image"]
+        for each in self.images.values():
+            if each.user is None:
+                each.user = user
         try:
             with transaction.atomic():
+                # Each image: the one chosen (a file stored now, or one picked or kept), else
+                # the one the scene holds (clean() let go those that must go).
                 chosen = {}
-                start = self.start_image.image_to_save(self.cleaned_data.get("start_image_file"))
-                if start is not None:
-                    scene.start_image = start
-                for name, field_name in FILE_FIELDS.items():
-                    upload = self.cleaned_data.get(field_name)
-                    if name == "start_image":
-                        continue
-                    if upload and not isinstance(upload, StoredImage):
-                        image = images.store_start_image(
-                            self.project, upload, user, name=upload.name
-                        )
-                        stored.append(image)
-                        chosen[name] = image
-                if "end_image" in chosen:
-                    scene.end_image = chosen["end_image"]
-                scene.set_references(
-                    [chosen.get(name, getattr(scene, name)) for name in rules.REFERENCE_FIELDS]
-                )
+                for name, choice in self.images.items():
+                    upload = _new_file(self.cleaned_data.get(choice.file_name))
+                    chosen[name] = choice.image_to_save(upload) or getattr(scene, name)
+                scene.start_image, scene.end_image = chosen["start_image"], chosen["end_image"]
+                scene.set_references([chosen[name] for name in rules.REFERENCE_FIELDS])
                 scene.updated = timezone.now()
                 if scene.pk is None:
                     scene.project = self.project
@@ -425,11 +444,11 @@ class SceneForm(forms.ModelForm):
                         ]
                     )
         except images.ImageRejected as refusal:
-            self.add_error(field_name, str(refusal))
-            self._forget([*stored, self.start_image.stored])
+            self.add_error(choice.file_name, str(refusal))
+            self._forget([each.stored for each in self.images.values()])
             return None
         except BaseException:
-            self._forget([*stored, self.start_image.stored])
+            self._forget([each.stored for each in self.images.values()])
             raise
         return scene
 
@@ -439,6 +458,12 @@ class SceneForm(forms.ModelForm):
         for image in stored:
             if image is not None:
                 image.file.storage.delete(image.file.name)
+
+
+def _new_file(value):
+    """The file uploaded in a scene form's image field, or None: the field's value may also be
+    the current reference (a StoredImage) or False (its Remove box ticked)."""
+    return value if value and not isinstance(value, StoredImage) else None
 
 
 class TrimForm(forms.Form):

@@ -1,5 +1,6 @@
 """One image a scene form takes: a file (chosen, dropped or pasted), one of the project's images
-reused, or the one this person uploaded in a submit of the form that failed.
+reused, or the one this person uploaded in a submit of the form that failed. The scene form has
+one for each of its images (start, end, references).
 
 A file input forgets its file when the form comes back with an error (an empty prompt, say),
 so an upload that passed its own checks is stored at once as an ``ImageAsset`` nothing refers
@@ -16,8 +17,10 @@ What wins when several are sent: a file, then a picked image, then the kept one,
 scene's current image. Without JavaScript a checked radio cannot be unchecked, so a file must
 be able to override it; the page's script clears the others when one is chosen.
 
-The template is ``generations/_image_input.html``; the page's behaviour (drop, paste, the crop
-preview, the picker) is keyed on its ``data-image-input`` attributes, so a form may hold several.
+The full input (drop, paste, the crop preview, the picker) is ``generations/_image_input.html``,
+keyed on its ``data-image-input`` attributes; only the start image has it so far. The other
+images are plain file inputs (``full=False``: no picker) that keep an upload all the same
+(``generations/_image_kept.html``).
 """
 
 from __future__ import annotations
@@ -62,6 +65,8 @@ class ImageChoice:
         user,
         *,
         current: ImageAsset | None = None,
+        full: bool = True,
+        told_on: str | None = None,
     ) -> None:
         self.form = form
         self.name = name
@@ -71,6 +76,10 @@ class ImageChoice:
         self.project = project
         self.user = user
         self.current = current
+        self.full = full
+        # The field where the form tells what the mode refuses about this image (a reference's
+        # is the first reference's); an image refused there is not kept.
+        self.told_on = told_on or self.file_name
         # A stored image chosen through the picker or kept from an earlier submit.
         self.chosen: ImageAsset | None = None
         self.picked = False
@@ -85,7 +94,7 @@ class ImageChoice:
         file field. Called from the form's ``clean()``."""
         if upload or not self.form.is_bound:
             return
-        picked = _uuid(self.form.data.get(self.pick_name))
+        picked = _uuid(self.form.data.get(self.pick_name)) if self.full else None
         if picked is not None:
             self.chosen = self.project.images.filter(in_use(), uuid=picked).first()
             self.picked = True
@@ -102,7 +111,7 @@ class ImageChoice:
     def keep_upload(self, upload) -> None:
         """The form failed: store the upload now, if it passes its own checks, so the form
         sent back refers to it instead of asking for it again."""
-        if not upload or self.form.has_error(self.file_name):
+        if not upload or self.form.has_error(self.file_name) or self.form.has_error(self.told_on):
             return
         try:
             self.chosen = images.store_start_image(
@@ -155,6 +164,8 @@ class ImageChoice:
     def options(self) -> list[ImageAsset]:
         """The project's images in use, newest first, one per picture (the same bytes uploaded
         twice are shown once); the scene's own image is not offered again."""
+        if not self.full:
+            return []
         rows = self.project.images.filter(in_use()).order_by("-created", "-pk")
         if self.current is not None:
             rows = rows.exclude(Q(pk=self.current.pk) | Q(sha256=self.current.sha256))

@@ -84,6 +84,13 @@ PROJECT_NAME = NameValidator("The project name")
 SCENE_TITLE = NameValidator("The title")
 ACCOUNT_LABEL = NameValidator("The label")
 
+MAX_TITLE_CHARACTERS = 120
+
+
+def title_length_problem(length: int) -> str:
+    return f"A title can be at most {MAX_TITLE_CHARACTERS} characters; this one has {length}."
+
+
 # --- prompts ------------------------------------------------------------------------------
 
 MAX_PROMPT_CHARACTERS = 2000
@@ -141,17 +148,24 @@ ENGINE_LABELS = {EngineKind.FLOW: "Google Flow", EngineKind.VERTEX: "Vertex AI"}
 NO_ACCOUNT = "The project has no Flow or Vertex AI account to spend; ask an admin to set one."
 
 
-def model_problem(key: str, aspect: str | None, account, mode: str | None = None) -> str:
+def model_problem(
+    key: str, aspect: str | None, account, mode: str | None = None, *, by_key: bool = False
+) -> str:
     """Why the model ``key`` cannot make ``aspect`` clips (None: the aspect is itself wrong)
     in ``mode`` (None: any) on ``account`` (None: the project has none yet), as a sentence;
-    "" when it can."""
+    "" when it can. The models to pick instead are named as the scene form's model menu names
+    them, or by key (``by_key``) where the person types keys (a storyboard CSV)."""
     tier = account.tier if account is not None else TIER_NOT_PAID
     engine = EngineKind(account.kind) if account is not None else None
     # An extension's model follows its source take (take_actions.extend_model), not a list.
     mode = mode if mode in MODE_LABELS and mode != Mode.EXTEND else None
     model = get_model(key)
+    # Without an aspect both aspects' models are offered, one name for the two.
     offered = ", ".join(
-        model.key for model in models_for(tier, aspect, engine or EngineKind.FLOW, mode)
+        dict.fromkeys(
+            model.key if by_key else model.label
+            for model in models_for(tier, aspect, engine or EngineKind.FLOW, mode)
+        )
     )
     if model is None or (engine is not None and model.engine != engine):
         if model is None:
@@ -290,7 +304,12 @@ def mode_input_problems(
 def mode_options_problem(mode: str, duration: int | None, account) -> str:
     """What a mode rules out among the clip options on ``account``'s engine, or ""."""
     engine = EngineKind(account.kind) if account is not None else None
-    if mode == Mode.INGREDIENTS and engine == EngineKind.VERTEX and duration not in (None, 8):
+    if (
+        mode == Mode.INGREDIENTS
+        and engine == EngineKind.VERTEX
+        and isinstance(duration, int)  # else its own field refused it (DURATION_RULE)
+        and duration != 8
+    ):
         # Vertex AI makes clips from reference images only 8 s long.
         return f"Clips from reference images are made only 8 seconds long, not {duration} s."
     return ""
@@ -337,7 +356,9 @@ def options_problems(scene, account) -> dict[str, str]:
         f"the {ENGINE_LABELS[engine]} account {account}" if account is not None else "any account"
     )
     problems: dict[str, str] = {}
-    duration, resolution = scene.duration, scene.resolution
+    # A duration that is not a whole number was refused by its own field (DURATION_RULE).
+    duration = scene.duration if isinstance(scene.duration, int) else None
+    resolution = scene.resolution
     if duration is not None and duration not in options.durations:
         problems["duration"] = (
             f"Clips on {where} are {options.default_duration} seconds long; leave the "

@@ -248,3 +248,157 @@ def test_a_picked_image_whose_scene_was_deleted_meanwhile_is_refused_in_words(pr
 
     assert form.save_scene(bob) is None
     assert form.errors["start_image_file"] == [PICKED_GONE]
+
+
+# --- every image of the scene, not only the start image -------------------------------------
+
+FRAMES = {"mode": "frames", "model_key": "veo_3_1_i2v_s_fast_fl"}
+INGREDIENTS = {"mode": "ingredients", "model_key": "veo_3_1_r2v_fast_landscape"}
+
+
+def kept_of(html: str, name: str) -> str | None:
+    found = re.findall(rf'name="{name}_kept" value="([0-9a-f-]+)"', html)
+    return found[0] if found else None
+
+
+def field_html(html: str, name: str) -> str:
+    """The markup of the image field ``name``, from its block's start to the next field's."""
+    start = html.rindex('<div class="field', 0, html.index(f'name="{name}_file"'))
+    following = html.find('<div class="field', start + 1)
+    return html[start : following if following != -1 else len(html)]
+
+
+def test_bob_sends_a_frames_scene_again_after_an_empty_prompt_without_choosing_either_image_again(
+    project, bob
+):
+    failed = create(
+        bob,
+        project,
+        **FRAMES,
+        prompt="",
+        start_image_file=upload("dawn.png"),
+        end_image_file=upload("dusk.png", (10, 10, 90)),
+    )
+    assert "Write a prompt" in failed.text
+    start, end = kept_of(failed.text, "start_image"), kept_of(failed.text, "end_image")
+    assert start and end and start != end
+
+    again = create(bob, project, **FRAMES, start_image_kept=start, end_image_kept=end)
+
+    assert again.status_code == 302
+    scene = Scene.objects.get()
+    assert (str(scene.start_image.uuid), str(scene.end_image.uuid)) == (start, end)
+    assert scene.end_image.original_name == "dusk.png"
+    assert ImageAsset.objects.count() == 2
+
+
+def test_bob_sends_an_ingredients_scene_again_and_its_references_keep_their_order(project, bob):
+    failed = create(
+        bob,
+        project,
+        **INGREDIENTS,
+        prompt="",
+        reference_1_file=upload("hero.png", (200, 0, 0)),
+        reference_3_file=upload("harbour.png", (0, 0, 200)),
+    )
+    hero, harbour = kept_of(failed.text, "reference_1"), kept_of(failed.text, "reference_3")
+    assert hero and harbour and kept_of(failed.text, "reference_2") is None
+
+    again = create(bob, project, **INGREDIENTS, reference_1_kept=hero, reference_3_kept=harbour)
+
+    assert again.status_code == 302
+    scene = Scene.objects.get()
+    assert [str(image.uuid) for image in scene.references] == [hero, harbour]
+    assert [str(image) for image in scene.references] == ["hero.png", "harbour.png"]
+
+
+def test_the_form_sent_back_shows_each_kept_image_in_its_own_field(project, bob):
+    failed = create(
+        bob,
+        project,
+        **FRAMES,
+        prompt="",
+        start_image_file=upload("dawn.png"),
+        end_image_file=upload("dusk.png", (10, 10, 90)),
+    ).text
+    end = kept_of(failed, "end_image")
+    field = field_html(failed, "end_image")
+
+    assert "Kept from your last try: dusk.png (64 × 36)" in field
+    assert re.search(rf'<img class="image-kept__thumb" src="/media/image/{end}"', field)
+    assert f'name="end_image_kept" value="{end}"' in field
+    # The picture shown is one bob may see.
+    picture = client_for(bob).get(f"/media/image/{end}")
+    assert (picture.status_code, picture["Content-Type"]) == (200, "image/png")
+
+    references = create(
+        bob, project, **INGREDIENTS, prompt="", reference_2_file=upload("boat.png")
+    ).text
+    boat = kept_of(references, "reference_2")
+    assert "Kept from your last try: boat.png" in field_html(references, "reference_2")
+    assert f'src="/media/image/{boat}"' in field_html(references, "reference_2")
+    assert "Kept from your last try" not in field_html(references, "reference_1")
+
+
+def test_bob_cannot_send_back_as_his_end_image_or_reference_an_upload_alice_kept(
+    project, alice, bob
+):
+    alices = kept_of(
+        create(alice, project, **FRAMES, prompt="", end_image_file=upload()).text, "end_image"
+    )
+    assert alices
+
+    as_end = create(bob, project, **FRAMES, start_image_file=upload(), end_image_kept=alices)
+    as_reference = create(bob, project, **INGREDIENTS, reference_1_kept=alices)
+
+    for response in (as_end, as_reference):
+        assert response.status_code == 200
+        assert escape(KEPT_GONE) in response.text
+    assert not Scene.objects.exists()
+
+
+def test_an_end_image_kept_in_another_project_is_refused(project, alice, account):
+    elsewhere = other_project(alice, account)
+    theirs = kept_of(
+        create(alice, elsewhere, **FRAMES, prompt="", end_image_file=upload()).text, "end_image"
+    )
+
+    response = create(alice, project, **FRAMES, start_image_file=upload(), end_image_kept=theirs)
+
+    assert escape(KEPT_GONE) in response.text
+    assert not project.scenes.exists()
+
+
+def test_editing_a_reference_with_an_error_keeps_the_new_one_and_the_others_stay(project, bob):
+    hero = make_image(project, bob, color=(1, 1, 1))
+    boat = make_image(project, bob, color=(2, 2, 2))
+    scene = make_scene(project, **INGREDIENTS, reference_1=hero, reference_2=boat)
+    url = reverse("scene-edit", args=[scene.uuid])
+
+    failed = client_for(bob).post(
+        url, scene_data(**INGREDIENTS, prompt="", reference_2_file=upload("ship.png"))
+    )
+    scene.refresh_from_db()
+    assert scene.reference_2_id == boat.pk
+    ship = kept_of(failed.text, "reference_2")
+
+    again = client_for(bob).post(url, scene_data(**INGREDIENTS, reference_2_kept=ship))
+
+    assert again.status_code == 302
+    scene.refresh_from_db()
+    assert [str(image.uuid) for image in scene.references] == [str(hero.uuid), ship]
+
+
+def test_references_the_mode_refuses_are_not_kept(project, bob):
+    response = create(
+        bob,
+        project,
+        **FRAMES,
+        start_image_file=upload("dawn.png"),
+        end_image_file=upload("dusk.png"),
+        reference_2_file=upload("boat.png"),
+    )
+
+    assert "A Start and end frames clip takes no reference images" in response.text
+    assert kept_of(response.text, "reference_2") is None
+    assert "boat.png" not in {image.original_name for image in ImageAsset.objects.all()}

@@ -113,7 +113,7 @@ def test_a_scene_with_a_model_of_another_mode_is_refused_naming_those_that_fit(p
 
     assert refused.value.message_dict["model_key"] == [
         "Veo 3.1 Quality (veo_3_1_i2v_s) does not make clips from reference images "
-        "(ingredients); pick one of veo_3_1_r2v_fast_landscape, veo_3_1_r2v_lite."
+        "(ingredients); pick one of Veo 3.1 Fast, Veo 3.1 Lite."
     ]
 
 
@@ -237,8 +237,29 @@ def test_the_model_must_do_the_mode(project, bob):
     assert response.status_code == 200
     assert (
         "Veo 3.1 Fast (veo_3_1_i2v_s_fast) does not make clips from the prompt alone; pick one "
-        "of veo_3_1_t2v_fast, veo_3_1_t2v, veo_3_1_t2v_lite." in response.text
+        "of Veo 3.1 Fast, Veo 3.1 Quality, Veo 3.1 Lite." in response.text
     )
+
+
+@pytest.mark.parametrize("mode", ["zzz", "extend"])
+def test_a_mode_the_form_does_not_offer_is_the_only_refusal_whatever_the_model(project, bob, mode):
+    response = post_scene(bob, project, form_data(mode=mode, model_key="veo_3_1_t2v_fast"))
+
+    assert response.status_code == 200
+    assert response.context["form"].errors.get_json_data() == {
+        "mode": [{"message": rules.MODE_REQUIRED, "code": ""}]
+    }
+    assert "does not make clips from" not in response.text
+    assert not Scene.objects.exists()
+
+
+def test_with_a_bad_mode_the_model_is_still_judged_on_its_aspect(project, bob):
+    response = post_scene(
+        bob, project, form_data(mode="zzz", model_key="veo_3_1_t2v_fast_portrait")
+    )
+
+    assert rules.MODE_REQUIRED in response.text
+    assert "makes Portrait 9:16 clips, not Landscape 16:9" in response.text
 
 
 def test_an_ingredients_scene_keeps_its_references_in_order_and_a_removed_one_closes_the_gap(

@@ -15,6 +15,7 @@ from django.core.management import CommandError, call_command
 from django.urls import reverse
 from PIL import Image
 
+from generations import rules
 from generations.models import FlowAccount, Project, Scene
 from tests.conftest import png_bytes
 from tests.views_support import client_for
@@ -61,12 +62,6 @@ RULES = [
         "no aspect",
         {"aspect": ""},
         "Choose the aspect: landscape (16:9) or portrait (9:16).",
-    ),
-    (
-        "an unknown model",
-        {"model": "veo_9"},
-        "Unknown model “veo_9”; pick one of veo_3_1_i2v_s_fast, veo_3_1_i2v_s, "
-        "veo_3_1_i2v_lite, veo_3_1_i2v_lite_low_priority.",
     ),
     (
         "a model of the other aspect",
@@ -137,6 +132,70 @@ def test_the_scene_form_and_the_csv_import_refuse_in_the_same_words(
     assert words in on_the_page
     assert in_the_terminal.splitlines()[1] == f"row 2: {words}"
     assert not Scene.objects.exists()
+
+
+def test_an_unknown_model_is_refused_naming_the_menus_models_on_the_page_and_their_keys_in_the_csv(
+    project, bob, tmp_path
+):
+    scene = {**GOOD, "model": "veo_9"}
+
+    on_the_page = form_refusal(project, bob, scene)
+    in_the_terminal = csv_refusal(tmp_path, scene)
+
+    # The names the form's model menu shows, where bob picks from it…
+    assert (
+        "Unknown model “veo_9”; pick one of Veo 3.1 Fast, Veo 3.1 Quality, Veo 3.1 Lite, "
+        "Veo 3.1 Lite (low priority)." in on_the_page
+    )
+    assert "veo_3_1_i2v_s_fast," not in on_the_page
+    # …and the keys the CSV's model column takes, where he types one.
+    assert in_the_terminal.splitlines()[1] == (
+        "row 2: Unknown model “veo_9”; pick one of veo_3_1_i2v_s_fast, veo_3_1_i2v_s, "
+        "veo_3_1_i2v_lite, veo_3_1_i2v_lite_low_priority."
+    )
+
+
+def test_without_an_aspect_each_model_name_is_offered_once(project):
+    assert rules.model_problem("veo_9", None, project.account, "text") == (
+        "Unknown model “veo_9”; pick one of Veo 3.1 Fast, Veo 3.1 Quality, Veo 3.1 Lite."
+    )
+
+
+def test_bobs_title_too_long_is_refused_in_flowsites_words(project, bob):
+    response = client_for(bob).post(
+        reverse("scene-create", args=[project.uuid]),
+        {
+            "title": "Dawn" * 125,
+            "prompt": GOOD["prompt"],
+            "aspect": "landscape",
+            "model_key": GOOD["model"],
+            "takes": "1",
+            "start_image_file": SimpleUploadedFile("start.png", png_bytes(), "image/png"),
+        },
+    )
+
+    assert response.context["form"].errors == {
+        "title": ["A title can be at most 120 characters; this one has 500."]
+    }
+    assert "Ensure this value" not in response.text
+    assert not Scene.objects.exists()
+
+
+def test_a_model_key_longer_than_its_column_is_refused_once_as_unknown(project, bob):
+    key = "veo_" + "x" * 60
+    response = client_for(bob).post(
+        reverse("scene-create", args=[project.uuid]),
+        {
+            "prompt": GOOD["prompt"],
+            "aspect": "landscape",
+            "model_key": key,
+            "takes": "1",
+            "start_image_file": SimpleUploadedFile("start.png", png_bytes(), "image/png"),
+        },
+    )
+
+    [refusal] = response.context["form"].errors["model_key"]
+    assert refusal.startswith(f"Unknown model “{key}”; pick one of ")
 
 
 def test_a_good_scene_passes_both(project, bob, tmp_path):

@@ -328,3 +328,62 @@ def test_alices_vertex_card_shows_the_clip_options_she_chose_and_a_flow_card_sho
     page = client_for(alice).get(reverse("project-detail", args=[vertex_project.uuid])).text
     assert "<dt>Length</dt>" not in page
     assert "<dt>Sound</dt>" not in page
+
+
+def form_errors(project: Project, user, **fields) -> dict[str, list[str]]:
+    data = {
+        "prompt": "A heron lifts off",
+        "aspect": "landscape",
+        "model_key": FAST,
+        "takes": "1",
+        "start_image_file": SimpleUploadedFile("start.png", png_bytes(), "image/png"),
+        **fields,
+    }
+    response = client_for(user).post(reverse("scene-create", args=[project.uuid]), data)
+    assert response.status_code == 200
+    return dict(response.context["form"].errors)
+
+
+@pytest.mark.parametrize("duration", ["-8", "1" * 30])
+def test_a_duration_out_of_any_range_is_refused_once_with_the_engines_choices_on_the_page_and_in_the_csv(
+    on_vertex, bob, tmp_path, duration
+):
+    words = f"A clip is 4, 6 or 8 s long, not {duration} s."
+
+    on_the_page = form_errors(on_vertex, bob, duration=duration)
+    with pytest.raises(CommandError) as refused:
+        import_csv(
+            tmp_path,
+            ["image", "prompt", "aspect", "duration"],
+            ["harbour.png", "Waves", "landscape", duration],
+        )
+
+    assert on_the_page == {"duration": [words]}
+    assert refused.value.args[0].splitlines()[1] == f"row 2: {words}"
+    assert not Scene.objects.exists()
+
+
+def test_a_duration_that_is_not_a_number_is_refused_once(on_vertex, bob, tmp_path):
+    rule = "The duration is a whole number of seconds, or blank."
+
+    on_the_page = form_errors(on_vertex, bob, duration="abc", resolution="1080p")
+    with pytest.raises(CommandError) as refused:
+        import_csv(
+            tmp_path,
+            ["image", "prompt", "aspect", "duration"],
+            ["harbour.png", "Waves", "landscape", "abc"],
+        )
+
+    assert on_the_page == {"duration": [rule]}
+    assert refused.value.args[0].splitlines()[1] == f"row 2: {rule}"
+
+
+def test_options_longer_than_their_columns_are_refused_once_naming_the_choices(on_vertex, bob):
+    errors = form_errors(on_vertex, bob, resolution="8k-ultra-hd", person_generation="x" * 21)
+
+    assert errors == {
+        "resolution": ["The resolution is 720p, 1080p or 4k, not “8k-ultra-hd”."],
+        "person_generation": [
+            f"Who may appear is one of allow_adult, dont_allow or allow_all, not “{'x' * 21}”."
+        ],
+    }

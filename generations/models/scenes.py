@@ -113,7 +113,9 @@ class Scene(models.Model):
         "Generation", models.SET_NULL, null=True, blank=True, related_name="extensions"
     )
     position = models.PositiveIntegerField(default=0)
-    title = models.CharField(max_length=120, blank=True, validators=[rules.SCENE_TITLE])
+    title = models.CharField(
+        max_length=rules.MAX_TITLE_CHARACTERS, blank=True, validators=[rules.SCENE_TITLE]
+    )
     prompt = models.TextField(
         max_length=rules.MAX_PROMPT_CHARACTERS,
         validators=[rules.validate_prompt],
@@ -249,6 +251,42 @@ class Scene(models.Model):
             missing=missing,
         )
 
+    # How a refusal names the models to pick instead: as the scene form's model menu does, or
+    # by key, for the storyboard CSV import, whose model column holds keys.
+    models_named_by_key = False
+
+    # Columns whose bounds (a length, a number's range) clean() already covers by naming what
+    # the value may be: a model, a resolution, who may appear, a duration the engine offers.
+    _BOUNDS_SAID_BY_CLEAN = ("model_key", "resolution", "person_generation", "duration")
+    _BOUND_CODES = ("max_length", "min_value", "max_value")
+
+    def clean_fields(self, exclude=None) -> None:
+        """The fields' own checks, without Django's words for a column's bounds ("Ensure this
+        value has at most 10 characters"): where ``clean()`` names what a value may be, the
+        bound would refuse it a second time, in words that do not say what to choose; the
+        title's length is told in Flowsite's words."""
+        try:
+            super().clean_fields(exclude)
+        except ValidationError as invalid:
+            errors: dict[str, list[ValidationError]] = {}
+            for name, field_errors in invalid.error_dict.items():
+                kept = []
+                for error in field_errors:
+                    if error.code in self._BOUND_CODES and name in self._BOUNDS_SAID_BY_CLEAN:
+                        # Only its bound failed, so the value converts: clean() judges it so.
+                        field = self._meta.get_field(name)
+                        setattr(self, field.attname, field.to_python(getattr(self, field.attname)))
+                        continue
+                    if name == "title" and error.code == "max_length":
+                        error = ValidationError(
+                            rules.title_length_problem(len(self.title)), code="max_length"
+                        )
+                    kept.append(error)
+                if kept:
+                    errors[name] = kept
+            if errors:
+                raise ValidationError(errors) from None
+
     def clean(self) -> None:
         """The model must make this scene's aspect in its mode on the project's account (its
         tier), the scene may hold only the images its mode uses, and the clip options must be
@@ -265,7 +303,9 @@ class Scene(models.Model):
         if self.model_key:
             aspect = self.aspect if self.aspect in self.AspectChoice.values else None
             mode = self.mode if self.mode in self.Mode.values else None
-            problem = rules.model_problem(self.model_key, aspect, account, mode)
+            problem = rules.model_problem(
+                self.model_key, aspect, account, mode, by_key=self.models_named_by_key
+            )
             if problem:
                 problems["model_key"] = problem
         # (No model: the field's own rule says so.)

@@ -632,6 +632,7 @@ def _check_row(
         negative_prompt=normalise_line_breaks(cells.get("negative_prompt", "")).strip(),
         person_generation=cells.get("person_generation", "").strip().lower(),
     )
+    scene.models_named_by_key = True  # the model column takes keys, so refusals list keys
     if cells.get("audio", "").strip().lower() not in AUDIO_WORDS:
         problems.append(f"The audio column says yes or no, not “{cells['audio']}”.")
     try:
