@@ -1,11 +1,27 @@
-"""What every admin page shares: thumbnails, stored files, plurals."""
+"""What every admin page shares: thumbnails, stored files, plurals, read-only records."""
 
 from __future__ import annotations
 
+from django.contrib import admin
+from django.http import HttpRequest
 from django.urls import NoReverseMatch, reverse
 from django.utils.html import format_html
 
 NONE = "—"
+
+
+class RecordAdmin(admin.ModelAdmin):
+    """A record kept as written (the audit trail, deleted takes' spend): browsed and
+    searched, never added, changed or deleted here."""
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
 
 
 def media_url(name: str, uuid) -> str | None:

@@ -9,7 +9,15 @@ from django.http import HttpRequest
 
 from .. import tasks, work
 from ..models import CannotGenerate, Generation, KeptSpend, Scene, WorkerLease, delete_takes
-from .common import NONE, media_url, plural_s, stored_file_link, thumbnail_html, were
+from .common import (
+    NONE,
+    RecordAdmin,
+    media_url,
+    plural_s,
+    stored_file_link,
+    thumbnail_html,
+    were,
+)
 
 # What a take asked of the engine: shown read-only, in its own section.
 ASKED_FIELDS = ["prompt", "model_key", "aspect", "seed", "mode", *Scene.IMAGE_FIELDS]
@@ -178,7 +186,7 @@ class GenerationAdmin(admin.ModelAdmin):
 
 
 @admin.register(KeptSpend)
-class KeptSpendAdmin(admin.ModelAdmin):
+class KeptSpendAdmin(RecordAdmin):
     """What deleted takes and upscales spent, still counted against budgets: read here,
     never added, changed or deleted (deleting the project takes it)."""
 
@@ -191,15 +199,6 @@ class KeptSpendAdmin(admin.ModelAdmin):
     fields = ["project", "kind", "clip", "requested_by", "requested_by_name", "cost"]
     fields += ["cost_unit", "created", "deleted_at"]
     readonly_fields = fields
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
-        return False
 
 
 @admin.register(WorkerLease)

@@ -13,6 +13,7 @@ from django.utils.encoding import force_bytes
 from django.utils.http import urlsafe_base64_encode
 
 from ..models import AuditEvent, Invite, SignInFailure
+from .common import RecordAdmin
 
 
 @admin.register(SignInFailure)
@@ -112,7 +113,7 @@ class InviteAdmin(admin.ModelAdmin):
 
 
 @admin.register(AuditEvent)
-class AuditEventAdmin(admin.ModelAdmin):
+class AuditEventAdmin(RecordAdmin):
     """The audit trail: browsed and searched, never added to, changed or deleted here."""
 
     list_display = ("at", "actor_name", "action", "project_name", "summary")
@@ -125,12 +126,3 @@ class AuditEventAdmin(admin.ModelAdmin):
     @admin.display(description="Details")
     def summary(self, event: AuditEvent) -> str:
         return event.summary()
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
-        return False

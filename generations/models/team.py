@@ -236,13 +236,7 @@ class AuditEvent(models.Model):
 
     @classmethod
     def member_added(cls, membership: Membership, actor=None) -> AuditEvent:
-        return cls.record(
-            cls.Action.MEMBER_ADDED,
-            actor,
-            membership.project,
-            member=membership.user.get_username(),
-            role=membership.role,
-        )
+        return cls._member_event(cls.Action.MEMBER_ADDED, membership, actor)
 
     @classmethod
     def member_role(cls, membership: Membership, old_role: str, actor=None) -> AuditEvent:
@@ -257,13 +251,12 @@ class AuditEvent(models.Model):
 
     @classmethod
     def member_removed(cls, membership: Membership, actor=None) -> AuditEvent:
-        return cls.record(
-            cls.Action.MEMBER_REMOVED,
-            actor,
-            membership.project,
-            member=membership.user.get_username(),
-            role=membership.role,
-        )
+        return cls._member_event(cls.Action.MEMBER_REMOVED, membership, actor)
+
+    @classmethod
+    def _member_event(cls, action: str, membership: Membership, actor) -> AuditEvent:
+        member = membership.user.get_username()
+        return cls.record(action, actor, membership.project, member=member, role=membership.role)
 
     @classmethod
     def budget_changed(
