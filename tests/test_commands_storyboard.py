@@ -421,6 +421,8 @@ def _png_bytes() -> bytes:
 
 
 def make_take(scene: Scene, take: int, status: str, **fields) -> Generation:
+    # As create_generations does: the scene's counter has given this number.
+    Scene.objects.filter(pk=scene.pk, last_take__lt=take).update(last_take=take)
     return Generation.objects.create(
         scene=scene,
         project=scene.project,

@@ -64,9 +64,10 @@ def upscaled(take, user, credits, status=S.READY, **fields) -> Upscale:
 
 
 def generate(user, scene):
-    last = Generation.objects.filter(scene=scene).order_by("-take").first()
+    # As the card does: the last number the scene gave, deleted takes included.
+    last = Scene.objects.values_list("last_take", flat=True).get(pk=scene.pk)
     return htmx_client_for(user).post(
-        reverse("scene-generate", args=[scene.uuid]), {"last_take": str(last.take if last else 0)}
+        reverse("scene-generate", args=[scene.uuid]), {"last_take": str(last)}
     )
 
 

@@ -403,6 +403,59 @@ def test_generate_all_numbers_each_scenes_takes_after_the_ones_it_has(
     )
 
 
+def test_a_take_number_is_never_given_twice_even_after_the_newest_take_is_deleted(
+    project, bob, queued
+):
+    scene = make_scene(project, make_image(project, bob))
+    client = htmx_client_for(bob)
+    client.post(reverse("scene-generate", args=[scene.uuid]), {"last_take": "0"})
+    client.post(reverse("scene-generate", args=[scene.uuid]), {"last_take": "1"})
+    second = scene.generations.get(take=2)
+    Generation.objects.filter(pk=second.pk).update(status=Generation.Status.FAILED)
+
+    client.post(reverse("take-delete", args=[second.uuid]))
+    card = client.post(reverse("scene-generate", args=[scene.uuid]), {"last_take": "2"}).text
+
+    assert "Queued 1 take." in card
+    assert sorted(scene.generations.values_list("take", flat=True)) == [1, 3]
+    assert 'name="last_take" value="3"' in card
+
+
+def test_a_page_that_saw_take_2_cannot_generate_after_bob_replaced_it_with_take_3(
+    project, alice, bob, queued
+):
+    scene = make_scene(project, make_image(project, bob))
+    make_take(scene, bob, status=Generation.Status.READY)
+    second = make_take(scene, bob, status=Generation.Status.READY)
+    # Alice's page shows take 2 as the newest. Bob deletes it and generates again.
+    bobs = htmx_client_for(bob)
+    bobs.post(reverse("take-delete", args=[second.uuid]))
+    bobs.post(reverse("scene-generate", args=[scene.uuid]), {"last_take": "2"})
+
+    stale = htmx_client_for(alice).post(
+        reverse("scene-generate", args=[scene.uuid]), {"last_take": "2"}
+    )
+
+    assert "New takes of this scene appeared" in stale.text
+    assert sorted(scene.generations.values_list("take", flat=True)) == [1, 3]
+
+
+def test_scenes_made_before_take_numbers_were_kept_go_on_from_their_highest_take(project, bob):
+    from importlib import import_module
+
+    from django.apps import apps
+
+    scene, empty = make_scene(project), make_scene(project)
+    make_take(scene, bob, take=1)
+    make_take(scene, bob, take=4)
+    Scene.objects.update(last_take=0)
+
+    migration = import_module("generations.migrations.0035_scene_last_take")
+    migration.number_from_the_takes_there_are(apps, None)
+
+    assert dict(Scene.objects.values_list("pk", "last_take")) == {scene.pk: 4, empty.pk: 0}
+
+
 def test_retry_asks_for_a_failed_take_again_as_a_new_take(
     project, bob, queued, django_capture_on_commit_callbacks
 ):

@@ -30,6 +30,9 @@ def make_take(
     moment = updated or timezone.now()
     if status in Generation.FINAL and finished_at is None:
         finished_at = moment
+    # As create_generations does: the scene's counter has given this number.
+    Scene.objects.filter(pk=scene.pk, last_take__lt=take).update(last_take=take)
+    scene.last_take = max(scene.last_take, take)
     return Generation.objects.create(
         scene=scene,
         project_id=scene.project_id,

@@ -102,6 +102,8 @@ def seed(users: int) -> list[dict[str, str]]:
             done.video.save(f"{done.media_dir()}/clip.mp4", ContentFile(b"\x00" * 1024), save=False)
             done.video_size = 1024
             done.save(update_fields=["video", "video_size"])
+        # As Generate would have left it: the scene has given takes 1 and 2.
+        Scene.objects.filter(pk=scenes[0].pk).update(last_take=2)
         with transaction.atomic():
             # Queued for real: committed, the worker's pump submits them to the emulator.
             scenes[1].generate(person)

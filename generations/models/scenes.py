@@ -16,7 +16,7 @@ from uuid import uuid4
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models, transaction
-from django.db.models import OuterRef, Q
+from django.db.models import Case, F, OuterRef, Q, Value, When
 from django.utils import timezone
 
 from .. import rules
@@ -113,6 +113,10 @@ class Scene(models.Model):
         "Generation", models.SET_NULL, null=True, blank=True, related_name="extensions"
     )
     position = models.PositiveIntegerField(default=0)
+    # The highest take number this scene has given, deleted takes included: a number is never
+    # given twice, so "take 2" in a comment or the trail stays one clip, and a page that saw
+    # take 2 is not mistaken for one that saw a later take 2 (the Generate guard).
+    last_take = models.PositiveIntegerField(default=0, editable=False)
     title = models.CharField(
         max_length=rules.MAX_TITLE_CHARACTERS, blank=True, validators=[rules.SCENE_TITLE]
     )
@@ -456,8 +460,8 @@ def create_generations(
     """Number and create the new takes of these scenes (scene id -> one snapshot of what to ask
     Flow per take). Handing them to the worker is the caller's (``work``).
 
-    The same few statements for one scene or fifty: the scenes' last take numbers in one
-    query, every take in one insert.
+    The same few statements for one scene or fifty: the scenes' take counters moved in one
+    update and read back in one query, every take in one insert.
     """
     from .takes import Generation
 
@@ -480,13 +484,19 @@ def create_generations(
     with transaction.atomic():
         if total or unpriced:
             check_budget(project, user, total, unit, unpriced=unpriced)
-        last = dict(
-            Generation.objects.filter(scene_id__in=snapshots)
-            .order_by()
-            .values("scene_id")
-            .annotate(last=models.Max("take"))
-            .values_list("scene_id", "last")
-        )
+        counts = {scene_id: len(todo) for scene_id, todo in snapshots.items() if todo}
+        if counts:
+            # Moved before they are read: the update holds the scenes' rows, so two Generates
+            # of one scene at once number their takes one after the other.
+            Scene.objects.filter(pk__in=counts).update(
+                last_take=F("last_take")
+                + Case(*(When(pk=pk, then=Value(n)) for pk, n in counts.items()), default=0)
+            )
+        # The number before this Generate's first take, per scene.
+        last = {
+            pk: last_take - counts[pk]
+            for pk, last_take in Scene.objects.filter(pk__in=counts).values_list("pk", "last_take")
+        }
         now = timezone.now()
         created = {
             scene_id: [

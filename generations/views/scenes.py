@@ -12,7 +12,7 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
-from django.db.models import F, Max
+from django.db.models import F
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.template.defaultfilters import pluralize
@@ -206,7 +206,7 @@ def deleted_message(scene: Scene, takes: int) -> str:
 
 
 def _last_take(scene: Scene) -> int:
-    return Generation.objects.filter(scene=scene).aggregate(last=Max("take"))["last"] or 0
+    return Scene.objects.filter(pk=scene.pk).values_list("last_take", flat=True).get()
 
 
 def _seen_matches(request: HttpRequest, scene: Scene) -> bool:
