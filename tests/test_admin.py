@@ -275,6 +275,8 @@ def take(project: Project, status: str, number: int = 1, **fields) -> Generation
         "start_image": scene.start_image,
         **fields,
     }
+    # As create_generations does: the scene's counter has given this number.
+    Scene.objects.filter(pk=scene.pk, last_take__lt=number).update(last_take=number)
     return Generation.objects.create(
         scene=scene, project=project, take=number, status=status, **values
     )
