@@ -1,4 +1,9 @@
-"""Forms for the studio pages. Every refusal is a sentence the person can act on."""
+"""Forms for the studio pages. Every refusal is a sentence the person can act on.
+
+Long because the scene form is most of it: one form for every mode, each image of which may be
+a new upload, one of the project's images or the upload kept from a failed submit, checked
+against the scene's rules before anything is stored; split, its parts would still have to be
+read together."""
 
 from __future__ import annotations
 
@@ -406,17 +411,19 @@ class SceneForm(forms.ModelForm):
         Returns None when the image is refused; the reason is then on the form.
         """
         scene: Scene = self.instance
-        choice = self.images["start_image"]
         for each in self.images.values():
             if each.user is None:
                 each.user = user
+        # The field of the image being stored, which a refusal is said beside.
+        storing = FILE_FIELDS["start_image"]
         try:
             with transaction.atomic():
                 # Each image: the one chosen (a file stored now, or one picked or kept), else
                 # the one the scene holds (clean() let go those that must go).
                 chosen = {}
                 for name, choice in self.images.items():
-                    upload = _new_file(self.cleaned_data.get(choice.file_name))
+                    storing = choice.file_name
+                    upload = _new_file(self.cleaned_data.get(storing))
                     chosen[name] = choice.image_to_save(upload) or getattr(scene, name)
                 scene.start_image, scene.end_image = chosen["start_image"], chosen["end_image"]
                 scene.set_references([chosen[name] for name in rules.REFERENCE_FIELDS])
@@ -444,7 +451,7 @@ class SceneForm(forms.ModelForm):
                         ]
                     )
         except images.ImageRejected as refusal:
-            self.add_error(choice.file_name, str(refusal))
+            self.add_error(storing, str(refusal))
             self._forget([each.stored for each in self.images.values()])
             return None
         except BaseException:
