@@ -1004,3 +1004,74 @@ def test_staff_editing_members_on_poseidons_page_record_each_change(
             {"member": "carol", "role": "viewer"},
         ),
     ]
+
+
+def test_staff_cannot_demote_alice_the_only_owner_on_her_membership_page(admin_client, project):
+    alices = Membership.objects.get(project=project, role=Membership.Role.OWNER)
+
+    response = admin_client.post(
+        reverse("admin:generations_membership_change", args=[alices.pk]),
+        {"project": project.pk, "user": alices.user_id, "role": "editor", "monthly_allowance": ""},
+    )
+
+    assert response.status_code == 200
+    assert "alice is the only owner of Poseidon; make someone else an owner first." in (
+        response.text
+    )
+    alices.refresh_from_db()
+    assert alices.role == Membership.Role.OWNER
+    assert trail(*MEMBERS) == []
+
+
+def test_staff_can_demote_alice_once_bob_is_an_owner_too(admin_client, project, bob):
+    Membership.objects.filter(project=project, user=bob).update(role=Membership.Role.OWNER)
+    alices = Membership.objects.get(project=project, user__username="alice")
+
+    response = admin_client.post(
+        reverse("admin:generations_membership_change", args=[alices.pk]),
+        {"project": project.pk, "user": alices.user_id, "role": "editor", "monthly_allowance": ""},
+    )
+
+    assert response.status_code == 302
+    alices.refresh_from_db()
+    assert alices.role == Membership.Role.EDITOR
+
+
+def test_staff_cannot_delete_alice_the_only_owner_alone_or_in_the_bulk_action(
+    admin_client, project, bob
+):
+    alices = Membership.objects.get(project=project, user__username="alice")
+    bobs = Membership.objects.get(project=project, user=bob)
+    refusal = "alice is the only owner of Poseidon; make someone else an owner first."
+
+    alone = admin_client.post(
+        reverse("admin:generations_membership_delete", args=[alices.pk]), {"post": "yes"}
+    )
+    bulk = admin_client.post(
+        reverse("admin:generations_membership_changelist"),
+        {"action": "delete_selected", "_selected_action": [alices.pk, bobs.pk], "post": "yes"},
+    )
+
+    assert alone.status_code == bulk.status_code == 200
+    assert refusal in alone.text and refusal in bulk.text
+    assert project.memberships.filter(pk__in=[alices.pk, bobs.pk]).count() == 2
+    assert trail(*MEMBERS) == []
+
+
+def test_staff_cannot_leave_poseidon_ownerless_on_its_page_unless_someone_becomes_owner(
+    admin_client, project
+):
+    url = reverse("admin:generations_project_change", args=[project.pk])
+
+    ownerless = admin_client.post(url, project_page_form(project, alice={"role": "viewer"}))
+    handed_over = admin_client.post(
+        url, project_page_form(project, alice={"role": "viewer"}, bob={"role": "owner"})
+    )
+
+    assert ownerless.status_code == 200
+    assert "alice is the only owner of Poseidon; make someone else an owner first." in (
+        ownerless.text
+    )
+    assert handed_over.status_code == 302
+    roles = dict(project.memberships.values_list("user__username", "role"))
+    assert roles["alice"] == "viewer" and roles["bob"] == "owner"

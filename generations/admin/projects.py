@@ -22,13 +22,38 @@ from ..models import (
     ProjectAccount,
     Scene,
     delete_takes,
+    last_owner_refusals,
 )
 from .accounts import record_grant
 from .common import NONE, media_url, stored_file_link, thumbnail_html
 
 
+class MembershipInlineFormSet(forms.BaseInlineFormSet):
+    def clean(self) -> None:
+        super().clean()
+        # As on the Members page: staff may change any row, but not leave the project
+        # without an owner to invite, re-role and budget (make another owner first). The
+        # page lists every member, so an owner is left exactly when a row says so.
+        OWNER = Membership.Role.OWNER
+        kept = [row for row in self.forms if row.has_changed() or row.instance.pk is not None]
+        if any(
+            row.cleaned_data.get("role") == OWNER and not self._should_delete_form(row)
+            for row in kept
+        ):
+            return
+        # The rows' instances already hold the form's values: the saved ones are read again.
+        was_owner = [
+            row.instance.pk for row in self.initial_forms if row.initial.get("role") == OWNER
+        ]
+        leaving = Membership.objects.select_related("project", "user").filter(pk__in=was_owner)
+        refusals = last_owner_refusals(list(leaving)) if was_owner else []
+        if refusals:
+            raise forms.ValidationError(refusals)
+
+
 class MembershipInline(admin.TabularInline):
     model = Membership
+    formset = MembershipInlineFormSet
     extra = 0
     autocomplete_fields = ["user"]
     readonly_fields = ["created"]
@@ -204,8 +229,31 @@ class ProjectAdmin(admin.ModelAdmin):
         return project.scene_total
 
 
+class MembershipAdminForm(forms.ModelForm):
+    class Meta:
+        model = Membership
+        fields = ["project", "user", "role", "monthly_allowance"]
+
+    def clean(self):
+        data = super().clean()
+        saved = self.instance
+        if saved.pk is None or saved.role != Membership.Role.OWNER:
+            return data
+        # self.instance still holds the saved row: the form's values reach it after clean().
+        stays = (
+            data.get("role") == Membership.Role.OWNER
+            and data.get("project", saved.project) == saved.project
+            and data.get("user", saved.user) == saved.user
+        )
+        refusal = "" if stays else saved.project.last_owner_words([saved])
+        if refusal:
+            raise forms.ValidationError(refusal)
+        return data
+
+
 @admin.register(Membership)
 class MembershipAdmin(admin.ModelAdmin):
+    form = MembershipAdminForm
     list_display = ["project", "user", "role", "created"]
     list_filter = ["role"]
     list_select_related = ["project", "user"]
@@ -217,6 +265,14 @@ class MembershipAdmin(admin.ModelAdmin):
         before = _memberships_as_saved([obj.pk] if change else [])
         super().save_model(request, obj, form, change)
         record_membership(before.get(obj.pk), obj, request.user)
+
+    def get_deleted_objects(self, objs, request: HttpRequest):
+        deleted, counts, perms_needed, protected = super().get_deleted_objects(objs, request)
+        # Listed as "protected", the admin's own way of refusing a delete on its
+        # confirmation page (for one row and for the bulk action alike).
+        rows = list(objs.select_related("project", "user")) if isinstance(objs, QuerySet) else objs
+        protected = [*protected, *last_owner_refusals(rows)]
+        return deleted, counts, perms_needed, protected
 
     def delete_model(self, request, obj: Membership) -> None:
         super().delete_model(request, obj)

@@ -15,6 +15,7 @@ from .projects import (
     Project,
     ProjectAccount,
     copy_name,
+    last_owner_refusals,
 )
 from .scenes import (
     SNAPSHOT_FIELDS,
@@ -54,6 +55,7 @@ __all__ = [
     "Project",
     "ARCHIVED_PROBLEM",
     "copy_name",
+    "last_owner_refusals",
     "Membership",
     "AccountGrantQuerySet",
     "ClearedLimits",

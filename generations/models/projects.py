@@ -132,6 +132,11 @@ class Project(models.Model):
         self._spending_problem = (self.account_id, problem)
         return problem
 
+    def last_owner_words(self, leaving: list[Membership]) -> str:
+        """Why these members of this project may not all stop being owners (removed, demoted
+        or moved elsewhere), or "" (``last_owner_refusals``)."""
+        return next(iter(last_owner_refusals(leaving)), "")
+
     def granted_accounts(self) -> set[int]:
         """The accounts staff let this project spend now, granted to it or to one of its
         owners who may sign in (``AccountGrant.allowing``); one query."""
@@ -592,6 +597,34 @@ class Membership(models.Model):
     @property
     def can_manage(self) -> bool:
         return self.role == self.Role.OWNER
+
+
+def last_owner_refusals(leaving: list[Membership]) -> list[str]:
+    """Why some of these memberships, of one project or several, may not all stop being
+    owners (removed, demoted or moved elsewhere): a project whose owners are all among them
+    would have nobody left to invite, re-role or budget. One sentence per such project; none
+    when another owner stays everywhere. One query (none when no owner is leaving)."""
+    owners = [row for row in leaving if row.role == Membership.Role.OWNER]
+    if not owners:
+        return []
+    staying = set(
+        Membership.objects.filter(
+            project_id__in={row.project_id for row in owners}, role=Membership.Role.OWNER
+        )
+        .exclude(pk__in=[row.pk for row in owners])
+        .values_list("project_id", flat=True)
+    )
+    by_project: dict[int, list[Membership]] = {}
+    for row in owners:
+        if row.project_id not in staying:
+            by_project.setdefault(row.project_id, []).append(row)
+    return [
+        f"{rows[0].user} is the only owner of {rows[0].project}; make someone else an owner first."
+        if len(rows) == 1
+        else f"{', '.join(str(row.user) for row in rows)} are the only owners of "
+        f"{rows[0].project}; make someone else an owner first."
+        for rows in by_project.values()
+    ]
 
 
 class AccountGrantQuerySet(models.QuerySet):

@@ -363,17 +363,16 @@ def _change_member(request: HttpRequest, project: Project, action: str) -> str:
         return "Choose owner, editor or viewer."
     with transaction.atomic():
         # Locked with the other owners so two owners demoting each other cannot both win.
-        owners = list(project.memberships.select_for_update().filter(role=Membership.Role.OWNER))
+        list(project.memberships.select_for_update().filter(role=Membership.Role.OWNER))
         target = project.memberships.select_related("user").filter(user__username=username).first()
         if target is None:
             return f"{username or 'That person'} is not a member of {project}."
         demoted = target.role == Membership.Role.OWNER and (
             action == "remove" or new_role != Membership.Role.OWNER
         )
-        if demoted and len(owners) == 1:
-            return (
-                f"{target.user} is the only owner of {project}; make someone else an owner first."
-            )
+        refusal = project.last_owner_words([target]) if demoted else ""
+        if refusal:
+            return refusal
         # An owner's grants let the project spend: losing them is allowed, but said at once,
         # not first at the next Generate.
         granted = project.granted_accounts() if demoted else set()
