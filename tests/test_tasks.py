@@ -16,6 +16,7 @@ from django.utils import timezone
 from generations.models import AccountGrant, FlowAccount, Generation, ImageUpload
 from generations.pipeline import policy, poll, submit
 from generations.tasks import run_pass
+from tests import conftest
 from tests.conftest import make_image, vertex_scene
 from tests.conftest import make_ready_scene as make_scene
 from tests.tasks_support import UNCERTAIN_WORDS, run_at_once, run_until_account_problem, settle
@@ -89,6 +90,32 @@ def test_a_take_flow_fails_says_why_in_words(emu, project, alice):
     )
     assert take.finished_at is not None
     assert not take.video
+
+
+@pytest.mark.parametrize(
+    "marker", ["[fault:unsafe]", "[fault:fail=PUBLIC_ERROR_UNSAFE_GENERATION]"]
+)
+def test_a_text_scene_flow_refuses_names_only_its_prompt(emu, project, alice, marker):
+    # Refused at submit or failed while rendering alike: a text scene has no start image.
+    scene = conftest.make_scene(
+        project, prompt=f"{marker} a storm at sea", mode="text", model_key="veo_3_1_t2v_fast"
+    )
+    [take] = settle(scene.generate(alice))
+    assert take.status == S.FAILED
+    assert take.reason == (
+        "Flow's safety filter refused the prompt (PUBLIC_ERROR_UNSAFE_GENERATION)."
+    )
+
+
+def test_a_start_image_scene_flow_fails_while_rendering_names_its_prompt_and_image(
+    emu, project, alice
+):
+    scene = make_scene(project, "[fault:fail=PUBLIC_ERROR_PROMINENT_PEOPLE_FILTER_FAILED] x")
+    [take] = settle(scene.generate(alice))
+    assert take.reason == (
+        "Flow refused the prompt or the start image because it appears to show a well-known "
+        "person (PUBLIC_ERROR_PROMINENT_PEOPLE_FILTER_FAILED)."
+    )
 
 
 def test_an_unsafe_prompt_fails_at_once_and_is_not_retried(emu, project, alice):

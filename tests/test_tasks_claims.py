@@ -14,6 +14,7 @@ from django.utils import timezone
 from django_q.models import Schedule
 
 from generations import pipeline, tasks, work
+from generations.engines import flow
 from generations.engines.flow import FlowEngine
 from generations.models import CannotGenerate, Generation, WorkerLease
 from generations.pipeline import accounts, claims, policy
@@ -314,15 +315,14 @@ def test_a_take_waits_for_its_next_check_and_for_its_account_cool_down(take, acc
 
 
 def test_flow_failure_codes_become_sentences_that_keep_the_code():
-    reason = policy.failure_reason("PUBLIC_ERROR_AUDIO_FILTERED")
-    assert (
-        reason
-        == "Flow's safety filter blocked the clip's generated audio (PUBLIC_ERROR_AUDIO_FILTERED)."
+    given = "the prompt or the start image"
+    assert flow.reason_words("PUBLIC_ERROR_AUDIO_FILTERED", given) == (
+        "Flow's safety filter blocked the clip's generated audio (PUBLIC_ERROR_AUDIO_FILTERED)."
     )
-    assert policy.failure_reason("PUBLIC_ERROR_NEW_THING") == (
+    assert flow.reason_words("PUBLIC_ERROR_NEW_THING", given) == (
         "Flow could not render this take (PUBLIC_ERROR_NEW_THING)."
     )
-    assert "no reason" in policy.failure_reason("")
+    assert flow.reason_words("", given) == "Flow could not render this take and gave no reason."
 
 
 def test_log_text_is_stripped_of_tokens_cookies_and_signatures():

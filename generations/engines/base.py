@@ -43,6 +43,17 @@ class Mode(enum.StrEnum):
     EXTEND = "extend"
 
 
+# What a refusal says the upstream was given, by what the clip is made from.
+GIVEN_WORDS = {
+    Mode.TEXT: "the prompt",
+    Mode.IMAGE: "the prompt or the start image",
+    Mode.FRAMES: "the prompt or the start or end frame",
+    Mode.INGREDIENTS: "the prompt or a reference image",
+    Mode.EXTEND: "the prompt or the clip it extends",
+}
+UPSCALE_GIVEN = "the clip"
+
+
 class EngineKind(enum.StrEnum):
     """Which upstream serves an account."""
 
@@ -172,6 +183,8 @@ class OperationRef:
 
     operation_name: str
     request_id: str
+    # What the clip is made from, as its failure's sentence names it (GIVEN_WORDS).
+    given: str = ""
 
 
 @dataclass(frozen=True)
@@ -184,7 +197,7 @@ class ClipStatus:
     media_generation_id: str = ""
     seed: int | None = None
     failure_reason: str = ""  # the upstream's reason code, e.g. PUBLIC_ERROR_AUDIO_FILTERED
-    # A sentence for people, when the engine words the failure itself (Vertex AI).
+    # The failure in a sentence for people (every engine words its own codes).
     failure_message: str = ""
     # The clip itself, when the upstream sends it inside the answer (Vertex AI without a
     # results prefix); fetched through the engine's ``fetch_video`` then.

@@ -21,6 +21,7 @@ it the only place that knows Flow's JSON. Its plumbing that knows no Flow JSON (
 from __future__ import annotations
 
 import base64
+import dataclasses
 import functools
 import json
 import logging
@@ -105,6 +106,9 @@ SUBMITTED_STATUS = "MEDIA_GENERATION_STATUS_PENDING"
 
 REASON_MODEL_ACCESS_DENIED = "PUBLIC_ERROR_MODEL_ACCESS_DENIED"
 BOT_CHECK_REASONS = {"PUBLIC_ERROR_UNUSUAL_ACTIVITY", "PUBLIC_ERROR_SOMETHING_WENT_WRONG"}
+# What Flow's reason codes mean, in a team member's words ("{given}": what Flow was given,
+# base.GIVEN_WORDS), for a refused call and for a clip that failed alike. Each sentence keeps
+# its code for whoever reports the problem; an unknown code shows after a generic sentence.
 QUOTA_REASONS = {
     "PUBLIC_ERROR_USER_QUOTA_REACHED": (
         "The Flow account has run out of credits; add credits or use another account."
@@ -114,6 +118,27 @@ QUOTA_REASONS = {
         "or pick another model."
     ),
 }
+UNSAFE_REASONS = {
+    "PUBLIC_ERROR_UNSAFE_GENERATION": "Flow's safety filter refused {given}.",
+    "PUBLIC_ERROR_MINOR_INPUT_IMAGE": (
+        "Flow refused an image it was given because it appears to show a child."
+    ),
+    "PUBLIC_ERROR_PROMINENT_PEOPLE_FILTER_FAILED": (
+        "Flow refused {given} because it appears to show a well-known person."
+    ),
+}
+REASONS = {
+    **QUOTA_REASONS,
+    **UNSAFE_REASONS,
+    "PUBLIC_ERROR_AUDIO_FILTERED": "Flow's safety filter blocked the clip's generated audio.",
+    "PUBLIC_ERROR_SOMETHING_WENT_WRONG": "Flow failed while rendering {what}.",
+}
+# What each call was given, for its refusals.
+PATH_GIVEN = {
+    **{path: base.GIVEN_WORDS[mode] for mode, path in SUBMIT_PATHS.items()},
+    PATH_EXTEND: base.GIVEN_WORDS[base.Mode.EXTEND],
+    PATH_UPSCALE: base.UPSCALE_GIVEN,
+}
 
 
 def with_code(sentence: str, code: str) -> str:
@@ -121,17 +146,16 @@ def with_code(sentence: str, code: str) -> str:
     return f"{sentence.rstrip('.')} ({code})."
 
 
-UNSAFE_REASONS = {
-    "PUBLIC_ERROR_UNSAFE_GENERATION": (
-        "Flow's safety filter refused the prompt or the start image."
-    ),
-    "PUBLIC_ERROR_MINOR_INPUT_IMAGE": (
-        "Flow refused the start image because it appears to show a child."
-    ),
-    "PUBLIC_ERROR_PROMINENT_PEOPLE_FILTER_FAILED": (
-        "Flow refused the prompt or the start image because it appears to show a well-known person."
-    ),
-}
+def reason_words(code: str, given: str, what: str = "this take") -> str:
+    """Flow's reason ``code`` for ``what`` (a take or an upscale), made from ``given``, in
+    words, its code kept."""
+    code = code.strip()
+    if not code:
+        return f"Flow could not render {what} and gave no reason."
+    sentence = REASONS.get(code, "Flow could not render {what}.")
+    return with_code(sentence.format(given=given, what=what), code)
+
+
 NOT_FOUND_MESSAGE = "requested entity was not found"
 
 # Flow's answers are a few kilobytes, but an upscale's may carry the MP4 itself in base64
@@ -608,6 +632,18 @@ class FlowEngine:
             clips.extend(batch.clips)
             if batch.remaining_credits is not None:
                 credits = batch.remaining_credits
+        given = {ref.operation_name: ref.given for ref in operations}
+        clips = [
+            dataclasses.replace(
+                clip,
+                failure_message=reason_words(
+                    clip.failure_reason, given.get(clip.operation_name) or "what it was given"
+                ),
+            )
+            if clip.state == base.ClipState.FAILED
+            else clip
+            for clip in clips
+        ]
         return base.StatusResult(clips=clips, remaining_credits=credits)
 
     def account_info(self) -> base.AccountInfo:
@@ -844,8 +880,11 @@ class FlowEngine:
                 )
         for reason in reasons:
             if reason in UNSAFE_REASONS or "UNSAFE" in reason:
-                text = UNSAFE_REASONS.get(reason, base.Unsafe().message)
-                return base.Unsafe(with_code(text, reason), reason=reason, detail=detail)
+                text = UNSAFE_REASONS.get(reason, "Flow refused {given} as unsafe.")
+                given = PATH_GIVEN.get(path, "what it was given")
+                return base.Unsafe(
+                    with_code(text.format(given=given), reason), reason=reason, detail=detail
+                )
         if status == 404 or NOT_FOUND_MESSAGE in message.lower():
             if path in SUBMIT_PATHS.values() and path != PATH_SUBMIT_TEXT:
                 return base.ImageUnknown(detail=detail)

@@ -64,32 +64,6 @@ def recheck_delay(refusals: int) -> float:
     return CREDENTIAL_RECHECK_SECONDS * 4 ** max(refusals - 1, 0)
 
 
-# What Flow's failure codes mean, in a team member's words. Unknown codes still show, in
-# parentheses after a generic sentence.
-FAILURE_REASONS = {
-    "PUBLIC_ERROR_AUDIO_FILTERED": "Flow's safety filter blocked the clip's generated audio.",
-    "PUBLIC_ERROR_UNSAFE_GENERATION": "Flow's safety filter refused the prompt or start image.",
-    "PUBLIC_ERROR_MINOR_INPUT_IMAGE": "Flow refused the start image: it seems to show a minor.",
-    "PUBLIC_ERROR_PROMINENT_PEOPLE_FILTER_FAILED": (
-        "Flow refused the prompt or start image: it seems to show a well-known person."
-    ),
-    "PUBLIC_ERROR_USER_QUOTA_REACHED": "The Flow account ran out of credits.",
-    "PUBLIC_ERROR_PER_MODEL_DAILY_QUOTA_REACHED": (
-        "The Flow account used up today's quota for this model."
-    ),
-    "PUBLIC_ERROR_SOMETHING_WENT_WRONG": "Flow failed while rendering this take.",
-}
-
-
-def failure_reason(code: str) -> str:
-    """A sentence for Flow's failure code, keeping the code for whoever reports the problem."""
-    code = code.strip()
-    if not code:
-        return "Flow could not render this take and gave no reason."
-    sentence = FAILURE_REASONS.get(code, "Flow could not render this take.")
-    return shorten(f"{sentence.rstrip('.')} ({code}).")
-
-
 def clip_gone_reason(upstream: str, said: str) -> str:
     """What a take says when the upstream, asked again for a clip it had finished (its
     download failed, or it was fetched again), answers that the clip failed: it no longer

@@ -15,6 +15,7 @@ from django.db.models.lookups import LessThan
 from django.utils import timezone
 
 from ..engines.base import (
+    GIVEN_WORDS,
     AccountRefused,
     BadRequest,
     ClipState,
@@ -42,7 +43,6 @@ from .policy import (
     clip_gone_reason,
     download_deadline,
     download_lease,
-    failure_reason,
     poll_interval,
     redact_log,
     shorten,
@@ -187,6 +187,7 @@ class PollRow(NamedTuple):
     # When the take started waiting (submitted, else created), only if that was longer ago
     # than FLOWSITE_STUCK_AFTER: the rare take it matters for.
     stuck_since: datetime | None
+    mode: str
 
     @classmethod
     def held(cls, token: UUID, *, stuck_before: datetime) -> list[PollRow]:
@@ -210,12 +211,10 @@ class PollRow(NamedTuple):
                 "check_errors",
                 "download_attempts",
                 "stuck_since",
+                "mode",
             )
         )
-        return [
-            cls(pk, status, reason, str(request), operation, media, errors, downloads, stuck)
-            for pk, status, reason, request, operation, media, errors, downloads, stuck in rows
-        ]
+        return [cls(*row[:3], str(row[3]), *row[4:]) for row in rows]
 
 
 # What a download reads of its take (the folder is named after the project and the take).
@@ -275,7 +274,10 @@ class PollBatch:
             # take longer than their lease.
             with self.run_.holding(Hold(self.token, POLLED), check_lease(), call_deadline() + 5):
                 result = engine.check(
-                    [OperationRef(t.operation_name, t.request_id) for t in generations]
+                    [
+                        OperationRef(t.operation_name, t.request_id, GIVEN_WORDS.get(t.mode, ""))
+                        for t in generations
+                    ]
                 )
         except EngineError:
             raise
@@ -358,7 +360,9 @@ class PollBatch:
                 self.counts["failed"] += 1
             elif clip.state == ClipState.FAILED:
                 changes[generation.pk] = self.final(
-                    S.FAILED, clip.failure_message or failure_reason(clip.failure_reason)
+                    S.FAILED,
+                    clip.failure_message
+                    or f"{self.account.upstream} could not render this take and gave no reason.",
                 )
                 self.counts["failed"] += 1
             else:

@@ -28,6 +28,7 @@ from django.utils import timezone
 
 from .. import storage
 from ..engines.base import (
+    UPSCALE_GIVEN,
     AccountRefused,
     BotCheck,
     ClipState,
@@ -57,7 +58,6 @@ from .policy import (
     call_deadline,
     check_lease,
     download_deadline,
-    failure_reason,
     gave_up_reason,
     lease_free,
     poll_interval,
@@ -302,7 +302,10 @@ def poll_account(run_: Pass, account: FlowAccount) -> None:
         engine = run_.engines.get(account)
         with run_.holding(Hold(token, POLLED, None, Upscale), check_lease(), call_deadline() + 5):
             result = engine.check(
-                [OperationRef(row.operation_name, str(row.request_id)) for row in rows]
+                [
+                    OperationRef(row.operation_name, str(row.request_id), UPSCALE_GIVEN)
+                    for row in rows
+                ]
             )
     except (EngineError, ValueError) as error:
         check_failed(run_, token, rows, account, error)
@@ -336,7 +339,7 @@ def poll_account(run_: Pass, account: FlowAccount) -> None:
                 ):
                     fetch(run_, token, row, clip)
         elif clip.state == ClipState.FAILED:
-            reason = clip.failure_message or failure_reason(clip.failure_reason)
+            reason = clip.failure_message or "Flow could not render this take and gave no reason."
             reason = shorten(reason.replace("this take", "this upscale"))
             _fail(run_, token, POLLED, row, reason, next_check_at=None)
             run_.counts["failed"] += 1
