@@ -212,6 +212,16 @@ def test_two_clicks_at_the_budget_line_cannot_both_slip_under(project, alice, bo
 # --- the spend page ---------------------------------------------------------------------------
 
 
+def test_the_spend_page_groups_alices_thousands_as_the_rest_of_flowsite_does(project, scene, alice):
+    spent(scene, alice, 1250)
+
+    page = client_for(alice).get(reverse("project-spend", args=[project.uuid])).text
+
+    assert "1,250 credits spent this month" in page
+    assert "<td>alice</td>\n        <td>1</td>\n        <td>0</td>\n        <td>1,250</td>" in page
+    assert "<td>1</td><td>0</td><td>1,250</td>" in page  # today
+
+
 def test_the_spend_page_shows_this_month_by_member_and_by_day(project, scene, alice, bob):
     spent(scene, alice, 20)
     spent(scene, bob, 10)

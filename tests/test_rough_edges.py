@@ -68,7 +68,7 @@ def test_the_poll_brings_the_credits_flow_reported_with_a_finished_clip(project,
     assert poll.status_code == 200
     facts = poll.text.split('id="account-facts"')[1].split("</p>")[0]
     assert 'hx-swap-oob="true"' in facts
-    assert "9980 credits" in facts and "as of just now" in facts
+    assert "9,980 credits" in facts and "as of just now" in facts
     # The page's one live region is filled in place (innerHTML) with the news.
     assert (
         '<p id="announcer" class="visually-hidden" aria-live="polite" hx-swap-oob="innerHTML">'

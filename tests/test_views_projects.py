@@ -265,7 +265,7 @@ def test_the_project_page_shows_the_account_credits(project, alice, account):
 
     html = client_for(alice).get(reverse("project-detail", args=[project.uuid])).text
 
-    assert "1180 credits" in html
+    assert "1,180 credits" in html
     assert "Studio" in html
 
 

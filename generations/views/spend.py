@@ -213,7 +213,8 @@ def project_spend(request: HttpRequest, uuid: UUID) -> HttpResponse:
             "chart": chart(spend, unit),
             "unit": unit,
             "unit_name": unit_name(unit),
-            "places": 2 if unit == COST_USD else 0,
+            # floatformat's "g": grouped in thousands, as every other amount is.
+            "places": "2g" if unit == COST_USD else "0g",
             "engine": engine.label,
         },
     )
