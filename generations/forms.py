@@ -62,11 +62,7 @@ class ProjectForm(forms.Form):
     def save(self, user) -> Project:
         account = self.cleaned_data.get("account", self.single_account)
         with transaction.atomic():
-            project = Project.objects.create(
-                name=self.cleaned_data["name"], account=account, created_by=user
-            )
-            project.add_member(user, Membership.Role.OWNER)
-        return project
+            return Project.start(self.cleaned_data["name"], account, user, "page")
 
 
 class MemberAddForm(forms.Form):

@@ -102,6 +102,34 @@ def test_renaming_archiving_restoring_and_duplicating_are_recorded(project, alic
     ]
 
 
+def test_charlie_creating_a_project_on_the_page_and_staff_in_the_admin_are_recorded(
+    charlie, account, staff
+):
+    AccountGrant.objects.create(account=account, user=charlie)
+    client_for(charlie).post(reverse("project-create"), {"name": "Atlantis"})
+    added = client_for(staff).post(
+        reverse("admin:generations_project_add"),
+        {
+            "name": "Lemuria",
+            "account": account.pk,
+            "created_by": staff.pk,
+            "grant_account": "on",
+            **{
+                f"{prefix}-{key}": "0"
+                for prefix in ("memberships", "later_accounts", "scenes")
+                for key in ("TOTAL_FORMS", "INITIAL_FORMS")
+            },
+        },
+    )
+
+    assert added.status_code == 302
+    created = events(Action.PROJECT_CREATED)
+    assert [(e.project_name, e.actor, e.details) for e in created] == [
+        ("Atlantis", charlie, {"how": "page", "account": account.label}),
+        ("Lemuria", staff, {"how": "admin", "account": account.label}),
+    ]
+
+
 def test_a_deleted_projects_trail_keeps_its_name(project, alice):
     client_for(alice).post(reverse("project-archive", args=[project.uuid]), {"archive": "1"})
     client_for(alice).post(reverse("project-delete", args=[project.uuid]), {"confirm": "Poseidon"})

@@ -95,6 +95,12 @@ def test_import_creates_the_project_owned_by_the_user_with_every_scene(
     assert project.account == account
     assert project.created_by == alice
     assert project.memberships.get().role == Membership.Role.OWNER
+    created = AuditEvent.objects.get(action=AuditEvent.Action.PROJECT_CREATED)
+    assert (created.project, created.actor, created.details) == (
+        project,
+        alice,
+        {"how": "import", "account": account.label},
+    )
     scenes = list(project.scenes.order_by("position"))
     assert [s.position for s in scenes] == [0, 1, 2]
     assert [s.prompt for s in scenes] == [

@@ -160,6 +160,14 @@ class ProjectAdmin(admin.ModelAdmin):
             # with the others when the unit changes.
             obj.account_id = form.initial["account"]
         super().save_model(request, obj, form, change)
+        if not change:
+            AuditEvent.record(
+                AuditEvent.Action.PROJECT_CREATED,
+                request.user,
+                obj,
+                how="admin",
+                account=obj.account.label if obj.account is not None else None,
+            )
 
     def save_related(self, request, form, formsets, change) -> None:
         super().save_related(request, form, formsets, change)

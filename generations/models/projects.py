@@ -498,6 +498,24 @@ class Project(models.Model):
             )
         return cleared
 
+    @classmethod
+    def start(cls, name: str, account: FlowAccount | None, owner, how: str) -> Project:
+        """A new project with ``owner`` as its first owner, in the audit trail with ``how``
+        it began ("page", "import", "demo"). Call inside a transaction: the three rows go
+        together."""
+        from .team import AuditEvent
+
+        project = cls.objects.create(name=name, account=account, created_by=owner)
+        project.add_member(owner, Membership.Role.OWNER)
+        AuditEvent.record(
+            AuditEvent.Action.PROJECT_CREATED,
+            owner,
+            project,
+            how=how,
+            account=account.label if account is not None else None,
+        )
+        return project
+
     def add_member(self, user, role: str) -> Membership:
         membership, _ = Membership.objects.update_or_create(
             project=self, user=user, defaults={"role": role}

@@ -180,6 +180,7 @@ class AuditEvent(models.Model):
         MEMBER_ADDED = "member.added", "Member added"
         MEMBER_ROLE = "member.role", "Role changed"
         MEMBER_REMOVED = "member.removed", "Member removed"
+        PROJECT_CREATED = "project.created", "Project created"
         PROJECT_RENAMED = "project.renamed", "Project renamed"
         PROJECT_ARCHIVED = "project.archived", "Project archived"
         PROJECT_RESTORED = "project.restored", "Project restored"

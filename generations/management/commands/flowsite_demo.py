@@ -20,7 +20,7 @@ from PIL import Image, ImageDraw
 from generations.engines.base import Aspect
 from generations.engines.catalogue import TIER_TWO, default_model
 from generations.images import store_start_image
-from generations.models import AccountGrant, FlowAccount, Membership, Project, Scene
+from generations.models import AccountGrant, FlowAccount, Project, Scene
 
 DEMO_USERNAME = "demo"
 DEMO_PASSWORD = "flowsite-demo"
@@ -139,8 +139,7 @@ class Command(BaseCommand):
             return False
         if name != DEMO_PROJECT and account is None:
             return False
-        project = Project.objects.create(name=name, account=account, created_by=user)
-        project.add_member(user, Membership.Role.OWNER)
+        project = Project.start(name, account, user, "demo")
         image = store_start_image(
             project, io.BytesIO(sample_picture()), user, name="sample-lake.png"
         )

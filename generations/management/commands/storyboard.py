@@ -206,8 +206,7 @@ class Command(BaseCommand):
             with transaction.atomic():
                 created = project is None
                 if project is None:
-                    project = Project.objects.create(name=name, account=account, created_by=user)
-                    project.add_member(user, Membership.Role.OWNER)
+                    project = Project.start(name, account, user, "import")
                 elif project.account_id is None:
                     # As any move to an account: limits set in the other unit are cleared,
                     # and the accounts it falls back on stay.
