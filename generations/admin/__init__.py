@@ -4,4 +4,4 @@ Each module registers its models with the admin site when it is imported; Django
 autodiscovery imports this package, which imports them all.
 """
 
-from . import accounts, projects, takes, team  # noqa: F401
+from . import accounts, members, projects, takes, team  # noqa: F401

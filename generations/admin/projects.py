@@ -22,41 +22,10 @@ from ..models import (
     ProjectAccount,
     Scene,
     delete_takes,
-    last_owner_refusals,
 )
 from .accounts import record_grant
 from .common import NONE, media_url, stored_file_link, thumbnail_html
-
-
-class MembershipInlineFormSet(forms.BaseInlineFormSet):
-    def clean(self) -> None:
-        super().clean()
-        # As on the Members page: staff may change any row, but not leave the project
-        # without an owner to invite, re-role and budget (make another owner first). The
-        # page lists every member, so an owner is left exactly when a row says so.
-        OWNER = Membership.Role.OWNER
-        kept = [row for row in self.forms if row.has_changed() or row.instance.pk is not None]
-        if any(
-            row.cleaned_data.get("role") == OWNER and not self._should_delete_form(row)
-            for row in kept
-        ):
-            return
-        # The rows' instances already hold the form's values: the saved ones are read again.
-        was_owner = [
-            row.instance.pk for row in self.initial_forms if row.initial.get("role") == OWNER
-        ]
-        leaving = Membership.objects.select_related("project", "user").filter(pk__in=was_owner)
-        refusals = last_owner_refusals(list(leaving)) if was_owner else []
-        if refusals:
-            raise forms.ValidationError(refusals)
-
-
-class MembershipInline(admin.TabularInline):
-    model = Membership
-    formset = MembershipInlineFormSet
-    extra = 0
-    autocomplete_fields = ["user"]
-    readonly_fields = ["created"]
+from .members import MembershipInline, member_rows_as_saved, record_member_rows
 
 
 class ProjectAccountInline(admin.TabularInline):
@@ -194,7 +163,7 @@ class ProjectAdmin(admin.ModelAdmin):
                 record_grant(AuditEvent.Action.ACCOUNT_GRANTED, grant, request.user)
 
     def save_formset(self, request, form, formset, change) -> None:
-        members_before = _member_rows_as_saved(formset) if formset.model is Membership else {}
+        members_before = member_rows_as_saved(formset) if formset.model is Membership else {}
         if formset.model is Scene:
             # The scenes ticked for deletion lose their takes through delete_takes first, so
             # what those spent stays counted (the formset's own delete would cascade).
@@ -203,7 +172,7 @@ class ProjectAdmin(admin.ModelAdmin):
                 delete_takes(list(Generation.objects.filter(scene_id__in=gone)))
         super().save_formset(request, form, formset, change)
         if formset.model is Membership:
-            _record_member_rows(formset, members_before, request.user)
+            record_member_rows(formset, members_before, request.user)
         if formset.model is Scene and (
             formset.new_objects or formset.changed_objects or formset.deleted_objects
         ):
@@ -235,117 +204,6 @@ class ProjectAdmin(admin.ModelAdmin):
     @admin.display(description="Scenes", ordering="scene_total")
     def scene_count(self, project: Project) -> int:
         return project.scene_total
-
-
-class MembershipAdminForm(forms.ModelForm):
-    class Meta:
-        model = Membership
-        fields = ["project", "user", "role", "monthly_allowance"]
-
-    def clean(self):
-        data = super().clean()
-        saved = self.instance
-        if saved.pk is None or saved.role != Membership.Role.OWNER:
-            return data
-        # self.instance still holds the saved row: the form's values reach it after clean().
-        stays = (
-            data.get("role") == Membership.Role.OWNER
-            and data.get("project", saved.project) == saved.project
-            and data.get("user", saved.user) == saved.user
-        )
-        refusal = "" if stays else saved.project.last_owner_words([saved])
-        if refusal:
-            raise forms.ValidationError(refusal)
-        return data
-
-
-@admin.register(Membership)
-class MembershipAdmin(admin.ModelAdmin):
-    form = MembershipAdminForm
-    list_display = ["project", "user", "role", "created"]
-    list_filter = ["role"]
-    list_select_related = ["project", "user"]
-    search_fields = ["project__name", "user__username", "user__email"]
-    autocomplete_fields = ["project", "user"]
-    readonly_fields = ["created"]
-
-    def save_model(self, request, obj: Membership, form, change) -> None:
-        before = _memberships_as_saved([obj.pk] if change else [])
-        super().save_model(request, obj, form, change)
-        record_membership(before.get(obj.pk), obj, request.user)
-
-    def get_deleted_objects(self, objs, request: HttpRequest):
-        deleted, counts, perms_needed, protected = super().get_deleted_objects(objs, request)
-        # Listed as "protected", the admin's own way of refusing a delete on its
-        # confirmation page (for one row and for the bulk action alike).
-        rows = list(objs.select_related("project", "user")) if isinstance(objs, QuerySet) else objs
-        protected = [*protected, *last_owner_refusals(rows)]
-        return deleted, counts, perms_needed, protected
-
-    def delete_model(self, request, obj: Membership) -> None:
-        super().delete_model(request, obj)
-        AuditEvent.member_removed(obj, request.user)
-
-    def delete_queryset(self, request, queryset: QuerySet[Membership]) -> None:
-        memberships = list(queryset.select_related("project", "user"))
-        super().delete_queryset(request, queryset)
-        for membership in memberships:
-            AuditEvent.member_removed(membership, request.user)
-
-
-def _member_rows_as_saved(formset) -> dict[int, Membership]:
-    """The project page's member rows that staff changed or deleted, as saved, by id."""
-    return _memberships_as_saved(
-        [row.instance.pk for row in formset.initial_forms if row.has_changed()]
-    )
-
-
-def _record_member_rows(formset, before: dict[int, Membership], actor) -> None:
-    """The project page's member rows just saved, each change in the trail."""
-    for membership in formset.new_objects:
-        record_membership(None, membership, actor)
-    changed = {membership.pk for membership, _ in formset.changed_objects}
-    for membership, _ in formset.changed_objects:
-        record_membership(before[membership.pk], membership, actor)
-    # The other rows that changed were deleted (their instances have lost their ids).
-    for pk, membership in before.items():
-        if pk not in changed:
-            AuditEvent.member_removed(membership, actor)
-
-
-def _memberships_as_saved(ids: list[int]) -> dict[int, Membership]:
-    """These rows as saved, by id, read before a form's values are written over them."""
-    if not ids:
-        return {}
-    rows = Membership.objects.select_related("project", "user").filter(pk__in=ids)
-    return {row.pk: row for row in rows}
-
-
-def record_membership(before: Membership | None, after: Membership, actor) -> None:
-    """A member's row that staff added or changed, in the trail as the Members and Spend pages
-    record the same change (``before`` is None for a new row). A row moved to another person
-    or project removes the one member and adds the other."""
-    if before is not None and (before.project_id, before.user_id) != (
-        after.project_id,
-        after.user_id,
-    ):
-        AuditEvent.member_removed(before, actor)
-        before = None
-    if before is None:
-        AuditEvent.member_added(after, actor)
-    elif before.role != after.role:
-        AuditEvent.member_role(after, before.role, actor)
-    was = before.monthly_allowance if before is not None else None
-    if was != after.monthly_allowance:
-        project = after.project
-        AuditEvent.allowance_changed(
-            project,
-            after.user.get_username(),
-            was,
-            after.monthly_allowance,
-            project.limits_unit,
-            actor,
-        )
 
 
 class GenerationInline(admin.TabularInline):
