@@ -16,7 +16,7 @@ from django.utils import timezone
 from . import images, rules
 from .engines.base import Aspect, EngineKind
 from .engines.catalogue import TIER_NOT_PAID, ClipOptions, models_for, options_for
-from .image_choice import ImageChoice
+from .image_choice import ImageChoice, ProjectImages
 from .models import FlowAccount, Membership, Pick, Project, Scene
 from .scene_inputs import FILE_FIELDS, FORM_MODES, ModelSelect, StoredImage, image_field
 
@@ -93,8 +93,8 @@ class MemberAddForm(forms.Form):
 
 class SceneForm(forms.ModelForm):
     """Add or edit a scene. Its images are stored only once everything else is valid; each may
-    also be the upload kept from a submit that failed, and the start image one of the project's
-    images (``image_choice``).
+    also be the upload kept from a submit that failed, or one of the project's images
+    (``image_choice``).
 
     The mode says which images the scene needs (rules.MODE_IMAGE_FIELDS); every field is on the
     page (app.js hides those the chosen mode does not use), and images a mode does not use
@@ -214,17 +214,24 @@ class SceneForm(forms.ModelForm):
         super().__init__(*args, **kwargs)
         # Scene.clean() judges the model against the project's account.
         self.instance.project = project
+        held = [name for name in FILE_FIELDS if getattr(self.instance, f"{name}_id")]
+        if any(not Scene._meta.get_field(name).is_cached(self.instance) for name in held):
+            # One query for the scene's images, not one per input showing its current one.
+            Scene.load_images([self.instance])
+        # Every input offers the project's images from one list, read once for the page.
+        shared = ProjectImages(project)
         self.images = {
             name: ImageChoice(
                 self,
                 name,
                 project,
                 user,
-                current=getattr(self.instance, name)
-                if getattr(self.instance, f"{name}_id")
-                else None,
-                full=name == "start_image",
+                current=getattr(self.instance, name) if name in held else None,
+                # A reference is no frame of the clip (Ingredients shows what it shows, framed
+                # as the model sees fit), so its preview claims no crop: it shows it whole.
+                framed=name not in rules.REFERENCE_FIELDS,
                 told_on=FILE_FIELDS["reference_1"] if name in rules.REFERENCE_FIELDS else None,
+                shared=shared,
             )
             for name in FILE_FIELDS
         }
@@ -325,7 +332,9 @@ class SceneForm(forms.ModelForm):
         cleaned = super().clean()
         for name, choice in self.images.items():
             given = cleaned.get(FILE_FIELDS[name])
-            # Remove ticked (a reference): nothing kept from before takes the image's place.
+            # Remove ticked (a reference): nothing kept from before takes the image's place, nor
+            # a picked one (without JavaScript a checked radio cannot be unchecked, so Remove
+            # must be able to override it, as a file overrides a pick).
             if given is not False:
                 choice.resolve(_new_file(given))
         mode = cleaned.get("mode")

@@ -11,16 +11,17 @@ over (``cleanup.remove_abandoned_images``).
 
 The picker (``<name>_pick``) offers the project's images in use (a scene starts from them or
 a take was made from them); a choice is judged against the same list, so an image of another
-project is refused, whatever uuid is sent.
+project is refused, whatever uuid is sent. A form's inputs share one ``ProjectImages``, so the
+list is read once however many pickers the page shows, and the images picked in one more query.
 
 What wins when several are sent: a file, then a picked image, then the kept one, then the
 scene's current image. Without JavaScript a checked radio cannot be unchecked, so a file must
 be able to override it; the page's script clears the others when one is chosen.
 
-The full input (drop, paste, the crop preview, the picker) is ``generations/_image_input.html``,
-keyed on its ``data-image-input`` attributes; only the start image has it so far. The other
-images are plain file inputs (``full=False``: no picker) that keep an upload all the same
-(``generations/_image_kept.html``).
+Every image has the full input (drop, paste, the preview, the picker):
+``generations/_image_input.html``, keyed on its ``data-image-input`` attributes. The preview of
+an image the clip is framed from (``framed``: the start and end frames) shows the crop the
+scene's aspect makes; a reference image is not a frame of the clip, so it is shown whole.
 """
 
 from __future__ import annotations
@@ -28,8 +29,6 @@ from __future__ import annotations
 from functools import cached_property
 from typing import TYPE_CHECKING
 from uuid import UUID
-
-from django.db.models import Q
 
 from . import images
 from .cleanup import in_use
@@ -53,6 +52,30 @@ PICKED_GONE = "That image was removed meanwhile (with its scene); choose another
 MAX_OPTIONS = 24
 
 
+class ProjectImages:
+    """The project's images in use, as a form's image inputs offer and judge them: the newest
+    are read once for every picker, the picked ones in one query for every input."""
+
+    def __init__(self, project: Project) -> None:
+        self.project = project
+        # The uuids the inputs were sent as picked (``ImageChoice`` adds its own).
+        self.wanted: set[UUID] = set()
+
+    @cached_property
+    def newest(self) -> list[ImageAsset]:
+        # Twice the options, as twins (the same bytes uploaded twice) are shown once; and a
+        # few more, as each input leaves out its own image and that image's twins.
+        rows = self.project.images.filter(in_use()).order_by("-created", "-pk")
+        return list(rows[: MAX_OPTIONS * 3])
+
+    @cached_property
+    def picked(self) -> dict[UUID, ImageAsset]:
+        if not self.wanted:
+            return {}
+        rows = self.project.images.filter(in_use(), uuid__in=self.wanted)
+        return {image.uuid: image for image in rows}
+
+
 class ImageChoice:
     """The image input ``name`` of a bound or unbound form (fields ``<name>_file`` on the form,
     ``<name>_kept`` and ``<name>_pick`` read from its data)."""
@@ -65,8 +88,9 @@ class ImageChoice:
         user,
         *,
         current: ImageAsset | None = None,
-        full: bool = True,
+        framed: bool = True,
         told_on: str | None = None,
+        shared: ProjectImages | None = None,
     ) -> None:
         self.form = form
         self.name = name
@@ -76,7 +100,11 @@ class ImageChoice:
         self.project = project
         self.user = user
         self.current = current
-        self.full = full
+        # Whether the clip is framed from this picture, so the preview shows the crop.
+        self.framed = framed
+        self.shared = shared if shared is not None else ProjectImages(project)
+        if form.is_bound and (picked := _uuid(form.data.get(self.pick_name))) is not None:
+            self.shared.wanted.add(picked)
         # The field where the form tells what the mode refuses about this image (a reference's
         # is the first reference's); an image refused there is not kept.
         self.told_on = told_on or self.file_name
@@ -94,9 +122,9 @@ class ImageChoice:
         file field. Called from the form's ``clean()``."""
         if upload or not self.form.is_bound:
             return
-        picked = _uuid(self.form.data.get(self.pick_name)) if self.full else None
+        picked = _uuid(self.form.data.get(self.pick_name))
         if picked is not None:
-            self.chosen = self.project.images.filter(in_use(), uuid=picked).first()
+            self.chosen = self.shared.picked.get(picked)
             self.picked = True
             if self.chosen is None:
                 self.form.add_error(self.file_name, NOT_OF_PROJECT)
@@ -164,15 +192,12 @@ class ImageChoice:
     def options(self) -> list[ImageAsset]:
         """The project's images in use, newest first, one per picture (the same bytes uploaded
         twice are shown once); the scene's own image is not offered again."""
-        if not self.full:
-            return []
-        rows = self.project.images.filter(in_use()).order_by("-created", "-pk")
-        if self.current is not None:
-            rows = rows.exclude(Q(pk=self.current.pk) | Q(sha256=self.current.sha256))
         seen: set[str] = set()
+        if self.current is not None:
+            seen.add(self.current.sha256)
         options = []
-        for image in rows[: MAX_OPTIONS * 2]:
-            if image.sha256 not in seen:
+        for image in self.shared.newest:
+            if image.sha256 not in seen and image != self.current:
                 seen.add(image.sha256)
                 options.append(image)
         return options[:MAX_OPTIONS]

@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import re
 
+import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils.html import escape
 
 from generations.forms import SceneForm
-from generations.image_choice import KEPT_GONE, NOT_OF_PROJECT, PICKED_GONE
+from generations.image_choice import KEPT_GONE, MAX_OPTIONS, NOT_OF_PROJECT, PICKED_GONE
 from generations.models import Generation, ImageAsset, Membership, Project, Scene
 from tests.conftest import make_image, make_scene, png_bytes
 from tests.views_support import client_for, make_take
@@ -325,7 +328,8 @@ def test_the_form_sent_back_shows_each_kept_image_in_its_own_field(project, bob)
     field = field_html(failed, "end_image")
 
     assert "Kept from your last try: dusk.png (64 × 36)" in field
-    assert re.search(rf'<img class="image-kept__thumb" src="/media/image/{end}"', field)
+    # Shown in the end image's own preview.
+    assert f'src="/media/image/{end}"' in field
     assert f'name="end_image_kept" value="{end}"' in field
     # The picture shown is one bob may see.
     picture = client_for(bob).get(f"/media/image/{end}")
@@ -402,3 +406,220 @@ def test_references_the_mode_refuses_are_not_kept(project, bob):
     assert "A Start and end frames clip takes no reference images" in response.text
     assert kept_of(response.text, "reference_2") is None
     assert "boat.png" not in {image.original_name for image in ImageAsset.objects.all()}
+
+
+# --- the picker on every image: end frame and references too -------------------------------
+
+
+def test_bob_reuses_a_picture_of_the_project_as_the_end_frame(project, alice, bob):
+    dawn = make_image(project, alice, color=(200, 120, 40))
+    dusk = make_image(project, alice, color=(10, 10, 90))
+    make_scene(project, dawn, title="Dawn")
+    make_scene(project, dusk, title="Dusk")
+
+    response = create(
+        bob,
+        project,
+        **FRAMES,
+        title="Day to night",
+        start_image_pick=str(dawn.uuid),
+        end_image_pick=str(dusk.uuid),
+    )
+
+    assert response.status_code == 302
+    scene = Scene.objects.get(title="Day to night")
+    assert (scene.start_image_id, scene.end_image_id) == (dawn.pk, dusk.pk)
+    assert ImageAsset.objects.count() == 2
+
+
+def test_bob_reuses_a_picture_of_the_project_as_a_reference_beside_a_new_upload(
+    project, alice, bob
+):
+    hero = make_image(project, alice, color=(200, 0, 0))
+    make_scene(project, hero, title="Hero")
+
+    response = create(
+        bob,
+        project,
+        **INGREDIENTS,
+        title="The crew",
+        reference_1_pick=str(hero.uuid),
+        reference_2_file=upload("boat.png", (0, 0, 200)),
+    )
+
+    assert response.status_code == 302
+    scene = Scene.objects.get(title="The crew")
+    assert [image.pk for image in scene.references[:1]] == [hero.pk]
+    assert [str(image) for image in scene.references] == ["start.png", "boat.png"]
+
+
+def test_editing_a_scene_a_picked_reference_replaces_the_second_and_the_first_stays(
+    project, alice, bob
+):
+    hero, boat, ship = (make_image(project, alice, color=(n, n, n)) for n in (1, 2, 3))
+    scene = make_scene(project, **INGREDIENTS, reference_1=hero, reference_2=boat)
+    make_scene(project, ship, title="Ship")
+
+    client_for(bob).post(
+        reverse("scene-edit", args=[scene.uuid]),
+        scene_data(**INGREDIENTS, reference_2_pick=str(ship.uuid)),
+    )
+
+    scene.refresh_from_db()
+    assert [image.pk for image in scene.references] == [hero.pk, ship.pk]
+
+
+def test_a_picked_end_frame_survives_a_failed_submit_checked_in_its_own_field(project, alice, bob):
+    dusk = make_image(project, alice, color=(10, 10, 90))
+    make_scene(project, dusk)
+
+    html = create(
+        bob, project, **FRAMES, prompt="", start_image_file=upload(), end_image_pick=str(dusk.uuid)
+    ).text
+
+    end = field_html(html, "end_image")
+    assert re.search(rf'name="end_image_pick" value="{dusk.uuid}"[^>]*checked', end)
+    assert f'data-image-input-default="/media/image/{dusk.uuid}"' in end
+    assert "checked" not in field_html(html, "start_image").split("image-input__picker")[-1]
+
+
+@pytest.mark.parametrize(
+    ("mode", "field"),
+    [(FRAMES, "end_image"), (INGREDIENTS, "reference_1"), (INGREDIENTS, "reference_3")],
+)
+def test_an_image_of_another_project_cannot_be_picked_as_an_end_frame_or_a_reference(
+    project, alice, account, mode, field
+):
+    elsewhere = other_project(alice, account)
+    theirs = make_image(elsewhere, alice)
+    make_scene(elsewhere, theirs)
+    images = {"start_image_file": upload()} if field == "end_image" else {}
+
+    response = create(alice, project, **mode, **images, **{f"{field}_pick": str(theirs.uuid)})
+
+    assert response.status_code == 200
+    assert escape(NOT_OF_PROJECT) in field_html(response.text, field)
+    assert not project.scenes.exists()
+
+
+def test_the_modes_rules_judge_a_picked_image_as_they_judge_an_upload(project, alice, bob):
+    dusk = make_image(project, alice, color=(10, 10, 90))
+    make_scene(project, dusk)
+
+    as_end_of_a_start_image_scene = create(
+        bob, project, start_image_file=upload(), end_image_pick=str(dusk.uuid)
+    )
+    as_reference_of_a_frames_scene = create(
+        bob,
+        project,
+        **FRAMES,
+        start_image_file=upload(),
+        end_image_file=upload("dusk.png"),
+        reference_2_pick=str(dusk.uuid),
+    )
+    no_end_frame = create(bob, project, **FRAMES, start_image_pick=str(dusk.uuid))
+
+    assert "A Start image clip takes no end image" in field_html(
+        as_end_of_a_start_image_scene.text, "end_image"
+    )
+    assert "A Start and end frames clip takes no reference images" in field_html(
+        as_reference_of_a_frames_scene.text, "reference_1"
+    )
+    assert "Choose an end image" in field_html(no_end_frame.text, "end_image")
+    assert project.scenes.count() == 1  # dusk's own
+
+
+def test_without_javascript_a_file_overrides_a_picked_end_frame_and_remove_a_picked_reference(
+    project, alice, bob
+):
+    dusk = make_image(project, alice, color=(10, 10, 90))
+    make_scene(project, dusk, title="Dusk")
+    hero, boat = (
+        make_image(project, bob, color=(1, 1, 1)),
+        make_image(project, bob, color=(2, 2, 2)),
+    )
+    crew = make_scene(project, **INGREDIENTS, title="Crew", reference_1=hero, reference_2=boat)
+
+    create(
+        bob,
+        project,
+        **FRAMES,
+        title="New",
+        start_image_file=upload(),
+        end_image_pick=str(dusk.uuid),
+        end_image_file=upload("night.png", (5, 5, 60)),
+    )
+    client_for(bob).post(
+        reverse("scene-edit", args=[crew.uuid]),
+        scene_data(
+            **INGREDIENTS,
+            title="Crew",
+            reference_2_pick=str(dusk.uuid),
+            **{"reference_2_file-clear": "on"},
+        ),
+    )
+
+    assert Scene.objects.get(title="New").end_image.original_name == "night.png"
+    crew.refresh_from_db()
+    assert [image.pk for image in crew.references] == [hero.pk]
+
+
+def test_the_reference_preview_shows_the_picture_whole_and_claims_no_crop(project, alice, bob):
+    hero = make_image(project, alice)
+    scene = make_scene(project, **INGREDIENTS, reference_1=hero)
+
+    html = client_for(bob).get(reverse("scene-edit", args=[scene.uuid])).text
+
+    reference = field_html(html, "reference_1")
+    assert "image-input__frame--whole" in reference
+    assert "data-image-input-aspect" not in reference
+    assert "cropped as the clip" not in reference and "data-image-input-crop" not in reference
+    end = field_html(html, "end_image")
+    assert 'data-image-input-aspect="scene"' in end and "data-image-input-crop" in end
+
+
+# --- what the pickers cost ------------------------------------------------------------------
+
+PICKERS = ("start_image", "end_image", "reference_1", "reference_2", "reference_3")
+
+
+def page_queries(user, url: str) -> tuple[list[str], str]:
+    with CaptureQueriesContext(connection) as queries:
+        response = client_for(user).get(url)
+    assert response.status_code == 200
+    return [query["sql"] for query in queries.captured_queries], response.text
+
+
+def reads_images_in_use(sql: str) -> bool:
+    return sql.lstrip().upper().startswith("SELECT") and 'FROM "generations_imageasset"' in sql
+
+
+def test_the_new_scene_page_reads_the_projects_images_once_for_its_five_pickers(
+    project, alice, bob
+):
+    url = reverse("scene-create", args=[project.uuid])
+    without_pickers, html = page_queries(bob, url)
+    assert "Reuse an image of this project" not in html
+    for n in range(30):
+        make_scene(project, make_image(project, alice, color=(n, n, n)), title=f"Scene {n}")
+
+    with_pickers, html = page_queries(bob, url)
+
+    for name in PICKERS:
+        assert len(re.findall(rf'name="{name}_pick"', html)) == MAX_OPTIONS
+    # Five pickers showing 30 images cost what a page showing none does: one read of the list.
+    assert len(with_pickers) == len(without_pickers)
+    assert sum(map(reads_images_in_use, with_pickers)) == 1
+
+
+def test_the_edit_page_costs_the_same_queries_for_one_reference_as_for_three(project, alice, bob):
+    hero, boat, ship = (make_image(project, alice, color=(n, n, n)) for n in (1, 2, 3))
+    one = make_scene(project, **INGREDIENTS, reference_1=hero)
+    three = make_scene(project, **INGREDIENTS, reference_1=hero, reference_2=boat, reference_3=ship)
+
+    for_one, _ = page_queries(bob, reverse("scene-edit", args=[one.uuid]))
+    for_three, html = page_queries(bob, reverse("scene-edit", args=[three.uuid]))
+
+    assert len(for_one) == len(for_three)
+    for image in (hero, boat, ship):
+        assert f'data-image-input-default="/media/image/{image.uuid}"' in html

@@ -16,6 +16,7 @@
     var root = input.closest && input.closest("[data-image-input]");
     if (root && input.type === "file") showChosenFile(root, input);
     if (root && input.type === "radio" && input.checked) showPickedImage(root, input);
+    if (root && input.type === "checkbox") showRemoved(root, input);
     if (input.matches && input.matches("select[data-aspect=scene], select[data-mode=scene]")) {
       followMode();
       document.querySelectorAll("[data-image-input]").forEach(describeCrop);
@@ -29,7 +30,8 @@
   // A file is chosen, dropped or pasted into the plain file input (so the form posts it as it
   // would without JavaScript); an image of the project is picked from the radios. The preview
   // shows the picture in a frame of the scene's aspect, cropped as the clip will crop it, and
-  // offers the picture's own aspect when it differs. Several inputs may share a page.
+  // offers the picture's own aspect when it differs; a reference image, which the clip is not
+  // framed from, is shown whole (no data-image-input-aspect). Several inputs may share a page.
 
   function part(root, name) { return root.querySelector("[data-image-input-" + name + "]"); }
 
@@ -50,7 +52,7 @@
     var file = input.files && input.files[0];
     say(root, "");
     if (!file) { showPreview(root, ""); return; }
-    root.querySelectorAll("input[type=radio]").forEach(function (radio) { radio.checked = false; });
+    root.querySelectorAll("input[type=radio], input[type=checkbox]").forEach(function (box) { box.checked = false; });
     var kept = part(root, "kept");
     if (kept) kept.hidden = true;
     if (file.type.indexOf("image/") !== 0) {
@@ -66,8 +68,21 @@
   function showPickedImage(root, radio) {
     var file = root.querySelector("input[type=file]");
     if (file) file.value = "";
+    // A picked image replaces the current reference rather than leaving it removed.
+    root.querySelectorAll("input[type=checkbox]").forEach(function (box) { box.checked = false; });
     say(root, "");
     showPreview(root, radio.getAttribute("data-image-url"));
+  }
+
+  // A reference's Remove box: nothing takes its place, so no pick, no file, no preview (the
+  // server lets Remove win over a pick, as a radio cannot be unchecked without a script).
+  function showRemoved(root, box) {
+    say(root, "");
+    if (!box.checked) { showPreview(root, ""); return; }
+    root.querySelectorAll("input[type=radio]").forEach(function (radio) { radio.checked = false; });
+    var file = root.querySelector("input[type=file]");
+    if (file) file.value = "";
+    part(root, "preview").hidden = true;
   }
 
   function aspectSelectFor(root) {
@@ -78,6 +93,7 @@
 
   // The clip fills a 16:9 or 9:16 frame from the middle of the picture (object-fit: cover).
   function describeCrop(root) {
+    if (!root.hasAttribute("data-image-input-aspect")) return;
     var image = part(root, "image");
     var select = aspectSelectFor(root);
     var frame = part(root, "frame");
@@ -138,13 +154,13 @@
     });
   }
 
-  // A pasted picture goes to the image input holding the focus, else to the page's first one;
-  // a paste without a picture is left alone.
+  // A pasted picture goes to the image input holding the focus, else to the first one the mode
+  // shows (the start image, or the first reference); a paste without a picture is left alone.
   document.addEventListener("paste", function (event) {
     var files = event.clipboardData && event.clipboardData.files;
     if (!files || !files.length) return;
     var focused = document.activeElement && document.activeElement.closest && document.activeElement.closest("[data-image-input]");
-    var root = focused || document.querySelector("[data-image-input]");
+    var root = focused || document.querySelector("[data-image-input]:not([hidden])");
     if (root && takeFiles(root, files)) event.preventDefault();
   });
 

@@ -69,13 +69,18 @@ def wide_picture() -> bytes:
     return png_bytes(640, 360, colour=(30, 90, 200))
 
 
-def preview(page: Page):
-    return page.locator("img[data-image-input-image]")
+def image_input(page: Page, name: str = "start_image"):
+    """The image input ``name`` (the form has five: start, end, three references)."""
+    return page.locator(f"[data-image-input]:has(input[name={name}_file])")
 
 
-def expect_decoded(page: Page) -> None:
+def preview(page: Page, name: str = "start_image"):
+    return image_input(page, name).locator("img[data-image-input-image]")
+
+
+def expect_decoded(page: Page, name: str = "start_image") -> None:
     page.wait_for_function(
-        "img => img.complete && img.naturalWidth > 0", arg=preview(page).element_handle()
+        "img => img.complete && img.naturalWidth > 0", arg=preview(page, name).element_handle()
     )
 
 
@@ -84,7 +89,7 @@ def open_new_scene_form(page: Page, project, user: str = "alice") -> None:
     page.goto(reverse("scene-create", args=[project.uuid]))
     expect(page.get_by_role("heading", name="New scene")).to_be_visible()
     # The script has set the field up (the drop hint shows only then).
-    expect(page.get_by_text("or drop an image here, or paste one")).to_be_visible()
+    expect(image_input(page).get_by_text("or drop an image here, or paste one")).to_be_visible()
 
 
 def test_alice_drops_a_portrait_picture_switches_to_its_aspect_and_it_survives_an_empty_prompt(
@@ -97,10 +102,10 @@ def test_alice_drops_a_portrait_picture_switches_to_its_aspect_and_it_survives_a
     # aspect.
     expect(preview(page)).to_be_visible()
     assert preview(page).evaluate("img => img.src.startsWith('data:image/png')")
-    expect(page.locator("[data-image-input-frame]")).to_have_class(
+    expect(image_input(page).locator("[data-image-input-frame]")).to_have_class(
         re.compile(r"image-input__frame--landscape")
     )
-    crop = page.locator("[data-image-input-crop]")
+    crop = image_input(page).locator("[data-image-input-crop]")
     expect(crop).to_have_text(re.compile(r"68% of the picture's height is cut off"))
     use_own = page.get_by_role("button", name="Use the picture's own aspect (Portrait 9:16)")
     use_own.click()
@@ -108,7 +113,7 @@ def test_alice_drops_a_portrait_picture_switches_to_its_aspect_and_it_survives_a
     expect(page.get_by_label("Model")).to_have_value(re.compile("portrait"))
     expect(crop).to_have_text("The whole picture fits the clip's frame.")
     expect(use_own).to_be_hidden()
-    expect(page.locator("[data-image-input-frame]")).to_have_class(
+    expect(image_input(page).locator("[data-image-input-frame]")).to_have_class(
         re.compile(r"image-input__frame--portrait")
     )
 
@@ -148,7 +153,7 @@ def test_bob_pastes_a_picture_into_the_form_and_the_scene_starts_from_it(page: P
     send_picture(page, "paste", "clipboard.png", wide_picture())
 
     expect(preview(page)).to_be_visible()
-    expect(page.locator("[data-image-input-crop]")).to_have_text(
+    expect(image_input(page).locator("[data-image-input-crop]")).to_have_text(
         "The whole picture fits the clip's frame."
     )
     expect(page.get_by_role("button", name=re.compile("own aspect"))).to_be_hidden()
@@ -166,8 +171,8 @@ def test_bob_reuses_the_harbour_picture_from_the_picker(page: Page, project, ali
     make_scene(project, harbour, title="Harbour")
     open_new_scene_form(page, project, "bob")
 
-    page.get_by_text("Reuse an image of this project (1)").click()
-    page.get_by_role("radio", name=re.compile("start.png")).check()
+    image_input(page).get_by_text("Reuse an image of this project (1)").click()
+    image_input(page).get_by_role("radio", name=re.compile("start.png")).check()
     expect(preview(page)).to_have_attribute("src", f"/media/image/{harbour.uuid}")
     expect_decoded(page)
     page.get_by_label("Title").fill("Harbour, later")
@@ -177,6 +182,40 @@ def test_bob_reuses_the_harbour_picture_from_the_picker(page: Page, project, ali
 
     assert Scene.objects.get(title="Harbour, later").start_image_id == harbour.pk
     assert ImageAsset.objects.count() == 1
+
+    # The same picture as the end frame of a Start and end frames scene: picked in the end
+    # image's own picker, shown chosen there (still after a failed submit), the start image's
+    # untouched.
+    page.goto(reverse("scene-create", args=[project.uuid]))
+    page.get_by_label("Made from").select_option(label="Start and end frames")
+    end = image_input(page, "end_image")
+    expect(end).to_be_visible()
+    send_picture(page, "drop", "dawn.png", wide_picture())
+    expect(preview(page)).to_have_attribute("src", re.compile("^data:image/png"))
+    end.get_by_text("Reuse an image of this project (1)").click()
+    end.get_by_role("radio", name=re.compile("start.png")).check()
+    expect(preview(page, "end_image")).to_have_attribute("src", f"/media/image/{harbour.uuid}")
+    expect_decoded(page, "end_image")
+    expect(end.locator("[data-image-input-crop]")).to_have_text(
+        "The whole picture fits the clip's frame."
+    )
+    expect(image_input(page).locator("input[type=radio]")).not_to_be_checked()
+    page.get_by_label("Title").fill("Harbour at dusk")
+    page.get_by_label("Prompt").fill("   ")
+    page.get_by_role("button", name="Add scene").click()
+    expect(page.get_by_text("Write a prompt: it tells the model what happens")).to_be_visible()
+
+    end = image_input(page, "end_image")
+    expect(end.get_by_role("radio", name=re.compile("start.png"))).to_be_checked()
+    expect(preview(page, "end_image")).to_have_attribute("src", f"/media/image/{harbour.uuid}")
+    expect(preview(page, "end_image")).to_be_visible()
+    page.get_by_label("Prompt").fill("The harbour lights come on")
+    page.get_by_role("button", name="Add scene").click()
+    expect(page.locator("article.card", has_text="Harbour at dusk")).to_be_visible()
+
+    scene = Scene.objects.get(title="Harbour at dusk")
+    assert (scene.mode, scene.end_image_id) == ("frames", harbour.pk)
+    assert scene.start_image.original_name == "dawn.png"
 
 
 @pytest.mark.parametrize("size", SIZES)
@@ -190,8 +229,8 @@ def test_screenshots_of_the_scene_form_with_a_dropped_picture_and_the_picker(
     open_new_scene_form(page, project)
     send_picture(page, "drop", "tower.png", tall_picture())
     expect(page.get_by_role("button", name=re.compile("own aspect"))).to_be_visible()
-    page.get_by_text("Reuse an image of this project (2)").click()
-    for thumb in page.locator(".image-input__thumb").all():
+    image_input(page).get_by_text("Reuse an image of this project (2)").click()
+    for thumb in image_input(page).locator(".image-input__thumb").all():
         thumb.scroll_into_view_if_needed()  # loaded lazily
         page.wait_for_function(
             "img => img.complete && img.naturalWidth > 0", arg=thumb.element_handle()

@@ -94,7 +94,7 @@ def test_alice_lays_out_a_scene_and_watches_two_takes_render_then_plays_one(
     page.get_by_role("link", name="Add scene").click()
     page.get_by_label("Start image").set_input_files(start_image(tmp_path))
     # The preview appears before the upload (a data: URL, which the policy allows).
-    preview = page.locator("img[data-image-input-image]")
+    preview = page.locator("[data-image-input]:has(input[name=start_image_file]) img")
     expect(preview).to_be_visible()
     assert preview.evaluate("img => img.src.startsWith('data:image/jpeg')")
     page.get_by_label("Title").fill("Harbour at dawn")
