@@ -1,11 +1,14 @@
-"""The storyboard's order as one request: every scene's uuid once, from an editor, for this
-project only; a stale or foreign list changes nothing."""
+"""The storyboard's order as one request: every scene's uuid once, with the order the page
+saw before the move, from an editor, for this project only; a stale or foreign list, or one
+made on a page that had not seen a teammate's move, changes nothing."""
 
 from __future__ import annotations
 
 import re
 import uuid
 
+from django.db import connection, transaction
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from generations.models import Generation, Project, Upscale
@@ -17,10 +20,23 @@ def titles(project: Project) -> list[str]:
     return list(project.scenes.order_by("position").values_list("title", flat=True))
 
 
-def order(client, project, scenes):
+def order(client, project, scenes, seen=None):
+    """Post ``scenes`` as the new order, from a page that saw ``seen`` (the saved order when
+    not given: a page drawn just now)."""
+    if seen is None:
+        seen = list(project.scenes.order_by("position", "id").values_list("uuid", flat=True))
     return client.post(
-        reverse("scene-order", args=[project.uuid]), {"scene": [str(s.uuid) for s in scenes]}
+        reverse("scene-order", args=[project.uuid]),
+        {
+            "scene": [str(s.uuid) for s in scenes],
+            "seen": [str(getattr(s, "uuid", s)) for s in seen],
+        },
     )
+
+
+def drawn_order(html: str) -> list[str]:
+    """The scenes' uuids in the order the storyboard in ``html`` shows them."""
+    return re.findall(r'<article id="scene-([0-9a-f-]+)" class="card"', html)
 
 
 def test_bob_puts_the_storyboard_in_a_new_order_with_one_request(project, bob):
@@ -128,3 +144,75 @@ def test_bob_clearing_a_card_while_another_scenes_upscale_renders_keeps_the_page
     assert "Cleared 1 failed or cancelled take." in html
     poller = re.search(r'id="poller"[^>]* hx-get="([^"]+)"', html).group(1)
     assert "&amp;live=1" in poller
+
+
+def test_bobs_move_from_a_page_drawn_before_alices_move_is_refused_and_alices_order_stays(
+    project, alice, bob
+):
+    a, b, c = (make_scene(project, title=name) for name in "ABC")
+    # Both pages show A, B, C; alice moves C to the top.
+    assert order(htmx_client_for(alice), project, [c, a, b], seen=[a, b, c]).status_code == 200
+    before = Project.objects.get(pk=project.pk).scenes_changed
+
+    # Bob, unrefreshed, swaps his first two cards: his list names every scene, but was made
+    # on A, B, C, and saving it would undo alice's move.
+    response = order(htmx_client_for(bob), project, [b, a, c], seen=[a, b, c])
+
+    assert response.status_code == 200
+    assert titles(project) == ["C", "A", "B"]
+    assert Project.objects.get(pk=project.pk).scenes_changed == before
+    assert "the order was not saved" in response.text
+    assert "Saved the order" not in response.text
+    # His storyboard comes back as alice left it, so his next move starts from her order.
+    assert re.findall(r'card__title">(\w)<', response.text) == ["C", "A", "B"]
+    again = order(htmx_client_for(bob), project, [a, c, b], seen=drawn_order(response.text))
+    assert "Saved the order: A, C, B." in again.text
+    assert titles(project) == ["A", "C", "B"]
+
+
+def test_of_two_moves_sent_from_the_same_page_at_once_only_the_first_is_saved(project, bob):
+    a, b, c = (make_scene(project, title=name) for name in "ABC")
+    seen = [a.uuid, b.uuid, c.uuid]
+    with transaction.atomic():
+        first = project.reorder_scenes([c.uuid, a.uuid, b.uuid], seen=seen)
+    with transaction.atomic():
+        second = project.reorder_scenes([b.uuid, a.uuid, c.uuid], seen=seen)
+    assert (first, second) == (True, False)
+    assert titles(project) == ["C", "A", "B"]
+
+
+def test_alice_moves_twice_in_a_row_and_both_moves_are_saved(project, alice):
+    a, b, c = (make_scene(project, title=name) for name in "ABC")
+    client = htmx_client_for(alice)
+
+    first = order(client, project, [b, a, c], seen=[a, b, c])
+    assert "Saved the order: B, A, C." in first.text
+    # The next move is made on the storyboard the first answer drew.
+    assert drawn_order(first.text) == [str(b.uuid), str(a.uuid), str(c.uuid)]
+    second = order(client, project, [b, c, a], seen=drawn_order(first.text))
+
+    assert "Saved the order: B, C, A." in second.text
+    assert titles(project) == ["B", "C", "A"]
+
+
+def test_an_order_sent_without_the_order_the_page_saw_changes_nothing(project, bob):
+    a, b = (make_scene(project, title=name) for name in "AB")
+    response = htmx_client_for(bob).post(
+        reverse("scene-order", args=[project.uuid]), {"scene": [str(b.uuid), str(a.uuid)]}
+    )
+    assert "the order was not saved" in response.text
+    assert titles(project) == ["A", "B"]
+
+
+def test_the_order_request_takes_as_many_queries_for_six_scenes_as_for_two(project, bob):
+    def queries_to_reverse(count: int) -> int:
+        project.scenes.all().delete()
+        scenes = [make_scene(project, title=f"S{n}") for n in range(count)]
+        client = htmx_client_for(bob)
+        client.get(reverse("project-detail", args=[project.uuid]))  # the session, warmed
+        with CaptureQueriesContext(connection) as captured:
+            response = order(client, project, scenes[::-1], seen=scenes)
+        assert "Saved the order" in response.text
+        return len(captured)
+
+    assert queries_to_reverse(6) == queries_to_reverse(2)

@@ -404,18 +404,30 @@ class Project(models.Model):
         )
         return limits_words(self.monthly_budget, allowances, self.limits_unit)
 
-    def reorder_scenes(self, scene_uuids: list) -> bool:
+    def reorder_scenes(self, scene_uuids: list, seen: list | None = None) -> bool:
         """Put the storyboard in the order of ``scene_uuids`` (call inside a transaction).
 
         The list must name every scene of this project exactly once: anything else (another
         project's scene, a scene deleted or added meanwhile, a repeat) changes nothing and
-        returns False, so an order made on a stale page never half-applies.
+        returns False, so an order made on a stale page never half-applies. ``seen`` is the
+        order the page showed before its move: when the saved order is no longer that one (a
+        teammate moved a scene meanwhile, or sent a move at the same instant), it changes
+        nothing and returns False too, rather than silently undoing the teammate's move. Only
+        a caller that read the order under this same lock may leave ``seen`` out.
         """
         from .scenes import Scene
 
-        ordered = list(self.scenes.select_for_update().only("pk", "uuid", "position"))
+        # Locked, and in the storyboard's own order (position, then id: as storyboard_scenes
+        # draws it), so ``seen`` is compared with what a page drawn now would show.
+        ordered = list(
+            self.scenes.select_for_update()
+            .only("pk", "uuid", "position")
+            .order_by("position", "id")
+        )
         by_uuid = {scene.uuid: scene for scene in ordered}
         if len(scene_uuids) != len(by_uuid) or set(scene_uuids) != set(by_uuid):
+            return False
+        if seen is not None and list(seen) != [scene.uuid for scene in ordered]:
             return False
         renumbered = []
         for position, scene_uuid in enumerate(scene_uuids):

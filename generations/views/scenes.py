@@ -136,13 +136,19 @@ ORDER_STALE = (
 @login_required
 def scene_order(request: HtmxHttpRequest, uuid: UUID) -> HttpResponse:
     """Put the project's scenes in the order sent: every scene's uuid once (``scene``, in
-    order). A drag or a keyboard move on the storyboard is this one request. htmx gets the
-    storyboard back with a poller that has seen the change; without JavaScript, a redirect."""
+    order), with the order the page showed before this move (``seen``, the same uuids). A
+    drag or a keyboard move on the storyboard is this one request. htmx gets the storyboard
+    back with a poller that has seen the change; without JavaScript, a redirect.
+
+    A move is refused when the saved order is no longer the one the page saw: the whole new
+    order is sent, so saving it over a teammate's move would silently undo that move. A
+    request without ``seen`` (a page from before it was sent) is refused the same way."""
     answered_at = timezone.now()
     project, membership = get_project_for_user(request, uuid, Role.EDITOR)
     wanted = [uuid_or_none(value) for value in request.POST.getlist("scene")]
+    seen = [uuid_or_none(value) for value in request.POST.getlist("seen")]
     with transaction.atomic():
-        saved = None not in wanted and project.reorder_scenes(wanted)
+        saved = None not in wanted and project.reorder_scenes(wanted, seen=seen)
     if not request.htmx:
         if not saved:
             messages.error(request, ORDER_STALE)

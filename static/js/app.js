@@ -240,11 +240,17 @@
 
   function cards(board) { return Array.prototype.slice.call(board.querySelectorAll(":scope > article.card")); }
 
-  function sendOrder(board, card, control) {
+  function sceneIds(list) { return list.map(function (c) { return c.id.replace(/^scene-/, ""); }); }
+
+  // `seen` is the order of the cards just before this move, which is what the person moved
+  // from: the server refuses the move when its saved order is no longer that one (a teammate
+  // moved a scene meanwhile) instead of saving this whole list over theirs. Every answer
+  // redraws the storyboard as saved, so the next move's `seen` is the order saved by this one.
+  function sendOrder(board, card, control, seen) {
     var url = orderUrl();
     if (!url || !window.htmx) return;
     pendingFocus = { card: card.id, control: control };
-    var values = { scene: cards(board).map(function (c) { return c.id.replace(/^scene-/, ""); }) };
+    var values = { scene: sceneIds(cards(board)), seen: seen };
     window.htmx.ajax("POST", url, { source: board, target: "#scenes", swap: "outerHTML", values: values });
   }
 
@@ -254,11 +260,12 @@
     var index = list.indexOf(card);
     var target = index + step;
     if (target < 0 || target >= list.length) return;
+    var seen = sceneIds(list);
     if (step < 0) board.insertBefore(card, list[target]);
     else board.insertBefore(card, list[target].nextSibling);
     syncMoveButtons(board);
     focusControl(card, control);
-    sendOrder(board, card, control);
+    sendOrder(board, card, control, seen);
   }
 
   function focusControl(card, control) {
@@ -295,9 +302,13 @@
         forceFallback: true,
         onEnd: function (event) {
           if (event.oldIndex === event.newIndex) return;
+          // The order before the drag: the dragged card put back where it was picked up
+          // (counted among the cards alone; a refusal's warning may stand before them).
+          var seen = sceneIds(cards(board));
+          seen.splice(event.oldDraggableIndex, 0, seen.splice(event.newDraggableIndex, 1)[0]);
           syncMoveButtons(board);
           focusControl(event.item, "handle");
-          sendOrder(board, event.item, "handle");
+          sendOrder(board, event.item, "handle", seen);
         },
       });
     }
