@@ -17,7 +17,7 @@ from . import images, rules
 from .engines.base import Aspect, EngineKind
 from .engines.catalogue import TIER_NOT_PAID, ClipOptions, models_for, options_for
 from .image_choice import ImageChoice, ProjectImages
-from .models import FlowAccount, Membership, Pick, Project, Scene
+from .models import DeletedMeanwhile, FlowAccount, Membership, Pick, Project, Scene
 from .scene_inputs import FILE_FIELDS, FORM_MODES, ModelSelect, StoredImage, image_field
 
 
@@ -414,6 +414,7 @@ class SceneForm(forms.ModelForm):
         """Store the image (if one was chosen) and the scene together, or neither.
 
         Returns None when the image is refused; the reason is then on the form.
+        ``DeletedMeanwhile`` when a teammate deleted the scene being edited.
         """
         scene: Scene = self.instance
         for each in self.images.values():
@@ -441,20 +442,27 @@ class SceneForm(forms.ModelForm):
                     scene.save()
                     self.project.mark_scenes_changed()
                 else:
-                    scene.save(
-                        update_fields=[
-                            "title",
-                            "prompt",
-                            "aspect",
-                            "model_key",
-                            "seed",
-                            "takes",
-                            "mode",
-                            *(name for name in self.OPTION_FIELDS if name in self.fields),
-                            *Scene.IMAGE_FIELDS,
-                            "updated",
-                        ]
-                    )
+                    try:
+                        scene.save(
+                            update_fields=[
+                                "title",
+                                "prompt",
+                                "aspect",
+                                "model_key",
+                                "seed",
+                                "takes",
+                                "mode",
+                                *(name for name in self.OPTION_FIELDS if name in self.fields),
+                                *Scene.IMAGE_FIELDS,
+                                "updated",
+                            ]
+                        )
+                    except Scene.NotUpdated:
+                        # The scene was read before this transaction; a teammate deleted it
+                        # since. The rollback takes back an image stored for it. Named as
+                        # the page showed it, not by the title just typed.
+                        shown = Scene.name_for(self.initial.get("title", ""), scene.position)
+                        raise DeletedMeanwhile(shown) from None
         except images.ImageRejected as refusal:
             self.add_error(storing, str(refusal))
             self._forget([each.stored for each in self.images.values()])

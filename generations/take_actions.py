@@ -52,6 +52,7 @@ from .models import (
     Scene,
     Upscale,
     check_budget,
+    reread,
 )
 
 # Flow's client sends the source's last second (24 frames at 24 fps) as the extension's
@@ -154,11 +155,16 @@ def extend(source: Generation, user, prompt: str, *, seen: int | None = None) ->
     project = source.project
     with transaction.atomic():
         # Locking the source's scene serialises two clicks (SQLite's IMMEDIATE transactions
-        # already do), so the second one sees the first's extension.
-        Scene.objects.select_for_update().filter(pk=source.scene_id).exists()
+        # already do), so the second one sees the first's extension. Both rows were read
+        # before this transaction: a teammate may have deleted them since.
+        reread(source.scene, str(source.scene), ["position"])
         if seen is not None and extensions_of(source) != seen:
             raise CannotGenerate(EXTEND_STALE)
-        source.refresh_from_db(fields=["status", "video", "media_generation_id", "account"])
+        reread(
+            source,
+            f"Take {source.take}",
+            ["status", "video", "media_generation_id", "account"],
+        )
         problem = extend_problem(source, project.account, source.pk)
         if problem:
             raise CannotGenerate(problem)
@@ -278,9 +284,9 @@ def request_upscale(
 
     project = take.project
     with transaction.atomic():
-        # One row per take and size, and this lock: two clicks make one upscale.
-        Generation.objects.select_for_update().filter(pk=take.pk).exists()
-        take.refresh_from_db(fields=["status", "video", "media_generation_id", "account"])
+        # One row per take and size, and this lock: two clicks make one upscale. The take was
+        # read before this transaction: a teammate may have deleted it since.
+        reread(take, f"Take {take.take}", ["status", "video", "media_generation_id", "account"])
         project.check_spending()
         problem = upscale_problem(take, project.account, resolution)
         if problem:
@@ -429,7 +435,9 @@ def last_frame_scene(take: Generation, user) -> Scene:
     image: ImageAsset | None = None
     try:
         with transaction.atomic():
-            Scene.objects.select_for_update().filter(pk=take.scene_id).exists()
+            # The take's scene was read before this transaction: a teammate may have deleted
+            # it since, and the new scene's place is counted from it.
+            reread(take.scene, str(take.scene), ["position"])
             if Scene.objects.filter(project=project, start_image__original_name=name).exists():
                 raise CannotGenerate(
                     f"A scene already starts from the last frame of take {take.take}."

@@ -4,7 +4,15 @@ what deleted clips spent.
 Each module imports the areas before it and reaches a later area only inside a method, so the
 modules load in one direction; everything is importable from ``generations.models``."""
 
-from .accounts import COST_CREDITS, COST_USD, CannotGenerate, FlowAccount, FlowAccountQuerySet
+from .accounts import (
+    COST_CREDITS,
+    COST_USD,
+    CannotGenerate,
+    DeletedMeanwhile,
+    FlowAccount,
+    FlowAccountQuerySet,
+    reread,
+)
 from .film import Comment, FilmRender, Pick, _film_path
 from .projects import (
     ARCHIVED_PROBLEM,
@@ -50,6 +58,8 @@ __all__ = [
     "COST_USD",
     "COST_CREDITS",
     "CannotGenerate",
+    "DeletedMeanwhile",
+    "reread",
     "FlowAccountQuerySet",
     "FlowAccount",
     "Project",

@@ -11,7 +11,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from .. import rules
-from .accounts import CannotGenerate
+from .accounts import CannotGenerate, reread
 from .projects import Membership, Project
 from .scenes import Scene
 from .takes import Generation
@@ -97,6 +97,8 @@ class Pick(models.Model):
             raise CannotGenerate("Only a ready take can be picked for the film.")
         now = timezone.now()
         with transaction.atomic():
+            # The take was read before this transaction; a teammate may have deleted it since.
+            reread(take, f"Take {take.take}")
             pick, _ = Pick.objects.update_or_create(
                 scene_id=take.scene_id,
                 defaults={
@@ -232,6 +234,8 @@ class Comment(models.Model):
                 f"A comment holds at most {cls.MAX_LENGTH} characters; this one has {len(text)}."
             )
         with transaction.atomic():
+            # The take was read before this transaction; a teammate may have deleted it since.
+            reread(take, f"Take {take.take}")
             comment = cls.objects.create(take=take, author=author, body=text)
             Scene.objects.filter(pk=take.scene_id).update(updated=comment.created)
         return comment

@@ -23,7 +23,7 @@ from .. import rules
 from ..budgets import amount, month_spent
 from ..engines.base import Aspect, ImageData
 from ..engines.catalogue import flow_credits, get_model, options_for, vertex_price_per_second
-from .accounts import COST_CREDITS, COST_USD, CannotGenerate, FlowAccount
+from .accounts import COST_CREDITS, COST_USD, CannotGenerate, DeletedMeanwhile, FlowAccount
 from .projects import Membership, Project
 
 if TYPE_CHECKING:
@@ -347,7 +347,10 @@ class Scene(models.Model):
         if problem:
             raise CannotGenerate(problem)
         self.project.check_spending()
-        return create_generations(self.project, user, {self.pk: self.take_snapshots()})[self.pk]
+        try:
+            return create_generations(self.project, user, {self.pk: self.take_snapshots()})[self.pk]
+        except DeletedMeanwhile:
+            raise DeletedMeanwhile(str(self)) from None
 
     # What take_cost and Generate all's filter (budgets.generate_all_total) read: a poll
     # prices Generate all from these columns alone, so a field either starts reading must
@@ -488,10 +491,14 @@ def create_generations(
         if counts:
             # Moved before they are read: the update holds the scenes' rows, so two Generates
             # of one scene at once number their takes one after the other.
-            Scene.objects.filter(pk__in=counts).update(
+            moved = Scene.objects.filter(pk__in=counts).update(
                 last_take=F("last_take")
                 + Case(*(When(pk=pk, then=Value(n)) for pk, n in counts.items()), default=0)
             )
+            # A scene read before this transaction may have been deleted by a teammate since:
+            # its takes would point nowhere (a foreign key failing at commit) and be charged.
+            if moved != len(counts):
+                raise DeletedMeanwhile("A scene of this storyboard")
         # The number before this Generate's first take, per scene.
         last = {
             pk: last_take - counts[pk]

@@ -12,7 +12,7 @@ from django.utils import timezone
 
 from .. import rules
 from ..engines.catalogue import get_model
-from .accounts import CannotGenerate, FlowAccount
+from .accounts import CannotGenerate, FlowAccount, reread
 from .projects import Project
 from .scenes import SNAPSHOT_FIELDS, ImageAsset, Scene, create_generations
 
@@ -325,10 +325,12 @@ class Generation(models.Model):
             pk=self.pk, status=self.Status.FAILED, download_attempts=self.download_attempts
         ).update(**fields)
         if not changed:
-            try:
-                self.refresh_from_db(fields=["status", "reason", "download_attempts", "account"])
-            except Generation.DoesNotExist:
-                raise CannotGenerate(f"Take {self.take} was deleted meanwhile.") from None
+            reread(
+                self,
+                f"Take {self.take}",
+                ["status", "reason", "download_attempts", "account"],
+                lock=False,
+            )
             raise CannotGenerate(
                 self.fetch_again_problem()
                 or f"Take {self.take} changed meanwhile; look at it again before fetching it."

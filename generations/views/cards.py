@@ -10,7 +10,7 @@ from uuid import UUID
 from django.conf import settings
 from django.contrib import messages
 from django.db.models import Count, Exists, Prefetch
-from django.http import HttpResponse
+from django.http import Http404, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 
@@ -179,7 +179,16 @@ def after_card_action(
 
     # The card comes back with its takes; the poller keeps the page's own `since`, so the next
     # poll still brings every other card that changed meanwhile.
-    [fresh] = storyboard_scenes(project, project.scenes.filter(pk=scene.pk))
+    found = storyboard_scenes(project, project.scenes.filter(pk=scene.pk))
+    if not found:
+        # A teammate deleted the scene after the lookup read it: there is no card to answer
+        # with. The words reach the page as any refusal's do (static/js/app.js, 404.html).
+        raise Http404(
+            f"{scene} was just deleted by a teammate"
+            + (", so nothing was done." if error else ".")
+            + " Reload the page to see the storyboard as it is now."
+        )
+    [fresh] = found
     since = decode_since(request.POST.get("since"))
     live = project_in_flight(project)
     ctx = card_context(

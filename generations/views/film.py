@@ -9,6 +9,7 @@ from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.files.storage import default_storage
+from django.db import transaction
 from django.http import (
     Http404,
     HttpRequest,
@@ -152,9 +153,20 @@ def scene_trim(request: HttpRequest, uuid: UUID) -> HttpResponse:
     )
     if not form.is_valid():
         return _film_page(request, project, membership, film_plan, refused=form, status=400)
-    pick.trim_in, pick.trim_out = form.cleaned_data["trim_in"], form.cleaned_data["trim_out"]
-    pick.save(update_fields=["trim_in", "trim_out"])
-    Scene.objects.filter(pk=scene.pk).update(updated=timezone.now())
+    trims = {"trim_in": form.cleaned_data["trim_in"], "trim_out": form.cleaned_data["trim_out"]}
+    with transaction.atomic():
+        # The pick was read before this; a teammate may have deleted its take (or the scene)
+        # since, or picked another take, whose cut these trims were not typed for.
+        saved = Pick.objects.filter(pk=pick.pk, take_id=pick.take_id).update(**trims)
+        if saved:
+            Scene.objects.filter(pk=scene.pk).update(updated=timezone.now())
+    if not saved:
+        messages.error(
+            request,
+            f"{scene}: take {pick.take.take} was just deleted or unpicked by a teammate, so the "
+            "trims were not saved. Here is the film as it is now.",
+        )
+        return redirect(film_url(project))
     messages.success(request, f"{scene}: trims saved.")
     return redirect(film_url(project))
 

@@ -21,7 +21,16 @@ from django.views.decorators.http import require_http_methods, require_POST
 
 from .. import work
 from ..forms import SceneForm
-from ..models import CannotGenerate, Comment, Generation, Pick, Scene, delete_takes
+from ..models import (
+    CannotGenerate,
+    Comment,
+    DeletedMeanwhile,
+    Generation,
+    Pick,
+    Scene,
+    delete_takes,
+    reread,
+)
 from .access import (
     HtmxHttpRequest,
     Role,
@@ -76,7 +85,11 @@ def scene_edit(request: HttpRequest, uuid: UUID) -> HttpResponse:
         project, request.POST or None, request.FILES or None, instance=scene, user=request.user
     )
     if request.method == "POST" and form.is_valid():
-        saved = form.save_scene(request.user)
+        try:
+            saved = form.save_scene(request.user)
+        except DeletedMeanwhile as gone:
+            messages.error(request, str(gone))
+            return redirect(project_url(project))
         if saved is not None:
             messages.success(request, f"Saved {saved}.")
             return redirect(project_url(project, saved))
@@ -118,6 +131,9 @@ def scene_move(request: HttpRequest, uuid: UUID) -> HttpResponse:
         return redirect(project_url(project, scene))
     with transaction.atomic():
         order = list(project.scenes.select_for_update().values_list("uuid", flat=True))
+        if scene.uuid not in order:  # deleted by a teammate since the lookup read it
+            messages.error(request, str(DeletedMeanwhile(str(scene))))
+            return redirect(project_url(project))
         index = order.index(scene.uuid)
         target = index - 1 if direction == "up" else index + 1
         if 0 <= target < len(order):
@@ -196,7 +212,14 @@ def scene_delete(request: HttpRequest, uuid: UUID) -> HttpResponse:
             return redirect(project_url(project, scene))
         # Through delete_takes, not the scene's cascade: what the takes spent stays counted.
         delete_takes(takes)
-        scene.delete()
+        _, deleted = scene.delete()
+        if not deleted.get(Scene._meta.label):
+            # A second Delete (a double click, a teammate) found it gone: the scenes after it
+            # must not move up a second time.
+            messages.success(
+                request, f"{scene} was already deleted (a second click, or a teammate)."
+            )
+            return redirect(project_url(project))
         # The scenes after it move up one place: an untitled scene is named by its place
         # ("Scene 3"), and its name must stay the number it shows on the storyboard.
         project.scenes.filter(position__gt=scene.position).update(position=F("position") - 1)
@@ -230,8 +253,9 @@ def scene_generate(request: HtmxHttpRequest, uuid: UUID) -> HttpResponse:
     try:
         with transaction.atomic():
             # Locking the scene row serialises two clicks on PostgreSQL too (SQLite's
-            # IMMEDIATE transactions already do), so the second one sees the first's takes.
-            Scene.objects.select_for_update().filter(pk=scene.pk).exists()
+            # IMMEDIATE transactions already do), so the second one sees the first's takes;
+            # and finds the scene gone if a teammate deleted it since the lookup.
+            reread(scene, str(scene))
             if not _seen_matches(request, scene):
                 raise CannotGenerate(STALE)
             takes = work.generate(scene, request.user)
@@ -252,10 +276,10 @@ def take_retry(request: HtmxHttpRequest, uuid: UUID) -> HttpResponse:
     error = notice = ""
     try:
         with transaction.atomic():
-            Scene.objects.select_for_update().filter(pk=scene.pk).exists()
+            reread(scene, str(scene))
             if not _seen_matches(request, scene):
                 raise CannotGenerate(STALE)
-            generation.refresh_from_db(fields=["status"])
+            reread(generation, f"Take {generation.take}", ["status"])
             if generation.status == Generation.Status.UNCERTAIN:
                 take = work.resubmit(generation, request.user)
             elif generation.status in (Generation.Status.FAILED, Generation.Status.CANCELLED):
@@ -275,8 +299,9 @@ def take_retry(request: HtmxHttpRequest, uuid: UUID) -> HttpResponse:
 def take_cancel(request: HtmxHttpRequest, uuid: UUID) -> HttpResponse:
     def cancel(take: Generation) -> str:
         if not work.cancel(take, request.user):
-            # Said as it is now: a teammate's Cancel a moment earlier is not a finished take.
-            take.refresh_from_db(fields=["status"])
+            # Said as it is now: a teammate's Cancel a moment earlier is not a finished take,
+            # nor is a teammate's Delete.
+            reread(take, f"Take {take.take}", ["status"], lock=False)
             already = {
                 Generation.Status.CANCELLED: "was already cancelled",
                 Generation.Status.FAILED: "had already failed",
