@@ -131,3 +131,20 @@ def test_carol_compares_the_ready_takes_of_a_scene_side_by_side(project, alice, 
     assert "Take 2 · <strong>picked for the film</strong>" in html
     assert 'data-compare="play"' in html and 'data-compare="pause"' in html
     assert client_for(charlie).get(url).status_code == 404
+
+
+def test_an_archived_projects_takes_take_no_comments_and_lose_none(project, alice, carol):
+    take = a_take(project, alice)
+    Comment.post(take, carol, "Keep this one")
+    client_for(alice).post(reverse("project-archive", args=[project.uuid]), {"archive": "1"})
+    comment = Comment.objects.get()
+
+    posted = htmx_client_for(carol).post(comment_url(take), {"body": "One more thing"})
+    deleted = htmx_client_for(alice).post(reverse("comment-delete", args=[comment.uuid]))
+    page = client_for(carol).get(reverse("project-detail", args=[project.uuid])).text
+
+    assert posted.status_code == deleted.status_code == 403
+    assert "Poseidon is archived, so it is read-only" in posted.text
+    assert list(Comment.objects.values_list("body", flat=True)) == ["Keep this one"]
+    assert "Keep this one" in page
+    assert 'name="body"' not in page and "Delete this comment" not in page

@@ -216,7 +216,7 @@ def test_alice_withdraws_an_invite_and_its_link_opens_nothing(project, alice, cl
     assert "withdrawn" in response.text
     assert client.get(path).status_code == 410
     again = client_for(alice).post(reverse("invite-revoke", args=[invite.uuid]), follow=True)
-    assert "already revoked" in again.text
+    assert "it was already withdrawn." in again.text
 
 
 def test_a_made_up_link_is_not_found(db, client):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from decimal import Decimal
 from uuid import uuid4
 
 from django.conf import settings
@@ -58,9 +59,12 @@ class Pick(models.Model):
         and repeats them. A trim out inside them is cut there too, but a trim in inside them
         would leave nothing of the clip."""
         if trim_in is not None and trim_out is not None and trim_out <= trim_in:
-            return f"Trim out ({trim_out} s) must come after trim in ({trim_in} s)."
+            return (
+                f"Trim out ({_seconds(trim_out)} s) must come after trim in "
+                f"({_seconds(trim_in)} s)."
+            )
         if trim_out is not None and trim_out <= 0:
-            return f"Trim out ({trim_out} s) must come after the clip's start."
+            return f"Trim out ({_seconds(trim_out)} s) must come after the clip's start."
         start = float(trim_in or 0)
         if trim_out is not None and float(trim_out) - start < MIN_TRIMMED_SECONDS:
             return (
@@ -73,19 +77,21 @@ class Pick(models.Model):
         usable = clip_seconds - seam
         if trim_in is not None and trim_in >= usable and seam:
             return (
-                f"Trim in ({trim_in} s) must be under {usable:.2f} s: the next take in the film "
-                f"extends this one and repeats its last {seam:g} s, which the film cuts, so the "
-                f"film can use 0 to {usable:.2f} s of this clip."
+                f"Trim in ({_seconds(trim_in)} s) must be under {usable:.2f} s: the next take in "
+                f"the film extends this one and repeats its last {seam:g} s, which the film "
+                f"cuts, so the film can use 0 to {usable:.2f} s of this clip."
             )
         if trim_in is not None and trim_in >= clip_seconds:
-            return f"Trim in ({trim_in} s) must be inside the clip, which lasts {length} s."
+            return (
+                f"Trim in ({_seconds(trim_in)} s) must be inside the clip, which lasts {length} s."
+            )
         if trim_out is not None and trim_out > clip_seconds + 0.005:
-            return f"Trim out ({trim_out} s) is past the clip's end; it lasts {length} s."
+            return f"Trim out ({_seconds(trim_out)} s) is past the clip's end; it lasts {length} s."
         end = min(clip_seconds if trim_out is None else float(trim_out), usable)
         if end - start < MIN_TRIMMED_SECONDS:
             return (
                 f"The film needs at least {MIN_TRIMMED_SECONDS:g} s of a clip; from trim in "
-                f"({trim_in} s) it would get {end - start:.2f} s of this one."
+                f"({_seconds(trim_in)} s) it would get {end - start:.2f} s of this one."
             )
         return ""
 
@@ -249,3 +255,8 @@ class Comment(models.Model):
         with transaction.atomic():
             self.delete()
             Scene.objects.filter(pk=self.take.scene_id).update(updated=timezone.now())
+
+
+def _seconds(value) -> str:
+    """A trim as a person reads it: "1000", "2.5", never "1E+3" or "2.50"."""
+    return f"{Decimal(value).normalize():f}"

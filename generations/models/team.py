@@ -137,6 +137,11 @@ class Invite(models.Model):
             return "expired"
         return "open"
 
+    @property
+    def state_words(self) -> str:
+        """The state as the Invites page names it (a revoked invite is "withdrawn" there)."""
+        return "withdrawn" if self.state == "revoked" else self.state
+
     def problem(self) -> str:
         """Why this invite cannot be followed, in words, or "" when it can."""
         return {

@@ -81,6 +81,13 @@ def _check_role(actual: str, needed: str | None, project: Project | None = None)
         raise PermissionDenied(ARCHIVED_PROBLEM.format(project=project))
 
 
+def refuse_if_archived(project: Project) -> None:
+    """For what any member may do but an archived project stops (comments): a role check
+    with ``Role.VIEWER`` would let readers through an archive, since viewing still works."""
+    if project.is_archived:
+        raise PermissionDenied(ARCHIVED_PROBLEM.format(project=project))
+
+
 def _membership(request: HttpRequest, project: Project, role: str) -> Membership:
     # Built, not fetched: the role came back with the object in the same query.
     return Membership(project=project, user=request.user, role=role)

@@ -39,6 +39,7 @@ from .access import (
     get_project_for_user,
     get_scene_for_user,
     htmx_login_required,
+    refuse_if_archived,
 )
 from .cards import (
     TEMPLATE,
@@ -367,8 +368,10 @@ def scene_clear_failed(request: HtmxHttpRequest, uuid: UUID) -> HttpResponse:
 @require_POST
 @htmx_login_required
 def take_comment(request: HtmxHttpRequest, uuid: UUID) -> HttpResponse:
-    """Every member, viewers included, may comment on a take."""
+    """Every member, viewers included, may comment on a take, unless the project is archived
+    (read-only for everyone)."""
     generation, membership = get_generation_for_user(request, uuid)
+    refuse_if_archived(generation.project)
     scene = generation.scene
     scene.project = generation.project
     error = notice = ""
@@ -385,6 +388,7 @@ def take_comment(request: HtmxHttpRequest, uuid: UUID) -> HttpResponse:
 def comment_delete(request: HtmxHttpRequest, uuid: UUID) -> HttpResponse:
     """A comment is deleted by its author or by an owner of the project."""
     comment, membership = get_comment_for_user(request, uuid)
+    refuse_if_archived(comment.take.project)
     if not comment.may_be_deleted_by(request.user, membership.role):
         raise PermissionDenied("Only its author or an owner may delete a comment.")
     scene = comment.take.scene

@@ -82,7 +82,7 @@ def invite_revoke(request: HttpRequest, uuid: UUID) -> HttpResponse:
         messages.success(request, "The invite is withdrawn; its link opens nothing now.")
     else:
         messages.error(
-            request, f"That invite could not be withdrawn: it was already {invite.state}."
+            request, f"That invite could not be withdrawn: it was already {invite.state_words}."
         )
     return redirect("project-invites", uuid=invite.project.uuid)
 
