@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from django import forms
 from django.contrib.auth import get_user_model
-from django.core.validators import MaxLengthValidator
+from django.core.validators import MaxLengthValidator, ProhibitNullCharactersValidator
 from django.db import transaction
 from django.utils import timezone
 
@@ -237,10 +237,13 @@ class SceneForm(forms.ModelForm):
         }
         # The model judges the length, after clean_prompt made each CR LF line break one
         # character, as the textarea's maxlength counted them; and the title's, in its words.
+        # A NUL too: it is a control character like any other, said as the model says them.
         for name in ("prompt", "title"):
             field = self.fields[name]
             field.validators = [
-                v for v in field.validators if not isinstance(v, MaxLengthValidator)
+                v
+                for v in field.validators
+                if not isinstance(v, MaxLengthValidator | ProhibitNullCharactersValidator)
             ]
         self.tier = project.account.tier if project.account else TIER_NOT_PAID
         self.engine = project.account.kind if project.account else EngineKind.FLOW

@@ -307,11 +307,14 @@ def test_a_project_name_with_a_control_character_is_refused_on_the_page_and_by_t
     assert not Project.objects.exists()
 
 
-def test_a_scene_title_with_an_escape_sequence_is_refused(project, bob):
+@pytest.mark.parametrize(
+    ("title", "code"), [("Intro\x1b]0;pwned\x07", "U+001B"), ("Intro\x00 tail", "U+0000")]
+)
+def test_a_scene_title_with_an_escape_sequence_or_a_null_is_refused(project, bob, title, code):
     response = client_for(bob).post(
         reverse("scene-create", args=[project.uuid]),
         {
-            "title": "Intro\x1b]0;pwned\x07",
+            "title": title,
             "prompt": "Waves",
             "aspect": "landscape",
             "model_key": "veo_3_1_i2v_s_fast",
@@ -321,7 +324,7 @@ def test_a_scene_title_with_an_escape_sequence_is_refused(project, bob):
     )
 
     assert (
-        "The title contains an invisible control character (U+001B) at character 6; remove it."
+        f"The title contains an invisible control character ({code}) at character 6; remove it."
         in html.unescape(response.text)
     )
     assert not Scene.objects.exists()

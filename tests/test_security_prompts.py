@@ -45,6 +45,8 @@ def test_the_model_and_the_check_agree_on_the_longest_prompt():
         ("Page one\x0cpage two", "U+000C"),
         ("Delete\x7f me", "U+007F"),
         ("A C1 control\x85here", "U+0085"),
+        # Django's own "Null characters are not allowed." used to answer this one alone.
+        ("A null\x00here", "U+0000"),
     ],
 )
 def test_the_scene_form_refuses_a_prompt_with_a_control_character(project, bob, prompt, code):
