@@ -98,7 +98,8 @@ class SceneForm(forms.ModelForm):
 
     The mode says which images the scene needs (rules.MODE_IMAGE_FIELDS); every field is on the
     page (app.js hides those the chosen mode does not use), and images a mode does not use
-    are dropped when the mode changes, or refused when one is chosen anew."""
+    are dropped when the mode changes (never refused: the person cannot see them), or refused
+    when one is chosen anew."""
 
     mode = forms.CharField(
         label="Made from",
@@ -375,12 +376,15 @@ class SceneForm(forms.ModelForm):
             else:
                 missing = not will_have[name]
             self.add_error(FILE_FIELDS[name], rules.MISSING_UPLOAD[name] if missing else problem)
+        # Images the scene holds that the mode no longer uses are let go whatever else is wrong
+        # (the clean-up removes them once saved, if nothing else uses them); removed references
+        # too. Kept until the scene's own rules ran, they were judged against the new mode: a
+        # refusal about images the person neither sent nor can see on the page.
+        for name, field_name in FILE_FIELDS.items():
+            if name not in uses or cleaned.get(field_name) is False:
+                setattr(scene, name, None)
         if not problems:
-            # Images the mode no longer uses are let go (the clean-up removes them if nothing
-            # else uses them); removed references too.
-            for name, field_name in FILE_FIELDS.items():
-                if name not in uses or cleaned.get(field_name) is False:
-                    setattr(scene, name, None)
+            for name in FILE_FIELDS:
                 if name not in uses:
                     self.images[name].chosen = None
         return cleaned

@@ -271,20 +271,22 @@ def mode_input_problems(
         return {}
     uses = MODE_IMAGE_FIELDS[mode]
     label = MODE_LABELS[Mode(mode)]
+    # "A Text clip", "An Ingredients clip": the article follows the label's sound.
+    a_clip = f"{'An' if label[0] in 'AEIOU' else 'A'} {label} clip"
     problems: dict[str, str] = {}
     if start and "start_image" not in uses:
         problems["start_image"] = (
-            f"A {label} clip takes no start image; choose Start image or Start and end frames, "
+            f"{a_clip} takes no start image; choose Start image or Start and end frames, "
             "or leave the start image empty."
         )
     if end and "end_image" not in uses:
         problems["end_image"] = (
-            f"A {label} clip takes no end image; choose Start and end frames, or leave the end "
+            f"{a_clip} takes no end image; choose Start and end frames, or leave the end "
             "image empty."
         )
     if references and "reference_1" not in uses:
         problems["reference_1"] = (
-            f"A {label} clip takes no reference images; choose Ingredients, or leave the "
+            f"{a_clip} takes no reference images; choose Ingredients, or leave the "
             "reference images empty."
         )
     elif references > MAX_REFERENCES:

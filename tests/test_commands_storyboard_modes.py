@@ -80,6 +80,7 @@ def test_every_bad_mode_row_is_told_with_its_number_and_nothing_is_imported(
             ["dawn.png", "End without frames", "landscape", "image", "dusk.png", "", ""],
             ["", "Missing reference", "landscape", "ingredients", "", "cast/nobody.png", ""],
             ["", "Quality", "landscape", "ingredients", "", "dawn.png", "veo_3_1_i2v_s"],
+            ["dawn.png", "Crew at dawn", "landscape", "ingredients", "", "dusk.png", ""],
         ],
         header=HEADER,
     )
@@ -100,6 +101,8 @@ def test_every_bad_mode_row_is_told_with_its_number_and_nothing_is_imported(
         "row 9: The image file cast/nobody.png does not exist.",
         "row 10: Veo 3.1 Quality (veo_3_1_i2v_s) does not make clips from reference images "
         "(ingredients); pick one of veo_3_1_r2v_fast_landscape, veo_3_1_r2v_lite.",
+        "row 11: An Ingredients clip takes no start image; choose Start image or Start and end "
+        "frames, or leave the start image empty.",
     ]
     assert not Project.objects.exists()
     assert media_files(settings) == []

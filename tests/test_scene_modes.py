@@ -317,6 +317,84 @@ def test_turning_a_start_image_scene_into_a_text_scene_lets_its_image_go(
     assert not ImageAsset.objects.exists()
 
 
+def test_turning_a_frames_scene_into_ingredients_asks_only_for_the_references(project, bob):
+    red, blue = make_image(project, color=RED), make_image(project, color=BLUE)
+    scene = make_scene(
+        project, red, mode="frames", end_image=blue, model_key="veo_3_1_i2v_s_fast_fl"
+    )
+
+    response = post_scene(
+        bob, project, form_data(mode="ingredients", model_key="veo_3_1_r2v_fast_landscape"), scene
+    )
+
+    assert response.status_code == 200
+    # The frames the scene holds are nothing bob sent nor can act on: no word about them.
+    assert response.context["form"].errors.get_json_data() == {
+        "reference_1_file": [{"message": rules.MISSING_UPLOAD["reference_1"], "code": ""}]
+    }
+    scene.refresh_from_db()
+    assert (scene.mode, scene.start_image, scene.end_image) == ("frames", red, blue)
+
+
+def test_turning_an_ingredients_scene_into_frames_asks_only_for_the_frames(project, bob):
+    scene = make_scene(
+        project,
+        mode="ingredients",
+        reference_1=make_image(project, color=GREEN),
+        model_key="veo_3_1_r2v_fast_landscape",
+    )
+
+    response = post_scene(
+        bob, project, form_data(mode="frames", model_key="veo_3_1_i2v_s_fast_fl"), scene
+    )
+
+    assert response.status_code == 200
+    assert response.context["form"].errors.get_json_data() == {
+        "start_image_file": [{"message": rules.MISSING_UPLOAD["start_image"], "code": ""}],
+        "end_image_file": [{"message": rules.MISSING_UPLOAD["end_image"], "code": ""}],
+    }
+
+
+def test_turning_a_frames_scene_into_ingredients_with_references_lets_the_frames_go(
+    project, bob, django_capture_on_commit_callbacks
+):
+    scene = make_scene(
+        project,
+        make_image(project, color=RED),
+        mode="frames",
+        end_image=make_image(project, color=BLUE),
+        model_key="veo_3_1_i2v_s_fast_fl",
+    )
+
+    with django_capture_on_commit_callbacks(execute=True):
+        response = post_scene(
+            bob,
+            project,
+            form_data(
+                mode="ingredients",
+                model_key="veo_3_1_r2v_fast_landscape",
+                reference_1_file=upload("hero.png", GREEN),
+            ),
+            scene,
+        )
+
+    assert response.status_code == 302
+    scene.refresh_from_db()
+    assert (scene.mode, scene.start_image_id, scene.end_image_id) == ("ingredients", None, None)
+    assert [str(image) for image in scene.references] == ["hero.png"]
+    assert [image.original_name for image in ImageAsset.objects.all()] == ["hero.png"]
+
+
+def test_a_refusal_names_the_mode_with_its_article():
+    problems = rules.mode_input_problems("ingredients", start=True, end=True, references=1)
+
+    assert problems["start_image"].startswith("An Ingredients clip takes no start image;")
+    assert problems["end_image"].startswith("An Ingredients clip takes no end image;")
+    assert rules.mode_input_problems("frames", start=True, end=True, references=1)[
+        "reference_1"
+    ].startswith("A Start and end frames clip takes no reference images;")
+
+
 def test_the_form_marks_each_image_field_with_the_modes_that_use_it(project, bob):
     html = client_for(bob).get(reverse("scene-create", args=[project.uuid])).text
 
