@@ -133,6 +133,24 @@ def test_carol_compares_the_ready_takes_of_a_scene_side_by_side(project, alice, 
     assert client_for(charlie).get(url).status_code == 404
 
 
+def test_compare_takes_is_offered_only_on_a_scene_with_two_ready_takes(project, alice, bob):
+    failed = make_scene(project, make_image(project, alice), title="Failed")
+    for _ in range(2):
+        make_take(failed, alice, status=S.FAILED)
+    one_ready = make_scene(project, make_image(project, alice), title="One ready")
+    attach_clip(make_take(one_ready, alice, status=S.READY), b"one")
+    make_take(one_ready, alice, status=S.FAILED)
+    two_ready = make_scene(project, make_image(project, alice), title="Two ready")
+    for clip in (b"one", b"two"):
+        attach_clip(make_take(two_ready, alice, status=S.READY), clip)
+
+    html = client_for(bob).get(reverse("project-detail", args=[project.uuid])).text
+
+    # The compare page shows ready takes only: a link to one or none leads to nothing to compare.
+    links = re.findall(r'href="/scenes/([^/]+)/compare/"', html)
+    assert links == [str(two_ready.uuid)]
+
+
 def test_an_archived_projects_takes_take_no_comments_and_lose_none(project, alice, carol):
     take = a_take(project, alice)
     Comment.post(take, carol, "Keep this one")

@@ -123,6 +123,8 @@ def storyboard_scenes(project: Project, scenes=None) -> list[Scene]:
             (t for t in scene.take_list if pick and t.pk == pick.take_id), None
         )
         scene.other_takes = [t for t in scene.take_list if t is not scene.picked_take]
+        # The compare page plays the ready takes side by side: two of them make it worth a link.
+        scene.can_compare = sum(t.is_ready and bool(t.video) for t in scene.take_list) > 1
         scene.has_failed_takes = any(
             t.status in (Generation.Status.FAILED, Generation.Status.CANCELLED)
             for t in scene.take_list
