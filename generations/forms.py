@@ -15,7 +15,13 @@ from django.utils import timezone
 
 from . import images, rules
 from .engines.base import Aspect, EngineKind
-from .engines.catalogue import TIER_NOT_PAID, ClipOptions, models_for, options_for
+from .engines.catalogue import (
+    TIER_NOT_PAID,
+    ClipOptions,
+    models_for,
+    options_for,
+    resolution_label,
+)
 from .image_choice import ImageChoice, ProjectImages
 from .models import DeletedMeanwhile, FlowAccount, Membership, Pick, Project, Scene
 from .scene_inputs import FILE_FIELDS, FORM_MODES, ModelSelect, StoredImage, image_field
@@ -292,14 +298,15 @@ class SceneForm(forms.ModelForm):
             ]
         if "resolution" in self.fields:
             rule = "; ".join(
-                f"{resolution} only at {seconds} s"
+                f"{resolution_label(resolution)} only at {seconds} s"
                 for resolution, seconds in options.resolution_needs_duration
             )
             self.fields["resolution"].widget.choices = [
-                ("", f"{options.default_resolution} (default)"),
-                *((value, value) for value in options.resolutions),
+                ("", f"{resolution_label(options.default_resolution)} (default)"),
+                *((value, resolution_label(value)) for value in options.resolutions),
             ]
-            self.fields["resolution"].help_text = rule.capitalize() + "." if rule else ""
+            # Not str.capitalize(): it would lower-case the rest, 4K too.
+            self.fields["resolution"].help_text = rule[:1].upper() + rule[1:] + "." if rule else ""
         if "person_generation" in self.fields:
             self.fields["person_generation"].widget.choices = [
                 ("", "Google's default"),

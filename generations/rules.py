@@ -25,6 +25,7 @@ from .engines.catalogue import (
     get_model,
     models_for,
     options_for,
+    resolution_label,
 )
 
 # --- control characters -------------------------------------------------------------------
@@ -379,8 +380,8 @@ def options_problems(scene, account) -> dict[str, str]:
         length = duration if duration is not None else options.default_duration
         if needed is not None and length != needed:
             problems["resolution"] = (
-                f"{resolution} clips are made only {needed} seconds long; pick {needed} s or "
-                f"{options.default_resolution}."
+                f"{resolution_label(resolution)} clips are made only {needed} seconds long; "
+                f"pick {needed} s or {resolution_label(options.default_resolution)}."
             )
     if scene.audio and not options.audio:
         problems["audio"] = f"{where.capitalize()} does not let you choose the sound track."

@@ -39,6 +39,7 @@ from .engines.catalogue import (
     extend_model,
     model_family,
     models_for,
+    resolution_label,
     tier_rank,
 )
 from .images import clip_frame
@@ -350,7 +351,7 @@ def decorate(project, takes: list[Generation]) -> None:
     account = project.account
     for take in takes:
         take.project = project
-        take.resolution_labels = resolutions(take)
+        take.resolution_labels = [resolution_label(size) for size in resolutions(take)]
         if not take.is_ready or account is None:
             continue
         take.extend_problem = extend_problem(take, account, take.pk)

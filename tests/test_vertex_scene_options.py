@@ -62,6 +62,8 @@ def test_a_vertex_account_offers_the_clip_options_and_only_its_models(on_vertex,
     for name in OPTION_FIELDS:
         assert f'name="{name}"' in page
     assert '<option value="1080p">' in page and "1080p only at 8 s" in page
+    # The value stays as the CSV and the README write it; the person reads 4K.
+    assert '<option value="4k">4K</option>' in page and "4K only at 8 s" in page
     assert FAST in page and "veo_3_1_i2v_s_fast" not in page
 
 
@@ -316,7 +318,7 @@ def test_alices_vertex_card_shows_the_clip_options_she_chose_and_a_flow_card_sho
 
     for fact in (
         "<dt>Length</dt><dd>8 s</dd>",
-        "<dt>Resolution</dt><dd>4k</dd>",
+        "<dt>Resolution</dt><dd>4K</dd>",
         "<dt>Sound</dt><dd>Off</dd>",
         "<dt>Avoid</dt><dd>no text on screen</dd>",
         "<dt>People</dt><dd>No people</dd>",
@@ -328,6 +330,27 @@ def test_alices_vertex_card_shows_the_clip_options_she_chose_and_a_flow_card_sho
     page = client_for(alice).get(reverse("project-detail", args=[vertex_project.uuid])).text
     assert "<dt>Length</dt>" not in page
     assert "<dt>Sound</dt>" not in page
+
+
+def test_a_4k_take_reads_4k_on_its_card_and_in_the_gallery(on_vertex, alice):
+    from tests.views_support import attach_clip
+
+    scene = make_scene(on_vertex, mode="text", model_key=FAST, duration=8, resolution="4k")
+    attach_clip(make_take(scene, alice, status=Generation.Status.READY, resolution="4k"), b"clip")
+    client = client_for(alice)
+
+    card = client.get(reverse("project-detail", args=[on_vertex.uuid])).text
+    gallery = client.get(reverse("project-gallery", args=[on_vertex.uuid])).text
+
+    assert '<span class="badge badge--resolution">4K</span>' in card
+    assert '<dd class="gallery__resolutions">4K</dd>' in gallery
+    assert ">4k<" not in card + gallery
+
+
+def test_4k_at_4_seconds_is_refused_naming_4k_as_a_person_reads_it(on_vertex, bob):
+    assert form_errors(on_vertex, bob, duration="4", resolution="4k") == {
+        "resolution": ["4K clips are made only 8 seconds long; pick 8 s or 720p."]
+    }
 
 
 def form_errors(project: Project, user, **fields) -> dict[str, list[str]]:

@@ -216,6 +216,16 @@ def extend_model(source_key: str, tier: str, aspect: Aspect | str, engine: str) 
     return (ultra or candidates)[0]
 
 
+# How a person reads a resolution. The values themselves ("4k" in the scene form, the CSV's
+# resolution column, file names and the export manifest) stay as README.md documents them.
+RESOLUTION_LABELS = {"4k": "4K"}
+
+
+def resolution_label(resolution: str) -> str:
+    """``resolution`` as a person reads it: 720p, 1080p, 4K."""
+    return RESOLUTION_LABELS.get(resolution, resolution)
+
+
 # Upscaling a ready Flow clip (batchAsyncGenerateVideoUpsampleVideo): resolution -> what it
 # needs and costs. Vertex AI has no upscale call; it makes 1080p (or 4K) when asked at
 # generation instead.
@@ -232,7 +242,7 @@ class Upscaler:
 
 UPSCALERS = {
     "1080p": Upscaler("1080p", "1080p", "veo_3_1_upsampler_1080p", TIER_ONE, 0, 1920, 1080),
-    "4k": Upscaler("4k", "4K", "veo_3_1_upsampler_4k", TIER_TWO, 50, 3840, 2160),
+    "4k": Upscaler("4k", resolution_label("4k"), "veo_3_1_upsampler_4k", TIER_TWO, 50, 3840, 2160),
 }
 # What a Flow clip is when it comes back from generation.
 FLOW_BASE_RESOLUTION = "720p"

@@ -22,7 +22,13 @@ from django.utils import timezone
 from .. import rules
 from ..budgets import amount, month_spent
 from ..engines.base import Aspect, ImageData
-from ..engines.catalogue import flow_credits, get_model, options_for, vertex_price_per_second
+from ..engines.catalogue import (
+    flow_credits,
+    get_model,
+    options_for,
+    resolution_label,
+    vertex_price_per_second,
+)
 from .accounts import COST_CREDITS, COST_USD, CannotGenerate, DeletedMeanwhile, FlowAccount
 from .projects import Membership, Project
 
@@ -408,7 +414,9 @@ class Scene(models.Model):
         if options.durations:
             facts.append(("Length", f"{self.duration or options.default_duration} s"))
         if options.resolutions:
-            facts.append(("Resolution", self.resolution or options.default_resolution))
+            facts.append(
+                ("Resolution", resolution_label(self.resolution or options.default_resolution))
+            )
         if options.audio:
             facts.append(("Sound", "On" if self.audio else "Off"))
         if options.negative_prompt and self.negative_prompt:

@@ -21,7 +21,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_GET
 
-from ..engines.catalogue import FLOW_BASE_RESOLUTION, UPSCALERS
+from ..engines.catalogue import FLOW_BASE_RESOLUTION, UPSCALERS, resolution_label
 from ..models import FilmRender, Generation, Pick, Scene, Upscale
 from .access import get_project_for_user
 
@@ -200,7 +200,7 @@ def _complete_cards(sections: list[Section], scene_names: dict[int, str]) -> Non
         for clip in section.clips:
             clip["upscales"] = copies.get(clip["id"], [])
             clip["resolutions"] = [
-                clip["resolution"] or FLOW_BASE_RESOLUTION,
+                resolution_label(clip["resolution"] or FLOW_BASE_RESOLUTION),
                 *(copy["label"] for copy in clip["upscales"]),
             ]
             key = str(clip["uuid"])
