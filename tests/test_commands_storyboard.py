@@ -230,6 +230,42 @@ def test_every_bad_row_is_reported_with_its_row_number(alice, account, shots, tm
     assert media_files(settings) == []
 
 
+def test_an_image_path_that_is_absolute_or_leads_out_of_the_csvs_folder_is_refused_unread(
+    alice, account, shots, tmp_path, settings
+):
+    # Real pictures outside the folder: they would be imported if only images were judged.
+    outside = write_image(tmp_path / "outside.png")
+    (shots / "cast").mkdir()
+    (shots / "cast" / "linked.png").symlink_to(outside)
+    path = write_csv(
+        shots / "board.csv",
+        [
+            ["harbour.png", "Fine", "landscape", "", "", ""],
+            ["../outside.png", "Up", "landscape", "", "", ""],
+            [str(outside), "Absolute", "landscape", "", "", ""],
+            ["../../../../../../etc/passwd", "Far up", "landscape", "", "", ""],
+            ["/etc/hostname", "System file", "landscape", "", "", ""],
+            ["cast/linked.png", "A link out", "landscape", "", "", ""],
+            ["cast/../harbour.png", "Down and back: still inside", "landscape", "", "", ""],
+        ],
+    )
+
+    with pytest.raises(CommandError) as refused:
+        run("import", str(path), "--project", "Launch", "--user", "alice")
+
+    outside_rule = "leads outside the CSV's folder; name a file in that folder or below it."
+    absolute_rule = "is absolute; name the file by its path from the CSV's folder."
+    assert str(refused.value).splitlines()[1:] == [
+        f"row 3: The image path ../outside.png {outside_rule}",
+        f"row 4: The image path {outside} {absolute_rule}",
+        f"row 5: The image path ../../../../../../etc/passwd {outside_rule}",
+        f"row 6: The image path /etc/hostname {absolute_rule}",
+        f"row 7: The image path cast/linked.png {outside_rule}",
+    ]
+    assert not Project.objects.exists()
+    assert media_files(settings) == []
+
+
 def test_an_ultra_model_is_accepted_on_a_tier_two_account(alice, shots):
     ultra = FlowAccount.objects.create(label="Ultra", tier=TIER_TWO, bearer_token="ya29.t")
     AccountGrant.objects.create(account=ultra, user=alice)

@@ -81,6 +81,8 @@ def test_every_bad_mode_row_is_told_with_its_number_and_nothing_is_imported(
             ["", "Missing reference", "landscape", "ingredients", "", "cast/nobody.png", ""],
             ["", "Quality", "landscape", "ingredients", "", "dawn.png", "veo_3_1_i2v_s"],
             ["dawn.png", "Crew at dawn", "landscape", "ingredients", "", "dusk.png", ""],
+            ["dawn.png", "Out", "landscape", "frames", "/etc/hostname", "", ""],
+            ["", "Up", "landscape", "ingredients", "", "cast/boat.png; ../../etc/passwd", ""],
         ],
         header=HEADER,
     )
@@ -103,6 +105,10 @@ def test_every_bad_mode_row_is_told_with_its_number_and_nothing_is_imported(
         "(ingredients); pick one of veo_3_1_r2v_fast_landscape, veo_3_1_r2v_lite.",
         "row 11: An Ingredients clip takes no start image; choose Start image or Start and end "
         "frames, or leave the start image empty.",
+        "row 12: The image path /etc/hostname is absolute; name the file by its path from the "
+        "CSV's folder.",
+        "row 13: The image path ../../etc/passwd leads outside the CSV's folder; name a file in "
+        "that folder or below it.",
     ]
     assert not Project.objects.exists()
     assert media_files(settings) == []

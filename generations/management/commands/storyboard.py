@@ -573,7 +573,10 @@ def _check_row(
     problems: list[str] = []
 
     def checked(given: str) -> Path:
-        path = (base / given).resolve()
+        path, problem = _image_path(base, given)
+        if problem:
+            problems.append(problem)
+            return path
         if path not in checked_images:
             checked_images[path] = _image_problem(path, given)
         if checked_images[path]:
@@ -643,6 +646,24 @@ def _check_row(
     if problems:
         return None, problems
     return SceneRow(number, image, scene, end_image, references), []
+
+
+def _image_path(base: Path, given: str) -> tuple[Path, str]:
+    """The file ``given`` names in the CSV's folder ``base`` (resolved), and why it is refused,
+    or "". The paths are relative to the CSV, so one that is absolute or leads out of its
+    folder (``..``, a link) is refused before anything is opened: an import never reads a file
+    the CSV's author did not put beside it."""
+    if Path(given).is_absolute():
+        return Path(given), (
+            f"The image path {given} is absolute; name the file by its path from the CSV's folder."
+        )
+    path = (base / given).resolve()
+    if not path.is_relative_to(base):
+        return path, (
+            f"The image path {given} leads outside the CSV's folder; name a file in that folder "
+            "or below it."
+        )
+    return path, ""
 
 
 def _image_problem(path: Path, given: str) -> str:
