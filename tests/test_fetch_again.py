@@ -269,6 +269,29 @@ def test_on_vertex_ai_a_clip_too_large_to_keep_counts_and_is_fetched_again_for_n
     assert_files_match([take])
 
 
+def test_on_vertex_ai_a_clip_whose_operation_was_lost_fails_again_alone_saying_to_retry(
+    vertex_project, flow_emulator, alice, bob, settings
+):
+    settings.FLOW_DOWNLOAD_MAX_BYTES = 1000
+    [take] = settle(work.generate(vertex_scene(vertex_project), alice))
+    assert take.status == S.FAILED and take.download_attempts == 1
+    flow_emulator.reset()  # Vertex AI forgets the operation, as after a restart
+    settings.FLOW_DOWNLOAD_MAX_BYTES = 512 * 1024 * 1024
+
+    fetch_again(client_for(bob), take)
+    [take] = settle([take])
+
+    assert take.status == S.FAILED
+    assert take.reason == (
+        "Vertex AI no longer has this clip, so Flowsite cannot fetch it again (Vertex AI said: "
+        "Vertex AI no longer knows this take's operation, so Flowsite cannot fetch its clip). "
+        "Retry as a new take to make it again; that pays for a new clip."
+    )
+    assert take.account.problem == ""
+    assert FETCH_AGAIN not in storyboard(client_for(bob), vertex_project)
+    assert flow_emulator.stats["vertex_predict"] == 0, "nothing was submitted after the reset"
+
+
 def test_on_vertex_ai_a_clip_the_safety_filter_removed_costs_nothing(
     vertex_project, flow_emulator, alice, bob
 ):

@@ -165,6 +165,32 @@ def test_a_lost_submit_answer_is_uncertain_and_never_sent_again(
     assert take.status == S.UNCERTAIN
 
 
+LOST_OPERATION = (
+    "Vertex AI no longer knows this take's operation, so Flowsite cannot fetch its clip."
+)
+
+
+def test_a_take_whose_operation_vertex_lost_fails_alone_and_the_account_stays_usable(
+    vertex_project, flow_emulator, alice
+):
+    lost = vertex_scene(vertex_project, "[fault:forgotten]").generate(alice)
+    kept = vertex_scene(vertex_project).generate(alice)
+
+    [lost_take, kept_take] = settle(lost + kept, timeout=90)
+
+    assert (lost_take.status, lost_take.reason) == (S.FAILED, LOST_OPERATION)
+    assert (kept_take.status, kept_take.reason) == (S.READY, "")
+    account = FlowAccount.objects.get(pk=vertex_project.account_id)
+    assert account.problem == ""
+    assert "not available in region" not in lost_take.reason
+    for _ in range(3):
+        run_pass(now=timezone.now() + timedelta(hours=1))
+    assert flow_emulator.stats["vertex_predict"] == 2, "the lost take is never sent again"
+    assert flow_emulator.stats["clips_submitted"] == 2
+    [later] = settle(vertex_scene(vertex_project).generate(alice), timeout=90)
+    assert later.status == S.READY, "the account's next takes are not held up"
+
+
 def test_a_vertex_take_rendering_far_too_long_fails_as_stuck_naming_vertex_ai(
     vertex_project, alice, settings
 ):

@@ -34,7 +34,9 @@ OPERATION_FAULTS = (
     "broken-poster",
 )
 # Vertex AI only: refusals of the project or the request, and what an operation ends with
-# ("filtered=N": N samples removed by the safety filter; "op-error=CODE": a gRPC code).
+# ("filtered=N": N samples removed by the safety filter; "op-error=CODE": a gRPC code;
+# "forgotten": the operation is lost as soon as it is named, as when Google loses it or the
+# emulator restarts, so asking about it answers 404).
 VERTEX_FAULTS = (
     "api-disabled",
     "no-permission",
@@ -42,6 +44,7 @@ VERTEX_FAULTS = (
     "invalid-argument",
     "filtered",
     "op-error",
+    "forgotten",
 )
 KNOWN_FAULTS = SUBMIT_FAULTS + CALL_FAULTS + OPERATION_FAULTS + VERTEX_FAULTS
 # Faults whose argument is a number of seconds, with the default when none is given.

@@ -56,6 +56,8 @@ RESPONSE_TYPE = "type.googleapis.com/cloud.ai.large_models.vision.GenerateVideoR
 FILTER_REASON = (
     "Your current safety filter threshold filtered out the generated video. Support codes: 29310472"
 )
+# Operation faults under which nothing is rendered: no answer ever shows a clip.
+NOT_RENDERED = {"stuck", "fail", "op-error", "forgotten"}
 OPERATION_MESSAGES = {
     3: "The prompt or the image could not be used.",
     7: "Permission denied.",
@@ -350,7 +352,7 @@ def predict(state: EmulatorState, request: Request, match: re.Match) -> Response
     operation_faults = {
         fault.name: fault
         for fault in global_faults + faults
-        if fault.name in ("stuck", "fail", "op-error", "filtered", "unsafe")
+        if fault.name in ("stuck", "fail", "op-error", "filtered", "unsafe", "forgotten")
         and state.fault_book.take(fault)
     }
     filtered = 0
@@ -361,7 +363,7 @@ def predict(state: EmulatorState, request: Request, match: re.Match) -> Response
         filtered = min(count, int(arg) if arg.isdigit() else 1)
     source = vertex_source(state, instance.get("video"))
     renders = []
-    if source is not None and not {"stuck", "fail", "op-error"} & set(operation_faults):
+    if source is not None and not NOT_RENDERED & set(operation_faults):
         # An extension: the source's last second, then on from its last frame.
         frames = count_frames(source)
         fps = state.config.fps
@@ -379,7 +381,7 @@ def predict(state: EmulatorState, request: Request, match: re.Match) -> Response
             )
             for index in range(count - filtered)
         ]
-    elif not {"stuck", "fail", "op-error"} & set(operation_faults):
+    elif not NOT_RENDERED & set(operation_faults):
         renders = [
             render_mode(
                 state,
@@ -407,7 +409,9 @@ def predict(state: EmulatorState, request: Request, match: re.Match) -> Response
         storage_uri=storage_uri,
     )
     with state.lock:
-        state.vertex_operations[name] = operation
+        # Accepted (and so paid for), then lost: every status call about it answers 404.
+        if "forgotten" not in operation_faults:
+            state.vertex_operations[name] = operation
         state.stats["clips_submitted"] += count
     return Response.json({"name": name})
 

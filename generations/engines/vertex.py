@@ -97,6 +97,11 @@ ASPECTS = {base.Aspect.LANDSCAPE: "16:9", base.Aspect.PORTRAIT: "9:16"}
 # A sample of an operation is stored on its take as "<operation name>#<index>": one call
 # makes up to four takes, and the answer lists their videos in order.
 SAMPLE_SEPARATOR = "#"
+# A take whose operation Vertex AI no longer knows. Words that read alone and, when its clip
+# had been made, inside the pipeline's "no longer has this clip (Vertex AI said: …)".
+OPERATION_UNKNOWN = (
+    "Vertex AI no longer knows this take's operation, so Flowsite cannot fetch its clip."
+)
 # gRPC codes a finished operation may carry, in words.
 OPERATION_ERRORS = {
     3: "Vertex AI refused to render this take: {message}.",
@@ -131,6 +136,15 @@ API_DISABLED_REASONS = {"SERVICE_DISABLED", "API_DISABLED", "ACCESS_NOT_CONFIGUR
 
 class _Unauthorized(Exception):
     """A call answered 401: the token is to be refreshed once and the call made again."""
+
+
+class _OperationUnknown(Exception):
+    """A status call answered 404: Vertex AI does not know that one operation (lost on its
+    side, or forgotten by a restart). Only its takes fail; the account is fine."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.detail = detail
 
 
 @dataclass(frozen=True)
@@ -327,7 +341,9 @@ class VertexEngine:
 
         A call refused for the whole account (signed out, throttled, no permission) stops
         the calls not yet started and is raised, so the caller rests the account; an
-        operation whose call failed otherwise is left out, to be asked about again later.
+        operation Vertex AI answers it does not know (404) fails its takes alone, never to be
+        submitted again by Flowsite; an operation whose call failed otherwise is left out, to
+        be asked about again later.
         """
         by_operation: dict[str, list[tuple[base.OperationRef, int]]] = defaultdict(list)
         for ref in operations:
@@ -350,11 +366,16 @@ class VertexEngine:
             errors.update(errors_again)
             if any(isinstance(error, _Unauthorized) for error in errors.values()):
                 raise self._key_refused("a freshly minted token was refused too")
+        unknown = {
+            name: error for name, error in errors.items() if isinstance(error, _OperationUnknown)
+        }
+        for name in unknown:
+            del errors[name]
         for kind in (base.AccountRefused, base.Throttled, base.QuotaReached, base.BadRequest):
             for error in errors.values():
                 if isinstance(error, kind):
                     raise error
-        if errors and not answers:
+        if errors and not answers and not unknown:
             first = next(iter(errors.values()))
             if isinstance(first, base.EngineError):
                 raise first
@@ -362,6 +383,18 @@ class VertexEngine:
         for name, answer in answers.items():
             for ref, index in by_operation[name]:
                 clips.append(self._clip_status(ref, index, answer))
+        for name, error in unknown.items():
+            logger.warning("Vertex AI no longer knows operation %s: %s", name, error.detail)
+            clips += [
+                base.ClipStatus(
+                    ref.operation_name,
+                    ref.request_id,
+                    base.ClipState.FAILED,
+                    failure_reason="operation not found",
+                    failure_message=OPERATION_UNKNOWN,
+                )
+                for ref, _ in by_operation[name]
+            ]
         for name, error in errors.items():
             if isinstance(error, base.ContractError) and len(by_operation) == 1:
                 raise error
@@ -386,7 +419,7 @@ class VertexEngine:
                     "checking a take",
                     token=token,
                 )
-            except _Unauthorized as error:
+            except (_Unauthorized, _OperationUnknown) as error:
                 errors[name] = error
             except base.EngineError as error:
                 errors[name] = error
@@ -536,6 +569,13 @@ class VertexEngine:
             answer = self._send(self._model_url(model) + verb, token, body, deadline)
             if answer.status == 401:
                 raise self._key_refused("a freshly minted token was refused too")
+        if answer.status == 404 and verb == POLL:
+            # The status of one operation: a 404 is about that operation, not the model or
+            # the region (a submit's 404 is, and keeps its meaning in ``_error``).
+            secrets = (self.credentials.bearer_token,)
+            raise _OperationUnknown(
+                f"HTTP 404 while {what}: {quote(answer.json() or answer.body, secrets, 1000)}"
+            )
         if answer.status != 200:
             raise self._error(answer, model, what)
         payload = answer.json()
@@ -685,6 +725,7 @@ class VertexEngine:
                 detail=detail,
             )
         if status == 404:
+            # Only a submit gets here: a status call's 404 is its operation's (``_call``).
             return base.AccountRefused(
                 f"The model {model} is not available in region {region} for project "
                 f"{project}; pick another region for the account (us-central1 has every Veo "
