@@ -9,8 +9,12 @@ credit spent).
 
 from __future__ import annotations
 
+import threading
+import time
+
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
+from django.db import connection, transaction
 from django.urls import reverse
 
 from generations import take_actions
@@ -176,3 +180,51 @@ def test_a_404_that_says_why_shows_its_words_and_a_bare_one_the_usual_page(proje
     assert worded.status_code == bare.status_code == 404
     assert "<p>This clip is not ready.</p>" in worded.text
     assert "There is nothing here, or it belongs to a project you are not on." in bare.text
+
+
+@pytest.mark.skipif(
+    connection.vendor != "postgresql", reason="PostgreSQL only: SQLite writes one at a time"
+)
+@pytest.mark.django_db(transaction=True)
+def test_bobs_scene_delete_waits_for_alices_generate_and_keeps_its_take(project, alice, bob):
+    # Alice's Generate holds the scene's row while it makes a take; bob's Delete, sent at that
+    # moment, must wait for it and then see the take (still queued, so it refuses), not
+    # delete the scene under it (the database then refused alice's take at commit: a 500).
+    scene = make_scene(project, make_image(project, alice), title="Harbour")
+    locked, made = threading.Event(), threading.Event()
+
+    def alices_generate() -> None:
+        try:
+            with transaction.atomic():
+                Scene.objects.select_for_update().get(pk=scene.pk)
+                locked.set()
+                made.wait(5)
+                make_take(scene, alice, status=S.QUEUED)
+        finally:
+            connection.close()
+
+    answers: list[int] = []
+
+    def bobs_delete() -> None:
+        try:
+            answers.append(
+                client_for(bob).post(reverse("scene-delete", args=[scene.uuid])).status_code
+            )
+        finally:
+            connection.close()
+
+    generate, delete = (
+        threading.Thread(target=alices_generate),
+        threading.Thread(target=bobs_delete),
+    )
+    generate.start()
+    assert locked.wait(5)
+    delete.start()
+    time.sleep(0.5)  # bob's Delete is waiting on the scene's row now
+    made.set()
+    generate.join(10)
+    delete.join(10)
+
+    assert answers == [302]
+    assert Scene.objects.filter(pk=scene.pk).exists()
+    assert Generation.objects.filter(scene_id=scene.pk).count() == 1

@@ -23,6 +23,7 @@ from generations.pipeline.claims import Hold
 from generations.pipeline.download import temp_folder
 from tests.conftest import make_ready_scene, use_vertex, vertex_scene
 from tests.faults_support import assert_files_match, fresh, stray_temp_files
+from tests.tasks_support import settle
 
 S = Generation.Status
 
@@ -190,3 +191,30 @@ def test_the_pump_downloads_no_more_clips_at_once_than_its_slots(emu, project, a
     assert most == 2, "two downloads at once, the third waiting for a slot"
     assert emu.stats["media"] == 6, "each clip and poster fetched once"
     assert_files_match(fresh(takes))
+
+
+def test_a_clip_found_after_a_slow_status_call_is_leased_from_when_its_download_starts(
+    emu, project, alice, settings, monkeypatch
+):
+    # A status call may take longer than a lease (Flow's read timeout is a minute): a download
+    # leased from the pass's start would be over before it began, and the reaper would remove
+    # the file being written (an outside probe saw it fetched six times).
+    from generations.engines import download as download_module
+
+    settings.FLOWSITE_POLL_INTERVAL = 0.1
+    settings.FLOWSITE_DOWNLOAD_LEASE = 1
+    take = work.generate(make_ready_scene(project, "[fault:slow=1.5] a lighthouse"), alice)[0]
+    left: list[float] = []
+    real_download = download_module.download_to
+
+    def download_to(url, dest, **kwargs):
+        if kwargs.get("kind") == "video":
+            lease_until = Generation.objects.values_list("lease_until", flat=True).get(pk=take.pk)
+            left.append((lease_until - timezone.now()).total_seconds())
+        return real_download(url, dest, **kwargs)
+
+    monkeypatch.setattr(download_module, "download_to", download_to)
+    [take] = settle([take])
+
+    assert take.status == S.READY
+    assert left and left[0] > 0.5, f"the download began with {left} s of lease left"

@@ -36,6 +36,7 @@ class Pass:
     downloads: Downloads | None = None
 
     def __post_init__(self) -> None:
+        self.started = time.monotonic()
         self.counts: Counter[str] = Counter()
         # The keeper renews the pump's lease through ``heartbeat`` from its own thread.
         self.beat_lock = threading.Lock()
@@ -69,6 +70,13 @@ class Pass:
             return
         download.counts = Counter()
         self.downloads.start(download, self.keeper)
+
+    def clock(self) -> datetime:
+        """The pass's ``now`` (its start) moved on by the time the pass has taken: where a
+        lease written late in the pass must start, since a status call or an upload before it
+        may have taken longer than the lease itself (a download leased from the pass's start
+        would be reaped, its file removed, as it is being written)."""
+        return self.now + timedelta(seconds=time.monotonic() - self.started)
 
     def time_left(self) -> float:
         return float("inf") if self.stop_at is None else self.stop_at - time.monotonic()

@@ -88,15 +88,15 @@ def poll_account(run: Pass, account: FlowAccount) -> bool:
     whatever the pass does not get to is released at once (``release_unchecked``).
     """
     now = run.now
-    started = time.monotonic()
     lease = check_lease()
+    # From the pass's clock, not its start: submitting and other accounts came first.
     token, claimed = claim(
-        Generation.objects.filter(account=account, status__in=POLLED), lease, now
+        Generation.objects.filter(account=account, status__in=POLLED), lease, run.clock()
     )
     if not claimed:
         return True
     generations = PollRow.held(token, stuck_before=now - stuck_after())
-    renewed = started
+    renewed = time.monotonic()
     # Checked takes Flow is still rendering, as they were (see release_unchanged).
     unchanged: list[int] = []
     try:
@@ -113,9 +113,7 @@ def poll_account(run: Pass, account: FlowAccount) -> bool:
                     # Half the lease is gone (slow answers, downloads): the takes still
                     # held get a full one again, so another worker does not take them.
                     renewed = time.monotonic()
-                    held(token, POLLED).update(
-                        lease_until=now + timedelta(seconds=renewed - started) + lease
-                    )
+                    held(token, POLLED).update(lease_until=run.clock() + lease)
             poll = PollBatch(run, account, token, batch, unchanged)
             try:
                 poll.run()
@@ -348,7 +346,7 @@ class PollBatch:
                     reason="",
                     check_errors=0,
                     media_generation_id=clip.media_generation_id or generation.media_generation_id,
-                    lease_until=now + download_lease(),
+                    lease_until=self.run_.clock() + download_lease(),
                 )
                 finished.append((generation, clip))
             elif clip.state == ClipState.FAILED and generation.download_attempts:

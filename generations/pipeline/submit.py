@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import time
 from collections import defaultdict
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -232,7 +231,6 @@ class SubmitGroup:
         self.image_data: dict[int, ImageData] = {}
         # What each extension take continues (take id -> its source clip).
         self.sources: dict[int, SourceClip] = {}
-        self.started = time.monotonic()
 
     def run(self) -> None:
         if FlowAccount.objects.filter(pk=self.account.pk, cool_down_until__gt=self.now).exists():
@@ -406,7 +404,7 @@ class SubmitGroup:
         pks = [generation.pk for generation in self.generations]
         held(self.token, [S.QUEUED], pks).update(
             status=S.SUBMITTING,
-            lease_until=self.now + submit_lease(),
+            lease_until=self.run_.clock() + submit_lease(),
             updated=timezone.now(),
         )
         # Cancelled (or reclaimed) takes are no longer ours and are not sent.
@@ -491,9 +489,8 @@ class SubmitGroup:
     def renew(self, generation: Generation) -> bool:
         """A fresh lease for a take about to be sent; False when it is no longer ours
         (cancelled meanwhile), and then it is not sent."""
-        elapsed = timedelta(seconds=time.monotonic() - self.started)
         if held(self.token, [S.SUBMITTING], [generation.pk]).update(
-            lease_until=self.now + elapsed + submit_lease()
+            lease_until=self.run_.clock() + submit_lease()
         ):
             return True
         self.generations = [t for t in self.generations if t.pk != generation.pk]

@@ -196,7 +196,7 @@ def submit_one(run_: Pass, token: UUID, row: Upscale) -> None:
     )
     # The call that may cost credits: from here on the upscale is never sent again by itself.
     if not held(token, [U.QUEUED], [row.pk], model=Upscale).update(
-        status=U.SUBMITTING, lease_until=now + submit_lease(), updated=timezone.now()
+        status=U.SUBMITTING, lease_until=run_.clock() + submit_lease(), updated=timezone.now()
     ):
         return  # no longer ours
     try:
@@ -294,7 +294,9 @@ def poll_due(run_: Pass) -> None:
 
 def poll_account(run_: Pass, account: FlowAccount) -> None:
     now = run_.now
-    token, _ = claim(Upscale.objects.filter(account=account, status__in=POLLED), check_lease(), now)
+    token, _ = claim(
+        Upscale.objects.filter(account=account, status__in=POLLED), check_lease(), run_.clock()
+    )
     rows = list(held(token, POLLED, model=Upscale).select_related("take__project")[:LIMIT])
     if not rows:
         return
@@ -330,7 +332,9 @@ def poll_account(run_: Pass, account: FlowAccount) -> None:
                 _release(token, POLLED, row.pk, seen=False, **fields)
         elif clip.state == ClipState.SUCCESSFUL:
             if held(token, POLLED, [row.pk], model=Upscale).update(
-                status=U.DOWNLOADING, lease_until=now + check_lease(), updated=timezone.now()
+                status=U.DOWNLOADING,
+                lease_until=run_.clock() + check_lease(),
+                updated=timezone.now(),
             ):
                 with run_.holding(
                     Hold(token, [U.DOWNLOADING], [row.pk], Upscale),

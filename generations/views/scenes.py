@@ -203,6 +203,15 @@ def scene_delete(request: HttpRequest, uuid: UUID) -> HttpResponse:
     scene, _ = get_scene_for_user(request, uuid, Role.EDITOR)
     project = scene.project
     with transaction.atomic():
+        # The scene's row first, as Generate locks it: a take Generate makes meanwhile is
+        # then either among the takes read next (and counted as spent by delete_takes) or
+        # never made, instead of vanishing in the cascade (PostgreSQL; SQLite writes one at a
+        # time anyway).
+        if not Scene.objects.select_for_update().filter(pk=scene.pk).exists():
+            messages.success(
+                request, f"{scene} was already deleted (a second click, or a teammate)."
+            )
+            return redirect(project_url(project))
         takes = list(Generation.objects.select_for_update().filter(scene=scene))
         if any(take.in_flight for take in takes):
             messages.error(
