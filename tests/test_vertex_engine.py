@@ -8,6 +8,7 @@ import io
 import json
 import time
 import uuid
+from dataclasses import replace
 from pathlib import Path
 
 import av
@@ -301,7 +302,8 @@ def google_error(message: str, field: str = "") -> Answer:
 def test_each_field_flowsite_knows_is_named_in_words_before_googles_text(
     vertex, message, field, words
 ):
-    refusal = engine_for(vertex)._error(google_error(message, field), FAST, "submitting")
+    engine = engine_for(vertex)
+    refusal = engine._error(google_error(message, field), engine._own_model(FAST), "submitting")
 
     assert isinstance(refusal, base.BadRequest)
     assert refusal.message.startswith(f"Vertex AI refused {words}"), refusal.message
@@ -326,7 +328,8 @@ def test_each_field_flowsite_knows_is_named_in_words_before_googles_text(
 def test_a_refusal_about_a_field_flowsite_does_not_know_keeps_googles_words(
     vertex, message, field, today
 ):
-    refusal = engine_for(vertex)._error(google_error(message, field), FAST, "submitting")
+    engine = engine_for(vertex)
+    refusal = engine._error(google_error(message, field), engine._own_model(FAST), "submitting")
 
     assert refusal.message == today
 
@@ -351,7 +354,8 @@ def test_a_field_violation_carrying_a_signed_url_or_a_token_reaches_no_card_or_l
     body["error"]["details"][0]["fieldViolations"][0]["description"] = leaky
     answer = Answer(400, httpx.Headers(), json.dumps(body).encode())
 
-    refusal = engine_for(vertex, token=token)._error(answer, FAST, "submitting")
+    engine = engine_for(vertex, token=token)
+    refusal = engine._error(answer, engine._own_model(FAST), "submitting")
 
     assert refusal.message.startswith(opening), refusal.message
     assert "https://storage.googleapis.com/b/start.png?[signature removed]" in refusal.message
@@ -430,6 +434,79 @@ def test_a_throttled_poll_stops_the_calls_not_yet_made_and_backs_off(vertex, set
 
     assert refused.value.retry_after == 9
     assert vertex.stats["vertex_fetch"] == 1, "no further call once throttled"
+
+
+def test_a_take_is_asked_about_at_the_host_of_the_region_its_operation_names(settings):
+    # The account was moved to europe-west4 while the take rendered in us-central1.
+    settings.VERTEX_API_BASE_URL = ""
+    seen: list[httpx.Request] = []
+
+    def google(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        name = json.loads(request.content).get("operationName") or OPERATION.format(
+            project="flowsite-demo", region="europe-west4"
+        )
+        return httpx.Response(200, json={"name": name, "done": False})
+
+    moved = replace(credentials(None, token="ya29.test"), location="europe-west4")
+    engine = VertexEngine(
+        moved, token_cache=MemoryTokenCache(), transport=httpx.MockTransport(google)
+    )
+    earlier = OPERATION.format(project="flowsite-demo", region="us-central1")
+
+    result = engine.check([OperationRef(f"{earlier}#0", "take-1")])
+    engine.submit("project", clips())
+
+    assert [clip.state for clip in result.clips] == [ClipState.ACTIVE]
+    asked, submitted = (str(request.url) for request in seen)
+    assert asked == (
+        "https://us-central1-aiplatform.googleapis.com/v1/projects/flowsite-demo/locations/"
+        f"us-central1/publishers/google/models/{FAST}:fetchPredictOperation"
+    )
+    assert submitted.startswith("https://europe-west4-aiplatform.googleapis.com/v1/projects/")
+    assert "/locations/europe-west4/" in submitted
+
+
+OPERATION = (
+    "projects/{project}/locations/{region}/publishers/google/models/" + FAST + "/operations/42"
+)
+
+
+def test_an_operation_of_another_cloud_project_is_not_asked_about_and_fails_in_words(vertex):
+    engine = engine_for(vertex)
+    [mine] = engine.submit("project", clips("[fault:stuck]")).clips
+    theirs = OPERATION.format(project="someone-else", region="us-central1")
+
+    result = engine.check(
+        [OperationRef(mine.operation_name, "mine"), OperationRef(f"{theirs}#0", "theirs")]
+    )
+
+    states = {clip.request_id: (clip.state, clip.failure_message) for clip in result.clips}
+    assert states["mine"][0] in (ClipState.PENDING, ClipState.ACTIVE)
+    assert states["theirs"] == (
+        ClipState.FAILED,
+        "Vertex AI made this take in Google Cloud project someone-else, and the account is now "
+        "on project flowsite-demo; Flowsite does not ask about another project's takes with "
+        "this account's credentials, so it cannot fetch its clip.",
+    )
+    assert vertex.stats["vertex_fetch"] == 1, "only the account's own operation was asked about"
+
+
+def test_an_operation_whose_region_is_not_a_region_is_never_sent_the_token(settings):
+    settings.VERTEX_API_BASE_URL = ""
+
+    def google(request: httpx.Request) -> httpx.Response:
+        raise AssertionError(f"nothing may be sent, yet {request.url} was called")
+
+    engine = VertexEngine(
+        credentials(None, token="ya29.test"),
+        token_cache=MemoryTokenCache(),
+        transport=httpx.MockTransport(google),
+    )
+    odd = OPERATION.format(project="flowsite-demo", region="attacker.example")
+
+    with pytest.raises(base.ContractError):
+        engine.check([OperationRef(f"{odd}#0", "take-1")])
 
 
 def test_takes_of_two_scenes_go_as_two_calls(vertex):

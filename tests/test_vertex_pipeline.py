@@ -191,6 +191,28 @@ def test_a_take_whose_operation_vertex_lost_fails_alone_and_the_account_stays_us
     assert later.status == S.READY, "the account's next takes are not held up"
 
 
+def test_a_take_in_flight_when_an_admin_moves_the_account_to_another_region_still_arrives(
+    vertex_project, flow_emulator, alice
+):
+    [take] = settle(
+        vertex_scene(vertex_project).generate(alice), until=(S.PENDING, S.ACTIVE), timeout=60
+    )
+    assert "/locations/us-central1/" in take.operation_name
+    account = FlowAccount.objects.get(pk=vertex_project.account_id)
+    account.vertex_location = "europe-west4"
+    account.save(update_fields=["vertex_location"])
+
+    [take] = settle([take])
+
+    # The emulator answers 404 at any address but the one the operation's name carries, as
+    # Google does: the take arrived, so its status was asked in us-central1.
+    assert (take.status, take.reason) == (S.READY, "")
+    assert flow_emulator.stats["vertex_fetch"] >= 1
+    [later] = settle(vertex_scene(vertex_project).generate(alice))
+    assert later.status == S.READY
+    assert "/locations/europe-west4/" in later.operation_name, "new takes go to the new region"
+
+
 def test_a_vertex_take_rendering_far_too_long_fails_as_stuck_naming_vertex_ai(
     vertex_project, alice, settings
 ):

@@ -425,13 +425,13 @@ def fetch(state: EmulatorState, request: Request, match: re.Match) -> Response:
             state.stats["vertex_fetch_max_in_flight"], state.vertex_in_flight
         )
     try:
-        return answer_fetch(state, request)
+        return answer_fetch(state, request, match)
     finally:
         with state.lock:
             state.vertex_in_flight -= 1
 
 
-def answer_fetch(state: EmulatorState, request: Request) -> Response:
+def answer_fetch(state: EmulatorState, request: Request, match: re.Match) -> Response:
     authenticate(state, request)
     body = request.json()
     name = body.get("operationName")
@@ -444,7 +444,13 @@ def answer_fetch(state: EmulatorState, request: Request) -> Response:
         if fault.name in ("throttle", "error500", "token-expiry") and state.fault_book.take(fault):
             raise SUBMIT_ERRORS[fault.name](fault)
     delay(state.fault_book, global_faults + list(operation.faults.values() if operation else []))
-    if operation is None:
+    # An operation lives under the model of its project and region, as Google's do: asked
+    # about at another region's (or project's, or model's) address, it is not found there.
+    resource = (
+        f"projects/{match['project']}/locations/{match['location']}/publishers/google/"
+        f"models/{match['model']}"
+    )
+    if operation is None or not name.startswith(f"{resource}/operations/"):
         raise ApiError(404, "NOT_FOUND", f"Operation {name} is not found.")
     return Response.json(operation.answer(state))
 

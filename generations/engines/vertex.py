@@ -102,6 +102,20 @@ SAMPLE_SEPARATOR = "#"
 OPERATION_UNKNOWN = (
     "Vertex AI no longer knows this take's operation, so Flowsite cannot fetch its clip."
 )
+# An operation's name says where it lives: Vertex AI knows it only at the address of that
+# project, region and model, whatever the account's region is now.
+OPERATION_NAME = re.compile(
+    r"^projects/(?P<project>[^/]+)/locations/(?P<location>[^/]+)/publishers/google/"
+    r"models/(?P<model>[^/:]+)/operations/[^/]+$"
+)
+# The region becomes part of a host name the account's token is sent to: only a region's
+# shape (as rules.VERTEX_LOCATION allows for an account) may, never a dot or a slash.
+REGION = re.compile(r"^[a-z]+(?:-[a-z]+)+[0-9]+$")
+OPERATION_OF_ANOTHER_PROJECT = (
+    "Vertex AI made this take in Google Cloud project {made}, and the account is now on project "
+    "{now}; Flowsite does not ask about another project's takes with this account's "
+    "credentials, so it cannot fetch its clip."
+)
 # gRPC codes a finished operation may carry, in words.
 OPERATION_ERRORS = {
     3: "Vertex AI refused to render this take: {message}.",
@@ -145,6 +159,23 @@ class _OperationUnknown(Exception):
     def __init__(self, detail: str) -> None:
         super().__init__(detail)
         self.detail = detail
+
+
+class _OtherProject(Exception):
+    """An operation of another Google Cloud project than the account's: not asked about."""
+
+    def __init__(self, project: str) -> None:
+        super().__init__(project)
+        self.project = project
+
+
+@dataclass(frozen=True)
+class _Model:
+    """A model of a project in a region: where a call about it is made."""
+
+    project: str
+    location: str
+    name: str
 
 
 @dataclass(frozen=True)
@@ -328,7 +359,10 @@ class VertexEngine:
         parameters.update((key, value) for key, value in optional.items() if value)
         what = "submitting a scene's takes"
         answer = self._call(
-            first.model_key, SUBMIT, {"instances": [instance], "parameters": parameters}, what
+            self._own_model(first.model_key),
+            SUBMIT,
+            {"instances": [instance], "parameters": parameters},
+            what,
         )
         name = answer.get("name")
         if not isinstance(name, str) or "/operations/" not in name:
@@ -341,9 +375,10 @@ class VertexEngine:
 
         A call refused for the whole account (signed out, throttled, no permission) stops
         the calls not yet started and is raised, so the caller rests the account; an
-        operation Vertex AI answers it does not know (404) fails its takes alone, never to be
-        submitted again by Flowsite; an operation whose call failed otherwise is left out, to
-        be asked about again later.
+        operation Vertex AI answers it does not know (404), or one of another project than the
+        account's (not asked about), fails its takes alone, never to be submitted again by
+        Flowsite; an operation whose call failed otherwise is left out, to be asked about
+        again later. Each is asked about in the region its name carries.
         """
         by_operation: dict[str, list[tuple[base.OperationRef, int]]] = defaultdict(list)
         for ref in operations:
@@ -351,15 +386,28 @@ class VertexEngine:
             by_operation[sample.operation].append((ref, sample.index))
         if not by_operation:
             return base.StatusResult()
+        models: dict[str, _Model] = {}
+        foreign: dict[str, str] = {}
+        unasked: dict[str, Exception] = {}
+        for name in by_operation:
+            try:
+                models[name] = self._model_of_operation(name)
+            except _OtherProject as error:
+                foreign[name] = error.project
+            except base.ContractError as error:
+                unasked[name] = error
         deadline = Deadline("checking takes", UPSTREAM)
         # Minted here, in the caller's thread (the token cache may be a database row); the
         # polling threads share it.
-        token = self._token(deadline)
-        answers, errors = self._poll_all(list(by_operation), token)
+        token = self._token(deadline) if models else ""
+        answers, errors = self._poll_all(models, token)
+        errors.update(unasked)
         unauthorized = [name for name, error in errors.items() if isinstance(error, _Unauthorized)]
         if unauthorized:
             token = self._token_after_401(deadline, token)
-            retried, errors_again = self._poll_all(unauthorized, token)
+            retried, errors_again = self._poll_all(
+                {name: models[name] for name in unauthorized}, token
+            )
             answers.update(retried)
             for name in unauthorized:
                 errors.pop(name, None)
@@ -375,7 +423,7 @@ class VertexEngine:
             for error in errors.values():
                 if isinstance(error, kind):
                     raise error
-        if errors and not answers and not unknown:
+        if errors and not answers and not unknown and not foreign:
             first = next(iter(errors.values()))
             if isinstance(first, base.EngineError):
                 raise first
@@ -395,14 +443,50 @@ class VertexEngine:
                 )
                 for ref, _ in by_operation[name]
             ]
+        for name, project in foreign.items():
+            logger.warning("Vertex AI operation %s is not of the account's project", name)
+            words = OPERATION_OF_ANOTHER_PROJECT.format(
+                made=project, now=self.credentials.cloud_project
+            )
+            clips += [
+                base.ClipStatus(
+                    ref.operation_name,
+                    ref.request_id,
+                    base.ClipState.FAILED,
+                    failure_reason="operation of another project",
+                    failure_message=words,
+                )
+                for ref, _ in by_operation[name]
+            ]
         for name, error in errors.items():
             if isinstance(error, base.ContractError) and len(by_operation) == 1:
                 raise error
             logger.info("Vertex AI operation %s not checked this time: %s", name, error)
         return base.StatusResult(clips=clips, remaining_credits=None)
 
+    def _model_of_operation(self, operation: str) -> _Model:
+        """Where Vertex AI knows ``operation``: the project, region and model its name
+        carries, not the account's region now (an admin may have moved the account while
+        its takes were rendering, and another region's address answers 404).
+
+        Any region is allowed, as long as it is shaped like one (it names the host the
+        token goes to). The project must be the account's: the account's token is not sent
+        to ask about another project's operations (``_OtherProject``). A project written as
+        its number is let through, since Flowsite knows only the id to compare with: Google
+        writes names only in answer to this account's own submits, and checks the token's
+        right to that project itself."""
+        match = OPERATION_NAME.match(operation)
+        if match is None or not REGION.match(match["location"]):
+            raise self._contract(
+                "checking a take", "the operation's name is not of a Veo model in a region", ""
+            )
+        project = match["project"]
+        if project != self.credentials.cloud_project and not project.isdigit():
+            raise _OtherProject(project[:64])
+        return _Model(project, match["location"], match["model"])
+
     def _poll_all(
-        self, names: list[str], token: str
+        self, models: dict[str, _Model], token: str
     ) -> tuple[dict[str, dict], dict[str, Exception]]:
         answers: dict[str, dict] = {}
         errors: dict[str, Exception] = {}
@@ -413,7 +497,7 @@ class VertexEngine:
                 return
             try:
                 answers[name] = self._call(
-                    _model_of(name),
+                    models[name],
                     POLL,
                     {"operationName": name},
                     "checking a take",
@@ -431,11 +515,11 @@ class VertexEngine:
                 errors[name] = base.UpstreamError(upstream=UPSTREAM, detail=redact(str(error)))
 
         workers = max(1, int(settings.VERTEX_MAX_CONCURRENT_POLLS))
-        if workers == 1 or len(names) == 1:
-            for name in names:
+        if workers == 1 or len(models) == 1:
+            for name in models:
                 poll(name)
         else:
-            list(self._polling_pool(workers).map(poll, names))
+            list(self._polling_pool(workers).map(poll, models))
         return answers, errors
 
     def _clip_status(self, ref: base.OperationRef, index: int, answer: dict) -> base.ClipStatus:
@@ -541,20 +625,22 @@ class VertexEngine:
 
     # --- HTTP ---
 
-    def _base_url(self) -> str:
-        return (
-            settings.VERTEX_API_BASE_URL or REGIONAL_BASE.format(location=self.location)
-        ).rstrip("/")
+    def _own_model(self, model: str) -> _Model:
+        """``model`` in the account's project and region, as they are now."""
+        return _Model(self.credentials.cloud_project, self.location, model)
 
-    def _model_url(self, model: str) -> str:
-        return self._base_url() + MODEL_PATH.format(
-            project=url_quote(self.credentials.cloud_project, safe=""),
-            location=url_quote(self.location, safe=""),
-            model=url_quote(model, safe=""),
+    def _model_url(self, model: _Model) -> str:
+        # VERTEX_API_BASE_URL (a private endpoint, the emulator) replaces the regional host
+        # only; the region stays in the path.
+        base_url = settings.VERTEX_API_BASE_URL or REGIONAL_BASE.format(location=model.location)
+        return base_url.rstrip("/") + MODEL_PATH.format(
+            project=url_quote(model.project, safe=""),
+            location=url_quote(model.location, safe=""),
+            model=url_quote(model.name, safe=""),
         )
 
     def _call(
-        self, model: str, verb: str, body: dict, what: str, *, token: str | None = None
+        self, model: _Model, verb: str, body: dict, what: str, *, token: str | None = None
     ) -> dict:
         """One call. Without ``token``, it is fetched (minted if need be) and a 401 refreshes
         it once; with one (the polling threads), a 401 raises ``_Unauthorized``."""
@@ -662,7 +748,7 @@ class VertexEngine:
     def _contract(self, what: str, problem: str, part) -> base.ContractError:
         return contract_error(UPSTREAM, what, problem, part, (self.credentials.bearer_token,))
 
-    def _error(self, answer: Answer, model: str, what: str) -> base.EngineError:
+    def _error(self, answer: Answer, model: _Model, what: str) -> base.EngineError:
         status = answer.status
         payload = answer.json()
         error = payload.get("error") if isinstance(payload, dict) else None
@@ -687,7 +773,7 @@ class VertexEngine:
                         )
                     )
         detail = f"HTTP {status} while {what}: {quote(payload or answer.body, secrets, 1000)}"
-        project, region = self.credentials.cloud_project, self.location
+        project, region = model.project, model.location
         if status == 429:
             retry_after = parse_retry_after(answer.headers.get("retry-after"))
             wait = (
@@ -727,7 +813,7 @@ class VertexEngine:
         if status == 404:
             # Only a submit gets here: a status call's 404 is its operation's (``_call``).
             return base.AccountRefused(
-                f"The model {model} is not available in region {region} for project "
+                f"The model {model.name} is not available in region {region} for project "
                 f"{project}; pick another region for the account (us-central1 has every Veo "
                 "model) or another model.",
                 detail=detail,
@@ -844,12 +930,3 @@ def _scene_key(clip: base.ClipRequest) -> tuple:
         clip.source_video_uri,
         clip.source_video,
     )
-
-
-def _model_of(operation: str) -> str:
-    """The model an operation belongs to, from its name (…/models/MODEL/operations/ID)."""
-    parts = operation.split("/")
-    try:
-        return parts[parts.index("models") + 1]
-    except (ValueError, IndexError):
-        return ""
