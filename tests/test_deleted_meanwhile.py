@@ -179,7 +179,11 @@ def test_a_404_that_says_why_shows_its_words_and_a_bare_one_the_usual_page(proje
 
     assert worded.status_code == bare.status_code == 404
     assert "<p>This clip is not ready.</p>" in worded.text
-    assert "There is nothing here, or it belongs to a project you are not on." in bare.text
+    assert "There is nothing here, or it belongs to a project you are not on." not in bare.text
+    assert (
+        "There is nothing here: it was deleted (perhaps by a teammate, a moment ago), or it "
+        "belongs to a project you are not on." in bare.text
+    )
 
 
 @pytest.mark.skipif(
@@ -228,3 +232,17 @@ def test_bobs_scene_delete_waits_for_alices_generate_and_keeps_its_take(project,
     assert answers == [302]
     assert Scene.objects.filter(pk=scene.pk).exists()
     assert Generation.objects.filter(scene_id=scene.pk).count() == 1
+
+
+def test_alices_pick_on_a_take_bob_deleted_before_she_clicked_says_it_may_be_deleted(
+    project, alice, bob
+):
+    # Her card is stale: the lookup finds nothing, and (an outsider must learn nothing) cannot
+    # tell a deleted take from another project's; the words must fit the member too.
+    take = a_ready_take(project, alice)
+    client_for(bob).post(reverse("take-delete", args=[take.uuid]))
+
+    answer = client_for(alice).post(reverse("take-pick", args=[take.uuid]), HTTP_HX_REQUEST="true")
+
+    assert answer.status_code == 404
+    assert "it was deleted (perhaps by a teammate, a moment ago)" in answer.text

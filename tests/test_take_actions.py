@@ -275,8 +275,10 @@ def test_a_lost_upscale_answer_is_uncertain_and_never_sent_again(emu, project, a
 
     upscale.refresh_from_db()
     assert upscale.status == S.UNCERTAIN
+    # An upscale's card names it an upscale, not a take.
     assert upscale.reason == (
-        f"{UNCERTAIN_WORDS} What happened: Flow did not answer in time (upscaling clips)."
+        f"{UNCERTAIN_WORDS.replace('this take', 'this upscale')} What happened: Flow did not "
+        "answer in time (upscaling clips)."
     )
     emu.set_faults([])
     deadline = time.monotonic() + 5
@@ -303,6 +305,9 @@ def test_an_upscale_whose_worker_died_mid_call_is_uncertain(emu, project, alice)
 
     upscale.refresh_from_db()
     assert upscale.status == S.UNCERTAIN
+    assert upscale.reason.startswith(
+        "Flowsite could not confirm that Flow received this upscale; it was not resubmitted"
+    )
     assert emu.stats["clips_submitted"] == 1, "never sent by the reaper"
 
 

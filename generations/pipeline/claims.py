@@ -154,7 +154,10 @@ def mark_uncertain(rows: QuerySet, cause: str, now: datetime, upstream: str = "F
     merely slower than its lease can still record the answer."""
     return rows.update(
         status=rows.model.Status.UNCERTAIN,
-        reason=uncertain_reason(cause, upstream),
+        # The row's own kind names it: "take" (Generation) or "upscale".
+        reason=uncertain_reason(
+            cause, upstream, "take" if rows.model is Generation else rows.model._meta.model_name
+        ),
         lease_until=None,
         finished_at=now,
         updated=timezone.now(),

@@ -20,16 +20,18 @@ from ..redaction import redact
 S = Generation.Status
 
 UNCERTAIN_REASON = (
-    "Flowsite could not confirm that {upstream} received this take; it was not resubmitted so "
-    "it is not paid for twice. Submit it again if you want it."
+    "Flowsite could not confirm that {upstream} received this {what}; it was not resubmitted "
+    "so it is not paid for twice. Submit it again if you want it."
 )
 # What happened, said after UNCERTAIN_REASON on the card.
 LOST_WORKER = "The worker sending it stopped before it could save {upstream}'s answer."
 LOST_INTERNAL = "Flowsite hit an internal error while sending it."
 
 
-def uncertain_reason(cause: str, upstream: str = "Flow") -> str:
-    return shorten(f"{UNCERTAIN_REASON.format(upstream=upstream)} What happened: {cause}")
+def uncertain_reason(cause: str, upstream: str = "Flow", what: str = "take") -> str:
+    """``what``: "take", or "upscale" for an upscale's card."""
+    said = UNCERTAIN_REASON.format(upstream=upstream, what=what)
+    return shorten(f"{said} What happened: {cause}")
 
 
 # Retryable answers (throttling, bot check, Flow's 500s) are tried this many times in all;
