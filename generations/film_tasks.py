@@ -215,9 +215,18 @@ def run_render(render_id: int) -> str:
         digest = _sha256(final)
         size = final.stat().st_size
         name = storage.store_file(final, render.file_name())
-    except (film.FilmError, storage.StoreFailed, OSError) as error:
-        reason = str(error) if isinstance(error, film.FilmError) else f"Storing failed: {error}"
-        _fail(render, reason)
+    except film.FilmError as error:
+        _fail(render, str(error))
+        return "failed"
+    except (storage.StoreFailed, OSError) as error:
+        # An OSError names a server path and an errno: the log keeps them, every member of the
+        # project reads the reason.
+        log.warning("Film render %s could not be written or stored: %r", render.uuid, error)
+        _fail(
+            render,
+            "The film could not be written to or saved in media storage; render again, and "
+            "tell an admin if it keeps failing.",
+        )
         return "failed"
     except Exception as error:
         log.exception("Film render %s failed", render.uuid)
@@ -296,7 +305,12 @@ def clip_files(segments: list[dict]) -> Iterator[list[film.Segment]]:
                     Path(settings.FLOWSITE_STAGING_DIR).mkdir(parents=True, exist_ok=True)
                     staging = tempfile.mkdtemp(prefix="film-", dir=settings.FLOWSITE_STAGING_DIR)
                 path = os.path.join(staging, f"{take.uuid}.mp4")
-                with default_storage.open(take.video.name, "rb") as source, open(path, "wb") as out:
+                try:
+                    source = default_storage.open(take.video.name, "rb")
+                except FileNotFoundError:
+                    # Found a moment ago: deleted since (the bucket's error names its key).
+                    raise film.ClipGone(label) from None
+                with source, open(path, "wb") as out:
                     shutil.copyfileobj(source, out, 1024 * 1024)
             else:
                 path = default_storage.path(take.video.name)
