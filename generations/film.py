@@ -24,6 +24,7 @@ finish) sharing its output's state; the copy rule and the H.264 numbering live i
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
@@ -35,6 +36,8 @@ from av.audio.fifo import AudioFifo
 from av.audio.resampler import AudioResampler
 
 from . import film_mix
+
+log = logging.getLogger(__name__)
 
 AUDIO_RATE = 48_000
 AUDIO_LAYOUT = "stereo"
@@ -51,7 +54,16 @@ PART_SUFFIX = ".part.mp4"
 
 
 class FilmError(Exception):
-    """The film cannot be made; the message says why, in the user's words."""
+    """The film cannot be made; the message says why, in the user's words (never a path or an
+    errno: the detail goes to the log)."""
+
+
+class ClipGone(FilmError):
+    """A clip's file went away after the render found it: its take (or scene) was deleted
+    while the film rendered. Deleting is never blocked by a render, so this is its answer."""
+
+    def __init__(self, label: str) -> None:
+        super().__init__(f"{label} was deleted while the film rendered; render again.")
 
 
 @dataclass(frozen=True)
@@ -123,8 +135,11 @@ Progress = Callable[[int, int, str], None]
 def probe(segment: Segment) -> Probe:
     try:
         container = av.open(segment.path)
+    except FileNotFoundError:
+        raise ClipGone(segment.label) from None
     except (av.FFmpegError, OSError) as error:
-        raise FilmError(f"{segment.label}: its clip cannot be read ({error}).") from None
+        log.warning("Film clip %s cannot be read: %s", segment.path, error)
+        raise FilmError(f"{segment.label}: its clip cannot be read as a video.") from None
     with container:
         if not container.streams.video:
             raise FilmError(f"{segment.label}: its clip has no video.")
@@ -225,8 +240,15 @@ def render_film(
                 writer.add(segment, found, copy=copied)
             writer.close()
         os.replace(part, out_path)
-    except BaseException:
+    except BaseException as error:
         part.unlink(missing_ok=True)
+        # Every clip was there when probed; one missing now was deleted since (the
+        # FileNotFoundError names only a path, so the segment is found by looking).
+        if isinstance(error, FileNotFoundError):
+            gone = next((s for s in segments if not os.path.exists(s.path)), None)
+            if gone is not None:
+                log.warning("Film clip %s went while rendering: %s", gone.path, error)
+                raise ClipGone(gone.label) from None
         raise
     return FilmResult(
         duration=writer.position,

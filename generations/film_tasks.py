@@ -215,9 +215,18 @@ def run_render(render_id: int) -> str:
         digest = _sha256(final)
         size = final.stat().st_size
         name = storage.store_file(final, render.file_name())
-    except (film.FilmError, storage.StoreFailed, OSError) as error:
-        reason = str(error) if isinstance(error, film.FilmError) else f"Storing failed: {error}"
-        _fail(render, reason)
+    except film.FilmError as error:
+        _fail(render, str(error))
+        return "failed"
+    except (storage.StoreFailed, OSError) as error:
+        # An OSError names a server path and an errno: the log keeps them, every member of the
+        # project reads the reason.
+        log.warning("Film render %s could not be written or stored: %r", render.uuid, error)
+        _fail(
+            render,
+            "The film could not be written to or saved in media storage; render again, and "
+            "tell an admin if it keeps failing.",
+        )
         return "failed"
     except Exception as error:
         log.exception("Film render %s failed", render.uuid)
@@ -296,7 +305,12 @@ def clip_files(segments: list[dict]) -> Iterator[list[film.Segment]]:
                     Path(settings.FLOWSITE_STAGING_DIR).mkdir(parents=True, exist_ok=True)
                     staging = tempfile.mkdtemp(prefix="film-", dir=settings.FLOWSITE_STAGING_DIR)
                 path = os.path.join(staging, f"{take.uuid}.mp4")
-                with default_storage.open(take.video.name, "rb") as source, open(path, "wb") as out:
+                try:
+                    source = default_storage.open(take.video.name, "rb")
+                except FileNotFoundError:
+                    # Found a moment ago: deleted since (the bucket's error names its key).
+                    raise film.ClipGone(label) from None
+                with source, open(path, "wb") as out:
                     shutil.copyfileobj(source, out, 1024 * 1024)
             else:
                 path = default_storage.path(take.video.name)
@@ -397,7 +411,8 @@ ZIP_CHUNK = 64 * 1024
 
 def stream_zip(project_name: str, entries: list[dict], copies: list[tuple]) -> Iterator[bytes]:
     """The zip's bytes as they are made: each clip as stored (MP4 does not compress), then
-    ``manifest.json`` with the sha256 taken while each clip went by."""
+    ``manifest.json`` with the sha256 taken while each clip went by and, for a take deleted
+    while the zip streamed, ``left_out`` saying why its clip is not in it."""
     import json
     import zipfile
 
@@ -405,13 +420,20 @@ def stream_zip(project_name: str, entries: list[dict], copies: list[tuple]) -> I
     hashes: dict[str, str] = {}
     with zipfile.ZipFile(sink, "w", compression=zipfile.ZIP_STORED) as archive:
         for take, file_name in copies:
+            # The view checked every file before the first byte went, but a teammate may
+            # delete a take (or its scene) while the zip streams. Its file is opened before its
+            # entry is begun, so a file gone by its turn leaves no half entry: it is left out,
+            # and the manifest, written last, says so. Stopping instead would leave the member
+            # a cut-off file that is not a zip, with no error to read.
+            try:
+                source = default_storage.open(take.video.name, "rb")
+            except FileNotFoundError:
+                log.info("Zip of %s: %s was deleted before its turn", project_name, file_name)
+                continue
             digest = hashlib.sha256()
             info = zipfile.ZipInfo(file_name, date_time=timezone.localtime().timetuple()[:6])
             large = (take.video_size or 0) >= 2**31
-            with (
-                default_storage.open(take.video.name, "rb") as source,
-                archive.open(info, "w", force_zip64=large) as target,
-            ):
+            with source, archive.open(info, "w", force_zip64=large) as target:
                 while chunk := source.read(ZIP_CHUNK):
                     digest.update(chunk)
                     target.write(chunk)
@@ -419,8 +441,14 @@ def stream_zip(project_name: str, entries: list[dict], copies: list[tuple]) -> I
             hashes[file_name] = digest.hexdigest()
             yield sink.take()
         for entry in entries:
-            if entry["file"] is not None:
+            if entry["file"] in hashes:
                 entry["sha256"] = hashes[entry["file"]]
+            elif entry["file"] is not None:
+                entry["left_out"] = (
+                    f"{entry['file']} is not in this zip: the take was deleted while the zip "
+                    "was made."
+                )
+                entry["file"] = None
         manifest = {
             "project": project_name,
             "exported_at": timezone.now().isoformat(),

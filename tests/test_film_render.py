@@ -13,7 +13,7 @@ import pytest
 from django.utils import timezone
 
 from generations import film, film_tasks
-from generations.models import CannotGenerate, FilmRender
+from generations.models import CannotGenerate, FilmRender, Generation, delete_takes
 from tests.film_support import CLIP_SECONDS, FPS, decode_all, media_path, picked, ready_takes
 
 FRAME = 1 / FPS
@@ -214,6 +214,51 @@ def test_a_render_of_a_take_whose_clip_is_gone_fails_in_words(emu, project, alic
     assert render.reason == "Scene 1 take 1: its clip is missing from storage."
     films = media_path(f"films/{project.uuid}")
     assert not films.exists() or list(films.iterdir()) == []
+
+
+@pytest.mark.parametrize("what", ["take", "scene"])
+def test_a_take_bob_deletes_while_the_film_renders_fails_it_in_words_without_a_path(
+    emu, project, alice, what, django_capture_on_commit_callbacks
+):
+    picked(project, alice)
+    second = picked(project, alice)
+    render = film_tasks.start(project, alice)
+    original = film_tasks._Reporter.__call__
+
+    def bob_deletes(self, done, total, step):
+        # The render has probed every clip and reached scene 2: bob deletes it now, through
+        # the same path as his Delete button.
+        if "Scene 2" in step and Generation.objects.filter(pk=second.take_id).exists():
+            with django_capture_on_commit_callbacks(execute=True):
+                delete_takes([second.take])
+                if what == "scene":
+                    second.scene.delete()
+        original(self, done, total, step)
+
+    film_tasks._Reporter.__call__ = bob_deletes
+    try:
+        assert film_tasks.run_render(render.pk) == "failed"
+    finally:
+        film_tasks._Reporter.__call__ = original
+
+    render.refresh_from_db()
+    assert not media_path(second.take.video.name).exists()
+    assert render.status == FilmRender.Status.FAILED
+    assert render.reason == "Scene 2 take 1 was deleted while the film rendered; render again."
+    assert "/" not in render.reason and "Errno" not in render.reason
+    assert not film_tasks.part_path(render).exists()
+    assert not media_path(render.file_name()).exists()
+
+
+def test_a_clip_that_is_not_a_video_fails_the_render_in_words_without_its_path(emu, project, alice):
+    pick = picked(project, alice)
+    render = film_tasks.start(project, alice)
+    media_path(pick.take.video.name).write_bytes(b"not a video at all" * 100)
+
+    assert film_tasks.run_render(render.pk) == "failed"
+
+    render.refresh_from_db()
+    assert render.reason == "Scene 1 take 1: its clip cannot be read as a video."
 
 
 def test_trims_outside_the_clip_are_refused_in_words(emu, project, alice, tmp_path):

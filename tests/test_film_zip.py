@@ -6,11 +6,12 @@ import json
 import os
 import zipfile
 
+import pytest
 from django.core.management import call_command
 from django.urls import reverse
 
 from generations.film_tasks import ZIP_CHUNK
-from generations.models import Generation, Pick
+from generations.models import Generation, Pick, delete_takes
 from tests.conftest import make_image, make_scene
 from tests.views_support import attach_clip, client_for, make_take
 
@@ -90,6 +91,38 @@ def test_a_missing_clip_is_named_and_nothing_is_downloaded(project, alice, bob):
     response = client_for(alice).get(reverse("project-takes-zip", args=[project.uuid]), follow=True)
 
     assert "the stored clip is missing for scene-01-take-2.mp4" in response.text
+
+
+@pytest.mark.parametrize(
+    ("query", "kept"),
+    [("?all=1", ["scene-01-take-1.mp4", "scene-01-take-2.mp4"]), ("", ["scene-01-take-1.mp4"])],
+)
+def test_a_take_bob_deletes_while_alice_downloads_is_left_out_of_a_whole_zip_and_named(
+    project, alice, bob, query, kept, django_capture_on_commit_callbacks
+):
+    clips = board(project, alice, bob)
+    Pick.choose(clips["a"], alice)  # the large clip goes first in either zip
+    response = client_for(alice).get(reverse("project-takes-zip", args=[project.uuid]) + query)
+    chunks = []
+    for chunk in response.streaming_content:
+        if not chunks:
+            # Alice has the first piece of take 1; bob deletes the second scene's take.
+            with django_capture_on_commit_callbacks(execute=True):
+                delete_takes([clips["d"]])
+        chunks.append(chunk)
+
+    assert not clips["d"].video.storage.exists(clips["d"].video.name)
+    archive = zipfile.ZipFile(io.BytesIO(b"".join(chunks)))
+    assert archive.testzip() is None
+    assert sorted(archive.namelist()) == ["manifest.json", *kept]
+    assert archive.read("scene-01-take-1.mp4") == clips["a"].video.open("rb").read()
+    manifest = json.loads(archive.read("manifest.json"))
+    [gone] = [t for t in manifest["takes"] if (t["scene"], t["take"]) == (2, 2)]
+    assert gone["file"] is None and gone["sha256"] is None
+    assert gone["left_out"] == (
+        "scene-02-take-2.mp4 is not in this zip: the take was deleted while the zip was made."
+    )
+    assert all("left_out" not in t for t in manifest["takes"] if t is not gone)
 
 
 def test_with_nothing_picked_the_zip_is_refused_in_words_and_not_offered(project, alice):
