@@ -305,3 +305,16 @@ def test_a_role_that_does_not_exist_is_refused_in_words(project, alice, charlie)
     assert "Choose owner, editor or viewer." in changed.text
     assert not project.memberships.filter(user=charlie).exists()
     assert project.memberships.get(user__username="bob").role == Role.EDITOR
+
+
+def test_with_debug_on_alice_gets_no_helper_that_replaces_her_page_with_an_error(
+    project, alice, settings
+):
+    # django-htmx's debug helper would swap Django's error page over the storyboard for any
+    # refused htmx request, hiding the refusal's words (and it needs eval, which the CSP bans).
+    settings.DEBUG = True
+
+    html = client_for(alice).get(reverse("project-detail", args=[project.uuid])).text
+
+    assert "/static/django_htmx/htmx-2.min.js" in html
+    assert "django-htmx.js" not in html
