@@ -431,33 +431,28 @@ class VertexEngine:
         for name, answer in answers.items():
             for ref, index in by_operation[name]:
                 clips.append(self._clip_status(ref, index, answer))
+        # Operations that fail their takes alone: each take says why, in words.
+        failed: dict[str, tuple[str, str]] = {}
         for name, error in unknown.items():
             logger.warning("Vertex AI no longer knows operation %s: %s", name, error.detail)
-            clips += [
-                base.ClipStatus(
-                    ref.operation_name,
-                    ref.request_id,
-                    base.ClipState.FAILED,
-                    failure_reason="operation not found",
-                    failure_message=OPERATION_UNKNOWN,
-                )
-                for ref, _ in by_operation[name]
-            ]
+            failed[name] = ("operation not found", OPERATION_UNKNOWN)
         for name, project in foreign.items():
             logger.warning("Vertex AI operation %s is not of the account's project", name)
             words = OPERATION_OF_ANOTHER_PROJECT.format(
                 made=project, now=self.credentials.cloud_project
             )
-            clips += [
-                base.ClipStatus(
-                    ref.operation_name,
-                    ref.request_id,
-                    base.ClipState.FAILED,
-                    failure_reason="operation of another project",
-                    failure_message=words,
-                )
-                for ref, _ in by_operation[name]
-            ]
+            failed[name] = ("operation of another project", words)
+        clips += [
+            base.ClipStatus(
+                ref.operation_name,
+                ref.request_id,
+                base.ClipState.FAILED,
+                failure_reason=reason,
+                failure_message=words,
+            )
+            for name, (reason, words) in failed.items()
+            for ref, _ in by_operation[name]
+        ]
         for name, error in errors.items():
             if isinstance(error, base.ContractError) and len(by_operation) == 1:
                 raise error
