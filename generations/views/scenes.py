@@ -207,7 +207,16 @@ def scene_delete(request: HttpRequest, uuid: UUID) -> HttpResponse:
         # then either among the takes read next (and counted as spent by delete_takes) or
         # never made, instead of vanishing in the cascade (PostgreSQL; SQLite writes one at a
         # time anyway).
-        if not Scene.objects.select_for_update().filter(pk=scene.pk).exists():
+        # Its place too, read under the lock: a teammate's move may have changed it.
+        position = (
+            Scene.objects.select_for_update()
+            .filter(pk=scene.pk)
+            .values_list("position", flat=True)
+            .first()
+        )
+        if position is None:
+            # A second Delete (a double click, a teammate): the scenes after it must not
+            # move up a second time.
             messages.success(
                 request, f"{scene} was already deleted (a second click, or a teammate)."
             )
@@ -222,17 +231,10 @@ def scene_delete(request: HttpRequest, uuid: UUID) -> HttpResponse:
             return redirect(project_url(project, scene))
         # Through delete_takes, not the scene's cascade: what the takes spent stays counted.
         delete_takes(takes)
-        _, deleted = scene.delete()
-        if not deleted.get(Scene._meta.label):
-            # A second Delete (a double click, a teammate) found it gone: the scenes after it
-            # must not move up a second time.
-            messages.success(
-                request, f"{scene} was already deleted (a second click, or a teammate)."
-            )
-            return redirect(project_url(project))
+        scene.delete()
         # The scenes after it move up one place: an untitled scene is named by its place
         # ("Scene 3"), and its name must stay the number it shows on the storyboard.
-        project.scenes.filter(position__gt=scene.position).update(position=F("position") - 1)
+        project.scenes.filter(position__gt=position).update(position=F("position") - 1)
         project.mark_scenes_changed()
     messages.success(request, deleted_message(scene, len(takes)))
     return redirect(project_url(project))
