@@ -86,7 +86,7 @@ def extend_problem(source: Generation | None, account: FlowAccount | None, sourc
         return rules.NO_ACCOUNT
     if source.status != Generation.Status.READY or not source.video:
         if source.status == Generation.Status.FAILED:
-            return f"Take {source.take} failed, so it has no clip to extend."
+            return f"{source.label} failed, so it has no clip to extend."
         return (
             f"Only a ready take can be extended; take {source.take} is "
             f"{source.get_status_display().lower()}."
@@ -95,12 +95,12 @@ def extend_problem(source: Generation | None, account: FlowAccount | None, sourc
         media = source.media_generation_id
         if not media or media.startswith("gs://"):
             return (
-                f"Take {source.take} was not made by Flow, and Flow extends only its own clips; "
+                f"{source.label} was not made by Flow, and Flow extends only its own clips; "
                 "use a Vertex AI account to extend it."
             )
         if source.account_id != account.pk:
             return (
-                f"Take {source.take} was made with another Flow account, and Flow extends only "
+                f"{source.label} was made with another Flow account, and Flow extends only "
                 "the clips of the account that made them."
             )
     return ""
@@ -163,7 +163,7 @@ def extend(source: Generation, user, prompt: str, *, seen: int | None = None) ->
             raise CannotGenerate(EXTEND_STALE)
         reread(
             source,
-            f"Take {source.take}",
+            source.label,
             ["status", "video", "media_generation_id", "account"],
         )
         problem = extend_problem(source, project.account, source.pk)
@@ -253,7 +253,7 @@ def upscale_problem(take: Generation, account: FlowAccount | None, resolution: s
     media = take.media_generation_id
     if not media or media.startswith("gs://") or take.account_id != account.pk:
         return (
-            f"Take {take.take} was not made by this Flow account, and Flow upscales only the "
+            f"{take.label} was not made by this Flow account, and Flow upscales only the "
             "clips of the account that made them."
         )
     if tier_rank(account.tier) < tier_rank(upscaler.min_tier):
@@ -287,7 +287,7 @@ def request_upscale(
     with transaction.atomic():
         # One row per take and size, and this lock: two clicks make one upscale. The take was
         # read before this transaction: a teammate may have deleted it since.
-        reread(take, f"Take {take.take}", ["status", "video", "media_generation_id", "account"])
+        reread(take, take.label, ["status", "video", "media_generation_id", "account"])
         project.check_spending()
         problem = upscale_problem(take, project.account, resolution)
         if problem:
@@ -295,9 +295,9 @@ def request_upscale(
         label = UPSCALERS[resolution].label
         existing = Upscale.objects.filter(take=take, resolution=resolution).first()
         if existing is not None and existing.status == Upscale.Status.READY:
-            return existing, f"Take {take.take} already has a {label} copy."
+            return existing, f"{take.label} already has a {label} copy."
         if existing is not None and existing.in_flight:
-            return existing, f"Take {take.take} is already being upscaled to {label}."
+            return existing, f"{take.label} is already being upscaled to {label}."
         if existing is not None and existing.status == Upscale.Status.UNCERTAIN and not again:
             raise CannotGenerate(
                 f"Flow may already be upscaling take {take.take} to {label} (its answer was "

@@ -4,15 +4,8 @@ what deleted clips spent.
 Each module imports the areas before it and reaches a later area only inside a method, so the
 modules load in one direction; everything is importable from ``generations.models``."""
 
-from .accounts import (
-    COST_CREDITS,
-    COST_USD,
-    CannotGenerate,
-    DeletedMeanwhile,
-    FlowAccount,
-    FlowAccountQuerySet,
-    reread,
-)
+from .accounts import COST_CREDITS, COST_USD, FlowAccount, FlowAccountQuerySet
+from .errors import CannotGenerate, DeletedMeanwhile, reread
 from .film import Comment, FilmRender, Pick, _film_path
 from .projects import (
     ARCHIVED_PROBLEM,

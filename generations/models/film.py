@@ -12,7 +12,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from .. import rules
-from .accounts import CannotGenerate, reread
+from .errors import CannotGenerate, reread
 from .projects import Membership, Project
 from .scenes import Scene
 from .takes import Generation
@@ -104,7 +104,7 @@ class Pick(models.Model):
         now = timezone.now()
         with transaction.atomic():
             # The take was read before this transaction; a teammate may have deleted it since.
-            reread(take, f"Take {take.take}")
+            reread(take, take.label)
             pick, _ = Pick.objects.update_or_create(
                 scene_id=take.scene_id,
                 defaults={
@@ -241,7 +241,7 @@ class Comment(models.Model):
             )
         with transaction.atomic():
             # The take was read before this transaction; a teammate may have deleted it since.
-            reread(take, f"Take {take.take}")
+            reread(take, take.label)
             comment = cls.objects.create(take=take, author=author, body=text)
             Scene.objects.filter(pk=take.scene_id).update(updated=comment.created)
         return comment

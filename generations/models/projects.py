@@ -23,7 +23,8 @@ from django.utils.functional import cached_property
 
 from .. import rules
 from ..budgets import limit_problem, limits_words
-from .accounts import COST_CREDITS, CannotGenerate, FlowAccount
+from .accounts import COST_CREDITS, FlowAccount
+from .errors import CannotGenerate
 
 if TYPE_CHECKING:
     from .scenes import ImageAsset, Scene

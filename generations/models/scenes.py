@@ -29,7 +29,8 @@ from ..engines.catalogue import (
     resolution_label,
     vertex_price_per_second,
 )
-from .accounts import COST_CREDITS, COST_USD, CannotGenerate, DeletedMeanwhile, FlowAccount
+from .accounts import COST_CREDITS, COST_USD, FlowAccount
+from .errors import CannotGenerate, DeletedMeanwhile
 from .projects import Membership, Project
 
 if TYPE_CHECKING:

@@ -12,7 +12,8 @@ from django.utils import timezone
 
 from .. import rules
 from ..engines.catalogue import get_model
-from .accounts import CannotGenerate, FlowAccount, reread
+from .accounts import FlowAccount
+from .errors import CannotGenerate, reread
 from .projects import Project
 from .scenes import SNAPSHOT_FIELDS, ImageAsset, Scene, create_generations
 
@@ -142,6 +143,11 @@ class Generation(models.Model):
 
     def __str__(self) -> str:
         return f"{self.scene} · take {self.take}"
+
+    @property
+    def label(self) -> str:
+        """How the card names it, and so every sentence about it: "Take 3"."""
+        return f"Take {self.take}"
 
     def manifest_entry(
         self, scene_number: int, file_name: str | None, numbers: dict | None = None
@@ -277,9 +283,9 @@ class Generation(models.Model):
                 "make it again."
             )
         if self.in_flight and self.download_attempts > 0:
-            return f"Take {self.take} is already being fetched again."
+            return f"{self.label} is already being fetched again."
         if self.is_ready:
-            return f"Take {self.take} is ready; its clip is here already."
+            return f"{self.label} is ready; its clip is here already."
         if not self.can_fetch_again:
             return (
                 f"Only a failed take whose clip was made can be fetched again; take "
@@ -327,13 +333,13 @@ class Generation(models.Model):
         if not changed:
             reread(
                 self,
-                f"Take {self.take}",
+                self.label,
                 ["status", "reason", "download_attempts", "account"],
                 lock=False,
             )
             raise CannotGenerate(
                 self.fetch_again_problem()
-                or f"Take {self.take} changed meanwhile; look at it again before fetching it."
+                or f"{self.label} changed meanwhile; look at it again before fetching it."
             )
         for name, value in fields.items():
             setattr(self, name, value)

@@ -291,7 +291,7 @@ def take_retry(request: HtmxHttpRequest, uuid: UUID) -> HttpResponse:
             reread(scene, str(scene))
             if not _seen_matches(request, scene):
                 raise CannotGenerate(STALE)
-            reread(generation, f"Take {generation.take}", ["status"])
+            reread(generation, generation.label, ["status"])
             if generation.status == Generation.Status.UNCERTAIN:
                 take = work.resubmit(generation, request.user)
             elif generation.status in (Generation.Status.FAILED, Generation.Status.CANCELLED):
@@ -313,12 +313,12 @@ def take_cancel(request: HtmxHttpRequest, uuid: UUID) -> HttpResponse:
         if not work.cancel(take, request.user):
             # Said as it is now: a teammate's Cancel a moment earlier is not a finished take,
             # nor is a teammate's Delete.
-            reread(take, f"Take {take.take}", ["status"], lock=False)
+            reread(take, take.label, ["status"], lock=False)
             already = {
                 Generation.Status.CANCELLED: "was already cancelled",
                 Generation.Status.FAILED: "had already failed",
             }.get(take.status, "had already finished")
-            raise CannotGenerate(f"Take {take.take} {already}; there is nothing to cancel.")
+            raise CannotGenerate(f"{take.label} {already}; there is nothing to cancel.")
         return f"Cancelled take {take.take}."
 
     return take_action(request, uuid, cancel)
@@ -333,7 +333,7 @@ def take_pick(request: HtmxHttpRequest, uuid: UUID) -> HttpResponse:
         if request.POST.get("action") == "clear":
             return "No take is picked for the film now." if Pick.clear(take.scene) else ""
         Pick.choose(take, request.user)
-        return f"Take {take.take} is picked for the film."
+        return f"{take.label} is picked for the film."
 
     return take_action(request, uuid, pick)
 
@@ -349,9 +349,9 @@ def take_delete(request: HtmxHttpRequest, uuid: UUID) -> HttpResponse:
     with transaction.atomic():
         take = Generation.objects.select_for_update().filter(pk=generation.pk).first()
         if take is None:
-            notice = f"Take {generation.take} was already deleted."
+            notice = f"{generation.label} was already deleted."
         elif take.in_flight:
-            error = f"Take {take.take} is still on its way; cancel it before deleting it."
+            error = f"{take.label} is still on its way; cancel it before deleting it."
         else:
             delete_takes([take])
             notice = f"Deleted take {take.take}."
