@@ -244,15 +244,55 @@
 
   // `seen` is the order of the cards just before this move, which is what the person moved
   // from: the server refuses the move when its saved order is no longer that one (a teammate
-  // moved a scene meanwhile) instead of saving this whole list over theirs. Every answer
-  // redraws the storyboard as saved, so the next move's `seen` is the order saved by this one.
+  // moved a scene meanwhile) instead of saving this whole list over theirs. An answer redraws
+  // the storyboard as saved, so the next move's `seen` is the order saved by this one.
+  //
+  // One order request at a time, kept here rather than by htmx: htmx queues a request made
+  // while another is out on the same source element, and when the first answer redrew that
+  // element (the storyboard) it dropped the queued one unsent (it sends nothing for an element
+  // no longer on the page): a quick second move was undone on screen without a word. Moves
+  // made while an order is out wait in `ordering.waiting` and go as one request once its
+  // answer is in, with the `seen` of the first of them: the order the page showed then, which
+  // is the order the request out saves (when that one is refused, so are they, in words). The
+  // answer they waited for is not drawn: it would undo them on screen until theirs came.
+  var ordering = { out: false, answered: false, waiting: null }; // waiting: {scene, seen}
+
   function sendOrder(board, card, control, seen) {
     var url = orderUrl();
     if (!url || !window.htmx) return;
     pendingFocus = { card: card.id, control: control };
-    var values = { scene: sceneIds(cards(board)), seen: seen };
-    window.htmx.ajax("POST", url, { source: board, target: "#scenes", swap: "outerHTML", values: values });
+    var scene = sceneIds(cards(board));
+    if (ordering.out) {
+      ordering.waiting = { scene: scene, seen: ordering.waiting ? ordering.waiting.seen : seen };
+      return;
+    }
+    postOrder(url, { scene: scene, seen: seen });
   }
+
+  function postOrder(url, values) {
+    ordering.out = true;
+    ordering.answered = false;
+    // The hidden #scene-order is the source, never swapped, so its events reach the listener
+    // below. The promise settles however the request ends, even unsent.
+    var done = function () {
+      var waiting = ordering.answered ? ordering.waiting : null;
+      ordering.out = false;
+      ordering.waiting = null;
+      // After a failure the page says so and asks for a reload: moves made on top of an order
+      // that was not saved are not sent.
+      if (waiting) postOrder(url, waiting);
+    };
+    window.htmx.ajax("POST", url, {
+      source: document.getElementById("scene-order"), target: "#scenes", swap: "outerHTML", values: values,
+    }).then(done, done);
+  }
+
+  document.addEventListener("htmx:beforeOnLoad", function (event) {
+    if (event.detail.elt.id !== "scene-order") return;
+    var status = event.detail.xhr.status;
+    ordering.answered = status >= 200 && status < 300;
+    if (ordering.answered && ordering.waiting) event.preventDefault();
+  });
 
   function moveCard(card, step, control) {
     var board = card.parentElement;

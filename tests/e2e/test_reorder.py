@@ -4,7 +4,10 @@ the control that moved the card."""
 
 from __future__ import annotations
 
+from urllib.parse import parse_qs
+
 import pytest
+from django.db import transaction
 from django.urls import reverse
 from playwright.sync_api import Page, expect
 
@@ -99,3 +102,110 @@ def test_bob_moves_a_scene_by_keyboard_and_the_ends_cannot_move_further(board: P
     assert saved_titles(project) == ["Storm", "Lighthouse", "Harbour"]
     assert len(sent) == 3
     assert page.evaluate("window.__sameDocument") == "never reloaded"
+
+
+def hold_the_first_order(page: Page) -> list:
+    """Keeps the first order request waiting (its route, for the test to let go) so the next
+    moves are made while it is in flight, whatever the machine's speed; the others go."""
+    held: list = []
+
+    def route(order) -> None:
+        if held:
+            order.continue_()
+        else:
+            held.append(order)
+
+    page.route("**/scenes/order/", route)
+    return held
+
+
+def let_go(page: Page, held: list) -> None:
+    # Playwright hands the route over between the test's own calls: wait for it, then send.
+    for _ in range(500):
+        if held:
+            break
+        page.wait_for_timeout(10)
+    held[0].continue_()
+
+
+def orders_shown(page: Page) -> None:
+    """Records every order the storyboard shows from now on in ``window.__shown``."""
+    page.evaluate(
+        """() => {
+          const shown = window.__shown = [];
+          const record = () => {
+            const now = [...document.querySelectorAll("#scenes article.card .card__title")]
+              .map((title) => title.textContent.trim()).join(", ");
+            if (shown[shown.length - 1] !== now) shown.push(now);
+          };
+          record();
+          new MutationObserver(record).observe(document.body, { childList: true, subtree: true });
+        }"""
+    )
+
+
+def test_bobs_moves_made_while_his_first_is_saving_are_saved_after_it(board: Page, project):
+    page = board
+    ids = {scene.title: str(scene.uuid) for scene in project.scenes.all()}
+    sent = []
+    page.on("request", lambda r: sent.append(r) if "/scenes/order/" in r.url else None)
+    held = hold_the_first_order(page)
+    orders_shown(page)
+
+    handle = page.get_by_role(
+        "button", name="Reorder Harbour: drag, or press the up or down arrow key"
+    )
+    handle.focus()
+    with page.expect_request("**/scenes/order/"):
+        page.keyboard.press("ArrowDown")
+    # While the first is in flight: the handle again, then another card's ↓.
+    page.keyboard.press("ArrowDown")
+    page.get_by_role("button", name="Move Lighthouse down").click()
+    expect(titles(page)).to_have_text(["Storm", "Lighthouse", "Harbour"])
+    assert len(sent) == 1
+    let_go(page, held)
+
+    expect(page.locator("#announcer")).to_have_text("Saved the order: Storm, Lighthouse, Harbour.")
+    expect(titles(page)).to_have_text(["Storm", "Lighthouse", "Harbour"])
+    assert saved_titles(project) == ["Storm", "Lighthouse", "Harbour"]
+    expect(page.get_by_role("button", name="Move Lighthouse down")).to_be_focused()
+    # The moves made meanwhile went as one request, from the order the first one saved.
+    assert len(sent) == 2
+    second = parse_qs(sent[1].post_data)
+    assert second["seen"] == [ids[t] for t in ("Lighthouse", "Harbour", "Storm")]
+    assert second["scene"] == [ids[t] for t in ("Storm", "Lighthouse", "Harbour")]
+    # Never undone on screen while the first answer came back.
+    assert page.evaluate("window.__shown") == [
+        "Harbour, Lighthouse, Storm",
+        "Lighthouse, Harbour, Storm",
+        "Lighthouse, Storm, Harbour",
+        "Storm, Lighthouse, Harbour",
+    ]
+    assert page.evaluate("window.__sameDocument") == "never reloaded"
+
+
+def test_bobs_moves_on_top_of_one_refused_after_alices_move_are_refused_in_words(
+    board: Page, project
+):
+    page = board
+    held = hold_the_first_order(page)
+    handle = page.get_by_role(
+        "button", name="Reorder Harbour: drag, or press the up or down arrow key"
+    )
+    handle.focus()
+    with page.expect_request("**/scenes/order/"):
+        page.keyboard.press("ArrowDown")
+    page.keyboard.press("ArrowDown")
+    expect(titles(page)).to_have_text(["Lighthouse", "Storm", "Harbour"])
+    # Meanwhile alice puts Storm first, before bob's first move reaches the server.
+    scenes = {scene.title: scene.uuid for scene in project.scenes.all()}
+    with transaction.atomic():
+        assert project.reorder_scenes(
+            [scenes[t] for t in ("Storm", "Harbour", "Lighthouse")],
+            seen=[scenes[t] for t in ("Harbour", "Lighthouse", "Storm")],
+        )
+    let_go(page, held)
+
+    expect(page.locator("#scenes [role=alert]")).to_contain_text("the order was not saved")
+    expect(titles(page)).to_have_text(["Storm", "Harbour", "Lighthouse"])
+    assert saved_titles(project) == ["Storm", "Harbour", "Lighthouse"]
