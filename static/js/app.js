@@ -412,13 +412,23 @@
   // dropped (the listener sits on the poller itself: a detached element's events reach no
   // further). The newer poller asks from a token no later than that poll's, so what it would
   // have brought still arrives. (Calling the request off instead makes htmx log the abort.)
+  //
+  // A poll answered while a storyboard order is out (or moves wait to go) is dropped too: it
+  // may have read the storyboard before that order was saved, and would draw the old order
+  // over the person's moves; their next move's `seen` would then be that old order, and the
+  // server would refuse it as a teammate's change. The poller stays, and keeps polling, with
+  // the token it had: the order's answer brings a newer poller (read after the order), and
+  // should that answer never be drawn, the next poll brings again what this one had.
+  // Refusals still come through (a poll refused stops polling, see above).
   document.addEventListener("htmx:load", function (event) {
     var root = event.target;
     var poller = root.id === "poller" ? root : root.querySelector && root.querySelector("#poller");
-    if (poller) poller.addEventListener("htmx:beforeOnLoad", dropIfReplaced);
+    if (poller) poller.addEventListener("htmx:beforeOnLoad", dropIfStale);
   });
-  function dropIfReplaced(event) {
-    if (!event.currentTarget.isConnected) event.preventDefault();
+  function dropIfStale(event) {
+    var status = event.detail.xhr.status;
+    var undoesMoves = ordering.out && status >= 200 && status < 300;
+    if (!event.currentTarget.isConnected || undoesMoves) event.preventDefault();
   }
 
   // Whatever swapped the storyboard or a card (this page's own move, a teammate's change

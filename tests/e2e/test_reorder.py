@@ -1,6 +1,7 @@
 """Bob reorders the storyboard in Chromium: by dragging a card's handle, by the arrow keys on
 the handle, and by ↑/↓; each move is one request, the page never reloads, and focus stays on
-the control that moved the card."""
+the control that moved the card. Moves made while one is saving, and polls answered meanwhile,
+never undo a move on screen."""
 
 from __future__ import annotations
 
@@ -9,11 +10,13 @@ from urllib.parse import parse_qs
 import pytest
 from django.db import transaction
 from django.urls import reverse
+from django.utils import timezone
 from playwright.sync_api import Page, expect
 
-from generations.models import Project
+from generations.models import Project, Scene
 from tests.conftest import make_scene
 from tests.e2e.test_new_user import sign_in
+from tests.views_support import add_scene_as
 
 pytestmark = pytest.mark.browser
 
@@ -209,3 +212,74 @@ def test_bobs_moves_on_top_of_one_refused_after_alices_move_are_refused_in_words
     expect(page.locator("#scenes [role=alert]")).to_contain_text("the order was not saved")
     expect(titles(page)).to_have_text(["Storm", "Harbour", "Lighthouse"])
     assert saved_titles(project) == ["Storm", "Harbour", "Lighthouse"]
+
+
+@pytest.fixture
+def quick_polls(settings) -> None:
+    # Before the page is drawn: its poller is rendered with the cadence.
+    settings.FLOWSITE_IDLE_POLL_SECONDS = 0.5
+
+
+def poll_answers(page: Page) -> None:
+    """Records the status of every poll answer that reaches the page from now on in
+    ``window.__polls``, as it is handled (drawn or dropped at once, in the same task)."""
+    page.evaluate(
+        """() => {
+          const polls = window.__polls = [];
+          document.addEventListener("htmx:beforeOnLoad", (event) => {
+            if (event.detail.elt.id === "poller") polls.push(event.detail.xhr.status);
+          });
+        }"""
+    )
+
+
+def test_a_poll_answered_while_bobs_move_is_saving_does_not_undo_it(
+    quick_polls, board: Page, project, alice
+):
+    page = board
+    held = hold_the_first_order(page)
+    orders_shown(page)
+    handle = page.get_by_role(
+        "button", name="Reorder Harbour: drag, or press the up or down arrow key"
+    )
+    handle.focus()
+    with page.expect_request("**/scenes/order/"):
+        page.keyboard.press("ArrowDown")
+    # Meanwhile alice moves Storm to the top and back, and renames it: the order bob saw is
+    # still the saved one, but the list changed since his page's token, so each poll now
+    # answers with the whole storyboard, read before bob's move reached the server.
+    scenes = {scene.title: scene.uuid for scene in project.scenes.all()}
+    before = [scenes[t] for t in ("Harbour", "Lighthouse", "Storm")]
+    storm_first = [scenes[t] for t in ("Storm", "Harbour", "Lighthouse")]
+    with transaction.atomic():
+        assert project.reorder_scenes(storm_first, seen=before)
+    with transaction.atomic():
+        assert project.reorder_scenes(before, seen=storm_first)
+    Scene.objects.filter(uuid=scenes["Storm"]).update(title="Storm at sea", updated=timezone.now())
+    poll_answers(page)
+    # Two such answers come back while the move is out (the page keeps polling); neither
+    # undoes bob's move on screen.
+    page.wait_for_function("() => window.__polls.filter((status) => status === 200).length >= 2")
+    expect(titles(page)).to_have_text(["Lighthouse", "Harbour", "Storm"])
+    # Bob moves on before his first move's answer: from the order on his screen.
+    page.keyboard.press("ArrowDown")
+    let_go(page, held)
+
+    expect(page.locator("#announcer")).to_have_text(
+        "Saved the order: Lighthouse, Storm at sea, Harbour."
+    )
+    expect(titles(page)).to_have_text(["Lighthouse", "Storm at sea", "Harbour"])
+    assert saved_titles(project) == ["Lighthouse", "Storm at sea", "Harbour"]
+    expect(handle).to_be_focused()
+
+    # The polls keep bringing alice's changes: a new scene.
+    add_scene_as(alice, project, "Open sea")
+    expect(titles(page)).to_have_text(["Lighthouse", "Storm at sea", "Harbour", "Open sea"])
+    assert page.evaluate("window.__shown") == [
+        "Harbour, Lighthouse, Storm",
+        "Lighthouse, Harbour, Storm",
+        "Lighthouse, Storm, Harbour",
+        "Lighthouse, Storm at sea, Harbour",
+        "Lighthouse, Storm at sea, Harbour, Open sea",
+    ]
+    assert page.evaluate("window.__sameDocument") == "never reloaded"
