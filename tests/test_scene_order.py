@@ -8,6 +8,7 @@ import re
 import uuid
 
 from django.db import connection, transaction
+from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
@@ -76,6 +77,23 @@ def test_carol_a_viewer_may_not_reorder(project, carol):
 def test_charlie_outside_the_project_gets_a_404(project, charlie):
     a, b = (make_scene(project, title=name) for name in "AB")
     assert order(client_for(charlie), project, [b, a]).status_code == 404
+    assert titles(project) == ["A", "B"]
+
+
+def test_a_signed_out_page_is_sent_to_sign_in_instead_of_swapping_it_into_the_storyboard(
+    project,
+):
+    a, b = (make_scene(project, title=name) for name in "AB")
+    page = reverse("project-detail", args=[project.uuid])
+    signed_out = Client(
+        headers={"HX-Request": "true", "HX-Current-URL": f"http://testserver{page}"}
+    )
+
+    response = order(signed_out, project, [b, a])
+
+    assert response.status_code == 200
+    assert response["HX-Redirect"] == f"{reverse('login')}?next={page}"
+    assert response.content == b""
     assert titles(project) == ["A", "B"]
 
 

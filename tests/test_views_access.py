@@ -3,6 +3,7 @@
 import re
 
 import pytest
+from django.conf import settings
 from django.urls import URLPattern, reverse
 
 from generations import urls as generation_urls
@@ -279,3 +280,35 @@ def test_signed_out_visitors_are_sent_to_sign_in_from_every_url(world, client):
             response = client.post(url)
         assert response.status_code == 302, pattern.name
         assert response["Location"].startswith(reverse("login")), pattern.name
+
+
+def htmx_called() -> set[str]:
+    """The URL names the pages have htmx call: every hx-get and hx-post, and the storyboard's
+    order (app.js posts to the ``data-url`` of ``#scene-order``)."""
+    called: set[str] = set()
+    for template in (settings.BASE_DIR / "templates").rglob("*.html"):
+        called |= set(
+            re.findall(r"""(?:hx-get|hx-post|data-url)="\{% url '([\w-]+)'""", template.read_text())
+        )
+    return called
+
+
+def test_a_signed_out_page_is_sent_to_sign_in_as_a_whole_by_every_view_htmx_calls(world, client):
+    # A plain redirect to sign in would be followed by htmx, and the sign-in page swapped into
+    # a card, the storyboard or the poller.
+    page = reverse("project-detail", args=[world["project"].uuid])
+    headers = {"HX-Request": "true", "HX-Current-URL": f"http://testserver{page}"}
+    called = htmx_called()
+    assert {"project-poll", "scene-generate", "scene-order"} <= called <= set(ADDRESSED_BY)
+    before = snapshot()
+
+    for name in called:
+        url = reverse(name, kwargs={"uuid": world[ADDRESSED_BY[name]].uuid})
+        response = client.post(url, headers=headers)
+        if response.status_code == 405:
+            response = client.get(url, headers=headers)
+        assert response.status_code == 200, name
+        assert response["HX-Redirect"] == f"{reverse('login')}?next={page}", name
+        assert response.content == b"", name
+
+    assert snapshot() == before

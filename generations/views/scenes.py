@@ -150,7 +150,7 @@ ORDER_STALE = (
 
 
 @require_POST
-@login_required
+@htmx_login_required
 def scene_order(request: HtmxHttpRequest, uuid: UUID) -> HttpResponse:
     """Put the project's scenes in the order sent: every scene's uuid once (``scene``, in
     order), with the order the page showed before this move (``seen``, the same uuids). A
