@@ -338,14 +338,14 @@ def poller_url_on_page(html: str) -> str:
     return re.search(r'id="poller"[^>]* hx-get="([^"]+)"', html).group(1).replace("&amp;", "&")
 
 
-def test_the_page_poller_carries_only_its_token_and_mode_and_an_unchanged_poll_costs_three_queries(
+def test_the_page_poller_carries_its_token_mode_and_role_and_an_unchanged_poll_costs_three_queries(
     project, alice, board
 ):
     client = client_for(alice)
     url = poller_url_on_page(client.get(reverse("project-detail", args=[project.uuid])).text)
     query = url.split("?", 1)[1]
 
-    assert sorted(part.split("=")[0] for part in query.split("&")) == ["live", "since"]
+    assert sorted(part.split("=")[0] for part in query.split("&")) == ["live", "role", "since"]
     # The session, the user, and one query: membership, "what changed, what is in flight".
     assert _queries(client, url) == (204, 3)
 
@@ -732,3 +732,45 @@ def test_a_clip_comes_under_the_same_id_whether_its_card_or_the_whole_storyboard
 
     assert oob_card_ids(card_swap) == {str(scenes[1].uuid)} and card_swap.count(clip) == 1
     assert 'id="scenes"' in list_swap and list_swap.count(clip) == 1
+
+
+def test_bob_made_a_viewer_while_his_page_is_open_gets_it_drawn_again_without_buttons(
+    project, alice, bob, board
+):
+    client = client_for(bob)
+    page = reverse("project-detail", args=[project.uuid])
+    url = poller_url_on_page(client.get(page).text)
+    assert client.get(url, headers={"HX-Request": "true"}).status_code == 204
+
+    project.memberships.filter(user=bob).update(role="viewer")
+    answer = client.get(url, headers={"HX-Request": "true"})
+
+    assert answer.headers["HX-Refresh"] == "true"
+    again = client.get(page).text
+    assert "Your role on this project is now viewer." in again
+    assert "/generate/" not in again
+    assert 'id="scene-order"' not in again
+    # Drawn for his new role, the page polls quietly again.
+    assert client.get(poller_url_on_page(again), headers={"HX-Request": "true"}).status_code == 204
+
+
+def test_carol_made_an_editor_while_her_page_is_open_gets_the_buttons(project, carol, board):
+    client = client_for(carol)
+    page = reverse("project-detail", args=[project.uuid])
+    url = poller_url_on_page(client.get(page).text)
+
+    project.memberships.filter(user=carol).update(role="editor")
+
+    assert client.get(url, headers={"HX-Request": "true"}).headers["HX-Refresh"] == "true"
+    again = client.get(page).text
+    assert "Your role on this project is now editor." in again
+    assert "/generate/" in again
+
+
+def test_a_poller_drawn_before_pollers_said_their_role_is_not_sent_a_reload(project, alice, board):
+    since = encode_since(timezone.now())
+
+    answer = client_for(alice).get(poll_url(project, since), headers={"HX-Request": "true"})
+
+    assert answer.status_code == 204
+    assert "HX-Refresh" not in answer.headers

@@ -14,6 +14,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
+from django_htmx.http import HttpResponseClientRefresh
 
 from .. import work
 from ..budgets import generate_all_total, generate_all_words, month_spent
@@ -100,6 +101,15 @@ def page_is_live(request: HttpRequest) -> bool:
     return request.GET.get("live") != "0"
 
 
+def page_role_changed(request: HttpRequest, role: str) -> bool:
+    """Whether the person's role changed since the polling page was drawn (its poller says
+    the role it was drawn for, ``role``): an editor made a viewer loses the buttons at once
+    rather than finding out by a refused click, and a viewer made an editor gains them. A
+    poller without it was drawn before pollers said it."""
+    drawn_for = request.GET.get("role")
+    return drawn_for is not None and drawn_for != role
+
+
 @require_GET
 @htmx_login_required
 def project_poll(request: HtmxHttpRequest, uuid: UUID) -> HttpResponse:
@@ -121,6 +131,11 @@ def project_poll(request: HtmxHttpRequest, uuid: UUID) -> HttpResponse:
     since = decode_since(request.GET.get("since"))
     page_live = page_is_live(request)
     state = get_poll_state_for_user(request, uuid, since)
+    if page_role_changed(request, state.role):
+        # Buttons, links and Generate all all depend on the role: the page is drawn again.
+        role = Membership.Role(state.role).label.lower()
+        messages.info(request, f"Your role on this project is now {role}.")
+        return HttpResponseClientRefresh()
     if not state.changed and state.in_flight == page_live:
         return HttpResponse(status=204)
     # The newest take rides along, read before the cards: every take up to it is committed,
