@@ -73,6 +73,10 @@ IMAGE_COLUMNS = ("image", "end_image", "references")
 OPTIONAL_COLUMNS = ("mode", "end_image", "references", "model", "seed", "takes", *OPTIONS_COLUMNS)
 COLUMNS = ("image", *REQUIRED_COLUMNS, *OPTIONAL_COLUMNS)
 CSV_MODES = ("text", "image", "frames", "ingredients")
+EXTEND_ROW = (
+    "An extension is made from a ready take, not from a CSV row: import the scene it "
+    "continues, generate it, then run storyboard extend --scene N --take N --prompt TEXT."
+)
 # A mode's image missing from its row, in the CSV's words.
 MISSING_CELL = {
     "start_image": "The image cell is empty; name the start image file.",
@@ -588,7 +592,12 @@ def _check_row(
     given_references = [part.strip() for part in cells.get("references", "").split(";")]
     given_references = [part for part in given_references if part]
     mode = cells.get("mode", "").strip().lower() or ("image" if given_image else "text")
-    if mode not in CSV_MODES:
+    if mode == Scene.Mode.EXTEND:
+        # An extension continues a take, which no row can name; and an import only adds
+        # scenes, so it never touches (nor changes the mode of) an extension already there.
+        problems.append(EXTEND_ROW)
+        mode_problems = {}
+    elif mode not in CSV_MODES:
         problems.append(f"The mode is text, image, frames or ingredients, not “{cells['mode']}”.")
         mode_problems = {}
     else:
