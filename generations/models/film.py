@@ -8,7 +8,8 @@ from uuid import uuid4
 
 from django.conf import settings
 from django.db import models, transaction
-from django.db.models import Q
+from django.db.models import F, Q, Window
+from django.db.models.functions import RowNumber
 from django.utils import timezone
 
 from .. import rules
@@ -133,6 +134,16 @@ def _film_path(instance: FilmRender, filename: str) -> str:
     return instance.file_name()
 
 
+class FilmRenderQuerySet(models.QuerySet):
+    def with_numbers(self) -> FilmRenderQuerySet:
+        """Each render with ``number``: its version, 1 for the project's first, counted over
+        every render the query's filter keeps (a window function, before any slice: no
+        second query), so "version 3" stays version 3 whatever page of them is listed."""
+        return self.annotate(
+            number=Window(RowNumber(), order_by=[F("created").asc(), F("id").asc()])
+        )
+
+
 class FilmRender(models.Model):
     """One render of a project's film: who asked, which takes and trims, how far it got.
 
@@ -168,6 +179,8 @@ class FilmRender(models.Model):
     created = models.DateTimeField(default=timezone.now)
     finished_at = models.DateTimeField(null=True, blank=True)
     heartbeat = models.DateTimeField(null=True, blank=True)
+
+    objects = FilmRenderQuerySet.as_manager()
 
     class Meta:
         ordering = ["-created", "-id"]

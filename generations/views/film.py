@@ -48,7 +48,9 @@ def film_url(project) -> str:
 
 def _film_card_context(project, membership) -> dict:
     renders = list(
-        FilmRender.objects.filter(project=project).select_related("requested_by")[:LISTED_RENDERS]
+        FilmRender.objects.filter(project=project)
+        .select_related("requested_by")
+        .with_numbers()[:LISTED_RENDERS]
     )
     current = renders[0] if renders else None
     live = current is not None and current.active
@@ -177,7 +179,8 @@ def film_video(request: HttpRequest, uuid: UUID) -> HttpResponseBase:
     render_, _ = get_film_for_user(request, uuid)
     if not render_.is_ready:
         raise Http404("This film is not ready.")
-    stamp = timezone.localtime(render_.created).strftime("%Y%m%d-%H%M")
+    # To the second: two renders made in the same minute download as two files.
+    stamp = timezone.localtime(render_.created).strftime("%Y%m%d-%H%M%S")
     name = f"{slugify(render_.project.name) or 'project'}-film-{stamp}.mp4"
     return serve_private_file(
         request, render_.video, "video/mp4", name, etag_seed=render_.video_sha256
