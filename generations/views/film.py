@@ -89,13 +89,22 @@ def _film_page(
         )
         if refused is not None and refused.prefix == form.prefix:
             form = refused
+        seam = film_plan.seam_out(index)
+        problem = problems.get(pick.scene_id, "")
+        # Where the film leaves the clip is the trim out or the seam's cut, whichever comes
+        # first: said as the one place the render will cut. (Trims it cannot use are told by
+        # the problem instead, beside the trims as they are set.)
+        length = film_tasks.clip_seconds(pick.take) if seam and not problem else None
+        span = pick.film_span(length, 0.0 if problem else seam)
         rows.append(
             {
                 "pick": pick,
                 "number": film_plan.numbers[pick.scene_id],
                 "form": form,
-                "problem": problems.get(pick.scene_id, ""),
-                "seam_out": film_plan.seam_out(index),
+                "problem": problem,
+                "seam_out": seam,
+                "words": pick.film_words(length, 0.0 if problem else seam),
+                "span": f"{span[0]} to {span[1]}" if pick.trimmed or span[2] else "",
             }
         )
     missing = [(film_plan.numbers[scene.pk], scene) for scene in film_plan.missing]
