@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from django import forms
 from django.contrib.auth import get_user_model
+from django.core.exceptions import NON_FIELD_ERRORS
 from django.core.validators import MaxLengthValidator, ProhibitNullCharactersValidator
 from django.db import transaction
 from django.utils import timezone
@@ -242,20 +243,10 @@ class SceneForm(forms.ModelForm):
             )
             for name in FILE_FIELDS
         }
-        # The model judges the length, after clean_prompt made each CR LF line break one
-        # character, as the textarea's maxlength counted them; and the title's, in its words.
-        # A NUL too: it is a control character like any other, said as the model says them.
-        for name in ("prompt", "title"):
-            field = self.fields[name]
-            field.validators = [
-                v
-                for v in field.validators
-                if not isinstance(v, MaxLengthValidator | ProhibitNullCharactersValidator)
-            ]
+        _leave_text_rules_to_the_model(self)
         self.tier = project.account.tier if project.account else TIER_NOT_PAID
         self.engine = project.account.kind if project.account else EngineKind.FLOW
-        each = "is billed in US dollars" if self.engine == EngineKind.VERTEX else "spends credits"
-        self.fields["takes"].help_text = f"How many clips one Generate asks for (each {each})."
+        _explain_takes(self, self.engine)
         self._offer_models()
         self._offer_options(options_for(self.engine))
         if self.instance.pk is None:
@@ -334,6 +325,10 @@ class SceneForm(forms.ModelForm):
         return rules.normalise_line_breaks(self.cleaned_data["prompt"]).strip()
 
     def clean_mode(self) -> str:
+        if self.instance.mode == Scene.Mode.EXTEND:
+            # An extension is edited with ExtensionForm; this form's modes would turn it into a
+            # scene made from scratch, its take to continue forgotten.
+            raise forms.ValidationError(rules.EXTENSION_STAYS)
         mode = self.cleaned_data.get("mode") or self.instance.mode
         if mode not in dict(FORM_MODES):
             raise forms.ValidationError(rules.MODE_REQUIRED)
@@ -492,6 +487,93 @@ class SceneForm(forms.ModelForm):
         for image in stored:
             if image is not None:
                 image.file.storage.delete(image.file.name)
+
+
+EXTENSION_PROMPT_REQUIRED = "Write what happens next: it tells the model how the clip goes on."
+
+
+class ExtensionForm(forms.ModelForm):
+    """Edit an extension (mode "extend", made from a take by take_actions.extend): what happens
+    next, its title, seed and takes. What it continues, and so its mode, its aspect, its model
+    and its clip options (take_actions.planned_extension), follow its source take: the page
+    shows them and the form has no field for them, so a save never makes it another mode."""
+
+    # Plain text fields, as the scene form's: the scene model judges them, in its words.
+    seed = forms.CharField(
+        required=False,
+        empty_value=None,
+        widget=forms.NumberInput(attrs={"min": 0, "max": rules.MAX_SEED}),
+        help_text="Leave blank for a fresh random seed on every take.",
+    )
+    takes = forms.CharField(
+        initial=1,
+        widget=forms.NumberInput(attrs={"min": rules.MIN_TAKES, "max": rules.MAX_TAKES}),
+        error_messages={"required": rules.TAKES_RULE},
+    )
+
+    class Meta:
+        model = Scene
+        fields = ["title", "prompt", "seed", "takes"]
+        labels = {"prompt": "What happens next"}
+        help_texts = {"prompt": "How the clip goes on from the last second of the take it extends."}
+        widgets = {"prompt": forms.Textarea(attrs={"rows": 4})}
+        error_messages = {"prompt": {"required": EXTENSION_PROMPT_REQUIRED}}
+
+    def __init__(self, *args, instance: Scene, **kwargs) -> None:
+        super().__init__(*args, instance=instance, **kwargs)
+        _leave_text_rules_to_the_model(self)
+        account = instance.project.account
+        _explain_takes(self, account.kind if account else EngineKind.FLOW)
+
+    def clean_prompt(self) -> str:
+        prompt = rules.normalise_line_breaks(self.cleaned_data["prompt"]).strip()
+        if not prompt:
+            raise forms.ValidationError(EXTENSION_PROMPT_REQUIRED)
+        return prompt
+
+    def _update_errors(self, errors) -> None:
+        # The scene's rules also judge what follows the source take (its model, its clip
+        # options): nothing on this page can change those, and Generate says what is wrong
+        # with them, so only the fields shown here are refused here.
+        if hasattr(errors, "error_dict"):
+            errors.error_dict = {
+                name: messages
+                for name, messages in errors.error_dict.items()
+                if name in self.fields or name == NON_FIELD_ERRORS
+            }
+            if not errors.error_dict:
+                return
+        super()._update_errors(errors)
+
+    def save_extension(self) -> Scene:
+        """Save what the page changes, and only that (the mode above all).
+        ``DeletedMeanwhile`` when a teammate deleted the scene since the page was read."""
+        scene: Scene = self.instance
+        scene.updated = timezone.now()
+        try:
+            scene.save(update_fields=[*self._meta.fields, "updated"])
+        except Scene.NotUpdated:
+            shown = Scene.name_for(self.initial.get("title", ""), scene.position)
+            raise DeletedMeanwhile(shown) from None
+        return scene
+
+
+def _leave_text_rules_to_the_model(form: forms.ModelForm) -> None:
+    """The scene model judges the prompt's length, after clean_prompt made each CR LF line
+    break one character, as the textarea's maxlength counted them; and the title's, in its
+    words. A NUL too: it is a control character like any other, said as the model says them."""
+    for name in ("prompt", "title"):
+        field = form.fields[name]
+        field.validators = [
+            v
+            for v in field.validators
+            if not isinstance(v, MaxLengthValidator | ProhibitNullCharactersValidator)
+        ]
+
+
+def _explain_takes(form: forms.Form, engine: str) -> None:
+    each = "is billed in US dollars" if engine == EngineKind.VERTEX else "spends credits"
+    form.fields["takes"].help_text = f"How many clips one Generate asks for (each {each})."
 
 
 def _new_file(value):

@@ -220,6 +220,12 @@ MODE_INPUT_WORDS = {
 MODE_REQUIRED = (
     "Choose how the clip is made: text, start image, start and end frames, or ingredients."
 )
+# An extension (made from a take, generations/take_actions.py) is one for good: another mode
+# would make a clip from scratch while the scene still points at the take it continued.
+EXTENSION_STAYS = (
+    "This scene extends a take and stays an extension; its Edit page changes what happens "
+    "next, its title, seed and takes."
+)
 # The scene's image fields each mode uses; any other image on a scene of that mode is refused.
 REFERENCE_FIELDS = ("reference_1", "reference_2", "reference_3")
 MODE_IMAGE_FIELDS: dict[str, tuple[str, ...]] = {

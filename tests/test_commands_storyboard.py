@@ -293,6 +293,77 @@ def test_missing_and_unknown_columns_are_reported_on_row_one(alice, account, sho
     )
 
 
+def test_a_semicolon_separated_csv_as_european_excel_saves_it_is_imported(alice, account, shots):
+    # As Excel saves "CSV" where the decimal mark is a comma: BOM, semicolons, CR LF, and a
+    # cell with a comma, a line break or a quote in quotes.
+    path = shots / "board.csv"
+    path.write_bytes(
+        "\ufeffimage;prompt;aspect\r\n"
+        "harbour.png;A lake at dawn, mist rising;landscape\r\n"
+        '"tower.jpg";"Line one\r\nLine two; with ""quotes""";portrait\r\n'.encode()
+    )
+
+    output = run("import", str(path), "--project", "Launch", "--user", "alice")
+
+    assert "Imported 2 scenes" in output
+    scenes = list(Scene.objects.order_by("position"))
+    assert [(scene.prompt, scene.aspect, str(scene.start_image)) for scene in scenes] == [
+        ("A lake at dawn, mist rising", "landscape", "harbour.png"),
+        ('Line one\nLine two; with "quotes"', "portrait", "tower.jpg"),
+    ]
+
+
+def test_a_header_mixing_semicolons_and_commas_says_so(alice, account, shots):
+    path = shots / "board.csv"
+    path.write_text("prompt;aspect,image\nA lake;landscape,harbour.png\n")
+
+    with pytest.raises(CommandError) as refused:
+        run("import", str(path), "--project", "Launch", "--user", "alice")
+
+    assert "some columns are separated by semicolons (;) and others by commas" in str(refused.value)
+    assert not Project.objects.exists()
+
+
+def test_a_quote_never_closed_is_named_on_its_row_not_as_a_missing_aspect(alice, account, shots):
+    path = shots / "board.csv"
+    path.write_bytes(b'prompt,aspect\r\n"A lake,landscape\r\n')
+
+    with pytest.raises(CommandError) as refused:
+        run("import", str(path), "--project", "Launch", "--user", "alice")
+
+    assert str(refused.value).splitlines()[1:] == [
+        'row 2: a quote (") opened on line 2 of the file is never closed, so everything after '
+        "it was read as one cell; close the quote at the end of its cell, or write a quote "
+        'that is part of the text twice ("").'
+    ]
+    assert not Project.objects.exists()
+
+
+def test_a_quote_left_open_until_a_later_rows_quote_is_named_on_its_row(
+    alice, account, shots, settings
+):
+    path = shots / "board.csv"
+    path.write_text(
+        "image,prompt,aspect\n"
+        "harbour.png,A lake,landscape\n"
+        'harbour.png,"Dunes at noon,landscape\n'
+        "harbour.png,Reeds,landscape\n"
+        'tower.jpg,"Hills",portrait\n'
+    )
+
+    with pytest.raises(CommandError) as refused:
+        run("import", str(path), "--project", "Launch", "--user", "alice")
+
+    assert str(refused.value).splitlines()[1:] == [
+        'row 3: a quote (") opened on line 3 of the file is not closed on that line: the next '
+        "quote, on line 5, is followed by more text before the next comma, and everything "
+        "between was read as one cell. A quoted cell ends with a quote right before its comma; "
+        'write a quote that is part of the text twice ("").'
+    ]
+    assert not Project.objects.exists() and not Scene.objects.exists()
+    assert media_files(settings) == []
+
+
 def test_a_csv_with_only_a_header_is_refused(alice, account, shots):
     path = write_csv(shots / "b.csv", [])
 

@@ -114,6 +114,23 @@ def test_every_bad_mode_row_is_told_with_its_number_and_nothing_is_imported(
     assert media_files(settings) == []
 
 
+def test_a_row_cannot_make_an_extension_and_says_how_one_is_made(alice, account, shots):
+    path = write_csv(
+        shots / "board.csv",
+        [["", "The boat dives", "landscape", "Extend", "", "", ""]],
+        header=HEADER,
+    )
+
+    with pytest.raises(CommandError) as refused:
+        run("import", str(path), "--project", "Launch", "--user", "alice")
+
+    assert str(refused.value).splitlines()[1:] == [
+        "row 2: An extension is made from a ready take, not from a CSV row: import the scene "
+        "it continues, generate it, then run storyboard extend --scene N --take N --prompt TEXT."
+    ]
+    assert not Project.objects.exists()
+
+
 def test_the_export_manifest_names_each_takes_mode_and_images_with_their_sha256(
     alice, account, shots, tmp_path
 ):

@@ -1,12 +1,15 @@
 """Trims on the film page: the film cuts an extended take's last second (the extension repeats
 it), so a trim must leave something before that cut; a refused trim keeps what was typed."""
 
+from decimal import Decimal
+
 import pytest
 from django.core.management import CommandError, call_command
 from django.urls import reverse
 
 from generations import film_tasks
-from generations.models import CannotGenerate, FilmRender, Generation
+from generations.film import Segment
+from generations.models import CannotGenerate, FilmRender, Generation, Pick
 from tests.film_support import extension_picked, picked
 from tests.views_support import client_for, htmx_client_for
 
@@ -123,14 +126,79 @@ def test_the_preview_is_told_to_cut_the_second_an_extension_repeats_only_before_
     assert 'data-seam-out="1.0"' in clips[0].split(">")[0], "the source: its last 1 s is cut"
     assert "data-seam-out" not in clips[1].split(">")[0], f"{extension.take} ends the take"
     assert "data-seam-out" not in clips[2].split(">")[0], f"{last.take} is extended by nothing"
-    # Its words say so too: a trim out of 1.5 s is not where a 2 s clip extended stops.
-    assert "(0 s to 1.50 s), cut 1 s before its end where its extension picks up" in clips[0]
+    # Its words say so too: a trim out of 1.5 s is not where a 2 s clip extended stops; the
+    # film leaves it at 1 s, and the page says that one place.
+    assert 'take 1 (0 s to 1 s)"' in clips[0]
     row = page.split(f'id="pick-{source.scene.uuid}"')[1].split("</li>")[0]
-    assert "The film stops it 1 s before its end, where the next scene's take" in row
+    assert (
+        "From 0 s to 1 s: the next scene&#x27;s take extends this one and repeats its last 1 s, "
+        "so the film stops there, before the trim out (1.5 s)." in row
+    )
+    assert "1.5 s to" not in row and "to 1.5 s" not in row
     for take in (extension, last):
-        assert (
-            "before its end" not in page.split(f'id="pick-{take.scene.uuid}"')[1].split("</li>")[0]
+        row = page.split(f'id="pick-{take.scene.uuid}"')[1].split("</li>")[0]
+        assert "The whole clip." in row and "extends this one" not in row
+
+
+@pytest.mark.parametrize(
+    ("trim_in", "trim_out", "clip_seconds", "seam", "words"),
+    [
+        # The probe's: a trim out inside the second the extension repeats; the render cuts at 7 s.
+        (
+            None,
+            "7.99",
+            8.0,
+            1.0,
+            "From 0 s to 7 s: the next scene's take extends this one and repeats its last 1 s, "
+            "so the film stops there, before the trim out (7.99 s).",
+        ),
+        (
+            "0.5",
+            None,
+            8.041666,
+            1.0,
+            "From 0.5 s to 7.04 s: the next scene's take extends this one and repeats its last "
+            "1 s, so the film stops there.",
+        ),
+        # A trim out before the repeated second: the seam changes nothing.
+        (None, "5", 8.0, 1.0, "From 0 s to 5 s."),
+        ("0.50", "6.25", 8.0, 0.0, "From 0.5 s to 6.25 s."),
+        (None, None, 8.0, 0.0, "The whole clip."),
+        # A clip that cannot be measured here: both places, and which wins.
+        (
+            None,
+            "7.99",
+            None,
+            1.0,
+            "From 0 s to 1 s before its end: the next scene's take extends this one and repeats "
+            "its last 1 s, so the film stops there (if the trim out, 7.99 s, does not come "
+            "first).",
+        ),
+    ],
+)
+def test_the_film_page_says_the_one_place_the_render_leaves_a_take(
+    trim_in, trim_out, clip_seconds, seam, words
+):
+    pick = Pick(
+        trim_in=None if trim_in is None else Decimal(trim_in),
+        trim_out=None if trim_out is None else Decimal(trim_out),
+    )
+
+    assert pick.film_words(clip_seconds, seam) == words
+    if clip_seconds is not None:
+        # Where render_film leaves the clip (film.Segment.at_seam), to the hundredth.
+        leaves = (
+            Segment(
+                "clip.mp4",
+                "take",
+                trim_out=None if trim_out is None else float(trim_out),
+                seam_out=seam,
+            )
+            .at_seam(clip_seconds)
+            .trim_out
         )
+        said = "the end" if leaves is None else f"{Decimal(f'{leaves:.2f}').normalize():f} s"
+        assert pick.film_span(clip_seconds, seam)[1] == said
 
 
 def test_a_take_downloaded_before_clips_were_measured_is_checked_from_its_file(

@@ -3,7 +3,10 @@
 import re
 
 import pytest
+from django.core.files.base import ContentFile
+from django.core.files.storage import default_storage
 from django.urls import reverse
+from django.utils import timezone
 
 from generations import film_tasks
 from generations.models import FilmRender, Pick
@@ -189,3 +192,40 @@ def test_all_latest_fills_unpicked_scenes_with_their_newest_ready_take(
     )
 
     assert "4.00 s" in out.getvalue() and "Scene 2 take 2" in out.getvalue()
+
+
+def test_two_renders_of_the_same_minute_read_apart_and_the_newest_is_marked(project, alice, bob):
+    minute = timezone.now().replace(second=0, microsecond=0)
+    renders = [
+        FilmRender.objects.create(
+            project=project,
+            requested_by=alice,
+            status=FilmRender.Status.READY,
+            video=default_storage.save(f"films/{project.uuid}/{second}.mp4", ContentFile(b"mp4")),
+            segments=[{"scene": 1, "scene_name": "Scene 1", "take": 1}],
+            created=minute.replace(second=second),
+        )
+        for second in (5, 40)
+    ]
+    client = client_for(bob)
+
+    html = client.get(film_page(project)).text
+    downloads = [
+        client.get(reverse("media-film-video", args=[render.uuid]) + "?download=1")
+        for render in renders
+    ]
+
+    versions = re.findall(r'<li class="film-version[^>]*>(.*?)<details>', html, re.S)
+    lines = [" ".join(version.split()) for version in versions]
+    local = timezone.localtime(minute)
+    assert lines[0].startswith(
+        f"<strong>Version 2</strong> (newest: the film above) · "
+        f"{local:%Y-%m-%d %H:%M}:40 by alice · 1 scene · Ready"
+    )
+    assert lines[1].startswith(
+        f"<strong>Version 1</strong> · {local:%Y-%m-%d %H:%M}:05 by alice · 1 scene · Ready"
+    )
+    assert [download["Content-Disposition"].split("filename=")[1] for download in downloads] == [
+        f'"poseidon-film-{local:%Y%m%d-%H%M}05.mp4"',
+        f'"poseidon-film-{local:%Y%m%d-%H%M}40.mp4"',
+    ]

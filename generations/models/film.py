@@ -8,7 +8,8 @@ from uuid import uuid4
 
 from django.conf import settings
 from django.db import models, transaction
-from django.db.models import Q
+from django.db.models import F, Q, Window
+from django.db.models.functions import RowNumber
 from django.utils import timezone
 
 from .. import rules
@@ -95,6 +96,40 @@ class Pick(models.Model):
             )
         return ""
 
+    def film_span(self, clip_seconds: float | None, seam: float = 0.0) -> tuple[str, str, bool]:
+        """Where the film enters and leaves the clip, as render_film cuts it, in words ("0 s",
+        "7 s", "the end"), and whether the seam decides the end. ``seam``: the seconds the next
+        pick, an extension of this take, repeats (film.Segment.at_seam cuts them): the film
+        leaves at the trim out or that many seconds before the clip's end, whichever comes
+        first. ``clip_seconds`` None (the clip cannot be measured here): "1 s before its end"."""
+        start = f"{_seconds(self.trim_in or 0)} s"
+        out = None if self.trim_out is None else f"{_seconds(self.trim_out)} s"
+        if not seam:
+            return start, out or "the end", False
+        if clip_seconds is None:
+            return start, f"{seam:g} s before its end", True
+        cut = clip_seconds - seam
+        if self.trim_out is not None and float(self.trim_out) <= cut:
+            return start, out, False
+        return start, f"{_seconds(round(Decimal(cut), 2))} s", True
+
+    def film_words(self, clip_seconds: float | None, seam: float = 0.0) -> str:
+        """What the film uses of the clip, as one statement for the film page."""
+        start, end, at_seam = self.film_span(clip_seconds, seam)
+        if not at_seam:
+            return f"From {start} to {end}." if self.trimmed else "The whole clip."
+        over = ""
+        if self.trim_out is not None:
+            over = (
+                f" (if the trim out, {_seconds(self.trim_out)} s, does not come first)"
+                if clip_seconds is None
+                else f", before the trim out ({_seconds(self.trim_out)} s)"
+            )
+        return (
+            f"From {start} to {end}: the next scene's take extends this one and repeats its "
+            f"last {seam:g} s, so the film stops there{over}."
+        )
+
     @classmethod
     def choose(cls, take: Generation, user=None) -> Pick:
         """Make ``take`` its scene's pick (replacing any other); its card reaches every open page
@@ -133,6 +168,16 @@ def _film_path(instance: FilmRender, filename: str) -> str:
     return instance.file_name()
 
 
+class FilmRenderQuerySet(models.QuerySet):
+    def with_numbers(self) -> FilmRenderQuerySet:
+        """Each render with ``number``: its version, 1 for the project's first, counted over
+        every render the query's filter keeps (a window function, before any slice: no
+        second query), so "version 3" stays version 3 whatever page of them is listed."""
+        return self.annotate(
+            number=Window(RowNumber(), order_by=[F("created").asc(), F("id").asc()])
+        )
+
+
 class FilmRender(models.Model):
     """One render of a project's film: who asked, which takes and trims, how far it got.
 
@@ -168,6 +213,8 @@ class FilmRender(models.Model):
     created = models.DateTimeField(default=timezone.now)
     finished_at = models.DateTimeField(null=True, blank=True)
     heartbeat = models.DateTimeField(null=True, blank=True)
+
+    objects = FilmRenderQuerySet.as_manager()
 
     class Meta:
         ordering = ["-created", "-id"]

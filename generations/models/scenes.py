@@ -307,6 +307,9 @@ class Scene(models.Model):
         account = project and project.account
         problems = rules.options_problems(self, account)
         problems.update(self.mode_problems(missing=False))
+        # (No mode: the scene form refused the one asked for, and said why.)
+        if self.source_take_id is not None and self.mode and self.mode != self.Mode.EXTEND:
+            problems["mode"] = rules.EXTENSION_STAYS
         if "duration" not in problems:
             problem = rules.mode_options_problem(self.mode, self.duration, account)
             if problem:

@@ -48,7 +48,9 @@ def film_url(project) -> str:
 
 def _film_card_context(project, membership) -> dict:
     renders = list(
-        FilmRender.objects.filter(project=project).select_related("requested_by")[:LISTED_RENDERS]
+        FilmRender.objects.filter(project=project)
+        .select_related("requested_by")
+        .with_numbers()[:LISTED_RENDERS]
     )
     current = renders[0] if renders else None
     live = current is not None and current.active
@@ -87,13 +89,22 @@ def _film_page(
         )
         if refused is not None and refused.prefix == form.prefix:
             form = refused
+        seam = film_plan.seam_out(index)
+        problem = problems.get(pick.scene_id, "")
+        # Where the film leaves the clip is the trim out or the seam's cut, whichever comes
+        # first: said as the one place the render will cut. (Trims it cannot use are told by
+        # the problem instead, beside the trims as they are set.)
+        length = film_tasks.clip_seconds(pick.take) if seam and not problem else None
+        span = pick.film_span(length, 0.0 if problem else seam)
         rows.append(
             {
                 "pick": pick,
                 "number": film_plan.numbers[pick.scene_id],
                 "form": form,
-                "problem": problems.get(pick.scene_id, ""),
-                "seam_out": film_plan.seam_out(index),
+                "problem": problem,
+                "seam_out": seam,
+                "words": pick.film_words(length, 0.0 if problem else seam),
+                "span": f"{span[0]} to {span[1]}" if pick.trimmed or span[2] else "",
             }
         )
     missing = [(film_plan.numbers[scene.pk], scene) for scene in film_plan.missing]
@@ -177,7 +188,8 @@ def film_video(request: HttpRequest, uuid: UUID) -> HttpResponseBase:
     render_, _ = get_film_for_user(request, uuid)
     if not render_.is_ready:
         raise Http404("This film is not ready.")
-    stamp = timezone.localtime(render_.created).strftime("%Y%m%d-%H%M")
+    # To the second: two renders made in the same minute download as two files.
+    stamp = timezone.localtime(render_.created).strftime("%Y%m%d-%H%M%S")
     name = f"{slugify(render_.project.name) or 'project'}-film-{stamp}.mp4"
     return serve_private_file(
         request, render_.video, "video/mp4", name, etag_seed=render_.video_sha256

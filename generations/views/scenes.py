@@ -20,7 +20,7 @@ from django.utils import timezone
 from django.views.decorators.http import require_http_methods, require_POST
 
 from .. import work
-from ..forms import SceneForm
+from ..forms import ExtensionForm, SceneForm
 from ..models import (
     CannotGenerate,
     Comment,
@@ -82,6 +82,8 @@ def scene_create(request: HttpRequest, uuid: UUID) -> HttpResponse:
 def scene_edit(request: HttpRequest, uuid: UUID) -> HttpResponse:
     scene, membership = get_scene_for_user(request, uuid, Role.EDITOR)
     project = scene.project
+    if scene.mode == Scene.Mode.EXTEND:
+        return extension_edit(request, scene, membership)
     form = SceneForm(
         project, request.POST or None, request.FILES or None, instance=scene, user=request.user
     )
@@ -102,6 +104,39 @@ def scene_edit(request: HttpRequest, uuid: UUID) -> HttpResponse:
             "membership": membership,
             "form": form,
             "scene": scene,
+            "earlier_prompts": earlier_prompts(scene),
+        },
+    )
+
+
+def extension_edit(request: HttpRequest, scene: Scene, membership) -> HttpResponse:
+    """The Edit page of an extension: what happens next, its title, seed and takes. It stays
+    an extension of its take (ExtensionForm has no mode to change)."""
+    project = scene.project
+    form = ExtensionForm(request.POST or None, instance=scene)
+    if request.method == "POST" and form.is_valid():
+        try:
+            saved = form.save_extension()
+        except DeletedMeanwhile as gone:
+            messages.error(request, str(gone))
+            return redirect(project_url(project))
+        messages.success(request, f"Saved {saved}.")
+        return redirect(project_url(project, saved))
+    source = (
+        Generation.objects.select_related("scene").filter(pk=scene.source_take_id).first()
+        if scene.source_take_id
+        else None
+    )
+    return render(
+        request,
+        "generations/scene_form.html",
+        {
+            "project": project,
+            "membership": membership,
+            "form": form,
+            "scene": scene,
+            "extension": True,
+            "source": source,
             "earlier_prompts": earlier_prompts(scene),
         },
     )

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import io
 import json
 import os
 from collections import Counter
@@ -73,6 +74,10 @@ IMAGE_COLUMNS = ("image", "end_image", "references")
 OPTIONAL_COLUMNS = ("mode", "end_image", "references", "model", "seed", "takes", *OPTIONS_COLUMNS)
 COLUMNS = ("image", *REQUIRED_COLUMNS, *OPTIONAL_COLUMNS)
 CSV_MODES = ("text", "image", "frames", "ingredients")
+EXTEND_ROW = (
+    "An extension is made from a ready take, not from a CSV row: import the scene it "
+    "continues, generate it, then run storyboard extend --scene N --take N --prompt TEXT."
+)
 # A mode's image missing from its row, in the CSV's words.
 MISSING_CELL = {
     "start_image": "The image cell is empty; name the start image file.",
@@ -503,17 +508,22 @@ def read_storyboard(csv_path: Path, account: FlowAccount) -> tuple[list[SceneRow
     """Every scene in the CSV, or every problem with it (as "row N: ..." lines)."""
     try:
         with csv_path.open(encoding="utf-8-sig", newline="") as handle:
-            records = list(csv.reader(handle))
+            text = handle.read()
     except FileNotFoundError:
         raise CommandError(f"There is no file {csv_path}.") from None
     except IsADirectoryError:
         raise CommandError(f"{csv_path} is a folder, not a CSV file.") from None
     except UnicodeDecodeError:
         raise CommandError(f"{csv_path} is not UTF-8 text; save it as CSV UTF-8.") from None
-    except csv.Error as error:
-        raise CommandError(f"{csv_path} is not a readable CSV file: {error}.") from None
     except OSError as error:
         raise CommandError(f"Cannot read {csv_path}: {error.strerror}.") from None
+    delimiter = _delimiter(text)
+    try:
+        records, problem = _records(text, delimiter)
+    except csv.Error as error:
+        raise CommandError(f"{csv_path} is not a readable CSV file: {error}.") from None
+    if problem:
+        return [], [problem]
     if not records or not any(cell.strip() for cell in records[0]):
         raise CommandError(
             f"{csv_path} is empty; its first row must name the columns {', '.join(COLUMNS)}."
@@ -531,6 +541,13 @@ def read_storyboard(csv_path: Path, account: FlowAccount) -> tuple[list[SceneRow
             f"unknown column{_s(len(unknown))} {', '.join(repr(c) for c in unknown)} "
             f"(the columns are {', '.join(COLUMNS)})"
         )
+        if any(";" in column for column in unknown):
+            # Only a header with no comma at all is read as semicolon-separated (_delimiter).
+            header_problems.append(
+                "some columns are separated by semicolons (;) and others by commas; separate "
+                "them all by commas (in Excel: Save As, CSV UTF-8 (Comma delimited)) or all "
+                "by semicolons"
+            )
     repeated = sorted({column for column in header if column and header.count(column) > 1})
     if repeated:
         header_problems.append(f"repeated column{_s(len(repeated))} {', '.join(repeated)}")
@@ -561,6 +578,53 @@ def read_storyboard(csv_path: Path, account: FlowAccount) -> tuple[list[SceneRow
     return rows, errors
 
 
+def _delimiter(text: str) -> str:
+    """What separates the columns: a comma, or a semicolon when the header has semicolons and
+    no comma (Excel saves "CSV" so where the decimal mark is a comma). No column's name has
+    either, so the header alone settles it; a cell with a comma (a prompt) is then just text."""
+    header = text.split("\n", 1)[0]
+    return ";" if ";" in header and "," not in header else ","
+
+
+def _records(text: str, delimiter: str) -> tuple[list[list[str]], str]:
+    """The CSV's records, or why its quotes cannot be read, as a "row N: ..." line. Read
+    strictly: a quote left open would otherwise swallow the rows after it into one cell
+    (their line breaks too), and the row would be refused for what its swallowed cells lack
+    instead of for the quote."""
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True)
+    records: list[list[str]] = []
+    ended_on = 0  # the line the last record read ended on
+    try:
+        for record in reader:
+            records.append(record)
+            ended_on = reader.line_num
+    except csv.Error as error:
+        if "expected after" not in str(error) and "end of data" not in str(error):
+            raise
+        row, starts = len(records) + 1, ended_on + 1
+        if "end of data" in str(error):
+            return [], (
+                f'row {row}: a quote (") opened on line {starts} of the file is never '
+                "closed, so everything after it was read as one cell; close the quote at the "
+                'end of its cell, or write a quote that is part of the text twice ("").'
+            )
+        separator = "semicolon" if delimiter == ";" else "comma"
+        if reader.line_num == starts:
+            where = f"ends early: more text follows it before the next {separator}"
+        else:
+            where = (
+                f"is not closed on that line: the next quote, on line {reader.line_num}, is "
+                f"followed by more text before the next {separator}, and everything between "
+                "was read as one cell"
+            )
+        return [], (
+            f'row {row}: a quote (") opened on line {starts} of the file {where}. A quoted cell '
+            f"ends with a quote right before its {separator}; write a quote that is part of the "
+            'text twice ("").'
+        )
+    return records, ""
+
+
 def _check_row(
     number: int,
     cells: dict[str, str],
@@ -588,7 +652,12 @@ def _check_row(
     given_references = [part.strip() for part in cells.get("references", "").split(";")]
     given_references = [part for part in given_references if part]
     mode = cells.get("mode", "").strip().lower() or ("image" if given_image else "text")
-    if mode not in CSV_MODES:
+    if mode == Scene.Mode.EXTEND:
+        # An extension continues a take, which no row can name; and an import only adds
+        # scenes, so it never touches (nor changes the mode of) an extension already there.
+        problems.append(EXTEND_ROW)
+        mode_problems = {}
+    elif mode not in CSV_MODES:
         problems.append(f"The mode is text, image, frames or ingredients, not “{cells['mode']}”.")
         mode_problems = {}
     else:
