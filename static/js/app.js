@@ -420,6 +420,12 @@
   // the token it had: the order's answer brings a newer poller (read after the order), and
   // should that answer never be drawn, the next poll brings again what this one had.
   // Refusals still come through (a poll refused stops polling, see above).
+  //
+  // So is a poll answered while a card's action (Pick, Comment, Upscale, ...) is out: htmx
+  // swaps an answer into the element it aimed at when the request left, so a poll redrawing
+  // that card, or the whole storyboard, meanwhile would leave the action's answer to land on a
+  // card no longer on the page: its notice or refusal never shown. The action's answer brings
+  // a poller with the token this one had, so the next poll brings what was dropped.
   document.addEventListener("htmx:load", function (event) {
     var root = event.target;
     var poller = root.id === "poller" ? root : root.querySelector && root.querySelector("#poller");
@@ -427,9 +433,21 @@
   });
   function dropIfStale(event) {
     var status = event.detail.xhr.status;
-    var undoesMoves = ordering.out && status >= 200 && status < 300;
-    if (!event.currentTarget.isConnected || undoesMoves) event.preventDefault();
+    var undoesWork = (ordering.out || cardRequests > 0) && status >= 200 && status < 300;
+    if (!event.currentTarget.isConnected || undoesWork) event.preventDefault();
   }
+
+  // Requests sent from inside the storyboard (the cards' forms) not yet ended. Counted down by
+  // the request itself ("loadend" follows an answer, a failure, an abort or a timeout alike),
+  // not by htmx's afterRequest, which fires on the form: by then the answer has redrawn its
+  // card, and a detached form's events reach no listener on the document.
+  var cardRequests = 0;
+  document.addEventListener("htmx:beforeSend", function (event) {
+    var board = storyboard();
+    if (!board || !board.contains(event.detail.elt)) return;
+    cardRequests += 1;
+    event.detail.xhr.addEventListener("loadend", function () { cardRequests -= 1; });
+  });
 
   // Whatever swapped the storyboard or a card (this page's own move, a teammate's change
   // brought by the poll), set it up again and give focus back where it was.
