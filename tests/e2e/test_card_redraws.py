@@ -14,12 +14,13 @@ import re
 
 import pytest
 from django.urls import reverse
+from django.utils import timezone
 from playwright.sync_api import Page, expect
 
-from generations.models import Comment
+from generations.models import Comment, Generation, Pick
 from tests.e2e.test_new_user import sign_in
 from tests.film_support import ready_takes
-from tests.views_support import add_scene_as
+from tests.views_support import add_scene_as, make_take
 
 pytestmark = pytest.mark.browser
 
@@ -54,6 +55,72 @@ def open_storyboard(page: Page, project, who: str) -> None:
     sign_in(page, who)
     page.goto(reverse("project-detail", args=[project.uuid]))
     page.evaluate("window.__sameDocument = 'never reloaded'")
+
+
+def test_alices_half_typed_prompt_and_comment_survive_bob_commenting_on_the_same_take(
+    page: Page, live_server, transactional_db, emu, project, alice, bob
+):
+    [take] = ready_takes(project, alice, title="Harbour")
+    open_storyboard(page, project, "alice")
+    harbour = card(page, "Harbour")
+    comments = harbour.locator(".comment__body")
+
+    prompt = harbour.get_by_label("What happens next (extend take 1)")
+    prompt.click()
+    page.keyboard.type("the lighthouse beam sweeps")
+    for _ in range(6):
+        page.keyboard.press("ArrowLeft")
+    Comment.post(take, bob, "Lovely light")
+    # The poll brings bob's comment on a redrawn card: her words, focus and caret are kept.
+    expect(comments).to_have_text(["Lovely light"])
+    expect(prompt).to_have_value("the lighthouse beam sweeps")
+    expect(prompt).to_be_focused()
+    assert caret(page) == [20, 20]
+    page.keyboard.type("slowly ")
+    expect(prompt).to_have_value("the lighthouse beam slowly sweeps")
+
+    note = harbour.get_by_label("Comment on take 1")
+    note.click()
+    page.keyboard.type("too dark at the end")
+    page.keyboard.press("Shift+Home")
+    Comment.post(take, bob, "Agreed")
+    expect(comments).to_have_text(["Lovely light", "Agreed"])
+    expect(note).to_have_value("too dark at the end")
+    expect(note).to_be_focused()
+    assert caret(page) == [0, 19]
+
+    # Her own comment posted: its box comes back empty; the Extend prompt she left stays.
+    page.keyboard.press("End")
+    page.keyboard.press("Enter")
+    expect(comments).to_have_text(["Lovely light", "Agreed", "too dark at the end"])
+    expect(harbour.locator(".card__notice")).to_have_text("Commented on take 1.")
+    expect(note).to_have_value("")
+    expect(prompt).to_have_value("the lighthouse beam slowly sweeps")
+    assert page.evaluate("window.__sameDocument") == "never reloaded"
+
+
+def test_alices_folded_takes_stay_open_with_her_comment_while_a_take_renders(
+    page: Page, live_server, transactional_db, emu, project, alice, bob
+):
+    first, second = ready_takes(project, alice, title="Harbour", takes=2)
+    Pick.choose(second, alice)
+    open_storyboard(page, project, "alice")
+    harbour = card(page, "Harbour")
+    harbour.get_by_text("1 other take").click()
+    note = harbour.get_by_label("Comment on take 1")
+    note.fill("the better light")
+
+    # Bob's Generate: a take on the same card changes state, the poll redraws it.
+    rendering = make_take(second.scene, bob, status=Generation.Status.PENDING)
+    expect(harbour.locator("li.take")).to_have_count(3)
+    expect(note).to_be_visible()
+    expect(note).to_have_value("the better light")
+    expect(note).to_be_focused()
+    Generation.objects.filter(pk=rendering.pk).update(
+        status=Generation.Status.ACTIVE, updated=timezone.now()
+    )
+    expect(take_item(page, "Harbour", 3).locator(".status")).to_have_text("Rendering")
+    expect(note).to_have_value("the better light")
 
 
 def record_notices(page: Page) -> None:
@@ -127,4 +194,66 @@ def test_bobs_upscale_answered_after_a_poll_redrew_the_storyboard_shows_on_his_c
     expect(page.locator("#request-problem")).to_contain_text("error 500")
     Comment.post(take, alice, "Nice and sharp")
     expect(harbour.locator(".comment__body")).to_have_text(["Nice and sharp"])
+    assert page.evaluate("window.__sameDocument") == "never reloaded"
+
+
+def press(page: Page, control) -> None:
+    control.focus()
+    page.keyboard.press("Enter")
+
+
+def test_bobs_focus_stays_on_the_card_after_each_of_its_actions(
+    page: Page, live_server, transactional_db, emu, project, alice, bob
+):
+    ready_takes(project, alice, title="Harbour", takes=2)
+    [storm_take] = ready_takes(project, alice, title="Storm")
+    storm = storm_take.scene
+    make_take(storm, alice, status=Generation.Status.FAILED, reason="Flow refused the prompt.")
+    make_take(storm, alice, status=Generation.Status.PENDING)
+    page.on("dialog", lambda dialog: dialog.accept())
+    open_storyboard(page, project, "bob")
+    harbour, storm_card = card(page, "Harbour"), card(page, "Storm")
+    heading = {title: card(page, title).locator(".card__title") for title in ("Harbour", "Storm")}
+
+    # Pick: the same form's button, now Unpick.
+    press(page, take_item(page, "Harbour", 1).get_by_role("button", name="Pick for the film"))
+    expect(harbour.locator(".badge--pick")).to_have_count(1)
+    expect(take_item(page, "Harbour", 1).get_by_role("button", name="Unpick")).to_be_focused()
+
+    # Comment: the Comment button again.
+    take_item(page, "Harbour", 1).get_by_label("Comment on take 1").fill("keep this one")
+    comment = take_item(page, "Harbour", 1).get_by_role("button", name="Comment", exact=True)
+    press(page, comment)
+    expect(harbour.locator(".comment__body")).to_have_text(["keep this one"])
+    expect(comment).to_be_focused()
+
+    # Extend and Last frame: the same button, on the card and after the storyboard (a new
+    # scene each) is redrawn by the poll.
+    take_item(page, "Harbour", 1).get_by_label("What happens next").fill("the beam sweeps")
+    extend = take_item(page, "Harbour", 1).get_by_role("button", name="Extend")
+    press(page, extend)
+    expect(titles(page)).to_have_count(3)
+    expect(extend).to_be_focused()
+    last_frame = take_item(page, "Harbour", 1).get_by_role("button", name="Last frame")
+    press(page, last_frame)
+    expect(titles(page)).to_have_count(4)
+    expect(last_frame).to_be_focused()
+
+    # Upscale: its button is gone (the upscale is under way): the card's heading.
+    press(page, take_item(page, "Harbour", 1).get_by_role("button", name="Upscale to 1080p"))
+    expect(harbour.locator(".card__notice")).to_have_text("Upscaling take 1 to 1080p.")
+    expect(heading["Harbour"]).to_be_focused()
+
+    # Cancel (its take is cancelled: the heading), Retry (the failed take keeps its button),
+    # Delete take (the card).
+    press(page, take_item(page, "Storm", 3).get_by_role("button", name="Cancel"))
+    expect(take_item(page, "Storm", 3).locator(".status")).to_have_text("Cancelled")
+    expect(heading["Storm"]).to_be_focused()
+    retry = take_item(page, "Storm", 2).get_by_role("button", name="Retry as a new take")
+    press(page, retry)
+    expect(storm_card.locator("li.take")).to_have_count(4)
+    expect(retry).to_be_focused()
+    press(page, take_item(page, "Storm", 3).get_by_role("button", name="Delete take"))
+    expect(storm_card.locator("li.take")).to_have_count(3)
+    expect(heading["Storm"]).to_be_focused()
     assert page.evaluate("window.__sameDocument") == "never reloaded"
