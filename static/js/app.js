@@ -420,6 +420,12 @@
   // the token it had: the order's answer brings a newer poller (read after the order), and
   // should that answer never be drawn, the next poll brings again what this one had.
   // Refusals still come through (a poll refused stops polling, see above).
+  //
+  // So is a poll answered while a card's action (Pick, Comment, Upscale, ...) is out: htmx
+  // swaps an answer into the element it aimed at when the request left, so a poll redrawing
+  // that card, or the whole storyboard, meanwhile would leave the action's answer to land on a
+  // card no longer on the page: its notice or refusal never shown. The action's answer brings
+  // a poller with the token this one had, so the next poll brings what was dropped.
   document.addEventListener("htmx:load", function (event) {
     var root = event.target;
     var poller = root.id === "poller" ? root : root.querySelector && root.querySelector("#poller");
@@ -427,9 +433,21 @@
   });
   function dropIfStale(event) {
     var status = event.detail.xhr.status;
-    var undoesMoves = ordering.out && status >= 200 && status < 300;
-    if (!event.currentTarget.isConnected || undoesMoves) event.preventDefault();
+    var undoesWork = (ordering.out || cardRequests > 0) && status >= 200 && status < 300;
+    if (!event.currentTarget.isConnected || undoesWork) event.preventDefault();
   }
+
+  // Requests sent from inside the storyboard (the cards' forms) not yet ended. Counted down by
+  // the request itself ("loadend" follows an answer, a failure, an abort or a timeout alike),
+  // not by htmx's afterRequest, which fires on the form: by then the answer has redrawn its
+  // card, and a detached form's events reach no listener on the document.
+  var cardRequests = 0;
+  document.addEventListener("htmx:beforeSend", function (event) {
+    var board = storyboard();
+    if (!board || !board.contains(event.detail.elt)) return;
+    cardRequests += 1;
+    event.detail.xhr.addEventListener("loadend", function () { cardRequests -= 1; });
+  });
 
   // Whatever swapped the storyboard or a card (this page's own move, a teammate's change
   // brought by the poll), set it up again and give focus back where it was.
@@ -452,6 +470,126 @@
       var focus = pendingFocus;
       pendingFocus = null;
       if (card && !card.contains(document.activeElement)) focusControl(card, focus.control);
+    }
+  });
+
+  // --- A card redrawn keeps the person's place ----------------------------------------------
+  // Cards are redrawn whole: by the poll (a teammate's comment, a take changing state, a new
+  // scene), by the answer to a card's own action, by a storyboard order. Left to htmx, a redraw
+  // empties what the person was typing on a card (an Extend prompt, a comment), folds the other
+  // takes away again and sends the focus to <body>. So just before a swap the storyboard's
+  // typed fields, open folds and focused control are read, and put back on the redrawn cards
+  // right after it, matched by id, else by form action and name. The fields of the form whose
+  // own answer this is are left as the server drew them: a posted comment's box comes back
+  // empty, a refused Extend with the prompt the server sent back. (hx-preserve cannot tell the
+  // two apart: it would keep a posted comment in its box.) Text fields keep what they showed
+  // (a card's only hold the person's words); a select keeps only a choice the person made.
+  // Reordering keeps the focus of its own controls (pendingFocus above).
+
+  var TYPED = "textarea, select, input:not([type]), input[type=text], input[type=search], input[type=number], input[type=email], input[type=url], input[type=tel]";
+  var redraw = null; // {fields, open, focus}: read at htmx:beforeSwap, put back at afterSwap
+
+  function fieldKey(node) {
+    if (node.id) return "#" + node.id;
+    return node.form && node.name ? node.form.getAttribute("action") + " " + node.name : null;
+  }
+
+  function choiceChanged(select) {
+    return Array.prototype.some.call(select.options, function (o) { return o.selected !== o.defaultSelected; });
+  }
+
+  // The control holding the focus on a card, as something a redrawn card can be searched for.
+  function placeOf(node) {
+    var card = node && node.closest && node.closest("#scenes article.card");
+    if (!card || node.matches("[data-move], [data-move-handle]")) return null;
+    var place = {
+      card: card.id, id: node.id, typed: node.matches(TYPED), name: node.name || "",
+      where: node.form ? node.form.getAttribute("action") : node.getAttribute("href"),
+      value: node.value, text: node.textContent.trim(),
+    };
+    try {
+      place.start = node.selectionStart;
+      place.end = node.selectionEnd;
+      place.direction = node.selectionDirection;
+    } catch (error) { /* a number field has no caret to read */ }
+    return place;
+  }
+
+  // The same control on the redrawn card; else the same form's control of that name (Pick
+  // became Unpick); else, the control gone with what it did (a cancelled take's Cancel, a
+  // deleted take), the card's heading: never <body>.
+  function controlFor(place) {
+    var card = document.getElementById(place.card);
+    if (!card) return null;
+    var usable = function (node) { return !node.disabled && node.getClientRects().length > 0; };
+    var byId = place.id && document.getElementById(place.id);
+    if (byId && card.contains(byId) && usable(byId)) return byId;
+    var same = Array.prototype.filter.call(card.querySelectorAll("a[href], button, input, select, textarea"), function (node) {
+      var where = node.form ? node.form.getAttribute("action") : node.getAttribute("href");
+      return where === place.where && (node.name || "") === place.name && usable(node);
+    });
+    var exact = place.typed ? same[0] : same.find(function (node) {
+      return node.value === place.value && node.textContent.trim() === place.text;
+    });
+    return exact || (place.name && same[0]) || card.querySelector(".card__title");
+  }
+
+  // Where the focus was when a card's form sent its request: by the answer, htmx has disabled
+  // the button pressed (hx-disabled-elt), and the browser has moved the focus off it.
+  document.addEventListener("htmx:beforeRequest", function (event) {
+    var board = storyboard();
+    var place = board && board.contains(event.detail.elt) && placeOf(document.activeElement);
+    if (place) event.detail.xhr.cardPlace = place;
+  });
+
+  document.addEventListener("htmx:beforeSwap", function (event) {
+    var board = storyboard();
+    if (!board || !event.detail.shouldSwap) return;
+    var source = event.detail.requestConfig && event.detail.requestConfig.elt;
+    var fields = [];
+    board.querySelectorAll(TYPED).forEach(function (node) {
+      var key = fieldKey(node);
+      if (!key || (source && source.contains && source.contains(node))) return;
+      if (node.tagName === "SELECT" && !choiceChanged(node)) return;
+      fields.push({ key: key, value: node.value });
+    });
+    var open = Array.prototype.map.call(board.querySelectorAll("details[id][open]"), function (node) { return node.id; });
+    redraw = { fields: fields, open: open, focus: placeOf(document.activeElement) || event.detail.xhr.cardPlace || null };
+  });
+
+  // The first afterSwap of an answer comes once all its parts (the card, the storyboard, out
+  // of band or not) are in place, before the settle delay a keystroke could fall into.
+  document.addEventListener("htmx:afterSwap", function () {
+    if (!redraw) return;
+    var kept = redraw;
+    redraw = null;
+    var board = storyboard();
+    if (!board) return;
+    kept.open.forEach(function (id) {
+      var node = document.getElementById(id);
+      if (node && board.contains(node)) node.open = true;
+    });
+    var byKey = {};
+    board.querySelectorAll(TYPED).forEach(function (node) {
+      var key = fieldKey(node);
+      if (key) byKey[key] = node;
+    });
+    kept.fields.forEach(function (field) {
+      var node = byKey[field.key];
+      if (!node || node.value === field.value) return;
+      if (node.tagName === "SELECT" && !node.querySelector('option[value="' + CSS.escape(field.value) + '"]')) return;
+      node.value = field.value;
+    });
+    var place = kept.focus;
+    var active = document.activeElement;
+    if (!place || pendingFocus) return;
+    var control = controlFor(place);
+    // htmx itself refocuses a field with an id (without its caret, as its text came back
+    // after); focus the person moved elsewhere meanwhile stays where they put it.
+    if (!control || (active && active !== document.body && active !== control)) return;
+    if (active !== control) control.focus({ preventScroll: true });
+    if (place.typed && place.start !== null && place.start !== undefined) {
+      try { control.setSelectionRange(place.start, place.end, place.direction); } catch (error) { /* no caret */ }
     }
   });
 
