@@ -328,6 +328,39 @@ def test_retry_makes_a_new_queued_take_with_the_same_request(
     assert messages_of(response) == ["Queued 1 new take."]
 
 
+def test_retry_remakes_only_the_takes_the_card_would_and_says_why_it_left_the_others(
+    admin_client, project, django_capture_on_commit_callbacks
+):
+    ready = [take(project, Generation.Status.READY, number) for number in range(1, 5)]
+    rendering = take(project, Generation.Status.ACTIVE, 5)
+    failed = take(project, Generation.Status.FAILED, 6, reason="Flow had an internal error.")
+
+    with django_capture_on_commit_callbacks():
+        response = act(admin_client, "retry_as_new_take", [*ready, rendering, failed])
+
+    new = Generation.objects.get(status=Generation.Status.QUEUED)
+    assert (new.take, new.requested_by) == (7, admin_client.admin)
+    assert Generation.objects.count() == 7
+    assert messages_of(response) == [
+        "Queued 1 new take.",
+        "Left 5 takes as they are (4 ready, 1 rendering). Only a failed, cancelled or "
+        "uncertain take can be tried again.",
+    ]
+
+
+def test_retry_submits_an_uncertain_take_again_as_its_card_does(
+    admin_client, project, django_capture_on_commit_callbacks
+):
+    uncertain = take(project, Generation.Status.UNCERTAIN, 1)
+
+    with django_capture_on_commit_callbacks():
+        response = act(admin_client, "retry_as_new_take", [uncertain])
+
+    uncertain.refresh_from_db()
+    assert "Submitted again by root as take 2" in uncertain.reason
+    assert messages_of(response) == ["Queued 1 new take."]
+
+
 def test_retry_explains_a_take_that_cannot_be_retried(admin_client, project):
     failed = take(project, Generation.Status.FAILED, 1, model_key="veo_0_retired")
 
