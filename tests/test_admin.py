@@ -1108,3 +1108,85 @@ def test_staff_cannot_leave_poseidon_ownerless_on_its_page_unless_someone_become
     assert handed_over.status_code == 302
     roles = dict(project.memberships.values_list("user__username", "role"))
     assert roles["alice"] == "viewer" and roles["bob"] == "owner"
+
+
+# --- Deleting a person never leaves a project with members but no owner ------------------------
+
+
+def delete_people(client, *users: User):
+    """Delete ``users`` in the admin: on the one's delete page, several with the bulk action."""
+    if len(users) == 1:
+        url = reverse("admin:auth_user_delete", args=[users[0].pk])
+        return client.post(url, {"post": "yes"}, follow=True)
+    return client.post(
+        reverse("admin:auth_user_changelist"),
+        {"action": "delete_selected", "_selected_action": [u.pk for u in users], "post": "yes"},
+        follow=True,
+    )
+
+
+def test_staff_cannot_delete_alice_the_only_owner_of_poseidon_alone_or_in_the_bulk_action(
+    admin_client, project, charlie
+):
+    refusal = (
+        "alice is the only owner of Poseidon; make someone else an owner first, or delete "
+        "the project."
+    )
+
+    alone = delete_people(admin_client, project.created_by)
+    bulk = delete_people(admin_client, project.created_by, charlie)
+
+    assert refusal in alone.text and refusal in bulk.text
+    assert User.objects.filter(username__in=["alice", "charlie"]).count() == 2
+    assert project.memberships.filter(role=Membership.Role.OWNER).exists()
+
+
+def test_staff_cannot_delete_alice_and_bob_who_own_poseidon_together_while_carol_stays(
+    admin_client, project, bob
+):
+    Membership.objects.filter(project=project, user=bob).update(role=Membership.Role.OWNER)
+
+    response = delete_people(admin_client, project.created_by, bob)
+
+    assert "alice, bob are the only owners of Poseidon; make someone else an owner first" in (
+        response.text
+    )
+    assert User.objects.filter(username__in=["alice", "bob"]).count() == 2
+
+
+def test_staff_delete_alice_once_bob_is_an_owner_too(admin_client, project, bob):
+    Membership.objects.filter(project=project, user=bob).update(role=Membership.Role.OWNER)
+
+    response = delete_people(admin_client, project.created_by)
+
+    assert messages_of(response) == ["The user “alice” was deleted successfully."]
+    assert list(project.memberships.values_list("user__username", "role")) == [
+        ("bob", "owner"),
+        ("carol", "viewer"),
+    ]
+
+
+def test_staff_deleting_charlie_the_only_member_of_his_project_are_told_it_is_left_to_them(
+    admin_client, charlie
+):
+    zeus = Project.objects.create(name="Zeus", created_by=charlie)
+    zeus.add_member(charlie, Membership.Role.OWNER)
+
+    response = delete_people(admin_client, charlie)
+
+    assert messages_of(response) == [
+        "Nobody is a member of Zeus now, so only staff reach it, here in the admin: give it an "
+        "owner on its page, or delete it.",
+        "The user “charlie” was deleted successfully.",
+    ]
+    assert Project.objects.filter(name="Zeus").exists()
+
+
+def test_staff_deleting_everyone_in_poseidon_at_once_leave_it_without_members(
+    admin_client, project, bob, carol
+):
+    response = delete_people(admin_client, project.created_by, bob, carol)
+
+    assert messages_of(response)[0].startswith("Nobody is a member of Poseidon now")
+    assert not project.memberships.exists()
+    assert Project.objects.filter(pk=project.pk).exists()
