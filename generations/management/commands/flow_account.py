@@ -38,7 +38,7 @@ from django.db.models import Prefetch
 
 from generations import work
 from generations.engines.catalogue import TIER_ONE, TIERS
-from generations.engines.vertex import clean_service_account_key, key_email
+from generations.engines.vertex import KEY_NOT_JSON, clean_service_account_key, key_email
 from generations.models import AccountGrant, AuditEvent, FlowAccount, Project
 from generations.rules import (
     ACCOUNT_LABEL,
@@ -352,11 +352,15 @@ class Command(BaseCommand):
 
     def _key_file(self, options: dict[str, Any]) -> str:
         path = options["service_account_file"]
-        if path == "-":
-            return self.stdin.read()
         try:
+            if path == "-":
+                return self.stdin.read()
             with open(path, encoding="utf-8") as file:
                 return file.read(1_000_000)
+        except UnicodeDecodeError:
+            # Bytes that are no text (a picture, an archive) are no key file either: said as
+            # for any other file that is not JSON, not as the codec's complaint.
+            raise ValueError(KEY_NOT_JSON) from None
         except OSError as error:
             raise CommandError(
                 f"The service-account key file {path!r} cannot be read: {error.strerror}."
