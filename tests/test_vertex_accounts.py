@@ -226,6 +226,19 @@ def test_a_flow_account_takes_no_vertex_settings(db):
         run("update", "Studio", "--vertex-project", "my-studio-4821")
 
 
+def test_a_vertex_account_takes_no_flow_tier_when_added_or_updated(db):
+    cloud = ["--vertex-project", "my-studio-4821", "--bearer-token", TOKEN]
+    run("add", "Cloud", *cloud)
+    before = FlowAccount.objects.values().get()
+
+    with pytest.raises(CommandError, match="A Vertex AI account has no Flow tier"):
+        run("update", "Cloud", "--tier", "PAYGATE_TIER_TWO")
+    with pytest.raises(CommandError, match="A Vertex AI account has no Flow tier"):
+        run("add", "Cloud 2", *cloud, "--tier", "PAYGATE_TIER_TWO")
+
+    assert list(FlowAccount.objects.values()) == [before]
+
+
 @pytest.fixture
 def admin_client(client, db):
     client.force_login(User.objects.create_superuser("root", "root@example.org", "x"))

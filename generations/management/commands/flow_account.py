@@ -51,6 +51,8 @@ from generations.rules import (
 
 TIER_KEYS = [key for key, _ in TIERS]
 SESSION_COOKIE_NAME = "__Secure-next-auth.session-token"
+# Vertex AI bills each clip in US dollars; a Flow tier would be stored and mean nothing.
+NO_TIER = "A Vertex AI account has no Flow tier; --tier belongs to a Google Flow account."
 
 
 def clean_bearer_token(value: str) -> str:
@@ -110,7 +112,7 @@ class Command(BaseCommand):
         secret.add_argument(
             "--service-account-file", metavar="KEY.json", help="Vertex AI; '-' reads stdin"
         )
-        add.add_argument("--tier", choices=TIER_KEYS, default=TIER_ONE)
+        add.add_argument("--tier", choices=TIER_KEYS, help=f"Google Flow; default {TIER_ONE}")
         add_vertex_arguments(add)
 
         actions.add_parser("list", help="List the accounts (secrets masked).")
@@ -171,7 +173,10 @@ class Command(BaseCommand):
         bearer, cookie, _ = self._secrets(options)
         with transaction.atomic():
             account = FlowAccount.objects.create(
-                label=label, tier=options["tier"], bearer_token=bearer, session_cookie=cookie
+                label=label,
+                tier=options["tier"] or TIER_ONE,
+                bearer_token=bearer,
+                session_cookie=cookie,
             )
         self.stdout.write(
             f"Added account {account.label!r} ({account.get_tier_display()}, "
@@ -184,6 +189,8 @@ class Command(BaseCommand):
                 "A Vertex AI account signs in with --service-account-file or --bearer-token, "
                 "not a Flow session cookie."
             )
+        if options["tier"] is not None:
+            raise CommandError(NO_TIER)
         if options["service_account_file"] is None and options["bearer_token"] is None:
             raise CommandError(
                 "A Vertex AI account needs --service-account-file KEY.json (or a pasted access "
@@ -314,6 +321,8 @@ class Command(BaseCommand):
             )
         if account.is_vertex and options["session_cookie"] is not None:
             raise CommandError("A Vertex AI account takes no Flow session cookie.")
+        if account.is_vertex and tier is not None:
+            raise CommandError(NO_TIER)
         if not account.is_vertex and options["service_account_file"] is not None:
             raise CommandError(
                 f"Account {account.label!r} is a Google Flow account; a service-account key "
