@@ -68,6 +68,15 @@ def resubmit(generation: Generation, user) -> Generation:
     return new
 
 
+def try_again(generation: Generation, user) -> Generation:
+    """A take's Retry (its card, the admin's action): an uncertain take is submitted again
+    knowingly, a failed or cancelled one asked for again as a new take, and any other refused
+    (``Generation.can_try_again``)."""
+    if generation.status == Generation.Status.UNCERTAIN:
+        return resubmit(generation, user)
+    return retry_as_new_take(generation, user)
+
+
 def cancel(generation: Generation, user) -> bool:
     """Stop following a take (``Generation.cancel``); False when it had already finished."""
     cancelled = generation.cancel(by=user)

@@ -328,6 +328,39 @@ def test_retry_makes_a_new_queued_take_with_the_same_request(
     assert messages_of(response) == ["Queued 1 new take."]
 
 
+def test_retry_remakes_only_the_takes_the_card_would_and_says_why_it_left_the_others(
+    admin_client, project, django_capture_on_commit_callbacks
+):
+    ready = [take(project, Generation.Status.READY, number) for number in range(1, 5)]
+    rendering = take(project, Generation.Status.ACTIVE, 5)
+    failed = take(project, Generation.Status.FAILED, 6, reason="Flow had an internal error.")
+
+    with django_capture_on_commit_callbacks():
+        response = act(admin_client, "retry_as_new_take", [*ready, rendering, failed])
+
+    new = Generation.objects.get(status=Generation.Status.QUEUED)
+    assert (new.take, new.requested_by) == (7, admin_client.admin)
+    assert Generation.objects.count() == 7
+    assert messages_of(response) == [
+        "Queued 1 new take.",
+        "Left 5 takes as they are (4 ready, 1 rendering). Only a failed, cancelled or "
+        "uncertain take can be tried again.",
+    ]
+
+
+def test_retry_submits_an_uncertain_take_again_as_its_card_does(
+    admin_client, project, django_capture_on_commit_callbacks
+):
+    uncertain = take(project, Generation.Status.UNCERTAIN, 1)
+
+    with django_capture_on_commit_callbacks():
+        response = act(admin_client, "retry_as_new_take", [uncertain])
+
+    uncertain.refresh_from_db()
+    assert "Submitted again by root as take 2" in uncertain.reason
+    assert messages_of(response) == ["Queued 1 new take."]
+
+
 def test_retry_explains_a_take_that_cannot_be_retried(admin_client, project):
     failed = take(project, Generation.Status.FAILED, 1, model_key="veo_0_retired")
 
@@ -1075,3 +1108,85 @@ def test_staff_cannot_leave_poseidon_ownerless_on_its_page_unless_someone_become
     assert handed_over.status_code == 302
     roles = dict(project.memberships.values_list("user__username", "role"))
     assert roles["alice"] == "viewer" and roles["bob"] == "owner"
+
+
+# --- Deleting a person never leaves a project with members but no owner ------------------------
+
+
+def delete_people(client, *users: User):
+    """Delete ``users`` in the admin: on the one's delete page, several with the bulk action."""
+    if len(users) == 1:
+        url = reverse("admin:auth_user_delete", args=[users[0].pk])
+        return client.post(url, {"post": "yes"}, follow=True)
+    return client.post(
+        reverse("admin:auth_user_changelist"),
+        {"action": "delete_selected", "_selected_action": [u.pk for u in users], "post": "yes"},
+        follow=True,
+    )
+
+
+def test_staff_cannot_delete_alice_the_only_owner_of_poseidon_alone_or_in_the_bulk_action(
+    admin_client, project, charlie
+):
+    refusal = (
+        "alice is the only owner of Poseidon; make someone else an owner first, or delete "
+        "the project."
+    )
+
+    alone = delete_people(admin_client, project.created_by)
+    bulk = delete_people(admin_client, project.created_by, charlie)
+
+    assert refusal in alone.text and refusal in bulk.text
+    assert User.objects.filter(username__in=["alice", "charlie"]).count() == 2
+    assert project.memberships.filter(role=Membership.Role.OWNER).exists()
+
+
+def test_staff_cannot_delete_alice_and_bob_who_own_poseidon_together_while_carol_stays(
+    admin_client, project, bob
+):
+    Membership.objects.filter(project=project, user=bob).update(role=Membership.Role.OWNER)
+
+    response = delete_people(admin_client, project.created_by, bob)
+
+    assert "alice, bob are the only owners of Poseidon; make someone else an owner first" in (
+        response.text
+    )
+    assert User.objects.filter(username__in=["alice", "bob"]).count() == 2
+
+
+def test_staff_delete_alice_once_bob_is_an_owner_too(admin_client, project, bob):
+    Membership.objects.filter(project=project, user=bob).update(role=Membership.Role.OWNER)
+
+    response = delete_people(admin_client, project.created_by)
+
+    assert messages_of(response) == ["The user “alice” was deleted successfully."]
+    assert list(project.memberships.values_list("user__username", "role")) == [
+        ("bob", "owner"),
+        ("carol", "viewer"),
+    ]
+
+
+def test_staff_deleting_charlie_the_only_member_of_his_project_are_told_it_is_left_to_them(
+    admin_client, charlie
+):
+    zeus = Project.objects.create(name="Zeus", created_by=charlie)
+    zeus.add_member(charlie, Membership.Role.OWNER)
+
+    response = delete_people(admin_client, charlie)
+
+    assert messages_of(response) == [
+        "Nobody is a member of Zeus now, so only staff reach it, here in the admin: give it an "
+        "owner on its page, or delete it.",
+        "The user “charlie” was deleted successfully.",
+    ]
+    assert Project.objects.filter(name="Zeus").exists()
+
+
+def test_staff_deleting_everyone_in_poseidon_at_once_leave_it_without_members(
+    admin_client, project, bob, carol
+):
+    response = delete_people(admin_client, project.created_by, bob, carol)
+
+    assert messages_of(response)[0].startswith("Nobody is a member of Poseidon now")
+    assert not project.memberships.exists()
+    assert Project.objects.filter(pk=project.pk).exists()

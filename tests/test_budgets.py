@@ -294,7 +294,7 @@ def test_a_budget_that_is_not_a_number_is_refused_in_words(project, alice):
         follow=True,
     )
 
-    assert "Type a whole number of credits" in response.text
+    assert CREDITS_HINT in response.text
     project.refresh_from_db()
     assert project.monthly_budget is None
 
@@ -432,6 +432,8 @@ def test_alice_may_type_a_vertex_ai_budget_as_people_write_dollars(on_vertex, al
 
 
 DOLLARS_HINT = "Type an amount in US dollars, e.g. 7.50, or leave it empty for no limit."
+CREDITS_HINT = "Type a whole number of credits, e.g. 1,000, or leave it empty for no limit."
+BELOW_ZERO = "A limit cannot be below 0 (0 stops all spending); type 0 or more, or leave it empty."
 
 
 @pytest.mark.parametrize(
@@ -442,7 +444,8 @@ DOLLARS_HINT = "Type an amount in US dollars, e.g. 7.50, or leave it empty for n
             "7,5",
             "Type cents after a point, e.g. 7.50; a comma may only group thousands, e.g. 1,250.00.",
         ),
-        ("-1", DOLLARS_HINT),
+        ("-1", BELOW_ZERO),
+        ("-$1,250", BELOW_ZERO),
         ("NaN", DOLLARS_HINT),
         ("Infinity", DOLLARS_HINT),
         ("1e3", DOLLARS_HINT),
@@ -462,6 +465,45 @@ def test_alice_is_told_what_to_type_for_a_vertex_ai_budget(on_vertex, alice, bob
     on_vertex.refresh_from_db()
     assert on_vertex.monthly_budget == 8
     assert Membership.objects.get(project=on_vertex, user=bob).monthly_allowance is None
+
+
+@pytest.mark.parametrize("typed", ["1,000", " 1,000 ", "1000", "1,000.00"])
+def test_alice_may_type_a_flow_budget_and_allowance_as_the_page_shows_credits(
+    project, alice, bob, typed
+):
+    client = client_for(alice)
+    url = reverse("project-spend", args=[project.uuid])
+
+    client.post(url, {"action": "budget", "limit": typed, "was": ""})
+    client.post(url, {"action": "allowance", "username": "bob", "limit": typed, "was": ""})
+
+    project.refresh_from_db()
+    assert project.monthly_budget == 1000
+    assert Membership.objects.get(project=project, user=bob).monthly_allowance == 1000
+
+
+@pytest.mark.parametrize(
+    "typed, told",
+    [
+        ("-1", BELOW_ZERO),
+        ("-1,000", BELOW_ZERO),
+        ("1,00", CREDITS_HINT),
+        ("$5", CREDITS_HINT),
+        ("NaN", CREDITS_HINT),
+        ("1e3", CREDITS_HINT),
+        ("lots", CREDITS_HINT),
+    ],
+)
+def test_alice_is_told_what_to_type_for_a_flow_budget(project, alice, bob, typed, told):
+    client = client_for(alice)
+    url = reverse("project-spend", args=[project.uuid])
+    for form in ({"action": "budget"}, {"action": "allowance", "username": "bob"}):
+        response = client.post(url, {**form, "limit": typed, "was": ""}, follow=True)
+
+        assert told in response.text
+    project.refresh_from_db()
+    assert project.monthly_budget is None
+    assert Membership.objects.get(project=project, user=bob).monthly_allowance is None
 
 
 def test_on_flow_alice_types_12_5_and_is_told_flow_counts_whole_credits(project, alice):

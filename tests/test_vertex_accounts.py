@@ -150,6 +150,31 @@ def test_a_key_file_that_is_not_a_service_account_key_is_refused(db, tmp_path):
         )
 
 
+NOT_JSON = "The service-account key is not JSON; upload or paste the whole key file"
+NOT_TEXT = b"\x89PNG\r\n\x1a\n\xf6\x00\xff binary"
+
+
+def test_a_key_file_that_is_not_text_is_refused_as_any_file_that_is_not_json(db, tmp_path):
+    path = tmp_path / "picture.json"
+    path.write_bytes(NOT_TEXT)
+    add = ["add", "Cloud", "--vertex-project", "my-studio-4821", "--service-account-file"]
+
+    with pytest.raises(CommandError) as from_file:
+        run(*add, str(path))
+    with pytest.raises(CommandError) as from_stdin:
+        call_command(
+            "flow_account",
+            *add,
+            "-",
+            stdout=io.StringIO(),
+            stdin=io.TextIOWrapper(io.BytesIO(NOT_TEXT), encoding="utf-8"),
+        )
+
+    assert str(from_file.value).startswith(NOT_JSON)
+    assert str(from_stdin.value).startswith(NOT_JSON)
+    assert not FlowAccount.objects.exists()
+
+
 def test_list_shows_the_engine_project_and_service_account_never_the_key(db, key_json, tmp_path):
     (tmp_path / "key.json").write_text(key_json)
     run(
@@ -199,6 +224,19 @@ def test_a_flow_account_takes_no_vertex_settings(db):
 
     with pytest.raises(CommandError, match="is a Google Flow account"):
         run("update", "Studio", "--vertex-project", "my-studio-4821")
+
+
+def test_a_vertex_account_takes_no_flow_tier_when_added_or_updated(db):
+    cloud = ["--vertex-project", "my-studio-4821", "--bearer-token", TOKEN]
+    run("add", "Cloud", *cloud)
+    before = FlowAccount.objects.values().get()
+
+    with pytest.raises(CommandError, match="A Vertex AI account has no Flow tier"):
+        run("update", "Cloud", "--tier", "PAYGATE_TIER_TWO")
+    with pytest.raises(CommandError, match="A Vertex AI account has no Flow tier"):
+        run("add", "Cloud 2", *cloud, "--tier", "PAYGATE_TIER_TWO")
+
+    assert list(FlowAccount.objects.values()) == [before]
 
 
 @pytest.fixture
@@ -288,3 +326,16 @@ def django_capture_on_commit():
     from django.test import TestCase
 
     return TestCase.captureOnCommitCallbacks(execute=True)
+
+
+def test_the_admin_refuses_a_key_file_that_is_not_text_as_the_command_does(admin_client):
+    response = admin_client.post(
+        reverse("admin:generations_flowaccount_add"),
+        admin_form(
+            new_service_account_key=SimpleUploadedFile("picture.json", NOT_TEXT, "image/png")
+        ),
+    )
+
+    assert response.status_code == 200
+    assert NOT_JSON in response.text
+    assert not FlowAccount.objects.exists()

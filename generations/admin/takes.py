@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections import Counter
+
 from django.contrib import admin, messages
 from django.contrib.admin.utils import flatten_fieldsets
 from django.db.models import QuerySet
@@ -152,7 +154,23 @@ class GenerationAdmin(admin.ModelAdmin):
 
     @admin.action(description="Retry the selected takes as new takes", permissions=["change"])
     def retry_as_new_take(self, request: HttpRequest, queryset: QuerySet[Generation]) -> None:
-        self._new_takes(request, queryset, work.retry_as_new_take, "Queued {n} new take{s}.")
+        # As the card's Retry: a ready take or one still coming would be paid for again, so
+        # those are left, said once for all of them rather than a refusal each.
+        takes = list(queryset.select_related("scene", "project__account"))
+        left = Counter(
+            take.get_status_display().lower() for take in takes if not take.can_try_again
+        )
+        chosen = [take for take in takes if take.can_try_again]
+        self._new_takes(request, chosen, work.try_again, "Queued {n} new take{s}.")
+        if left:
+            count = left.total()
+            statuses = ", ".join(f"{n} {status}" for status, n in left.most_common())
+            self.message_user(
+                request,
+                f"Left {count} take{plural_s(count)} as they are ({statuses}). "
+                f"{Generation.NOT_TRIED_AGAIN}",
+                messages.WARNING,
+            )
 
     @admin.action(description="Cancel the selected takes", permissions=["change"])
     def cancel(self, request: HttpRequest, queryset: QuerySet[Generation]) -> None:
@@ -168,12 +186,13 @@ class GenerationAdmin(admin.ModelAdmin):
         description="Submit uncertain takes again (Flow may charge twice)", permissions=["change"]
     )
     def resubmit(self, request: HttpRequest, queryset: QuerySet[Generation]) -> None:
-        self._new_takes(request, queryset, work.resubmit, "Submitted {n} take{s} again.")
+        takes = list(queryset.select_related("scene", "project__account"))
+        self._new_takes(request, takes, work.resubmit, "Submitted {n} take{s} again.")
 
-    def _new_takes(self, request, queryset, make_take, done: str) -> None:
-        """Run ``make_take(take, user)`` on each selected take; report what was refused."""
+    def _new_takes(self, request, takes: list[Generation], make_take, done: str) -> None:
+        """Run ``make_take(take, user)`` on each of ``takes``; report what was refused."""
         made, refused = 0, []
-        for take in queryset.select_related("scene", "project__account"):
+        for take in takes:
             try:
                 make_take(take, request.user)
                 made += 1

@@ -12,7 +12,13 @@ from django.urls import reverse
 from django.utils.encoding import force_bytes
 from django.utils.http import urlsafe_base64_encode
 
-from ..models import AuditEvent, Invite, SignInFailure
+from ..models import (
+    AuditEvent,
+    Invite,
+    SignInFailure,
+    deleting_people_refusals,
+    left_without_members,
+)
 from .common import RecordAdmin
 
 
@@ -61,6 +67,33 @@ admin.site.unregister(User)
 @admin.register(User)
 class FlowsiteUserAdmin(UserAdmin):
     actions = ["make_reset_link"]
+
+    def get_deleted_objects(self, objs, request: HttpRequest):
+        deleted, counts, perms_needed, protected = super().get_deleted_objects(objs, request)
+        # A person's memberships go with them, so as when staff delete a membership, a
+        # project may not be left with members and no owner: listed as "protected", the
+        # admin's own way of refusing a delete (on the one's page and in the bulk action).
+        protected = [*protected, *deleting_people_refusals([user.pk for user in objs])]
+        return deleted, counts, perms_needed, protected
+
+    def delete_model(self, request: HttpRequest, obj) -> None:
+        empty = left_without_members([obj.pk])
+        super().delete_model(request, obj)
+        self._tell_left_without_members(request, empty)
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet) -> None:
+        empty = left_without_members(list(queryset.values_list("pk", flat=True)))
+        super().delete_queryset(request, queryset)
+        self._tell_left_without_members(request, empty)
+
+    def _tell_left_without_members(self, request: HttpRequest, projects: list) -> None:
+        for project in projects:
+            self.message_user(
+                request,
+                f"Nobody is a member of {project} now, so only staff reach it, here in the "
+                "admin: give it an owner on its page, or delete it.",
+                messages.WARNING,
+            )
 
     @admin.action(description="Make a one-time password reset link")
     def make_reset_link(self, request: HttpRequest, queryset: QuerySet) -> None:

@@ -50,6 +50,12 @@ logger = logging.getLogger(__name__)
 SERVICE_ACCOUNT_FIELDS = ("client_email", "private_key", "token_uri")
 
 
+KEY_NOT_JSON = (
+    "The service-account key is not JSON; upload or paste the whole key file "
+    "(Cloud console › IAM › Service accounts › Keys › Add key › JSON)."
+)
+
+
 def clean_service_account_key(text: str) -> str:
     """The key file's JSON, checked to be a service-account key; ValueError in words if not."""
     text = text.strip()
@@ -58,10 +64,7 @@ def clean_service_account_key(text: str) -> str:
     try:
         info: Any = json.loads(text)
     except ValueError:
-        raise ValueError(
-            "The service-account key is not JSON; upload or paste the whole key file "
-            "(Cloud console › IAM › Service accounts › Keys › Add key › JSON)."
-        ) from None
+        raise ValueError(KEY_NOT_JSON) from None
     if not isinstance(info, dict) or info.get("type") != "service_account":
         raise ValueError(
             'The key file is not a service-account key (its "type" is not "service_account").'

@@ -16,7 +16,9 @@ from .projects import (
     Project,
     ProjectAccount,
     copy_name,
+    deleting_people_refusals,
     last_owner_refusals,
+    left_without_members,
 )
 from .scenes import (
     SNAPSHOT_FIELDS,
@@ -59,6 +61,8 @@ __all__ = [
     "ARCHIVED_PROBLEM",
     "copy_name",
     "last_owner_refusals",
+    "deleting_people_refusals",
+    "left_without_members",
     "Membership",
     "AccountGrantQuerySet",
     "ClearedLimits",

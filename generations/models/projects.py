@@ -630,11 +630,14 @@ class Membership(models.Model):
         return self.role == self.Role.OWNER
 
 
-def last_owner_refusals(leaving: list[Membership]) -> list[str]:
+def last_owner_refusals(
+    leaving: list[Membership], then: str = "make someone else an owner first"
+) -> list[str]:
     """Why some of these memberships, of one project or several, may not all stop being
     owners (removed, demoted or moved elsewhere): a project whose owners are all among them
-    would have nobody left to invite, re-role or budget. One sentence per such project; none
-    when another owner stays everywhere. One query (none when no owner is leaving)."""
+    would have nobody left to invite, re-role or budget. One sentence per such project, ending
+    with what to do (``then``); none when another owner stays everywhere. One query (none when
+    no owner is leaving)."""
     owners = [row for row in leaving if row.role == Membership.Role.OWNER]
     if not owners:
         return []
@@ -650,12 +653,38 @@ def last_owner_refusals(leaving: list[Membership]) -> list[str]:
         if row.project_id not in staying:
             by_project.setdefault(row.project_id, []).append(row)
     return [
-        f"{rows[0].user} is the only owner of {rows[0].project}; make someone else an owner first."
+        f"{rows[0].user} is the only owner of {rows[0].project}; {then}."
         if len(rows) == 1
         else f"{', '.join(str(row.user) for row in rows)} are the only owners of "
-        f"{rows[0].project}; make someone else an owner first."
+        f"{rows[0].project}; {then}."
         for rows in by_project.values()
     ]
+
+
+def deleting_people_refusals(user_ids: list[int]) -> list[str]:
+    """Why these people may not all be deleted (their memberships go with them): a project
+    they alone own would keep members with nobody to invite, re-role or budget them. A project
+    with nobody else in it is no reason: nobody else could reach it either way, and it stays
+    for staff to hand on or delete (``left_without_members``). Two queries."""
+    others = Membership.objects.filter(project=models.OuterRef("project_id")).exclude(
+        user_id__in=user_ids
+    )
+    leaving = Membership.objects.filter(
+        models.Exists(others), user_id__in=user_ids, role=Membership.Role.OWNER
+    ).select_related("project", "user")
+    return last_owner_refusals(
+        list(leaving), then="make someone else an owner first, or delete the project"
+    )
+
+
+def left_without_members(user_ids: list[int]) -> list[Project]:
+    """The projects these people are all the members of, by name: once they are deleted only
+    staff reach them, in the admin. One query."""
+    others = Membership.objects.filter(project=models.OuterRef("pk")).exclude(user_id__in=user_ids)
+    projects = Project.objects.filter(memberships__user_id__in=user_ids).exclude(
+        models.Exists(others)
+    )
+    return list(projects.distinct().order_by("name"))
 
 
 class AccountGrantQuerySet(models.QuerySet):

@@ -41,6 +41,11 @@ class Generation(models.Model):
         Status.DOWNLOADING,
     )
     FINAL = (Status.READY, Status.FAILED, Status.CANCELLED, Status.UNCERTAIN)
+    # The takes that may be asked for again (Retry on the card, the admin's action): a failed
+    # or cancelled one as a new take, an uncertain one submitted again knowingly. Any other
+    # would pay for a clip that is here or still coming.
+    TRIED_AGAIN = (Status.FAILED, Status.CANCELLED, Status.UNCERTAIN)
+    NOT_TRIED_AGAIN = "Only a failed, cancelled or uncertain take can be tried again."
     # Said by a take whose upstream, asked again, no longer has the clip it had made
     # (``pipeline.policy.clip_gone_reason``): fetching it again is no use any more.
     CLIP_GONE = "no longer has this clip, so Flowsite cannot fetch it again"
@@ -344,8 +349,14 @@ class Generation(models.Model):
         for name, value in fields.items():
             setattr(self, name, value)
 
+    @property
+    def can_try_again(self) -> bool:
+        return self.status in self.TRIED_AGAIN
+
     def retry_problem(self) -> str:
         """Why this take cannot be asked for again as it stands, in words, or ""."""
+        if not self.can_try_again:
+            return self.NOT_TRIED_AGAIN
         account = self.project.account
         if account is None:
             return rules.NO_ACCOUNT

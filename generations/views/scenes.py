@@ -327,14 +327,7 @@ def take_retry(request: HtmxHttpRequest, uuid: UUID) -> HttpResponse:
             if not _seen_matches(request, scene):
                 raise CannotGenerate(STALE)
             reread(generation, generation.label, ["status"])
-            if generation.status == Generation.Status.UNCERTAIN:
-                take = work.resubmit(generation, request.user)
-            elif generation.status in (Generation.Status.FAILED, Generation.Status.CANCELLED):
-                take = work.retry_as_new_take(generation, request.user)
-            else:
-                raise CannotGenerate(
-                    "Only a failed, cancelled or uncertain take can be tried again."
-                )
+            take = work.try_again(generation, request.user)
             notice = f"Queued take {take.take}."
     except CannotGenerate as refusal:
         error = str(refusal)

@@ -38,10 +38,15 @@ from .access import Role, get_project_for_user
 CHART_WIDTH, CHART_HEIGHT, CHART_TOP = 640, 200, 10
 # Colours come from CSS classes (the CSP forbids inline styles); members beyond these reuse them.
 CHART_COLOURS = 6
-# Dollars as people write them: 7, 7.5, 7.50, 1250 or 1,250.00 (a comma only between
-# thousands: "7,5" is seven and a half to some and a typo to others).
-DOLLARS = re.compile(r"(?:[0-9]+|[0-9]{1,3}(?:,[0-9]{3})+)(?:\.[0-9]+)?", re.ASCII)
-CREDITS = re.compile(r"[0-9]+(?:\.[0-9]+)?", re.ASCII)
+# A budget or an allowance as people write it and as this page shows it, in either unit:
+# 7, 7.50, 1250, 1,000 or $1,250.00, a minus first for limit_problem to refuse in its words.
+# A comma only between thousands ("7,5" is seven and a half to some and a typo to others); a
+# dollar sign only before dollars; only digits and a point else, since Decimal() would take
+# "NaN" and "1e3".
+AMOUNT = re.compile(
+    r"(?P<minus>-?)(?P<dollar>\$?)\s*(?P<number>(?:[0-9]+|[0-9]{1,3}(?:,[0-9]{3})+)(?:\.[0-9]+)?)",
+    re.ASCII,
+)
 
 
 @dataclass
@@ -236,29 +241,24 @@ def _limit(value: str, unit: str) -> Decimal | None:
     value = value.strip()
     if not value:
         return None
-    limit = _dollars(value.removeprefix("$").strip()) if unit == COST_USD else _credits(value)
+    typed = AMOUNT.fullmatch(value)
+    if typed is None or (typed["dollar"] and unit != COST_USD):
+        raise ValueError(_what_to_type(value, unit))
+    limit = Decimal(typed["minus"] + typed["number"].replace(",", ""))
     problem = limit_problem(limit, unit)
     if problem:
         raise ValueError(problem)
     return limit.quantize(Decimal("0.01") if unit == COST_USD else Decimal(1))
 
 
-def _credits(value: str) -> Decimal:
-    # Only digits and a point: Decimal() would take "NaN", "1e3" and "-1".
-    if not CREDITS.fullmatch(value):
-        raise ValueError("Type a whole number of credits, or leave it empty for no limit.")
-    return Decimal(value)
-
-
-def _dollars(value: str) -> Decimal:
-    if not DOLLARS.fullmatch(value):
-        if re.fullmatch(r"[0-9.,]+", value) and "," in value:
-            raise ValueError(
-                "Type cents after a point, e.g. 7.50; a comma may only group thousands, "
-                "e.g. 1,250.00."
-            )
-        raise ValueError("Type an amount in US dollars, e.g. 7.50, or leave it empty for no limit.")
-    return Decimal(value.replace(",", ""))
+def _what_to_type(value: str, unit: str) -> str:
+    if unit != COST_USD:
+        return "Type a whole number of credits, e.g. 1,000, or leave it empty for no limit."
+    if re.fullmatch(r"[0-9.,]+", value) and "," in value:
+        return (
+            "Type cents after a point, e.g. 7.50; a comma may only group thousands, e.g. 1,250.00."
+        )
+    return "Type an amount in US dollars, e.g. 7.50, or leave it empty for no limit."
 
 
 def _set_limit(request: HttpRequest, project: Project, unit: str) -> str:

@@ -38,7 +38,7 @@ from django.db.models import Prefetch
 
 from generations import work
 from generations.engines.catalogue import TIER_ONE, TIERS
-from generations.engines.vertex import clean_service_account_key, key_email
+from generations.engines.vertex import KEY_NOT_JSON, clean_service_account_key, key_email
 from generations.models import AccountGrant, AuditEvent, FlowAccount, Project
 from generations.rules import (
     ACCOUNT_LABEL,
@@ -51,6 +51,8 @@ from generations.rules import (
 
 TIER_KEYS = [key for key, _ in TIERS]
 SESSION_COOKIE_NAME = "__Secure-next-auth.session-token"
+# Vertex AI bills each clip in US dollars; a Flow tier would be stored and mean nothing.
+NO_TIER = "A Vertex AI account has no Flow tier; --tier belongs to a Google Flow account."
 
 
 def clean_bearer_token(value: str) -> str:
@@ -110,7 +112,7 @@ class Command(BaseCommand):
         secret.add_argument(
             "--service-account-file", metavar="KEY.json", help="Vertex AI; '-' reads stdin"
         )
-        add.add_argument("--tier", choices=TIER_KEYS, default=TIER_ONE)
+        add.add_argument("--tier", choices=TIER_KEYS, help=f"Google Flow; default {TIER_ONE}")
         add_vertex_arguments(add)
 
         actions.add_parser("list", help="List the accounts (secrets masked).")
@@ -171,7 +173,10 @@ class Command(BaseCommand):
         bearer, cookie, _ = self._secrets(options)
         with transaction.atomic():
             account = FlowAccount.objects.create(
-                label=label, tier=options["tier"], bearer_token=bearer, session_cookie=cookie
+                label=label,
+                tier=options["tier"] or TIER_ONE,
+                bearer_token=bearer,
+                session_cookie=cookie,
             )
         self.stdout.write(
             f"Added account {account.label!r} ({account.get_tier_display()}, "
@@ -184,6 +189,8 @@ class Command(BaseCommand):
                 "A Vertex AI account signs in with --service-account-file or --bearer-token, "
                 "not a Flow session cookie."
             )
+        if options["tier"] is not None:
+            raise CommandError(NO_TIER)
         if options["service_account_file"] is None and options["bearer_token"] is None:
             raise CommandError(
                 "A Vertex AI account needs --service-account-file KEY.json (or a pasted access "
@@ -314,6 +321,8 @@ class Command(BaseCommand):
             )
         if account.is_vertex and options["session_cookie"] is not None:
             raise CommandError("A Vertex AI account takes no Flow session cookie.")
+        if account.is_vertex and tier is not None:
+            raise CommandError(NO_TIER)
         if not account.is_vertex and options["service_account_file"] is not None:
             raise CommandError(
                 f"Account {account.label!r} is a Google Flow account; a service-account key "
@@ -352,11 +361,15 @@ class Command(BaseCommand):
 
     def _key_file(self, options: dict[str, Any]) -> str:
         path = options["service_account_file"]
-        if path == "-":
-            return self.stdin.read()
         try:
+            if path == "-":
+                return self.stdin.read()
             with open(path, encoding="utf-8") as file:
                 return file.read(1_000_000)
+        except UnicodeDecodeError:
+            # Bytes that are no text (a picture, an archive) are no key file either: said as
+            # for any other file that is not JSON, not as the codec's complaint.
+            raise ValueError(KEY_NOT_JSON) from None
         except OSError as error:
             raise CommandError(
                 f"The service-account key file {path!r} cannot be read: {error.strerror}."
