@@ -21,7 +21,7 @@
       followMode();
       document.querySelectorAll("[data-image-input]").forEach(describeCrop);
     }
-    if (input.form && input.form.hasAttribute("data-autosubmit")) {
+    if (input.form && input.form.hasAttribute("data-autosubmit") && lastInput !== "keyboard") {
       input.form.requestSubmit();
     }
   });
@@ -455,6 +455,47 @@
     }
   });
 
+  // --- Filters that apply themselves (the gallery's form[data-autosubmit]) -------------------
+  // A choice made with the mouse (or a touch) applies at once. One made from the keyboard waits
+  // for Enter or the form's Show button (kept visible for this, and for pages without
+  // JavaScript): a closed <select> fires `change` on every arrow key, and applying at the first
+  // one loaded a new page, so a keyboard user could only ever reach the next option. Chosen
+  // over swapping only the results with htmx, which would still filter on every arrow key (a
+  // request each, the review list changing underfoot) and split the page into fragments.
+  // The new page gives the focus back to the filter or button that applied the choice.
+  var lastInput = "pointer";
+  document.addEventListener("keydown", function () { lastInput = "keyboard"; }, true);
+  document.addEventListener("pointerdown", function () { lastInput = "pointer"; }, true);
+
+  document.addEventListener("keydown", function (event) {
+    var select = event.target;
+    if (event.key !== "Enter" || select.tagName !== "SELECT") return;
+    if (!select.form || !select.form.hasAttribute("data-autosubmit")) return;
+    event.preventDefault();
+    select.form.requestSubmit();
+  });
+
+  var REFOCUS = "flowsite-refocus";
+  document.addEventListener("submit", function (event) {
+    var form = event.target;
+    if (event.defaultPrevented || !form.hasAttribute("data-autosubmit")) return;
+    var used = event.submitter || document.activeElement;
+    if (!used || !used.id || !form.contains(used)) return;
+    try {
+      sessionStorage.setItem(REFOCUS, JSON.stringify({ path: location.pathname, id: used.id }));
+    } catch (error) { /* storage refused: the focus starts at the top, as without a script */ }
+  });
+
+  function refocusFilter() {
+    var saved = null;
+    try {
+      saved = JSON.parse(sessionStorage.getItem(REFOCUS));
+      sessionStorage.removeItem(REFOCUS);
+    } catch (error) { return; }
+    var node = saved && saved.path === location.pathname && document.getElementById(saved.id);
+    if (node) node.focus();
+  }
+
   // --- Gallery review: the filtered clips of this page, one at a time, full screen ----------
 
   var review = { dialog: null, clips: [], index: 0 };
@@ -736,7 +777,7 @@
     document.querySelectorAll("[data-use-prompt]").forEach(function (button) { button.hidden = false; });
     document.querySelectorAll("[data-review-open]").forEach(function (button) { button.hidden = false; });
     document.querySelectorAll("[data-seam-play]").forEach(function (button) { button.hidden = false; });
-    document.querySelectorAll("form[data-autosubmit] [data-autosubmit-button]").forEach(function (button) { button.hidden = true; });
+    refocusFilter();
     if (document.querySelector("select[data-aspect=scene]")) followMode();
     document.querySelectorAll("[data-image-input]").forEach(setUpImageInput);
     setUpStoryboard(storyboard());
