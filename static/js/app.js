@@ -35,7 +35,28 @@
 
   function part(root, name) { return root.querySelector("[data-image-input-" + name + "]"); }
 
-  function say(root, text) { part(root, "status").textContent = text; }
+  function say(root, text, refused) {
+    var status = part(root, "status");
+    status.textContent = text;
+    status.classList.toggle("error", !!refused);
+  }
+
+  // What the server will refuse, said before the form is sent, in the server's own words
+  // (data-not-an-image, data-damaged: images.py's), with no preview: the file's first bytes
+  // are no JPEG, PNG or WebP signature (an animated GIF, an iPhone's HEIC renamed .jpg, an
+  // empty file), or they are and the browser cannot decode the rest. The server still judges.
+  function refuse(root, which) {
+    part(root, "preview").hidden = true;
+    say(root, part(root, "status").getAttribute("data-" + which), true);
+  }
+
+  function isPicture(head) {
+    var at = function (offset, text) {
+      for (var i = 0; i < text.length; i++) if (head[offset + i] !== text.charCodeAt(i)) return false;
+      return true;
+    };
+    return at(0, "\xFF\xD8\xFF") || at(0, "\x89PNG\r\n\x1A\n") || (at(0, "RIFF") && at(8, "WEBP"));
+  }
 
   function showPreview(root, src) {
     var image = part(root, "image");
@@ -55,14 +76,23 @@
     root.querySelectorAll("input[type=radio], input[type=checkbox]").forEach(function (box) { box.checked = false; });
     var kept = part(root, "kept");
     if (kept) kept.hidden = true;
-    if (file.type.indexOf("image/") !== 0) {
-      part(root, "preview").hidden = true;
-      say(root, "That file is not an image; choose a JPEG, PNG or WebP picture.");
-      return;
-    }
-    var reader = new FileReader();
-    reader.onload = function () { showPreview(root, reader.result); };
-    reader.readAsDataURL(file);
+    part(root, "preview").hidden = true;
+    var chosen = function () { return input.files && input.files[0] === file; };
+    var head = new FileReader();
+    head.onload = function () {
+      if (!chosen()) return;
+      if (!isPicture(new Uint8Array(head.result))) { refuse(root, "not-an-image"); return; }
+      var reader = new FileReader();
+      reader.onload = function () {
+        // Decoded aside first, so a file that cannot be read never shows as a broken picture.
+        var probe = new Image();
+        probe.onload = function () { if (chosen()) showPreview(root, reader.result); };
+        probe.onerror = function () { if (chosen()) refuse(root, "damaged"); };
+        probe.src = reader.result;
+      };
+      reader.readAsDataURL(file);
+    };
+    head.readAsArrayBuffer(file.slice(0, 12));
   }
 
   function showPickedImage(root, radio) {
