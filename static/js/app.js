@@ -686,11 +686,16 @@
     preview.section.querySelector("[data-preview=next]").disabled = preview.index === preview.clips.length - 1;
   }
 
+  // The video's name is the clip it holds (its scene and take); the label beside it adds
+  // whether it plays.
+  function previewName(index) { preview.video.setAttribute("aria-label", previewClip(index).label); }
+
   function previewLoad(index) {
     preview.index = index;
     preview.finished = false;
     var clip = previewClip(index);
     preview.video.src = clip.url;
+    previewName(index);
     previewAnnounce(clip.label + (preview.playing ? "" : " (paused)"));
     previewSync();
   }
@@ -739,6 +744,7 @@
     preview.clips = Array.prototype.slice.call(preview.section.querySelectorAll("[data-preview-clip]"));
     if (!preview.clips.length) return;
     preview.section.hidden = false;
+    previewName(0);
     var video = preview.video;
     video.addEventListener("loadedmetadata", function () {
       var clip = previewClip(preview.index);
