@@ -80,6 +80,10 @@ class ImageChoice:
     """The image input ``name`` of a bound or unbound form (fields ``<name>_file`` on the form,
     ``<name>_kept`` and ``<name>_pick`` read from its data)."""
 
+    # The refusals the page's script says before a file is sent, in the server's words.
+    not_an_image = images.NOT_AN_IMAGE
+    damaged = images.DAMAGED
+
     def __init__(
         self,
         form: forms.BaseForm,

@@ -7,6 +7,7 @@ from __future__ import annotations
 from django import forms
 from django.urls import reverse
 
+from .images import NOT_AN_IMAGE
 from .models import Scene
 
 IMAGE_TYPES = "image/jpeg,image/png,image/webp"
@@ -59,6 +60,8 @@ def image_field(label: str, help_text: str, modes: str, **attrs) -> forms.FileFi
         required=False,
         help_text=help_text,
         widget=forms.ClearableFileInput(attrs={"accept": IMAGE_TYPES, **attrs}),
+        # An empty file is refused as images.py refuses it, and as the page says before.
+        error_messages={"empty": NOT_AN_IMAGE},
     )
     # The modes whose inputs the field is (app.js shows it only for those).
     field.modes = modes

@@ -44,6 +44,25 @@ def test_bob_picks_a_take_and_the_card_shows_it_first_and_marked(project, scene,
     assert "2 other takes" in folded
 
 
+def test_the_pick_is_said_in_the_pages_live_region_and_a_refusal_only_in_the_cards_alert(
+    scene, alice
+):
+    take = ready(scene, alice)
+    failed = make_take(scene, alice, status=S.FAILED, reason="Unsafe")
+    client = htmx_client_for(alice)
+
+    picked = client.post(pick_url(take), {"action": "pick"}).text
+    refused = client.post(pick_url(failed), {"action": "pick"}).text
+
+    assert (
+        '<p id="announcer" class="visually-hidden" aria-live="polite" hx-swap-oob="innerHTML">'
+        "Harbour: Take 1 is picked for the film.</p>"
+    ) in picked
+    assert '<p class="card__notice">Take 1 is picked for the film.</p>' in picked
+    assert 'id="announcer"' not in refused
+    assert re.search(r'class="card__error" role="alert">Only a ready take can be picked', refused)
+
+
 def test_picking_another_take_replaces_the_pick(scene, alice, bob):
     first, second = ready(scene, alice), ready(scene, alice)
     client = htmx_client_for(bob)

@@ -14,6 +14,7 @@ from django.utils.html import escape
 
 from generations.forms import SceneForm
 from generations.image_choice import KEPT_GONE, MAX_OPTIONS, NOT_OF_PROJECT, PICKED_GONE
+from generations.images import NOT_AN_IMAGE
 from generations.models import Generation, ImageAsset, Membership, Project, Scene
 from tests.conftest import make_image, make_scene, png_bytes
 from tests.views_support import client_for, make_take
@@ -149,6 +150,15 @@ def test_a_refused_file_with_an_empty_prompt_says_both_and_keeps_nothing(project
     assert "not a JPEG, PNG or WebP image" in response.text
     assert "start_image_kept" not in response.text
     assert not ImageAsset.objects.exists()
+
+
+def test_an_empty_file_is_refused_in_the_words_of_any_file_that_is_no_picture(project, bob):
+    # The words the scene form's script says before the file is sent, not Django's own.
+    response = create(bob, project, start_image_file=SimpleUploadedFile("empty.jpg", b""))
+
+    assert escape(NOT_AN_IMAGE) in response.text
+    assert "submitted file is empty" not in response.text
+    assert not Scene.objects.exists()
 
 
 # --- the picker of the project's images ---------------------------------------------------

@@ -202,6 +202,11 @@ def after_card_action(
         card_error=error,
         card_notice=notice,
         poller_oob=True,
+        # The notice is said by the page's own live region: many screen readers ignore a live
+        # region that arrives already filled, as it would in the swapped card. A refusal is
+        # the card's role=alert, which they do read when it arrives (said once, not twice).
+        announce_oob=True,
+        announcement=f"{scene}: {notice}" if notice and not error else "",
         **extra,
     )
     return render(request, f"{TEMPLATE}#card-response", ctx)

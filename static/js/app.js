@@ -21,7 +21,7 @@
       followMode();
       document.querySelectorAll("[data-image-input]").forEach(describeCrop);
     }
-    if (input.form && input.form.hasAttribute("data-autosubmit")) {
+    if (input.form && input.form.hasAttribute("data-autosubmit") && lastInput !== "keyboard") {
       input.form.requestSubmit();
     }
   });
@@ -35,7 +35,28 @@
 
   function part(root, name) { return root.querySelector("[data-image-input-" + name + "]"); }
 
-  function say(root, text) { part(root, "status").textContent = text; }
+  function say(root, text, refused) {
+    var status = part(root, "status");
+    status.textContent = text;
+    status.classList.toggle("error", !!refused);
+  }
+
+  // What the server will refuse, said before the form is sent, in the server's own words
+  // (data-not-an-image, data-damaged: images.py's), with no preview: the file's first bytes
+  // are no JPEG, PNG or WebP signature (an animated GIF, an iPhone's HEIC renamed .jpg, an
+  // empty file), or they are and the browser cannot decode the rest. The server still judges.
+  function refuse(root, which) {
+    part(root, "preview").hidden = true;
+    say(root, part(root, "status").getAttribute("data-" + which), true);
+  }
+
+  function isPicture(head) {
+    var at = function (offset, text) {
+      for (var i = 0; i < text.length; i++) if (head[offset + i] !== text.charCodeAt(i)) return false;
+      return true;
+    };
+    return at(0, "\xFF\xD8\xFF") || at(0, "\x89PNG\r\n\x1A\n") || (at(0, "RIFF") && at(8, "WEBP"));
+  }
 
   function showPreview(root, src) {
     var image = part(root, "image");
@@ -55,14 +76,23 @@
     root.querySelectorAll("input[type=radio], input[type=checkbox]").forEach(function (box) { box.checked = false; });
     var kept = part(root, "kept");
     if (kept) kept.hidden = true;
-    if (file.type.indexOf("image/") !== 0) {
-      part(root, "preview").hidden = true;
-      say(root, "That file is not an image; choose a JPEG, PNG or WebP picture.");
-      return;
-    }
-    var reader = new FileReader();
-    reader.onload = function () { showPreview(root, reader.result); };
-    reader.readAsDataURL(file);
+    part(root, "preview").hidden = true;
+    var chosen = function () { return input.files && input.files[0] === file; };
+    var head = new FileReader();
+    head.onload = function () {
+      if (!chosen()) return;
+      if (!isPicture(new Uint8Array(head.result))) { refuse(root, "not-an-image"); return; }
+      var reader = new FileReader();
+      reader.onload = function () {
+        // Decoded aside first, so a file that cannot be read never shows as a broken picture.
+        var probe = new Image();
+        probe.onload = function () { if (chosen()) showPreview(root, reader.result); };
+        probe.onerror = function () { if (chosen()) refuse(root, "damaged"); };
+        probe.src = reader.result;
+      };
+      reader.readAsDataURL(file);
+    };
+    head.readAsArrayBuffer(file.slice(0, 12));
   }
 
   function showPickedImage(root, radio) {
@@ -593,6 +623,47 @@
     }
   });
 
+  // --- Filters that apply themselves (the gallery's form[data-autosubmit]) -------------------
+  // A choice made with the mouse (or a touch) applies at once. One made from the keyboard waits
+  // for Enter or the form's Show button (kept visible for this, and for pages without
+  // JavaScript): a closed <select> fires `change` on every arrow key, and applying at the first
+  // one loaded a new page, so a keyboard user could only ever reach the next option. Chosen
+  // over swapping only the results with htmx, which would still filter on every arrow key (a
+  // request each, the review list changing underfoot) and split the page into fragments.
+  // The new page gives the focus back to the filter or button that applied the choice.
+  var lastInput = "pointer";
+  document.addEventListener("keydown", function () { lastInput = "keyboard"; }, true);
+  document.addEventListener("pointerdown", function () { lastInput = "pointer"; }, true);
+
+  document.addEventListener("keydown", function (event) {
+    var select = event.target;
+    if (event.key !== "Enter" || select.tagName !== "SELECT") return;
+    if (!select.form || !select.form.hasAttribute("data-autosubmit")) return;
+    event.preventDefault();
+    select.form.requestSubmit();
+  });
+
+  var REFOCUS = "flowsite-refocus";
+  document.addEventListener("submit", function (event) {
+    var form = event.target;
+    if (event.defaultPrevented || !form.hasAttribute("data-autosubmit")) return;
+    var used = event.submitter || document.activeElement;
+    if (!used || !used.id || !form.contains(used)) return;
+    try {
+      sessionStorage.setItem(REFOCUS, JSON.stringify({ path: location.pathname, id: used.id }));
+    } catch (error) { /* storage refused: the focus starts at the top, as without a script */ }
+  });
+
+  function refocusFilter() {
+    var saved = null;
+    try {
+      saved = JSON.parse(sessionStorage.getItem(REFOCUS));
+      sessionStorage.removeItem(REFOCUS);
+    } catch (error) { return; }
+    var node = saved && saved.path === location.pathname && document.getElementById(saved.id);
+    if (node) node.focus();
+  }
+
   // --- Gallery review: the filtered clips of this page, one at a time, full screen ----------
 
   var review = { dialog: null, clips: [], index: 0 };
@@ -753,11 +824,16 @@
     preview.section.querySelector("[data-preview=next]").disabled = preview.index === preview.clips.length - 1;
   }
 
+  // The video's name is the clip it holds (its scene and take); the label beside it adds
+  // whether it plays.
+  function previewName(index) { preview.video.setAttribute("aria-label", previewClip(index).label); }
+
   function previewLoad(index) {
     preview.index = index;
     preview.finished = false;
     var clip = previewClip(index);
     preview.video.src = clip.url;
+    previewName(index);
     previewAnnounce(clip.label + (preview.playing ? "" : " (paused)"));
     previewSync();
   }
@@ -806,6 +882,7 @@
     preview.clips = Array.prototype.slice.call(preview.section.querySelectorAll("[data-preview-clip]"));
     if (!preview.clips.length) return;
     preview.section.hidden = false;
+    previewName(0);
     var video = preview.video;
     video.addEventListener("loadedmetadata", function () {
       var clip = previewClip(preview.index);
@@ -874,7 +951,7 @@
     document.querySelectorAll("[data-use-prompt]").forEach(function (button) { button.hidden = false; });
     document.querySelectorAll("[data-review-open]").forEach(function (button) { button.hidden = false; });
     document.querySelectorAll("[data-seam-play]").forEach(function (button) { button.hidden = false; });
-    document.querySelectorAll("form[data-autosubmit] [data-autosubmit-button]").forEach(function (button) { button.hidden = true; });
+    refocusFilter();
     if (document.querySelector("select[data-aspect=scene]")) followMode();
     document.querySelectorAll("[data-image-input]").forEach(setUpImageInput);
     setUpStoryboard(storyboard());

@@ -24,16 +24,40 @@ def test_carol_filters_the_gallery_and_pages_through_the_clips_by_keyboard(
     page.goto(reverse("project-gallery", args=[studio.project.uuid]))
     expect(page.locator("[data-review-clip]")).to_have_count(3)
 
-    # A filter chosen by keyboard applies at once (no Show button to find).
-    expect(page.get_by_role("button", name="Show")).to_be_hidden()
-    page.get_by_label("Member").focus()
+    # From the keyboard the arrows go through the options without applying any (a closed
+    # select fires `change` on each); Enter applies the one reached, and the new page gives
+    # the focus back to the filter.
+    member = page.get_by_label("Member")
+    member.focus()
     page.keyboard.press("ArrowDown")  # alice
-    expect(page).to_have_url(re.compile(r"member=alice"))
-    expect(page.locator("[data-review-clip]")).to_have_count(1)
-    page.get_by_label("Member").select_option("")
+    page.keyboard.press("ArrowDown")  # bob
+    expect(member).to_have_value("bob")
+    expect(member).to_be_focused()
     expect(page.locator("[data-review-clip]")).to_have_count(3)
-    page.get_by_label("Scene").select_option(label="Harbour")
+    assert "member=" not in page.url
+    page.keyboard.press("Enter")
+    expect(page).to_have_url(re.compile(r"member=bob"))
     expect(page.locator("[data-review-clip]")).to_have_count(2)
+    expect(member).to_be_focused()
+    # Or the Show button, which stays for that: the focus comes back to it.
+    page.keyboard.press("ArrowUp")  # alice
+    page.keyboard.press("ArrowUp")  # everyone
+    expect(member).to_have_value("")
+    show = page.get_by_role("button", name="Show")
+    show.focus()
+    expect(page.locator("[data-review-clip]")).to_have_count(2)
+    page.keyboard.press("Enter")
+    expect(page).not_to_have_url(re.compile(r"member=bob"))
+    expect(page.locator("[data-review-clip]")).to_have_count(3)
+    expect(show).to_be_focused()
+
+    # A choice made with the mouse applies at once, and the focus stays on its filter.
+    scene = page.get_by_label("Scene")
+    scene.click()
+    scene.select_option(label="Harbour")
+    expect(page.locator("[data-review-clip]")).to_have_count(2)
+    expect(page).to_have_url(re.compile(r"scene="))
+    expect(scene).to_be_focused()
 
     review = page.get_by_role("button", name="Review full screen")
     review.focus()

@@ -18,6 +18,7 @@ from django.urls import reverse
 from PIL import Image, ImageDraw
 from playwright.sync_api import Page, expect
 
+from generations.images import DAMAGED, NOT_AN_IMAGE
 from generations.models import ImageAsset, Scene
 from tests.conftest import make_image, make_scene, png_bytes
 from tests.e2e.test_new_user import sign_in
@@ -216,6 +217,62 @@ def test_bob_reuses_the_harbour_picture_from_the_picker(page: Page, project, ali
     scene = Scene.objects.get(title="Harbour at dusk")
     assert (scene.mode, scene.end_image_id) == ("frames", harbour.pk)
     assert scene.start_image.original_name == "dawn.png"
+
+
+def animated_gif() -> bytes:
+    frames = [Image.new("RGB", (64, 36), colour) for colour in ((200, 40, 40), (40, 200, 40))]
+    buffer = io.BytesIO()
+    frames[0].save(buffer, "GIF", save_all=True, append_images=frames[1:], duration=100, loop=0)
+    return buffer.getvalue()
+
+
+# An iPhone's HEIC picture renamed .jpg: its first bytes are no JPEG's.
+HEIC = b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic" + bytes(200)
+# A PNG's signature with nothing a PNG decoder can read after it.
+BROKEN_PNG = png_bytes()[:8] + b"not the rest of a picture" * 4
+
+
+def choose_file(page: Page, name: str, mime: str, data: bytes) -> None:
+    page.locator("input[name=start_image_file]").set_input_files(
+        {"name": name, "mimeType": mime, "buffer": data}
+    )
+
+
+def test_alice_is_told_before_submitting_that_a_file_is_no_picture_flowsite_takes(
+    page: Page, project, alice
+):
+    open_new_scene_form(page, project)
+    status = image_input(page).locator("[data-image-input-status]")
+    figure = image_input(page).locator("[data-image-input-preview]")
+    for name, mime, data, words in (
+        ("dance.gif", "image/gif", animated_gif(), NOT_AN_IMAGE),
+        ("IMG_0001.jpg", "image/jpeg", HEIC, NOT_AN_IMAGE),
+        ("empty.jpg", "image/jpeg", b"", NOT_AN_IMAGE),
+        ("broken.png", "image/png", BROKEN_PNG, DAMAGED),
+    ):
+        choose_file(page, name, mime, data)
+        expect(status).to_have_text(words)
+        # No preview: neither the browser's broken-picture icon nor a crop of a picture the
+        # server will refuse.
+        expect(figure).to_be_hidden()
+
+    # A picture after them is previewed, and the status line is clear again.
+    choose_file(page, "harbour.png", "image/png", wide_picture())
+    expect(figure).to_be_visible()
+    expect(status).to_have_text("")
+    expect(image_input(page).locator("[data-image-input-crop]")).to_have_text(
+        "The whole picture fits the clip's frame."
+    )
+
+    # The server, which decides, refuses them in the same words.
+    page.get_by_label("Title").fill("Dance")
+    page.get_by_label("Prompt").fill("The dancers spin")
+    for name, mime, data in (("dance.gif", "image/gif", animated_gif()), ("empty.jpg", "", b"")):
+        choose_file(page, name, mime, data)
+        expect(status).to_have_text(NOT_AN_IMAGE)
+        page.get_by_role("button", name="Add scene").click()
+        expect(image_input(page).locator("p.error")).to_have_text(NOT_AN_IMAGE)
+    assert not Scene.objects.exists()
 
 
 @pytest.mark.parametrize("size", SIZES)
