@@ -55,7 +55,7 @@ def test_carol_previews_two_scenes_in_order_within_their_trims(
     expect(preview.get_by_role("button", name="Next scene")).to_be_disabled()
     preview.get_by_role("button", name="Previous scene").focus()
     page.keyboard.press("Space")
-    expect(label).to_have_text(f"Scene 1 of 2: {first.scene}, take 1 (0.50 s to 1 s) (paused)")
+    expect(label).to_have_text(f"Scene 1 of 2: {first.scene}, take 1 (0.5 s to 1 s) (paused)")
 
     # Play: the first clip from its trim in to its trim out, then the second from its trim in
     # to its end, by themselves.
@@ -86,7 +86,7 @@ def test_carol_previews_two_scenes_in_order_within_their_trims(
         "() => { const play = document.querySelector('[data-preview=play]');"
         " play.click(); play.click(); }"
     )
-    expect(label).to_have_text(f"Scene 1 of 2: {first.scene}, take 1 (0.50 s to 1 s) (paused)")
+    expect(label).to_have_text(f"Scene 1 of 2: {first.scene}, take 1 (0.5 s to 1 s) (paused)")
     page.wait_for_function("video => video.readyState >= 1", arg=video.element_handle())
     assert video.evaluate("video => video.paused")
     expect(preview.get_by_role("button", name="Play")).to_be_visible()
