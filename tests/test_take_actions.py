@@ -69,9 +69,11 @@ def test_every_action_of_a_project_without_an_account_names_both_engines(project
     # Nothing says which engine the project was meant for, so no sentence names only Flow.
     assert project.spending_problem() == NO_ACCOUNT
     assert scene.generation_problem() == NO_ACCOUNT
-    assert take.retry_problem() == NO_ACCOUNT
     assert take_actions.extend_problem(take, None) == NO_ACCOUNT
     assert take_actions.upscale_problem(take, None, "1080p") == NO_ACCOUNT
+    # Only a failed (cancelled, uncertain) take can be tried again at all.
+    take.status = S.FAILED
+    assert take.retry_problem() == NO_ACCOUNT
 
 
 # --- Extend ---------------------------------------------------------------------------------
