@@ -21,6 +21,14 @@ the take waits for an account that costs no more (its own, usually, after its co
 its card says why and what an owner can do. The check runs as ``check_budget``'s does, under
 a lock on the project's row, in the transaction that writes the moves (``_Room``).
 
+When Flow refuses a submit because the account has run out of credits
+(``PUBLIC_ERROR_USER_QUOTA_REACHED``: a refusal before any work, and a refused clip is not
+charged), that account's credits are recorded as none, so it counts as short until Flow reports
+some again, and its takes are queued again for the next account with credits
+(``next_with_credits``); with none, they fail saying which accounts have run out
+(``out_of_credits_words``). A model's daily quota is not the account's credits: such a take
+fails on its account as before.
+
 A take that went out (pending, active, uncertain, ...) is never moved: it stays on the account
 it was sent on, whatever happens to that account later, so nothing is ever sent twice. A take
 no account of its project can make (a tier lowered since Generate) stays on its own account,
@@ -86,6 +94,61 @@ def first_usable(accounts: list[FlowAccount], model_key: str, now: datetime) -> 
     if not able:
         return None
     return next((account for account in able if not account.short_of_credits(model_key)), able[0])
+
+
+def next_with_credits(others: list[FlowAccount], model_key: str, now: datetime) -> datetime | None:
+    """When a take of ``model_key`` that Flow refused for lack of credits can go out on one
+    of ``others`` (the project's other accounts): now, when one of them is open, able to make
+    it and not short of credits by Flow's last report; at the end of the first cool-down, when
+    such accounts only rest after a 429; None when none can (signed out, refused, short)."""
+    able = [
+        account
+        for account in others
+        if account.can_make(model_key) and not account.short_of_credits(model_key)
+    ]
+    if any(account.is_open(now) for account in able):
+        return now
+    ends = [
+        account.cool_down_until
+        for account in able
+        if not account.problem
+        and not account.credential_refusals
+        and account.cool_down_until is not None
+    ]
+    return min(ends, default=None)
+
+
+def out_of_credits_words(accounts: list[FlowAccount], model_key: str, code: str = "") -> str:
+    """The card of a take Flow refused for lack of credits when no other account of its
+    project (``accounts``, in order) can take it: which accounts have none, which others
+    cannot take it now; Flow's ``code`` kept for whoever reports it."""
+    short = [
+        account
+        for account in accounts
+        if account.can_make(model_key) and account.short_of_credits(model_key)
+    ]
+    others = [account for account in accounts if account not in short]
+    upstream = short[0].upstream if short else "Flow"
+    if len(short) == 1:
+        said = f"the {upstream} account {short[0]} has run out of credits"
+    else:
+        said = f"the {upstream} accounts {_names(short)} have all run out of credits"
+    also = (
+        f", and {_names(others)} cannot take it now"
+        if others
+        else ", and the project has no other account"
+        if len(short) == 1
+        else ""
+    )
+    return (
+        f"Not sent: {said} ({upstream} refused the take, so nothing was spent){also}. Add "
+        f"credits, or ask an admin for another account{f' ({code})' if code else ''}."
+    )
+
+
+def _names(accounts: list[FlowAccount]) -> str:
+    names = [str(account) for account in accounts]
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
 
 
 def submittable(now: datetime) -> Q:

@@ -63,6 +63,76 @@ def test_takes_go_out_on_the_second_account_while_the_first_is_throttled(
     assert account.cool_down_until > timezone.now() + timedelta(seconds=50), "Studio rests"
 
 
+def test_a_take_flow_refuses_for_credits_goes_out_on_the_next_account(
+    emu, two_accounts, account, backup, alice
+):
+    [take] = make_scene(two_accounts, "quota test [fault:quota:once]").generate(alice)
+
+    [take] = settle([take], timeout=15)
+
+    assert (take.status, take.account_id, take.reason) == (S.READY, backup.pk, "")
+    assert emu.stats["submit"] == 2, "refused on Studio, accepted on Backup"
+    assert emu.stats["clips_submitted"] == 1, "one clip made, so paid once"
+    account.refresh_from_db()
+    assert account.credits == 0
+    assert account.state_words(timezone.now()) == "Out of credits."
+
+    [later] = settle(make_scene(two_accounts, "a ferry leaves").generate(alice), timeout=15)
+    assert later.account_id == backup.pk, "Studio is skipped until Flow reports credits there"
+    assert emu.stats["submit"] == 3
+
+
+def test_a_take_flow_refuses_for_credits_on_every_account_fails_naming_them(
+    emu, two_accounts, account, backup, alice
+):
+    [take] = make_scene(two_accounts, "quota test [fault:quota]").generate(alice)
+
+    [take] = settle([take], timeout=15)
+
+    assert (take.status, take.account_id) == (S.FAILED, backup.pk)
+    assert take.reason == (
+        "Not sent: the Flow accounts Studio and Backup have all run out of credits (Flow "
+        "refused the take, so nothing was spent). Add credits, or ask an admin for another "
+        "account (PUBLIC_ERROR_USER_QUOTA_REACHED)."
+    )
+    assert emu.stats["submit"] == 2, "each account asked once"
+    assert emu.stats["clips_submitted"] == 0
+
+
+def test_a_take_flow_refuses_for_credits_waits_for_the_next_account_to_rest(
+    emu, two_accounts, account, backup, alice
+):
+    rested = timezone.now() + timedelta(minutes=1)
+    FlowAccount.objects.filter(pk=backup.pk).update(cool_down_until=rested)
+    [take] = make_scene(two_accounts, "quota test [fault:quota:once]").generate(alice)
+
+    run_pass()
+
+    take.refresh_from_db()
+    assert (take.status, take.account_id, take.next_check_at) == (S.QUEUED, account.pk, rested)
+    assert take.reason == (
+        "The Flow account Studio has run out of credits (Flow refused the take, so nothing "
+        "was spent); Flowsite sends it on the project's next account with credits."
+    )
+    [take] = settle([take], timeout=15, ahead=timedelta(minutes=1, seconds=1))
+    assert (take.status, take.account_id) == (S.READY, backup.pk)
+    assert emu.stats["clips_submitted"] == 1
+
+
+def test_a_take_flow_refuses_for_credits_fails_when_the_project_has_no_other_account(
+    emu, project, account, alice
+):
+    [take] = settle(make_scene(project, "quota test [fault:quota]").generate(alice), timeout=15)
+
+    assert take.status == S.FAILED
+    assert take.reason == (
+        "Not sent: the Flow account Studio has run out of credits (Flow refused the take, so "
+        "nothing was spent), and the project has no other account. Add credits, or ask an "
+        "admin for another account (PUBLIC_ERROR_USER_QUOTA_REACHED)."
+    )
+    assert emu.stats["submit"] == 1
+
+
 def test_a_take_sent_on_the_first_account_stays_there_when_it_later_cools_down(
     emu, two_accounts, account, backup, alice
 ):
