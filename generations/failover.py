@@ -19,7 +19,10 @@ Fast clip 20 credits, tier two 10). An account where the take would cost more th
 or the allowance has left is passed over as if it could not take it; when that leaves none,
 the take waits for an account that costs no more (its own, usually, after its cool-down) and
 its card says why and what an owner can do. The check runs as ``check_budget``'s does, under
-a lock on the project's row, in the transaction that writes the moves (``_Room``).
+a lock on the project's row, in the transaction that writes the moves (``_Room``). Raising the
+budget or the allowance on the Spend page makes such takes due at once
+(``Project.wake_waiting_takes``): the worker's next pass sends them on the dearer account, or
+says on the card how far the new limit still falls short.
 
 When Flow refuses a submit because the account has run out of credits
 (``PUBLIC_ERROR_USER_QUOTA_REACHED``: a refusal before any work, and a refused clip is not

@@ -10,6 +10,7 @@ from uuid import uuid4
 
 import pytest
 from django.db import connection, transaction
+from django.urls import reverse
 from django.utils import timezone
 
 from generations import failover, take_actions
@@ -369,6 +370,50 @@ def test_a_throttled_take_is_not_moved_where_it_would_pass_bobs_allowance(
     )
     [take] = settle([take], timeout=15, ahead=timedelta(seconds=5))
     assert (take.status, take.account_id, take.cost) == (S.READY, account.pk, 10)
+
+
+def test_raising_bobs_allowance_sends_his_waiting_take_on_the_dearer_account_at_the_next_pass(
+    emu, dearer_backup, account, backup, alice, bob, client
+):
+    Membership.objects.filter(project=dearer_backup, user=bob).update(monthly_allowance=20)
+    spent_already(dearer_backup, bob, 10)
+    [take] = make_scene(dearer_backup, "[fault:throttle=40:once] a gull over the harbour").generate(
+        bob
+    )
+    run_pass()  # Studio is throttled for 40 s
+    run_pass()  # Backup would pass bob's allowance
+    take.refresh_from_db()
+    assert take.reason.startswith("Not sent on Backup: there it costs 20 credits")
+    assert "bob has 0 credits left of their monthly allowance of 20 credits" in take.reason
+
+    # alice follows the card's advice, well within Studio's rest.
+    client.force_login(alice)
+    client.post(
+        reverse("project-spend", args=[dearer_backup.uuid]),
+        {"action": "allowance", "username": "bob", "limit": "30", "was": "20"},
+    )
+    run_pass()
+
+    take.refresh_from_db()
+    assert (take.account_id, take.cost, take.reason) == (backup.pk, 20, "")
+    [take] = settle([take], timeout=15)
+    assert (take.status, take.account_id) == (S.READY, backup.pk)
+
+
+def test_a_raised_limit_wakes_only_takes_waiting_for_their_account(two_accounts, account, alice):
+    later = timezone.now() + timedelta(minutes=5)
+    [resting, backing_off] = make_scene(two_accounts, "a quiet pier", takes=2).generate(alice)
+    Generation.objects.filter(pk__in=[resting.pk, backing_off.pk]).update(next_check_at=later)
+    assert two_accounts.wake_waiting_takes() == 0, "Studio is open: a backoff keeps its time"
+
+    FlowAccount.objects.filter(pk=account.pk).update(cool_down_until=later)
+    opened = FlowAccount.objects.create(label="Open", bearer_token="ya29.open")
+    Generation.objects.filter(pk=backing_off.pk).update(account=opened)
+    assert two_accounts.wake_waiting_takes("bob") == 0, "not bob's take"
+    assert two_accounts.wake_waiting_takes("alice") == 1
+    resting.refresh_from_db()
+    backing_off.refresh_from_db()
+    assert resting.next_check_at <= timezone.now() < backing_off.next_check_at
 
 
 def test_a_throttled_take_moves_when_the_budget_has_room_for_the_dearer_account(

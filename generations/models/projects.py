@@ -133,6 +133,25 @@ class Project(models.Model):
         self._spending_problem = (self.account_id, problem)
         return problem
 
+    def wake_waiting_takes(self, username: str | None = None) -> int:
+        """Queued takes of this project (``username``'s, when given) that wait for their own
+        account to rest or be fixed are due now, so the worker's next pass looks again at the
+        project's other accounts: after an owner raised the budget or an allowance that kept
+        them off a dearer account (generations/failover.py), they go out there at once.
+        Returns how many. A take merely backing off on an open account keeps its time."""
+        from .takes import Generation
+
+        now = timezone.now()
+        waiting = Generation.objects.filter(
+            project=self,
+            status=Generation.Status.QUEUED,
+            claim__isnull=True,
+            next_check_at__gt=now,
+        ).exclude(FlowAccount.open_q(now, via="account__"))
+        if username is not None:
+            waiting = waiting.filter(requested_by__username=username)
+        return waiting.update(next_check_at=now)
+
     def last_owner_words(self, leaving: list[Membership]) -> str:
         """Why these members of this project may not all stop being owners (removed, demoted
         or moved elsewhere), or "" (``last_owner_refusals``)."""
