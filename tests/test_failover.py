@@ -197,6 +197,78 @@ def test_a_take_waiting_for_refused_credentials_goes_out_on_the_next_account(
     assert take.reason == ""
 
 
+def test_a_queued_take_never_goes_out_on_a_first_account_whose_grant_was_revoked(
+    emu, two_accounts, account, backup, alice
+):
+    [take] = make_scene(two_accounts, "a quiet pier").generate(alice)
+    AccountGrant.objects.filter(account=account, user=alice).delete()  # flow_account revoke
+
+    [take] = settle([take], timeout=15)
+
+    assert (take.status, take.account_id) == (S.READY, backup.pk)
+    assert emu.stats["clips_submitted"] == 1
+
+
+def test_a_take_whose_account_was_revoked_says_so_while_it_waits_for_the_next_account(
+    emu, two_accounts, account, backup, alice
+):
+    FlowAccount.objects.filter(pk=backup.pk).update(
+        cool_down_until=timezone.now() + timedelta(minutes=1)
+    )
+    [take] = make_scene(two_accounts, "a quiet pier").generate(alice)
+    AccountGrant.objects.filter(account=account, user=alice).delete()
+
+    run_pass()
+
+    take.refresh_from_db()
+    assert (take.status, take.account_id) == (S.QUEUED, account.pk)
+    assert take.reason == (
+        "Not sent yet: Poseidon may no longer spend the Flow account Studio (staff have not "
+        "granted it to the project or to one of its owners), so it waits for another account "
+        "of the project."
+    )
+    assert emu.stats["submit"] == 0
+    [take] = settle([take], timeout=15, ahead=timedelta(minutes=1, seconds=1))
+    assert (take.status, take.account_id, take.reason) == (S.READY, backup.pk, "")
+
+
+def test_a_queued_take_fails_in_words_when_no_account_of_its_project_is_granted_any_more(
+    emu, project, account, alice, bob
+):
+    [take] = make_scene(project, "a quiet pier").generate(bob)
+    # The granting owner leaves: grants follow owners.
+    Membership.objects.filter(project=project, user=alice).update(role=Membership.Role.EDITOR)
+
+    [take] = settle([take], timeout=15)
+
+    assert take.status == S.FAILED
+    assert take.reason == (
+        "Not sent: Poseidon may no longer spend the Flow account Studio (staff have not "
+        "granted it to the project or to one of its owners), and no other account of the "
+        "project can make this take. Ask an admin, then generate it again."
+    )
+    assert emu.stats["submit"] == 0, "nothing sent"
+
+
+def test_an_extension_fails_in_words_once_its_accounts_grant_is_revoked(
+    emu, two_accounts, account, backup, alice
+):
+    [source] = settle(make_scene(two_accounts, "a lighthouse at dusk").generate(alice))
+    scene = take_actions.extend(source, alice, "the beam sweeps the sea")
+    [extension] = scene.generations.all()
+    AccountGrant.objects.filter(account=account, user=alice).delete()
+
+    [extension] = settle([extension], timeout=15)
+
+    assert extension.status == S.FAILED
+    assert extension.reason == (
+        "Not sent: Poseidon may no longer spend the Flow account Studio (staff have not "
+        "granted it to the project or to one of its owners), and the clip it extends is known "
+        "only there. Ask an admin, then generate it again."
+    )
+    assert emu.stats["clips_submitted"] == 1, "only the source went out"
+
+
 def test_the_worker_is_due_at_once_when_another_account_can_take_a_waiting_take(
     two_accounts, account, alice
 ):
@@ -250,10 +322,16 @@ def test_no_account_is_chosen_while_none_is_open():
 
 def test_an_account_whose_grant_was_revoked_is_no_longer_used(project, account, backup, alice):
     project.set_accounts([account, backup])
-    project = Project.objects.select_related("account").get(pk=project.pk)
-    assert failover.accounts_by_project([project])[project.pk] == [account, backup]
+
+    def order() -> list[FlowAccount]:
+        [read] = failover.with_accounts(Project.objects.filter(pk=project.pk))
+        return failover.accounts_by_project([read])[project.pk]
+
+    assert order() == [account, backup]
     AccountGrant.objects.filter(account=backup).delete()
-    assert failover.accounts_by_project([project])[project.pk] == [account]
+    assert order() == [account]
+    AccountGrant.objects.filter(account=account).delete()
+    assert order() == [], "the first account is checked like the later ones"
 
 
 def test_a_moved_take_costs_what_the_new_accounts_tier_charges(project, account, backup, alice):

@@ -17,6 +17,7 @@ from .projects import (
     ProjectAccount,
     copy_name,
     last_owner_refusals,
+    still_granted,
 )
 from .scenes import (
     SNAPSHOT_FIELDS,
@@ -57,6 +58,7 @@ __all__ = [
     "FlowAccount",
     "Project",
     "ARCHIVED_PROBLEM",
+    "still_granted",
     "copy_name",
     "last_owner_refusals",
     "Membership",

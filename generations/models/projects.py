@@ -463,13 +463,19 @@ class Project(models.Model):
 
     def accounts_in_order(self) -> list[FlowAccount]:
         """Every account this project spends, first to last (``Project.account``, then its
-        ``ProjectAccount`` rows), whether or not still granted; two queries at most."""
+        ``ProjectAccount`` rows), whether or not still granted; two queries at most. Each later
+        account says whether it still is (``granted``, from the same query)."""
         first = [self.account] if self.account_id is not None else []
-        later = [
-            row.account
-            for row in self.later_accounts.select_related("account").order_by("position", "id")
-            if row.account_id != self.account_id
-        ]
+        rows = (
+            self.later_accounts.select_related("account")
+            .annotate(granted=still_granted())
+            .order_by("position", "id")
+        )
+        later = []
+        for row in rows:
+            if row.account_id != self.account_id:
+                row.account.granted = row.granted
+                later.append(row.account)
         return first + later
 
     def engine_move_problem(self, account: FlowAccount) -> str:
@@ -675,6 +681,22 @@ def last_owner_refusals(leaving: list[Membership]) -> list[str]:
         f"{rows[0].project}; make someone else an owner first."
         for rows in by_project.values()
     ]
+
+
+def still_granted(account: str = "account_id", project: str = "project_id") -> models.Exists:
+    """An annotation or filter: the account at ``account`` (a path from the queried model) is
+    still granted to the project at ``project``, or to one of its owners who may sign in
+    (``AccountGrant.allowing``, for many rows at once)."""
+    owners = Membership.objects.filter(
+        project_id=models.OuterRef(models.OuterRef(project)),
+        role=Membership.Role.OWNER,
+        user__is_active=True,
+    ).values("user_id")
+    return models.Exists(
+        AccountGrant.objects.filter(account_id=models.OuterRef(account)).filter(
+            Q(project_id=models.OuterRef(project)) | Q(user_id__in=owners)
+        )
+    )
 
 
 class AccountGrantQuerySet(models.QuerySet):

@@ -77,6 +77,7 @@ from ..failover import (
     next_with_credits,
     out_of_credits_words,
     submittable,
+    with_accounts,
 )
 from ..models import (
     CannotGenerate,
@@ -677,9 +678,9 @@ class SubmitGroup:
 
     def project_accounts(self) -> list[FlowAccount]:
         """The project's accounts in order, as failover spends them, read now: two queries."""
-        return accounts_by_project(
-            Project.objects.select_related("account").filter(pk=self.project.pk)
-        ).get(self.project.pk, [])
+        return accounts_by_project(with_accounts(Project.objects.filter(pk=self.project.pk))).get(
+            self.project.pk, []
+        )
 
     def refused(
         self,
