@@ -1,8 +1,8 @@
 """Several accounts per project: which of them a queued take goes out on.
 
 A project spends its accounts in an order: its first account (``Project.account``, on which
-its scenes are judged and priced), then the ``ProjectAccount`` rows its owners chose, each
-still granted to the project or to one of its owners. Right after a submit pass claims its
+its scenes are judged and priced), then the ``ProjectAccount`` rows its owners chose; each, the
+first too, only while still granted to the project or to one of its owners (``still_granted``). Right after a submit pass claims its
 takes, every one of them that is still queued (never sent, so moving it costs nothing) is
 given the first account of its project that is usable for it (``first_usable``):
 
@@ -19,7 +19,22 @@ Fast clip 20 credits, tier two 10). An account where the take would cost more th
 or the allowance has left is passed over as if it could not take it; when that leaves none,
 the take waits for an account that costs no more (its own, usually, after its cool-down) and
 its card says why and what an owner can do. The check runs as ``check_budget``'s does, under
-a lock on the project's row, in the transaction that writes the moves (``_Room``).
+a lock on the project's row, in the transaction that writes the moves (``_Room``). Raising the
+budget or the allowance on the Spend page makes such takes due at once
+(``Project.wake_waiting_takes``): the worker's next pass sends them on the dearer account, or
+says on the card how far the new limit still falls short.
+
+When Flow refuses a submit because the account has run out of credits
+(``PUBLIC_ERROR_USER_QUOTA_REACHED``: a refusal before any work, and a refused clip is not
+charged), that account's credits are recorded as none, so it counts as short until Flow reports
+some again, and its takes are queued again for the next account with credits
+(``next_with_credits``); with none, they fail saying which accounts have run out
+(``out_of_credits_words``). A model's daily quota is not the account's credits: such a take
+fails on its account as before.
+
+A queued take never goes out on an account its project may no longer spend (a grant revoked,
+or the owner it was granted to gone): it moves to another account, or, when none can take it
+(an extension: none but its own), fails saying why (``_not_granted_words``).
 
 A take that went out (pending, active, uncertain, ...) is never moved: it stays on the account
 it was sent on, whatever happens to that account later, so nothing is ever sent twice. A take
@@ -37,34 +52,31 @@ from typing import Any
 from uuid import UUID
 
 from django.db import transaction
-from django.db.models import Exists, OuterRef, Q, Sum
+from django.db.models import Exists, OuterRef, Q, QuerySet, Sum
 
 from .budgets import COST_CREDITS, amount, month_spending
 from .engines.catalogue import flow_credits
-from .models import AccountGrant, FlowAccount, Generation, Membership, Project, ProjectAccount
+from .models import FlowAccount, Generation, Membership, Project, ProjectAccount, still_granted
 
 
-def still_granted() -> Exists:
-    """For ``ProjectAccount`` rows: the account is still granted to the row's project or to
-    one of its owners who may sign in (``AccountGrant.allowing``, for many projects at once)."""
-    owners = Membership.objects.filter(
-        project_id=OuterRef(OuterRef("project_id")),
-        role=Membership.Role.OWNER,
-        user__is_active=True,
-    ).values("user_id")
-    return Exists(
-        AccountGrant.objects.filter(account_id=OuterRef("account_id")).filter(
-            Q(project_id=OuterRef("project_id")) | Q(user_id__in=owners)
-        )
+def with_accounts(projects: QuerySet[Project]) -> QuerySet[Project]:
+    """``projects`` as ``accounts_by_project`` reads them: each with its first account
+    loaded, and whether that is still granted (``account_granted``), in the same query."""
+    return projects.select_related("account").annotate(
+        account_granted=still_granted(account="account_id", project="pk")
     )
 
 
 def accounts_by_project(projects: Iterable[Project]) -> dict[int, list[FlowAccount]]:
-    """Each project's accounts in order, those after the first only while still granted.
-    The projects come with their ``account`` loaded; one query for the rest, however many."""
+    """Each project's accounts in order, each only while still granted: its first account
+    like the others, so a take never goes out on an account the project may no longer spend.
+    The projects come with their ``account`` loaded and ``account_granted`` set (as
+    ``with_accounts`` reads them); one query for the rest, however many."""
     projects = list(projects)
     order: dict[int, list[FlowAccount]] = {
-        project.pk: [project.account] if project.account_id is not None else []
+        project.pk: [project.account]
+        if project.account_id is not None and project.account_granted
+        else []
         for project in projects
     }
     rows = (
@@ -86,6 +98,61 @@ def first_usable(accounts: list[FlowAccount], model_key: str, now: datetime) -> 
     if not able:
         return None
     return next((account for account in able if not account.short_of_credits(model_key)), able[0])
+
+
+def next_with_credits(others: list[FlowAccount], model_key: str, now: datetime) -> datetime | None:
+    """When a take of ``model_key`` that Flow refused for lack of credits can go out on one
+    of ``others`` (the project's other accounts): now, when one of them is open, able to make
+    it and not short of credits by Flow's last report; at the end of the first cool-down, when
+    such accounts only rest after a 429; None when none can (signed out, refused, short)."""
+    able = [
+        account
+        for account in others
+        if account.can_make(model_key) and not account.short_of_credits(model_key)
+    ]
+    if any(account.is_open(now) for account in able):
+        return now
+    ends = [
+        account.cool_down_until
+        for account in able
+        if not account.problem
+        and not account.credential_refusals
+        and account.cool_down_until is not None
+    ]
+    return min(ends, default=None)
+
+
+def out_of_credits_words(accounts: list[FlowAccount], model_key: str, code: str = "") -> str:
+    """The card of a take Flow refused for lack of credits when no other account of its
+    project (``accounts``, in order) can take it: which accounts have none, which others
+    cannot take it now; Flow's ``code`` kept for whoever reports it."""
+    short = [
+        account
+        for account in accounts
+        if account.can_make(model_key) and account.short_of_credits(model_key)
+    ]
+    others = [account for account in accounts if account not in short]
+    upstream = short[0].upstream if short else "Flow"
+    if len(short) == 1:
+        said = f"the {upstream} account {short[0]} has run out of credits"
+    else:
+        said = f"the {upstream} accounts {_names(short)} have all run out of credits"
+    also = (
+        f", and {_names(others)} cannot take it now"
+        if others
+        else ", and the project has no other account"
+        if len(short) == 1
+        else ""
+    )
+    return (
+        f"Not sent: {said} ({upstream} refused the take, so nothing was spent){also}. Add "
+        f"credits, or ask an admin for another account{f' ({code})' if code else ''}."
+    )
+
+
+def _names(accounts: list[FlowAccount]) -> str:
+    names = [str(account) for account in accounts]
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
 
 
 def submittable(now: datetime) -> Q:
@@ -112,12 +179,18 @@ def assign(token: UUID, now: datetime) -> int:
     from .pipeline.claims import held, visible, write_held
 
     takes = list(
-        held(token, [Generation.Status.QUEUED]).select_related(
-            "project__account", "account", "requested_by"
+        held(token, [Generation.Status.QUEUED])
+        .select_related("project__account", "account", "requested_by")
+        .annotate(
+            # Whether the project may still spend its first account, and the take's own.
+            first_granted=still_granted(account="project__account_id"),
+            own_granted=still_granted(),
         )
     )
     if not takes:
         return 0
+    for take in takes:
+        take.project.account_granted = take.first_granted
     projects = {take.project_id: take.project for take in takes}
     order = accounts_by_project(projects.values())
     moves: dict[int, dict[str, Any]] = {}
@@ -125,10 +198,28 @@ def assign(token: UUID, now: datetime) -> int:
     dearer: list[tuple[Generation, list[FlowAccount], FlowAccount]] = []
     for take in takes:
         accounts = order[take.project_id]
-        if take.source_take_id is not None and take.account is not None:
+        extension = take.source_take_id is not None and take.account is not None
+        if extension:
             # An extension continues a clip that lives with the account which made it.
-            accounts = [take.account]
+            accounts = [take.account] if take.own_granted else []
         able = [account for account in accounts if account.can_make(take.model_key)]
+        if not able and take.account is not None and not take.own_granted:
+            # Its own account is no longer the project's to spend, and no other can take it.
+            why = (
+                "the clip it extends is known only there"
+                if extension
+                else "no other account of the project can make this take"
+            )
+            wait[take.pk] = visible(
+                status=Generation.Status.FAILED,
+                reason=_not_granted_words(
+                    take, "Not sent", f"and {why}. Ask an admin, then generate it again."
+                ),
+                finished_at=now,
+                claim=None,
+                lease_until=None,
+            )
+            continue
         if not able:
             # Nothing of the project can make it: it goes on its own account, if that is open,
             # and Flow's refusal says why.
@@ -138,6 +229,11 @@ def assign(token: UUID, now: datetime) -> int:
         target = first_usable(able, take.model_key, now)
         if target is None:
             wait[take.pk] = _wait_for(able, now)
+            if not take.own_granted:
+                why = _not_granted_words(
+                    take, "Not sent yet", "so it waits for another account of the project."
+                )
+                wait[take.pk] = visible(reason=why, **wait[take.pk])
         elif target.pk != take.account_id:
             if _extra(take, target) > 0:
                 dearer.append((take, able, target))
@@ -165,6 +261,18 @@ def assign(token: UUID, now: datetime) -> int:
         write_held(token, moves, [Generation.Status.QUEUED])
         write_held(token, wait, [Generation.Status.QUEUED])
     return len(moves)
+
+
+def _not_granted_words(take: Generation, outcome: str, then: str) -> str:
+    """The card of a queued take whose project may no longer spend its account (a grant
+    revoked, or the owner it was granted to gone): ``outcome``, why, and ``then``."""
+    from .pipeline.policy import shorten  # the pipeline imports this module
+
+    account = take.account
+    return shorten(
+        f"{outcome}: {take.project} may no longer spend the {account.upstream} account "
+        f"{account} (staff have not granted it to the project or to one of its owners), {then}"
+    )
 
 
 # A take none of whose able accounts is open, and none of them merely cooling down, is looked

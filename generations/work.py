@@ -98,6 +98,14 @@ def fetch_again(generation: Generation) -> None:
     transaction.on_commit(tasks.start_pump)
 
 
+def limits_changed(project: Project, username: str | None = None) -> None:
+    """After an owner changed the project's budget (or ``username``'s allowance): takes the
+    old limit kept off another account are looked at again at the worker's next pass
+    (``Project.wake_waiting_takes``), with a pump to run it."""
+    if project.wake_waiting_takes(username):
+        transaction.on_commit(tasks.start_pump)
+
+
 def resume_waiting(account: FlowAccount) -> None:
     """Once the account's new credentials are committed, the takes that waited for them are
     due again and a pump runs for them."""

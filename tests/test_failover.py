@@ -10,6 +10,7 @@ from uuid import uuid4
 
 import pytest
 from django.db import connection, transaction
+from django.urls import reverse
 from django.utils import timezone
 
 from generations import failover, take_actions
@@ -61,6 +62,76 @@ def test_takes_go_out_on_the_second_account_while_the_first_is_throttled(
     assert emu.stats["clips_submitted"] == 2
     account.refresh_from_db()
     assert account.cool_down_until > timezone.now() + timedelta(seconds=50), "Studio rests"
+
+
+def test_a_take_flow_refuses_for_credits_goes_out_on_the_next_account(
+    emu, two_accounts, account, backup, alice
+):
+    [take] = make_scene(two_accounts, "quota test [fault:quota:once]").generate(alice)
+
+    [take] = settle([take], timeout=15)
+
+    assert (take.status, take.account_id, take.reason) == (S.READY, backup.pk, "")
+    assert emu.stats["submit"] == 2, "refused on Studio, accepted on Backup"
+    assert emu.stats["clips_submitted"] == 1, "one clip made, so paid once"
+    account.refresh_from_db()
+    assert account.credits == 0
+    assert account.state_words(timezone.now()) == "Out of credits."
+
+    [later] = settle(make_scene(two_accounts, "a ferry leaves").generate(alice), timeout=15)
+    assert later.account_id == backup.pk, "Studio is skipped until Flow reports credits there"
+    assert emu.stats["submit"] == 3
+
+
+def test_a_take_flow_refuses_for_credits_on_every_account_fails_naming_them(
+    emu, two_accounts, account, backup, alice
+):
+    [take] = make_scene(two_accounts, "quota test [fault:quota]").generate(alice)
+
+    [take] = settle([take], timeout=15)
+
+    assert (take.status, take.account_id) == (S.FAILED, backup.pk)
+    assert take.reason == (
+        "Not sent: the Flow accounts Studio and Backup have all run out of credits (Flow "
+        "refused the take, so nothing was spent). Add credits, or ask an admin for another "
+        "account (PUBLIC_ERROR_USER_QUOTA_REACHED)."
+    )
+    assert emu.stats["submit"] == 2, "each account asked once"
+    assert emu.stats["clips_submitted"] == 0
+
+
+def test_a_take_flow_refuses_for_credits_waits_for_the_next_account_to_rest(
+    emu, two_accounts, account, backup, alice
+):
+    rested = timezone.now() + timedelta(minutes=1)
+    FlowAccount.objects.filter(pk=backup.pk).update(cool_down_until=rested)
+    [take] = make_scene(two_accounts, "quota test [fault:quota:once]").generate(alice)
+
+    run_pass()
+
+    take.refresh_from_db()
+    assert (take.status, take.account_id, take.next_check_at) == (S.QUEUED, account.pk, rested)
+    assert take.reason == (
+        "The Flow account Studio has run out of credits (Flow refused the take, so nothing "
+        "was spent); Flowsite sends it on the project's next account with credits."
+    )
+    [take] = settle([take], timeout=15, ahead=timedelta(minutes=1, seconds=1))
+    assert (take.status, take.account_id) == (S.READY, backup.pk)
+    assert emu.stats["clips_submitted"] == 1
+
+
+def test_a_take_flow_refuses_for_credits_fails_when_the_project_has_no_other_account(
+    emu, project, account, alice
+):
+    [take] = settle(make_scene(project, "quota test [fault:quota]").generate(alice), timeout=15)
+
+    assert take.status == S.FAILED
+    assert take.reason == (
+        "Not sent: the Flow account Studio has run out of credits (Flow refused the take, so "
+        "nothing was spent), and the project has no other account. Add credits, or ask an "
+        "admin for another account (PUBLIC_ERROR_USER_QUOTA_REACHED)."
+    )
+    assert emu.stats["submit"] == 1
 
 
 def test_a_take_sent_on_the_first_account_stays_there_when_it_later_cools_down(
@@ -126,6 +197,78 @@ def test_a_take_waiting_for_refused_credentials_goes_out_on_the_next_account(
     assert take.reason == ""
 
 
+def test_a_queued_take_never_goes_out_on_a_first_account_whose_grant_was_revoked(
+    emu, two_accounts, account, backup, alice
+):
+    [take] = make_scene(two_accounts, "a quiet pier").generate(alice)
+    AccountGrant.objects.filter(account=account, user=alice).delete()  # flow_account revoke
+
+    [take] = settle([take], timeout=15)
+
+    assert (take.status, take.account_id) == (S.READY, backup.pk)
+    assert emu.stats["clips_submitted"] == 1
+
+
+def test_a_take_whose_account_was_revoked_says_so_while_it_waits_for_the_next_account(
+    emu, two_accounts, account, backup, alice
+):
+    FlowAccount.objects.filter(pk=backup.pk).update(
+        cool_down_until=timezone.now() + timedelta(minutes=1)
+    )
+    [take] = make_scene(two_accounts, "a quiet pier").generate(alice)
+    AccountGrant.objects.filter(account=account, user=alice).delete()
+
+    run_pass()
+
+    take.refresh_from_db()
+    assert (take.status, take.account_id) == (S.QUEUED, account.pk)
+    assert take.reason == (
+        "Not sent yet: Poseidon may no longer spend the Flow account Studio (staff have not "
+        "granted it to the project or to one of its owners), so it waits for another account "
+        "of the project."
+    )
+    assert emu.stats["submit"] == 0
+    [take] = settle([take], timeout=15, ahead=timedelta(minutes=1, seconds=1))
+    assert (take.status, take.account_id, take.reason) == (S.READY, backup.pk, "")
+
+
+def test_a_queued_take_fails_in_words_when_no_account_of_its_project_is_granted_any_more(
+    emu, project, account, alice, bob
+):
+    [take] = make_scene(project, "a quiet pier").generate(bob)
+    # The granting owner leaves: grants follow owners.
+    Membership.objects.filter(project=project, user=alice).update(role=Membership.Role.EDITOR)
+
+    [take] = settle([take], timeout=15)
+
+    assert take.status == S.FAILED
+    assert take.reason == (
+        "Not sent: Poseidon may no longer spend the Flow account Studio (staff have not "
+        "granted it to the project or to one of its owners), and no other account of the "
+        "project can make this take. Ask an admin, then generate it again."
+    )
+    assert emu.stats["submit"] == 0, "nothing sent"
+
+
+def test_an_extension_fails_in_words_once_its_accounts_grant_is_revoked(
+    emu, two_accounts, account, backup, alice
+):
+    [source] = settle(make_scene(two_accounts, "a lighthouse at dusk").generate(alice))
+    scene = take_actions.extend(source, alice, "the beam sweeps the sea")
+    [extension] = scene.generations.all()
+    AccountGrant.objects.filter(account=account, user=alice).delete()
+
+    [extension] = settle([extension], timeout=15)
+
+    assert extension.status == S.FAILED
+    assert extension.reason == (
+        "Not sent: Poseidon may no longer spend the Flow account Studio (staff have not "
+        "granted it to the project or to one of its owners), and the clip it extends is known "
+        "only there. Ask an admin, then generate it again."
+    )
+    assert emu.stats["clips_submitted"] == 1, "only the source went out"
+
+
 def test_the_worker_is_due_at_once_when_another_account_can_take_a_waiting_take(
     two_accounts, account, alice
 ):
@@ -179,10 +322,16 @@ def test_no_account_is_chosen_while_none_is_open():
 
 def test_an_account_whose_grant_was_revoked_is_no_longer_used(project, account, backup, alice):
     project.set_accounts([account, backup])
-    project = Project.objects.select_related("account").get(pk=project.pk)
-    assert failover.accounts_by_project([project])[project.pk] == [account, backup]
+
+    def order() -> list[FlowAccount]:
+        [read] = failover.with_accounts(Project.objects.filter(pk=project.pk))
+        return failover.accounts_by_project([read])[project.pk]
+
+    assert order() == [account, backup]
     AccountGrant.objects.filter(account=backup).delete()
-    assert failover.accounts_by_project([project])[project.pk] == [account]
+    assert order() == [account]
+    AccountGrant.objects.filter(account=account).delete()
+    assert order() == [], "the first account is checked like the later ones"
 
 
 def test_a_moved_take_costs_what_the_new_accounts_tier_charges(project, account, backup, alice):
@@ -299,6 +448,50 @@ def test_a_throttled_take_is_not_moved_where_it_would_pass_bobs_allowance(
     )
     [take] = settle([take], timeout=15, ahead=timedelta(seconds=5))
     assert (take.status, take.account_id, take.cost) == (S.READY, account.pk, 10)
+
+
+def test_raising_bobs_allowance_sends_his_waiting_take_on_the_dearer_account_at_the_next_pass(
+    emu, dearer_backup, account, backup, alice, bob, client
+):
+    Membership.objects.filter(project=dearer_backup, user=bob).update(monthly_allowance=20)
+    spent_already(dearer_backup, bob, 10)
+    [take] = make_scene(dearer_backup, "[fault:throttle=40:once] a gull over the harbour").generate(
+        bob
+    )
+    run_pass()  # Studio is throttled for 40 s
+    run_pass()  # Backup would pass bob's allowance
+    take.refresh_from_db()
+    assert take.reason.startswith("Not sent on Backup: there it costs 20 credits")
+    assert "bob has 0 credits left of their monthly allowance of 20 credits" in take.reason
+
+    # alice follows the card's advice, well within Studio's rest.
+    client.force_login(alice)
+    client.post(
+        reverse("project-spend", args=[dearer_backup.uuid]),
+        {"action": "allowance", "username": "bob", "limit": "30", "was": "20"},
+    )
+    run_pass()
+
+    take.refresh_from_db()
+    assert (take.account_id, take.cost, take.reason) == (backup.pk, 20, "")
+    [take] = settle([take], timeout=15)
+    assert (take.status, take.account_id) == (S.READY, backup.pk)
+
+
+def test_a_raised_limit_wakes_only_takes_waiting_for_their_account(two_accounts, account, alice):
+    later = timezone.now() + timedelta(minutes=5)
+    [resting, backing_off] = make_scene(two_accounts, "a quiet pier", takes=2).generate(alice)
+    Generation.objects.filter(pk__in=[resting.pk, backing_off.pk]).update(next_check_at=later)
+    assert two_accounts.wake_waiting_takes() == 0, "Studio is open: a backoff keeps its time"
+
+    FlowAccount.objects.filter(pk=account.pk).update(cool_down_until=later)
+    opened = FlowAccount.objects.create(label="Open", bearer_token="ya29.open")
+    Generation.objects.filter(pk=backing_off.pk).update(account=opened)
+    assert two_accounts.wake_waiting_takes("bob") == 0, "not bob's take"
+    assert two_accounts.wake_waiting_takes("alice") == 1
+    resting.refresh_from_db()
+    backing_off.refresh_from_db()
+    assert resting.next_check_at <= timezone.now() < backing_off.next_check_at
 
 
 def test_a_throttled_take_moves_when_the_budget_has_room_for_the_dearer_account(

@@ -415,7 +415,9 @@ def _ultra_take(project, alice) -> Generation:
         ),
         (
             lambda p, u: make_scene(p, "[fault:quota] x").generate(u)[0],
-            "run out of credits; add credits or use another account (PUBLIC_ERROR_USER_QUOTA_REACHED).",
+            "run out of credits (Flow refused the take, so nothing was spent), and the project "
+            "has no other account. Add credits, or ask an admin for another account "
+            "(PUBLIC_ERROR_USER_QUOTA_REACHED).",
         ),
         (_ultra_take, "needs a Ultra (tier two) account; this account is Pro (tier one)"),
     ],

@@ -118,7 +118,7 @@ SUBMIT_FAULTS = [
     ("[fault:throttle=3]", base.Throttled),
     ("[fault:error500]", base.UpstreamError),
     ("[fault:unsafe]", base.Unsafe),
-    ("[fault:quota]", base.QuotaReached),
+    ("[fault:quota]", base.OutOfCredits),
     ("[fault:botcheck]", base.BotCheck),
 ]
 

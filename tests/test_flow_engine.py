@@ -538,7 +538,7 @@ ERROR_CASES = [
     ),
     (
         google_error(429, "Exhausted", "RESOURCE_EXHAUSTED", "PUBLIC_ERROR_USER_QUOTA_REACHED"),
-        base.QuotaReached,
+        base.OutOfCredits,
         "run out of credits",
     ),
     (

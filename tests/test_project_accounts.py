@@ -22,7 +22,7 @@ from generations.models import (
     Project,
     ProjectAccount,
 )
-from tests.conftest import make_scene
+from tests.conftest import make_ready_scene, make_scene
 from tests.views_support import client_for
 
 
@@ -235,6 +235,28 @@ def test_the_project_page_shows_every_account_in_order_with_its_state(
     studio = page.index("Flow account Studio")
     assert studio < page.index("then Backup") < page.index("340 credits")
     assert "The Flow session for account Studio has expired" in page
+
+
+def test_once_the_granting_owner_leaves_bobs_page_shows_studio_unusable_and_no_price(
+    project, account, backup, alice, bob
+):
+    project.set_accounts([account, backup])
+    make_ready_scene(project, "a quiet pier")
+    url = reverse("project-detail", args=[project.uuid])
+    assert "up to 20 credits" in client_for(bob).get(url).text
+    Membership.objects.filter(project=project, user=bob).update(role=Membership.Role.OWNER)
+    Membership.objects.filter(project=project, user=alice).update(role=Membership.Role.EDITOR)
+
+    page = client_for(bob).get(url).text
+
+    facts = page[
+        page.index('id="account-facts"') : page.index("</p>", page.index('id="account-facts"'))
+    ]
+    assert (
+        "Not usable: staff have not granted it to Poseidon or to one of its owners. Ask an admin."
+    ) in facts
+    assert facts.count("Not usable") == 2, "Backup was granted to alice too"
+    assert "up to 20 credits" not in page
 
 
 def test_the_project_page_costs_the_same_queries_for_two_accounts_as_for_five(

@@ -11,7 +11,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
 from django.utils.html import escape
 
-from generations.models import FlowAccount, Generation, Membership, Project
+from generations.models import AccountGrant, FlowAccount, Generation, Membership, Project
 from tests.conftest import PASSWORD, make_image, make_scene, png_bytes
 from tests.views_support import attach_clip, client_for, htmx_client_for, make_take
 
@@ -43,6 +43,8 @@ def evil(db):
     )
     project = Project.objects.create(name=f"Launch {SCRIPT}", account=account, created_by=owner)
     project.add_member(owner, Membership.Role.OWNER)
+    # Granted, so the project page shows the account's own problem.
+    AccountGrant.objects.create(account=account, user=owner)
     project.add_member(editor, Membership.Role.EDITOR)
     image = make_image(project, editor)
     image.original_name = f"{BREAKOUT}.png"

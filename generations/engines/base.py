@@ -307,6 +307,17 @@ class QuotaReached(EngineError):
     )
 
 
+class OutOfCredits(QuotaReached):
+    """The account's credits, not a model's daily quota, are spent: Flow refused the call
+    before any work, so nothing was charged, and another account may take the clip."""
+
+    default_message = "The {upstream} account has run out of credits."
+
+    def __init__(self, message: str = "", *, reason: str = "", **words: str):
+        super().__init__(message, **words)
+        self.reason = reason
+
+
 class Unsafe(EngineError):
     default_message = "{upstream} refused the prompt or image as unsafe."
 

@@ -109,8 +109,10 @@ BOT_CHECK_REASONS = {"PUBLIC_ERROR_UNUSUAL_ACTIVITY", "PUBLIC_ERROR_SOMETHING_WE
 # What Flow's reason codes mean, in a team member's words ("{given}": what Flow was given,
 # base.GIVEN_WORDS), for a refused call and for a clip that failed alike. Each sentence keeps
 # its code for whoever reports the problem; an unknown code shows after a generic sentence.
+# The account's credits are spent (the other quota reason is one model's daily quota).
+REASON_OUT_OF_CREDITS = "PUBLIC_ERROR_USER_QUOTA_REACHED"
 QUOTA_REASONS = {
-    "PUBLIC_ERROR_USER_QUOTA_REACHED": (
+    REASON_OUT_OF_CREDITS: (
         "The Flow account has run out of credits; add credits or use another account."
     ),
     "PUBLIC_ERROR_PER_MODEL_DAILY_QUOTA_REACHED": (
@@ -849,6 +851,8 @@ class FlowEngine:
         for reason in reasons:
             if reason in QUOTA_REASONS or "QUOTA" in reason:
                 text = QUOTA_REASONS.get(reason, base.QuotaReached().message)
+                if reason == REASON_OUT_OF_CREDITS:
+                    return base.OutOfCredits(with_code(text, reason), reason=reason, detail=detail)
                 return base.QuotaReached(with_code(text, reason), detail=detail)
         if status == 429:
             retry_after = parse_retry_after(answer.headers.get("retry-after"))

@@ -19,6 +19,7 @@ from .projects import (
     deleting_people_refusals,
     last_owner_refusals,
     left_without_members,
+    still_granted,
 )
 from .scenes import (
     SNAPSHOT_FIELDS,
@@ -59,6 +60,7 @@ __all__ = [
     "FlowAccount",
     "Project",
     "ARCHIVED_PROBLEM",
+    "still_granted",
     "copy_name",
     "last_owner_refusals",
     "deleting_people_refusals",

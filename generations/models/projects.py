@@ -133,6 +133,25 @@ class Project(models.Model):
         self._spending_problem = (self.account_id, problem)
         return problem
 
+    def wake_waiting_takes(self, username: str | None = None) -> int:
+        """Queued takes of this project (``username``'s, when given) that wait for their own
+        account to rest or be fixed are due now, so the worker's next pass looks again at the
+        project's other accounts: after an owner raised the budget or an allowance that kept
+        them off a dearer account (generations/failover.py), they go out there at once.
+        Returns how many. A take merely backing off on an open account keeps its time."""
+        from .takes import Generation
+
+        now = timezone.now()
+        waiting = Generation.objects.filter(
+            project=self,
+            status=Generation.Status.QUEUED,
+            claim__isnull=True,
+            next_check_at__gt=now,
+        ).exclude(FlowAccount.open_q(now, via="account__"))
+        if username is not None:
+            waiting = waiting.filter(requested_by__username=username)
+        return waiting.update(next_check_at=now)
+
     def last_owner_words(self, leaving: list[Membership]) -> str:
         """Why these members of this project may not all stop being owners (removed, demoted
         or moved elsewhere), or "" (``last_owner_refusals``)."""
@@ -444,13 +463,19 @@ class Project(models.Model):
 
     def accounts_in_order(self) -> list[FlowAccount]:
         """Every account this project spends, first to last (``Project.account``, then its
-        ``ProjectAccount`` rows), whether or not still granted; two queries at most."""
+        ``ProjectAccount`` rows), whether or not still granted; two queries at most. Each later
+        account says whether it still is (``granted``, from the same query)."""
         first = [self.account] if self.account_id is not None else []
-        later = [
-            row.account
-            for row in self.later_accounts.select_related("account").order_by("position", "id")
-            if row.account_id != self.account_id
-        ]
+        rows = (
+            self.later_accounts.select_related("account")
+            .annotate(granted=still_granted())
+            .order_by("position", "id")
+        )
+        later = []
+        for row in rows:
+            if row.account_id != self.account_id:
+                row.account.granted = row.granted
+                later.append(row.account)
         return first + later
 
     def engine_move_problem(self, account: FlowAccount) -> str:
@@ -685,6 +710,22 @@ def left_without_members(user_ids: list[int]) -> list[Project]:
         models.Exists(others)
     )
     return list(projects.distinct().order_by("name"))
+
+
+def still_granted(account: str = "account_id", project: str = "project_id") -> models.Exists:
+    """An annotation or filter: the account at ``account`` (a path from the queried model) is
+    still granted to the project at ``project``, or to one of its owners who may sign in
+    (``AccountGrant.allowing``, for many rows at once)."""
+    owners = Membership.objects.filter(
+        project_id=models.OuterRef(models.OuterRef(project)),
+        role=Membership.Role.OWNER,
+        user__is_active=True,
+    ).values("user_id")
+    return models.Exists(
+        AccountGrant.objects.filter(account_id=models.OuterRef(account)).filter(
+            Q(project_id=models.OuterRef(project)) | Q(user_id__in=owners)
+        )
+    )
 
 
 class AccountGrantQuerySet(models.QuerySet):

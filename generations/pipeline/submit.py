@@ -11,7 +11,9 @@ about, the way a status check asks about each operation alone after an odd answe
 
 - refused as unsafe, invalid, beyond the account's tier or its credits (a 4xx about the
   request): each clip of the batch is sent again on its own, at once, in the same pass; only a
-  clip Flow refuses on its own fails, with its own reason;
+  clip Flow refuses on its own fails, with its own reason, except that a clip refused alone
+  for the account's credits is queued again for the project's next account with credits
+  (``generations/failover.py``) and fails only when there is none;
 - Flow's 500: the batch is tried again whole, with backoff, as any passing error; if the 500
   persists to its BATCH_500_TRIES-th try, its clips are sent one per call from then on, so a
   clip Flow keeps choking on fails alone once its own tries run out and the others go on;
@@ -58,6 +60,7 @@ from ..engines.base import (
     ImageUnknown,
     Mode,
     NetworkError,
+    OutOfCredits,
     QuotaReached,
     SessionExpired,
     SubmitResult,
@@ -67,7 +70,15 @@ from ..engines.base import (
     Unsafe,
     UpstreamError,
 )
-from ..failover import accounts_by_project, assign, first_usable, submittable
+from ..failover import (
+    accounts_by_project,
+    assign,
+    first_usable,
+    next_with_credits,
+    out_of_credits_words,
+    submittable,
+    with_accounts,
+)
 from ..models import (
     CannotGenerate,
     FlowAccount,
@@ -609,6 +620,33 @@ class SubmitGroup:
                 updated=timezone.now(),
             )
 
+        if again and isinstance(error, OutOfCredits):
+            # Flow refused the account for its credits before doing anything, so nothing was
+            # spent: the account counts as out of credits until Flow reports some again (the
+            # state failover skips), and the takes go out on the project's next account that
+            # has some, or fail saying which have none.
+            self.account.record_credits(0)
+            accounts = self.project_accounts()
+            others = [account for account in accounts if account.pk != self.account.pk]
+            moving: dict[datetime, list[Generation]] = defaultdict(list)
+            stuck: dict[str, list[Generation]] = defaultdict(list)
+            for generation in again:
+                due = next_with_credits(others, generation.model_key, now)
+                if due is None:
+                    words = out_of_credits_words(accounts, generation.model_key, error.reason)
+                    stuck[words].append(generation)
+                else:
+                    moving[due].append(generation)
+            moved = shorten(
+                f"The {self.account.upstream} account {self.account} has run out of credits "
+                f"({self.account.upstream} refused the take, so nothing was spent); Flowsite "
+                "sends it on the project's next account with credits."
+            )
+            for due, takes in moving.items():
+                queue(takes, moved, due)
+            for words, takes in stuck.items():
+                self.fail(takes, words, statuses=statuses)
+            again = []
         if again:
             delay = backoff_seconds(max(t.attempts for t in again) + calls, retry_after)
             if isinstance(error, Throttled):
@@ -631,18 +669,18 @@ class SubmitGroup:
     def elsewhere(self, generations: list[Generation]) -> list[Generation]:
         """The takes another account of the project can take now (failover); one query for
         the project's accounts, none when they are not asked."""
-        accounts = [
-            account
-            for account in accounts_by_project(
-                Project.objects.select_related("account").filter(pk=self.project.pk)
-            ).get(self.project.pk, [])
-            if account.pk != self.account.pk
-        ]
+        accounts = [account for account in self.project_accounts() if account.pk != self.account.pk]
         return [
             generation
             for generation in generations
             if first_usable(accounts, generation.model_key, self.now) is not None
         ]
+
+    def project_accounts(self) -> list[FlowAccount]:
+        """The project's accounts in order, as failover spends them, read now: two queries."""
+        return accounts_by_project(with_accounts(Project.objects.filter(pk=self.project.pk))).get(
+            self.project.pk, []
+        )
 
     def refused(
         self,
@@ -653,7 +691,9 @@ class SubmitGroup:
         calls: int = 1,
     ) -> None:
         """An HTTP answer came back refusing the call, so nothing was spent."""
-        if isinstance(error, (Throttled, BotCheck, UpstreamError, ImageUnknown, NetworkError)):
+        if isinstance(
+            error, (Throttled, BotCheck, UpstreamError, ImageUnknown, NetworkError, OutOfCredits)
+        ):
             self.requeue(generations, error, calls=calls)
         elif isinstance(error, SessionExpired | TokenExpired | AccountRefused):
             # Nothing was spent (a refusal before or instead of the work): the takes wait while
@@ -664,8 +704,8 @@ class SubmitGroup:
                 generations, account_refused(self.now, self.account, error), statuses=statuses
             )
         else:
-            # Unsafe, tier too low, out of quota, a bad request, an answer of unknown shape:
-            # asking again gets the same answer.
+            # Unsafe, tier too low, a model's daily quota spent, a bad request, an answer of
+            # unknown shape: asking again gets the same answer.
             if isinstance(error, ContractError):
                 log.warning("Flow answered in an unknown shape: %s", redact_log(error.detail))
             self.fail(generations, error.message, statuses=statuses)

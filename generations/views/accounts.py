@@ -14,7 +14,7 @@ from django.core.exceptions import ValidationError
 from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
-from ..models import AccountGrant, FlowAccount, Project, ProjectAccount
+from ..models import AccountGrant, FlowAccount, Project, ProjectAccount, still_granted
 
 ORDINALS = ["1st", "2nd", "3rd"]
 
@@ -106,16 +106,38 @@ def account_states(accounts: list[FlowAccount]) -> list[tuple[FlowAccount, str]]
     return [(account, account.state_words(now)) for account in accounts]
 
 
+# What the project page says of an account the project may no longer spend.
+NOT_GRANTED = (
+    "Not usable: staff have not granted it to {project} or to one of its owners. Ask an admin."
+)
+
+
+def first_account_granted() -> Exists:
+    """An annotation for the project lookup: whether the project may still spend its first
+    account (``still_granted``), so the page can say so without a query of its own."""
+    return still_granted(account="project__account_id")
+
+
 def later_accounts_exist() -> Exists:
     """An annotation for the project lookup: whether the project has accounts after its
     first, so a page reads them (one more query) only when there are some."""
     return Exists(ProjectAccount.objects.filter(project_id=OuterRef("project_id")))
 
 
-def project_account_states(project: Project, has_later: bool) -> list[tuple[FlowAccount, str]]:
-    """The project's accounts in order, each with its state, for the project page."""
+def project_account_states(
+    project: Project, has_later: bool, first_granted: bool
+) -> list[tuple[FlowAccount, str]]:
+    """The project's accounts in order, each with its state, for the project page; an account
+    the project may no longer spend says so (``first_granted``: whether the first still is),
+    since every Generate on it is refused and the worker skips it."""
     if has_later:
         accounts = project.accounts_in_order()
     else:
         accounts = [project.account] if project.account_id is not None else []
-    return account_states(accounts)
+    if project.account_id is not None:
+        project.account.granted = first_granted
+    not_granted = NOT_GRANTED.format(project=project)
+    return [
+        (account, state if getattr(account, "granted", True) else not_granted)
+        for account, state in account_states(accounts)
+    ]

@@ -37,7 +37,7 @@ from .access import (
     get_project_for_user,
     htmx_login_required,
 )
-from .accounts import later_accounts_exist, project_account_states
+from .accounts import first_account_granted, later_accounts_exist, project_account_states
 from .cards import (
     TEMPLATE,
     anything_in_flight,
@@ -54,7 +54,10 @@ from .cards import (
 def project_detail(request: HtmxHttpRequest, uuid: UUID) -> HttpResponse:
     answered_at = timezone.now()
     project, membership = get_project_for_user(
-        request, uuid, has_later_accounts=later_accounts_exist()
+        request,
+        uuid,
+        has_later_accounts=later_accounts_exist(),
+        account_granted=first_account_granted(),
     )
     scenes = storyboard_scenes(project)
     last_generation = max((take.pk for scene in scenes for take in scene.take_list), default=0)
@@ -66,12 +69,21 @@ def project_detail(request: HtmxHttpRequest, uuid: UUID) -> HttpResponse:
         scenes=scenes,
         has_scenes=bool(scenes),
         last_generation=last_generation,
-        generate_all_cost=generate_all_words(
-            generate_all_total(scenes, project.account), project.account
+        generate_all_cost=generate_all_cost(project, membership, scenes),
+        project_accounts=project_account_states(
+            project, membership.has_later_accounts, membership.account_granted
         ),
-        project_accounts=project_account_states(project, membership.has_later_accounts),
     )
     return render(request, TEMPLATE, ctx)
+
+
+def generate_all_cost(project: Project, membership: Membership, scenes: list[Scene]) -> str:
+    """What Generate all would spend at most, in words; none while the project may no longer
+    spend its account (``account_granted``, from the lookup), where every Generate is refused
+    and the page says why."""
+    if not membership.account_granted:
+        return ""
+    return generate_all_words(generate_all_total(scenes, project.account), project.account)
 
 
 def _generate_all_may_differ(
@@ -148,6 +160,7 @@ def project_poll(request: HtmxHttpRequest, uuid: UUID) -> HttpResponse:
             Generation.objects.filter(project=OuterRef("project")).order_by("-pk").values("pk")[:1]
         ),
         has_later_accounts=later_accounts_exist(),
+        account_granted=first_account_granted(),
     )
     live = state.in_flight
     newest = since
@@ -192,9 +205,7 @@ def project_poll(request: HtmxHttpRequest, uuid: UUID) -> HttpResponse:
             "generate_all_oob": True,
             "has_scenes": bool(scenes),
             "last_generation": membership.newest_take or 0,
-            "generate_all_cost": generate_all_words(
-                generate_all_total(scenes, project.account), project.account
-            ),
+            "generate_all_cost": generate_all_cost(project, membership, scenes),
         }
     extra = (
         {"scenes": sent_scenes, "storyboard_oob": True}
@@ -208,7 +219,9 @@ def project_poll(request: HtmxHttpRequest, uuid: UUID) -> HttpResponse:
         live=live,
         # The credits Flow reported with a finished clip, and the live region's news.
         account_oob=True,
-        project_accounts=project_account_states(project, membership.has_later_accounts),
+        project_accounts=project_account_states(
+            project, membership.has_later_accounts, membership.account_granted
+        ),
         announce_oob=True,
         **extra,
         **generate_all,

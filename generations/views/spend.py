@@ -23,6 +23,7 @@ from django.utils import timezone
 from django.utils.text import slugify
 from django.views.decorators.http import require_GET, require_http_methods
 
+from .. import work
 from ..budgets import (
     amount,
     limit_problem,
@@ -277,6 +278,7 @@ def _set_limit(request: HttpRequest, project: Project, unit: str) -> str:
     if request.POST.get("action") == "budget":
         if not Project.objects.filter(still, pk=project.pk).update(monthly_budget=new):
             return "Another owner changed the budget meanwhile; here it is now. Try again."
+        work.limits_changed(project)
         AuditEvent.budget_changed(project, was, new, unit, request.user)
         messages.success(
             request,
@@ -290,6 +292,7 @@ def _set_limit(request: HttpRequest, project: Project, unit: str) -> str:
         still = Q(monthly_allowance=was) if was is not None else Q(monthly_allowance__isnull=True)
         if not target.filter(still).update(monthly_allowance=new):
             return f"Another owner changed {username}'s allowance meanwhile; here it is now."
+        work.limits_changed(project, username)
         AuditEvent.allowance_changed(project, username, was, new, unit, request.user)
         messages.success(
             request,

@@ -131,7 +131,7 @@ class Command(BaseCommand):
 
         for name, text in (
             ("grant", "Let a person (or one project) spend the account."),
-            ("revoke", "Take a grant back; takes already queued still go to Flow."),
+            ("revoke", "Take a grant back; queued takes no longer go out on the account."),
         ):
             grant = actions.add_parser(name, help=text)
             grant.add_argument("label")
