@@ -112,12 +112,19 @@ def next_with_credits(others: list[FlowAccount], model_key: str, now: datetime) 
     ]
     if any(account.is_open(now) for account in able):
         return now
+    return rest_ends(able, now)
+
+
+def rest_ends(accounts: list[FlowAccount], now: datetime) -> datetime | None:
+    """When the first of ``accounts`` that only rests (a cool-down after a 429, with no problem
+    and no refused credentials) opens again by itself; None when none will."""
     ends = [
         account.cool_down_until
-        for account in able
+        for account in accounts
         if not account.problem
         and not account.credential_refusals
         and account.cool_down_until is not None
+        and account.cool_down_until > now
     ]
     return min(ends, default=None)
 
@@ -284,18 +291,10 @@ def _wait_for(able: list[FlowAccount], now: datetime) -> dict[str, Any]:
     """The take goes back, unclaimed, until the first of ``able`` ends its cool-down: it is not
     asked about again before anything can take it (a take left due while another account of
     its project is open would otherwise keep the worker busy for nothing)."""
-    ends = [
-        account.cool_down_until
-        for account in able
-        if not account.problem
-        and not account.credential_refusals
-        and account.cool_down_until is not None
-        and account.cool_down_until > now
-    ]
     return {
         "claim": None,
         "lease_until": None,
-        "next_check_at": min(ends) if ends else now + IDLE_RECHECK,
+        "next_check_at": rest_ends(able, now) or now + IDLE_RECHECK,
     }
 
 

@@ -98,6 +98,25 @@ class MemberAddForm(forms.Form):
         return user
 
 
+def seed_field() -> forms.CharField:
+    """A scene's seed, as plain text: the scene model judges it, in its words."""
+    return forms.CharField(
+        required=False,
+        empty_value=None,
+        widget=forms.NumberInput(attrs={"min": 0, "max": rules.MAX_SEED}),
+        help_text="Leave blank for a fresh random seed on every take.",
+    )
+
+
+def takes_field() -> forms.CharField:
+    """A scene's number of takes, as plain text: the scene model judges it."""
+    return forms.CharField(
+        initial=1,
+        widget=forms.NumberInput(attrs={"min": rules.MIN_TAKES, "max": rules.MAX_TAKES}),
+        error_messages={"required": rules.TAKES_RULE},
+    )
+
+
 class SceneForm(forms.ModelForm):
     """Add or edit a scene. Its images are stored only once everything else is valid; each may
     also be the upload kept from a submit that failed, or one of the project's images
@@ -145,17 +164,8 @@ class SceneForm(forms.ModelForm):
         widget=ModelSelect(attrs={"data-models": "scene"}),
         error_messages={"required": rules.MODEL_REQUIRED},
     )
-    seed = forms.CharField(
-        required=False,
-        empty_value=None,
-        widget=forms.NumberInput(attrs={"min": 0, "max": rules.MAX_SEED}),
-        help_text="Leave blank for a fresh random seed on every take.",
-    )
-    takes = forms.CharField(
-        initial=1,
-        widget=forms.NumberInput(attrs={"min": rules.MIN_TAKES, "max": rules.MAX_TAKES}),
-        error_messages={"required": rules.TAKES_RULE},
-    )
+    seed = seed_field()
+    takes = takes_field()
 
     # Clip options, offered only when the account's engine has them (catalogue.ClipOptions).
     duration = forms.CharField(
@@ -499,17 +509,8 @@ class ExtensionForm(forms.ModelForm):
     shows them and the form has no field for them, so a save never makes it another mode."""
 
     # Plain text fields, as the scene form's: the scene model judges them, in its words.
-    seed = forms.CharField(
-        required=False,
-        empty_value=None,
-        widget=forms.NumberInput(attrs={"min": 0, "max": rules.MAX_SEED}),
-        help_text="Leave blank for a fresh random seed on every take.",
-    )
-    takes = forms.CharField(
-        initial=1,
-        widget=forms.NumberInput(attrs={"min": rules.MIN_TAKES, "max": rules.MAX_TAKES}),
-        error_messages={"required": rules.TAKES_RULE},
-    )
+    seed = seed_field()
+    takes = takes_field()
 
     class Meta:
         model = Scene
