@@ -1,8 +1,10 @@
 """Projects, their members and the accounts granted to them.
 
-Long because a project's money rules sit with it: which accounts it spends and in what order,
-and what moving to an account paid in another unit does to its budget and its members'
-allowances (cleared in the same transaction, ``set_accounts``), read in one place.
+Long because a project's money and ownership rules sit with it: which accounts it spends, in
+what order and while still granted (``still_granted``), what moving to an account paid in
+another unit does to its budget and its members' allowances (cleared in the same transaction,
+``set_accounts``), and who may stop being its owner (``last_owner_refusals``), read in one
+place.
 """
 
 from __future__ import annotations

@@ -96,15 +96,22 @@ def scene_edit(request: HttpRequest, uuid: UUID) -> HttpResponse:
         if saved is not None:
             messages.success(request, f"Saved {saved}.")
             return redirect(project_url(project, saved))
+    return scene_form_page(request, membership, form, scene)
+
+
+def scene_form_page(request: HttpRequest, membership, form, scene: Scene, **extra) -> HttpResponse:
+    """The Edit page of ``scene``, a scene's or an extension's (``extra``: what the extension's
+    page adds)."""
     return render(
         request,
         "generations/scene_form.html",
         {
-            "project": project,
+            "project": scene.project,
             "membership": membership,
             "form": form,
             "scene": scene,
             "earlier_prompts": earlier_prompts(scene),
+            **extra,
         },
     )
 
@@ -127,19 +134,7 @@ def extension_edit(request: HttpRequest, scene: Scene, membership) -> HttpRespon
         if scene.source_take_id
         else None
     )
-    return render(
-        request,
-        "generations/scene_form.html",
-        {
-            "project": project,
-            "membership": membership,
-            "form": form,
-            "scene": scene,
-            "extension": True,
-            "source": source,
-            "earlier_prompts": earlier_prompts(scene),
-        },
-    )
+    return scene_form_page(request, membership, form, scene, extension=True, source=source)
 
 
 def earlier_prompts(scene: Scene, limit: int = 10) -> list[str]:
