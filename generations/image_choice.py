@@ -84,6 +84,14 @@ class ImageChoice:
     not_an_image = images.NOT_AN_IMAGE
     damaged = images.DAMAGED
 
+    @property
+    def too_large(self) -> str:
+        return images.too_big_message()
+
+    @property
+    def max_bytes(self) -> int:
+        return images.max_image_bytes()
+
     def __init__(
         self,
         form: forms.BaseForm,

@@ -42,9 +42,10 @@
   }
 
   // What the server will refuse, said before the form is sent, in the server's own words
-  // (data-not-an-image, data-damaged: images.py's), with no preview: the file's first bytes
-  // are no JPEG, PNG or WebP signature (an animated GIF, an iPhone's HEIC renamed .jpg, an
-  // empty file), or they are and the browser cannot decode the rest. The server still judges.
+  // (data-not-an-image, data-damaged, data-too-large: images.py's), with no preview: the file
+  // is over the size limit, or its first bytes are no JPEG, PNG or WebP signature (an animated
+  // GIF, an iPhone's HEIC renamed .jpg, an empty file), or they are and the browser cannot
+  // decode the rest. The server still judges.
   function refuse(root, which) {
     part(root, "preview").hidden = true;
     say(root, part(root, "status").getAttribute("data-" + which), true);
@@ -77,6 +78,10 @@
     var kept = part(root, "kept");
     if (kept) kept.hidden = true;
     part(root, "preview").hidden = true;
+    // Said before anything is read: a file this large would be sent whole (a minute on a slow
+    // line) only to be refused.
+    var most = Number(part(root, "status").getAttribute("data-max-bytes"));
+    if (most && file.size > most) { refuse(root, "too-large"); return; }
     var chosen = function () { return input.files && input.files[0] === file; };
     var head = new FileReader();
     head.onload = function () {

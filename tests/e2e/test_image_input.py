@@ -18,7 +18,7 @@ from django.urls import reverse
 from PIL import Image, ImageDraw
 from playwright.sync_api import Page, expect
 
-from generations.images import DAMAGED, NOT_AN_IMAGE
+from generations.images import DAMAGED, NOT_AN_IMAGE, too_big_message
 from generations.models import ImageAsset, Scene
 from tests.conftest import make_image, make_scene, png_bytes
 from tests.e2e.test_new_user import sign_in
@@ -272,6 +272,32 @@ def test_alice_is_told_before_submitting_that_a_file_is_no_picture_flowsite_take
         expect(status).to_have_text(NOT_AN_IMAGE)
         page.get_by_role("button", name="Add scene").click()
         expect(image_input(page).locator("p.error")).to_have_text(NOT_AN_IMAGE)
+    assert not Scene.objects.exists()
+
+
+def test_alice_is_told_before_sending_it_that_her_picture_is_over_the_size_limit(
+    page: Page, project, alice, settings
+):
+    big = wide_picture()
+    settings.FLOWSITE_MAX_IMAGE_BYTES = len(big) - 1
+    open_new_scene_form(page, project)
+    status = image_input(page).locator("[data-image-input-status]")
+    figure = image_input(page).locator("[data-image-input-preview]")
+
+    choose_file(page, "harbour.png", "image/png", big)
+
+    expect(status).to_have_text(too_big_message())
+    expect(figure).to_be_hidden()
+    # The limit is the server's: a picture under it is previewed and the line is clear again.
+    choose_file(page, "small.png", "image/png", png_bytes())
+    expect(figure).to_be_visible()
+    expect(status).to_have_text("")
+    # Sent regardless, the big one is refused by the server in the same words.
+    choose_file(page, "harbour.png", "image/png", big)
+    page.get_by_label("Title").fill("Harbour")
+    page.get_by_label("Prompt").fill("Boats rock at dawn")
+    page.get_by_role("button", name="Add scene").click()
+    expect(image_input(page).locator("p.error")).to_have_text(too_big_message())
     assert not Scene.objects.exists()
 
 
