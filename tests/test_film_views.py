@@ -76,7 +76,7 @@ def test_render_film_queues_one_task_and_the_card_polls_until_it_is_done(
     render = FilmRender.objects.get()
     assert render.requested_by == bob and render.status == FilmRender.Status.QUEUED
     poll = reverse("project-film-card", args=[project.uuid])
-    assert f'hx-get="{poll}"' in card.text and "every 1000ms" in card.text
+    assert f'hx-get="{poll}?said=' in card.text and "every 1000ms" in card.text
     assert "<progress" in card.text
 
     again = htmx_client_for(alice).post(reverse("project-film-render", args=[project.uuid]))
@@ -89,6 +89,47 @@ def test_render_film_queues_one_task_and_the_card_polls_until_it_is_done(
     video = reverse("media-film-video", args=[render.uuid])
     assert f'src="{video}"' in done
     assert f"{video}?download=1" in done
+
+
+def announced(html: str) -> str | None:
+    """What an answer puts in the film page's live region (None: it leaves it alone)."""
+    found = re.search(r'<p id="film-announcer"[^>]*hx-swap-oob="innerHTML"[^>]*>(.*?)</p>', html)
+    return found.group(1) if found else None
+
+
+def poller_of(html: str) -> str:
+    return re.search(r'id="film-card"[^>]* hx-get="([^"]+)"', html).group(1).replace("&amp;", "&")
+
+
+def test_carols_film_page_announces_each_state_of_bobs_render_once(
+    emu, project, alice, bob, carol, task_queue
+):
+    picked(project, alice)
+    page = client_for(carol).get(film_page(project)).text
+    # The live region is on the page from the start, empty; the card's own lines are not
+    # live regions (swapped in whole, they arrive already filled and are often not read).
+    assert '<p id="film-announcer" class="visually-hidden" aria-live="polite"></p>' in page
+
+    started = htmx_client_for(bob).post(reverse("project-film-render", args=[project.uuid])).text
+    assert announced(started) == "Queued: waiting for a worker"
+    assert 'role="status"' not in started
+
+    carols = htmx_client_for(carol)
+    first = carols.get(reverse("project-film-card", args=[project.uuid])).text
+    assert announced(first) == "Queued: waiting for a worker", "her page had not said it yet"
+    assert announced(carols.get(poller_of(first)).text) is None, "said once, not every poll"
+
+    render = FilmRender.objects.get()
+    render.status, render.step = FilmRender.Status.RENDERING, "Joining scene 1 of 1"
+    render.save(update_fields=["status", "step"])
+    moved = carols.get(poller_of(first)).text
+    assert announced(moved) == "Rendering: Joining scene 1 of 1"
+    assert announced(carols.get(poller_of(moved)).text) is None
+
+    # (Put back in the queue for the worker to take and finish.)
+    FilmRender.objects.filter(pk=render.pk).update(status=FilmRender.Status.QUEUED)
+    assert film_tasks.run_render(render.pk) == "ready"
+    assert announced(carols.get(poller_of(moved)).text) == "The film is ready."
 
 
 def test_carol_watches_and_downloads_the_film_with_ranges_charlie_gets_404(

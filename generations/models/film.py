@@ -231,6 +231,15 @@ class FilmRender(models.Model):
     def is_ready(self) -> bool:
         return self.status == self.Status.READY and bool(self.video)
 
+    @property
+    def state_words(self) -> str:
+        """Where the render stands, as the film card says it and its live region announces."""
+        if self.active:
+            return f"{self.get_status_display()}: {self.step or 'waiting for a worker'}"
+        if self.is_ready:
+            return "The film is ready."
+        return f"The last render failed: {self.reason}"
+
     def file_name(self) -> str:
         return f"films/{self.project.uuid}/{self.uuid}.mp4"
 

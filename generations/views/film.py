@@ -119,9 +119,20 @@ def _prefix(scene: Scene) -> str:
 @require_safe
 @htmx_login_required
 def project_film_card(request: HtmxHttpRequest, uuid: UUID) -> HttpResponse:
-    """The film card alone: what the page polls while a render is queued or running."""
+    """The film card alone: what the page polls while a render is queued or running. The
+    page's live region hears of the render's state when it differs from what the polling card
+    showed (``?said=``)."""
     project, membership = get_project_for_user(request, uuid, with_account=False)
-    return render(request, f"{TEMPLATE}#film-card", _film_card_context(project, membership))
+    ctx = _film_card_context(project, membership)
+    return _film_card_response(request, ctx, said=request.GET.get("said"))
+
+
+def _film_card_response(request: HttpRequest, ctx: dict, said: str | None) -> HttpResponse:
+    current = ctx["current"]
+    words = current.state_words if current is not None else ""
+    if words and words != said:
+        ctx |= {"announce_oob": True, "film_announcement": words}
+    return render(request, f"{TEMPLATE}#film-card-response", ctx)
 
 
 @require_POST
@@ -140,7 +151,9 @@ def project_film_render(request: HtmxHttpRequest, uuid: UUID) -> HttpResponse:
             messages.success(request, "The film is rendering; this page shows its progress.")
         return redirect(film_url(project))
     ctx = _film_card_context(project, membership) | {"film_error": error}
-    return render(request, f"{TEMPLATE}#film-card", ctx)
+    if error:
+        return render(request, f"{TEMPLATE}#film-card", ctx)  # said by the card's alert
+    return _film_card_response(request, ctx, said=None)
 
 
 @require_POST

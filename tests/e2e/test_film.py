@@ -66,6 +66,9 @@ def test_alice_and_bob_pick_then_the_film_renders_with_progress_and_plays(
     expect(page.get_by_role("heading", name="Picks")).to_be_visible()
     page.get_by_role("button", name="Render film").click()
     expect(page.locator("progress.film-card__progress")).to_be_visible()
+    # The page's live region (there from the start) says what the card shows.
+    announcer = page.locator("#film-announcer")
+    expect(announcer).to_have_text("Queued: waiting for a worker")
     render = FilmRender.objects.get()
 
     original = film_tasks._Reporter.__call__
@@ -99,6 +102,7 @@ def test_alice_and_bob_pick_then_the_film_renders_with_progress_and_plays(
     film = page.locator("video.film-card__video")
     expect(film).to_be_visible(timeout=20_000)
     expect(page.locator("progress.film-card__progress")).to_have_count(0)
+    expect(announcer).to_have_text("The film is ready.")
     film.evaluate("video => { video.muted = true; return video.play(); }")
     page.wait_for_function(
         "video => video.currentTime > 0.5", arg=film.element_handle(), timeout=20_000
