@@ -421,23 +421,31 @@ def stream_zip(project_name: str, entries: list[dict], copies: list[tuple]) -> I
     with zipfile.ZipFile(sink, "w", compression=zipfile.ZIP_STORED) as archive:
         for take, file_name in copies:
             # The view checked every file before the first byte went, but a teammate may
-            # delete a take (or its scene) while the zip streams. Its file is opened before its
-            # entry is begun, so a file gone by its turn leaves no half entry: it is left out,
-            # and the manifest, written last, says so. Stopping instead would leave the member
-            # a cut-off file that is not a zip, with no error to read.
+            # delete a take (or its scene) while the zip streams. Its file is opened and its
+            # first piece read before its entry is begun (a bucket says an object is gone only
+            # when it is read: opening asks for its head, the first read fetches it), so a file
+            # gone by its turn leaves no half entry: it is left out, and the manifest, written
+            # last, says so. Stopping instead would leave the member a cut-off file that is not
+            # a zip, with no error to read.
             try:
                 source = default_storage.open(take.video.name, "rb")
-            except FileNotFoundError:
+                chunk = source.read(ZIP_CHUNK)
+            except Exception:
+                # Any backend's "not there" (a bucket's is its client's own error); a file
+                # that is still there but cannot be read is a real failure.
+                if default_storage.exists(take.video.name):
+                    raise
                 log.info("Zip of %s: %s was deleted before its turn", project_name, file_name)
                 continue
             digest = hashlib.sha256()
             info = zipfile.ZipInfo(file_name, date_time=timezone.localtime().timetuple()[:6])
             large = (take.video_size or 0) >= 2**31
             with source, archive.open(info, "w", force_zip64=large) as target:
-                while chunk := source.read(ZIP_CHUNK):
+                while chunk:
                     digest.update(chunk)
                     target.write(chunk)
                     yield sink.take()
+                    chunk = source.read(ZIP_CHUNK)
             hashes[file_name] = digest.hexdigest()
             yield sink.take()
         for entry in entries:

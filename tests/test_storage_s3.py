@@ -15,6 +15,7 @@ import os
 import subprocess
 import sys
 import uuid
+import zipfile
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -29,7 +30,7 @@ from django.test import Client
 from django.urls import reverse
 from moto.server import ThreadedMotoServer
 
-from generations import storage
+from generations import film_tasks, storage
 from generations.models import Generation, Pick
 from generations.pipeline import policy
 from tests.conftest import PASSWORD
@@ -397,3 +398,62 @@ def test_deleting_a_stored_clip_removes_the_object(ready_take, bucket, s3_endpoi
 
     assert ready_take.video.name not in keys(s3_endpoint, bucket)
     assert not default_storage.exists(ready_take.video.name)
+
+
+def test_a_clip_deleted_from_the_bucket_while_alice_downloads_the_zip_is_left_out_and_named(
+    bucket, emu, project, alice, s3_endpoint
+):
+    first, second = settle(make_scene(project, takes=2).generate(alice))
+    assert first.status == second.status == S.READY
+    response = signed_in(Client(), alice).get(
+        reverse("project-takes-zip", args=[project.uuid]) + "?all=1"
+    )
+    chunks = []
+    for chunk in response.streaming_content:
+        if not chunks:
+            # The view saw every object; the second goes before its turn (a teammate's
+            # delete, a lifecycle rule).
+            client(s3_endpoint).delete_object(Bucket=bucket, Key=second.video.name)
+        chunks.append(chunk)
+    assert_left_out(chunks)
+
+
+def assert_left_out(chunks: list[bytes]) -> None:
+    """The zip is whole, without take 2's clip, and its manifest says why."""
+    archive = zipfile.ZipFile(io.BytesIO(b"".join(chunks)))
+    assert archive.testzip() is None
+    assert sorted(archive.namelist()) == ["manifest.json", "scene-01-take-1.mp4"]
+    manifest = json.loads(archive.read("manifest.json"))
+    [gone] = [t for t in manifest["takes"] if t["take"] == 2]
+    assert gone["file"] is None
+    assert gone["left_out"].startswith("scene-01-take-2.mp4 is not in this zip")
+
+
+def test_a_clip_gone_between_its_head_and_its_body_is_left_out_of_the_zip_and_named(
+    bucket, emu, project, alice, s3_endpoint, monkeypatch
+):
+    first, second = settle(make_scene(project, takes=2).generate(alice))
+    real_open = film_tasks.default_storage.open
+
+    def open_then_lose(name, mode="rb"):
+        # S3 answered the HEAD of opening; the object goes before the first read's GET.
+        opened = real_open(name, mode)
+        if name == second.video.name:
+            client(s3_endpoint).delete_object(Bucket=bucket, Key=name)
+        return opened
+
+    monkeypatch.setattr(film_tasks, "default_storage", StorageWith(open_then_lose))
+    response = signed_in(Client(), alice).get(
+        reverse("project-takes-zip", args=[project.uuid]) + "?all=1"
+    )
+    assert_left_out(list(response.streaming_content))
+
+
+class StorageWith:
+    """The default storage with its ``open`` replaced."""
+
+    def __init__(self, open_):
+        self.open = open_
+
+    def __getattr__(self, name):
+        return getattr(default_storage, name)
