@@ -482,7 +482,24 @@
     if (!board || !board.contains(event.detail.elt)) return;
     cardRequests += 1;
     event.detail.xhr.addEventListener("loadend", function () { cardRequests -= 1; });
+    if (event.detail.target) event.detail.target.addEventListener("htmx:beforeSwap", toCardOnScreen);
   });
+
+  // Polls wait for a card's action, but this page's own move cannot: its answer redraws the
+  // storyboard at once. An action's answer that comes after it would land on the card the
+  // move replaced (no notice, its poller lost), so it is swapped into the card with the same
+  // id now on the page, by hand: htmx would look for the answer's out-of-band parts (the
+  // poller) among the detached card's, not on the page. Listened for on the card it aimed at:
+  // once detached, htmx's events on it reach nothing else.
+  function toCardOnScreen(event) {
+    event.currentTarget.removeEventListener("htmx:beforeSwap", toCardOnScreen);
+    var target = event.detail.target;
+    if (!event.detail.shouldSwap || !target || target.isConnected || !target.id) return;
+    var now = document.getElementById(target.id);
+    if (!now) return;
+    event.detail.shouldSwap = false;
+    window.htmx.swap(now, event.detail.serverResponse, { swapStyle: "outerHTML" });
+  }
 
   // Whatever swapped the storyboard or a card (this page's own move, a teammate's change
   // brought by the poll), set it up again and give focus back where it was.

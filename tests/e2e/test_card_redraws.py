@@ -197,6 +197,30 @@ def test_bobs_upscale_answered_after_a_poll_redrew_the_storyboard_shows_on_his_c
     assert page.evaluate("window.__sameDocument") == "never reloaded"
 
 
+def test_bobs_upscale_answered_after_his_own_move_redrew_the_storyboard_shows_on_his_card(
+    page: Page, live_server, transactional_db, emu, project, alice, bob
+):
+    ready_takes(project, alice, title="Harbour")
+    add_scene_as(alice, project, "Storm")
+    open_storyboard(page, project, "bob")
+    harbour = card(page, "Harbour")
+    record_notices(page)
+    held = hold(page, "**/upscale/")
+    harbour.get_by_role("button", name="Upscale to 1080p").click()
+    upscale = waited_for(page, held)
+
+    # Meanwhile bob moves Storm up: the order's answer redraws the whole storyboard.
+    page.get_by_role("button", name="Move Storm up").click()
+    expect(page.locator("#announcer")).to_have_text("Saved the order: Storm, Harbour.")
+    upscale.continue_()
+
+    # The upscale's answer lands on Harbour's card as it is now, in its new place.
+    page.wait_for_function("() => window.__notices.includes('Upscaling take 1 to 1080p.')")
+    expect(titles(page)).to_have_text(["Storm", "Harbour"])
+    expect(harbour.locator(".take__upscaling")).to_have_text(re.compile("Upscaling to 1080p"))
+    assert page.evaluate("window.__sameDocument") == "never reloaded"
+
+
 def press(page: Page, control) -> None:
     control.focus()
     page.keyboard.press("Enter")
