@@ -164,16 +164,22 @@ def waited_for(page: Page, held: list):
     raise AssertionError("the request never left")
 
 
-def test_bobs_upscale_answered_after_a_poll_redrew_the_storyboard_shows_on_his_card(
-    page: Page, live_server, transactional_db, emu, project, alice, bob, expected_refusals
-):
-    [take] = ready_takes(project, alice, title="Harbour")
+def bobs_upscale_held(page: Page, project):
+    """Bob's storyboard, with his Upscale of Harbour's take sent and its answer held back:
+    Harbour's card and the held request."""
     open_storyboard(page, project, "bob")
     harbour = card(page, "Harbour")
     record_notices(page)
     held = hold(page, "**/upscale/")
     harbour.get_by_role("button", name="Upscale to 1080p").click()
-    upscale = waited_for(page, held)
+    return harbour, waited_for(page, held)
+
+
+def test_bobs_upscale_answered_after_a_poll_redrew_the_storyboard_shows_on_his_card(
+    page: Page, live_server, transactional_db, emu, project, alice, bob, expected_refusals
+):
+    [take] = ready_takes(project, alice, title="Harbour")
+    harbour, upscale = bobs_upscale_held(page, project)
 
     # Meanwhile alice adds a scene: each poll now answers with the whole storyboard.
     add_scene_as(alice, project, "Open sea")
@@ -202,12 +208,7 @@ def test_bobs_upscale_answered_after_his_own_move_redrew_the_storyboard_shows_on
 ):
     ready_takes(project, alice, title="Harbour")
     add_scene_as(alice, project, "Storm")
-    open_storyboard(page, project, "bob")
-    harbour = card(page, "Harbour")
-    record_notices(page)
-    held = hold(page, "**/upscale/")
-    harbour.get_by_role("button", name="Upscale to 1080p").click()
-    upscale = waited_for(page, held)
+    harbour, upscale = bobs_upscale_held(page, project)
 
     # Meanwhile bob moves Storm up: the order's answer redraws the whole storyboard.
     page.get_by_role("button", name="Move Storm up").click()
