@@ -357,7 +357,7 @@ def test_retry_submits_an_uncertain_take_again_as_its_card_does(
         response = act(admin_client, "retry_as_new_take", [uncertain])
 
     uncertain.refresh_from_db()
-    assert "Submitted again by root as take 2" in uncertain.reason
+    assert uncertain.tried_again_as == 2
     assert messages_of(response) == ["Queued 1 new take."]
 
 
@@ -396,9 +396,90 @@ def test_resubmit_only_touches_uncertain_takes(
 
     uncertain.refresh_from_db()
     assert Generation.objects.filter(status=Generation.Status.QUEUED).count() == 1
-    assert "Submitted again by root as take 3" in uncertain.reason
+    assert uncertain.tried_again_as == 3
     assert "Submitted 1 take again." in messages_of(response)
     assert any("Only a take whose submission is uncertain" in m for m in messages_of(response))
+
+
+@pytest.mark.parametrize("action", ["resubmit", "retry_as_new_take"])
+def test_an_uncertain_take_submitted_again_is_not_submitted_a_third_time(
+    admin_client, project, action, django_capture_on_commit_callbacks
+):
+    uncertain = take(project, Generation.Status.UNCERTAIN, 1)
+    with django_capture_on_commit_callbacks():
+        act(admin_client, "resubmit", [uncertain])
+
+    with django_capture_on_commit_callbacks() as callbacks:
+        response = act(admin_client, action, [uncertain])
+
+    assert list(Generation.objects.values_list("take", flat=True)) == [1, 2]
+    assert callbacks == []
+    assert messages_of(response) == [
+        "Scene 1 · take 1: Take 1 was already submitted again as take 2."
+    ]
+    uncertain.refresh_from_db()
+    assert (uncertain.status, uncertain.tried_again_as) == (Generation.Status.UNCERTAIN, 2)
+
+
+def test_the_take_changelist_offers_no_submit_again_for_a_take_submitted_again(
+    admin_client, project, django_capture_on_commit_callbacks
+):
+    uncertain = take(project, Generation.Status.UNCERTAIN, 1)
+    with django_capture_on_commit_callbacks():
+        act(admin_client, "resubmit", [uncertain])
+
+    page = admin_client.get(
+        reverse("admin:generations_generation_change", args=[uncertain.pk])
+    ).text
+
+    assert "Submitted again as take 2." in page
+
+
+@pytest.mark.parametrize(
+    "action, said",
+    [
+        (
+            "resubmit",
+            [
+                "Submitted 1 take again.",
+                "Scene 1 · take 2: Only a take whose submission is uncertain can be submitted "
+                "again.",
+            ],
+        ),
+        (
+            "retry_as_new_take",
+            [
+                "Queued 1 new take.",
+                "Left 1 take as they are (1 ready). Only a failed, cancelled or uncertain take "
+                "can be tried again.",
+            ],
+        ),
+    ],
+)
+def test_each_take_is_judged_as_it_is_now_not_as_the_changelist_read_it(
+    admin_client, project, action, said, monkeypatch, django_capture_on_commit_callbacks
+):
+    first = take(project, Generation.Status.UNCERTAIN, 1)
+    second = take(project, Generation.Status.UNCERTAIN, 2)
+    make = Generation.retry_as_new_take
+
+    def meanwhile(generation, user):
+        # While the first is being submitted again, Flow's late answer for the second
+        # arrives and the worker finishes it.
+        Generation.objects.filter(pk__in=[first.pk, second.pk]).exclude(pk=generation.pk).update(
+            status=Generation.Status.READY
+        )
+        return make(generation, user)
+
+    monkeypatch.setattr(Generation, "retry_as_new_take", meanwhile)
+
+    with django_capture_on_commit_callbacks():
+        response = act(admin_client, action, [first, second])
+
+    assert Generation.objects.count() == 3
+    ready = Generation.objects.get(status=Generation.Status.READY)
+    assert ready.tried_again_as is None
+    assert messages_of(response) == said
 
 
 def test_images_cannot_be_added_around_the_checks(admin_client):
