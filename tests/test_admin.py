@@ -1271,3 +1271,45 @@ def test_staff_deleting_everyone_in_poseidon_at_once_leave_it_without_members(
     assert messages_of(response)[0].startswith("Nobody is a member of Poseidon now")
     assert not project.memberships.exists()
     assert Project.objects.filter(pk=project.pk).exists()
+
+
+def test_staff_deleting_bob_are_recorded_by_name_and_read_in_the_trail(admin_client, project, bob):
+    response = delete_people(admin_client, bob)
+
+    assert messages_of(response) == ["The user “bob” was deleted successfully."]
+    assert trail(AuditEvent.Action.USER_DELETED) == [
+        ("root", "user.deleted", "", {"user": "bob", "projects": ["Poseidon"]})
+    ]
+    listing = admin_client.get(reverse("admin:generations_auditevent_changelist")).text
+    assert "User deleted" in listing
+    assert "projects: Poseidon; user: bob" in listing
+
+
+def test_staff_deleting_three_people_at_once_record_each_of_them_once(
+    admin_client, project, bob, carol, charlie
+):
+    delete_people(admin_client, bob, carol, charlie)
+
+    assert trail(AuditEvent.Action.USER_DELETED) == [
+        ("root", "user.deleted", "", {"user": "bob", "projects": ["Poseidon"]}),
+        ("root", "user.deleted", "", {"user": "carol", "projects": ["Poseidon"]}),
+        ("root", "user.deleted", "", {"user": "charlie"}),
+    ]
+
+
+def test_a_refused_delete_of_alice_records_nothing(admin_client, project, charlie):
+    delete_people(admin_client, project.created_by)
+    delete_people(admin_client, project.created_by, charlie)
+
+    assert trail(AuditEvent.Action.USER_DELETED) == []
+
+
+def test_staff_deleting_their_own_user_are_still_named_in_the_trail(admin_client, bob):
+    delete_people(admin_client, admin_client.admin, bob)
+
+    assert not User.objects.filter(username="root").exists()
+    assert trail(AuditEvent.Action.USER_DELETED) == [
+        ("root", "user.deleted", "", {"user": "bob"}),
+        ("root", "user.deleted", "", {"user": "root"}),
+    ]
+    assert not AuditEvent.objects.filter(actor__isnull=False).exists()

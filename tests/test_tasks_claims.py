@@ -407,7 +407,7 @@ def test_a_take_submitted_again_before_its_number_was_kept_is_not_offered_again(
     set_status(take, S.UNCERTAIN, reason="Submitted again by bob as take 12.")
     other = set_status(take.scene.generate(bob)[0], S.UNCERTAIN, reason=UNCERTAIN_WORDS)
 
-    migration = import_module("generations.migrations.0037_take_tried_again_as")
+    migration = import_module("generations.migrations.0037_tried_again_and_user_deleted")
     migration.number_from_the_reasons(django_apps, None)
 
     take.refresh_from_db()

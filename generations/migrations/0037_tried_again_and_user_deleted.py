@@ -27,5 +27,10 @@ class Migration(migrations.Migration):
             name="tried_again_as",
             field=models.PositiveIntegerField(blank=True, null=True),
         ),
+        migrations.AlterField(
+            model_name="auditevent",
+            name="action",
+            field=models.CharField(choices=[("invite.sent", "Invite made"), ("invite.used", "Invite used"), ("invite.revoked", "Invite withdrawn"), ("member.added", "Member added"), ("member.role", "Role changed"), ("member.removed", "Member removed"), ("project.created", "Project created"), ("project.renamed", "Project renamed"), ("project.archived", "Project archived"), ("project.restored", "Project restored"), ("project.deleted", "Project deleted"), ("project.duplicated", "Project duplicated"), ("takes.generated", "Takes generated"), ("take.cancelled", "Take cancelled"), ("account.granted", "Account granted"), ("account.revoked", "Account revoked"), ("account.checked", "Account checked again"), ("budget.changed", "Budget changed"), ("allowance.changed", "Allowance changed"), ("accounts.ordered", "Accounts chosen"), ("user.deleted", "User deleted")], editable=False, max_length=30),
+        ),
         migrations.RunPython(number_from_the_reasons, migrations.RunPython.noop),
     ]
