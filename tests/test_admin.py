@@ -637,31 +637,82 @@ def cloud_account() -> FlowAccount:
     )
 
 
+CREDITS_HINT = "Type a whole number of credits, e.g. 1,000, or leave it empty for no limit."
+DOLLARS_HINT = "Type an amount in US dollars, e.g. 7.50, or leave it empty for no limit."
+BELOW_ZERO = "A limit cannot be below 0 (0 stops all spending); type 0 or more, or leave it empty."
+
+
+def type_bobs_allowance(admin_client, project, bob, typed: str):
+    """Staff type ``typed`` as bob's allowance on the project's page, then on his membership's."""
+    bobs = Membership.objects.get(project=project, user=bob)
+    on_project = admin_client.post(
+        reverse("admin:generations_project_change", args=[project.pk]),
+        project_page_form(project, bob={"monthly_allowance": typed}),
+    )
+    on_project_limit = limits_of(project)["bob"]
+    Membership.objects.filter(pk=bobs.pk).update(monthly_allowance=None)
+    on_membership = admin_client.post(
+        reverse("admin:generations_membership_change", args=[bobs.pk]),
+        {"project": project.pk, "user": bob.pk, "role": bobs.role, "monthly_allowance": typed},
+    )
+    return on_project, on_project_limit, on_membership, limits_of(project)["bob"]
+
+
 @pytest.mark.parametrize(
     "typed, told",
     [
         ("12.5", "Flow counts whole credits; type a whole number, or leave it empty for no limit."),
         ("3000000000", "That is more than Flowsite can count; type at most 2147483647."),
+        ("-1,000", BELOW_ZERO),
+        ("1,00", CREDITS_HINT),
+        ("$5", CREDITS_HINT),
+        ("NaN", CREDITS_HINT),
+        ("1e3", CREDITS_HINT),
+        ("lots", CREDITS_HINT),
     ],
 )
 def test_staff_typing_an_allowance_the_spend_page_would_refuse_are_told_the_same_words(
     admin_client, project, bob, typed, told
 ):
-    bobs = Membership.objects.get(project=project, user=bob)
-
-    on_project = admin_client.post(
-        reverse("admin:generations_project_change", args=[project.pk]),
-        project_page_form(project, bob={"monthly_allowance": typed}),
-    )
-    on_membership = admin_client.post(
-        reverse("admin:generations_membership_change", args=[bobs.pk]),
-        {"project": project.pk, "user": bob.pk, "role": bobs.role, "monthly_allowance": typed},
-    )
+    on_project, then, on_membership, now = type_bobs_allowance(admin_client, project, bob, typed)
 
     assert on_project.status_code == on_membership.status_code == 200
     assert told in on_project.text
     assert told in on_membership.text
-    assert limits_of(project)["bob"] is None
+    assert then is None and now is None
+
+
+@pytest.mark.parametrize("typed", ["1,000", " 1,000 ", "1000", "1,000.00"])
+def test_staff_type_bobs_allowance_as_the_spend_page_takes_it(admin_client, project, bob, typed):
+    on_project, then, on_membership, now = type_bobs_allowance(admin_client, project, bob, typed)
+
+    assert on_project.status_code == on_membership.status_code == 302
+    assert then == now == 1000
+
+
+@pytest.mark.parametrize(
+    "typed, told",
+    [
+        ("$1,250.50", None),
+        ("7,5", "Type cents after a point, e.g. 7.50; a comma may only group thousands"),
+        ("7.555", "Vertex AI counts cents: type at most two decimals, e.g. 7.50."),
+        ("NaN", DOLLARS_HINT),
+    ],
+)
+def test_staff_type_dollars_on_a_vertex_ai_project_as_its_spend_page_takes_them(
+    admin_client, project, bob, typed, told
+):
+    FlowAccount.objects.filter(pk=project.account_id).update(
+        kind=FlowAccount.Kind.VERTEX, vertex_project="demo"
+    )
+
+    on_project, then, on_membership, now = type_bobs_allowance(admin_client, project, bob, typed)
+
+    if told is None:
+        assert then == now == Decimal("1250.50")
+    else:
+        assert told in on_project.text and told in on_membership.text
+        assert then is None and now is None
 
 
 def test_staff_give_bob_7_50_on_a_vertex_ai_project(admin_client, project, bob):
