@@ -8,6 +8,7 @@ download of it then failed (``SPENDING_Q``).
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING
@@ -37,6 +38,16 @@ COST_CREDITS = "credits"
 LIMIT_MAX = 2_147_483_647
 # The most dollars they hold: DecimalField(max_digits=12, decimal_places=2).
 LIMIT_MAX_USD = Decimal("9999999999.99")
+
+# A budget or an allowance as people write it and as the Spend page shows it, in either
+# unit: 7, 7.50, 1250, 1,000 or $1,250.00, a minus first for limit_problem to refuse in its
+# words. A comma only between thousands ("7,5" is seven and a half to some and a typo to
+# others); a dollar sign only before dollars; only digits and a point else, since Decimal()
+# would take "NaN" and "1e3".
+AMOUNT = re.compile(
+    r"(?P<minus>-?)(?P<dollar>\$?)\s*(?P<number>(?:[0-9]+|[0-9]{1,3}(?:,[0-9]{3})+)(?:\.[0-9]+)?)",
+    re.ASCII,
+)
 
 # model key -> (credits on tier one or free, credits on tier two), from the catalogue.
 CREDITS_PER_CLIP: dict[str, tuple[int, int]] = {
@@ -133,6 +144,33 @@ def limit_problem(value: Decimal, unit: str) -> str:
     if value != value.to_integral_value():
         return "Flow counts whole credits; type a whole number, or leave it empty for no limit."
     return ""
+
+
+def typed_limit(value: str, unit: str) -> Decimal | None:
+    """What a person typed as a budget or an allowance counted in ``unit`` (owners on the
+    Spend page, staff in the admin): whole credits on Flow, dollars and cents on Vertex AI
+    (``limit_problem``); None for no limit. ValueError, in words, for anything else."""
+    value = value.strip()
+    if not value:
+        return None
+    typed = AMOUNT.fullmatch(value)
+    if typed is None or (typed["dollar"] and unit != COST_USD):
+        raise ValueError(_what_to_type(value, unit))
+    limit = Decimal(typed["minus"] + typed["number"].replace(",", ""))
+    problem = limit_problem(limit, unit)
+    if problem:
+        raise ValueError(problem)
+    return limit.quantize(Decimal("0.01") if unit == COST_USD else Decimal(1))
+
+
+def _what_to_type(value: str, unit: str) -> str:
+    if unit != COST_USD:
+        return "Type a whole number of credits, e.g. 1,000, or leave it empty for no limit."
+    if re.fullmatch(r"[0-9.,]+", value) and "," in value:
+        return (
+            "Type cents after a point, e.g. 7.50; a comma may only group thousands, e.g. 1,250.00."
+        )
+    return "Type an amount in US dollars, e.g. 7.50, or leave it empty for no limit."
 
 
 def limits_words(budget: Decimal | None, allowances: dict[str, Decimal], unit: str) -> str:

@@ -357,7 +357,7 @@ def test_retry_submits_an_uncertain_take_again_as_its_card_does(
         response = act(admin_client, "retry_as_new_take", [uncertain])
 
     uncertain.refresh_from_db()
-    assert "Submitted again by root as take 2" in uncertain.reason
+    assert uncertain.tried_again_as == 2
     assert messages_of(response) == ["Queued 1 new take."]
 
 
@@ -396,9 +396,90 @@ def test_resubmit_only_touches_uncertain_takes(
 
     uncertain.refresh_from_db()
     assert Generation.objects.filter(status=Generation.Status.QUEUED).count() == 1
-    assert "Submitted again by root as take 3" in uncertain.reason
+    assert uncertain.tried_again_as == 3
     assert "Submitted 1 take again." in messages_of(response)
     assert any("Only a take whose submission is uncertain" in m for m in messages_of(response))
+
+
+@pytest.mark.parametrize("action", ["resubmit", "retry_as_new_take"])
+def test_an_uncertain_take_submitted_again_is_not_submitted_a_third_time(
+    admin_client, project, action, django_capture_on_commit_callbacks
+):
+    uncertain = take(project, Generation.Status.UNCERTAIN, 1)
+    with django_capture_on_commit_callbacks():
+        act(admin_client, "resubmit", [uncertain])
+
+    with django_capture_on_commit_callbacks() as callbacks:
+        response = act(admin_client, action, [uncertain])
+
+    assert list(Generation.objects.values_list("take", flat=True)) == [1, 2]
+    assert callbacks == []
+    assert messages_of(response) == [
+        "Scene 1 · take 1: Take 1 was already submitted again as take 2."
+    ]
+    uncertain.refresh_from_db()
+    assert (uncertain.status, uncertain.tried_again_as) == (Generation.Status.UNCERTAIN, 2)
+
+
+def test_the_take_changelist_offers_no_submit_again_for_a_take_submitted_again(
+    admin_client, project, django_capture_on_commit_callbacks
+):
+    uncertain = take(project, Generation.Status.UNCERTAIN, 1)
+    with django_capture_on_commit_callbacks():
+        act(admin_client, "resubmit", [uncertain])
+
+    page = admin_client.get(
+        reverse("admin:generations_generation_change", args=[uncertain.pk])
+    ).text
+
+    assert "Submitted again as take 2." in page
+
+
+@pytest.mark.parametrize(
+    "action, said",
+    [
+        (
+            "resubmit",
+            [
+                "Submitted 1 take again.",
+                "Scene 1 · take 2: Only a take whose submission is uncertain can be submitted "
+                "again.",
+            ],
+        ),
+        (
+            "retry_as_new_take",
+            [
+                "Queued 1 new take.",
+                "Left 1 take as they are (1 ready). Only a failed, cancelled or uncertain take "
+                "can be tried again.",
+            ],
+        ),
+    ],
+)
+def test_each_take_is_judged_as_it_is_now_not_as_the_changelist_read_it(
+    admin_client, project, action, said, monkeypatch, django_capture_on_commit_callbacks
+):
+    first = take(project, Generation.Status.UNCERTAIN, 1)
+    second = take(project, Generation.Status.UNCERTAIN, 2)
+    make = Generation.retry_as_new_take
+
+    def meanwhile(generation, user):
+        # While the first is being submitted again, Flow's late answer for the second
+        # arrives and the worker finishes it.
+        Generation.objects.filter(pk__in=[first.pk, second.pk]).exclude(pk=generation.pk).update(
+            status=Generation.Status.READY
+        )
+        return make(generation, user)
+
+    monkeypatch.setattr(Generation, "retry_as_new_take", meanwhile)
+
+    with django_capture_on_commit_callbacks():
+        response = act(admin_client, action, [first, second])
+
+    assert Generation.objects.count() == 3
+    ready = Generation.objects.get(status=Generation.Status.READY)
+    assert ready.tried_again_as is None
+    assert messages_of(response) == said
 
 
 def test_images_cannot_be_added_around_the_checks(admin_client):
@@ -556,31 +637,82 @@ def cloud_account() -> FlowAccount:
     )
 
 
+CREDITS_HINT = "Type a whole number of credits, e.g. 1,000, or leave it empty for no limit."
+DOLLARS_HINT = "Type an amount in US dollars, e.g. 7.50, or leave it empty for no limit."
+BELOW_ZERO = "A limit cannot be below 0 (0 stops all spending); type 0 or more, or leave it empty."
+
+
+def type_bobs_allowance(admin_client, project, bob, typed: str):
+    """Staff type ``typed`` as bob's allowance on the project's page, then on his membership's."""
+    bobs = Membership.objects.get(project=project, user=bob)
+    on_project = admin_client.post(
+        reverse("admin:generations_project_change", args=[project.pk]),
+        project_page_form(project, bob={"monthly_allowance": typed}),
+    )
+    on_project_limit = limits_of(project)["bob"]
+    Membership.objects.filter(pk=bobs.pk).update(monthly_allowance=None)
+    on_membership = admin_client.post(
+        reverse("admin:generations_membership_change", args=[bobs.pk]),
+        {"project": project.pk, "user": bob.pk, "role": bobs.role, "monthly_allowance": typed},
+    )
+    return on_project, on_project_limit, on_membership, limits_of(project)["bob"]
+
+
 @pytest.mark.parametrize(
     "typed, told",
     [
         ("12.5", "Flow counts whole credits; type a whole number, or leave it empty for no limit."),
         ("3000000000", "That is more than Flowsite can count; type at most 2147483647."),
+        ("-1,000", BELOW_ZERO),
+        ("1,00", CREDITS_HINT),
+        ("$5", CREDITS_HINT),
+        ("NaN", CREDITS_HINT),
+        ("1e3", CREDITS_HINT),
+        ("lots", CREDITS_HINT),
     ],
 )
 def test_staff_typing_an_allowance_the_spend_page_would_refuse_are_told_the_same_words(
     admin_client, project, bob, typed, told
 ):
-    bobs = Membership.objects.get(project=project, user=bob)
-
-    on_project = admin_client.post(
-        reverse("admin:generations_project_change", args=[project.pk]),
-        project_page_form(project, bob={"monthly_allowance": typed}),
-    )
-    on_membership = admin_client.post(
-        reverse("admin:generations_membership_change", args=[bobs.pk]),
-        {"project": project.pk, "user": bob.pk, "role": bobs.role, "monthly_allowance": typed},
-    )
+    on_project, then, on_membership, now = type_bobs_allowance(admin_client, project, bob, typed)
 
     assert on_project.status_code == on_membership.status_code == 200
     assert told in on_project.text
     assert told in on_membership.text
-    assert limits_of(project)["bob"] is None
+    assert then is None and now is None
+
+
+@pytest.mark.parametrize("typed", ["1,000", " 1,000 ", "1000", "1,000.00"])
+def test_staff_type_bobs_allowance_as_the_spend_page_takes_it(admin_client, project, bob, typed):
+    on_project, then, on_membership, now = type_bobs_allowance(admin_client, project, bob, typed)
+
+    assert on_project.status_code == on_membership.status_code == 302
+    assert then == now == 1000
+
+
+@pytest.mark.parametrize(
+    "typed, told",
+    [
+        ("$1,250.50", None),
+        ("7,5", "Type cents after a point, e.g. 7.50; a comma may only group thousands"),
+        ("7.555", "Vertex AI counts cents: type at most two decimals, e.g. 7.50."),
+        ("NaN", DOLLARS_HINT),
+    ],
+)
+def test_staff_type_dollars_on_a_vertex_ai_project_as_its_spend_page_takes_them(
+    admin_client, project, bob, typed, told
+):
+    FlowAccount.objects.filter(pk=project.account_id).update(
+        kind=FlowAccount.Kind.VERTEX, vertex_project="demo"
+    )
+
+    on_project, then, on_membership, now = type_bobs_allowance(admin_client, project, bob, typed)
+
+    if told is None:
+        assert then == now == Decimal("1250.50")
+    else:
+        assert told in on_project.text and told in on_membership.text
+        assert then is None and now is None
 
 
 def test_staff_give_bob_7_50_on_a_vertex_ai_project(admin_client, project, bob):
@@ -1190,3 +1322,45 @@ def test_staff_deleting_everyone_in_poseidon_at_once_leave_it_without_members(
     assert messages_of(response)[0].startswith("Nobody is a member of Poseidon now")
     assert not project.memberships.exists()
     assert Project.objects.filter(pk=project.pk).exists()
+
+
+def test_staff_deleting_bob_are_recorded_by_name_and_read_in_the_trail(admin_client, project, bob):
+    response = delete_people(admin_client, bob)
+
+    assert messages_of(response) == ["The user “bob” was deleted successfully."]
+    assert trail(AuditEvent.Action.USER_DELETED) == [
+        ("root", "user.deleted", "", {"user": "bob", "projects": ["Poseidon"]})
+    ]
+    listing = admin_client.get(reverse("admin:generations_auditevent_changelist")).text
+    assert "User deleted" in listing
+    assert "projects: Poseidon; user: bob" in listing
+
+
+def test_staff_deleting_three_people_at_once_record_each_of_them_once(
+    admin_client, project, bob, carol, charlie
+):
+    delete_people(admin_client, bob, carol, charlie)
+
+    assert trail(AuditEvent.Action.USER_DELETED) == [
+        ("root", "user.deleted", "", {"user": "bob", "projects": ["Poseidon"]}),
+        ("root", "user.deleted", "", {"user": "carol", "projects": ["Poseidon"]}),
+        ("root", "user.deleted", "", {"user": "charlie"}),
+    ]
+
+
+def test_a_refused_delete_of_alice_records_nothing(admin_client, project, charlie):
+    delete_people(admin_client, project.created_by)
+    delete_people(admin_client, project.created_by, charlie)
+
+    assert trail(AuditEvent.Action.USER_DELETED) == []
+
+
+def test_staff_deleting_their_own_user_are_still_named_in_the_trail(admin_client, bob):
+    delete_people(admin_client, admin_client.admin, bob)
+
+    assert not User.objects.filter(username="root").exists()
+    assert trail(AuditEvent.Action.USER_DELETED) == [
+        ("root", "user.deleted", "", {"user": "bob"}),
+        ("root", "user.deleted", "", {"user": "root"}),
+    ]
+    assert not AuditEvent.objects.filter(actor__isnull=False).exists()

@@ -115,7 +115,7 @@ def test_a_lost_submit_answer_is_uncertain_never_resent_and_submit_again_sends_i
     take.refresh_from_db()
     assert again.status == S.READY
     assert take.status == S.UNCERTAIN
-    assert take.reason == "Submitted again by bob as take 2."
+    assert take.tried_again_words == "Submitted again as take 2."
     assert (emu.stats["submit"], emu.stats["clips_submitted"]) == (2, 2)
     assert_files_match([take, again])
 

@@ -273,7 +273,21 @@ def test_resubmit_makes_a_new_take_and_says_so_on_the_old_one(take, bob):
     take.refresh_from_db()
     assert again.status == S.QUEUED
     assert take.status == S.UNCERTAIN
-    assert take.reason == f"Submitted again by bob as take {again.take}."
+    # Why it is uncertain is still true: whether Flow made it is still unknown.
+    assert take.reason == UNCERTAIN_WORDS
+    assert take.tried_again_words == f"Submitted again as take {again.take}."
+
+
+@pytest.mark.parametrize("status", [S.UNCERTAIN, S.FAILED, S.CANCELLED])
+def test_a_take_is_tried_again_once_even_from_a_copy_read_before_it_was(take, bob, status):
+    set_status(take, status)
+    read_earlier = Generation.objects.get(pk=take.pk)
+    again = work.try_again(take, bob)
+
+    with pytest.raises(CannotGenerate, match=f"as take {again.take}"):
+        work.try_again(read_earlier, bob)
+
+    assert take.scene.generations.count() == 2
 
 
 def test_poll_now_makes_takes_due_and_starts_a_pump(take, task_queue):
@@ -385,3 +399,17 @@ def test_a_captured_unsafe_refusal_fails_the_take_with_flows_reason(take, monkey
     take.refresh_from_db()
     assert take.status == S.FAILED
     assert "PUBLIC_ERROR_UNSAFE_GENERATION" in take.reason
+
+
+def test_a_take_submitted_again_before_its_number_was_kept_is_not_offered_again(take, bob):
+    from importlib import import_module
+
+    set_status(take, S.UNCERTAIN, reason="Submitted again by bob as take 12.")
+    other = set_status(take.scene.generate(bob)[0], S.UNCERTAIN, reason=UNCERTAIN_WORDS)
+
+    migration = import_module("generations.migrations.0037_tried_again_and_user_deleted")
+    migration.number_from_the_reasons(django_apps, None)
+
+    take.refresh_from_db()
+    other.refresh_from_db()
+    assert (take.tried_again_as, other.tried_again_as) == (12, None)

@@ -485,7 +485,54 @@ def test_retry_of_an_uncertain_take_submits_it_again_and_says_so(
 
     uncertain.refresh_from_db()
     assert scene.generations.filter(take=2, status="queued").exists()
-    assert "Submitted again by bob as take 2." in uncertain.reason
+    assert uncertain.tried_again_as == 2
+
+
+def test_bob_pressing_submit_again_on_an_uncertain_take_a_second_time_pays_nothing_more(
+    project, bob, queued, django_capture_on_commit_callbacks
+):
+    scene = make_scene(project, make_image(project, bob))
+    uncertain = make_take(scene, bob, status=Generation.Status.UNCERTAIN)
+    with django_capture_on_commit_callbacks(execute=True):
+        first = htmx_client_for(bob).post(
+            reverse("take-retry", args=[uncertain.uuid]), {"last_take": "1"}
+        )
+    # His card now shows take 2, so his second press is not a stale one.
+    assert 'name="last_take" value="2"' in first.text
+
+    response = htmx_client_for(bob).post(
+        reverse("take-retry", args=[uncertain.uuid]), {"last_take": "2"}
+    )
+
+    uncertain.refresh_from_db()
+    assert uncertain.status == Generation.Status.UNCERTAIN
+    assert list(scene.generations.values_list("take", flat=True)) == [1, 2]
+    assert queued == [[scene.generations.get(take=2).pk]]
+    assert "Take 1 was already submitted again as take 2." in response.text
+    take_one = response.text.split('<span class="take__name">Take 1</span>')[1]
+    assert "Submitted again as take 2." in take_one
+    assert "Submit again</button>" not in take_one
+    assert uncertain.tried_again_as == 2
+
+
+def test_bob_retrying_a_failed_take_a_second_time_is_pointed_at_its_first_retry(
+    project, bob, queued, django_capture_on_commit_callbacks
+):
+    scene = make_scene(project, make_image(project, bob))
+    failed = make_take(scene, bob, status=Generation.Status.FAILED, reason="Unsafe")
+    with django_capture_on_commit_callbacks(execute=True):
+        htmx_client_for(bob).post(reverse("take-retry", args=[failed.uuid]), {"last_take": "1"})
+
+    response = htmx_client_for(bob).post(
+        reverse("take-retry", args=[failed.uuid]), {"last_take": "2"}
+    )
+
+    assert scene.generations.count() == 2
+    assert "Take 1 was already retried as take 2." in response.text
+    take_one = response.text.split('<span class="take__name">Take 1</span>')[1]
+    assert "Unsafe" in take_one
+    assert "Retried as take 2." in take_one
+    assert "Retry as a new take</button>" not in take_one
 
 
 def test_a_ready_take_is_not_retried(project, bob, queued):

@@ -11,7 +11,49 @@ from django.contrib import admin
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
+from ..budgets import typed_limit
 from ..models import AuditEvent, Membership, last_owner_refusals
+
+
+class LimitField(forms.CharField):
+    """A budget or an allowance as typed, read in its project's unit by ``read_limit`` once
+    the form knows the project: the Spend page's amounts ("1,000", "$7.50") and its words for
+    wrong ones (a DecimalField would refuse "1,000" with "Enter a number")."""
+
+    def to_python(self, value):
+        return super().to_python(value) or None
+
+    def has_changed(self, initial, data) -> bool:
+        # The saved amount comes back as the page showed it (str of the Decimal) when untouched.
+        return ("" if initial is None else str(initial)) != (self.to_python(data) or "")
+
+
+def read_limit(form: forms.ModelForm, name: str, project) -> None:
+    """Put the amount typed in ``form``'s ``name`` (a ``LimitField``) into its cleaned data
+    as a Decimal in ``project``'s unit, or refuse it there in the Spend page's words."""
+    typed = form.cleaned_data.get(name)
+    if typed is None or project is None:
+        return
+    try:
+        form.cleaned_data[name] = typed_limit(typed, project.limits_unit)
+    except ValueError as error:
+        form.add_error(name, str(error))
+
+
+class MembershipRowForm(forms.ModelForm):
+    """A member's row on the project's page: the allowance is read in the project's unit."""
+
+    monthly_allowance = LimitField(required=False, label="Monthly allowance")
+
+    class Meta:
+        model = Membership
+        fields = ["user", "role", "monthly_allowance"]
+
+    def clean(self):
+        data = super().clean()
+        # The page's project (set on every row before it is cleaned, new rows too).
+        read_limit(self, "monthly_allowance", self.instance.project)
+        return data
 
 
 class MembershipInlineFormSet(forms.BaseInlineFormSet):
@@ -39,6 +81,7 @@ class MembershipInlineFormSet(forms.BaseInlineFormSet):
 
 class MembershipInline(admin.TabularInline):
     model = Membership
+    form = MembershipRowForm
     formset = MembershipInlineFormSet
     extra = 0
     autocomplete_fields = ["user"]
@@ -46,12 +89,16 @@ class MembershipInline(admin.TabularInline):
 
 
 class MembershipAdminForm(forms.ModelForm):
+    monthly_allowance = LimitField(required=False, label="Monthly allowance")
+
     class Meta:
         model = Membership
         fields = ["project", "user", "role", "monthly_allowance"]
 
     def clean(self):
         data = super().clean()
+        # In the unit of the project chosen on the form (staff may move the row).
+        read_limit(self, "monthly_allowance", data.get("project"))
         saved = self.instance
         if saved.pk is None or saved.role != Membership.Role.OWNER:
             return data

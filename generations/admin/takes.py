@@ -6,11 +6,20 @@ from collections import Counter
 
 from django.contrib import admin, messages
 from django.contrib.admin.utils import flatten_fieldsets
+from django.db import transaction
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
 from .. import tasks, work
-from ..models import CannotGenerate, Generation, KeptSpend, Scene, WorkerLease, delete_takes
+from ..models import (
+    CannotGenerate,
+    Generation,
+    KeptSpend,
+    Scene,
+    WorkerLease,
+    delete_takes,
+    reread,
+)
 from .common import (
     NONE,
     RecordAdmin,
@@ -68,6 +77,7 @@ class GenerationAdmin(admin.ModelAdmin):
                 "fields": [
                     "status",
                     "reason",
+                    "tried_again",
                     "request_id",
                     "operation_name",
                     "media_generation_id",
@@ -138,6 +148,10 @@ class GenerationAdmin(admin.ModelAdmin):
     def poster_file(self, take: Generation):
         return stored_file_link(take.poster, media_url("media-take-poster", take.uuid))
 
+    @admin.display(description="Tried again")
+    def tried_again(self, take: Generation) -> str:
+        return take.tried_again_words or NONE
+
     @admin.display(description="Reason")
     def short_reason(self, take: Generation) -> str:
         reason = take.reason
@@ -156,12 +170,15 @@ class GenerationAdmin(admin.ModelAdmin):
     def retry_as_new_take(self, request: HttpRequest, queryset: QuerySet[Generation]) -> None:
         # As the card's Retry: a ready take or one still coming would be paid for again, so
         # those are left, said once for all of them rather than a refusal each.
-        takes = list(queryset.select_related("scene", "project__account"))
-        left = Counter(
-            take.get_status_display().lower() for take in takes if not take.can_try_again
-        )
-        chosen = [take for take in takes if take.can_try_again]
-        self._new_takes(request, chosen, work.try_again, "Queued {n} new take{s}.")
+        left: Counter[str] = Counter()
+
+        def try_again(take: Generation, user) -> Generation | None:
+            if take.status not in Generation.TRIED_AGAIN:
+                left[take.get_status_display().lower()] += 1
+                return None
+            return work.try_again(take, user)
+
+        self._new_takes(request, queryset, try_again, "Queued {n} new take{s}.")
         if left:
             count = left.total()
             statuses = ", ".join(f"{n} {status}" for status, n in left.most_common())
@@ -186,16 +203,21 @@ class GenerationAdmin(admin.ModelAdmin):
         description="Submit uncertain takes again (Flow may charge twice)", permissions=["change"]
     )
     def resubmit(self, request: HttpRequest, queryset: QuerySet[Generation]) -> None:
-        takes = list(queryset.select_related("scene", "project__account"))
-        self._new_takes(request, takes, work.resubmit, "Submitted {n} take{s} again.")
+        self._new_takes(request, queryset, work.resubmit, "Submitted {n} take{s} again.")
 
-    def _new_takes(self, request, takes: list[Generation], make_take, done: str) -> None:
-        """Run ``make_take(take, user)`` on each of ``takes``; report what was refused."""
+    def _new_takes(self, request, queryset: QuerySet[Generation], make_take, done: str) -> None:
+        """Run ``make_take(take, user)`` on each take chosen (None: it made nothing); report
+        what was refused.
+
+        The changelist read the takes before the action ran, and the worker or a teammate on
+        the card may have changed one since: each is read again, its row locked for the rest
+        of its own transaction (as the card's Retry does), and judged as it is now."""
         made, refused = 0, []
-        for take in takes:
+        for take in queryset.select_related("scene", "project__account"):
             try:
-                make_take(take, request.user)
-                made += 1
+                with transaction.atomic():
+                    reread(take, take.label, Generation.TRY_AGAIN_FIELDS)
+                    made += make_take(take, request.user) is not None
             except CannotGenerate as error:
                 refused.append(f"{take}: {error}")
         if made:

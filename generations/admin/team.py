@@ -6,6 +6,7 @@ from django.contrib import admin, messages
 from django.contrib.auth import get_user_model
 from django.contrib.auth.admin import UserAdmin
 from django.contrib.auth.tokens import default_token_generator
+from django.db import transaction
 from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.urls import reverse
@@ -76,14 +77,21 @@ class FlowsiteUserAdmin(UserAdmin):
         protected = [*protected, *deleting_people_refusals([user.pk for user in objs])]
         return deleted, counts, perms_needed, protected
 
+    # Who deleted whom is recorded first, with the delete in one transaction: afterwards the
+    # rows the event would name are gone.
     def delete_model(self, request: HttpRequest, obj) -> None:
         empty = left_without_members([obj.pk])
-        super().delete_model(request, obj)
+        with transaction.atomic():
+            AuditEvent.people_deleted([obj], request.user)
+            super().delete_model(request, obj)
         self._tell_left_without_members(request, empty)
 
     def delete_queryset(self, request: HttpRequest, queryset: QuerySet) -> None:
-        empty = left_without_members(list(queryset.values_list("pk", flat=True)))
-        super().delete_queryset(request, queryset)
+        users = list(queryset)
+        empty = left_without_members([user.pk for user in users])
+        with transaction.atomic():
+            AuditEvent.people_deleted(users, request.user)
+            super().delete_queryset(request, queryset)
         self._tell_left_without_members(request, empty)
 
     def _tell_left_without_members(self, request: HttpRequest, projects: list) -> None:

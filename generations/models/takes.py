@@ -43,9 +43,12 @@ class Generation(models.Model):
     FINAL = (Status.READY, Status.FAILED, Status.CANCELLED, Status.UNCERTAIN)
     # The takes that may be asked for again (Retry on the card, the admin's action): a failed
     # or cancelled one as a new take, an uncertain one submitted again knowingly. Any other
-    # would pay for a clip that is here or still coming.
+    # would pay for a clip that is here or still coming; and each of these only once
+    # (``tried_again_as``).
     TRIED_AGAIN = (Status.FAILED, Status.CANCELLED, Status.UNCERTAIN)
     NOT_TRIED_AGAIN = "Only a failed, cancelled or uncertain take can be tried again."
+    # What judging a take for trying again reads (locked, ``reread``) before it is done.
+    TRY_AGAIN_FIELDS = ("status", "tried_again_as")
     # Said by a take whose upstream, asked again, no longer has the clip it had made
     # (``pipeline.policy.clip_gone_reason``): fetching it again is no use any more.
     CLIP_GONE = "no longer has this clip, so Flowsite cannot fetch it again"
@@ -98,6 +101,11 @@ class Generation(models.Model):
 
     status = models.CharField(max_length=12, choices=Status, default=Status.QUEUED)
     reason = models.CharField(max_length=500, blank=True)
+    # The number of the take this one was tried again as: a take is tried again once, so a
+    # second press, a stale card or the admin cannot buy one more clip for it (an uncertain one
+    # may have been paid for already). A number, not a link: deleting the new take must not
+    # offer this one again, and a scene never gives a number twice.
+    tried_again_as = models.PositiveIntegerField(null=True, blank=True)
     # The id Flowsite chose for this clip (sent as Flow's per-clip sceneId).
     request_id = models.UUIDField(default=uuid4, unique=True, editable=False)
     operation_name = models.CharField(max_length=200, blank=True, db_index=True)
@@ -351,10 +359,24 @@ class Generation(models.Model):
 
     @property
     def can_try_again(self) -> bool:
-        return self.status in self.TRIED_AGAIN
+        return self.status in self.TRIED_AGAIN and self.tried_again_as is None
+
+    @property
+    def tried_again_words(self) -> str:
+        """ "Submitted again as take 5." (an uncertain take) or "Retried as take 5.", or ""."""
+        return f"{self._tried_again.capitalize()}." if self.tried_again_as is not None else ""
+
+    @property
+    def _tried_again(self) -> str:
+        # Not only an uncertain one was submitted again: Flow's late answer to its first
+        # submission may still come and send it on, rendering and then ready.
+        failed = self.status in (self.Status.FAILED, self.Status.CANCELLED)
+        return f"{'retried' if failed else 'submitted again'} as take {self.tried_again_as}"
 
     def retry_problem(self) -> str:
         """Why this take cannot be asked for again as it stands, in words, or ""."""
+        if self.tried_again_as is not None:
+            return f"{self.label} was already {self._tried_again}."
         if not self.can_try_again:
             return self.NOT_TRIED_AGAIN
         account = self.project.account
@@ -377,7 +399,12 @@ class Generation(models.Model):
         return rules.model_problem(self.model_key, None, account, self.mode)
 
     def retry_as_new_take(self, user) -> Generation:
-        """A new queued take of the same scene with this take's snapshot."""
+        """A new queued take of the same scene with this take's snapshot; this one says which
+        (``tried_again_as``) and is not tried again.
+
+        Marked with a conditional update on the row as it was read, so a copy read before a
+        teammate's press (or the worker's last word) makes nothing: its new take is rolled
+        back and the refusal says what became of the take."""
         problem = self.retry_problem()
         if problem:
             raise CannotGenerate(problem)
@@ -385,20 +412,30 @@ class Generation(models.Model):
         snapshot = {
             name: getattr(self, name) for name in (*SNAPSHOT_FIELDS, "seed", "cost", "cost_unit")
         }
-        return create_generations(self.project, user, {self.scene_id: [snapshot]})[self.scene_id][0]
+        with transaction.atomic():
+            new = create_generations(self.project, user, {self.scene_id: [snapshot]})
+            number = new[self.scene_id][0].take
+            now = timezone.now()
+            marked = Generation.objects.filter(
+                pk=self.pk, status=self.status, tried_again_as=None
+            ).update(tried_again_as=number, updated=now)
+            if not marked:
+                reread(self, self.label, self.TRY_AGAIN_FIELDS, lock=False)
+                raise CannotGenerate(
+                    self.retry_problem()
+                    or f"{self.label} changed meanwhile; look at it again before retrying it."
+                )
+        self.tried_again_as, self.updated = number, now
+        return new[self.scene_id][0]
 
     def resubmit(self, user) -> Generation:
-        """Submit an uncertain take again, knowingly: it may be paid for twice."""
+        """Submit an uncertain take again, knowingly: it may be paid for twice. It stays
+        uncertain (whether Flow made it is still unknown) and says which take it became."""
         if self.status != self.Status.UNCERTAIN:
             raise CannotGenerate(
                 "Only a take whose submission is uncertain can be submitted again."
             )
-        with transaction.atomic():
-            take = self.retry_as_new_take(user)
-            self.reason = f"Submitted again by {user} as take {take.take}."
-            self.updated = timezone.now()
-            self.save(update_fields=["reason", "updated"])
-        return take
+        return self.retry_as_new_take(user)
 
 
 class WorkerLease(models.Model):

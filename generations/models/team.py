@@ -199,6 +199,7 @@ class AuditEvent(models.Model):
         BUDGET_CHANGED = "budget.changed", "Budget changed"
         ALLOWANCE_CHANGED = "allowance.changed", "Allowance changed"
         ACCOUNTS_ORDERED = "accounts.ordered", "Accounts chosen"
+        USER_DELETED = "user.deleted", "User deleted"
 
     at = models.DateTimeField(default=timezone.now, editable=False)
     actor = models.ForeignKey(
@@ -230,8 +231,14 @@ class AuditEvent(models.Model):
     def record(
         cls, action: str, actor=None, project: Project | None = None, **details
     ) -> AuditEvent:
+        event = cls._unsaved(action, actor, project, details)
+        event.save()
+        return event
+
+    @classmethod
+    def _unsaved(cls, action: str, actor, project: Project | None, details: dict) -> AuditEvent:
         actor = actor if actor is not None and getattr(actor, "is_authenticated", False) else None
-        return cls.objects.create(
+        return cls(
             action=action,
             actor=actor,
             actor_name=actor.get_username() if actor else "",
@@ -239,6 +246,24 @@ class AuditEvent(models.Model):
             project_name=project.name if project is not None else "",
             details=details,
         )
+
+    @classmethod
+    def people_deleted(cls, users: list, actor=None) -> list[AuditEvent]:
+        """Staff deleting people in the admin, one event for each, with the projects they
+        were in. Recorded just before they are deleted, in the same transaction: their user
+        rows and memberships go, and the events keep their names (and the actor's, should
+        staff delete themselves). Two queries."""
+        projects: dict[int, list[str]] = {}
+        memberships = Membership.objects.filter(user__in=users).order_by("project__name")
+        for user_id, name in memberships.values_list("user_id", "project__name"):
+            projects.setdefault(user_id, []).append(name)
+        events = []
+        for user in sorted(users, key=lambda user: user.get_username()):
+            details: dict = {"user": user.get_username()}
+            if user.pk in projects:
+                details["projects"] = projects[user.pk]
+            events.append(cls._unsaved(cls.Action.USER_DELETED, actor, None, details))
+        return cls.objects.bulk_create(events)
 
     @classmethod
     def member_added(cls, membership: Membership, actor=None) -> AuditEvent:

@@ -321,7 +321,7 @@ def take_retry(request: HtmxHttpRequest, uuid: UUID) -> HttpResponse:
             reread(scene, str(scene))
             if not _seen_matches(request, scene):
                 raise CannotGenerate(STALE)
-            reread(generation, generation.label, ["status"])
+            reread(generation, generation.label, Generation.TRY_AGAIN_FIELDS)
             take = work.try_again(generation, request.user)
             notice = f"Queued take {take.take}."
     except CannotGenerate as refusal:

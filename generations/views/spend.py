@@ -5,7 +5,6 @@ credits on Flow, US dollars on Vertex AI."""
 from __future__ import annotations
 
 import csv
-import re
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import date, timedelta
@@ -26,10 +25,10 @@ from django.views.decorators.http import require_GET, require_http_methods
 from .. import work
 from ..budgets import (
     amount,
-    limit_problem,
     month_spending,
     month_spent,
     month_start,
+    typed_limit,
     unit_name,
 )
 from ..engines.base import EngineKind
@@ -39,15 +38,6 @@ from .access import Role, get_project_for_user
 CHART_WIDTH, CHART_HEIGHT, CHART_TOP = 640, 200, 10
 # Colours come from CSS classes (the CSP forbids inline styles); members beyond these reuse them.
 CHART_COLOURS = 6
-# A budget or an allowance as people write it and as this page shows it, in either unit:
-# 7, 7.50, 1250, 1,000 or $1,250.00, a minus first for limit_problem to refuse in its words.
-# A comma only between thousands ("7,5" is seven and a half to some and a typo to others); a
-# dollar sign only before dollars; only digits and a point else, since Decimal() would take
-# "NaN" and "1e3".
-AMOUNT = re.compile(
-    r"(?P<minus>-?)(?P<dollar>\$?)\s*(?P<number>(?:[0-9]+|[0-9]{1,3}(?:,[0-9]{3})+)(?:\.[0-9]+)?)",
-    re.ASCII,
-)
 
 
 @dataclass
@@ -235,33 +225,6 @@ def _project(request: HttpRequest, uuid: UUID, role: str | None = None):
     return project, membership, EngineKind(membership.account_kind or EngineKind.FLOW)
 
 
-def _limit(value: str, unit: str) -> Decimal | None:
-    """What an owner typed as a budget or an allowance: whole credits on Flow, dollars and
-    cents on Vertex AI (``limit_problem``); None for no limit. ValueError, in words, for
-    anything else."""
-    value = value.strip()
-    if not value:
-        return None
-    typed = AMOUNT.fullmatch(value)
-    if typed is None or (typed["dollar"] and unit != COST_USD):
-        raise ValueError(_what_to_type(value, unit))
-    limit = Decimal(typed["minus"] + typed["number"].replace(",", ""))
-    problem = limit_problem(limit, unit)
-    if problem:
-        raise ValueError(problem)
-    return limit.quantize(Decimal("0.01") if unit == COST_USD else Decimal(1))
-
-
-def _what_to_type(value: str, unit: str) -> str:
-    if unit != COST_USD:
-        return "Type a whole number of credits, e.g. 1,000, or leave it empty for no limit."
-    if re.fullmatch(r"[0-9.,]+", value) and "," in value:
-        return (
-            "Type cents after a point, e.g. 7.50; a comma may only group thousands, e.g. 1,250.00."
-        )
-    return "Type an amount in US dollars, e.g. 7.50, or leave it empty for no limit."
-
-
 def _set_limit(request: HttpRequest, project: Project, unit: str) -> str:
     """Set the project's budget or a member's allowance; the reason in words when refused.
 
@@ -269,8 +232,8 @@ def _set_limit(request: HttpRequest, project: Project, unit: str) -> str:
     of two owners changing the same limit at once the second is told, not silently overwritten.
     """
     try:
-        new = _limit(request.POST.get("limit", ""), unit)
-        was = _limit(request.POST.get("was", ""), unit)
+        new = typed_limit(request.POST.get("limit", ""), unit)
+        was = typed_limit(request.POST.get("was", ""), unit)
     except ValueError as error:
         return str(error)
     username = request.POST.get("username", "")

@@ -269,15 +269,16 @@ def test_bobs_focus_stays_on_the_card_after_each_of_its_actions(
     expect(harbour.locator(".card__notice")).to_have_text("Upscaling take 1 to 1080p.")
     expect(heading["Harbour"]).to_be_focused()
 
-    # Cancel (its take is cancelled: the heading), Retry (the failed take keeps its button),
-    # Delete take (the card).
+    # Cancel (its take is cancelled: the heading), Retry (a take is retried once, so its
+    # button goes: the heading), Delete take (the card).
     press(page, take_item(page, "Storm", 3).get_by_role("button", name="Cancel"))
     expect(take_item(page, "Storm", 3).locator(".status")).to_have_text("Cancelled")
     expect(heading["Storm"]).to_be_focused()
     retry = take_item(page, "Storm", 2).get_by_role("button", name="Retry as a new take")
     press(page, retry)
     expect(storm_card.locator("li.take")).to_have_count(4)
-    expect(retry).to_be_focused()
+    expect(retry).to_have_count(0)
+    expect(heading["Storm"]).to_be_focused()
     press(page, take_item(page, "Storm", 3).get_by_role("button", name="Delete take"))
     expect(storm_card.locator("li.take")).to_have_count(3)
     expect(heading["Storm"]).to_be_focused()
