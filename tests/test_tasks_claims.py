@@ -406,10 +406,14 @@ def test_a_take_submitted_again_before_its_number_was_kept_is_not_offered_again(
 
     set_status(take, S.UNCERTAIN, reason="Submitted again by bob as take 12.")
     other = set_status(take.scene.generate(bob)[0], S.UNCERTAIN, reason=UNCERTAIN_WORDS)
+    # A reason an operator edited since is left alone, not a failed migration.
+    edited = set_status(
+        take.scene.generate(bob)[0], S.UNCERTAIN, reason="Submitted again by bob as take 13. Ok"
+    )
 
     migration = import_module("generations.migrations.0037_tried_again_and_user_deleted")
     migration.number_from_the_reasons(django_apps, None)
 
-    take.refresh_from_db()
-    other.refresh_from_db()
-    assert (take.tried_again_as, other.tried_again_as) == (12, None)
+    for each in (take, other, edited):
+        each.refresh_from_db()
+    assert (take.tried_again_as, other.tried_again_as, edited.tried_again_as) == (12, None, None)

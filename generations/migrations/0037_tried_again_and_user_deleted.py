@@ -1,19 +1,29 @@
-from django.db import migrations, models
-from django.db.models import F, Value
-from django.db.models.functions import Cast, Replace, StrIndex, Substr
+import re
 
-AS_TAKE = " as take "
+from django.db import migrations, models
+
+# How an uncertain take submitted again said so, in its reason alone (a username has no spaces).
+SUBMITTED_AGAIN = re.compile(r"Submitted again by \S+ as take ([0-9]+)\.")
 
 
 def number_from_the_reasons(apps, schema_editor):
-    """An uncertain take submitted again said so in its reason alone ("Submitted again by bob
-    as take 5."; a username has no spaces): its number is kept, so it is not offered again.
-    Which failed takes were retried was never written down."""
+    """Takes submitted again before this keep the number they were submitted again as, so they
+    are not offered again. Read in Python: a reason edited since, or cut short, is left alone
+    rather than failing the migration on a cast. Which failed takes were retried was never
+    written down."""
     Generation = apps.get_model("generations", "Generation")
-    number = Replace(Substr("reason", StrIndex("reason", Value(AS_TAKE)) + len(AS_TAKE)), Value("."))
-    Generation.objects.filter(
-        status="uncertain", reason__startswith="Submitted again by ", reason__contains=AS_TAKE
-    ).update(tried_again_as=Cast(number, models.PositiveIntegerField()))
+    takes = list(
+        Generation.objects.filter(
+            status="uncertain", reason__startswith="Submitted again by "
+        ).only("pk", "reason")
+    )
+    found = []
+    for take in takes:
+        match = SUBMITTED_AGAIN.fullmatch(take.reason)
+        if match:
+            take.tried_again_as = int(match[1])
+            found.append(take)
+    Generation.objects.bulk_update(found, ["tried_again_as"], batch_size=500)
 
 
 class Migration(migrations.Migration):
