@@ -391,7 +391,9 @@ class SceneForm(forms.ModelForm):
         # Images the scene holds that the mode no longer uses are let go whatever else is wrong
         # (the clean-up removes them once saved, if nothing else uses them); removed references
         # too. Kept until the scene's own rules ran, they were judged against the new mode: a
-        # refusal about images the person neither sent nor can see on the page.
+        # refusal about images the person neither sent nor can see on the page. So the scene's
+        # rules find nothing to say about its images here (the form has no field by their
+        # names): what is wrong with them was said above, beside their file fields.
         for name, field_name in FILE_FIELDS.items():
             if name not in uses or cleaned.get(field_name) is False:
                 setattr(scene, name, None)
@@ -420,14 +422,6 @@ class SceneForm(forms.ModelForm):
             super()._post_clean()
         finally:
             self.instance.mode = mode
-
-    def _update_errors(self, errors) -> None:
-        # The scene names its images by their fields; the form has a file field for each.
-        if hasattr(errors, "error_dict"):
-            for name, field_name in FILE_FIELDS.items():
-                if name in errors.error_dict:
-                    errors.error_dict.setdefault(field_name, []).extend(errors.error_dict.pop(name))
-        super()._update_errors(errors)
 
     def save_scene(self, user) -> Scene | None:
         """Store the image (if one was chosen) and the scene together, or neither.
@@ -532,19 +526,21 @@ class ExtensionForm(forms.ModelForm):
             raise forms.ValidationError(EXTENSION_PROMPT_REQUIRED)
         return prompt
 
-    def _update_errors(self, errors) -> None:
-        # The scene's rules also judge what follows the source take (its model, its clip
+    def add_error(self, field, error) -> None:
+        # The scene's rules (Scene.clean(), which the model form runs and hands its refusals
+        # here as {field: errors}) also judge what follows the source take (its model, its clip
         # options): nothing on this page can change those, and Generate says what is wrong
         # with them, so only the fields shown here are refused here.
-        if hasattr(errors, "error_dict"):
-            errors.error_dict = {
+        if field is None and hasattr(error, "error_dict"):
+            shown = {
                 name: messages
-                for name, messages in errors.error_dict.items()
+                for name, messages in error.error_dict.items()
                 if name in self.fields or name == NON_FIELD_ERRORS
             }
-            if not errors.error_dict:
+            if not shown:
                 return
-        super()._update_errors(errors)
+            error = forms.ValidationError(shown)
+        super().add_error(field, error)
 
     def save_extension(self) -> Scene:
         """Save what the page changes, and only that (the mode above all).

@@ -364,6 +364,52 @@ def test_a_quote_left_open_until_a_later_rows_quote_is_named_on_its_row(
     assert media_files(settings) == []
 
 
+def test_a_quote_closed_early_on_its_line_is_named_on_its_row(alice, account, shots):
+    path = shots / "board.csv"
+    path.write_text('image;prompt;aspect\nharbour.png;"A lake" at dawn;landscape\n')
+
+    with pytest.raises(CommandError) as refused:
+        run("import", str(path), "--project", "Launch", "--user", "alice")
+
+    assert str(refused.value).splitlines()[1:] == [
+        'row 2: a quote (") opened on line 2 of the file ends early: more text follows it '
+        "before the next semicolon. A quoted cell ends with a quote right before its "
+        'semicolon; write a quote that is part of the text twice ("").'
+    ]
+    assert not Project.objects.exists()
+
+
+def test_a_quote_closed_early_on_the_last_line_without_a_line_break_is_named_on_its_row(
+    alice, account, shots
+):
+    path = shots / "board.csv"
+    path.write_text('image,prompt,aspect\nharbour.png,"A lake"x,landscape')
+
+    with pytest.raises(CommandError) as refused:
+        run("import", str(path), "--project", "Launch", "--user", "alice")
+
+    assert 'row 2: a quote (") opened on line 2 of the file ends early' in str(refused.value)
+
+
+def test_a_cell_past_the_csv_readers_limit_is_refused_as_unreadable(alice, account, shots):
+    path = shots / "board.csv"
+    path.write_text(f"image,prompt,aspect\nharbour.png,{'a' * (csv.field_size_limit() + 1)},x\n")
+
+    with pytest.raises(CommandError, match="is not a readable CSV file"):
+        run("import", str(path), "--project", "Launch", "--user", "alice")
+
+
+def test_a_quote_left_open_past_the_csv_readers_limit_is_refused_as_unreadable(
+    alice, account, shots
+):
+    path = shots / "board.csv"
+    rows = "".join(f"harbour.png,Scene {n},landscape\n" for n in range(5000))
+    path.write_text(f'image,prompt,aspect\nharbour.png,"Dunes,landscape\n{rows}')
+
+    with pytest.raises(CommandError, match="is not a readable CSV file"):
+        run("import", str(path), "--project", "Launch", "--user", "alice")
+
+
 def test_a_csv_with_only_a_header_is_refused(alice, account, shots):
     path = write_csv(shots / "b.csv", [])
 

@@ -184,7 +184,7 @@ def test_the_film_page_says_the_one_place_the_render_leaves_a_take(
         trim_out=None if trim_out is None else Decimal(trim_out),
     )
 
-    assert pick.film_words(clip_seconds, seam) == words
+    assert pick.film_words(clip_seconds, seam)[0] == words
     if clip_seconds is not None:
         # Where render_film leaves the clip (film.Segment.at_seam), to the hundredth.
         leaves = (

@@ -125,6 +125,27 @@ def test_an_extension_whose_take_was_deleted_can_still_be_edited_and_stays_an_ex
     )
 
 
+def test_bob_renames_an_extension_whose_model_and_duration_the_account_no_longer_offers(
+    extension, bob
+):
+    # Nothing on the page can change what follows the source take; Generate says what is wrong
+    # with it, so the words bob can change are saved.
+    Scene.objects.filter(pk=extension.pk).update(model_key="veo_retired_extend", duration=4)
+
+    response = client_for(bob).post(
+        edit_url(extension),
+        {"title": "Deep dive", "prompt": "the seahorse dives", "seed": "", "takes": "1"},
+    )
+
+    assert response.status_code == 302
+    extension.refresh_from_db()
+    assert (extension.title, extension.model_key, extension.duration) == (
+        "Deep dive",
+        "veo_retired_extend",
+        4,
+    )
+
+
 def test_the_scene_form_refuses_to_turn_an_extension_into_a_text_scene(extension, bob):
     form = SceneForm(
         extension.project,

@@ -167,6 +167,16 @@ class FlowAccount(models.Model):
 
         return AccountGrant.objects.allowing(project).filter(account=self).exists()
 
+    # Whether the project a page lists this account for may still spend it, as the query that
+    # read the account answered (``note_granted``): no query per account to ask again. Taken
+    # as granted where no query asked.
+    granted = True
+
+    def note_granted(self, granted: bool) -> FlowAccount:
+        """Remember whether the project it is listed for may still spend it (``granted``)."""
+        self.granted = granted
+        return self
+
     # Fields replace_credentials() changes; pass them to save(update_fields=...).
     CREDENTIAL_FIELDS = (
         "bearer_token",

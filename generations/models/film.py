@@ -113,11 +113,13 @@ class Pick(models.Model):
             return start, out, False
         return start, f"{_seconds(round(Decimal(cut), 2))} s", True
 
-    def film_words(self, clip_seconds: float | None, seam: float = 0.0) -> str:
-        """What the film uses of the clip, as one statement for the film page."""
+    def film_words(self, clip_seconds: float | None, seam: float = 0.0) -> tuple[str, str]:
+        """What the film uses of the clip, for the film page: as one statement, and as where
+        it enters and leaves ("0 s to 7 s"; "" when it uses the whole clip)."""
         start, end, at_seam = self.film_span(clip_seconds, seam)
+        span = f"{start} to {end}" if self.trimmed or at_seam else ""
         if not at_seam:
-            return f"From {start} to {end}." if self.trimmed else "The whole clip."
+            return (f"From {start} to {end}." if self.trimmed else "The whole clip."), span
         over = ""
         if self.trim_out is not None:
             over = (
@@ -127,7 +129,8 @@ class Pick(models.Model):
             )
         return (
             f"From {start} to {end}: the next scene's take extends this one and repeats its "
-            f"last {seam:g} s, so the film stops there{over}."
+            f"last {seam:g} s, so the film stops there{over}.",
+            span,
         )
 
     @classmethod

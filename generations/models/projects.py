@@ -473,11 +473,11 @@ class Project(models.Model):
             .annotate(granted=still_granted())
             .order_by("position", "id")
         )
-        later = []
-        for row in rows:
-            if row.account_id != self.account_id:
-                row.account.granted = row.granted
-                later.append(row.account)
+        later = [
+            row.account.note_granted(row.granted)
+            for row in rows
+            if row.account_id != self.account_id
+        ]
         return first + later
 
     def engine_move_problem(self, account: FlowAccount) -> str:

@@ -135,9 +135,9 @@ def project_account_states(
     else:
         accounts = [project.account] if project.account_id is not None else []
     if project.account_id is not None:
-        project.account.granted = first_granted
+        project.account.note_granted(first_granted)
     not_granted = NOT_GRANTED.format(project=project)
     return [
-        (account, state if getattr(account, "granted", True) else not_granted)
+        (account, state if account.granted else not_granted)
         for account, state in account_states(accounts)
     ]

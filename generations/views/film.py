@@ -95,7 +95,7 @@ def _film_page(
         # first: said as the one place the render will cut. (Trims it cannot use are told by
         # the problem instead, beside the trims as they are set.)
         length = film_tasks.clip_seconds(pick.take) if seam and not problem else None
-        span = pick.film_span(length, 0.0 if problem else seam)
+        words, span = pick.film_words(length, 0.0 if problem else seam)
         rows.append(
             {
                 "pick": pick,
@@ -103,8 +103,8 @@ def _film_page(
                 "form": form,
                 "problem": problem,
                 "seam_out": seam,
-                "words": pick.film_words(length, 0.0 if problem else seam),
-                "span": f"{span[0]} to {span[1]}" if pick.trimmed or span[2] else "",
+                "words": words,
+                "span": span,
             }
         )
     missing = [(film_plan.numbers[scene.pk], scene) for scene in film_plan.missing]

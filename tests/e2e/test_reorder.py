@@ -191,6 +191,11 @@ def test_bobs_moves_on_top_of_one_refused_after_alices_move_are_refused_in_words
     board: Page, project
 ):
     page = board
+    ids = {scene.title: str(scene.uuid) for scene in project.scenes.all()}
+    sent = []
+    page.on("request", lambda r: sent.append(r) if "/scenes/order/" in r.url else None)
+    answered = []
+    page.on("response", lambda r: answered.append(r) if "/scenes/order/" in r.url else None)
     held = hold_the_first_order(page)
     handle = page.get_by_role(
         "button", name="Reorder Harbour: drag, or press the up or down arrow key"
@@ -212,6 +217,15 @@ def test_bobs_moves_on_top_of_one_refused_after_alices_move_are_refused_in_words
     expect(page.locator("#scenes [role=alert]")).to_contain_text("the order was not saved")
     expect(titles(page)).to_have_text(["Storm", "Harbour", "Lighthouse"])
     assert saved_titles(project) == ["Storm", "Harbour", "Lighthouse"]
+    # His second move was not dropped unsent with the first answer's redraw: it went once that
+    # answer was in, from the order his screen showed, and the server refused it too; the
+    # alert is that refusal's (the first answer, which it waited for, was not drawn).
+    assert len(sent) == 2
+    second = parse_qs(sent[1].post_data)
+    assert second["seen"] == [ids[t] for t in ("Lighthouse", "Harbour", "Storm")]
+    assert second["scene"] == [ids[t] for t in ("Lighthouse", "Storm", "Harbour")]
+    assert len(answered) == 2
+    assert page.evaluate("window.__sameDocument") == "never reloaded"
 
 
 @pytest.fixture

@@ -590,24 +590,36 @@ def _records(text: str, delimiter: str) -> tuple[list[list[str]], str]:
     """The CSV's records, or why its quotes cannot be read, as a "row N: ..." line. Read
     strictly: a quote left open would otherwise swallow the rows after it into one cell
     (their line breaks too), and the row would be refused for what its swallowed cells lack
-    instead of for the quote."""
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True)
+    instead of for the quote.
+
+    Which quote problem stopped the reader is told by where it stopped, not by the words of
+    Python's csv error: strictness adds only two refusals, a quoted cell still open when the
+    data ends, and a quote closing a cell with more text after it."""
+    lines = io.StringIO(text, newline="").readlines()
+    ran_out: list[bool] = []  # set once the reader asked for a line after the last
+
+    def feed():
+        yield from lines
+        ran_out.append(True)
+
+    reader = csv.reader(feed(), delimiter=delimiter, strict=True)
     records: list[list[str]] = []
     ended_on = 0  # the line the last record read ended on
     try:
         for record in reader:
             records.append(record)
             ended_on = reader.line_num
-    except csv.Error as error:
-        if "expected after" not in str(error) and "end of data" not in str(error):
-            raise
+    except csv.Error:
         row, starts = len(records) + 1, ended_on + 1
-        if "end of data" in str(error):
+        if ran_out:
+            # A strict reader refuses the end of the data only inside a quoted cell.
             return [], (
                 f'row {row}: a quote (") opened on line {starts} of the file is never '
                 "closed, so everything after it was read as one cell; close the quote at the "
                 'end of its cell, or write a quote that is part of the text twice ("").'
             )
+        if not _read_leniently(lines[starts - 1 : reader.line_num], delimiter):
+            raise  # not the quotes (a cell past csv.field_size_limit()): said as Python says
         separator = "semicolon" if delimiter == ";" else "comma"
         if reader.line_num == starts:
             where = f"ends early: more text follows it before the next {separator}"
@@ -623,6 +635,17 @@ def _records(text: str, delimiter: str) -> tuple[list[list[str]], str]:
             'text twice ("").'
         )
     return records, ""
+
+
+def _read_leniently(lines: list[str], delimiter: str) -> bool:
+    """Whether these lines read without strictness: if so, what the strict reader refused in
+    them mid-line was a quote closing its cell early."""
+    try:
+        for _ in csv.reader(lines, delimiter=delimiter):
+            pass
+    except csv.Error:
+        return False
+    return True
 
 
 def _check_row(
