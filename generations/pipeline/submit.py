@@ -94,7 +94,7 @@ from ..models import (
     Scene,
 )
 from ..take_actions import SourceClip, source_clip
-from .accounts import account_refused, cool_down
+from .accounts import account_refused, cool_down, out_of_credits
 from .claims import Hold, claim_due, held, mark_uncertain, release, visible, write_held
 from .policy import (
     BATCH_500_TRIES,
@@ -619,7 +619,7 @@ class SubmitGroup:
             # spent: the account counts as out of credits until Flow reports some again (the
             # state failover skips), and the takes go out on the project's next account that
             # has some, or fail saying which have none.
-            self.account.record_credits(0)
+            out_of_credits(self.account)
             accounts = self.project_accounts()
             others = [account for account in accounts if account.pk != self.account.pk]
             moving: dict[datetime, list[Generation]] = defaultdict(list)
