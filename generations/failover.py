@@ -29,8 +29,17 @@ When Flow refuses a submit because the account has run out of credits
 charged), that account's credits are recorded as none, so it counts as short until Flow reports
 some again, and its takes are queued again for the next account with credits
 (``next_with_credits``); with none, they fail saying which accounts have run out
-(``out_of_credits_words``). A model's daily quota is not the account's credits: such a take
-fails on its account as before.
+(``out_of_credits_words``).
+
+A model's daily quota (``PUBLIC_ERROR_PER_MODEL_DAILY_QUOTA_REACHED``) is not the account's
+credits: the account keeps its credits (it may still make the other models), but the take is
+queued again, as for credits, for the project's next account that may still make its model
+today (``next_with_credits``). The take remembers each account that refused it so
+(``Generation.model_quota_accounts``) and is never sent to one again, so it asks each account at
+most once; with none left, it fails saying on which accounts the model's quota is used up
+(``model_quota_words``). Flow does not say when a daily quota resets, so neither do we. The
+next takes of that model are not kept off the account: nothing says when to let them back,
+so each asks it once more (a refusal spends nothing) and moves on the same way.
 
 A queued take never goes out on an account its project may no longer spend (a grant revoked,
 or the owner it was granted to gone): it moves to another account, or, when none can take it
@@ -55,7 +64,7 @@ from django.db import transaction
 from django.db.models import Exists, OuterRef, Q, QuerySet, Sum
 
 from .budgets import COST_CREDITS, amount, month_spending
-from .engines.catalogue import flow_credits
+from .engines.catalogue import flow_credits, model_label
 from .models import FlowAccount, Generation, Membership, Project, ProjectAccount, still_granted
 
 
@@ -101,10 +110,11 @@ def first_usable(accounts: list[FlowAccount], model_key: str, now: datetime) -> 
 
 
 def next_with_credits(others: list[FlowAccount], model_key: str, now: datetime) -> datetime | None:
-    """When a take of ``model_key`` that Flow refused for lack of credits can go out on one
-    of ``others`` (the project's other accounts): now, when one of them is open, able to make
-    it and not short of credits by Flow's last report; at the end of the first cool-down, when
-    such accounts only rest after a 429; None when none can (signed out, refused, short)."""
+    """When a take of ``model_key`` that Flow refused on its account (for lack of credits, or
+    for the model's daily quota) can go out on one of ``others`` (the project's accounts it
+    may still go to): now, when one of them is open, able to make it and not short of credits
+    by Flow's last report; at the end of the first cool-down, when such accounts only rest
+    after a 429; None when none can (signed out, refused, short)."""
     able = [
         account
         for account in others
@@ -154,6 +164,43 @@ def out_of_credits_words(accounts: list[FlowAccount], model_key: str, code: str 
     return (
         f"Not sent: {said} ({upstream} refused the take, so nothing was spent){also}. Add "
         f"credits, or ask an admin for another account{f' ({code})' if code else ''}."
+    )
+
+
+def model_quota_words(
+    accounts: list[FlowAccount],
+    refused: Iterable[int],
+    model_key: str,
+    code: str = "",
+    *,
+    extension: bool = False,
+) -> str:
+    """The card of a take Flow refused for its model's daily quota on every account of its
+    project it could go to: the accounts (``accounts``, in order; ``refused``: the ids of those
+    that refused it) whose quota of the model is used up, and which others cannot take it now;
+    Flow's ``code`` kept for whoever reports it. An ``extension`` can go nowhere else."""
+    refused = set(refused)
+    used = [account for account in accounts if account.pk in refused]
+    others = [] if extension else [account for account in accounts if account.pk not in refused]
+    label = model_label(model_key)
+    upstream = used[0].upstream if used else "Flow"
+    if len(used) == 1:
+        said = f"the {upstream} account {used[0]} has used up today's quota of {label}"
+    else:
+        said = f"the {upstream} accounts {_names(used)} have all used up today's quota of {label}"
+    also = (
+        ", and the clip it extends is known only there"
+        if extension
+        else f", and {_names(others)} cannot take it now"
+        if others
+        else ", and the project has no other account"
+        if len(used) == 1
+        else ""
+    )
+    return (
+        f"Not sent: {said} ({upstream} refused the take, so nothing was spent){also}. "
+        f"{upstream} does not say when the quota resets: try again later, or pick another "
+        f"model{f' ({code})' if code else ''}."
     )
 
 
@@ -209,7 +256,28 @@ def assign(token: UUID, now: datetime) -> int:
         if extension:
             # An extension continues a clip that lives with the account which made it.
             accounts = [take.account] if take.own_granted else []
-        able = [account for account in accounts if account.can_make(take.model_key)]
+        refused = set(take.model_quota_accounts)
+        able = [
+            account
+            for account in accounts
+            if account.can_make(take.model_key) and account.pk not in refused
+        ]
+        if not able and refused:
+            # Flow refused it for its model's daily quota on every account left to it (one
+            # went since it was queued again): never back to one of those.
+            wait[take.pk] = visible(
+                status=Generation.Status.FAILED,
+                reason=model_quota_words(
+                    with_own(order[take.project_id], take.account),
+                    refused,
+                    take.model_key,
+                    extension=extension,
+                ),
+                finished_at=now,
+                claim=None,
+                lease_until=None,
+            )
+            continue
         if not able and take.account is not None and not take.own_granted:
             # Its own account is no longer the project's to spend, and no other can take it.
             why = (
@@ -268,6 +336,13 @@ def assign(token: UUID, now: datetime) -> int:
         write_held(token, moves, [Generation.Status.QUEUED])
         write_held(token, wait, [Generation.Status.QUEUED])
     return len(moves)
+
+
+def with_own(accounts: list[FlowAccount], own: FlowAccount | None) -> list[FlowAccount]:
+    """``accounts``, with the take's own account first when it is no longer among them."""
+    if own is None or any(account.pk == own.pk for account in accounts):
+        return accounts
+    return [own, *accounts]
 
 
 def _not_granted_words(take: Generation, outcome: str, then: str) -> str:

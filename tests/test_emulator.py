@@ -630,6 +630,7 @@ def test_media_answers_range_requests_with_206(api):
         ("error500", 500, "INTERNAL", None),
         ("unsafe", 400, "INVALID_ARGUMENT", "PUBLIC_ERROR_UNSAFE_GENERATION"),
         ("quota", 429, "RESOURCE_EXHAUSTED", "PUBLIC_ERROR_USER_QUOTA_REACHED"),
+        ("model-quota", 429, "RESOURCE_EXHAUSTED", "PUBLIC_ERROR_PER_MODEL_DAILY_QUOTA_REACHED"),
         ("botcheck", 403, "PERMISSION_DENIED", "PUBLIC_ERROR_UNUSUAL_ACTIVITY"),
         ("token-expiry", 401, "UNAUTHENTICATED", None),
     ],

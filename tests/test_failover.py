@@ -134,6 +134,100 @@ def test_a_take_flow_refuses_for_credits_fails_when_the_project_has_no_other_acc
     assert emu.stats["submit"] == 1
 
 
+def test_alices_take_refused_for_a_models_daily_quota_goes_out_on_the_next_account(
+    emu, two_accounts, account, backup, alice
+):
+    account.record_credits(500)
+    [take] = make_scene(two_accounts, "a gull [fault:model-quota:once]").generate(alice)
+
+    [take] = settle([take], timeout=15)
+
+    assert (take.status, take.account_id, take.reason) == (S.READY, backup.pk, "")
+    assert emu.stats["submit"] == 2, "refused on Studio, accepted on Backup"
+    assert emu.stats["clips_submitted"] == 1, "one clip made, so paid once"
+    account.refresh_from_db()
+    assert account.credits == 500, "Studio keeps its credits for the other models"
+    assert account.state_words(timezone.now()) == ""
+
+
+def test_alices_take_refused_for_a_models_daily_quota_on_every_account_fails_asking_each_once(
+    emu, two_accounts, account, backup, alice
+):
+    [take] = make_scene(two_accounts, "a gull [fault:model-quota]").generate(alice)
+
+    [take] = settle([take], timeout=15)
+
+    assert (take.status, take.account_id) == (S.FAILED, backup.pk)
+    assert take.reason == (
+        "Not sent: the Flow accounts Studio and Backup have all used up today's quota of Veo "
+        "3.1 Fast (Flow refused the take, so nothing was spent). Flow does not say when the "
+        "quota resets: try again later, or pick another model "
+        "(PUBLIC_ERROR_PER_MODEL_DAILY_QUOTA_REACHED)."
+    )
+    assert emu.stats["submit"] == 2, "each account asked once"
+    assert emu.stats["clips_submitted"] == 0
+    assert FlowAccount.objects.filter(credits=0).count() == 0
+
+
+def test_bobs_take_refused_for_a_models_daily_quota_fails_when_the_project_has_no_other_account(
+    emu, project, account, bob
+):
+    [take] = make_scene(project, "a gull [fault:model-quota]").generate(bob)
+
+    [take] = settle([take], timeout=15)
+
+    assert take.status == S.FAILED
+    assert take.reason == (
+        "Not sent: the Flow account Studio has used up today's quota of Veo 3.1 Fast (Flow "
+        "refused the take, so nothing was spent), and the project has no other account. Flow "
+        "does not say when the quota resets: try again later, or pick another model "
+        "(PUBLIC_ERROR_PER_MODEL_DAILY_QUOTA_REACHED)."
+    )
+    assert emu.stats["submit"] == 1
+
+
+def test_alices_take_refused_for_a_models_daily_quota_is_never_sent_back_to_that_account(
+    emu, two_accounts, account, backup, alice
+):
+    # Backup rests for a minute; when it opens, Flow refuses it too, and Studio, open all along,
+    # is not asked again.
+    rested = timezone.now() + timedelta(minutes=1)
+    FlowAccount.objects.filter(pk=backup.pk).update(cool_down_until=rested)
+    [take] = make_scene(two_accounts, "a gull [fault:model-quota]").generate(alice)
+
+    run_pass()
+    run_pass()
+
+    take.refresh_from_db()
+    assert (take.status, take.account_id, take.next_check_at) == (S.QUEUED, account.pk, rested)
+    assert take.reason == (
+        "The Flow account Studio has used up today's quota of Veo 3.1 Fast (Flow refused the "
+        "take, so nothing was spent); Flowsite sends it on the project's next account."
+    )
+    assert emu.stats["submit"] == 1
+    [take] = settle([take], timeout=15, ahead=timedelta(minutes=1, seconds=1))
+    assert (take.status, take.account_id) == (S.FAILED, backup.pk)
+    assert emu.stats["submit"] == 2, "each account asked once"
+
+
+def test_alices_extension_refused_for_a_models_daily_quota_fails_at_once(
+    emu, two_accounts, account, backup, alice
+):
+    [source] = settle(make_scene(two_accounts, "a lighthouse at dusk").generate(alice))
+    scene = take_actions.extend(source, alice, "the beam sweeps [fault:model-quota]")
+    [extension] = scene.generations.all()
+
+    [extension] = settle([extension], timeout=15)
+
+    assert (extension.status, extension.account_id) == (S.FAILED, account.pk)
+    assert extension.reason.startswith(
+        "Not sent: the Flow account Studio has used up today's quota of Veo 3.1 Fast extend "
+        "(Flow refused the take, so nothing was spent), and the clip it extends is known only "
+        "there."
+    )
+    assert emu.stats["submit"] == 2, "the source, then the extension once"
+
+
 def test_a_take_sent_on_the_first_account_stays_there_when_it_later_cools_down(
     emu, two_accounts, account, backup, alice
 ):
@@ -345,6 +439,29 @@ def test_a_moved_take_costs_what_the_new_accounts_tier_charges(project, account,
     assert failover.assign(token, timezone.now()) == 1
     take.refresh_from_db()
     assert (take.account_id, take.cost) == (backup.pk, 10)
+
+
+def test_alices_take_fails_when_assigned_once_every_account_left_refused_its_models_quota(
+    project, account, backup, alice
+):
+    # Studio refused it for the model's daily quota; Backup, where it was queued to go, is
+    # revoked meanwhile: it fails rather than go back to Studio.
+    project.set_accounts([account, backup])
+    [take] = make_scene(project, "a quiet pier").generate(alice)
+    Generation.objects.filter(pk=take.pk).update(model_quota_accounts=[account.pk])
+    AccountGrant.objects.filter(account=backup).delete()
+    token = uuid4()
+    Generation.objects.filter(pk=take.pk).update(claim=token)
+
+    assert failover.assign(token, timezone.now()) == 0
+
+    take.refresh_from_db()
+    assert (take.status, take.account_id, take.claim) == (S.FAILED, account.pk, None)
+    assert take.reason == (
+        "Not sent: the Flow account Studio has used up today's quota of Veo 3.1 Fast (Flow "
+        "refused the take, so nothing was spent), and the project has no other account. Flow "
+        "does not say when the quota resets: try again later, or pick another model."
+    )
 
 
 def test_choosing_accounts_for_many_takes_costs_the_same_few_queries(

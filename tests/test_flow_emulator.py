@@ -119,6 +119,7 @@ SUBMIT_FAULTS = [
     ("[fault:error500]", base.UpstreamError),
     ("[fault:unsafe]", base.Unsafe),
     ("[fault:quota]", base.OutOfCredits),
+    ("[fault:model-quota]", base.ModelQuotaReached),
     ("[fault:botcheck]", base.BotCheck),
 ]
 

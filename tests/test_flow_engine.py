@@ -545,7 +545,7 @@ ERROR_CASES = [
         google_error(
             400, "Quota", "FAILED_PRECONDITION", "PUBLIC_ERROR_PER_MODEL_DAILY_QUOTA_REACHED"
         ),
-        base.QuotaReached,
+        base.ModelQuotaReached,
         "today's quota",
     ),
     (

@@ -12,7 +12,7 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
-from generations.models import Generation, Project, Scene
+from generations.models import AccountGrant, Generation, Project, Scene
 from generations.views.cards import LATE_COMMIT_MARGIN, decode_since, encode_since
 from tests.conftest import make_image, make_scene, png_bytes
 from tests.views_support import add_scene_as, attach_clip, client_for, make_take
@@ -112,6 +112,24 @@ def test_poll_returns_only_the_changed_card_out_of_band(project, alice, board):
     assert SLOW in html and "&amp;live=0" in html
     assert "Clips are rendering" not in html
     assert decode_since(since_on_page(html)) > decode_since(since)
+
+
+def test_bob_polling_gets_a_card_with_no_price_once_studios_grant_is_revoked(
+    project, account, alice, bob, board
+):
+    scenes, takes = board
+    client = client_for(bob)
+    since = since_on_page(client.get(reverse("project-detail", args=[project.uuid])).text)
+    AccountGrant.objects.filter(account=account, user=alice).delete()  # flow_account revoke
+    Generation.objects.filter(pk=takes[0].pk).update(status=READY, updated=timezone.now())
+
+    html = client.get(poll_url(project, since)).text
+
+    assert oob_card_ids(html) == {str(scenes[0].uuid)}
+    card = html[html.index('class="card__generate"') :]
+    card = card[: card.index("</form>")]
+    assert "credits" not in card, "no price for an account the project can no longer spend"
+    assert "This project may not spend the Flow account Studio" in card
 
 
 def test_one_poll_covers_every_card_that_changed(project, alice, board):

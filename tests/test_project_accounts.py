@@ -259,6 +259,30 @@ def test_once_the_granting_owner_leaves_bobs_page_shows_studio_unusable_and_no_p
     assert "up to 20 credits" not in page
 
 
+REVOKED = (
+    "This project may not spend the Flow account Studio: staff have not granted it to the "
+    "project or to one of its owners. Ask an admin."
+)
+
+
+def test_once_studios_grant_is_revoked_bobs_scene_cards_say_so_instead_of_a_price(
+    project, account, alice, bob
+):
+    make_ready_scene(project, "a quiet pier")
+    client = client_for(bob)
+    url = reverse("project-detail", args=[project.uuid])
+    assert "1 take × 20 credits = 20 credits" in client.get(url).text
+    AccountGrant.objects.filter(account=account, user=alice).delete()  # flow_account revoke
+
+    page = client.get(url).text
+
+    card = page[page.index('class="card__generate"') :]
+    card = card[: card.index("</form>")]
+    assert "credits" not in card, "no price for an account the project can no longer spend"
+    assert REVOKED in card
+    assert "disabled" in card, "Generate would be refused"
+
+
 def test_the_project_page_costs_the_same_queries_for_two_accounts_as_for_five(
     project, account, backup, alice
 ):

@@ -267,6 +267,30 @@ def test_a_4k_upscale_is_counted_against_the_allowance(emu, project, alice, bob)
     assert not Upscale.objects.exists()
 
 
+def test_bobs_upscale_flow_refuses_for_credits_marks_the_account_out_of_credits(
+    emu, project, alice, bob
+):
+    FlowAccount.objects.filter(pk=project.account_id).update(tier=TIER_TWO)
+    project.account.refresh_from_db()
+    source = ready_take(project, alice)
+    emu.set_faults(["quota"])
+    upscale, _ = take_actions.request_upscale(source, bob, "4k")
+
+    upscale = settle_upscale(upscale)
+
+    assert upscale.status == S.FAILED
+    # The clip is known only to the account that made it, so the upscale cannot move.
+    assert upscale.reason == (
+        "Not upscaled: the Flow account Studio has run out of credits (Flow refused the "
+        "upscale, so nothing was spent), and only the account that made the clip can upscale "
+        "it. Add credits to Studio, then ask again (PUBLIC_ERROR_USER_QUOTA_REACHED)."
+    )
+    assert emu.stats["clips_submitted"] == 1, "only the source was made"
+    account = FlowAccount.objects.get(pk=project.account_id)
+    assert account.credits == 0, "as a take's refusal records it"
+    assert account.state_words(timezone.now()) == "Out of credits."
+
+
 def test_a_lost_upscale_answer_is_uncertain_and_never_sent_again(emu, project, alice, settings):
     source = ready_take(project, alice)
     settings.FLOW_READ_TIMEOUT = 0.3

@@ -20,7 +20,15 @@ from dataclasses import dataclass
 from .contract import ApiError, internal_error, quota_reached, unauthenticated
 
 # Refuse the whole submit call.
-SUBMIT_FAULTS = ("throttle", "error500", "unsafe", "quota", "botcheck", "token-expiry")
+SUBMIT_FAULTS = (
+    "throttle",
+    "error500",
+    "unsafe",
+    "quota",
+    "model-quota",
+    "botcheck",
+    "token-expiry",
+)
 # Delay submit and check answers.
 CALL_FAULTS = ("slow",)
 # Shape what happens to the operation (and its media) after a successful submit.
@@ -150,6 +158,13 @@ SUBMIT_ERRORS: dict[str, Callable[[Fault], ApiError]] = {
         reason="PUBLIC_ERROR_UNSAFE_GENERATION",
     ),
     "quota": lambda fault: quota_reached(),
+    # One model's daily quota, not the account's credits (Flow's README §2).
+    "model-quota": lambda fault: ApiError(
+        429,
+        "RESOURCE_EXHAUSTED",
+        "Resource has been exhausted (e.g. check quota).",
+        reason="PUBLIC_ERROR_PER_MODEL_DAILY_QUOTA_REACHED",
+    ),
     "botcheck": lambda fault: ApiError(
         403,
         "PERMISSION_DENIED",

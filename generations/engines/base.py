@@ -318,6 +318,18 @@ class OutOfCredits(QuotaReached):
         self.reason = reason
 
 
+class ModelQuotaReached(QuotaReached):
+    """One model's daily quota is spent on the account, not its credits: Flow refused the
+    call before any work, so nothing was charged, the account still has credits for other
+    models, and another account's quota of the model may not be spent yet."""
+
+    default_message = "The {upstream} account has used up today's quota for this model."
+
+    def __init__(self, message: str = "", *, reason: str = "", **words: str):
+        super().__init__(message, **words)
+        self.reason = reason
+
+
 class Unsafe(EngineError):
     default_message = "{upstream} refused the prompt or image as unsafe."
 

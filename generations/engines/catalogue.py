@@ -164,6 +164,12 @@ def get_model(key: str) -> VideoModel | None:
     return _BY_KEY.get(key)
 
 
+def model_label(key: str) -> str:
+    """The model as a person reads it ("Veo 3.1 Fast"); a key no longer offered as it is."""
+    model = _BY_KEY.get(key)
+    return model.label if model else key
+
+
 def models_for(
     tier: str,
     aspect: Aspect | str | None = None,

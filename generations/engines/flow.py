@@ -109,13 +109,14 @@ BOT_CHECK_REASONS = {"PUBLIC_ERROR_UNUSUAL_ACTIVITY", "PUBLIC_ERROR_SOMETHING_WE
 # What Flow's reason codes mean, in a team member's words ("{given}": what Flow was given,
 # base.GIVEN_WORDS), for a refused call and for a clip that failed alike. Each sentence keeps
 # its code for whoever reports the problem; an unknown code shows after a generic sentence.
-# The account's credits are spent (the other quota reason is one model's daily quota).
+# The account's credits are spent; or one model's daily quota is, on that account.
 REASON_OUT_OF_CREDITS = "PUBLIC_ERROR_USER_QUOTA_REACHED"
+REASON_MODEL_QUOTA = "PUBLIC_ERROR_PER_MODEL_DAILY_QUOTA_REACHED"
 QUOTA_REASONS = {
     REASON_OUT_OF_CREDITS: (
         "The Flow account has run out of credits; add credits or use another account."
     ),
-    "PUBLIC_ERROR_PER_MODEL_DAILY_QUOTA_REACHED": (
+    REASON_MODEL_QUOTA: (
         "The Flow account has used up today's quota for this model; try again tomorrow "
         "or pick another model."
     ),
@@ -853,6 +854,10 @@ class FlowEngine:
                 text = QUOTA_REASONS.get(reason, base.QuotaReached().message)
                 if reason == REASON_OUT_OF_CREDITS:
                     return base.OutOfCredits(with_code(text, reason), reason=reason, detail=detail)
+                if reason == REASON_MODEL_QUOTA:
+                    return base.ModelQuotaReached(
+                        with_code(text, reason), reason=reason, detail=detail
+                    )
                 return base.QuotaReached(with_code(text, reason), detail=detail)
         if status == 429:
             retry_after = parse_retry_after(answer.headers.get("retry-after"))

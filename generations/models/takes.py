@@ -115,6 +115,10 @@ class Generation(models.Model):
     cost = models.DecimalField(max_digits=10, decimal_places=2, null=True, blank=True)
     cost_unit = models.CharField(max_length=10, blank=True)
     attempts = models.PositiveSmallIntegerField(default=0)
+    # The accounts (their ids) on which Flow refused this take for its model's daily quota:
+    # failover never sends it to one of them again, so it asks each account at most once
+    # (generations/failover.py). A take tried again is a new row, and starts with none.
+    model_quota_accounts = models.JSONField(default=list, blank=True, editable=False)
     # A worker that claims the take holds it until this time; an expired lease is reclaimed.
     lease_until = models.DateTimeField(null=True, blank=True)
     # The token of the worker pass holding the take; a pass writes only rows carrying its token,

@@ -276,6 +276,13 @@ def cool_down(account: FlowAccount, until: datetime) -> None:
     account.cool_down_until = until
 
 
+def out_of_credits(account: FlowAccount) -> None:
+    """Flow refused a call on the account for its credits (``OutOfCredits``), a take's or an
+    upscale's alike: it counts as having none until Flow reports some again, so its project's
+    page says so and failover passes it over (``FlowAccount.short_of_credits``)."""
+    account.record_credits(0)
+
+
 def set_account_problem(account: FlowAccount, message: str) -> None:
     message = shorten(message, 300)
     FlowAccount.objects.filter(pk=account.pk).update(problem=message)

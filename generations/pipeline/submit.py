@@ -12,8 +12,9 @@ about, the way a status check asks about each operation alone after an odd answe
 - refused as unsafe, invalid, beyond the account's tier or its credits (a 4xx about the
   request): each clip of the batch is sent again on its own, at once, in the same pass; only a
   clip Flow refuses on its own fails, with its own reason, except that a clip refused alone
-  for the account's credits is queued again for the project's next account with credits
-  (``generations/failover.py``) and fails only when there is none;
+  for the account's credits, or for its model's daily quota there, is queued again for the
+  project's next account that may take it (``generations/failover.py``) and fails only when
+  there is none;
 - Flow's 500: the batch is tried again whole, with backoff, as any passing error; if the 500
   persists to its BATCH_500_TRIES-th try, its clips are sent one per call from then on, so a
   clip Flow keeps choking on fails alone once its own tries run out and the others go on;
@@ -59,6 +60,7 @@ from ..engines.base import (
     ImageData,
     ImageUnknown,
     Mode,
+    ModelQuotaReached,
     NetworkError,
     OutOfCredits,
     QuotaReached,
@@ -70,14 +72,17 @@ from ..engines.base import (
     Unsafe,
     UpstreamError,
 )
+from ..engines.catalogue import model_label
 from ..failover import (
     accounts_by_project,
     assign,
     first_usable,
+    model_quota_words,
     next_with_credits,
     out_of_credits_words,
     submittable,
     with_accounts,
+    with_own,
 )
 from ..models import (
     CannotGenerate,
@@ -89,7 +94,7 @@ from ..models import (
     Scene,
 )
 from ..take_actions import SourceClip, source_clip
-from .accounts import account_refused, cool_down
+from .accounts import account_refused, cool_down, out_of_credits
 from .claims import Hold, claim_due, held, mark_uncertain, release, visible, write_held
 from .policy import (
     BATCH_500_TRIES,
@@ -609,23 +614,12 @@ class SubmitGroup:
                 attempts=tries,
             )
 
-        def queue(takes: list[Generation], reason: str, due: datetime) -> None:
-            self.counts["requeued"] += self.release(
-                takes,
-                statuses,
-                status=S.QUEUED,
-                reason=reason,
-                attempts=F("attempts") + calls,
-                next_check_at=due,
-                updated=timezone.now(),
-            )
-
         if again and isinstance(error, OutOfCredits):
             # Flow refused the account for its credits before doing anything, so nothing was
             # spent: the account counts as out of credits until Flow reports some again (the
             # state failover skips), and the takes go out on the project's next account that
             # has some, or fail saying which have none.
-            self.account.record_credits(0)
+            out_of_credits(self.account)
             accounts = self.project_accounts()
             others = [account for account in accounts if account.pk != self.account.pk]
             moving: dict[datetime, list[Generation]] = defaultdict(list)
@@ -643,9 +637,12 @@ class SubmitGroup:
                 "sends it on the project's next account with credits."
             )
             for due, takes in moving.items():
-                queue(takes, moved, due)
+                self.queue(takes, moved, due, calls=calls)
             for words, takes in stuck.items():
                 self.fail(takes, words, statuses=statuses)
+            again = []
+        if again and isinstance(error, ModelQuotaReached):
+            self.model_quota_reached(again, error, calls=calls)
             again = []
         if again:
             delay = backoff_seconds(max(t.attempts for t in again) + calls, retry_after)
@@ -659,12 +656,71 @@ class SubmitGroup:
                         f"{error.message.strip()} Flowsite sends this take on the "
                         "project's next account."
                     )
-                    queue(elsewhere, shorten(reason), now)
+                    self.queue(elsewhere, shorten(reason), now, calls=calls)
                     again = [t for t in again if t not in elsewhere]
         if again:
             # Shown on the card while the take waits, so it never waits without a reason.
-            queue(again, retry_reason(error.message, delay), now + timedelta(seconds=delay))
+            self.queue(
+                again,
+                retry_reason(error.message, delay),
+                now + timedelta(seconds=delay),
+                calls=calls,
+            )
         self.generations = [t for t in self.generations if t not in generations]
+
+    def queue(
+        self, generations: list[Generation], reason: str, due: datetime, *, calls: int, **fields
+    ) -> None:
+        """Back to the queue, due at ``due``, saying ``reason``; ``calls`` more attempts."""
+        self.counts["requeued"] += self.release(
+            generations,
+            [S.QUEUED, S.SUBMITTING],
+            status=S.QUEUED,
+            reason=reason,
+            attempts=F("attempts") + calls,
+            next_check_at=due,
+            updated=timezone.now(),
+            **fields,
+        )
+
+    def model_quota_reached(
+        self,
+        generations: list[Generation],
+        error: ModelQuotaReached,
+        *,
+        calls: int,
+    ) -> None:
+        """Flow refused the takes for their model's daily quota on this account, before any
+        work, so nothing was spent. The account keeps its credits (other models may still go
+        out on it); each take remembers it, is never sent to it again, and goes out on the
+        project's next account it has not tried, or fails saying where the quota is used up
+        (see generations/failover.py)."""
+        accounts = with_own(self.project_accounts(), self.account)
+        upstream = self.account.upstream
+        moving: dict[tuple[datetime, tuple[int, ...], str], list[Generation]] = defaultdict(list)
+        stuck: dict[str, list[Generation]] = defaultdict(list)
+        for generation in generations:
+            refused = tuple(sorted({*generation.model_quota_accounts, self.account.pk}))
+            extension = is_extension(generation)
+            # An extension continues a clip known only to this account.
+            others = [] if extension else [a for a in accounts if a.pk not in refused]
+            due = next_with_credits(others, generation.model_key, self.now)
+            if due is None:
+                words = model_quota_words(
+                    accounts, refused, generation.model_key, error.reason, extension=extension
+                )
+                stuck[words].append(generation)
+            else:
+                moving[due, refused, generation.model_key].append(generation)
+        for (due, refused, model_key), takes in moving.items():
+            moved = shorten(
+                f"The {upstream} account {self.account} has used up today's quota of "
+                f"{model_label(model_key)} ({upstream} refused the take, so nothing "
+                "was spent); Flowsite sends it on the project's next account."
+            )
+            self.queue(takes, moved, due, calls=calls, model_quota_accounts=list(refused))
+        for words, takes in stuck.items():
+            self.fail(takes, words, statuses=[S.QUEUED, S.SUBMITTING])
 
     def elsewhere(self, generations: list[Generation]) -> list[Generation]:
         """The takes another account of the project can take now (failover); one query for
@@ -692,7 +748,16 @@ class SubmitGroup:
     ) -> None:
         """An HTTP answer came back refusing the call, so nothing was spent."""
         if isinstance(
-            error, (Throttled, BotCheck, UpstreamError, ImageUnknown, NetworkError, OutOfCredits)
+            error,
+            (
+                Throttled,
+                BotCheck,
+                UpstreamError,
+                ImageUnknown,
+                NetworkError,
+                OutOfCredits,
+                ModelQuotaReached,
+            ),
         ):
             self.requeue(generations, error, calls=calls)
         elif isinstance(error, SessionExpired | TokenExpired | AccountRefused):
@@ -704,8 +769,8 @@ class SubmitGroup:
                 generations, account_refused(self.now, self.account, error), statuses=statuses
             )
         else:
-            # Unsafe, tier too low, a model's daily quota spent, a bad request, an answer of
-            # unknown shape: asking again gets the same answer.
+            # Unsafe, tier too low, a bad request, an answer of unknown shape: asking again
+            # gets the same answer.
             if isinstance(error, ContractError):
                 log.warning("Flow answered in an unknown shape: %s", redact_log(error.detail))
             self.fail(generations, error.message, statuses=statuses)

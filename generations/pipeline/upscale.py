@@ -38,6 +38,7 @@ from ..engines.base import (
     EngineKind,
     NetworkError,
     OperationRef,
+    OutOfCredits,
     SessionExpired,
     Throttled,
     TokenExpired,
@@ -46,7 +47,7 @@ from ..engines.base import (
 )
 from ..engines.catalogue import UPSCALERS
 from ..models import FlowAccount, Generation, Upscale
-from .accounts import account_refused, cool_down
+from .accounts import account_refused, cool_down, out_of_credits
 from .claims import Hold, claim, claim_due, due_accounts, held, mark_uncertain, release
 from .policy import (
     DOWNLOAD_ATTEMPTS,
@@ -275,6 +276,19 @@ def refused(
         _release(
             token, statuses, row.pk, status=U.QUEUED, reason=shorten(message), next_check_at=None
         )
+    elif isinstance(error, OutOfCredits):
+        # As for a take; but Flow knows the clip only on the account that made it (Flowsite
+        # asks for an upscale only there), so the upscale cannot move to another account.
+        out_of_credits(account)
+        code = f" ({error.reason})" if error.reason else ""
+        reason = (
+            f"Not upscaled: the {account.upstream} account {account} has run out of credits "
+            f"({account.upstream} refused the upscale, so nothing was spent), and only the "
+            f"account that made the clip can upscale it. Add credits to {account}, then ask "
+            f"again{code}."
+        )
+        _fail(run_, token, statuses, row, shorten(reason))
+        run_.counts["failed"] += 1
     else:
         _fail(run_, token, statuses, row, shorten(error.message))
         run_.counts["failed"] += 1

@@ -118,6 +118,19 @@ def first_account_granted() -> Exists:
     return still_granted(account="project__account_id")
 
 
+def generate_refusal(project: Project, membership) -> str:
+    """What every card's Generate says, instead of its price, while the project may no longer
+    spend its first account (on which its scenes are priced, and every Generate is refused):
+    the refusal Generate would answer with; "" when it may. From the lookup's
+    ``account_granted`` when it has one (the page, the poll); else asked once per project
+    instance (``Project.spending_problem``), which a Generate just asked already."""
+    if project.account_id is None or not membership.can_edit:
+        return ""  # the card's own problem says so, or it shows no Generate at all
+    if getattr(membership, "account_granted", False):
+        return ""
+    return project.spending_problem()
+
+
 def later_accounts_exist() -> Exists:
     """An annotation for the project lookup: whether the project has accounts after its
     first, so a page reads them (one more query) only when there are some."""

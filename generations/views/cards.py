@@ -17,6 +17,7 @@ from django.urls import reverse
 from .. import rules, take_actions
 from ..models import CannotGenerate, Comment, Generation, Membership, Project, Scene, Upscale
 from .access import HtmxHttpRequest, Role, get_generation_for_user
+from .accounts import generate_refusal
 
 TEMPLATE = "generations/project.html"
 
@@ -147,6 +148,8 @@ def card_context(
         "project": project,
         "membership": membership,
         "can_edit": membership.can_edit,
+        # Shown on every card's Generate in place of its price (see generate_refusal).
+        "generate_refusal": generate_refusal(project, membership),
         "since": since,
         "live": live,
         "poll_every": page_poll_every(live),
