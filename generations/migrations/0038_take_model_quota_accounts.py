@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('generations', '0036_audit_project_created'),
+        ('generations', '0037_tried_again_and_user_deleted'),
     ]
 
     operations = [
