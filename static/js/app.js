@@ -218,9 +218,17 @@
     var aspectSelect = document.querySelector("select[data-aspect=scene]");
     var models = document.querySelector("select[data-models=scene]");
     var mode = modeSelect ? modeSelect.value : "image";
+    var dropped = [];
     document.querySelectorAll("[data-modes]").forEach(function (field) {
       field.hidden = field.getAttribute("data-modes").split(" ").indexOf(mode) === -1;
+      // Only the image the scene holds (shown as the preview's default): a file or a pick
+      // chosen for a field the mode does not use is refused, not let go.
+      var image = field.querySelector("[data-image-input-image][data-image-input-default]");
+      if (field.hidden && image && image.getAttribute("src") === image.getAttribute("data-image-input-default")) {
+        dropped.push(field.querySelector("label").textContent.trim().toLowerCase());
+      }
     });
+    if (modeSelect) sayDropped(modeSelect, dropped);
     if (!models || !aspectSelect) return;
     var aspect = aspectSelect.value;
     models.querySelectorAll("option").forEach(function (option) {
@@ -240,6 +248,23 @@
       var first = same || models.querySelector("option:not([disabled])");
       if (first) first.selected = true;
     }
+  }
+
+  // The server lets go of the images a mode does not use when the scene is saved (and the
+  // clean-up deletes those nothing else uses): said beside the mode before Save, not found out
+  // after, when switching back would ask for the picture again.
+  function sayDropped(modeSelect, dropped) {
+    var field = modeSelect.closest(".field") || modeSelect.parentNode;
+    var note = document.getElementById("mode-drops");
+    if (!note) {
+      note = document.createElement("p");
+      note.id = "mode-drops";
+      note.className = "hint";
+      note.setAttribute("aria-live", "polite");
+      field.appendChild(note);
+    }
+    var names = dropped.length > 1 ? dropped.slice(0, -1).join(", ") + " and " + dropped[dropped.length - 1] : dropped[0];
+    note.textContent = dropped.length ? "Saved in this mode, the scene lets go of its " + names + "." : "";
   }
 
   // Tick the elapsed time of takes in flight between polls.

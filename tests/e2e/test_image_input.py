@@ -301,6 +301,30 @@ def test_alice_is_told_before_sending_it_that_her_picture_is_over_the_size_limit
     assert not Scene.objects.exists()
 
 
+def test_alice_is_told_before_saving_that_another_mode_lets_go_of_the_scenes_start_image(
+    page: Page, project, alice
+):
+    scene = make_scene(project, make_image(project, alice), title="Harbour")
+    sign_in(page, "alice")
+    page.goto(reverse("scene-edit", args=[scene.uuid]))
+    note = page.locator("#mode-drops")
+    mode = page.get_by_label("Made from")
+
+    mode.select_option(label="Ingredients")
+    expect(note).to_have_text("Saved in this mode, the scene lets go of its start image.")
+    mode.select_option(label="Start and end frames")  # uses the start image too
+    expect(note).to_have_text("")
+    mode.select_option(label="Text")
+    expect(note).to_have_text("Saved in this mode, the scene lets go of its start image.")
+
+    # A picture just chosen is not let go but refused (the server says so): nothing to warn of.
+    page.goto(reverse("scene-create", args=[project.uuid]))
+    choose_file(page, "harbour.png", "image/png", png_bytes())
+    expect(preview(page)).to_be_visible()
+    page.get_by_label("Made from").select_option(label="Text")
+    expect(page.locator("#mode-drops")).to_have_text("")
+
+
 @pytest.mark.parametrize("size", SIZES)
 def test_screenshots_of_the_scene_form_with_a_dropped_picture_and_the_picker(
     page: Page, project, alice, screenshots, size
