@@ -228,6 +228,25 @@ def test_alices_extension_refused_for_a_models_daily_quota_fails_at_once(
     assert emu.stats["submit"] == 2, "the source, then the extension once"
 
 
+def test_alices_extension_refused_for_credits_fails_at_once_though_backup_has_credits(
+    emu, two_accounts, account, backup, alice
+):
+    backup.record_credits(500)
+    [source] = settle(make_scene(two_accounts, "a lighthouse at dusk").generate(alice))
+    scene = take_actions.extend(source, alice, "the beam sweeps [fault:quota]")
+    [extension] = scene.generations.all()
+
+    [extension] = settle([extension], timeout=15)
+
+    assert (extension.status, extension.account_id) == (S.FAILED, account.pk)
+    assert extension.reason == (
+        "Not sent: the Flow account Studio has run out of credits (Flow refused the take, so "
+        "nothing was spent), and the clip it extends is known only there. Add credits to "
+        "Studio, then generate it again (PUBLIC_ERROR_USER_QUOTA_REACHED)."
+    )
+    assert emu.stats["submit"] == 2, "the source, then the extension once"
+
+
 def test_a_take_sent_on_the_first_account_stays_there_when_it_later_cools_down(
     emu, two_accounts, account, backup, alice
 ):

@@ -615,31 +615,7 @@ class SubmitGroup:
             )
 
         if again and isinstance(error, OutOfCredits):
-            # Flow refused the account for its credits before doing anything, so nothing was
-            # spent: the account counts as out of credits until Flow reports some again (the
-            # state failover skips), and the takes go out on the project's next account that
-            # has some, or fail saying which have none.
-            out_of_credits(self.account)
-            accounts = self.project_accounts()
-            others = [account for account in accounts if account.pk != self.account.pk]
-            moving: dict[datetime, list[Generation]] = defaultdict(list)
-            stuck: dict[str, list[Generation]] = defaultdict(list)
-            for generation in again:
-                due = next_with_credits(others, generation.model_key, now)
-                if due is None:
-                    words = out_of_credits_words(accounts, generation.model_key, error.reason)
-                    stuck[words].append(generation)
-                else:
-                    moving[due].append(generation)
-            moved = shorten(
-                f"The {self.account.upstream} account {self.account} has run out of credits "
-                f"({self.account.upstream} refused the take, so nothing was spent); Flowsite "
-                "sends it on the project's next account with credits."
-            )
-            for due, takes in moving.items():
-                self.queue(takes, moved, due, calls=calls)
-            for words, takes in stuck.items():
-                self.fail(takes, words, statuses=statuses)
+            self.out_of_credits(again, error, calls=calls)
             again = []
         if again and isinstance(error, ModelQuotaReached):
             self.model_quota_reached(again, error, calls=calls)
@@ -683,6 +659,42 @@ class SubmitGroup:
             **fields,
         )
 
+    def out_of_credits(
+        self, generations: list[Generation], error: OutOfCredits, *, calls: int
+    ) -> None:
+        """Flow refused the account for its credits before doing anything, so nothing was
+        spent: the account counts as out of credits until Flow reports some again (the state
+        failover skips), and the takes go out on the project's next account that has some, or
+        fail saying which have none (see generations/failover.py)."""
+        out_of_credits(self.account)
+        accounts = self.project_accounts()
+        moving: dict[datetime, list[Generation]] = defaultdict(list)
+        stuck: dict[str, list[Generation]] = defaultdict(list)
+        for generation in generations:
+            others = self.destinations(generation, accounts)
+            due = next_with_credits(others, generation.model_key, self.now)
+            if due is None:
+                extension = is_extension(generation)
+                words = out_of_credits_words(
+                    [self.account] if extension else accounts,
+                    generation.model_key,
+                    error.reason,
+                    extension=extension,
+                )
+                stuck[words].append(generation)
+            else:
+                moving[due].append(generation)
+        upstream = self.account.upstream
+        moved = shorten(
+            f"The {upstream} account {self.account} has run out of credits ({upstream} refused "
+            "the take, so nothing was spent); Flowsite sends it on the project's next account "
+            "with credits."
+        )
+        for due, takes in moving.items():
+            self.queue(takes, moved, due, calls=calls)
+        for words, takes in stuck.items():
+            self.fail(takes, words, statuses=[S.QUEUED, S.SUBMITTING])
+
     def model_quota_reached(
         self,
         generations: list[Generation],
@@ -701,13 +713,15 @@ class SubmitGroup:
         stuck: dict[str, list[Generation]] = defaultdict(list)
         for generation in generations:
             refused = tuple(sorted({*generation.model_quota_accounts, self.account.pk}))
-            extension = is_extension(generation)
-            # An extension continues a clip known only to this account.
-            others = [] if extension else [a for a in accounts if a.pk not in refused]
+            others = [a for a in self.destinations(generation, accounts) if a.pk not in refused]
             due = next_with_credits(others, generation.model_key, self.now)
             if due is None:
                 words = model_quota_words(
-                    accounts, refused, generation.model_key, error.reason, extension=extension
+                    accounts,
+                    refused,
+                    generation.model_key,
+                    error.reason,
+                    extension=is_extension(generation),
                 )
                 stuck[words].append(generation)
             else:
@@ -721,6 +735,15 @@ class SubmitGroup:
             self.queue(takes, moved, due, calls=calls, model_quota_accounts=list(refused))
         for words, takes in stuck.items():
             self.fail(takes, words, statuses=[S.QUEUED, S.SUBMITTING])
+
+    def destinations(
+        self, generation: Generation, accounts: list[FlowAccount]
+    ) -> list[FlowAccount]:
+        """The project's ``accounts`` other than this one that a take refused here may go to:
+        none for an extension, which continues a clip known only to this account."""
+        if is_extension(generation):
+            return []
+        return [account for account in accounts if account.pk != self.account.pk]
 
     def elsewhere(self, generations: list[Generation]) -> list[Generation]:
         """The takes another account of the project can take now (failover); one query for
