@@ -23,7 +23,9 @@ about, the way a status check asks about each operation alone after an odd answe
   (uploaded again), and above all a call whose answer was lost or unreadable: its takes are
   uncertain and no clip of it is ever sent again.
 
-Every submit call a take was part of counts as one of its SUBMIT_ATTEMPTS.
+Every submit call a take was part of counts as one of its SUBMIT_ATTEMPTS, except a refusal
+for the account's credits or the model's daily quota: that moves the take to an account that
+has not refused it so, or fails it naming them, so the project's accounts bound those calls.
 
 An engine that makes one call per scene (``call_per_scene``, Vertex AI) reports each call's fate
 apart (``SubmitResult.refused`` / ``.lost``): a refusal already names its scene, so nothing is
@@ -614,12 +616,6 @@ class SubmitGroup:
                 attempts=tries,
             )
 
-        if again and isinstance(error, OutOfCredits):
-            self.out_of_credits(again, error, calls=calls)
-            again = []
-        if again and isinstance(error, ModelQuotaReached):
-            self.model_quota_reached(again, error, calls=calls)
-            again = []
         if again:
             delay = backoff_seconds(max(t.attempts for t in again) + calls, retry_after)
             if isinstance(error, Throttled):
@@ -659,13 +655,12 @@ class SubmitGroup:
             **fields,
         )
 
-    def out_of_credits(
-        self, generations: list[Generation], error: OutOfCredits, *, calls: int
-    ) -> None:
+    def out_of_credits(self, generations: list[Generation], error: OutOfCredits) -> None:
         """Flow refused the account for its credits before doing anything, so nothing was
         spent: the account counts as out of credits until Flow reports some again (the state
         failover skips), and the takes go out on the project's next account that has some, or
-        fail saying which have none (see generations/failover.py)."""
+        fail saying which have none (see generations/failover.py). Not an attempt (see
+        ``refused``)."""
         out_of_credits(self.account)
         accounts = self.project_accounts()
         moving: dict[datetime, list[Generation]] = defaultdict(list)
@@ -691,22 +686,16 @@ class SubmitGroup:
             "with credits."
         )
         for due, takes in moving.items():
-            self.queue(takes, moved, due, calls=calls)
+            self.queue(takes, moved, due, calls=0)
         for words, takes in stuck.items():
             self.fail(takes, words, statuses=[S.QUEUED, S.SUBMITTING])
 
-    def model_quota_reached(
-        self,
-        generations: list[Generation],
-        error: ModelQuotaReached,
-        *,
-        calls: int,
-    ) -> None:
+    def model_quota_reached(self, generations: list[Generation], error: ModelQuotaReached) -> None:
         """Flow refused the takes for their model's daily quota on this account, before any
         work, so nothing was spent. The account keeps its credits (other models may still go
         out on it); each take remembers it, is never sent to it again, and goes out on the
         project's next account it has not tried, or fails saying where the quota is used up
-        (see generations/failover.py)."""
+        (see generations/failover.py). Not an attempt (see ``refused``)."""
         accounts = with_own(self.project_accounts(), self.account)
         upstream = self.account.upstream
         moving: dict[tuple[datetime, tuple[int, ...], str], list[Generation]] = defaultdict(list)
@@ -732,7 +721,7 @@ class SubmitGroup:
                 f"{model_label(model_key)} ({upstream} refused the take, so nothing "
                 "was spent); Flowsite sends it on the project's next account."
             )
-            self.queue(takes, moved, due, calls=calls, model_quota_accounts=list(refused))
+            self.queue(takes, moved, due, calls=0, model_quota_accounts=list(refused))
         for words, takes in stuck.items():
             self.fail(takes, words, statuses=[S.QUEUED, S.SUBMITTING])
 
@@ -778,11 +767,17 @@ class SubmitGroup:
                 UpstreamError,
                 ImageUnknown,
                 NetworkError,
-                OutOfCredits,
-                ModelQuotaReached,
             ),
         ):
             self.requeue(generations, error, calls=calls)
+        elif isinstance(error, OutOfCredits):
+            # Not one of the take's SUBMIT_ATTEMPTS: refused before any work, it moves on to an
+            # account that has not refused it so (or fails naming them), so the project's
+            # accounts bound these calls, and with more accounts than attempts it still fails
+            # saying why on each rather than "gave up". Likewise for a model's daily quota.
+            self.out_of_credits(generations, error)
+        elif isinstance(error, ModelQuotaReached):
+            self.model_quota_reached(generations, error)
         elif isinstance(error, SessionExpired | TokenExpired | AccountRefused):
             # Nothing was spent (a refusal before or instead of the work): the takes wait while
             # a refused Flow token or session is re-checked, and go on by themselves once it
