@@ -248,6 +248,25 @@ def test_alices_extension_refused_for_credits_fails_at_once_though_backup_has_cr
     assert emu.stats["submit"] == 2, "the source, then the extension once"
 
 
+def test_alices_extension_throttled_on_its_account_waits_there_saying_when(
+    emu, two_accounts, account, backup, alice
+):
+    [source] = settle(make_scene(two_accounts, "a lighthouse at dusk").generate(alice))
+    scene = take_actions.extend(source, alice, "the beam sweeps [fault:throttle=60:once]")
+    [extension] = scene.generations.all()
+
+    run_pass()
+    run_pass()
+
+    extension.refresh_from_db()
+    assert (extension.status, extension.account_id) == (S.QUEUED, account.pk)
+    assert "next account" not in extension.reason, "its clip is known only on Studio"
+    assert "Flowsite will try again in about 60 seconds" in extension.reason
+    assert extension.next_check_at > timezone.now() + timedelta(seconds=50)
+    [extension] = settle([extension], timeout=15, ahead=timedelta(minutes=1, seconds=2))
+    assert (extension.status, extension.account_id) == (S.READY, account.pk)
+
+
 def more_accounts(emu, alice, count: int) -> list[FlowAccount]:
     """``count`` more accounts granted to alice, signed in to the emulator."""
     accounts = [

@@ -737,11 +737,12 @@ class SubmitGroup:
     def elsewhere(self, generations: list[Generation]) -> list[Generation]:
         """The takes another account of the project can take now (failover); one query for
         the project's accounts, none when they are not asked."""
-        accounts = [account for account in self.project_accounts() if account.pk != self.account.pk]
+        accounts = self.project_accounts()
         return [
             generation
             for generation in generations
-            if first_usable(accounts, generation.model_key, self.now) is not None
+            if first_usable(self.destinations(generation, accounts), generation.model_key, self.now)
+            is not None
         ]
 
     def project_accounts(self) -> list[FlowAccount]:
