@@ -29,7 +29,8 @@ When Flow refuses a submit because the account has run out of credits
 charged), that account's credits are recorded as none, so it counts as short until Flow reports
 some again, and its takes are queued again for the next account with credits
 (``next_with_credits``); with none, they fail saying which accounts have run out
-(``out_of_credits_words``).
+(``out_of_credits_words``). An extension has none: it fails at once, saying that the clip it
+continues is known only to its account, rather than be sent there again.
 
 A model's daily quota (``PUBLIC_ERROR_PER_MODEL_DAILY_QUOTA_REACHED``) is not the account's
 credits: the account keeps its credits (it may still make the other models), but the take is
@@ -139,32 +140,25 @@ def rest_ends(accounts: list[FlowAccount], now: datetime) -> datetime | None:
     return min(ends, default=None)
 
 
-def out_of_credits_words(accounts: list[FlowAccount], model_key: str, code: str = "") -> str:
+def out_of_credits_words(
+    accounts: list[FlowAccount], model_key: str, code: str = "", *, extension: bool = False
+) -> str:
     """The card of a take Flow refused for lack of credits when no other account of its
     project (``accounts``, in order) can take it: which accounts have none, which others
-    cannot take it now; Flow's ``code`` kept for whoever reports it."""
+    cannot take it now; Flow's ``code`` kept for whoever reports it. An ``extension`` can go
+    nowhere else: ``accounts`` is its own account alone."""
     short = [
         account
         for account in accounts
         if account.can_make(model_key) and account.short_of_credits(model_key)
     ]
     others = [account for account in accounts if account not in short]
-    upstream = short[0].upstream if short else "Flow"
-    if len(short) == 1:
-        said = f"the {upstream} account {short[0]} has run out of credits"
-    else:
-        said = f"the {upstream} accounts {_names(short)} have all run out of credits"
-    also = (
-        f", and {_names(others)} cannot take it now"
-        if others
-        else ", and the project has no other account"
-        if len(short) == 1
-        else ""
+    then = (
+        f"Add credits to {_names(short)}, then generate it again"
+        if extension
+        else "Add credits, or ask an admin for another account"
     )
-    return (
-        f"Not sent: {said} ({upstream} refused the take, so nothing was spent){also}. Add "
-        f"credits, or ask an admin for another account{f' ({code})' if code else ''}."
-    )
+    return _not_sent_words(short, others, "run out of credits", then, code, extension=extension)
 
 
 def model_quota_words(
@@ -181,26 +175,48 @@ def model_quota_words(
     Flow's ``code`` kept for whoever reports it. An ``extension`` can go nowhere else."""
     refused = set(refused)
     used = [account for account in accounts if account.pk in refused]
-    others = [] if extension else [account for account in accounts if account.pk not in refused]
-    label = model_label(model_key)
+    others = [account for account in accounts if account.pk not in refused]
     upstream = used[0].upstream if used else "Flow"
-    if len(used) == 1:
-        said = f"the {upstream} account {used[0]} has used up today's quota of {label}"
+    return _not_sent_words(
+        used,
+        others,
+        f"used up today's quota of {model_label(model_key)}",
+        f"{upstream} does not say when the quota resets: try again later, or pick another model",
+        code,
+        extension=extension,
+    )
+
+
+def _not_sent_words(
+    refused: list[FlowAccount],
+    others: list[FlowAccount],
+    what: str,
+    then: str,
+    code: str,
+    *,
+    extension: bool,
+) -> str:
+    """The card of a take that failed, never sent, because Flow refused it on each of
+    ``refused`` for ``what`` ("run out of credits", ...): the ``others`` that cannot take it
+    now (an ``extension`` has none: the clip it continues lives on its own account), then
+    what to do."""
+    upstream = refused[0].upstream if refused else "Flow"
+    if len(refused) == 1:
+        said = f"the {upstream} account {refused[0]} has {what}"
     else:
-        said = f"the {upstream} accounts {_names(used)} have all used up today's quota of {label}"
+        said = f"the {upstream} accounts {_names(refused)} have all {what}"
     also = (
         ", and the clip it extends is known only there"
         if extension
         else f", and {_names(others)} cannot take it now"
         if others
         else ", and the project has no other account"
-        if len(used) == 1
+        if len(refused) == 1
         else ""
     )
     return (
         f"Not sent: {said} ({upstream} refused the take, so nothing was spent){also}. "
-        f"{upstream} does not say when the quota resets: try again later, or pick another "
-        f"model{f' ({code})' if code else ''}."
+        f"{then}{f' ({code})' if code else ''}."
     )
 
 

@@ -17,6 +17,7 @@ from generations import failover, take_actions
 from generations.engines.catalogue import TIER_ONE, TIER_TWO
 from generations.models import AccountGrant, FlowAccount, Generation, Membership, Project
 from generations.pipeline.passes import seconds_until_due
+from generations.pipeline.policy import SUBMIT_ATTEMPTS
 from generations.tasks import run_pass
 from tests.conftest import make_ready_scene as make_scene
 from tests.tasks_support import settle
@@ -226,6 +227,88 @@ def test_alices_extension_refused_for_a_models_daily_quota_fails_at_once(
         "there."
     )
     assert emu.stats["submit"] == 2, "the source, then the extension once"
+
+
+def test_alices_extension_refused_for_credits_fails_at_once_though_backup_has_credits(
+    emu, two_accounts, account, backup, alice
+):
+    backup.record_credits(500)
+    [source] = settle(make_scene(two_accounts, "a lighthouse at dusk").generate(alice))
+    scene = take_actions.extend(source, alice, "the beam sweeps [fault:quota]")
+    [extension] = scene.generations.all()
+
+    [extension] = settle([extension], timeout=15)
+
+    assert (extension.status, extension.account_id) == (S.FAILED, account.pk)
+    assert extension.reason == (
+        "Not sent: the Flow account Studio has run out of credits (Flow refused the take, so "
+        "nothing was spent), and the clip it extends is known only there. Add credits to "
+        "Studio, then generate it again (PUBLIC_ERROR_USER_QUOTA_REACHED)."
+    )
+    assert emu.stats["submit"] == 2, "the source, then the extension once"
+
+
+def test_alices_extension_throttled_on_its_account_waits_there_saying_when(
+    emu, two_accounts, account, backup, alice
+):
+    [source] = settle(make_scene(two_accounts, "a lighthouse at dusk").generate(alice))
+    scene = take_actions.extend(source, alice, "the beam sweeps [fault:throttle=60:once]")
+    [extension] = scene.generations.all()
+
+    run_pass()
+    run_pass()
+
+    extension.refresh_from_db()
+    assert (extension.status, extension.account_id) == (S.QUEUED, account.pk)
+    assert "next account" not in extension.reason, "its clip is known only on Studio"
+    assert "Flowsite will try again in about 60 seconds" in extension.reason
+    assert extension.next_check_at > timezone.now() + timedelta(seconds=50)
+    [extension] = settle([extension], timeout=15, ahead=timedelta(minutes=1, seconds=2))
+    assert (extension.status, extension.account_id) == (S.READY, account.pk)
+
+
+def more_accounts(emu, alice, count: int) -> list[FlowAccount]:
+    """``count`` more accounts granted to alice, signed in to the emulator."""
+    accounts = [
+        FlowAccount(label=f"Spare {number}", tier=TIER_ONE, bearer_token=emu.token)
+        for number in range(1, count + 1)
+    ]
+    FlowAccount.objects.bulk_create(accounts)
+    AccountGrant.objects.bulk_create([AccountGrant(account=a, user=alice) for a in accounts])
+    return accounts
+
+
+@pytest.mark.parametrize(
+    ("fault", "said"),
+    [
+        (
+            "quota",
+            "have all run out of credits (Flow refused the take, so nothing was spent). Add "
+            "credits, or ask an admin for another account (PUBLIC_ERROR_USER_QUOTA_REACHED).",
+        ),
+        (
+            "model-quota",
+            "have all used up today's quota of Veo 3.1 Fast (Flow refused the take, so nothing "
+            "was spent). Flow does not say when the quota resets: try again later, or pick "
+            "another model (PUBLIC_ERROR_PER_MODEL_DAILY_QUOTA_REACHED).",
+        ),
+    ],
+)
+def test_alices_take_refused_on_more_accounts_than_its_attempts_names_every_one(
+    emu, project, account, alice, fault, said
+):
+    # Each account is asked once, so refusals that move the take are not counted as attempts.
+    spares = more_accounts(emu, alice, SUBMIT_ATTEMPTS)
+    project.set_accounts([account, *spares])
+    [take] = make_scene(project, f"a gull [fault:{fault}]").generate(alice)
+
+    [take] = settle([take], timeout=30)
+
+    assert (take.status, take.account_id) == (S.FAILED, spares[-1].pk)
+    names = ", ".join(str(spare) for spare in spares[:-1])
+    assert take.reason == f"Not sent: the Flow accounts Studio, {names} and {spares[-1]} {said}"
+    assert emu.stats["submit"] == SUBMIT_ATTEMPTS + 1, "each account asked once"
+    assert emu.stats["clips_submitted"] == 0
 
 
 def test_a_take_sent_on_the_first_account_stays_there_when_it_later_cools_down(

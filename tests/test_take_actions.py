@@ -291,6 +291,30 @@ def test_bobs_upscale_flow_refuses_for_credits_marks_the_account_out_of_credits(
     assert account.state_words(timezone.now()) == "Out of credits."
 
 
+def test_bobs_upscale_flow_refuses_for_the_upscalers_daily_quota_fails_saying_so(
+    emu, project, alice, bob
+):
+    source = ready_take(project, alice)
+    project.account.record_credits(500)
+    emu.set_faults(["model-quota"])
+    upscale, _ = take_actions.request_upscale(source, bob, "1080p")
+
+    upscale = settle_upscale(upscale)
+
+    assert upscale.status == S.FAILED
+    assert upscale.reason == (
+        "Not upscaled: the Flow account Studio has used up today's quota of the 1080p upscaler "
+        "(Flow refused the upscale, so nothing was spent), and only the account that made the "
+        "clip can upscale it. Flow does not say when the quota resets: ask again later "
+        "(PUBLIC_ERROR_PER_MODEL_DAILY_QUOTA_REACHED)."
+    )
+    assert emu.stats["submit"] == 2, "the source, then the upscale once"
+    assert emu.stats["clips_submitted"] == 1, "only the source was made"
+    account = FlowAccount.objects.get(pk=project.account_id)
+    assert account.credits == 500, "a model's quota is not the account's credits"
+    assert account.state_words(timezone.now()) == ""
+
+
 def test_a_lost_upscale_answer_is_uncertain_and_never_sent_again(emu, project, alice, settings):
     source = ready_take(project, alice)
     settings.FLOW_READ_TIMEOUT = 0.3

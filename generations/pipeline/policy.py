@@ -35,7 +35,8 @@ def uncertain_reason(cause: str, upstream: str = "Flow", what: str = "take") -> 
 
 
 # Retryable answers (throttling, bot check, Flow's 500s) are tried this many times in all;
-# each submit call a take was part of counts as one.
+# each submit call a take was part of counts as one, but for a refusal for credits or a
+# model's daily quota, which moves the take to an account not asked yet (see ``submit``).
 SUBMIT_ATTEMPTS = 6
 # A batch Flow answers 500 is sent whole this many times; from then on a 500 splits it, one
 # clip per call, so a clip Flow keeps choking on fails alone (see ``submit``).

@@ -23,7 +23,9 @@ about, the way a status check asks about each operation alone after an odd answe
   (uploaded again), and above all a call whose answer was lost or unreadable: its takes are
   uncertain and no clip of it is ever sent again.
 
-Every submit call a take was part of counts as one of its SUBMIT_ATTEMPTS.
+Every submit call a take was part of counts as one of its SUBMIT_ATTEMPTS, except a refusal
+for the account's credits or the model's daily quota: that moves the take to an account that
+has not refused it so, or fails it naming them, so the project's accounts bound those calls.
 
 An engine that makes one call per scene (``call_per_scene``, Vertex AI) reports each call's fate
 apart (``SubmitResult.refused`` / ``.lost``): a refusal already names its scene, so nothing is
@@ -614,36 +616,6 @@ class SubmitGroup:
                 attempts=tries,
             )
 
-        if again and isinstance(error, OutOfCredits):
-            # Flow refused the account for its credits before doing anything, so nothing was
-            # spent: the account counts as out of credits until Flow reports some again (the
-            # state failover skips), and the takes go out on the project's next account that
-            # has some, or fail saying which have none.
-            out_of_credits(self.account)
-            accounts = self.project_accounts()
-            others = [account for account in accounts if account.pk != self.account.pk]
-            moving: dict[datetime, list[Generation]] = defaultdict(list)
-            stuck: dict[str, list[Generation]] = defaultdict(list)
-            for generation in again:
-                due = next_with_credits(others, generation.model_key, now)
-                if due is None:
-                    words = out_of_credits_words(accounts, generation.model_key, error.reason)
-                    stuck[words].append(generation)
-                else:
-                    moving[due].append(generation)
-            moved = shorten(
-                f"The {self.account.upstream} account {self.account} has run out of credits "
-                f"({self.account.upstream} refused the take, so nothing was spent); Flowsite "
-                "sends it on the project's next account with credits."
-            )
-            for due, takes in moving.items():
-                self.queue(takes, moved, due, calls=calls)
-            for words, takes in stuck.items():
-                self.fail(takes, words, statuses=statuses)
-            again = []
-        if again and isinstance(error, ModelQuotaReached):
-            self.model_quota_reached(again, error, calls=calls)
-            again = []
         if again:
             delay = backoff_seconds(max(t.attempts for t in again) + calls, retry_after)
             if isinstance(error, Throttled):
@@ -683,31 +655,62 @@ class SubmitGroup:
             **fields,
         )
 
-    def model_quota_reached(
-        self,
-        generations: list[Generation],
-        error: ModelQuotaReached,
-        *,
-        calls: int,
-    ) -> None:
+    def out_of_credits(self, generations: list[Generation], error: OutOfCredits) -> None:
+        """Flow refused the account for its credits before doing anything, so nothing was
+        spent: the account counts as out of credits until Flow reports some again (the state
+        failover skips), and the takes go out on the project's next account that has some, or
+        fail saying which have none (see generations/failover.py). Not an attempt (see
+        ``refused``)."""
+        out_of_credits(self.account)
+        accounts = self.project_accounts()
+        moving: dict[datetime, list[Generation]] = defaultdict(list)
+        stuck: dict[str, list[Generation]] = defaultdict(list)
+        for generation in generations:
+            others = self.destinations(generation, accounts)
+            due = next_with_credits(others, generation.model_key, self.now)
+            if due is None:
+                extension = is_extension(generation)
+                words = out_of_credits_words(
+                    [self.account] if extension else accounts,
+                    generation.model_key,
+                    error.reason,
+                    extension=extension,
+                )
+                stuck[words].append(generation)
+            else:
+                moving[due].append(generation)
+        upstream = self.account.upstream
+        moved = shorten(
+            f"The {upstream} account {self.account} has run out of credits ({upstream} refused "
+            "the take, so nothing was spent); Flowsite sends it on the project's next account "
+            "with credits."
+        )
+        for due, takes in moving.items():
+            self.queue(takes, moved, due, calls=0)
+        for words, takes in stuck.items():
+            self.fail(takes, words, statuses=[S.QUEUED, S.SUBMITTING])
+
+    def model_quota_reached(self, generations: list[Generation], error: ModelQuotaReached) -> None:
         """Flow refused the takes for their model's daily quota on this account, before any
         work, so nothing was spent. The account keeps its credits (other models may still go
         out on it); each take remembers it, is never sent to it again, and goes out on the
         project's next account it has not tried, or fails saying where the quota is used up
-        (see generations/failover.py)."""
+        (see generations/failover.py). Not an attempt (see ``refused``)."""
         accounts = with_own(self.project_accounts(), self.account)
         upstream = self.account.upstream
         moving: dict[tuple[datetime, tuple[int, ...], str], list[Generation]] = defaultdict(list)
         stuck: dict[str, list[Generation]] = defaultdict(list)
         for generation in generations:
             refused = tuple(sorted({*generation.model_quota_accounts, self.account.pk}))
-            extension = is_extension(generation)
-            # An extension continues a clip known only to this account.
-            others = [] if extension else [a for a in accounts if a.pk not in refused]
+            others = [a for a in self.destinations(generation, accounts) if a.pk not in refused]
             due = next_with_credits(others, generation.model_key, self.now)
             if due is None:
                 words = model_quota_words(
-                    accounts, refused, generation.model_key, error.reason, extension=extension
+                    accounts,
+                    refused,
+                    generation.model_key,
+                    error.reason,
+                    extension=is_extension(generation),
                 )
                 stuck[words].append(generation)
             else:
@@ -718,18 +721,28 @@ class SubmitGroup:
                 f"{model_label(model_key)} ({upstream} refused the take, so nothing "
                 "was spent); Flowsite sends it on the project's next account."
             )
-            self.queue(takes, moved, due, calls=calls, model_quota_accounts=list(refused))
+            self.queue(takes, moved, due, calls=0, model_quota_accounts=list(refused))
         for words, takes in stuck.items():
             self.fail(takes, words, statuses=[S.QUEUED, S.SUBMITTING])
+
+    def destinations(
+        self, generation: Generation, accounts: list[FlowAccount]
+    ) -> list[FlowAccount]:
+        """The project's ``accounts`` other than this one that a take refused here may go to:
+        none for an extension, which continues a clip known only to this account."""
+        if is_extension(generation):
+            return []
+        return [account for account in accounts if account.pk != self.account.pk]
 
     def elsewhere(self, generations: list[Generation]) -> list[Generation]:
         """The takes another account of the project can take now (failover); one query for
         the project's accounts, none when they are not asked."""
-        accounts = [account for account in self.project_accounts() if account.pk != self.account.pk]
+        accounts = self.project_accounts()
         return [
             generation
             for generation in generations
-            if first_usable(accounts, generation.model_key, self.now) is not None
+            if first_usable(self.destinations(generation, accounts), generation.model_key, self.now)
+            is not None
         ]
 
     def project_accounts(self) -> list[FlowAccount]:
@@ -755,11 +768,17 @@ class SubmitGroup:
                 UpstreamError,
                 ImageUnknown,
                 NetworkError,
-                OutOfCredits,
-                ModelQuotaReached,
             ),
         ):
             self.requeue(generations, error, calls=calls)
+        elif isinstance(error, OutOfCredits):
+            # Not one of the take's SUBMIT_ATTEMPTS: refused before any work, it moves on to an
+            # account that has not refused it so (or fails naming them), so the project's
+            # accounts bound these calls, and with more accounts than attempts it still fails
+            # saying why on each rather than "gave up". Likewise for a model's daily quota.
+            self.out_of_credits(generations, error)
+        elif isinstance(error, ModelQuotaReached):
+            self.model_quota_reached(generations, error)
         elif isinstance(error, SessionExpired | TokenExpired | AccountRefused):
             # Nothing was spent (a refusal before or instead of the work): the takes wait while
             # a refused Flow token or session is re-checked, and go on by themselves once it

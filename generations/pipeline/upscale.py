@@ -36,6 +36,7 @@ from ..engines.base import (
     DownloadError,
     EngineError,
     EngineKind,
+    ModelQuotaReached,
     NetworkError,
     OperationRef,
     OutOfCredits,
@@ -280,18 +281,33 @@ def refused(
         # As for a take; but Flow knows the clip only on the account that made it (Flowsite
         # asks for an upscale only there), so the upscale cannot move to another account.
         out_of_credits(account)
-        code = f" ({error.reason})" if error.reason else ""
-        reason = (
-            f"Not upscaled: the {account.upstream} account {account} has run out of credits "
-            f"({account.upstream} refused the upscale, so nothing was spent), and only the "
-            f"account that made the clip can upscale it. Add credits to {account}, then ask "
-            f"again{code}."
-        )
-        _fail(run_, token, statuses, row, shorten(reason))
+        then = f"Add credits to {account}, then ask again"
+        _fail(run_, token, statuses, row, _not_upscaled(account, "run out of credits", then, error))
+        run_.counts["failed"] += 1
+    elif isinstance(error, ModelQuotaReached):
+        # The upscaler's quota, not the account's credits, which stay as they are; and, as
+        # for credits, no other account can upscale the clip.
+        what = f"used up today's quota of the {UPSCALERS[row.resolution].label} upscaler"
+        then = f"{account.upstream} does not say when the quota resets: ask again later"
+        _fail(run_, token, statuses, row, _not_upscaled(account, what, then, error))
         run_.counts["failed"] += 1
     else:
         _fail(run_, token, statuses, row, shorten(error.message))
         run_.counts["failed"] += 1
+
+
+def _not_upscaled(
+    account: FlowAccount, what: str, then: str, error: OutOfCredits | ModelQuotaReached
+) -> str:
+    """The card of an upscale Flow refused on ``account`` for ``what`` ("run out of credits",
+    ...), before any work: nothing was spent, and the clip is known only on that account."""
+    upstream = account.upstream
+    code = f" ({error.reason})" if error.reason else ""
+    return shorten(
+        f"Not upscaled: the {upstream} account {account} has {what} ({upstream} refused the "
+        f"upscale, so nothing was spent), and only the account that made the clip can upscale "
+        f"it. {then}{code}."
+    )
 
 
 # --- Polling and fetching -----------------------------------------------------------------
