@@ -348,17 +348,23 @@ def test_retry_remakes_only_the_takes_the_card_would_and_says_why_it_left_the_ot
     ]
 
 
-def test_retry_submits_an_uncertain_take_again_as_its_card_does(
+def test_retry_leaves_an_uncertain_take_to_the_action_that_says_it_may_pay_twice(
     admin_client, project, django_capture_on_commit_callbacks
 ):
     uncertain = take(project, Generation.Status.UNCERTAIN, 1)
+    failed = take(project, Generation.Status.FAILED, 2, reason="Flow had an internal error.")
 
     with django_capture_on_commit_callbacks():
-        response = act(admin_client, "retry_as_new_take", [uncertain])
+        response = act(admin_client, "retry_as_new_take", [uncertain, failed])
 
     uncertain.refresh_from_db()
-    assert uncertain.tried_again_as == 2
-    assert messages_of(response) == ["Queued 1 new take."]
+    assert uncertain.tried_again_as is None
+    assert Generation.objects.filter(status=Generation.Status.QUEUED).count() == 1
+    assert messages_of(response) == [
+        "Queued 1 new take.",
+        "Left 1 take as they are (1 submission uncertain). An uncertain take may already be paid for: to "
+        "make it anyway, use “Submit uncertain takes again (Flow may charge twice)”.",
+    ]
 
 
 def test_retry_explains_a_take_that_cannot_be_retried(admin_client, project):
@@ -436,10 +442,11 @@ def test_the_take_changelist_offers_no_submit_again_for_a_take_submitted_again(
 
 
 @pytest.mark.parametrize(
-    "action, said",
+    "action, status, said",
     [
         (
             "resubmit",
+            Generation.Status.UNCERTAIN,
             [
                 "Submitted 1 take again.",
                 "Scene 1 · take 2: Only a take whose submission is uncertain can be submitted "
@@ -448,6 +455,7 @@ def test_the_take_changelist_offers_no_submit_again_for_a_take_submitted_again(
         ),
         (
             "retry_as_new_take",
+            Generation.Status.FAILED,
             [
                 "Queued 1 new take.",
                 "Left 1 take as they are (1 ready). Only a failed, cancelled or uncertain take "
@@ -457,15 +465,15 @@ def test_the_take_changelist_offers_no_submit_again_for_a_take_submitted_again(
     ],
 )
 def test_each_take_is_judged_as_it_is_now_not_as_the_changelist_read_it(
-    admin_client, project, action, said, monkeypatch, django_capture_on_commit_callbacks
+    admin_client, project, action, status, said, monkeypatch, django_capture_on_commit_callbacks
 ):
-    first = take(project, Generation.Status.UNCERTAIN, 1)
-    second = take(project, Generation.Status.UNCERTAIN, 2)
+    first = take(project, status, 1)
+    second = take(project, status, 2)
     make = Generation.retry_as_new_take
 
     def meanwhile(generation, user):
-        # While the first is being submitted again, Flow's late answer for the second
-        # arrives and the worker finishes it.
+        # While the first is being made again, the worker finishes the second (Flow's late
+        # answer for an uncertain one, a clip fetched again for a failed one).
         Generation.objects.filter(pk__in=[first.pk, second.pk]).exclude(pk=generation.pk).update(
             status=Generation.Status.READY
         )

@@ -34,6 +34,9 @@ from .common import (
 ASKED_FIELDS = ["prompt", "model_key", "aspect", "seed", "mode", *Scene.IMAGE_FIELDS]
 
 
+UNCERTAIN = Generation.Status.UNCERTAIN
+
+
 @admin.register(Generation)
 class GenerationAdmin(admin.ModelAdmin):
     list_display = [
@@ -169,11 +172,15 @@ class GenerationAdmin(admin.ModelAdmin):
     @admin.action(description="Retry the selected takes as new takes", permissions=["change"])
     def retry_as_new_take(self, request: HttpRequest, queryset: QuerySet[Generation]) -> None:
         # As the card's Retry: a ready take or one still coming would be paid for again, so
-        # those are left, said once for all of them rather than a refusal each.
+        # those are left, said once for all of them rather than a refusal each. An uncertain
+        # one is left too: submitting it again may pay twice, which only the action that says
+        # so in its name does.
         left: Counter[str] = Counter()
 
         def try_again(take: Generation, user) -> Generation | None:
-            if take.status not in Generation.TRIED_AGAIN:
+            # (One already tried again goes on, to be refused saying as which take.)
+            fresh_uncertain = take.status == UNCERTAIN and take.tried_again_as is None
+            if take.status not in Generation.TRIED_AGAIN or fresh_uncertain:
                 left[take.get_status_display().lower()] += 1
                 return None
             return work.try_again(take, user)
@@ -182,12 +189,16 @@ class GenerationAdmin(admin.ModelAdmin):
         if left:
             count = left.total()
             statuses = ", ".join(f"{n} {status}" for status, n in left.most_common())
-            self.message_user(
-                request,
-                f"Left {count} take{plural_s(count)} as they are ({statuses}). "
-                f"{Generation.NOT_TRIED_AGAIN}",
-                messages.WARNING,
-            )
+            words = f"Left {count} take{plural_s(count)} as they are ({statuses})."
+            uncertain = UNCERTAIN.label.lower()
+            if left.total() > left[uncertain]:
+                words += f" {Generation.NOT_TRIED_AGAIN}"
+            if left[uncertain]:
+                words += (
+                    f" An uncertain take may already be paid for: to make it anyway, use "
+                    f"“{GenerationAdmin.resubmit.short_description}”."
+                )
+            self.message_user(request, words, messages.WARNING)
 
     @admin.action(description="Cancel the selected takes", permissions=["change"])
     def cancel(self, request: HttpRequest, queryset: QuerySet[Generation]) -> None:
