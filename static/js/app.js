@@ -78,10 +78,10 @@
     var kept = part(root, "kept");
     if (kept) kept.hidden = true;
     part(root, "preview").hidden = true;
-    // Said before anything is read: a file this large would be sent whole (a minute on a slow
-    // line) only to be refused.
+    // Said before anything is read, and the file let go of: sent, it would go whole (a minute
+    // on a slow line) only to be refused.
     var most = Number(part(root, "status").getAttribute("data-max-bytes"));
-    if (most && file.size > most) { refuse(root, "too-large"); return; }
+    if (most && file.size > most) { input.value = ""; refuse(root, "too-large"); return; }
     var chosen = function () { return input.files && input.files[0] === file; };
     var head = new FileReader();
     head.onload = function () {
