@@ -10,6 +10,7 @@ from playwright.sync_api import Page, expect
 
 from tests.e2e.studio_support import build_studio
 from tests.e2e.test_new_user import sign_in
+from tests.film_support import ready_takes
 
 pytestmark = pytest.mark.browser
 
@@ -68,3 +69,18 @@ def test_alices_cards_hold_long_reasons_codes_and_timers_at_every_width(
         assert timer.bounding_box()["height"] < 30  # one line, not wrapped
     waiting = storm.locator(".take--pending .status")
     expect(waiting).to_have_attribute("title", "Waiting to render")
+
+
+def test_a_scene_with_many_takes_scrolls_its_strip_on_alices_phone_not_the_page(
+    page: Page, project, alice, emu
+):
+    ready_takes(project, alice, takes=8, title="Harbour")
+    page.set_viewport_size({"width": 390, "height": 844})
+    sign_in(page, "alice")
+    page.goto(reverse("project-detail", args=[project.uuid]))
+    strip = page.locator("article.card .takes")
+    expect(strip.locator(".take")).to_have_count(8)
+
+    # The strip is wider than the phone and scrolls; the page does not.
+    assert strip.evaluate("el => el.scrollWidth > el.clientWidth")
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390

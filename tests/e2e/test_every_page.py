@@ -90,6 +90,10 @@ def test_every_page_alice_opens_is_free_of_console_errors_and_names_its_clips(
             else:  # hidden (the gallery's review player until opened): no name is computed
                 expect(video).to_have_attribute("aria-label", re.compile(r"\w"))
         assert errors == [], (name, errors)
+        # Nothing widens the page past the screen: what is wider (a strip of takes, a table)
+        # scrolls inside its own box.
+        wide = page.evaluate("document.documentElement.scrollWidth")
+        assert wide <= SIZES[size][0], (name, wide)
     # The list really came from the URLconf and reached the studio's own pages.
     assert {"project-list", "project-detail", "project-gallery", "scene-edit"} <= set(opened)
 
