@@ -546,7 +546,8 @@ ERROR_CASES = [
             400, "Quota", "FAILED_PRECONDITION", "PUBLIC_ERROR_PER_MODEL_DAILY_QUOTA_REACHED"
         ),
         base.ModelQuotaReached,
-        "today's quota",
+        # Flow does not say when a daily quota resets, so neither do the words.
+        "has used up today's quota for this model; try again later or pick another model",
     ),
     (
         google_error(404, "Requested entity was not found.", "NOT_FOUND"),

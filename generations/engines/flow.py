@@ -117,8 +117,8 @@ QUOTA_REASONS = {
         "The Flow account has run out of credits; add credits or use another account."
     ),
     REASON_MODEL_QUOTA: (
-        "The Flow account has used up today's quota for this model; try again tomorrow "
-        "or pick another model."
+        "The Flow account has used up today's quota for this model; try again later or "
+        "pick another model (Flow does not say when the quota resets)."
     ),
 }
 UNSAFE_REASONS = {
