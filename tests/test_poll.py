@@ -15,7 +15,13 @@ from django.utils import timezone
 from generations.models import AccountGrant, Generation, Project, Scene
 from generations.views.cards import LATE_COMMIT_MARGIN, decode_since, encode_since
 from tests.conftest import make_image, make_scene, png_bytes
-from tests.views_support import add_scene_as, attach_clip, client_for, make_take
+from tests.views_support import (
+    add_scene_as,
+    assert_take_offers_refused,
+    attach_clip,
+    client_for,
+    make_take,
+)
 
 ACTIVE = Generation.Status.ACTIVE
 READY = Generation.Status.READY
@@ -130,6 +136,33 @@ def test_bob_polling_gets_a_card_with_no_price_once_studios_grant_is_revoked(
     card = card[: card.index("</form>")]
     assert "credits" not in card, "no price for an account the project can no longer spend"
     assert "This project may not spend the Flow account Studio" in card
+
+
+def test_bob_polling_gets_takes_offering_nothing_at_a_price_once_studios_grant_is_revoked(
+    project, account, alice, bob, board
+):
+    scenes, takes = board
+    hour_ago = timezone.now() - timedelta(hours=1)
+    ready = make_take(
+        scenes[1],
+        alice,
+        status=READY,
+        updated=hour_ago,
+        media_generation_id="CAUSmade",
+        video=f"clips/{project.uuid}/ready.mp4",
+    )
+    failed = make_take(scenes[1], alice, status=Generation.Status.FAILED, updated=hour_ago)
+    client = client_for(bob)
+    since = since_on_page(client.get(reverse("project-detail", args=[project.uuid])).text)
+    AccountGrant.objects.filter(account=account, user=alice).delete()  # flow_account revoke
+    Generation.objects.filter(pk=failed.pk).update(reason="Flow refused.", updated=timezone.now())
+
+    html = client.get(poll_url(project, since)).text
+
+    assert oob_card_ids(html) == {str(scenes[1].uuid)}
+    assert_take_offers_refused(
+        html, ready, failed, "This project may not spend the Flow account Studio"
+    )
 
 
 def test_one_poll_covers_every_card_that_changed(project, alice, board):

@@ -23,7 +23,7 @@ from generations.models import (
     ProjectAccount,
 )
 from tests.conftest import make_ready_scene, make_scene
-from tests.views_support import client_for
+from tests.views_support import button_disabled, client_for
 
 
 @pytest.fixture
@@ -280,7 +280,7 @@ def test_once_studios_grant_is_revoked_bobs_scene_cards_say_so_instead_of_a_pric
     card = card[: card.index("</form>")]
     assert "credits" not in card, "no price for an account the project can no longer spend"
     assert REVOKED in card
-    assert "disabled" in card, "Generate would be refused"
+    assert button_disabled(card), "Generate would be refused"
 
 
 def test_the_project_page_costs_the_same_queries_for_two_accounts_as_for_five(

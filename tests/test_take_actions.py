@@ -16,11 +16,26 @@ from generations import take_actions
 from generations.engines.catalogue import TIER_TWO
 from generations.film import Segment, probe, render_film
 from generations.film_tasks import clip_files, plan, snapshot
-from generations.models import CannotGenerate, FlowAccount, Generation, Pick, Scene, Upscale
+from generations.models import (
+    AccountGrant,
+    CannotGenerate,
+    FlowAccount,
+    Generation,
+    Pick,
+    Scene,
+    Upscale,
+)
 from generations.tasks import run_pass
 from tests.conftest import make_ready_scene, make_scene
 from tests.tasks_support import UNCERTAIN_WORDS, settle
-from tests.views_support import client_for, htmx_client_for
+from tests.views_support import (
+    assert_take_offers_refused,
+    button_disabled,
+    client_for,
+    forms_to,
+    htmx_client_for,
+    make_take,
+)
 
 S = Generation.Status
 
@@ -74,6 +89,62 @@ def test_every_action_of_a_project_without_an_account_names_both_engines(project
     # Only a failed (cancelled, uncertain) take can be tried again at all.
     take.status = S.FAILED
     assert take.retry_problem() == NO_ACCOUNT
+
+
+# --- A project that may no longer spend its account ------------------------------------------
+
+REVOKED = (
+    "This project may not spend the Flow account Studio: staff have not granted it to the "
+    "project or to one of its owners. Ask an admin."
+)
+
+
+def ready_and_failed_takes(project, alice) -> tuple[Generation, Generation]:
+    """A scene with a ready take Flow made on the project's account and a failed one."""
+    scene = make_ready_scene(project)
+    ready = make_take(
+        scene,
+        alice,
+        status=S.READY,
+        media_generation_id="CAUSmade",
+        video=f"clips/{project.uuid}/ready.mp4",
+    )
+    failed = make_take(scene, alice, status=S.FAILED, reason="Flow refused the prompt.")
+    return ready, failed
+
+
+def test_once_studios_grant_is_revoked_bobs_takes_offer_no_extend_upscale_or_retry_at_a_price(
+    project, account, alice, bob
+):
+    ready, failed = ready_and_failed_takes(project, alice)
+    uncertain = make_take(ready.scene, alice, status=S.UNCERTAIN)
+    client = client_for(bob)
+    url = reverse("project-detail", args=[project.uuid])
+    [extend] = forms_to(client.get(url).text, reverse("take-extend", args=[ready.uuid]))
+    assert "20 credits" in extend
+    AccountGrant.objects.filter(account=account, user=alice).delete()  # flow_account revoke
+
+    page = client.get(url).text
+
+    assert_take_offers_refused(page, ready, failed, REVOKED)
+    [submit_again] = forms_to(page, reverse("take-retry", args=[uncertain.uuid]))
+    assert "Submit again" in submit_again and REVOKED in submit_again
+    assert button_disabled(submit_again), "submitting it again would be refused too"
+
+
+def test_bobs_card_after_a_refused_upscale_offers_nothing_at_a_price_once_studio_is_revoked(
+    project, account, alice, bob
+):
+    ready, failed = ready_and_failed_takes(project, alice)
+    AccountGrant.objects.filter(account=account, user=alice).delete()  # flow_account revoke
+
+    card = htmx_client_for(bob).post(
+        reverse("take-upscale", args=[ready.uuid]), {"resolution": "1080p"}
+    )
+
+    assert f'<p class="card__error" role="alert">{REVOKED}</p>' in card.text
+    assert_take_offers_refused(card.text, ready, failed, REVOKED)
+    assert not Upscale.objects.exists()
 
 
 # --- Extend ---------------------------------------------------------------------------------

@@ -1,8 +1,9 @@
 """Builders shared by the page tests: takes and their clips in the database, and signed-in
-clients (start images and scenes come from tests/conftest.py)."""
+clients (start images and scenes come from tests/conftest.py); and readers of a page's forms."""
 
 from __future__ import annotations
 
+import re
 from datetime import datetime, timedelta
 
 from django.core.files.base import ContentFile
@@ -96,3 +97,31 @@ def add_scene_as(user, project: Project, title: str, prompt: str = "The boat rea
     )
     assert added.status_code == 302, added.content[:500]
     return Scene.objects.get(project=project, title=title)
+
+
+def forms_to(html: str, url: str) -> list[str]:
+    """Each form on the page that posts to ``url``, from its action to its end."""
+    return [part[: part.index("</form>")] for part in html.split(f'action="{url}"')[1:]]
+
+
+def button_disabled(form: str) -> bool:
+    """Whether the form's button is disabled (its ``hx-disabled-elt`` says nothing of that)."""
+    return re.search(r"<button\b[^>]*\sdisabled[\s>]", form) is not None
+
+
+def assert_take_offers_refused(
+    html: str, ready: Generation, failed: Generation, refusal: str
+) -> None:
+    """On ``ready``'s Extend and both its upscales, and on ``failed``'s Retry, ``refusal`` in
+    place of a price, disabled; ``ready``'s free last frame, which spends no account, offered
+    as ever."""
+    [extend] = forms_to(html, reverse("take-extend", args=[ready.uuid]))
+    upscales = forms_to(html, reverse("take-upscale", args=[ready.uuid]))
+    [retry] = forms_to(html, reverse("take-retry", args=[failed.uuid]))
+    assert len(upscales) == 2, "1080p and 4K"
+    for form in (extend, *upscales, retry):
+        assert refusal in form
+        assert button_disabled(form), "the action would be refused"
+        assert "data-cost" not in form, "no price for an account the project can no longer spend"
+    [last_frame] = forms_to(html, reverse("take-last-frame", args=[ready.uuid]))
+    assert not button_disabled(last_frame) and "free" in last_frame

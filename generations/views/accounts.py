@@ -121,9 +121,10 @@ def first_account_granted() -> Exists:
 def generate_refusal(project: Project, membership) -> str:
     """What every card's Generate says, instead of its price, while the project may no longer
     spend its first account (on which its scenes are priced, and every Generate is refused):
-    the refusal Generate would answer with; "" when it may. From the lookup's
-    ``account_granted`` when it has one (the page, the poll); else asked once per project
-    instance (``Project.spending_problem``), which a Generate just asked already."""
+    the refusal Generate would answer with; "" when it may. Its takes' Extend, Upscale and
+    Retry spend that account too and are refused alike, so they say it as well. From the
+    lookup's ``account_granted`` when it has one (the page, the poll); else asked once per
+    project instance (``Project.spending_problem``), which a Generate just asked already."""
     if project.account_id is None or not membership.can_edit:
         return ""  # the card's own problem says so, or it shows no Generate at all
     if getattr(membership, "account_granted", False):

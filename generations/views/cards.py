@@ -148,7 +148,8 @@ def card_context(
         "project": project,
         "membership": membership,
         "can_edit": membership.can_edit,
-        # Shown on every card's Generate in place of its price (see generate_refusal).
+        # Shown on every card's Generate, and its takes' Extend, Upscale and Retry, in place
+        # of their price (see generate_refusal).
         "generate_refusal": generate_refusal(project, membership),
         "since": since,
         "live": live,
