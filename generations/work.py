@@ -22,6 +22,8 @@ def submit_after_commit(generations: Iterable[Generation]) -> None:
 
 
 def record_generated(project: Project, user, generations: list[Generation], **details) -> None:
+    """The takes asked for, in the audit trail. ``take_numbers`` only for one scene's takes:
+    across scenes a number says nothing without its scene, and Generate all counts them."""
     if generations:
         AuditEvent.record(
             AuditEvent.Action.TAKES_GENERATED,
@@ -36,7 +38,13 @@ def record_generated(project: Project, user, generations: list[Generation], **de
 def generate(scene: Scene, user) -> list[Generation]:
     generations = scene.generate(user)
     submit_after_commit(generations)
-    record_generated(scene.project, user, generations, scene=str(scene))
+    record_generated(
+        scene.project,
+        user,
+        generations,
+        scene=str(scene),
+        take_numbers=[take.take for take in generations],
+    )
     return generations
 
 
@@ -54,7 +62,12 @@ def retry_as_new_take(generation: Generation, user) -> Generation:
     new = generation.retry_as_new_take(user)
     submit_after_commit([new])
     record_generated(
-        generation.project, user, [new], scene=str(generation.scene), retry_of=generation.take
+        generation.project,
+        user,
+        [new],
+        scene=str(generation.scene),
+        retry_of=generation.take,
+        take_numbers=[new.take],
     )
     return new
 
@@ -63,7 +76,12 @@ def resubmit(generation: Generation, user) -> Generation:
     new = generation.resubmit(user)
     submit_after_commit([new])
     record_generated(
-        generation.project, user, [new], scene=str(generation.scene), resubmitted=generation.take
+        generation.project,
+        user,
+        [new],
+        scene=str(generation.scene),
+        resubmitted=generation.take,
+        take_numbers=[new.take],
     )
     return new
 

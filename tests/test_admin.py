@@ -1341,7 +1341,7 @@ def test_staff_deleting_bob_are_recorded_by_name_and_read_in_the_trail(admin_cli
     ]
     listing = admin_client.get(reverse("admin:generations_auditevent_changelist")).text
     assert "User deleted" in listing
-    assert "projects: Poseidon; user: bob" in listing
+    assert "Deleted the user bob, who was in Poseidon" in listing
 
 
 def test_staff_deleting_three_people_at_once_record_each_of_them_once(

@@ -269,8 +269,8 @@ def test_alice_sets_the_budget_and_bobs_allowance(project, alice, bob):
     ]
     # Read with its unit, whatever engine the project spends later.
     activity = client.get(reverse("project-audit", args=[project.uuid])).text
-    assert "new: 500 credits; old: no limit" in activity
-    assert "member: bob; new: 100 credits; old: no limit" in activity
+    assert "Changed the monthly budget from unlimited to 500 credits" in activity
+    assert "Changed bob&#x27;s monthly allowance from unlimited to 100 credits" in activity
 
 
 def test_two_owners_changing_the_budget_at_once_the_second_is_told(project, alice, bob):
@@ -396,7 +396,7 @@ def test_alice_sets_7_50_on_her_vertex_ai_project_and_the_page_shows_7_50(on_ver
     event = AuditEvent.objects.get(action=AuditEvent.Action.BUDGET_CHANGED)
     assert event.details == {"old": "8.00", "new": "7.50", "unit": "USD"}
     activity = client.get(reverse("project-audit", args=[on_vertex.uuid])).text
-    assert "new: $7.50; old: $8.00" in activity
+    assert "Changed the monthly budget from $8.00 to $7.50" in activity
 
 
 def test_alice_gives_bob_an_allowance_in_dollars_and_cents(on_vertex, alice, bob):

@@ -164,6 +164,6 @@ class AuditEventAdmin(RecordAdmin):
     fields = ("at", "actor_name", "actor", "action", "project_name", "project", "details")
     readonly_fields = fields
 
-    @admin.display(description="Details")
+    @admin.display(description="What happened")
     def summary(self, event: AuditEvent) -> str:
         return event.summary()

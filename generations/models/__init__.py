@@ -41,7 +41,6 @@ from .team import (
     InviteQuerySet,
     PasswordResetRequest,
     SignInFailure,
-    _plain,
     hash_invite_token,
 )
 from .upscales import Upscale
@@ -88,7 +87,6 @@ __all__ = [
     "InviteQuerySet",
     "Invite",
     "AuditEvent",
-    "_plain",
     "PasswordResetRequest",
     "Pick",
     "_film_path",

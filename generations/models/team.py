@@ -13,6 +13,7 @@ from django.db import models
 from django.utils import timezone
 
 from ..budgets import amount
+from . import activity
 from .accounts import COST_USD
 from .projects import ClearedLimits, Membership, Project
 
@@ -346,19 +347,9 @@ class AuditEvent(models.Model):
         return cls.record(cls.Action.ACCOUNTS_ORDERED, actor, project, **details)
 
     def summary(self) -> str:
-        """The details in a line a person reads. A limit kept with its unit (credits or US
-        dollars) is read in it, so the trail still reads right after the project moves to an
-        engine paid in the other."""
-        details = dict(self.details)
-        unit = details.pop("unit", None)
-        if unit is not None:
-            for key in ("old", "new"):
-                value = details.get(key)
-                details[key] = "no limit" if value is None else amount(value, unit)
-        # Sorted: PostgreSQL's jsonb keeps keys in its own order, SQLite in the written one.
-        return "; ".join(
-            f"{key.replace('_', ' ')}: {_plain(value)}" for key, value in sorted(details.items())
-        )
+        """The event in a sentence an owner reads (``activity.sentence``), rendered from the
+        details so events stored long ago read in the same words as new ones."""
+        return activity.sentence(self.action, self.details)
 
 
 def _audited(value: Decimal | None, unit: str) -> int | str | None:
@@ -367,11 +358,3 @@ def _audited(value: Decimal | None, unit: str) -> int | str | None:
     if value is None:
         return None
     return f"{value:.2f}" if unit == COST_USD else int(value)
-
-
-def _plain(value) -> str:
-    if value is None:
-        return "none"
-    if isinstance(value, list):
-        return ", ".join(str(item) for item in value)
-    return str(value)
