@@ -196,7 +196,7 @@ def test_the_storyboard_command_renders_the_film_and_prints_its_segments(
         "--project",
         "Poseidon",
         "--out",
-        str(tmp_path / "f.mp4"),
+        str(tmp_path / "films" / "f.mp4"),  # a folder made for it, as export makes its own
         stdout=out,
         stderr=err,
     )
@@ -205,7 +205,7 @@ def test_the_storyboard_command_renders_the_film_and_prints_its_segments(
     assert re.search(r"Wrote .*f\.mp4: 2\.00 s, 1280x720, 1 segment \(stream copy\)", text), text
     assert "Scene 1 take 1" in text and "silence" in text
     assert "Scene 2 (Unmade) has no pick" in err.getvalue()
-    assert (tmp_path / "f.mp4").stat().st_size > 0
+    assert (tmp_path / "films" / "f.mp4").stat().st_size > 0
 
 
 def test_all_latest_fills_unpicked_scenes_with_their_newest_ready_take(

@@ -382,8 +382,12 @@ class Command(BaseCommand):
             raise CommandError(f"{out} should end in .mp4: the film is an MP4.")
         if out.exists() and out.is_dir():
             raise CommandError(f"{out} is a folder; give the film's file name.")
-        if not out.parent.is_dir():
-            raise CommandError(f"The folder {out.parent} does not exist.")
+        # Its folder is made as export makes its own (before any work, so a path that cannot
+        # be written is said at once, not after the render).
+        try:
+            out.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise CommandError(f"Cannot create {out.parent}: {error.strerror}.") from None
         film_plan = film_tasks.plan(project, all_latest=all_latest)
         if not film_plan.picks:
             hint = "" if all_latest else " (or pass --all-latest)"
