@@ -670,6 +670,60 @@
     }
   });
 
+  // --- The film card keeps the focus (templates/generations/film.html) ----------------------
+  // The card is swapped whole: by Render film's answer, then by its own poll while a render
+  // runs. Left to htmx, focus inside it fell to <body> and the next Tab started from the top.
+  // Focus that was on the card goes back to the same control on the new one (the nth control
+  // of its kind, text and target, as a card's lists repeat "Takes" and "Download"), else, the
+  // control gone or disabled (Render film while the render runs), to the card's heading.
+  // Focus elsewhere on the page is left where it is.
+  var FILM_CONTROLS = "a[href], button, input, select, textarea, summary, video[controls]";
+
+  function filmCard() { return document.getElementById("film-card"); }
+
+  function filmKey(node) {
+    var where = node.form ? node.form.getAttribute("action") : node.getAttribute("href");
+    return node.tagName + " " + where + " " + node.textContent.trim();
+  }
+
+  function filmPlace(node) {
+    var card = filmCard();
+    if (!card || !node || node === card || !card.contains(node)) return null;
+    var key = filmKey(node);
+    var same = Array.prototype.filter.call(card.querySelectorAll(FILM_CONTROLS), function (n) { return filmKey(n) === key; });
+    return { id: node.id, key: key, nth: same.indexOf(node) };
+  }
+
+  // The button pressed is disabled (hx-disabled-elt) and so unfocused by the answer: read first.
+  document.addEventListener("htmx:beforeRequest", function (event) {
+    var card = filmCard();
+    var place = card && card.contains(event.detail.elt) && filmPlace(document.activeElement);
+    if (place) event.detail.xhr.filmPlace = place;
+  });
+
+  var filmFocus = null;
+  document.addEventListener("htmx:beforeSwap", function (event) {
+    var target = event.detail.target;
+    if (!event.detail.shouldSwap || !target || target.id !== "film-card") return;
+    filmFocus = filmPlace(document.activeElement) || event.detail.xhr.filmPlace || null;
+  });
+
+  document.addEventListener("htmx:afterSwap", function () {
+    var place = filmFocus;
+    filmFocus = null;
+    var card = place && filmCard();
+    if (!card) return;
+    // Focus already off <body>: htmx put it back (a control with an id), or the person moved it.
+    var active = document.activeElement;
+    if (active && active !== document.body) return;
+    var usable = function (n) { return !n.disabled && n.getClientRects().length > 0; };
+    var byId = place.id && document.getElementById(place.id);
+    var same = Array.prototype.filter.call(card.querySelectorAll(FILM_CONTROLS), function (n) { return filmKey(n) === place.key; });
+    var control = byId && card.contains(byId) ? byId : same[place.nth] || same[0];
+    if (!control || !usable(control)) control = card.querySelector("#film-card-title");
+    if (control) control.focus({ preventScroll: true });
+  });
+
   // --- Filters that apply themselves (the gallery's form[data-autosubmit]) -------------------
   // A choice made with the mouse (or a touch) applies at once. One made from the keyboard waits
   // for Enter or the form's Show button (kept visible for this, and for pages without

@@ -130,3 +130,41 @@ def test_carol_plays_and_pauses_the_takes_of_a_scene_together(
     page.wait_for_function(
         "() => [...document.querySelectorAll('video[data-compare-clip]')].every(v => v.paused)"
     )
+
+
+def test_alice_renders_the_film_from_the_keyboard_and_keeps_her_place_through_its_polls(
+    page: Page, transactional_db, emu, project, alice
+):
+    for title in ("Harbour", "Storm"):
+        [take] = ready_takes(project, alice, title=title)
+        Pick.choose(take, alice)
+    sign_in(page, "alice")
+    page.goto(reverse("project-film", args=[project.uuid]))
+    card = page.locator("#film-card")
+    heading = card.get_by_role("heading", name="Render")
+
+    def next_poll() -> None:
+        # The queued render (no worker here) keeps the card polling; wait for one redraw.
+        page.evaluate("() => { window.__card = document.getElementById('film-card'); }")
+        page.wait_for_function("() => document.getElementById('film-card') !== window.__card")
+
+    page.get_by_role("button", name="Render film").focus()
+    page.keyboard.press("Enter")
+    expect(card.locator("progress.film-card__progress")).to_be_visible()
+    # Render film is disabled while the render runs: the focus goes to the card's heading.
+    expect(heading).to_be_focused()
+    next_poll()
+    expect(heading).to_be_focused()
+
+    # A control still on the redrawn card keeps the focus: the new version's list of takes.
+    takes = card.locator(".film-version summary", has_text="Takes")
+    takes.focus()
+    next_poll()
+    expect(takes).to_be_focused()
+
+    # The card's polls never take the focus from the rest of the page.
+    trim_in = page.get_by_label("Trim in (s)").first
+    trim_in.focus()
+    next_poll()
+    next_poll()
+    expect(trim_in).to_be_focused()

@@ -1,14 +1,19 @@
 """What a screen reader gets in a real Chromium: the words a card action answers with reach the
-page's one live region (#announcer), and every video on the film and compare pages is named
-after its scene and take."""
+page's one live region (#announcer), every video on the film and compare pages is named
+after its scene and take, and a form's fields are described by their hints."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
+from django.contrib.auth.tokens import default_token_generator
 from django.urls import reverse
+from django.utils.encoding import force_bytes
+from django.utils.http import urlsafe_base64_encode
 from playwright.sync_api import Page, expect
 
-from generations.models import Pick
+from generations.models import AccountGrant, FlowAccount, Pick
 from tests.e2e.studio_support import build_studio
 from tests.e2e.test_new_user import sign_in
 
@@ -80,3 +85,43 @@ def test_carol_hears_which_scene_and_take_each_video_of_the_film_and_compare_pag
     videos = page.locator("video[data-compare-clip]")
     expect(videos.nth(0)).to_have_accessible_name("Harbour, take 1 by alice")
     expect(videos.nth(1)).to_have_accessible_name("Harbour, take 2 by bob")
+
+
+def test_alice_hears_the_hint_of_each_field_of_the_new_project_and_scene_forms(
+    page: Page, transactional_db, project, alice
+):
+    # Two accounts granted: the new-project form asks which one pays.
+    AccountGrant.objects.create(
+        account=FlowAccount.objects.create(label="Second", bearer_token="ya29.two"), user=alice
+    )
+    sign_in(page, "alice")
+
+    page.goto(reverse("project-create"))
+    expect(page.get_by_label("Account")).to_have_accessible_description(
+        "Who pays for the project's clips."
+    )
+
+    page.goto(reverse("scene-create", args=[project.uuid]))
+    expect(page.get_by_label("Seed")).to_have_accessible_description(
+        "Leave blank for a fresh random seed on every take."
+    )
+    expect(page.get_by_label("Takes")).to_have_accessible_description(
+        "How many clips one Generate asks for (each spends credits)."
+    )
+    expect(page.get_by_label("Start image")).to_have_accessible_description(
+        "JPEG, PNG or WebP. The clip starts from this picture (Start image, Start and end frames)."
+    )
+
+
+def test_alice_hears_the_password_rules_as_the_hint_of_her_new_password(
+    page: Page, transactional_db, alice
+):
+    # Django's hint here is a list (<ul>): inside a <p> the browser would close the paragraph
+    # before it, leaving the element the field points at empty.
+    uid = urlsafe_base64_encode(force_bytes(alice.pk))
+    page.goto(
+        reverse("password_reset_confirm", args=[uid, default_token_generator.make_token(alice)])
+    )
+    expect(page.get_by_label("New password", exact=True)).to_have_accessible_description(
+        re.compile(r"can.t be too similar to your other personal information")
+    )
