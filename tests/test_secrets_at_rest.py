@@ -95,3 +95,77 @@ def test_gunicorns_entry_point_refuses_to_serve_without_a_key(tmp_path, serves):
     assert (result.returncode == 0) is serves, result.stderr
     if not serves:
         assert "FLOWSITE_FERNET_KEYS is not set" in result.stderr
+
+
+OTHER_KEY = Fernet.generate_key().decode()
+
+
+@pytest.fixture
+def stray(db, settings, alice) -> FlowAccount:
+    """An account added by a command that made its own key, as E001's old hint led to."""
+    from generations.models import AccountGrant
+
+    keys = settings.FLOWSITE_FERNET_KEYS
+    settings.FLOWSITE_FERNET_KEYS = [OTHER_KEY]
+    stray = FlowAccount.objects.create(label="Stray", bearer_token="ya29.stray-token-1234")
+    settings.FLOWSITE_FERNET_KEYS = keys
+    AccountGrant.objects.create(account=stray, user=alice)
+    return stray
+
+
+def test_alice_still_opens_new_project_and_settings_beside_an_account_no_key_decrypts(
+    project, stray, alice
+):
+    from django.urls import reverse
+
+    from tests.views_support import client_for
+
+    client = client_for(alice)
+    new = client.get(reverse("project-create"))
+    settings_page = client.get(reverse("project-settings", args=[project.uuid]))
+
+    assert new.status_code == 200
+    assert b"Stray" in new.content
+    assert settings_page.status_code == 200
+
+
+def test_staff_see_and_delete_an_account_no_key_decrypts(admin_client, stray):
+    from django.urls import reverse
+
+    listing = admin_client.get(reverse("admin:generations_flowaccount_changelist"))
+    page = admin_client.get(reverse("admin:generations_flowaccount_change", args=[stray.pk]))
+    delete_url = reverse("admin:generations_flowaccount_delete", args=[stray.pk])
+    confirm = admin_client.get(delete_url)
+    deleted = admin_client.post(delete_url, {"post": "yes"})
+
+    assert listing.status_code == 200
+    assert b"cannot be decrypted" in listing.content
+    # Where a new secret can be pasted over the sealed one.
+    assert page.status_code == 200
+    assert b"cannot be decrypted" in page.content
+    assert confirm.status_code == 200
+    assert deleted.status_code == 302
+    assert not FlowAccount.objects.filter(pk=stray.pk).exists()
+
+
+def test_saving_an_account_no_key_decrypts_keeps_its_secret_for_the_right_key(stray, settings):
+    before = stored(stray, "bearer_token")
+    account = FlowAccount.objects.get(pk=stray.pk)
+    account.problem = "checked"
+    account.save()
+
+    assert stored(stray, "bearer_token") == before
+    settings.FLOWSITE_FERNET_KEYS = [OTHER_KEY]
+    assert FlowAccount.objects.get(pk=stray.pk).bearer_token == "ya29.stray-token-1234"
+
+
+def test_the_worker_says_in_words_that_only_stray_cannot_be_signed(account, stray):
+    from generations.pipeline.accounts import Engines
+
+    engines = Engines()
+    loaded = FlowAccount.objects.get(pk=stray.pk)
+    with pytest.raises(ValueError, match="cannot be decrypted") as refusal:
+        engines.get(loaded)
+
+    assert "Stray has no usable token" in loaded.unusable_secret(refusal.value)
+    assert engines.get(FlowAccount.objects.get(pk=account.pk)) is not None
