@@ -62,6 +62,14 @@ def test_the_app_refuses_to_start_without_a_key(settings):
     assert errors == ["flowsite.E001"]
 
 
+def test_e001_tells_an_operator_of_a_make_run_install_to_reuse_its_keys_not_make_one(settings):
+    settings.FLOWSITE_FERNET_KEYS = []
+    (error,) = run_checks(tags=["flowsite"])
+    assert "every process" in error.hint
+    assert "same FLOWSITE_FERNET_KEYS" in error.hint
+    assert "DEBUG=1" in error.hint
+
+
 @pytest.mark.parametrize("keys", [["not-a-key"], ["short"]])
 def test_a_malformed_key_is_reported_in_words(db, settings, keys):
     from django.core.exceptions import ImproperlyConfigured
