@@ -93,7 +93,10 @@ def rotate(stored: str) -> str:
         return ""
     if not stored.startswith(PREFIX):
         return encrypt(stored)
-    return PREFIX + fernet().rotate(stored[len(PREFIX) :].encode()).decode()
+    try:
+        return PREFIX + fernet().rotate(stored[len(PREFIX) :].encode()).decode()
+    except InvalidToken as error:
+        raise UndecryptableSecret(UNDECRYPTABLE) from error
 
 
 def mask(value: str) -> str:

@@ -43,6 +43,22 @@ def test_rotating_keys_reencrypts_under_the_new_key_and_the_old_key_can_go(db, s
     assert FlowAccount.objects.get(pk=account.pk).bearer_token == "ya29.secret-token"
 
 
+def test_rotating_with_only_a_new_key_is_refused_in_words_and_changes_nothing(db, settings):
+    from django.core.management.base import CommandError
+
+    account = FlowAccount.objects.create(label="Studio", bearer_token="ya29.secret-token")
+    before = stored(account, "bearer_token")
+    settings.FLOWSITE_FERNET_KEYS = [Fernet.generate_key().decode()]
+
+    with pytest.raises(CommandError) as refusal:
+        call_command("rotate_fernet_keys", stdout=io.StringIO())
+
+    assert "Studio" in str(refusal.value)
+    assert "none of the keys in FLOWSITE_FERNET_KEYS decrypts" in str(refusal.value)
+    assert "keep the old key listed after the new one" in str(refusal.value)
+    assert stored(account, "bearer_token") == before
+
+
 def test_a_value_written_before_encryption_is_read_and_then_encrypted_by_rotation(db):
     account = FlowAccount.objects.create(label="Studio")
     with connection.cursor() as cursor:
