@@ -102,6 +102,42 @@ def test_without_the_emulator_no_account_is_made(db, settings):
     assert Project.objects.get(name="Demo").account is None
 
 
+def test_with_the_emulator_off_after_a_run_with_it_the_demo_accounts_are_not_spent(db, settings):
+    from django.utils import timezone
+
+    run()
+    settings.FLOWSITE_EMULATOR = False
+
+    output = run()
+
+    demo = User.objects.get(username="demo")
+    assert list(FlowAccount.objects.granted_to(demo)) == []
+    for name in ("Demo", "Demo on Vertex AI"):
+        assert "may not spend" in Project.objects.get(name=name).spending_problem()
+    # The worker calls no account with a problem: queued takes wait, saying it.
+    assert not FlowAccount.objects.filter(FlowAccount.open_q(timezone.now())).exists()
+    for account in FlowAccount.objects.all():
+        assert "the local emulator is off" in account.problem
+    assert "it is granted to demo" not in output
+    assert "'Local emulator' spends the local emulator, which is off" in output
+    assert "no longer granted to demo" in output
+
+
+def test_the_demo_accounts_come_back_when_the_emulator_does(db, settings):
+    run()
+    settings.FLOWSITE_EMULATOR = False
+    run()
+    settings.FLOWSITE_EMULATOR = True
+
+    output = run()
+
+    demo = User.objects.get(username="demo")
+    assert FlowAccount.objects.granted_to(demo).count() == 2
+    assert set(FlowAccount.objects.values_list("problem", flat=True)) == {""}
+    assert Project.objects.get(name="Demo").spending_problem() == ""
+    assert "it is granted to demo" in output
+
+
 def test_it_refuses_to_run_on_a_real_deployment(db, settings):
     settings.DEBUG = False
     settings.FLOWSITE_EMULATOR = False

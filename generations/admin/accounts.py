@@ -311,6 +311,8 @@ class FlowAccountAdmin(admin.ModelAdmin):
 
     @admin.display(description="Secret")
     def masked_secret(self, account: FlowAccount) -> str:
+        if account.secret_sealed:
+            return account.SEALED_HINT
         if account.service_account_key:
             return key_email(account.service_account_key) or "key file"
         return mask(account.secret)

@@ -12,7 +12,7 @@ from django.utils import timezone
 
 from .. import rules
 from ..budgets import COST_CREDITS, COST_USD
-from ..crypto import EncryptedTextField
+from ..crypto import EncryptedTextField, is_sealed
 from ..engines.base import Credentials, EngineKind
 from ..engines.catalogue import TIER_ONE, TIERS, can_make, flow_credits
 
@@ -124,8 +124,21 @@ class FlowAccount(models.Model):
             "paste one."
         )
 
+    # What an admin pasted; access_token is only minted from these.
+    PASTED_SECRETS = ("bearer_token", "session_cookie", "service_account_key")
+
+    @property
+    def secret_sealed(self) -> bool:
+        """Whether a pasted secret was stored under keys this process lacks: lists show that
+        instead of reading it (which raises ``UndecryptableSecret``)."""
+        return is_sealed(self, *self.PASTED_SECRETS)
+
+    SEALED_HINT = "cannot be decrypted with FLOWSITE_FERNET_KEYS; paste it again"
+
     @property
     def auth_kind(self) -> str:
+        if self.secret_sealed:
+            return "secret"
         if self.service_account_key:
             return "service-account key"
         return "session cookie" if self.session_cookie else "bearer token"

@@ -65,7 +65,8 @@ class AccountTokenCache:
             .values_list("access_token", "access_token_expires")
             .first()
         )
-        if not row or not row[0] or row[1] is None:
+        # A token sealed under other keys (crypto.Sealed) is minted again, as a missing one is.
+        if not row or not isinstance(row[0], str) or not row[0] or row[1] is None:
             return None
         return row[0], row[1]
 

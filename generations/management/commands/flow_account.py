@@ -404,6 +404,8 @@ def _checked(validator, value: str) -> str:
 
 def _hint(account: FlowAccount) -> str:
     """A masked hint of the account's credential; a key file by the service account it is."""
+    if account.secret_sealed:
+        return account.SEALED_HINT
     if account.service_account_key:
         return key_email(account.service_account_key) or "key file"
     return mask(account.secret)

@@ -17,6 +17,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 from PIL import Image, ImageDraw
 
+from generations import work
 from generations.engines.base import Aspect
 from generations.engines.catalogue import TIER_TWO, default_model
 from generations.images import store_start_image
@@ -31,6 +32,14 @@ VERTEX_PROJECT = "Demo on Vertex AI"
 # The emulator's service-account key pair is made afresh each run, so the demo account signs
 # in with the emulator's fixed token instead (README: how to try a key file against it).
 VERTEX_CLOUD_PROJECT = "flowsite-demo"
+# Set on the demo accounts while `make run` runs without the emulator: their token is the
+# emulator's, which must never go to Google. The worker calls no account with a problem, so their
+# takes wait saying this; the next start with the emulator clears it.
+EMULATOR_OFF = (
+    "This demo account spends the local Flow emulator, and the local emulator is off "
+    "(FLOWSITE_EMULATOR=0): nothing is sent to Google with the emulator's token. Start with the "
+    "emulator on to use it again."
+)
 SAMPLE_PROMPT = (
     "A red paper boat drifts across a calm lake at sunrise, mist over the water, "
     "the camera slowly pushes in."
@@ -51,10 +60,14 @@ class Command(BaseCommand):
             user, user_created = self._user()
             account = self._account()
             vertex = self._vertex_account()
-            for granted in (account, vertex):
-                if granted is not None:
+            demo_accounts = [found for found in (account, vertex) if found is not None]
+            if settings.FLOWSITE_EMULATOR:
+                for granted in demo_accounts:
                     # Only granted accounts may be spent: the demo login may spend them.
                     AccountGrant.objects.get_or_create(account=granted, user=user)
+                self._emulator_back(demo_accounts)
+            else:
+                self._emulator_off(demo_accounts, user)
             project_created = self._project(user, account)
             vertex_created = self._project(user, vertex, name=VERTEX_PROJECT)
 
@@ -69,16 +82,24 @@ class Command(BaseCommand):
             self.stdout.write(
                 f"  Sign in as {DEMO_USERNAME} / {DEMO_PASSWORD} (unless you changed it)"
             )
-        if account is not None:
-            self.stdout.write(
-                f"  Flow account {account.label!r} spends the local emulator; "
-                f"it is granted to {DEMO_USERNAME}."
-            )
-        if vertex is not None:
-            self.stdout.write(
-                f"  Vertex AI account {vertex.label!r} (project {vertex.vertex_project}) spends "
-                f"the local emulator too; it is granted to {DEMO_USERNAME}."
-            )
+        if not settings.FLOWSITE_EMULATOR:
+            for off in demo_accounts:
+                self.stdout.write(
+                    f"  {off.upstream} account {off.label!r} spends the local emulator, which is "
+                    f"off: it is no longer granted to {DEMO_USERNAME} and nothing is sent to "
+                    "Google with its token. Start with the emulator on to use it again."
+                )
+        else:
+            if account is not None:
+                self.stdout.write(
+                    f"  Flow account {account.label!r} spends the local emulator; "
+                    f"it is granted to {DEMO_USERNAME}."
+                )
+            if vertex is not None:
+                self.stdout.write(
+                    f"  Vertex AI account {vertex.label!r} (project {vertex.vertex_project}) "
+                    f"spends the local emulator too; it is granted to {DEMO_USERNAME}."
+                )
         if project_created:
             self.stdout.write(f"  Created project {DEMO_PROJECT!r} with one sample scene.")
         if vertex_created:
@@ -92,6 +113,18 @@ class Command(BaseCommand):
         # An admin too, so a newcomer can look at accounts and jobs in the Django admin.
         user = User.objects.create_superuser(DEMO_USERNAME, "demo@example.org", DEMO_PASSWORD)
         return user, True
+
+    def _emulator_off(self, accounts: list[FlowAccount], user) -> None:
+        """Neither offered to the demo login nor called by the worker while the emulator is
+        off: the Demo projects say they may not spend them, queued takes wait, saying why."""
+        AccountGrant.objects.filter(account__in=accounts, user=user).delete()
+        FlowAccount.objects.filter(pk__in=[off.pk for off in accounts]).update(problem=EMULATOR_OFF)
+
+    def _emulator_back(self, accounts: list[FlowAccount]) -> None:
+        pks = [back.pk for back in accounts]
+        if FlowAccount.objects.filter(pk__in=pks, problem=EMULATOR_OFF).update(problem=""):
+            for back in accounts:
+                work.resume_waiting(back)
 
     def _account(self) -> FlowAccount | None:
         if not settings.FLOWSITE_EMULATOR:

@@ -1,4 +1,4 @@
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 from django.db import connection, transaction
 
 from generations import crypto
@@ -21,9 +21,23 @@ class Command(BaseCommand):
         columns = ", ".join(quote(name) for name in SECRET_FIELDS)
         assignments = ", ".join(f"{quote(name)} = %s" for name in SECRET_FIELDS)
         with transaction.atomic(), connection.cursor() as cursor:
-            cursor.execute(f"SELECT id, {columns} FROM {table}")
+            cursor.execute(f"SELECT id, {quote('label')}, {columns} FROM {table}")
             rows = cursor.fetchall()
-            for pk, *stored in rows:
-                rotated = [crypto.rotate(value or "") for value in stored]
+            sealed = []
+            for pk, label, *stored in rows:
+                try:
+                    rotated = [crypto.rotate(value or "") for value in stored]
+                except crypto.UndecryptableSecret:
+                    sealed.append(label)
+                    continue
                 cursor.execute(f"UPDATE {table} SET {assignments} WHERE id = %s", [*rotated, pk])
+            if sealed:
+                # Raised inside the transaction: no account is left half-rotated.
+                raise CommandError(
+                    "Nothing was re-encrypted: none of the keys in FLOWSITE_FERNET_KEYS decrypts "
+                    f"the stored secrets of {', '.join(sealed)}. To rotate, keep the old key "
+                    "listed after the new one (FLOWSITE_FERNET_KEYS=NEW,OLD), run this command, "
+                    "then remove the old key. A `make run` install's old key is derived from "
+                    "SECRET_KEY; SECURITY.md says how to print it."
+                )
         self.stdout.write(f"Re-encrypted the secrets of {len(rows)} Flow account(s).")
