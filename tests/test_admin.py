@@ -34,6 +34,7 @@ from generations.models import (
     WorkerLease,
 )
 from tests.conftest import VERTEX_FAST, make_image, make_scene
+from tests.test_budgets import DOLLARS_HINT, REFUSED_CREDITS
 from tests.views_support import attach_clip, make_take
 
 SECRET = "ya29.a0AfB_byC-very-long-secret-token-value-1234"
@@ -645,11 +646,6 @@ def cloud_account() -> FlowAccount:
     )
 
 
-CREDITS_HINT = "Type a whole number of credits, e.g. 1,000, or leave it empty for no limit."
-DOLLARS_HINT = "Type an amount in US dollars, e.g. 7.50, or leave it empty for no limit."
-BELOW_ZERO = "A limit cannot be below 0 (0 stops all spending); type 0 or more, or leave it empty."
-
-
 def type_bobs_allowance(admin_client, project, bob, typed: str):
     """Staff type ``typed`` as bob's allowance on the project's page, then on his membership's."""
     bobs = Membership.objects.get(project=project, user=bob)
@@ -671,12 +667,7 @@ def type_bobs_allowance(admin_client, project, bob, typed: str):
     [
         ("12.5", "Flow counts whole credits; type a whole number, or leave it empty for no limit."),
         ("3000000000", "That is more than Flowsite can count; type at most 2147483647."),
-        ("-1,000", BELOW_ZERO),
-        ("1,00", CREDITS_HINT),
-        ("$5", CREDITS_HINT),
-        ("NaN", CREDITS_HINT),
-        ("1e3", CREDITS_HINT),
-        ("lots", CREDITS_HINT),
+        *REFUSED_CREDITS,
     ],
 )
 def test_staff_typing_an_allowance_the_spend_page_would_refuse_are_told_the_same_words(

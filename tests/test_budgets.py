@@ -434,6 +434,15 @@ def test_alice_may_type_a_vertex_ai_budget_as_people_write_dollars(on_vertex, al
 DOLLARS_HINT = "Type an amount in US dollars, e.g. 7.50, or leave it empty for no limit."
 CREDITS_HINT = "Type a whole number of credits, e.g. 1,000, or leave it empty for no limit."
 BELOW_ZERO = "A limit cannot be below 0 (0 stops all spending); type 0 or more, or leave it empty."
+# Credit amounts refused wherever a limit is typed (the Spend page, the admin), and their words.
+REFUSED_CREDITS = [
+    ("-1,000", BELOW_ZERO),
+    ("1,00", CREDITS_HINT),
+    ("$5", CREDITS_HINT),
+    ("NaN", CREDITS_HINT),
+    ("1e3", CREDITS_HINT),
+    ("lots", CREDITS_HINT),
+]
 
 
 @pytest.mark.parametrize(
@@ -486,12 +495,7 @@ def test_alice_may_type_a_flow_budget_and_allowance_as_the_page_shows_credits(
     "typed, told",
     [
         ("-1", BELOW_ZERO),
-        ("-1,000", BELOW_ZERO),
-        ("1,00", CREDITS_HINT),
-        ("$5", CREDITS_HINT),
-        ("NaN", CREDITS_HINT),
-        ("1e3", CREDITS_HINT),
-        ("lots", CREDITS_HINT),
+        *REFUSED_CREDITS,
     ],
 )
 def test_alice_is_told_what_to_type_for_a_flow_budget(project, alice, bob, typed, told):
