@@ -701,16 +701,24 @@
     if (place) event.detail.xhr.filmPlace = place;
   });
 
+  // The versions' folds opened stay open through the card's swaps too.
   var filmFocus = null;
+  var filmOpen = [];
   document.addEventListener("htmx:beforeSwap", function (event) {
     var target = event.detail.target;
     if (!event.detail.shouldSwap || !target || target.id !== "film-card") return;
     filmFocus = filmPlace(document.activeElement) || event.detail.xhr.filmPlace || null;
+    filmOpen = Array.prototype.map.call(target.querySelectorAll("details[id][open]"), function (node) { return node.id; });
   });
 
   document.addEventListener("htmx:afterSwap", function () {
     var place = filmFocus;
     filmFocus = null;
+    filmOpen.forEach(function (id) {
+      var fold = document.getElementById(id);
+      if (fold) fold.open = true;
+    });
+    filmOpen = [];
     var card = place && filmCard();
     if (!card) return;
     // Focus already off <body>: htmx put it back (a control with an id), or the person moved it.

@@ -156,11 +156,15 @@ def test_alice_renders_the_film_from_the_keyboard_and_keeps_her_place_through_it
     next_poll()
     expect(heading).to_be_focused()
 
-    # A control still on the redrawn card keeps the focus: the new version's list of takes.
+    # A control still on the redrawn card keeps the focus: the new version's list of takes,
+    # opened from the keyboard, stays open through the polls too.
     takes = card.locator(".film-version summary", has_text="Takes")
     takes.focus()
+    page.keyboard.press("Enter")
+    expect(card.locator(".film-version details")).to_have_attribute("open", "")
     next_poll()
     expect(takes).to_be_focused()
+    expect(card.locator(".film-version details")).to_have_attribute("open", "")
 
     # The card's polls never take the focus from the rest of the page.
     trim_in = page.get_by_label("Trim in (s)").first
