@@ -29,18 +29,22 @@ When Flow refuses a submit because the account has run out of credits
 charged), that account's credits are recorded as none, so it counts as short until Flow reports
 some again, and its takes are queued again for the next account with credits
 (``next_with_credits``); with none, they fail saying which accounts have run out
-(``out_of_credits_words``). An extension has none: it fails at once, saying that the clip it
-continues is known only to its account, rather than be sent there again.
+(``out_of_credits_words``). The take remembers the account that refused it
+(``Generation.refused_accounts``) and is never sent there again, even once Flow reports credits
+there (a status check of another take): otherwise two accounts each short of the take's price
+would pass it between them for as long as other takes report credits. An extension has none:
+it fails at once, saying that the clip it continues is known only to its account, rather than
+be sent there again.
 
 A model's daily quota (``PUBLIC_ERROR_PER_MODEL_DAILY_QUOTA_REACHED``) is not the account's
 credits: the account keeps its credits (it may still make the other models), but the take is
 queued again, as for credits, for the project's next account that may still make its model
-today (``next_with_credits``). The take remembers each account that refused it so
-(``Generation.model_quota_accounts``) and is never sent to one again, so it asks each account at
-most once; with none left, it fails saying on which accounts the model's quota is used up
-(``model_quota_words``). Flow does not say when a daily quota resets, so neither do we. The
-next takes of that model are not kept off the account: nothing says when to let them back,
-so each asks it once more (a refusal spends nothing) and moves on the same way.
+today (``next_with_credits``). The take remembers each account that refused it so, as for
+credits, and is never sent to one again: it asks each account at most once; with none left, it
+fails saying on which accounts the model's quota is used up (``model_quota_words``). Flow does
+not say when a daily quota resets, so neither do we. The next takes of that model are not kept
+off the account: nothing says when to let them back, so each asks it once more (a refusal
+spends nothing) and moves on the same way.
 
 A queued take never goes out on an account its project may no longer spend (a grant revoked,
 or the owner it was granted to gone): it moves to another account, or, when none can take it
@@ -141,16 +145,25 @@ def rest_ends(accounts: list[FlowAccount], now: datetime) -> datetime | None:
 
 
 def out_of_credits_words(
-    accounts: list[FlowAccount], model_key: str, code: str = "", *, extension: bool = False
+    accounts: list[FlowAccount],
+    model_key: str,
+    code: str = "",
+    *,
+    refused: Iterable[int] = (),
+    extension: bool = False,
 ) -> str:
     """The card of a take Flow refused for lack of credits when no other account of its
-    project (``accounts``, in order) can take it: which accounts have none, which others
-    cannot take it now; Flow's ``code`` kept for whoever reports it. An ``extension`` can go
-    nowhere else: ``accounts`` is its own account alone."""
+    project (``accounts``, in order) can take it: which accounts have none (those short by
+    Flow's last report, and ``refused``: the ids of those that refused the take for credits,
+    whatever they reported since), which others cannot take it now; Flow's ``code`` kept for
+    whoever reports it. An ``extension`` can go nowhere else: ``accounts`` is its own account
+    alone."""
+    refused = set(refused)
     short = [
         account
         for account in accounts
-        if account.can_make(model_key) and account.short_of_credits(model_key)
+        if account.pk in refused
+        or (account.can_make(model_key) and account.short_of_credits(model_key))
     ]
     others = [account for account in accounts if account not in short]
     then = (
@@ -272,22 +285,19 @@ def assign(token: UUID, now: datetime) -> int:
         if extension:
             # An extension continues a clip that lives with the account which made it.
             accounts = [take.account] if take.own_granted else []
-        refused = set(take.model_quota_accounts)
+        refused = take.refused_by()
         able = [
             account
             for account in accounts
             if account.can_make(take.model_key) and account.pk not in refused
         ]
         if not able and refused:
-            # Flow refused it for its model's daily quota on every account left to it (one
-            # went since it was queued again): never back to one of those.
+            # Flow refused it, for credits or its model's daily quota, on every account left to
+            # it (one went since it was queued again): never back to one of those.
             wait[take.pk] = visible(
                 status=Generation.Status.FAILED,
-                reason=model_quota_words(
-                    with_own(order[take.project_id], take.account),
-                    refused,
-                    take.model_key,
-                    extension=extension,
+                reason=refused_words(
+                    take, with_own(order[take.project_id], take.account), extension=extension
                 ),
                 finished_at=now,
                 claim=None,
@@ -352,6 +362,30 @@ def assign(token: UUID, now: datetime) -> int:
         write_held(token, moves, [Generation.Status.QUEUED])
         write_held(token, wait, [Generation.Status.QUEUED])
     return len(moves)
+
+
+def refused_words(
+    take: Generation,
+    accounts: list[FlowAccount],
+    code: str = "",
+    *,
+    extension: bool,
+    why: str | None = None,
+) -> str:
+    """The card of a take Flow refused on every account of its project (``accounts``) it
+    could go to (``take.refused_accounts``): for ``why``, the last refusal's, when given; else
+    the model's quota where any account refused it so (that lasts the day, while credits may
+    be added at once), else the credits."""
+    quota = take.refused_by(Generation.REFUSED_MODEL_QUOTA)
+    if why == Generation.REFUSED_MODEL_QUOTA or (why is None and quota):
+        return model_quota_words(accounts, quota, take.model_key, code, extension=extension)
+    return out_of_credits_words(
+        accounts,
+        take.model_key,
+        code,
+        refused=take.refused_by(Generation.REFUSED_CREDITS),
+        extension=extension,
+    )
 
 
 def with_own(accounts: list[FlowAccount], own: FlowAccount | None) -> list[FlowAccount]:

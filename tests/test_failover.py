@@ -135,6 +135,31 @@ def test_a_take_flow_refuses_for_credits_fails_when_the_project_has_no_other_acc
     assert emu.stats["submit"] == 1
 
 
+def test_alices_take_refused_for_credits_asks_each_account_once_though_they_report_credits_again(
+    emu, two_accounts, account, backup, alice
+):
+    # Between passes, status checks of other takes report credits on both accounts again, so
+    # neither counts as short: the take still never goes back to an account that refused it.
+    [take] = make_scene(two_accounts, "quota test [fault:quota]").generate(alice)
+
+    for _ in range(6):
+        run_pass()
+        take.refresh_from_db()
+        if take.status in Generation.FINAL:
+            break
+        account.record_credits(500)
+        backup.record_credits(500)
+
+    assert (take.status, take.account_id) == (S.FAILED, backup.pk)
+    assert take.reason == (
+        "Not sent: the Flow accounts Studio and Backup have all run out of credits (Flow "
+        "refused the take, so nothing was spent). Add credits, or ask an admin for another "
+        "account (PUBLIC_ERROR_USER_QUOTA_REACHED)."
+    )
+    assert emu.stats["submit"] == 2, "each account asked once"
+    assert emu.stats["clips_submitted"] == 0
+
+
 def test_alices_take_refused_for_a_models_daily_quota_goes_out_on_the_next_account(
     emu, two_accounts, account, backup, alice
 ):
@@ -531,7 +556,9 @@ def test_alices_take_fails_when_assigned_once_every_account_left_refused_its_mod
     # revoked meanwhile: it fails rather than go back to Studio.
     project.set_accounts([account, backup])
     [take] = make_scene(project, "a quiet pier").generate(alice)
-    Generation.objects.filter(pk=take.pk).update(model_quota_accounts=[account.pk])
+    Generation.objects.filter(pk=take.pk).update(
+        refused_accounts={str(account.pk): Generation.REFUSED_MODEL_QUOTA}
+    )
     AccountGrant.objects.filter(account=backup).delete()
     token = uuid4()
     Generation.objects.filter(pk=take.pk).update(claim=token)

@@ -52,6 +52,10 @@ class Generation(models.Model):
     # Said by a take whose upstream, asked again, no longer has the clip it had made
     # (``pipeline.policy.clip_gone_reason``): fetching it again is no use any more.
     CLIP_GONE = "no longer has this clip, so Flowsite cannot fetch it again"
+    # Why an account refused the take (``refused_accounts``): out of credits, or the model's
+    # daily quota used up.
+    REFUSED_CREDITS = "credits"
+    REFUSED_MODEL_QUOTA = "model quota"
 
     uuid = models.UUIDField(default=uuid4, unique=True, editable=False)
     scene = models.ForeignKey(Scene, models.CASCADE, related_name="generations")
@@ -115,10 +119,11 @@ class Generation(models.Model):
     cost = models.DecimalField(max_digits=10, decimal_places=2, null=True, blank=True)
     cost_unit = models.CharField(max_length=10, blank=True)
     attempts = models.PositiveSmallIntegerField(default=0)
-    # The accounts (their ids) on which Flow refused this take for its model's daily quota:
-    # failover never sends it to one of them again, so it asks each account at most once
-    # (generations/failover.py). A take tried again is a new row, and starts with none.
-    model_quota_accounts = models.JSONField(default=list, blank=True, editable=False)
+    # The accounts on which Flow refused this take before any work, each with why: its id (a
+    # string, as JSON keys are) to REFUSED_CREDITS or REFUSED_MODEL_QUOTA. Failover never sends
+    # it to one of them again, so it asks each account at most once, whatever they report
+    # later (generations/failover.py). A take tried again is a new row, and starts with none.
+    refused_accounts = models.JSONField(default=dict, blank=True, editable=False)
     # A worker that claims the take holds it until this time; an expired lease is reclaimed.
     lease_until = models.DateTimeField(null=True, blank=True)
     # The token of the worker pass holding the take; a pass writes only rows carrying its token,
@@ -160,6 +165,15 @@ class Generation(models.Model):
 
     def __str__(self) -> str:
         return f"{self.scene} · take {self.take}"
+
+    def refused_by(self, why: str | None = None) -> set[int]:
+        """The ids of the accounts that refused the take (only for ``why``, when given)."""
+        return {int(pk) for pk, said in self.refused_accounts.items() if why in (None, said)}
+
+    def with_refusal(self, account_id: int, why: str) -> dict[str, str]:
+        """``refused_accounts`` once the account ``account_id`` has refused the take for
+        ``why``, to be written with the move or the failure that follows."""
+        return {**self.refused_accounts, str(account_id): why}
 
     @property
     def label(self) -> str:

@@ -41,6 +41,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections import defaultdict
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
@@ -79,9 +80,8 @@ from ..failover import (
     accounts_by_project,
     assign,
     first_usable,
-    model_quota_words,
     next_with_credits,
-    out_of_credits_words,
+    refused_words,
     submittable,
     with_accounts,
     with_own,
@@ -119,6 +119,9 @@ if TYPE_CHECKING:
     from .passes import Pass
 
 log = logging.getLogger(__name__)
+
+# A take's refused_accounts as a key to group takes written alike: (account id, why) pairs.
+Refusals = tuple[tuple[str, str], ...]
 
 
 def submit_due(run: Pass) -> None:
@@ -658,81 +661,86 @@ class SubmitGroup:
     def out_of_credits(self, generations: list[Generation], error: OutOfCredits) -> None:
         """Flow refused the account for its credits before doing anything, so nothing was
         spent: the account counts as out of credits until Flow reports some again (the state
-        failover skips), and the takes go out on the project's next account that has some, or
-        fail saying which have none (see generations/failover.py). Not an attempt (see
+        failover skips), and the takes move on (``moved_on``). Not an attempt (see
         ``refused``)."""
         out_of_credits(self.account)
-        accounts = self.project_accounts()
-        moving: dict[datetime, list[Generation]] = defaultdict(list)
-        stuck: dict[str, list[Generation]] = defaultdict(list)
-        for generation in generations:
-            others = self.destinations(generation, accounts)
-            due = next_with_credits(others, generation.model_key, self.now)
-            if due is None:
-                extension = is_extension(generation)
-                words = out_of_credits_words(
-                    [self.account] if extension else accounts,
-                    generation.model_key,
-                    error.reason,
-                    extension=extension,
-                )
-                stuck[words].append(generation)
-            else:
-                moving[due].append(generation)
         upstream = self.account.upstream
         moved = shorten(
             f"The {upstream} account {self.account} has run out of credits ({upstream} refused "
             "the take, so nothing was spent); Flowsite sends it on the project's next account "
             "with credits."
         )
-        for due, takes in moving.items():
-            self.queue(takes, moved, due, calls=0)
-        for words, takes in stuck.items():
-            self.fail(takes, words, statuses=[S.QUEUED, S.SUBMITTING])
+        self.moved_on(generations, error, Generation.REFUSED_CREDITS, lambda model_key: moved)
 
     def model_quota_reached(self, generations: list[Generation], error: ModelQuotaReached) -> None:
         """Flow refused the takes for their model's daily quota on this account, before any
         work, so nothing was spent. The account keeps its credits (other models may still go
-        out on it); each take remembers it, is never sent to it again, and goes out on the
-        project's next account it has not tried, or fails saying where the quota is used up
-        (see generations/failover.py). Not an attempt (see ``refused``)."""
-        accounts = with_own(self.project_accounts(), self.account)
+        out on it); the takes move on (``moved_on``). Not an attempt (see ``refused``)."""
         upstream = self.account.upstream
-        moving: dict[tuple[datetime, tuple[int, ...], str], list[Generation]] = defaultdict(list)
-        stuck: dict[str, list[Generation]] = defaultdict(list)
-        for generation in generations:
-            refused = tuple(sorted({*generation.model_quota_accounts, self.account.pk}))
-            others = [a for a in self.destinations(generation, accounts) if a.pk not in refused]
-            due = next_with_credits(others, generation.model_key, self.now)
-            if due is None:
-                words = model_quota_words(
-                    accounts,
-                    refused,
-                    generation.model_key,
-                    error.reason,
-                    extension=is_extension(generation),
-                )
-                stuck[words].append(generation)
-            else:
-                moving[due, refused, generation.model_key].append(generation)
-        for (due, refused, model_key), takes in moving.items():
-            moved = shorten(
+
+        def moved(model_key: str) -> str:
+            return shorten(
                 f"The {upstream} account {self.account} has used up today's quota of "
                 f"{model_label(model_key)} ({upstream} refused the take, so nothing "
                 "was spent); Flowsite sends it on the project's next account."
             )
-            self.queue(takes, moved, due, calls=0, model_quota_accounts=list(refused))
-        for words, takes in stuck.items():
-            self.fail(takes, words, statuses=[S.QUEUED, S.SUBMITTING])
+
+        self.moved_on(generations, error, Generation.REFUSED_MODEL_QUOTA, moved)
+
+    def moved_on(
+        self,
+        generations: list[Generation],
+        error: OutOfCredits | ModelQuotaReached,
+        why: str,
+        moved: Callable[[str], str],
+    ) -> None:
+        """Takes Flow refused on this account for ``why`` (credits, or the model's daily quota):
+        each remembers the account and is never sent to it again, whatever it reports later,
+        so it asks each account at most once; it goes out on the project's next account it has
+        not tried, saying ``moved(model_key)``, or fails naming those that refused it (see
+        generations/failover.py)."""
+        accounts = with_own(self.project_accounts(), self.account)
+        moving: dict[tuple[datetime, Refusals, str], list[Generation]] = defaultdict(list)
+        stuck: dict[tuple[str, Refusals], list[Generation]] = defaultdict(list)
+        for generation in generations:
+            # As written below with the move or the failure.
+            generation.refused_accounts = generation.with_refusal(self.account.pk, why)
+            refused = tuple(sorted(generation.refused_accounts.items()))
+            others = self.destinations(generation, accounts)
+            due = next_with_credits(others, generation.model_key, self.now)
+            if due is None:
+                extension = is_extension(generation)
+                words = refused_words(
+                    generation,
+                    [self.account] if extension else accounts,
+                    error.reason,
+                    extension=extension,
+                    why=why,
+                )
+                stuck[words, refused].append(generation)
+            else:
+                moving[due, refused, generation.model_key].append(generation)
+        for (due, refused, model_key), takes in moving.items():
+            self.queue(takes, moved(model_key), due, calls=0, refused_accounts=dict(refused))
+        for (words, refused), takes in stuck.items():
+            self.fail(
+                takes, words, statuses=[S.QUEUED, S.SUBMITTING], refused_accounts=dict(refused)
+            )
 
     def destinations(
         self, generation: Generation, accounts: list[FlowAccount]
     ) -> list[FlowAccount]:
         """The project's ``accounts`` other than this one that a take refused here may go to:
-        none for an extension, which continues a clip known only to this account."""
+        none that refused it before (for credits or its model's quota), and none for an
+        extension, which continues a clip known only to this account."""
         if is_extension(generation):
             return []
-        return [account for account in accounts if account.pk != self.account.pk]
+        refused = generation.refused_by()
+        return [
+            account
+            for account in accounts
+            if account.pk != self.account.pk and account.pk not in refused
+        ]
 
     def elsewhere(self, generations: list[Generation]) -> list[Generation]:
         """The takes another account of the project can take now (failover); one query for
