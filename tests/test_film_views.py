@@ -256,7 +256,7 @@ def test_two_renders_of_the_same_minute_read_apart_and_the_newest_is_marked(proj
         for render in renders
     ]
 
-    versions = re.findall(r'<li class="film-version[^>]*>(.*?)<details>', html, re.S)
+    versions = re.findall(r'<li class="film-version[^>]*>(.*?)<details[ >]', html, re.S)
     lines = [" ".join(version.split()) for version in versions]
     local = timezone.localtime(minute)
     assert lines[0].startswith(
