@@ -55,6 +55,11 @@ it was sent on, whatever happens to that account later, so nothing is ever sent 
 no account of its project can make (a tier lowered since Generate) stays on its own account,
 where Flow's refusal says why in words. An extension stays on its own account too: the clip
 it continues is known only there.
+
+Long because where a take may go and what its card says when it can go nowhere are one rule:
+the order of accounts, grants, tiers, credits, rests, refusals and budgets are judged together
+in ``assign`` under one lock, and the sentences beside them name exactly what that judgement
+found; split apart, the words would drift from the rule.
 """
 
 from __future__ import annotations
