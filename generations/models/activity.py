@@ -144,10 +144,15 @@ def as_role(details: dict) -> str:
     return f" as {role(details['role'])}" if details.get("role") else ""
 
 
-def invite_sent(details: dict) -> str:
-    # An invite with no email is a link the owner passes on; "a link" is what the trail kept.
+def invited(details: dict) -> str | None:
+    """Whom an invite named, or None for a link the owner passes on (the trail kept "a link")."""
     to = details.get("to")
-    if to and to != "a link":
+    return to if to and to != "a link" else None
+
+
+def invite_sent(details: dict) -> str:
+    to = invited(details)
+    if to:
         return f"Invited {to} to join{as_role(details)}"
     return f"Made an invite link to join{as_role(details)}"
 
@@ -159,8 +164,8 @@ def invite_used(details: dict) -> str:
 
 
 def invite_revoked(details: dict) -> str:
-    to = details.get("to")
-    if to and to != "a link":
+    to = invited(details)
+    if to:
         return f"Withdrew the invite for {to} to join{as_role(details)}"
     return f"Withdrew an invite link to join{as_role(details)}"
 
