@@ -118,7 +118,7 @@ def first_account_granted() -> Exists:
     return still_granted(account="project__account_id")
 
 
-def generate_refusal(project: Project, membership) -> str:
+def spend_refusal(project: Project, membership) -> str:
     """What every card's Generate says, instead of its price, while the project may no longer
     spend its first account (on which its scenes are priced, and every Generate is refused):
     the refusal Generate would answer with; "" when it may. Its takes' Extend, Upscale and

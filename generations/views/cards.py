@@ -17,7 +17,7 @@ from django.urls import reverse
 from .. import rules, take_actions
 from ..models import CannotGenerate, Comment, Generation, Membership, Project, Scene, Upscale
 from .access import HtmxHttpRequest, Role, get_generation_for_user
-from .accounts import generate_refusal
+from .accounts import spend_refusal
 
 TEMPLATE = "generations/project.html"
 
@@ -149,8 +149,8 @@ def card_context(
         "membership": membership,
         "can_edit": membership.can_edit,
         # Shown on every card's Generate, and its takes' Extend, Upscale and Retry, in place
-        # of their price (see generate_refusal).
-        "generate_refusal": generate_refusal(project, membership),
+        # of their price (see spend_refusal).
+        "spend_refusal": spend_refusal(project, membership),
         "since": since,
         "live": live,
         "poll_every": page_poll_every(live),
