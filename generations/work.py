@@ -59,29 +59,24 @@ def generate_scenes(
 
 
 def retry_as_new_take(generation: Generation, user) -> Generation:
-    new = generation.retry_as_new_take(user)
-    submit_after_commit([new])
-    record_generated(
-        generation.project,
-        user,
-        [new],
-        scene=str(generation.scene),
-        retry_of=generation.take,
-        take_numbers=[new.take],
-    )
-    return new
+    return _sent_again(generation, generation.retry_as_new_take(user), user, "retry_of")
 
 
 def resubmit(generation: Generation, user) -> Generation:
-    new = generation.resubmit(user)
+    return _sent_again(generation, generation.resubmit(user), user, "resubmitted")
+
+
+def _sent_again(generation: Generation, new: Generation, user, how: str) -> Generation:
+    """``new``, asked for again in place of ``generation``, goes to the worker once committed,
+    and the audit trail says which take it replaces (``how``: "retry_of" or "resubmitted")."""
     submit_after_commit([new])
     record_generated(
         generation.project,
         user,
         [new],
         scene=str(generation.scene),
-        resubmitted=generation.take,
         take_numbers=[new.take],
+        **{how: generation.take},
     )
     return new
 
