@@ -44,7 +44,9 @@ credits, and is never sent to one again: it asks each account at most once; with
 fails saying on which accounts the model's quota is used up (``model_quota_words``). Flow does
 not say when a daily quota resets, so neither do we. The next takes of that model are not kept
 off the account: nothing says when to let them back, so each asks it once more (a refusal
-spends nothing) and moves on the same way.
+spends nothing) and moves on the same way. A take refused for the model's quota on some
+accounts and for credits on others fails naming both, each with what to do
+(``refusals_words``).
 
 A queued take never goes out on an account its project may no longer spend (a grant revoked,
 or the owner it was granted to gone): it moves to another account, or, when none can take it
@@ -203,6 +205,46 @@ def model_quota_words(
         code,
         extension=extension,
     )
+
+
+def refusals_words(
+    accounts: list[FlowAccount],
+    quota: Iterable[int],
+    credits: Iterable[int],
+    model_key: str,
+    code: str = "",
+) -> str:
+    """The card of a take Flow refused on every account of its project (``accounts``, in
+    order) it could go to, on some for its model's daily quota (``quota``: their ids) and on
+    others for credits (``credits``): which accounts refused it for which, what to do about
+    each, and which others cannot take it now. Accounts short of credits by Flow's last report
+    count as out of credits, as in ``out_of_credits_words``."""
+    quota, credits = set(quota), set(credits)
+    used = [account for account in accounts if account.pk in quota]
+    short = [
+        account
+        for account in accounts
+        if account.pk not in quota
+        and (
+            account.pk in credits
+            or (account.can_make(model_key) and account.short_of_credits(model_key))
+        )
+    ]
+    others = [account for account in accounts if account not in used and account not in short]
+    upstream = used[0].upstream
+    quota_used = _have(used, f"used up today's quota of {model_label(model_key)}")
+    also = f", and {_names(others)} cannot take it now" if others else ""
+    return (
+        f"Not sent: the {upstream} account{'s' if len(used) > 1 else ''} {quota_used}, and "
+        f"{_have(short, 'run out of credits')} ({upstream} refused the take, so nothing was "
+        f"spent){also}. Add credits to {_names(short)}, then generate it again; or, as "
+        f"{upstream} does not say when the quota resets, try again later, or pick another "
+        f"model{f' ({code})' if code else ''}."
+    )
+
+
+def _have(accounts: list[FlowAccount], what: str) -> str:
+    return f"{_names(accounts)} {'has' if len(accounts) == 1 else 'have'} {what}"
 
 
 def _not_sent_words(
@@ -378,18 +420,20 @@ def refused_words(
     why: str | None = None,
 ) -> str:
     """The card of a take Flow refused on every account of its project (``accounts``) it
-    could go to (``take.refused_accounts``): for ``why``, the last refusal's, when given; else
-    the model's quota where any account refused it so (that lasts the day, while credits may
-    be added at once), else the credits."""
+    could go to (``take.refused_accounts``): when some of those still among ``accounts``
+    refused it for the model's quota and others for credits, both (``refusals_words``);
+    else for ``why``, the last refusal's, when given; else the model's quota where any
+    account refused it so (that lasts the day, while credits may be added at once), else the
+    credits. An extension is refused once, on its own account, so only ever for one."""
     quota = take.refused_by(Generation.REFUSED_MODEL_QUOTA)
+    credits = take.refused_by(Generation.REFUSED_CREDITS)
+    among = {account.pk for account in accounts}
+    if not extension and quota & among and credits & among:
+        return refusals_words(accounts, quota, credits, take.model_key, code)
     if why == Generation.REFUSED_MODEL_QUOTA or (why is None and quota):
         return model_quota_words(accounts, quota, take.model_key, code, extension=extension)
     return out_of_credits_words(
-        accounts,
-        take.model_key,
-        code,
-        refused=take.refused_by(Generation.REFUSED_CREDITS),
-        extension=extension,
+        accounts, take.model_key, code, refused=credits, extension=extension
     )
 
 

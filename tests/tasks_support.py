@@ -149,10 +149,10 @@ def takes_keep_rendering(project, alice, count: int) -> list[Generation]:
     return Generation.objects.bulk_create(rows)
 
 
-# What the card of a take whose submission may have reached Flow says, before what happened.
+# Why a take whose submission may have reached Flow was not sent again, before what happened.
 UNCERTAIN_WORDS = (
     "Flowsite could not confirm that Flow received this take; it was not resubmitted so it is "
-    "not paid for twice. Submit it again if you want it."
+    "not paid for twice."
 )
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import threading
 import time
 from datetime import timedelta
+from html import unescape
 from uuid import uuid4
 
 import pytest
@@ -21,7 +22,7 @@ from generations.pipeline.policy import SUBMIT_ATTEMPTS
 from generations.tasks import run_pass
 from tests.conftest import make_ready_scene as make_scene
 from tests.tasks_support import settle
-from tests.views_support import make_take
+from tests.views_support import client_for, make_take
 
 S = Generation.Status
 
@@ -234,6 +235,30 @@ def test_alices_take_refused_for_a_models_daily_quota_is_never_sent_back_to_that
     [take] = settle([take], timeout=15, ahead=timedelta(minutes=1, seconds=1))
     assert (take.status, take.account_id) == (S.FAILED, backup.pk)
     assert emu.stats["submit"] == 2, "each account asked once"
+
+
+def test_alices_take_refused_for_the_models_quota_on_studio_and_credits_on_backup_names_both(
+    emu, two_accounts, account, backup, alice
+):
+    # Studio has used up today's quota of the model; Backup has run out of credits.
+    scene = make_scene(two_accounts, "a gull [fault:model-quota:once] [fault:quota]")
+    [take] = scene.generate(alice)
+
+    [take] = settle([take], timeout=15)
+
+    card = unescape(
+        client_for(alice).get(reverse("project-detail", args=[scene.project.uuid])).text
+    )
+    assert (take.status, take.account_id) == (S.FAILED, backup.pk)
+    assert (
+        "Not sent: the Flow account Studio has used up today's quota of Veo 3.1 Fast, and "
+        "Backup has run out of credits (Flow refused the take, so nothing was spent). Add "
+        "credits to Backup, then generate it again; or, as Flow does not say when the quota "
+        "resets, try again later, or pick another model.</p>"
+    ) in card
+    assert "Google's code: PUBLIC_ERROR_USER_QUOTA_REACHED" in card
+    assert emu.stats["submit"] == 2, "each account asked once"
+    assert emu.stats["clips_submitted"] == 0
 
 
 def test_alices_extension_refused_for_a_models_daily_quota_fails_at_once(

@@ -104,8 +104,8 @@ def test_a_take_whose_worker_died_mid_submit_names_its_own_engine(
     assert (take.status, run.counts["uncertain"]) == (S.UNCERTAIN, 1)
     assert take.reason == (
         f"Flowsite could not confirm that {upstream} received this take; it was not "
-        "resubmitted so it is not paid for twice. Submit it again if you want it. What "
-        f"happened: The worker sending it stopped before it could save {upstream}'s answer."
+        "resubmitted so it is not paid for twice. What happened: The worker sending it "
+        f"stopped before it could save {upstream}'s answer."
     )
     assert not re.search(rf"\b{other}\b", take.reason) and "credits" not in take.reason
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 from datetime import timedelta
+from html import unescape
 
 import av
 import pytest
@@ -426,10 +427,14 @@ def test_an_upscale_whose_worker_died_mid_call_is_uncertain(emu, project, alice)
 
     upscale.refresh_from_db()
     assert upscale.status == S.UNCERTAIN
-    assert upscale.reason.startswith(
-        "Flowsite could not confirm that Flow received this upscale; it was not resubmitted"
-    )
     assert emu.stats["clips_submitted"] == 1, "never sent by the reaper"
+    card = client_for(alice).get(reverse("project-detail", args=[project.uuid])).text
+    assert (
+        "Upscale to 1080p: submission uncertain. Flowsite could not confirm that Flow received "
+        "this upscale; it was not resubmitted so it is not paid for twice. What happened: The "
+        "worker sending it stopped before it could save Flow's answer. Submit it again if you "
+        "want it."
+    ) in unescape(card)
 
 
 def test_the_card_and_the_gallery_show_the_resolutions_and_offer_each_download(

@@ -16,7 +16,7 @@ from django_q.models import Schedule
 from generations import pipeline, tasks, work
 from generations.engines import flow
 from generations.engines.flow import FlowEngine
-from generations.models import CannotGenerate, Generation, WorkerLease
+from generations.models import CannotGenerate, Generation, Upscale, WorkerLease
 from generations.pipeline import accounts, claims, policy
 from tests.conftest import make_ready_scene as make_scene
 from tests.tasks_support import UNCERTAIN_WORDS
@@ -417,3 +417,34 @@ def test_a_take_submitted_again_before_its_number_was_kept_is_not_offered_again(
     for each in (take, other, edited):
         each.refresh_from_db()
     assert (take.tried_again_as, other.tried_again_as, edited.tried_again_as) == (12, None, None)
+
+
+def test_uncertain_reasons_stored_with_their_invitation_lose_it_and_edited_ones_are_kept(take, bob):
+    from importlib import import_module
+
+    invitation = " Submit it again if you want it."
+    said = f"{UNCERTAIN_WORDS}{invitation} What happened: Flow did not answer in time."
+    set_status(take, S.UNCERTAIN, reason=said)
+    # A reason an operator rewrote is kept as written, invitation and all.
+    edited = set_status(
+        take.scene.generate(bob)[0], S.UNCERTAIN, reason=f"Checked with Google.{invitation}"
+    )
+    upscale = Upscale.objects.create(
+        take=take,
+        project=take.project,
+        resolution="1080p",
+        status=S.UNCERTAIN,
+        reason=said.replace("this take", "this upscale"),
+    )
+
+    migration = import_module("generations.migrations.0039_uncertain_reasons_invite_no_more")
+    migration.drop_the_invitation(django_apps, None)
+
+    for each in (take, edited, upscale):
+        each.refresh_from_db()
+    assert take.reason == f"{UNCERTAIN_WORDS} What happened: Flow did not answer in time."
+    assert edited.reason == "Checked with Google. Submit it again if you want it."
+    assert upscale.reason == (
+        "Flowsite could not confirm that Flow received this upscale; it was not resubmitted so "
+        "it is not paid for twice. What happened: Flow did not answer in time."
+    )

@@ -1,7 +1,10 @@
 """The storyboard: adding, editing, reordering, deleting and generating scenes."""
 
 import re
+from datetime import timedelta
+from html import unescape
 from pathlib import Path
+from uuid import uuid4
 
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
@@ -9,9 +12,11 @@ from django.db import connection
 from django.test import TestCase
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
+from django.utils import timezone
 
 from generations.engines.catalogue import TIER_TWO
 from generations.models import AccountGrant, Generation, ImageAsset, Membership, Project, Scene
+from generations.pipeline import Pass, reap
 from tests.conftest import make_image, make_scene, png_bytes
 from tests.views_support import attach_clip, client_for, htmx_client_for, make_take
 
@@ -513,6 +518,41 @@ def test_bob_pressing_submit_again_on_an_uncertain_take_a_second_time_pays_nothi
     assert "Submitted again as take 2." in take_one
     assert "Submit again</button>" not in take_one
     assert uncertain.tried_again_as == 2
+
+
+def take_reasons(html: str, number: int) -> list[str]:
+    """The reasons take ``number``'s card reads, each as shown."""
+    card = html.split(f'<span class="take__name">Take {number}</span>')[1].split("</li>")[0]
+    return [unescape(text) for text in re.findall(r'<p class="take__reason"[^>]*>(.*?)</p>', card)]
+
+
+def test_alices_uncertain_take_invites_her_to_submit_it_again_only_until_she_has(
+    project, alice, queued, django_capture_on_commit_callbacks
+):
+    # The worker sending take 1 died mid-call: the reaper makes it uncertain, in its words.
+    scene = make_scene(project, make_image(project, alice))
+    uncertain = make_take(
+        scene,
+        alice,
+        status=Generation.Status.SUBMITTING,
+        claim=uuid4(),
+        lease_until=timezone.now() - timedelta(seconds=1),
+    )
+    reap.reap(Pass(timezone.now()))
+    page = reverse("project-detail", args=[project.uuid])
+    why = (
+        "Flowsite could not confirm that Flow received this take; it was not resubmitted so it "
+        "is not paid for twice. What happened: The worker sending it stopped before it could "
+        "save Flow's answer."
+    )
+
+    before = client_for(alice).get(page).text
+    with django_capture_on_commit_callbacks(execute=True):
+        client_for(alice).post(reverse("take-retry", args=[uncertain.uuid]), {"last_take": "1"})
+    after = client_for(alice).get(page).text
+
+    assert take_reasons(after, 1) == [why, "Submitted again as take 2."]
+    assert take_reasons(before, 1) == [f"{why} Submit it again if you want it."]
 
 
 def test_bob_retrying_a_failed_take_a_second_time_is_pointed_at_its_first_retry(

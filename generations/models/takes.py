@@ -47,6 +47,9 @@ class Generation(models.Model):
     # (``tried_again_as``).
     TRIED_AGAIN = (Status.FAILED, Status.CANCELLED, Status.UNCERTAIN)
     NOT_TRIED_AGAIN = "Only a failed, cancelled or uncertain take can be tried again."
+    # What the card of an uncertain take (or upscale) adds to its reason while it may still
+    # be submitted again: not part of the reason, which stays true once it was.
+    SUBMIT_AGAIN = "Submit it again if you want it."
     # What judging a take for trying again reads (locked, ``reread``) before it is done.
     TRY_AGAIN_FIELDS = ("status", "tried_again_as")
     # Said by a take whose upstream, asked again, no longer has the clip it had made
@@ -383,6 +386,12 @@ class Generation(models.Model):
     def tried_again_words(self) -> str:
         """ "Submitted again as take 5." (an uncertain take) or "Retried as take 5.", or ""."""
         return f"{self._tried_again.capitalize()}." if self.tried_again_as is not None else ""
+
+    @property
+    def submit_again_words(self) -> str:
+        """ "Submit it again if you want it." while an uncertain take was not yet, or ""."""
+        uncertain = self.status == self.Status.UNCERTAIN
+        return self.SUBMIT_AGAIN if uncertain and self.can_try_again else ""
 
     @property
     def _tried_again(self) -> str:

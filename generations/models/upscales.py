@@ -81,6 +81,12 @@ class Upscale(models.Model):
     def in_flight(self) -> bool:
         return self.status in self.IN_FLIGHT
 
+    @property
+    def submit_again_words(self) -> str:
+        """As a take's (``Generation.submit_again_words``), for as long as it is uncertain:
+        asking again asks this same row afresh, which is then uncertain no more."""
+        return Generation.SUBMIT_AGAIN if self.status == self.Status.UNCERTAIN else ""
+
     def file_name(self) -> str:
         """Beside its take's clip, in the take's media folder."""
         return f"{self.take.media_dir()}/clip-{self.resolution}.mp4"

@@ -19,9 +19,11 @@ from ..redaction import redact
 
 S = Generation.Status
 
+# Why an uncertain take or upscale was not sent again. No invitation to submit it again: this
+# stays true once it was, so the card adds one only while it may be (``submit_again_words``).
 UNCERTAIN_REASON = (
     "Flowsite could not confirm that {upstream} received this {what}; it was not resubmitted "
-    "so it is not paid for twice. Submit it again if you want it."
+    "so it is not paid for twice."
 )
 # What happened, said after UNCERTAIN_REASON on the card.
 LOST_WORKER = "The worker sending it stopped before it could save {upstream}'s answer."
