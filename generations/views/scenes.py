@@ -127,8 +127,9 @@ def extension_edit(request: HttpRequest, scene: Scene, membership) -> HttpRespon
         except DeletedMeanwhile as gone:
             messages.error(request, str(gone))
             return redirect(project_url(project))
-        messages.success(request, f"Saved {saved}.")
-        return redirect(project_url(project, saved))
+        if saved is not None:
+            messages.success(request, f"Saved {saved}.")
+            return redirect(project_url(project, saved))
     source = (
         Generation.objects.select_related("scene").filter(pk=scene.source_take_id).first()
         if scene.source_take_id
