@@ -7,6 +7,8 @@ read together."""
 
 from __future__ import annotations
 
+import copy
+
 from django import forms
 from django.contrib.auth import get_user_model
 from django.core.exceptions import NON_FIELD_ERRORS
@@ -117,7 +119,76 @@ def takes_field() -> forms.CharField:
     )
 
 
-class SceneForm(forms.ModelForm):
+EDIT_STALE = (
+    "A teammate changed this scene after you opened this page, so your changes were not saved "
+    "(nothing was changed or deleted). Look at the scene as it is now, just above, then save "
+    "again: what you typed is still in the form."
+)
+
+
+class SeenSettings:
+    """What an Edit page of a scene adds to its form: the scene's settings as the page showed
+    them (``Scene.settings_token``, a hidden field), so a save from a page drawn before a
+    teammate's save is refused instead of putting the old values back over theirs (and
+    letting go of the images they added). A form without it (a page drawn before the field
+    existed) is refused the same way: it cannot show it saw the scene as it is, and the
+    refusal costs one more press, with everything typed kept.
+
+    ``now``: the scene as it is, once a save was refused (the page shows it)."""
+
+    def _watch_settings(self) -> None:
+        self.now: Scene | None = None
+        if self.instance.pk is None:
+            del self.fields["seen_settings"]  # a new scene has nothing to overwrite
+            self.read_token = None
+            return
+        self.read_token = self.instance.settings_token()
+        self.initial["seen_settings"] = self.read_token
+        # The scene as read, before cleaning writes the values sent onto it.
+        self._as_read = copy.copy(self.instance)
+
+    def _check_seen(self) -> None:
+        if (
+            self.read_token is not None
+            and self.cleaned_data.get("seen_settings") != self.read_token
+        ):
+            self._refuse_stale(self._as_read)
+
+    def _refuse_stale(self, now: Scene) -> None:
+        self.add_error(None, EDIT_STALE)
+        self.now = now
+        Scene.load_images([now])
+        # Saving again from the refused page is a knowing save over what it now shows.
+        self.data = self.data.copy()
+        self.data["seen_settings"] = now.settings_token()
+
+    def _changed_meanwhile(self, scene: Scene) -> Scene | None:
+        """Inside the saving transaction, before anything is stored: the scene as it is now
+        if its settings changed since this form read them (a teammate saved in between),
+        else None. Its row stays locked to the end of the transaction."""
+        now = (
+            Scene.objects.select_for_update()
+            .filter(pk=scene.pk)
+            .only("position", *Scene.SETTINGS_FIELDS)
+            .first()
+        )
+        if now is None:
+            raise DeletedMeanwhile(Scene.name_for(self.initial.get("title", ""), scene.position))
+        return now if now.settings_token() != self.read_token else None
+
+
+class _ChangedMeanwhile(Exception):
+    """Rolls back a save that found the scene changed under the lock (``now``: as it is)."""
+
+    def __init__(self, now: Scene) -> None:
+        self.now = now
+
+
+def seen_settings_field() -> forms.CharField:
+    return forms.CharField(required=False, widget=forms.HiddenInput)
+
+
+class SceneForm(SeenSettings, forms.ModelForm):
     """Add or edit a scene. Its images are stored only once everything else is valid; each may
     also be the upload kept from a submit that failed, or one of the project's images
     (``image_choice``).
@@ -166,6 +237,7 @@ class SceneForm(forms.ModelForm):
     )
     seed = seed_field()
     takes = takes_field()
+    seen_settings = seen_settings_field()
 
     # Clip options, offered only when the account's engine has them (catalogue.ClipOptions).
     duration = forms.CharField(
@@ -232,6 +304,7 @@ class SceneForm(forms.ModelForm):
         super().__init__(*args, **kwargs)
         # Scene.clean() judges the model against the project's account.
         self.instance.project = project
+        self._watch_settings()
         held = [name for name in FILE_FIELDS if getattr(self.instance, f"{name}_id")]
         if any(not Scene._meta.get_field(name).is_cached(self.instance) for name in held):
             # One query for the scene's images, not one per input showing its current one.
@@ -346,6 +419,7 @@ class SceneForm(forms.ModelForm):
 
     def clean(self) -> dict:
         cleaned = super().clean()
+        self._check_seen()
         for name, choice in self.images.items():
             given = cleaned.get(FILE_FIELDS[name])
             # Remove ticked (a reference): nothing kept from before takes the image's place, nor
@@ -437,6 +511,11 @@ class SceneForm(forms.ModelForm):
         storing = FILE_FIELDS["start_image"]
         try:
             with transaction.atomic():
+                # First, before an image is stored or let go: clean() compared the page with
+                # the scene as read before this transaction, and a teammate may have saved since.
+                now = self._changed_meanwhile(scene) if scene.pk is not None else None
+                if now is not None:
+                    raise _ChangedMeanwhile(now)
                 # Each image: the one chosen (a file stored now, or one picked or kept), else
                 # the one the scene holds (clean() let go those that must go).
                 chosen = {}
@@ -480,6 +559,12 @@ class SceneForm(forms.ModelForm):
             self.add_error(storing, str(refusal))
             self._forget([each.stored for each in self.images.values()])
             return None
+        except _ChangedMeanwhile as changed:
+            self._refuse_stale(changed.now)
+            # As any refused form does (full_clean), it keeps the files chosen.
+            for choice in self.images.values():
+                choice.keep_upload(self.files.get(choice.file_name))
+            return None
         except BaseException:
             self._forget([each.stored for each in self.images.values()])
             raise
@@ -496,7 +581,7 @@ class SceneForm(forms.ModelForm):
 EXTENSION_PROMPT_REQUIRED = "Write what happens next: it tells the model how the clip goes on."
 
 
-class ExtensionForm(forms.ModelForm):
+class ExtensionForm(SeenSettings, forms.ModelForm):
     """Edit an extension (mode "extend", made from a take by take_actions.extend): what happens
     next, its title, seed and takes. What it continues, and so its mode, its aspect, its model
     and its clip options (take_actions.planned_extension), follow its source take: the page
@@ -505,6 +590,7 @@ class ExtensionForm(forms.ModelForm):
     # Plain text fields, as the scene form's: the scene model judges them, in its words.
     seed = seed_field()
     takes = takes_field()
+    seen_settings = seen_settings_field()
 
     class Meta:
         model = Scene
@@ -516,6 +602,7 @@ class ExtensionForm(forms.ModelForm):
 
     def __init__(self, *args, instance: Scene, **kwargs) -> None:
         super().__init__(*args, instance=instance, **kwargs)
+        self._watch_settings()
         _leave_text_rules_to_the_model(self)
         account = instance.project.account
         _explain_takes(self, account.kind if account else EngineKind.FLOW)
@@ -525,6 +612,11 @@ class ExtensionForm(forms.ModelForm):
         if not prompt:
             raise forms.ValidationError(EXTENSION_PROMPT_REQUIRED)
         return prompt
+
+    def clean(self) -> dict:
+        cleaned = super().clean()
+        self._check_seen()
+        return cleaned
 
     def add_error(self, field, error) -> None:
         # The scene's rules (Scene.clean(), which the model form runs and hands its refusals
@@ -542,16 +634,22 @@ class ExtensionForm(forms.ModelForm):
             error = forms.ValidationError(shown)
         super().add_error(field, error)
 
-    def save_extension(self) -> Scene:
-        """Save what the page changes, and only that (the mode above all).
-        ``DeletedMeanwhile`` when a teammate deleted the scene since the page was read."""
+    def save_extension(self) -> Scene | None:
+        """Save what the page changes, and only that (the mode above all). None when a
+        teammate saved the scene since the page was read (the reason is then on the form);
+        ``DeletedMeanwhile`` when a teammate deleted it."""
         scene: Scene = self.instance
-        scene.updated = timezone.now()
-        try:
-            scene.save(update_fields=[*self._meta.fields, "updated"])
-        except Scene.NotUpdated:
-            shown = Scene.name_for(self.initial.get("title", ""), scene.position)
-            raise DeletedMeanwhile(shown) from None
+        with transaction.atomic():
+            now = self._changed_meanwhile(scene)
+            if now is not None:
+                self._refuse_stale(now)
+                return None
+            scene.updated = timezone.now()
+            try:
+                scene.save(update_fields=[*self._meta.fields, "updated"])
+            except Scene.NotUpdated:
+                shown = Scene.name_for(self.initial.get("title", ""), scene.position)
+                raise DeletedMeanwhile(shown) from None
         return scene
 
 

@@ -15,7 +15,13 @@ from django.urls import reverse
 
 from generations.models import AccountGrant, AuditEvent, FlowAccount, Generation, Project
 from tests.conftest import PASSWORD, make_image, make_scene
-from tests.views_support import client_for, htmx_client_for, make_take
+from tests.views_support import (
+    client_for,
+    htmx_client_for,
+    make_take,
+    seen_settings,
+    storyboard_seen,
+)
 
 Action = AuditEvent.Action
 
@@ -149,10 +155,16 @@ def test_a_deleted_projects_trail_keeps_its_name(project, alice):
 
 def test_generating_and_cancelling_takes_are_recorded(project, alice, bob, queued):
     scene = make_scene(project, make_image(project, alice), title="Harbour", takes=2)
-    client_for(bob).post(reverse("scene-generate", args=[scene.uuid]), {"last_take": "0"})
+    client_for(bob).post(
+        reverse("scene-generate", args=[scene.uuid]),
+        {"last_take": "0", "seen_settings": seen_settings(scene)},
+    )
     client_for(bob).post(
         reverse("project-generate-all", args=[project.uuid]),
-        {"last_generation": str(Generation.objects.latest("pk").pk)},
+        {
+            "last_generation": str(Generation.objects.latest("pk").pk),
+            "seen_settings": storyboard_seen(project),
+        },
     )
     take = Generation.objects.earliest("pk")
     client_for(alice).post(reverse("take-cancel", args=[take.uuid]))
@@ -169,7 +181,10 @@ def test_generating_and_cancelling_takes_are_recorded(project, alice, bob, queue
 def test_a_refused_generate_records_nothing(project, alice, bob, queued):
     scene = make_scene(project, None)  # no start image
 
-    client_for(bob).post(reverse("scene-generate", args=[scene.uuid]), {"last_take": "0"})
+    client_for(bob).post(
+        reverse("scene-generate", args=[scene.uuid]),
+        {"last_take": "0", "seen_settings": seen_settings(scene)},
+    )
 
     assert not AuditEvent.objects.exists()
 
@@ -303,7 +318,10 @@ def test_alice_reads_which_takes_of_which_scene_bob_generated_with_which_model(
 ):
     make_scene(project, make_image(project, alice), title="Harbour")
     scene = make_scene(project, make_image(project, alice), takes=4)
-    client_for(bob).post(reverse("scene-generate", args=[scene.uuid]), {"last_take": "0"})
+    client_for(bob).post(
+        reverse("scene-generate", args=[scene.uuid]),
+        {"last_take": "0", "seen_settings": seen_settings(scene)},
+    )
 
     assert "Generated takes 1–4 of Scene 2 (Veo 3.1 Fast)" in activity(project, alice)
 
@@ -329,7 +347,8 @@ def test_alice_reads_bobs_generate_all_as_scenes_and_takes_with_each_model_once(
     make_scene(project, image, takes=1, model_key="veo_3_1_i2v_s")
     make_scene(project, image, takes=1, model_key="veo_3_1_i2v_s_fast_portrait", aspect="portrait")
     client_for(bob).post(
-        reverse("project-generate-all", args=[project.uuid]), {"last_generation": "0"}
+        reverse("project-generate-all", args=[project.uuid]),
+        {"last_generation": "0", "seen_settings": storyboard_seen(project)},
     )
 
     page = activity(project, alice)

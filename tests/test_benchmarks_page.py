@@ -11,7 +11,7 @@ from benchmarks.load.poller import SHOWN_CLIP, Poller, Schedule
 from benchmarks.load.seed import _signed_in_session
 from generations.models import Generation
 from tests.conftest import make_image, make_scene
-from tests.views_support import attach_clip, client_for, make_take
+from tests.views_support import attach_clip, client_for, make_take, seen_settings
 
 
 def test_the_benchmarks_poll_alices_page_where_and_as_often_as_htmx_would(project, alice, settings):
@@ -63,7 +63,10 @@ def test_the_benchmarks_switch_alices_page_to_the_cadence_of_the_poller_a_poll_b
     assert schedule.due == 107.5
 
     # Bob presses Generate: alice's next (slow) poll brings his take and a fast poller.
-    client_for(bob).post(reverse("scene-generate", args=[scene.uuid]), {"last_take": "0"})
+    client_for(bob).post(
+        reverse("scene-generate", args=[scene.uuid]),
+        {"last_take": "0", "seen_settings": seen_settings(scene)},
+    )
     schedule.fired()
     answer = client.get(schedule.poller.url, headers={"HX-Request": "true"})
     schedule.swapped(Poller.read(answer.text), now=107.6)

@@ -28,12 +28,14 @@ from generations.models import (
     Upscale,
 )
 from tests.conftest import make_image, make_scene
-from tests.views_support import client_for, make_take
+from tests.views_support import client_for, make_take, seen_settings, storyboard_seen
 
 
 def generate(client: Client, scene, last_take: int = 0):
     return client.post(
-        reverse("scene-generate", args=[scene.uuid]), {"last_take": str(last_take)}, follow=True
+        reverse("scene-generate", args=[scene.uuid]),
+        {"last_take": str(last_take), "seen_settings": seen_settings(scene)},
+        follow=True,
     )
 
 
@@ -170,7 +172,7 @@ def test_generate_all_is_refused_whole_past_the_budget(project, scene, alice, bo
 
     response = client_for(bob).post(
         reverse("project-generate-all", args=[project.uuid]),
-        {"last_generation": "0"},
+        {"last_generation": "0", "seen_settings": storyboard_seen(project)},
         follow=True,
     )
 

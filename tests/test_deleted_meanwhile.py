@@ -30,7 +30,7 @@ from generations.models import (
 )
 from tests.conftest import make_image, make_ready_scene, make_scene, png_bytes
 from tests.tasks_support import settle
-from tests.views_support import attach_clip, client_for, make_take
+from tests.views_support import attach_clip, client_for, make_take, seen_settings
 
 S = Generation.Status
 
@@ -69,6 +69,7 @@ def test_alice_saving_her_edit_of_a_scene_bob_just_deleted_is_told_and_keeps_no_
         "model_key": "veo_3_1_i2v_s_fast",
         "seed": "",
         "takes": "1",
+        "seen_settings": seen_settings(scene),
     }
     upload = SimpleUploadedFile("night.png", png_bytes(colour=(0, 0, 40)), "image/png")
     form = SceneForm(project, data, {"start_image_file": upload}, instance=scene, user=alice)

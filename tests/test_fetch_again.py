@@ -20,7 +20,7 @@ from generations.pipeline import policy
 from tests.conftest import make_ready_scene, vertex_scene
 from tests.faults_support import assert_files_match
 from tests.tasks_support import run_at_once, settle
-from tests.views_support import client_for
+from tests.views_support import client_for, seen_settings
 
 S = Generation.Status
 # Veo 3.1 Fast from a start image, on the account's tier one.
@@ -52,7 +52,9 @@ def storyboard(client: Client, project: Project) -> str:
 
 def generate(client: Client, scene, last_take: int = 0):
     return client.post(
-        reverse("scene-generate", args=[scene.uuid]), {"last_take": str(last_take)}, follow=True
+        reverse("scene-generate", args=[scene.uuid]),
+        {"last_take": str(last_take), "seen_settings": seen_settings(scene)},
+        follow=True,
     )
 
 

@@ -12,7 +12,7 @@ from django.urls import reverse
 
 from generations.models import Generation
 from tests.conftest import VERTEX_FAST, make_image, make_scene
-from tests.views_support import client_for, htmx_client_for
+from tests.views_support import client_for, htmx_client_for, storyboard_seen
 
 QUALITY = "veo-3.1-generate-001"
 
@@ -96,7 +96,8 @@ def test_what_generate_all_said_is_what_the_click_records(vertex_project, priced
     said = hint(storyboard(bob, vertex_project))
 
     client_for(bob).post(
-        reverse("project-generate-all", args=[vertex_project.uuid]), {"last_generation": "0"}
+        reverse("project-generate-all", args=[vertex_project.uuid]),
+        {"last_generation": "0", "seen_settings": storyboard_seen(vertex_project)},
     )
 
     takes = Generation.objects.filter(project=vertex_project)

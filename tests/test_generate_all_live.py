@@ -14,7 +14,7 @@ from django.utils import timezone
 
 from generations.models import Generation, Scene
 from tests.conftest import make_image, make_scene
-from tests.views_support import add_scene_as, client_for, make_take
+from tests.views_support import add_scene_as, client_for, make_take, storyboard_seen
 
 
 @pytest.fixture
@@ -34,7 +34,9 @@ def generate_all_seen(html: str) -> str | None:
 
 def generate_all(client, project, seen: str):
     url = reverse("project-generate-all", args=[project.uuid])
-    return client.post(url, {"last_generation": seen}, follow=True)
+    return client.post(
+        url, {"last_generation": seen, "seen_settings": storyboard_seen(project)}, follow=True
+    )
 
 
 def test_alice_can_generate_all_once_bobs_new_takes_reach_her_open_page(

@@ -17,7 +17,7 @@ from generations.image_choice import KEPT_GONE, MAX_OPTIONS, NOT_OF_PROJECT, PIC
 from generations.images import NOT_AN_IMAGE
 from generations.models import Generation, ImageAsset, Membership, Project, Scene
 from tests.conftest import make_image, make_scene, png_bytes
-from tests.views_support import client_for, make_take
+from tests.views_support import client_for, make_take, seen_settings
 
 
 def scene_data(**overrides) -> dict:
@@ -120,12 +120,21 @@ def test_editing_with_an_error_keeps_the_new_image_and_the_scene_unchanged(proje
     scene = make_scene(project, old, prompt="Original")
     url = reverse("scene-edit", args=[scene.uuid])
 
-    failed = client_for(bob).post(url, scene_data(prompt="", start_image_file=upload()))
+    failed = client_for(bob).post(
+        url,
+        {**scene_data(prompt="", start_image_file=upload()), "seen_settings": seen_settings(scene)},
+    )
     scene.refresh_from_db()
     assert scene.start_image_id == old.pk
     kept = kept_uuid(failed.text)
 
-    client_for(bob).post(url, scene_data(prompt="Changed", start_image_kept=kept))
+    client_for(bob).post(
+        url,
+        {
+            **scene_data(prompt="Changed", start_image_kept=kept),
+            "seen_settings": seen_settings(scene),
+        },
+    )
 
     scene.refresh_from_db()
     assert (scene.prompt, str(scene.start_image.uuid)) == ("Changed", kept)
@@ -390,13 +399,20 @@ def test_editing_a_reference_with_an_error_keeps_the_new_one_and_the_others_stay
     url = reverse("scene-edit", args=[scene.uuid])
 
     failed = client_for(bob).post(
-        url, scene_data(**INGREDIENTS, prompt="", reference_2_file=upload("ship.png"))
+        url,
+        {
+            **scene_data(**INGREDIENTS, prompt="", reference_2_file=upload("ship.png")),
+            "seen_settings": seen_settings(scene),
+        },
     )
     scene.refresh_from_db()
     assert scene.reference_2_id == boat.pk
     ship = kept_of(failed.text, "reference_2")
 
-    again = client_for(bob).post(url, scene_data(**INGREDIENTS, reference_2_kept=ship))
+    again = client_for(bob).post(
+        url,
+        {**scene_data(**INGREDIENTS, reference_2_kept=ship), "seen_settings": seen_settings(scene)},
+    )
 
     assert again.status_code == 302
     scene.refresh_from_db()
@@ -472,7 +488,10 @@ def test_editing_a_scene_a_picked_reference_replaces_the_second_and_the_first_st
 
     client_for(bob).post(
         reverse("scene-edit", args=[scene.uuid]),
-        scene_data(**INGREDIENTS, reference_2_pick=str(ship.uuid)),
+        {
+            **scene_data(**INGREDIENTS, reference_2_pick=str(ship.uuid)),
+            "seen_settings": seen_settings(scene),
+        },
     )
 
     scene.refresh_from_db()
@@ -561,12 +580,15 @@ def test_without_javascript_a_file_overrides_a_picked_end_frame_and_remove_a_pic
     )
     client_for(bob).post(
         reverse("scene-edit", args=[crew.uuid]),
-        scene_data(
-            **INGREDIENTS,
-            title="Crew",
-            reference_2_pick=str(dusk.uuid),
-            **{"reference_2_file-clear": "on"},
-        ),
+        {
+            **scene_data(
+                **INGREDIENTS,
+                title="Crew",
+                reference_2_pick=str(dusk.uuid),
+                **{"reference_2_file-clear": "on"},
+            ),
+            "seen_settings": seen_settings(crew),
+        },
     )
 
     assert Scene.objects.get(title="New").end_image.original_name == "night.png"

@@ -14,7 +14,7 @@ from generations import cleanup
 from generations.cleanup import remove_abandoned_images
 from generations.models import Generation, ImageAsset, Scene
 from tests.conftest import make_image, make_scene, png_bytes
-from tests.views_support import client_for, make_take
+from tests.views_support import client_for, make_take, seen_settings
 
 
 def stored(image: ImageAsset) -> Path:
@@ -25,15 +25,18 @@ def edit_with_new_image(client, scene: Scene):
     return client.post(
         reverse("scene-edit", args=[scene.uuid]),
         {
-            "title": "Opening",
-            "prompt": scene.prompt,
-            "aspect": "landscape",
-            "model_key": scene.model_key,
-            "seed": "",
-            "takes": "1",
-            "start_image_file": SimpleUploadedFile(
-                "new.png", png_bytes(colour=(200, 10, 10)), "image/png"
-            ),
+            **{
+                "title": "Opening",
+                "prompt": scene.prompt,
+                "aspect": "landscape",
+                "model_key": scene.model_key,
+                "seed": "",
+                "takes": "1",
+                "start_image_file": SimpleUploadedFile(
+                    "new.png", png_bytes(colour=(200, 10, 10)), "image/png"
+                ),
+            },
+            "seen_settings": seen_settings(scene),
         },
     )
 

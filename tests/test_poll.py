@@ -21,6 +21,7 @@ from tests.views_support import (
     attach_clip,
     client_for,
     make_take,
+    seen_settings,
 )
 
 ACTIVE = Generation.Status.ACTIVE
@@ -679,7 +680,8 @@ def test_bobs_generate_press_reaches_alices_idle_page_on_her_next_poll_and_switc
     last_take = scenes[1].generations.order_by("-take").first().take
 
     pressed = client_for(bob).post(
-        reverse("scene-generate", args=[scenes[1].uuid]), {"last_take": str(last_take)}
+        reverse("scene-generate", args=[scenes[1].uuid]),
+        {"last_take": str(last_take), "seen_settings": seen_settings(scenes[1])},
     )
     assert pressed.status_code == 302
     html = alices.get(url).text

@@ -25,7 +25,7 @@ from generations.models import (
     Scene,
 )
 from tests.conftest import make_image, make_scene
-from tests.views_support import attach_clip, client_for, make_take
+from tests.views_support import attach_clip, client_for, make_take, storyboard_seen
 
 
 def settings_url(project) -> str:
@@ -111,7 +111,12 @@ def test_an_archived_project_is_read_only_for_everyone(project, alice, bob, queu
     assert "Your role" not in refused.text
     assert bob_client.get(reverse("scene-create", args=[project.uuid])).status_code == 403
     generate_all = reverse("project-generate-all", args=[project.uuid])
-    assert bob_client.post(generate_all, {"last_generation": "0"}).status_code == 403
+    assert (
+        bob_client.post(
+            generate_all, {"last_generation": "0", "seen_settings": storyboard_seen(project)}
+        ).status_code
+        == 403
+    )
     # Commands and the admin generate through the model, which refuses too.
     project.refresh_from_db()
     scene.refresh_from_db()

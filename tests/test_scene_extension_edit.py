@@ -12,7 +12,7 @@ from generations import rules
 from generations.forms import SceneForm
 from generations.models import Generation, Scene
 from tests.conftest import make_image, make_scene
-from tests.views_support import client_for, make_take
+from tests.views_support import client_for, make_take, seen_settings
 
 EXTEND_MODEL = "veo_3_1_extend_fast_landscape"
 
@@ -63,13 +63,16 @@ def test_bob_saves_an_extension_with_a_new_prompt_and_it_stays_an_extension_of_i
     response = client_for(bob).post(
         edit_url(extension),
         {
-            "title": "Deep dive",
-            "prompt": "the seahorse dives to the wreck",
-            "seed": "77",
-            "takes": "2",
-            "mode": "text",
-            "model_key": "veo_3_1_t2v_fast",
-            "aspect": "portrait",
+            **{
+                "title": "Deep dive",
+                "prompt": "the seahorse dives to the wreck",
+                "seed": "77",
+                "takes": "2",
+                "mode": "text",
+                "model_key": "veo_3_1_t2v_fast",
+                "aspect": "portrait",
+            },
+            "seen_settings": seen_settings(extension),
         },
     )
 
@@ -94,7 +97,11 @@ def test_bob_saves_an_extension_with_a_new_prompt_and_it_stays_an_extension_of_i
 
 def test_an_extension_saved_without_what_happens_next_is_refused_in_words(extension, bob):
     response = client_for(bob).post(
-        edit_url(extension), {"title": "Dive", "prompt": "  ", "seed": "", "takes": "1"}
+        edit_url(extension),
+        {
+            **{"title": "Dive", "prompt": "  ", "seed": "", "takes": "1"},
+            "seen_settings": seen_settings(extension),
+        },
     )
 
     assert response.status_code == 200
@@ -112,7 +119,10 @@ def test_an_extension_whose_take_was_deleted_can_still_be_edited_and_stays_an_ex
     html = client.get(edit_url(extension)).text
     response = client.post(
         edit_url(extension),
-        {"title": "Dive", "prompt": "the seahorse surfaces", "seed": "", "takes": "1"},
+        {
+            **{"title": "Dive", "prompt": "the seahorse surfaces", "seed": "", "takes": "1"},
+            "seen_settings": seen_settings(extension),
+        },
     )
 
     assert "extended a take that has since been deleted" in html
@@ -134,7 +144,10 @@ def test_bob_renames_an_extension_whose_model_and_duration_the_account_no_longer
 
     response = client_for(bob).post(
         edit_url(extension),
-        {"title": "Deep dive", "prompt": "the seahorse dives", "seed": "", "takes": "1"},
+        {
+            **{"title": "Deep dive", "prompt": "the seahorse dives", "seed": "", "takes": "1"},
+            "seen_settings": seen_settings(extension),
+        },
     )
 
     assert response.status_code == 302

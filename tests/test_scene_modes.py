@@ -14,7 +14,7 @@ from generations.engines.base import EngineKind, Mode
 from generations.engines.catalogue import TIER_ONE, TIER_TWO, models_for
 from generations.models import FlowAccount, Generation, ImageAsset, Scene
 from tests.conftest import make_image, make_scene, png_bytes
-from tests.views_support import client_for
+from tests.views_support import client_for, seen_settings
 
 RED, GREEN, BLUE = (220, 30, 30), (30, 200, 40), (30, 40, 220)
 
@@ -43,6 +43,8 @@ def post_scene(user, project, data, scene: Scene | None = None):
         if scene
         else reverse("scene-create", args=[project.uuid])
     )
+    if scene:
+        data = {**data, "seen_settings": seen_settings(scene)}
     return client_for(user).post(url, data)
 
 

@@ -16,7 +16,13 @@ from generations import tasks
 from generations.engines.catalogue import TIER_TWO
 from generations.models import AccountGrant, FlowAccount, Generation, Membership, Project
 from tests.conftest import VERTEX_FAST, make_image, make_scene
-from tests.views_support import client_for, htmx_client_for, make_take
+from tests.views_support import (
+    client_for,
+    htmx_client_for,
+    make_take,
+    seen_settings,
+    storyboard_seen,
+)
 
 Role = Membership.Role
 REFUSED = "may not spend the Flow account Studio"
@@ -102,7 +108,8 @@ def test_charlie_cannot_generate_on_an_account_nobody_granted_his_project(
     scene = make_scene(charlies_project, make_image(charlies_project, charlie))
 
     response = htmx_client_for(charlie).post(
-        reverse("scene-generate", args=[scene.uuid]), {"last_take": "0"}
+        reverse("scene-generate", args=[scene.uuid]),
+        {"last_take": "0", "seen_settings": seen_settings(scene)},
     )
 
     assert response.status_code == 200
@@ -118,7 +125,7 @@ def test_generate_all_is_refused_in_words_when_the_account_is_not_granted(
 
     response = client_for(charlie).post(
         reverse("project-generate-all", args=[charlies_project.uuid]),
-        {"last_generation": "0"},
+        {"last_generation": "0", "seen_settings": storyboard_seen(charlies_project)},
         follow=True,
     )
 
@@ -137,7 +144,8 @@ def test_charlie_is_refused_in_vertex_ai_words_when_the_ungranted_account_is_ver
     )
 
     response = htmx_client_for(charlie).post(
-        reverse("scene-generate", args=[scene.uuid]), {"last_take": "0"}
+        reverse("scene-generate", args=[scene.uuid]),
+        {"last_take": "0", "seen_settings": seen_settings(scene)},
     )
 
     assert "may not spend the Vertex AI account Studio" in response.text
@@ -168,7 +176,8 @@ def test_a_grant_to_an_editor_does_not_let_the_project_spend(project, alice, bob
     scene = make_scene(project, make_image(project, bob))
 
     response = htmx_client_for(bob).post(
-        reverse("scene-generate", args=[scene.uuid]), {"last_take": "0"}
+        reverse("scene-generate", args=[scene.uuid]),
+        {"last_take": "0", "seen_settings": seen_settings(scene)},
     )
 
     assert REFUSED in response.text
@@ -182,7 +191,8 @@ def test_a_grant_to_the_project_itself_lets_its_members_generate(
 
     with django_capture_on_commit_callbacks(execute=True):
         response = htmx_client_for(charlie).post(
-            reverse("scene-generate", args=[scene.uuid]), {"last_take": "0"}
+            reverse("scene-generate", args=[scene.uuid]),
+            {"last_take": "0", "seen_settings": seen_settings(scene)},
         )
 
     assert "Queued 1 take." in response.text
@@ -195,7 +205,8 @@ def test_a_deactivated_owners_grant_no_longer_counts(project, alice, bob, queued
     scene = make_scene(project, make_image(project, bob))
 
     response = htmx_client_for(bob).post(
-        reverse("scene-generate", args=[scene.uuid]), {"last_take": "0"}
+        reverse("scene-generate", args=[scene.uuid]),
+        {"last_take": "0", "seen_settings": seen_settings(scene)},
     )
 
     assert REFUSED in response.text

@@ -27,7 +27,7 @@ from generations.models import (
     Upscale,
 )
 from tests.conftest import make_image, make_scene
-from tests.views_support import attach_clip, client_for, htmx_client_for, make_take
+from tests.views_support import attach_clip, client_for, htmx_client_for, make_take, seen_settings
 
 S = Generation.Status
 
@@ -67,7 +67,8 @@ def generate(user, scene):
     # As the card does: the last number the scene gave, deleted takes included.
     last = Scene.objects.values_list("last_take", flat=True).get(pk=scene.pk)
     return htmx_client_for(user).post(
-        reverse("scene-generate", args=[scene.uuid]), {"last_take": str(last)}
+        reverse("scene-generate", args=[scene.uuid]),
+        {"last_take": str(last), "seen_settings": seen_settings(scene)},
     )
 
 

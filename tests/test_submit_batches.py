@@ -15,7 +15,7 @@ from tests.conftest import make_image
 from tests.conftest import make_ready_scene as make_scene
 from tests.faults_support import assert_files_match, fresh
 from tests.tasks_support import settle
-from tests.views_support import client_for
+from tests.views_support import client_for, storyboard_seen
 
 
 def test_six_takes_of_one_project_go_out_in_two_calls_of_at_most_four(emu, project, alice):
@@ -181,7 +181,7 @@ def test_generate_all_with_one_refused_scene_fails_only_that_take_and_every_clip
     with django_capture_on_commit_callbacks(execute=True):
         response = client_for(alice).post(
             reverse("project-generate-all", args=[project.uuid]),
-            {"last_generation": str(bobs.pk)},
+            {"last_generation": str(bobs.pk), "seen_settings": storyboard_seen(project)},
             follow=True,
         )
     assert "Queued 3 takes for 3 scenes." in response.text

@@ -18,7 +18,14 @@ from generations.engines.catalogue import TIER_TWO
 from generations.models import AccountGrant, Generation, ImageAsset, Membership, Project, Scene
 from generations.pipeline import Pass, reap
 from tests.conftest import make_image, make_scene, png_bytes
-from tests.views_support import attach_clip, client_for, htmx_client_for, make_take
+from tests.views_support import (
+    attach_clip,
+    client_for,
+    htmx_client_for,
+    make_take,
+    seen_settings,
+    storyboard_seen,
+)
 
 
 def image_file(name="lighthouse.png", data=None, content_type="image/png"):
@@ -152,7 +159,10 @@ def test_editing_keeps_the_image_when_no_new_one_is_chosen(project, bob):
 
     response = client_for(bob).post(
         reverse("scene-edit", args=[scene.uuid]),
-        scene_data(start_image_file=None, prompt="Fog rolls over the rocks", seed="77"),
+        {
+            **scene_data(start_image_file=None, prompt="Fog rolls over the rocks", seed="77"),
+            "seen_settings": seen_settings(scene),
+        },
     )
 
     scene.refresh_from_db()
@@ -171,7 +181,10 @@ def test_editing_with_a_refused_image_changes_nothing(project, bob):
 
     response = client_for(bob).post(
         reverse("scene-edit", args=[scene.uuid]),
-        scene_data(prompt="Changed", start_image_file=image_file("x.png", b"GIF89a nope")),
+        {
+            **scene_data(prompt="Changed", start_image_file=image_file("x.png", b"GIF89a nope")),
+            "seen_settings": seen_settings(scene),
+        },
     )
 
     scene.refresh_from_db()
@@ -251,7 +264,8 @@ def test_generate_creates_the_takes_and_queues_them(
 
     with django_capture_on_commit_callbacks(execute=True):
         response = client_for(bob).post(
-            reverse("scene-generate", args=[scene.uuid]), {"last_take": "0"}
+            reverse("scene-generate", args=[scene.uuid]),
+            {"last_take": "0", "seen_settings": seen_settings(scene)},
         )
 
     takes = list(scene.generations.order_by("take"))
@@ -268,7 +282,8 @@ def test_generate_with_htmx_returns_the_card_and_a_live_poller(
 
     with django_capture_on_commit_callbacks(execute=True):
         response = htmx_client_for(bob).post(
-            reverse("scene-generate", args=[scene.uuid]), {"last_take": "0", "since": "12345"}
+            reverse("scene-generate", args=[scene.uuid]),
+            {"last_take": "0", "since": "12345", "seen_settings": seen_settings(scene)},
         )
 
     html = response.text
@@ -288,10 +303,11 @@ def test_a_second_click_on_a_stale_card_does_not_pay_twice(
     scene = make_scene(project, make_image(project, bob), takes=1)
     client = htmx_client_for(bob)
     url = reverse("scene-generate", args=[scene.uuid])
+    card = {"last_take": "0", "seen_settings": seen_settings(scene)}
 
     with django_capture_on_commit_callbacks(execute=True):
-        client.post(url, {"last_take": "0"})
-        second = client.post(url, {"last_take": "0"})
+        client.post(url, card)
+        second = client.post(url, card)
 
     assert scene.generations.count() == 1
     assert len(queued) == 1
@@ -302,7 +318,8 @@ def test_generate_refuses_in_words_what_cannot_be_generated(project, bob, queued
     scene = make_scene(project, image=None)
 
     response = htmx_client_for(bob).post(
-        reverse("scene-generate", args=[scene.uuid]), {"last_take": "0"}
+        reverse("scene-generate", args=[scene.uuid]),
+        {"last_take": "0", "seen_settings": seen_settings(scene)},
     )
 
     assert response.status_code == 200
@@ -315,7 +332,9 @@ def test_without_javascript_generate_redirects_with_the_reason(project, bob, que
     scene = make_scene(project, image=None)
 
     response = client_for(bob).post(
-        reverse("scene-generate", args=[scene.uuid]), {"last_take": "0"}, follow=True
+        reverse("scene-generate", args=[scene.uuid]),
+        {"last_take": "0", "seen_settings": seen_settings(scene)},
+        follow=True,
     )
 
     assert response.redirect_chain[-1][0] == f"/projects/{project.uuid}/#scene-{scene.uuid}"
@@ -332,7 +351,7 @@ def test_generate_all_generates_what_is_ready_and_names_what_is_not(
     with django_capture_on_commit_callbacks(execute=True):
         response = client_for(bob).post(
             reverse("project-generate-all", args=[project.uuid]),
-            {"last_generation": "0"},
+            {"last_generation": "0", "seen_settings": storyboard_seen(project)},
             follow=True,
         )
 
@@ -353,8 +372,10 @@ def test_generate_all_twice_from_the_same_page_generates_once(
     url = reverse("project-generate-all", args=[project.uuid])
 
     with django_capture_on_commit_callbacks(execute=True):
-        client.post(url, {"last_generation": "0"})
-        second = client.post(url, {"last_generation": "0"}, follow=True)
+        client.post(url, {"last_generation": "0", "seen_settings": storyboard_seen(project)})
+        second = client.post(
+            url, {"last_generation": "0", "seen_settings": storyboard_seen(project)}, follow=True
+        )
 
     assert Generation.objects.count() == 1
     assert "nothing was generated" in second.text
@@ -367,7 +388,13 @@ def _generate_all_queries(client, project) -> int:
         CaptureQueriesContext(connection) as queries,
         TestCase.captureOnCommitCallbacks(execute=True),
     ):
-        response = client.post(url, {"last_generation": str(newest.pk if newest else 0)})
+        response = client.post(
+            url,
+            {
+                "last_generation": str(newest.pk if newest else 0),
+                "seen_settings": storyboard_seen(project),
+            },
+        )
     assert response.status_code == 302
     return len(queries.captured_queries)
 
@@ -398,7 +425,10 @@ def test_generate_all_numbers_each_scenes_takes_after_the_ones_it_has(
     with django_capture_on_commit_callbacks(execute=True):
         client.post(
             reverse("project-generate-all", args=[project.uuid]),
-            {"last_generation": str(Generation.objects.get().pk)},
+            {
+                "last_generation": str(Generation.objects.get().pk),
+                "seen_settings": storyboard_seen(project),
+            },
         )
 
     assert sorted(old.generations.values_list("take", flat=True)) == [1, 2, 3]
@@ -413,13 +443,22 @@ def test_a_take_number_is_never_given_twice_even_after_the_newest_take_is_delete
 ):
     scene = make_scene(project, make_image(project, bob))
     client = htmx_client_for(bob)
-    client.post(reverse("scene-generate", args=[scene.uuid]), {"last_take": "0"})
-    client.post(reverse("scene-generate", args=[scene.uuid]), {"last_take": "1"})
+    client.post(
+        reverse("scene-generate", args=[scene.uuid]),
+        {"last_take": "0", "seen_settings": seen_settings(scene)},
+    )
+    client.post(
+        reverse("scene-generate", args=[scene.uuid]),
+        {"last_take": "1", "seen_settings": seen_settings(scene)},
+    )
     second = scene.generations.get(take=2)
     Generation.objects.filter(pk=second.pk).update(status=Generation.Status.FAILED)
 
     client.post(reverse("take-delete", args=[second.uuid]))
-    card = client.post(reverse("scene-generate", args=[scene.uuid]), {"last_take": "2"}).text
+    card = client.post(
+        reverse("scene-generate", args=[scene.uuid]),
+        {"last_take": "2", "seen_settings": seen_settings(scene)},
+    ).text
 
     assert "Queued 1 take." in card
     assert sorted(scene.generations.values_list("take", flat=True)) == [1, 3]
@@ -435,10 +474,14 @@ def test_a_page_that_saw_take_2_cannot_generate_after_bob_replaced_it_with_take_
     # Alice's page shows take 2 as the newest. Bob deletes it and generates again.
     bobs = htmx_client_for(bob)
     bobs.post(reverse("take-delete", args=[second.uuid]))
-    bobs.post(reverse("scene-generate", args=[scene.uuid]), {"last_take": "2"})
+    bobs.post(
+        reverse("scene-generate", args=[scene.uuid]),
+        {"last_take": "2", "seen_settings": seen_settings(scene)},
+    )
 
     stale = htmx_client_for(alice).post(
-        reverse("scene-generate", args=[scene.uuid]), {"last_take": "2"}
+        reverse("scene-generate", args=[scene.uuid]),
+        {"last_take": "2", "seen_settings": seen_settings(scene)},
     )
 
     assert "New takes of this scene appeared" in stale.text

@@ -13,7 +13,7 @@ from django.utils.html import escape
 
 from generations.models import AccountGrant, FlowAccount, Generation, Membership, Project
 from tests.conftest import PASSWORD, make_image, make_scene, png_bytes
-from tests.views_support import attach_clip, client_for, htmx_client_for, make_take
+from tests.views_support import attach_clip, client_for, htmx_client_for, make_take, seen_settings
 
 SCRIPT = "<script>alert(1)</script>"
 BREAKOUT = '"><img src=x onerror=alert(1)>'
@@ -90,7 +90,8 @@ def test_the_card_returned_after_generate_shows_every_field_escaped(evil):
     scene = evil["scene"]
     # A stale press: the card comes back with its error, naming the scene, and the takes.
     response = htmx_client_for(evil["owner"]).post(
-        reverse("scene-generate", args=[scene.uuid]), {"last_take": "0"}
+        reverse("scene-generate", args=[scene.uuid]),
+        {"last_take": "0", "seen_settings": seen_settings(scene)},
     )
     assert response.status_code == 200
     assert_shown_escaped(response.text, scene.title, scene.prompt, evil["editor"].username)

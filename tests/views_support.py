@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 from datetime import datetime, timedelta
+from html import unescape
 
 from django.core.files.base import ContentFile
 from django.core.files.uploadedfile import SimpleUploadedFile
@@ -125,3 +126,53 @@ def assert_take_offers_refused(
         assert "data-cost" not in form, "no price for an account the project can no longer spend"
     [last_frame] = forms_to(html, reverse("take-last-frame", args=[ready.uuid]))
     assert not button_disabled(last_frame) and "free" in last_frame
+
+
+def form_values(html: str) -> dict[str, str]:
+    """What a browser sends for the form in ``html`` as it was drawn: its inputs' values
+    (boxes only when checked; no files), its textareas' text and its selects' chosen options
+    (the first when none is marked)."""
+    values: dict[str, str] = {}
+    for tag in re.findall(r"<input\b[^>]*>", html):
+        name = re.search(r'\sname="([^"]+)"', tag)
+        kind = re.search(r'\stype="([^"]+)"', tag)
+        kind = kind.group(1) if kind else "text"
+        if name is None or kind == "file":
+            continue
+        if kind in ("checkbox", "radio") and not re.search(r"\schecked[\s>/]", tag):
+            continue
+        value = re.search(r'\svalue="([^"]*)"', tag)
+        if value is None:
+            values[name.group(1)] = "on" if kind == "checkbox" else ""
+        else:
+            values[name.group(1)] = unescape(value.group(1))
+    for name, text in re.findall(
+        r'<textarea\b[^>]*\sname="([^"]+)"[^>]*>(.*?)</textarea>', html, re.S
+    ):
+        # A browser drops the line break that follows the opening tag.
+        values[name] = unescape(text).removeprefix("\n")
+    for name, options in re.findall(
+        r'<select\b[^>]*\sname="([^"]+)"[^>]*>(.*?)</select>', html, re.S
+    ):
+        chosen = re.search(r'<option value="([^"]*)"[^>]*\sselected', options) or re.search(
+            r'<option value="([^"]*)"', options
+        )
+        values[name] = unescape(chosen.group(1)) if chosen else ""
+    return values
+
+
+def edit_page_values(html: str) -> dict[str, str]:
+    """The values the scene's Edit page sends when saved as it was drawn."""
+    start = html.index('enctype="multipart/form-data"')
+    return form_values(html[start : html.index("</form>", start)])
+
+
+def seen_settings(scene: Scene) -> str:
+    """The settings a page drawn now shows of ``scene`` (what its Edit page and its card's
+    Generate send back), for tests that post those forms without drawing the page."""
+    return Scene.objects.get(pk=scene.pk).settings_token()
+
+
+def storyboard_seen(project: Project) -> str:
+    """The scenes' settings a storyboard drawn now shows (what its Generate all sends back)."""
+    return Scene.storyboard_token(Scene.objects.filter(project=project))

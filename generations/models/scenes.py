@@ -7,6 +7,8 @@ in the same transaction (so two clicks at the line cannot both pass).
 
 from __future__ import annotations
 
+import hashlib
+import json
 import secrets
 from collections.abc import Iterable
 from decimal import Decimal
@@ -362,6 +364,44 @@ class Scene(models.Model):
         except DeletedMeanwhile:
             raise DeletedMeanwhile(str(self)) from None
 
+    # What the Edit page changes and Generate reads: a page that showed other values than
+    # these must not save over them or spend on them (``settings_token``). Not ``updated``:
+    # a comment, a pick or a trim bumps it too, and refusing an edit after a teammate's
+    # comment would only teach people to ignore the refusal.
+    SETTINGS_FIELDS = (
+        "title",
+        "prompt",
+        "mode",
+        "model_key",
+        "aspect",
+        "seed",
+        "takes",
+        "duration",
+        "resolution",
+        "audio",
+        "negative_prompt",
+        "person_generation",
+        *IMAGE_FIELDS,
+        "source_take",
+    )
+
+    def settings_token(self) -> str:
+        """A short fingerprint of the scene's settings (``SETTINGS_FIELDS``), drawn with an
+        Edit page or a card and compared when it is sent back. Computed from the values, so
+        an edit changed back to what the page showed is no conflict, and no column or writer
+        has to keep it."""
+        values = [
+            getattr(self, self._meta.get_field(name).attname) for name in self.SETTINGS_FIELDS
+        ]
+        return _fingerprint(values)
+
+    @staticmethod
+    def storyboard_token(scenes: Iterable[Scene]) -> str:
+        """One fingerprint of the settings of all these scenes (a project's, as Generate all
+        would make them): a scene edited, added or deleted changes it. By scene, not by
+        place: a move changes nothing Generate all spends."""
+        return _fingerprint(sorted((scene.pk, scene.settings_token()) for scene in scenes))
+
     # What take_cost and Generate all's filter (budgets.generate_all_total) read: a poll
     # prices Generate all from these columns alone, so a field either starts reading must
     # be added here, or every scene costs one more query.
@@ -463,6 +503,12 @@ SNAPSHOT_FIELDS = (
     "person_generation",
     "source_take_id",
 )
+
+
+def _fingerprint(values) -> str:
+    # hashlib, not hash(): the token must be the same in every process and after a restart.
+    text = json.dumps(values, default=str, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def random_seed() -> int:

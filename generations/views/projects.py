@@ -70,6 +70,7 @@ def project_detail(request: HtmxHttpRequest, uuid: UUID) -> HttpResponse:
         has_scenes=bool(scenes),
         last_generation=last_generation,
         generate_all_cost=generate_all_cost(project, membership, scenes),
+        generate_all_seen=Scene.storyboard_token(scenes),
         project_accounts=project_account_states(
             project, membership.has_later_accounts, membership.account_granted
         ),
@@ -200,12 +201,17 @@ def project_poll(request: HtmxHttpRequest, uuid: UUID) -> HttpResponse:
     elif _generate_all_may_differ(sent_scenes, since, everything):
         # Priced from every scene: the whole list when it was sent, else the few columns a
         # price needs.
-        scenes = sent_scenes if everything else list(project.scenes.only(*Scene.PRICED_FIELDS))
+        scenes = (
+            sent_scenes
+            if everything
+            else list(project.scenes.only(*Scene.PRICED_FIELDS, *Scene.SETTINGS_FIELDS))
+        )
         generate_all = {
             "generate_all_oob": True,
             "has_scenes": bool(scenes),
             "last_generation": membership.newest_take or 0,
             "generate_all_cost": generate_all_cost(project, membership, scenes),
+            "generate_all_seen": Scene.storyboard_token(scenes),
         }
     extra = (
         {"scenes": sent_scenes, "storyboard_oob": True}
@@ -229,13 +235,24 @@ def project_poll(request: HtmxHttpRequest, uuid: UUID) -> HttpResponse:
     return render(request, f"{TEMPLATE}#poll-response", ctx)
 
 
+GENERATE_ALL_CHANGED = (
+    "Scenes were changed, added or deleted since this page showed them (a teammate's edit), so "
+    "nothing was generated. Here is the storyboard as it is now, with what Generate all would "
+    "spend; press it again if you still want every scene made."
+)
+
+
 @require_POST
 @login_required
 def project_generate_all(request: HttpRequest, uuid: UUID) -> HttpResponse:
     """Generate every scene that can be; say which were skipped and why.
 
     The form carries the newest take the person had seen: if takes appeared since (a second
-    click, a teammate), nothing is generated, so one click never pays twice.
+    click, a teammate), nothing is generated, so one click never pays twice. It carries the
+    scenes' settings as the page showed them too (``Scene.storyboard_token``): a teammate's
+    edit since (more takes, a dearer model, another prompt) would spend more than the price
+    the confirm said, or on what nobody looked at, so nothing is generated either; a page
+    without it (drawn before it was sent) is refused the same way.
     """
     project, _ = get_project_for_user(request, uuid, Role.EDITOR)
     seen = request.POST.get("last_generation", "")
@@ -251,7 +268,10 @@ def project_generate_all(request: HttpRequest, uuid: UUID) -> HttpResponse:
             return redirect("project-detail", uuid=project.uuid)
         # of=("self",): PostgreSQL refuses FOR UPDATE on the nullable side of the outer join
         # to start_image; only the scenes need locking.
-        scenes = project.scenes.select_for_update(of=("self",)).select_related("start_image")
+        scenes = list(project.scenes.select_for_update(of=("self",)).select_related("start_image"))
+        if request.POST.get("seen_settings") != Scene.storyboard_token(scenes):
+            messages.error(request, GENERATE_ALL_CHANGED)
+            return redirect("project-detail", uuid=project.uuid)
         try:
             generated, skipped = work.generate_scenes(project, scenes, request.user)
         except CannotGenerate as refusal:

@@ -20,6 +20,7 @@ from django.utils import timezone
 from django.views.decorators.http import require_http_methods, require_POST
 
 from .. import work
+from ..engines.catalogue import model_label
 from ..forms import ExtensionForm, SceneForm
 from ..models import (
     CannotGenerate,
@@ -127,8 +128,9 @@ def extension_edit(request: HttpRequest, scene: Scene, membership) -> HttpRespon
         except DeletedMeanwhile as gone:
             messages.error(request, str(gone))
             return redirect(project_url(project))
-        messages.success(request, f"Saved {saved}.")
-        return redirect(project_url(project, saved))
+        if saved is not None:
+            messages.success(request, f"Saved {saved}.")
+            return redirect(project_url(project, saved))
     source = (
         Generation.objects.select_related("scene").filter(pk=scene.source_take_id).first()
         if scene.source_take_id
@@ -286,6 +288,19 @@ def _seen_matches(request: HttpRequest, scene: Scene) -> bool:
     return seen.isdigit() and int(seen) == _last_take(scene)
 
 
+def settings_changed(scene: Scene) -> str:
+    """The refusal of a Generate pressed on a card drawn with other settings than the scene's
+    (``scene`` as it is now): the card it answers with shows them, and its price."""
+    takes = f"{scene.takes} take{pluralize(scene.takes)}"
+    said = (
+        f"This scene changed since your page showed it (a teammate's edit), so nothing was "
+        f"generated; here it is as it is now ({takes} of {model_label(scene.model_key)})."
+    )
+    if scene.generation_problem():
+        return said  # its Generate is disabled now, and the card says why
+    return f"{said} Press Generate again if you still want {'them' if scene.takes != 1 else 'it'}."
+
+
 @require_POST
 @htmx_login_required
 def scene_generate(request: HtmxHttpRequest, uuid: UUID) -> HttpResponse:
@@ -297,9 +312,15 @@ def scene_generate(request: HtmxHttpRequest, uuid: UUID) -> HttpResponse:
             # Locking the scene row serialises two clicks on PostgreSQL too (SQLite's
             # IMMEDIATE transactions already do), so the second one sees the first's takes;
             # and finds the scene gone if a teammate deleted it since the lookup.
-            reread(scene, str(scene))
+            # With what Generate reads: the lookup read it before this transaction.
+            reread(scene, str(scene), Scene.SETTINGS_FIELDS)
             if not _seen_matches(request, scene):
                 raise CannotGenerate(STALE)
+            # The card says what a press makes and costs; a teammate's edit since it was
+            # drawn (more takes, a dearer model, another prompt) must not be bought unseen.
+            # A card without the field (drawn before it existed) comes back fresh the same way.
+            if request.POST.get("seen_settings") != scene.settings_token():
+                raise CannotGenerate(settings_changed(scene))
             takes = work.generate(scene, request.user)
     except CannotGenerate as refusal:
         error = str(refusal)

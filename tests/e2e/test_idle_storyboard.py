@@ -19,7 +19,7 @@ from generations.emulator.render import render_clip
 from generations.models import Generation, Scene
 from tests.conftest import make_image, make_scene, png_bytes
 from tests.e2e.test_new_user import sign_in
-from tests.views_support import add_scene_as, attach_clip, client_for, make_take
+from tests.views_support import add_scene_as, attach_clip, client_for, make_take, seen_settings
 
 pytestmark = pytest.mark.browser
 
@@ -60,7 +60,10 @@ def test_alice_sees_bobs_new_scene_and_takes_on_her_idle_page_without_reloading(
 
     # Bob presses Generate: alice's next idle poll brings the queued take and speeds up.
     open_sea = Scene.objects.get(title="Open sea")
-    client_for(bob).post(reverse("scene-generate", args=[open_sea.uuid]), {"last_take": "0"})
+    client_for(bob).post(
+        reverse("scene-generate", args=[open_sea.uuid]),
+        {"last_take": "0", "seen_settings": seen_settings(open_sea)},
+    )
     card = page.locator("article.card", has_text="Open sea")
     expect(card.locator(".take .status")).to_have_text(["Queued"], timeout=20_000)
     expect(page.get_by_text(RENDERING)).to_be_visible()
@@ -140,7 +143,10 @@ def test_the_clip_alice_is_watching_keeps_playing_through_the_swaps_bobs_changes
 
     # Bob generates another take of the same scene: this time only its card is swapped.
     page.evaluate("() => { window.__card = window.__watched.closest('article'); }")
-    client_for(bob).post(reverse("scene-generate", args=[harbour.uuid]), {"last_take": "1"})
+    client_for(bob).post(
+        reverse("scene-generate", args=[harbour.uuid]),
+        {"last_take": "1", "seen_settings": seen_settings(harbour)},
+    )
     card = page.locator("article.card", has_text="Harbour")
     expect(card.locator(".take .status")).to_have_text(["Queued", "Ready"], timeout=20_000)
 

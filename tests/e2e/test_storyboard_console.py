@@ -24,7 +24,7 @@ from generations.views import projects
 from tests.conftest import make_image, make_scene
 from tests.e2e.test_new_user import sign_in
 from tests.film_support import ready_takes
-from tests.views_support import add_scene_as, client_for
+from tests.views_support import add_scene_as, client_for, seen_settings
 
 pytestmark = pytest.mark.browser
 
@@ -92,6 +92,7 @@ def test_alice_generates_reorders_and_edits_while_polls_run_without_a_console_er
             "model_key": storm.model_key,
             "seed": "",
             "takes": "1",
+            "seen_settings": seen_settings(storm),
         },
     )
     assert edited.status_code == 302
