@@ -591,6 +591,8 @@ class TrimForm(forms.Form):
             "invalid": "Trim in is a number of seconds, like 1.5.",
             "min_value": "Trim in cannot be before the clip's start (0 s).",
             "max_digits": "Trim in is too large to be seconds into a clip.",
+            # 99999 is refused under this key (too many digits before the point), not max_digits.
+            "max_whole_digits": "Trim in is too large to be seconds into a clip.",
             "max_decimal_places": "Trim in takes at most two decimals (hundredths of a second).",
         },
     )
@@ -603,6 +605,8 @@ class TrimForm(forms.Form):
             "invalid": "Trim out is a number of seconds, like 6.25.",
             "min_value": "Trim out cannot be before the clip's start (0 s).",
             "max_digits": "Trim out is too large to be seconds into a clip.",
+            # 99999 is refused under this key (too many digits before the point), not max_digits.
+            "max_whole_digits": "Trim out is too large to be seconds into a clip.",
             "max_decimal_places": "Trim out takes at most two decimals (hundredths of a second).",
         },
     )
