@@ -62,7 +62,7 @@ class ProjectForm(forms.Form):
 
     def clean_name(self) -> str:
         name = self.cleaned_data["name"].strip()
-        if not name:
+        if rules.is_blank(name):
             raise forms.ValidationError("Give the project a name.")
         return name
 
@@ -522,7 +522,7 @@ class ExtensionForm(forms.ModelForm):
 
     def clean_prompt(self) -> str:
         prompt = rules.normalise_line_breaks(self.cleaned_data["prompt"]).strip()
-        if not prompt:
+        if rules.is_blank(prompt):
             raise forms.ValidationError(EXTENSION_PROMPT_REQUIRED)
         return prompt
 

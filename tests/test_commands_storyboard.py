@@ -173,6 +173,28 @@ def test_a_csv_with_one_bad_row_changes_nothing_and_names_the_row(alice, account
     assert media_files(settings) == []
 
 
+def test_a_prompt_or_a_project_name_of_invisible_characters_is_refused_as_blank(
+    alice, account, shots
+):
+    path = write_csv(
+        shots / "board.csv",
+        [
+            ["harbour.png", "Fine", "landscape", "", "", ""],
+            ["harbour.png", "\u00a0\u200b\u3000", "landscape", "", "", ""],
+        ],
+    )
+
+    with pytest.raises(CommandError) as refused:
+        run("import", str(path), "--project", "Launch", "--user", "alice")
+    assert str(refused.value).splitlines()[1:] == [
+        "row 3: Write a prompt: it tells the model what happens in the clip."
+    ]
+
+    with pytest.raises(CommandError, match="The project name is empty."):
+        run("import", str(path), "--project", "\u200b", "--user", "alice")
+    assert not Project.objects.exists() and not Scene.objects.exists()
+
+
 def test_every_bad_row_is_reported_with_its_row_number(alice, account, shots, tmp_path, settings):
     (shots / "notes.jpg").write_text("not a picture at all")
     write_image(shots / "anim.gif", fmt="GIF")

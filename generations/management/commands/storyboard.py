@@ -60,7 +60,7 @@ from generations.models import (
     Project,
     Scene,
 )
-from generations.rules import mode_input_problems, normalise_line_breaks, printable
+from generations.rules import is_blank, mode_input_problems, normalise_line_breaks, printable
 
 from .flow_account import table
 
@@ -185,7 +185,7 @@ class Command(BaseCommand):
     def do_import(self, csv_path: Path, options: dict[str, Any]) -> None:
         user = _user(options["user"])
         name = options["project"].strip()
-        if not name:
+        if is_blank(name):
             raise CommandError("The project name is empty.")
         try:
             Project._meta.get_field("name").clean(name, None)
