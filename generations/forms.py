@@ -64,7 +64,7 @@ class ProjectForm(forms.Form):
 
     def clean_name(self) -> str:
         name = self.cleaned_data["name"].strip()
-        if not name:
+        if rules.is_blank(name):
             raise forms.ValidationError("Give the project a name.")
         return name
 
@@ -609,7 +609,7 @@ class ExtensionForm(SeenSettings, forms.ModelForm):
 
     def clean_prompt(self) -> str:
         prompt = rules.normalise_line_breaks(self.cleaned_data["prompt"]).strip()
-        if not prompt:
+        if rules.is_blank(prompt):
             raise forms.ValidationError(EXTENSION_PROMPT_REQUIRED)
         return prompt
 
@@ -689,6 +689,8 @@ class TrimForm(forms.Form):
             "invalid": "Trim in is a number of seconds, like 1.5.",
             "min_value": "Trim in cannot be before the clip's start (0 s).",
             "max_digits": "Trim in is too large to be seconds into a clip.",
+            # 99999 is refused under this key (too many digits before the point), not max_digits.
+            "max_whole_digits": "Trim in is too large to be seconds into a clip.",
             "max_decimal_places": "Trim in takes at most two decimals (hundredths of a second).",
         },
     )
@@ -701,6 +703,8 @@ class TrimForm(forms.Form):
             "invalid": "Trim out is a number of seconds, like 6.25.",
             "min_value": "Trim out cannot be before the clip's start (0 s).",
             "max_digits": "Trim out is too large to be seconds into a clip.",
+            # 99999 is refused under this key (too many digits before the point), not max_digits.
+            "max_whole_digits": "Trim out is too large to be seconds into a clip.",
             "max_decimal_places": "Trim out takes at most two decimals (hundredths of a second).",
         },
     )

@@ -65,6 +65,14 @@ def printable(text: str) -> str:
     )
 
 
+def is_blank(text: str) -> bool:
+    """Whether ``text`` shows nothing: only whitespace and format characters (Unicode's "Cf":
+    a zero-width space U+200B, a joiner U+200C or U+200D, a word joiner U+2060, a byte-order
+    mark U+FEFF). ``.strip()`` leaves the format characters, so a prompt of "\u00a0\u200b"
+    was stored and a project named "\u200b" listed with a name nobody could see."""
+    return all(char.isspace() or unicodedata.category(char) == "Cf" for char in text)
+
+
 @deconstructible
 class NameValidator:
     """A one-line name: no control character at all. ``subject`` starts the sentence."""
@@ -106,6 +114,8 @@ def normalise_line_breaks(text: str) -> str:
 
 def prompt_problem(prompt: str) -> str:
     """What is wrong with a (line-break-normalised) prompt, as a sentence; "" when nothing."""
+    if is_blank(prompt):
+        return PROMPT_REQUIRED
     problem = control_character_problem(prompt, "The prompt", _PROMPT_CONTROLS)
     if problem:
         return f"{problem} (only line breaks and tabs may be in a prompt)."

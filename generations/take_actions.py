@@ -151,7 +151,7 @@ def extend(source: Generation, user, prompt: str, *, seen: int | None = None) ->
     from . import work
 
     prompt = rules.normalise_line_breaks(prompt or "").strip()
-    if not prompt:
+    if rules.is_blank(prompt):
         raise CannotGenerate("Write what happens next before extending the take.")
     project = source.project
     with transaction.atomic():

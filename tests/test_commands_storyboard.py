@@ -173,6 +173,28 @@ def test_a_csv_with_one_bad_row_changes_nothing_and_names_the_row(alice, account
     assert media_files(settings) == []
 
 
+def test_a_prompt_or_a_project_name_of_invisible_characters_is_refused_as_blank(
+    alice, account, shots
+):
+    path = write_csv(
+        shots / "board.csv",
+        [
+            ["harbour.png", "Fine", "landscape", "", "", ""],
+            ["harbour.png", "\u00a0\u200b\u3000", "landscape", "", "", ""],
+        ],
+    )
+
+    with pytest.raises(CommandError) as refused:
+        run("import", str(path), "--project", "Launch", "--user", "alice")
+    assert str(refused.value).splitlines()[1:] == [
+        "row 3: Write a prompt: it tells the model what happens in the clip."
+    ]
+
+    with pytest.raises(CommandError, match="The project name is empty."):
+        run("import", str(path), "--project", "\u200b", "--user", "alice")
+    assert not Project.objects.exists() and not Scene.objects.exists()
+
+
 def test_every_bad_row_is_reported_with_its_row_number(alice, account, shots, tmp_path, settings):
     (shots / "notes.jpg").write_text("not a picture at all")
     write_image(shots / "anim.gif", fmt="GIF")
@@ -391,23 +413,40 @@ def test_a_quote_closed_early_on_the_last_line_without_a_line_break_is_named_on_
     assert 'row 2: a quote (") opened on line 2 of the file ends early' in str(refused.value)
 
 
-def test_a_cell_past_the_csv_readers_limit_is_refused_as_unreadable(alice, account, shots):
-    path = shots / "board.csv"
-    path.write_text(f"image,prompt,aspect\nharbour.png,{'a' * (csv.field_size_limit() + 1)},x\n")
-
-    with pytest.raises(CommandError, match="is not a readable CSV file"):
-        run("import", str(path), "--project", "Launch", "--user", "alice")
-
-
-def test_a_quote_left_open_past_the_csv_readers_limit_is_refused_as_unreadable(
+def test_a_cell_past_the_csv_readers_limit_is_refused_in_words_naming_its_row(
     alice, account, shots
 ):
+    path = shots / "board.csv"
+    path.write_text(
+        "image,prompt,aspect\nharbour.png,Dunes,landscape\nharbour.png,"
+        + "a" * 200_000
+        + ",landscape\n"
+    )
+
+    with pytest.raises(CommandError) as refused:
+        run("import", str(path), "--project", "Launch", "--user", "alice")
+
+    assert str(refused.value).splitlines()[1:] == [
+        "row 3: a cell starting on line 3 of the file holds more than 131,072 characters, far "
+        "more than any cell may (a prompt has at most 2,000); shorten it, or close a quote "
+        "left open."
+    ]
+    assert "field limit" not in str(refused.value)
+    assert not Project.objects.filter(name="Launch").exists()
+
+
+def test_a_quote_left_open_past_the_csv_readers_limit_is_refused_in_words(alice, account, shots):
     path = shots / "board.csv"
     rows = "".join(f"harbour.png,Scene {n},landscape\n" for n in range(5000))
     path.write_text(f'image,prompt,aspect\nharbour.png,"Dunes,landscape\n{rows}')
 
-    with pytest.raises(CommandError, match="is not a readable CSV file"):
+    with pytest.raises(CommandError) as refused:
         run("import", str(path), "--project", "Launch", "--user", "alice")
+
+    assert "row 2: a cell starting on line 2 of the file holds more than 131,072" in str(
+        refused.value
+    )
+    assert "close a quote left open" in str(refused.value)
 
 
 def test_a_csv_with_only_a_header_is_refused(alice, account, shots):

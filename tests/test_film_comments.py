@@ -47,6 +47,8 @@ def test_empty_and_overlong_comments_are_refused_in_words(project, alice, bob):
     client = htmx_client_for(bob)
 
     assert "Write something before posting" in client.post(comment_url(take), {"body": "  "}).text
+    invisible = client.post(comment_url(take), {"body": "\u200b\u00a0\ufeff"}).text
+    assert "Write something before posting" in invisible
     long = client.post(comment_url(take), {"body": "x" * 1001}).text
     assert "at most 1000 characters; this one has 1001" in long
     assert not Comment.objects.exists()

@@ -54,6 +54,9 @@ def test_bob_sets_trims_and_wrong_ones_are_refused_in_words(emu, project, alice,
         ("-1", "", "Trim in cannot be before the clip&#x27;s start (0 s)."),
         ("", "9", "Trim out (9 s) is past the clip&#x27;s end; it lasts 2.00 s."),
         ("3", "", "Trim in (3 s) must be inside the clip, which lasts 2.00 s."),
+        ("99999", "", "Trim in is too large to be seconds into a clip."),
+        ("", "99999", "Trim out is too large to be seconds into a clip."),
+        ("1234567.5", "", "Trim in is too large to be seconds into a clip."),
     ]:
         refused = client.post(
             url, {f"{prefix}-trim_in": trim_in, f"{prefix}-trim_out": trim_out}, follow=True

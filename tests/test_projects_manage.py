@@ -43,8 +43,9 @@ def test_alice_renames_her_project(project, alice):
     assert project.name == "Neptune"
 
 
-def test_a_blank_name_is_refused_in_words(project, alice):
-    response = client_for(alice).post(settings_url(project), {"name": "   "})
+@pytest.mark.parametrize("name", ["   ", "\u200b", "\u200c\u200d"])
+def test_a_blank_name_is_refused_in_words(project, alice, name):
+    response = client_for(alice).post(settings_url(project), {"name": name})
 
     assert "Give the project a name." in response.text
     project.refresh_from_db()

@@ -95,11 +95,15 @@ def test_bob_saves_an_extension_with_a_new_prompt_and_it_stays_an_extension_of_i
     )
 
 
-def test_an_extension_saved_without_what_happens_next_is_refused_in_words(extension, bob):
+@pytest.mark.parametrize("prompt", ["  ", "\u200b\u2060"])
+def test_an_extension_saved_without_what_happens_next_is_refused_in_words(extension, bob, prompt):
     response = client_for(bob).post(
         edit_url(extension),
         {
-            **{"title": "Dive", "prompt": "  ", "seed": "", "takes": "1"},
+            "title": "Dive",
+            "prompt": prompt,
+            "seed": "",
+            "takes": "1",
             "seen_settings": seen_settings(extension),
         },
     )

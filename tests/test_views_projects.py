@@ -2,6 +2,7 @@
 
 from html import unescape
 
+import pytest
 from django.urls import reverse
 
 from generations.engines.catalogue import TIER_TWO
@@ -105,8 +106,10 @@ def test_with_several_accounts_granted_the_creator_must_choose_one(charlie, acco
     assert Project.objects.get().account == other
 
 
-def test_a_project_needs_a_name(charlie, account):
-    response = client_for(charlie).post(reverse("project-create"), {"name": "   "})
+# Spaces; a zero-width space; a word joiner and a byte-order mark: each shows as nothing.
+@pytest.mark.parametrize("name", ["   ", "\u200b", "\u2060\ufeff"])
+def test_a_project_needs_a_name(charlie, account, name):
+    response = client_for(charlie).post(reverse("project-create"), {"name": name})
 
     assert "Give the project a name." in response.text
     assert not Project.objects.exists()

@@ -107,6 +107,8 @@ BAD_INPUT = [
         "not a JPEG, PNG or WebP image",
     ),
     ("empty prompt", {"prompt": "   "}, "Write a prompt"),
+    # A no-break space, a zero-width space, an ideographic space: nothing shows.
+    ("invisible prompt", {"prompt": "\u00a0\u200b\u3000"}, "Write a prompt"),
     ("unknown model", {"model_key": "veo_9_imaginary"}, "Unknown model “veo_9_imaginary”"),
     (
         "model the tier may not use",

@@ -106,7 +106,7 @@ def forms_to(html: str, url: str) -> list[str]:
 
 
 def button_disabled(form: str) -> bool:
-    """Whether the form's button is disabled (its ``hx-disabled-elt`` says nothing of that)."""
+    """Whether the server drew the form's button disabled (not app.js while the form is sent)."""
     return re.search(r"<button\b[^>]*\sdisabled[\s>]", form) is not None
 
 

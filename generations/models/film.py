@@ -288,7 +288,7 @@ class Comment(models.Model):
     def post(cls, take: Generation, author, body: str) -> Comment:
         """A new comment; its card reaches every open page through the poll."""
         text = rules.normalise_line_breaks(body).strip()
-        if not text:
+        if rules.is_blank(text):
             raise CannotGenerate("Write something before posting the comment.")
         # As prompts: line breaks and tabs, nothing invisible that reorders what others read.
         problem = rules.control_character_problem(text, "The comment", frozenset("\n\t"))

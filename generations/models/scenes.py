@@ -343,7 +343,7 @@ class Scene(models.Model):
             problems = self.mode_problems(missing=True)
             if problems:
                 return next(iter(problems.values()))
-        if not self.prompt.strip():
+        if rules.is_blank(self.prompt):
             return rules.PROMPT_REQUIRED
         problems = rules.options_problems(self, account)
         if problems:

@@ -29,7 +29,7 @@ class RenameForm(forms.Form):
 
     def clean_name(self) -> str:
         name = self.cleaned_data["name"].strip()
-        if not name:
+        if rules.is_blank(name):
             raise ValidationError("Give the project a name.")
         return name
 

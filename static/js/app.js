@@ -11,6 +11,70 @@
     }
   }, true);
 
+  // --- A form is sent once ------------------------------------------------------------------
+  // A double-click on Add scene sent the form twice: two scenes, each storing its picture
+  // again, and Generate all then paid for both. So a form being posted, by the browser or by
+  // htmx, refuses another submit until its answer comes, and its buttons are disabled
+  // meanwhile: here for every form, rather than by each template's hx-disabled-elt, which a
+  // plain form cannot have and an htmx form can forget. Listened for after data-confirm (a
+  // form the person did not confirm is not being sent) and before htmx's own listener on the
+  // form, which would queue the second request. The buttons are disabled only after the
+  // submit: disabled during it, the button pressed would drop its name and value from what is
+  // sent. A get form (the gallery's filters) is left alone: a second choice replaces the first.
+  var sending = []; // {form, buttons}: the forms whose answer has not come, the buttons disabled
+
+  function isSending(form) { return sending.some(function (sent) { return sent.form === form; }); }
+
+  function holdForm(form) {
+    var sent = { form: form, buttons: [] };
+    sending.push(sent);
+    setTimeout(function () {
+      if (sending.indexOf(sent) < 0) return;
+      Array.prototype.forEach.call(form.elements, function (control) {
+        // A button the server drew disabled (Render film while a render runs) stays so after.
+        if ((control.type === "submit" || control.type === "image") && !control.disabled) {
+          control.disabled = true;
+          sent.buttons.push(control);
+        }
+      });
+    }, 0);
+  }
+
+  function releaseForm(form) {
+    sending = sending.filter(function (sent) {
+      if (form && sent.form !== form) return true;
+      sent.buttons.forEach(function (button) { button.disabled = false; });
+      return false;
+    });
+  }
+
+  document.addEventListener("submit", function (event) {
+    var form = event.target;
+    if (event.defaultPrevented || (form.getAttribute("method") || "").toLowerCase() !== "post") return;
+    if (isSending(form)) {
+      event.preventDefault();
+      event.stopImmediatePropagation();
+      return;
+    }
+    // htmx's request holds the form once it is sent (below): htmx may yet send nothing.
+    if (!(window.htmx && form.hasAttribute("hx-post"))) holdForm(form);
+  }, true);
+
+  // Released however the request ends ("loadend" follows an answer, a refusal, a failure, an
+  // abort or a timeout alike); an answer that replaced the form took its buttons with it.
+  document.addEventListener("htmx:beforeSend", function (event) {
+    var form = event.detail.elt;
+    if (form.tagName !== "FORM") return;
+    holdForm(form);
+    event.detail.xhr.addEventListener("loadend", function () { releaseForm(form); });
+  });
+
+  // A page left while its form was being posted, then come back to from the back/forward
+  // cache, shows the form as it was left: ready to be sent again.
+  window.addEventListener("pageshow", function (event) {
+    if (event.persisted) releaseForm(null);
+  });
+
   document.addEventListener("change", function (event) {
     var input = event.target;
     var root = input.closest && input.closest("[data-image-input]");
@@ -611,8 +675,8 @@
     return exact || (place.name && same[0]) || card.querySelector(".card__title");
   }
 
-  // Where the focus was when a card's form sent its request: by the answer, htmx has disabled
-  // the button pressed (hx-disabled-elt), and the browser has moved the focus off it.
+  // Where the focus was when a card's form sent its request: by the answer, the button pressed
+  // has been disabled (a form is sent once, above), and the browser has moved the focus off it.
   document.addEventListener("htmx:beforeRequest", function (event) {
     var board = storyboard();
     var place = board && board.contains(event.detail.elt) && placeOf(document.activeElement);
@@ -694,7 +758,7 @@
     return { id: node.id, key: key, nth: same.indexOf(node) };
   }
 
-  // The button pressed is disabled (hx-disabled-elt) and so unfocused by the answer: read first.
+  // The button pressed is disabled while sent (see above) and so unfocused by the answer: read first.
   document.addEventListener("htmx:beforeRequest", function (event) {
     var card = filmCard();
     var place = card && card.contains(event.detail.elt) && filmPlace(document.activeElement);

@@ -60,7 +60,13 @@ from generations.models import (
     Project,
     Scene,
 )
-from generations.rules import mode_input_problems, normalise_line_breaks, printable
+from generations.rules import (
+    MAX_PROMPT_CHARACTERS,
+    is_blank,
+    mode_input_problems,
+    normalise_line_breaks,
+    printable,
+)
 
 from .flow_account import table
 
@@ -185,7 +191,7 @@ class Command(BaseCommand):
     def do_import(self, csv_path: Path, options: dict[str, Any]) -> None:
         user = _user(options["user"])
         name = options["project"].strip()
-        if not name:
+        if is_blank(name):
             raise CommandError("The project name is empty.")
         try:
             Project._meta.get_field("name").clean(name, None)
@@ -623,7 +629,13 @@ def _records(text: str, delimiter: str) -> tuple[list[list[str]], str]:
                 'end of its cell, or write a quote that is part of the text twice ("").'
             )
         if not _read_leniently(lines[starts - 1 : reader.line_num], delimiter):
-            raise  # not the quotes (a cell past csv.field_size_limit()): said as Python says
+            # Not the quotes: a cell past csv.field_size_limit(), the one refusal a lenient
+            # reader has left (lines keep their endings, and NUL is read since Python 3.11).
+            return [], (
+                f"row {row}: a cell starting on line {starts} of the file holds more than "
+                f"{csv.field_size_limit():,} characters, far more than any cell may (a prompt "
+                f"has at most {MAX_PROMPT_CHARACTERS:,}); shorten it, or close a quote left open."
+            )
         separator = "semicolon" if delimiter == ";" else "comma"
         if reader.line_num == starts:
             where = f"ends early: more text follows it before the next {separator}"
