@@ -169,13 +169,20 @@ def queue(render_id: int) -> None:
     async_task(RENDER_TASK, render_id, task_name=f"film-{render_id}", group="flowsite-film")
 
 
-def reap(project: Project | None = None) -> int:
-    """Fail the renders whose worker died, and remove the temporary files they left."""
-    stale = FilmRender.objects.filter(status__in=FilmRender.ACTIVE)
+def reap(project: Project | None = None, *, statuses=FilmRender.ACTIVE) -> int:
+    """Fail the renders (of ``project``, else of every project; in ``statuses``) whose worker
+    died, and remove the temporary files they left."""
+    stale = FilmRender.objects.stale(statuses)
     if project is not None:
         stale = stale.filter(project=project)
-    before = {render.pk: render for render in stale.select_related("project")}
-    count = FilmRender.reap_stale(project)
+    before = {
+        render.pk: render
+        for render in stale.select_related("project").only("uuid", "project__uuid")
+    }
+    if not before:
+        return 0
+    # Only these: a render found stale after the look-up would keep its temporary file.
+    count = FilmRender.reap_stale(FilmRender.objects.filter(pk__in=before))
     if count:
         still = set(
             FilmRender.objects.filter(pk__in=before, status__in=FilmRender.ACTIVE).values_list(

@@ -97,15 +97,37 @@ def start_pump() -> bool:
 
 
 def watchdog() -> bool:
-    """The schedule's safety net: a pump for work in flight if none is running."""
+    """The schedule's safety net: a pump for work in flight if none is running, and film
+    renders whose worker died failed. True when a pump was enqueued."""
     from .models import Upscale
 
+    started = False
     if (
         Generation.objects.filter(status__in=Generation.IN_FLIGHT).exists()
         or Upscale.objects.filter(status__in=Upscale.IN_FLIGHT).exists()
     ):
-        return start_pump()
-    return False
+        started = start_pump()
+    reap_films()
+    return started
+
+
+def reap_films() -> None:
+    """Fail the film renders whose worker stopped beating and remove their partial files, so
+    a killed render does not wait for someone to press Render film again.
+
+    Here, not in the pump's reap phase: a render is a task of its own, and the pump runs only
+    while takes are in flight, while this schedule runs every minute whatever is in flight.
+    Only renders that started: a queued one may be waiting for a free worker (the pump holds
+    one), which is no sign that a worker died.
+    """
+    from . import film_tasks
+    from .models import FilmRender
+
+    try:
+        film_tasks.reap(statuses=[FilmRender.Status.RENDERING])
+    except Exception:
+        # The next minute tries again; the render's card already reads failed meanwhile.
+        log.exception("failing the film renders whose worker stopped failed")
 
 
 def _task_timeout() -> float:

@@ -267,6 +267,33 @@ def test_network_errors_back_off_exponentially_on_uploads_and_status_checks(
     assert_files_match([take])
 
 
+def test_alices_rendering_takes_say_flow_cannot_be_reached_and_go_on_once_it_answers(
+    emu, project, alice, settings
+):
+    takes = settle(make_scene(project, takes=3).generate(alice), until=IN_FLOW)
+    page = reverse("project-detail", args=[project.uuid])
+    cannot_reach = re.compile(
+        r"Flowsite could not reach Flow \(checking clips\)\. Flowsite will check on this take "
+        r"again in about \d+ seconds?\."
+    )
+
+    # Flow stops answering while the clips render.
+    settings.FLOW_API_BASE_URL = closed_port_url()
+    now = max(take.next_check_at for take in fresh(takes))
+    for _ in range(3):
+        run_pass(now=now)
+        now = max(take.next_check_at for take in fresh(takes))
+    card = client_for(alice).get(page).text
+    assert len(cannot_reach.findall(card)) == 3, "every rendering take says why it is not moving"
+    assert all(take.status in IN_FLOW for take in fresh(takes))
+
+    settings.FLOW_API_BASE_URL = emu.url
+    takes = settle(takes, ahead=now - timezone.now())
+    assert [(take.status, take.reason) for take in takes] == [(S.READY, "")] * 3
+    assert not cannot_reach.search(client_for(alice).get(page).text)
+    assert_files_match(takes)
+
+
 # --- Tokens and sessions ----------------------------------------------------------------------
 
 

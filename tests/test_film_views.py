@@ -1,6 +1,7 @@
 """The film page: picks in order, missing scenes, trims, Render film, its live card, downloads."""
 
 import re
+from datetime import timedelta
 
 import pytest
 from django.core.files.base import ContentFile
@@ -8,7 +9,7 @@ from django.core.files.storage import default_storage
 from django.urls import reverse
 from django.utils import timezone
 
-from generations import film_tasks
+from generations import film_tasks, tasks
 from generations.models import FilmRender, Pick
 from tests.conftest import make_image, make_scene
 from tests.film_support import picked
@@ -92,6 +93,47 @@ def test_render_film_queues_one_task_and_the_card_polls_until_it_is_done(
     video = reverse("media-film-video", args=[render.uuid])
     assert f'src="{video}"' in done
     assert f"{video}?download=1" in done
+
+
+def test_a_render_whose_worker_was_killed_reads_failed_and_the_watchdog_fails_it_without_a_press(
+    emu, project, alice, bob, carol, task_queue
+):
+    picked(project, alice)
+    render = film_tasks.start(project, bob)
+    # The worker got to 9 % and was killed: its partial file stays behind.
+    part = film_tasks.part_path(render)
+    part.parent.mkdir(parents=True, exist_ok=True)
+    part.write_bytes(b"the first seconds of the film")
+    FilmRender.objects.filter(pk=render.pk).update(
+        status=FilmRender.Status.RENDERING,
+        progress=9,
+        step="Encoding Scene 1 take 1",
+        heartbeat=timezone.now() - timedelta(seconds=30),
+    )
+    poll = reverse("project-film-card", args=[project.uuid])
+    stopped = (
+        "The last render failed: The worker stopped in the middle of this render; nothing of it "
+        "was kept. Render the film again."
+    )
+
+    tasks.watchdog()
+    assert FilmRender.objects.get().status == FilmRender.Status.RENDERING, "a live render stays"
+    assert "Rendering: Encoding Scene 1 take 1" in htmx_client_for(carol).get(poll).text
+
+    # Nothing from the worker for 2 min 50 s: past the render's limit, before any reaper ran.
+    FilmRender.objects.filter(pk=render.pk).update(
+        heartbeat=timezone.now() - timedelta(minutes=2, seconds=50)
+    )
+    card = htmx_client_for(carol).get(poll).text
+    assert stopped in card
+    assert "Rendering: Encoding" not in card and "hx-get" not in card, "no frozen 9 % polled"
+
+    tasks.watchdog()  # the every-minute schedule; nobody pressed Render film
+    render.refresh_from_db()
+    assert render.status == FilmRender.Status.FAILED
+    assert stopped in htmx_client_for(carol).get(poll).text
+    assert not part.exists(), "its partial file is removed"
+    assert film_tasks.run_render(film_tasks.start(project, bob).pk) == "ready"
 
 
 def announced(html: str) -> str | None:

@@ -3,6 +3,7 @@ each, refused in words, never paid twice, counted against budgets, kept beside t
 
 from __future__ import annotations
 
+import re
 import time
 from datetime import timedelta
 from html import unescape
@@ -29,6 +30,7 @@ from generations.models import (
 from generations.tasks import run_pass
 from tests.conftest import make_ready_scene, make_scene
 from tests.tasks_support import UNCERTAIN_WORDS, settle
+from tests.test_faults import closed_port_url
 from tests.views_support import (
     assert_take_offers_refused,
     button_disabled,
@@ -414,6 +416,30 @@ def test_a_lost_upscale_answer_is_uncertain_and_never_sent_again(emu, project, a
     assert upscale.status == S.UNCERTAIN
     with pytest.raises(CannotGenerate, match="ask again knowingly"):
         take_actions.request_upscale(source, alice, "1080p")
+
+
+def test_bobs_rendering_upscale_says_flow_cannot_be_reached_and_goes_on_once_it_answers(
+    emu, project, alice, bob, settings
+):
+    source = ready_take(project, alice)
+    upscale, _ = take_actions.request_upscale(source, bob, "1080p")
+    run_pass()
+    upscale.refresh_from_db()
+    assert upscale.status in (S.PENDING, S.ACTIVE), upscale.reason
+    page = reverse("project-detail", args=[project.uuid])
+    cannot_reach = re.compile(
+        r"Upscaling to 1080p: [^.]+\. Flowsite could not reach Flow \(checking clips\)\. "
+        r"Flowsite will check on this upscale again in about \d+ seconds?\."
+    )
+
+    emu_url, settings.FLOW_API_BASE_URL = settings.FLOW_API_BASE_URL, closed_port_url()
+    run_pass(now=timezone.now() + timedelta(seconds=10))
+    assert cannot_reach.search(unescape(client_for(bob).get(page).text))
+
+    settings.FLOW_API_BASE_URL = emu_url
+    upscale = settle_upscale(upscale, ahead=timedelta(minutes=10))
+    assert (upscale.status, upscale.reason) == (S.READY, "")
+    assert not cannot_reach.search(unescape(client_for(bob).get(page).text))
 
 
 def test_an_upscale_whose_worker_died_mid_call_is_uncertain(emu, project, alice):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 from uuid import uuid4
 
@@ -180,6 +180,14 @@ class FilmRenderQuerySet(models.QuerySet):
             number=Window(RowNumber(), order_by=[F("created").asc(), F("id").asc()])
         )
 
+    def stale(self, statuses=None, *, seconds: float | None = None) -> FilmRenderQuerySet:
+        """The renders among these, in ``statuses`` (queued or rendering unless told), whose
+        worker stopped beating (killed, crashed) longer than FLOWSITE_FILM_STALE_SECONDS ago."""
+        cutoff = FilmRender.stale_before(seconds)
+        return self.filter(status__in=FilmRender.ACTIVE if statuses is None else statuses).filter(
+            Q(heartbeat__lt=cutoff) | Q(heartbeat__isnull=True, created__lt=cutoff)
+        )
+
 
 class FilmRender(models.Model):
     """One render of a project's film: who asked, which takes and trims, how far it got.
@@ -226,6 +234,12 @@ class FilmRender(models.Model):
     def __str__(self) -> str:
         return f"Film of {self.project} at {self.created:%Y-%m-%d %H:%M}"
 
+    # What a render whose worker stopped beating says, on its card and once reaped.
+    WORKER_STOPPED = (
+        "The worker stopped in the middle of this render; nothing of it was kept. "
+        "Render the film again."
+    )
+
     @property
     def active(self) -> bool:
         return self.status in self.ACTIVE
@@ -246,22 +260,34 @@ class FilmRender(models.Model):
     def file_name(self) -> str:
         return f"films/{self.project.uuid}/{self.uuid}.mp4"
 
-    @classmethod
-    def reap_stale(cls, project: Project | None = None, *, seconds: float | None = None) -> int:
-        """Renders whose worker stopped beating (killed, crashed) are failed, so the film can
-        be rendered again; their temporary files go with them (film_tasks.discard_part)."""
+    @staticmethod
+    def stale_before(seconds: float | None = None) -> datetime:
+        """A render whose last heartbeat is older than this has lost its worker."""
         seconds = settings.FLOWSITE_FILM_STALE_SECONDS if seconds is None else seconds
-        cutoff = timezone.now() - timedelta(seconds=seconds)
-        stale = cls.objects.filter(status__in=cls.ACTIVE).filter(
-            Q(heartbeat__lt=cutoff) | Q(heartbeat__isnull=True, created__lt=cutoff)
-        )
-        if project is not None:
-            stale = stale.filter(project=project)
-        return stale.update(
-            status=cls.Status.FAILED,
-            reason="The worker stopped in the middle of this render; nothing of it was kept. "
-            "Render the film again.",
-            finished_at=timezone.now(),
+        return timezone.now() - timedelta(seconds=seconds)
+
+    @property
+    def worker_stopped(self) -> bool:
+        """Whether this render's worker stopped beating in the middle of it, read from the row
+        alone (no query), before or after the reaper failed it in the database."""
+        if self.status != self.Status.RENDERING:
+            return False
+        return (self.heartbeat or self.created) < self.stale_before()
+
+    def as_shown(self) -> FilmRender:
+        """This render as its card shows it: failed once its worker stopped beating, even
+        before the reaper (the every-minute watchdog) writes so, so nobody watches a frozen
+        percentage meanwhile. Not saved: the reaper also removes the render's partial file."""
+        if self.worker_stopped:
+            self.status, self.reason = self.Status.FAILED, self.WORKER_STOPPED
+        return self
+
+    @classmethod
+    def reap_stale(cls, renders: models.QuerySet) -> int:
+        """Fail ``renders`` whose worker stopped beating (killed, crashed), so the film can be
+        rendered again; their temporary files go with them (film_tasks.reap)."""
+        return renders.stale().update(
+            status=cls.Status.FAILED, reason=cls.WORKER_STOPPED, finished_at=timezone.now()
         )
 
 

@@ -86,6 +86,14 @@ def retry_reason(happened: str, delay_seconds: float) -> str:
     return shorten(f"{happened.strip()} Flowsite will try again in about {wait}.")
 
 
+def check_again_reason(happened: str, delay_seconds: float, what: str = "take") -> str:
+    """What a take (or an upscale: ``what``) says while a failed status check waits to be
+    made again: what happened, and when the next check is. Nothing is lost meanwhile: the
+    upstream goes on rendering what it accepted."""
+    wait = waited_words(timedelta(seconds=max(1.0, delay_seconds)))
+    return shorten(f"{happened.strip()} Flowsite will check on this {what} again in about {wait}.")
+
+
 def gave_up_reason(happened: str, attempts: int, what: str = "attempts") -> str:
     """What a take Flowsite stopped trying says: what happened the last time, and that it
     stopped. ``happened`` says only what happened (engines promise no retry in their words)."""

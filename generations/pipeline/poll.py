@@ -38,6 +38,7 @@ from .policy import (
     backoff_seconds,
     batches_by,
     call_deadline,
+    check_again_reason,
     check_lease,
     chunks,
     clip_gone_reason,
@@ -462,7 +463,12 @@ class PollBatch:
                 continue
             errors = generation.check_errors + 1
             delay = max(poll_interval(), backoff_seconds(errors, retry_after))
+            # The card says why the take is not moving on, until a check gets through (apply).
             changes[generation.pk] = given_back(
-                check_errors=min(errors, 1000), next_check_at=self.now + timedelta(seconds=delay)
+                **visible(
+                    reason=check_again_reason(error.message, delay),
+                    check_errors=min(errors, 1000),
+                    next_check_at=self.now + timedelta(seconds=delay),
+                )
             )
         write_held(self.token, changes, POLLED)

@@ -58,6 +58,7 @@ from .policy import (
     account_open,
     backoff_seconds,
     call_deadline,
+    check_again_reason,
     check_lease,
     download_deadline,
     gave_up_reason,
@@ -406,7 +407,8 @@ def check_failed(run_: Pass, token: UUID, rows: list[Upscale], account, error) -
         for row in rows:
             _release(token, POLLED, row.pk, reason=shorten(message), next_check_at=None)
         return
-    message = getattr(error, "message", str(error))
+    # A ValueError: the pasted secret does not decrypt or parse, said as the submit path does.
+    message = error.message if isinstance(error, EngineError) else account.unusable_secret(error)
     if isinstance(error, Throttled):
         cool_down(account, now + timedelta(seconds=backoff_seconds(1, error.retry_after)))
     for row in rows:
@@ -417,11 +419,12 @@ def check_failed(run_: Pass, token: UUID, rows: list[Upscale], account, error) -
         errors = row.check_errors + 1
         delay = max(poll_interval(), backoff_seconds(errors, getattr(error, "retry_after", None)))
         next_check = now + timedelta(seconds=delay)
+        # The card says why the upscale is not moving on, until a check gets through.
         _release(
             token,
             POLLED,
             row.pk,
-            seen=False,
+            reason=check_again_reason(message, delay, what="upscale"),
             check_errors=min(errors, 1000),
             next_check_at=next_check,
         )

@@ -47,11 +47,12 @@ def film_url(project) -> str:
 
 
 def _film_card_context(project, membership) -> dict:
-    renders = list(
-        FilmRender.objects.filter(project=project)
+    renders = [
+        render.as_shown()
+        for render in FilmRender.objects.filter(project=project)
         .select_related("requested_by")
         .with_numbers()[:LISTED_RENDERS]
-    )
+    ]
     current = renders[0] if renders else None
     live = current is not None and current.active
     return {
