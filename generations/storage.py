@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -102,16 +103,47 @@ def delete_files(names: Iterable[str]) -> None:
         if not name:
             continue
         default_storage.delete(name)
-        if is_remote():
+        if not is_remote():
+            _prune(Path(default_storage.path(name)).parent)
+
+
+def delete_folders(folders: Iterable[str]) -> None:
+    """Remove every file stored under each of ``folders`` (a take's media folder), named by a
+    row or not (a clip a worker saved and died before recording, a half-written download),
+    and its staging copies with a bucket; on the local folder the folders left empty go too.
+    Call it once the rows are surely gone, as ``delete_files``."""
+    for folder in folders:
+        if not folder:
             continue
-        root = Path(default_storage.location).resolve()
-        folder = Path(default_storage.path(name)).parent.resolve()
-        while folder != root and folder.is_relative_to(root):
-            try:
-                folder.rmdir()  # only ever an empty one
-            except OSError:
-                break
-            folder = folder.parent
+        delete_files(_stored_under(folder.rstrip("/")))
+        if is_remote():
+            shutil.rmtree(Path(settings.FLOWSITE_STAGING_DIR) / folder, ignore_errors=True)
+        else:
+            _prune(Path(default_storage.path(folder)))
+
+
+def _stored_under(folder: str) -> list[str]:
+    """The names of the files stored under ``folder``, at any depth (none when it is gone)."""
+    try:
+        folders, files = default_storage.listdir(folder)
+    except FileNotFoundError:
+        return []
+    names = [f"{folder}/{name}" for name in files]
+    for inner in folders:
+        names += _stored_under(f"{folder}/{inner}")
+    return names
+
+
+def _prune(folder: Path) -> None:
+    """Remove ``folder`` and the folders above it in MEDIA_ROOT while they are empty."""
+    root = Path(default_storage.location).resolve()
+    folder = folder.resolve()
+    while folder != root and folder.is_relative_to(root):
+        try:
+            folder.rmdir()  # only ever an empty one
+        except OSError:
+            break
+        folder = folder.parent
 
 
 def open_for_serving(name: str) -> File:

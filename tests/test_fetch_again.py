@@ -231,10 +231,12 @@ def test_a_clip_flow_no_longer_has_fails_again_saying_to_retry_as_a_new_take(
     [take] = settle([take])
 
     assert take.status == S.FAILED
-    assert take.reason.startswith(
-        "Flow no longer has this clip, so Flowsite cannot fetch it again (Flow said: "
+    # Only Flow's own words follow "Flow said:", not a sentence of Flowsite's.
+    assert take.reason == (
+        "Flow no longer knows this take's operation, so Flowsite cannot fetch its clip (Flow "
+        "said: Requested entity was not found). Retry as a new take to make it again; that "
+        "pays for a new clip."
     )
-    assert take.reason.endswith("Retry as a new take to make it again; that pays for a new clip.")
     page = storyboard(client_for(bob), project)
     assert FETCH_AGAIN not in page
     assert "Retry as a new take" in page
@@ -284,9 +286,9 @@ def test_on_vertex_ai_a_clip_whose_operation_was_lost_fails_again_alone_saying_t
     [take] = settle([take])
 
     assert take.status == S.FAILED
+    # Vertex AI gave no words of its own (a 404): none are quoted as said by it.
     assert take.reason == (
-        "Vertex AI no longer has this clip, so Flowsite cannot fetch it again (Vertex AI said: "
-        "Vertex AI no longer knows this take's operation, so Flowsite cannot fetch its clip). "
+        "Vertex AI no longer knows this take's operation, so Flowsite cannot fetch its clip. "
         "Retry as a new take to make it again; that pays for a new clip."
     )
     assert take.account.problem == ""

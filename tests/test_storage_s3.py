@@ -457,3 +457,22 @@ class StorageWith:
 
     def __getattr__(self, name):
         return getattr(default_storage, name)
+
+
+def test_deleting_alices_take_removes_a_clip_in_the_bucket_no_row_named(
+    ready_take, bucket, s3_endpoint, settings, alice, django_capture_on_commit_callbacks
+):
+    # What a worker that uploaded a clip and died before recording it leaves: an object in
+    # the take's folder no row names, and its staging copy.
+    folder = ready_take.media_dir()
+    default_storage.save(f"{folder}/clip-1080p.mp4", io.BytesIO(b"an upscale nobody recorded"))
+    staged = Path(settings.FLOWSITE_STAGING_DIR) / folder / "clip.mp4"
+    staged.parent.mkdir(parents=True, exist_ok=True)
+    staged.write_bytes(b"a clip never uploaded")
+
+    with django_capture_on_commit_callbacks(execute=True):
+        signed_in(Client(), alice).post(reverse("take-delete", args=[ready_take.uuid]))
+
+    assert not Generation.objects.filter(pk=ready_take.pk).exists()
+    assert [key for key in keys(s3_endpoint, bucket) if key.startswith(f"{folder}/")] == []
+    assert files_under(Path(settings.FLOWSITE_STAGING_DIR) / folder) == []

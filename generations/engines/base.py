@@ -52,6 +52,9 @@ GIVEN_WORDS = {
     Mode.EXTEND: "the prompt or the clip it extends",
 }
 UPSCALE_GIVEN = "the clip"
+# Said after the upstream's name of a take whose operation it no longer knows (``unanswered``):
+# "Flow no longer knows this take's operation, so Flowsite cannot fetch its clip."
+OPERATION_GONE = "no longer knows this take's operation, so Flowsite cannot fetch its clip"
 
 
 class EngineKind(enum.StrEnum):
@@ -199,6 +202,13 @@ class ClipStatus:
     failure_reason: str = ""  # the upstream's reason code, e.g. PUBLIC_ERROR_AUDIO_FILTERED
     # The failure in a sentence for people (every engine words its own codes).
     failure_message: str = ""
+    # The upstream's own words about the failure, as it gave them (its error message or
+    # status), for a card to quote as said by it; "" when it gave none.
+    said: str = ""
+    # A FAILED entry the upstream did not report: it no longer knows the operation (lost on
+    # its side, forgotten by a restart), or Flowsite would not ask about it. Whether it made,
+    # and charged, the clip is unknown, so the take counts as spent (``SPENDING_Q``).
+    unanswered: bool = False
     # The clip itself, when the upstream sends it inside the answer (Vertex AI without a
     # results prefix); fetched through the engine's ``fetch_video`` then.
     video_data: bytes = field(default=b"", repr=False)

@@ -637,17 +637,29 @@ class FlowEngine:
                 credits = batch.remaining_credits
         given = {ref.operation_name: ref.given for ref in operations}
         clips = [
-            dataclasses.replace(
-                clip,
-                failure_message=reason_words(
-                    clip.failure_reason, given.get(clip.operation_name) or "what it was given"
-                ),
-            )
+            self.failed(clip, given.get(clip.operation_name) or "what it was given")
             if clip.state == base.ClipState.FAILED
             else clip
             for clip in clips
         ]
         return base.StatusResult(clips=clips, remaining_credits=credits)
+
+    @staticmethod
+    def failed(clip: base.ClipStatus, given: str) -> base.ClipStatus:
+        """A failed operation in words. One Flow answers "not found" it no longer knows (a
+        restart of its side, or lost): Flow did not say the clip failed, and may have made
+        and charged it (``unanswered``)."""
+        said = clip.failure_reason.strip()
+        if NOT_FOUND_MESSAGE in said.lower():
+            return dataclasses.replace(
+                clip,
+                failure_message=f"Flow {base.OPERATION_GONE}.",
+                said=said,
+                unanswered=True,
+            )
+        return dataclasses.replace(
+            clip, failure_message=reason_words(clip.failure_reason, given), said=said
+        )
 
     def account_info(self) -> base.AccountInfo:
         answer = self._call("GET", PATH_CREDITS, None, what="reading the account's credits")

@@ -100,11 +100,10 @@ ASPECTS = {base.Aspect.LANDSCAPE: "16:9", base.Aspect.PORTRAIT: "9:16"}
 # A sample of an operation is stored on its take as "<operation name>#<index>": one call
 # makes up to four takes, and the answer lists their videos in order.
 SAMPLE_SEPARATOR = "#"
-# A take whose operation Vertex AI no longer knows. Words that read alone and, when its clip
-# had been made, inside the pipeline's "no longer has this clip (Vertex AI said: …)".
-OPERATION_UNKNOWN = (
-    "Vertex AI no longer knows this take's operation, so Flowsite cannot fetch its clip."
-)
+# A take whose operation Vertex AI no longer knows: words that read alone, and that the
+# pipeline follows with "Retry as a new take" when its clip had been made
+# (``pipeline.policy.clip_gone_reason``). Flow's engine says the same of its own.
+OPERATION_UNKNOWN = f"{UPSTREAM} {base.OPERATION_GONE}."
 # An operation's name says where it lives: Vertex AI knows it only at the address of that
 # project, region and model, whatever the account's region is now.
 OPERATION_NAME = re.compile(
@@ -452,6 +451,8 @@ class VertexEngine:
                 base.ClipState.FAILED,
                 failure_reason=reason,
                 failure_message=words,
+                # Vertex AI said nothing of the clip: it may have made and charged it.
+                unanswered=True,
             )
             for name, (reason, words) in failed.items()
             for ref, _ in by_operation[name]
@@ -543,6 +544,7 @@ class VertexEngine:
                 base.ClipState.FAILED,
                 failure_reason=f"code {code}",
                 failure_message=words or template.format(message=message.rstrip(".")),
+                said=message if error.get("message") else "",
             )
         response = answer.get("response")
         if not isinstance(response, dict):

@@ -589,11 +589,17 @@ def create_generations(
 # finished, whatever became of Flowsite's download of it afterwards: a failed row counts when
 # a download of it was tried, since ``download_attempts`` only grows once the upstream (Flow
 # or Vertex AI alike) answered that the clip was ready, and is never set back (a take fetched
-# again keeps it: ``Generation.fetch_again``). A clip the upstream failed or refused, and one
-# cancelled before it was sent, cost nothing.
-SPENDING_Q = (~Q(status="failed") | Q(download_attempts__gt=0)) & ~Q(
-    status="cancelled", submitted_at__isnull=True
-)
+# again keeps it: ``Generation.fetch_again``). It counts too when the upstream accepted it
+# (``submitted_at``) and never reported it failed (``upstream_failed``): Flowsite stopped
+# following it (stuck, an answer it could not read, an operation the upstream no longer
+# knows), and the upstream may have made and charged its clip, as for an uncertain one. A
+# clip the upstream refused or reported failed, and one cancelled before it was sent, cost
+# nothing.
+SPENDING_Q = (
+    ~Q(status="failed")
+    | Q(download_attempts__gt=0)
+    | Q(submitted_at__isnull=False, upstream_failed=False)
+) & ~Q(status="cancelled", submitted_at__isnull=True)
 
 
 def check_budget(

@@ -139,9 +139,22 @@ def delete_takes(takes: list[Generation]) -> None:
         names = [f.name for take in takes for f in (take.video, take.poster) if f]
         copies = Upscale.objects.filter(take_id__in=ids).exclude(video="")
         names += list(copies.values_list("video", flat=True))
+        # Their whole folders too: a clip a worker stored and died before recording is
+        # named by no row, and would stay for good.
+        folders = [
+            Generation.folder_for(project_uuid, take_uuid)
+            for take_uuid, project_uuid in Generation.objects.filter(pk__in=ids).values_list(
+                "uuid", "project__uuid"
+            )
+        ]
         Generation.objects.filter(pk__in=ids).delete()
         Scene.objects.filter(pk__in={take.scene_id for take in takes}).update(
             updated=timezone.now()
         )
+
+        def delete_files() -> None:
+            storage.delete_files(names)
+            storage.delete_folders(folders)
+
         # Files go only once the rows are surely gone; a rollback keeps both.
-        transaction.on_commit(lambda: storage.delete_files(names))
+        transaction.on_commit(delete_files)

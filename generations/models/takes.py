@@ -11,6 +11,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from .. import rules
+from ..engines.base import OPERATION_GONE
 from ..engines.catalogue import get_model
 from .accounts import FlowAccount
 from .errors import CannotGenerate, reread
@@ -53,8 +54,10 @@ class Generation(models.Model):
     # What judging a take for trying again reads (locked, ``reread``) before it is done.
     TRY_AGAIN_FIELDS = ("status", "tried_again_as")
     # Said by a take whose upstream, asked again, no longer has the clip it had made
-    # (``pipeline.policy.clip_gone_reason``): fetching it again is no use any more.
+    # (``pipeline.policy.clip_gone_reason``), or no longer knows its operation at all:
+    # fetching it again is no use any more.
     CLIP_GONE = "no longer has this clip, so Flowsite cannot fetch it again"
+    GONE_WORDS = (CLIP_GONE, OPERATION_GONE)
     # Why an account refused the take (``refused_accounts``): out of credits, or the model's
     # daily quota used up.
     REFUSED_CREDITS = "credits"
@@ -108,6 +111,12 @@ class Generation(models.Model):
 
     status = models.CharField(max_length=12, choices=Status, default=Status.QUEUED)
     reason = models.CharField(max_length=500, blank=True)
+    # Set when the upstream itself reported the clip failed before making it (its safety
+    # filter, a failed render), which it does not charge. A failed take Flowsite stopped
+    # following (stuck, an answer it could not read, an operation the upstream no longer
+    # knows) leaves it False: the upstream may have made and charged its clip, so it counts
+    # as spent (``SPENDING_Q``). False is the reading that errs on counting.
+    upstream_failed = models.BooleanField(default=False, editable=False)
     # The number of the take this one was tried again as: a take is tried again once, so a
     # second press, a stale card or the admin cannot buy one more clip for it (an uncertain one
     # may have been paid for already). A number, not a link: deleting the new take must not
@@ -268,7 +277,12 @@ class Generation(models.Model):
         return end - self.created
 
     def media_dir(self) -> str:
-        return f"clips/{self.project.uuid}/{self.uuid}"
+        return self.folder_for(self.project.uuid, self.uuid)
+
+    @staticmethod
+    def folder_for(project_uuid, take_uuid) -> str:
+        """A take's media folder, where its clip, poster and upscales are stored."""
+        return f"clips/{project_uuid}/{take_uuid}"
 
     def cancel(self, by=None) -> bool:
         """Stop following this take. False when it had already finished.
@@ -304,14 +318,16 @@ class Generation(models.Model):
         ``SPENDING_Q`` counts it as spent): its clip can be asked for again, for nothing,
         unless the upstream already said it no longer has it."""
         return (
-            self.status == self.Status.FAILED
-            and self.download_attempts > 0
-            and self.CLIP_GONE not in self.reason
+            self.status == self.Status.FAILED and self.download_attempts > 0 and not self.clip_gone
         )
+
+    @property
+    def clip_gone(self) -> bool:
+        return any(words in self.reason for words in self.GONE_WORDS)
 
     def fetch_again_problem(self) -> str:
         """Why this take's clip cannot be fetched again, in words, or ""."""
-        if self.status == self.Status.FAILED and self.CLIP_GONE in self.reason:
+        if self.status == self.Status.FAILED and self.clip_gone:
             return (
                 f"The clip of take {self.take} is gone upstream; retry it as a new take to "
                 "make it again."

@@ -39,6 +39,8 @@ class Upscale(models.Model):
     )
     status = models.CharField(max_length=12, choices=Status, default=Status.QUEUED)
     reason = models.CharField(max_length=500, blank=True)
+    # As a take's: the upstream itself reported it failed, so it cost nothing (``SPENDING_Q``).
+    upstream_failed = models.BooleanField(default=False, editable=False)
     request_id = models.UUIDField(default=uuid4, unique=True, editable=False)
     operation_name = models.CharField(max_length=200, blank=True)
     cost = models.DecimalField(max_digits=10, decimal_places=2, null=True, blank=True)

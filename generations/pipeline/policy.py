@@ -14,6 +14,7 @@ from typing import Any
 from django.conf import settings
 from django.db.models import Q
 
+from ..engines.base import ClipStatus
 from ..models import FlowAccount, Generation
 from ..redaction import redact
 
@@ -69,14 +70,20 @@ def recheck_delay(refusals: int) -> float:
     return CREDENTIAL_RECHECK_SECONDS * 4 ** max(refusals - 1, 0)
 
 
-def clip_gone_reason(upstream: str, said: str) -> str:
+def clip_gone_reason(upstream: str, clip: ClipStatus) -> str:
     """What a take says when the upstream, asked again for a clip it had finished (its
-    download failed, or it was fetched again), answers that the clip failed: it no longer
-    has it, and only a new take, paid for anew, can make it again."""
-    said = said.strip().rstrip(".") or "no reason given"
+    download failed or never ended, or it was fetched again), answers that the clip failed
+    or that it no longer knows its operation: only a new take, paid for anew, can make it
+    again. Only the upstream's own words (``ClipStatus.said``) are quoted as said by it."""
+    said = clip.said.strip().rstrip(".")
+    quoted = f" ({upstream} said: {said})" if said else ""
+    what = (
+        clip.failure_message.rstrip(".")
+        if clip.unanswered and clip.failure_message
+        else f"{upstream} {Generation.CLIP_GONE}"
+    )
     return shorten(
-        f"{upstream} {Generation.CLIP_GONE} ({upstream} said: {said}). Retry as a new take "
-        "to make it again; that pays for a new clip."
+        f"{what}{quoted}. Retry as a new take to make it again; that pays for a new clip."
     )
 
 

@@ -350,18 +350,24 @@ class PollBatch:
                     lease_until=self.run_.clock() + download_lease(),
                 )
                 finished.append((generation, clip))
-            elif clip.state == ClipState.FAILED and generation.download_attempts:
-                # It was finished (and paid for) before; failing now, it is gone upstream.
-                said = clip.failure_message or clip.failure_reason
+            elif clip.state == ClipState.FAILED and (
+                generation.download_attempts or generation.media_generation_id
+            ):
+                # It was finished (and paid for) before, even if its download never ended (a
+                # worker that died): failing now, it is gone upstream.
                 changes[generation.pk] = self.final(
-                    S.FAILED, clip_gone_reason(self.account.upstream, said)
+                    S.FAILED, clip_gone_reason(self.account.upstream, clip)
                 )
                 self.counts["failed"] += 1
             elif clip.state == ClipState.FAILED:
-                changes[generation.pk] = self.final(
-                    S.FAILED,
+                reason = (
                     clip.failure_message
-                    or f"{self.account.upstream} could not render this take and gave no reason.",
+                    or f"{self.account.upstream} could not render this take and gave no reason."
+                )
+                # Only a failure the upstream reported is free; one it did not (an operation
+                # it no longer knows) may have been made and charged (SPENDING_Q).
+                changes[generation.pk] = self.final(
+                    S.FAILED, reason, upstream_failed=not clip.unanswered
                 )
                 self.counts["failed"] += 1
             else:
@@ -409,10 +415,14 @@ class PollBatch:
             next_check_at=self.now + timedelta(seconds=max(poll_interval(), 10.0)),
         )
 
-    def final(self, status: str, reason: str) -> dict[str, Any]:
+    def final(self, status: str, reason: str, **fields: Any) -> dict[str, Any]:
         return given_back(
             **visible(
-                status=status, reason=shorten(reason), finished_at=self.now, next_check_at=None
+                status=status,
+                reason=shorten(reason),
+                finished_at=self.now,
+                next_check_at=None,
+                **fields,
             )
         )
 

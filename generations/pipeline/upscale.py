@@ -376,7 +376,16 @@ def poll_account(run_: Pass, account: FlowAccount) -> None:
         elif clip.state == ClipState.FAILED:
             reason = clip.failure_message or "Flow could not render this take and gave no reason."
             reason = shorten(reason.replace("this take", "this upscale"))
-            _fail(run_, token, POLLED, row, reason, next_check_at=None)
+            # Free only when Flow itself reported it failed (SPENDING_Q).
+            _fail(
+                run_,
+                token,
+                POLLED,
+                row,
+                reason,
+                next_check_at=None,
+                upstream_failed=not clip.unanswered,
+            )
             run_.counts["failed"] += 1
         else:
             _release(
