@@ -222,6 +222,8 @@ def run_render(render_id: int) -> str:
         digest = _sha256(final)
         size = final.stat().st_size
         name = storage.store_file(final, render.file_name())
+    except Reaped:
+        return "reaped"
     except film.FilmError as error:
         _fail(render, str(error))
         return "failed"
@@ -239,25 +241,29 @@ def run_render(render_id: int) -> str:
         log.exception("Film render %s failed", render.uuid)
         _fail(render, f"The render failed unexpectedly ({type(error).__name__}).")
         return "failed"
-    render.video.name = name
-    render.video_size, render.video_sha256 = size, digest
-    render.duration = result.duration
-    render.status, render.progress, render.step = FilmRender.Status.READY, 100, "Done"
-    render.finished_at = render.heartbeat = timezone.now()
-    render.save(
-        update_fields=[
-            "video",
-            "video_size",
-            "video_sha256",
-            "duration",
-            "status",
-            "progress",
-            "step",
-            "finished_at",
-            "heartbeat",
-        ]
+    # Only a render still rendering becomes ready: one the watchdog failed meanwhile (its
+    # heartbeat had stopped, a worker slow past the limit) stays failed, as its card says,
+    # and what this worker stored is not kept.
+    finished = FilmRender.objects.filter(pk=render.pk, status=FilmRender.Status.RENDERING).update(
+        video=name,
+        video_size=size,
+        video_sha256=digest,
+        duration=result.duration,
+        status=FilmRender.Status.READY,
+        progress=100,
+        step="Done",
+        finished_at=timezone.now(),
+        heartbeat=timezone.now(),
     )
+    if not finished:
+        storage.discard(name)
+        return "reaped"
     return "ready"
+
+
+class Reaped(Exception):
+    """The render was failed by the watchdog while this worker still ran it (its heartbeat
+    had stopped for longer than the limit): it stops here, and writes nothing over that."""
 
 
 def _fail(render: FilmRender, reason: str) -> None:
@@ -285,9 +291,11 @@ class _Reporter:
         if (percent, step) == self.last and now - self.last_at < HEARTBEAT_SECONDS:
             return
         self.last, self.last_at = (percent, step), now
-        FilmRender.objects.filter(pk=self.render.pk).update(
-            progress=percent, step=step[:200], heartbeat=timezone.now()
-        )
+        rendering = FilmRender.objects.filter(
+            pk=self.render.pk, status=FilmRender.Status.RENDERING
+        ).update(progress=percent, step=step[:200], heartbeat=timezone.now())
+        if not rendering:
+            raise Reaped  # render_film removes its partial file on the way out
 
 
 @contextlib.contextmanager

@@ -154,6 +154,61 @@ def test_an_interrupted_render_leaves_no_file_and_the_row_can_be_reaped(
     assert film_tasks.run_render(again.pk) == "ready"
 
 
+REAPED = "The worker stopped in the middle of this render; nothing of it was kept."
+
+
+def _reaped_by_the_watchdog(render) -> None:
+    # What the watchdog writes over a render whose heartbeat stopped for longer than the limit.
+    FilmRender.objects.filter(pk=render.pk).update(status=FilmRender.Status.FAILED, reason=REAPED)
+
+
+def test_a_slow_render_the_watchdog_failed_stops_and_writes_nothing_over_its_failure(
+    emu, project, alice
+):
+    picked(project, alice)
+    picked(project, alice)
+    render = film_tasks.start(project, alice)
+    original = film_tasks._Reporter.__call__
+
+    def reaped_midway(self, done, total, step):
+        if done > 10:
+            _reaped_by_the_watchdog(render)
+        original(self, done, total, step)
+
+    film_tasks._Reporter.__call__ = reaped_midway
+    try:
+        assert film_tasks.run_render(render.pk) == "reaped"
+    finally:
+        film_tasks._Reporter.__call__ = original
+
+    render.refresh_from_db()
+    assert render.status == FilmRender.Status.FAILED and render.reason == REAPED
+    assert not film_tasks.part_path(render).exists()
+    assert not media_path(render.file_name()).exists()
+
+
+def test_a_render_the_watchdog_failed_as_it_was_being_stored_stays_failed_and_keeps_no_file(
+    emu, project, alice, monkeypatch
+):
+    picked(project, alice)
+    render = film_tasks.start(project, alice)
+    store_file = film_tasks.storage.store_file
+
+    def reaped_while_storing(path, name):
+        stored = store_file(path, name)
+        _reaped_by_the_watchdog(render)
+        return stored
+
+    monkeypatch.setattr(film_tasks.storage, "store_file", reaped_while_storing)
+
+    assert film_tasks.run_render(render.pk) == "reaped"
+
+    render.refresh_from_db()
+    assert render.status == FilmRender.Status.FAILED and render.reason == REAPED
+    assert not render.video
+    assert not media_path(render.file_name()).exists()
+
+
 KILLABLE = textwrap.dedent(
     """
     import sys, time
