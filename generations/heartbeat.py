@@ -74,3 +74,15 @@ def stall(last: datetime | None, in_flight: bool, now: datetime | None = None) -
     if now - last > timedelta(seconds=stale_seconds()):
         return Stall(last, now)
     return None
+
+
+def current_stall() -> Stall | None:
+    """``stall`` for pages that have not loaded the beat or the takes (the admin index)."""
+    from .models import Generation, Upscale
+
+    last = last_beat()
+    in_flight = last is None and (
+        Generation.objects.filter(status__in=Generation.IN_FLIGHT).exists()
+        or Upscale.objects.filter(status__in=Upscale.IN_FLIGHT).exists()
+    )
+    return stall(last, in_flight)
