@@ -5,8 +5,8 @@ poll is not asked (it stays as cheap as it is)."""
 from __future__ import annotations
 
 import re
-from unittest import mock
 from datetime import datetime, timedelta
+from unittest import mock
 from zoneinfo import ZoneInfo
 
 import pytest

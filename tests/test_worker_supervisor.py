@@ -9,6 +9,7 @@ again (its log says it "reincarnated" them) until someone restarts it.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -29,6 +30,16 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 S = Generation.Status
 STALE = 8
+
+
+def in_session(sid: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError, IndexError):
+                if int(entry.joinpath("stat").read_text().rsplit(")", 1)[1].split()[3]) == sid:
+                    found.append(int(entry.name))
+    return found
 
 
 def alive(pid: int) -> bool:
@@ -73,13 +84,10 @@ def supervisor(flow_emulator, tmp_path) -> Iterator[Supervisor]:
     try:
         yield running
     finally:
-        for pid in [running.process.pid, *running.pids("ready for work")]:
-            try:
-                os.killpg(pid, signal.SIGKILL) if pid == running.process.pid else os.kill(
-                    pid, signal.SIGKILL
-                )
-            except ProcessLookupError:
-                pass
+        # The supervisor started its own session; each cluster is a process group in it.
+        for pid in in_session(running.process.pid):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
         running.process.wait(10)
         connection.close()
 
@@ -113,3 +121,4 @@ def test_a_cluster_whose_idle_workers_were_killed_is_restarted_and_alices_take_g
     assert supervisor.process.wait(15) == 0
     everyone = supervisor.pids("ready for work") + supervisor.pids("pushing tasks")
     supervisor.wait_until(lambda: not any(alive(pid) for pid in everyone), "all stopped", 5)
+    assert not [pid for pid in in_session(supervisor.process.pid) if alive(pid)]

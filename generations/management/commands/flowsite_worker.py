@@ -58,9 +58,10 @@ class Command(BaseCommand):
         while not self.stopping.is_set():
             cluster = subprocess.Popen(
                 [sys.executable, str(settings.BASE_DIR / "manage.py"), "qcluster"],
-                # Its own process group, so that a stalled cluster's sentinel, workers, pusher
-                # and monitor can all be killed with it.
-                start_new_session=True,
+                # Its own process group (in our session, where `make run` looks for what is
+                # left), so that a stalled cluster's sentinel, workers, pusher and monitor can
+                # all be killed with it.
+                process_group=0,
             )
             log.info("Started the worker cluster (process %s)", cluster.pid)
             why = self.watch(cluster, stale)
