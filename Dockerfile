@@ -1,5 +1,6 @@
 # Flowsite. One image for every role: gunicorn serving the app (the default command), the
-# worker (`python manage.py qcluster`) and the one-off `python manage.py migrate`.
+# worker (`python manage.py flowsite_worker`: qcluster, restarted if it stops working) and the
+# one-off `python manage.py migrate`.
 # compose.yaml wires them together; the README's Deployment section explains the variables.
 FROM python:3.13-slim
 

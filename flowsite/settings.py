@@ -339,6 +339,11 @@ FLOWSITE_SUBMIT_LEASE = envfloat("FLOWSITE_SUBMIT_LEASE", 0.0)
 FLOWSITE_CHECK_LEASE = envfloat("FLOWSITE_CHECK_LEASE", 0.0)
 FLOWSITE_DOWNLOAD_LEASE = envfloat("FLOWSITE_DOWNLOAD_LEASE", 0.0)
 FLOWSITE_PUMP_LEASE = envfloat("FLOWSITE_PUMP_LEASE", 0.0)
+# A cluster whose workers have run nothing for this long is stalled: `manage.py flowsite_worker`
+# restarts it, and the project page and the admin say the worker is not running. Workers beat
+# every minute (the watchdog schedule), so a few minutes is never a healthy pause. Seconds; 0
+# keeps the default (generations/heartbeat.py: 300).
+FLOWSITE_WORKER_STALE = envfloat("FLOWSITE_WORKER_STALE", 0.0)
 # Downloads a worker runs at once, beside its submitting and polling.
 FLOWSITE_DOWNLOAD_SLOTS = envint("FLOWSITE_DOWNLOAD_SLOTS", 3)
 

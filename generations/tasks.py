@@ -27,6 +27,7 @@ from django.conf import settings
 from django.db import connection
 from django.utils import timezone
 
+from . import heartbeat as worker_heartbeat
 from . import pipeline
 from .models import Generation, WorkerLease
 
@@ -98,9 +99,14 @@ def start_pump() -> bool:
 
 def watchdog() -> bool:
     """The schedule's safety net: a pump for work in flight if none is running, and film
-    renders whose worker died failed. True when a pump was enqueued."""
+    renders whose worker died failed. True when a pump was enqueued.
+
+    Also the worker's heartbeat (``generations.heartbeat``): it runs every minute on a working
+    cluster, and ``manage.py flowsite_worker`` queues it when the beat is late.
+    """
     from .models import Upscale
 
+    worker_heartbeat.beat()
     started = False
     if (
         Generation.objects.filter(status__in=Generation.IN_FLIGHT).exists()
@@ -155,20 +161,26 @@ def pump(budget_seconds: float | None = None) -> dict[str, int]:
     lost = False
     idle = False
     letting_go = False
-    renewed = time.monotonic()
+    renewed = beaten = time.monotonic()
+    # A long pump is the worker at work too: with one worker it may hold the watchdog back for
+    # minutes, and must not look like a stalled cluster meanwhile.
+    beat_every = min(worker_heartbeat.stale_seconds() / 4, 30.0)
     # The keeper renews from its own thread: letting go and renewing must not interleave.
     lock = threading.Lock()
 
     def renew() -> None:
         # Called often (between steps, while waiting, by the keeper); a write every few seconds
         # is plenty.
-        nonlocal lost, renewed
+        nonlocal lost, renewed, beaten
         with lock:
             if letting_go or time.monotonic() - renewed < lease / 12:
                 return
             renewed = time.monotonic()
             if not WorkerLease.acquire(PUMP, holder, lease):
                 lost = True
+            elif renewed - beaten >= beat_every:
+                beaten = renewed
+                worker_heartbeat.beat()
 
     def let_go() -> None:
         nonlocal letting_go

@@ -116,7 +116,9 @@ def test_web_runs_several_gunicorn_workers_and_the_worker_runs_the_cluster(compo
     assert web["command"][:2] == ["gunicorn", "flowsite.wsgi"]
     workers = next(arg for arg in web["command"] if arg.startswith("--workers="))
     assert re.fullmatch(r"--workers=\$\{WEB_CONCURRENCY:-([2-9]|\d\d+)\}", workers), workers
-    assert worker["command"] == ["python", "manage.py", "qcluster"]
+    # The cluster under the supervisor that restarts it when it stops working.
+    assert worker["command"][:3] == ["python", "manage.py", "flowsite_worker"]
+    assert worker["init"] is True, "reaps what a restarted cluster leaves behind"
     # A port range, so `--scale web=N` does not collide on one host port.
     assert re.search(r"\d+-\d+\}?:8000$", web["ports"][0])
 

@@ -103,3 +103,12 @@ def reason_parts(reason: str) -> dict:
     if not match:
         return {"text": reason, "code": ""}
     return {"text": f"{match['text'].rstrip('.')}.", "code": match["code"]}
+
+
+@register.simple_tag
+def worker_stall() -> str:
+    """Why nothing moves, in words, while the worker has stopped (the admin index shows it)."""
+    from .. import heartbeat
+
+    found = heartbeat.current_stall()
+    return str(found) if found else ""

@@ -16,7 +16,7 @@ from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_htmx.http import HttpResponseClientRefresh
 
-from .. import work
+from .. import heartbeat, work
 from ..budgets import generate_all_total, generate_all_words, month_spent
 from ..forms import MemberAddForm, ProjectForm
 from ..models import (
@@ -58,14 +58,19 @@ def project_detail(request: HtmxHttpRequest, uuid: UUID) -> HttpResponse:
         uuid,
         has_later_accounts=later_accounts_exist(),
         account_granted=first_account_granted(),
+        # On this lookup, not a query of its own; the page poll does not ask (its answers
+        # must stay cheap), so a page opened while the worker is down says so.
+        worker_beat=heartbeat.last_beat_subquery(),
     )
     scenes = storyboard_scenes(project)
+    live = anything_in_flight(scenes)
     last_generation = max((take.pk for scene in scenes for take in scene.take_list), default=0)
     ctx = card_context(
         project,
         membership,
         since=page_token(newest_change(scenes, project.scenes_changed), answered_at),
-        live=anything_in_flight(scenes),
+        live=live,
+        worker_stall=heartbeat.stall(membership.worker_beat, live),
         scenes=scenes,
         has_scenes=bool(scenes),
         last_generation=last_generation,
