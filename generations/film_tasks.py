@@ -25,7 +25,7 @@ from django.db import transaction
 from django.db.models import Prefetch
 from django.utils import timezone
 
-from . import film, storage
+from . import film, heartbeat, storage
 from .models import CannotGenerate, FilmRender, Generation, Pick, Project, Scene
 
 log = logging.getLogger(__name__)
@@ -284,6 +284,7 @@ class _Reporter:
         self.render = render
         self.last = (-1, "")
         self.last_at = 0.0
+        self.beaten_at = time.monotonic()
 
     def __call__(self, done: int, total: int, step: str) -> None:
         percent = min(99, done * 100 // max(1, total))
@@ -296,6 +297,11 @@ class _Reporter:
         ).update(progress=percent, step=step[:200], heartbeat=timezone.now())
         if not rendering:
             raise Reaped  # render_film removes its partial file on the way out
+        # A render is a worker at work too: two long renders holding both workers keep the
+        # watchdog waiting, and must not look like a stalled cluster (generations.heartbeat).
+        if now - self.beaten_at >= min(heartbeat.stale_seconds() / 4, 30.0):
+            self.beaten_at = now
+            heartbeat.beat()
 
 
 @contextlib.contextmanager

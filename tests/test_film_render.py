@@ -12,7 +12,7 @@ import av
 import pytest
 from django.utils import timezone
 
-from generations import film, film_tasks
+from generations import film, film_tasks, heartbeat
 from generations.models import CannotGenerate, FilmRender, Generation, delete_takes
 from tests.film_support import CLIP_SECONDS, FPS, decode_all, media_path, picked, ready_takes
 
@@ -207,6 +207,30 @@ def test_a_render_the_watchdog_failed_as_it_was_being_stored_stays_failed_and_ke
     assert render.status == FilmRender.Status.FAILED and render.reason == REAPED
     assert not render.video
     assert not media_path(render.file_name()).exists()
+
+
+def test_a_long_render_beats_the_worker_heartbeat_as_the_pump_does(emu, project, alice, settings):
+    # With both workers held by long renders the every-minute watchdog waits its turn; the
+    # renders themselves must keep the cluster from looking stalled to flowsite_worker.
+    settings.FLOWSITE_WORKER_STALE = 0.2
+    picked(project, alice)
+    picked(project, alice)
+    render = film_tasks.start(project, alice)
+    started = timezone.now()
+    original = film_tasks._Reporter.__call__
+
+    def slow(self, done, total, step):
+        time.sleep(0.002)
+        original(self, done, total, step)
+
+    film_tasks._Reporter.__call__ = slow
+    try:
+        assert film_tasks.run_render(render.pk) == "ready"
+    finally:
+        film_tasks._Reporter.__call__ = original
+
+    last = heartbeat.last_beat()
+    assert last is not None and last > started
 
 
 KILLABLE = textwrap.dedent(
