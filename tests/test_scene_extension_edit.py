@@ -12,7 +12,7 @@ from generations import rules
 from generations.forms import SceneForm
 from generations.models import Generation, Scene
 from tests.conftest import make_image, make_scene
-from tests.views_support import client_for, make_take, seen_settings
+from tests.views_support import client_for, edit_url, make_take, seen_settings
 
 EXTEND_MODEL = "veo_3_1_extend_fast_landscape"
 
@@ -32,10 +32,6 @@ def extension(project, alice) -> Scene:
         model_key=EXTEND_MODEL,
         prompt="the seahorse dives",
     )
-
-
-def edit_url(scene: Scene) -> str:
-    return reverse("scene-edit", args=[scene.uuid])
 
 
 def test_bob_opens_the_edit_page_of_an_extension_and_is_offered_what_happens_next_not_a_mode(

@@ -8,7 +8,6 @@ from __future__ import annotations
 from pathlib import Path
 
 from django.core.files.uploadedfile import SimpleUploadedFile
-from django.urls import reverse
 
 from generations.forms import SceneForm
 from generations.models import Generation, ImageAsset, Pick, Scene
@@ -17,7 +16,10 @@ from tests.views_support import (
     attach_clip,
     client_for,
     edit_page_values,
+    edit_url,
     make_take,
+    open_edit_page,
+    text_scene,
 )
 
 EDIT_REFUSED = "A teammate changed this scene after you opened this page"
@@ -25,19 +27,6 @@ EDIT_REFUSED = "A teammate changed this scene after you opened this page"
 
 def upload(name: str, colour: tuple) -> SimpleUploadedFile:
     return SimpleUploadedFile(name, png_bytes(colour=colour), "image/png")
-
-
-def text_scene(project, **fields) -> Scene:
-    defaults = {"mode": "text", "model_key": "veo_3_1_t2v_fast", "prompt": "a dog"}
-    return make_scene(project, **{**defaults, **fields})
-
-
-def edit_url(scene: Scene) -> str:
-    return reverse("scene-edit", args=[scene.uuid])
-
-
-def open_edit_page(user, scene: Scene) -> dict[str, str]:
-    return edit_page_values(client_for(user).get(edit_url(scene)).text)
 
 
 def alice_adds_two_references(alice, scene: Scene, page: dict[str, str]):

@@ -8,30 +8,18 @@ from django.urls import reverse
 
 from generations.models import Generation, Scene
 from generations.views.cards import encode_since
-from tests.conftest import make_scene
 from tests.views_support import (
     client_for,
-    edit_page_values,
+    edit_url,
     form_values,
     forms_to,
     htmx_client_for,
+    open_edit_page,
+    text_scene,
 )
 
 GENERATE_REFUSED = "This scene changed since your page showed it"
 GENERATE_ALL_REFUSED = "Scenes were changed, added or deleted since this page showed them"
-
-
-def text_scene(project, **fields) -> Scene:
-    defaults = {"mode": "text", "model_key": "veo_3_1_t2v_fast", "prompt": "a dog"}
-    return make_scene(project, **{**defaults, **fields})
-
-
-def edit_url(scene: Scene) -> str:
-    return reverse("scene-edit", args=[scene.uuid])
-
-
-def open_edit_page(user, scene: Scene) -> dict[str, str]:
-    return edit_page_values(client_for(user).get(edit_url(scene)).text)
 
 
 def card_generate_values(html: str, scene: Scene) -> dict[str, str]:

@@ -14,7 +14,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from generations.models import Generation, Project, Scene
-from tests.conftest import png_bytes
+from tests.conftest import make_scene, png_bytes
 
 
 def make_take(
@@ -165,6 +165,21 @@ def edit_page_values(html: str) -> dict[str, str]:
     """The values the scene's Edit page sends when saved as it was drawn."""
     start = html.index('enctype="multipart/form-data"')
     return form_values(html[start : html.index("</form>", start)])
+
+
+def text_scene(project: Project, **fields) -> Scene:
+    """A text-to-video scene (no image to upload), ``fields`` over its defaults."""
+    defaults = {"mode": "text", "model_key": "veo_3_1_t2v_fast", "prompt": "a dog"}
+    return make_scene(project, **{**defaults, **fields})
+
+
+def edit_url(scene: Scene) -> str:
+    return reverse("scene-edit", args=[scene.uuid])
+
+
+def open_edit_page(user, scene: Scene) -> dict[str, str]:
+    """The fields of ``scene``'s Edit page as ``user``'s browser would send them back."""
+    return edit_page_values(client_for(user).get(edit_url(scene)).text)
 
 
 def seen_settings(scene: Scene) -> str:
