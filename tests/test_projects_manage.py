@@ -188,8 +188,15 @@ def test_alice_deletes_a_project_with_start_images_and_its_files_go_too(
     film = FilmRender.objects.create(project=project, requested_by=alice)
     film.video.save("film.mp4", ContentFile(b"\x00" * 32))
     files.append(Path(film.video.path))
-    assert all(path.exists() for path in files)
     media = Path(settings.MEDIA_ROOT)
+    # An upscale a worker saved and died before recording: no row names it.
+    stray = (
+        media / Generation.objects.filter(project=project).first().media_dir() / "clip-1080p.mp4"
+    )
+    stray.parent.mkdir(parents=True, exist_ok=True)
+    stray.write_bytes(b"a clip nobody recorded")
+    files.append(stray)
+    assert all(path.exists() for path in files)
 
     with django_capture_on_commit_callbacks(execute=True):
         response = client_for(alice).post(

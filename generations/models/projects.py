@@ -271,10 +271,12 @@ class Project(models.Model):
 
     def delete_with_media(self) -> dict[str, int]:
         """Delete the project, its scenes, takes, images and films; the clips', posters' and
-        films' files (and the folders they leave empty) go once that is committed (start
+        films' files, every file under its takes' folders, and the folders they leave empty go
+        once that is committed (start
         images' files go with their rows, see cleanup.py). Returns what went
         (``deletion_counts``)."""
         from .. import storage
+        from .takes import Generation
 
         with transaction.atomic():
             counts = self.deletion_counts()
@@ -286,8 +288,15 @@ class Project(models.Model):
             ]
             names += [name for name in self.upscales.values_list("video", flat=True) if name]
             names += [name for name in self.films.values_list("video", flat=True) if name]
+            # Also what no row names: a clip a worker saved and died before recording.
+            folders = [Generation.project_folder(self.uuid)]
             self.delete()
-            transaction.on_commit(lambda: storage.delete_files(names), robust=True)
+
+            def delete_files() -> None:
+                storage.delete_files(names)
+                storage.delete_folders(folders)
+
+            transaction.on_commit(delete_files, robust=True)
         return counts
 
     def duplicate(self, by) -> Project:

@@ -282,7 +282,12 @@ class Generation(models.Model):
     @staticmethod
     def folder_for(project_uuid, take_uuid) -> str:
         """A take's media folder, where its clip, poster and upscales are stored."""
-        return f"clips/{project_uuid}/{take_uuid}"
+        return f"{Generation.project_folder(project_uuid)}/{take_uuid}"
+
+    @staticmethod
+    def project_folder(project_uuid) -> str:
+        """Where the media folders of a project's takes are."""
+        return f"clips/{project_uuid}"
 
     def cancel(self, by=None) -> bool:
         """Stop following this take. False when it had already finished.
