@@ -1,7 +1,7 @@
 """The worker's heartbeat: when a django-q2 worker last ran Flowsite's work.
 
-Only a worker writes it (the every-minute watchdog task, and a running pump every few
-seconds), so a stale heartbeat means the cluster has stopped doing work, whatever its
+Only a worker writes it (the every-minute watchdog task, and a running pump or film render
+every few seconds), so a stale heartbeat means the cluster has stopped doing work, whatever its
 processes look like: a cluster whose idle worker was killed while it waited on the task queue
 keeps its processes alive but runs nothing again (the dead worker still holds the queue's read
 lock). ``manage.py flowsite_worker`` restarts such a cluster, and pages say the worker is not
