@@ -1,4 +1,9 @@
-"""Generations (a scene's takes): what was asked of the engine and what came back."""
+"""Generations (a scene's takes): what was asked of the engine and what came back.
+
+Long because a take's life is one rule read in one place: its states, what may be done to it
+next (cancel, retry, submit again, fetch again) and in what words each is refused, and what
+it counts as spent (``upstream_failed``).
+"""
 
 from __future__ import annotations
 
