@@ -163,7 +163,7 @@ def _reaped_by_the_watchdog(render) -> None:
 
 
 def test_a_slow_render_the_watchdog_failed_stops_and_writes_nothing_over_its_failure(
-    emu, project, alice
+    emu, project, alice, monkeypatch
 ):
     picked(project, alice)
     picked(project, alice)
@@ -175,11 +175,9 @@ def test_a_slow_render_the_watchdog_failed_stops_and_writes_nothing_over_its_fai
             _reaped_by_the_watchdog(render)
         original(self, done, total, step)
 
-    film_tasks._Reporter.__call__ = reaped_midway
-    try:
-        assert film_tasks.run_render(render.pk) == "reaped"
-    finally:
-        film_tasks._Reporter.__call__ = original
+    monkeypatch.setattr(film_tasks._Reporter, "__call__", reaped_midway)
+
+    assert film_tasks.run_render(render.pk) == "reaped"
 
     render.refresh_from_db()
     assert render.status == FilmRender.Status.FAILED and render.reason == REAPED
@@ -209,7 +207,9 @@ def test_a_render_the_watchdog_failed_as_it_was_being_stored_stays_failed_and_ke
     assert not media_path(render.file_name()).exists()
 
 
-def test_a_long_render_beats_the_worker_heartbeat_as_the_pump_does(emu, project, alice, settings):
+def test_a_long_render_beats_the_worker_heartbeat_as_the_pump_does(
+    emu, project, alice, settings, monkeypatch
+):
     # With both workers held by long renders the every-minute watchdog waits its turn; the
     # renders themselves must keep the cluster from looking stalled to flowsite_worker.
     settings.FLOWSITE_WORKER_STALE = 0.2
@@ -223,11 +223,9 @@ def test_a_long_render_beats_the_worker_heartbeat_as_the_pump_does(emu, project,
         time.sleep(0.002)
         original(self, done, total, step)
 
-    film_tasks._Reporter.__call__ = slow
-    try:
-        assert film_tasks.run_render(render.pk) == "ready"
-    finally:
-        film_tasks._Reporter.__call__ = original
+    monkeypatch.setattr(film_tasks._Reporter, "__call__", slow)
+
+    assert film_tasks.run_render(render.pk) == "ready"
 
     last = heartbeat.last_beat()
     assert last is not None and last > started
