@@ -34,7 +34,7 @@ class ProjectForm(forms.Form):
     name = forms.CharField(
         max_length=120,
         validators=[rules.PROJECT_NAME],
-        error_messages={"required": "Give the project a name."},
+        error_messages={"required": rules.PROJECT_NAME_REQUIRED},
     )
     account = forms.ModelChoiceField(
         queryset=FlowAccount.objects.none(),
@@ -63,10 +63,7 @@ class ProjectForm(forms.Form):
             self.fields["account"].queryset = granted
 
     def clean_name(self) -> str:
-        name = self.cleaned_data["name"].strip()
-        if rules.is_blank(name):
-            raise forms.ValidationError("Give the project a name.")
-        return name
+        return rules.clean_project_name(self.cleaned_data["name"])
 
     def save(self, user) -> Project:
         account = self.cleaned_data.get("account", self.single_account)

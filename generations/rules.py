@@ -73,6 +73,17 @@ def is_blank(text: str) -> bool:
     return all(char.isspace() or unicodedata.category(char) == "Cf" for char in text)
 
 
+PROJECT_NAME_REQUIRED = "Give the project a name."
+
+
+def clean_project_name(name: str) -> str:
+    """A project's name as typed, trimmed; refused in words when it shows nothing."""
+    name = name.strip()
+    if is_blank(name):
+        raise ValidationError(PROJECT_NAME_REQUIRED)
+    return name
+
+
 @deconstructible
 class NameValidator:
     """A one-line name: no control character at all. ``subject`` starts the sentence."""

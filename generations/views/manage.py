@@ -24,14 +24,11 @@ class RenameForm(forms.Form):
     name = forms.CharField(
         max_length=120,
         validators=[rules.PROJECT_NAME],
-        error_messages={"required": "Give the project a name."},
+        error_messages={"required": rules.PROJECT_NAME_REQUIRED},
     )
 
     def clean_name(self) -> str:
-        name = self.cleaned_data["name"].strip()
-        if rules.is_blank(name):
-            raise ValidationError("Give the project a name.")
-        return name
+        return rules.clean_project_name(self.cleaned_data["name"])
 
 
 class DeleteForm(forms.Form):
