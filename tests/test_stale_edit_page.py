@@ -9,7 +9,7 @@ from pathlib import Path
 
 from django.core.files.uploadedfile import SimpleUploadedFile
 
-from generations.forms import SceneForm
+from generations.forms import ExtensionForm, SceneForm
 from generations.models import Generation, ImageAsset, Pick, Scene
 from tests.conftest import make_scene, png_bytes
 from tests.views_support import (
@@ -204,3 +204,10 @@ def test_bobs_save_checked_just_before_alice_saved_is_refused_and_keeps_his_imag
     assert (scene.mode, scene.prompt, scene.start_image_id) == ("text", "alice's prompt", None)
     kept = ImageAsset.objects.get(original_name="bob.png")
     assert form.images["start_image"].chosen == kept
+
+
+def test_every_setting_the_edit_pages_save_is_in_the_fingerprint_a_stale_page_is_judged_by():
+    # A field a form saves but the fingerprint leaves out would let bob's stale page put its
+    # old value back over alice's without a word.
+    for form in (SceneForm, ExtensionForm):
+        assert set(form.Meta.fields) <= set(Scene.SETTINGS_FIELDS), form.__name__
